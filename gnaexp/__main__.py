@@ -1,0 +1,3 @@
+from gnaexp.cli import main
+
+raise SystemExit(main())

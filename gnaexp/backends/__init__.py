@@ -1,0 +1,59 @@
+"""Backends behind one interface, created by name.
+
+Spec strings, as the CLI and notebooks take them:
+    torch                 PyTorch FP32 reference
+    openvino:DEVICE       OpenVINO on DEVICE (CPU is the FP32 reference; GNA where the plugin exists)
+    gna-emu               the GNA integer emulator (results are labelled *emulated*)
+    import:PATH.npz       outputs written on another machine (see ``gnaexp.backends.imported``)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from gnaexp.backends.base import Backend, BackendResult, BackendUnavailable, ModelBundle
+
+BACKEND_NAMES = ("torch", "openvino", "gna-emu", "import")
+
+__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "make_backend", "BACKEND_NAMES"]
+
+
+def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend:
+    """Create the backend named by ``spec``.
+
+    ``options`` carries the experiment's device settings: ``scale_factor`` (float, or a mapping input name →
+    float), ``precision`` ("i16" | "i8"), ``layout`` (emulator layout mode), ``execution_mode`` (GNA).
+    Each backend takes the ones that mean something to it.
+    """
+    opts = dict(options or {})
+    name, _, arg = spec.partition(":")
+    if name == "torch":
+        from gnaexp.backends.torch_runner import TorchBackend
+
+        return TorchBackend()
+    if name == "openvino":
+        from gnaexp.backends.openvino_runner import OpenVINOBackend
+
+        return OpenVINOBackend(
+            device=arg or "CPU",
+            scale_factor=opts.get("scale_factor", 1.0),
+            precision=opts.get("precision", "i16"),
+            execution_mode=opts.get("execution_mode", "SW_EXACT"),
+        )
+    if name == "gna-emu":
+        from gnaexp.backends.gna_emu import GnaEmuBackend
+
+        return GnaEmuBackend(
+            scale_factors=opts.get("scale_factor", 1.0),
+            precision=opts.get("precision", "i16"),
+            layout=opts.get("layout", "correct"),
+        )
+    if name == "import":
+        from gnaexp.backends.imported import ImportedBackend
+
+        if not arg:
+            raise ValueError("the import backend needs a file: use 'import:PATH.npz'")
+        return ImportedBackend(arg)
+    raise ValueError(
+        f"unknown backend {spec!r}; valid: torch, openvino:DEVICE (e.g. openvino:CPU), gna-emu, import:PATH.npz"
+    )

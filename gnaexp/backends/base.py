@@ -1,0 +1,111 @@
+"""The one small interface every backend implements.
+
+A backend takes named float32 inputs and returns named float32 outputs plus metadata saying what ran,
+where, with which settings, and whether the numbers are a reference, a device measurement, an emulation
+or an import from another machine. Comparison is not a backend's job (see ``gnaexp.metrics``).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+# What kind of number a backend produced. Reports print this next to every figure so that an
+# emulated value is never read as a GNA measurement.
+KINDS = ("reference", "measured", "emulated", "imported")
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here (device or plugin missing). The message says why and what to use."""
+
+
+@dataclass
+class ModelBundle:
+    """One network in every form a backend may want: the torch module and/or its OpenVINO IR."""
+
+    name: str
+    ir_xml: Path | None = None
+    torch_module: Any = None  # torch.nn.Module; typed loosely so that torch stays an optional import
+    input_names: list[str] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class BackendResult:
+    backend: str  # e.g. "torch", "openvino:CPU", "gna-emu", "import"
+    kind: str  # one of KINDS
+    outputs: dict[str, np.ndarray]
+    settings: dict[str, Any] = field(default_factory=dict)  # what the user asked for
+    info: dict[str, Any] = field(default_factory=dict)  # what actually ran (versions, plan, overrides)
+    duration_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"backend kind {self.kind!r} is not one of {KINDS}")
+
+    @property
+    def emulated(self) -> bool:
+        return self.kind == "emulated"
+
+    @property
+    def label(self) -> str:
+        """Name for tables and plots; emulations and imports say so in the name itself."""
+        suffix = {"emulated": " (emulated)", "imported": " (imported)"}.get(self.kind, "")
+        return self.backend + suffix
+
+    def to_json(self) -> dict[str, Any]:
+        """Metadata only; arrays are stored separately (see ``gnaexp.records``)."""
+        return {
+            "backend": self.backend,
+            "kind": self.kind,
+            "emulated": self.emulated,
+            "settings": self.settings,
+            "info": self.info,
+            "duration_s": self.duration_s,
+            "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in self.outputs.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], outputs: Mapping[str, np.ndarray]) -> "BackendResult":
+        return cls(
+            backend=data["backend"],
+            kind=data["kind"],
+            outputs={k: np.asarray(v) for k, v in outputs.items()},
+            settings=dict(data.get("settings", {})),
+            info=dict(data.get("info", {})),
+            duration_s=float(data.get("duration_s", 0.0)),
+        )
+
+
+class Backend(abc.ABC):
+    """One runner. Subclasses set ``name`` and ``kind`` and implement ``_run``."""
+
+    name: str = ""
+    kind: str = "measured"
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def check_available(self) -> None:
+        """Raise BackendUnavailable with a helpful message if this backend cannot run here."""
+
+    def run(self, model: ModelBundle, inputs: Mapping[str, np.ndarray]) -> BackendResult:
+        self.check_available()
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+        start = time.perf_counter()
+        outputs, info = self._run(model, feed)
+        duration = time.perf_counter() - start
+        outputs = {k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()}
+        return BackendResult(self.name, self.kind, outputs, self.settings(), info, duration)
+
+    @abc.abstractmethod
+    def _run(
+        self, model: ModelBundle, inputs: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Return (outputs by name, info)."""

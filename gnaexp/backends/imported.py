@@ -1,0 +1,70 @@
+"""Outputs computed on another machine (e.g. a team's real GNA box), brought back as an .npz.
+
+File format (what ``gnaexp export``'s ``measure_on_device.py`` writes):
+    one array per output name, plus optionally ``__meta__``: a 0-d string array holding JSON with the
+    backend/device/settings/environment of the machine that produced the outputs.
+The import is labelled *imported*; the metadata says what it claims to be (e.g. a GNA measurement).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gnaexp.backends.base import Backend, ModelBundle
+
+META_KEY = "__meta__"
+
+
+def write_outputs(path: str | Path, outputs: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write outputs + metadata in the import format (atomically)."""
+    from gnaexp.records import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()},
+             **{META_KEY: np.array(json.dumps(meta))})
+    return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def read_outputs(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"imported outputs {path} do not exist")
+    if path.suffix != ".npz":
+        raise ValueError(f"imported outputs must be an .npz (one array per output name), got {path.name}")
+    with np.load(path, allow_pickle=False) as z:
+        data = dict(z)
+    meta = json.loads(str(data.pop(META_KEY))) if META_KEY in data else {}
+    if not data:
+        raise ValueError(f"{path.name} holds no output arrays")
+    return data, meta
+
+
+class ImportedBackend(Backend):
+    name = "import"
+    kind = "imported"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def settings(self) -> dict[str, Any]:
+        return {"file": self.path.name}
+
+    def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        outputs, meta = read_outputs(self.path)
+        if model.output_names:
+            missing = [n for n in model.output_names if n not in outputs]
+            if len(outputs) == 1 and len(model.output_names) == 1:
+                outputs = {model.output_names[0]: next(iter(outputs.values()))}
+            elif missing:
+                raise ValueError(f"{self.path.name} lacks output(s) {missing}; it holds {sorted(outputs)}")
+        # Warn in-band if the file was produced from other inputs than the ones compared against.
+        from gnaexp.inputs import fingerprint
+
+        claimed = meta.get("input_fingerprint")
+        info = {"source_meta": meta, "input_fingerprint_matches": claimed == fingerprint(inputs) if claimed else None}
+        return outputs, info

@@ -1,0 +1,144 @@
+"""OpenVINO on a named device.
+
+CPU is run with ``inference_precision=f32`` so that it never silently uses bf16/f16 and can serve as the
+FP32 reference. GNA gets its execution mode, per-input scale factors and weight precision mapped onto the
+properties of the installed OpenVINO (2.0 API names; the plugin exists only in archive installs up to
+2023.3). A device that is not available fails at once with the reason — never a silent fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
+
+GNA_EXECUTION_MODES = ("AUTO", "HW", "HW_WITH_SW_FBACK", "SW_EXACT", "SW_FP32")
+GNA_PRECISIONS = ("i16", "i8")
+
+GNA_MISSING = (
+    "the GNA device is not available in this OpenVINO ({version}; devices here: {devices}). "
+    "No PyPI openvino wheel ever shipped the GNA plugin: it came only with the archive installs up to "
+    "2023.3 and was removed in 2024.0. Use backend 'gna-emu' to emulate GNA's integer pipeline "
+    "(results are labelled emulated), or run 'gnaexp export' and measure on a machine that has the plugin, "
+    "then bring the outputs back with 'import:PATH.npz'."
+)
+
+
+def available_devices() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+def gna_config(
+    input_names: list[str], scale_factor: float | Mapping[str, float], precision: str, execution_mode: str
+) -> dict[str, str]:
+    """GNA plugin config for the given settings, validated.
+
+    Uses the plugin's string keys (``GNA_DEVICE_MODE``, ``GNA_SCALE_FACTOR_<i>``, ``GNA_PRECISION``), which
+    every plugin release from 2021 to 2023.3 parses, rather than a map-valued 2.0 property whose Python
+    conversion differs between releases. ``<i>`` is the input's position in the model.
+    """
+    mode = execution_mode.upper().removeprefix("GNA_")
+    if mode not in GNA_EXECUTION_MODES:
+        raise ValueError(f"GNA execution mode {execution_mode!r} is not one of {', '.join(GNA_EXECUTION_MODES)}")
+    if precision not in GNA_PRECISIONS:
+        raise ValueError(f"GNA precision {precision!r} is not one of {', '.join(GNA_PRECISIONS)}")
+    sfs = scale_factors_per_input(input_names, scale_factor)
+    config = {"GNA_DEVICE_MODE": f"GNA_{mode}", "GNA_PRECISION": precision.upper()}
+    for i, name in enumerate(input_names):
+        config[f"GNA_SCALE_FACTOR_{i}"] = repr(float(sfs[name]))  # '.' decimal separator, full precision
+    return config
+
+
+def scale_factors_per_input(input_names: list[str], scale_factor: float | Mapping[str, float]) -> dict[str, float]:
+    """One float per input. A single number applies to every input (concat of inputs needs them equal)."""
+    if isinstance(scale_factor, Mapping):
+        unknown = sorted(set(scale_factor) - set(input_names))
+        if unknown:
+            raise ValueError(f"scale factor given for unknown input(s) {unknown}; inputs are {input_names}")
+        sfs = {n: float(scale_factor.get(n, 1.0)) for n in input_names}
+    else:
+        sfs = {n: float(scale_factor) for n in input_names}
+    for n, v in sfs.items():
+        if not (v > 0 and np.isfinite(v)):
+            raise ValueError(f"scale factor for input {n!r} must be positive and finite, got {v}")
+    return sfs
+
+
+class OpenVINOBackend(Backend):
+    kind = "measured"
+
+    def __init__(
+        self,
+        device: str = "CPU",
+        scale_factor: float | Mapping[str, float] = 1.0,
+        precision: str = "i16",
+        execution_mode: str = "SW_EXACT",
+    ) -> None:
+        self.device = device.upper()
+        self.name = f"openvino:{self.device}"
+        self.scale_factor = scale_factor
+        self.precision = precision
+        self.execution_mode = execution_mode
+        # CPU is the FP32 reference; so is GNA's SW_FP32 mode (no quantization at all).
+        if self.device == "CPU" or (self.device == "GNA" and execution_mode.upper() == "SW_FP32"):
+            self.kind = "reference"
+
+    def settings(self) -> dict[str, Any]:
+        if self.device == "GNA":
+            return {"device": "GNA", "scale_factor": self.scale_factor, "precision": self.precision,
+                    "execution_mode": self.execution_mode}
+        return {"device": self.device}
+
+    def check_available(self) -> None:
+        import openvino as ov
+
+        devices = available_devices()
+        if self.device.split(".")[0] not in {d.split(".")[0] for d in devices}:
+            if self.device == "GNA":
+                raise BackendUnavailable(GNA_MISSING.format(version=ov.__version__, devices=", ".join(devices)))
+            raise BackendUnavailable(
+                f"device {self.device} is not available in this OpenVINO ({ov.__version__}); available: "
+                f"{', '.join(devices)}"
+            )
+
+    def config(self, input_names: list[str]) -> dict[str, Any]:
+        if self.device == "CPU":
+            return {"INFERENCE_PRECISION_HINT": "f32"}
+        if self.device == "GNA":
+            return gna_config(input_names, self.scale_factor, self.precision, self.execution_mode)
+        if self.device in ("GPU", "NPU"):
+            return {}
+        return {}
+
+    def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        import openvino as ov
+
+        if model.ir_xml is None:
+            raise BackendUnavailable(f"model {model.name!r} has no OpenVINO IR; export it first")
+        core = ov.Core()
+        ov_model = core.read_model(str(model.ir_xml))
+        names = [p.any_name for p in ov_model.inputs]
+        config = self.config(names)
+        compiled = core.compile_model(ov_model, self.device, config)
+        result = compiled.infer_new_request({n: inputs[n] for n in names})
+        outputs = {p.any_name: np.array(result[p]) for p in compiled.outputs}
+        info = {
+            "openvino": ov.__version__,
+            "device": self.device,
+            "device_name": _full_device_name(core, self.device),
+            "plugin_config": {k: str(v) for k, v in config.items()},
+            "effective_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            if self.device == "CPU" else None,
+        }
+        return outputs, info
+
+
+def _full_device_name(core: Any, device: str) -> str:
+    try:
+        return str(core.get_property(device, "FULL_DEVICE_NAME"))
+    except Exception:  # noqa: BLE001 — a missing property must not fail a run
+        return device

@@ -1,0 +1,61 @@
+"""What machine and software produced a result: the block support asks for first."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001 — absent package: reported as None
+        return None
+
+
+def capture() -> dict[str, Any]:
+    """OS, CPU, Python and package versions, OpenVINO devices. No user names or home paths."""
+    env: dict[str, Any] = {
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(terse=True),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "gnaexp": _version("gnaexp"),
+        "torch": _version("torch"),
+        "openvino": _version("openvino"),
+        "nncf": _version("nncf"),
+        "numpy": _version("numpy"),
+    }
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        env["openvino_build"] = ov.__version__
+        env["openvino_devices"] = {d: _device_name(core, d) for d in core.available_devices}
+        env["gna_plugin"] = "GNA" in core.available_devices
+    except Exception as exc:  # noqa: BLE001 — environment capture never fails a run
+        env["openvino_error"] = str(exc)
+    return env
+
+
+def _device_name(core: Any, device: str) -> str:
+    try:
+        return str(core.get_property(device, "FULL_DEVICE_NAME"))
+    except Exception:  # noqa: BLE001
+        return device

@@ -1,0 +1,237 @@
+"""One run: net + inputs → backends → metrics → record.
+
+An experiment is a named forum net (conv, concat, concat_conv) or a user's model file (``model``), plus
+settings. Settings are plain values so that the CLI's ``--set key=value``, notebook parameters and batch
+matrix rows all speak the same language.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from gnaexp import environment, inputs as inputs_mod, metrics
+from gnaexp.backends import BackendResult, BackendUnavailable, ModelBundle, make_backend
+from gnaexp.records import Record
+
+EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
+DEFAULT_BACKENDS = ("torch", "openvino:CPU")
+
+
+@dataclass
+class ExperimentConfig:
+    """Every setting of a run. Field names are the keys ``--set`` and notebooks use."""
+
+    experiment: str = "conv"
+    # forum net shape (see gnaexp.nets.NetSpec)
+    in_channels: int = 2
+    copies: int = 3
+    conv_in_channels: int = 6
+    out_channels: int = 4
+    kernel: int = 3
+    stride: int = 2
+    length: int = 255
+    seed: int = 0  # weights and generated inputs
+    input_kind: str = "uniform01"
+    amplitude: float = 1.0
+    input_file: str = ""  # .npy/.npz of the user's inputs instead of generated ones
+    model: str = ""  # .xml/.onnx file for experiment "model"
+    # device settings
+    scale_factor: float = 1.0  # GNA input scale factor; 1.0 is the plugin's default
+    precision: str = "i16"
+    layout: str = "correct"  # emulator: correct | legacy-concat
+    execution_mode: str = "SW_EXACT"
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.experiment not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {self.experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+        if self.experiment == "model" and not self.model:
+            raise ValueError("experiment 'model' needs model=PATH (an OpenVINO .xml or an .onnx file)")
+        if self.input_kind not in inputs_mod.INPUT_KINDS:
+            raise ValueError(f"unknown input_kind {self.input_kind!r}; valid: {', '.join(inputs_mod.INPUT_KINDS)}")
+        for name in ("in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not (self.scale_factor > 0 and np.isfinite(self.scale_factor)):
+            raise ValueError(f"scale_factor must be positive and finite, got {self.scale_factor}")
+        if self.precision not in ("i16", "i8"):
+            raise ValueError(f"precision must be i16 or i8, got {self.precision!r}")
+        if self.layout not in ("correct", "legacy-concat"):
+            raise ValueError(f"layout must be correct or legacy-concat, got {self.layout!r}")
+        if not self.backends:
+            raise ValueError("backends is empty; give at least one, e.g. torch,openvino:CPU")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def with_settings(self, settings: dict[str, Any]) -> "ExperimentConfig":
+        """A copy with ``settings`` applied; values may be strings (from the CLI) and are converted."""
+        values = dataclasses.asdict(self)
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        for key, raw in settings.items():
+            if key not in types:
+                raise KeyError(f"unknown parameter {key!r}; valid: {', '.join(self.keys())}")
+            values[key] = _convert(key, raw, str(types[key]))
+        return ExperimentConfig(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _convert(key: str, raw: Any, type_name: str) -> Any:
+    if not isinstance(raw, str):
+        return list(raw) if type_name.startswith("list") and isinstance(raw, (list, tuple)) else raw
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name.startswith("list"):
+            return [s.strip() for s in raw.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"parameter {key}={raw!r} is not a valid {type_name}") from None
+    return raw
+
+
+def cache_dir() -> Path:
+    """Where converted IRs are kept across runs (``GNAEXP_CACHE`` overrides)."""
+    return Path(os.environ.get("GNAEXP_CACHE") or Path.home() / ".cache" / "gnaexp")
+
+
+def build_model(config: ExperimentConfig) -> ModelBundle:
+    """The config's net as a ModelBundle with its IR (converted once, then taken from the cache)."""
+    from gnaexp import ir
+
+    if config.experiment == "model":
+        import openvino as ov
+
+        model = ir.convert_file(config.model)
+        path = Path(config.model)
+        if path.suffix.lower() != ".xml":
+            path = ir.save(model, cache_dir() / "files" / (path.stem + ".xml"))
+        return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
+                           output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model))
+    from gnaexp import nets
+
+    spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,
+                        config.kernel, config.stride, config.length)
+    module, shape = nets.build_net(config.experiment, spec, config.seed)
+    xml = ir.export_cached(module, shape, cache_dir() / "ir")
+    return ModelBundle(name=config.experiment, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
+                       output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: shape})
+
+
+def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.ndarray]:
+    if config.input_file:
+        return inputs_mod.load(config.input_file, model.input_shapes)
+    out = {}
+    for i, (name, shape) in enumerate(model.input_shapes.items()):
+        out[name] = inputs_mod.generate(config.input_kind, shape, seed=config.seed * 1000 + 1 + i,
+                                        amplitude=config.amplitude)
+    return out
+
+
+def backend_options(config: ExperimentConfig) -> dict[str, Any]:
+    return {"scale_factor": config.scale_factor, "precision": config.precision, "layout": config.layout,
+            "execution_mode": config.execution_mode}
+
+
+def check_backends(config: ExperimentConfig) -> None:
+    """Fail before any work if a backend cannot run here (e.g. GNA without its plugin)."""
+    for spec in config.backends:
+        make_backend(spec, backend_options(config)).check_available()
+
+
+def reference_of(results: list[BackendResult]) -> BackendResult:
+    """torch if it ran, else the first reference-kind result (OpenVINO CPU)."""
+    for want in ("torch", None):
+        for r in results:
+            if r.kind == "reference" and (want is None or r.backend == want):
+                return r
+    raise ValueError("no reference backend ran; include torch or openvino:CPU in backends")
+
+
+def compare_results(ref: BackendResult, results: list[BackendResult]) -> dict[str, dict[str, metrics.Comparison]]:
+    out: dict[str, dict[str, metrics.Comparison]] = {}
+    for r in results:
+        if r is ref:
+            continue
+        per = {}
+        for name, ref_arr in ref.outputs.items():
+            if name not in r.outputs:
+                continue
+            scale = (r.info.get("output_scale_factors") or {}).get(name)
+            per[name] = metrics.compare(ref_arr, r.outputs[name], output_scale=scale)
+        out[r.label] = per
+    return out
+
+
+def run(
+    config: ExperimentConfig,
+    out_dir: str | Path | None = None,
+    model: ModelBundle | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Record:
+    """Run every backend of ``config`` on the same inputs, compare with the reference, and (if ``out_dir``)
+    save the record with the IR beside it."""
+    start = time.perf_counter()
+    check_backends(config)
+    model = model or build_model(config)
+    feed = make_inputs(config, model)
+    results = []
+    for spec in config.backends:
+        if progress:
+            progress(spec)
+        results.append(make_backend(spec, backend_options(config)).run(model, feed))
+    ref = reference_of(results)
+    from gnaexp import diagnosis
+
+    record = Record(
+        experiment=config.experiment,
+        config=config.to_json(),
+        reference=ref.label,
+        results=results,
+        metrics=compare_results(ref, results),
+        inputs=feed,
+        input_fingerprint=inputs_mod.fingerprint(feed),
+        model_fingerprint=_model_fingerprint(model),
+        environment=environment.capture(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    record.diagnosis = diagnosis.diagnose_record(record)
+    record.duration_s = time.perf_counter() - start
+    if out_dir is not None:
+        save_with_ir(record, model, Path(out_dir))
+    return record
+
+
+def _model_fingerprint(model: ModelBundle) -> str:
+    from gnaexp import ir
+
+    return ir.fingerprint_ir(model.ir_xml) if model.ir_xml else ""
+
+
+def save_with_ir(record: Record, model: ModelBundle, out_dir: Path) -> Path:
+    """Save the record and copy the IR it used next to it, so the folder alone lets anyone rerun it."""
+    if model.ir_xml is not None:
+        ir_dir = out_dir / "ir"
+        ir_dir.mkdir(parents=True, exist_ok=True)
+        for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):
+            tmp = ir_dir / f".{src.name}.tmp"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, ir_dir / ("model" + src.suffix))
+        record.artifacts["ir"] = "ir/model.xml"
+    return record.save(out_dir)

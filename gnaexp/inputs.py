@@ -1,0 +1,105 @@
+"""Deterministic input generators, and loading/validating a user's inputs.
+
+Every generator takes a seed; the same (kind, shape, seed, amplitude) always gives the same array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+INPUT_KINDS = ("uniform01", "uniform11", "normal", "sines")
+
+
+def generate(kind: str, shape: tuple[int, ...], seed: int = 0, amplitude: float = 1.0) -> np.ndarray:
+    """One float32 input of ``shape``.
+
+    uniform01: U[0,1) like ``torch.rand`` (what the forum team fed); uniform11: U[-1,1); normal: N(0,1);
+    sines: per channel a sum of three sines of random frequency and phase along the last axis, scaled so
+    that max|x| = 1 — smooth like audio features. Every kind is multiplied by ``amplitude``.
+    """
+    rng = np.random.default_rng(seed)
+    if kind == "uniform01":
+        x = rng.random(shape)
+    elif kind == "uniform11":
+        x = rng.uniform(-1.0, 1.0, shape)
+    elif kind == "normal":
+        x = rng.standard_normal(shape)
+    elif kind == "sines":
+        n = shape[-1]
+        rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        t = np.arange(n)[None, None, :]
+        freq = rng.uniform(0.5, 12.0, (rows, 3, 1)) / n  # cycles per sample
+        phase = rng.uniform(0.0, 2 * np.pi, (rows, 3, 1))
+        weight = rng.uniform(0.3, 1.0, (rows, 3, 1))
+        x = (weight * np.sin(2 * np.pi * freq * t + phase)).sum(axis=1)
+        x = x / np.abs(x).max()
+        x = x.reshape(shape)
+    else:
+        raise ValueError(f"unknown input kind {kind!r}; valid: {', '.join(INPUT_KINDS)}")
+    return (x * amplitude).astype(np.float32)
+
+
+def generate_batch(
+    kind: str, shape: tuple[int, ...], count: int, seed: int = 0, amplitude: float = 1.0
+) -> np.ndarray:
+    """``count`` inputs stacked on a new leading axis; sample i uses seed (seed, i) so prefixes are stable."""
+    return np.stack([generate(kind, shape, int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), amplitude)
+                     for i in range(count)])
+
+
+def validate(name: str, array: np.ndarray, expected_shape: tuple[int, ...], batched: bool = False) -> np.ndarray:
+    """Check one input against the model; return it as float32 or raise ValueError naming the fix."""
+    array = np.asarray(array)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"input {name!r} has dtype {array.dtype}; expected a float array (float32)")
+    shape = tuple(array.shape[1:]) if batched else tuple(array.shape)
+    if shape != tuple(expected_shape):
+        what = "per-sample shape" if batched else "shape"
+        raise ValueError(
+            f"input {name!r} has {what} {shape}; the model expects {tuple(expected_shape)}"
+            + (" (a leading batch axis is allowed)" if batched else "")
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"input {name!r} has {int(bad.sum())} NaN/Inf value(s); first at index {pos}: {array[pos]}")
+    return array.astype(np.float32, copy=False)
+
+
+def load(path: str | Path, expected: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Load inputs from .npy (one input) or .npz (by name, or one unnamed array) and validate them."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    names = list(expected)
+    if path.suffix == ".npy":
+        if len(names) != 1:
+            raise ValueError(f"{path.name} holds one array but the model has inputs {names}; use an .npz keyed by name")
+        arrays = {names[0]: np.load(path, allow_pickle=False)}
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            stored = dict(z)
+        if len(stored) == 1 and len(names) == 1:
+            arrays = {names[0]: next(iter(stored.values()))}
+        else:
+            missing = [n for n in names if n not in stored]
+            if missing:
+                raise ValueError(f"{path.name} lacks input(s) {missing}; it holds {sorted(stored)}")
+            arrays = {n: stored[n] for n in names}
+    else:
+        raise ValueError(f"unsupported input file {path.name}: use .npy or .npz")
+    return {n: validate(n, a, expected[n]) for n, a in arrays.items()}
+
+
+def fingerprint(inputs: Mapping[str, np.ndarray]) -> str:
+    """Short content hash of named arrays (name, dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(inputs):
+        a = np.ascontiguousarray(inputs[name])
+        h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]

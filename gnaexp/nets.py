@@ -1,0 +1,86 @@
+"""The forum's three nets as PyTorch modules, and loading a user's own model.
+
+All forum nets are 1-D, batch 1, NCW. Weights come from a seed so that the same config gives the same net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Shape parameters shared by the forum nets (defaults are the forum's)."""
+
+    in_channels: int = 2  # channels of one concat input
+    copies: int = 3  # how many times concat repeats its input
+    conv_in_channels: int = 6  # channels the conv sees (= in_channels * copies for concat_conv)
+    out_channels: int = 4
+    kernel: int = 3
+    stride: int = 2
+    length: int = 255
+
+
+class SelfConcat(nn.Module):
+    """The input concatenated with itself ``copies`` times on the channel axis ("self-cat")."""
+
+    def __init__(self, copies: int) -> None:
+        super().__init__()
+        self.copies = copies
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * self.copies, dim=1)
+
+
+def _seeded_conv(c_in: int, c_out: int, kernel: int, stride: int, seed: int) -> nn.Conv1d:
+    # torch's default (Kaiming-uniform) init under a private generator: same seed, same weights,
+    # whatever else the process has drawn from the global RNG.
+    gen = torch.Generator().manual_seed(seed)
+    conv = nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, padding=0, bias=True)
+    bound = 1.0 / (c_in * kernel) ** 0.5
+    with torch.no_grad():
+        conv.weight.uniform_(-bound, bound, generator=gen)
+        conv.bias.uniform_(-bound, bound, generator=gen)
+    return conv
+
+
+def build_net(name: str, spec: NetSpec, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    """Return (module in eval mode, input shape) for a forum net: conv | concat | concat_conv."""
+    if name == "conv":
+        net: nn.Module = _seeded_conv(spec.conv_in_channels, spec.out_channels, spec.kernel, spec.stride, seed)
+        shape = (1, spec.conv_in_channels, spec.length)
+    elif name == "concat":
+        net = SelfConcat(spec.copies)
+        shape = (1, spec.in_channels, spec.length)
+    elif name == "concat_conv":
+        c = spec.in_channels * spec.copies
+        net = nn.Sequential(SelfConcat(spec.copies), _seeded_conv(c, spec.out_channels, spec.kernel, spec.stride, seed))
+        shape = (1, spec.in_channels, spec.length)
+    else:
+        raise ValueError(f"unknown net {name!r}; valid: conv, concat, concat_conv")
+    return net.eval(), shape
+
+
+def load_user_model(source: Any) -> tuple[Any, str]:
+    """Accept a torch.nn.Module, or a path to an ONNX (.onnx) or OpenVINO IR (.xml) file.
+
+    Returns (object, kind) with kind in {"torch", "onnx", "ir"}.
+    """
+    if isinstance(source, nn.Module):
+        return source.eval(), "torch"
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) path")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return path, "onnx"
+    if suffix == ".xml":
+        if not path.with_suffix(".bin").exists():
+            raise FileNotFoundError(f"IR weights {path.with_suffix('.bin').name} missing next to {path.name}")
+        return path, "ir"
+    raise ValueError(f"unsupported model file {path.name}: use a torch.nn.Module, a .onnx file or an OpenVINO .xml IR")

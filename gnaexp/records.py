@@ -1,0 +1,152 @@
+"""Versioned JSON records of runs, with atomic writes.
+
+A record folder holds ``record.json`` (config, fingerprints, backend metadata, metrics, environment,
+relative artifact paths), ``inputs.npz`` and ``outputs.npz`` (key ``<backend>/<output>``). Everything
+reloads into the same objects. Files are written to a temporary name in the same folder and renamed, so
+a crash never leaves a half-written file in place of a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gnaexp.backends.base import BackendResult
+from gnaexp.metrics import Comparison
+
+SCHEMA = "gnaexp.record/1"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_safe(obj: Any) -> Any:
+    """Make numpy scalars/arrays and non-finite floats JSON-safe (non-finite floats become strings)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+
+
+def _savez_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+@dataclass
+class Record:
+    experiment: str
+    config: dict[str, Any]
+    reference: str
+    results: list[BackendResult]
+    metrics: dict[str, dict[str, Comparison]]  # backend label -> output name -> comparison
+    inputs: dict[str, np.ndarray]
+    input_fingerprint: str
+    model_fingerprint: str
+    environment: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)  # relative to the record folder
+    errors: dict[str, str] = field(default_factory=dict)  # backend spec -> why it did not run
+    diagnosis: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    created: str = ""
+
+    def result(self, backend: str) -> BackendResult:
+        for r in self.results:
+            if r.backend == backend or r.label == backend:
+                return r
+        raise KeyError(f"no result for backend {backend!r}; have {[r.backend for r in self.results]}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "experiment": self.experiment,
+            "created": self.created,
+            "config": self.config,
+            "seed": self.config.get("seed"),
+            "reference": self.reference,
+            "input_fingerprint": self.input_fingerprint,
+            "model_fingerprint": self.model_fingerprint,
+            "backends": [r.to_json() for r in self.results],
+            "metrics": {b: {o: c.to_json() for o, c in per.items()} for b, per in self.metrics.items()},
+            "errors": self.errors,
+            "diagnosis": self.diagnosis,
+            "artifacts": self.artifacts,
+            "duration_s": self.duration_s,
+            "environment": self.environment,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the record into ``folder`` (arrays first, then the JSON that points at them)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / "inputs.npz", _savez_bytes(self.inputs))
+        outputs = {f"{r.label}/{name}": arr for r in self.results for name, arr in r.outputs.items()}
+        atomic_write_bytes(folder / "outputs.npz", _savez_bytes(outputs))
+        self.artifacts.setdefault("inputs", "inputs.npz")
+        self.artifacts.setdefault("outputs", "outputs.npz")
+        atomic_write_text(folder / "record.json", dumps(self.to_json()))
+        return folder / "record.json"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Record":
+        path = Path(path)
+        folder = path if path.is_dir() else path.parent
+        data = json.loads((folder / "record.json").read_text(encoding="utf-8"))
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"{folder / 'record.json'} has schema {data.get('schema')!r}; this gnaexp reads {SCHEMA}")
+        with np.load(folder / data["artifacts"].get("outputs", "outputs.npz"), allow_pickle=False) as z:
+            stored = dict(z)
+        with np.load(folder / data["artifacts"].get("inputs", "inputs.npz"), allow_pickle=False) as z:
+            inputs = dict(z)
+        results = []
+        for b in data["backends"]:
+            label = BackendResult(b["backend"], b["kind"], {}).label
+            outs = {k.split("/", 1)[1]: v for k, v in stored.items() if k.split("/", 1)[0] == label}
+            results.append(BackendResult.from_json(b, outs))
+        metrics = {b: {o: Comparison.from_json(c) for o, c in per.items()} for b, per in data["metrics"].items()}
+        return cls(
+            experiment=data["experiment"], config=data["config"], reference=data["reference"], results=results,
+            metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
+            model_fingerprint=data["model_fingerprint"], environment=data["environment"],
+            artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}),
+            duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),
+        )

@@ -1,0 +1,60 @@
+"""Plain-text and row-dict summaries of a record: the metrics table the CLI prints and notebooks show."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gnaexp import forum
+from gnaexp.records import Record
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    if isinstance(v, float) and math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return format(v, spec)
+
+
+def rows(record: Record) -> list[dict[str, Any]]:
+    """One row per (backend, output) compared with the reference, plus the forum's figure where one exists."""
+    cfg = record.config
+    fig = forum.lookup(record.experiment, cfg.get("scale_factor", 1.0), cfg.get("ir", "default"))
+    kinds = {r.label: r.kind for r in record.results}
+    out = []
+    for label, per in record.metrics.items():
+        for name, c in per.items():
+            out.append({
+                "backend": label, "kind": kinds.get(label, "?"), "output": name,
+                "l1": c.l1, "cosine": c.cosine, "pearson": c.pearson, "sqnr_db": c.sqnr_db,
+                "max_abs_error": c.max_abs_error,
+                "verdict": record.diagnosis.get("verdicts", {}).get(label, ""),
+                "forum_l1": fig.l1 if fig and kinds.get(label) in ("measured", "emulated", "imported") else None,
+                "forum_cosine": fig.cosine if fig and kinds.get(label) in ("measured", "emulated", "imported") else None,
+            })
+    return out
+
+
+def table(record: Record) -> str:
+    """Fixed-width metrics table against the reference."""
+    head = (f"{'backend':<26} {'kind':<9} {'L1':>10} {'cosine':>10} {'pearson':>10} {'SQNR dB':>8} "
+            f"{'max|err|':>10} {'forum L1':>9} {'forum cos':>9}")
+    lines = [f"{record.experiment}  (reference: {record.reference}; scale_factor={record.config.get('scale_factor')}, "
+             f"precision={record.config.get('precision')}, layout={record.config.get('layout')})", head,
+             "-" * len(head)]
+    for r in rows(record):
+        lines.append(
+            f"{r['backend']:<26} {r['kind']:<9} {_fmt(r['l1'], '10.3e')} {_fmt(r['cosine'], '10.6f')} "
+            f"{_fmt(r['pearson'], '10.6f')} {_fmt(r['sqnr_db'], '8.1f')} {_fmt(r['max_abs_error'], '10.3e')} "
+            f"{r['forum_l1'] or '-':>9} {_fmt(r['forum_cosine'], '9.4f'):>9}"
+        )
+    for label, err in record.errors.items():
+        lines.append(f"{label:<26} did not run: {err}")
+    verdicts = record.diagnosis.get("verdicts", {})
+    if verdicts:
+        lines.append("")
+        lines.extend(f"  {label}: {v}" for label, v in verdicts.items())
+    return "\n".join(lines)

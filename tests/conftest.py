@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# One IR cache for the whole test session, outside the user's home cache.
+_CACHE = Path(os.environ.get("PYTEST_GNAEXP_CACHE", "")) if os.environ.get("PYTEST_GNAEXP_CACHE") else None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _gnaexp_cache(tmp_path_factory):
+    cache = _CACHE or tmp_path_factory.mktemp("gnaexp-cache")
+    old = os.environ.get("GNAEXP_CACHE")
+    os.environ["GNAEXP_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("GNAEXP_CACHE", None)
+    else:
+        os.environ["GNAEXP_CACHE"] = old

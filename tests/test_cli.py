@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gnaexp.cli import main
+
+
+@pytest.mark.parametrize("name", ["conv", "concat", "concat_conv"])
+def test_run_each_forum_net_fp32_match(name, tmp_path, capsys):
+    assert main(["run", name, "--backends", "torch,openvino:CPU", "--out", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    m = data["metrics"]["openvino:CPU"]["output"]
+    assert m["cosine"] > 0.99999 and m["l1"] < 1e-5
+    assert (tmp_path / "record.json").exists() and (tmp_path / "ir" / "model.xml").exists()
+
+
+def test_run_prints_table(tmp_path, capsys):
+    assert main(["run", "conv", "--set", "seed=1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "openvino:CPU" in out and "cosine" in out and "matches the FP32 reference" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "nope"], "unknown experiment 'nope'; valid: conv, concat, concat_conv, model"),
+    (["run", "conv", "--set", "foo=1"], "unknown parameter 'foo'; valid: experiment,"),
+    (["run", "conv", "--set", "seed=abc"], "seed='abc' is not a valid int"),
+    (["run", "conv", "--set", "scale_factor=0"], "scale_factor must be positive"),
+    (["run", "conv", "--set", "layout=weird"], "layout must be correct or legacy-concat"),
+    (["run", "conv", "--set", "noequals"], "--set takes key=value"),
+    (["run", "model"], "experiment 'model' needs model=PATH"),
+])
+def test_bad_usage_exit_2_with_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gna_backend_unavailable_exit_3(tmp_path, capsys):
+    assert main(["run", "conv", "--backends", "torch,openvino:GNA", "--out", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "GNA" in err and "gna-emu" in err
+    assert not (tmp_path / "record.json").exists()
+
+
+def test_bad_input_file_names_expected_shape(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 5, 255), np.float32))
+    assert main(["run", "conv", "--set", f"input_file={tmp_path / 'x.npy'}", "--out", str(tmp_path / "o")]) == 2
+    assert "the model expects (1, 6, 255)" in capsys.readouterr().err
+
+
+def test_compare_and_export(tmp_path, capsys):
+    a = np.linspace(-1, 1, 50).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", a * 0.5)
+    assert main(["compare", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cosine"] == pytest.approx(1.0) and data["l1"] == pytest.approx(np.mean(np.abs(a)) / 2, rel=1e-6)
+    np.save(tmp_path / "c.npy", a[:10])
+    assert main(["compare", str(tmp_path / "a.npy"), str(tmp_path / "c.npy")]) == 2
+    assert "shape mismatch" in capsys.readouterr().err
+
+    out = tmp_path / "exp"
+    assert main(["export", "concat_conv", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"model.xml", "model.bin", "input.npy", "inputs.npz", "reference_output.npy", "config.json",
+            "measure_on_device.py"} <= names
+    assert np.load(out / "reference_output.npy").shape == (1, 4, 127)
+    compile(open(out / "measure_on_device.py").read(), "measure_on_device.py", "exec")
+
+
+def test_console_script_and_help():
+    exe = [sys.executable, "-m", "gnaexp"]
+    res = subprocess.run(exe + ["devices", "--json"], capture_output=True, text=True, check=True)
+    info = json.loads(res.stdout)
+    assert "CPU" in info["devices"] and info["gna_usable"] is False and "2023.3" in info["gna_reason"]
+    for cmd in ([], ["run"], ["compare"], ["export"], ["devices"]):
+        res = subprocess.run(exe + cmd + ["--help"], capture_output=True, text=True)
+        assert res.returncode == 0 and "usage: gnaexp" in res.stdout

@@ -1,0 +1,45 @@
+import json
+
+import numpy as np
+import pytest
+
+from gnaexp import experiment
+from gnaexp.records import Record, atomic_write_text
+
+
+def test_record_round_trip_and_relative_paths(tmp_path):
+    config = experiment.ExperimentConfig(experiment="conv", seed=2)
+    rec = experiment.run(config, out_dir=tmp_path / "run")
+    data = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert data["schema"] == "gnaexp.record/1" and data["seed"] == 2
+    assert data["artifacts"] == {"ir": "ir/model.xml", "inputs": "inputs.npz", "outputs": "outputs.npz"}
+    text = (tmp_path / "run" / "record.json").read_text()
+    assert str(tmp_path) not in text and "/home/" not in text and "/root/" not in text
+    for key in ("os", "cpu", "python", "torch", "openvino", "nncf", "openvino_devices"):
+        assert key in data["environment"]
+    back = Record.load(tmp_path / "run")
+    assert back.to_json() == rec.to_json()
+    for a, b in zip(rec.results, back.results):
+        assert np.array_equal(a.outputs["output"], b.outputs["output"])
+    assert np.array_equal(back.inputs["input"], rec.inputs["input"])
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = experiment.run(experiment.ExperimentConfig(experiment="concat_conv", seed=7))
+    b = experiment.run(experiment.ExperimentConfig(experiment="concat_conv", seed=7))
+    assert a.input_fingerprint == b.input_fingerprint and a.model_fingerprint == b.model_fingerprint
+    assert a.metrics["openvino:CPU"]["output"].to_json() == b.metrics["openvino:CPU"]["output"].to_json()
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "f.json"
+    atomic_write_text(target, "good")
+
+    class Boom(str):
+        def encode(self, *a, **k):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_text(target, Boom("bad"))
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
