@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -173,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module, adders in _PLUGGED:
         try:
-            mod = __import__(module, fromlist=["_"])
-        except ImportError:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real missing dependency must not hide a command silently
+                raise
             continue
         for adder in adders:
             getattr(mod, adder)(sub)
@@ -184,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that live beside the code they drive (each module registers its own subparser).
 _PLUGGED: list[tuple[str, list[str]]] = [
     ("gnaexp.emulator.commands", ["add_emulate_parser", "add_sweep_parser"]),
+    ("gnaexp.batch", ["add_batch_parser"]),
+    ("gnaexp.quantization", ["add_quantize_parser"]),
 ]
 
 
