@@ -1,0 +1,176 @@
+"""``emulate()``: run an OpenVINO IR through the GNA integer rules and say what was done.
+
+The emulator reads the same graph the GNA plugin receives (the IR, not the torch module), quantizes it with
+the plugin's scale-factor rules (rule-set ``RULES_VERSION``: OpenVINO 2022.3/2023.0-era GNA plugin, compile
+target GNA 3.0, identity x_lower rounded through float32 as in the 2023 revision) and computes every layer in
+exact integer arithmetic. Its numbers are an emulation, never a device measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp.emulator.graph import RULES_VERSION, Plan, build_plan
+from gnaexp.emulator.ir_reader import Program, read_program
+from gnaexp.emulator.pwl import X_LOWER_ROUNDING
+from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET
+
+_PROGRAMS: dict[str, Program] = {}
+_MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Emulation:
+    """Outputs and the quantization story of one emulator run."""
+
+    outputs: dict[str, np.ndarray]
+    plan: list[dict[str, Any]]
+    input_scale_factors: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+    ints: dict[str, np.ndarray] = field(default_factory=dict)
+    rules_version: str = RULES_VERSION
+    layout: str = "correct"
+    precision: str = "i16"
+    emulated: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """Plan and notes, JSON-ready (no arrays)."""
+        return {
+            "emulated": True,
+            "rules_version": self.rules_version,
+            "compile_target": DEFAULT_COMPILE_TARGET,
+            "x_lower_rounding": X_LOWER_ROUNDING,
+            "layout": self.layout,
+            "precision": self.precision,
+            "input_scale_factors": dict(self.input_scale_factors),
+            "notes": list(self.notes),
+            "plan": json.loads(json.dumps(self.plan, default=_jsonable)),
+        }
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def load_program(model: Any) -> Program:
+    """Parse once and cache: by resolved path (and mtime) for IR files, by object for in-memory models."""
+    if isinstance(model, Program):
+        return model
+    if isinstance(model, (str, Path)):
+        p = Path(model).resolve()
+        if not p.exists():
+            raise FileNotFoundError(f"IR not found: {p} (pass the .xml file; its .bin must sit beside it)")
+        key = f"{p}:{p.stat().st_mtime_ns}"
+        if key not in _PROGRAMS:
+            _PROGRAMS[key] = read_program(p)
+        return _PROGRAMS[key]
+    try:
+        prog = _MODEL_PROGRAMS.get(model)
+    except TypeError:
+        prog = None
+    if prog is None:
+        prog = read_program(model)
+        try:
+            _MODEL_PROGRAMS[model] = prog
+        except TypeError:
+            pass
+    return prog
+
+
+def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, tuple], bool]:
+    """Match inputs to parameters (tensor name, then position), check them, add the sample axis N.
+
+    Returns (feeds {param key: (N, *shape) float32}, sample shapes, batched?).
+    """
+    if not isinstance(inputs, Mapping):
+        inputs = {prog.params[0][1][0]: inputs} if len(prog.params) == 1 else dict(inputs)
+    feeds: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple] = {}
+    given = list(inputs.items())
+    batched_flags = []
+    for i, (key, names, pshape) in enumerate(prog.params):
+        match = next(((k, v) for k, v in given if k in names), None)
+        if match is None:
+            if len(given) != len(prog.params):
+                raise ValueError(f"no input named {names[0]!r}; given {[k for k, _ in given]}. "
+                                 f"Name inputs after the IR's input tensors: {[p[1][0] for p in prog.params]}")
+            match = given[i]
+        arr = np.asarray(match[1], dtype=np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"input {names[0]!r} holds NaN or infinite values; replace them before emulating")
+        rank = len(pshape)
+        if arr.ndim == rank + 1:
+            batched = True
+            sample = arr.shape[1:]
+        elif arr.ndim == rank:
+            if pshape[0] is None and arr.shape[0] != 1:
+                batched, sample = True, (1,) + arr.shape[1:]
+                arr = arr.reshape((arr.shape[0],) + sample)
+            else:
+                batched, sample = False, arr.shape
+        else:
+            raise ValueError(f"input {names[0]!r} has shape {arr.shape}; the model expects rank {rank} "
+                             f"{pshape} (or rank {rank + 1} with a leading batch of samples)")
+        for d, (want, got) in enumerate(zip(pshape, sample)):
+            if want is not None and want != got:
+                raise ValueError(f"input {names[0]!r}: dimension {d} is {got}, the model expects {want} "
+                                 f"(model shape {pshape}); reshape the input to match")
+        feeds[key] = arr if batched else arr[None]
+        shapes[key] = tuple(int(s) for s in sample)
+        batched_flags.append(batched)
+    ns = {v.shape[0] for v in feeds.values()}
+    if len(ns) > 1:
+        raise ValueError(f"inputs have different numbers of samples: {sorted(ns)}")
+    return feeds, shapes, any(batched_flags)
+
+
+def plan_for(model: Any, sample_shapes: Mapping[str, tuple], scale_factors: float | Mapping[str, float] = 1.0,
+             precision: str = "i16", layout: str = "correct") -> Plan:
+    """The quantization plan without running anything."""
+    return build_plan(load_program(model), sample_shapes, scale_factors, precision, layout)
+
+
+def emulate(
+    model: Any,
+    inputs: Mapping[str, np.ndarray],
+    scale_factors: float | Mapping[str, float] = 1.0,
+    precision: str = "i16",
+    layout: str = "correct",
+    keep_ints: bool = False,
+) -> Emulation:
+    """Emulate GNA inference of ``model`` (``openvino.Model`` or IR .xml path) on ``inputs``.
+
+    inputs: name → float32 array of the model's input shape, or with an extra leading axis of N samples
+    (vectorised). scale_factors: one float for all inputs or name → float; default 1.0 like the plugin.
+    layout: "correct" or "legacy-concat" (old-plugin concat→conv input layout, gna-facts §4.3 [I]).
+    """
+    prog = load_program(model)
+    feeds, shapes, batched = prepare_inputs(prog, inputs)
+    plan = build_plan(prog, shapes, scale_factors, precision, layout)
+    outs, sats, ints = plan.run(feeds, keep_ints)
+    if not batched:
+        outs = {k: v[0] for k, v in outs.items()}
+        ints = {k: v[0] for k, v in ints.items()}
+    summary = []
+    for row in plan.summary():
+        row = dict(row)
+        row["saturations"] = int(sats.get(row["layer"], 0))
+        summary.append(row)
+    notes = list(plan.notes)
+    if layout == "legacy-concat":
+        notes.append("layout legacy-concat: documented behaviour of 2022.3/2023.0 plugins when a Concat lies "
+                     "between the input and a convolution (gna-facts §4.3, inference), not a fact of every version")
+    for row in summary:
+        if row["saturations"]:
+            notes.append(f"{row['layer']}: {row['saturations']} values saturated")
+    return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision)

@@ -1,0 +1,428 @@
+"""Quantization plan and integer execution of a parsed IR (see ``ir_reader``).
+
+``build_plan`` walks the graph once per configuration (input scale factors, precision, layout) and decides every
+scale factor the plugin would (gna-facts §3); ``Plan.run`` executes the integer arithmetic on a batch of
+inputs, vectorised over a leading sample axis N. Rule-set: ``RULES_VERSION``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from gnaexp.emulator import conv as cv
+from gnaexp.emulator import pwl as pw
+from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_shape, unsupported
+from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable, saturate
+
+RULES_VERSION = "gna-plugin-2023.0-rules/1"
+LAYOUTS = ("correct", "legacy-concat")
+CHUNK = 1024
+
+
+@dataclass
+class TInfo:
+    """What the plan knows about one tensor: scale, width, sample shape and where it comes from."""
+
+    sf: float
+    bits: int
+    shape: tuple[int, ...]
+    root: str | None = None  # weightable layer behind a 32-bit tensor
+    act: str | None = None  # activation behind a 16-bit tensor
+    from_input: bool = False  # only network-input data (moved/concatenated)
+    via_concat: bool = False
+    param: str | None = None  # the network input, if this is one (moved)
+
+
+@dataclass
+class Step:
+    kind: str
+    name: str
+    inputs: list[str]
+    out: str
+    run: Callable[..., tuple[np.ndarray, int]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class _Requantize(Exception):
+    def __init__(self, layer: str, sf: float):
+        super().__init__(layer)
+        self.layer, self.sf = layer, sf
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    outputs: list[tuple[str, str, float]]  # (name, key, sf)
+    input_sf: dict[str, float]
+    notes: list[str]
+    layout: str
+    precision: str
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [dict(s.info) for s in self.steps if s.kind != "move"]
+
+    def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool) -> tuple[dict, dict, dict]:
+        env: dict[str, np.ndarray] = dict(feeds)
+        sats: dict[str, int] = {}
+        ints: dict[str, np.ndarray] = {}
+        for st in self.steps:
+            val, n_sat = st.run(*[env[k] for k in st.inputs])
+            env[st.out] = val
+            if st.kind != "move":
+                sats[st.name] = sats.get(st.name, 0) + n_sat
+                if keep_ints:
+                    ints[st.name] = val.astype(np.int32 if st.info.get("bits") == 32 else np.int16)
+        outs = {}
+        for name, key, sf in self.outputs:
+            outs[name] = (env[key].astype(np.float32) / np.float32(sf)).astype(np.float32)
+        return outs, sats, ints
+
+    def run(self, feeds: Mapping[str, np.ndarray], keep_ints: bool = False) -> tuple[dict, dict, dict]:
+        """Run on batched float32 inputs {param key: (N, *shape)}; returns (outputs, saturations, ints)."""
+        n = next(iter(feeds.values())).shape[0]
+        if n < 2 * CHUNK:
+            return self._run_chunk(dict(feeds), keep_ints)
+        bounds = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
+            parts = list(ex.map(lambda b: self._run_chunk({k: v[b[0]:b[1]] for k, v in feeds.items()}, keep_ints), bounds))
+        outs = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+        sats = {k: sum(p[1][k] for p in parts) for k in parts[0][1]}
+        ints = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+        return outs, sats, ints
+
+
+def _moves_to_params(prog: Program, key: str) -> list[str] | None:
+    """Parameters a tensor is made of through data movement and Concat only, else None."""
+    by_out = {n.out: n for n in prog.nodes}
+    param_keys = {p[0] for p in prog.params}
+    if key in param_keys:
+        return [key]
+    node = by_out.get(key)
+    if node is None or (node.op not in MOVE_OPS and node.op != "Concat"):
+        return None
+    found: list[str] = []
+    for k in node.inputs if node.op == "Concat" else node.inputs[:1]:
+        sub = _moves_to_params(prog, k)
+        if sub is None:
+            return None
+        found += sub
+    return found
+
+
+def _downstream(prog: Program, key: str) -> list[Node]:
+    """Consumers of a tensor, looking through data-movement ops."""
+    out: list[Node] = []
+    for c in prog.consumers.get(key, []):
+        if c.op in MOVE_OPS and c.inputs[0] == key:
+            out += _downstream(prog, c.out)
+        else:
+            out.append(c)
+    return out
+
+
+def build_plan(
+    prog: Program,
+    sample_shapes: Mapping[str, tuple[int, ...]],
+    scale_factors: float | Mapping[str, float] = 1.0,
+    precision: str = "i16",
+    layout: str = "correct",
+) -> Plan:
+    """Decide all scale factors and build the integer steps (restarting when a concat requantizes)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if precision not in ("i16", "i8"):
+        raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
+    overrides: dict[str, float] = {}
+    for _ in range(16):
+        try:
+            return _build(prog, sample_shapes, scale_factors, precision, layout, overrides)
+        except _Requantize as rq:
+            overrides[rq.layer] = rq.sf
+    raise RuntimeError("scale-factor propagation did not settle (concat requantization loop)")
+
+
+def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for i, (key, names, _) in enumerate(prog.params):
+        if isinstance(scale_factors, Mapping):
+            sf = next((scale_factors[n] for n in names if n in scale_factors), scale_factors.get(i, 1.0))
+        else:
+            sf = scale_factors
+        sf = float(np.float32(sf))
+        if not np.isfinite(sf) or sf <= 0:
+            raise ValueError(f"input scale factor for {names[0]!r} must be positive and finite, got {sf}")
+        out[key] = sf
+    return out
+
+
+def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> Plan:
+    notes: list[str] = []
+    info: dict[str, TInfo] = {}
+    steps: list[Step] = []
+    sf_in = _user_sf(prog, scale_factors)
+    pname = {k: names[0] for k, names, _ in prog.params}
+
+    # FakeQuantize right after network inputs sets their scale factor (§3.1) and replaces the user value.
+    input_fq: set[str] = set()
+    for n in prog.nodes:
+        if n.op == "FakeQuantize" and n.inputs[0] not in prog.consts:
+            params = _moves_to_params(prog, n.inputs[0])
+            if params:
+                input_fq.add(n.name)
+                lv = int(n.attrs["levels"])
+                lo, hi = (float(np.min(prog.consts[n.inputs[i]])) for i in (1, 2))
+                sf = fq_scale(lv, lo, hi)
+                for p in params:
+                    if sf_in[p] != sf:
+                        notes.append(
+                            f"input {pname[p]!r}: scale factor {sf_in[p]:g} overridden by {sf:g} from FakeQuantize "
+                            f"{n.name!r} ({lv} levels on [{lo:g}, {hi:g}])"
+                        )
+                    sf_in[p] = sf
+                    if max(abs(lo), abs(hi)) * sf > 32767:
+                        notes.append(f"input {pname[p]!r}: values above {32767 / sf:g} saturate int16 at sf {sf:g}")
+
+    for key, names, _ in prog.params:
+        sf = sf_in[key]
+        shape = tuple(sample_shapes[key])
+        info[key + "#q"] = TInfo(sf, 16, shape, from_input=True, param=key)
+
+        def q_run(x, sf=sf):
+            return quantize_input(x, sf)
+
+        steps.append(Step("input", names[0], [key], key + "#q", q_run,
+                          {"layer": names[0], "op": "Parameter", "precision": "i16", "in_sf": None, "w_sf": None,
+                           "out_sf": sf, "bits": 16}))
+    alias = {key: key + "#q" for key, _, _ in prog.params}
+
+    def get(key: str) -> str:
+        return alias.get(key, key)
+
+    identities: dict[tuple[str, str], str] = {}
+
+    def need16(key: str, for_result: bool = False) -> str:
+        k = get(key)
+        ti = info[k]
+        if ti.bits == 16:
+            return k
+        name = f"{ti.root}/identity" + ("_output" if for_result else "")
+        if (k, name) in identities:
+            return identities[(k, name)]
+        out_sf = overrides.get(name, pw.identity_out_scale(ti.sf))
+        curve = pw.build_identity(ti.sf, out_sf)
+        new = f"{k}#{name}"
+        steps.append(Step("pwl", name, [k], new, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": name, "op": "Identity (inserted)", "precision": "i16", "in_sf": ti.sf,
+                           "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+        info[new] = TInfo(out_sf, 16, ti.shape, act=name)
+        identities[(k, name)] = new
+        return new
+
+    for node in prog.nodes:
+        if node.op in MOVE_OPS:
+            src = info[get(node.inputs[0])]
+            arg = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+            shape = move_shape(node.op, node.attrs, src.shape, arg)
+            steps.append(Step("move", node.name, [get(node.inputs[0])], node.out,
+                              lambda x, n=node, a=arg: (apply_move(n.op, n.attrs, x, a, True), 0)))
+            info[node.out] = TInfo(src.sf, src.bits, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
+        elif node.op == "FakeQuantize" and node.name in input_fq:
+            alias[node.out] = get(node.inputs[0])
+        elif node.op == "FakeQuantize":
+            _fq_activation(prog, node, info, steps, get, overrides)
+        elif node.op == "Relu":
+            k = get(node.inputs[0])
+            ti = info[k]
+            out_sf = overrides.get(node.name, pw.relu_out_scale(ti.sf))
+            curve = pw.build_relu(ti.sf, out_sf)
+            steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                              {"layer": node.name, "op": "Relu", "precision": "i16", "in_sf": ti.sf, "w_sf": None,
+                               "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+            info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+        elif node.op == "Concat":
+            _concat(prog, node, info, steps, need16, notes)
+        elif node.op == "Convolution":
+            _conv(prog, node, info, steps, need16, layout, precision)
+        elif node.op == "MatMul":
+            _fc(prog, node, info, steps, need16, precision)
+        else:  # pragma: no cover - ir_reader already rejects these
+            raise unsupported(node.op, node.name)
+
+    outputs = []
+    for name, key in prog.results:
+        k = get(key)
+        ti = info[k]
+        if ti.bits == 32 and any(c.op not in ("Result",) for c in _downstream(prog, _root_key(prog, key))):
+            k = need16(key, for_result=True)
+            ti = info[k]
+        outputs.append((name, k, ti.sf))
+    return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision)
+
+
+def _root_key(prog: Program, key: str) -> str:
+    """Walk back through data movement to the tensor a weightable layer wrote."""
+    by_out = {n.out: n for n in prog.nodes}
+    node = by_out.get(key)
+    while node is not None and node.op in MOVE_OPS:
+        key = node.inputs[0]
+        node = by_out.get(key)
+    return key
+
+
+def _fq_activation(prog, node, info, steps, get, overrides) -> None:
+    k = get(node.inputs[0])
+    ti = info[k]
+    lv = int(node.attrs["levels"])
+    il, ih, ol, oh = (float(np.min(prog.consts[node.inputs[i]])) if i % 2 else float(np.max(prog.consts[node.inputs[i]]))
+                      for i in (1, 2, 3, 4))
+    if node.name in overrides:
+        out_sf = overrides[node.name]
+    else:
+        out_sf = fq_scale(min(lv, 65536), ol, oh)
+        if not np.isfinite(out_sf) or max(abs(ol), abs(oh)) == 0:
+            out_sf = float(pw.MAX_ACTIVATION_SF)
+        out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
+        out_sf = pw.adjust_scale_factor(out_sf, ti.sf)
+    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih))
+    steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                      {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
+                       "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+
+
+def _concat(prog, node, info, steps, need16, notes) -> None:
+    keys = [need16(k) for k in node.inputs]
+    tis = [info[k] for k in keys]
+    axis = int(node.attrs["axis"]) % len(tis[0].shape)
+    sfs = [t.sf for t in tis]
+    if len(set(sfs)) > 1:
+        inputs = [t for t in tis if t.param is not None]
+        if len({t.sf for t in inputs}) > 1:
+            raise ValueError(
+                f"Two Input layers feeding concat {node.name!r} have different scales in concat "
+                f"({sorted({t.sf for t in inputs})}): give every network input of a concat the same scale factor"
+            )
+        if inputs:
+            src = inputs[0].sf
+        elif prog.has_fake_quantize and any(s != 1.0 for s in sfs):
+            src = min(s for s in sfs if s != 1.0)
+        else:
+            cand = [t.sf for t in tis if t.act is None and t.sf != 1.0] or [s for s in sfs if s != 1.0] or sfs
+            src = cand[0]
+        for t in tis:
+            if t.sf != src:
+                if t.act is None:
+                    raise ValueError(f"cannot requantize input to concat {node.name!r}: no activation above it")
+                notes.append(f"concat {node.name!r}: requantized {t.act!r} from sf {t.sf:g} to {src:g}")
+                raise _Requantize(t.act, src)
+    shape = list(tis[0].shape)
+    shape[axis] = sum(t.shape[axis] for t in tis)
+    steps.append(Step("concat", node.name, keys, node.out,
+                      lambda *xs, a=axis: (np.concatenate(xs, axis=a + 1), 0),
+                      {"layer": node.name, "op": "Concat", "precision": "i16", "in_sf": sfs[0], "w_sf": None,
+                       "out_sf": sfs[0], "bits": 16}))
+    info[node.out] = TInfo(sfs[0], 16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
+
+
+def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
+    down = _downstream(prog, node.out)
+    if len(down) == 1 and down[0].op == "FakeQuantize":
+        fq = down[0]
+        return (int(fq.attrs["levels"]), float(np.min(prog.consts[fq.inputs[3]])),
+                float(np.max(prog.consts[fq.inputs[4]])))
+    return None
+
+
+def _conv(prog, node, info, steps, need16, layout, precision) -> None:
+    a = node.attrs
+    if any(int(p) != 0 for p in list(a.get("pads_begin", [])) + list(a.get("pads_end", []))) or \
+            str(a.get("auto_pad", "explicit")).lower() in ("same_upper", "same_lower"):
+        raise ValueError(f"convolution {node.name!r}: Padding isn't supported by GNA (pads must be 0)")
+    if any(int(d) != 1 for d in a.get("dilations", [])):
+        raise ValueError(f"convolution {node.name!r}: dilation must be 1 on GNA")
+    k = need16(node.inputs[0])
+    ti = info[k]
+    if node.inputs[1] not in prog.consts:
+        raise ValueError(f"convolution {node.name!r}: weights must be constant")
+    w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
+    stats = prog.stats.get(node.inputs[1])
+    shape = ti.shape
+    if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
+        w3 = w[:, :, 0, :]
+        stride = int(a["strides"][1])
+        if int(a["strides"][0]) != 1:
+            raise ValueError(f"convolution {node.name!r}: 2-D convolution supported only with H=1")
+    elif len(shape) == 3:
+        w3, stride = w, int(a["strides"][0])
+    else:
+        raise ValueError(f"convolution {node.name!r}: only 1-D convolutions (or 2-D with H=1) are supported, "
+                         f"input shape {shape}")
+    if shape[0] != 1:
+        raise ValueError(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
+    f, c, kk = w3.shape
+    width = shape[-1]
+    geo = cv.geometry(c, width, kk, stride, f)
+    if stats is not None and len(w.shape) == 4:
+        from gnaexp.emulator.quantize import WeightStats
+        stats = WeightStats(stats.levels, stats.out_low[:, :, 0, :], stats.out_high[:, :, 0, :], stats.source)
+    wq = quantize_weightable(w3, node.bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
+                             dst_stats=_dst_stats(prog, node))
+    flt = cv.interleave_filters(wq.weights, geo.nfc)
+    legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
+    out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
+
+    def run(x, wq=wq, flt=flt, geo=geo, legacy=legacy, out_shape=out_shape):
+        n = x.shape[0]
+        x3 = x.reshape(n, geo.channels, geo.width)
+        mem = x3.reshape(n, -1) if legacy else cv.interleave_input(x3)
+        o, sat = cv.conv1d_interleaved(mem, flt, wq.bias, geo)
+        return cv.deinterleave_output(o, geo).reshape((n,) + out_shape), sat
+
+    summary = {"layer": node.name, "op": "Convolution", "precision": wq.weight_precision, "bits": 32,
+               **wq.summary(), "geometry": {"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
+               "input_layout": "NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)",
+               "notes": wq.notes}
+    steps.append(Step("conv", node.name, [k], node.out, run, summary))
+    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
+
+
+def _fc(prog, node, info, steps, need16, precision) -> None:
+    a = node.attrs
+    if node.inputs[1] not in prog.consts or node.inputs[0] in prog.consts:
+        raise ValueError(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")
+    if a.get("transpose_a"):
+        raise ValueError(f"MatMul {node.name!r}: transpose_a is not supported")
+    k = need16(node.inputs[0])
+    ti = info[k]
+    b = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
+    if b.ndim != 2:
+        raise ValueError(f"MatMul {node.name!r}: weights must be 2-D, got {b.shape}")
+    rows = b if a.get("transpose_b") else b.T
+    stats = prog.stats.get(node.inputs[1])
+    if stats is not None and not a.get("transpose_b"):
+        from gnaexp.emulator.quantize import WeightStats
+        stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
+    wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
+                             dst_stats=_dst_stats(prog, node))
+    wt = np.ascontiguousarray(wq.weights.T)
+    mult = wq.multipliers
+    bound = 32768.0 * float(np.max(np.sum(np.abs(wq.weights), axis=1) * (1 if mult is None else mult)))
+    exact = bound + float(np.max(np.abs(wq.bias))) < cv.EXACT_F64
+    out_shape = ti.shape[:-1] + (rows.shape[0],)
+
+    def run(x, wt=wt, wq=wq, mult=mult, exact=exact):
+        acc = x @ wt if exact else (x.astype(np.int64) @ wt.astype(np.int64)).astype(np.float64)
+        if mult is not None:
+            acc = acc * mult
+        acc = acc + wq.bias
+        return saturate(acc, -(2**31), 2**31 - 1)
+
+    steps.append(Step("fc", node.name, [k], node.out, run,
+                      {"layer": node.name, "op": "FullyConnected", "precision": wq.weight_precision, "bits": 32,
+                       **wq.summary(), "notes": wq.notes}))
+    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)

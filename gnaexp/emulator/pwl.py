@@ -1,0 +1,263 @@
+"""Piecewise-linear (PWL) activations: output scale choice, segment construction, integer evaluation.
+
+Follows gna-facts §3.4 and the plugin's identity segment builder (2023 sources): segment 0 flat at y_min from
+INT32_MIN, segment 1 from x_lower with the encoded slope, an extra (0, 0) segment when segment 1 misses the
+origin (F(0) = 0) with segment 1 moved left, and a flat segment at y_max on the right.
+
+x_lower rounding: this module follows the 2023 revision that passes y_min·in_sf/out_sf through **float32**
+before rounding to an integer (``FloatToInt32(float)``); a later revision used double. See ``X_LOWER_ROUNDING``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+INT16_MIN, INT16_MAX = -32768, 32767
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+IDENTITY_SF = np.float32(2049.0)
+ACTIVATION_SF = np.float32(2048.0)
+MAX_ACTIVATION_SF = np.float32(4096.0)
+X_LOWER_ROUNDING = "float32"  # the 2023 FloatToInt32(float) revision
+
+
+def gna_slope(slope: float, in_sf: float, out_sf: float) -> tuple[float, int, int]:
+    """Encode a real slope for GNA: returns (scaled slope s, slope_scale 2^(8(idx+1)), idx).
+
+    s = slope·out_sf/in_sf; idx is tried 3, 2, 1 and the first whose s·2^(8(idx+1)) fits int16 wins;
+    otherwise idx 0 (2^8), where the value may not fit and is clamped later.
+    """
+    s = float(slope) * float(out_sf) / float(in_sf)
+    idx = 3
+    while idx > 0:
+        scale = 1 << (8 * (idx + 1))
+        if INT16_MIN <= s * scale <= INT16_MAX:
+            break
+        idx -= 1
+    return s, 1 << (8 * (idx + 1)), idx
+
+
+def _round_half_away(v: float) -> int:
+    return int(v + 0.5) if v >= 0 else int(v - 0.5)
+
+
+def slope_int(slope: float, in_sf: float, out_sf: float) -> tuple[int, int]:
+    """Integer slope and shift index as stored in a segment (clamped to 32767)."""
+    s, scale, idx = gna_slope(slope, in_sf, out_sf)
+    value = _round_half_away(s * scale)
+    return min(value, INT16_MAX), idx
+
+
+def identity_out_scale(in_sf: float) -> float:
+    """Identity output sf without statistics: 2049, or 1024.5 when it encodes a larger |slope·2^shift| (§3.4)."""
+    s, scale, _ = gna_slope(1.0, in_sf, float(IDENTITY_SF))
+    default = s * scale
+    s, scale, _ = gna_slope(1.0, in_sf, float(IDENTITY_SF) / 2)
+    extra = s * scale
+    return float(IDENTITY_SF / 2) if abs(extra) > abs(default) else float(IDENTITY_SF)
+
+
+def relu_out_scale(in_sf: float) -> float:
+    """ReLU output sf without statistics: 2048, halved if 2048·in_sf exceeds INT32_MAX−1 (§3.4)."""
+    result = ACTIVATION_SF
+    if int(np.float32(result * np.float32(in_sf))) > INT32_MAX - 1:
+        result = np.float32(result * np.float32(0.5))
+    return float(result)
+
+
+def _fp32eq(a: np.ndarray, b: float, acc: float) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    b32 = np.float32(b)
+    return np.abs(a - b32) <= np.float32(acc) * np.minimum(np.abs(a), np.abs(b32))
+
+
+def adjust_scale_factor(sf: float, in_sf: float) -> float:
+    """Fine-tune an identity/FQ/ReLU output sf downward (within 10 %) for the most exact slope (§3.4, FQ).
+
+    Mirrors the plugin's search: a float32 grid from ⌊sf⌋ down to ⌊0.9·sf⌋, the first value whose encoded
+    slope reproduces 1 to 1e-6 wins, else the one with the smallest slope error.
+    """
+    start = np.float32(int(sf)) if sf > 1.0 else np.float32(sf)
+    end = np.float32(start - start / np.float32(10))
+    end = np.float32(int(end)) if end > 1.0 else end
+    steps = 10000
+    range_size = int(start - end)
+    if range_size >= 1:
+        rank = len(str(range_size))
+        steps *= range_size // 10 ** (rank - 1)
+    step = np.float32(np.float32(end - start) / np.float32(steps))
+    grid = (start + step * np.arange(steps + 1, dtype=np.float32)).astype(np.float32)
+    grid = grid[~np.isnan(grid)]
+    g = grid.astype(np.float64)
+    s = g / float(in_sf)
+    scale = np.full_like(s, 256.0)
+    for idx in (1, 2, 3):
+        cand = float(1 << (8 * (idx + 1)))
+        fits = (s * cand <= INT16_MAX) & (s * cand >= INT16_MIN)
+        better = fits & (scale < cand)
+        scale = np.where(better, cand, scale)
+    raw = np.float32(s * scale)
+    # FLOAT_TO_INT16 then int16 wrap-around, as the C++ cast does
+    rounded = np.trunc(raw + np.where(raw < 0, np.float32(-0.5), np.float32(0.5)))
+    slope = ((rounded.astype(np.int64) + 32768) % 65536 - 32768).astype(np.float64)
+    test = slope / scale * float(in_sf) / g
+    exact = _fp32eq(test.astype(np.float32), 1.0, 1e-6)
+    if np.any(exact):
+        return float(grid[int(np.argmax(exact))])
+    err = np.sqrt(((test - 1.0) ** 2).astype(np.float32))
+    return float(grid[int(np.argmin(err))])
+
+
+@dataclass
+class PWL:
+    """Segments as GNA stores them. xbase holds the value with the shift index in its 2 LSBs."""
+
+    xbase: np.ndarray  # int64 encoded (value | idx)
+    ybase: np.ndarray  # int16 values
+    slope: np.ndarray  # int16 values
+    in_sf: float
+    out_sf: float
+    kind: str = "identity"
+    y_lower: int = INT16_MIN
+    y_upper: int = INT16_MAX
+
+    @property
+    def x_values(self) -> np.ndarray:
+        return self.xbase & ~3
+
+    @property
+    def shifts(self) -> np.ndarray:
+        return 8 * ((self.xbase & 3) + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "in_sf": self.in_sf,
+            "out_sf": self.out_sf,
+            "segments": [
+                {"x_base": int(x), "shift": int(s), "y_base": int(y), "slope": int(k)}
+                for x, s, y, k in zip(self.x_values, self.shifts, self.ybase, self.slope)
+            ],
+        }
+
+
+def _xbase(value: int, idx: int) -> int:
+    return (int(value) & ~3) | int(idx)
+
+
+def _seg_value(xbase: int, ybase: int, slope: int, x: int) -> int:
+    """Plugin-side ComputePWL (C++ int64 division truncates toward zero)."""
+    xv = xbase & ~3
+    scale = 1 << (8 * ((xbase & 3) + 1))
+    num = (x - xv) * slope
+    q = abs(num) // scale
+    return (q if num >= 0 else -q) + ybase
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _to_int(v: float, bits: int) -> int:
+    """FloatToInt32/16(float): float32 argument, ±0.5f, truncate."""
+    f = np.float32(v)
+    r = int(np.float32(f + np.float32(0.5)) if f >= 0 else np.float32(f - np.float32(0.5)))
+    if bits == 16:
+        r = (r + 32768) % 65536 - 32768
+    return r
+
+
+def border_values(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None) -> tuple[int, int, int, int]:
+    """(x_lower, x_upper, y_lower, y_upper) of an identity-like PWL (border-values counter)."""
+    xl, xu, yl, yu = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
+    if fq_range is not None:
+        lo, hi = fq_range
+        xl = max(int(lo * in_sf), INT32_MIN)
+        xu = min(int(hi * in_sf), INT32_MAX)
+        yl = max(int(lo * out_sf), INT16_MIN)
+        yu = min(int(hi * out_sf), INT16_MAX)
+        return xl, xu, yl, yu
+    ratio = in_sf / out_sf
+    if xl < yl * ratio:
+        xl = _to_int(yl * ratio, 32)
+    if xu > yu * ratio:
+        xu = _to_int(yu * ratio, 32)
+    if yl < xl / ratio:
+        yl = _to_int(xl / ratio, 16)
+    if yu > xu / ratio:
+        yu = _to_int(xu / ratio, 16)
+    return xl, xu, yl, yu
+
+
+def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None) -> PWL:
+    """Identity (or FakeQuantize-as-identity) segments for int32 input at in_sf → int16 at out_sf."""
+    xl, xu, yl, yu = border_values(in_sf, out_sf, fq_range)
+    k, idx = slope_int(1.0, in_sf, out_sf)
+    segs = [[_xbase(INT32_MIN, 0), yl, 0], [_xbase(xl, idx), yl, k]]
+    y0 = _seg_value(segs[1][0], segs[1][1], segs[1][2], 0)
+    if y0 > yu or y0 < yl:
+        raise ValueError(f"identity PWL invalid: F(0)={y0} outside [{yl}, {yu}] (in_sf={in_sf}, out_sf={out_sf})")
+    if y0 != 0:
+        segs.append([_xbase(0, idx), 0, k])
+        if k == 0:
+            raise ValueError("identity PWL slope is 0")
+        s0x = segs[0][0] & ~3
+        s1x = segs[1][0] & ~3
+        scale = 1 << (8 * (idx + 1))
+        new_x = s1x - _trunc_div((segs[0][1] - segs[1][1] - y0) * scale, k)
+        if new_x < s0x and new_x + 1 < 0:
+            new_x = s0x + 1
+        new_x = _trunc_div(new_x, 4) * 4
+        segs[1][0] = _xbase(new_x, idx)
+    if INT32_MAX > xu:
+        last = segs[-1]
+        lx = last[0] & ~3
+        scale = 1 << (8 * ((last[0] & 3) + 1))
+        if last[2] == 0:
+            raise ValueError("identity PWL slope is 0")
+        right = lx + _trunc_div((yu - last[1]) * scale, last[2])
+        right = min(right, INT32_MAX)
+        right = _trunc_div(right, 4) * 4
+        segs.append([_xbase(right, 0), yu, 0])
+    arr = np.array(segs, dtype=np.int64)
+    kind = "identity" if fq_range is None else "fake-quantize"
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), kind, yl, yu)
+
+
+def build_relu(in_sf: float, out_sf: float) -> PWL:
+    """ReLU segments [I]: flat 0 left of the origin, then the identity slope from (0, 0), flat at y_max.
+
+    ReLU is exactly piecewise linear, so the plugin's PWL designer needs no approximation segments; this
+    layout (same slope encoding and right border as the identity) is inferred, not read from source.
+    """
+    _, xu, _, yu = border_values(in_sf, out_sf)
+    k, idx = slope_int(1.0, in_sf, out_sf)
+    segs = [[_xbase(INT32_MIN, 0), 0, 0], [_xbase(0, idx), 0, k]]
+    if INT32_MAX > xu and k != 0:
+        scale = 1 << (8 * (idx + 1))
+        right = min(_trunc_div(yu * scale, k), INT32_MAX)
+        segs.append([_xbase(_trunc_div(right, 4) * 4, 0), yu, 0])
+    arr = np.array(segs, dtype=np.int64)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu", 0, yu)
+
+
+def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Run a PWL on integer inputs (any shape) the way the GNA kernel does.
+
+    Last segment with xBase ≤ x (the first segment if none), y = ((x − xBase)·slope) >> shift (floor),
+    + yBase, saturate to int16. Returns (float64 array of int16 values, number of saturated outputs).
+    All intermediate values stay below 2^53, so float64 is exact.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    xv = pwl.x_values.astype(np.float64)
+    seg = np.searchsorted(xv, x, side="right") - 1
+    np.clip(seg, 0, len(xv) - 1, out=seg)
+    inv_scale = 1.0 / (2.0 ** pwl.shifts.astype(np.float64))
+    y = np.floor((x - xv[seg]) * pwl.slope.astype(np.float64)[seg] * inv_scale[seg]) + pwl.ybase.astype(np.float64)[seg]
+    n = int(np.count_nonzero((y < INT16_MIN) | (y > INT16_MAX)))
+    if n:
+        np.clip(y, INT16_MIN, INT16_MAX, out=y)
+    return y, n

@@ -1,0 +1,294 @@
+"""Host-side quantization: inputs, weights, biases, and the scale-factor rules of weightable layers.
+
+Follows gna-facts §2, §3.1, §3.2 and §3.6. Every scale factor is a float32, as in the plugin, and every
+host-side rounding is ``trunc(float32(v ± 0.5))`` after a float32 product (not float64 ``round``), so
+that ties and large int32 biases come out as the plugin writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+F32 = np.float32
+INT16_MIN, INT16_MAX = -32768, 32767
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT8_MIN, INT8_MAX = -128, 127
+
+MAX_VAL_2B_WEIGHT = 16384  # int16 weight target, not 32767
+MAX_VAL_1B_WEIGHT = 127
+MAX_OUT_MULTIPLIER = 230  # int8 compound-bias row multiplier ceiling
+MAX_VAL_4B_BIAS = 1073741824  # 2**30
+MAX_VAL_2B_FEAT = 16384
+
+# Compile target the weight-precision rules follow. GNA 3.0 is the default the 2023.0 documentation names
+# ("latest supported, i.e. GNA 3.0"); on it convolution weights are always int16.
+DEFAULT_COMPILE_TARGET = "3.0"
+
+
+def round_f32(v: np.ndarray | float) -> np.ndarray:
+    """Round the way the plugin does: float32 add of ±0.5 (sign of v, 0 counts as +), then truncate.
+
+    Returns float64 holding integers (exact), not yet clamped.
+    """
+    v = np.asarray(v, dtype=F32)
+    half = np.where(v >= 0, F32(0.5), F32(-0.5)).astype(F32)
+    return np.trunc((v + half).astype(F32)).astype(np.float64)
+
+
+def saturate(q: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
+    """Clamp to [lo, hi]; return the clamped array and how many values were clamped."""
+    n = int(np.count_nonzero((q < lo) | (q > hi)))
+    return np.clip(q, lo, hi), n
+
+
+def quantize_input(x: np.ndarray, sf: float) -> tuple[np.ndarray, int]:
+    """Network input to int16: float32 product x·sf, plugin rounding, saturate. Returns (values, saturations).
+
+    Values are float64 holding exact integers (the emulator's working type, fast in BLAS).
+    """
+    x = np.asarray(x, dtype=F32)
+    v = x * F32(sf)
+    # np.copysign keeps float32 and avoids a second full-size temporary from np.where
+    q = np.trunc(v + np.copysign(F32(0.5), v))
+    lo_hit = q < INT16_MIN
+    hi_hit = q > INT16_MAX
+    n = int(np.count_nonzero(lo_hit) + np.count_nonzero(hi_hit))
+    if n:
+        q = np.clip(q, INT16_MIN, INT16_MAX)
+    return q, n
+
+
+def fq_scale(levels: int, lo: float, hi: float) -> float:
+    """Scale factor from FakeQuantize statistics: (L−1)/(max−min), L capped at 65536; 1 if the range is empty."""
+    lv = min(int(levels), 65536)
+    lo, hi = F32(lo), F32(hi)
+    if hi == lo:
+        return 1.0
+    return float(F32(F32(lv - 1) / F32(hi - lo)))
+
+
+def conv_reducer(c_in: int, weight_range: int, k2d: float = 1.0) -> float:
+    """Convolution weight reducer (§3.2 step 4, E6).
+
+    The plugin's quotient 16384·R·C_in / INT32_MAX is C++ integer division, truncated before the multiply
+    by the (double) k2d, so int16 weights give max(1, k2d·⌊C_in/8⌋) in effect.
+    """
+    quotient = (MAX_VAL_2B_FEAT * int(weight_range) * int(c_in)) // INT32_MAX
+    return max(1.0, float(k2d) * quotient)
+
+
+def kernel_2d_factor(kernel_area: int) -> float:
+    """k2d for 2-D kernels that cannot be flattened to 1-D (gna_convolution_layer getWeightsReducer)."""
+    for area, factor in ((49, 3.0), (36, 2.6), (21, 2.3), (14, 1.7), (9, 1.3), (7, 1.2)):
+        if kernel_area >= area:
+            return factor
+    return 1.0
+
+
+@dataclass
+class WeightStats:
+    """FakeQuantize-like statistics attached to a weight constant (FQ on weights, or NNCF decompression)."""
+
+    levels: int
+    out_low: np.ndarray  # broadcastable to per-output-channel
+    out_high: np.ndarray
+    source: str  # "fake-quantize" or "decompression"
+
+
+@dataclass
+class WeightQuant:
+    """Quantized weights and bias of one weightable layer, plus the facts a plan reports."""
+
+    kind: str  # "conv" | "fc"
+    weights: np.ndarray  # integers (float64), same shape as the float weights
+    bias: np.ndarray  # int32 integers (float64), one per output row
+    multipliers: np.ndarray | None  # int8 compound-bias row multipliers (FC only)
+    weight_precision: str  # "i16" | "i8"
+    in_sf: float
+    w_sf: float
+    out_sf: float
+    bias_cap_hit: bool = False
+    reducer: float = 1.0
+    dst_reducer: float = 1.0
+    weight_saturations: int = 0
+    bias_saturations: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "weight_precision": self.weight_precision,
+            "in_sf": self.in_sf,
+            "w_sf": self.w_sf,
+            "out_sf": self.out_sf,
+            "bias_cap_hit": self.bias_cap_hit,
+            "reducer_applied": self.reducer > 1.0,
+            "reducer": self.reducer,
+            "dst_reducer": self.dst_reducer,
+            "weight_saturations": self.weight_saturations,
+            "bias_saturations": self.bias_saturations,
+        }
+
+
+def weight_precision_for(kind: str, precision: str, stats: WeightStats | None, target: str = DEFAULT_COMPILE_TARGET) -> str:
+    """Which integer type the weights get (§2, §3.2 FQ).
+
+    FQ/decompression statistics decide over the precision hint (≤255 levels → int8). Convolutions stay int16
+    on compile targets below 3.5 whatever the statistics say [I: for an 8-bit-statistics convolution on GNA 3.0
+    the weights become int16 holding the 8-bit grid].
+    """
+    if precision not in ("i16", "i8"):
+        raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
+    want = precision
+    if stats is not None:
+        want = "i8" if stats.levels <= 255 else "i16"
+    if kind == "conv" and float(target) < 3.5:
+        return "i16"
+    return want
+
+
+def fq_weight_scale(stats: WeightStats, int8: bool) -> float:
+    """w_sf from weight statistics: min over channels of (L−1)/(high−low), ×230 for int8 compound bias."""
+    lv = min(int(stats.levels), 65536)
+    span = np.asarray(stats.out_high, dtype=F32) - np.asarray(stats.out_low, dtype=F32)
+    span = span[span > 0]
+    w_sf = F32(1.0) if span.size == 0 else F32(np.min(F32(lv - 1) / span.astype(F32)))
+    if int8:
+        w_sf = F32(w_sf * F32(MAX_OUT_MULTIPLIER))
+    return float(w_sf)
+
+
+def _int8_ratio_factor(w_sf: float, in_sf: float) -> float:
+    """§3.2 step 5 for int8 FC weights [I: ratio thresholds 30/100/150/200 → factors 0.50/0.45/0.40/0.35]."""
+    ratio = float(w_sf) * float(in_sf) ** 2 / INT32_MAX
+    for threshold, factor in ((200, 0.35), (150, 0.40), (100, 0.45), (30, 0.50)):
+        if ratio > threshold:
+            return factor
+    return 1.0
+
+
+def quantize_weightable(
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    in_sf: float,
+    *,
+    kind: str,
+    precision: str = "i16",
+    stats: WeightStats | None = None,
+    c_in: int = 1,
+    k2d: float = 1.0,
+    dst_stats: tuple[int, float, float] | None = None,
+    target: str = DEFAULT_COMPILE_TARGET,
+) -> WeightQuant:
+    """Quantize one convolution (kind="conv", weights [F, C, K]) or FC layer (kind="fc", weights [M, K]).
+
+    Order of §3.2: base w_sf → bias cap → ×230 (int8) → conv reducer → int8 ratio step → out_sf = w_sf·in_sf;
+    then destination statistics (an FQ after the layer, step 7) may shrink w_sf again.
+    """
+    w = np.asarray(weights, dtype=F32)
+    rows = w.shape[0]
+    b = np.zeros(rows, dtype=F32) if bias is None else np.asarray(bias, dtype=F32).reshape(rows)
+    wprec = weight_precision_for(kind, precision, stats, target)
+    int8 = wprec == "i8"
+    compound = int8 and kind == "fc"
+    in_sf32 = F32(in_sf)
+    notes: list[str] = []
+    reducer = 1.0
+    cap_hit = False
+
+    if stats is not None:
+        w_sf = F32(fq_weight_scale(stats, int8=compound))
+        notes.append(f"weight scale from {stats.source} statistics ({stats.levels} levels)")
+    else:
+        r = MAX_VAL_1B_WEIGHT if int8 else MAX_VAL_2B_WEIGHT
+        max_w = F32(np.max(np.abs(w))) if w.size else F32(0)
+        w_sf = F32(1.0) if max_w == 0 else F32(F32(r) / max_w)
+
+    max_b = F32(np.max(np.abs(b))) if (bias is not None and b.size) else F32(0)
+    if bias is not None and max_b > 0:
+        b_cap = F32(F32(MAX_VAL_4B_BIAS) / max_b)
+        prod = F32(w_sf * in_sf32)
+        if b_cap < prod:
+            cap_hit = True
+            w_sf = F32(b_cap / in_sf32)
+
+    if stats is None:
+        if compound:
+            w_sf = F32(w_sf * F32(MAX_OUT_MULTIPLIER))
+        if kind == "conv":
+            r = MAX_VAL_1B_WEIGHT if int8 else MAX_VAL_2B_WEIGHT
+            reducer = conv_reducer(c_in, r, k2d)
+            if reducer > 1.0:
+                w_sf = F32(w_sf / F32(reducer))
+        if compound:
+            factor = _int8_ratio_factor(float(w_sf), float(in_sf32))
+            if factor != 1.0:
+                w_sf = F32(w_sf * F32(factor))
+                notes.append(f"int8 weight scale multiplied by {factor} (w_sf·in_sf² large)")
+
+    out_sf = F32(w_sf * in_sf32)
+    dst_reducer = 1.0
+    if dst_stats is not None:
+        _, lo, hi = dst_stats
+        if bias is not None and max_b > 0:
+            b_cap = F32(F32(MAX_VAL_4B_BIAS) / max_b)
+            if b_cap < out_sf:
+                cap_hit = True
+                w_sf = F32(b_cap / in_sf32)
+                out_sf = F32(w_sf * in_sf32)
+        max_y = max(abs(float(lo)), abs(float(hi)))
+        max_int = int(np.float32(max_y * float(out_sf)) + np.float32(0.5))
+        red = max(1.0, max_int / INT32_MAX)
+        if red > 1.0:
+            dst_reducer = red
+            w_sf = F32(w_sf / F32(red))
+            out_sf = F32(w_sf * in_sf32)
+
+    multipliers = None
+    if compound:
+        scaled = (w * w_sf).astype(F32)
+        row_max = np.max(np.abs(scaled.reshape(rows, -1)), axis=1)
+        multipliers = np.floor(row_max / F32(MAX_VAL_1B_WEIGHT) + F32(0.5)).astype(np.float64)
+        multipliers[multipliers == 0] = 1
+        if np.any(multipliers > MAX_OUT_MULTIPLIER):
+            raise ValueError(f"int8 row multiplier above {MAX_OUT_MULTIPLIER}: weights cannot be quantized")
+        per_row = multipliers.reshape((rows,) + (1,) * (w.ndim - 1)).astype(F32)
+        qw = round_f32((scaled / per_row).astype(F32))
+        qw, wsat = saturate(qw, INT8_MIN, INT8_MAX)
+    else:
+        lo, hi = (INT8_MIN, INT8_MAX) if int8 else (INT16_MIN, INT16_MAX)
+        qw = round_f32((w * w_sf).astype(F32))
+        qw, wsat = saturate(qw, lo, hi)
+
+    qb = round_f32((b * out_sf).astype(F32))
+    qb, bsat = saturate(qb, INT32_MIN, INT32_MAX)
+    return WeightQuant(
+        kind=kind,
+        weights=qw,
+        bias=qb,
+        multipliers=multipliers,
+        weight_precision=wprec,
+        in_sf=float(in_sf32),
+        w_sf=float(w_sf),
+        out_sf=float(out_sf),
+        bias_cap_hit=cap_hit,
+        reducer=reducer,
+        dst_reducer=dst_reducer,
+        weight_saturations=wsat,
+        bias_saturations=bsat,
+        notes=notes,
+    )
+
+
+def snap_fake_quantize(x: np.ndarray, levels: int, il, ih, ol, oh) -> np.ndarray:
+    """FakeQuantize semantics (OpenVINO spec) in float32: clamp to the input range, snap, map to the output range."""
+    x = np.asarray(x, dtype=F32)
+    il, ih, ol, oh = (np.asarray(a, dtype=F32) for a in (il, ih, ol, oh))
+    steps = F32(levels - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.round((x - il) / (ih - il) * steps)
+        y = q / steps * (oh - ol) + ol
+    y = np.where(x <= np.minimum(il, ih), ol, np.where(x > np.maximum(il, ih), oh, y))
+    return y.astype(F32)
