@@ -49,6 +49,13 @@ class ExperimentConfig:
     precision: str = "i16"
     layout: str = "correct"  # emulator: correct | legacy-concat
     execution_mode: str = "SW_EXACT"
+    # IR: "default" (FP32) or "pot" (NNCF post-training quantization, POT's successor, FakeQuantize IR)
+    ir: str = "default"
+    activation_bits: int = 16
+    weight_bits: int = 16
+    calibration_size: int = 32
+    calibration_seed: int = 0
+    calibration_file: str = ""
     backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
 
     def __post_init__(self) -> None:
@@ -70,6 +77,11 @@ class ExperimentConfig:
             raise ValueError(f"precision must be i16 or i8, got {self.precision!r}")
         if self.layout not in ("correct", "legacy-concat"):
             raise ValueError(f"layout must be correct or legacy-concat, got {self.layout!r}")
+        if self.ir not in ("default", "pot"):
+            raise ValueError(f"ir must be default or pot (NNCF-quantized), got {self.ir!r}")
+        if self.activation_bits not in (8, 16) or self.weight_bits not in (8, 16):
+            raise ValueError(f"activation_bits and weight_bits must be 8 or 16, got {self.activation_bits}, "
+                             f"{self.weight_bits}")
         if not self.backends:
             raise ValueError("backends is empty; give at least one, e.g. torch,openvino:CPU")
 
@@ -112,7 +124,25 @@ def cache_dir() -> Path:
 
 
 def build_model(config: ExperimentConfig) -> ModelBundle:
-    """The config's net as a ModelBundle with its IR (converted once, then taken from the cache)."""
+    """The config's net as a ModelBundle with its IR (converted once, then taken from the cache).
+
+    With ``ir="pot"`` the IR is the NNCF-quantized one (FakeQuantize hints), quantized once per settings and
+    calibration set and kept next to the float IR.
+    """
+    bundle = _build_float_model(config)
+    if config.ir == "pot":
+        from gnaexp import quantization
+
+        settings = quantization.QuantizationSettings(
+            config.activation_bits, config.weight_bits, config.calibration_size, config.calibration_seed,
+            config.input_kind, config.amplitude, config.calibration_file)
+        result = quantization.quantize_cached(bundle.ir_xml, settings)
+        bundle.ir_xml = result.quantized_xml
+        bundle.info["quantization"] = result.to_json(relative_to=result.quantized_xml.parent)
+    return bundle
+
+
+def _build_float_model(config: ExperimentConfig) -> ModelBundle:
     from gnaexp import ir
 
     if config.experiment == "model":
@@ -211,6 +241,7 @@ def run(
         environment=environment.capture(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    record.model_info = dict(model.info)
     record.diagnosis = diagnosis.diagnose_record(record)
     record.duration_s = time.perf_counter() - start
     if out_dir is not None:

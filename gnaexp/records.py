@@ -86,6 +86,7 @@ class Record:
     artifacts: dict[str, str] = field(default_factory=dict)  # relative to the record folder
     errors: dict[str, str] = field(default_factory=dict)  # backend spec -> why it did not run
     diagnosis: dict[str, Any] = field(default_factory=dict)
+    model_info: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     created: str = ""
 
@@ -105,6 +106,7 @@ class Record:
             "reference": self.reference,
             "input_fingerprint": self.input_fingerprint,
             "model_fingerprint": self.model_fingerprint,
+            "model": self.model_info,
             "backends": [r.to_json() for r in self.results],
             "metrics": {b: {o: c.to_json() for o, c in per.items()} for b, per in self.metrics.items()},
             "errors": self.errors,
@@ -147,6 +149,6 @@ class Record:
             experiment=data["experiment"], config=data["config"], reference=data["reference"], results=results,
             metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
             model_fingerprint=data["model_fingerprint"], environment=data["environment"],
-            artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}),
+            artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}), model_info=data.get("model", {}),
             duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),
         )

@@ -24,6 +24,9 @@ def rows(record: Record) -> list[dict[str, Any]]:
     cfg = record.config
     fig = forum.lookup(record.experiment, cfg.get("scale_factor", 1.0), cfg.get("ir", "default"))
     kinds = {r.label: r.kind for r in record.results}
+    # The forum's figures are GNA figures: show them only beside GNA-like rows.
+    gna_like = {r.label for r in record.results
+                if r.kind in ("emulated", "imported") or r.backend.upper().endswith(":GNA")}
     out = []
     for label, per in record.metrics.items():
         for name, c in per.items():
@@ -32,8 +35,8 @@ def rows(record: Record) -> list[dict[str, Any]]:
                 "l1": c.l1, "cosine": c.cosine, "pearson": c.pearson, "sqnr_db": c.sqnr_db,
                 "max_abs_error": c.max_abs_error,
                 "verdict": record.diagnosis.get("verdicts", {}).get(label, ""),
-                "forum_l1": fig.l1 if fig and kinds.get(label) in ("measured", "emulated", "imported") else None,
-                "forum_cosine": fig.cosine if fig and kinds.get(label) in ("measured", "emulated", "imported") else None,
+                "forum_l1": fig.l1 if fig and label in gna_like else None,
+                "forum_cosine": fig.cosine if fig and label in gna_like else None,
             })
     return out
 

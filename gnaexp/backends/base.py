@@ -34,6 +34,7 @@ class ModelBundle:
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # how the IR was made (e.g. quantization settings)
 
 
 @dataclass
@@ -102,7 +103,8 @@ class Backend(abc.ABC):
         outputs, info = self._run(model, feed)
         duration = time.perf_counter() - start
         outputs = {k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()}
-        return BackendResult(self.name, self.kind, outputs, self.settings(), info, duration)
+        kind = info.pop("kind", self.kind)  # a runner may learn only from the model what its numbers are
+        return BackendResult(self.name, kind, outputs, self.settings(), info, duration)
 
     @abc.abstractmethod
     def _run(

@@ -134,7 +134,21 @@ class OpenVINOBackend(Backend):
             "effective_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT"))
             if self.device == "CPU" else None,
         }
+        if self.kind == "reference" and is_quantized(ov_model):
+            # FakeQuantize/int8 weights make even CPU results quantized: not an FP32 reference any more.
+            info["kind"] = "measured"
+            info["quantized_ir"] = True
         return outputs, info
+
+
+def is_quantized(model: Any) -> bool:
+    """True if the model carries FakeQuantize nodes or low-precision (int8/uint8) weight constants."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "FakeQuantize":
+            return True
+        if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() in ("i8", "u8"):
+            return True
+    return False
 
 
 def _full_device_name(core: Any, device: str) -> str:
