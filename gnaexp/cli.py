@@ -189,6 +189,7 @@ _PLUGGED: list[tuple[str, list[str]]] = [
     ("gnaexp.emulator.commands", ["add_emulate_parser", "add_sweep_parser"]),
     ("gnaexp.batch", ["add_batch_parser"]),
     ("gnaexp.quantization", ["add_quantize_parser"]),
+    ("gnaexp.diagnosis", ["add_diagnose_parser"]),
 ]
 
 

@@ -88,3 +88,149 @@ def diagnose_record(record: Any) -> dict[str, Any]:
         else:
             verdicts[r.label] = classify(worst, r.kind, floor)
     return {"floor_sqnr_db": floor, "verdicts": verdicts}
+
+
+# --- the ladder -----------------------------------------------------------------------------------------
+
+# Scale factors the ladder probes to see whether an error reacts to the scale (powers of 2 up to int16).
+PROBE_SCALE_FACTORS = tuple(float(2 ** k) for k in range(0, 16))
+
+
+def _emulate_metrics(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf: float, precision: str,
+                     layout: str) -> tuple[np.ndarray, metrics.Comparison, list[str], dict[str, float]]:
+    from gnaexp.emulator import emulate
+
+    em = emulate(model_xml, feed, scale_factors=sf, precision=precision, layout=layout)
+    out = next(iter(em.outputs.values()))
+    return out, metrics.compare(ref, out), em.notes, em.input_scale_factors
+
+
+def ladder(config: Any, observed: np.ndarray | None = None) -> dict[str, Any]:
+    """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
+
+    observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``); without it
+    the ladder still gives the floor and what each layout hypothesis would look like.
+    """
+    from gnaexp import experiment
+    from gnaexp.backends import make_backend
+
+    model = experiment.build_model(config)
+    feed = experiment.make_inputs(config, model)
+    ref_backend = "torch" if model.torch_module is not None else "openvino:CPU"
+    ref = next(iter(make_backend(ref_backend).run(model, feed).outputs.values()))
+    steps: list[dict[str, Any]] = []
+
+    # 1. FP32 path: OpenVINO CPU on the (float) IR must match torch.
+    if ref_backend == "torch" and config.ir == "default":
+        cpu = next(iter(make_backend("openvino:CPU").run(model, feed).outputs.values()))
+        c = metrics.compare(ref, cpu)
+        ok = c.cosine >= FP32_COSINE_MIN
+        steps.append({"step": "fp32", "ok": ok, "cosine": c.cosine, "l1": c.l1,
+                      "verdict": "OpenVINO CPU FP32 matches torch: the IR is the same net" if ok else
+                      "OpenVINO CPU FP32 differs from torch: fix the export before looking at any device"})
+
+    # 2. Floor at the configured scale factor, and the best the scale factor can do.
+    sf = float(config.scale_factor)
+    floor_out, floor, notes, used_sf = _emulate_metrics(model.ir_xml, feed, ref, sf, config.precision, "correct")
+    sweep = []
+    for probe in PROBE_SCALE_FACTORS:
+        _, c, _, _ = _emulate_metrics(model.ir_xml, feed, ref, probe, config.precision, "correct")
+        sweep.append({"scale_factor": probe, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1})
+    best = max(sweep, key=lambda r: r["sqnr_db"])
+    fq_override = any("FakeQuantize" in n or "overrid" in n for n in notes)
+    steps.append({"step": "floor", "scale_factor": sf, "input_scale_factors_used": used_sf,
+                  "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "l1": floor.l1, "notes": notes,
+                  "best_scale_factor": best["scale_factor"], "best_sqnr_db": best["sqnr_db"], "sweep": sweep,
+                  "verdict": (f"quantization floor at sf {sf:g}: SQNR {floor.sqnr_db:.1f} dB, cosine "
+                              f"{floor.cosine:.6f}, L1 {floor.l1:.2e} (emulated); best over sf 1…32768: "
+                              f"{best['sqnr_db']:.1f} dB at sf {best['scale_factor']:g}")
+                  + (" — the IR's FakeQuantize ranges set the input scale factor, so sf has no effect"
+                     if fq_override else "")})
+
+    # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
+    spread = max(r["sqnr_db"] for r in sweep) - min(r["sqnr_db"] for r in sweep)
+    steps.append({"step": "sensitivity", "sqnr_spread_db": spread,
+                  "verdict": (f"the emulated floor moves by {spread:.1f} dB across scale factors: "
+                              "the quantization error reacts to the scale factor as it should")
+                  if spread > 1 else (f"the emulated floor moves by only {spread:.1f} dB across scale factors"
+                                      + (" (FakeQuantize ranges fix the scale)" if fq_override else ""))})
+
+    # 4. Layout hypotheses: what each plugin path would output.
+    hypotheses: dict[str, np.ndarray] = {"correct": floor_out}
+    rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
+    from gnaexp.emulator import LAYOUTS
+
+    for layout in LAYOUTS:
+        if layout == "correct":
+            continue
+        out, c, _, _ = _emulate_metrics(model.ir_xml, feed, ref, sf, config.precision, layout)
+        # Probe at the best scale factor: there quantization error is smallest, so what remains is structural.
+        other_sf = best["scale_factor"] if best["scale_factor"] != sf else 2048.0 if sf != 2048.0 else 32768.0
+        _, c2, _, _ = _emulate_metrics(model.ir_xml, feed, ref, other_sf, config.precision, layout)
+        hypotheses[layout] = out
+        same = bool(np.array_equal(out, floor_out))
+        rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
+                     "cosine_at_other_sf": c2.cosine, "sqnr_at_other_sf": c2.sqnr_db, "other_sf": other_sf,
+                     "same_as_correct": same})
+    steps.append({"step": "layouts", "rows": rows, "verdict": _layout_verdict(rows)})
+
+    # 5. The observed device output against the floor and the hypotheses.
+    if observed is not None:
+        obs = metrics.compare(ref, observed)
+        ranked = explain(observed, hypotheses)
+        best_h = ranked[0]
+        verdict = classify(obs, "measured", floor.sqnr_db)
+        if best_h["hypothesis"] != "correct" and best_h["sqnr_db"] > 20:
+            verdict += (f"; the observed output is reproduced by layout '{best_h['hypothesis']}' "
+                        f"(SQNR {best_h['sqnr_db']:.1f} dB against it): a layout defect, not quantization")
+        steps.append({"step": "observed", "sqnr_db": obs.sqnr_db, "cosine": obs.cosine, "pearson": obs.pearson,
+                      "hypotheses": ranked, "verdict": verdict})
+    return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
+            "emulated": True, "steps": steps}
+
+
+def _layout_verdict(rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in rows[1:]:
+        if r["same_as_correct"]:
+            parts.append(f"'{r['layout']}' computes the same as the correct layout for this net")
+        else:
+            moved = abs(r["sqnr_at_other_sf"] - r["sqnr_db"])
+            text = (f"'{r['layout']}' would give cosine {r['cosine']:.3f} (Pearson {r['pearson']:.3f}, SQNR "
+                    f"{r['sqnr_db']:.1f} dB) at this sf and cosine {r['cosine_at_other_sf']:.3f} at sf "
+                    f"{r['other_sf']:g}")
+            if moved < 3 and r["sqnr_db"] < 20:
+                text += (" — an error far above the floor that does not move with the scale factor: the signature "
+                         "of a layout defect, not of quantization")
+            parts.append(text)
+    return "; ".join(parts) or "no alternative layout applies"
+
+
+def format_ladder(result: Mapping[str, Any]) -> str:
+    lines = [f"diagnosis of {result['experiment']} (reference {result['reference']}; GNA figures are emulated)"]
+    for i, step in enumerate(result["steps"], 1):
+        lines.append(f"{i}. [{step['step']}] {step['verdict']}")
+    return "\n".join(lines)
+
+
+def add_diagnose_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("diagnose", help="the ladder: FP32 check, quantization floor, sf sensitivity, "
+                                                "layout hypotheses (and an observed device output, if given)")
+    p.add_argument("experiment", help="conv | concat | concat_conv | model")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--observed", help="device output for the same inputs (.npy, or an .npz from measure_on_device.py)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_diagnose)
+
+
+def _cmd_diagnose(args: Any) -> int:
+    import json
+
+    from gnaexp.cli import _load_array, make_config
+    from gnaexp.records import dumps
+
+    config = make_config(args.experiment, args.set)
+    observed = _load_array(args.observed) if args.observed else None
+    result = ladder(config, observed)
+    print(dumps(result) if args.json else format_ladder(result))
+    return 0
