@@ -164,6 +164,15 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
                        output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: shape})
 
 
+def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "user") -> ModelBundle:
+    """Your own torch.nn.Module as a ModelBundle (IR converted once and cached); pass it to ``run(model=...)``."""
+    from gnaexp import ir
+
+    xml = ir.export_cached(module.eval(), tuple(input_shape), cache_dir() / "ir")
+    return ModelBundle(name=name, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
+                       output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: tuple(input_shape)})
+
+
 def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.ndarray]:
     if config.input_file:
         return inputs_mod.load(config.input_file, model.input_shapes)
@@ -219,6 +228,7 @@ def run(
     save the record with the IR beside it."""
     start = time.perf_counter()
     check_backends(config)
+    name = config.experiment if model is None else model.name
     model = model or build_model(config)
     feed = make_inputs(config, model)
     results = []
@@ -230,7 +240,7 @@ def run(
     from gnaexp import diagnosis
 
     record = Record(
-        experiment=config.experiment,
+        experiment=name,
         config=config.to_json(),
         reference=ref.label,
         results=results,

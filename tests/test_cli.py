@@ -78,3 +78,22 @@ def test_console_script_and_help():
     for cmd in ([], ["run"], ["compare"], ["export"], ["devices"]):
         res = subprocess.run(exe + cmd + ["--help"], capture_output=True, text=True)
         assert res.returncode == 0 and "usage: gnaexp" in res.stdout
+
+
+def test_user_model_file_and_module(tmp_path, capsys):
+    import torch
+
+    from gnaexp import experiment
+
+    # An IR file from elsewhere: OpenVINO CPU is the reference when there is no torch module.
+    assert main(["export", "conv", "--set", "seed=4", "--out", str(tmp_path / "pack")]) == 0
+    capsys.readouterr()
+    assert main(["run", "model", "--set", f"model={tmp_path / 'pack' / 'model.xml'}", "--backends", "openvino:CPU",
+                 "--out", str(tmp_path / "run"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["reference"] == "openvino:CPU" and data["model"] == {}
+    # A torch module of one's own.
+    net = torch.nn.Sequential(torch.nn.Conv1d(3, 4, 5), torch.nn.ReLU())
+    bundle = experiment.bundle_from_torch(net, (1, 3, 40), "mine")
+    rec = experiment.run(experiment.ExperimentConfig(), model=bundle)
+    assert rec.metrics["openvino:CPU"]["output"].cosine > 0.99999 and rec.experiment == "mine"
