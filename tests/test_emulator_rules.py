@@ -1,0 +1,162 @@
+"""Integer-level rules of the emulator against the worked examples E1–E10 of gna-facts §6."""
+
+import numpy as np
+import pytest
+
+from gnaexp.emulator import pwl, quantize as q
+
+F32 = np.float32
+
+
+def test_e1_int16_weight_scale():
+    wq = q.quantize_weightable(np.array([[0.37, -0.2]], F32), None, 1.0, kind="fc")
+    assert wq.w_sf == 44281.08203125
+    assert wq.weight_precision == "i16"
+
+
+def test_e2_bias_below_cap_keeps_weight_scale():
+    wq = q.quantize_weightable(np.array([[0.37, -0.2]], F32), np.array([0.05], F32), 2048.0, kind="fc")
+    assert wq.w_sf == 44281.08203125
+    assert wq.out_sf == 90687656.0
+    assert not wq.bias_cap_hit
+
+
+def test_e3_weight_rounding():
+    w = np.array([[0.37, -0.37, -0.1234, 1e-4, 1e-5]], F32)
+    wq = q.quantize_weightable(w, None, 1.0, kind="fc")
+    assert wq.weights.tolist() == [[16384, -16384, -5464, 4, 0]]
+
+
+def test_e4_bias_rounding_at_out_sf():
+    w = np.array([[0.37, 0.1]], F32)
+    wq = q.quantize_weightable(np.vstack([w, w]), np.array([0.05, -0.0123], F32), 2048.0, kind="fc")
+    assert wq.bias.tolist() == [4534383, -1115458]
+
+
+def test_e5_input_quantization():
+    vals, sat = q.quantize_input(np.array([0.3, -1.2345, 0.0002, 20.0], F32), 2048.0)
+    assert vals.tolist() == [614, -2528, 0, 32767] and sat == 1
+    vals, sat = q.quantize_input(np.array([0.3, -1.2345, 20.0], F32), 1.0)
+    assert vals.tolist() == [0, -1, 20] and sat == 0
+
+
+def test_input_rounding_is_float32_half_away():
+    # 0.49999997 + 0.5 rounds to 1.0 in float32, so the plugin writes 1; float64 rounding would give 0.
+    just_below_half = np.nextafter(F32(0.5), F32(0))
+    vals, _ = q.quantize_input(np.array([just_below_half, -just_below_half, 2.5, -2.5, 1.5], F32), 1.0)
+    assert vals.tolist() == [1, -1, 3, -3, 2]
+    assert round(float(just_below_half)) == 0
+
+
+def test_bias_rounding_float32_tie_above_2_23():
+    # In [2^23, 2^24) v + 0.5 is a float32 tie, rounded to even: odd integers come out one larger (§3.6).
+    v = np.array([2**23 + 1, 2**23 + 2, -(2**23) - 1, 2**23 + 3], F32)
+    assert q.round_f32(v).tolist() == [2**23 + 2, 2**23 + 2, -(2**23) - 2, 2**23 + 4]
+
+
+def test_e6_conv_reducer_integer_quotient():
+    assert [q.conv_reducer(c, 16384) for c in (6, 12, 16, 20, 24)] == [1.0, 1.0, 2.0, 2.0, 3.0]
+    assert q.conv_reducer(100, 127) == 1.0  # int8: quotient 0 until C_in ≥ 1033
+    assert q.conv_reducer(2100, 127) == 2.0
+    assert q.conv_reducer(16, 16384, k2d=1.3) == pytest.approx(2.6)
+    assert q.conv_reducer(6, 16384, k2d=3.0) == 1.0
+    w = np.zeros((4, 16, 3), F32)
+    w[0, 0, 0] = 0.37
+    wq = q.quantize_weightable(w, None, 1.0, kind="conv", c_in=16)
+    assert wq.w_sf == pytest.approx(22140.541, abs=1e-3) and wq.reducer == 2.0
+    w6 = np.zeros((4, 6, 3), F32)
+    w6[0, 0, 0] = 0.37
+    assert q.quantize_weightable(w6, None, 1.0, kind="conv", c_in=6).reducer == 1.0
+
+
+def test_e7_identity_after_e2_conv():
+    in_sf = 90687656.0
+    assert pwl.identity_out_scale(in_sf) == 2049.0
+    assert pwl.slope_int(1.0, in_sf, 2049.0) == (379, 2)
+    s, scale, idx = pwl.gna_slope(1.0, in_sf, 1024.5)
+    assert abs(s * scale) == pytest.approx(189.53, abs=0.01)
+    assert 90687656 * 379 / 2**24 == pytest.approx(2048.65, abs=0.01)
+    # x_lower through float32 (the revision followed): -1,450,294,400, not the double -1,450,294,344
+    xl, _, yl, yu = pwl.border_values(in_sf, 2049.0)
+    assert xl == -1450294400 and (yl, yu) == (-32768, 32767)
+    curve = pwl.build_identity(in_sf, 2049.0)
+    seg = curve.to_json()["segments"]
+    assert seg[2] == {"x_base": 0, "shift": 24, "y_base": 0, "slope": 379}  # F(0) = 0 segment
+    x = np.array([0, 1, 10**6, 123456789, 2**31 - 1], dtype=np.float64)
+    y, _ = pwl.evaluate(curve, x)
+    assert y.tolist() == [int(v) * 379 >> 24 if v < 1450498776 else 32767 for v in x.astype(np.int64)]
+
+
+def test_identity_1024_5_window():
+    # in_sf 2048 · w_sf in [134.3e6, 268.6e6) → 1024.5 wins (±32 range)
+    assert pwl.identity_out_scale(2.0e8) == 1024.5
+    # Below the k=2 window the plugin compares the unclamped idx-0 products, so 2049 wins in [8, 16)
+    # (its slope is then clamped to 32767): the source, not the facts table, is followed here.
+    assert pwl.identity_out_scale(12.0) == 2049.0
+    assert pwl.slope_int(1.0, 12.0, 2049.0) == (32767, 0)
+    assert pwl.identity_out_scale(3000.0) == 1024.5
+    assert pwl.identity_out_scale(90687656.0) == 2049.0
+    assert pwl.identity_out_scale(20.0) == 2049.0
+
+
+def test_e8_bias_cap_lowers_weight_scale():
+    wq = q.quantize_weightable(np.array([[0.37]], F32), np.array([50.0], F32), 2048.0, kind="fc")
+    assert wq.bias_cap_hit
+    assert wq.out_sf == 21474836.0
+    assert wq.w_sf == pytest.approx(10485.76, abs=1e-3)
+
+
+def test_e9_fake_quantize_scales():
+    assert q.fq_scale(65536, -4.0, 4.0) == pytest.approx(8191.875)
+    st16 = q.WeightStats(65535, np.array([-0.37], F32), np.array([0.37], F32), "fake-quantize")
+    assert q.fq_weight_scale(st16, int8=False) == pytest.approx(88559.46, abs=0.01)
+    st8 = q.WeightStats(255, np.array([-0.37], F32), np.array([0.37], F32), "fake-quantize")
+    assert q.fq_weight_scale(st8, int8=True) == pytest.approx(78945.95, abs=0.01)
+    assert q.weight_precision_for("fc", "i16", st8) == "i8"
+    assert q.weight_precision_for("conv", "i16", st8) == "i16"  # GNA 3.0 target: conv weights int16
+
+
+def test_e10_int8_fc_compound_bias():
+    w = np.array([[0.37, 0.1, -0.2], [0.01, -0.02, 0.005]], F32)
+    wq = q.quantize_weightable(w, None, 1.0, kind="fc", precision="i8")
+    assert wq.w_sf == pytest.approx(78945.95, abs=0.01)
+    assert wq.multipliers[0] == 230
+    assert wq.weights[0].tolist() == [127, 34, -69]
+    assert wq.weight_precision == "i8"
+    # row 2: multiplier floor(1578.9/127 + 0.5) = 12 rounds down, so -131.6 saturates to -128 (counted)
+    assert wq.multipliers[1] == 12
+    assert wq.weights[1].tolist() == [66, -128, 33] and wq.weight_saturations == 1
+
+
+def test_pwl_evaluator_floor_and_saturation():
+    curve = pwl.PWL(np.array([-(2**31), -400 | 1, 0 | 1], dtype=np.int64), np.array([-5, -100, 0]),
+                    np.array([0, 256, 512]), 1.0, 1.0)
+    y, sat = pwl.evaluate(curve, np.array([-(2**31), -500, -400, -399, -1, 0, 1, 300, 10**9]))
+    # shift 16 on segments 1 and 2; floor for negatives
+    expect = [-5, -5, -100, -100 + (1 * 256 >> 16), -100 + (399 * 256 >> 16), 0, (512 >> 16), (300 * 512) >> 16,
+              min(32767, (10**9 * 512) >> 16)]
+    assert y.tolist() == expect and sat == 1
+    y, _ = pwl.evaluate(curve, np.array([-10]))
+    assert y.tolist() == [-100 + (390 * 256 >> 16)]
+
+
+def test_relu_pwl_zero_left_identity_right():
+    curve = pwl.build_relu(90687656.0, pwl.relu_out_scale(90687656.0))
+    assert pwl.relu_out_scale(90687656.0) == 1024.0  # 2048·in_sf > INT32_MAX → halved
+    y, _ = pwl.evaluate(curve, np.array([-(10**9), -1, 0, 10**7, 2**31 - 1], dtype=np.float64))
+    k, idx = pwl.slope_int(1.0, 90687656.0, 1024.0)
+    assert y.tolist()[:3] == [0, 0, 0]
+    assert y[3] == (10**7 * k) >> (8 * (idx + 1))
+    assert y[4] == ((2**31 - 1) * k) >> (8 * (idx + 1))  # int32 max is still inside the int16 range here
+    y, _ = pwl.evaluate(pwl.build_relu(2.0e6, 2048.0), np.array([2**31 - 1]))
+    assert y.tolist() == [32767]
+
+
+def test_fq_scale_adjustment_stays_within_ten_percent():
+    sf = pwl.adjust_scale_factor(4096.0, 90687656.0)
+    assert 0.9 * 4096 <= sf <= 4096
+    k, idx = pwl.slope_int(1.0, 90687656.0, sf)
+    gain = k / 2 ** (8 * (idx + 1)) * 90687656.0 / sf
+    k0, idx0 = pwl.slope_int(1.0, 90687656.0, 4096.0)
+    gain0 = k0 / 2 ** (8 * (idx0 + 1)) * 90687656.0 / 4096.0
+    assert abs(gain - 1) <= abs(gain0 - 1)
