@@ -1,0 +1,201 @@
+"""Figures from arrays: overlay, scatter, error histogram, scale-factor sweep.
+
+Every function takes arrays (never file paths) and returns a ``matplotlib.figure.Figure``. Figures are built
+without pyplot, so they need no display and leave no global state behind: render them with ``to_png`` (Agg)
+or let Jupyter show them. Output arrays are NCW with batch 1, as the forum nets produce, or (C, T) or (T,).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 90
+REFERENCE_COLOR = "black"
+# Colour-blind-safe cycle (Okabe-Ito without black, which the reference uses).
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+
+
+def _channels_first(a: np.ndarray) -> np.ndarray:
+    """(N=1, C, T) / (C, T) / (T,) → (C, T), float64."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        return a[None, :]
+    if a.ndim == 2:
+        return a
+    if a.shape[0] != 1:
+        raise ValueError(f"expected batch 1, got shape {a.shape}; pass one sample")
+    return a.reshape(a.shape[1], -1)
+
+
+def _check(reference: np.ndarray, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    ref = _channels_first(reference)
+    outs = {}
+    for label, arr in outputs.items():
+        a = _channels_first(arr)
+        if a.shape != ref.shape:
+            raise ValueError(f"{label}: shape {np.shape(arr)} differs from the reference {np.shape(reference)}")
+        outs[label] = a
+    return ref, outs
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # attach the Agg canvas so savefig works without pyplot
+    return fig
+
+
+def overlay(
+    reference: np.ndarray,
+    outputs: Mapping[str, np.ndarray],
+    channels: Sequence[int] | None = None,
+    reference_label: str = "reference",
+    title: str = "",
+    max_channels: int = 8,
+) -> Figure:
+    """Reference and each backend's output per output channel over time, the error trace under each channel.
+
+    ``outputs`` maps a label (e.g. "gna-emu (emulated)") to an array shaped like ``reference``.
+    """
+    ref, outs = _check(reference, outputs)
+    chans = list(channels) if channels is not None else list(range(min(ref.shape[0], max_channels)))
+    for c in chans:
+        if not 0 <= c < ref.shape[0]:
+            raise ValueError(f"channel {c} out of range: the output has {ref.shape[0]} channels")
+    ncols = 1 if len(chans) == 1 else 2
+    nrows = math.ceil(len(chans) / ncols)
+    fig = _figure(4.6 * ncols, 2.3 * nrows + 0.4)
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1.2] * nrows)
+    t = np.arange(ref.shape[1])
+    for i, c in enumerate(chans):
+        row, col = divmod(i, ncols)
+        ax = fig.add_subplot(grid[2 * row, col])
+        err_ax = fig.add_subplot(grid[2 * row + 1, col], sharex=ax)
+        ax.plot(t, ref[c], color=REFERENCE_COLOR, lw=1.6, label=reference_label)
+        for k, (label, a) in enumerate(outs.items()):
+            color = COLORS[k % len(COLORS)]
+            ax.plot(t, a[c], color=color, lw=0.9, ls="--" if k % 2 else "-", label=label)
+            err_ax.plot(t, a[c] - ref[c], color=color, lw=0.8)
+        err_ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_title(f"channel {c}", fontsize=9)
+        ax.tick_params(labelbottom=False, labelsize=7)
+        err_ax.tick_params(labelsize=7)
+        err_ax.set_ylabel("error", fontsize=7)
+        if row == nrows - 1:
+            err_ax.set_xlabel("time step", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def scatter(
+    reference: np.ndarray, outputs: Mapping[str, np.ndarray], reference_label: str = "reference", title: str = ""
+) -> Figure:
+    """Each backend's values against the reference, with the y = x line a perfect match would lie on."""
+    ref, outs = _check(reference, outputs)
+    fig = _figure(3.8, 3.4)
+    ax = fig.add_subplot()
+    values = [ref.ravel()] + [a.ravel() for a in outs.values()]
+    lo = min(float(np.min(v)) for v in values)
+    hi = max(float(np.max(v)) for v in values)
+    pad = 0.02 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, label="y = x")
+    for k, (label, a) in enumerate(outs.items()):
+        ax.scatter(ref.ravel(), a.ravel(), s=4, alpha=0.6, color=COLORS[k % len(COLORS)], label=label,
+                   rasterized=True)
+    ax.set_xlabel(reference_label, fontsize=8)
+    ax.set_ylabel("backend output", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, markerscale=2)
+    ax.set_title(title or "backend vs reference", fontsize=9)
+    return fig
+
+
+def error_histogram(
+    reference: np.ndarray, outputs: Mapping[str, np.ndarray], bins: int = 60, title: str = ""
+) -> Figure:
+    """Distribution of (backend − reference) for each backend on shared bins."""
+    ref, outs = _check(reference, outputs)
+    fig = _figure(4.2, 3.0)
+    ax = fig.add_subplot()
+    errors = {label: (a - ref).ravel() for label, a in outs.items()}
+    if errors:
+        lo = min(float(e.min()) for e in errors.values())
+        hi = max(float(e.max()) for e in errors.values())
+        if hi - lo < 1e-12:  # identical outputs: one narrow bin around the common value
+            lo, hi = lo - 1e-9, hi + 1e-9
+        edges = np.linspace(lo, hi, bins + 1)
+        for k, (label, e) in enumerate(errors.items()):
+            ax.hist(e, bins=edges, histtype="step", lw=1.2, color=COLORS[k % len(COLORS)], label=label)
+        ax.legend(fontsize=7)
+    ax.set_xlabel("backend − reference", fontsize=8)
+    ax.set_ylabel("count", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title or "error distribution", fontsize=9)
+    return fig
+
+
+def sweep(
+    scale_factors: Sequence[float],
+    values: Mapping[str, Sequence[float]],
+    metric: str = "SQNR (dB)",
+    saturation_sf: float | None = None,
+    current_sf: float | None = None,
+    title: str = "",
+) -> Figure:
+    """A metric against the input scale factor (log x) for one or more series, the saturation onset marked.
+
+    ``saturation_sf`` is the scale factor above which the input no longer fits int16; ``current_sf`` the one
+    the run used.
+    """
+    sfs = np.asarray(scale_factors, dtype=np.float64)
+    if sfs.size == 0 or np.any(sfs <= 0):
+        raise ValueError("scale_factors must be a non-empty list of positive numbers")
+    fig = _figure(4.8, 3.0)
+    ax = fig.add_subplot()
+    for k, (label, ys) in enumerate(values.items()):
+        y = np.asarray(ys, dtype=np.float64)
+        if y.shape != sfs.shape:
+            raise ValueError(f"{label}: {y.size} values for {sfs.size} scale factors")
+        ax.plot(sfs, np.where(np.isfinite(y), y, np.nan), marker="o", ms=3, lw=1.2,
+                color=COLORS[k % len(COLORS)], label=label)
+    ax.set_xscale("log", base=2)
+    if saturation_sf is not None and saturation_sf > 0:
+        ax.axvline(saturation_sf, color="#D55E00", ls=":", lw=1.2, label=f"input saturates above sf {saturation_sf:.4g}")
+        ax.axvspan(saturation_sf, max(float(sfs.max()), saturation_sf) * 1.5, color="#D55E00", alpha=0.08)
+    if current_sf is not None:
+        ax.axvline(current_sf, color="0.4", ls="--", lw=0.9, label=f"this run: sf {current_sf:g}")
+    ax.set_xlim(float(sfs.min()) / 1.5, float(sfs.max()) * 1.5)
+    ax.set_xlabel("input scale factor", fontsize=8)
+    ax.set_ylabel(metric, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{metric} vs scale factor", fontsize=9)
+    return fig
+
+
+def saturation_onset(inputs: np.ndarray | Sequence[np.ndarray], int_max: int = 32767) -> float:
+    """Scale factor above which the largest input magnitude exceeds the int16 input range."""
+    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    peak = max(float(np.max(np.abs(a))) for a in arrays)
+    return math.inf if peak == 0 else int_max / peak
+
+
+def to_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """PNG bytes of a figure (Agg), small enough to embed in a report."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def to_svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    return buf.getvalue()

@@ -1,0 +1,89 @@
+import math
+
+import numpy as np
+import pytest
+
+from gnaexp import plots
+
+
+def _signals(channels=4, length=50, seed=0):
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform(-1, 1, size=(1, channels, length)).astype(np.float32)
+    emu = ref + rng.normal(0, 1e-3, size=ref.shape).astype(np.float32)
+    return ref, emu
+
+
+def test_overlay_draws_reference_backend_and_error_per_channel():
+    ref, emu = _signals()
+    fig = plots.overlay(ref, {"gna-emu (emulated)": emu}, reference_label="torch")
+    axes = fig.get_axes()
+    assert len(axes) == 8  # signal + error axes for each of 4 channels
+    signal_ax, error_ax = axes[2], axes[3]  # channel 1
+    ref_line, emu_line = signal_ax.get_lines()
+    np.testing.assert_allclose(ref_line.get_ydata(), ref[0, 1])
+    np.testing.assert_allclose(emu_line.get_ydata(), emu[0, 1])
+    np.testing.assert_allclose(error_ax.get_lines()[0].get_ydata(), emu[0, 1].astype(float) - ref[0, 1], atol=1e-9)
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels == ["torch", "gna-emu (emulated)"]
+
+
+def test_overlay_selected_channels_and_errors():
+    ref, emu = _signals(channels=6)
+    fig = plots.overlay(ref, {"a": emu}, channels=[5])
+    assert [ax.get_title() for ax in fig.get_axes() if ax.get_title()] == ["channel 5"]
+    with pytest.raises(ValueError, match="out of range"):
+        plots.overlay(ref, {"a": emu}, channels=[6])
+    with pytest.raises(ValueError, match="differs from the reference"):
+        plots.overlay(ref, {"a": emu[:, :3]})
+
+
+def test_scatter_has_identity_line_and_points():
+    ref, emu = _signals()
+    fig = plots.scatter(ref, {"openvino:CPU": emu})
+    ax = fig.get_axes()[0]
+    line = ax.get_lines()[0]
+    x, y = line.get_xdata(), line.get_ydata()
+    assert list(x) == list(y)  # y = x
+    assert x[0] <= ref.min() and x[-1] >= ref.max()
+    offsets = ax.collections[0].get_offsets()
+    assert offsets.shape == (ref.size, 2)
+    np.testing.assert_allclose(offsets[:, 0], ref.ravel())
+
+
+def test_error_histogram_counts_every_sample():
+    ref, emu = _signals()
+    fig = plots.error_histogram(ref, {"a": emu, "b": ref.copy()}, bins=20)
+    patches = fig.get_axes()[0].patches
+    assert len(patches) == 2
+    # identical outputs still plot (one degenerate range handled)
+    fig2 = plots.error_histogram(ref, {"same": ref.copy()})
+    assert len(fig2.get_axes()[0].patches) == 1
+
+
+def test_sweep_log_axis_and_saturation_marker():
+    sfs = [1, 2, 4, 8, 16, 32768]
+    fig = plots.sweep(sfs, {"SQNR": [1, 2, 3, 4, 5, float("-inf")]}, saturation_sf=1000.0, current_sf=4)
+    ax = fig.get_axes()[0]
+    assert ax.get_xscale() == "log"
+    xs = [line.get_xdata()[0] for line in ax.get_lines()[1:]]
+    assert 1000.0 in xs and 4 in xs
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("saturates" in s for s in legend)
+    with pytest.raises(ValueError, match="values for"):
+        plots.sweep(sfs, {"SQNR": [1, 2]})
+    with pytest.raises(ValueError, match="positive"):
+        plots.sweep([0, 1], {"SQNR": [1, 2]})
+
+
+def test_saturation_onset():
+    assert plots.saturation_onset(np.array([0.5, -2.0])) == pytest.approx(32767 / 2)
+    assert math.isinf(plots.saturation_onset(np.zeros(3)))
+
+
+def test_png_is_small_and_valid():
+    ref, emu = _signals()
+    png = plots.to_png(plots.overlay(ref, {"a": emu}))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(png) < 200_000
+    svg = plots.to_svg(plots.error_histogram(ref, {"a": emu}))
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
