@@ -1,0 +1,517 @@
+"""``gnaexp batch``: run a matrix of parameterized notebooks with papermill into executed notebooks, HTML
+reports and an index page.
+
+Runs go to a pool of long-lived worker processes (one kernel per run) that import papermill and nbconvert
+once and reuse one HTML exporter. Each run executes in a staging folder and is moved into place only when it
+succeeded, so a finished report is never replaced by a failed or interrupted attempt; a failed attempt is kept
+beside it as ``NAME.failed.html``. A run whose notebook, parameters and library sources are unchanged and whose
+outputs exist is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from gnaexp.records import atomic_write_bytes, atomic_write_text
+
+MATRIX_NAME = "forum-matrix.yaml"
+KERNEL = "python3"
+STATE_DIR = ".runs"  # per-run state (key, status, duration, error) inside the output folder
+STAGING_DIR = ".staging"
+# Short names for the parameters that vary most, to keep run (and file) names readable.
+ABBREV = {"scale_factor": "sf", "precision": "", "layout": "", "seed": "seed", "input_kind": ""}
+
+
+class MatrixError(ValueError):
+    """The matrix file is wrong; the message names the problem and the fix."""
+
+
+@dataclass
+class Run:
+    name: str
+    notebook: Path
+    parameters: dict[str, Any]
+    key: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.notebook.stem} " + " ".join(f"{k}={v}" for k, v in self.parameters.items()
+                                                  if k != "record_dir")
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # ok | failed | skipped
+    duration_s: float = 0.0
+    error: str = ""
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- matrix ----------------------------------------------------------------------------------------------------
+
+def default_matrix() -> Path:
+    """notebooks/forum-matrix.yaml of the working folder, else the one beside the installed package."""
+    here = Path("notebooks") / MATRIX_NAME
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / "notebooks" / MATRIX_NAME
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values assigned in the notebook's cell tagged ``parameters``."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise MatrixError(f"{path.name} has {len(cells)} cells tagged 'parameters'; it needs exactly one")
+    source = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        out[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        out[target.id] = None
+    return out
+
+
+def _run_name(notebook: str, params: dict[str, Any]) -> str:
+    parts = [notebook]
+    for k, v in params.items():
+        prefix = ABBREV.get(k, k)
+        value = f"{v:g}" if isinstance(v, float) else str(v)
+        parts.append(f"{prefix}{value}")
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(parts))
+
+
+def load_matrix(path: str | Path) -> list[Run]:
+    """Parse and check a matrix file. Raises MatrixError naming the problem and the fix."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise MatrixError(f"matrix file {path} does not exist; give a YAML file (see notebooks/{MATRIX_NAME})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise MatrixError(f"{path} is not valid YAML: {exc}; fix the syntax at the line shown") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
+        raise MatrixError(f"{path}: expected a mapping with a non-empty 'runs:' list (and optional 'defaults:')")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise MatrixError(f"{path}: 'defaults' must be a mapping of parameter: value")
+    unknown_top = set(data) - {"defaults", "runs", "description"}
+    if unknown_top:
+        raise MatrixError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: description, defaults, runs")
+    runs: list[Run] = []
+    for i, entry in enumerate(data["runs"], 1):
+        where = f"{path}: run {i}"
+        if not isinstance(entry, dict) or "notebook" not in entry:
+            raise MatrixError(f"{where}: each run needs 'notebook: NAME' (e.g. conv), with 'parameters:' and/or 'grid:'")
+        extra = set(entry) - {"notebook", "name", "parameters", "grid"}
+        if extra:
+            raise MatrixError(f"{where}: unknown key(s) {sorted(extra)}; allowed: notebook, name, parameters, grid")
+        nb_path = (path.parent / str(entry["notebook"])).with_suffix(".ipynb")
+        if not nb_path.exists():
+            have = ", ".join(sorted(p.stem for p in path.parent.glob("*.ipynb"))) or "none"
+            raise MatrixError(f"{where}: unknown notebook {entry['notebook']!r} (no {nb_path.name} beside the "
+                              f"matrix); available: {have}")
+        valid = notebook_parameters(nb_path)
+        params = entry.get("parameters") or {}
+        grid = entry.get("grid") or {}
+        if not isinstance(params, dict) or not isinstance(grid, dict):
+            raise MatrixError(f"{where}: 'parameters' and 'grid' must be mappings of parameter: value(s)")
+        for key in itertools.chain(params, grid):
+            if key not in valid:
+                raise MatrixError(f"{where}: unknown parameter {key!r} for {nb_path.name}; valid: {', '.join(valid)}")
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise MatrixError(f"{where}: grid '{key}' must be a non-empty list of values")
+        combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
+        for combo in combos:
+            shown = {**params, **combo}
+            base = entry.get("name") or nb_path.stem
+            name = _run_name(str(base), shown) if (len(combos) > 1 or not entry.get("name")) else str(base)
+            chosen = {k: v for k, v in defaults.items() if k in valid}
+            chosen.update(shown)
+            chosen["record_dir"] = f"{name}.record"
+            _check_values(where, chosen)
+            runs.append(Run(name, nb_path, chosen))
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise MatrixError(f"{path}: run names {dupes} occur more than once; give each run a distinct 'name:'")
+    return runs
+
+
+def _check_values(where: str, params: dict[str, Any]) -> None:
+    """Reject values the experiment would reject, before any kernel starts."""
+    from gnaexp.experiment import ExperimentConfig
+
+    settings = {k: v for k, v in params.items() if k in ExperimentConfig.keys()}
+    try:
+        ExperimentConfig().with_settings(settings)
+    except (KeyError, ValueError) as exc:
+        raise MatrixError(f"{where}: {exc.args[0] if exc.args else exc}") from None
+
+
+# --- resumability ----------------------------------------------------------------------------------------------
+
+def library_digest() -> str:
+    """gnaexp's version and a digest of its sources: a changed library reruns every notebook."""
+    from gnaexp import __version__
+
+    h = hashlib.sha256(__version__.encode())
+    root = Path(__file__).resolve().parent
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_key(run: Run, library: str, show_code: bool) -> str:
+    h = hashlib.sha256()
+    h.update(run.notebook.read_bytes())
+    h.update(json.dumps(run.parameters, sort_keys=True, default=str).encode())
+    h.update(f"{library}|{show_code}|{KERNEL}".encode())
+    return h.hexdigest()[:20]
+
+
+def read_state(out: Path, name: str) -> dict[str, Any]:
+    try:
+        return json.loads((out / STATE_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def is_done(out: Path, run: Run) -> bool:
+    state = read_state(out, run.name)
+    return (state.get("status") == "ok" and state.get("key") == run.key and (out / f"{run.name}.html").exists()
+            and (out / f"{run.name}.ipynb").exists())
+
+
+# --- the worker ------------------------------------------------------------------------------------------------
+
+_EXPORTER: Any = None
+
+
+def _worker_init(log: str | None = None) -> None:
+    # The parent handles Ctrl-C and stops the pool; workers must not die half-way through a move.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log:
+        # Kernels inherit this process's stderr: their start-up chatter goes to a log, not over the progress bar.
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+    # Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3".
+    share = str(Path(sys.prefix) / "share" / "jupyter")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
+    import papermill  # noqa: F401 — imported once per worker, not once per run
+
+    _exporter(False)
+
+
+def _exporter(show_code: bool) -> Any:
+    global _EXPORTER
+    from nbconvert import HTMLExporter
+
+    if _EXPORTER is None:
+        _EXPORTER = HTMLExporter(template_name="lab")
+    _EXPORTER.exclude_input = not show_code
+    _EXPORTER.exclude_input_prompt = True
+    _EXPORTER.exclude_output_prompt = True
+    return _EXPORTER
+
+
+_NETWORK_TAGS = (re.compile(r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I),
+                 re.compile(r"<link\b[^>]*\bhref=[\"']https?://[^>]*>", re.I))
+
+
+def offline_html(text: str) -> str:
+    """Drop tags that fetch scripts or stylesheets from the network (MathJax, require.js): text, tables and
+    inline images do not need them, and a report must read the same offline."""
+    for pattern in _NETWORK_TAGS:
+        text = pattern.sub("", text)
+    return text
+
+
+def export_html(nb_path: Path, html_path: Path, show_code: bool = False, title: str = "") -> int:
+    """Self-contained HTML of an executed notebook (lab template, code hidden unless asked). Returns its size."""
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    nb.metadata.pop("widgets", None)  # live widget state needs a CDN script; notebooks show a static snapshot
+    body, _ = _exporter(show_code).from_notebook_node(nb, resources={"metadata": {"name": title or nb_path.stem}})
+    data = offline_html(body).encode("utf-8")
+    atomic_write_bytes(html_path, data)
+    return len(data)
+
+
+def _error_of(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        cell = getattr(exc, "exec_count", None)
+        return f"{ename}: {evalue}" + (f" (cell [{cell}])" if cell else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> Outcome:
+    """Execute one run in its staging folder, export HTML, and move it into ``out`` (worker side)."""
+    import papermill as pm
+
+    stage = out / STAGING_DIR / run.name
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    staged_nb, staged_html = stage / f"{run.name}.ipynb", stage / f"{run.name}.html"
+    start = time.perf_counter()
+    error = ""
+    try:
+        # No save after every cell: each save re-validates the whole notebook; papermill still writes the
+        # executed notebook at the end, with the error banner if a cell raised.
+        pm.execute_notebook(str(run.notebook), str(staged_nb), parameters=run.parameters, kernel_name=KERNEL,
+                            cwd=str(stage), progress_bar=False, log_output=False, execution_timeout=timeout,
+                            request_save_on_cell_execute=False)
+    except Exception as exc:  # noqa: BLE001 — any failure is reported in the index, others runs go on
+        error = _error_of(exc)
+    executed = time.perf_counter()
+    size = 0
+    try:
+        if staged_nb.exists():
+            size = export_html(staged_nb, staged_html, show_code, title=run.title)
+    except Exception as exc:  # noqa: BLE001
+        error = error or f"HTML export failed: {_error_of(exc)}"
+    duration = time.perf_counter() - start
+    if error:
+        for src, dst in ((staged_nb, f"{run.name}.failed.ipynb"), (staged_html, f"{run.name}.failed.html")):
+            if src.exists():
+                os.replace(src, out / dst)
+        outcome = Outcome(run.name, "failed", duration, error, run.key)
+    else:
+        _publish(stage, out, run.name)
+        for stale in (out / f"{run.name}.failed.html", out / f"{run.name}.failed.ipynb"):
+            stale.unlink(missing_ok=True)
+        outcome = Outcome(run.name, "ok", duration, "", run.key,
+                          {"html_bytes": size, "execute_s": round(executed - start, 2),
+                           "export_s": round(duration - (executed - start), 2)})
+    shutil.rmtree(stage, ignore_errors=True)
+    write_state(out, run, outcome)
+    return outcome
+
+
+def _publish(stage: Path, out: Path, name: str) -> None:
+    """Move a successful run into place: record folder first, report last (its presence means complete)."""
+    record = stage / f"{name}.record"
+    if record.exists():
+        target = out / f"{name}.record"
+        old = out / STAGING_DIR / f".{name}.old-record"
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(record, target)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(stage / f"{name}.ipynb", out / f"{name}.ipynb")
+    os.replace(stage / f"{name}.html", out / f"{name}.html")
+
+
+def write_state(out: Path, run: Run, outcome: Outcome) -> None:
+    prev = read_state(out, run.name)
+    state = {"name": run.name, "notebook": run.notebook.name, "parameters": run.parameters, "key": outcome.key,
+             "status": outcome.status, "duration_s": round(outcome.duration_s, 2), "error": outcome.error,
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **outcome.extra}
+    if outcome.status == "failed" and prev.get("status") == "ok":
+        state["last_ok"] = prev.get("finished", "")
+    elif outcome.status == "failed":
+        state["last_ok"] = prev.get("last_ok", "")
+    atomic_write_text(out / STATE_DIR / f"{run.name}.json", json.dumps(state, indent=1, default=str))
+
+
+def _pool_task(args: tuple[Run, Path, bool, float | None]) -> Outcome:
+    run, out, show_code, timeout = args
+    try:
+        return execute_run(run, out, show_code, timeout)
+    except Exception as exc:  # noqa: BLE001 — a broken run must not take the pool down
+        return Outcome(run.name, "failed", 0.0, _error_of(exc), run.key)
+
+
+# --- the driver ------------------------------------------------------------------------------------------------
+
+def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool = False, show_code: bool = False,
+              timeout: float | None = None, echo: Any = print) -> list[Outcome]:
+    """Execute the runs not already done (all with ``force``) in a process pool; write the index as runs finish.
+
+    Ctrl-C stops the pool; finished runs stay, and the next call does the rest.
+    """
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    library = library_digest()
+    for run in runs:
+        run.key = run_key(run, library, show_code)
+    todo = [r for r in runs if force or not is_done(out, r)]
+    outcomes = {r.name: Outcome(r.name, "skipped", read_state(out, r.name).get("duration_s", 0.0), "", r.key)
+                for r in runs if r not in todo}
+    for name in outcomes:
+        echo(f"= {name}: unchanged, skipped (--force reruns it)")
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    if todo:
+        echo(f"running {len(todo)} of {len(runs)} notebooks with {jobs} worker(s) → {out}")
+        # spawn: the same on Linux and Windows, and no inherited locks or threads in the workers
+        (out / STATE_DIR).mkdir(exist_ok=True)
+        pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
+                                            initargs=(str(out / STATE_DIR / "workers.log"),))
+        bar = tqdm(total=len(todo), unit="run", file=sys.stderr, dynamic_ncols=True)
+        try:
+            tasks = [(r, out, show_code, timeout) for r in _spread_notebooks(todo)]
+            for outcome in pool.imap_unordered(_pool_task, tasks):
+                outcomes[outcome.name] = outcome
+                mark = "✓" if outcome.status == "ok" else "✗"
+                bar.write(f"{mark} {outcome.name}: {outcome.status} in {outcome.duration_s:.1f} s"
+                          + (f" — {outcome.error}" if outcome.error else ""))
+                bar.update(1)
+                write_index(runs, out)
+            pool.close()
+        except KeyboardInterrupt:
+            pool.terminate()
+            bar.close()
+            write_index(runs, out)
+            echo(f"interrupted: {sum(o.status == 'ok' for o in outcomes.values())} run(s) done; run the same "
+                 "command again to finish the rest")
+            raise
+        finally:
+            pool.join()
+            bar.close()
+    write_index(runs, out)
+    return [outcomes[r.name] for r in runs if r.name in outcomes]
+
+
+def _spread_notebooks(runs: list[Run]) -> list[Run]:
+    """Round-robin over notebooks: the first runs of different nets build their (cached) torch reference in
+    parallel, instead of two runs of the same net both building it."""
+    groups: dict[Path, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.notebook, []).append(r)
+    order = []
+    for batch in itertools.zip_longest(*groups.values()):
+        order.extend(r for r in batch if r is not None)
+    return order
+
+
+_CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:3px 7px;vertical-align:top;text-align:left}tr.ok td:first-child{background:#c8f0c8}"
+        "tr.failed td:first-child{background:#f6b8b8}tr.pending td:first-child{background:#eee}"
+        ".err{color:#a00;font-family:monospace;white-space:pre-wrap}.small{font-size:12px;color:#555}")
+
+
+def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
+    """(our key metrics, the forum's figure, the verdict) from the run's summary.json."""
+    from html import escape
+
+    from gnaexp.report import SUMMARY_FILE
+
+    try:
+        data = json.loads((out / f"{name}.record" / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "", "", ""
+    ours, forum = [], []
+    for row in data.get("rows", []):
+        label = escape(row["backend"])
+        ours.append(f"{label}: cos {_num(row['cosine'], '.4f')}, SQNR {_num(row['sqnr_db'], '.1f')} dB, "
+                    f"L1 {_num(row['l1'], '.1e')}")
+        if row.get("forum_cosine") is not None:
+            forum.append(f"{label}: cos {row['forum_cosine']}, L1 {escape(str(row['forum_l1']))}")
+    verdict = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", "<br>".join(escape(v) for v in data.get("verdict", [])))
+    return "<br>".join(ours), "<br>".join(forum) or "–", verdict
+
+
+def _num(v: Any, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def write_index(runs: list[Run], out: Path) -> Path:
+    """index.html: one row per run with status, duration, key metrics, the forum's figure, verdict and links."""
+    from html import escape
+
+    rows = []
+    for run in runs:
+        st = read_state(out, run.name)
+        status = st.get("status", "pending") if st.get("key") in (run.key, None) or not run.key else "pending"
+        links = []
+        for suffix, text in ((".html", "report"), (".ipynb", "notebook"), (".record/record.json", "record"),
+                             (".failed.html", "failed attempt")):
+            if (out / f"{run.name}{suffix}").exists():
+                links.append(f"<a href='{escape(run.name + suffix)}'>{text}</a>")
+        ours, forum, verdict = _metrics_cell(out, run.name) if status == "ok" else ("", "", "")
+        params = ", ".join(f"{k}={v}" for k, v in run.parameters.items() if k != "record_dir")
+        err = f"<div class='err'>{escape(st.get('error', ''))}</div>" if status == "failed" else ""
+        if status == "failed" and st.get("last_ok"):
+            err += f"<div class='small'>last good report: {escape(st['last_ok'])}</div>"
+        rows.append(f"<tr class='{status}'><td>{status}</td><td><b>{escape(run.name)}</b><div class='small'>"
+                    f"{escape(run.notebook.name)}: {escape(params)}</div>{err}</td>"
+                    f"<td>{_num(st.get('duration_s', ''), '.1f')} s</td><td>{ours}</td><td>{forum}</td>"
+                    f"<td>{verdict}</td><td>{' · '.join(links)}</td></tr>")
+    ok = sum("class='ok'" in r for r in rows)
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gnaexp batch</title><style>{_CSS}</style>"
+            f"</head><body><h1>gnaexp batch</h1><p>{ok} of {len(runs)} runs ok · updated "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} · GNA figures marked <i>(emulated)</i> come from the GNA "
+            "integer emulator, not a device · forum: the forum team's own GNA figure for that setting</p><table>"
+            "<tr><th>status</th><th>run</th><th>duration</th><th>ours (vs torch)</th><th>forum</th><th>verdict</th>"
+            "<th>files</th></tr>" + "".join(rows) + "</table></body></html>")
+    return atomic_write_text(out / "index.html", page)
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+
+def add_batch_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "batch", help="run a matrix of notebooks with papermill into HTML reports and reports/index.html")
+    p.add_argument("matrix", nargs="?", help=f"YAML matrix file (default: notebooks/{MATRIX_NAME})")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel runs (default: number of cores)")
+    p.add_argument("--force", action="store_true", help="rerun runs that are unchanged and done")
+    p.add_argument("--out", default="reports", help="output folder (default: reports/)")
+    p.add_argument("--show-code", action="store_true", help="include code cells in the HTML reports")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell before a run fails (default 600)")
+    p.set_defaults(func=cmd_batch)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    matrix = Path(args.matrix) if args.matrix else default_matrix()
+    if args.jobs is not None and args.jobs < 1:
+        print("gnaexp batch: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        runs = load_matrix(matrix)
+    except MatrixError as exc:
+        print(f"gnaexp batch: bad matrix: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    start = time.perf_counter()
+    try:
+        outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
+    except KeyboardInterrupt:
+        return 130
+    failed = [o for o in outcomes if o.status == "failed"]
+    done = sum(o.status == "ok" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    print(f"{done} ran, {skipped} unchanged, {len(failed)} failed in {time.perf_counter() - start:.1f} s; "
+          f"index: {out / 'index.html'}")
+    for o in failed:
+        print(f"  failed: {o.name}: {o.error} (see {out / (o.name + '.failed.html')})")
+    return 1 if failed else 0
