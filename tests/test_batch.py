@@ -1,0 +1,136 @@
+"""gnaexp batch: matrix checks, failure isolation, no replacement of good reports, resume, exit codes.
+
+Real papermill runs on small parameters; a run fails for real by asking only for a device that is absent.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gnaexp import batch, cli
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SMALL = {"length": 17, "backends": "torch,openvino:CPU"}
+
+
+def _matrix(path: Path, runs: list, defaults: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump({"defaults": defaults or {}, "runs": runs}, sort_keys=False))
+    return path
+
+
+# --- the matrix ------------------------------------------------------------------------------------------------
+
+def test_default_matrix_covers_the_forum_table():
+    runs = batch.load_matrix(NOTEBOOKS / batch.MATRIX_NAME)
+    combos = {(r.notebook.stem, r.parameters["scale_factor"], r.parameters["layout"]) for r in runs}
+    assert combos == {(nb, sf, lay) for nb in ("conv", "concat", "concat_conv") for sf in (1, 2048)
+                      for lay in ("correct", "legacy-concat")}
+    assert all("gna-emu" in r.parameters["backends"] for r in runs)
+    assert len({r.name for r in runs}) == len(runs)
+    assert all(r.parameters["record_dir"] == f"{r.name}.record" for r in runs)
+
+
+def test_grid_defaults_and_names(tmp_path):
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": str(NOTEBOOKS / "concat"),
+                                       "grid": {"scale_factor": [1, 2048.0], "precision": ["i16", "i8"]}}],
+                defaults={"seed": 5, "kernel": 4})  # kernel: not a concat parameter, so not passed
+    runs = batch.load_matrix(m)
+    assert [r.name for r in runs] == ["concat-sf1-i16", "concat-sf1-i8", "concat-sf2048-i16", "concat-sf2048-i8"]
+    assert runs[0].parameters == {"seed": 5, "scale_factor": 1, "precision": "i16", "record_dir": "concat-sf1-i16.record"}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("runs: [notebook: conv\n", "not valid YAML"),
+    ("runs: []\n", "non-empty 'runs:'"),
+    ("runs:\n  - notebook: nope\n", "unknown notebook 'nope'"),
+    ("runs:\n  - notebook: conv\n    parameters: {scale_factr: 2}\n", "unknown parameter 'scale_factr'"),
+    ("runs:\n  - notebook: conv\n    parameters: {layout: sideways}\n", "layout must be correct or legacy-concat"),
+    ("runs:\n  - notebook: conv\n    grid: {seed: 3}\n", "non-empty list"),
+    ("runs:\n  - notebook: conv\n  - notebook: conv\n", "more than once"),
+])
+def test_bad_matrix_exits_2_and_keeps_existing_output(tmp_path, capsys, content, message):
+    m = tmp_path / "m.yaml"
+    m.write_text(content.replace("notebook: conv", f"notebook: {NOTEBOOKS / 'conv'}"))
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "index.html").write_text("previous index")
+    assert cli.main(["batch", str(m), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bad matrix" in err and message in err
+    assert (out / "index.html").read_text() == "previous index"
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]
+
+
+def test_missing_matrix_file_exits_2(tmp_path, capsys):
+    assert cli.main(["batch", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+
+def test_failure_isolation_no_replacement_and_resume(tmp_path, capsys):
+    out = tmp_path / "reports"
+    good = {"notebook": str(NOTEBOOKS / "conv"), "name": "good", "parameters": dict(SMALL)}
+    bad = {"notebook": str(NOTEBOOKS / "concat"), "name": "bad", "parameters": {"length": 17, "backends": "openvino:NPU"}}
+    m = _matrix(tmp_path / "m.yaml", [good, bad])
+
+    # 1. one run raises: it is red in the index with its error, the other completes, exit code 1
+    assert cli.main(["batch", str(m), "--out", str(out), "--jobs", "2"]) == 1
+    assert (out / "good.html").exists() and (out / "good.ipynb").exists() and (out / "good.record").is_dir()
+    assert not (out / "bad.html").exists()
+    failed_html = (out / "bad.failed.html").read_text()
+    assert "BackendUnavailable" in failed_html  # the executed notebook keeps the failing cell's error
+    index = (out / "index.html").read_text()
+    assert "class='failed'" in index and "class='ok'" in index and "BackendUnavailable" in index
+    assert "href='good.html'" in index and "href='bad.failed.html'" in index
+    assert not (out / batch.STAGING_DIR / "good").exists()
+    good_html = (out / "good.html").read_bytes()
+    good_mtime = (out / "good.html").stat().st_mtime_ns
+
+    # 2. rerun: the unchanged good run is skipped, the failed one is retried
+    capsys.readouterr()
+    assert cli.main(["batch", str(m), "--out", str(out), "--jobs", "1"]) == 1
+    text = capsys.readouterr()
+    assert "good: unchanged, skipped" in text.out
+    assert (out / "good.html").stat().st_mtime_ns == good_mtime
+
+    # 3. the good run's next attempt fails: its finished report stays, the failed attempt lands beside it
+    good_broken = {**good, "parameters": {"length": 17, "backends": "openvino:NPU"}}
+    m2 = _matrix(tmp_path / "m2.yaml", [good_broken])
+    assert cli.main(["batch", str(m2), "--out", str(out), "--jobs", "1"]) == 1
+    assert (out / "good.html").read_bytes() == good_html
+    assert (out / "good.failed.html").exists()
+    state = json.loads((out / batch.STATE_DIR / "good.json").read_text())
+    assert state["status"] == "failed" and state["last_ok"]
+
+    # 4. --force with the good parameters again: ok, the stale failed attempt is cleared
+    assert cli.main(["batch", str(m), "--out", str(out), "--force", "--jobs", "2"]) == 1  # bad still fails
+    assert not (out / "good.failed.html").exists()
+    assert json.loads((out / batch.STATE_DIR / "good.json").read_text())["status"] == "ok"
+
+
+def test_changed_notebook_reruns(tmp_path):
+    nb = tmp_path / "conv.ipynb"
+    nb.write_bytes((NOTEBOOKS / "conv.ipynb").read_bytes())
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": "conv", "name": "c", "parameters": dict(SMALL)}])
+    runs = batch.load_matrix(m)
+    library = batch.library_digest()
+    key = batch.run_key(runs[0], library, False)
+    data = json.loads(nb.read_text())
+    data["cells"][0]["source"] = ["# changed\n"]
+    nb.write_text(json.dumps(data))
+    changed = batch.run_key(batch.load_matrix(m)[0], library, False)
+    assert changed != key
+    assert batch.run_key(runs[0], library, True) != changed  # --show-code gives another report
+    assert batch.run_key(runs[0], "other-library", False) != changed
+
+
+def test_offline_html_strips_network_tags():
+    page = ('<head><script src="https://cdn.example/require.js"></script>'
+            "<script src='http://x/mathjax.js?config=1'> </script><link href=\"https://x/a.css\" rel=stylesheet>"
+            "<script>local()</script><img src='data:image/png;base64,AA'/></head>")
+    clean = batch.offline_html(page)
+    assert "https://" not in clean and "http://" not in clean
+    assert "<script>local()</script>" in clean and "data:image/png" in clean

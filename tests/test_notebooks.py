@@ -1,0 +1,114 @@
+"""Every notebook executed for real with papermill (small parameters) and exported to HTML by ``gnaexp batch``."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gnaexp import batch
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SMALL = {"length": 31, "seed": 3}
+
+
+def _emulator_here() -> bool:
+    try:
+        import gnaexp.backends.gna_emu  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """One batch over every notebook; concat_conv asks for GNA, which is absent here."""
+    root = tmp_path_factory.mktemp("nb")
+    runs = [
+        {"notebook": str(NOTEBOOKS / "conv"), "name": "conv-small", "parameters": {**SMALL, "scale_factor": 1}},
+        {"notebook": str(NOTEBOOKS / "concat"), "name": "concat-small",
+         "parameters": {"length": 31, "scale_factor": 2048, "layout": "legacy-concat"}},
+        {"notebook": str(NOTEBOOKS / "concat_conv"), "name": "concat_conv-gna",
+         "parameters": {**SMALL, "backends": "torch,openvino:GNA,gna-emu", "layout": "legacy-concat"}},
+        {"notebook": str(NOTEBOOKS / "explorer"), "name": "explorer-small",
+         "parameters": {"length": 31, "experiment": "concat_conv", "channel": 2}},
+    ]
+    matrix = root / "m.yaml"
+    matrix.write_text(yaml.safe_dump({"defaults": {"backends": "torch,openvino:CPU,gna-emu"}, "runs": runs}))
+    out = root / "reports"
+    outcomes = batch.run_batch(batch.load_matrix(matrix), out, jobs=2, echo=lambda s: None)
+    return root, out, {o.name: o for o in outcomes}
+
+
+def _html(out: Path, name: str) -> str:
+    return (out / f"{name}.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["conv-small", "concat-small", "concat_conv-gna", "explorer-small"])
+def test_report_is_offline_readable_and_shareable(executed, name):
+    root, out, outcomes = executed
+    assert outcomes[name].status == "ok", outcomes[name].error
+    text = _html(out, name)
+    assert len(text.encode()) <= 2_000_000
+    assert not re.search(r"<script[^>]+src=[\"']https?:", text), "a script is fetched from the network"
+    assert not re.search(r"<link[^>]+href=[\"']https?:", text), "a stylesheet is fetched from the network"
+    assert text.count("data:image/png;base64,") >= (2 if name.startswith("explorer") else 4)
+    assert "gnaexp-verdict" in text and "Verdict" in text or "explorer" in name
+    # no absolute paths or user names: neither the temp folder nor the home folder appears
+    for secret in (str(root), str(Path.home()), os.environ.get("USER") or "\0", "/tmp/"):
+        assert secret not in text, secret
+    # code is hidden by default
+    assert "report.setting_from" not in text and "Explorer(" not in text
+    # environment block and relative artifact paths
+    assert "Environment" in text and "openvino_devices" in text
+    assert f"{name}.record/ir/model.xml" in text and f"{name}.record/outputs.npz" in text
+
+
+def test_record_saved_next_to_report(executed):
+    _, out, _ = executed
+    record = json.loads((out / "conv-small.record" / "record.json").read_text())
+    assert record["config"]["length"] == 31 and record["config"]["scale_factor"] == 1
+    assert (out / "conv-small.record" / record["artifacts"]["ir"]).exists()
+    assert record["environment"]["gnaexp"]  # the kernel ran this environment's gnaexp
+    summary = json.loads((out / "conv-small.record" / "summary.json").read_text())
+    assert summary["verdict"] and summary["rows"]
+
+
+def test_absent_gna_is_reduced_with_a_visible_note(executed):
+    _, out, _ = executed
+    text = _html(out, "concat_conv-gna")
+    assert "openvino:GNA is not available here and was left out" in text
+    record = json.loads((out / "concat_conv-gna.record" / "record.json").read_text())
+    assert "openvino:GNA" not in record["config"]["backends"]
+    if _emulator_here():
+        assert "(emulated)" in text
+        assert "gna-emu" in record["config"]["backends"]
+
+
+def test_metrics_table_has_forum_column(executed):
+    _, out, _ = executed
+    text = _html(out, "conv-small")
+    assert "forum cosine" in text and "SQNR dB" in text
+    if _emulator_here():  # conv at sf 1: the forum measured cosine 0.75 on GNA
+        assert "0.75" in text
+
+
+def test_explorer_exports_a_static_snapshot(executed):
+    _, out, _ = executed
+    text = _html(out, "explorer-small")
+    assert "Explorer snapshot" in text
+    assert "channel 2" in text
+    assert "application/vnd.jupyter.widget-view+json" not in text  # no empty widget area
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_notebooks_are_clean(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit without outputs"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert "record_dir" in batch.notebook_parameters(path)
