@@ -7,8 +7,6 @@ inputs, vectorised over a leading sample axis N. Rule-set: ``RULES_VERSION``.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -20,6 +18,21 @@ from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_
 from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable, saturate
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
+
+
+def _blas_single_thread():
+    """Keep BLAS single-threaded while the emulator runs its own chunk threads.
+
+    The GEMMs here are tiny-K; BLAS threads add nothing, and OpenBLAS's pthread pool next to torch's OpenMP
+    pool was seen to hang under load. Uses threadpoolctl when installed, else does nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 LAYOUTS = ("correct", "legacy-concat")
 CHUNK = 1024
 
@@ -87,9 +100,10 @@ class Plan:
         n = next(iter(feeds.values())).shape[0]
         if n < 2 * CHUNK:
             return self._run_chunk(dict(feeds), keep_ints)
-        bounds = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
-            parts = list(ex.map(lambda b: self._run_chunk({k: v[b[0]:b[1]] for k, v in feeds.items()}, keep_ints), bounds))
+        # Chunks run one after another: BLAS already uses every core inside each chunk, and calling OpenBLAS
+        # from several Python threads at once deadlocked here (main thread stuck in a later BLAS call).
+        parts = [self._run_chunk({k: v[s:s + CHUNK] for k, v in feeds.items()}, keep_ints)
+                 for s in range(0, n, CHUNK)]
         outs = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
         sats = {k: sum(p[1][k] for p in parts) for k in parts[0][1]}
         ints = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
