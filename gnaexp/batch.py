@@ -283,10 +283,11 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
     error = ""
     try:
         # No save after every cell: each save re-validates the whole notebook; papermill still writes the
-        # executed notebook at the end, with the error banner if a cell raised.
+        # executed notebook at the end, with the error banner if a cell raised. The kernel has nothing left to
+        # flush once the last cell replied, so it is stopped at once rather than politely (≈0.4 s a run).
         pm.execute_notebook(str(run.notebook), str(staged_nb), parameters=run.parameters, kernel_name=KERNEL,
                             cwd=str(stage), progress_bar=False, log_output=False, execution_timeout=timeout,
-                            request_save_on_cell_execute=False)
+                            request_save_on_cell_execute=False, shutdown_kernel="immediate")
     except Exception as exc:  # noqa: BLE001 — any failure is reported in the index, others runs go on
         error = _error_of(exc)
     executed = time.perf_counter()
@@ -503,6 +504,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     start = time.perf_counter()
+    # Ctrl-C must stop the batch even when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
     except KeyboardInterrupt:

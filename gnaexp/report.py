@@ -29,7 +29,8 @@ from gnaexp.records import Record, atomic_write_text, dumps
 # Scale factors the sweep plot probes (powers of two up to the int16 range).
 SWEEP_SCALE_FACTORS = tuple(float(2 ** k) for k in range(16))
 FLOOR_MARGIN_DB = 3.0  # within this of the emulated floor counts as "at the floor"
-STEADY_DB = 3.0  # an SQNR that moves less than this across all scale factors is "unchanged by sf"
+STEADY_DB = 3.0  # an SQNR that moves less than this across the usable scale factors is "unchanged by sf"
+USABLE_FLOOR_DB = 30.0  # scale factors where the correct-layout floor is at least this are not quantization-bound
 NOTEBOOK_KEYS = ("record_dir",)  # parameters a notebook has besides ExperimentConfig's fields
 SUMMARY_FILE = "summary.json"
 
@@ -277,28 +278,39 @@ def verdict_lines(run_: NotebookRun) -> list[str]:
             lines.append(f"{name}: SQNR {worst.sqnr_db:.1f} dB, cosine {worst.cosine:.4f} (no emulated floor "
                          "to compare with here).")
             continue
-        floor = _at(sweep, "correct", sf)
-        best_i = int(np.nanargmax(sweep["layouts"]["correct"]["sqnr_db"]))
-        best_sf = sweep["scale_factors"][best_i]
-        gap = floor - worst.sqnr_db
-        tag = " (emulated)" if r.emulated else ""
-        if gap <= FLOOR_MARGIN_DB:
-            text = (f"error at the {bits} floor for sf {sf:g}{tag}: SQNR {worst.sqnr_db:.1f} dB vs floor "
-                    f"{floor:.1f} dB, cosine {worst.cosine:.6f}")
-            if sweep["layouts"]["correct"]["sqnr_db"][best_i] - floor > FLOOR_MARGIN_DB:
-                text += (f"; the floor itself is quantization-limited — sf {best_sf:g} would give "
-                         f"{sweep['layouts']['correct']['sqnr_db'][best_i]:.1f} dB")
-        else:
-            layout = r.settings.get("layout", config.layout) if r.emulated else config.layout
-            trace = sweep["layouts"].get(layout if r.emulated else "", None)
-            steady = trace is not None and _spread(trace["sqnr_db"]) < STEADY_DB
-            text = f"{gap:.1f} dB below the {bits} floor for sf {sf:g}{tag} (SQNR {worst.sqnr_db:.1f} vs {floor:.1f} dB)"
-            if steady:
-                text += " and unchanged by the scale factor → not quantization: a structural (layout/graph) defect"
-            else:
-                text += " → not explained by quantization alone; compare the layout hypotheses (gnaexp diagnose)"
-        lines.append(f"{name}: {text}.")
+        lines.append(f"{name}: {_verdict_text(r, worst, sweep, config, bits)}.")
     return lines
+
+
+def _verdict_text(r: BackendResult, worst: Any, sweep: Mapping[str, Any], config: ExperimentConfig,
+                  bits: str) -> str:
+    sf = float(config.scale_factor)
+    floor_trace = sweep["layouts"]["correct"]["sqnr_db"]
+    floor = _at(sweep, "correct", sf)
+    best_i = int(np.nanargmax(floor_trace))
+    best_sf, best_floor = sweep["scale_factors"][best_i], floor_trace[best_i]
+    layout = r.settings.get("layout", config.layout) if r.emulated else None
+    hint = (f"; the floor itself is quantization-limited here — sf {best_sf:g} would give {best_floor:.1f} dB"
+            if best_floor - floor > FLOOR_MARGIN_DB else "")
+    if r.emulated and layout == "correct":
+        return (f"the emulated {bits} quantization floor for sf {sf:g}: SQNR {worst.sqnr_db:.1f} dB, cosine "
+                f"{worst.cosine:.6f}{hint}")
+    tag = " (emulated, layout " + str(layout) + ")" if r.emulated else ""
+    gap = floor - worst.sqnr_db
+    if gap <= FLOOR_MARGIN_DB:
+        return (f"error at the {bits} floor for sf {sf:g}{tag}: SQNR {worst.sqnr_db:.1f} dB vs floor {floor:.1f} dB, "
+                f"cosine {worst.cosine:.6f} — quantization only{hint}")
+    text = f"far above the {bits} floor for sf {sf:g}{tag}: SQNR {worst.sqnr_db:.1f} dB vs floor {floor:.1f} dB"
+    trace = sweep["layouts"].get(layout) if r.emulated else None
+    if trace is None:
+        return text + " → not explained by quantization alone; compare the layout hypotheses (gnaexp diagnose)"
+    # Judge the reaction to sf where quantization no longer dominates the floor (its SQNR is high there).
+    usable = [v for v, f in zip(trace["sqnr_db"], floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
+    best = max(trace["sqnr_db"])
+    if usable and _spread(usable) < STEADY_DB and best_floor - best > FLOOR_MARGIN_DB:
+        return (text + f", and unchanged by the scale factor (best {best:.1f} dB over all sf, floor up to "
+                f"{best_floor:.1f} dB) → not quantization: a structural (layout/graph) defect")
+    return text + " → the error reacts to the scale factor: try the sf the sweep marks best"
 
 
 def _spread(values: Iterable[float]) -> float:

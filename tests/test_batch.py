@@ -70,7 +70,10 @@ def test_missing_matrix_file_exits_2(tmp_path, capsys):
 
 # --- running ---------------------------------------------------------------------------------------------------
 
-def test_failure_isolation_no_replacement_and_resume(tmp_path, capsys):
+def test_failure_isolation_no_replacement_and_resume(tmp_path, capsys, monkeypatch):
+    # Hold the library digest still: other work on gnaexp's sources during the test would (rightly) rerun all.
+    digest = batch.library_digest()
+    monkeypatch.setattr(batch, "library_digest", lambda: digest)
     out = tmp_path / "reports"
     good = {"notebook": str(NOTEBOOKS / "conv"), "name": "good", "parameters": dict(SMALL)}
     bad = {"notebook": str(NOTEBOOKS / "concat"), "name": "bad", "parameters": {"length": 17, "backends": "openvino:NPU"}}
