@@ -23,7 +23,7 @@ from gnaexp.backends import BackendResult, BackendUnavailable, ModelBundle, make
 from gnaexp.records import Record
 
 EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
-DEFAULT_BACKENDS = ("torch", "openvino:CPU")
+DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 
 
 @dataclass
