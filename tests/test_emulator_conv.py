@@ -63,3 +63,14 @@ def test_filter_count_limit():
         cv.geometry(6, 255, 3, 2, 6)
     with pytest.raises(ValueError, match="multiple of 4"):
         cv.geometry(6, 255, 3, 2, 2)
+
+
+def test_logical_input_is_interleaved_on_the_way_in():
+    rng = np.random.default_rng(5)
+    x = rng.integers(-32768, 32768, (4, 6, 255)).astype(np.float32)
+    wt = rng.integers(-16384, 16385, (4, 6, 3))
+    g = cv.geometry(6, 255, 3, 2, 4)
+    flt = cv.interleave_filters(wt, g.nfc)
+    a, _ = cv.conv1d_interleaved(x, flt, np.arange(4), g)
+    b, _ = cv.conv1d_interleaved(cv.interleave_input(x), flt, np.arange(4), g)
+    assert np.array_equal(a, b)

@@ -103,19 +103,25 @@ def conv1d_interleaved(
 ) -> tuple[np.ndarray, int]:
     """Run the primitive on interleaved int16 memory.
 
-    x_mem: (N, L) integers with L ≤ geo.n_inputs (zero-padded here to n_inputs); flt: [F, nfc]; bias: [F].
+    x_mem: (N, L) interleaved integers with L ≤ geo.n_inputs (zero-padded here to n_inputs), or (N, C, W)
+    logical integers that are written interleaved on the way in; flt: [F, nfc]; bias: [F].
     Returns (O, saturations) where O is (N, positions·F) in GNA output order O[j·F + f], float64 holding
     int32 values after saturation.
     """
     x_mem = np.asarray(x_mem)
-    n, length = x_mem.shape
+    n = x_mem.shape[0]
+    length = int(np.prod(x_mem.shape[1:]))
     step, f_count, nfc = geo.step, geo.filters, geo.nfc
     n_blocks = -(-nfc // step)
     total = (geo.positions + n_blocks - 1) * step
     exact_f64 = accumulation_bound(max_abs_x, flt, bias) < EXACT_F64
     dtype = np.float64 if exact_f64 else np.int64
-    mem = np.zeros((n, max(total, geo.n_inputs)), dtype=dtype)
-    mem[:, :length] = x_mem
+    mem = np.empty((n, max(total, geo.n_inputs)), dtype=dtype)
+    mem[:, length:] = 0
+    if x_mem.ndim == 3:  # (N, C, W) logical input: write it interleaved (w·C + c) in one pass
+        mem[:, :length].reshape(n, x_mem.shape[2], x_mem.shape[1])[...] = np.swapaxes(x_mem, 1, 2)
+    else:
+        mem[:, :length] = x_mem
     n_rows = geo.positions + n_blocks - 1
     blocks = mem[:, :total].reshape(n * n_rows, step)
     # One GEMM against all filter blocks at once: Y[r, b, f] = block r · filter f's block b, then
@@ -124,12 +130,12 @@ def conv1d_interleaved(
     fpad[:, :nfc] = flt
     wmat = np.ascontiguousarray(fpad.reshape(f_count, n_blocks, step).transpose(2, 1, 0).reshape(step, n_blocks * f_count))
     y = (blocks @ wmat).reshape(n, n_rows, n_blocks, f_count)
-    acc = y[:, 0 : geo.positions, 0, :].copy()
+    acc = y[:, 0 : geo.positions, 0, :] + np.asarray(bias, dtype=dtype)
     for b in range(1, n_blocks):
         acc += y[:, b : b + geo.positions, b, :]
-    acc += np.asarray(bias, dtype=dtype)
-    sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-    if sat:
+    sat = 0
+    if acc.max() > INT32_MAX or acc.min() < INT32_MIN:
+        sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
         np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
     return acc.reshape(n, geo.positions * f_count).astype(np.float64, copy=False), sat
 

@@ -393,7 +393,7 @@ def _conv(prog, node, info, steps, need16, layout, precision) -> None:
     def run(x, wq=wq, flt=flt, geo=geo, legacy=legacy, out_shape=out_shape):
         n = x.shape[0]
         x3 = x.reshape(n, geo.channels, geo.width)
-        mem = x3.reshape(n, -1) if legacy else cv.interleave_input(x3)
+        mem = x3.reshape(n, -1) if legacy else x3  # (N, C, W) is interleaved inside the primitive
         o, sat = cv.conv1d_interleaved(mem, flt, wq.bias, geo)
         return cv.deinterleave_output(o, geo).reshape((n,) + out_shape), sat
 

@@ -47,17 +47,19 @@ def saturate(q: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
 def quantize_input(x: np.ndarray, sf: float) -> tuple[np.ndarray, int]:
     """Network input to int16: float32 product x·sf, plugin rounding, saturate. Returns (values, saturations).
 
-    Values are float64 holding exact integers (the emulator's working type, fast in BLAS).
+    Values are float32 holding exact integers (int16 range), converted to float64 where BLAS needs them.
     """
     x = np.asarray(x, dtype=F32)
+    # sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f) exactly: float32 rounding is symmetric in sign.
     v = x * F32(sf)
-    # np.copysign keeps float32 and avoids a second full-size temporary from np.where
-    q = np.trunc(v + np.copysign(F32(0.5), v))
-    lo_hit = q < INT16_MIN
-    hi_hit = q > INT16_MAX
-    n = int(np.count_nonzero(lo_hit) + np.count_nonzero(hi_hit))
-    if n:
-        q = np.clip(q, INT16_MIN, INT16_MAX)
+    q = np.abs(v)
+    q += F32(0.5)
+    np.floor(q, out=q)
+    np.copysign(q, v, out=q)
+    n = 0
+    if q.size and (q.max() > INT16_MAX or q.min() < INT16_MIN):
+        n = int(np.count_nonzero(q < INT16_MIN) + np.count_nonzero(q > INT16_MAX))
+        np.clip(q, INT16_MIN, INT16_MAX, out=q)
     return q, n
 
 

@@ -1,0 +1,77 @@
+"""Emulator speed: the forum conv on 10,000 inputs through gna-emu and through OpenVINO CPU FP32.
+
+OpenVINO is compiled once with the IR reshaped to batch 10,000 and timed on one infer() of the whole batch
+(its fastest path, so the ratio is not flattered); the emulator gets the same batch as (10000, 1, 6, 255).
+Both are timed after one warm-up run; the best of ``--repeat`` runs is reported. Also times a 64-sf ×
+256-input scale-factor sweep. Run: python bench/emulator.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def best_of(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--scale-factor", type=float, default=2048.0)
+    args = ap.parse_args()
+
+    import openvino as ov
+
+    from gnaexp import ir, nets
+    from gnaexp.emulator import emulate
+    from gnaexp.emulator.sweep import sweep
+
+    module, shape = nets.build_net("conv", nets.NetSpec(), seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = ir.save(ir.convert_torch(module, shape), Path(tmp) / "conv.xml")
+        x = np.random.default_rng(0).random((args.n,) + shape, dtype=np.float32)
+
+        core = ov.Core()
+        m = core.read_model(str(xml))
+        m.reshape({m.inputs[0]: [args.n] + list(shape[1:])})
+        compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        req = compiled.create_infer_request()
+        xb = np.ascontiguousarray(x[:, 0])
+        t_ov = best_of(lambda: req.infer({0: xb}), args.repeat)
+        ov_out = req.get_output_tensor(0).data.copy()
+
+        feeds = {"input": x}
+        t_emu = best_of(lambda: emulate(str(xml), feeds, args.scale_factor), args.repeat)
+        em = emulate(str(xml), feeds, args.scale_factor)
+        a, b = em.outputs["output"][:, 0].ravel().astype(np.float64), ov_out.ravel().astype(np.float64)
+        cos = float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))
+
+        sfs = list(np.geomspace(1, 2**20, 64))
+        xs = x[:256]
+        ref = {"output": ov_out[:256][:, None]}
+        t_sweep = best_of(lambda: sweep(str(xml), {"input": xs}, ref, sfs), max(1, args.repeat // 2))
+
+    print(f"forum conv, {args.n} inputs, sf {args.scale_factor:g}")
+    print(f"  OpenVINO CPU FP32 (batch {args.n}, one infer): {t_ov * 1000:8.1f} ms")
+    print(f"  gna-emu (emulated, same batch):               {t_emu * 1000:8.1f} ms")
+    print(f"  ratio emulator / OpenVINO:                    {t_emu / t_ov:8.2f}")
+    print(f"  cosine emulator vs OpenVINO CPU:              {cos:.6f}")
+    print(f"sweep 64 sf x 256 inputs:                       {t_sweep * 1000:8.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
