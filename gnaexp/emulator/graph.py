@@ -28,19 +28,7 @@ from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightab
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
 
 
-def _blas_single_thread():
-    """Keep BLAS single-threaded while the emulator runs its own chunk threads.
 
-    The GEMMs here are tiny-K; BLAS threads add nothing, and OpenBLAS's pthread pool next to torch's OpenMP
-    pool was seen to hang under load. Uses threadpoolctl when installed, else does nothing.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 LAYOUTS = ("correct", "legacy-concat")
 CHUNK = 1024
 
