@@ -26,11 +26,8 @@ from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_
 from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable, saturate
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
-
-
-
 LAYOUTS = ("correct", "legacy-concat")
-CHUNK = 1024
+CHUNK = 256  # samples per pass: small enough that the float64 work arrays stay in cache
 
 
 @dataclass
