@@ -1,4 +1,4 @@
-"""The 1-D convolution primitive on interleaved GNA memory (gna-facts §4.1, E11)."""
+"""The 1-D convolution primitive on interleaved GNA memory (docs/gna-rules.md §4.1, E11)."""
 
 import numpy as np
 import pytest

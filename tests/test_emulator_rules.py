@@ -1,4 +1,4 @@
-"""Integer-level rules of the emulator against the worked examples E1–E10 of gna-facts §6."""
+"""Integer-level rules of the emulator against the worked examples E1–E10 of docs/gna-rules.md §6."""
 
 import numpy as np
 import pytest
@@ -91,7 +91,7 @@ def test_identity_1024_5_window():
     # in_sf 2048 · w_sf in [134.3e6, 268.6e6) → 1024.5 wins (±32 range)
     assert pwl.identity_out_scale(2.0e8) == 1024.5
     # Below the k=2 window the plugin compares the unclamped idx-0 products, so 2049 wins in [8, 16)
-    # (its slope is then clamped to 32767): the source, not the facts table, is followed here.
+    # (its slope is then clamped to 32767), as the plugin source compares them (docs/gna-rules.md §3.4).
     assert pwl.identity_out_scale(12.0) == 2049.0
     assert pwl.slope_int(1.0, 12.0, 2049.0) == (32767, 0)
     assert pwl.identity_out_scale(3000.0) == 1024.5

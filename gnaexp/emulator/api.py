@@ -152,7 +152,7 @@ def emulate(
 
     inputs: name → float32 array of the model's input shape, or with an extra leading axis of N samples
     (vectorised). scale_factors: one float for all inputs or name → float; default 1.0 like the plugin.
-    layout: "correct" or "legacy-concat" (old-plugin concat→conv input layout, gna-facts §4.3 [I]).
+    layout: "correct" or "legacy-concat" (old-plugin concat→conv input layout, docs/gna-rules.md §4.3 [I]).
     """
     prog = load_program(model)
     feeds, shapes, batched = prepare_inputs(prog, inputs)
@@ -169,7 +169,8 @@ def emulate(
     notes = list(plan.notes)
     if layout == "legacy-concat":
         notes.append("layout legacy-concat: documented behaviour of 2022.3/2023.0 plugins when a Concat lies "
-                     "between the input and a convolution (gna-facts §4.3, inference), not a fact of every version")
+                     "between the input and a convolution (docs/gna-rules.md §4.3, inference), "
+                     "not a fact of every version")
     for row in summary:
         if row["saturations"]:
             notes.append(f"{row['layer']}: {row['saturations']} values saturated")

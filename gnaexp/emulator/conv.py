@@ -1,6 +1,6 @@
 """The GNA 1-D convolution primitive on interleaved memory, plus a plain NCW integer reference.
 
-gna-facts §4.1: the input is one flat int16 vector in NWC order (element w·C + c), each filter is a flat
+docs/gna-rules.md §4.1: the input is one flat int16 vector in NWC order (element w·C + c), each filter is a flat
 vector of nfc = ALIGN8(max(K·C, S·C)) coefficients (k-major, c-minor, zero-padded), the effective stride is
 C·S elements, and output position j of filter f is O[j·F + f] = sat32(bias[f] + Σ_t X[j·C·S + t]·Flt[f][t]).
 

@@ -1,7 +1,7 @@
 """Quantization plan and integer execution of a parsed IR (see ``ir_reader``).
 
 ``build_plan`` walks the graph once per configuration (input scale factors, precision, layout) and decides every
-scale factor the plugin would (gna-facts §3); ``Plan.run`` executes the integer arithmetic on a batch of
+scale factor the plugin would (docs/gna-rules.md §3); ``Plan.run`` executes the integer arithmetic on a batch of
 inputs, vectorised over a leading sample axis N. Rule-set: ``RULES_VERSION``.
 
 Inferred behaviour [I], implemented as described and not confirmed on a device:

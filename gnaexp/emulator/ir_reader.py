@@ -2,7 +2,7 @@
 
 Constant subgraphs (Constant/Convert/Multiply/Subtract/Add/Divide/Reshape/Squeeze/Unsqueeze/Transpose/Concat/
 FakeQuantize on constants) are folded with NumPy. Two weight patterns carry statistics the plugin uses for
-scale factors (gna-facts §3.2 FQ):
+scale factors (docs/gna-rules.md §3.2, weight statistics):
 - Constant → FakeQuantize: the FQ levels and output ranges;
 - NNCF decompression, Constant(i8/u8) → Convert → (Subtract zero point) → Multiply scale: read as 8-bit
   weight statistics (255 levels for i8 without zero point, 256 otherwise) [I: levels chosen to match the

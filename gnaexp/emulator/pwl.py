@@ -1,6 +1,6 @@
 """Piecewise-linear (PWL) activations: output scale choice, segment construction, integer evaluation.
 
-Follows gna-facts §3.4 and the plugin's identity segment builder (2023 sources): segment 0 flat at y_min from
+Follows docs/gna-rules.md §3.4 and the plugin's identity segment builder (2023 sources): segment 0 flat at y_min from
 INT32_MIN, segment 1 from x_lower with the encoded slope, an extra (0, 0) segment when segment 1 misses the
 origin (F(0) = 0) with segment 1 moved left, and a flat segment at y_max on the right.
 

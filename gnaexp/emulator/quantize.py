@@ -1,6 +1,6 @@
 """Host-side quantization: inputs, weights, biases, and the scale-factor rules of weightable layers.
 
-Follows gna-facts §2, §3.1, §3.2 and §3.6. Every scale factor is a float32, as in the plugin, and every
+Follows docs/gna-rules.md §2, §3.1, §3.2 and §3.6. Every scale factor is a float32, as in the plugin, and every
 host-side rounding is ``trunc(float32(v ± 0.5))`` after a float32 product (not float64 ``round``), so
 that ties and large int32 biases come out as the plugin writes them.
 """
