@@ -1,7 +1,6 @@
 """Scale-factor sweep, the gna-emu backend and the emulate command."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -33,14 +32,11 @@ def test_recommended_scale_factor_headroom():
         recommended_scale_factor(x, headroom=1.0)
 
 
-def test_sweep_shape_and_speed(conv_case):
+def test_sweep_shape(conv_case):
+    # Speed is measured by bench/emulator.py, never asserted here.
     path, x, ref, _, _ = conv_case
     sfs = list(np.geomspace(1, 2**20, 64))
-    sweep(path, {"input": x[:8]}, {"output": ref[:8]}, sfs[:2])  # parse + warm up
-    t0 = time.perf_counter()
     res = sweep(path, {"input": x}, {"output": ref}, sfs)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 10.0  # loose: shared CI machines; bench/emulator.py reports the real figure (target < 1 s)
     assert len(res.cosine) == 64
     best = sfs.index(res.best_scale_factor)
     assert 1000 < res.best_scale_factor < 40000
