@@ -70,28 +70,30 @@ def validate(name: str, array: np.ndarray, expected_shape: tuple[int, ...], batc
     return array.astype(np.float32, copy=False)
 
 
-def load(path: str | Path, expected: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Load inputs from .npy (one input) or .npz (by name, or one unnamed array) and validate them."""
+def read_arrays(path: str | Path, names: list[str], what: str = "input file") -> dict[str, np.ndarray]:
+    """Arrays by input name from .npy (one-input models) or .npz (keyed by name, or one unnamed array)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    names = list(expected)
+        raise FileNotFoundError(f"{what} {path} does not exist")
     if path.suffix == ".npy":
         if len(names) != 1:
             raise ValueError(f"{path.name} holds one array but the model has inputs {names}; use an .npz keyed by name")
-        arrays = {names[0]: np.load(path, allow_pickle=False)}
-    elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            stored = dict(z)
-        if len(stored) == 1 and len(names) == 1:
-            arrays = {names[0]: next(iter(stored.values()))}
-        else:
-            missing = [n for n in names if n not in stored]
-            if missing:
-                raise ValueError(f"{path.name} lacks input(s) {missing}; it holds {sorted(stored)}")
-            arrays = {n: stored[n] for n in names}
-    else:
-        raise ValueError(f"unsupported input file {path.name}: use .npy or .npz")
+        return {names[0]: np.load(path, allow_pickle=False)}
+    if path.suffix != ".npz":
+        raise ValueError(f"unsupported {what} {path.name}: use .npy or .npz")
+    with np.load(path, allow_pickle=False) as z:
+        stored = dict(z)
+    if len(stored) == 1 and len(names) == 1:
+        return {names[0]: next(iter(stored.values()))}
+    missing = [n for n in names if n not in stored]
+    if missing:
+        raise ValueError(f"{what} {path.name} lacks input(s) {missing}; it holds {sorted(stored)}")
+    return {n: stored[n] for n in names}
+
+
+def load(path: str | Path, expected: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Load inputs from .npy (one input) or .npz (by name, or one unnamed array) and validate them."""
+    arrays = read_arrays(path, list(expected))
     return {n: validate(n, a, expected[n]) for n, a in arrays.items()}
 
 

@@ -124,25 +124,7 @@ def calibration_set(settings: QuantizationSettings, input_shapes: Mapping[str, t
 def load_calibration(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]]) -> list[dict[str, np.ndarray]]:
     """Load [N, *shape] samples from .npy (one input) or .npz (keyed by input name) and validate them."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"calibration file {path} does not exist")
-    names = list(input_shapes)
-    if path.suffix == ".npy":
-        if len(names) != 1:
-            raise ValueError(f"{path.name} holds one array but the model has inputs {names}; use an .npz keyed by name")
-        arrays = {names[0]: np.load(path, allow_pickle=False)}
-    elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            stored = dict(z)
-        if len(stored) == 1 and len(names) == 1:
-            arrays = {names[0]: next(iter(stored.values()))}
-        else:
-            missing = [n for n in names if n not in stored]
-            if missing:
-                raise ValueError(f"calibration file {path.name} lacks input(s) {missing}; it holds {sorted(stored)}")
-            arrays = {n: stored[n] for n in names}
-    else:
-        raise ValueError(f"calibration file must be .npy or .npz, got {path.name}")
+    arrays = inputs_mod.read_arrays(path, list(input_shapes), what="calibration file")
     counts = set()
     for name, arr in arrays.items():
         shape = tuple(input_shapes[name])
