@@ -32,7 +32,8 @@ KERNEL = "python3"
 STATE_DIR = ".runs"  # per-run state (key, status, duration, error) inside the output folder
 STAGING_DIR = ".staging"
 # Short names for the parameters that vary most, to keep run (and file) names readable.
-ABBREV = {"scale_factor": "sf", "precision": "", "layout": "", "seed": "seed", "input_kind": ""}
+# Text values stand for themselves; numbers carry their (short) parameter name.
+ABBREV = {"scale_factor": "sf", "scale_factors": "sf"}
 
 
 class MatrixError(ValueError):
@@ -94,7 +95,7 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 def _run_name(notebook: str, params: dict[str, Any]) -> str:
     parts = [notebook]
     for k, v in params.items():
-        prefix = ABBREV.get(k, k)
+        prefix = ABBREV.get(k, "" if isinstance(v, str) else k)
         value = f"{v:g}" if isinstance(v, float) else str(v)
         parts.append(f"{prefix}{value}")
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(parts))
@@ -222,6 +223,9 @@ def _worker_init(log: str | None = None) -> None:
     # Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3".
     share = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
+    from gnaexp import kernels
+
+    kernels.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
     import papermill  # noqa: F401 — imported once per worker, not once per run
 
     _exporter(False)
@@ -281,13 +285,17 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
     staged_nb, staged_html = stage / f"{run.name}.ipynb", stage / f"{run.name}.html"
     start = time.perf_counter()
     error = ""
+    from gnaexp import kernels
+
+    manager = kernels.manager_class()  # kernels forked from a pre-warmed process where possible
     try:
         # No save after every cell: each save re-validates the whole notebook; papermill still writes the
         # executed notebook at the end, with the error banner if a cell raised. The kernel has nothing left to
         # flush once the last cell replied, so it is stopped at once rather than politely (≈0.4 s a run).
         pm.execute_notebook(str(run.notebook), str(staged_nb), parameters=run.parameters, kernel_name=KERNEL,
                             cwd=str(stage), progress_bar=False, log_output=False, execution_timeout=timeout,
-                            request_save_on_cell_execute=False, shutdown_kernel="immediate")
+                            request_save_on_cell_execute=False, shutdown_kernel="immediate",
+                            **({"kernel_manager_class": manager} if manager else {}))
     except Exception as exc:  # noqa: BLE001 — any failure is reported in the index, others runs go on
         error = _error_of(exc)
     executed = time.perf_counter()

@@ -129,14 +129,26 @@ def _reference_key(config: ExperimentConfig) -> str | None:
     """Cache key of the torch reference output and IR, or None where it cannot be cached safely."""
     if config.experiment == "model" or config.ir != "default" or config.input_file:
         return None
-    from importlib.metadata import version
-
     net = {k: getattr(config, k) for k in ("experiment", "in_channels", "copies", "conv_in_channels",
                                            "out_channels", "kernel", "stride", "length", "seed", "input_kind",
                                            "amplitude")}
-    # Versions are part of the key: a new torch, OpenVINO or gnaexp may build a different net or IR.
-    net["versions"] = [version("torch"), version("openvino"), version("gnaexp")]
-    return hashlib.sha256(json.dumps(net, sort_keys=True).encode()).hexdigest()[:20]
+    # Versions and the sources that build nets, inputs and IRs are part of the key: any of them may change
+    # the reference.
+    net["versions"] = [_version("torch"), _version("openvino"), _version("gnaexp")]
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256(json.dumps(net, sort_keys=True).encode())
+    for name in ("nets.py", "inputs.py", "ir.py", "experiment.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:  # e.g. gnaexp run from a source tree without installing
+        return "none"
 
 
 def _load_cached_reference(folder: Path) -> tuple[ModelBundle, BackendResult, str] | None:

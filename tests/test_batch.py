@@ -23,7 +23,8 @@ def _matrix(path: Path, runs: list, defaults: dict | None = None) -> Path:
 # --- the matrix ------------------------------------------------------------------------------------------------
 
 def test_default_matrix_covers_the_forum_table():
-    runs = batch.load_matrix(NOTEBOOKS / batch.MATRIX_NAME)
+    runs = [r for r in batch.load_matrix(NOTEBOOKS / batch.MATRIX_NAME)
+            if r.notebook.stem in ("conv", "concat", "concat_conv")]
     combos = {(r.notebook.stem, r.parameters["scale_factor"], r.parameters["layout"]) for r in runs}
     assert combos == {(nb, sf, lay) for nb in ("conv", "concat", "concat_conv") for sf in (1, 2048)
                       for lay in ("correct", "legacy-concat")}

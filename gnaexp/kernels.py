@@ -1,0 +1,213 @@
+"""Fresh Jupyter kernels, forked from a pre-warmed process instead of started from scratch (POSIX).
+
+Every batch run gets its own kernel process, as papermill's default does, but starting a Python kernel and
+importing IPython, numpy, OpenVINO, matplotlib and gnaexp costs about 1.5 s of CPU per run, which on a
+2-core machine is half of a run. A *zygote* process imports all of that once; each kernel is a ``fork()`` of
+it that has run nothing yet, so it starts with clean state and the imports already done.
+
+``ForkKernelManager`` is a jupyter_client kernel manager whose provisioner asks the zygote for the kernel
+process. Where ``fork`` does not exist, or the zygote cannot start, kernels start the ordinary way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
+
+# Imported by the zygote before any fork: what every gnaexp notebook needs. Nothing here may start a thread
+# (importing openvino does, so each kernel still imports it).
+PRELOAD = ("ipykernel.kernelapp", "IPython.display", "numpy", "matplotlib.figure", "matplotlib.backends.backend_agg",
+           "PIL.Image", "gnaexp.report", "gnaexp.plots", "gnaexp.summary", "gnaexp.diagnosis",
+           "gnaexp.emulator", "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner")
+
+_ZYGOTE: "Zygote | None" = None
+_LOCK = threading.Lock()
+
+
+class Zygote:
+    """A child process that has imported PRELOAD and forks kernels on request (one JSON line each)."""
+
+    def __init__(self, log: str | None = None) -> None:
+        err = open(log, "ab") if log else None  # noqa: SIM115 — kept open for the zygote's lifetime
+        self.proc = subprocess.Popen([sys.executable, "-m", "gnaexp.kernels"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
+        self.ready = False  # its imports run while the caller does other work; checked at the first fork
+
+    def wait_ready(self) -> bool:
+        if not self.ready:
+            assert self.proc.stdout is not None
+            self.ready = self.proc.stdout.readline().decode().strip() == "ready"
+            if not self.ready:
+                self.close()
+        return self.ready
+
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str]) -> int:
+        with _LOCK:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write((json.dumps({"argv": argv, "cwd": cwd, "env": env}) + "\n").encode())
+            self.proc.stdin.flush()
+            answer = self.proc.stdout.readline().decode().strip()
+        if not answer.isdigit():
+            raise RuntimeError(f"kernel zygote failed to fork: {answer!r}")
+        return int(answer)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_zygote(log: str | None = None) -> None:
+    """Start this process's zygote (where ``fork`` exists; ``GNAEXP_NO_ZYGOTE=1`` turns it off)."""
+    global _ZYGOTE
+    if not hasattr(os, "fork") or os.environ.get("GNAEXP_NO_ZYGOTE"):
+        return
+    try:
+        _ZYGOTE = Zygote(log)
+    except OSError:
+        _ZYGOTE = None
+
+
+def manager_class() -> type | None:
+    """ForkKernelManager if this process has a working zygote, else None (papermill's default)."""
+    global _ZYGOTE
+    if _ZYGOTE is not None and not _ZYGOTE.wait_ready():
+        _ZYGOTE = None
+    return ForkKernelManager if _ZYGOTE is not None else None
+
+
+class _ForkedKernel:
+    """The subset of ``subprocess.Popen`` that LocalProvisioner uses, for a process that is not our child."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.returncode = 0  # the zygote reaps its children; the exit status is not ours to see
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.02)
+        return self.returncode or 0
+
+    def send_signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        same_python = cmd[:3] in ([sys.executable, "-m", "ipykernel_launcher"], ["python", "-m", "ipykernel_launcher"])
+        if _ZYGOTE is None or not same_python:
+            return await super().launch_kernel(cmd, **kwargs)
+        env = {str(k): str(v) for k, v in (kwargs.get("env") or os.environ).items()}
+        cwd = str(kwargs.get("cwd") or os.getcwd())
+        self.process = _ForkedKernel(_ZYGOTE.fork(cmd[3:], cwd, env))
+        self.pid = self.pgid = self.process.pid  # the kernel leads its own session
+        self.cwd = cwd
+        return self.connection_info
+
+
+class ForkKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    """AsyncKernelManager whose kernels come from the zygote when there is one."""
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+        if self.provisioner is None:
+            import uuid
+
+            self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+            self.provisioner = ForkProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+        return await super()._async_pre_start_kernel(**kw)
+
+
+# --- the zygote's side ------------------------------------------------------------------------------------------
+
+def _serve() -> None:
+    import importlib
+
+    # What a kernel started by jupyter_client would see before matplotlib is imported.
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path.pop(0)
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
+            pass
+    if threading.active_count() > 1:
+        print("threads started during preload; forking would be unsafe", flush=True)
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped automatically
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _become_kernel(request)
+        out.write(f"{pid}\n")
+        out.flush()
+
+
+def _become_kernel(request: dict[str, Any]) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the kernel's own subprocesses must be waitable
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(2, 1)  # fd 1 is the zygote's answer pipe
+        os.close(devnull)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        # The kernel watches this pid and exits when it goes away (the zygote ends with its batch worker).
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        sys.argv = [sys.executable] + request["argv"]
+        from ipykernel.kernelapp import IPKernelApp
+
+        IPKernelApp.launch_instance(argv=request["argv"])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    _serve()
