@@ -23,9 +23,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from gnaexp.records import atomic_write_bytes, atomic_write_text
+from gnaexp import pages
+from gnaexp.pages import export_html, hide_local_paths, offline_html  # noqa: F401 — part of this module's API
+from gnaexp.records import atomic_write_text
 
 MATRIX_NAME = "forum-matrix.yaml"
 KERNEL = "python3"
@@ -209,9 +211,6 @@ def is_done(out: Path, run: Run) -> bool:
 
 # --- the worker ------------------------------------------------------------------------------------------------
 
-_EXPORTER: Any = None
-
-
 def _worker_init(log: str | None = None) -> None:
     # The parent handles Ctrl-C and stops the pool; workers must not die half-way through a move.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -228,43 +227,7 @@ def _worker_init(log: str | None = None) -> None:
     kernels.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
     import papermill  # noqa: F401 — imported once per worker, not once per run
 
-    _exporter(False)
-
-
-def _exporter(show_code: bool) -> Any:
-    global _EXPORTER
-    from nbconvert import HTMLExporter
-
-    if _EXPORTER is None:
-        _EXPORTER = HTMLExporter(template_name="lab")
-    _EXPORTER.exclude_input = not show_code
-    _EXPORTER.exclude_input_prompt = True
-    _EXPORTER.exclude_output_prompt = True
-    return _EXPORTER
-
-
-_NETWORK_TAGS = (re.compile(r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I),
-                 re.compile(r"<link\b[^>]*\bhref=[\"']https?://[^>]*>", re.I))
-
-
-def offline_html(text: str) -> str:
-    """Drop tags that fetch scripts or stylesheets from the network (MathJax, require.js): text, tables and
-    inline images do not need them, and a report must read the same offline."""
-    for pattern in _NETWORK_TAGS:
-        text = pattern.sub("", text)
-    return text
-
-
-def export_html(nb_path: Path, html_path: Path, show_code: bool = False, title: str = "") -> int:
-    """Self-contained HTML of an executed notebook (lab template, code hidden unless asked). Returns its size."""
-    import nbformat
-
-    nb = nbformat.read(str(nb_path), as_version=4)
-    nb.metadata.pop("widgets", None)  # live widget state needs a CDN script; notebooks show a static snapshot
-    body, _ = _exporter(show_code).from_notebook_node(nb, resources={"metadata": {"name": title or nb_path.stem}})
-    data = offline_html(body).encode("utf-8")
-    atomic_write_bytes(html_path, data)
-    return len(data)
+    pages._exporter(False)  # template loaded once per worker
 
 
 def _error_of(exc: BaseException) -> str:
@@ -301,7 +264,9 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
     executed = time.perf_counter()
     size = 0
     try:
-        if staged_nb.exists():
+        if staged_nb.exists():  # papermill's metadata and tracebacks name local folders: hide them
+            staged_nb.write_text(hide_local_paths(staged_nb.read_text(encoding="utf-8"), stage, out),
+                                 encoding="utf-8")
             size = export_html(staged_nb, staged_html, show_code, title=run.title)
     except Exception as exc:  # noqa: BLE001
         error = error or f"HTML export failed: {_error_of(exc)}"
@@ -411,6 +376,10 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
     return [outcomes[r.name] for r in runs if r.name in outcomes]
 
 
+def write_index(runs: list[Run], out: Path) -> Path:
+    return pages.write_index([(r, read_state(out, r.name)) for r in runs], out)
+
+
 def _spread_notebooks(runs: list[Run]) -> list[Run]:
     """Round-robin over notebooks: the first runs of different nets build their (cached) torch reference in
     parallel, instead of two runs of the same net both building it."""
@@ -421,69 +390,6 @@ def _spread_notebooks(runs: list[Run]) -> list[Run]:
     for batch in itertools.zip_longest(*groups.values()):
         order.extend(r for r in batch if r is not None)
     return order
-
-
-_CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:3px 7px;vertical-align:top;text-align:left}tr.ok td:first-child{background:#c8f0c8}"
-        "tr.failed td:first-child{background:#f6b8b8}tr.pending td:first-child{background:#eee}"
-        ".err{color:#a00;font-family:monospace;white-space:pre-wrap}.small{font-size:12px;color:#555}")
-
-
-def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
-    """(our key metrics, the forum's figure, the verdict) from the run's summary.json."""
-    from html import escape
-
-    from gnaexp.report import SUMMARY_FILE
-
-    try:
-        data = json.loads((out / f"{name}.record" / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "", "", ""
-    ours, forum = [], []
-    for row in data.get("rows", []):
-        label = escape(row["backend"])
-        ours.append(f"{label}: cos {_num(row['cosine'], '.4f')}, SQNR {_num(row['sqnr_db'], '.1f')} dB, "
-                    f"L1 {_num(row['l1'], '.1e')}")
-        if row.get("forum_cosine") is not None:
-            forum.append(f"{label}: cos {row['forum_cosine']}, L1 {escape(str(row['forum_l1']))}")
-    verdict = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", "<br>".join(escape(v) for v in data.get("verdict", [])))
-    return "<br>".join(ours), "<br>".join(forum) or "–", verdict
-
-
-def _num(v: Any, spec: str) -> str:
-    return format(v, spec) if isinstance(v, (int, float)) else str(v)
-
-
-def write_index(runs: list[Run], out: Path) -> Path:
-    """index.html: one row per run with status, duration, key metrics, the forum's figure, verdict and links."""
-    from html import escape
-
-    rows = []
-    for run in runs:
-        st = read_state(out, run.name)
-        status = st.get("status", "pending") if st.get("key") in (run.key, None) or not run.key else "pending"
-        links = []
-        for suffix, text in ((".html", "report"), (".ipynb", "notebook"), (".record/record.json", "record"),
-                             (".failed.html", "failed attempt")):
-            if (out / f"{run.name}{suffix}").exists():
-                links.append(f"<a href='{escape(run.name + suffix)}'>{text}</a>")
-        ours, forum, verdict = _metrics_cell(out, run.name) if status == "ok" else ("", "", "")
-        params = ", ".join(f"{k}={v}" for k, v in run.parameters.items() if k != "record_dir")
-        err = f"<div class='err'>{escape(st.get('error', ''))}</div>" if status == "failed" else ""
-        if status == "failed" and st.get("last_ok"):
-            err += f"<div class='small'>last good report: {escape(st['last_ok'])}</div>"
-        rows.append(f"<tr class='{status}'><td>{status}</td><td><b>{escape(run.name)}</b><div class='small'>"
-                    f"{escape(run.notebook.name)}: {escape(params)}</div>{err}</td>"
-                    f"<td>{_num(st.get('duration_s', ''), '.1f')} s</td><td>{ours}</td><td>{forum}</td>"
-                    f"<td>{verdict}</td><td>{' · '.join(links)}</td></tr>")
-    ok = sum("class='ok'" in r for r in rows)
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gnaexp batch</title><style>{_CSS}</style>"
-            f"</head><body><h1>gnaexp batch</h1><p>{ok} of {len(runs)} runs ok · updated "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} · GNA figures marked <i>(emulated)</i> come from the GNA "
-            "integer emulator, not a device · forum: the forum team's own GNA figure for that setting</p><table>"
-            "<tr><th>status</th><th>run</th><th>duration</th><th>ours (vs torch)</th><th>forum</th><th>verdict</th>"
-            "<th>files</th></tr>" + "".join(rows) + "</table></body></html>")
-    return atomic_write_text(out / "index.html", page)
 
 
 # --- CLI -------------------------------------------------------------------------------------------------------

@@ -86,6 +86,10 @@ def test_failure_isolation_no_replacement_and_resume(tmp_path, capsys, monkeypat
     assert not (out / "bad.html").exists()
     failed_html = (out / "bad.failed.html").read_text()
     assert "BackendUnavailable" in failed_html  # the executed notebook keeps the failing cell's error
+    import sys
+
+    for local in (str(tmp_path), sys.prefix, str(Path.home()) + "/"):  # tracebacks name no local folders
+        assert local not in failed_html and local not in (out / "bad.failed.ipynb").read_text()
     index = (out / "index.html").read_text()
     assert "class='failed'" in index and "class='ok'" in index and "BackendUnavailable" in index
     assert "href='good.html'" in index and "href='bad.failed.html'" in index
@@ -138,3 +142,56 @@ def test_offline_html_strips_network_tags():
     clean = batch.offline_html(page)
     assert "https://" not in clean and "http://" not in clean
     assert "<script>local()</script>" in clean and "data:image/png" in clean
+
+
+# --- kernels forked from the zygote ----------------------------------------------------------------------------
+
+def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
+    """Each run's kernel is this environment's python, starts from clean state, sees its cwd and env, and can
+    wait for its own subprocesses."""
+    import nbformat
+    import papermill
+
+    from gnaexp import kernels
+
+    if not hasattr(__import__("os"), "fork"):
+        pytest.skip("no fork on this platform: kernels start the ordinary way")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("first = True", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, sys, subprocess\n"
+            "if not first:\n    assert 'leftover' not in globals(), 'state leaked from another run'\n"
+            "leftover = 1\n"
+            "print(sys.executable, os.getcwd(), os.environ.get('GNAEXP_PROBE'))\n"
+            "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
+            "print('gnaexp.report' in sys.modules)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "probe.ipynb"
+    nbformat.write(nb, str(src))
+    monkeypatch.setenv("GNAEXP_PROBE", "seen")
+    monkeypatch.setattr(kernels, "_ZYGOTE", None)
+    kernels.start_zygote()
+    try:
+        manager = kernels.manager_class()
+        assert manager is kernels.ForkKernelManager
+        for i, first in enumerate((True, False)):
+            out = tmp_path / f"out{i}.ipynb"
+            papermill.execute_notebook(str(src), str(out), parameters={"first": first}, kernel_name="python3",
+                                       cwd=str(tmp_path), progress_bar=False, kernel_manager_class=manager,
+                                       shutdown_kernel="immediate")
+            text = "".join(o.get("text", "") for o in nbformat.read(str(out), 4).cells[-1].outputs)
+            import sys
+
+            assert text.split()[:3] == [sys.executable, str(tmp_path), "seen"]
+            assert text.split()[3] == "True"  # gnaexp came pre-imported
+    finally:
+        kernels._ZYGOTE.close()
+
+
+def test_hide_local_paths():
+    import sys
+
+    base = Path("/data/alice/project/reports")
+    text = f"{base}/.staging/x/a.txt {sys.prefix}/lib/site.py {Path.home()}/notes {Path(batch.__file__).parent}/batch.py"
+    hidden = batch.hide_local_paths(text, base / ".staging" / "x", base)
+    assert hidden == "./a.txt <python>/lib/site.py ~/notes <gnaexp>/gnaexp/batch.py"

@@ -112,3 +112,26 @@ def test_committed_notebooks_are_clean(path):
     assert len(tagged) == 1
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     assert "record_dir" in batch.notebook_parameters(path)
+
+
+def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):
+    """The torch reference taken from the cache yields the same numbers as running torch."""
+    import numpy as np
+
+    from gnaexp import report
+
+    monkeypatch.chdir(tmp_path)
+    params = {"experiment": "concat_conv", "length": 23, "seed": 11, "backends": "torch,openvino:CPU,gna-emu",
+              "scale_factor": 64.0, "layout": "legacy-concat"}
+    fresh = report.run(report.setting_from({**params, "record_dir": "a"}), use_cache=False)
+    first = report.run(report.setting_from({**params, "record_dir": "b"}))  # fills the cache
+    cached = report.run(report.setting_from({**params, "record_dir": "c"}))
+    assert cached.record.result("torch").info.get("cached") is True
+    for other in (first, cached):
+        assert other.record.input_fingerprint == fresh.record.input_fingerprint
+        assert other.record.model_fingerprint == fresh.record.model_fingerprint
+        for r in fresh.record.results:
+            np.testing.assert_array_equal(other.record.result(r.label).outputs["output"], r.outputs["output"])
+        assert {k: {o: c.to_json() for o, c in v.items()} for k, v in other.record.metrics.items()} == \
+               {k: {o: c.to_json() for o, c in v.items()} for k, v in fresh.record.metrics.items()}
+    assert report.verdict_lines(cached) == report.verdict_lines(fresh)
