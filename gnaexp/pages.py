@@ -84,18 +84,20 @@ def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
     except (OSError, ValueError):
         return "", "", ""
     ours, forum = [], []
-    for row in data.get("rows", []):
-        label = escape(row["backend"])
-        ours.append(f"{label}: cos {_num(row['cosine'], '.4f')}, SQNR {_num(row['sqnr_db'], '.1f')} dB, "
-                    f"L1 {_num(row['l1'], '.1e')}")
+    for row in data.get("rows", []):  # summaries come from several notebooks: every key is optional
+        label = escape(str(row.get("backend", "?")))
+        ours.append(f"{label}: cos {_num(row.get('cosine'), '.4f')}, SQNR {_num(row.get('sqnr_db'), '.1f')} dB, "
+                    f"L1 {_num(row.get('l1'), '.1e')}")
         if row.get("forum_cosine") is not None:
-            forum.append(f"{label}: cos {row['forum_cosine']}, L1 {escape(str(row['forum_l1']))}")
+            forum.append(f"{label}: cos {row['forum_cosine']}, L1 {escape(str(row.get('forum_l1', '-')))}")
     verdict = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", "<br>".join(escape(v) for v in data.get("verdict", [])))
     return "<br>".join(ours), "<br>".join(forum) or "–", verdict
 
 
 def _num(v: Any, spec: str) -> str:
-    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+    from html import escape
+
+    return format(v, spec) if isinstance(v, (int, float)) else escape(str(v if v is not None else "–"))
 
 
 def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Path:

@@ -72,7 +72,8 @@ def overlay(
     height = 2.3 * nrows + 0.5
     # Fixed margins: constrained layout costs more than drawing the lines on a figure of many axes.
     fig = _figure(4.6 * ncols, height, layout=None)
-    outer = fig.add_gridspec(nrows, ncols, left=0.07, right=0.985, top=1 - 0.45 / height, bottom=0.4 / height,
+    top = 1 - (0.7 if title else 0.45) / height  # room for the figure title above the channel titles
+    outer = fig.add_gridspec(nrows, ncols, left=0.07, right=0.985, top=top, bottom=0.4 / height,
                              hspace=0.32, wspace=0.16)
     t = np.arange(ref.shape[1])
     for i, c in enumerate(chans):

@@ -135,3 +135,15 @@ def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):
         assert {k: {o: c.to_json() for o, c in v.items()} for k, v in other.record.metrics.items()} == \
                {k: {o: c.to_json() for o, c in v.items()} for k, v in fresh.record.metrics.items()}
     assert report.verdict_lines(cached) == report.verdict_lines(fresh)
+
+
+def test_index_and_show_code(executed, tmp_path):
+    _, out, _ = executed
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.count("class='ok'") == 4
+    assert "href='conv-small.html'" in index and "href='conv-small.record/record.json'" in index
+    assert "Verdict" not in index and "<b>openvino:CPU</b>: matches the FP32 reference" in index
+    assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?:", index)
+    with_code = tmp_path / "code.html"
+    batch.export_html(out / "conv-small.ipynb", with_code, show_code=True)
+    assert "setting_from" in with_code.read_text(encoding="utf-8")  # highlighted, so split into spans
