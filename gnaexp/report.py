@@ -340,16 +340,18 @@ def _can_emulate() -> bool:
 
 # --- what the notebook displays ----------------------------------------------------------------------------------
 
-class HTML:
-    """Minimal rich-display object (IPython is not needed to build one)."""
+class _Display:
+    """Minimal rich-display object (IPython is not needed to build one); subclasses pick the MIME type."""
 
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def _repr_html_(self) -> str:
+    def __str__(self) -> str:
         return self.text
 
-    def __str__(self) -> str:
+
+class HTML(_Display):
+    def _repr_html_(self) -> str:
         return self.text
 
 
@@ -430,14 +432,8 @@ def sweep_figure(run_: NotebookRun) -> Any:
                        title=f"emulated {sw['precision']} SQNR vs input scale factor")
 
 
-class Markdown:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
+class Markdown(_Display):
     def _repr_markdown_(self) -> str:
-        return self.text
-
-    def __str__(self) -> str:
         return self.text
 
 
