@@ -74,3 +74,19 @@ def test_logical_input_is_interleaved_on_the_way_in():
     a, _ = cv.conv1d_interleaved(x, flt, np.arange(4), g)
     b, _ = cv.conv1d_interleaved(cv.interleave_input(x), flt, np.arange(4), g)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("x_max,w_max,expected", [(8, 64, np.float32), (2048, 16384, np.float64)])
+def test_host_order_conv_is_exact_in_each_blas_type(x_max, w_max, expected):
+    # Small data bounds let the sums run in float32 (all partial sums < 2^24); larger ones in float64. Either
+    # way the result equals the int64 reference, with a bias no float32 could hold exactly.
+    rng = np.random.default_rng(x_max)
+    x = rng.integers(-x_max, x_max + 1, (5, 6, 255)).astype(np.float32)
+    wt = rng.integers(-w_max, w_max + 1, (4, 6, 3))
+    b = np.array([2**30 + 1, -(2**29) - 3, 5, -7])
+    g = cv.geometry(6, 255, 3, 2, 4)
+    flt = cv.interleave_filters(wt, g.nfc)
+    assert cv.exact_dtype(x_max, flt) is expected
+    got, _ = cv.conv1d(x, flt, b, g, max_abs_x=x_max)
+    ref, _ = cv.conv1d_ncw_reference(x.astype(np.int64), wt, b, 2)
+    assert got.shape == (5, 4, 127) and np.array_equal(got, ref)

@@ -4,9 +4,9 @@ docs/gna-rules.md §4.1: the input is one flat int16 vector in NWC order (elemen
 vector of nfc = ALIGN8(max(K·C, S·C)) coefficients (k-major, c-minor, zero-padded), the effective stride is
 C·S elements, and output position j of filter f is O[j·F + f] = sat32(bias[f] + Σ_t X[j·C·S + t]·Flt[f][t]).
 
-Arithmetic is exact: products and sums are done in float64 while the per-layer bound max|x|·Σ|w| + |b| stays
-below 2^53 (so every partial sum is an exactly representable integer, whatever order BLAS adds in), and in
-int64 otherwise.
+Arithmetic is exact: products and sums are done in float32 while the per-layer bound max|x|·Σ|w| stays below
+2^24, in float64 below 2^53 (so every partial sum is an exactly representable integer, whatever order BLAS adds
+in), and in int64 otherwise; the bias joins in float64 (or int64).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+EXACT_F32 = 2.0**24
 EXACT_F64 = 2.0**53
 INPUT_DIVISOR = 8  # kNoOfInputsDivisor
 FILTER_DIVISOR = 8
@@ -93,6 +94,49 @@ def accumulation_bound(max_abs_x: float, flt: np.ndarray, bias: np.ndarray) -> f
     return float(np.max(max_abs_x * np.sum(np.abs(flt), axis=1) + np.abs(bias)))
 
 
+def exact_dtype(max_abs_x: float, flt: np.ndarray) -> type:
+    """The narrowest type whose BLAS sums of x·w are exact integers in any order: every partial sum stays below
+    2^24 (float32) or 2^53 (float64); int64 otherwise. The bias is added afterwards in float64."""
+    bound = accumulation_bound(max_abs_x, flt, np.zeros(1))
+    return np.float32 if bound < EXACT_F32 else np.float64 if bound < EXACT_F64 else np.int64
+
+
+def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,
+                max_abs_x: float) -> tuple[np.ndarray, int]:
+    """The primitive's sums, filter-major: (F, N, positions) float64 (int64 past 2^53), saturated to int32."""
+    x_mem = np.asarray(x_mem)
+    n = x_mem.shape[0]
+    length = int(np.prod(x_mem.shape[1:]))
+    step, f_count, nfc = geo.step, geo.filters, geo.nfc
+    n_blocks = -(-nfc // step)
+    n_rows = geo.positions + n_blocks - 1
+    total = n_rows * step
+    dtype = exact_dtype(max_abs_x, flt)
+    mem = np.empty((n, max(total, geo.n_inputs)), dtype=dtype)
+    mem[:, length:] = 0
+    if x_mem.ndim == 3:  # (N, C, W) logical input: write it interleaved (w·C + c) in one pass
+        mem[:, :length].reshape(n, x_mem.shape[2], x_mem.shape[1])[...] = np.swapaxes(x_mem, 1, 2)
+    else:
+        mem[:, :length] = x_mem
+    # Memory as rows of one stride (C·S elements); filter block b meets row j + b at output position j. One GEMM
+    # against all filter blocks, Y[b, f, (n, r)] = block b of filter f · row r, filter-major so that the host's
+    # (N, F, W) order needs no extra pass; position j then sums Y[b, f, n, j + b] over b.
+    fpad = np.zeros((f_count, n_blocks * step), dtype=dtype)
+    fpad[:, :nfc] = flt
+    wmat = np.ascontiguousarray(fpad.reshape(f_count, n_blocks, step).transpose(1, 0, 2).reshape(-1, step))
+    rows = mem[:, :total].reshape(n * n_rows, step)
+    y = (wmat @ rows.T).reshape(n_blocks, f_count, n, n_rows)
+    acc_type = np.int64 if dtype is np.int64 else np.float64
+    acc = np.add(y[0, :, :, : geo.positions], np.asarray(bias, dtype=acc_type)[:, None, None], dtype=acc_type)
+    for b in range(1, n_blocks):
+        acc += y[b, :, :, b : b + geo.positions]
+    sat = 0
+    if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
+        sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+    return acc, sat
+
+
 def conv1d_interleaved(
     x_mem: np.ndarray,
     flt: np.ndarray,
@@ -108,36 +152,19 @@ def conv1d_interleaved(
     Returns (O, saturations) where O is (N, positions·F) in GNA output order O[j·F + f], float64 holding
     int32 values after saturation.
     """
-    x_mem = np.asarray(x_mem)
-    n = x_mem.shape[0]
-    length = int(np.prod(x_mem.shape[1:]))
-    step, f_count, nfc = geo.step, geo.filters, geo.nfc
-    n_blocks = -(-nfc // step)
-    total = (geo.positions + n_blocks - 1) * step
-    exact_f64 = accumulation_bound(max_abs_x, flt, bias) < EXACT_F64
-    dtype = np.float64 if exact_f64 else np.int64
-    mem = np.empty((n, max(total, geo.n_inputs)), dtype=dtype)
-    mem[:, length:] = 0
-    if x_mem.ndim == 3:  # (N, C, W) logical input: write it interleaved (w·C + c) in one pass
-        mem[:, :length].reshape(n, x_mem.shape[2], x_mem.shape[1])[...] = np.swapaxes(x_mem, 1, 2)
-    else:
-        mem[:, :length] = x_mem
-    n_rows = geo.positions + n_blocks - 1
-    blocks = mem[:, :total].reshape(n * n_rows, step)
-    # One GEMM against all filter blocks at once: Y[r, b, f] = block r · filter f's block b, then
-    # output position j sums Y[j + b, b, f] over b. Zero filter blocks cost nothing extra here.
-    fpad = np.zeros((f_count, n_blocks * step), dtype=dtype)
-    fpad[:, :nfc] = flt
-    wmat = np.ascontiguousarray(fpad.reshape(f_count, n_blocks, step).transpose(2, 1, 0).reshape(step, n_blocks * f_count))
-    y = (blocks @ wmat).reshape(n, n_rows, n_blocks, f_count)
-    acc = y[:, 0 : geo.positions, 0, :] + np.asarray(bias, dtype=dtype)
-    for b in range(1, n_blocks):
-        acc += y[:, b : b + geo.positions, b, :]
-    sat = 0
-    if acc.max() > INT32_MAX or acc.min() < INT32_MIN:
-        sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
-    return acc.reshape(n, geo.positions * f_count).astype(np.float64, copy=False), sat
+    acc, sat = _accumulate(x_mem, flt, bias, geo, max_abs_x)
+    n = acc.shape[1]
+    return np.transpose(acc, (1, 2, 0)).reshape(n, geo.positions * geo.filters).astype(np.float64, copy=False), sat
+
+
+def conv1d(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry, *,
+           max_abs_x: float = 32768.0) -> tuple[np.ndarray, int]:
+    """The primitive followed by the host's output transposition: (N, F, logical positions) float64.
+
+    Same arithmetic as ``conv1d_interleaved`` + ``deinterleave_output`` without building the GNA-order array.
+    """
+    acc, sat = _accumulate(x_mem, flt, bias, geo, max_abs_x)
+    return np.swapaxes(acc, 0, 1)[:, :, : geo.logical_positions].astype(np.float64, copy=False), sat
 
 
 def deinterleave_output(o: np.ndarray, geo: ConvGeometry) -> np.ndarray:
