@@ -85,6 +85,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     print(f"wrote {out}")
     return 0
 
+LAYOUT_HELP = ("correct: what a correct plugin computes; legacy-concat: the documented path of 2022.3/2023.0 "
+               "plugins (a conv after a Concat of network inputs reads the NCW buffer as NWC)")
+
 
 def add_emulate_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("emulate", help="run an IR through the GNA integer emulator (results are emulated)")
@@ -92,8 +95,8 @@ def add_emulate_parser(subparsers: Any) -> None:
     p.add_argument("inputs", help=".npy (one input; optional leading batch axis) or .npz (name → array)")
     p.add_argument("--scale-factor", default="1.0", help="input scale factor, or name=sf,... (default 1.0, "
                    "the plugin's default)")
-    p.add_argument("--precision", choices=("i16", "i8"), default="i16")
-    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct")
+    p.add_argument("--precision", choices=("i16", "i8"), default="i16", help="weight precision (default i16)")
+    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct", help=LAYOUT_HELP)
     p.add_argument("--out", required=True, help="outputs: .npy (one output) or .npz")
     p.add_argument("--plan", help="write the quantization plan as JSON")
     p.add_argument("--ints", help="write every layer's integer output as .npz")
@@ -136,8 +139,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def add_sweep_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("sweep", help="error vs input scale factor through the emulator")
     p.add_argument("experiment", help="conv | concat | concat_conv | model")
-    p.add_argument("--scale-factors", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384,32768")
-    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct")
+    p.add_argument("--scale-factors", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384,32768",
+                   help="comma-separated input scale factors to try (default: powers of 2 from 1 to 32768)")
+    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct", help=LAYOUT_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="experiment setting")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the sweep as JSON")
     p.set_defaults(func=cmd_sweep)
