@@ -192,12 +192,16 @@ def _become_kernel(request: dict[str, Any]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        # The kernel watches this pid and exits when it goes away (the zygote ends with its batch worker).
-        os.environ["JPY_PARENT_PID"] = str(os.getppid())
-        sys.argv = [sys.executable] + request["argv"]
+        # The kernel watches the zygote and exits when it goes away (the zygote ends with its batch worker, also
+        # when a Ctrl-C terminates the pool). Given on the command line: the JPY_PARENT_PID default was read when
+        # the zygote imported ipykernel, before this fork.
+        parent = str(os.getppid())
+        os.environ["JPY_PARENT_PID"] = parent
+        argv = list(request["argv"]) + [f"--IPKernelApp.parent_handle={parent}"]
+        sys.argv = [sys.executable] + argv
         from ipykernel.kernelapp import IPKernelApp
 
-        IPKernelApp.launch_instance(argv=request["argv"])
+        IPKernelApp.launch_instance(argv=argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     except BaseException:  # noqa: BLE001

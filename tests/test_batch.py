@@ -195,3 +195,64 @@ def test_hide_local_paths():
     text = f"{base}/.staging/x/a.txt {sys.prefix}/lib/site.py {Path.home()}/notes {Path(batch.__file__).parent}/batch.py"
     hidden = batch.hide_local_paths(text, base / ".staging" / "x", base)
     assert hidden == "./a.txt <python>/lib/site.py ~/notes <gnaexp>/gnaexp/batch.py"
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_batch_finishes(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, while a batch is between runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = [{"notebook": str(NOTEBOOKS / "conv"), "name": f"seed{s}", "parameters": {**SMALL, "seed": s}}
+            for s in range(4)]
+    m = _matrix(tmp_path / "m.yaml", runs)
+    out = tmp_path / "reports"
+    cmd = [sys.executable, "-m", "gnaexp", "batch", str(m), "--out", str(out), "--jobs", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # a guard against a hang, not a speed check
+        while not list(out.glob("seed*.html")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    # No kernel outlives the interrupted batch (each watches its parent and exits within its 1 s poll).
+    deadline = time.monotonic() + 30
+    while _processes_working_in(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_working_in(tmp_path)
+    assert "interrupted" in stdout and "run the same command again" in stdout
+    done = sorted(p.stem for p in out.glob("seed*.html"))
+    assert 1 <= len(done) < 4
+    for name in done:  # what finished is whole; nothing half-written sits beside it
+        assert (out / f"{name}.ipynb").exists() and (out / f"{name}.record").is_dir()
+    assert not list(out.glob("*.failed.*"))
+    assert "seed" in (out / "index.html").read_text()
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    for name in done:
+        assert f"{name}: unchanged, skipped" in rerun.stdout
+    assert sorted(p.stem for p in out.glob("seed*.html")) == [f"seed{s}" for s in range(4)]
+    assert f"{4 - len(done)} ran, {len(done)} unchanged, 0 failed" in rerun.stdout
+
+
+def _processes_working_in(folder: Path) -> list[int]:
+    """Pids whose working directory lies under folder (Linux /proc; empty elsewhere)."""
+    import os
+
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(folder)) and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
