@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import os
 import shutil
 import time
@@ -148,10 +149,11 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
     if config.experiment == "model":
         import openvino as ov
 
-        model = ir.convert_file(config.model)
+        model, renamed = ir.convert_file(config.model)
         path = Path(config.model)
-        if path.suffix.lower() != ".xml":
-            path = ir.save(model, cache_dir() / "files" / (path.stem + ".xml"))
+        if path.suffix.lower() != ".xml" or renamed:  # other backends read the IR file: save what was loaded
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            path = ir.save(model, cache_dir() / "files" / digest / (path.stem + ".xml"))
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model))
     from gnaexp import nets

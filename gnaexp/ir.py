@@ -28,25 +28,53 @@ def convert_torch(module: Any, input_shape: tuple[int, ...]) -> ov.Model:
     return model
 
 
-def convert_file(path: str | Path) -> ov.Model:
-    """Read an ONNX or IR file; shapes must already be static (reshape first otherwise)."""
-    model = ov.Core().read_model(str(path))
+def check_model_file(path: str | Path) -> Path:
+    """The path of a user's ONNX or IR file, or an error that names what is missing or wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) path")
+    suffix = path.suffix.lower()
+    if suffix == ".xml" and not path.with_suffix(".bin").exists():
+        raise FileNotFoundError(f"IR weights {path.with_suffix('.bin').name} missing next to {path.name}")
+    if suffix not in (".xml", ".onnx"):
+        raise ValueError(f"unsupported model file {path.name}: use a torch.nn.Module, a .onnx file or an "
+                         "OpenVINO .xml IR")
+    return path
+
+
+def convert_file(path: str | Path) -> tuple[ov.Model, bool]:
+    """Read an ONNX or IR file; shapes must already be static (reshape first otherwise).
+
+    Returns (model, renamed): tensors without a name get input/output names (``renamed`` is then True and the
+    model differs from the file, so it must be saved before other backends read it).
+    """
+    path = check_model_file(path)
+    try:
+        model = ov.Core().read_model(str(path))
+    except RuntimeError as exc:
+        reason = next((line for line in str(exc).splitlines()[::-1] if line.strip()), str(exc))
+        raise ValueError(f"OpenVINO cannot read {path.name}: {reason}") from exc
     for port in model.inputs:
         if port.get_partial_shape().is_dynamic:
+            name = next(iter(port.get_names()), "?")
             raise ValueError(
-                f"model input {port.any_name!r} has a dynamic shape {port.get_partial_shape()}; GNA needs static "
+                f"model input {name!r} has a dynamic shape {port.get_partial_shape()}; GNA needs static "
                 "shapes — reshape the model to a fixed shape first"
             )
-    return model
+    return model, _name_tensors(model, only_unnamed=True)
 
 
-def _name_tensors(model: ov.Model) -> None:
+def _name_tensors(model: ov.Model, only_unnamed: bool = False) -> bool:
     # Stable names make records, imports and the emulator independent of the converter's naming.
     single_in, single_out = len(model.inputs) == 1, len(model.outputs) == 1
-    for i, port in enumerate(model.inputs):
-        port.get_tensor().set_names({INPUT_NAME if single_in else f"{INPUT_NAME}{i}"})
-    for i, port in enumerate(model.outputs):
-        port.get_tensor().set_names({OUTPUT_NAME if single_out else f"{OUTPUT_NAME}{i}"})
+    renamed = False
+    for ports, base, single in ((model.inputs, INPUT_NAME, single_in), (model.outputs, OUTPUT_NAME, single_out)):
+        for i, port in enumerate(ports):
+            if only_unnamed and port.get_names():
+                continue
+            port.get_tensor().set_names({base if single else f"{base}{i}"})
+            renamed = True
+    return renamed
 
 
 def save(model: ov.Model, xml_path: str | Path) -> Path:

@@ -73,14 +73,7 @@ def load_user_model(source: Any) -> tuple[Any, str]:
     """
     if isinstance(source, nn.Module):
         return source.eval(), "torch"
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) path")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return path, "onnx"
-    if suffix == ".xml":
-        if not path.with_suffix(".bin").exists():
-            raise FileNotFoundError(f"IR weights {path.with_suffix('.bin').name} missing next to {path.name}")
-        return path, "ir"
-    raise ValueError(f"unsupported model file {path.name}: use a torch.nn.Module, a .onnx file or an OpenVINO .xml IR")
+    from gnaexp.ir import check_model_file
+
+    path = check_model_file(source)
+    return path, "onnx" if path.suffix.lower() == ".onnx" else "ir"

@@ -97,3 +97,31 @@ def test_user_model_file_and_module(tmp_path, capsys):
     bundle = experiment.bundle_from_torch(net, (1, 3, 40), "mine")
     rec = experiment.run(experiment.ExperimentConfig(), model=bundle)
     assert rec.metrics["openvino:CPU"]["output"].cosine > 0.99999 and rec.experiment == "mine"
+
+
+def test_user_model_file_errors_and_unnamed_tensors(tmp_path, capsys):
+    import openvino as ov
+    import torch
+
+    # A missing file, a lone .xml and an unsupported type: exit 2 with what is wrong.
+    assert main(["run", "model", "--set", f"model={tmp_path / 'none.onnx'}"]) == 2
+    assert "none.onnx does not exist; give a .onnx or .xml" in capsys.readouterr().err
+    (tmp_path / "lone.xml").write_text("<net/>")
+    assert main(["run", "model", "--set", f"model={tmp_path / 'lone.xml'}"]) == 2
+    assert "IR weights lone.bin missing next to lone.xml" in capsys.readouterr().err
+    (tmp_path / "m.pt").write_bytes(b"")
+    assert main(["run", "model", "--set", f"model={tmp_path / 'm.pt'}"]) == 2
+    assert "unsupported model file m.pt" in capsys.readouterr().err
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    assert main(["run", "model", "--set", f"model={tmp_path / 'junk.onnx'}"]) == 2
+    assert "OpenVINO cannot read junk.onnx" in capsys.readouterr().err
+
+    # An IR whose tensors have no names (a plain convert_model of a torch module) still runs on every backend.
+    net = torch.nn.Sequential(torch.nn.Conv1d(8, 8, 3), torch.nn.ReLU(), torch.nn.Conv1d(8, 4, 3)).eval()
+    model = ov.convert_model(net, example_input=torch.rand(1, 8, 50), input=[1, 8, 50])
+    assert not model.outputs[0].get_names()
+    ov.save_model(model, str(tmp_path / "unnamed.xml"), compress_to_fp16=False)
+    assert main(["run", "model", "--set", f"model={tmp_path / 'unnamed.xml'}", "--set", "scale_factor=2048",
+                 "--backends", "openvino:CPU,gna-emu", "--out", str(tmp_path / "run"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metrics"]["gna-emu (emulated)"]["output"]["cosine"] > 0.999
