@@ -170,6 +170,12 @@ def compare(ref: np.ndarray, test: np.ndarray, output_scale: float | None = None
     ref, test = _pair(ref, test)
     cos, why = cosine_checked(ref, test)
     notes = [why] if why else []
+    for label, arr in (("reference", ref), ("test output", test)):
+        bad = ~np.isfinite(arr)
+        if bad.any():  # a device that returns NaN/Inf is a finding: say where, not just "nan" everywhere
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            notes.append(f"{label} holds {int(bad.sum())} NaN/Inf value(s), the first at {list(first)}: "
+                         "metrics over them are NaN")
     sq = sqnr_db(ref, test)
     if sq == math.inf:
         notes.append("outputs identical: SQNR is +inf")

@@ -62,3 +62,14 @@ def test_per_channel_max_error_position_and_lsb():
     assert metrics.relative_l2(ref, test) == pytest.approx(0.5 / math.sqrt(10))
     with pytest.raises(ValueError, match="positive and finite"):
         metrics.error_in_lsb(ref, test, 0.0)
+
+
+def test_non_finite_values_are_named_in_the_notes():
+    ref = np.ones((1, 2, 5), dtype=np.float32)
+    test = ref.copy()
+    test[0, 1, 3] = np.nan
+    test[0, 1, 4] = np.inf
+    c = metrics.compare(ref, test)
+    assert math.isnan(c.l1)
+    assert any("test output holds 2 NaN/Inf value(s), the first at [0, 1, 3]" in n for n in c.notes)
+    assert not any(n.startswith("reference holds") for n in c.notes)
