@@ -19,14 +19,23 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec)
 
 
+def _imported_device(result: Any) -> str:
+    """The device an imported result's metadata names (upper case), "" when it names none."""
+    meta = result.info.get("source_meta") or {}
+    device = str(meta.get("device") or meta.get("backend", "").partition(":")[2])
+    return device.upper().split(".")[0]
+
+
 def rows(record: Record) -> list[dict[str, Any]]:
     """One row per (backend, output) compared with the reference, plus the forum's figure where one exists."""
     cfg = record.config
     fig = forum.lookup(record.experiment, cfg.get("scale_factor", 1.0), cfg.get("ir", "default"))
     kinds = {r.label: r.kind for r in record.results}
-    # The forum's figures are GNA figures: show them only beside GNA-like rows.
+    # The forum's figures are GNA figures: show them only beside GNA-like rows (an import counts unless its
+    # metadata says it came from another device).
     gna_like = {r.label for r in record.results
-                if r.kind in ("emulated", "imported") or r.backend.upper().endswith(":GNA")}
+                if r.kind == "emulated" or r.backend.upper().endswith(":GNA")
+                or (r.kind == "imported" and _imported_device(r) in ("", "GNA"))}
     out = []
     for label, per in record.metrics.items():
         for name, c in per.items():

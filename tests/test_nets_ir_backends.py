@@ -89,3 +89,19 @@ def test_import_backend_round_trip(tmp_path):
     assert res.kind == "imported" and res.label == "import (imported)"
     assert np.array_equal(res.outputs["output"], out)
     assert res.info["source_meta"]["device"] == "GNA" and res.info["input_fingerprint_matches"] is True
+
+
+def test_forum_figure_beside_imports_from_gna_only(tmp_path):
+    from gnaexp import records, summary
+
+    config = experiment.ExperimentConfig(experiment="concat_conv", backends=["torch"])
+    feed = experiment.make_inputs(config, experiment.build_model(config))
+    out = np.full((1, 4, 127), 0.25, np.float32)
+    gna = write_outputs(tmp_path / "gna.npz", {"output": out}, {"device": "GNA", "input_fingerprint": inputs.fingerprint(feed)})
+    cpu = write_outputs(tmp_path / "cpu.npz", {"output": out}, {"backend": "openvino:CPU", "device": "CPU"})
+    for path, expect_forum in ((gna, True), (cpu, False)):
+        cfg = experiment.ExperimentConfig(experiment="concat_conv", backends=["torch", f"import:{path}"])
+        rec = experiment.run(cfg, out_dir=tmp_path / path.stem)
+        for record in (rec, records.Record.load(tmp_path / path.stem)):  # also after the JSON round trip
+            row = next(r for r in summary.rows(record) if r["kind"] == "imported")
+            assert (row["forum_cosine"] is not None) is expect_forum
