@@ -18,7 +18,7 @@ from gnaexp import experiment, inputs as inputs_mod
 from gnaexp.backends import make_backend
 from gnaexp.records import atomic_write_bytes, atomic_write_text, dumps
 
-MEASURE_SCRIPT = '''"""Run this on the GNA machine: python measure_on_device.py [--mode SW_EXACT|HW|AUTO] [--sf 2048]
+MEASURE_SCRIPT = '''"""Run this on the GNA machine: python measure_on_device.py [--mode SW_EXACT|HW|AUTO|SW_FP32] [--sf 2048]
 
 Needs an OpenVINO with the GNA plugin (archive install 2022.3-2023.3). Writes outputs.npz, which
 `gnaexp run ... --backends torch,import:outputs.npz` compares with the reference.
@@ -34,17 +34,35 @@ cfg = json.load(open("config.json"))
 ap = argparse.ArgumentParser()
 ap.add_argument("--device", default="GNA")
 ap.add_argument("--mode", default=cfg.get("execution_mode", "SW_EXACT"))
-ap.add_argument("--sf", type=float, default=cfg.get("scale_factor", 1.0))
-ap.add_argument("--precision", default=cfg.get("precision", "i16"))
+ap.add_argument("--sf", default=str(cfg.get("scale_factor", 1.0)),
+                help="input scale factor for every input, or NAME=SF,NAME=SF (inputs not named get 1.0)")
+ap.add_argument("--precision", default=cfg.get("precision", "i16"), help="i16 or i8 (weights)")
 ap.add_argument("--out", default="outputs.npz")
+ap.add_argument("--show-config", action="store_true", help="print the plugin config and stop")
 a = ap.parse_args()
 core = Core()
 model = core.read_model("model.xml")
 names = [p.any_name for p in model.inputs]
+
+
+def scale_factors(text):
+    if "=" not in text:
+        return {n: float(text) for n in names}
+    given = dict(item.split("=", 1) for item in text.split(","))
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        sys.exit("--sf names unknown input(s) %s; the inputs are %s" % (unknown, names))
+    return {n: float(given.get(n, 1.0)) for n in names}
+
+
 config = {}
 if a.device == "GNA":
     config = {"GNA_DEVICE_MODE": "GNA_" + a.mode.upper().replace("GNA_", ""), "GNA_PRECISION": a.precision.upper()}
-    config.update({"GNA_SCALE_FACTOR_%d" % i: repr(a.sf) for i in range(len(names))})
+    sfs = scale_factors(a.sf)
+    config.update({"GNA_SCALE_FACTOR_%d" % i: repr(sfs[n]) for i, n in enumerate(names)})
+if a.show_config:
+    print(json.dumps(config, sort_keys=True))
+    sys.exit(0)
 compiled = core.compile_model(model, a.device, config)
 with np.load("inputs.npz") as z:
     feed = {n: z[n].astype(np.float32) for n in names}

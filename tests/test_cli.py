@@ -125,3 +125,38 @@ def test_user_model_file_errors_and_unnamed_tensors(tmp_path, capsys):
                  "--backends", "openvino:CPU,gna-emu", "--out", str(tmp_path / "run"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["metrics"]["gna-emu (emulated)"]["output"]["cosine"] > 0.999
+
+
+def test_measure_script_builds_the_gna_config_and_round_trips_through_import(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from gnaexp.backends.openvino_runner import gna_config
+
+    pack = tmp_path / "pack"
+    assert main(["export", "concat_conv", "--set", "scale_factor=2048", "--set", "execution_mode=HW",
+                 "--out", str(pack)]) == 0
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "measure_on_device.py", *args], cwd=pack, capture_output=True,
+                              text=True, timeout=300)
+
+    # On a GNA machine it asks the plugin for what gnaexp's own GNA backend would ask.
+    shown = script("--show-config")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == gna_config(["input"], 2048.0, "i16", "HW")
+    per_input = json.loads(script("--show-config", "--sf", "input=512", "--mode", "SW_EXACT", "--precision", "i8").stdout)
+    assert per_input == gna_config(["input"], {"input": 512.0}, "i8", "SW_EXACT")
+    wrong = script("--show-config", "--sf", "nope=3")
+    assert wrong.returncode != 0 and "unknown input(s) ['nope']; the inputs are ['input']" in wrong.stderr
+
+    # Measured here on CPU and brought back: the import matches torch and recognises its inputs.
+    measured = script("--device", "CPU")
+    assert measured.returncode == 0, measured.stderr
+    capsys.readouterr()
+    assert main(["run", "concat_conv", "--backends", f"torch,import:{pack / 'outputs.npz'}",
+                 "--out", str(tmp_path / "run"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metrics"]["import (imported)"]["output"]["cosine"] > 0.99999
+    imported = next(b for b in data["backends"] if b["kind"] == "imported")
+    assert imported["info"]["input_fingerprint_matches"] is True
