@@ -83,9 +83,12 @@ class SweepResult:
         for i, sf in enumerate(self.scale_factors):
             rows.append(f"{sf:>12g} {self.cosine[i]:>10.6f} {self.l1[i]:>11.4g} {self.sqnr_db[i]:>8.2f} "
                         f"{self.input_saturations[i]:>7d} {self.accumulator_saturations[i]:>7d}")
-        rows.append(f"best sf (min L1): {self.best_scale_factor:g}; input saturation from sf "
-                    f"{self.input_saturation_starts}; accumulator saturation from sf {self.accumulator_saturation_starts}; "
-                    f"recommended (headroom {self.headroom:g}): {self.recommended_scale_factor:g}")
+        def onset(sf: float | None) -> str:
+            return f"from sf {sf:g}" if sf is not None else f"none up to sf {max(self.scale_factors):g}"
+
+        rows.append(f"best sf (min L1): {self.best_scale_factor:g}; input saturation {onset(self.input_saturation_starts)}; "
+                    f"accumulator saturation {onset(self.accumulator_saturation_starts)}; "
+                    f"recommended from the input range (headroom {self.headroom:g}): {self.recommended_scale_factor:g}")
         return "\n".join(rows)
 
 
