@@ -2,8 +2,9 @@
 
 OpenVINO is compiled once with the IR reshaped to batch 10,000 and timed on one infer() of the whole batch
 (its fastest path, so the ratio is not flattered); the emulator gets the same batch as (10000, 1, 6, 255).
-Both are timed after one warm-up run, alternating OpenVINO and emulator runs so that both see the same machine
-load; the best of ``--repeat`` runs of each and the median of the per-pair ratios are reported. Also times a 64-sf ×
+Both are timed after one warm-up run, first each in a loop of its own, then alternating OpenVINO and emulator
+runs so that both see the same machine load (OpenVINO loses its warm caches and idle threads then); the best of
+``--repeat`` runs and, for the alternating runs, the median of the per-pair ratios are reported. Also times a 64-sf ×
 256-input scale-factor sweep. Run: python bench/emulator.py
 """
 
@@ -64,6 +65,8 @@ def main() -> int:
         req = compiled.create_infer_request()
         xb = np.ascontiguousarray(x[:, 0])
         feeds = {"input": x}
+        alone_ov = best_of(lambda: req.infer({0: xb}), args.repeat)
+        alone_emu = best_of(lambda: emulate(str(xml), feeds, args.scale_factor), args.repeat)
         t_ov, t_emu, ratio = side_by_side(lambda: req.infer({0: xb}),
                                           lambda: emulate(str(xml), feeds, args.scale_factor), args.repeat)
         ov_out = req.get_output_tensor(0).data.copy()
@@ -77,6 +80,11 @@ def main() -> int:
         t_sweep = best_of(lambda: sweep(str(xml), {"input": xs}, ref, sfs), max(1, args.repeat // 2))
 
     print(f"forum conv, {args.n} inputs, sf {args.scale_factor:g}")
+    print(f"each timed alone (best of {args.repeat}):")
+    print(f"  OpenVINO CPU FP32 (batch {args.n}, one infer): {alone_ov * 1000:8.1f} ms")
+    print(f"  gna-emu (emulated, same batch):               {alone_emu * 1000:8.1f} ms")
+    print(f"  ratio emulator / OpenVINO:                    {alone_emu / alone_ov:8.2f}")
+    print(f"timed alternately (best of {args.repeat} each):")
     print(f"  OpenVINO CPU FP32 (batch {args.n}, one infer): {t_ov * 1000:8.1f} ms")
     print(f"  gna-emu (emulated, same batch):               {t_emu * 1000:8.1f} ms")
     print(f"  ratio emulator / OpenVINO (best / best):      {t_emu / t_ov:8.2f}")

@@ -48,6 +48,18 @@ def test_input_rounding_is_float32_half_away():
     assert round(float(just_below_half)) == 0
 
 
+@pytest.mark.parametrize("sf", [1.0, 3.7, 2048.0, 40000.0])
+def test_input_quantization_matches_the_plugins_scalar_rule(sf):
+    # The plugin per value: v = x·sf in float32; v += (v >= 0 ? 0.5f : -0.5f); truncate; saturate to int16.
+    rng = np.random.default_rng(int(sf))
+    x = np.concatenate([rng.normal(0, 2, 4000), rng.integers(-8, 8, 500) / 2, [0.0, -0.0, 1e9, -1e9]]).astype(F32)
+    v = x * F32(sf)
+    expected = np.trunc(v + np.where(v >= 0, F32(0.5), F32(-0.5)).astype(F32))
+    n_sat = int(np.count_nonzero((expected > 32767) | (expected < -32768)))
+    vals, sat = q.quantize_input(x, sf)
+    assert np.array_equal(vals, np.clip(expected, -32768, 32767)) and sat == n_sat
+
+
 def test_bias_rounding_float32_tie_above_2_23():
     # In [2^23, 2^24) v + 0.5 is a float32 tie, rounded to even: odd integers come out one larger (§3.6).
     v = np.array([2**23 + 1, 2**23 + 2, -(2**23) - 1, 2**23 + 3], F32)

@@ -50,14 +50,18 @@ def quantize_input(x: np.ndarray, sf: float) -> tuple[np.ndarray, int]:
     Values are float32 holding exact integers (int16 range), converted to float64 where BLAS needs them.
     """
     x = np.asarray(x, dtype=F32)
-    # sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f) exactly: float32 rounding is symmetric in sign.
+    # sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f) exactly: float32 rounding is symmetric in sign. The sign
+    # goes back with a masked negation (np.copysign is several times slower than any other pass here).
     v = x * F32(sf)
     q = np.abs(v)
     q += F32(0.5)
     np.floor(q, out=q)
-    np.copysign(q, v, out=q)
+    magnitude_max = float(q.max()) if q.size else 0.0
+    negative = v < 0
+    if negative.any():
+        np.negative(q, out=q, where=negative)
     n = 0
-    if q.size and (q.max() > INT16_MAX or q.min() < INT16_MIN):
+    if magnitude_max > INT16_MAX:  # only then can a value lie outside [−32768, 32767]
         n = int(np.count_nonzero(q < INT16_MIN) + np.count_nonzero(q > INT16_MAX))
         np.clip(q, INT16_MIN, INT16_MAX, out=q)
     return q, n
