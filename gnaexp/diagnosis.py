@@ -138,14 +138,20 @@ def ladder(config: Any, observed: np.ndarray | None = None) -> dict[str, Any]:
         sweep.append({"scale_factor": probe, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1})
     best = max(sweep, key=lambda r: r["sqnr_db"])
     fq_override = any("FakeQuantize" in n or "overrid" in n for n in notes)
+    from gnaexp.emulator.sweep import DEFAULT_HEADROOM, recommended_scale_factor
+
+    recommended = recommended_scale_factor(feed)
     steps.append({"step": "floor", "scale_factor": sf, "input_scale_factors_used": used_sf,
                   "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "l1": floor.l1, "notes": notes,
                   "best_scale_factor": best["scale_factor"], "best_sqnr_db": best["sqnr_db"], "sweep": sweep,
+                  "recommended_scale_factor": recommended,
                   "verdict": (f"quantization floor at sf {sf:g}: SQNR {floor.sqnr_db:.1f} dB, cosine "
                               f"{floor.cosine:.6f}, L1 {floor.l1:.2e} (emulated); best over sf 1…32768: "
                               f"{best['sqnr_db']:.1f} dB at sf {best['scale_factor']:g}")
                   + (" — the IR's FakeQuantize ranges set the input scale factor, so sf has no effect"
-                     if fq_override else "")})
+                     if fq_override else
+                     f"; from these inputs' range (keeping {DEFAULT_HEADROOM:.0%} of int16 free) use sf ≈ "
+                     f"{recommended:.6g}")})
 
     # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
     spread = max(r["sqnr_db"] for r in sweep) - min(r["sqnr_db"] for r in sweep)

@@ -16,6 +16,10 @@ def test_concat_conv_ladder_names_the_layout_defect():
     steps = _steps(diagnosis.ladder(config))
     assert steps["fp32"]["ok"]
     assert steps["floor"]["cosine"] > 0.9999
+    # uniform [0, 1) inputs, half of int16 kept free: sf = 16383.5 / max x
+    peak = float(experiment.make_inputs(config, experiment.build_model(config))["input"].max())
+    assert steps["floor"]["recommended_scale_factor"] == pytest.approx(16383.5 / peak, rel=1e-6)
+    assert f"use sf ≈ {steps['floor']['recommended_scale_factor']:.6g}" in steps["floor"]["verdict"]
     assert steps["sensitivity"]["sqnr_spread_db"] > 40  # quantization error reacts strongly to sf
     legacy = next(r for r in steps["layouts"]["rows"] if r["layout"] == "legacy-concat")
     assert legacy["cosine"] < 0.9 and not legacy["same_as_correct"]
