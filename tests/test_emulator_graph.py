@@ -185,6 +185,39 @@ def test_concat_of_two_inputs_needs_one_scale():
     assert emulate(model, x, {"a": 4.0, "b": 4.0}).outputs[model.outputs[0].any_name].shape == (1, 4, 16)
 
 
+class _TwoBranches(torch.nn.Module):
+    """Two convs of one input, concatenated, then a conv: the concat's inputs come from two identities."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = torch.nn.Conv1d(4, 4, 3), torch.nn.Conv1d(4, 4, 3), torch.nn.Conv1d(8, 4, 3)
+        with torch.no_grad():  # max|W| 0.2 vs 0.5: at input sf 2048 their identities pick 1024.5 vs 2049 (§3.4)
+            self.a.weight.mul_(0.2 / self.a.weight.abs().max())
+            self.b.weight.mul_(0.5 / self.b.weight.abs().max())
+
+    def forward(self, x):
+        return self.c(torch.cat([self.a(x), self.b(x)], 1))
+
+
+def test_concat_of_two_conv_branches_requantizes_one_identity():
+    m = _TwoBranches().eval()
+    x = np.random.default_rng(3).random((6, 1, 4, 64), dtype=np.float32)
+    em = emulate(_torch_ir(m, (1, 4, 64)), {"input": x}, 2048.0)
+    by_name = {r["layer"]: r for r in em.plan}
+    ident_a = next(r for n, r in by_name.items() if n.startswith("__module.a") and r["op"] == "Identity (inserted)")
+    ident_b = next(r for n, r in by_name.items() if n.startswith("__module.b") and r["op"] == "Identity (inserted)")
+    concat = next(r for r in em.plan if r["op"] == "Concat")
+    # a keeps its own choice (the concat's source), b is overwritten to it; the concat passes one sf on.
+    assert ident_a["out_sf"] == 1024.5 and not ident_a.get("requantized_for_concat")
+    assert ident_b["out_sf"] == 1024.5 and ident_b["requantized_for_concat"]
+    assert concat["in_sf"] == concat["out_sf"] == 1024.5
+    assert any("requantized '__module.b" in n and "from sf 2049 to 1024.5" in n for n in em.notes)
+    with torch.no_grad():
+        ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
+    assert _cos(em.outputs["output"], ref) > 0.9999
+
+
 def _fq(node, levels, lo, hi):
     c = lambda v: ops.constant(np.array(v, np.float32))  # noqa: E731
     return ops.fake_quantize(node, c(lo), c(hi), c(lo), c(hi), levels)

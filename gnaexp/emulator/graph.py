@@ -55,9 +55,9 @@ class Step:
 
 
 class _Requantize(Exception):
-    def __init__(self, layer: str, sf: float):
+    def __init__(self, layer: str, sf: float, note: str):
         super().__init__(layer)
-        self.layer, self.sf = layer, sf
+        self.layer, self.sf, self.note = layer, sf, note
 
 
 @dataclass
@@ -153,11 +153,19 @@ def build_plan(
     if precision not in ("i16", "i8"):
         raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
     overrides: dict[str, float] = {}
+    requantized: list[str] = []  # each restart's reason, kept for the final plan
     for _ in range(16):
         try:
-            return _build(prog, sample_shapes, scale_factors, precision, layout, overrides)
+            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides)
         except _Requantize as rq:
             overrides[rq.layer] = rq.sf
+            requantized.append(rq.note)
+            continue
+        for st in plan.steps:
+            if st.name in overrides:
+                st.info["requantized_for_concat"] = True
+        plan.notes[:0] = requantized
+        return plan
     raise RuntimeError("scale-factor propagation did not settle (concat requantization loop)")
 
 
@@ -260,7 +268,7 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
                                "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
             info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
         elif node.op == "Concat":
-            _concat(prog, node, info, steps, need16, notes)
+            _concat(prog, node, info, steps, need16)
         elif node.op == "Convolution":
             _conv(prog, node, info, steps, need16, layout, precision)
         elif node.op == "MatMul":
@@ -310,7 +318,7 @@ def _fq_activation(prog, node, info, steps, get, overrides) -> None:
     info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 
 
-def _concat(prog, node, info, steps, need16, notes) -> None:
+def _concat(prog, node, info, steps, need16) -> None:
     keys = [need16(k) for k in node.inputs]
     tis = [info[k] for k in keys]
     axis = int(node.attrs["axis"]) % len(tis[0].shape)
@@ -333,8 +341,8 @@ def _concat(prog, node, info, steps, need16, notes) -> None:
             if t.sf != src:
                 if t.act is None:
                     raise ValueError(f"cannot requantize input to concat {node.name!r}: no activation above it")
-                notes.append(f"concat {node.name!r}: requantized {t.act!r} from sf {t.sf:g} to {src:g}")
-                raise _Requantize(t.act, src)
+                raise _Requantize(t.act, src, f"concat {node.name!r}: requantized {t.act!r} from sf {t.sf:g} to "
+                                              f"{src:g} (one scale factor across a concat's inputs)")
     shape = list(tis[0].shape)
     shape[axis] = sum(t.shape[axis] for t in tis)
     steps.append(Step("concat", node.name, keys, node.out,
