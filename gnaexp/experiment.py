@@ -152,8 +152,10 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
         model, renamed = ir.convert_file(config.model)
         path = Path(config.model)
         if path.suffix.lower() != ".xml" or renamed:  # other backends read the IR file: save what was loaded
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-            path = ir.save(model, cache_dir() / "files" / digest / (path.stem + ".xml"))
+            digest = (ir.fingerprint_ir(path) if path.suffix.lower() == ".xml"  # weights too, not just the graph
+                      else hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+            cached = cache_dir() / "files" / digest / (path.stem + ".xml")
+            path = cached if cached.exists() and cached.with_suffix(".bin").exists() else ir.save(model, cached)
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model))
     from gnaexp import nets

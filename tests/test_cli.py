@@ -160,3 +160,29 @@ def test_measure_script_builds_the_gna_config_and_round_trips_through_import(tmp
     assert data["metrics"]["import (imported)"]["output"]["cosine"] > 0.99999
     imported = next(b for b in data["backends"] if b["kind"] == "imported")
     assert imported["info"]["input_fingerprint_matches"] is True
+
+
+def test_unnamed_irs_with_the_same_graph_and_other_weights_stay_apart(tmp_path):
+    import openvino as ov
+    import torch
+
+    from gnaexp import experiment, ir
+
+    bundles = []
+    for seed in (0, 1):  # same .xml text, different .bin: each needs its own renamed copy in the cache
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3)).eval()
+        folder = tmp_path / f"m{seed}"
+        folder.mkdir()
+        ov.save_model(ov.convert_model(net, example_input=torch.rand(1, 4, 30), input=[1, 4, 30]),
+                      str(folder / "net.xml"), compress_to_fp16=False)
+        if seed:  # the same graph text (only a model-name counter differs), the other weights
+            (folder / "net.xml").write_text((tmp_path / "m0" / "net.xml").read_text())
+        bundles.append(experiment.build_model(experiment.ExperimentConfig(experiment="model",
+                                                                          model=str(folder / "net.xml"))))
+    assert (tmp_path / "m0" / "net.xml").read_text() == (tmp_path / "m1" / "net.xml").read_text()
+    a, b = (x.ir_xml for x in bundles)
+    assert a != b and ir.fingerprint_ir(a) != ir.fingerprint_ir(b)
+    before = a.stat().st_mtime_ns  # built again: the cached copy is reused, not rewritten
+    again = experiment.build_model(experiment.ExperimentConfig(experiment="model", model=str(tmp_path / "m0" / "net.xml")))
+    assert again.ir_xml == a and a.stat().st_mtime_ns == before
