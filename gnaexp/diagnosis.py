@@ -80,7 +80,16 @@ def diagnose_record(record: Any) -> dict[str, Any]:
         worst = min(per.values(), key=lambda c: c.sqnr_db)
         if r.kind == "emulated":
             layout = r.settings.get("layout", "correct")
-            if layout == "correct":
+            saturated = [f"{row['layer']} ({row['saturations']} values)" for row in r.info.get("plan") or []
+                         if row.get("saturations")]
+            fq_scaled = any("overridden by" in n for n in r.info.get("notes") or [])
+            if layout == "correct" and saturated:
+                fix = ("the FakeQuantize ranges fix the scales here: 8-bit weights or narrower ranges avoid it"
+                       if fq_scaled else "lower the input scale factor (see the sweep)")
+                verdicts[r.label] = (f"emulated: SQNR {worst.sqnr_db:.1f} dB, cosine {worst.cosine:.6f}, with int16/"
+                                     f"int32 saturation in {', '.join(saturated)} — saturation, not rounding, limits "
+                                     f"this result: {fix}")
+            elif layout == "correct":
                 verdicts[r.label] = (f"emulated quantization floor: SQNR {worst.sqnr_db:.1f} dB, cosine "
                                      f"{worst.cosine:.6f} — the best GNA can do here")
             else:

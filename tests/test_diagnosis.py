@@ -68,3 +68,13 @@ def test_classify_against_floor(sq, floor, expected):
     c = Comparison(l1=0.0, cosine=0.9, pearson=0.9, sqnr_db=sq, rmse=0.0, relative_l2=0.0, max_abs_error=0.0,
                    max_abs_error_index=[], cosine_per_channel=[])
     assert expected in diagnosis.classify(c, "measured", floor)
+
+
+def test_emulated_verdict_names_saturation_instead_of_calling_it_the_floor():
+    config = experiment.ExperimentConfig(experiment="conv", backends=["torch", "gna-emu"], amplitude=2.0,
+                                         scale_factor=40000)  # 2·40000 does not fit int16
+    verdict = experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]
+    assert "saturation in input (" in verdict and "lower the input scale factor" in verdict
+    assert "best GNA can do" not in verdict
+    config.scale_factor = 2048
+    assert "the best GNA can do here" in experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]

@@ -268,3 +268,12 @@ def test_nncf_style_decompression_weights():
     assert fc["w_sf"] == pytest.approx(float(np.float32(1 / scale.max()) * np.float32(230)), rel=1e-6)
     ref = x @ (qw.astype(np.float32) * scale).T
     assert _cos(em.outputs[model.outputs[0].any_name], ref) > 0.9999
+
+
+def test_int8_request_on_a_convolution_is_noted(forum):
+    model, x, _, _ = forum["conv"]
+    em = emulate(model, {"input": x}, 2048.0, precision="i8")
+    conv = next(r for r in em.plan if r["op"] == "Convolution")
+    assert conv["weight_precision"] == "i16"
+    assert any("int8 asked, int16 used" in n and "GNA 3.0" in n for n in em.notes)
+    assert not any("int8 asked" in n for n in emulate(model, {"input": x}, 2048.0).notes)

@@ -172,6 +172,7 @@ def emulate(
                      "between the input and a convolution (docs/gna-rules.md §4.3, inference), "
                      "not a fact of every version")
     for row in summary:
+        notes.extend(f"{row['layer']}: {n}" for n in row.get("notes") or [] if n.startswith("int8 asked"))
         if row["saturations"]:
             notes.append(f"{row['layer']}: {row['saturations']} values saturated")
     return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision)

@@ -201,6 +201,9 @@ def quantize_weightable(
     compound = int8 and kind == "fc"
     in_sf32 = F32(in_sf)
     notes: list[str] = []
+    if kind == "conv" and wprec == "i16" and (precision == "i8" or (stats is not None and stats.levels <= 255)):
+        notes.append(f"int8 asked, int16 used: on the GNA {target} compile target convolution weights are always "
+                     "int16 (int8 from GNA 3.5)")
     reducer = 1.0
     cap_hit = False
 
