@@ -69,6 +69,11 @@ def _floor(record: Any) -> float | None:
     return None
 
 
+def _fq_sets_input_scale(notes: list[str]) -> bool:
+    """Whether the emulator's notes say a FakeQuantize replaced the configured input scale factor."""
+    return any("FakeQuantize" in n or "overrid" in n for n in notes)
+
+
 def diagnose_record(record: Any) -> dict[str, Any]:
     """Verdict per backend, plus the floor used. JSON-ready."""
     floor = _floor(record)
@@ -82,7 +87,7 @@ def diagnose_record(record: Any) -> dict[str, Any]:
             layout = r.settings.get("layout", "correct")
             saturated = [f"{row['layer']} ({row['saturations']} values)" for row in r.info.get("plan") or []
                          if row.get("saturations")]
-            fq_scaled = any("overridden by" in n for n in r.info.get("notes") or [])
+            fq_scaled = _fq_sets_input_scale(r.info.get("notes") or [])
             if layout == "correct" and saturated:
                 fix = ("the FakeQuantize ranges fix the scales here: 8-bit weights or narrower ranges avoid it"
                        if fq_scaled else "lower the input scale factor (see the sweep)")
@@ -146,7 +151,7 @@ def ladder(config: Any, observed: np.ndarray | None = None) -> dict[str, Any]:
         _, c, _, _ = _emulate_metrics(model.ir_xml, feed, ref, probe, config.precision, "correct")
         sweep.append({"scale_factor": probe, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1})
     best = max(sweep, key=lambda r: r["sqnr_db"])
-    fq_override = any("FakeQuantize" in n or "overrid" in n for n in notes)
+    fq_override = _fq_sets_input_scale(notes)
     from gnaexp.emulator.sweep import DEFAULT_HEADROOM, recommended_scale_factor
 
     recommended = recommended_scale_factor(feed)

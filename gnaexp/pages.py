@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import time
+from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,8 +76,6 @@ _CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:
 
 def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
     """(our key metrics, the forum's figure, the verdict) from the run's summary.json."""
-    from html import escape
-
     from gnaexp.report import SUMMARY_FILE
 
     try:
@@ -95,8 +94,6 @@ def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
 
 
 def _num(v: Any, spec: str) -> str:
-    from html import escape
-
     return format(v, spec) if isinstance(v, (int, float)) else escape(str(v if v is not None else "–"))
 
 

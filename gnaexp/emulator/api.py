@@ -19,7 +19,7 @@ import numpy as np
 from gnaexp.emulator.graph import RULES_VERSION, Plan, build_plan
 from gnaexp.emulator.ir_reader import Program, read_program
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
-from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET
+from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 
 _PROGRAMS: dict[str, Program] = {}
 _MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
@@ -172,7 +172,7 @@ def emulate(
                      "between the input and a convolution (docs/gna-rules.md §4.3, inference), "
                      "not a fact of every version")
     for row in summary:
-        notes.extend(f"{row['layer']}: {n}" for n in row.get("notes") or [] if n.startswith("int8 asked"))
+        notes.extend(f"{row['layer']}: {n}" for n in row.get("notes") or [] if n.startswith(INT8_NOT_APPLIED))
         if row["saturations"]:
             notes.append(f"{row['layer']}: {row['saturations']} values saturated")
     return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision)

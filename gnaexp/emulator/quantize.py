@@ -26,6 +26,7 @@ MAX_VAL_2B_FEAT = 16384
 # Compile target the weight-precision rules follow. GNA 3.0 is the default the 2023.0 documentation names
 # ("latest supported, i.e. GNA 3.0"); on it convolution weights are always int16.
 DEFAULT_COMPILE_TARGET = "3.0"
+INT8_NOT_APPLIED = "int8 asked, int16 used"  # starts the note; the emulator lifts such notes to its result
 
 
 def round_f32(v: np.ndarray | float) -> np.ndarray:
@@ -202,7 +203,7 @@ def quantize_weightable(
     in_sf32 = F32(in_sf)
     notes: list[str] = []
     if kind == "conv" and wprec == "i16" and (precision == "i8" or (stats is not None and stats.levels <= 255)):
-        notes.append(f"int8 asked, int16 used: on the GNA {target} compile target convolution weights are always "
+        notes.append(f"{INT8_NOT_APPLIED}: on the GNA {target} compile target convolution weights are always "
                      "int16 (int8 from GNA 3.5)")
     reducer = 1.0
     cap_hit = False
