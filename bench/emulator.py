@@ -2,10 +2,18 @@
 
 OpenVINO is compiled once with the IR reshaped to batch 10,000 and timed on one infer() of the whole batch
 (its fastest path, so the ratio is not flattered); the emulator gets the same batch as (10000, 1, 6, 255).
-Both are timed after one warm-up run, first each in a loop of its own, then alternating OpenVINO and emulator
-runs so that both see the same machine load (OpenVINO loses its warm caches and idle threads then); the best of
-``--repeat`` runs and, for the alternating runs, the median of the per-pair ratios are reported. Also times a 64-sf ×
-256-input scale-factor sweep. Run: python bench/emulator.py
+Both are timed after one warm-up run, first each in a loop of its own (the honest figure, printed first), then
+alternating OpenVINO and emulator runs so that both see the same machine load; the best of ``--repeat`` runs
+and, for the alternating runs, the median of the per-pair ratios are reported. Also times a 64-sf × 256-input
+scale-factor sweep. Run: python bench/emulator.py
+
+Design (why the emulator cannot hang in BLAS): OpenBLAS's own thread pool lost a wake-up under load (the
+calling thread spun in ``inner_thread`` while the pool's workers slept), so the emulator never enters it.
+``gnaexp.emulator.parallel`` limits every BLAS library to one thread while emulator work runs (threadpoolctl),
+so each GEMM runs wholly in its calling thread, and spreads the work itself: a batch is cut into chunks of
+``graph.CHUNK`` samples and a sweep into one task per scale factor, run on plain Python threads started for
+the call and joined before it returns (NumPy releases the GIL in BLAS and in its array loops). Exactness does
+not depend on the thread count: each GEMM's operand type keeps every partial sum an exact integer (conv.py).
 """
 
 from __future__ import annotations

@@ -251,14 +251,19 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
     from gnaexp import kernels
 
     manager = kernels.manager_class()  # kernels forked from a pre-warmed process where possible
+    # The timeout bounds the whole run: each cell may take what is left of it (nbclient asks timeout_func per cell).
+    deadline = time.monotonic() + timeout if timeout else None
+    limits = {"timeout_func": lambda cell: max(1.0, deadline - time.monotonic())} if deadline else {}
     try:
         # No save after every cell: each save re-validates the whole notebook; papermill still writes the
         # executed notebook at the end, with the error banner if a cell raised. The kernel has nothing left to
         # flush once the last cell replied, so it is stopped at once rather than politely (≈0.4 s a run).
         pm.execute_notebook(str(run.notebook), str(staged_nb), parameters=run.parameters, kernel_name=KERNEL,
                             cwd=str(stage), progress_bar=False, log_output=False, execution_timeout=timeout,
-                            request_save_on_cell_execute=False, shutdown_kernel="immediate",
+                            request_save_on_cell_execute=False, shutdown_kernel="immediate", **limits,
                             **({"kernel_manager_class": manager} if manager else {}))
+    except TimeoutError:  # nbclient's CellTimeoutError: the kernel is stopped, the batch goes on
+        error = f"timed out after {timeout:g} s"
     except Exception as exc:  # noqa: BLE001 — any failure is reported in the index, others runs go on
         error = _error_of(exc)
     executed = time.perf_counter()
@@ -402,7 +407,8 @@ def add_batch_parser(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="rerun runs that are unchanged and done")
     p.add_argument("--out", default="reports", help="output folder (default: reports/)")
     p.add_argument("--show-code", action="store_true", help="include code cells in the HTML reports")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell before a run fails (default 600)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds a run may take before it is stopped and marked 'timed out' (default 600)")
     p.set_defaults(func=cmd_batch)
 
 
@@ -410,6 +416,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     matrix = Path(args.matrix) if args.matrix else default_matrix()
     if args.jobs is not None and args.jobs < 1:
         print("gnaexp batch: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    if not args.timeout > 0:
+        print("gnaexp batch: error: --timeout must be a positive number of seconds", file=sys.stderr)
         return 2
     try:
         runs = load_matrix(matrix)

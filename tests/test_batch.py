@@ -256,3 +256,38 @@ def _processes_working_in(folder: Path) -> list[int]:
         if cwd.startswith(str(folder)) and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def test_run_timeout_marks_the_run_and_the_batch_goes_on(tmp_path, capsys):
+    """--timeout bounds a whole run (several cells); the timed-out run is red in the index, the others finish."""
+    import nbformat
+
+    params = nbformat.v4.new_code_cell("seconds = 0.0\nsteps = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[
+        params,
+        # Each cell stays below the timeout; only the run as a whole exceeds it.
+        *[nbformat.v4.new_code_cell("import time\ntime.sleep(seconds / steps)") for _ in range(3)],
+        nbformat.v4.new_code_cell("print('finished')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, tmp_path / "sleepy.ipynb")
+    m = _matrix(tmp_path / "m.yaml", [
+        {"notebook": "sleepy", "name": "slow", "parameters": {"seconds": 60.0, "steps": 3}},
+        {"notebook": "sleepy", "name": "quick", "parameters": {"seconds": 0.0}},
+    ])
+    out = tmp_path / "reports"
+    assert cli.main(["batch", str(m), "--out", str(out), "--jobs", "1", "--timeout", "6"]) == 1
+    text = capsys.readouterr().out
+    assert "slow: timed out after 6 s" in text
+    assert (out / "quick.html").exists() and not (out / "slow.html").exists()
+    index = (out / "index.html").read_text()
+    assert "timed out after 6 s" in index and "class='failed'" in index and "class='ok'" in index
+    assert json.loads((out / batch.STATE_DIR / "slow.json").read_text())["error"] == "timed out after 6 s"
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan"])
+def test_bad_timeout_exits_2(tmp_path, capsys, value):
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": str(NOTEBOOKS / "conv"), "parameters": dict(SMALL)}])
+    assert cli.main(["batch", str(m), "--out", str(tmp_path / "r"), "--timeout", value]) == 2
+    assert "--timeout must be a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

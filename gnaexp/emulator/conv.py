@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnaexp.emulator.parallel import single_threaded_blas
+
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 EXACT_F32 = 2.0**24
 EXACT_F64 = 2.0**53
@@ -125,7 +127,8 @@ def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvG
     fpad[:, :nfc] = flt
     wmat = np.ascontiguousarray(fpad.reshape(f_count, n_blocks, step).transpose(1, 0, 2).reshape(-1, step))
     rows = mem[:, :total].reshape(n * n_rows, step)
-    y = (wmat @ rows.T).reshape(n_blocks, f_count, n, n_rows)
+    with single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
+        y = (wmat @ rows.T).reshape(n_blocks, f_count, n, n_rows)
     acc_type = np.int64 if dtype is np.int64 else np.float64
     acc = np.add(y[0, :, :, : geo.positions], np.asarray(bias, dtype=acc_type)[:, None, None], dtype=acc_type)
     for b in range(1, n_blocks):

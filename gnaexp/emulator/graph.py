@@ -15,12 +15,14 @@ Inferred behaviour [I], implemented as described and not confirmed on a device:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from gnaexp.emulator import conv as cv
+from gnaexp.emulator import parallel
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_shape, unsupported
 from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable, saturate
@@ -89,25 +91,32 @@ class Plan:
         return outs, sats, ints
 
     def run(self, feeds: Mapping[str, np.ndarray], keep_ints: bool = False) -> tuple[dict, dict, dict]:
-        """Run on batched float32 inputs {param key: (N, *shape)}; returns (outputs, saturations, ints)."""
+        """Run on batched float32 inputs {param key: (N, *shape)}; returns (outputs, saturations, ints).
+
+        Chunks of CHUNK samples run on the cores through ``parallel.run_all`` (BLAS single-threaded, so that no
+        call can wait on a BLAS library's own thread pool); each writes straight into arrays for the whole batch.
+        """
         n = next(iter(feeds.values())).shape[0]
         if n < 2 * CHUNK:
-            return self._run_chunk(dict(feeds), keep_ints)
-        # Chunks run one after another: BLAS already uses every core inside each chunk, and calling OpenBLAS
-        # from several Python threads at once deadlocked here (main thread stuck in a later BLAS call).
-        # Results go straight into arrays for the whole batch (no list of parts to concatenate at the end).
+            with parallel.single_threaded_blas():
+                return self._run_chunk(dict(feeds), keep_ints)
         outs: dict[str, np.ndarray] = {}
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
-        for s in range(0, n, CHUNK):
+        merge = threading.Lock()
+
+        def chunk(s: int) -> None:
             part = self._run_chunk({k: v[s:s + CHUNK] for k, v in feeds.items()}, keep_ints)
-            for whole, got in ((outs, part[0]), (ints, part[2])):
-                for k, v in got.items():
-                    if k not in whole:
-                        whole[k] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
-                    whole[k][s:s + len(v)] = v
-            for k, v in part[1].items():
-                sats[k] = sats.get(k, 0) + v
+            with merge:
+                for whole, got in ((outs, part[0]), (ints, part[2])):
+                    for k, v in got.items():
+                        if k not in whole:
+                            whole[k] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
+                        whole[k][s:s + len(v)] = v
+                for k, v in part[1].items():
+                    sats[k] = sats.get(k, 0) + v
+
+        parallel.run_all([lambda s=s: chunk(s) for s in range(0, n, CHUNK)])
         return outs, sats, ints
 
 
@@ -441,7 +450,8 @@ def _fc(prog, node, info, steps, need16, precision) -> None:
     out_shape = ti.shape[:-1] + (rows.shape[0],)
 
     def run(x, wt=wt, wq=wq, mult=mult, exact=exact):
-        acc = x @ wt if exact else (x.astype(np.int64) @ wt.astype(np.int64)).astype(np.float64)
+        with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
+            acc = x @ wt if exact else (x.astype(np.int64) @ wt.astype(np.int64)).astype(np.float64)
         if mult is not None:
             acc = acc * mult
         acc = acc + wq.bias

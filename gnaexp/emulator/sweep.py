@@ -11,36 +11,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gnaexp import metrics
+from gnaexp.emulator import parallel
 from gnaexp.emulator.api import emulate, load_program
 
 INT16_MAX = 32767
 DEFAULT_HEADROOM = 0.5  # fraction of int16 full scale reserved: max|x|·sf ≤ (1 − headroom)·32767
-
-
-def _l1(ref: np.ndarray, test: np.ndarray) -> float:
-    return float(np.mean(np.abs(test.astype(np.float64) - ref.astype(np.float64))))
-
-
-def _cosine(ref: np.ndarray, test: np.ndarray) -> float:
-    a, b = np.ravel(ref).astype(np.float64), np.ravel(test).astype(np.float64)
-    den = np.sqrt(np.sum(a * a) * np.sum(b * b))
-    return float(np.sum(a * b) / den) if den > 0 else float("nan")
-
-
-def _sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    r = np.ravel(ref).astype(np.float64)
-    e = np.ravel(test).astype(np.float64) - r
-    pe = float(np.sum(e * e))
-    return float("inf") if pe == 0 else float(10 * np.log10(np.sum(r * r) / pe))
-
-
-def _metrics():
-    try:
-        from gnaexp import metrics as m
-
-        return m.l1, m.cosine, m.sqnr_db
-    except (ImportError, AttributeError):  # pragma: no cover
-        return _l1, _cosine, _sqnr_db
 
 
 def recommended_scale_factor(x: np.ndarray | Mapping[str, np.ndarray], headroom: float = DEFAULT_HEADROOM) -> float:
@@ -103,24 +79,25 @@ def sweep(
 ) -> SweepResult:
     """Emulate at every scale factor and compare with the float reference (all outputs flattened together)."""
     prog = load_program(model)  # parsed once for the whole sweep
-    l1_f, cos_f, sqnr_f = _metrics()
     if not isinstance(reference_outputs, Mapping):
         reference_outputs = {prog.results[0][0]: reference_outputs}
     names = [n for n, _ in prog.results]
     ref = np.concatenate([np.ravel(np.asarray(reference_outputs[n], dtype=np.float32)) for n in names])
-    out: dict[str, list] = {k: [] for k in ("cos", "l1", "sqnr", "insat", "accsat")}
     sfs = [float(s) for s in scale_factors]
-    for sf in sfs:
+
+    def one(sf: float) -> tuple[float, float, float, int, int]:
         em = emulate(prog, inputs, sf, precision, layout)
         test = np.concatenate([np.ravel(em.outputs[n]) for n in names])
         if test.size != ref.size:
             raise ValueError(f"reference has {ref.size} values, emulated outputs {test.size}: pass references "
                              "for the same inputs (same batch)")
-        out["cos"].append(float(cos_f(ref, test)))
-        out["l1"].append(float(l1_f(ref, test)))
-        out["sqnr"].append(float(sqnr_f(ref, test)))
-        out["insat"].append(sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"))
-        out["accsat"].append(sum(r["saturations"] for r in em.plan if r.get("bits") == 32))
+        return (float(metrics.cosine(ref, test)), float(metrics.l1(ref, test)), float(metrics.sqnr_db(ref, test)),
+                sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"),
+                sum(r["saturations"] for r in em.plan if r.get("bits") == 32))
+
+    # One scale factor per task, on the cores (parallel.run_all: no BLAS thread pool involved).
+    rows = parallel.run_all([lambda sf=sf: one(sf) for sf in sfs])
+    out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat"), (list(col) for col in zip(*rows))))
     first = lambda xs: next((sfs[i] for i, v in enumerate(xs) if v > 0), None)  # noqa: E731
     return SweepResult(
         scale_factors=sfs, cosine=out["cos"], l1=out["l1"], sqnr_db=out["sqnr"],

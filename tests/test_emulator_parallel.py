@@ -1,0 +1,130 @@
+"""The emulator's parallel execution: no BLAS thread pool, same numbers on any thread count, never a silent hang."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from gnaexp import ir, nets
+from gnaexp.emulator import conv as cv
+from gnaexp.emulator import emulate, parallel
+from gnaexp.emulator.graph import CHUNK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_is_single_threaded_inside_and_restored_after():
+    before = _blas_threads()
+    assert before, "numpy's BLAS is visible to threadpoolctl"
+    with parallel.single_threaded_blas():
+        assert _blas_threads() == [1] * len(before)
+        with parallel.single_threaded_blas():  # re-entrant
+            assert _blas_threads() == [1] * len(before)
+        assert _blas_threads() == [1] * len(before)
+    assert _blas_threads() == before
+
+
+def test_run_all_keeps_order_uses_threads_and_raises_the_first_error():
+    seen: set[str] = set()
+
+    def task(i):
+        seen.add(threading.current_thread().name)
+        with parallel.single_threaded_blas():
+            return i * i, _blas_threads()
+
+    results = parallel.run_all([lambda i=i: task(i) for i in range(40)], threads=2)
+    assert [r[0] for r in results] == [i * i for i in range(40)]
+    assert all(set(r[1]) == {1} for r in results)  # BLAS stays at one thread inside every task
+    assert len(seen) == 2  # the caller and one started thread
+    assert not any(t.name.startswith("gnaexp-emulator") for t in threading.enumerate())  # all joined
+
+    def boom():
+        raise ValueError("task failed")
+
+    with pytest.raises(ValueError, match="task failed"):
+        parallel.run_all([lambda: 1, boom, lambda: 2], threads=2)
+    assert not any(t.name.startswith("gnaexp-emulator") for t in threading.enumerate())
+
+
+@pytest.fixture(scope="module")
+def conv_ir(tmp_path_factory):
+    module, shape = nets.build_net("conv", nets.NetSpec(), seed=0)
+    return ir.save(ir.convert_torch(module, shape), tmp_path_factory.mktemp("ir") / "conv.xml"), shape
+
+
+@pytest.mark.parametrize("sf", [1.0, 2048.0])
+def test_batch_split_across_threads_is_bit_exact(conv_ir, monkeypatch, sf):
+    """Chunks on several threads give the same bits as one chunk at a time, and as the int64 reference."""
+    path, shape = conv_ir
+    n = 2 * CHUNK + 37  # several chunks, the last one short
+    x = np.random.default_rng(5).random((n,) + shape, dtype=np.float32) * 4 - 2
+    threaded = emulate(str(path), {"input": x}, sf, keep_ints=True)
+    monkeypatch.setattr(parallel, "available_cores", lambda: 1)
+    serial = emulate(str(path), {"input": x}, sf, keep_ints=True)
+    assert np.array_equal(threaded.outputs["output"], serial.outputs["output"])
+    assert [r["saturations"] for r in threaded.plan] == [r["saturations"] for r in serial.plan]
+    for layer, ints in threaded.ints.items():  # every layer's integers, not only the output
+        assert np.array_equal(ints, serial.ints[layer]), layer
+
+
+def test_conv_primitive_exact_on_threads():
+    """The primitive called from two threads at once equals the int64 reference in every BLAS regime."""
+    rng = np.random.default_rng(9)
+    cases = []
+    for c, width, k, s, f, xmax in ((6, 255, 3, 2, 4, 2048), (4, 64, 5, 1, 8, 30000), (3, 40, 2, 2, 4, 7)):
+        x = rng.integers(-xmax, xmax + 1, size=(300, c, width)).astype(np.float64)
+        w = rng.integers(-16384, 16385, size=(f, c, k)).astype(np.float64)
+        b = rng.integers(-(2**20), 2**20, size=f).astype(np.float64)
+        geo = cv.geometry(c, width, k, s, f)
+        cases.append((x, w, b, s, geo, xmax))
+
+    def one(case):
+        x, w, b, s, geo, xmax = case
+        got, sat = cv.conv1d(x, cv.interleave_filters(w, geo.nfc), b, geo, max_abs_x=xmax)
+        ref, ref_sat = cv.conv1d_ncw_reference(x, w, b, s)
+        return np.array_equal(got, ref) and sat == ref_sat
+
+    assert all(parallel.run_all([lambda c=c: one(c) for c in cases * 4], threads=2))
+
+
+def test_stress_no_hang_after_torch_openvino_and_fork_under_load():
+    """The reproduction: emulator GEMMs after torch and OpenVINO ran, after forks, with both cores loaded.
+
+    Bounded: 40 rounds in a child process that dumps every thread's stack and exits if it has not finished
+    in 240 s (a hang, not slowness: the rounds take a few seconds when nothing is stuck).
+    """
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "stress_emulator.py"), "40", "--dump-after", "240"],
+                          capture_output=True, text=True, timeout=290, cwd=str(ROOT))
+    assert proc.returncode == 0, f"stress run stopped (hang?):\n{proc.stdout}\n{proc.stderr[-6000:]}"
+    assert "ok 40" in proc.stdout
+
+
+def test_pytest_timeout_dumps_every_thread_and_fails(tmp_path):
+    """The suite's per-test timeout (pyproject.toml) ends a hung test with the stacks of all threads."""
+    (tmp_path / "test_hangs.py").write_text(textwrap.dedent("""
+        import threading, time
+
+        def spin_forever_in_helper():
+            time.sleep(120)
+
+        def test_hangs():
+            threading.Thread(target=spin_forever_in_helper, name="helper", daemon=True).start()
+            time.sleep(120)
+    """))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", str(ROOT / "pyproject.toml"),
+                           "--rootdir", str(tmp_path), "-o", "timeout=3", str(tmp_path / "test_hangs.py")],
+                          capture_output=True, text=True, timeout=100, cwd=str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Timeout" in out
+    assert "Stack of helper" in out and "spin_forever_in_helper" in out  # other threads' stacks too
+    assert "Stack of MainThread" in out
