@@ -7,13 +7,15 @@ alternating OpenVINO and emulator runs so that both see the same machine load; t
 and, for the alternating runs, the median of the per-pair ratios are reported. Also times a 64-sf × 256-input
 scale-factor sweep. Run: python bench/emulator.py
 
-Design (why the emulator cannot hang in BLAS): OpenBLAS's own thread pool lost a wake-up under load (the
-calling thread spun in ``inner_thread`` while the pool's workers slept), so the emulator never enters it.
-``gnaexp.emulator.parallel`` limits every BLAS library to one thread while emulator work runs (threadpoolctl),
-so each GEMM runs wholly in its calling thread, and spreads the work itself: a batch is cut into chunks of
-``graph.CHUNK`` samples and a sweep into one task per scale factor, run on plain Python threads started for
-the call and joined before it returns (NumPy releases the GIL in BLAS and in its array loops). Exactness does
-not depend on the thread count: each GEMM's operand type keeps every partial sum an exact integer (conv.py).
+Design (why the emulator cannot hang, and how it uses both cores): OpenBLAS's own thread pool lost a wake-up
+under load (the calling thread spun in ``inner_thread`` while the pool's workers slept), so the emulator never
+enters a library thread pool. Its hot loops, input quantization and the convolution primitive, are compiled
+(numba, ``gnaexp/emulator/native.py``), run wholly in the calling thread and release the GIL; the remaining
+NumPy/BLAS work (fully connected layers) runs with every BLAS limited to one thread (threadpoolctl). The cores
+are used by ``gnaexp/emulator/parallel.py``: a batch is cut into chunks of ``graph.CHUNK`` samples and a sweep
+into one task per scale factor, run on plain Python threads started for the call and joined before it returns;
+nothing persists to be inherited half-dead across ``fork()``. The convolution sums in float64, exact for int16
+operands whatever the order (every partial sum < 2^41); tests compare it with an int64 reference.
 """
 
 from __future__ import annotations

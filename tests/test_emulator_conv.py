@@ -46,16 +46,23 @@ def test_saturation_to_int32_counted():
     assert out.max() == 2**31 - 1 and sat >= out.size
 
 
-def test_int64_fallback_is_exact_beyond_2_53():
+def test_exact_with_biases_at_the_int32_limits():
     rng = np.random.default_rng(1)
     x = rng.integers(-32768, 32768, (2, 4, 12))
     wt = rng.integers(-16384, 16385, (4, 4, 3))
     b = np.array([2**31 - 5, -(2**31), 0, 7])
     g = cv.geometry(4, 12, 3, 1, 4)
     flt = cv.interleave_filters(wt, g.nfc)
-    o, _ = cv.conv1d_interleaved(cv.interleave_input(x), flt, b, g, max_abs_x=2.0**60)  # forces int64 path
-    ref, _ = cv.conv1d_ncw_reference(x, wt, b, 1)
-    assert np.array_equal(cv.deinterleave_output(o, g), ref)
+    o, sat = cv.conv1d_interleaved(cv.interleave_input(x), flt, b, g)
+    ref, ref_sat = cv.conv1d_ncw_reference(x, wt, b, 1)
+    assert np.array_equal(cv.deinterleave_output(o, g), ref) and sat >= ref_sat > 0
+
+
+def test_operands_beyond_int16_are_refused():
+    g = cv.geometry(4, 12, 3, 1, 4)
+    flt = np.full((4, g.nfc), 2.0**40)
+    with pytest.raises(ValueError, match="int16"):
+        cv.conv1d(np.ones((1, 4, 12)), flt, np.zeros(4), g)
 
 
 def test_filter_count_limit():
@@ -76,17 +83,17 @@ def test_logical_input_is_interleaved_on_the_way_in():
     assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("x_max,w_max,expected", [(8, 64, np.float32), (2048, 16384, np.float64)])
-def test_host_order_conv_is_exact_in_each_blas_type(x_max, w_max, expected):
-    # Small data bounds let the sums run in float32 (all partial sums < 2^24); larger ones in float64. Either
-    # way the result equals the int64 reference, with a bias no float32 could hold exactly.
-    rng = np.random.default_rng(x_max)
-    x = rng.integers(-x_max, x_max + 1, (5, 6, 255)).astype(np.float32)
+@pytest.mark.parametrize("x_max,w_max,dtype", [(8, 64, np.float32), (2048, 16384, np.float32),
+                                               (32768, 32767, np.float64), (32768, 16384, np.int64)])
+def test_host_order_conv_is_exact(x_max, w_max, dtype):
+    # Small and full-scale data, every input type the primitive accepts, with a bias no float32 could hold
+    # exactly: the result equals the int64 reference.
+    rng = np.random.default_rng(x_max + w_max)
+    x = rng.integers(-x_max, x_max, (5, 6, 255)).astype(dtype)
     wt = rng.integers(-w_max, w_max + 1, (4, 6, 3))
     b = np.array([2**30 + 1, -(2**29) - 3, 5, -7])
     g = cv.geometry(6, 255, 3, 2, 4)
     flt = cv.interleave_filters(wt, g.nfc)
-    assert cv.exact_dtype(x_max, flt) is expected
-    got, _ = cv.conv1d(x, flt, b, g, max_abs_x=x_max)
-    ref, _ = cv.conv1d_ncw_reference(x.astype(np.int64), wt, b, 2)
+    got, sat = cv.conv1d(x, flt, b, g)
+    ref, ref_sat = cv.conv1d_ncw_reference(x.astype(np.int64), wt, b, 2)
     assert got.shape == (5, 4, 127) and np.array_equal(got, ref)

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """Threads of NumPy's own BLAS (the one the emulator calls; other libraries may bring BLAS builds of their own)."""
+    return [lib["num_threads"] for lib in threadpool_info()
+            if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
 
 
 def test_blas_is_single_threaded_inside_and_restored_after():
@@ -77,7 +79,7 @@ def test_batch_split_across_threads_is_bit_exact(conv_ir, monkeypatch, sf):
 
 
 def test_conv_primitive_exact_on_threads():
-    """The primitive called from two threads at once equals the int64 reference in every BLAS regime."""
+    """The primitive called from two threads at once equals the int64 reference."""
     rng = np.random.default_rng(9)
     cases = []
     for c, width, k, s, f, xmax in ((6, 255, 3, 2, 4, 2048), (4, 64, 5, 1, 8, 30000), (3, 40, 2, 2, 4, 7)):
@@ -89,7 +91,7 @@ def test_conv_primitive_exact_on_threads():
 
     def one(case):
         x, w, b, s, geo, xmax = case
-        got, sat = cv.conv1d(x, cv.interleave_filters(w, geo.nfc), b, geo, max_abs_x=xmax)
+        got, sat = cv.conv1d(x, cv.interleave_filters(w, geo.nfc), b, geo)
         ref, ref_sat = cv.conv1d_ncw_reference(x, w, b, s)
         return np.array_equal(got, ref) and sat == ref_sat
 

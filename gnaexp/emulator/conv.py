@@ -4,9 +4,8 @@ docs/gna-rules.md §4.1: the input is one flat int16 vector in NWC order (elemen
 vector of nfc = ALIGN8(max(K·C, S·C)) coefficients (k-major, c-minor, zero-padded), the effective stride is
 C·S elements, and output position j of filter f is O[j·F + f] = sat32(bias[f] + Σ_t X[j·C·S + t]·Flt[f][t]).
 
-Arithmetic is exact: products and sums are done in float32 while the per-layer bound max|x|·Σ|w| stays below
-2^24, in float64 below 2^53 (so every partial sum is an exactly representable integer, whatever order BLAS adds
-in), and in int64 otherwise; the bias joins in float64 (or int64).
+The sums run in the compiled loop ``native.conv1d_rows``, exact for int16 operands (see native.py), in the
+calling thread: no BLAS and no library thread pool is involved.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnaexp.emulator.parallel import single_threaded_blas
+from gnaexp.emulator import native
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-EXACT_F32 = 2.0**24
-EXACT_F64 = 2.0**53
+INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
+EXACT_F64 = native.EXACT_F64
 INPUT_DIVISOR = 8  # kNoOfInputsDivisor
 FILTER_DIVISOR = 8
 CONV_FILTER_MAX_SIZE = 768
@@ -91,53 +90,35 @@ def interleave_filters(w_fck: np.ndarray, nfc: int) -> np.ndarray:
     return flt
 
 
-def accumulation_bound(max_abs_x: float, flt: np.ndarray, bias: np.ndarray) -> float:
-    """Largest |partial sum| any output can reach: max|x|·Σ|w| + |b| over rows."""
-    return float(np.max(max_abs_x * np.sum(np.abs(flt), axis=1) + np.abs(bias)))
-
-
-def exact_dtype(max_abs_x: float, flt: np.ndarray) -> type:
-    """The narrowest type whose BLAS sums of x·w are exact integers in any order: every partial sum stays below
-    2^24 (float32) or 2^53 (float64); int64 otherwise. The bias is added afterwards in float64."""
-    bound = accumulation_bound(max_abs_x, flt, np.zeros(1))
-    return np.float32 if bound < EXACT_F32 else np.float64 if bound < EXACT_F64 else np.int64
+def filter_blocks(flt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+    """[F, nfc] → (B, F, step) float64: each filter cut into blocks of one stride, zero-padded (B = ⌈nfc/step⌉)."""
+    step, f_count = geo.step, geo.filters
+    n_blocks = -(-geo.nfc // step)
+    padded = np.zeros((f_count, n_blocks * step), dtype=np.float64)
+    padded[:, : geo.nfc] = flt
+    return np.ascontiguousarray(padded.reshape(f_count, n_blocks, step).transpose(1, 0, 2))
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,
                 max_abs_x: float) -> tuple[np.ndarray, int]:
-    """The primitive's sums, filter-major: (F, N, positions) float64 (int64 past 2^53), saturated to int32."""
+    """The primitive's sums for every position it computes: (N, F, positions) float64, saturated to int32."""
     x_mem = np.asarray(x_mem)
+    blocks = filter_blocks(np.asarray(flt, dtype=np.float64), geo)
+    bias = np.ascontiguousarray(bias, dtype=np.float64)
+    if not native.conv_exact_bound_ok(max_abs_x, blocks, bias):
+        raise ValueError("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
+                         "takes int16 data")
     n = x_mem.shape[0]
-    length = int(np.prod(x_mem.shape[1:]))
-    step, f_count, nfc = geo.step, geo.filters, geo.nfc
-    n_blocks = -(-nfc // step)
-    n_rows = geo.positions + n_blocks - 1
-    total = n_rows * step
-    dtype = exact_dtype(max_abs_x, flt)
-    mem = np.empty((n, max(total, geo.n_inputs)), dtype=dtype)
-    mem[:, length:] = 0
-    if x_mem.ndim == 3:  # (N, C, W) logical input: write it interleaved (w·C + c) in one pass
-        mem[:, :length].reshape(n, x_mem.shape[2], x_mem.shape[1])[...] = np.swapaxes(x_mem, 1, 2)
-    else:
-        mem[:, :length] = x_mem
-    # Memory as rows of one stride (C·S elements); filter block b meets row j + b at output position j. One GEMM
-    # against all filter blocks, Y[b, f, (n, r)] = block b of filter f · row r, filter-major so that the host's
-    # (N, F, W) order needs no extra pass; position j then sums Y[b, f, n, j + b] over b.
-    fpad = np.zeros((f_count, n_blocks * step), dtype=dtype)
-    fpad[:, :nfc] = flt
-    wmat = np.ascontiguousarray(fpad.reshape(f_count, n_blocks, step).transpose(1, 0, 2).reshape(-1, step))
-    rows = mem[:, :total].reshape(n * n_rows, step)
-    with single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
-        y = (wmat @ rows.T).reshape(n_blocks, f_count, n, n_rows)
-    acc_type = np.int64 if dtype is np.int64 else np.float64
-    acc = np.add(y[0, :, :, : geo.positions], np.asarray(bias, dtype=acc_type)[:, None, None], dtype=acc_type)
-    for b in range(1, n_blocks):
-        acc += y[b, :, :, b : b + geo.positions]
-    sat = 0
-    if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
-        sat = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
-    return acc, sat
+    interleave = x_mem.ndim == 3  # (N, C, W) logical input: written interleaved (w·C + c) on the way in
+    x2 = x_mem.reshape(n, -1)
+    if x2.dtype not in (np.float32, np.float64):
+        x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
+    x2 = np.ascontiguousarray(x2)
+    if not interleave and x2.shape[1] > geo.n_inputs:
+        raise ValueError(f"interleaved input has {x2.shape[1]} elements, more than the layer's {geo.n_inputs}")
+    out = np.empty((n, geo.filters, geo.positions), dtype=np.float64)
+    sat = native.conv1d_rows(x2, geo.channels, geo.width, interleave, blocks, bias, geo.stride, out)
+    return out, int(sat)
 
 
 def conv1d_interleaved(
@@ -146,7 +127,7 @@ def conv1d_interleaved(
     bias: np.ndarray,
     geo: ConvGeometry,
     *,
-    max_abs_x: float = 32768.0,
+    max_abs_x: float = INT16_BOUND,
 ) -> tuple[np.ndarray, int]:
     """Run the primitive on interleaved int16 memory.
 
@@ -156,18 +137,18 @@ def conv1d_interleaved(
     int32 values after saturation.
     """
     acc, sat = _accumulate(x_mem, flt, bias, geo, max_abs_x)
-    n = acc.shape[1]
-    return np.transpose(acc, (1, 2, 0)).reshape(n, geo.positions * geo.filters).astype(np.float64, copy=False), sat
+    n = acc.shape[0]
+    return np.transpose(acc, (0, 2, 1)).reshape(n, geo.positions * geo.filters), sat
 
 
 def conv1d(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry, *,
-           max_abs_x: float = 32768.0) -> tuple[np.ndarray, int]:
+           max_abs_x: float = INT16_BOUND) -> tuple[np.ndarray, int]:
     """The primitive followed by the host's output transposition: (N, F, logical positions) float64.
 
     Same arithmetic as ``conv1d_interleaved`` + ``deinterleave_output`` without building the GNA-order array.
     """
     acc, sat = _accumulate(x_mem, flt, bias, geo, max_abs_x)
-    return np.swapaxes(acc, 0, 1)[:, :, : geo.logical_positions].astype(np.float64, copy=False), sat
+    return acc[:, :, : geo.logical_positions], sat
 
 
 def deinterleave_output(o: np.ndarray, geo: ConvGeometry) -> np.ndarray:

@@ -29,7 +29,7 @@ from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightab
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
 LAYOUTS = ("correct", "legacy-concat")
-CHUNK = 256  # samples per pass: small enough that the float64 work arrays stay in cache
+CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
 
 
 @dataclass
@@ -93,8 +93,8 @@ class Plan:
     def run(self, feeds: Mapping[str, np.ndarray], keep_ints: bool = False) -> tuple[dict, dict, dict]:
         """Run on batched float32 inputs {param key: (N, *shape)}; returns (outputs, saturations, ints).
 
-        Chunks of CHUNK samples run on the cores through ``parallel.run_all`` (BLAS single-threaded, so that no
-        call can wait on a BLAS library's own thread pool); each writes straight into arrays for the whole batch.
+        Chunks of CHUNK samples run on the cores through ``parallel.run_all`` (no library thread pool is
+        involved, see parallel.py); each writes straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
         if n < 2 * CHUNK:
@@ -224,8 +224,8 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
         shape = tuple(sample_shapes[key])
         info[key + "#q"] = TInfo(sf, 16, shape, from_input=True, param=key)
 
-        def q_run(x, sf=sf):
-            return quantize_input(x, sf)
+        def q_run(x, sf=sf, name=repr(names[0])):
+            return quantize_input(x, sf, name)
 
         steps.append(Step("input", names[0], [key], key + "#q", q_run,
                           {"layer": names[0], "op": "Parameter", "precision": "i16", "in_sf": None, "w_sf": None,
@@ -412,9 +412,7 @@ def _conv(prog, node, info, steps, need16, layout, precision) -> None:
         n = x.shape[0]
         x3 = x.reshape(n, geo.channels, geo.width)
         mem = x3.reshape(n, -1) if legacy else x3  # (N, C, W) is interleaved inside the primitive
-        # The data's own bound picks the narrowest exact BLAS type (float32 at small scale factors).
-        max_abs_x = max(-float(x.min()), float(x.max())) if x.size else 0.0
-        o, sat = cv.conv1d(mem, flt, wq.bias, geo, max_abs_x=max_abs_x)
+        o, sat = cv.conv1d(mem, flt, wq.bias, geo)
         return o.reshape((n,) + out_shape), sat
 
     summary = {"layer": node.name, "op": "Convolution", "precision": wq.weight_precision, "bits": 32,

@@ -1,11 +1,12 @@
-"""Emulator work on both cores without ever entering a BLAS library's own thread pool.
+"""Emulator work on all cores without ever entering a library's own thread pool.
 
 Why: OpenBLAS's thread pool lost a wake-up under load here (the calling thread spinning in ``inner_thread``
-while its workers slept), so a GEMM in the emulator could hang forever. While emulator work runs, every BLAS
-library in the process is limited to one thread, so each BLAS call runs wholly in the thread that made it and
-OpenBLAS's pool is never used; the work is instead split across plain Python threads started for the call and
-joined before it returns (NumPy releases the GIL inside BLAS and its array loops). Nothing persists between
-calls: no pool to inherit half-dead across ``fork()`` (batch kernels are forked) and no thread left behind.
+while its workers slept), so a GEMM in the emulator could hang forever. The emulator's hot loops are compiled
+(native.py) and run in the calling thread; whatever still goes through BLAS runs inside
+``single_threaded_blas``, which limits every BLAS library in the process to one thread, so each call runs
+wholly in the thread that made it. The cores are used by ``run_all``: plain Python threads started for the call
+and joined before it returns (the compiled loops and NumPy release the GIL). Nothing persists between calls:
+no pool to inherit half-dead across ``fork()`` (batch kernels are forked) and no thread left behind.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def _blas_controller() -> Any:
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Limit every loaded BLAS to one thread while inside (re-entrant, shared by threads; restored on the way out)."""
+    """Limit BLAS to one thread while inside (re-entrant, shared by threads; restored on the way out).
+
+    Covers every BLAS loaded when the process first got here, NumPy's among them (the one the emulator calls).
+    """
     global _DEPTH, _LIMITER
     with _LOCK:
         if _DEPTH == 0:

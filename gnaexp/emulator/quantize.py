@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.emulator import native
 F32 = np.float32
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -45,27 +46,22 @@ def saturate(q: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
     return np.clip(q, lo, hi), n
 
 
-def quantize_input(x: np.ndarray, sf: float) -> tuple[np.ndarray, int]:
+def quantize_input(x: np.ndarray, sf: float, name: str = "") -> tuple[np.ndarray, int]:
     """Network input to int16: float32 product x·sf, plugin rounding, saturate. Returns (values, saturations).
 
-    Values are float32 holding exact integers (int16 range), converted to float64 where BLAS needs them.
+    Values are float32 holding exact integers (int16 range). sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f)
+    exactly (float32 rounding is symmetric in sign); one compiled pass (native.quantize_input).
     """
     x = np.asarray(x, dtype=F32)
-    # sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f) exactly: float32 rounding is symmetric in sign. The sign
-    # goes back with a masked negation (np.copysign is several times slower than any other pass here).
-    v = x * F32(sf)
-    q = np.abs(v)
-    q += F32(0.5)
-    np.floor(q, out=q)
-    magnitude_max = float(q.max()) if q.size else 0.0
-    negative = v < 0
-    if negative.any():
-        np.negative(q, out=q, where=negative)
-    n = 0
-    if magnitude_max > INT16_MAX:  # only then can a value lie outside [−32768, 32767]
-        n = int(np.count_nonzero(q < INT16_MIN) + np.count_nonzero(q > INT16_MAX))
-        np.clip(q, INT16_MIN, INT16_MAX, out=q)
-    return q, n
+    if x.size == 0:
+        return x.copy(), 0
+    flat = np.ascontiguousarray(x).reshape(1, -1)
+    out = np.empty(flat.shape, dtype=F32)
+    n, non_finite = native.quantize_input(flat, F32(sf), out)
+    if non_finite:
+        raise ValueError(f"input {name + ' ' if name else ''}holds {non_finite} NaN or infinite value(s) (after "
+                         f"scaling by sf {sf:g}); replace them before emulating")
+    return out.reshape(x.shape), int(n)
 
 
 def fq_scale(levels: int, lo: float, hi: float) -> float:

@@ -1,0 +1,108 @@
+"""Compiled inner loops of the emulator (numba): input quantization and the 1-D convolution primitive.
+
+Each loop runs in the thread that calls it and releases the GIL (``nogil``), so ``parallel.run_all`` spreads a
+batch over the cores without any library thread pool. Compiled once per argument types and cached on disk.
+
+Exactness: the convolution multiplies and adds in float64. Its operands are int16 values (inputs, weights) and
+an int32 bias, so every partial sum is an integer below 2^15·2^15·768 + 2^31 < 2^41 in magnitude, which
+float64 represents exactly whatever the order of the additions; the result is then saturated to int32 as the
+hardware does (docs/gna-rules.md §4.1). ``conv_exact_bound_ok`` checks the bound for other operands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+INT16_MIN, INT16_MAX = -32768, 32767
+INT32_MIN_F, INT32_MAX_F = -2147483648.0, 2147483647.0
+EXACT_F64 = 2.0**53
+
+
+@njit(nogil=True, cache=True)
+def quantize_input(x, sf, out):  # pragma: no cover - compiled
+    """out = saturate16(sign(v)·floor(|v| + 0.5f)) with v = float32(x·sf); returns (saturated, non-finite).
+
+    All arithmetic is float32, as in the plugin's host-side rounding (docs/gna-rules.md §2). The first loop has
+    no branch, so it runs vectorized; the clamping loop runs only when some value is out of range.
+    """
+    n, length = x.shape
+    half = np.float32(0.5)
+    limit = np.float32(np.inf)
+    over = 0
+    bad = 0
+    for i in range(n):
+        for j in range(length):
+            v = x[i, j] * sf
+            a = np.abs(v)
+            q = np.floor(a + half)
+            over += 1 if q > INT16_MAX else 0
+            bad += 0 if a < limit else 1
+            out[i, j] = -q if v < 0 else q
+    saturated = 0
+    if over:
+        for i in range(n):
+            for j in range(length):
+                q = out[i, j]
+                if q > INT16_MAX:
+                    out[i, j] = INT16_MAX
+                    saturated += 1
+                elif q < INT16_MIN:
+                    out[i, j] = INT16_MIN
+                    saturated += 1
+    return saturated, bad
+
+
+@njit(nogil=True, cache=True)
+def conv1d_rows(x, channels, width, interleave, blocks, bias, stride, out):  # pragma: no cover - compiled
+    """The GNA 1-D convolution primitive on each sample of x; returns how many sums saturated int32.
+
+    x: (N, L) int16 values. With ``interleave`` x is NCW data (L = C·W) that the host writes interleaved
+    (memory element w·C + c = x[c, w]); without it x is the flat memory itself (zero beyond L).
+    blocks: (B, F, step) filter coefficients cut into blocks of one stride (step = C·S elements): output
+    position j of filter f is bias[f] + Σ_b Σ_u mem[(j + b)·step + u]·blocks[b, f, u].
+    out: (N, F, P) float64, P positions (all that the primitive computes), int32-saturated.
+    """
+    n, length = x.shape
+    n_blocks, n_filters, step = blocks.shape
+    positions = out.shape[2]
+    rows = positions + n_blocks - 1
+    # Memory as a (step, rows) table, so that the sums over positions run along contiguous memory.
+    table = np.zeros((step, rows), dtype=np.float64)
+    acc = np.empty(positions, dtype=np.float64)
+    saturated = 0
+    for i in range(n):
+        # Only the cells that hold data are written: the zero padding beyond the data stays from np.zeros.
+        if interleave:  # element r·step + u is x[c, w] with u = s·C + c, w = r·S + s
+            for u in range(step):
+                c = u % channels
+                s = u // channels
+                base = c * width + s
+                filled = min(rows, (width - s + stride - 1) // stride) if s < width else 0
+                for r in range(filled):
+                    table[u, r] = x[i, base + r * stride]
+        else:
+            for u in range(step):
+                filled = min(rows, (length - u + step - 1) // step) if u < length else 0
+                for r in range(filled):
+                    table[u, r] = x[i, r * step + u]
+        for f in range(n_filters):
+            for j in range(positions):
+                acc[j] = bias[f]
+            for b in range(n_blocks):
+                for u in range(step):
+                    w_fu = blocks[b, f, u]
+                    if w_fu != 0.0:
+                        for j in range(positions):
+                            acc[j] += w_fu * table[u, j + b]
+            for j in range(positions):
+                a = acc[j]
+                saturated += (1 if a > INT32_MAX_F else 0) + (1 if a < INT32_MIN_F else 0)
+                out[i, f, j] = min(max(a, INT32_MIN_F), INT32_MAX_F)
+    return saturated
+
+
+def conv_exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) -> bool:
+    """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
+    per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
+    return float(np.max(max_abs_x * per_filter + np.abs(bias))) < EXACT_F64
