@@ -162,6 +162,12 @@ def _serve() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
             pass
+    try:  # the emulator's compiled loops, once here rather than once per kernel
+        from gnaexp.emulator import native
+
+        native.warm_up()
+    except Exception:  # noqa: BLE001 — a kernel then compiles on first use
+        pass
     if threading.active_count() > 1:
         print("threads started during preload; forking would be unsafe", flush=True)
         return

@@ -106,3 +106,16 @@ def conv_exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) 
     """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
     per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
     return float(np.max(max_abs_x * per_filter + np.abs(bias))) < EXACT_F64
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) every variant the emulator calls, on tiny arrays.
+
+    A process that forks workers calls this first, so that no forked child pays the compilation.
+    """
+    x = np.zeros((1, 8), np.float32)
+    quantize_input(x, np.float32(1.0), np.empty_like(x))
+    blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
+    for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
+        for interleave in (True, False):
+            conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
