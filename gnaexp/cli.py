@@ -135,6 +135,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- diagnose ------------------------------------------------------------------------------------------
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from gnaexp.ladder import format_ladder, ladder
+    from gnaexp.records import dumps
+
+    config = make_config(args.experiment, args.set)
+    observed = _load_array(args.observed) if args.observed else None
+    result = ladder(config, observed)
+    print(dumps(result) if args.json else format_ladder(result))
+    return EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("diagnose", help="the ladder: FP32 check, quantization floor, sf sensitivity, "
+                                        "layout hypotheses (and an observed device output, if given)")
+    p.add_argument("experiment", help=exp_help)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--observed", help="device output for the same inputs (.npy, or an .npz from measure_on_device.py)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diagnose)
+
     for module, adders in _PLUGGED:
         try:
             mod = importlib.import_module(module)
@@ -189,7 +210,6 @@ _PLUGGED: list[tuple[str, list[str]]] = [
     ("gnaexp.emulator.commands", ["add_emulate_parser", "add_sweep_parser"]),
     ("gnaexp.batch", ["add_batch_parser"]),
     ("gnaexp.quantization", ["add_quantize_parser"]),
-    ("gnaexp.diagnosis", ["add_diagnose_parser"]),
 ]
 
 

@@ -1,13 +1,17 @@
-"""From metrics to a verdict: is the error quantization (at the floor), or something structural?
+"""From a record to a verdict: is the error quantization (at the floor), or something structural?
 
-The ladder, in the order a careful engineer checks it:
-1. FP32 backends (OpenVINO CPU, GNA SW_FP32) must match torch almost exactly — otherwise the export/IR
-   is wrong, not the device.
-2. The emulator with the correct layout gives the *quantization floor*: the error int16/int8 GNA math
-   alone produces for this net, input and scale factor.
-3. A device (or imported) output at that floor is as right as GNA can be. Far above it → not explained by
-   quantization: check which layout hypothesis (e.g. ``legacy-concat``) reproduces it.
-4. An error that does not move with the scale factor is structural (layout/graph), not quantization.
+The one place verdicts are worded. Pure functions over a Record and its floor sweep (``Record.sweep``, made by
+``emulator.sweep.floor_sweep``), reading structured fields only: the record ``gnaexp run`` writes, the notebooks,
+the batch index and the CLI all show these words. The ladder that runs experiments to answer the question
+lives in ``ladder.py``.
+
+How a verdict is reached, in the order a careful engineer checks it:
+1. FP32 backends (OpenVINO CPU, GNA SW_FP32) must match torch almost exactly — otherwise the export/IR is
+   wrong, not the device.
+2. The emulator with the correct layout gives the *quantization floor*: the error int16 GNA math alone
+   produces for this net, input and scale factor; saturation, when the plan counts any, limits it instead.
+3. A device (or imported, or other-layout) output at that floor is as right as GNA can be. Far above it, it is
+   not explained by quantization; if it also stays put across scale factors, it is structural.
 """
 
 from __future__ import annotations
@@ -21,17 +25,128 @@ from gnaexp import metrics
 
 # FP32 paths agree with torch to float32 rounding; anything worse means the model itself differs.
 FP32_COSINE_MIN = 0.99999
-# A device within this many dB of the emulated floor is "at the floor".
-FLOOR_MARGIN_DB = 3.0
+FLOOR_MARGIN_DB = 3.0  # within this many dB of the emulated floor counts as "at the floor"
+STEADY_DB = 3.0  # an SQNR that moves less than this across the usable scale factors is "unchanged by sf"
+USABLE_FLOOR_DB = 30.0  # scale factors where the floor is at least this are not quantization-bound
 
 
-def classify(comparison: metrics.Comparison, kind: str, floor_sqnr_db: float | None = None) -> str:
-    """One line of verdict for one backend's comparison with the reference."""
-    sq, cos, r = comparison.sqnr_db, comparison.cosine, comparison.pearson
-    if kind == "reference":
-        if cos >= FP32_COSINE_MIN:
-            return "matches the FP32 reference (float rounding only)"
-        return "FP32 backend disagrees with torch: the exported model differs — check the IR before any device"
+def worst(per_output: Mapping[str, metrics.Comparison]) -> metrics.Comparison:
+    """The output with the lowest SQNR (NaN counts as lowest): a verdict speaks for the worst output."""
+    return min(per_output.values(), key=lambda c: -math.inf if math.isnan(c.sqnr_db) else c.sqnr_db)
+
+
+def _non_finite_note(c: metrics.Comparison) -> str | None:
+    return next((n for n in c.notes if "NaN/Inf" in n), None)
+
+
+def _bits(record: Any) -> str:
+    """The weight width the emulated plan used (int8 only where a layer really took 8-bit weights)."""
+    for r in record.results:
+        if r.kind == "emulated":
+            weightable = [p for p in r.info.get("plan") or [] if p.get("bits") == 32]
+            return "int8-weight" if any(p.get("precision") == "i8" for p in weightable) else "int16"
+    return "int8-weight" if record.config.get("precision") == "i8" else "int16"
+
+
+def _saturated_layers(result: Any) -> list[str]:
+    return [f"{row['layer']} ({row['saturations']} values)" for row in result.info.get("plan") or []
+            if row.get("saturations")]
+
+
+def _fakequantize_sets_input_sf(result: Any) -> bool:
+    return "fakequantize" in (result.info.get("input_sf_source") or {}).values()
+
+
+def reference_verdict(c: metrics.Comparison) -> str:
+    if c.cosine >= FP32_COSINE_MIN:
+        return f"matches the FP32 reference (float rounding only; cosine {c.cosine:.6f})"
+    return (f"disagrees with the FP32 reference (cosine {c.cosine:.6f}): the exported model differs — fix the IR "
+            "before looking at any device")
+
+
+def _best_hint(sweep: Mapping[str, Any]) -> str:
+    if sweep["best_sqnr_db"] - sweep["floor_sqnr_db"] > FLOOR_MARGIN_DB:
+        return (f"; the floor itself is quantization-limited here — sf {sweep['best_scale_factor']:g} would give "
+                f"{sweep['best_sqnr_db']:.1f} dB")
+    return ""
+
+
+def _spread(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) - min(finite) if finite else 0.0
+
+
+def result_verdict(record: Any, result: Any) -> str | None:
+    """One sentence for one backend's result against the reference (None for the reference itself)."""
+    per = record.metrics.get(result.label)
+    if not per:
+        return None
+    c = worst(per)
+    bad = _non_finite_note(c)
+    if bad:
+        return f"no verdict: the {bad}"
+    if result.kind == "reference":
+        return reference_verdict(c)
+    sweep = record.sweep if record.sweep and "floor_sqnr_db" in record.sweep else None
+    layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
+    bits = _bits(record)
+    if layout == "correct":
+        saturated = _saturated_layers(result)
+        if saturated:
+            fix = ("the FakeQuantize ranges fix the scales here: 8-bit weights or narrower ranges avoid it"
+                   if _fakequantize_sets_input_sf(result) else "lower the input scale factor (see the sweep)")
+            return (f"emulated: SQNR {c.sqnr_db:.1f} dB, cosine {c.cosine:.6f}, with int16/int32 saturation in "
+                    f"{', '.join(saturated)} — saturation, not rounding, limits this result: {fix}")
+        sf = record.config.get("scale_factor")
+        return (f"the emulated {bits} quantization floor for sf {sf:g}: SQNR {c.sqnr_db:.1f} dB, cosine "
+                f"{c.cosine:.6f}" + (_best_hint(sweep) if sweep else ""))
+    if sweep is None:
+        return f"SQNR {c.sqnr_db:.1f} dB, cosine {c.cosine:.6f} (no emulated floor to compare with here)"
+    sf, floor = sweep["scale_factor"], sweep["floor_sqnr_db"]
+    tag = f" (emulated, layout {layout})" if layout else ""
+    gap = floor - c.sqnr_db
+    if gap <= FLOOR_MARGIN_DB:
+        return (f"error at the {bits} floor for sf {sf:g}{tag}: SQNR {c.sqnr_db:.1f} dB vs floor {floor:.1f} dB, "
+                f"cosine {c.cosine:.6f} — quantization only{_best_hint(sweep)}")
+    text = f"far above the {bits} floor for sf {sf:g}{tag}: SQNR {c.sqnr_db:.1f} dB vs floor {floor:.1f} dB"
+    trace = sweep["layouts"].get(layout) if layout else None
+    if trace is None:
+        return text + " → not explained by quantization alone; compare the layout hypotheses (gnaexp diagnose)"
+    # Judge the reaction to sf where quantization no longer dominates the floor (its SQNR is high there).
+    floor_trace = sweep["layouts"]["correct"]["sqnr_db"]
+    usable = [v for v, f in zip(trace["sqnr_db"], floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
+    best = max(trace["sqnr_db"])
+    if usable and _spread(usable) < STEADY_DB and sweep["best_sqnr_db"] - best > FLOOR_MARGIN_DB:
+        return (text + f", and unchanged by the scale factor (best {best:.1f} dB over all sf, floor up to "
+                f"{sweep['best_sqnr_db']:.1f} dB) → not quantization: a structural (layout/graph) defect")
+    return text + " → the error reacts to the scale factor: try the sf the sweep marks best"
+
+
+def diagnose_record(record: Any) -> dict[str, Any]:
+    """Verdict per backend label, plus the floor it was judged against. JSON-ready; stored in the record."""
+    verdicts = {}
+    for r in record.results:
+        v = result_verdict(record, r)
+        if v is not None:
+            verdicts[r.label] = v
+    floor = record.sweep.get("floor_sqnr_db") if record.sweep else None
+    return {"floor_sqnr_db": floor, "verdicts": verdicts}
+
+
+def verdict_lines(record: Any) -> list[str]:
+    """The record's verdicts as Markdown lines ("**label**: text."), the form notebooks and the index show."""
+    verdicts = record.diagnosis.get("verdicts") or diagnose_record(record)["verdicts"]
+    return [f"**{label}**: {text}." for label, text in verdicts.items()]
+
+
+# --- hypotheses against an observed output (used by the ladder) ----------------------------------------------
+
+def classify(comparison: metrics.Comparison, floor_sqnr_db: float | None = None) -> str:
+    """One line for an observed (device) output against the reference and, if known, the floor."""
+    sq, r = comparison.sqnr_db, comparison.pearson
+    bad = _non_finite_note(comparison)
+    if bad:
+        return f"no verdict: the {bad}"
     if floor_sqnr_db is None or not math.isfinite(floor_sqnr_db):
         if sq >= 40:
             return f"close to the reference (SQNR {sq:.1f} dB)"
@@ -49,8 +164,6 @@ def explain(observed: np.ndarray, hypotheses: Mapping[str, np.ndarray]) -> list[
     """Rank hypotheses (e.g. emulator layout modes) by how well each reproduces an observed output.
 
     Returns one dict per hypothesis, best first: name, SQNR of observed vs hypothesis, Pearson.
-    A hypothesis that reproduces a device output far better than the correct-layout floor names the
-    mechanism of the defect.
     """
     rows = []
     for name, predicted in hypotheses.items():
@@ -59,198 +172,40 @@ def explain(observed: np.ndarray, hypotheses: Mapping[str, np.ndarray]) -> list[
     return sorted(rows, key=lambda row: -row["sqnr_db"] if not math.isnan(row["sqnr_db"]) else math.inf)
 
 
-def _floor(record: Any) -> float | None:
-    """SQNR of the correct-layout emulation, if the record has one."""
-    for r in record.results:
-        if r.kind == "emulated" and r.settings.get("layout", "correct") == "correct":
-            per = record.metrics.get(r.label, {})
-            if per:
-                return min(c.sqnr_db for c in per.values())
-    return None
+# --- the POT study (default vs NNCF-quantized IR) ------------------------------------------------------------
+
+def _find(rows: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
-def _fq_sets_input_scale(notes: list[str]) -> bool:
-    """Whether the emulator's notes say a FakeQuantize replaced the configured input scale factor."""
-    return any("FakeQuantize" in n or "overrid" in n for n in notes)
+def study_verdict_lines(rows: list[dict[str, Any]], experiments: list[str], scale_factors: list[float]) -> list[str]:
+    """The POT study (default vs NNCF-quantized IR, side by side) in words; every GNA figure there is emulated.
 
-
-def diagnose_record(record: Any) -> dict[str, Any]:
-    """Verdict per backend, plus the floor used. JSON-ready."""
-    floor = _floor(record)
-    verdicts = {}
-    for r in record.results:
-        per = record.metrics.get(r.label)
-        if not per:
-            continue
-        worst = min(per.values(), key=lambda c: c.sqnr_db)
-        if r.kind == "emulated":
-            layout = r.settings.get("layout", "correct")
-            saturated = [f"{row['layer']} ({row['saturations']} values)" for row in r.info.get("plan") or []
-                         if row.get("saturations")]
-            fq_scaled = _fq_sets_input_scale(r.info.get("notes") or [])
-            if layout == "correct" and saturated:
-                fix = ("the FakeQuantize ranges fix the scales here: 8-bit weights or narrower ranges avoid it"
-                       if fq_scaled else "lower the input scale factor (see the sweep)")
-                verdicts[r.label] = (f"emulated: SQNR {worst.sqnr_db:.1f} dB, cosine {worst.cosine:.6f}, with int16/"
-                                     f"int32 saturation in {', '.join(saturated)} — saturation, not rounding, limits "
-                                     f"this result: {fix}")
-            elif layout == "correct":
-                verdicts[r.label] = (f"emulated quantization floor: SQNR {worst.sqnr_db:.1f} dB, cosine "
-                                     f"{worst.cosine:.6f} — the best GNA can do here")
-            else:
-                verdicts[r.label] = f"emulated with layout '{layout}': " + classify(worst, "measured", floor)
-        else:
-            verdicts[r.label] = classify(worst, r.kind, floor)
-    return {"floor_sqnr_db": floor, "verdicts": verdicts}
-
-
-# --- the ladder -----------------------------------------------------------------------------------------
-
-# Scale factors the ladder probes to see whether an error reacts to the scale (powers of 2 up to int16).
-PROBE_SCALE_FACTORS = tuple(float(2 ** k) for k in range(0, 16))
-
-
-def _emulate_metrics(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf: float, precision: str,
-                     layout: str) -> tuple[np.ndarray, metrics.Comparison, list[str], dict[str, float]]:
-    from gnaexp.emulator import emulate
-
-    em = emulate(model_xml, feed, scale_factors=sf, precision=precision, layout=layout)
-    out = next(iter(em.outputs.values()))
-    return out, metrics.compare(ref, out), em.notes, em.input_scale_factors
-
-
-def ladder(config: Any, observed: np.ndarray | None = None) -> dict[str, Any]:
-    """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
-
-    observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``); without it
-    the ladder still gives the floor and what each layout hypothesis would look like.
+    rows: ``pot.Study.rows`` (one per net, IR, sf, layout and backend, with metrics and plan facts).
     """
-    from gnaexp import experiment
-    from gnaexp.backends import make_backend
-
-    model = experiment.build_model(config)
-    feed = experiment.make_inputs(config, model)
-    ref_backend = "torch" if model.torch_module is not None else "openvino:CPU"
-    ref = next(iter(make_backend(ref_backend).run(model, feed).outputs.values()))
-    steps: list[dict[str, Any]] = []
-
-    # 1. FP32 path: OpenVINO CPU on the (float) IR must match torch.
-    if ref_backend == "torch" and config.ir == "default":
-        cpu = next(iter(make_backend("openvino:CPU").run(model, feed).outputs.values()))
-        c = metrics.compare(ref, cpu)
-        ok = c.cosine >= FP32_COSINE_MIN
-        steps.append({"step": "fp32", "ok": ok, "cosine": c.cosine, "l1": c.l1,
-                      "verdict": "OpenVINO CPU FP32 matches torch: the IR is the same net" if ok else
-                      "OpenVINO CPU FP32 differs from torch: fix the export before looking at any device"})
-
-    # 2. Floor at the configured scale factor, and the best the scale factor can do.
-    sf = float(config.scale_factor)
-    floor_out, floor, notes, used_sf = _emulate_metrics(model.ir_xml, feed, ref, sf, config.precision, "correct")
-    sweep = []
-    for probe in PROBE_SCALE_FACTORS:
-        _, c, _, _ = _emulate_metrics(model.ir_xml, feed, ref, probe, config.precision, "correct")
-        sweep.append({"scale_factor": probe, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1})
-    best = max(sweep, key=lambda r: r["sqnr_db"])
-    fq_override = _fq_sets_input_scale(notes)
-    from gnaexp.emulator.sweep import DEFAULT_HEADROOM, recommended_scale_factor
-
-    recommended = recommended_scale_factor(feed)
-    steps.append({"step": "floor", "scale_factor": sf, "input_scale_factors_used": used_sf,
-                  "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "l1": floor.l1, "notes": notes,
-                  "best_scale_factor": best["scale_factor"], "best_sqnr_db": best["sqnr_db"], "sweep": sweep,
-                  "recommended_scale_factor": recommended,
-                  "verdict": (f"quantization floor at sf {sf:g}: SQNR {floor.sqnr_db:.1f} dB, cosine "
-                              f"{floor.cosine:.6f}, L1 {floor.l1:.2e} (emulated); best over sf 1…32768: "
-                              f"{best['sqnr_db']:.1f} dB at sf {best['scale_factor']:g}")
-                  + (" — the IR's FakeQuantize ranges set the input scale factor, so sf has no effect"
-                     if fq_override else
-                     f"; from these inputs' range (keeping {DEFAULT_HEADROOM:.0%} of int16 free) use sf ≈ "
-                     f"{recommended:.6g}")})
-
-    # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
-    spread = max(r["sqnr_db"] for r in sweep) - min(r["sqnr_db"] for r in sweep)
-    steps.append({"step": "sensitivity", "sqnr_spread_db": spread,
-                  "verdict": (f"the emulated floor moves by {spread:.1f} dB across scale factors: "
-                              "the quantization error reacts to the scale factor as it should")
-                  if spread > 1 else (f"the emulated floor moves by only {spread:.1f} dB across scale factors"
-                                      + (" (FakeQuantize ranges fix the scale)" if fq_override else ""))})
-
-    # 4. Layout hypotheses: what each plugin path would output.
-    hypotheses: dict[str, np.ndarray] = {"correct": floor_out}
-    rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
-    from gnaexp.emulator import LAYOUTS
-
-    for layout in LAYOUTS:
-        if layout == "correct":
+    lines = []
+    for name in experiments:
+        pot_rows = _find(rows, experiment=name, ir="pot", kind="emulated", layout="correct")
+        if not pot_rows:
             continue
-        out, c, _, _ = _emulate_metrics(model.ir_xml, feed, ref, sf, config.precision, layout)
-        # Probe at the best scale factor: there quantization error is smallest, so what remains is structural.
-        other_sf = best["scale_factor"] if best["scale_factor"] != sf else 2048.0 if sf != 2048.0 else 32768.0
-        _, c2, _, _ = _emulate_metrics(model.ir_xml, feed, ref, other_sf, config.precision, layout)
-        hypotheses[layout] = out
-        same = bool(np.array_equal(out, floor_out))
-        rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
-                     "cosine_at_other_sf": c2.cosine, "sqnr_at_other_sf": c2.sqnr_db, "other_sf": other_sf,
-                     "same_as_correct": same})
-    steps.append({"step": "layouts", "rows": rows, "verdict": _layout_verdict(rows)})
-
-    # 5. The observed device output against the floor and the hypotheses.
-    if observed is not None:
-        obs = metrics.compare(ref, observed)
-        ranked = explain(observed, hypotheses)
-        best_h = ranked[0]
-        verdict = classify(obs, "measured", floor.sqnr_db)
-        if best_h["hypothesis"] != "correct" and best_h["sqnr_db"] > 20:
-            verdict += (f"; the observed output is reproduced by layout '{best_h['hypothesis']}' "
-                        f"(SQNR {best_h['sqnr_db']:.1f} dB against it): a layout defect, not quantization")
-        steps.append({"step": "observed", "sqnr_db": obs.sqnr_db, "cosine": obs.cosine, "pearson": obs.pearson,
-                      "hypotheses": ranked, "verdict": verdict})
-    return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
-            "emulated": True, "steps": steps}
-
-
-def _layout_verdict(rows: list[dict[str, Any]]) -> str:
-    parts = []
-    for r in rows[1:]:
-        if r["same_as_correct"]:
-            parts.append(f"'{r['layout']}' computes the same as the correct layout for this net")
-        else:
-            moved = abs(r["sqnr_at_other_sf"] - r["sqnr_db"])
-            text = (f"'{r['layout']}' would give cosine {r['cosine']:.3f} (Pearson {r['pearson']:.3f}, SQNR "
-                    f"{r['sqnr_db']:.1f} dB) at this sf and cosine {r['cosine_at_other_sf']:.3f} at sf "
-                    f"{r['other_sf']:g}")
-            if moved < 3 and r["sqnr_db"] < 20:
-                text += (" — an error far above the floor that does not move with the scale factor: the signature "
-                         "of a layout defect, not of quantization")
-            parts.append(text)
-    return "; ".join(parts) or "no alternative layout applies"
-
-
-def format_ladder(result: Mapping[str, Any]) -> str:
-    lines = [f"diagnosis of {result['experiment']} (reference {result['reference']}; GNA figures are emulated)"]
-    for i, step in enumerate(result["steps"], 1):
-        lines.append(f"{i}. [{step['step']}] {step['verdict']}")
-    return "\n".join(lines)
-
-
-def add_diagnose_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("diagnose", help="the ladder: FP32 check, quantization floor, sf sensitivity, "
-                                                "layout hypotheses (and an observed device output, if given)")
-    p.add_argument("experiment", help="conv | concat | concat_conv | model")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--observed", help="device output for the same inputs (.npy, or an .npz from measure_on_device.py)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_diagnose)
-
-
-def _cmd_diagnose(args: Any) -> int:
-    import json
-
-    from gnaexp.cli import _load_array, make_config
-    from gnaexp.records import dumps
-
-    config = make_config(args.experiment, args.set)
-    observed = _load_array(args.observed) if args.observed else None
-    result = ladder(config, observed)
-    print(dumps(result) if args.json else format_ladder(result))
-    return 0
+        same = len({round(r["cosine"], 12) for r in pot_rows}) == 1
+        used = pot_rows[0]["input_sf_used"]
+        low_sf = min(scale_factors)
+        default_low = _find(rows, experiment=name, ir="default", kind="emulated", layout="correct",
+                            scale_factor=low_sf)
+        text = (f"**{name}**: the quantized IR's FakeQuantize range sets the input scale factor to {used:.6g}, so the "
+                f"configured sf changes nothing ({'identical' if same else 'different'} results at sf "
+                f"{', '.join(f'{s:g}' for s in scale_factors)}); emulated cosine {pot_rows[0]['cosine']:.6f}, "
+                f"L1 {pot_rows[0]['l1']:.2e}")
+        if default_low:
+            text += f" against {default_low[0]['cosine']:.6f} / {default_low[0]['l1']:.2e} for the default IR at sf {low_sf:g}"
+        if pot_rows[0]["saturations"]:
+            text += (f"; {pot_rows[0]['saturations']} accumulator values saturate int32 (16-bit weights × 16-bit "
+                     "inputs at full scale, and no output statistics to shrink the weight scale); try weight_bits=8")
+        lines.append(text + ".")
+        legacy = _find(rows, experiment=name, ir="pot", kind="emulated", layout="legacy-concat")
+        if legacy and not math.isclose(legacy[0]["cosine"], pot_rows[0]["cosine"], abs_tol=1e-9):
+            lines.append(f"**{name}** with the legacy concat layout stays at cosine {legacy[0]['cosine']:.3f} with the "
+                         "quantized IR too, at every scale factor: quantization settings cannot repair a layout "
+                         "defect — the forum's POT result for concat+conv (0.60).")
+    return lines

@@ -19,11 +19,12 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(module: str) -> str | None:
+def package_version(package: str) -> str | None:
+    """The installed version of a distribution, None when it is not installed."""
     try:
         from importlib.metadata import version
 
-        return version(module)
+        return version(package)
     except Exception:  # noqa: BLE001 — absent package: reported as None
         return None
 
@@ -36,11 +37,11 @@ def capture() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
-        "gnaexp": _version("gnaexp"),
-        "torch": _version("torch"),
-        "openvino": _version("openvino"),
-        "nncf": _version("nncf"),
-        "numpy": _version("numpy"),
+        "gnaexp": package_version("gnaexp"),
+        "torch": package_version("torch"),
+        "openvino": package_version("openvino"),
+        "nncf": package_version("nncf"),
+        "numpy": package_version("numpy"),
     }
     try:
         import openvino as ov

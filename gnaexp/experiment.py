@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gnaexp import environment, inputs as inputs_mod, metrics
-from gnaexp.backends import BackendResult, BackendUnavailable, ModelBundle, make_backend
+from gnaexp import cache, environment, inputs as inputs_mod, metrics
+from gnaexp.backends import BackendResult, ModelBundle, make_backend
 from gnaexp.records import Record
 
 EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
@@ -119,11 +119,6 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
     return raw
 
 
-def cache_dir() -> Path:
-    """Where converted IRs are kept across runs (``GNAEXP_CACHE`` overrides)."""
-    return Path(os.environ.get("GNAEXP_CACHE") or Path.home() / ".cache" / "gnaexp")
-
-
 def build_model(config: ExperimentConfig) -> ModelBundle:
     """The config's net as a ModelBundle with its IR (converted once, then taken from the cache).
 
@@ -147,14 +142,12 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
     from gnaexp import ir
 
     if config.experiment == "model":
-        import openvino as ov
-
         model, renamed = ir.convert_file(config.model)
         path = Path(config.model)
         if path.suffix.lower() != ".xml" or renamed:  # other backends read the IR file: save what was loaded
             digest = (ir.fingerprint_ir(path) if path.suffix.lower() == ".xml"  # weights too, not just the graph
                       else hashlib.sha256(path.read_bytes()).hexdigest()[:16])
-            cached = cache_dir() / "files" / digest / (path.stem + ".xml")
+            cached = cache.cache_dir() / "files" / digest / (path.stem + ".xml")
             path = cached if cached.exists() and cached.with_suffix(".bin").exists() else ir.save(model, cached)
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model))
@@ -163,7 +156,7 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
     spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,
                         config.kernel, config.stride, config.length)
     module, shape = nets.build_net(config.experiment, spec, config.seed)
-    xml = ir.export_cached(module, shape, cache_dir() / "ir")
+    xml = ir.export_cached(module, shape, cache.cache_dir() / "ir")
     return ModelBundle(name=config.experiment, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
                        output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: shape})
 
@@ -172,7 +165,7 @@ def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "us
     """Your own torch.nn.Module as a ModelBundle (IR converted once and cached); pass it to ``run(model=...)``."""
     from gnaexp import ir
 
-    xml = ir.export_cached(module.eval(), tuple(input_shape), cache_dir() / "ir")
+    xml = ir.export_cached(module.eval(), tuple(input_shape), cache.cache_dir() / "ir")
     return ModelBundle(name=name, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
                        output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: tuple(input_shape)})
 
@@ -222,27 +215,72 @@ def compare_results(ref: BackendResult, results: list[BackendResult]) -> dict[st
     return out
 
 
+def reference_cache_key(config: ExperimentConfig) -> str | None:
+    """Cache key of the torch reference output and IR, or None where it cannot be cached safely."""
+    if config.experiment == "model" or config.ir != "default" or config.input_file or "torch" not in config.backends:
+        return None
+    return cache.reference_key({k: getattr(config, k) for k in (
+        "experiment", "in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length",
+        "seed", "input_kind", "amplitude")})
+
+
+def floor_sweep(config: ExperimentConfig, model: ModelBundle, feed: dict[str, np.ndarray],
+                ref: BackendResult, results: list[BackendResult]) -> dict[str, Any]:
+    """The run's emulated floor sweep (see ``emulator.sweep.floor_sweep``), when a result needs a floor.
+
+    Empty when every result is a reference; ``{"error": ...}`` when the emulator cannot run this model.
+    """
+    if model.ir_xml is None or all(r.kind == "reference" for r in results):
+        return {}
+    from gnaexp.emulator.sweep import floor_sweep as sweep_floor
+
+    layouts = ["correct", config.layout] + [r.settings.get("layout", "correct") for r in results
+                                            if r.kind == "emulated"]
+    try:
+        return sweep_floor(model.ir_xml, feed, ref.outputs, config.scale_factor, config.precision,
+                           list(dict.fromkeys(layouts)))
+    except (ValueError, NotImplementedError) as exc:
+        return {"error": f"no emulated floor for this model: {exc}"}
+
+
 def run(
     config: ExperimentConfig,
     out_dir: str | Path | None = None,
     model: ModelBundle | None = None,
     progress: Callable[[str], None] | None = None,
+    use_cache: bool = False,
 ) -> Record:
-    """Run every backend of ``config`` on the same inputs, compare with the reference, and (if ``out_dir``)
-    save the record with the IR beside it."""
+    """The run engine: every backend of ``config`` on the same inputs, compared with the reference, the floor
+    sweep and the verdicts — the only place a Record is assembled. With ``out_dir`` the record is saved with
+    the IR beside it. ``use_cache`` takes the torch reference (and IR) from the cache when this net and input
+    ran before, so that torch need not even be imported, and stores it otherwise.
+    """
+    from gnaexp import diagnosis
+
     start = time.perf_counter()
     check_backends(config)
+    key = reference_cache_key(config) if use_cache and model is None else None
+    cached = cache.load_reference(key) if key else None
+    if cached is not None:
+        model, torch_result, cached_fingerprint = cached
     name = config.experiment if model is None else model.name
     model = model or build_model(config)
     feed = make_inputs(config, model)
+    fingerprint = inputs_mod.fingerprint(feed)
+    if cached is not None and fingerprint != cached_fingerprint:
+        raise RuntimeError("cached torch reference belongs to other inputs; clear the cache folder "
+                           f"{cache.cache_dir() / 'reference'}")
     results = []
     for spec in config.backends:
         if progress:
             progress(spec)
-        results.append(make_backend(spec, backend_options(config)).run(model, feed))
+        if spec == "torch" and cached is not None:
+            results.append(torch_result)
+        else:
+            results.append(make_backend(spec, backend_options(config)).run(model, feed))
+    if key and cached is None:
+        cache.store_reference(key, model, next(r for r in results if r.backend == "torch"), fingerprint)
     ref = reference_of(results)
-    from gnaexp import diagnosis
-
     record = Record(
         experiment=name,
         config=config.to_json(),
@@ -250,12 +288,13 @@ def run(
         results=results,
         metrics=compare_results(ref, results),
         inputs=feed,
-        input_fingerprint=inputs_mod.fingerprint(feed),
+        input_fingerprint=fingerprint,
         model_fingerprint=_model_fingerprint(model),
         environment=environment.capture(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     record.model_info = dict(model.info)
+    record.sweep = floor_sweep(config, model, feed, ref, results)
     record.diagnosis = diagnosis.diagnose_record(record)
     record.duration_s = time.perf_counter() - start
     if out_dir is not None:

@@ -7,7 +7,6 @@ writes ``outputs.npz`` in the format the ``import:`` backend reads.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path

@@ -6,7 +6,6 @@ All forum nets are 1-D, batch 1, NCW. Weights come from a seed so that the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch

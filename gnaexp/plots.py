@@ -186,13 +186,6 @@ def sweep(
     return fig
 
 
-def saturation_onset(inputs: np.ndarray | Sequence[np.ndarray], int_max: int = 32767) -> float:
-    """Scale factor above which the largest input magnitude exceeds the int16 input range."""
-    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-    peak = max(float(np.max(np.abs(a))) for a in arrays)
-    return math.inf if peak == 0 else int_max / peak
-
-
 def to_png(fig: Figure, dpi: int = DPI, colors: int = 128) -> bytes:
     """PNG bytes of a figure (Agg), small enough to embed in a report.
 

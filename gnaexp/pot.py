@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from gnaexp import forum
 from gnaexp.experiment import ExperimentConfig, build_model, run, save_with_ir
@@ -81,7 +80,7 @@ def _rows(record: Record, name: str, ir: str, sf: float, layout: str) -> list[di
             "experiment": name, "ir": ir, "scale_factor": sf, "backend": result.label, "kind": result.kind,
             "layout": layout if emulated else "-", "l1": comp.l1, "cosine": comp.cosine, "pearson": comp.pearson,
             "sqnr_db": comp.sqnr_db, "input_sf_used": next(iter(used.values())) if used else None,
-            "sf_overridden": bool(used) and any(abs(v - sf) > 1e-6 * sf for v in used.values()),
+            "sf_overridden": "fakequantize" in (result.info.get("input_sf_source") or {}).values(),
             "saturations": sum(int(p.get("saturations", 0)) for p in result.info.get("plan", [])),
             "forum_l1": fig.l1 if fig and emulated else None,
             "forum_cosine": fig.cosine if fig and emulated else None,
@@ -95,38 +94,11 @@ def _index_row(r: Mapping[str, Any]) -> dict[str, Any]:
             "forum_l1": r["forum_l1"]}
 
 
-def _find(study: Study, **match: Any) -> list[dict[str, Any]]:
-    return [r for r in study.rows if all(r.get(k) == v for k, v in match.items())]
-
-
 def verdict_lines(study: Study) -> list[str]:
-    """What the side-by-side says, in words (every GNA figure here is emulated)."""
-    lines = []
-    for name in study.experiments:
-        pot_rows = _find(study, experiment=name, ir="pot", kind="emulated", layout="correct")
-        if not pot_rows:
-            continue
-        same = len({round(r["cosine"], 12) for r in pot_rows}) == 1
-        used = pot_rows[0]["input_sf_used"]
-        low_sf = min(study.scale_factors)
-        default_low = _find(study, experiment=name, ir="default", kind="emulated", layout="correct",
-                            scale_factor=low_sf)
-        text = (f"**{name}**: the quantized IR's FakeQuantize range sets the input scale factor to {used:.6g}, so the "
-                f"configured sf changes nothing ({'identical' if same else 'different'} results at sf "
-                f"{', '.join(f'{s:g}' for s in study.scale_factors)}); emulated cosine {pot_rows[0]['cosine']:.6f}, "
-                f"L1 {pot_rows[0]['l1']:.2e}")
-        if default_low:
-            text += f" against {default_low[0]['cosine']:.6f} / {default_low[0]['l1']:.2e} for the default IR at sf {low_sf:g}"
-        if pot_rows[0]["saturations"]:
-            text += (f"; {pot_rows[0]['saturations']} accumulator values saturate int32 (16-bit weights × 16-bit "
-                     "inputs at full scale, and no output statistics to shrink the weight scale); try weight_bits=8")
-        lines.append(text + ".")
-        legacy = _find(study, experiment=name, ir="pot", kind="emulated", layout="legacy-concat")
-        if legacy and not math.isclose(legacy[0]["cosine"], pot_rows[0]["cosine"], abs_tol=1e-9):
-            lines.append(f"**{name}** with the legacy concat layout stays at cosine {legacy[0]['cosine']:.3f} with the "
-                         "quantized IR too, at every scale factor: quantization settings cannot repair a layout "
-                         "defect — the forum's POT result for concat+conv (0.60).")
-    return lines
+    """What the side-by-side says, in words (``diagnosis.study_verdict_lines``)."""
+    from gnaexp import diagnosis
+
+    return diagnosis.study_verdict_lines(study.rows, study.experiments, study.scale_factors)
 
 
 def table(study: Study) -> "Any":
@@ -175,11 +147,3 @@ def plan_table(study: Study) -> "Any":
                      "<th>layer</th><th>op</th><th>precision</th><th>in sf</th><th>w sf</th><th>out sf</th>"
                      f"<th>saturations</th></tr>{plan}</table><p>How POT's GNA settings map onto NNCF:</p><ul>{notes}</ul>")
     return HTML("".join(parts))
-
-
-def side_by_side(experiments: Iterable[str] = ("conv", "concat_conv"), **params: Any) -> list[dict[str, Any]]:
-    """The rows of a study without saving anything beyond a temporary record folder (for scripts and tests)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return run_study({**params, "experiments": ",".join(experiments), "record_dir": tmp}).rows

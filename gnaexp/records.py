@@ -60,6 +60,17 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _decode_floats(obj: Any) -> Any:
+    """Undo ``_json_safe`` for floats: 'inf', '-inf' and 'nan' strings become floats again."""
+    if isinstance(obj, dict):
+        return {k: _decode_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode_floats(v) for v in obj]
+    if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
+        return float(obj)
+    return obj
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(_json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
 
@@ -86,6 +97,7 @@ class Record:
     artifacts: dict[str, str] = field(default_factory=dict)  # relative to the record folder
     errors: dict[str, str] = field(default_factory=dict)  # backend spec -> why it did not run
     diagnosis: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)  # emulated floor sweep (emulator.sweep.floor_sweep)
     model_info: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     created: str = ""
@@ -110,6 +122,7 @@ class Record:
             "backends": [r.to_json() for r in self.results],
             "metrics": {b: {o: c.to_json() for o, c in per.items()} for b, per in self.metrics.items()},
             "errors": self.errors,
+            "sweep": self.sweep,
             "diagnosis": self.diagnosis,
             "artifacts": self.artifacts,
             "duration_s": self.duration_s,
@@ -149,6 +162,7 @@ class Record:
             experiment=data["experiment"], config=data["config"], reference=data["reference"], results=results,
             metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
             model_fingerprint=data["model_fingerprint"], environment=data["environment"],
-            artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}), model_info=data.get("model", {}),
+            artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}),
+            sweep=_decode_floats(data.get("sweep", {})), model_info=data.get("model", {}),
             duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),
         )

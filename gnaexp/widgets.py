@@ -13,7 +13,7 @@ import base64
 import html
 from typing import Any
 
-from gnaexp import report
+from gnaexp import diagnosis, report
 
 EXPERIMENTS = ("conv", "concat", "concat_conv")
 BACKEND_CHOICES = ("torch", "openvino:CPU", "openvino:GNA", "gna-emu")
@@ -81,7 +81,7 @@ class Explorer:
         self.notes.value = "".join(f"<p><b>Note:</b> {html.escape(n)}</p>" for n in setting.notes)
         self.table.value = report.metrics_table(self.run_).text
         self.image.value = self._png()
-        self.verdict.value = "<br>".join(_bold(html.escape(line)) for line in report.verdict_lines(self.run_))
+        self.verdict.value = "<br>".join(_bold(html.escape(line)) for line in diagnosis.verdict_lines(self.run_.record))
         if self._display_id is not None:
             from IPython.display import update_display
 

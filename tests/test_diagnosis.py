@@ -1,9 +1,11 @@
 """The diagnosis ladder on the forum nets (emulator + real OpenVINO CPU + torch)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from gnaexp import diagnosis, experiment
+from gnaexp import diagnosis, experiment, ladder
 from gnaexp.emulator import emulate
 
 
@@ -13,7 +15,7 @@ def _steps(result):
 
 def test_concat_conv_ladder_names_the_layout_defect():
     config = experiment.ExperimentConfig(experiment="concat_conv", scale_factor=2048)
-    steps = _steps(diagnosis.ladder(config))
+    steps = _steps(ladder.ladder(config))
     assert steps["fp32"]["ok"]
     assert steps["floor"]["cosine"] > 0.9999
     # uniform [0, 1) inputs, half of int16 kept free: sf = 16383.5 / max x
@@ -28,7 +30,7 @@ def test_concat_conv_ladder_names_the_layout_defect():
 
 
 def test_conv_alone_has_no_layout_hypothesis():
-    steps = _steps(diagnosis.ladder(experiment.ExperimentConfig(experiment="conv", scale_factor=2048)))
+    steps = _steps(ladder.ladder(experiment.ExperimentConfig(experiment="conv", scale_factor=2048)))
     assert all(r.get("same_as_correct", True) for r in steps["layouts"]["rows"])
     assert "computes the same" in steps["layouts"]["verdict"]
 
@@ -40,13 +42,13 @@ def test_observed_output_is_matched_to_its_hypothesis():
     # A "device" that has the legacy layout defect, plus a little noise of its own.
     bad = emulate(model.ir_xml, feed, 2048.0, layout="legacy-concat").outputs["output"]
     bad = bad + np.random.default_rng(0).normal(0, 1e-4, bad.shape).astype(np.float32)
-    steps = _steps(diagnosis.ladder(config, observed=bad))
+    steps = _steps(ladder.ladder(config, observed=bad))
     assert steps["observed"]["hypotheses"][0]["hypothesis"] == "legacy-concat"
     assert "worse than the quantization floor" in steps["observed"]["verdict"]
     assert "reproduced by layout 'legacy-concat'" in steps["observed"]["verdict"]
     # A healthy device sits at the floor.
     good = emulate(model.ir_xml, feed, 2048.0).outputs["output"]
-    steps = _steps(diagnosis.ladder(config, observed=good))
+    steps = _steps(ladder.ladder(config, observed=good))
     assert steps["observed"]["hypotheses"][0]["hypothesis"] == "correct"
     assert "at the int16 quantization floor" in steps["observed"]["verdict"]
 
@@ -67,7 +69,7 @@ def test_classify_against_floor(sq, floor, expected):
 
     c = Comparison(l1=0.0, cosine=0.9, pearson=0.9, sqnr_db=sq, rmse=0.0, relative_l2=0.0, max_abs_error=0.0,
                    max_abs_error_index=[], cosine_per_channel=[])
-    assert expected in diagnosis.classify(c, "measured", floor)
+    assert expected in diagnosis.classify(c, floor)
 
 
 def test_emulated_verdict_names_saturation_instead_of_calling_it_the_floor():
@@ -75,6 +77,47 @@ def test_emulated_verdict_names_saturation_instead_of_calling_it_the_floor():
                                          scale_factor=40000)  # 2·40000 does not fit int16
     verdict = experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]
     assert "saturation in input (" in verdict and "lower the input scale factor" in verdict
-    assert "best GNA can do" not in verdict
+    assert "quantization floor" not in verdict
     config.scale_factor = 2048
-    assert "the best GNA can do here" in experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]
+    assert "the emulated int16 quantization floor for sf 2048" in \
+        experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]
+
+
+@pytest.mark.parametrize("scale_factor", [1, 2048])
+def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor):
+    """One config through `gnaexp run` and through a one-run `gnaexp batch`: the same verdict text everywhere."""
+    import html
+    import json
+
+    import yaml
+
+    from gnaexp import cli
+    from gnaexp.records import Record
+
+    params = {"scale_factor": scale_factor, "length": 33, "seed": 3, "backends": "torch,openvino:CPU,gna-emu"}
+    run_dir = tmp_path / "run"
+    sets = [f"{k}={v}" for k, v in params.items() if k != "backends"]
+    assert cli.main(["run", "conv", *sum((["--set", s] for s in sets), []), "--backends", params["backends"],
+                     "--out", str(run_dir)]) == 0
+    by_run = Record.load(run_dir)
+
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump({"runs": [{"notebook": str(notebooks / "conv"), "name": "one",
+                                                "parameters": params}]}))
+    out = tmp_path / "reports"
+    assert cli.main(["batch", str(matrix), "--out", str(out), "--jobs", "1"]) == 0
+    by_batch = Record.load(out / "one.record")
+
+    assert by_batch.input_fingerprint == by_run.input_fingerprint  # the same run, not a look-alike
+    assert by_batch.diagnosis["verdicts"] == by_run.diagnosis["verdicts"]
+    lines = diagnosis.verdict_lines(by_run)
+    assert len(lines) == 2  # openvino:CPU and gna-emu against torch
+    summary = json.loads((out / "one.record" / "summary.json").read_text())
+    assert summary["verdict"] == lines
+    cells = json.loads((out / "one.ipynb").read_text())["cells"]
+    notebook_text = json.dumps([o.get("data", {}) for c in cells for o in c.get("outputs", [])], ensure_ascii=False)
+    index = (out / "index.html").read_text()
+    for label, text in by_run.diagnosis["verdicts"].items():
+        assert json.dumps(text, ensure_ascii=False)[1:-1] in notebook_text  # the notebook's verdict cell shows it
+        assert html.escape(text) in index

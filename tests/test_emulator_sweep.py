@@ -11,7 +11,7 @@ from gnaexp.backends import make_backend
 from gnaexp.backends.base import ModelBundle
 from gnaexp.emulator import emulate
 from gnaexp.emulator.commands import add_emulate_parser, cmd_emulate
-from gnaexp.emulator.sweep import recommended_scale_factor, sweep
+from gnaexp.emulator.sweep import input_saturation_onset, recommended_scale_factor, sweep
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,9 @@ def test_emulate_command_writes_outputs_plan_ints(conv_case, tmp_path):
                              "--out", str(tmp_path / "z.npy")])
     with pytest.raises(ValueError, match="scale-factor"):
         cmd_emulate(bad)
+
+
+def test_input_saturation_onset():
+    assert input_saturation_onset(np.array([0.5, -2.0])) == pytest.approx(32767 / 2)
+    assert input_saturation_onset({"a": np.array([1.0]), "b": np.array([-4.0])}) == pytest.approx(32767 / 4)
+    assert input_saturation_onset(np.zeros(3)) == float("inf")

@@ -134,7 +134,9 @@ def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):
             np.testing.assert_array_equal(other.record.result(r.label).outputs["output"], r.outputs["output"])
         assert {k: {o: c.to_json() for o, c in v.items()} for k, v in other.record.metrics.items()} == \
                {k: {o: c.to_json() for o, c in v.items()} for k, v in fresh.record.metrics.items()}
-    assert report.verdict_lines(cached) == report.verdict_lines(fresh)
+    from gnaexp import diagnosis
+
+    assert diagnosis.verdict_lines(cached.record) == diagnosis.verdict_lines(fresh.record)
 
 
 def test_index_and_show_code(executed, tmp_path):

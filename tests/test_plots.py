@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -74,10 +73,6 @@ def test_sweep_log_axis_and_saturation_marker():
     with pytest.raises(ValueError, match="positive"):
         plots.sweep([0, 1], {"SQNR": [1, 2]})
 
-
-def test_saturation_onset():
-    assert plots.saturation_onset(np.array([0.5, -2.0])) == pytest.approx(32767 / 2)
-    assert math.isinf(plots.saturation_onset(np.zeros(3)))
 
 
 def test_png_is_small_and_valid():

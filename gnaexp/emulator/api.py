@@ -37,7 +37,7 @@ class Emulation:
     rules_version: str = RULES_VERSION
     layout: str = "correct"
     precision: str = "i16"
-    emulated: bool = True
+    input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize"
 
     def to_json(self) -> dict[str, Any]:
         """Plan and notes, JSON-ready (no arrays)."""
@@ -49,6 +49,7 @@ class Emulation:
             "layout": self.layout,
             "precision": self.precision,
             "input_scale_factors": dict(self.input_scale_factors),
+            "input_sf_source": dict(self.input_sf_source),
             "notes": list(self.notes),
             "plan": json.loads(json.dumps(self.plan, default=_jsonable)),
         }
@@ -173,4 +174,5 @@ def emulate(
         notes.extend(f"{row['layer']}: {n}" for n in row.get("notes") or [] if n.startswith(INT8_NOT_APPLIED))
         if row["saturations"]:
             notes.append(f"{row['layer']}: {row['saturations']} values saturated")
-    return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision)
+    return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision,
+                     dict(plan.input_sf_source))

@@ -70,6 +70,7 @@ class Plan:
     notes: list[str]
     layout: str
     precision: str
+    input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize"
 
     def summary(self) -> list[dict[str, Any]]:
         return [dict(s.info) for s in self.steps if s.kind != "move"]
@@ -201,6 +202,7 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
 
     # FakeQuantize right after network inputs sets their scale factor (§3.1) and replaces the user value.
     input_fq: set[str] = set()
+    sf_source = {key: "configured" for key, _, _ in prog.params}
     for n in prog.nodes:
         if n.op == "FakeQuantize" and n.inputs[0] not in prog.consts:
             params = _moves_to_params(prog, n.inputs[0])
@@ -216,6 +218,7 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
                             f"{n.name!r} ({lv} levels on [{lo:g}, {hi:g}])"
                         )
                     sf_in[p] = sf
+                    sf_source[p] = "fakequantize"
                     if max(abs(lo), abs(hi)) * sf > 32767:
                         notes.append(f"input {pname[p]!r}: values above {32767 / sf:g} saturate int16 at sf {sf:g}")
 
@@ -293,7 +296,8 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
             k = need16(key, for_result=True)
             ti = info[k]
         outputs.append((name, k, ti.sf))
-    return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision)
+    return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision,
+                {pname[k]: v for k, v in sf_source.items()})
 
 
 def _root_key(prog: Program, key: str) -> str:

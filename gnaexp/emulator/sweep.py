@@ -6,6 +6,7 @@ cheap, so a 64-sf × 256-input sweep of the forum conv runs in well under a seco
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +20,24 @@ INT16_MAX = 32767
 DEFAULT_HEADROOM = 0.5  # fraction of int16 full scale reserved: max|x|·sf ≤ (1 − headroom)·32767
 
 
+def _peak(x: np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> float:
+    arrays = x.values() if isinstance(x, Mapping) else [x] if isinstance(x, np.ndarray) else list(x)
+    return max(float(np.max(np.abs(np.asarray(a, dtype=np.float64)))) for a in arrays)
+
+
+def input_saturation_onset(x: np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> float:
+    """Scale factor above which the largest input magnitude leaves the int16 input range (inf for all zeros)."""
+    peak = _peak(x)
+    return math.inf if peak == 0 else INT16_MAX / peak
+
+
+def best_index(sqnr_db: Sequence[float]) -> int:
+    """The one definition of the best scale factor: highest SQNR against the reference (first if tied)."""
+    values = np.asarray(sqnr_db, dtype=np.float64)
+    finite = np.where(np.isnan(values), -np.inf, values)
+    return int(np.argmax(finite))
+
+
 def recommended_scale_factor(x: np.ndarray | Mapping[str, np.ndarray], headroom: float = DEFAULT_HEADROOM) -> float:
     """Largest sf with max|x|·sf ≤ (1 − headroom)·32767.
 
@@ -27,8 +46,7 @@ def recommended_scale_factor(x: np.ndarray | Mapping[str, np.ndarray], headroom:
     """
     if not 0 <= headroom < 1:
         raise ValueError(f"headroom must be in [0, 1), got {headroom}")
-    arrays = x.values() if isinstance(x, Mapping) else [x]
-    peak = max(float(np.max(np.abs(np.asarray(a, dtype=np.float64)))) for a in arrays)
+    peak = _peak(x)
     if peak == 0:
         return 1.0
     return float(np.float32((1 - headroom) * INT16_MAX / peak))
@@ -42,7 +60,7 @@ class SweepResult:
     sqnr_db: list[float]
     input_saturations: list[int]
     accumulator_saturations: list[int]
-    best_scale_factor: float  # minimises L1
+    best_scale_factor: float  # highest SQNR (best_index)
     input_saturation_starts: float | None  # smallest swept sf with any input saturation
     accumulator_saturation_starts: float | None
     recommended_scale_factor: float
@@ -62,7 +80,7 @@ class SweepResult:
         def onset(sf: float | None) -> str:
             return f"from sf {sf:g}" if sf is not None else f"none up to sf {max(self.scale_factors):g}"
 
-        rows.append(f"best sf (min L1): {self.best_scale_factor:g}; input saturation {onset(self.input_saturation_starts)}; "
+        rows.append(f"best sf (highest SQNR): {self.best_scale_factor:g}; input saturation {onset(self.input_saturation_starts)}; "
                     f"accumulator saturation {onset(self.accumulator_saturation_starts)}; "
                     f"recommended from the input range (headroom {self.headroom:g}): {self.recommended_scale_factor:g}")
         return "\n".join(rows)
@@ -102,8 +120,40 @@ def sweep(
     return SweepResult(
         scale_factors=sfs, cosine=out["cos"], l1=out["l1"], sqnr_db=out["sqnr"],
         input_saturations=out["insat"], accumulator_saturations=out["accsat"],
-        best_scale_factor=sfs[int(np.nanargmin(out["l1"]))],
+        best_scale_factor=sfs[best_index(out["sqnr"])],
         input_saturation_starts=first(out["insat"]), accumulator_saturation_starts=first(out["accsat"]),
         recommended_scale_factor=recommended_scale_factor(inputs, headroom), headroom=headroom,
         layout=layout, precision=precision,
     )
+
+
+# Scale factors a run's floor sweep probes: powers of two up to the int16 range (plus the configured one).
+FLOOR_SCALE_FACTORS = tuple(float(2 ** k) for k in range(16))
+
+
+def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs: Mapping[str, np.ndarray],
+                scale_factor: float, precision: str = "i16", layouts: Sequence[str] = ("correct",),
+                scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS) -> dict[str, Any]:
+    """The emulated quantization floor of one run, JSON-ready: what verdicts, plots and the index all read.
+
+    The correct layout (the floor) and any other layout asked for, at every sweep scale factor plus the
+    configured one; the floor at the configured sf, the best sf (``best_index``) and where inputs saturate.
+    """
+    sf = float(scale_factor)
+    sfs = sorted({float(s) for s in scale_factors} | {sf})
+    layouts = ["correct"] + [lay for lay in layouts if lay != "correct"]
+    series = {}
+    for layout in layouts:
+        res = sweep(model, inputs, reference_outputs, sfs, precision, layout)
+        series[layout] = {"sqnr_db": res.sqnr_db, "cosine": res.cosine, "l1": res.l1,
+                          "input_saturations": res.input_saturations,
+                          "accumulator_saturations": res.accumulator_saturations}
+        if layout == "correct":
+            floor = res
+    at = sfs.index(sf)
+    best = best_index(floor.sqnr_db)
+    return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision, "layouts": series,
+            "floor_sqnr_db": floor.sqnr_db[at], "floor_cosine": floor.cosine[at],
+            "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
+            "input_saturation_sf": input_saturation_onset(inputs),
+            "recommended_scale_factor": floor.recommended_scale_factor}

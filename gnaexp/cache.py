@@ -1,0 +1,83 @@
+"""The on-disk cache shared by runs: converted IRs, user model copies and torch reference outputs.
+
+``GNAEXP_CACHE`` (default ``~/.cache/gnaexp``) holds ``ir/`` (exported nets), ``files/`` (user models saved
+with names), ``reference/`` (torch outputs with the IR they came from, so that a later run of the same net
+and inputs needs no torch) and the NNCF-quantized IRs beside their float IR. Entries are written to a temporary
+folder and renamed into place; a damaged entry reads as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp.backends import BackendResult, ModelBundle
+from gnaexp.environment import package_version
+
+# The sources that build nets, inputs and IRs: a change in any of them may change a cached reference.
+_REFERENCE_SOURCES = ("nets.py", "inputs.py", "ir.py", "experiment.py")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GNAEXP_CACHE") or Path.home() / ".cache" / "gnaexp")
+
+
+def reference_key(net: Mapping[str, Any]) -> str:
+    """Key of a torch reference: the net's and inputs' settings, the versions, and the sources that build them."""
+    data = dict(net, versions=[package_version("torch"), package_version("openvino"), package_version("gnaexp")])
+    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
+    here = Path(__file__).resolve().parent
+    for name in _REFERENCE_SOURCES:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def load_reference(key: str) -> tuple[ModelBundle, BackendResult, str] | None:
+    """(model with its IR, torch result, input fingerprint) from the cache, or None when absent or damaged."""
+    folder = cache_dir() / "reference" / key
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        with np.load(folder / "reference.npz", allow_pickle=False) as z:
+            outputs = {k: z[k] for k in z.files}
+        bundle = ModelBundle(name=meta["name"], ir_xml=folder / "model.xml", input_names=meta["input_names"],
+                             output_names=meta["output_names"],
+                             input_shapes={k: tuple(v) for k, v in meta["input_shapes"].items()})
+        info, fingerprint = dict(meta["info"], cached=True), meta["input_fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (folder / "model.bin").exists():
+        return None
+    return bundle, BackendResult("torch", "reference", outputs, {}, info, 0.0), fingerprint
+
+
+def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fingerprint: str) -> None:
+    """Keep a torch result and its IR (best effort: a cache that cannot be written only costs time)."""
+    from gnaexp.records import dumps
+
+    folder = cache_dir() / "reference" / key
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    except OSError:
+        return
+    try:
+        shutil.copyfile(model.ir_xml, tmp / "model.xml")
+        shutil.copyfile(Path(model.ir_xml).with_suffix(".bin"), tmp / "model.bin")
+        np.savez(tmp / "reference.npz", **ref.outputs)
+        meta = {"name": model.name, "input_names": model.input_names, "output_names": model.output_names,
+                "input_shapes": {k: list(v) for k, v in model.input_shapes.items()}, "info": ref.info,
+                "input_fingerprint": input_fingerprint}
+        (tmp / "meta.json").write_text(dumps(meta), encoding="utf-8")
+        os.replace(tmp, folder)  # another process may have won the race: then its copy stays
+    except OSError:
+        pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,140 @@
+"""The diagnosis ladder: run an experiment's checks in order and say, step by step, quantization or defect.
+
+Orchestration only (it builds the model, runs backends, the emulator and one floor sweep); every verdict's
+wording of a backend result comes from ``diagnosis``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp import diagnosis, experiment, metrics
+from gnaexp.backends import make_backend
+from gnaexp.diagnosis import FP32_COSINE_MIN
+
+
+def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf: float, precision: str,
+             layout: str) -> tuple[np.ndarray, metrics.Comparison, Any]:
+    from gnaexp.emulator import emulate
+
+    em = emulate(model_xml, feed, scale_factors=sf, precision=precision, layout=layout)
+    out = next(iter(em.outputs.values()))
+    return out, metrics.compare(ref, out), em
+
+
+def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None) -> dict[str, Any]:
+    """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
+
+    observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``); without it
+    the ladder still gives the floor and what each layout hypothesis would look like.
+    """
+    from gnaexp.emulator import LAYOUTS
+    from gnaexp.emulator.sweep import DEFAULT_HEADROOM, floor_sweep
+
+    model = experiment.build_model(config)
+    feed = experiment.make_inputs(config, model)
+    ref_backend = "torch" if model.torch_module is not None else "openvino:CPU"
+    ref_outputs = make_backend(ref_backend).run(model, feed).outputs
+    ref = next(iter(ref_outputs.values()))
+    steps: list[dict[str, Any]] = []
+
+    # 1. FP32 path: OpenVINO CPU on the (float) IR must match torch.
+    if ref_backend == "torch" and config.ir == "default":
+        cpu = next(iter(make_backend("openvino:CPU").run(model, feed).outputs.values()))
+        c = metrics.compare(ref, cpu)
+        ok = c.cosine >= FP32_COSINE_MIN
+        steps.append({"step": "fp32", "ok": ok, "cosine": c.cosine, "l1": c.l1,
+                      "verdict": "OpenVINO CPU FP32 matches torch: the IR is the same net" if ok else
+                      "OpenVINO CPU FP32 differs from torch: fix the export before looking at any device"})
+
+    # 2. Floor at the configured scale factor, and the best the scale factor can do (the run's one sweep).
+    sf = float(config.scale_factor)
+    sweep = floor_sweep(model.ir_xml, feed, ref_outputs, sf, config.precision, LAYOUTS)
+    floor_out, floor, em = _emulate(model.ir_xml, feed, ref, sf, config.precision, "correct")
+    fq_override = "fakequantize" in em.input_sf_source.values()
+    best_sf, best_sqnr = sweep["best_scale_factor"], sweep["best_sqnr_db"]
+    recommended = sweep["recommended_scale_factor"]
+    steps.append({"step": "floor", "scale_factor": sf, "input_scale_factors_used": em.input_scale_factors,
+                  "input_sf_source": em.input_sf_source,
+                  "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "l1": floor.l1, "notes": em.notes,
+                  "best_scale_factor": best_sf, "best_sqnr_db": best_sqnr, "sweep": sweep,
+                  "recommended_scale_factor": recommended,
+                  "verdict": (f"quantization floor at sf {sf:g}: SQNR {floor.sqnr_db:.1f} dB, cosine "
+                              f"{floor.cosine:.6f}, L1 {floor.l1:.2e} (emulated); best over sf "
+                              f"{min(sweep['scale_factors']):g}…{max(sweep['scale_factors']):g}: "
+                              f"{best_sqnr:.1f} dB at sf {best_sf:g}")
+                  + (" — the IR's FakeQuantize ranges set the input scale factor, so sf has no effect"
+                     if fq_override else
+                     f"; from these inputs' range (keeping {DEFAULT_HEADROOM:.0%} of int16 free) use sf ≈ "
+                     f"{recommended:.6g}")})
+
+    # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
+    trace = sweep["layouts"]["correct"]["sqnr_db"]
+    spread = max(trace) - min(trace)
+    steps.append({"step": "sensitivity", "sqnr_spread_db": spread,
+                  "verdict": (f"the emulated floor moves by {spread:.1f} dB across scale factors: "
+                              "the quantization error reacts to the scale factor as it should")
+                  if spread > 1 else (f"the emulated floor moves by only {spread:.1f} dB across scale factors"
+                                      + (" (FakeQuantize ranges fix the scale)" if fq_override else ""))})
+
+    # 4. Layout hypotheses: what each plugin path would output.
+    hypotheses: dict[str, np.ndarray] = {"correct": floor_out}
+    rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
+    sfs = sweep["scale_factors"]
+    # Probe at the best scale factor too: there quantization error is smallest, so what remains is structural.
+    other_sf = best_sf if best_sf != sf else 2048.0 if sf != 2048.0 else 32768.0
+    for layout in LAYOUTS:
+        if layout == "correct":
+            continue
+        out, c, _ = _emulate(model.ir_xml, feed, ref, sf, config.precision, layout)
+        if other_sf in sfs:
+            i = sfs.index(other_sf)
+            other = {"cosine": sweep["layouts"][layout]["cosine"][i], "sqnr_db": sweep["layouts"][layout]["sqnr_db"][i]}
+        else:
+            _, c2, _ = _emulate(model.ir_xml, feed, ref, other_sf, config.precision, layout)
+            other = {"cosine": c2.cosine, "sqnr_db": c2.sqnr_db}
+        hypotheses[layout] = out
+        rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
+                     "cosine_at_other_sf": other["cosine"], "sqnr_at_other_sf": other["sqnr_db"],
+                     "other_sf": other_sf, "same_as_correct": bool(np.array_equal(out, floor_out))})
+    steps.append({"step": "layouts", "rows": rows, "verdict": _layout_verdict(rows)})
+
+    # 5. The observed device output against the floor and the hypotheses.
+    if observed is not None:
+        obs = metrics.compare(ref, observed)
+        ranked = diagnosis.explain(observed, hypotheses)
+        best_h = ranked[0]
+        verdict = diagnosis.classify(obs, floor.sqnr_db)
+        if best_h["hypothesis"] != "correct" and best_h["sqnr_db"] > 20:
+            verdict += (f"; the observed output is reproduced by layout '{best_h['hypothesis']}' "
+                        f"(SQNR {best_h['sqnr_db']:.1f} dB against it): a layout defect, not quantization")
+        steps.append({"step": "observed", "sqnr_db": obs.sqnr_db, "cosine": obs.cosine, "pearson": obs.pearson,
+                      "hypotheses": ranked, "verdict": verdict})
+    return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
+            "emulated": True, "steps": steps}
+
+
+def _layout_verdict(rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in rows[1:]:
+        if r["same_as_correct"]:
+            parts.append(f"'{r['layout']}' computes the same as the correct layout for this net")
+        else:
+            moved = abs(r["sqnr_at_other_sf"] - r["sqnr_db"])
+            text = (f"'{r['layout']}' would give cosine {r['cosine']:.3f} (Pearson {r['pearson']:.3f}, SQNR "
+                    f"{r['sqnr_db']:.1f} dB) at this sf and cosine {r['cosine_at_other_sf']:.3f} at sf "
+                    f"{r['other_sf']:g}")
+            if moved < 3 and r["sqnr_db"] < 20:
+                text += (" — an error far above the floor that does not move with the scale factor: the signature "
+                         "of a layout defect, not of quantization")
+            parts.append(text)
+    return "; ".join(parts) or "no alternative layout applies"
+
+
+def format_ladder(result: Mapping[str, Any]) -> str:
+    lines = [f"diagnosis of {result['experiment']} (reference {result['reference']}; GNA figures are emulated)"]
+    for i, step in enumerate(result["steps"], 1):
+        lines.append(f"{i}. [{step['step']}] {step['verdict']}")
+    return "\n".join(lines)
