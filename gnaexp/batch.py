@@ -10,7 +10,6 @@ outputs exist is skipped.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import hashlib
 import itertools
@@ -26,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp import pages
-from gnaexp.pages import export_html, hide_local_paths, offline_html  # noqa: F401 — part of this module's API
-from gnaexp.records import atomic_write_text
+from gnaexp.pages import export_html, hide_local_paths
+from gnaexp.files import atomic_write_text
 
 MATRIX_NAME = "forum-matrix.yaml"
 KERNEL = "python3"
@@ -395,49 +394,3 @@ def _spread_notebooks(runs: list[Run]) -> list[Run]:
     for batch in itertools.zip_longest(*groups.values()):
         order.extend(r for r in batch if r is not None)
     return order
-
-
-# --- CLI -------------------------------------------------------------------------------------------------------
-
-def add_batch_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "batch", help="run a matrix of notebooks with papermill into HTML reports and reports/index.html")
-    p.add_argument("matrix", nargs="?", help=f"YAML matrix file (default: notebooks/{MATRIX_NAME})")
-    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel runs (default: number of cores)")
-    p.add_argument("--force", action="store_true", help="rerun runs that are unchanged and done")
-    p.add_argument("--out", default="reports", help="output folder (default: reports/)")
-    p.add_argument("--show-code", action="store_true", help="include code cells in the HTML reports")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds a run may take before it is stopped and marked 'timed out' (default 600)")
-    p.set_defaults(func=cmd_batch)
-
-
-def cmd_batch(args: argparse.Namespace) -> int:
-    matrix = Path(args.matrix) if args.matrix else default_matrix()
-    if args.jobs is not None and args.jobs < 1:
-        print("gnaexp batch: error: --jobs must be at least 1", file=sys.stderr)
-        return 2
-    if not args.timeout > 0:
-        print("gnaexp batch: error: --timeout must be a positive number of seconds", file=sys.stderr)
-        return 2
-    try:
-        runs = load_matrix(matrix)
-    except MatrixError as exc:
-        print(f"gnaexp batch: bad matrix: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    start = time.perf_counter()
-    # Ctrl-C must stop the batch even when started from a shell that ignores SIGINT for background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
-    except KeyboardInterrupt:
-        return 130
-    failed = [o for o in outcomes if o.status == "failed"]
-    done = sum(o.status == "ok" for o in outcomes)
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    print(f"{done} ran, {skipped} unchanged, {len(failed)} failed in {time.perf_counter() - start:.1f} s; "
-          f"index: {out / 'index.html'}")
-    for o in failed:
-        print(f"  failed: {o.name}: {o.error} (see {out / (o.name + '.failed.html')})")
-    return 1 if failed else 0

@@ -59,7 +59,7 @@ def load_reference(key: str) -> tuple[ModelBundle, BackendResult, str] | None:
 
 def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fingerprint: str) -> None:
     """Keep a torch result and its IR (best effort: a cache that cannot be written only costs time)."""
-    from gnaexp.records import dumps
+    from gnaexp.files import dumps
 
     folder = cache_dir() / "reference" / key
     try:

@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -99,6 +99,21 @@ class ExperimentConfig:
                 raise KeyError(f"unknown parameter {key!r}; valid: {', '.join(self.keys())}")
             values[key] = _convert(key, raw, str(types[key]))
         return ExperimentConfig(**values)
+
+    @classmethod
+    def from_strings(cls, experiment: str, sets: Sequence[str] = (), backends: str | None = None) -> "ExperimentConfig":
+        """A config from command-line words: the experiment, ``key=value`` settings and a backend list."""
+        if experiment not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+        settings: dict[str, Any] = {}
+        for pair in sets or ():
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--set takes key=value, got {pair!r}")
+            settings[key.strip()] = value.strip()
+        if backends:
+            settings["backends"] = backends
+        return cls().with_settings({"experiment": experiment, **settings})
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -319,3 +334,13 @@ def save_with_ir(record: Record, model: ModelBundle, out_dir: Path) -> Path:
             os.replace(tmp, ir_dir / ("model" + src.suffix))
         record.artifacts["ir"] = "ir/model.xml"
     return record.save(out_dir)
+
+
+def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str = "correct") -> Any:
+    """Emulated error of the config's net and inputs over scale factors, against torch (or OpenVINO CPU)."""
+    from gnaexp.emulator.sweep import sweep as emulator_sweep
+
+    model = build_model(config)
+    feed = make_inputs(config, model)
+    ref = make_backend("torch" if model.torch_module is not None else "openvino:CPU").run(model, feed).outputs
+    return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout)

@@ -11,11 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 
 from gnaexp import experiment, inputs as inputs_mod
 from gnaexp.backends import make_backend
-from gnaexp.records import atomic_write_bytes, atomic_write_text, dumps
+from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
 
 MEASURE_SCRIPT = '''"""Run this on the GNA machine: python measure_on_device.py [--mode SW_EXACT|HW|AUTO|SW_FP32] [--sf 2048]
 
@@ -88,21 +87,13 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
         tmp = folder / f".{src.name}.tmp"
         shutil.copyfile(src, tmp)
         os.replace(tmp, folder / ("model" + src.suffix))
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **feed)
-    atomic_write_bytes(folder / "inputs.npz", buf.getvalue())
+    atomic_write_bytes(folder / "inputs.npz", npz_bytes(feed))
     for name, arr in feed.items():
-        buf = io.BytesIO()
-        np.save(buf, arr)
-        atomic_write_bytes(folder / f"{name}.npy", buf.getvalue())
+        atomic_write_bytes(folder / f"{name}.npy", npy_bytes(arr))
     if model.torch_module is not None:
         ref = make_backend("torch").run(model, feed)
         for name, arr in ref.outputs.items():
-            buf = io.BytesIO()
-            np.save(buf, arr)
-            atomic_write_bytes(folder / f"reference_{name}.npy", buf.getvalue())
+            atomic_write_bytes(folder / f"reference_{name}.npy", npy_bytes(arr))
     cfg = config.to_json()
     cfg["input_fingerprint"] = inputs_mod.fingerprint(feed)
     atomic_write_text(folder / "config.json", dumps(cfg))

@@ -70,24 +70,43 @@ def validate(name: str, array: np.ndarray, expected_shape: tuple[int, ...], batc
     return array.astype(np.float32, copy=False)
 
 
-def read_arrays(path: str | Path, names: list[str], what: str = "input file") -> dict[str, np.ndarray]:
-    """Arrays by input name from .npy (one-input models) or .npz (keyed by name, or one unnamed array)."""
+def read_file(path: str | Path, what: str = "input file") -> np.ndarray | dict[str, np.ndarray]:
+    """The one reader of array files: an .npy gives its array, an .npz its arrays by name ("__" keys, metadata
+    written beside device outputs, are left out). Never unpickles."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
     if path.suffix == ".npy":
-        if len(names) != 1:
-            raise ValueError(f"{path.name} holds one array but the model has inputs {names}; use an .npz keyed by name")
-        return {names[0]: np.load(path, allow_pickle=False)}
+        return np.load(path, allow_pickle=False)
     if path.suffix != ".npz":
         raise ValueError(f"unsupported {what} {path.name}: use .npy or .npz")
     with np.load(path, allow_pickle=False) as z:
-        stored = dict(z)
+        return {k: z[k] for k in z.files if not k.startswith("__")}
+
+
+def read_one(path: str | Path, what: str = "array file") -> np.ndarray:
+    """One array from an .npy, or from an .npz that holds exactly one."""
+    data = read_file(path, what)
+    if isinstance(data, dict):
+        if len(data) != 1:
+            raise ValueError(f"{what} {Path(path).name} holds {len(data)} arrays {sorted(data)}; give a file with one")
+        return next(iter(data.values()))
+    return data
+
+
+def read_arrays(path: str | Path, names: list[str], what: str = "input file") -> dict[str, np.ndarray]:
+    """Arrays by input name from .npy (one-input models) or .npz (keyed by name, or one unnamed array)."""
+    stored = read_file(path, what)
+    if not isinstance(stored, dict):
+        if len(names) != 1:
+            raise ValueError(f"{Path(path).name} holds one array but the model has inputs {names}; use an .npz "
+                             "keyed by name")
+        return {names[0]: stored}
     if len(stored) == 1 and len(names) == 1:
         return {names[0]: next(iter(stored.values()))}
     missing = [n for n in names if n not in stored]
     if missing:
-        raise ValueError(f"{what} {path.name} lacks input(s) {missing}; it holds {sorted(stored)}")
+        raise ValueError(f"{what} {Path(path).name} lacks input(s) {missing}; it holds {sorted(stored)}")
     return {n: stored[n] for n in names}
 
 

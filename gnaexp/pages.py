@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
-from gnaexp.records import atomic_write_bytes, atomic_write_text
+from gnaexp.files import atomic_write_bytes, atomic_write_text
 
 _EXPORTER: Any = None
 

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 from gnaexp import forum
 from gnaexp.experiment import ExperimentConfig, build_model, run, save_with_ir
-from gnaexp.records import Record, atomic_write_text, dumps
+from gnaexp.files import atomic_write_text, dumps
+from gnaexp.records import Record
 
 SUMMARY_FILE = "summary.json"  # the batch index reads key metrics and the verdict from here
 

@@ -37,8 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -305,62 +303,10 @@ def quantize_cached(float_xml: str | Path, settings: QuantizationSettings) -> Qu
         return QuantizationResult(float_xml, out_xml, settings, data["calibration_fingerprint"],
                                   data["calibration_count"], data["fake_quantize"], data["notes"], data["duration_s"])
     result = quantize_ir(float_xml, out_xml, settings)
-    from gnaexp.records import atomic_write_text, dumps
+    from gnaexp.files import atomic_write_text, dumps
 
     atomic_write_text(meta, dumps(result.to_json(relative_to=out_xml.parent)))
     return result
 
 
 # --- CLI ------------------------------------------------------------------------------------------------
-
-def add_quantize_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("quantize", help="NNCF post-training quantization (POT's successor) into a FQ IR")
-    p.add_argument("model", help="conv | concat | concat_conv, or a path to an FP32 OpenVINO .xml")
-    p.add_argument("--calibration", help="your calibration samples: .npy/.npz shaped [N, *input shape]")
-    p.add_argument("--calibration-size", type=int, default=32, help="generated samples (default 32)")
-    p.add_argument("--calibration-seed", type=int, default=0)
-    p.add_argument("--calibration-kind", default="uniform01", help=", ".join(inputs_mod.INPUT_KINDS))
-    p.add_argument("--activation-bits", type=int, choices=SUPPORTED_BITS, default=16)
-    p.add_argument("--weight-bits", type=int, choices=SUPPORTED_BITS, default=16)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="experiment parameter")
-    p.add_argument("--out", required=True, help="folder for float.xml, quantized.xml and quantization.json")
-    p.set_defaults(func=_cmd_quantize)
-
-
-def _cmd_quantize(args: Any) -> int:
-    from gnaexp import ir
-    from gnaexp.records import atomic_write_text, dumps
-
-    settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
-                                    args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "")
-    settings.validate()
-    out = Path(args.out)
-    if args.model.endswith(".xml"):
-        float_src = Path(args.model)
-        if not float_src.exists():
-            raise FileNotFoundError(f"model {float_src} does not exist")
-    else:
-        from gnaexp.cli import make_config
-        from gnaexp.experiment import build_model
-
-        float_src = build_model(make_config(args.model, args.set, "torch")).ir_xml
-    # Quantize in a scratch folder first: the output folder changes only once everything succeeded.
-    with tempfile.TemporaryDirectory(prefix="gnaexp-quantize-") as tmp:
-        result = quantize_ir(float_src, Path(tmp) / "quantized.xml", settings)
-        out.mkdir(parents=True, exist_ok=True)
-        for suffix in (".xml", ".bin"):
-            staged = out / f".float{suffix}.tmp"
-            shutil.copyfile(float_src.with_suffix(suffix), staged)
-            os.replace(staged, out / f"float{suffix}")
-        for suffix in (".bin", ".xml"):
-            os.replace(Path(tmp) / f"quantized{suffix}", out / f"quantized{suffix}")
-    result.float_xml, result.quantized_xml = out / "float.xml", out / "quantized.xml"
-    atomic_write_text(out / "quantization.json", dumps(result.to_json(relative_to=out)))
-    print(f"quantized {float_src.name} ({settings.tag()}, {result.calibration_count} calibration samples) "
-          f"in {result.duration_s:.1f} s → {out / 'quantized.xml'}")
-    for row in result.fake_quantize:
-        print(f"  {row['on']:<11} {row['precision']:<5} levels {row['levels']:<6} range {row['output_range']} "
-              f"→ sf {row['derived_scale_factor']:.6g}  ({row['name']})")
-    for note in result.notes:
-        print(f"  note: {note}")
-    return 0

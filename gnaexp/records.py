@@ -9,9 +9,6 @@ a crash never leaves a half-written file in place of a good one.
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,68 +16,12 @@ from typing import Any
 import numpy as np
 
 from gnaexp.backends.base import BackendResult
+from gnaexp.files import atomic_write_bytes, atomic_write_text, decode_floats, dumps, npz_bytes
 from gnaexp.metrics import Comparison
 
 SCHEMA = "gnaexp.record/1"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_safe(obj: Any) -> Any:
-    """Make numpy scalars/arrays and non-finite floats JSON-safe (non-finite floats become strings)."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, Path):
-        return obj.as_posix()
-    return obj
-
-
-def _decode_floats(obj: Any) -> Any:
-    """Undo ``_json_safe`` for floats: 'inf', '-inf' and 'nan' strings become floats again."""
-    if isinstance(obj, dict):
-        return {k: _decode_floats(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode_floats(v) for v in obj]
-    if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
-        return float(obj)
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(_json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
-
-
-def _savez_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 @dataclass
@@ -133,9 +74,9 @@ class Record:
         """Write the record into ``folder`` (arrays first, then the JSON that points at them)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / "inputs.npz", _savez_bytes(self.inputs))
+        atomic_write_bytes(folder / "inputs.npz", npz_bytes(self.inputs))
         outputs = {f"{r.label}/{name}": arr for r in self.results for name, arr in r.outputs.items()}
-        atomic_write_bytes(folder / "outputs.npz", _savez_bytes(outputs))
+        atomic_write_bytes(folder / "outputs.npz", npz_bytes(outputs))
         self.artifacts.setdefault("inputs", "inputs.npz")
         self.artifacts.setdefault("outputs", "outputs.npz")
         atomic_write_text(folder / "record.json", dumps(self.to_json()))
@@ -163,6 +104,6 @@ class Record:
             metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
             model_fingerprint=data["model_fingerprint"], environment=data["environment"],
             artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}),
-            sweep=_decode_floats(data.get("sweep", {})), model_info=data.get("model", {}),
+            sweep=decode_floats(data.get("sweep", {})), model_info=data.get("model", {}),
             duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),
         )

@@ -20,7 +20,8 @@ import numpy as np
 from gnaexp import experiment as experiment_mod
 from gnaexp.backends import BackendResult, BackendUnavailable, make_backend
 from gnaexp.experiment import ExperimentConfig
-from gnaexp.records import Record, atomic_write_text, dumps
+from gnaexp.files import atomic_write_text, dumps
+from gnaexp.records import Record
 
 SUMMARY_FILE = "summary.json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnaexp import batch, cli
+from gnaexp import batch, cli, pages
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = {"length": 17, "backends": "torch,openvino:CPU"}
@@ -139,7 +139,7 @@ def test_offline_html_strips_network_tags():
     page = ('<head><script src="https://cdn.example/require.js"></script>'
             "<script src='http://x/mathjax.js?config=1'> </script><link href=\"https://x/a.css\" rel=stylesheet>"
             "<script>local()</script><img src='data:image/png;base64,AA'/></head>")
-    clean = batch.offline_html(page)
+    clean = pages.offline_html(page)
     assert "https://" not in clean and "http://" not in clean
     assert "<script>local()</script>" in clean and "data:image/png" in clean
 

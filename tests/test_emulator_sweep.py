@@ -10,7 +10,6 @@ from gnaexp import ir, nets
 from gnaexp.backends import make_backend
 from gnaexp.backends.base import ModelBundle
 from gnaexp.emulator import emulate
-from gnaexp.emulator.commands import add_emulate_parser, cmd_emulate
 from gnaexp.emulator.sweep import input_saturation_onset, recommended_scale_factor, sweep
 
 
@@ -62,28 +61,27 @@ def test_backend_labels_emulated(conv_case):
     json.dumps(res.to_json())
 
 
-def test_emulate_command_writes_outputs_plan_ints(conv_case, tmp_path):
-    import argparse
+def test_emulate_command_writes_outputs_plan_ints(conv_case, tmp_path, capsys):
+    from gnaexp.cli import main
 
     path, x, _, _, _ = conv_case
     np.save(tmp_path / "x.npy", x[:3])
-    parser = argparse.ArgumentParser()
-    add_emulate_parser(parser.add_subparsers())
-    args = parser.parse_args(["emulate", str(path), str(tmp_path / "x.npy"), "--scale-factor", "2048",
-                              "--out", str(tmp_path / "y.npy"), "--plan", str(tmp_path / "plan.json"),
-                              "--ints", str(tmp_path / "ints.npz")])
-    assert args.func(args) == 0
+    assert main(["emulate", str(path), str(tmp_path / "x.npy"), "--scale-factor", "2048",
+                 "--out", str(tmp_path / "y.npy"), "--plan", str(tmp_path / "plan.json"),
+                 "--ints", str(tmp_path / "ints.npz")]) == 0
     y = np.load(tmp_path / "y.npy")
     assert np.array_equal(y, emulate(path, {"input": x[:3]}, 2048.0).outputs["output"])
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["emulated"] is True and plan["input_scale_factors"] == {"input": 2048.0}
+    assert plan["input_sf_source"] == {"input": "configured"}
     with np.load(tmp_path / "ints.npz") as z:
         assert any(v.dtype == np.int32 for v in z.values())
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    bad = parser.parse_args(["emulate", str(path), str(tmp_path / "x.npy"), "--scale-factor", "abc",
-                             "--out", str(tmp_path / "z.npy")])
-    with pytest.raises(ValueError, match="scale-factor"):
-        cmd_emulate(bad)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    capsys.readouterr()
+    assert main(["emulate", str(path), str(tmp_path / "x.npy"), "--scale-factor", "abc",
+                 "--out", str(tmp_path / "z.npy")]) == 2
+    assert "--scale-factor takes a number" in capsys.readouterr().err
+    assert not (tmp_path / "z.npy").exists()
 
 
 def test_input_saturation_onset():

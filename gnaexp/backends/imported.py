@@ -21,7 +21,7 @@ META_KEY = "__meta__"
 
 def write_outputs(path: str | Path, outputs: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write outputs + metadata in the import format (atomically)."""
-    from gnaexp.records import atomic_write_bytes
+    from gnaexp.files import atomic_write_bytes
     import io
 
     buf = io.BytesIO()

@@ -1,0 +1,29 @@
+"""What every command shares: exit codes, the usage error, and reading experiment settings from words."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXPERIMENT_HELP = "conv | concat | concat_conv | model (with --set model=PATH.xml)"
+LAYOUT_HELP = ("correct: what a correct plugin computes; legacy-concat: the documented path of 2022.3/2023.0 "
+               "plugins (a conv after a Concat of network inputs reads the NCW buffer as NWC)")
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit code 2 with the message."""
+
+
+def make_config(experiment: str, sets: Sequence[str], backends: str | None = None) -> Any:
+    """ExperimentConfig from CLI words; a bad experiment, key or value → UsageError naming it."""
+    from gnaexp.experiment import ExperimentConfig
+
+    try:
+        return ExperimentConfig.from_strings(experiment, sets, backends)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+
+
+def add_set_option(p: Any) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="experiment parameter, e.g. scale_factor=2048 (repeatable)")

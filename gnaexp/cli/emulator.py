@@ -1,0 +1,100 @@
+"""The emulator's commands: ``gnaexp emulate`` (an IR on your inputs) and ``gnaexp sweep`` (error vs scale factor)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_set_option, make_config
+from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
+
+
+def parse_scale_factors(text: str) -> float | dict[str, float]:
+    """"2048" → 2048.0; "a=2048,b=512" → per-input mapping."""
+    try:
+        if "=" not in text:
+            return float(text)
+        out = {}
+        for part in text.split(","):
+            k, _, v = part.partition("=")
+            out[k.strip()] = float(v)
+        return out
+    except ValueError:
+        raise UsageError(f"--scale-factor takes a number or name=number,...; got {text!r}") from None
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from gnaexp.emulator import emulate, load_program
+    from gnaexp.inputs import read_file
+
+    prog = load_program(args.model)
+    raw = read_file(args.inputs)
+    if not isinstance(raw, dict):
+        if len(prog.params) != 1:
+            raise UsageError(f"the model has {len(prog.params)} inputs: pass an .npz with one array per input "
+                             f"named {[p[1][0] for p in prog.params]}")
+        raw = {prog.params[0][1][0]: raw}
+    em = emulate(prog, raw, parse_scale_factors(args.scale_factor), args.precision, args.layout,
+                 keep_ints=bool(args.ints))
+    out = Path(args.out)
+    if out.suffix == ".npz":
+        atomic_write_bytes(out, npz_bytes(em.outputs))
+    else:
+        if len(em.outputs) != 1:
+            raise UsageError(f"the model has {len(em.outputs)} outputs: give --out a .npz path")
+        arr = next(iter(em.outputs.values()))
+        atomic_write_bytes(out, npy_bytes(arr))
+    if args.plan:
+        atomic_write_text(Path(args.plan), dumps(em.to_json()))
+    if args.ints:
+        atomic_write_bytes(Path(args.ints), npz_bytes({k.replace("/", "|"): v for k, v in em.ints.items()}))
+    print(f"emulated ({em.rules_version}, layout {args.layout}); input sf used: {em.input_scale_factors}")
+    for note in em.notes:
+        print(f"note: {note}")
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from gnaexp import experiment
+
+    try:
+        sfs = [float(s) for s in args.scale_factors.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--scale-factors takes comma-separated numbers, got {args.scale_factors!r}") from None
+    if not sfs:
+        raise UsageError("--scale-factors is empty")
+    res = experiment.sweep(make_config(args.experiment, args.set), sfs, args.layout)
+    if args.json:
+        json.dump(res.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        print(f"{args.experiment}: emulated, layout {args.layout}")
+        print(res.table())
+    return EXIT_OK
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("emulate", help="run an IR through the GNA integer emulator (results are emulated)")
+    p.add_argument("model", help="OpenVINO IR .xml")
+    p.add_argument("inputs", help=".npy (one input; optional leading batch axis) or .npz (name → array)")
+    p.add_argument("--scale-factor", default="1.0", help="input scale factor, or name=sf,... (default 1.0, "
+                   "the plugin's default)")
+    p.add_argument("--precision", choices=("i16", "i8"), default="i16", help="weight precision (default i16)")
+    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct", help=LAYOUT_HELP)
+    p.add_argument("--out", required=True, help="outputs: .npy (one output) or .npz")
+    p.add_argument("--plan", help="write the quantization plan as JSON")
+    p.add_argument("--ints", help="write every layer's integer output as .npz")
+    p.set_defaults(func=cmd_emulate)
+
+    p = sub.add_parser("sweep", help="error vs input scale factor through the emulator")
+    p.add_argument("experiment", help="conv | concat | concat_conv | model")
+    p.add_argument("--scale-factors", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384,32768",
+                   help="comma-separated input scale factors to try (default: powers of 2 from 1 to 32768)")
+    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct", help=LAYOUT_HELP)
+    add_set_option(p)
+    p.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    p.set_defaults(func=cmd_sweep)

@@ -1,0 +1,65 @@
+"""``gnaexp quantize``: NNCF post-training quantization (POT's successor) into a FakeQuantize IR."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gnaexp import inputs as inputs_mod
+from gnaexp.cli.common import UsageError, add_set_option, make_config
+from gnaexp.quantization import SUPPORTED_BITS
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("quantize", help="NNCF post-training quantization (POT's successor) into a FQ IR")
+    p.add_argument("model", help="conv | concat | concat_conv, or a path to an FP32 OpenVINO .xml")
+    p.add_argument("--calibration", help="your calibration samples: .npy/.npz shaped [N, *input shape]")
+    p.add_argument("--calibration-size", type=int, default=32, help="generated samples (default 32)")
+    p.add_argument("--calibration-seed", type=int, default=0)
+    p.add_argument("--calibration-kind", default="uniform01", help=", ".join(inputs_mod.INPUT_KINDS))
+    p.add_argument("--activation-bits", type=int, choices=SUPPORTED_BITS, default=16)
+    p.add_argument("--weight-bits", type=int, choices=SUPPORTED_BITS, default=16)
+    add_set_option(p)
+    p.add_argument("--out", required=True, help="folder for float.xml, quantized.xml and quantization.json")
+    p.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(args: Any) -> int:
+    from gnaexp.quantization import QuantizationSettings, quantize_ir
+    from gnaexp.files import atomic_write_text, dumps
+
+    settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
+                                    args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "")
+    settings.validate()
+    out = Path(args.out)
+    if args.model.endswith(".xml"):
+        float_src = Path(args.model)
+        if not float_src.exists():
+            raise UsageError(f"model {float_src} does not exist")
+    else:
+        from gnaexp.experiment import build_model
+
+        float_src = build_model(make_config(args.model, args.set, "torch")).ir_xml
+    # Quantize in a scratch folder first: the output folder changes only once everything succeeded.
+    with tempfile.TemporaryDirectory(prefix="gnaexp-quantize-") as tmp:
+        result = quantize_ir(float_src, Path(tmp) / "quantized.xml", settings)
+        out.mkdir(parents=True, exist_ok=True)
+        for suffix in (".xml", ".bin"):
+            staged = out / f".float{suffix}.tmp"
+            shutil.copyfile(float_src.with_suffix(suffix), staged)
+            os.replace(staged, out / f"float{suffix}")
+        for suffix in (".bin", ".xml"):
+            os.replace(Path(tmp) / f"quantized{suffix}", out / f"quantized{suffix}")
+    result.float_xml, result.quantized_xml = out / "float.xml", out / "quantized.xml"
+    atomic_write_text(out / "quantization.json", dumps(result.to_json(relative_to=out)))
+    print(f"quantized {float_src.name} ({settings.tag()}, {result.calibration_count} calibration samples) "
+          f"in {result.duration_s:.1f} s → {out / 'quantized.xml'}")
+    for row in result.fake_quantize:
+        print(f"  {row['on']:<11} {row['precision']:<5} levels {row['levels']:<6} range {row['output_range']} "
+              f"→ sf {row['derived_scale_factor']:.6g}  ({row['name']})")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
