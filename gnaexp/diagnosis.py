@@ -185,7 +185,7 @@ def study_verdict_lines(rows: list[dict[str, Any]], experiments: list[str], scal
     """
     lines = []
     for name in experiments:
-        pot_rows = _find(rows, experiment=name, ir="pot", kind="emulated", layout="correct")
+        pot_rows = _find(rows, experiment=name, ir="nncf", kind="emulated", layout="correct")
         if not pot_rows:
             continue
         same = len({round(r["cosine"], 12) for r in pot_rows}) == 1
@@ -203,7 +203,7 @@ def study_verdict_lines(rows: list[dict[str, Any]], experiments: list[str], scal
             text += (f"; {pot_rows[0]['saturations']} accumulator values saturate int32 (16-bit weights × 16-bit "
                      "inputs at full scale, and no output statistics to shrink the weight scale); try weight_bits=8")
         lines.append(text + ".")
-        legacy = _find(rows, experiment=name, ir="pot", kind="emulated", layout="legacy-concat")
+        legacy = _find(rows, experiment=name, ir="nncf", kind="emulated", layout="legacy-concat")
         if legacy and not math.isclose(legacy[0]["cosine"], pot_rows[0]["cosine"], abs_tol=1e-9):
             lines.append(f"**{name}** with the legacy concat layout stays at cosine {legacy[0]['cosine']:.3f} with the "
                          "quantized IR too, at every scale factor: quantization settings cannot repair a layout "

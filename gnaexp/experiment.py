@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import math
 import os
 import shutil
 import time
@@ -24,6 +25,11 @@ from gnaexp.backends import BackendResult, ModelBundle, make_backend
 from gnaexp.records import Record
 
 EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
+PRECISIONS = ("i16", "i8")
+IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (FakeQuantize) IR
+IRS = (IR_FLOAT, IR_NNCF)
+IR_ALIASES = {"pot": IR_NNCF}  # POT is what the forum used; NNCF is its successor
+MAX_SEED = 2**32 - 1
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 
 
@@ -50,7 +56,8 @@ class ExperimentConfig:
     precision: str = "i16"
     layout: str = "correct"  # emulator: correct | legacy-concat
     execution_mode: str = "SW_EXACT"
-    # IR: "default" (FP32) or "pot" (NNCF post-training quantization, POT's successor, FakeQuantize IR)
+    # IR: "default" (FP32) or "nncf" (NNCF post-training quantization, POT's successor, FakeQuantize IR;
+    # "pot" is accepted for it)
     ir: str = "default"
     activation_bits: int = 16
     weight_bits: int = 16
@@ -60,26 +67,44 @@ class ExperimentConfig:
     backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
 
     def __post_init__(self) -> None:
+        self.ir = IR_ALIASES.get(self.ir, self.ir)
         self.validate()
 
     def validate(self) -> None:
+        """Every value in range, checked before any work starts; each message names the parameter and the fix."""
+        from gnaexp.backends.openvino_runner import GNA_EXECUTION_MODES
+        from gnaexp.emulator.graph import LAYOUTS
+
         if self.experiment not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {self.experiment!r}; valid: {', '.join(EXPERIMENTS)}")
         if self.experiment == "model" and not self.model:
             raise ValueError("experiment 'model' needs model=PATH (an OpenVINO .xml or an .onnx file)")
         if self.input_kind not in inputs_mod.INPUT_KINDS:
             raise ValueError(f"unknown input_kind {self.input_kind!r}; valid: {', '.join(inputs_mod.INPUT_KINDS)}")
-        for name in ("in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length"):
+        for name in ("in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length",
+                     "calibration_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not (self.scale_factor > 0 and np.isfinite(self.scale_factor)):
+        for name in ("seed", "calibration_seed"):
+            if not 0 <= getattr(self, name) <= MAX_SEED:
+                raise ValueError(f"{name} must be between 0 and {MAX_SEED}, got {getattr(self, name)}")
+        if self.experiment in ("conv", "concat_conv") and self.kernel > self.length:
+            raise ValueError(f"kernel ({self.kernel}) is longer than the input (length {self.length}); "
+                             "use kernel ≤ length")
+        if not (self.scale_factor > 0 and math.isfinite(self.scale_factor)):
             raise ValueError(f"scale_factor must be positive and finite, got {self.scale_factor}")
-        if self.precision not in ("i16", "i8"):
+        if not (math.isfinite(self.amplitude) and self.amplitude != 0):
+            raise ValueError(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be i16 or i8, got {self.precision!r}")
-        if self.layout not in ("correct", "legacy-concat"):
+        if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be correct or legacy-concat, got {self.layout!r}")
-        if self.ir not in ("default", "pot"):
-            raise ValueError(f"ir must be default or pot (NNCF-quantized), got {self.ir!r}")
+        if self.execution_mode.upper().removeprefix("GNA_") not in GNA_EXECUTION_MODES:
+            raise ValueError(f"execution_mode must be one of {', '.join(GNA_EXECUTION_MODES)}, got "
+                             f"{self.execution_mode!r}")
+        if self.ir not in IRS:
+            raise ValueError(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "
+                             f"accepted for it), got {self.ir!r}")
         if self.activation_bits not in (8, 16) or self.weight_bits not in (8, 16):
             raise ValueError(f"activation_bits and weight_bits must be 8 or 16, got {self.activation_bits}, "
                              f"{self.weight_bits}")
@@ -120,28 +145,50 @@ class ExperimentConfig:
 
 
 def _convert(key: str, raw: Any, type_name: str) -> Any:
-    if not isinstance(raw, str):
-        return list(raw) if type_name.startswith("list") and isinstance(raw, (list, tuple)) else raw
-    try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        if type_name.startswith("list"):
+    """One setting to its field's type: strings (CLI, notebook) are parsed; other values must already have the
+    type (a YAML 32.7 or true is not an integer, a list is not a number). Messages name the parameter."""
+    def bad(why: str) -> ValueError:
+        return ValueError(f"parameter {key}={raw!r}: {why}")
+
+    if type_name.startswith("list"):
+        if isinstance(raw, str):
             return [s.strip() for s in raw.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"parameter {key}={raw!r} is not a valid {type_name}") from None
-    return raw
+        if isinstance(raw, (list, tuple)) and all(isinstance(v, str) for v in raw):
+            return [v.strip() for v in raw]
+        raise bad("expected a comma-separated list of names")
+    if isinstance(raw, (list, tuple, dict, set)) or raw is None:
+        raise bad(f"expected one {type_name} value")
+    if type_name == "int":
+        if isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                raise bad("expected a whole number") from None
+        if isinstance(raw, bool) or not isinstance(raw, (int, np.integer)):
+            raise bad("expected a whole number")
+        return int(raw)
+    if type_name == "float":
+        if isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                raise bad("expected a number") from None
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
+            raise bad("expected a number")
+        return float(raw)
+    if not isinstance(raw, str):
+        raise bad("expected text")
+    return raw.strip()
 
 
 def build_model(config: ExperimentConfig) -> ModelBundle:
     """The config's net as a ModelBundle with its IR (converted once, then taken from the cache).
 
-    With ``ir="pot"`` the IR is the NNCF-quantized one (FakeQuantize hints), quantized once per settings and
+    With ``ir="nncf"`` the IR is the NNCF-quantized one (FakeQuantize hints), quantized once per settings and
     calibration set and kept next to the float IR.
     """
     bundle = _build_float_model(config)
-    if config.ir == "pot":
+    if config.ir == IR_NNCF:
         from gnaexp import quantization
 
         settings = quantization.QuantizationSettings(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ForumFigure:
     experiment: str
-    ir: str  # "default" or "pot" (POT-quantized IR)
+    ir: str  # "default" or "nncf" (the forum's POT-quantized IR; NNCF is POT's successor)
     scale_factor: float
     l1: str  # order of magnitude as reported, e.g. "n×1e-2"
     cosine: float
@@ -24,12 +24,12 @@ FIGURES: tuple[ForumFigure, ...] = (
     ForumFigure("concat_conv", "default", 2048, "n×1e-2", 0.3, "first round"),
     ForumFigure("conv", "default", 1, "n×1e-2", 0.75),
     ForumFigure("conv", "default", 2048, "n×1e-2", 0.9999),
-    ForumFigure("conv", "pot", 1, "n×1e-4", 0.9999),
-    ForumFigure("conv", "pot", 2048, "n×1e-4", 0.9999),
+    ForumFigure("conv", "nncf", 1, "n×1e-4", 0.9999),
+    ForumFigure("conv", "nncf", 2048, "n×1e-4", 0.9999),
     ForumFigure("concat_conv", "default", 1, "n×1e-1", 0.75),
     ForumFigure("concat_conv", "default", 2048, "n×1e-1", 0.74),
-    ForumFigure("concat_conv", "pot", 1, "n×1e-1", 0.60),
-    ForumFigure("concat_conv", "pot", 2048, "n×1e-1", 0.60),
+    ForumFigure("concat_conv", "nncf", 1, "n×1e-1", 0.60),
+    ForumFigure("concat_conv", "nncf", 2048, "n×1e-1", 0.60),
 )
 
 

@@ -1,4 +1,4 @@
-"""The forum's three nets as PyTorch modules, and loading a user's own model.
+"""The forum's three nets as PyTorch modules (a user's model file is read by ``ir.convert_file``).
 
 All forum nets are 1-D, batch 1, NCW. Weights come from a seed so that the same config gives the same net.
 """
@@ -6,7 +6,6 @@ All forum nets are 1-D, batch 1, NCW. Weights come from a seed so that the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -63,16 +62,3 @@ def build_net(name: str, spec: NetSpec, seed: int = 0) -> tuple[nn.Module, tuple
     else:
         raise ValueError(f"unknown net {name!r}; valid: conv, concat, concat_conv")
     return net.eval(), shape
-
-
-def load_user_model(source: Any) -> tuple[Any, str]:
-    """Accept a torch.nn.Module, or a path to an ONNX (.onnx) or OpenVINO IR (.xml) file.
-
-    Returns (object, kind) with kind in {"torch", "onnx", "ir"}.
-    """
-    if isinstance(source, nn.Module):
-        return source.eval(), "torch"
-    from gnaexp.ir import check_model_file
-
-    path = check_model_file(source)
-    return path, "onnx" if path.suffix.lower() == ".onnx" else "ir"

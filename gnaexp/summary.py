@@ -63,8 +63,6 @@ def table(record: Record) -> str:
             f"{_fmt(r['pearson'], '10.6f')} {_fmt(r['sqnr_db'], '8.1f')} {_fmt(r['max_abs_error'], '10.3e')} "
             f"{r['forum_l1'] or '-':>9} {_fmt(r['forum_cosine'], '9.4f'):>9}"
         )
-    for label, err in record.errors.items():
-        lines.append(f"{label:<26} did not run: {err}")
     verdicts = record.diagnosis.get("verdicts", {})
     if verdicts:
         lines.append("")

@@ -26,7 +26,15 @@ def test_run_prints_table(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["run", "nope"], "unknown experiment 'nope'; valid: conv, concat, concat_conv, model"),
     (["run", "conv", "--set", "foo=1"], "unknown parameter 'foo'; valid: experiment,"),
-    (["run", "conv", "--set", "seed=abc"], "seed='abc' is not a valid int"),
+    (["run", "conv", "--set", "seed=abc"], "parameter seed='abc': expected a whole number"),
+    (["run", "conv", "--set", "length=2.5"], "parameter length='2.5': expected a whole number"),
+    (["run", "conv", "--set", "seed=-1"], "seed must be between 0 and 4294967295, got -1"),
+    (["run", "conv", "--set", f"seed={2**70}"], "seed must be between 0 and 4294967295"),
+    (["run", "conv", "--set", "amplitude=nan"], "amplitude must be a finite, non-zero number, got nan"),
+    (["run", "conv", "--set", "amplitude=inf"], "amplitude must be a finite, non-zero number, got inf"),
+    (["run", "conv", "--set", "execution_mode=BOGUS"], "execution_mode must be one of AUTO, HW,"),
+    (["run", "conv", "--set", "kernel=300"], "kernel (300) is longer than the input (length 255)"),
+    (["run", "conv", "--set", "ir=quantized"], "ir must be default or nncf"),
     (["run", "conv", "--set", "scale_factor=0"], "scale_factor must be positive"),
     (["run", "conv", "--set", "layout=weird"], "layout must be correct or legacy-concat"),
     (["run", "conv", "--set", "noequals"], "--set takes key=value"),
@@ -34,8 +42,24 @@ def test_run_prints_table(tmp_path, capsys):
 ])
 def test_bad_usage_exit_2_with_message(argv, message, capsys):
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
+
+@pytest.mark.parametrize("value, message", [
+    (32.7, "parameter length=32.7: expected a whole number"),
+    (True, "parameter length=True: expected a whole number"),
+    ([1, 2], "parameter length=[1, 2]: expected one int value"),
+    ({"a": 1}, "parameter length={'a': 1}: expected one int value"),
+])
+def test_typed_values_from_yaml_are_checked(value, message):
+    """Values that are not strings (a matrix row, a notebook parameter) must already have the field's type."""
+    from gnaexp.experiment import ExperimentConfig
+
+    with pytest.raises(ValueError) as err:
+        ExperimentConfig().with_settings({"length": value})
+    assert message in str(err.value)
+    assert ExperimentConfig().with_settings({"length": 17, "amplitude": 2, "ir": "pot"}).ir == "nncf"  # alias
 
 def test_gna_backend_unavailable_exit_3(tmp_path, capsys):
     assert main(["run", "conv", "--backends", "torch,openvino:GNA", "--out", str(tmp_path)]) == 3

@@ -17,13 +17,13 @@ def test_study_rows_show_the_fq_override(tmp_path):
     study = pot.run_study({"experiments": "conv", "scale_factors": "1,2048", "layouts": "correct",
                            "calibration_size": 4, "weight_bits": 8, "record_dir": str(tmp_path / "rec")})
     emu = {(r["ir"], r["scale_factor"]): r for r in study.rows if r["kind"] == "emulated"}
-    assert emu[("pot", 1.0)]["cosine"] == emu[("pot", 2048.0)]["cosine"]
-    assert emu[("pot", 1.0)]["sf_overridden"] and not emu[("default", 1.0)]["sf_overridden"]
-    assert emu[("pot", 1.0)]["l1"] < 0.1 * emu[("default", 1.0)]["l1"]
-    assert emu[("pot", 2048.0)]["forum_cosine"] == 0.9999
+    assert emu[("nncf", 1.0)]["cosine"] == emu[("nncf", 2048.0)]["cosine"]
+    assert emu[("nncf", 1.0)]["sf_overridden"] and not emu[("default", 1.0)]["sf_overridden"]
+    assert emu[("nncf", 1.0)]["l1"] < 0.1 * emu[("default", 1.0)]["l1"]
+    assert emu[("nncf", 2048.0)]["forum_cosine"] == 0.9999
     summary = json.loads((tmp_path / "rec" / pot.SUMMARY_FILE).read_text())
     assert summary["verdict"] and all("(emulated)" in r["backend"] for r in summary["rows"])
-    assert (tmp_path / "rec" / "conv-pot-sf1-correct" / "ir" / "model.xml").exists()
+    assert (tmp_path / "rec" / "conv-nncf-sf1-correct" / "ir" / "model.xml").exists()
 
 
 def test_pot_notebook_runs_and_exports_offline_html(tmp_path):

@@ -13,9 +13,8 @@ from typing import Any, Mapping
 
 from gnaexp.backends.base import Backend, BackendResult, BackendUnavailable, ModelBundle
 
-BACKEND_NAMES = ("torch", "openvino", "gna-emu", "import")
 
-__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "make_backend", "BACKEND_NAMES"]
+__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "make_backend"]
 
 
 def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend:

@@ -110,9 +110,7 @@ class OpenVINOBackend(Backend):
             return {"INFERENCE_PRECISION_HINT": "f32"}
         if self.device == "GNA":
             return gna_config(input_names, self.scale_factor, self.precision, self.execution_mode)
-        if self.device in ("GPU", "NPU"):
-            return {}
-        return {}
+        return {}  # other devices run with their defaults
 
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         import openvino as ov

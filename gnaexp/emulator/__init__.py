@@ -6,9 +6,9 @@ segments and their evaluation), ``conv`` (the 1-D convolution primitive on inter
 (scale-factor sweeps), ``commands`` (CLI subcommands).
 """
 
-from gnaexp.emulator.api import Emulation, emulate, load_program, plan_for
+from gnaexp.emulator.api import Emulation, emulate, load_program
 from gnaexp.emulator.graph import LAYOUTS, RULES_VERSION
 from gnaexp.emulator.ir_reader import SUPPORTED_OPS, UnsupportedOpError
 
-__all__ = ["emulate", "Emulation", "load_program", "plan_for", "LAYOUTS", "RULES_VERSION", "SUPPORTED_OPS",
+__all__ = ["emulate", "Emulation", "load_program", "LAYOUTS", "RULES_VERSION", "SUPPORTED_OPS",
            "UnsupportedOpError"]

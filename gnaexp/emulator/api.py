@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gnaexp.emulator.graph import RULES_VERSION, Plan, build_plan
+from gnaexp.emulator.graph import RULES_VERSION, build_plan
 from gnaexp.emulator.ir_reader import Program, read_program
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
@@ -131,12 +131,6 @@ def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dic
     if len(ns) > 1:
         raise ValueError(f"inputs have different numbers of samples: {sorted(ns)}")
     return feeds, shapes, any(batched_flags)
-
-
-def plan_for(model: Any, sample_shapes: Mapping[str, tuple], scale_factors: float | Mapping[str, float] = 1.0,
-             precision: str = "i16", layout: str = "correct") -> Plan:
-    """The quantization plan without running anything."""
-    return build_plan(load_program(model), sample_shapes, scale_factors, precision, layout)
 
 
 def emulate(

@@ -67,12 +67,6 @@ class Program:
     has_fake_quantize: bool
     source: str = ""
 
-    def node_by_out(self, key: str) -> Node | None:
-        for n in self.nodes:
-            if n.out == key:
-                return n
-        return None
-
 
 def _key(node, index: int = 0) -> str:
     return f"{node.get_name()}:{index}"
