@@ -122,6 +122,7 @@ def load_matrix(path: str | Path) -> list[Run]:
     if unknown_top:
         raise MatrixError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: description, defaults, runs")
     runs: list[Run] = []
+    used_defaults: set[str] = set()
     for i, entry in enumerate(data["runs"], 1):
         where = f"{path}: run {i}"
         if not isinstance(entry, dict) or "notebook" not in entry:
@@ -135,6 +136,7 @@ def load_matrix(path: str | Path) -> list[Run]:
             raise MatrixError(f"{where}: unknown notebook {entry['notebook']!r} (no {nb_path.name} beside the "
                               f"matrix); available: {have}")
         valid = notebook_parameters(nb_path)
+        used_defaults.update(k for k in defaults if k in valid)
         params = entry.get("parameters") or {}
         grid = entry.get("grid") or {}
         if not isinstance(params, dict) or not isinstance(grid, dict):
@@ -155,6 +157,10 @@ def load_matrix(path: str | Path) -> list[Run]:
             chosen["record_dir"] = f"{name}.record"
             _check_values(where, chosen)
             runs.append(Run(name, nb_path, chosen))
+    unused = sorted(set(defaults) - used_defaults)
+    if unused:
+        raise MatrixError(f"{path}: 'defaults' key(s) {unused} are parameters of none of the matrix's notebooks; "
+                          "fix the name or remove it")
     names = [r.name for r in runs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gnaexp import cache, environment, inputs as inputs_mod, metrics
-from gnaexp.backends import BackendResult, ModelBundle, make_backend
+from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.records import Record
 
 EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
@@ -110,6 +110,8 @@ class ExperimentConfig:
                              f"{self.weight_bits}")
         if not self.backends:
             raise ValueError("backends is empty; give at least one, e.g. torch,openvino:CPU")
+        for spec in self.backends:
+            check_spec(spec)
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -35,11 +35,13 @@ def test_default_matrix_covers_the_forum_table():
 
 def test_grid_defaults_and_names(tmp_path):
     m = _matrix(tmp_path / "m.yaml", [{"notebook": str(NOTEBOOKS / "concat"),
-                                       "grid": {"scale_factor": [1, 2048.0], "precision": ["i16", "i8"]}}],
-                defaults={"seed": 5, "kernel": 4})  # kernel: not a concat parameter, so not passed
+                                       "grid": {"scale_factor": [1, 2048.0], "precision": ["i16", "i8"]}},
+                                      {"notebook": str(NOTEBOOKS / "conv"), "name": "c"}],
+                defaults={"seed": 5, "kernel": 4})  # kernel: a conv parameter, not a concat one
     runs = batch.load_matrix(m)
-    assert [r.name for r in runs] == ["concat-sf1-i16", "concat-sf1-i8", "concat-sf2048-i16", "concat-sf2048-i8"]
+    assert [r.name for r in runs] == ["concat-sf1-i16", "concat-sf1-i8", "concat-sf2048-i16", "concat-sf2048-i8", "c"]
     assert runs[0].parameters == {"seed": 5, "scale_factor": 1, "precision": "i16", "record_dir": "concat-sf1-i16.record"}
+    assert runs[-1].parameters["kernel"] == 4
 
 
 @pytest.mark.parametrize("content, message", [
@@ -50,6 +52,10 @@ def test_grid_defaults_and_names(tmp_path):
     ("runs:\n  - notebook: conv\n    parameters: {layout: sideways}\n", "layout must be correct or legacy-concat"),
     ("runs:\n  - notebook: conv\n    grid: {seed: 3}\n", "non-empty list"),
     ("runs:\n  - notebook: conv\n  - notebook: conv\n", "more than once"),
+    ("runs:\n  - notebook: conv\n    parameters: {length: 32.7}\n", "parameter length=32.7: expected a whole number"),
+    ("runs:\n  - notebook: conv\n    parameters: {length: true}\n", "parameter length=True: expected a whole"),
+    ("runs:\n  - notebook: conv\n    parameters: {backends: 'torch,gna_emu'}\n", "unknown backend 'gna_emu'"),
+    ("defaults: {scale_factr: 2}\nruns:\n  - notebook: conv\n", "'defaults' key(s) ['scale_factr'] are parameters"),
 ])
 def test_bad_matrix_exits_2_and_keeps_existing_output(tmp_path, capsys, content, message):
     m = tmp_path / "m.yaml"

@@ -35,6 +35,8 @@ def test_run_prints_table(tmp_path, capsys):
     (["run", "conv", "--set", "execution_mode=BOGUS"], "execution_mode must be one of AUTO, HW,"),
     (["run", "conv", "--set", "kernel=300"], "kernel (300) is longer than the input (length 255)"),
     (["run", "conv", "--set", "ir=quantized"], "ir must be default or nncf"),
+    (["run", "conv", "--backends", "openvino:"], "unknown backend 'openvino:' (name the device, e.g. openvino:CPU)"),
+    (["run", "conv", "--backends", "torch,gna_emu"], "unknown backend 'gna_emu'; valid: torch, openvino:DEVICE"),
     (["run", "conv", "--set", "scale_factor=0"], "scale_factor must be positive"),
     (["run", "conv", "--set", "layout=weird"], "layout must be correct or legacy-concat"),
     (["run", "conv", "--set", "noequals"], "--set takes key=value"),

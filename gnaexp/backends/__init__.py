@@ -14,7 +14,23 @@ from typing import Any, Mapping
 from gnaexp.backends.base import Backend, BackendResult, BackendUnavailable, ModelBundle
 
 
-__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "make_backend"]
+__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "check_spec", "make_backend"]
+
+VALID_SPECS = "torch, openvino:DEVICE (e.g. openvino:CPU), gna-emu, import:PATH.npz"
+
+
+def check_spec(spec: str) -> str:
+    """The spec if it names a backend in a valid form (nothing is imported or started); ValueError otherwise."""
+    import re
+
+    name, sep, arg = spec.partition(":")
+    ok = (spec in ("torch", "gna-emu") or (name == "openvino" and re.fullmatch(r"[A-Za-z][A-Za-z0-9_.]*", arg))
+          or (name == "import" and arg.strip()))
+    if not ok:
+        hint = {"openvino": "name the device, e.g. openvino:CPU", "import": "name the file, e.g. import:out.npz"}
+        raise ValueError(f"unknown backend {spec!r}" + (f" ({hint[name]})" if name in hint else "")
+                         + f"; valid: {VALID_SPECS}")
+    return spec
 
 
 def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend:
@@ -25,7 +41,7 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
     Each backend takes the ones that mean something to it.
     """
     opts = dict(options or {})
-    name, _, arg = spec.partition(":")
+    name, _, arg = check_spec(spec).partition(":")
     if name == "torch":
         from gnaexp.backends.torch_runner import TorchBackend
 
@@ -34,7 +50,7 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
         from gnaexp.backends.openvino_runner import OpenVINOBackend
 
         return OpenVINOBackend(
-            device=arg or "CPU",
+            device=arg,
             scale_factor=opts.get("scale_factor", 1.0),
             precision=opts.get("precision", "i16"),
             execution_mode=opts.get("execution_mode", "SW_EXACT"),
@@ -50,9 +66,5 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
     if name == "import":
         from gnaexp.backends.imported import ImportedBackend
 
-        if not arg:
-            raise ValueError("the import backend needs a file: use 'import:PATH.npz'")
         return ImportedBackend(arg)
-    raise ValueError(
-        f"unknown backend {spec!r}; valid: torch, openvino:DEVICE (e.g. openvino:CPU), gna-emu, import:PATH.npz"
-    )
+    raise AssertionError(spec)  # check_spec let through a name not handled here
