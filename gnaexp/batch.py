@@ -10,7 +10,6 @@ outputs exist is skipped.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import itertools
 import json
@@ -74,23 +73,28 @@ def default_matrix() -> Path:
     return Path(__file__).resolve().parent.parent / "notebooks" / MATRIX_NAME
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """Names and default values assigned in the notebook's cell tagged ``parameters``."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
+def notebook_parameters(path: Path) -> list[str]:
+    """Names of the parameters in the notebook's one cell tagged ``parameters`` (read by papermill)."""
+    import papermill
+
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MatrixError(f"{path.name} is not a notebook (not JSON: {exc}); point the matrix at an .ipynb file") from None
     cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise MatrixError(f"{path.name} has {len(cells)} cells tagged 'parameters'; it needs exactly one")
-    source = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
-    out = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    try:
-                        out[target.id] = ast.literal_eval(node.value)
-                    except ValueError:
-                        out[target.id] = None
-    return out
+    source = cells[0]["source"]
+    try:
+        compile("".join(source) if isinstance(source, list) else source, f"{path.name} parameters cell", "exec")
+    except SyntaxError as exc:
+        raise MatrixError(f"{path.name}: its parameters cell cannot be read (line {exc.lineno}: {exc.msg}); "
+                          "fix the cell's syntax") from None
+    try:
+        return list(papermill.inspect_notebook(str(path)))
+    except Exception as exc:  # noqa: BLE001 — papermill raises several kinds for an unreadable cell
+        raise MatrixError(f"{path.name}: its parameters cell cannot be read ({type(exc).__name__}: {exc}); "
+                          "fix the cell's syntax") from None
 
 
 def _run_name(notebook: str, params: dict[str, Any]) -> str:

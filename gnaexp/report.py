@@ -46,14 +46,21 @@ class Setting:
         return f"<table class='gnaexp-setting'>{body}</table>{notes}"
 
 
-def setting_from(namespace: Mapping[str, Any]) -> Setting:
+def setting_from(namespace: Mapping[str, Any], experiment: str | None = None) -> Setting:
     """The Setting from a notebook's parameter variables (pass ``globals()``); backends checked here.
 
-    Backends that cannot run here are dropped with a visible note; asking for GNA without its plugin brings
-    in the emulator instead, labelled as such.
+    ``experiment``: the net a notebook is about (conv.ipynb runs conv); a parameter asking for another one is
+    refused rather than silently running a different net. Backends that cannot run here are dropped with a
+    visible note; asking for GNA without its plugin brings in the emulator instead, labelled as such.
     """
+    asked = namespace.get("experiment")
+    if experiment is not None and asked not in (None, experiment):
+        raise ValueError(f"this notebook runs the {experiment!r} experiment, not {asked!r}: open {asked}.ipynb "
+                         "(or the explorer) instead")
     keys = set(ExperimentConfig.keys())
     values = {k: namespace[k] for k in keys if k in namespace}
+    if experiment is not None:
+        values["experiment"] = experiment
     if isinstance(values.get("backends"), str):
         values["backends"] = [s.strip() for s in values["backends"].split(",") if s.strip()]
     requested = list(values.get("backends") or experiment_mod.DEFAULT_BACKENDS)

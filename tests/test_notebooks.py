@@ -149,3 +149,32 @@ def test_index_and_show_code(executed, tmp_path):
     with_code = tmp_path / "code.html"
     batch.export_html(out / "conv-small.ipynb", with_code, show_code=True)
     assert "setting_from" in with_code.read_text(encoding="utf-8")  # highlighted, so split into spans
+
+
+def test_experiment_notebook_refuses_another_experiment(tmp_path):
+    """conv.ipynb -p experiment concat must not silently run the conv net (nor the concat one)."""
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(NOTEBOOKS / "conv.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   parameters={"experiment": "concat", "length": 17}, cwd=str(tmp_path),
+                                   progress_bar=False)
+    assert "this notebook runs the 'conv' experiment, not 'concat'" in str(err.value)
+
+
+def test_matrix_with_a_broken_parameters_cell_is_a_usage_error(tmp_path, capsys):
+    import json as json_mod
+
+    import yaml
+
+    from gnaexp import cli
+
+    nb = json_mod.loads((NOTEBOOKS / "conv.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = ["length = (17\n"]
+    (tmp_path / "broken.ipynb").write_text(json_mod.dumps(nb))
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"runs": [{"notebook": "broken"}]}))
+    assert cli.main(["batch", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.ipynb: its parameters cell cannot be read" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
