@@ -66,7 +66,11 @@ class Outcome:
 # --- matrix ----------------------------------------------------------------------------------------------------
 
 def default_matrix() -> Path:
-    """notebooks/forum-matrix.yaml of the working folder, else the one beside the installed package."""
+    """notebooks/forum-matrix.yaml of the working folder, else the one of the source checkout gnaexp runs from.
+
+    Notebooks and the matrix are not part of the installed package: batch runs need the repository checkout
+    (``pip install -e .``), as the README says.
+    """
     here = Path("notebooks") / MATRIX_NAME
     if here.exists():
         return here
@@ -231,9 +235,9 @@ def _worker_init(log: str | None = None) -> None:
     # Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3".
     share = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
-    from gnaexp import kernels
+    from gnaexp import forkserver
 
-    kernels.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
+    forkserver.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
     import papermill  # noqa: F401 — imported once per worker, not once per run
 
     pages._exporter(False)  # template loaded once per worker
@@ -257,9 +261,9 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
     staged_nb, staged_html = stage / f"{run.name}.ipynb", stage / f"{run.name}.html"
     start = time.perf_counter()
     error = ""
-    from gnaexp import kernels
+    from gnaexp import forkserver
 
-    manager = kernels.manager_class()  # kernels forked from a pre-warmed process where possible
+    manager = forkserver.manager_class()  # kernels forked from a pre-warmed process where possible
     # The timeout bounds the whole run: each cell may take what is left of it (nbclient asks timeout_func per cell).
     deadline = time.monotonic() + timeout if timeout else None
     limits = {"timeout_func": lambda cell: max(1.0, deadline - time.monotonic())} if deadline else {}

@@ -102,6 +102,20 @@ def verdict_lines(study: Study) -> list[str]:
     return diagnosis.study_verdict_lines(study.rows, study.experiments, study.scale_factors)
 
 
+def verdict(study: Study) -> Any:
+    """The verdict lines as a Markdown list, for the notebook."""
+    from gnaexp.report import Markdown
+
+    return Markdown("\n".join(f"- {line}" for line in verdict_lines(study)))
+
+
+def environment(study: Study) -> Any:
+    """The environment block of the study's first record (every record in ``record_dir`` carries its own)."""
+    from gnaexp.report import HTML, environment_rows
+
+    return HTML(f"<table class='gnaexp-env'>{environment_rows(study.records[0].environment)}</table>")
+
+
 def table(study: Study) -> "Any":
     """HTML table of every row, the forum's figure beside the emulated ones."""
     from gnaexp.report import HTML, _cell

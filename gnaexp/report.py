@@ -257,11 +257,16 @@ def _relative(path: Path | str) -> str:
         return p.name
 
 
+def environment_rows(environment: Mapping[str, Any]) -> str:
+    """Table rows (HTML) of an environment block: OS, CPU, versions, devices."""
+    return "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
+                   f"{html.escape(str(v))}</td></tr>" for k, v in environment.items())
+
+
 def provenance(run_: NotebookRun) -> HTML:
     """Environment, parameters, plugin configs and relative paths of the IR, inputs and outputs."""
     rec = run_.record
-    env = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
-                  f"{html.escape(str(v))}</td></tr>" for k, v in rec.environment.items())
+    env = environment_rows(rec.environment)
     paths = {"record": run_.record_dir / "record.json"}
     paths.update({k: run_.record_dir / v for k, v in rec.artifacts.items()})
     files = "".join(f"<li>{html.escape(k)}: <code>{html.escape(_relative(v))}</code></li>" for k, v in paths.items())

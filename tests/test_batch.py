@@ -158,7 +158,7 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
     import nbformat
     import papermill
 
-    from gnaexp import kernels
+    from gnaexp import forkserver
 
     if not hasattr(__import__("os"), "fork"):
         pytest.skip("no fork on this platform: kernels start the ordinary way")
@@ -175,11 +175,11 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
     src = tmp_path / "probe.ipynb"
     nbformat.write(nb, str(src))
     monkeypatch.setenv("GNAEXP_PROBE", "seen")
-    monkeypatch.setattr(kernels, "_ZYGOTE", None)
-    kernels.start_zygote()
+    monkeypatch.setattr(forkserver, "_ZYGOTE", None)
+    forkserver.start_zygote()
     try:
-        manager = kernels.manager_class()
-        assert manager is kernels.ForkKernelManager
+        manager = forkserver.manager_class()
+        assert manager is forkserver.ForkKernelManager
         for i, first in enumerate((True, False)):
             out = tmp_path / f"out{i}.ipynb"
             papermill.execute_notebook(str(src), str(out), parameters={"first": first}, kernel_name="python3",
@@ -191,7 +191,7 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
             assert text.split()[:3] == [sys.executable, str(tmp_path), "seen"]
             assert text.split()[3] == "True"  # gnaexp came pre-imported
     finally:
-        kernels._ZYGOTE.close()
+        forkserver._ZYGOTE.close()
 
 
 def test_hide_local_paths():

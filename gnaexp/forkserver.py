@@ -1,9 +1,11 @@
 """Fresh Jupyter kernels, forked from a pre-warmed process instead of started from scratch (POSIX).
 
 Every batch run gets its own kernel process, as papermill's default does, but starting a Python kernel and
-importing IPython, numpy, OpenVINO, matplotlib and gnaexp costs about 1.5 s of CPU per run, which on a
-2-core machine is half of a run. A *zygote* process imports all of that once; each kernel is a ``fork()`` of
-it that has run nothing yet, so it starts with clean state and the imports already done.
+importing IPython, numpy, matplotlib and gnaexp costs about 1.5 s of CPU per run, which on a 2-core machine is
+half of a run. A *zygote* process imports all of that once (and compiles the emulator's loops); each kernel is a
+``fork()`` of it that has run nothing yet, so it starts with clean state and the imports already done. OpenVINO
+itself is not imported there: importing it starts threads, which a fork would not carry, so each kernel imports
+it when it first runs a model (``gnaexp.backends.openvino_runner`` imports it only inside its functions).
 
 ``ForkKernelManager`` is a jupyter_client kernel manager whose provisioner asks the zygote for the kernel
 process. Where ``fork`` does not exist, or the zygote cannot start, kernels start the ordinary way.
@@ -38,7 +40,7 @@ class Zygote:
 
     def __init__(self, log: str | None = None) -> None:
         err = open(log, "ab") if log else None  # noqa: SIM115 — kept open for the zygote's lifetime
-        self.proc = subprocess.Popen([sys.executable, "-m", "gnaexp.kernels"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "gnaexp.forkserver"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
         self.ready = False  # its imports run while the caller does other work; checked at the first fork
 
