@@ -11,11 +11,11 @@ import json
 import re
 import sys
 import time
-from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
 from gnaexp.files import atomic_write_bytes, atomic_write_text
+from gnaexp.markup import bold, cell, escape
 
 _EXPORTER: Any = None
 
@@ -85,22 +85,16 @@ def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
     ours, forum = [], []
     for row in data.get("rows", []):  # summaries come from several notebooks: every key is optional
         label = escape(str(row.get("backend", "?")))
-        ours.append(f"{label}: cos {_num(row.get('cosine'), '.4f')}, SQNR {_num(row.get('sqnr_db'), '.1f')} dB, "
-                    f"L1 {_num(row.get('l1'), '.1e')}")
+        ours.append(f"{label}: cos {cell(row.get('cosine'), '.4f')}, SQNR {cell(row.get('sqnr_db'), '.1f')} dB, "
+                    f"L1 {cell(row.get('l1'), '.1e')}")
         if row.get("forum_cosine") is not None:
             forum.append(f"{label}: cos {row['forum_cosine']}, L1 {escape(str(row.get('forum_l1', '-')))}")
-    verdict = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", "<br>".join(escape(v) for v in data.get("verdict", [])))
+    verdict = "<br>".join(bold(v) for v in data.get("verdict", []))
     return "<br>".join(ours), "<br>".join(forum) or "–", verdict
-
-
-def _num(v: Any, spec: str) -> str:
-    return format(v, spec) if isinstance(v, (int, float)) else escape(str(v if v is not None else "–"))
 
 
 def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Path:
     """index.html: one row per run with status, duration, key metrics, the forum's figure, verdict and links."""
-    from html import escape
-
     rows = []
     entries = list(entries)
     for run, st in entries:
@@ -117,7 +111,7 @@ def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Pat
             err += f"<div class='small'>last good report: {escape(st['last_ok'])}</div>"
         rows.append(f"<tr class='{status}'><td>{status}</td><td><b>{escape(run.name)}</b><div class='small'>"
                     f"{escape(run.notebook.name)}: {escape(params)}</div>{err}</td>"
-                    f"<td>{_num(st.get('duration_s', ''), '.1f')} s</td><td>{ours}</td><td>{forum}</td>"
+                    f"<td>{cell(st.get('duration_s', ''), '.1f')} s</td><td>{ours}</td><td>{forum}</td>"
                     f"<td>{verdict}</td><td>{' · '.join(links)}</td></tr>")
     ok = sum("class='ok'" in r for r in rows)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gnaexp batch</title><style>{_CSS}</style>"

@@ -9,7 +9,6 @@ its batch rows call ``run_study``; the tables and the verdict are built here, no
 from __future__ import annotations
 
 import dataclasses
-import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +16,8 @@ from typing import Any, Mapping
 from gnaexp import forum
 from gnaexp.experiment import IR_FLOAT, IR_NNCF, ExperimentConfig, build_model, run, save_with_ir
 from gnaexp.files import atomic_write_text, dumps
+from gnaexp.markup import cell, escape
+from gnaexp.markup import table as markup_table
 from gnaexp.records import Record
 
 SUMMARY_FILE = "summary.json"  # the batch index reads key metrics and the verdict from here
@@ -118,27 +119,26 @@ def environment(study: Study) -> Any:
 
 def table(study: Study) -> "Any":
     """HTML table of every row, the forum's figure beside the emulated ones."""
-    from gnaexp.report import HTML, _cell
+    from gnaexp.report import HTML
 
     head = ("net", "IR", "sf", "backend", "layout", "input sf used", "L1", "cosine", "Pearson", "SQNR dB",
             "int32 sat.", "forum L1", "forum cosine")
-    body = []
+    rows = []
     for r in study.rows:
-        used = _cell(r["input_sf_used"], ".6g") + (" (FQ)" if r["sf_overridden"] else "") if r["input_sf_used"] else "–"
-        cells = (r["experiment"], r["ir"], _cell(r["scale_factor"], "g"), html.escape(r["backend"]), r["layout"],
-                 used, _cell(r["l1"], ".2e"), _cell(r["cosine"], ".6f"), _cell(r["pearson"], ".6f"),
-                 _cell(r["sqnr_db"], ".1f"), str(r["saturations"]) if r["kind"] == "emulated" else "–",
-                 _cell(r["forum_l1"], ""), _cell(r["forum_cosine"], ".4g"))
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return HTML("<table class='gnaexp-pot'><caption style='caption-side:bottom;text-align:left'>reference: torch "
-                "FP32 · gna-emu rows are emulated (GNA integer emulator, not a device) · forum figures are the forum "
-                "team's GNA measurements (about)</caption><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
-                + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+        used = cell(r["input_sf_used"], ".6g") + (" (FQ)" if r["sf_overridden"] else "")
+        rows.append((escape(r["experiment"]), escape(r["ir"]), cell(r["scale_factor"], "g"), escape(r["backend"]),
+                     escape(r["layout"]), used, cell(r["l1"], ".2e"), cell(r["cosine"], ".6f"),
+                     cell(r["pearson"], ".6f"), cell(r["sqnr_db"], ".1f"),
+                     cell(r["saturations"] if r["kind"] == "emulated" else None), cell(r["forum_l1"]),
+                     cell(r["forum_cosine"], ".4g")))
+    return HTML(markup_table(head, rows, "gnaexp-pot", "reference: torch FP32 · gna-emu rows are emulated (GNA "
+                             "integer emulator, not a device) · forum figures are the forum team's GNA measurements "
+                             "(about)"))
 
 
 def plan_table(study: Study) -> "Any":
     """Per net: each quantizer of the NNCF IR (levels, range, derived sf) and the emulator's layer plan for it."""
-    from gnaexp.report import HTML, _cell
+    from gnaexp.report import HTML
 
     parts = []
     for record in study.records:
@@ -146,19 +146,17 @@ def plan_table(study: Study) -> "Any":
                 record.config["scale_factor"] != study.scale_factors[0]:
             continue
         q = record.model_info.get("quantization", {})
-        fq = "".join(
-            f"<tr><td>{html.escape(r['name'])}</td><td>{r['on']}</td><td>{r['precision']}</td><td>{r['levels']}</td>"
-            f"<td>{_cell(r['output_range'][0], '.5g')} … {_cell(r['output_range'][1], '.5g')}</td>"
-            f"<td>{_cell(r['derived_scale_factor'], '.6g')}</td></tr>" for r in q.get("fake_quantize", []))
+        fq = [(escape(r["name"]), escape(r["on"]), escape(r["precision"]), cell(r["levels"]),
+               f"{cell(r['output_range'][0], '.5g')} … {cell(r['output_range'][1], '.5g')}",
+               cell(r["derived_scale_factor"], ".6g")) for r in q.get("fake_quantize", [])]
         emu = next((r for r in record.results if r.kind == "emulated"), None)
-        plan = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(p.get(k, '–')))}</td>" for k in
-                             ("layer", "op", "precision", "in_sf", "w_sf", "out_sf", "saturations")) + "</tr>"
-            for p in (emu.info.get("plan", []) if emu else []))
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in q.get("notes", []))
-        parts.append(f"<h4>{html.escape(record.experiment)}: NNCF quantizers</h4><table><tr><th>node</th><th>on</th>"
-                     f"<th>precision</th><th>levels</th><th>range</th><th>GNA scale factor</th></tr>{fq}</table>"
-                     f"<h4>{html.escape(record.experiment)}: emulated GNA plan (quantized IR)</h4><table><tr>"
-                     "<th>layer</th><th>op</th><th>precision</th><th>in sf</th><th>w sf</th><th>out sf</th>"
-                     f"<th>saturations</th></tr>{plan}</table><p>How POT's GNA settings map onto NNCF:</p><ul>{notes}</ul>")
+        columns = ("layer", "op", "precision", "in_sf", "w_sf", "out_sf", "saturations")
+        plan = [tuple(cell(p.get(k)) for k in columns) for p in (emu.info.get("plan", []) if emu else [])]
+        notes = "".join(f"<li>{escape(n)}</li>" for n in q.get("notes", []))
+        name = escape(record.experiment)
+        parts.append(f"<h4>{name}: NNCF quantizers</h4>"
+                     + markup_table(("node", "on", "precision", "levels", "range", "GNA scale factor"), fq)
+                     + f"<h4>{name}: emulated GNA plan (quantized IR)</h4>"
+                     + markup_table(("layer", "op", "precision", "in sf", "w sf", "out sf", "saturations"), plan)
+                     + f"<p>How POT's GNA settings map onto NNCF:</p><ul>{notes}</ul>")
     return HTML("".join(parts))

@@ -7,9 +7,7 @@ notebook and its HTML export carry text, tables and inline images only (readable
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from gnaexp import experiment as experiment_mod
 from gnaexp.backends import BackendResult, BackendUnavailable, make_backend
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.files import atomic_write_text, dumps
+from gnaexp.markup import cell, escape, key_value_rows, table
 from gnaexp.records import Record
 
 SUMMARY_FILE = "summary.json"
@@ -40,9 +39,8 @@ class Setting:
     def _repr_html_(self) -> str:
         rows = {k: v for k, v in self.config.to_json().items() if v not in ("", None)}
         rows["backends"] = ", ".join(self.config.backends)
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
-                       f"{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-        notes = "".join(f"<p class='gnaexp-note'><b>Note:</b> {html.escape(n)}</p>" for n in self.notes)
+        body = key_value_rows(rows.items())
+        notes = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in self.notes)
         return f"<table class='gnaexp-setting'>{body}</table>{notes}"
 
 
@@ -139,14 +137,6 @@ class Markdown(_Display):
         return self.text
 
 
-def _cell(v: Any, spec: str) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float) and not math.isfinite(v):
-        return "+inf" if v > 0 else ("-inf" if v < 0 else "nan")
-    return format(v, spec) if isinstance(v, (int, float)) else html.escape(str(v))
-
-
 def metrics_table(run_: NotebookRun) -> HTML:
     """Every backend against the reference, the forum's own figure beside the GNA-like rows."""
     from gnaexp import summary
@@ -155,15 +145,12 @@ def metrics_table(run_: NotebookRun) -> HTML:
     rows = []
     for r in summary.rows(run_.record):
         kind = r["kind"] + (" ⚠" if r["kind"] == "emulated" else "")
-        cells = (html.escape(r["backend"]), kind, _cell(r["l1"], ".3e"), _cell(r["cosine"], ".6f"),
-                 _cell(r["pearson"], ".6f"), _cell(r["sqnr_db"], ".1f"), _cell(r["max_abs_error"], ".3e"),
-                 _cell(r["forum_l1"], ""), _cell(r["forum_cosine"], ".4g"))
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    caption = (f"reference: {html.escape(run_.record.reference)} · forum figures are the forum team's GNA "
+        rows.append((escape(r["backend"]), escape(kind), cell(r["l1"], ".3e"), cell(r["cosine"], ".6f"),
+                     cell(r["pearson"], ".6f"), cell(r["sqnr_db"], ".1f"), cell(r["max_abs_error"], ".3e"),
+                     cell(r["forum_l1"]), cell(r["forum_cosine"], ".4g")))
+    caption = (f"reference: {escape(run_.record.reference)} · forum figures are the forum team's GNA "
                "measurements (about), shown beside GNA-like rows · ⚠ emulated = GNA integer emulator, not a device")
-    return HTML("<table class='gnaexp-metrics'><caption style='caption-side:bottom;text-align:left'>"
-                f"{caption}</caption><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table>")
+    return HTML(table(head, rows, "gnaexp-metrics", caption))
 
 
 def _outputs(run_: NotebookRun, name: str | None = None) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
@@ -259,8 +246,7 @@ def _relative(path: Path | str) -> str:
 
 def environment_rows(environment: Mapping[str, Any]) -> str:
     """Table rows (HTML) of an environment block: OS, CPU, versions, devices."""
-    return "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
-                   f"{html.escape(str(v))}</td></tr>" for k, v in environment.items())
+    return key_value_rows(environment.items())
 
 
 def provenance(run_: NotebookRun) -> HTML:
@@ -269,12 +255,12 @@ def provenance(run_: NotebookRun) -> HTML:
     env = environment_rows(rec.environment)
     paths = {"record": run_.record_dir / "record.json"}
     paths.update({k: run_.record_dir / v for k, v in rec.artifacts.items()})
-    files = "".join(f"<li>{html.escape(k)}: <code>{html.escape(_relative(v))}</code></li>" for k, v in paths.items())
+    files = "".join(f"<li>{escape(k)}: <code>{escape(_relative(v))}</code></li>" for k, v in paths.items())
     backends = "".join(
-        f"<li><b>{html.escape(r.label)}</b> ({r.kind}): <code>{html.escape(json.dumps(_scrub(r.settings)))}</code>"
-        + (f" plugin config <code>{html.escape(json.dumps(r.info.get('plugin_config')))}</code>"
+        f"<li><b>{escape(r.label)}</b> ({r.kind}): <code>{escape(json.dumps(_scrub(r.settings)))}</code>"
+        + (f" plugin config <code>{escape(json.dumps(r.info.get('plugin_config')))}</code>"
            if r.info.get("plugin_config") else "") + "</li>" for r in rec.results)
-    params = html.escape(json.dumps(_scrub(rec.config), indent=1))
+    params = escape(json.dumps(_scrub(rec.config), indent=1))
     return HTML(f"<h4>Environment</h4><table class='gnaexp-env'>{env}</table><h4>Backends</h4><ul>{backends}</ul>"
                 f"<h4>Parameters</h4><pre>{params}</pre><h4>Files (relative to this report)</h4><ul>{files}</ul>"
                 f"<p>Input fingerprint <code>{rec.input_fingerprint}</code>, model fingerprint "

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from gnaexp import forum
+from gnaexp.markup import number
 from gnaexp.records import Record
-
-
-def _fmt(v: Any, spec: str) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and math.isnan(v):
-        return "nan"
-    if isinstance(v, float) and math.isinf(v):
-        return "+inf" if v > 0 else "-inf"
-    return format(v, spec)
 
 
 def _imported_device(result: Any) -> str:
@@ -59,9 +49,9 @@ def table(record: Record) -> str:
              "-" * len(head)]
     for r in rows(record):
         lines.append(
-            f"{r['backend']:<26} {r['kind']:<9} {_fmt(r['l1'], '10.3e')} {_fmt(r['cosine'], '10.6f')} "
-            f"{_fmt(r['pearson'], '10.6f')} {_fmt(r['sqnr_db'], '8.1f')} {_fmt(r['max_abs_error'], '10.3e')} "
-            f"{r['forum_l1'] or '-':>9} {_fmt(r['forum_cosine'], '9.4f'):>9}"
+            f"{r['backend']:<26} {r['kind']:<9} {number(r['l1'], '10.3e', '-')} {number(r['cosine'], '10.6f', '-')} "
+            f"{number(r['pearson'], '10.6f', '-')} {number(r['sqnr_db'], '8.1f', '-')} {number(r['max_abs_error'], '10.3e', '-')} "
+            f"{r['forum_l1'] or '-':>9} {number(r['forum_cosine'], '9.4f', '-'):>9}"
         )
     verdicts = record.diagnosis.get("verdicts", {})
     if verdicts:

@@ -10,10 +10,10 @@ what was last on screen.
 from __future__ import annotations
 
 import base64
-import html
 from typing import Any
 
 from gnaexp import diagnosis, report
+from gnaexp.markup import bold, escape
 
 EXPERIMENTS = ("conv", "concat", "concat_conv")
 BACKEND_CHOICES = ("torch", "openvino:CPU", "openvino:GNA", "gna-emu")
@@ -78,10 +78,10 @@ class Explorer:
                 self.channel.value = keep
             finally:
                 self._quiet = False
-        self.notes.value = "".join(f"<p><b>Note:</b> {html.escape(n)}</p>" for n in setting.notes)
+        self.notes.value = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in setting.notes)
         self.table.value = report.metrics_table(self.run_).text
         self.image.value = self._png()
-        self.verdict.value = "<br>".join(_bold(html.escape(line)) for line in diagnosis.verdict_lines(self.run_.record))
+        self.verdict.value = "<br>".join(bold(line) for line in diagnosis.verdict_lines(self.run_.record))
         if self._display_id is not None:
             from IPython.display import update_display
 
@@ -113,7 +113,7 @@ class Explorer:
         params = ", ".join(f"{k}={v}" for k, v in self.parameters().items() if k != "record_dir")
         img = base64.b64encode(bytes(self.image.value)).decode("ascii")
         return (f"<div class='gnaexp-explorer-snapshot'><p><b>Explorer snapshot</b> (static; open the notebook in "
-                f"JupyterLab to explore): {html.escape(params)}, channel {self.channel.value}</p>{self.notes.value}"
+                f"JupyterLab to explore): {escape(params)}, channel {self.channel.value}</p>{self.notes.value}"
                 f"{self.table.value}<img alt='overlay of channel {self.channel.value}' "
                 f"src='data:image/png;base64,{img}'/><div class='gnaexp-verdict'>{self.verdict.value}</div></div>")
 
@@ -129,9 +129,3 @@ class Explorer:
 
         handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
         self._display_id = getattr(handle, "display_id", None)
-
-
-def _bold(text: str) -> str:
-    import re
-
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)

@@ -47,3 +47,11 @@ def test_modules_stay_small():
     big = {p.relative_to(ROOT).as_posix(): n for p in (ROOT / "gnaexp").rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
     assert not big, big
+
+
+def test_html_is_escaped_in_one_place():
+    """Only gnaexp/markup.py calls the html module: every other writer builds HTML from its helpers."""
+    users = [p.relative_to(ROOT).as_posix() for p in (ROOT / "gnaexp").rglob("*.py")
+             if p.name != "markup.py" and ("import html" in (t := p.read_text(encoding="utf-8"))
+                                           or "from html import" in t)]
+    assert not users, users

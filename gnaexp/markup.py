@@ -1,0 +1,53 @@
+"""The one place text becomes HTML: escaping, numbers in tables, the bold of verdict lines, whole tables.
+
+Every page, report fragment and widget that writes HTML by hand builds it from these, so that no value reaches a
+page unescaped and a number reads the same in the CLI table, a notebook and the index.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from typing import Any, Iterable
+
+MISSING = "–"
+
+
+def number(value: Any, spec: str = "", missing: str = MISSING) -> str:
+    """A value for a table: formatted numbers, 'nan'/'+inf'/'-inf' spelled out, ``missing`` for None."""
+    if value is None:
+        return missing
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def escape(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def cell(value: Any, spec: str = "") -> str:
+    """``number`` for HTML: the text escaped."""
+    return escape(number(value, spec))
+
+
+def bold(text: str) -> str:
+    """Escape a verdict line and turn its Markdown **bold** into <b>…</b>."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
+
+
+def table(head: Iterable[str], rows: Iterable[Iterable[str]], css_class: str = "", caption: str = "") -> str:
+    """An HTML table; ``rows`` hold cells that are already HTML (built with ``cell``/``escape``)."""
+    cap = f"<caption style='caption-side:bottom;text-align:left'>{caption}</caption>" if caption else ""
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return (f"<table class='{escape(css_class)}'>{cap}<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + f"</tr></thead><tbody>{body}</tbody></table>")
+
+
+def key_value_rows(items: Iterable[tuple[Any, Any]]) -> str:
+    """Rows of a two-column table (setting, environment): key in a header cell, value beside it, both escaped."""
+    return "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(v)}</td></tr>"
+                   for k, v in items)
