@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from gnaexp import batch
+from gnaexp.matrix import load_matrix, notebook_parameters
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = {"length": 31, "seed": 3}
@@ -38,7 +39,7 @@ def executed(tmp_path_factory):
     matrix = root / "m.yaml"
     matrix.write_text(yaml.safe_dump({"defaults": {"backends": "torch,openvino:CPU,gna-emu"}, "runs": runs}))
     out = root / "reports"
-    outcomes = batch.run_batch(batch.load_matrix(matrix), out, jobs=2, echo=lambda s: None)
+    outcomes = batch.run_batch(load_matrix(matrix), out, jobs=2, echo=lambda s: None)
     return root, out, {o.name: o for o in outcomes}
 
 
@@ -111,7 +112,7 @@ def test_committed_notebooks_are_clean(path):
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
-    assert "record_dir" in batch.notebook_parameters(path)
+    assert "record_dir" in notebook_parameters(path)
 
 
 def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):

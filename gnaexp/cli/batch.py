@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gnaexp.batch import MATRIX_NAME, MatrixError, default_matrix, load_matrix, run_batch
+from gnaexp.batch import run_batch
+from gnaexp.matrix import MATRIX_NAME, MatrixError, default_matrix, load_matrix
 
 
 def add_parsers(sub: Any) -> None:

@@ -1,0 +1,160 @@
+"""The batch matrix: a YAML file of notebook runs, read and checked before anything runs.
+
+Each run names a notebook beside the matrix, its parameters (and a grid of values to combine) and optionally a
+name; ``defaults`` apply to every notebook that takes them. Every parameter is checked against the notebook's
+parameters cell and the experiment's own validation, so a wrong name or value is a usage error (exit 2) that
+names the run, not a failure inside a kernel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MATRIX_NAME = "forum-matrix.yaml"
+# Short names for the parameters that vary most, to keep run (and file) names readable.
+# Text values stand for themselves; numbers carry their (short) parameter name.
+ABBREV = {"scale_factor": "sf", "scale_factors": "sf"}
+
+
+class MatrixError(ValueError):
+    """The matrix file is wrong; the message names the problem and the fix."""
+
+
+@dataclass
+class Run:
+    name: str
+    notebook: Path
+    parameters: dict[str, Any]
+    key: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.notebook.stem} " + " ".join(f"{k}={v}" for k, v in self.parameters.items()
+                                                  if k != "record_dir")
+
+
+def default_matrix() -> Path:
+    """notebooks/forum-matrix.yaml of the working folder, else the one of the source checkout gnaexp runs from.
+
+    Notebooks and the matrix are not part of the installed package: batch runs need the repository checkout
+    (``pip install -e .``), as the README says.
+    """
+    here = Path("notebooks") / MATRIX_NAME
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / "notebooks" / MATRIX_NAME
+
+
+def notebook_parameters(path: Path) -> list[str]:
+    """Names of the parameters in the notebook's one cell tagged ``parameters`` (read by papermill)."""
+    import papermill
+
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MatrixError(f"{path.name} is not a notebook (not JSON: {exc}); point the matrix at an .ipynb file") from None
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise MatrixError(f"{path.name} has {len(cells)} cells tagged 'parameters'; it needs exactly one")
+    source = cells[0]["source"]
+    try:
+        compile("".join(source) if isinstance(source, list) else source, f"{path.name} parameters cell", "exec")
+    except SyntaxError as exc:
+        raise MatrixError(f"{path.name}: its parameters cell cannot be read (line {exc.lineno}: {exc.msg}); "
+                          "fix the cell's syntax") from None
+    try:
+        return list(papermill.inspect_notebook(str(path)))
+    except Exception as exc:  # noqa: BLE001 — papermill raises several kinds for an unreadable cell
+        raise MatrixError(f"{path.name}: its parameters cell cannot be read ({type(exc).__name__}: {exc}); "
+                          "fix the cell's syntax") from None
+
+
+def _run_name(notebook: str, params: dict[str, Any]) -> str:
+    parts = [notebook]
+    for k, v in params.items():
+        prefix = ABBREV.get(k, "" if isinstance(v, str) else k)
+        value = f"{v:g}" if isinstance(v, float) else str(v)
+        parts.append(f"{prefix}{value}")
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(parts))
+
+
+def load_matrix(path: str | Path) -> list[Run]:
+    """Parse and check a matrix file. Raises MatrixError naming the problem and the fix."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise MatrixError(f"matrix file {path} does not exist; give a YAML file (see notebooks/{MATRIX_NAME})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise MatrixError(f"{path} is not valid YAML: {exc}; fix the syntax at the line shown") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
+        raise MatrixError(f"{path}: expected a mapping with a non-empty 'runs:' list (and optional 'defaults:')")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise MatrixError(f"{path}: 'defaults' must be a mapping of parameter: value")
+    unknown_top = set(data) - {"defaults", "runs", "description"}
+    if unknown_top:
+        raise MatrixError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: description, defaults, runs")
+    runs: list[Run] = []
+    used_defaults: set[str] = set()
+    for i, entry in enumerate(data["runs"], 1):
+        where = f"{path}: run {i}"
+        if not isinstance(entry, dict) or "notebook" not in entry:
+            raise MatrixError(f"{where}: each run needs 'notebook: NAME' (e.g. conv), with 'parameters:' and/or 'grid:'")
+        extra = set(entry) - {"notebook", "name", "parameters", "grid"}
+        if extra:
+            raise MatrixError(f"{where}: unknown key(s) {sorted(extra)}; allowed: notebook, name, parameters, grid")
+        nb_path = (path.parent / str(entry["notebook"])).with_suffix(".ipynb")
+        if not nb_path.exists():
+            have = ", ".join(sorted(p.stem for p in path.parent.glob("*.ipynb"))) or "none"
+            raise MatrixError(f"{where}: unknown notebook {entry['notebook']!r} (no {nb_path.name} beside the "
+                              f"matrix); available: {have}")
+        valid = notebook_parameters(nb_path)
+        used_defaults.update(k for k in defaults if k in valid)
+        params = entry.get("parameters") or {}
+        grid = entry.get("grid") or {}
+        if not isinstance(params, dict) or not isinstance(grid, dict):
+            raise MatrixError(f"{where}: 'parameters' and 'grid' must be mappings of parameter: value(s)")
+        for key in itertools.chain(params, grid):
+            if key not in valid:
+                raise MatrixError(f"{where}: unknown parameter {key!r} for {nb_path.name}; valid: {', '.join(valid)}")
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise MatrixError(f"{where}: grid '{key}' must be a non-empty list of values")
+        combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
+        for combo in combos:
+            shown = {**params, **combo}
+            base = entry.get("name") or nb_path.stem
+            name = _run_name(str(base), shown) if (len(combos) > 1 or not entry.get("name")) else str(base)
+            chosen = {k: v for k, v in defaults.items() if k in valid}
+            chosen.update(shown)
+            chosen["record_dir"] = f"{name}.record"
+            _check_values(where, chosen)
+            runs.append(Run(name, nb_path, chosen))
+    unused = sorted(set(defaults) - used_defaults)
+    if unused:
+        raise MatrixError(f"{path}: 'defaults' key(s) {unused} are parameters of none of the matrix's notebooks; "
+                          "fix the name or remove it")
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise MatrixError(f"{path}: run names {dupes} occur more than once; give each run a distinct 'name:'")
+    return runs
+
+
+def _check_values(where: str, params: dict[str, Any]) -> None:
+    """Reject values the experiment would reject, before any kernel starts."""
+    from gnaexp.experiment import ExperimentConfig
+
+    settings = {k: v for k, v in params.items() if k in ExperimentConfig.keys()}
+    try:
+        ExperimentConfig().with_settings(settings)
+    except (KeyError, ValueError) as exc:
+        raise MatrixError(f"{where}: {exc.args[0] if exc.args else exc}") from None

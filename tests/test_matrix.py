@@ -1,0 +1,72 @@
+"""The batch matrix: names, grids, defaults, and every bad matrix refused with exit 2 before anything runs."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gnaexp import cli, matrix
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def _matrix(path: Path, runs: list, defaults: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump({"defaults": defaults or {}, "runs": runs}, sort_keys=False))
+    return path
+
+
+def test_default_matrix_covers_the_forum_table():
+    runs = [r for r in matrix.load_matrix(NOTEBOOKS / matrix.MATRIX_NAME)
+            if r.notebook.stem in ("conv", "concat", "concat_conv")]
+    combos = {(r.notebook.stem, r.parameters["scale_factor"], r.parameters["layout"]) for r in runs}
+    assert combos == {(nb, sf, lay) for nb in ("conv", "concat", "concat_conv") for sf in (1, 2048)
+                      for lay in ("correct", "legacy-concat")}
+    assert all("gna-emu" in r.parameters["backends"] for r in runs)
+    assert len({r.name for r in runs}) == len(runs)
+    assert all(r.parameters["record_dir"] == f"{r.name}.record" for r in runs)
+
+
+def test_grid_defaults_and_names(tmp_path):
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": str(NOTEBOOKS / "concat"),
+                                       "grid": {"scale_factor": [1, 2048.0], "precision": ["i16", "i8"]}},
+                                      {"notebook": str(NOTEBOOKS / "conv"), "name": "c"}],
+                defaults={"seed": 5, "kernel": 4})  # kernel: a conv parameter, not a concat one
+    runs = matrix.load_matrix(m)
+    assert [r.name for r in runs] == ["concat-sf1-i16", "concat-sf1-i8", "concat-sf2048-i16", "concat-sf2048-i8", "c"]
+    assert runs[0].parameters == {"seed": 5, "scale_factor": 1, "precision": "i16", "record_dir": "concat-sf1-i16.record"}
+    assert runs[-1].parameters["kernel"] == 4
+
+
+@pytest.mark.parametrize("content, message", [
+    ("runs: [notebook: conv\n", "not valid YAML"),
+    ("runs: []\n", "non-empty 'runs:'"),
+    ("runs:\n  - notebook: nope\n", "unknown notebook 'nope'"),
+    ("runs:\n  - notebook: conv\n    parameters: {scale_factr: 2}\n", "unknown parameter 'scale_factr'"),
+    ("runs:\n  - notebook: conv\n    parameters: {layout: sideways}\n", "layout must be correct or legacy-concat"),
+    ("runs:\n  - notebook: conv\n    grid: {seed: 3}\n", "non-empty list"),
+    ("runs:\n  - notebook: conv\n  - notebook: conv\n", "more than once"),
+    ("runs:\n  - notebook: conv\n    parameters: {length: 32.7}\n", "parameter length=32.7: expected a whole number"),
+    ("runs:\n  - notebook: conv\n    parameters: {length: true}\n", "parameter length=True: expected a whole"),
+    ("runs:\n  - notebook: conv\n    parameters: {backends: 'torch,gna_emu'}\n", "unknown backend 'gna_emu'"),
+    ("defaults: {scale_factr: 2}\nruns:\n  - notebook: conv\n", "'defaults' key(s) ['scale_factr'] are parameters"),
+])
+def test_bad_matrix_exits_2_and_keeps_existing_output(tmp_path, capsys, content, message):
+    m = tmp_path / "m.yaml"
+    m.write_text(content.replace("notebook: conv", f"notebook: {NOTEBOOKS / 'conv'}"))
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "index.html").write_text("previous index")
+    assert cli.main(["batch", str(m), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bad matrix" in err and message in err
+    assert (out / "index.html").read_text() == "previous index"
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]
+
+
+def test_missing_matrix_file_exits_2(tmp_path, capsys):
+    assert cli.main(["batch", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+
