@@ -75,6 +75,8 @@ def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fing
                 "input_shapes": {k: list(v) for k, v in model.input_shapes.items()}, "info": ref.info,
                 "input_fingerprint": input_fingerprint}
         (tmp / "meta.json").write_text(dumps(meta), encoding="utf-8")
+        if folder.exists() and load_reference(key) is None:  # a damaged entry: set it aside, then replace it
+            shutil.rmtree(folder.rename(folder.with_name(f".damaged-{key}-{os.getpid()}")), ignore_errors=True)
         os.replace(tmp, folder)  # another process may have won the race: then its copy stays
     except OSError:
         pass

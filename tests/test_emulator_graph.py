@@ -277,3 +277,59 @@ def test_int8_request_on_a_convolution_is_noted(forum):
     assert conv["weight_precision"] == "i16"
     assert any("int8 asked, int16 used" in n and "GNA 3.0" in n for n in em.notes)
     assert not any("int8 asked" in n for n in emulate(model, {"input": x}, 2048.0).notes)
+
+
+def _cpu(model, x):
+    cpu = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.stack([cpu(s)[0] for s in x])
+
+
+def test_2d_convolution_with_height_1_runs_as_1d():
+    torch.manual_seed(2)
+    m = torch.nn.Conv2d(4, 8, (1, 3), stride=(1, 2))
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 1, 4, 1, 40)).astype(np.float32)
+    em = emulate(_torch_ir(m, (1, 4, 1, 40)), {"input": x}, 4096.0)
+    conv = next(r for r in em.plan if r["op"] == "Convolution")
+    assert conv["geometry"]["nfc"] == 16  # ALIGN8(max(K·C, S·C)) = ALIGN8(12)
+    with torch.no_grad():
+        ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
+    assert em.outputs["output"].shape == ref.shape == (5, 1, 8, 1, 19)
+    assert _cos(em.outputs["output"], ref) > 0.9999
+    with pytest.raises(ValueError, match="H=1"):  # a real 2-D stride is refused, not computed wrongly
+        emulate(_torch_ir(torch.nn.Conv2d(4, 4, (1, 3), stride=(2, 1)), (1, 4, 3, 40)),
+                {"input": np.zeros((1, 4, 3, 40), np.float32)})
+
+
+def test_data_movement_ops_between_layers():
+    """Reshape, Transpose, Squeeze and Unsqueeze move data; the emulated numbers follow OpenVINO's."""
+    rng = np.random.default_rng(6)
+    w = rng.uniform(-0.5, 0.5, (4, 4, 3)).astype(np.float32)
+    fc = rng.uniform(-0.5, 0.5, (8, 4 * 19)).astype(np.float32)
+    p = ops.parameter([1, 160], np.float32, name="input")
+    x3 = ops.reshape(p, ops.constant(np.array([1, 40, 4], np.int64)), False)
+    ncw = ops.transpose(x3, ops.constant(np.array([0, 2, 1], np.int64)))  # NWC data to the NCW a conv takes
+    y = ops.convolution(ncw, ops.constant(w), [2], [0], [0], [1])
+    flat = ops.reshape(ops.unsqueeze(y, ops.constant(np.array([0], np.int64))),
+                       ops.constant(np.array([1, 76], np.int64)), False)
+    out = ops.squeeze(ops.unsqueeze(ops.matmul(flat, ops.constant(fc), False, True),
+                                    ops.constant(np.array([0], np.int64))), ops.constant(np.array([0], np.int64)))
+    model = ov.Model([out], [p])
+    x = rng.uniform(-1, 1, (4, 1, 160)).astype(np.float32)
+    em = emulate(model, {"input": x}, 8192.0)
+    assert [r["op"] for r in em.plan] == ["Parameter", "Convolution", "Identity (inserted)", "FullyConnected"]
+    assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999
+
+
+def test_activation_fake_quantize_runs_as_an_identity_pwl():
+    rng = np.random.default_rng(8)
+    w = rng.uniform(-0.4, 0.4, (4, 6, 3)).astype(np.float32)
+    p = ops.parameter([1, 6, 64], np.float32, name="input")
+    y = _fq(ops.convolution(p, ops.constant(w), [1], [0], [0], [1]), 65536, -3.0, 3.0)
+    model = ov.Model([y], [p])
+    x = rng.uniform(-1, 1, (3, 1, 6, 64)).astype(np.float32)
+    em = emulate(model, {"input": x}, 2048.0)
+    fq = next(r for r in em.plan if r["op"] == "FakeQuantize (as PWL)")
+    # out sf = (levels − 1)/range = 65535/6 ≈ 10922.5, capped at the activation limit (4096), then moved to
+    # a value the PWL's slope encodes well (within 10 %)
+    assert 0.9 * 4096 <= fq["out_sf"] <= 4096 and fq["pwl"]
+    assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999

@@ -54,6 +54,9 @@ def test_error_histogram_counts_every_sample():
     fig = plots.error_histogram(ref, {"a": emu, "b": ref.copy()}, bins=20)
     patches = fig.get_axes()[0].patches
     assert len(patches) == 2
+    for patch in patches:  # a step outline: (x0, 0), (x0, h0), (x1, h0), (x1, h1), …: the heights are the counts
+        heights = patch.get_xy()[1:2 * 20 + 1:2, 1]
+        assert len(heights) == 20 and heights.sum() == ref.size
     # identical outputs still plot (one degenerate range handled)
     fig2 = plots.error_histogram(ref, {"same": ref.copy()})
     assert len(fig2.get_axes()[0].patches) == 1

@@ -44,3 +44,14 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         atomic_write_text(target, Boom("bad"))
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_load_refuses_another_schema(tmp_path):
+    record = experiment.run(experiment.ExperimentConfig(experiment="conv", length=17, backends=["torch"]),
+                            out_dir=tmp_path)
+    data = json.loads((tmp_path / "record.json").read_text())
+    data["schema"] = "gnaexp.record/0"
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="has schema 'gnaexp.record/0'; this gnaexp reads gnaexp.record/1"):
+        Record.load(tmp_path)
+    assert record.sweep == {}  # every result is a reference: no floor to sweep
