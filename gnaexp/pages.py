@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from gnaexp.files import atomic_write_bytes, atomic_write_text
+from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps
 from gnaexp.markup import bold, cell, escape
 
 _EXPORTER: Any = None
@@ -74,12 +74,21 @@ _CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:
         ".err{color:#a00;font-family:monospace;white-space:pre-wrap}.small{font-size:12px;color:#555}")
 
 
-def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
-    """(our key metrics, the forum's figure, the verdict) from the run's summary.json."""
-    from gnaexp.report import SUMMARY_FILE
+# What a notebook leaves in its record folder for the batch index: key metric rows and the verdict lines.
+INDEX_ENTRY_FILE = "index-entry.json"
 
+
+def write_index_entry(record_dir: Path, experiment: str, verdict: list[str], rows: list[dict[str, Any]],
+                      notes: list[str] | None = None) -> Path:
+    """The one writer of index entries (every notebook's, whatever it shows)."""
+    data = {"experiment": experiment, "notes": notes or [], "verdict": verdict, "rows": rows}
+    return atomic_write_text(Path(record_dir) / INDEX_ENTRY_FILE, dumps(data))
+
+
+def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
+    """(our key metrics, the forum's figure, the verdict) from the run's index entry."""
     try:
-        data = json.loads((out / f"{name}.record" / SUMMARY_FILE).read_text(encoding="utf-8"))
+        data = json.loads((out / f"{name}.record" / INDEX_ENTRY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "", "", ""
     ours, forum = [], []

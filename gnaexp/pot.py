@@ -15,12 +15,10 @@ from typing import Any, Mapping
 
 from gnaexp import forum
 from gnaexp.experiment import IR_FLOAT, IR_NNCF, ExperimentConfig, build_model, run, save_with_ir
-from gnaexp.files import atomic_write_text, dumps
 from gnaexp.markup import cell, escape
 from gnaexp.markup import table as markup_table
 from gnaexp.records import Record
 
-SUMMARY_FILE = "summary.json"  # the batch index reads key metrics and the verdict from here
 
 
 def _words(value: Any) -> list[str]:
@@ -62,9 +60,10 @@ def run_study(params: Mapping[str, Any]) -> Study:
                     save_with_ir(record, model, study.record_dir / f"{name}-{ir}-sf{sf:g}-{layout}")
                     study.records.append(record)
                     study.rows.extend(_rows(record, name, ir, sf, layout))
-    atomic_write_text(study.record_dir / SUMMARY_FILE, dumps({
-        "experiment": "pot", "verdict": verdict_lines(study),
-        "rows": [_index_row(r) for r in study.rows if r["kind"] == "emulated"]}))
+    from gnaexp.pages import write_index_entry
+
+    write_index_entry(study.record_dir, "pot", verdict_lines(study),
+                      [_index_row(r) for r in study.rows if r["kind"] == "emulated"])
     return study
 
 

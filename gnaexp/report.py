@@ -18,11 +18,9 @@ import numpy as np
 from gnaexp import experiment as experiment_mod
 from gnaexp.backends import BackendResult, BackendUnavailable, make_backend
 from gnaexp.experiment import ExperimentConfig
-from gnaexp.files import atomic_write_text, dumps
 from gnaexp.markup import cell, escape, key_value_rows, table
 from gnaexp.records import Record
 
-SUMMARY_FILE = "summary.json"
 
 
 # --- setting and backends ----------------------------------------------------------------------------------
@@ -104,7 +102,7 @@ class NotebookRun:
         return experiment_mod.reference_of(self.record.results)
 
 
-def run(setting: Setting, use_cache: bool = True) -> NotebookRun:
+def run_setting(setting: Setting, use_cache: bool = True) -> NotebookRun:
     """``experiment.run`` for a notebook: the record (with its IR) saved under ``setting.record_dir``.
 
     The torch reference output and the IR are cached per net, seed and input settings, so that a later run of
@@ -221,18 +219,18 @@ def verdict(run_: NotebookRun) -> Markdown:
     from gnaexp import diagnosis
 
     lines = diagnosis.verdict_lines(run_.record)
-    save_summary(run_, lines)
+    save_index_entry(run_, lines)
     return Markdown("<div class='gnaexp-verdict'>\n\n**Verdict**\n\n" + "\n".join(f"- {l}" for l in lines)
                     + "\n\n</div>")
 
 
-def save_summary(run_: NotebookRun, lines: list[str]) -> Path:
+def save_index_entry(run_: NotebookRun, lines: list[str]) -> Path:
     """Key metrics and verdict beside the record, for the batch index page."""
     from gnaexp import summary
+    from gnaexp.pages import write_index_entry
 
-    data = {"experiment": run_.record.experiment, "notes": run_.setting.notes, "verdict": lines,
-            "rows": summary.rows(run_.record)}
-    return atomic_write_text(run_.record_dir / SUMMARY_FILE, dumps(data))
+    return write_index_entry(run_.record_dir, run_.record.experiment, lines, summary.rows(run_.record),
+                             run_.setting.notes)
 
 
 def _relative(path: Path | str) -> str:

@@ -68,7 +68,7 @@ class Explorer:
     def refresh(self) -> None:
         """Run the current selection and redraw everything (and the static snapshot)."""
         setting = report.setting_from(self.parameters())
-        self.run_ = report.run(setting)
+        self.run_ = report.run_setting(setting)
         channels = next(iter(self.run_.reference.outputs.values())).shape[1]
         if list(self.channel.options) != list(range(channels)):
             keep = self.channel.value if self.channel.value < channels else 0

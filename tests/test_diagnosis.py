@@ -91,7 +91,7 @@ def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor
 
     import yaml
 
-    from gnaexp import cli
+    from gnaexp import cli, pages
     from gnaexp.records import Record
 
     params = {"scale_factor": scale_factor, "length": 33, "seed": 3, "backends": "torch,openvino:CPU,gna-emu"}
@@ -113,7 +113,7 @@ def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor
     assert by_batch.diagnosis["verdicts"] == by_run.diagnosis["verdicts"]
     lines = diagnosis.verdict_lines(by_run)
     assert len(lines) == 2  # openvino:CPU and gna-emu against torch
-    summary = json.loads((out / "one.record" / "summary.json").read_text())
+    summary = json.loads((out / "one.record" / pages.INDEX_ENTRY_FILE).read_text())
     assert summary["verdict"] == lines
     cells = json.loads((out / "one.ipynb").read_text())["cells"]
     notebook_text = json.dumps([o.get("data", {}) for c in cells for o in c.get("outputs", [])], ensure_ascii=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnaexp import batch
+from gnaexp import batch, pages
 from gnaexp.matrix import load_matrix, notebook_parameters
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -68,7 +68,7 @@ def test_record_saved_next_to_report(executed):
     assert record["config"]["length"] == 31 and record["config"]["scale_factor"] == 1
     assert (out / "conv-small.record" / record["artifacts"]["ir"]).exists()
     assert record["environment"]["gnaexp"]  # the kernel ran this environment's gnaexp
-    summary = json.loads((out / "conv-small.record" / "summary.json").read_text())
+    summary = json.loads((out / "conv-small.record" / pages.INDEX_ENTRY_FILE).read_text())
     assert summary["verdict"] and summary["rows"]
 
 
@@ -119,9 +119,9 @@ def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = {"experiment": "concat_conv", "length": 23, "seed": 11, "backends": "torch,openvino:CPU,gna-emu",
               "scale_factor": 64.0, "layout": "legacy-concat"}
-    fresh = report.run(report.setting_from({**params, "record_dir": "a"}), use_cache=False)
-    first = report.run(report.setting_from({**params, "record_dir": "b"}))  # fills the cache
-    cached = report.run(report.setting_from({**params, "record_dir": "c"}))
+    fresh = report.run_setting(report.setting_from({**params, "record_dir": "a"}), use_cache=False)
+    first = report.run_setting(report.setting_from({**params, "record_dir": "b"}))  # fills the cache
+    cached = report.run_setting(report.setting_from({**params, "record_dir": "c"}))
     assert cached.record.result("torch").info.get("cached") is True
     for other in (first, cached):
         assert other.record.input_fingerprint == fresh.record.input_fingerprint

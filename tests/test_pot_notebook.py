@@ -7,7 +7,7 @@ from pathlib import Path
 
 import papermill
 
-from gnaexp import pot
+from gnaexp import pages, pot
 from gnaexp.batch import export_html
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pot.ipynb"
@@ -21,7 +21,7 @@ def test_study_rows_show_the_fq_override(tmp_path):
     assert emu[("nncf", 1.0)]["sf_overridden"] and not emu[("default", 1.0)]["sf_overridden"]
     assert emu[("nncf", 1.0)]["l1"] < 0.1 * emu[("default", 1.0)]["l1"]
     assert emu[("nncf", 2048.0)]["forum_cosine"] == 0.9999
-    summary = json.loads((tmp_path / "rec" / pot.SUMMARY_FILE).read_text())
+    summary = json.loads((tmp_path / "rec" / pages.INDEX_ENTRY_FILE).read_text())
     assert summary["verdict"] and all("(emulated)" in r["backend"] for r in summary["rows"])
     assert (tmp_path / "rec" / "conv-nncf-sf1-correct" / "ir" / "model.xml").exists()
 

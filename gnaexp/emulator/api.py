@@ -8,6 +8,7 @@ exact integer arithmetic. Its numbers are an emulation, never a device measureme
 
 from __future__ import annotations
 
+import functools
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from gnaexp.emulator.ir_reader import Program, read_program
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 
-_PROGRAMS: dict[str, Program] = {}
 _MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
 
 
@@ -63,6 +63,12 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
+@functools.lru_cache(maxsize=32)
+def _read_ir(path: str, mtime_ns: int) -> Program:
+    """An IR file parsed once per content version (the mtime is part of the key)."""
+    return read_program(Path(path))
+
+
 def load_program(model: Any) -> Program:
     """Parse once and cache: by resolved path (and mtime) for IR files, by object for in-memory models."""
     if isinstance(model, Program):
@@ -71,10 +77,7 @@ def load_program(model: Any) -> Program:
         p = Path(model).resolve()
         if not p.exists():
             raise FileNotFoundError(f"IR not found: {p} (pass the .xml file; its .bin must sit beside it)")
-        key = f"{p}:{p.stat().st_mtime_ns}"
-        if key not in _PROGRAMS:
-            _PROGRAMS[key] = read_program(p)
-        return _PROGRAMS[key]
+        return _read_ir(str(p), p.stat().st_mtime_ns)
     try:
         prog = _MODEL_PROGRAMS.get(model)
     except TypeError:
