@@ -26,7 +26,11 @@ _REFERENCE_SOURCES = ("nets.py", "inputs.py", "ir.py", "experiment.py")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("GNAEXP_CACHE") or Path.home() / ".cache" / "gnaexp")
+    folder = Path(os.environ.get("GNAEXP_CACHE") or Path.home() / ".cache" / "gnaexp")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"the cache folder {folder} (GNAEXP_CACHE) is a file: point GNAEXP_CACHE at a folder, "
+                         "or unset it")
+    return folder
 
 
 def reference_key(net: Mapping[str, Any]) -> str:

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ import numpy as np
 
 from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
-from gnaexp.records import Record
+from gnaexp.files import staged_folder
+from gnaexp.records import RECORD_ENTRIES, Record
 
 EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
 PRECISIONS = ("i16", "i8")
@@ -373,16 +373,20 @@ def _model_fingerprint(model: ModelBundle) -> str:
 
 
 def save_with_ir(record: Record, model: ModelBundle, out_dir: Path) -> Path:
-    """Save the record and copy the IR it used next to it, so the folder alone lets anyone rerun it."""
-    if model.ir_xml is not None:
-        ir_dir = out_dir / "ir"
-        ir_dir.mkdir(parents=True, exist_ok=True)
-        for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):
-            tmp = ir_dir / f".{src.name}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, ir_dir / ("model" + src.suffix))
-        record.artifacts["ir"] = "ir/model.xml"
-    return record.save(out_dir)
+    """Save the record and copy the IR it used next to it, so the folder alone lets anyone rerun it.
+
+    The folder is built beside ``out_dir`` and put in place whole: a failure leaves an earlier record as it
+    was, and a folder holding files of the user's is refused rather than replaced.
+    """
+    out_dir = Path(out_dir)
+    with staged_folder(out_dir, lambda name: name in RECORD_ENTRIES, "record folder") as stage:
+        if model.ir_xml is not None:
+            (stage / "ir").mkdir()
+            for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):
+                shutil.copyfile(src, stage / "ir" / ("model" + src.suffix))
+            record.artifacts["ir"] = "ir/model.xml"
+        record.save(stage)
+    return out_dir / "record.json"
 
 
 def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str = "correct") -> Any:

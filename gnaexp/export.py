@@ -7,14 +7,13 @@ writes ``outputs.npz`` in the format the ``import:`` backend reads.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 
 from gnaexp import experiment, inputs as inputs_mod
 from gnaexp.backends import make_backend
-from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
+from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes, staged_folder
 
 MEASURE_SCRIPT = '''"""Run this on the GNA machine: python measure_on_device.py [--mode SW_EXACT|HW|AUTO|SW_FP32] [--sf 2048]
 
@@ -78,24 +77,33 @@ print("wrote", a.out, {k: v.shape for k, v in outs.items()})
 '''
 
 
+PACK_FILES = ("model.xml", "model.bin", "inputs.npz", "config.json", "measure_on_device.py")
+
+
+def _ours(name: str) -> bool:
+    """Entries an earlier export wrote (a device's outputs.npz brought back into the pack is not one)."""
+    return name in PACK_FILES or (name.endswith(".npy") and (name.startswith("reference_") or name.count(".") == 1))
+
+
 def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
-    """Write the export folder; returns it. Files already there are replaced one by one, atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the export folder whole (built beside it, then put in place); returns it.
+
+    A folder holding anything an export did not write (e.g. the device's outputs.npz) is refused, not replaced.
+    """
     model = experiment.build_model(config)
     feed = experiment.make_inputs(config, model)
-    for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):
-        tmp = folder / f".{src.name}.tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, folder / ("model" + src.suffix))
-    atomic_write_bytes(folder / "inputs.npz", npz_bytes(feed))
-    for name, arr in feed.items():
-        atomic_write_bytes(folder / f"{name}.npy", npy_bytes(arr))
-    if model.torch_module is not None:
-        ref = make_backend("torch").run(model, feed)
-        for name, arr in ref.outputs.items():
-            atomic_write_bytes(folder / f"reference_{name}.npy", npy_bytes(arr))
-    cfg = config.to_json()
-    cfg["input_fingerprint"] = inputs_mod.fingerprint(feed)
-    atomic_write_text(folder / "config.json", dumps(cfg))
-    atomic_write_text(folder / "measure_on_device.py", MEASURE_SCRIPT)
+    with staged_folder(folder, _ours, "export folder") as stage:
+        for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):
+            shutil.copyfile(src, stage / ("model" + src.suffix))
+        atomic_write_bytes(stage / "inputs.npz", npz_bytes(feed))
+        for name, arr in feed.items():
+            atomic_write_bytes(stage / f"{name}.npy", npy_bytes(arr))
+        if model.torch_module is not None:
+            ref = make_backend("torch").run(model, feed)
+            for name, arr in ref.outputs.items():
+                atomic_write_bytes(stage / f"reference_{name}.npy", npy_bytes(arr))
+        cfg = config.to_json()
+        cfg["input_fingerprint"] = inputs_mod.fingerprint(feed)
+        atomic_write_text(stage / "config.json", dumps(cfg))
+        atomic_write_text(stage / "measure_on_device.py", MEASURE_SCRIPT)
     return folder

@@ -7,13 +7,16 @@ user's umask gives, like any file the user creates (0644 under umask 022).
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -91,3 +94,82 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
+
+
+def check_writable_file(path: str | Path, suffixes: tuple[str, ...] = (), what: str = "output") -> Path:
+    """A path a file can be written to, checked before any work: right suffix, not a folder, its folder (or the
+    first existing one above it) a folder. Raises ValueError / OSError naming the path."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {path} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+    return path
+
+
+@contextmanager
+def staged_files() -> Iterator[Callable[[Path, bytes], None]]:
+    """Write several files all or nothing: ``stage(path, data)`` writes a temporary file in each file's own
+    folder; only when the block ends without error are they all renamed into place."""
+    staged: list[tuple[str, Path]] = []
+
+    def stage(path: Path, data: bytes) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        staged.append((tmp, path))
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+    try:
+        yield stage
+    except BaseException:
+        for tmp, _ in staged:
+            with suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+
+
+@contextmanager
+def staged_folder(dest: str | Path, ours: Callable[[str], bool], what: str = "output folder") -> Iterator[Path]:
+    """Build a folder in a staging folder beside ``dest`` (same filesystem), then put it in place whole.
+
+    ``ours(name)`` says which entries of an existing ``dest`` this writer made (and may replace); a folder that
+    holds anything else is refused before any work, so that no file of the user's is ever deleted. On error
+    the staging folder goes and ``dest`` stays as it was.
+    """
+    dest = Path(dest).absolute()
+    if dest == Path.cwd() or dest in Path.cwd().parents:
+        raise ValueError(f"{what} {dest} is the current folder or holds it: give a folder of its own")
+    if dest.exists():
+        if not dest.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(dest))
+        foreign = sorted(p.name for p in dest.iterdir() if not ours(p.name) and not p.name.startswith("."))
+        if foreign:
+            raise ValueError(f"{what} {dest} holds files gnaexp did not write there ({', '.join(foreign[:5])}"
+                             f"{', …' if len(foreign) > 5 else ''}): give an empty or new folder")
+    check_writable_file(dest / "x", what=what)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+    os.chmod(stage, 0o777 & ~_UMASK)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{stage.name[-8:]}")
+        os.rename(dest, old)
+    os.rename(stage, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -76,12 +76,20 @@ def read_file(path: str | Path, what: str = "input file") -> np.ndarray | dict[s
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if path.suffix != ".npz":
+    if path.suffix not in (".npy", ".npz"):
         raise ValueError(f"unsupported {what} {path.name}: use .npy or .npz")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if not k.startswith("__")}
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if not k.startswith("__")}
+    except (ValueError, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # permission, a folder, …: the CLI names the path and the fix
+        kind = "NumPy array file (.npy)" if path.suffix == ".npy" else "NumPy archive (.npz)"
+        raise ValueError(f"{what} {path} is not a {kind} gnaexp can read (it holds text, pickled objects or "
+                         "damaged data; pickled data is never loaded): save the arrays with numpy.save or "
+                         "numpy.savez") from None
 
 
 def read_one(path: str | Path, what: str = "array file") -> np.ndarray:

@@ -80,7 +80,8 @@ def _run_name(notebook: str, params: dict[str, Any]) -> str:
         prefix = ABBREV.get(k, "" if isinstance(v, str) else k)
         value = f"{v:g}" if isinstance(v, float) else str(v)
         parts.append(f"{prefix}{value}")
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(parts))
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)))
+    return name.lstrip("._-") or "run"
 
 
 def load_matrix(path: str | Path) -> list[Run]:
@@ -92,6 +93,8 @@ def load_matrix(path: str | Path) -> list[Run]:
         raise MatrixError(f"matrix file {path} does not exist; give a YAML file (see notebooks/{MATRIX_NAME})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"{path} is not UTF-8 text (byte {exc.start}): save the matrix as UTF-8 YAML") from None
     except yaml.YAMLError as exc:
         raise MatrixError(f"{path} is not valid YAML: {exc}; fix the syntax at the line shown") from None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
@@ -131,8 +134,11 @@ def load_matrix(path: str | Path) -> list[Run]:
         combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
         for combo in combos:
             shown = {**params, **combo}
+            if entry.get("name") is not None:
+                _check_name(where, entry["name"])
             base = entry.get("name") or nb_path.stem
             name = _run_name(str(base), shown) if (len(combos) > 1 or not entry.get("name")) else str(base)
+            _check_name(where, name)
             chosen = {k: v for k, v in defaults.items() if k in valid}
             chosen.update(shown)
             chosen["record_dir"] = f"{name}.record"
@@ -147,6 +153,22 @@ def load_matrix(path: str | Path) -> list[Run]:
     if dupes:
         raise MatrixError(f"{path}: run names {dupes} occur more than once; give each run a distinct 'name:'")
     return runs
+
+
+# Names the output folder uses itself; a run with one of them would overwrite or hide it.
+RESERVED_NAMES = ("index",)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_name(where: str, name: Any) -> None:
+    """A run name is a plain file name inside the output folder: no separators, no '..', not a reserved name."""
+    text = str(name)
+    if not NAME_PATTERN.fullmatch(text) or ".." in text:
+        raise MatrixError(f"{where}: run name {text!r} is not a plain name (letters, digits and -_. only, starting "
+                          "with a letter or digit, no '..'): every run's files stay inside --out")
+    if text.lower() in RESERVED_NAMES:
+        raise MatrixError(f"{where}: run name {text!r} is reserved ({text}.html is the batch's own page); "
+                          "choose another name")
 
 
 def _check_values(where: str, params: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps
 from gnaexp.markup import bold, cell, escape
+from gnaexp.records import INDEX_ENTRY_FILE
 
 _EXPORTER: Any = None
 
@@ -72,10 +73,6 @@ _CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:
         "padding:3px 7px;vertical-align:top;text-align:left}tr.ok td:first-child{background:#c8f0c8}"
         "tr.failed td:first-child{background:#f6b8b8}tr.pending td:first-child{background:#eee}"
         ".err{color:#a00;font-family:monospace;white-space:pre-wrap}.small{font-size:12px;color:#555}")
-
-
-# What a notebook leaves in its record folder for the batch index: key metric rows and the verdict lines.
-INDEX_ENTRY_FILE = "index-entry.json"
 
 
 def write_index_entry(record_dir: Path, experiment: str, verdict: list[str], rows: list[dict[str, Any]],

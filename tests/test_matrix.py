@@ -70,3 +70,32 @@ def test_missing_matrix_file_exits_2(tmp_path, capsys):
 
 # --- running ---------------------------------------------------------------------------------------------------
 
+
+
+@pytest.mark.parametrize("name, message", [
+    ("../conv", "is not a plain name"),
+    ("a/b", "is not a plain name"),
+    ("..", "is not a plain name"),
+    (".hidden", "is not a plain name"),
+    ("index", "is reserved"),
+    ("INDEX", "is reserved"),
+])
+def test_run_names_stay_inside_the_output_folder(tmp_path, capsys, name, message):
+    """A name like ../conv beside a copy of the notebook once overwrote that notebook; now nothing runs."""
+    (tmp_path / "conv.ipynb").write_bytes((NOTEBOOKS / "conv.ipynb").read_bytes())
+    before = (tmp_path / "conv.ipynb").read_bytes()
+    m = tmp_path / "sub" / "m.yaml"
+    m.parent.mkdir()
+    (m.parent / "conv.ipynb").write_bytes(before)
+    _matrix(m, [{"notebook": "conv", "name": name, "parameters": {"length": 17}}])
+    assert cli.main(["batch", str(m), "--out", str(tmp_path / "sub" / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "conv.ipynb").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.ipynb", "sub"]
+    assert not (tmp_path / "sub" / "out").exists()
+
+
+def test_generated_names_are_plain():
+    for params in ({"input_file": "../x/y.npy", "scale_factor": 2048.0}, {"model": "../../m.xml"}, {"a": "/"}):
+        name = matrix._run_name("conv", params)
+        assert matrix.NAME_PATTERN.fullmatch(name) and ".." not in name and "/" not in name, name

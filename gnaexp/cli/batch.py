@@ -26,6 +26,10 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_batch)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     matrix = Path(args.matrix) if args.matrix else default_matrix()
     if args.jobs is not None and args.jobs < 1:
@@ -41,12 +45,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     start = time.perf_counter()
-    # Ctrl-C must stop the batch even when started from a shell that ignores SIGINT for background jobs.
+    # Ctrl-C must stop the batch even when started from a shell that ignores SIGINT for background jobs, and
+    # SIGTERM (a scheduler, `kill`) stops it the same clean way.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, _terminate)
     try:
         outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
     failed = [o for o in outcomes if o.status == "failed"]
     done = sum(o.status == "ok" for o in outcomes)
     skipped = sum(o.status == "skipped" for o in outcomes)

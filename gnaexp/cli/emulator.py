@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_set_option, make_config
-from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
+from gnaexp.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
 
 
 def parse_scale_factors(text: str) -> float | dict[str, float]:
@@ -30,6 +29,12 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from gnaexp.emulator import emulate, load_program
     from gnaexp.inputs import read_file
 
+    # Every destination is checked before any work, and all are written together or not at all.
+    out = check_writable_file(args.out, (".npy", ".npz"), "--out")
+    plan = check_writable_file(args.plan, (".json",), "--plan") if args.plan else None
+    ints = check_writable_file(args.ints, (".npz",), "--ints") if args.ints else None
+    if len({p.resolve() for p in (out, plan, ints) if p}) < len([p for p in (out, plan, ints) if p]):
+        raise UsageError("--out, --plan and --ints must be different files")
     prog = load_program(args.model)
     raw = read_file(args.inputs)
     if not isinstance(raw, dict):
@@ -38,19 +43,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
                              f"named {[p[1][0] for p in prog.params]}")
         raw = {prog.params[0][1][0]: raw}
     em = emulate(prog, raw, parse_scale_factors(args.scale_factor), args.precision, args.layout,
-                 keep_ints=bool(args.ints))
-    out = Path(args.out)
-    if out.suffix == ".npz":
-        atomic_write_bytes(out, npz_bytes(em.outputs))
-    else:
-        if len(em.outputs) != 1:
-            raise UsageError(f"the model has {len(em.outputs)} outputs: give --out a .npz path")
-        arr = next(iter(em.outputs.values()))
-        atomic_write_bytes(out, npy_bytes(arr))
-    if args.plan:
-        atomic_write_text(Path(args.plan), dumps(em.to_json()))
-    if args.ints:
-        atomic_write_bytes(Path(args.ints), npz_bytes({k.replace("/", "|"): v for k, v in em.ints.items()}))
+                 keep_ints=bool(ints))
+    if out.suffix == ".npy" and len(em.outputs) != 1:
+        raise UsageError(f"the model has {len(em.outputs)} outputs: give --out a .npz path")
+    with staged_files() as stage:
+        stage(out, npz_bytes(em.outputs) if out.suffix == ".npz" else npy_bytes(next(iter(em.outputs.values()))))
+        if plan:
+            stage(plan, dumps(em.to_json()).encode("utf-8"))
+        if ints:
+            stage(ints, npz_bytes({k.replace("/", "|"): v for k, v in em.ints.items()}))
     print(f"emulated ({em.rules_version}, layout {args.layout}); input sf used: {em.input_scale_factors}")
     for note in em.notes:
         print(f"note: {note}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gnaexp.cli.common import EXIT_OK, EXPERIMENT_HELP, UsageError, make_config
 
@@ -63,6 +66,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from gnaexp.files import dumps
 
     ref, other = read_one(args.ref), read_one(args.other)
+    for path, arr in ((args.ref, ref), (args.other, other)):
+        if arr.size == 0:
+            raise UsageError(f"{path} holds an empty array: there is nothing to compare")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise UsageError(f"{path} holds {arr.dtype} values; compare takes numbers (save outputs as float32)")
+    if args.output_scale is not None and not (args.output_scale > 0 and math.isfinite(args.output_scale)):
+        raise UsageError(f"--output-scale must be a positive, finite scale factor, got {args.output_scale:g}")
     try:
         comp = metrics.compare(ref, other, output_scale=args.output_scale)
     except ValueError as exc:

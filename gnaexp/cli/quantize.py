@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from gnaexp import inputs as inputs_mod
 from gnaexp.cli.common import UsageError, add_set_option, make_config
 from gnaexp.quantization import SUPPORTED_BITS
+
+QUANTIZE_FILES = ("float.xml", "float.bin", "quantized.xml", "quantized.bin", "quantization.json")
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,7 +29,7 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_quantize(args: Any) -> int:
     from gnaexp.quantization import QuantizationSettings, quantize_ir
-    from gnaexp.files import atomic_write_text, dumps
+    from gnaexp.files import atomic_write_text, dumps, staged_folder
 
     settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
                                     args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "")
@@ -43,18 +43,13 @@ def cmd_quantize(args: Any) -> int:
         from gnaexp.experiment import build_model
 
         float_src = build_model(make_config(args.model, args.set, "torch")).ir_xml
-    # Quantize in a scratch folder first: the output folder changes only once everything succeeded.
-    with tempfile.TemporaryDirectory(prefix="gnaexp-quantize-") as tmp:
-        result = quantize_ir(float_src, Path(tmp) / "quantized.xml", settings)
-        out.mkdir(parents=True, exist_ok=True)
+    # Built beside --out (same filesystem) and put in place whole, only once everything succeeded.
+    with staged_folder(out, lambda name: name in QUANTIZE_FILES, "quantize output folder") as stage:
+        result = quantize_ir(float_src, stage / "quantized.xml", settings)
         for suffix in (".xml", ".bin"):
-            staged = out / f".float{suffix}.tmp"
-            shutil.copyfile(float_src.with_suffix(suffix), staged)
-            os.replace(staged, out / f"float{suffix}")
-        for suffix in (".bin", ".xml"):
-            os.replace(Path(tmp) / f"quantized{suffix}", out / f"quantized{suffix}")
-    result.float_xml, result.quantized_xml = out / "float.xml", out / "quantized.xml"
-    atomic_write_text(out / "quantization.json", dumps(result.to_json(relative_to=out)))
+            shutil.copyfile(float_src.with_suffix(suffix), stage / f"float{suffix}")
+        result.float_xml, result.quantized_xml = stage / "float.xml", stage / "quantized.xml"
+        atomic_write_text(stage / "quantization.json", dumps(result.to_json(relative_to=stage)))
     print(f"quantized {float_src.name} ({settings.tag()}, {result.calibration_count} calibration samples) "
           f"in {result.duration_s:.1f} s → {out / 'quantized.xml'}")
     for row in result.fake_quantize:

@@ -181,6 +181,12 @@ def build_plan(
 
 def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
+    if isinstance(scale_factors, Mapping):
+        known = {n for _, names, _ in prog.params for n in names} | set(range(len(prog.params)))
+        unknown = [k for k in scale_factors if k not in known]
+        if unknown:
+            raise ValueError(f"scale factor given for unknown input(s) {unknown}; the model's inputs are "
+                             f"{[names[0] for _, names, _ in prog.params]}")
     for i, (key, names, _) in enumerate(prog.params):
         if isinstance(scale_factors, Mapping):
             sf = next((scale_factors[n] for n in names if n in scale_factors), scale_factors.get(i, 1.0))

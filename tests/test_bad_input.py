@@ -1,0 +1,181 @@
+"""Bad input: exit code 2 and a message naming the problem and the fix, no traceback, nothing lost, nothing
+written outside the output folder. Each case reproduces a defect found by trying the commands as a user."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnaexp import experiment
+from gnaexp.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    np.save(d / "x.npy", np.random.default_rng(0).random((2, 1, 6, 255)).astype(np.float32))
+    np.save(d / "empty.npy", np.zeros(0, np.float32))
+    np.save(d / "bools.npy", np.ones(5, bool))
+    np.save(d / "ones.npy", np.ones(5, np.float32))
+    (d / "text.npy").write_text("not an array\n")
+    (d / "folder.npy").mkdir()
+    (d / "a_file").write_text("in the way\n")
+    (d / "bad.yaml").write_bytes(b"\xff\xfe runs: []")
+    assert main(["export", "conv", "--out", str(d / "pack")]) == 0
+    return d
+
+
+def _usage(capsys, argv, *expected):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_messages_name_the_problem_and_the_fix(files, capsys):
+    d, model = files, str(files / "pack" / "model.xml")
+    _usage(capsys, ["run", "conv", "--set", f"input_file={d / 'text.npy'}"], "text.npy is not a NumPy array file",
+           "save the arrays with numpy.save")
+    _usage(capsys, ["run", "conv", "--set", f"input_file={d / 'folder.npy'}"], "folder.npy", "it is a folder")
+    _usage(capsys, ["emulate", model, str(d / "x.npy"), "--out", str(d / "folder.npy")], "it is a folder: give a file")
+    _usage(capsys, ["emulate", model, str(d / "x.npy"), "--out", str(d / "y.txt")], "--out", "must end in .npy or .npz")
+    _usage(capsys, ["emulate", model, str(d / "x.npy"), "--scale-factor", "zz=2048", "--out", str(d / "y.npy")],
+           "unknown input(s) ['zz']; the model's inputs are ['input']")
+    _usage(capsys, ["compare", str(d / "empty.npy"), str(d / "empty.npy")], "empty array: there is nothing to compare")
+    _usage(capsys, ["compare", str(d / "bools.npy"), str(d / "bools.npy")], "holds bool values")
+    _usage(capsys, ["compare", str(d / "ones.npy"), str(d / "ones.npy"), "--output-scale", "0"],
+           "--output-scale must be a positive, finite scale factor, got 0")
+    _usage(capsys, ["batch", str(d / "bad.yaml"), "--out", str(d / "r")], "is not UTF-8 text")
+    _usage(capsys, ["batch", str(d / "folder.npy"), "--out", str(d / "r")], "folder.npy", "it is a folder")
+    _usage(capsys, ["diagnose", "conv", "--observed", str(d / "text.npy")], "text.npy is not a NumPy array file")
+    assert not (d / "y.npy").exists() and not (d / "y.txt").exists() and not (d / "r").exists()
+
+
+def test_outputs_in_the_way_are_named_and_untouched(files, capsys, monkeypatch):
+    d = files
+    for argv in (["run", "conv", "--out", str(d / "a_file")], ["run", "conv", "--out", str(d / "a_file" / "sub")],
+                 ["quantize", "conv", "--calibration-size", "4", "--out", str(d / "a_file")],
+                 ["export", "conv", "--out", str(d / "a_file")]):
+        _usage(capsys, argv, "a_file", "not a folder")
+    assert (d / "a_file").read_text() == "in the way\n"
+    monkeypatch.setenv("GNAEXP_CACHE", str(d / "a_file"))
+    _usage(capsys, ["run", "conv", "--out", str(d / "o")], "(GNAEXP_CACHE) is a file: point GNAEXP_CACHE at a folder")
+
+
+def test_no_folder_with_files_of_the_user_is_replaced(files, capsys, monkeypatch, tmp_path):
+    # A device's measurement brought back into the export pack must survive a second export.
+    (files / "pack" / "outputs.npz").write_bytes(b"measured on GNA")
+    _usage(capsys, ["export", "conv", "--out", str(files / "pack")], "holds files gnaexp did not write there",
+           "outputs.npz")
+    assert (files / "pack" / "outputs.npz").read_bytes() == b"measured on GNA"
+    (tmp_path / "notes.txt").write_text("mine")
+    _usage(capsys, ["run", "conv", "--out", str(tmp_path)], "holds files gnaexp did not write there (notes.txt)")
+    monkeypatch.chdir(tmp_path)
+    _usage(capsys, ["run", "conv", "--out", "."], "is the current folder or holds it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_failed_record_write_leaves_the_earlier_record_whole(tmp_path, monkeypatch):
+    """The IR and the record are published together: a failure half-way keeps the old folder as it was."""
+    from gnaexp.records import Record
+
+    out = tmp_path / "rec"
+    config = experiment.ExperimentConfig(experiment="conv", length=17, backends=["torch", "openvino:CPU"])
+    experiment.run(config, out_dir=out)
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def failing_save(self, folder):
+        (Path(folder) / "record.json").write_text("{half")
+        raise OSError(28, "No space left on device", str(Path(folder) / "outputs.npz"))
+
+    monkeypatch.setattr(Record, "save", failing_save)
+    with pytest.raises(OSError):
+        experiment.run(experiment.ExperimentConfig(experiment="conv", length=19, backends=["torch"]), out_dir=out)
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec"]  # no staging folder left behind
+
+
+def test_quantize_publishes_across_filesystems(tmp_path):
+    """--out on another filesystem than the temp folder (e.g. /dev/shm) over an earlier result: all new, atomically."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem here")
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(dir=shm)) / "q"
+    try:
+        assert main(["quantize", "conv", "--calibration-size", "4", "--weight-bits", "16", "--out", str(out)]) == 0
+        first = json.loads((out / "quantization.json").read_text())
+        assert main(["quantize", "conv", "--calibration-size", "4", "--weight-bits", "8", "--out", str(out)]) == 0
+        second = json.loads((out / "quantization.json").read_text())
+        assert first != second and "8" in json.dumps(second)
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            ["float.xml", "float.bin", "quantized.xml", "quantized.bin", "quantization.json"])
+        assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+    finally:
+        import shutil
+
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def test_written_files_get_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    os.umask(old)
+    from gnaexp.files import _UMASK
+
+    assert main(["export", "conv", "--out", str(tmp_path / "pack")]) == 0
+    for p in (tmp_path / "pack").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~_UMASK, p.name
+    assert stat.S_IMODE((tmp_path / "pack").stat().st_mode) == 0o777 & ~_UMASK
+
+
+def test_an_internal_error_is_one_line_and_a_saved_traceback(capsys, monkeypatch):
+    from gnaexp.cli import experiments
+
+    def broken(args):
+        raise RuntimeError("something inside broke\nwith detail")
+
+    monkeypatch.setattr(experiments, "cmd_devices", broken)
+    assert main(["devices"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "internal error (RuntimeError: something inside broke)" in err
+    saved = Path(err.split("the traceback is in ")[1].split(" — ")[0])
+    assert "Traceback" in saved.read_text() and "something inside broke" in saved.read_text()
+
+
+def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path):
+    import signal
+    import time
+
+    import yaml
+
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    runs = [{"notebook": str(notebooks / "conv"), "name": f"s{s}", "parameters": {"length": 17, "seed": s,
+                                                                                  "backends": "torch,openvino:CPU"}}
+            for s in range(4)]
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"runs": runs}))
+    out = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "gnaexp", "batch", str(tmp_path / "m.yaml"), "--out", str(out),
+                             "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300  # a guard against a hang, not a speed check
+        while not list(out.glob("s*.html")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the batch ended before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in stdout and "run the same command again" in stdout
+    for html in out.glob("s*.html"):  # what finished is whole
+        assert (out / f"{html.stem}.record" / "record.json").exists()
