@@ -21,7 +21,7 @@ import numpy as np
 
 from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
-from gnaexp.files import staged_folder
+from gnaexp.files import portable_path, staged_folder
 from gnaexp.records import RECORD_ENTRIES, Record
 
 EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
@@ -30,6 +30,7 @@ IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (
 IRS = (IR_FLOAT, IR_NNCF)
 IR_ALIASES = {"pot": IR_NNCF}  # POT is what the forum used; NNCF is its successor
 MAX_SEED = 2**32 - 1
+PATH_SETTINGS = ("input_file", "model", "calibration_file")  # settings that name a file
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 
 
@@ -111,7 +112,10 @@ class ExperimentConfig:
         if not self.backends:
             raise ValueError("backends is empty; give at least one, e.g. torch,openvino:CPU")
         for spec in self.backends:
-            check_spec(spec)
+            try:
+                check_spec(spec)
+            except ValueError as exc:
+                raise ValueError(f"backends: {exc}") from None
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -144,6 +148,16 @@ class ExperimentConfig:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_record_json(self) -> dict[str, Any]:
+        """``to_json`` with every file path made shareable (``files.portable_path``): what records keep."""
+        data = self.to_json()
+        for key in PATH_SETTINGS:
+            if data[key]:
+                data[key] = portable_path(data[key])
+        data["backends"] = ["import:" + portable_path(b[len("import:"):]) if b.startswith("import:") else b
+                            for b in data["backends"]]
+        return data
 
 
 def _convert(key: str, raw: Any, type_name: str) -> Any:
@@ -347,7 +361,7 @@ def run(
     ref = reference_of(results)
     record = Record(
         experiment=name,
-        config=config.to_json(),
+        config=config.to_record_json(),
         reference=ref.label,
         results=results,
         metrics=compare_results(ref, results),

@@ -102,7 +102,7 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
             ref = make_backend("torch").run(model, feed)
             for name, arr in ref.outputs.items():
                 atomic_write_bytes(stage / f"reference_{name}.npy", npy_bytes(arr))
-        cfg = config.to_json()
+        cfg = config.to_record_json()
         cfg["input_fingerprint"] = inputs_mod.fingerprint(feed)
         atomic_write_text(stage / "config.json", dumps(cfg))
         atomic_write_text(stage / "measure_on_device.py", MEASURE_SCRIPT)

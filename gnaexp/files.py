@@ -173,3 +173,13 @@ def staged_folder(dest: str | Path, ours: Callable[[str], bool], what: str = "ou
     os.rename(stage, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def portable_path(path: str | Path) -> str:
+    """A path safe to share in a record: relative to the working folder when the file lies inside it, else only
+    its name (never a home or temp folder; the record's fingerprints identify the content)."""
+    p = Path(path).expanduser().absolute()
+    try:
+        return p.relative_to(Path.cwd().absolute()).as_posix()
+    except ValueError:
+        return p.name

@@ -87,6 +87,8 @@ def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     r = ref.astype(np.float64)
     noise = float(np.sum((test.astype(np.float64) - r) ** 2))
     signal = float(np.sum(r * r))
+    if not (math.isfinite(noise) and math.isfinite(signal)):
+        return math.nan  # NaN/Inf in an output: no ratio to speak of (compare names them in its notes)
     if noise == 0.0:
         return math.inf
     if signal == 0.0:
@@ -166,7 +168,12 @@ def _decode(v: Any) -> Any:
 
 
 def compare(ref: np.ndarray, test: np.ndarray, output_scale: float | None = None) -> Comparison:
-    """All metrics between two arrays of the same shape."""
+    """All metrics between two arrays of the same shape (NaN/Inf in either gives NaN metrics and a note)."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        return _compare(ref, test, output_scale)
+
+
+def _compare(ref: np.ndarray, test: np.ndarray, output_scale: float | None) -> Comparison:
     ref, test = _pair(ref, test)
     cos, why = cosine_checked(ref, test)
     notes = [why] if why else []

@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gnaexp import inputs as inputs_mod
+from gnaexp.files import portable_path
 
 SUPPORTED_BITS = (8, 16)
 
@@ -164,7 +165,8 @@ class QuantizationResult:
             return os.path.relpath(p, relative_to).replace(os.sep, "/") if relative_to else p.name
 
         return {"float_ir": rel(self.float_xml), "quantized_ir": rel(self.quantized_xml),
-                "settings": asdict(self.settings), "calibration_fingerprint": self.calibration_fingerprint,
+                "settings": dict(asdict(self.settings), calibration_file=portable_path(self.settings.calibration_file)
+                                 if self.settings.calibration_file else ""), "calibration_fingerprint": self.calibration_fingerprint,
                 "calibration_count": self.calibration_count, "fake_quantize": self.fake_quantize,
                 "notes": self.notes, "duration_s": self.duration_s}
 

@@ -179,3 +179,25 @@ def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path):
     assert "interrupted" in stdout and "run the same command again" in stdout
     for html in out.glob("s*.html"):  # what finished is whole
         assert (out / f"{html.stem}.record" / "record.json").exists()
+
+
+def test_records_carry_no_absolute_paths(files, tmp_path, capsys):
+    d = files
+    np.save(tmp_path / "in.npy", np.random.default_rng(1).random((1, 6, 255)).astype(np.float32))
+    from gnaexp.backends.imported import write_outputs
+
+    write_outputs(tmp_path / "dev.npz", {"output": np.zeros((1, 4, 127), np.float32)}, {"device": "GNA"})
+    out = tmp_path / "rec"
+    assert main(["run", "model", "--set", f"model={d / 'pack' / 'model.xml'}", "--set",
+                 f"input_file={tmp_path / 'in.npy'}", "--backends", f"openvino:CPU,import:{tmp_path / 'dev.npz'}",
+                 "--out", str(out)]) == 0
+    text = (out / "record.json").read_text()
+    record = json.loads(text)
+    assert record["config"]["input_file"] == "in.npy" and record["config"]["model"] == "model.xml"
+    assert "import:dev.npz" in record["config"]["backends"]
+    assert main(["quantize", "conv", "--calibration-size", "4", "--calibration", str(d / "x.npy"),
+                 "--out", str(tmp_path / "q")]) == 0
+    assert main(["export", "conv", "--set", f"input_file={tmp_path / 'in.npy'}", "--out", str(tmp_path / "p")]) == 0
+    for shared in (text, (tmp_path / "q" / "quantization.json").read_text(),
+                   (tmp_path / "p" / "config.json").read_text()):
+        assert str(tmp_path) not in shared and str(d) not in shared and str(Path.home()) + "/" not in shared

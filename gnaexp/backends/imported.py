@@ -38,7 +38,12 @@ def read_outputs(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
         raise ValueError(f"imported outputs must be an .npz (one array per output name), got {path.name}")
     with np.load(path, allow_pickle=False) as z:
         data = dict(z)
-    meta = json.loads(str(data.pop(META_KEY))) if META_KEY in data else {}
+    try:
+        meta = json.loads(str(data.pop(META_KEY))) if META_KEY in data else {}
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: its {META_KEY} entry is not JSON ({exc}); write the file with "
+                         "measure_on_device.py (or gnaexp.backends.imported.write_outputs), or leave the entry out") \
+            from None
     if not data:
         raise ValueError(f"{path.name} holds no output arrays")
     return data, meta
