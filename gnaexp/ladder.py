@@ -27,8 +27,10 @@ def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf
 def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None) -> dict[str, Any]:
     """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
 
-    observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``); without it
-    the ladder still gives the floor and what each layout hypothesis would look like.
+    observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``). Without it,
+    a device backend among the config's backends (``openvino:GNA`` where the plugin exists, or ``import:FILE``)
+    is run and its output observed; with neither, the ladder still gives the floor and what each layout
+    hypothesis would look like.
     """
     from gnaexp.emulator import LAYOUTS
     from gnaexp.emulator.sweep import DEFAULT_HEADROOM, floor_sweep
@@ -39,6 +41,11 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     ref_outputs = make_backend(ref_backend).run(model, feed).outputs
     ref = next(iter(ref_outputs.values()))
     steps: list[dict[str, Any]] = []
+    observed_from = "given" if observed is not None else None
+    device = next((b for b in config.backends if b.upper() == "OPENVINO:GNA" or b.startswith("import:")), None)
+    if observed is None and device is not None:
+        result = make_backend(device, experiment.backend_options(config)).run(model, feed)  # unavailable: exit 3
+        observed, observed_from = next(iter(result.outputs.values())), result.label
 
     # 1. FP32 path: OpenVINO CPU on the (float) IR must match torch.
     if ref_backend == "torch" and config.ir == "default":
@@ -110,7 +117,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         if best_h["hypothesis"] != "correct" and best_h["sqnr_db"] > 20:
             verdict += (f"; the observed output is reproduced by layout '{best_h['hypothesis']}' "
                         f"(SQNR {best_h['sqnr_db']:.1f} dB against it): a layout defect, not quantization")
-        steps.append({"step": "observed", "sqnr_db": obs.sqnr_db, "cosine": obs.cosine, "pearson": obs.pearson,
+        steps.append({"step": "observed", "source": observed_from, "sqnr_db": obs.sqnr_db, "cosine": obs.cosine, "pearson": obs.pearson,
                       "hypotheses": ranked, "verdict": verdict})
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
             "emulated": True, "steps": steps}

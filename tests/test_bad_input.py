@@ -201,3 +201,28 @@ def test_records_carry_no_absolute_paths(files, tmp_path, capsys):
     for shared in (text, (tmp_path / "q" / "quantization.json").read_text(),
                    (tmp_path / "p" / "config.json").read_text()):
         assert str(tmp_path) not in shared and str(d) not in shared and str(Path.home()) + "/" not in shared
+
+
+def test_emulate_refuses_what_run_refuses(files, capsys):
+    np.save(files / "bools_x.npy", np.ones((1, 6, 255), bool))
+    for argv in (["emulate", str(files / "pack" / "model.xml"), str(files / "bools_x.npy"), "--out",
+                  str(files / "y2.npy")],
+                 ["run", "conv", "--set", f"input_file={files / 'bools_x.npy'}", "--out", str(files / "r5")]):
+        _usage(capsys, argv, "has dtype bool; expected a float array")
+    assert not (files / "y2.npy").exists()
+
+
+def test_diagnose_uses_a_device_backend_from_the_settings(files, tmp_path, capsys):
+    """`diagnose` no longer ignores the device in --backends: an import: (or openvino:GNA) output is observed."""
+    from gnaexp.backends.imported import write_outputs
+    from gnaexp.emulator import emulate
+
+    config = experiment.ExperimentConfig(experiment="concat_conv", scale_factor=2048, length=33)
+    model = experiment.build_model(config)
+    bad = emulate(model.ir_xml, experiment.make_inputs(config, model), 2048.0, layout="legacy-concat")
+    write_outputs(tmp_path / "dev.npz", bad.outputs, {"device": "GNA"})
+    sets = ["--set", "scale_factor=2048", "--set", "length=33", "--set", f"backends=torch,import:{tmp_path / 'dev.npz'}"]
+    assert main(["diagnose", "concat_conv", *sets, "--json"]) == 0
+    observed = next(s for s in json.loads(capsys.readouterr().out)["steps"] if s["step"] == "observed")
+    assert observed["source"] == "import (imported)" and observed["hypotheses"][0]["hypothesis"] == "legacy-concat"
+    assert main(["diagnose", "concat_conv", "--set", "backends=torch,openvino:GNA"]) in (0, 3)  # 3 without GNA

@@ -109,7 +109,10 @@ def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dic
                 raise ValueError(f"no input named {names[0]!r}; given {[k for k, _ in given]}. "
                                  f"Name inputs after the IR's input tensors: {[p[1][0] for p in prog.params]}")
             match = given[i]
-        arr = np.asarray(match[1], dtype=np.float32)  # NaN/Inf are caught where the input is quantized
+        raw = np.asarray(match[1])
+        if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
+            raise ValueError(f"input {names[0]!r} has dtype {raw.dtype}; expected a float array (float32)")
+        arr = raw.astype(np.float32, copy=False)  # NaN/Inf are caught where the input is quantized
         rank = len(pshape)
         if arr.ndim == rank + 1:
             batched = True
