@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp import pages
-from gnaexp.files import atomic_write_text
+from gnaexp.files import atomic_write_text, dumps
 from gnaexp.matrix import Run
 from gnaexp.pages import export_html, hide_local_paths
 
@@ -185,7 +185,7 @@ def write_state(out: Path, run: Run, outcome: Outcome) -> None:
         state["last_ok"] = prev.get("finished", "")
     elif outcome.status == "failed":
         state["last_ok"] = prev.get("last_ok", "")
-    atomic_write_text(out / STATE_DIR / f"{run.name}.json", json.dumps(state, indent=1, default=str))
+    atomic_write_text(out / STATE_DIR / f"{run.name}.json", dumps(state))
 
 
 def _pool_task(args: tuple[Run, Path, bool, float | None]) -> Outcome:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from gnaexp.cli.common import EXIT_OK, EXPERIMENT_HELP, UsageError, make_config
+from gnaexp.files import dumps
 
 
 # --- devices -------------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = experiment.run(config, out_dir=out,
                             progress=None if args.json else lambda s: print(f"running {s} ...", file=sys.stderr))
     if args.json:
-        print(json.dumps(record.to_json(), indent=2, default=str))
+        print(dumps(record.to_json()))
     else:
         print(summary.table(record))
         print(f"\nrecord: {out / 'record.json'}")
@@ -63,7 +64,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from gnaexp import metrics
     from gnaexp.inputs import read_one
-    from gnaexp.files import dumps
 
     ref, other = read_one(args.ref), read_one(args.other)
     for path, arr in ((args.ref, ref), (args.other, other)):
@@ -104,7 +104,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from gnaexp.inputs import read_one
     from gnaexp.ladder import format_ladder, ladder
-    from gnaexp.files import dumps
 
     config = make_config(args.experiment, args.set)
     observed = read_one(args.observed) if args.observed else None

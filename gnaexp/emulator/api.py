@@ -9,7 +9,6 @@ exact integer arithmetic. Its numbers are an emulation, never a device measureme
 from __future__ import annotations
 
 import functools
-import json
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from gnaexp.emulator.graph import RULES_VERSION, build_plan
 from gnaexp.emulator.ir_reader import Program, read_program
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
+from gnaexp.files import json_safe
 
 _MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
 
@@ -51,16 +51,8 @@ class Emulation:
             "input_scale_factors": dict(self.input_scale_factors),
             "input_sf_source": dict(self.input_sf_source),
             "notes": list(self.notes),
-            "plan": json.loads(json.dumps(self.plan, default=_jsonable)),
+            "plan": json_safe(self.plan),
         }
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 @functools.lru_cache(maxsize=32)
