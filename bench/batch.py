@@ -66,17 +66,17 @@ def bench_naive(runs: list, work: Path, label: str, parallel: int) -> float:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from gnaexp import batch
+    from gnaexp import matrix as matrix_mod
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("matrix", nargs="?", default=str(ROOT / "notebooks" / batch.MATRIX_NAME))
+    p.add_argument("matrix", nargs="?", default=str(ROOT / "notebooks" / matrix_mod.MATRIX_NAME))
     p.add_argument("--runs", type=int, help="only the first N runs of the matrix")
     p.add_argument("--jobs", type=int, help="gnaexp batch --jobs (default: cores)")
     p.add_argument("--methods", default="batch,serial,parallel2")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
 
-    runs = batch.load_matrix(args.matrix)[: args.runs]
+    runs = matrix_mod.load_matrix(args.matrix)[: args.runs]
     work = Path(tempfile.mkdtemp(prefix="gnaexp-bench-"))
     matrix = Path(args.matrix)
     if args.runs:  # a matrix with just those runs, beside the notebooks so that names resolve the same way

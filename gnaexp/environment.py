@@ -48,15 +48,16 @@ def capture() -> dict[str, Any]:
 
         core = ov.Core()
         env["openvino_build"] = ov.__version__
-        env["openvino_devices"] = {d: _device_name(core, d) for d in core.available_devices}
+        env["openvino_devices"] = {d: device_name(core, d) for d in core.available_devices}
         env["gna_plugin"] = "GNA" in core.available_devices
     except Exception as exc:  # noqa: BLE001 — environment capture never fails a run
         env["openvino_error"] = str(exc)
     return env
 
 
-def _device_name(core: Any, device: str) -> str:
+def device_name(core: Any, device: str) -> str:
+    """The device's full name (its short name when OpenVINO does not say)."""
     try:
         return str(core.get_property(device, "FULL_DEVICE_NAME"))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 — a missing property must not fail a run
         return device

@@ -22,10 +22,10 @@ import numpy as np
 from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.files import portable_path, staged_folder
+from gnaexp.gna_settings import EXECUTION_MODES, FORUM_NETS, LAYOUTS, PRECISIONS
 from gnaexp.records import RECORD_ENTRIES, Record
 
-EXPERIMENTS = ("conv", "concat", "concat_conv", "model")
-PRECISIONS = ("i16", "i8")
+EXPERIMENTS = FORUM_NETS + ("model",)
 IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (FakeQuantize) IR
 IRS = (IR_FLOAT, IR_NNCF)
 IR_ALIASES = {"pot": IR_NNCF}  # POT is what the forum used; NNCF is its successor
@@ -73,9 +73,6 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Every value in range, checked before any work starts; each message names the parameter and the fix."""
-        from gnaexp.backends.openvino_runner import GNA_EXECUTION_MODES
-        from gnaexp.emulator.graph import LAYOUTS
-
         if self.experiment not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {self.experiment!r}; valid: {', '.join(EXPERIMENTS)}")
         if self.experiment == "model" and not self.model:
@@ -100,8 +97,8 @@ class ExperimentConfig:
             raise ValueError(f"precision must be i16 or i8, got {self.precision!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be correct or legacy-concat, got {self.layout!r}")
-        if self.execution_mode.upper().removeprefix("GNA_") not in GNA_EXECUTION_MODES:
-            raise ValueError(f"execution_mode must be one of {', '.join(GNA_EXECUTION_MODES)}, got "
+        if self.execution_mode.upper().removeprefix("GNA_") not in EXECUTION_MODES:
+            raise ValueError(f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got "
                              f"{self.execution_mode!r}")
         if self.ir not in IRS:
             raise ValueError(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "

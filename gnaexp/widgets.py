@@ -13,11 +13,11 @@ import base64
 from typing import Any
 
 from gnaexp import diagnosis, report
+from gnaexp.gna_settings import FORUM_NETS, LAYOUTS, PRECISIONS
 from gnaexp.markup import bold, escape
 
-EXPERIMENTS = ("conv", "concat", "concat_conv")
+EXPERIMENTS = FORUM_NETS
 BACKEND_CHOICES = ("torch", "openvino:CPU", "openvino:GNA", "gna-emu")
-LAYOUTS = ("correct", "legacy-concat")
 
 
 class Explorer:
@@ -39,7 +39,7 @@ class Explorer:
                                        layout=w.Layout(width="auto")) for b in BACKEND_CHOICES}
         self.scale_factor = w.FloatLogSlider(value=scale_factor, base=2, min=0, max=15, step=1,
                                              description="scale factor", readout_format=".0f")
-        self.precision = w.ToggleButtons(options=("i16", "i8"), value=precision, description="precision")
+        self.precision = w.ToggleButtons(options=PRECISIONS, value=precision, description="precision")
         self.layout = w.ToggleButtons(options=LAYOUTS, value=layout, description="emulator layout")
         self.channel = w.Dropdown(options=[channel], value=channel, description="channel")
         self.notes = w.HTML()

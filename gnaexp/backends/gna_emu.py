@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
+from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 
 class GnaEmuBackend(Backend):
@@ -21,9 +22,7 @@ class GnaEmuBackend(Backend):
         precision: str = "i16",
         layout: str = "correct",
     ) -> None:
-        from gnaexp.emulator import LAYOUTS
-
-        if precision not in ("i16", "i8"):
+        if precision not in PRECISIONS:
             raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

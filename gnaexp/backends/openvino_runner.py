@@ -13,9 +13,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
+from gnaexp.environment import device_name
+from gnaexp.gna_settings import EXECUTION_MODES, PRECISIONS
 
-GNA_EXECUTION_MODES = ("AUTO", "HW", "HW_WITH_SW_FBACK", "SW_EXACT", "SW_FP32")
-GNA_PRECISIONS = ("i16", "i8")
+GNA_EXECUTION_MODES = EXECUTION_MODES
+GNA_PRECISIONS = PRECISIONS
 
 GNA_MISSING = (
     "the GNA device is not available in this OpenVINO ({version}; devices here: {devices}). "
@@ -127,7 +129,7 @@ class OpenVINOBackend(Backend):
         info = {
             "openvino": ov.__version__,
             "device": self.device,
-            "device_name": _full_device_name(core, self.device),
+            "device_name": device_name(core, self.device),
             "plugin_config": {k: str(v) for k, v in config.items()},
             "effective_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT"))
             if self.device == "CPU" else None,
@@ -149,8 +151,3 @@ def is_quantized(model: Any) -> bool:
     return False
 
 
-def _full_device_name(core: Any, device: str) -> str:
-    try:
-        return str(core.get_property(device, "FULL_DEVICE_NAME"))
-    except Exception:  # noqa: BLE001 — a missing property must not fail a run
-        return device

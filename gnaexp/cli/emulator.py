@@ -9,6 +9,7 @@ from typing import Any
 
 from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_set_option, make_config
 from gnaexp.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
+from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 
 def parse_scale_factors(text: str) -> float | dict[str, float]:
@@ -84,8 +85,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("inputs", help=".npy (one input; optional leading batch axis) or .npz (name → array)")
     p.add_argument("--scale-factor", default="1.0", help="input scale factor, or name=sf,... (default 1.0, "
                    "the plugin's default)")
-    p.add_argument("--precision", choices=("i16", "i8"), default="i16", help="weight precision (default i16)")
-    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct", help=LAYOUT_HELP)
+    p.add_argument("--precision", choices=PRECISIONS, default="i16", help="weight precision (default i16)")
+    p.add_argument("--layout", choices=LAYOUTS, default="correct", help=LAYOUT_HELP)
     p.add_argument("--out", required=True, help="outputs: .npy (one output) or .npz")
     p.add_argument("--plan", help="write the quantization plan as JSON")
     p.add_argument("--ints", help="write every layer's integer output as .npz")
@@ -95,7 +96,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("experiment", help="conv | concat | concat_conv | model")
     p.add_argument("--scale-factors", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096,8192,16384,32768",
                    help="comma-separated input scale factors to try (default: powers of 2 from 1 to 32768)")
-    p.add_argument("--layout", choices=("correct", "legacy-concat"), default="correct", help=LAYOUT_HELP)
+    p.add_argument("--layout", choices=LAYOUTS, default="correct", help=LAYOUT_HELP)
     add_set_option(p)
     p.add_argument("--json", action="store_true", help="print the sweep as JSON")
     p.set_defaults(func=cmd_sweep)

@@ -26,9 +26,9 @@ from gnaexp.emulator import parallel
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_shape, unsupported
 from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable, saturate
+from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
-LAYOUTS = ("correct", "legacy-concat")
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
 
 
@@ -160,7 +160,7 @@ def build_plan(
     """Decide all scale factors and build the integer steps (restarting when a concat requantizes)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if precision not in ("i16", "i8"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
     overrides: dict[str, float] = {}
     requantized: list[str] = []  # each restart's reason, kept for the final plan

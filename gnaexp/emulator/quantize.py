@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gnaexp.emulator import native
+from gnaexp.gna_settings import PRECISIONS
 F32 = np.float32
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -142,7 +143,7 @@ def weight_precision_for(kind: str, precision: str, stats: WeightStats | None, t
     on compile targets below 3.5 whatever the statistics say [I: for an 8-bit-statistics convolution on GNA 3.0
     the weights become int16 holding the 8-bit grid].
     """
-    if precision not in ("i16", "i8"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
     want = precision
     if stats is not None:

@@ -1,0 +1,23 @@
+"""The bench scripts still run (a smoke run on tiny settings; speed is printed by them, never asserted here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_emulator_bench_runs_and_reports_both_ratios():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "emulator.py"), "--n", "600", "--repeat", "2"],
+                          capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.index("each timed alone") < out.index("timed alternately")  # the honest figure first
+    assert "cosine emulator vs OpenVINO CPU:              1.000000" in out
+
+
+def test_batch_bench_runs_one_method(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "batch.py"), "--runs", "1", "--methods", "batch"],
+                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 runs" in proc.stdout and "batch" in proc.stdout
