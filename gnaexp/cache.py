@@ -8,6 +8,7 @@ folder and renamed into place; a damaged entry reads as absent.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -87,3 +88,64 @@ def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fing
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- IRs: converted nets, copies of user models, NNCF-quantized IRs ----------------------------------------------
+
+def torch_ir(module: Any, input_shape: tuple[int, ...]) -> Path:
+    """IR of a torch module under ``ir/<net fingerprint>-ov<version>/model.xml``; converted only the first time.
+
+    The same net (architecture, weights, shape) always maps to the same folder, so repeated runs and batch runs
+    share one conversion.
+    """
+    from gnaexp import ir
+
+    key = ir.fingerprint_torch(module, input_shape) + "-ov" + (package_version("openvino") or "none").split("-")[0]
+    xml = cache_dir() / "ir" / key / "model.xml"
+    if xml.exists() and xml.with_suffix(".bin").exists():
+        return xml
+    return ir.save(ir.convert_torch(module, input_shape), xml)
+
+
+def user_model_ir(path: Path, model: Any, renamed: bool) -> Path:
+    """The IR file other backends read for a user's model file: the file itself when it is an IR as given, else
+    a copy saved under ``files/<content digest>/`` (an ONNX file, or an IR whose tensors were named on loading)."""
+    from gnaexp import ir
+
+    path = Path(path)
+    if path.suffix.lower() == ".xml" and not renamed:
+        return path
+    digest = (ir.fingerprint_ir(path) if path.suffix.lower() == ".xml"  # weights too, not just the graph
+              else hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+    cached = cache_dir() / "files" / digest / (path.stem + ".xml")
+    return cached if cached.exists() and cached.with_suffix(".bin").exists() else ir.save(model, cached)
+
+
+def quantized_ir(float_xml: str | Path, settings: Any) -> Any:
+    """The NNCF-quantized IR of ``float_xml`` for ``settings``, saved next to the float one and keyed by the
+    settings and the calibration content; reused when present and readable."""
+    import openvino as ov
+
+    from gnaexp import ir, quantization
+    from gnaexp.files import atomic_write_text, dumps
+
+    float_xml = Path(float_xml)
+    settings.validate()
+    samples = quantization.calibration_set(settings, ir.input_shapes(ov.Core().read_model(str(float_xml))))
+    # Every setting that changes the IR is in the key (calibration content via its fingerprint).
+    ir_settings = {k: v for k, v in dataclasses.asdict(settings).items() if not k.startswith("calibration")}
+    digest = hashlib.sha256((json.dumps(ir_settings, sort_keys=True)
+                             + quantization.calibration_fingerprint(samples)).encode())
+    out_xml = float_xml.parent / f"quantized-{settings.tag()}-{digest.hexdigest()[:12]}" / "model.xml"
+    meta = out_xml.with_name("quantization.json")
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        if out_xml.exists() and out_xml.with_suffix(".bin").exists():
+            return quantization.QuantizationResult(
+                float_xml, out_xml, settings, data["calibration_fingerprint"], data["calibration_count"],
+                data["fake_quantize"], data["notes"], data["duration_s"])
+    except (OSError, ValueError, KeyError):
+        pass  # absent or damaged: quantize again
+    result = quantization.quantize_ir(float_xml, out_xml, settings)
+    atomic_write_text(meta, dumps(result.to_json(relative_to=out_xml.parent)))
+    return result

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import math
 import shutil
 import time
@@ -207,7 +206,7 @@ def build_model(config: ExperimentConfig) -> ModelBundle:
         settings = quantization.QuantizationSettings(
             config.activation_bits, config.weight_bits, config.calibration_size, config.calibration_seed,
             config.input_kind, config.amplitude, config.calibration_file)
-        result = quantization.quantize_cached(bundle.ir_xml, settings)
+        result = cache.quantized_ir(bundle.ir_xml, settings)
         bundle.ir_xml = result.quantized_xml
         bundle.info["quantization"] = result.to_json(relative_to=result.quantized_xml.parent)
     return bundle
@@ -218,12 +217,7 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
 
     if config.experiment == "model":
         model, renamed = ir.convert_file(config.model)
-        path = Path(config.model)
-        if path.suffix.lower() != ".xml" or renamed:  # other backends read the IR file: save what was loaded
-            digest = (ir.fingerprint_ir(path) if path.suffix.lower() == ".xml"  # weights too, not just the graph
-                      else hashlib.sha256(path.read_bytes()).hexdigest()[:16])
-            cached = cache.cache_dir() / "files" / digest / (path.stem + ".xml")
-            path = cached if cached.exists() and cached.with_suffix(".bin").exists() else ir.save(model, cached)
+        path = cache.user_model_ir(Path(config.model), model, renamed)  # other backends read an IR file
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model))
     from gnaexp import nets
@@ -231,7 +225,7 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
     spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,
                         config.kernel, config.stride, config.length)
     module, shape = nets.build_net(config.experiment, spec, config.seed)
-    xml = ir.export_cached(module, shape, cache.cache_dir() / "ir")
+    xml = cache.torch_ir(module, shape)
     return ModelBundle(name=config.experiment, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
                        output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: shape})
 
@@ -240,7 +234,7 @@ def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "us
     """Your own torch.nn.Module as a ModelBundle (IR converted once and cached); pass it to ``run(model=...)``."""
     from gnaexp import ir
 
-    xml = ir.export_cached(module.eval(), tuple(input_shape), cache.cache_dir() / "ir")
+    xml = cache.torch_ir(module.eval(), tuple(input_shape))
     return ModelBundle(name=name, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
                        output_names=[ir.OUTPUT_NAME], input_shapes={ir.INPUT_NAME: tuple(input_shape)})
 

@@ -113,19 +113,6 @@ def fingerprint_torch(module: Any, input_shape: tuple[int, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def export_cached(module: Any, input_shape: tuple[int, ...], cache_dir: str | Path) -> Path:
-    """IR for ``module`` under ``cache_dir/<fingerprint>/model.xml``; converted only the first time.
-
-    The same net (architecture, weights, shape) always maps to the same folder, so repeated runs and
-    batch runs share one conversion.
-    """
-    key = fingerprint_torch(module, input_shape) + "-ov" + ov.__version__.split("-")[0]
-    xml = Path(cache_dir) / key / "model.xml"
-    if xml.exists() and xml.with_suffix(".bin").exists():
-        return xml
-    return save(convert_torch(module, input_shape), xml)
-
-
 def input_shapes(model: ov.Model) -> dict[str, tuple[int, ...]]:
     return {p.any_name: tuple(int(d) for d in p.get_shape()) for p in model.inputs}
 

@@ -35,7 +35,6 @@ Differences that NNCF cannot remove, reported in every result's ``notes``:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -283,32 +282,3 @@ def describe_fake_quantize(model: Any) -> list[dict[str, Any]]:
                          "derived_scale_factor": float(230 / scale.max()) if scale is not None else None,
                          "precision": "int8", "form": "int8 decompression (Constant→Convert→Multiply)"})
     return rows
-
-
-def quantize_cached(float_xml: str | Path, settings: QuantizationSettings) -> QuantizationResult:
-    """Quantized IR saved next to the float one, keyed by settings and calibration content; reused when present."""
-    import openvino as ov
-
-    from gnaexp import ir
-
-    float_xml = Path(float_xml)
-    settings.validate()
-    samples = calibration_set(settings, ir.input_shapes(ov.Core().read_model(str(float_xml))))
-    # Every setting that changes the IR is in the key (calibration content via its fingerprint).
-    ir_settings = {k: v for k, v in asdict(settings).items() if not k.startswith("calibration")}
-    digest = hashlib.sha256((json.dumps(ir_settings, sort_keys=True) + calibration_fingerprint(samples)).encode())
-    key = f"quantized-{settings.tag()}-{digest.hexdigest()[:12]}"
-    out_xml = float_xml.parent / key / "model.xml"
-    meta = out_xml.with_name("quantization.json")
-    if out_xml.exists() and meta.exists():
-        data = json.loads(meta.read_text(encoding="utf-8"))
-        return QuantizationResult(float_xml, out_xml, settings, data["calibration_fingerprint"],
-                                  data["calibration_count"], data["fake_quantize"], data["notes"], data["duration_s"])
-    result = quantize_ir(float_xml, out_xml, settings)
-    from gnaexp.files import atomic_write_text, dumps
-
-    atomic_write_text(meta, dumps(result.to_json(relative_to=out_xml.parent)))
-    return result
-
-
-# --- CLI ------------------------------------------------------------------------------------------------

@@ -30,3 +30,25 @@ def test_no_cache_for_inputs_from_a_file_or_another_ir(tmp_path):
     assert experiment.reference_cache_key(experiment.ExperimentConfig(input_file=str(tmp_path / "x.npy"))) is None
     assert experiment.reference_cache_key(experiment.ExperimentConfig(ir="nncf")) is None
     assert experiment.reference_cache_key(experiment.ExperimentConfig(backends=["openvino:CPU"])) is None
+
+
+def test_quantized_ir_is_reused_and_a_damaged_entry_is_quantized_again():
+    from gnaexp.quantization import QuantizationSettings
+
+    float_xml = experiment.build_model(experiment.ExperimentConfig(experiment="conv", length=23, seed=4)).ir_xml
+    settings = QuantizationSettings(16, 8, 4, 0, "uniform01", 1.0, "")
+    first = cache.quantized_ir(float_xml, settings)
+    meta = first.quantized_xml.with_name("quantization.json")
+    stamp = first.quantized_xml.stat().st_mtime_ns
+    again = cache.quantized_ir(float_xml, settings)
+    assert again.quantized_xml == first.quantized_xml and again.fake_quantize == first.fake_quantize
+    assert first.quantized_xml.stat().st_mtime_ns == stamp  # not quantized twice
+    meta.write_text("{")
+    redone = cache.quantized_ir(float_xml, settings)
+    assert redone.fake_quantize == first.fake_quantize and json_loads(meta)["calibration_count"] == 4
+
+
+def json_loads(path):
+    import json
+
+    return json.loads(path.read_text())

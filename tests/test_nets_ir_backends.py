@@ -27,9 +27,13 @@ def test_forum_net_shapes_and_seeded_weights(name):
         assert not all(torch.equal(v, w) for v, w in zip(net.state_dict().values(), other.state_dict().values()))
 
 
-def test_ir_export_is_static_named_fp32_and_cached(tmp_path):
+def test_ir_export_is_static_named_fp32_and_cached(tmp_path, monkeypatch):
+    from gnaexp import cache
+
+    monkeypatch.setenv("GNAEXP_CACHE", str(tmp_path))
     net, shape = nets.build_net("concat_conv", nets.NetSpec(), seed=0)
-    xml = ir.export_cached(net, shape, tmp_path)
+    xml = cache.torch_ir(net, shape)
+    assert xml.is_relative_to(tmp_path / "ir")
     model = ov.Core().read_model(str(xml))
     assert ir.input_shapes(model) == {"input": (1, 2, 255)}
     assert ir.output_names(model) == ["output"]
@@ -38,7 +42,7 @@ def test_ir_export_is_static_named_fp32_and_cached(tmp_path):
     assert all(op.get_output_element_type(0) == ov.Type.f32 for op in model.get_ordered_ops()
                if op.get_type_name() == "Constant")
     mtime = xml.stat().st_mtime_ns
-    assert ir.export_cached(net, shape, tmp_path) == xml and xml.stat().st_mtime_ns == mtime
+    assert cache.torch_ir(net, shape) == xml and xml.stat().st_mtime_ns == mtime
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
