@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from gnaexp.model_files import read_model
+
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
@@ -28,32 +30,13 @@ def convert_torch(module: Any, input_shape: tuple[int, ...]) -> ov.Model:
     return model
 
 
-def check_model_file(path: str | Path) -> Path:
-    """The path of a user's ONNX or IR file, or an error that names what is missing or wrong."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) path")
-    suffix = path.suffix.lower()
-    if suffix == ".xml" and not path.with_suffix(".bin").exists():
-        raise FileNotFoundError(f"IR weights {path.with_suffix('.bin').name} missing next to {path.name}")
-    if suffix not in (".xml", ".onnx"):
-        raise ValueError(f"unsupported model file {path.name}: use a torch.nn.Module, a .onnx file or an "
-                         "OpenVINO .xml IR")
-    return path
-
-
 def convert_file(path: str | Path) -> tuple[ov.Model, bool]:
     """Read an ONNX or IR file; shapes must already be static (reshape first otherwise).
 
     Returns (model, renamed): tensors without a name get input/output names (``renamed`` is then True and the
     model differs from the file, so it must be saved before other backends read it).
     """
-    path = check_model_file(path)
-    try:
-        model = ov.Core().read_model(str(path))
-    except RuntimeError as exc:
-        reason = next((line for line in str(exc).splitlines()[::-1] if line.strip()), str(exc))
-        raise ValueError(f"OpenVINO cannot read {path.name}: {reason}") from exc
+    model = read_model(path)
     for port in model.inputs:
         if port.get_partial_shape().is_dynamic:
             name = next(iter(port.get_names()), "?")

@@ -226,3 +226,73 @@ def test_diagnose_uses_a_device_backend_from_the_settings(files, tmp_path, capsy
     observed = next(s for s in json.loads(capsys.readouterr().out)["steps"] if s["step"] == "observed")
     assert observed["source"] == "import (imported)" and observed["hypotheses"][0]["hypothesis"] == "legacy-concat"
     assert main(["diagnose", "concat_conv", "--set", "backends=torch,openvino:GNA"]) in (0, 3)  # 3 without GNA
+
+
+def test_model_files_that_are_not_irs(files, tmp_path, capsys):
+    x = str(files / "x.npy")
+    (tmp_path / "nobin.xml").write_bytes((files / "pack" / "model.xml").read_bytes())
+    (tmp_path / "broken.xml").write_text("<net><layers")
+    (tmp_path / "broken.bin").write_bytes(b"")
+    (tmp_path / "other.xml").write_text("<?xml version='1.0'?><foo/>")
+    (tmp_path / "other.bin").write_bytes(b"")
+    for model, message in (("nobin.xml", "IR weights nobin.bin missing next to nobin.xml"),
+                           ("broken.xml", "broken.xml is not well-formed XML"),
+                           ("other.xml", "not an OpenVINO IR (its root element is <foo>")):
+        for argv in (["emulate", str(tmp_path / model), x, "--out", str(tmp_path / "y.npy")],
+                     ["run", "model", "--set", f"model={tmp_path / model}", "--out", str(tmp_path / "r")]):
+            err = _usage(capsys, argv, message)
+            assert len(err.strip().splitlines()) == 1, err  # no frontend's log ahead of the message
+
+
+def test_broken_notebook_and_import_files_are_named(files, tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "nb.ipynb").write_text("not json")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"runs": [{"notebook": "nb"}]}))
+    _usage(capsys, ["batch", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "r")],
+           "nb.ipynb is not a notebook (not JSON")
+    np.savez(tmp_path / "dev.npz", output=np.zeros((1, 4, 127), np.float32), __meta__=np.array("not json"))
+    _usage(capsys, ["run", "conv", "--backends", f"torch,import:{tmp_path / 'dev.npz'}", "--out", str(tmp_path / "o")],
+           "dev.npz: its __meta__ entry is not JSON")
+    matrix = Path(__file__).resolve().parent.parent / "notebooks" / "forum-matrix.yaml"
+    _usage(capsys, ["batch", str(matrix), "--out", str(files / "a_file")], "a_file")
+
+
+def test_non_finite_observed_outputs_get_no_verdict(files, tmp_path, capsys):
+    from gnaexp.backends.imported import write_outputs
+
+    config = experiment.ExperimentConfig(experiment="conv", length=33)
+    model = experiment.build_model(config)
+    out = experiment.run(experiment.ExperimentConfig(experiment="conv", length=33, backends=["torch"]),
+                         model=model).result("torch").outputs["output"].copy()
+    out[0, 1, 2], out[0, 2, 3] = np.nan, np.inf
+    np.save(tmp_path / "obs.npy", out)
+    assert main(["diagnose", "conv", "--set", "length=33", "--observed", str(tmp_path / "obs.npy")]) == 0
+    text = capsys.readouterr().out
+    assert "[observed] no verdict: the test output holds 2 NaN/Inf value(s), the first at [0, 1, 2]" in text
+    assert "nan dB" not in text
+    write_outputs(tmp_path / "dev.npz", {"output": out}, {"device": "GNA"})
+    record = experiment.run(experiment.ExperimentConfig(experiment="conv", length=33,
+                                                        backends=["torch", f"import:{tmp_path / 'dev.npz'}"]))
+    verdict = record.diagnosis["verdicts"]["import (imported)"]
+    assert verdict.startswith("no verdict: the test output holds 2 NaN/Inf value(s)")
+
+
+def test_permission_errors_name_the_path_and_the_fix(tmp_path, capsys, monkeypatch):
+    """CI runs as root, where permission bits do not stop a write: the refusal is simulated at the OS call."""
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kw):  # noqa: A002 — tempfile's own keyword
+        if dir is not None and str(dir).startswith(str(tmp_path / "locked")):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    np.save(tmp_path / "x.npy", np.zeros((1, 6, 255), np.float32))
+    assert main(["export", "conv", "--out", str(tmp_path / "pack")]) == 0
+    _usage(capsys, ["emulate", str(tmp_path / "pack" / "model.xml"), str(tmp_path / "x.npy"), "--out",
+                          str(tmp_path / "locked" / "y.npy")],
+                 "Permission denied", str(tmp_path / "locked"), "check its permissions, or choose another location")
+    assert not (tmp_path / "locked" / "y.npy").exists()

@@ -132,12 +132,12 @@ def _fold(op, t: str, vals: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarr
 
 def read_program(model: Any) -> Program:
     """Parse an ``openvino.Model`` or an IR .xml path."""
-    import openvino as ov
+    from gnaexp.model_files import read_model
 
     source = ""
     if isinstance(model, (str, Path)):
         source = str(model)
-        model = ov.Core().read_model(str(model))
+        model = read_model(model)
     params: list[tuple[str, list[str], list]] = []
     nodes: list[Node] = []
     consts: dict[str, np.ndarray] = {}

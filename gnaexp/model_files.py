@@ -1,0 +1,48 @@
+"""Reading a user's model file (OpenVINO IR or ONNX) with errors that name the problem and the fix.
+
+An IR's XML is checked before OpenVINO sees it: handed a file that is not an IR, OpenVINO probes every frontend
+it has and their logs end up on the user's terminal, ahead of one opaque exception.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Any
+
+
+def check_model_file(path: str | Path) -> Path:
+    """The path of a user's ONNX or IR file, or an error that names what is missing or wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) path")
+    if path.is_dir():
+        raise ValueError(f"model file {path} is a folder; give the .xml (OpenVINO IR) or .onnx file in it")
+    suffix = path.suffix.lower()
+    if suffix not in (".xml", ".onnx"):
+        raise ValueError(f"unsupported model file {path.name}: use a torch.nn.Module, a .onnx file or an "
+                         "OpenVINO .xml IR")
+    if suffix == ".xml":
+        if not path.with_suffix(".bin").exists():
+            raise FileNotFoundError(f"IR weights {path.with_suffix('.bin').name} missing next to {path.name}; "
+                                    "an OpenVINO IR is the .xml and its .bin side by side")
+        try:
+            root = ElementTree.parse(path).getroot()
+        except ElementTree.ParseError as exc:
+            raise ValueError(f"{path.name} is not well-formed XML ({exc}); give an OpenVINO IR .xml") from None
+        if root.tag != "net":
+            raise ValueError(f"{path.name} is XML but not an OpenVINO IR (its root element is <{root.tag}>, an IR's "
+                             "is <net>); give the .xml that openvino.save_model wrote")
+    return path
+
+
+def read_model(path: str | Path) -> Any:
+    """``openvino.Model`` from a checked IR or ONNX file; a file OpenVINO cannot read is a ValueError naming it."""
+    import openvino as ov
+
+    path = check_model_file(path)
+    try:
+        return ov.Core().read_model(str(path))
+    except RuntimeError as exc:
+        reason = next((line for line in str(exc).splitlines()[::-1] if line.strip()), str(exc))
+        raise ValueError(f"OpenVINO cannot read {path.name}: {reason}") from None
