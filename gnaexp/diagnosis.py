@@ -25,6 +25,9 @@ from gnaexp import metrics
 
 # FP32 paths agree with torch to float32 rounding; anything worse means the model itself differs.
 FP32_COSINE_MIN = 0.99999
+# Saturation limits a result when more than this share of a layer's values clip; a few clipped outliers (an
+# input slightly beyond the calibrated range) are named but do not make the floor a saturation verdict.
+SATURATION_SHARE = 1e-3
 FLOOR_MARGIN_DB = 3.0  # within this many dB of the emulated floor counts as "at the floor"
 STEADY_DB = 3.0  # an SQNR that moves less than this across the usable scale factors is "unchanged by sf"
 USABLE_FLOOR_DB = 30.0  # scale factors where the floor is at least this are not quantization-bound
@@ -48,13 +51,27 @@ def _bits(record: Any) -> str:
     return "int8-weight" if record.config.get("precision") == "i8" else "int16"
 
 
-def _saturated_layers(result: Any) -> list[str]:
-    return [f"{row['layer']} ({row['saturations']} values)" for row in result.info.get("plan") or []
-            if row.get("saturations")]
+def _saturated_layers(result: Any, significant: bool) -> list[str]:
+    """Layers with clipped values (those past SATURATION_SHARE if ``significant``, the others otherwise)."""
+    out = []
+    for row in result.info.get("plan") or []:
+        n, total = row.get("saturations") or 0, row.get("values") or 0
+        if n and (n > SATURATION_SHARE * total) == significant:
+            out.append(f"{row['layer']} ({n} of {total} values)" if total else f"{row['layer']} ({n} values)")
+    return out
 
 
 def _fakequantize_sets_input_sf(result: Any) -> bool:
     return "fakequantize" in (result.info.get("input_sf_source") or {}).values()
+
+
+def _input_sf(record: Any, result: Any) -> str:
+    """"sf 2048", or the scale factor a FakeQuantize set in place of the configured one."""
+    sf = record.config.get("scale_factor")
+    if _fakequantize_sets_input_sf(result):
+        used = ", ".join(f"{v:.6g}" for v in (result.info.get("input_scale_factors_used") or {}).values())
+        return f"input sf {used} (set by the IR's FakeQuantize; the configured sf {sf:g} has no effect)"
+    return f"sf {sf:g}"
 
 
 def reference_verdict(c: metrics.Comparison) -> str:
@@ -91,15 +108,16 @@ def result_verdict(record: Any, result: Any) -> str | None:
     layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
     bits = _bits(record)
     if layout == "correct":
-        saturated = _saturated_layers(result)
+        saturated = _saturated_layers(result, significant=True)
         if saturated:
             fix = ("the FakeQuantize ranges fix the scales here: 8-bit weights or narrower ranges avoid it"
                    if _fakequantize_sets_input_sf(result) else "lower the input scale factor (see the sweep)")
             return (f"emulated: SQNR {c.sqnr_db:.1f} dB, cosine {c.cosine:.6f}, with int16/int32 saturation in "
                     f"{', '.join(saturated)} — saturation, not rounding, limits this result: {fix}")
-        sf = record.config.get("scale_factor")
-        return (f"the emulated {bits} quantization floor for sf {sf:g}: SQNR {c.sqnr_db:.1f} dB, cosine "
-                f"{c.cosine:.6f}" + (_best_hint(sweep) if sweep else ""))
+        clipped = _saturated_layers(result, significant=False)
+        return (f"the emulated {bits} quantization floor for {_input_sf(record, result)}: SQNR {c.sqnr_db:.1f} dB, cosine "
+                f"{c.cosine:.6f}" + (_best_hint(sweep) if sweep else "")
+                + (f"; a few values clip in {', '.join(clipped)}, too few to matter" if clipped else ""))
     if sweep is None:
         return f"SQNR {c.sqnr_db:.1f} dB, cosine {c.cosine:.6f} (no emulated floor to compare with here)"
     sf, floor = sweep["scale_factor"], sweep["floor_sqnr_db"]
@@ -199,9 +217,11 @@ def study_verdict_lines(rows: list[dict[str, Any]], experiments: list[str], scal
                 f"L1 {pot_rows[0]['l1']:.2e}")
         if default_low:
             text += f" against {default_low[0]['cosine']:.6f} / {default_low[0]['l1']:.2e} for the default IR at sf {low_sf:g}"
-        if pot_rows[0]["saturations"]:
-            text += (f"; {pot_rows[0]['saturations']} accumulator values saturate int32 (16-bit weights × 16-bit "
-                     "inputs at full scale, and no output statistics to shrink the weight scale); try weight_bits=8")
+        acc, total = pot_rows[0]["accumulator_saturations"], pot_rows[0]["accumulator_values"]
+        if acc > SATURATION_SHARE * total:
+            text += (f"; {acc} of {total} accumulator values saturate int32 (16-bit weights × 16-bit inputs at full "
+                     "scale, and no output statistics to shrink the weight scale); quantize with the output "
+                     "FakeQuantize (gnaexp quantize's default) or weight_bits=8")
         lines.append(text + ".")
         legacy = _find(rows, experiment=name, ir="nncf", kind="emulated", layout="legacy-concat")
         if legacy and not math.isclose(legacy[0]["cosine"], pot_rows[0]["cosine"], abs_tol=1e-9):

@@ -83,6 +83,10 @@ def _rows(record: Record, name: str, ir: str, sf: float, layout: str) -> list[di
             "sqnr_db": comp.sqnr_db, "input_sf_used": next(iter(used.values())) if used else None,
             "sf_overridden": "fakequantize" in (result.info.get("input_sf_source") or {}).values(),
             "saturations": sum(int(p.get("saturations", 0)) for p in result.info.get("plan", [])),
+            "accumulator_saturations": sum(int(p.get("saturations", 0)) for p in result.info.get("plan", [])
+                                           if p.get("bits") == 32),
+            "accumulator_values": sum(int(p.get("values", 0)) for p in result.info.get("plan", [])
+                                      if p.get("bits") == 32),
             "forum_l1": fig.l1 if fig and emulated else None,
             "forum_cosine": fig.cosine if fig and emulated else None,
         })
@@ -128,7 +132,7 @@ def table(study: Study) -> "Any":
         rows.append((escape(r["experiment"]), escape(r["ir"]), cell(r["scale_factor"], "g"), escape(r["backend"]),
                      escape(r["layout"]), used, cell(r["l1"], ".2e"), cell(r["cosine"], ".6f"),
                      cell(r["pearson"], ".6f"), cell(r["sqnr_db"], ".1f"),
-                     cell(r["saturations"] if r["kind"] == "emulated" else None), cell(r["forum_l1"]),
+                     cell(r["accumulator_saturations"] if r["kind"] == "emulated" else None), cell(r["forum_l1"]),
                      cell(r["forum_cosine"], ".4g")))
     return HTML(markup_table(head, rows, "gnaexp-pot", "reference: torch FP32 · gna-emu rows are emulated (GNA "
                              "integer emulator, not a device) · forum figures are the forum team's GNA measurements "

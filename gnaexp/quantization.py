@@ -12,6 +12,13 @@ How POT's GNA target was configured, and how it maps onto NNCF 3.4 here
 | Convolution weights ``q16_w``: 16 bit, symmetric, per-tensor, −32767…32767 | 65535-level FQ | ``num_bits=16``, SYMMETRIC, per-tensor |
 | MatMul weights ``q8_w``: 8 bit, symmetric, **per-channel**, −127…127 (or q16_w) | 255-level FQ per output row | ``num_bits=8``, SYMMETRIC, per-channel |
 | GNA3 config: Convolution may also take q8_a / q8_w | 8-bit activations on GNA 3.x | ``activation_bits=8`` |
+| **Result** activations ``q16_a`` | a signed 65536-level FQ on the network output, range from calibration | NNCF does not quantize outputs: gnaexp inserts it (``output_fake_quantize``) |
+
+The output FakeQuantize matters on GNA: the plugin reads its range as the last layer's *output statistics*,
+caps the bias scale and shrinks the weight scale so that max|y|·out_sf fits int32, and runs the FQ itself as an
+identity PWL (scale capped at the activation limit). Without it, 16-bit weights on 16-bit inputs at full scale
+saturate the int32 accumulator. ``output_fake_quantize=False`` (``gnaexp quantize --no-output-fq``) leaves it
+out to show that difference.
 
 NNCF picks an *unsigned* activation range [0, h] when the calibration data is non-negative, and refuses
 ``signedness_to_force=True`` with these settings. POT's GNA config is signed (−32768…32767), and the GNA
@@ -60,6 +67,7 @@ class QuantizationSettings:
     calibration_file: str = ""  # .npy/.npz of the user's own samples, [N, *input shape]
     signed_activations: bool = True  # rewrite NNCF's unsigned activation ranges into POT's signed form
     bias_correction: bool = False  # NNCF's fast bias correction (POT's default was on; see module notes)
+    output_fake_quantize: bool = True  # POT's GNA config quantized the Result (q16_a); NNCF does not
 
     def validate(self) -> None:
         for name in ("activation_bits", "weight_bits"):
@@ -72,8 +80,8 @@ class QuantizationSettings:
                              f"{', '.join(inputs_mod.INPUT_KINDS)}")
 
     def tag(self) -> str:
-        return f"a{self.activation_bits}w{self.weight_bits}" + ("-bc" if self.bias_correction else "") + (
-        "" if self.signed_activations else "-unsigned")
+        return (f"a{self.activation_bits}w{self.weight_bits}" + ("-bc" if self.bias_correction else "")
+                + ("" if self.signed_activations else "-unsigned") + ("" if self.output_fake_quantize else "-noout"))
 
 
 def mapping_notes(settings: QuantizationSettings) -> list[str]:
@@ -93,6 +101,12 @@ def mapping_notes(settings: QuantizationSettings) -> list[str]:
     else:
         notes.append("Activation ranges are kept as NNCF wrote them (possibly unsigned [0, h]); the GNA plugin "
                      "maps them to int16 with sf = (levels − 1)/(high − low), which saturates codes above 32767.")
+    if settings.output_fake_quantize:
+        notes.append("The network output gets a signed 65536-level FakeQuantize with the calibration set's output "
+                     "range [−h, h], as POT's GNA config did (Result: q16_a); NNCF quantizes no outputs.")
+    else:
+        notes.append("No FakeQuantize on the network output (POT's GNA config had one): the GNA plugin then has no "
+                     "output statistics for the last layer, and its int32 accumulator may saturate.")
     if settings.bias_correction:
         notes.append("Fast bias correction is applied (as POT's DefaultQuantization did): biases differ from the "
                      "float net.")
@@ -208,13 +222,58 @@ def quantize_ir(float_xml: str | Path, out_xml: str | Path, settings: Quantizati
         raise ValueError(f"NNCF could not quantize {float_xml.name}: {exc}. The float IR is unchanged.") from exc
     if settings.signed_activations:
         make_activation_ranges_signed(quantized)
-    fq = describe_fake_quantize(quantized)
-    if not fq:
+    if not describe_fake_quantize(quantized):
         raise ValueError(f"NNCF inserted no quantizers into {float_xml.name} (nothing to quantize: no convolution "
                          "or MatMul on the input path?). The float IR is unchanged.")
+    if settings.output_fake_quantize:
+        add_output_fake_quantize(quantized, output_ranges(model, samples))
+    fq = describe_fake_quantize(quantized)
     ir.save(quantized, out_xml)
     return QuantizationResult(float_xml, out_xml, settings, calibration_fingerprint(samples), len(samples), fq,
                               mapping_notes(settings), time.perf_counter() - start)
+
+
+def output_ranges(model: Any, samples: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """max |y| of every output of the float model over the calibration samples (OpenVINO CPU, FP32)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    names = [p.any_name for p in model.outputs]
+    peak = dict.fromkeys(names, 0.0)
+    for sample in samples:
+        result = compiled({p.any_name: sample[p.any_name] for p in model.inputs})
+        for port, name in zip(compiled.outputs, names):
+            peak[name] = max(peak[name], float(np.max(np.abs(result[port]))))
+    return peak
+
+
+OUTPUT_FQ_LEVELS = 65536  # POT's q16_a: −32768…32767
+
+
+def add_output_fake_quantize(model: Any, ranges: Mapping[str, float]) -> int:
+    """Insert a signed 65536-level FakeQuantize [−h, h] before each Result that has none (in place).
+
+    h is the output's calibrated max |y|; returns how many were inserted.
+    """
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    inserted = 0
+    for result in model.get_results():
+        source = result.input_value(0)
+        if source.get_node().get_type_name() == "FakeQuantize":
+            continue
+        name = source.get_any_name()
+        h = float(np.float32(ranges.get(name) or 0.0)) or 1.0  # an all-zero output keeps a unit range
+        lo, hi = (ov.op.Constant(np.array(v, dtype=np.float32)) for v in (-h, h))
+        fq = ops.fake_quantize(source, lo, hi, lo, hi, OUTPUT_FQ_LEVELS)
+        fq.set_friendly_name(f"{source.get_node().get_friendly_name()}/output_fq")
+        names = source.get_names()
+        source.get_tensor().set_names(set())  # the output keeps its name, now on the quantizer
+        fq.output(0).get_tensor().set_names(names)
+        result.input(0).replace_source_output(fq.output(0))
+        inserted += 1
+    return inserted
 
 
 def make_activation_ranges_signed(model: Any) -> int:

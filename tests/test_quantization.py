@@ -7,7 +7,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from gnaexp import experiment, quantization
+from gnaexp import experiment, metrics, quantization
 from gnaexp.cli import main
 from gnaexp.quantization import QuantizationSettings
 
@@ -29,7 +29,8 @@ def _fq_levels(xml):
 def test_a16w16_has_pot_gna_levels_and_stays_close_on_cpu(tmp_path):
     res = quantization.quantize_ir(_float_ir("conv"), tmp_path / "q.xml", QuantizationSettings(calibration_size=8))
     # POT's GNA config: activations 16-bit signed (65536 levels), conv weights 16-bit narrow (65535).
-    assert _fq_levels(res.quantized_xml) == [65535, 65536]
+    # … plus POT's Result quantizer: a signed 65536-level FQ on the network output
+    assert _fq_levels(res.quantized_xml) == [65535, 65536, 65536]
     act = next(r for r in res.fake_quantize if r["on"] == "activations")
     assert act["output_range"][0] == pytest.approx(-act["output_range"][1])  # made signed, like POT
     assert act["derived_scale_factor"] == pytest.approx(65535 / (2 * act["output_range"][1]), rel=1e-6)
@@ -46,7 +47,7 @@ def test_a16w16_has_pot_gna_levels_and_stays_close_on_cpu(tmp_path):
 def test_8bit_settings_and_notes(tmp_path):
     res = quantization.quantize_ir(_float_ir("conv"), tmp_path / "q.xml",
                                    QuantizationSettings(activation_bits=8, weight_bits=8, calibration_size=8))
-    assert _fq_levels(res.quantized_xml) == [256]  # weights are int8 constants, not a FakeQuantize
+    assert _fq_levels(res.quantized_xml) == [256, 65536]  # weights are int8 constants, not a FakeQuantize
     weights = [r for r in res.fake_quantize if r["on"] == "weights"]
     assert weights and weights[0]["precision"] == "int8" and weights[0]["per_channel"]
     assert any("int8 Constant" in n for n in res.notes)
@@ -108,4 +109,41 @@ def test_cli_quantize_writes_float_quantized_and_plan(tmp_path, capsys):
     plan = json.loads((out / "quantization.json").read_text())
     assert plan["quantized_ir"] == "quantized.xml" and plan["settings"]["weight_bits"] == 8
     assert "levels 65536" in capsys.readouterr().out
-    assert _fq_levels(out / "float.xml") == [] and _fq_levels(out / "quantized.xml") == [65536]
+    assert _fq_levels(out / "float.xml") == [] and _fq_levels(out / "quantized.xml") == [65536, 65536]
+
+
+def test_output_fake_quantize_as_pot_wrote_it_and_what_it_changes_on_gna(tmp_path):
+    """POT's GNA config quantized the Result (q16_a). With that FakeQuantize the plugin has output statistics
+    for the conv; without it 16-bit weights on full-scale inputs saturate the int32 accumulator."""
+    import openvino as ov
+
+    from gnaexp.emulator import emulate
+
+    float_xml = _float_ir("conv")
+    with_fq = quantization.quantize_ir(float_xml, tmp_path / "a" / "q.xml", QuantizationSettings(calibration_size=8))
+    without = quantization.quantize_ir(float_xml, tmp_path / "b" / "q.xml",
+                                       QuantizationSettings(calibration_size=8, output_fake_quantize=False))
+    model = ov.Core().read_model(str(with_fq.quantized_xml))
+    fq = model.get_results()[0].input_value(0).get_node()
+    assert fq.get_type_name() == "FakeQuantize" and int(fq.get_attributes()["levels"]) == 65536
+    assert model.outputs[0].any_name == "output"  # the output keeps its name
+    samples = quantization.calibration_set(QuantizationSettings(calibration_size=8), {"input": (1, 6, 255)})
+    peak = quantization.output_ranges(ov.Core().read_model(str(float_xml)), samples)["output"]
+    lo, hi = (float(fq.input_value(i).get_node().get_data()) for i in (1, 2))
+    assert hi == pytest.approx(peak, rel=1e-6) and lo == -hi  # symmetric, from the calibration outputs
+    assert any("Result: q16_a" in n for n in with_fq.notes) and any("No FakeQuantize on the network output" in n
+                                                                   for n in without.notes)
+    config = experiment.ExperimentConfig(experiment="conv")
+    feed = experiment.make_inputs(config, experiment.build_model(config))
+    ref = experiment.run(experiment.ExperimentConfig(experiment="conv", backends=["torch"])).result("torch")
+    results = {}
+    for name, res in (("with", with_fq), ("without", without)):
+        for sf in (1.0, 2048.0):
+            em = emulate(res.quantized_xml, feed, sf)
+            c = metrics.compare(ref.outputs["output"], em.outputs["output"])
+            acc = sum(r["saturations"] for r in em.plan if r.get("bits") == 32)
+            results[name, sf] = (c.cosine, c.l1, acc)
+    assert results["with", 1.0] == results["with", 2048.0]  # the FakeQuantize sets the input scale
+    cosine, l1, acc = results["with", 1.0]
+    assert cosine >= 0.9999 and l1 <= 5e-4 and acc == 0  # the forum's POT figure: 0.9999, n×1e-4
+    assert results["without", 1.0][2] > 0 and results["without", 1.0][0] < cosine  # saturation without it

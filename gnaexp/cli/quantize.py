@@ -22,6 +22,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--calibration-kind", default="uniform01", help=", ".join(inputs_mod.INPUT_KINDS))
     p.add_argument("--activation-bits", type=int, choices=SUPPORTED_BITS, default=16)
     p.add_argument("--weight-bits", type=int, choices=SUPPORTED_BITS, default=16)
+    p.add_argument("--no-output-fq", action="store_true",
+                   help="leave the network output unquantized (POT's GNA config quantized it: 16-bit, calibrated)")
     add_set_option(p)
     p.add_argument("--out", required=True, help="folder for float.xml, quantized.xml and quantization.json")
     p.set_defaults(func=cmd_quantize)
@@ -32,7 +34,8 @@ def cmd_quantize(args: Any) -> int:
     from gnaexp.files import atomic_write_text, dumps, staged_folder
 
     settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
-                                    args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "")
+                                    args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "",
+                                    output_fake_quantize=not args.no_output_fq)
     settings.validate()
     out = Path(args.out)
     if args.model.endswith(".xml"):

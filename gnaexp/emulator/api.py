@@ -149,6 +149,7 @@ def emulate(
     feeds, shapes, batched = prepare_inputs(prog, inputs)
     plan = build_plan(prog, shapes, scale_factors, precision, layout)
     outs, sats, ints = plan.run(feeds, keep_ints)
+    n_samples = next(iter(feeds.values())).shape[0]
     if not batched:
         outs = {k: v[0] for k, v in outs.items()}
         ints = {k: v[0] for k, v in ints.items()}
@@ -156,6 +157,7 @@ def emulate(
     for row in plan.summary():
         row = dict(row)
         row["saturations"] = int(sats.get(row["layer"], 0))
+        row["values"] = n_samples * plan.values_per_sample.get(row["layer"], 0)
         summary.append(row)
     notes = list(plan.notes)
     if layout == "legacy-concat":

@@ -71,6 +71,7 @@ class Plan:
     layout: str
     precision: str
     input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize"
+    values_per_sample: dict[str, int] = field(default_factory=dict)  # layer → output values per sample
 
     def summary(self) -> list[dict[str, Any]]:
         return [dict(s.info) for s in self.steps if s.kind != "move"]
@@ -302,8 +303,9 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
             k = need16(key, for_result=True)
             ti = info[k]
         outputs.append((name, k, ti.sf))
+    sizes = {st.name: int(np.prod(info[st.out].shape)) for st in steps if st.kind != "move" and st.out in info}
     return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision,
-                {pname[k]: v for k, v in sf_source.items()})
+                {pname[k]: v for k, v in sf_source.items()}, sizes)
 
 
 def _root_key(prog: Program, key: str) -> str:
