@@ -172,3 +172,32 @@ def test_fq_scale_adjustment_stays_within_ten_percent():
     k0, idx0 = pwl.slope_int(1.0, 90687656.0, 4096.0)
     gain0 = k0 / 2 ** (8 * (idx0 + 1)) * 90687656.0 / 4096.0
     assert abs(gain - 1) <= abs(gain0 - 1)
+
+
+def test_pwl_input_at_or_below_the_first_xbase_gives_its_ybase():
+    """intel/gna kernels/pwl.cpp: ``if (I > xBase0) … else O = yBase0`` — the first segment is not extended left.
+
+    A table whose first segment has a slope: x = −1000 (below xBase0 = −400) gives yBase0 = −100 and counts no
+    saturation, where extending the line would give −100 + ((−600·4096) >> 16) = −138 (or saturate for far x).
+    """
+    curve = pwl.PWL(np.array([-400 | 1, 0 | 1], dtype=np.int64), np.array([-100, 0]), np.array([4096, 512]),
+                    1.0, 1.0)
+    y, sat = pwl.evaluate(curve, np.array([-(2**31), -1000, -401, -400, -399, 0, 8]))
+    assert y.tolist() == [-100, -100, -100, -100, -100 + (1 * 4096 >> 16), 0, (8 * 512) >> 16]
+    assert sat == 0
+
+
+def test_identity_with_every_border_zero_is_refused_like_the_plugin():
+    """pwl_border_values_counter_identity.cpp AreValuesValid: all of x_lower, x_upper, y_lower, y_upper 0 → throw.
+
+    in_sf 1 → out_sf 70000: x_lower = round(−32768/70000) = round(−0.468) = 0, x_upper = round(0.468) = 0, then
+    y_lower = 0·70000 = 0 and y_upper = 0. out_sf 65000: x_lower = round(−0.504) = −1, so the PWL is valid.
+    """
+    with pytest.raises(ValueError, match="Unacceptable scale factors"):
+        pwl.border_values(1.0, 70000.0)
+    with pytest.raises(ValueError, match="Unacceptable scale factors"):
+        pwl.build_identity(1.0, 70000.0)
+    xl, xu, yl, yu = pwl.border_values(1.0, 65000.0)
+    assert (xl, xu) == (-1, 1) and yl < 0 < yu
+    with pytest.raises(ValueError, match="Unacceptable scale factors"):  # FakeQuantize range below one step
+        pwl.border_values(1.0, 1000.0, fq_range=(-1e-4, 1e-4))

@@ -171,7 +171,21 @@ def _to_int(v: float, bits: int) -> int:
 
 
 def border_values(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None) -> tuple[int, int, int, int]:
-    """(x_lower, x_upper, y_lower, y_upper) of an identity-like PWL (border-values counter)."""
+    """(x_lower, x_upper, y_lower, y_upper) of an identity-like PWL (border-values counter).
+
+    Refused, as the plugin refuses it, when every border is 0 (``AreValuesValid`` in
+    ``backend/pwl_border_values_counter_identity.cpp`` throws "Unacceptable scale factors"): the PWL would map
+    every input to 0. Without statistics that happens when out_sf/in_sf > 2·32768 (±32768·in/out rounds to 0).
+    """
+    xl, xu, yl, yu = _borders(in_sf, out_sf, fq_range)
+    if xl == xu == yl == yu == 0:
+        raise ValueError(f"Unacceptable scale factors for an identity PWL: in_sf {in_sf:g} → out_sf {out_sf:g} "
+                         "leaves every border value 0, so every output would be 0; the GNA plugin refuses this "
+                         "network (the scale factors differ too much)")
+    return xl, xu, yl, yu
+
+
+def _borders(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None) -> tuple[int, int, int, int]:
     xl, xu, yl, yu = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
     if fq_range is not None:
         lo, hi = fq_range
@@ -247,9 +261,11 @@ def build_relu(in_sf: float, out_sf: float) -> PWL:
 def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     """Run a PWL on integer inputs (any shape) the way the GNA kernel does.
 
-    Last segment with xBase ≤ x (the first segment if none), y = ((x − xBase)·slope) >> shift (floor),
-    + yBase, saturate to int16. Returns (float64 array of int16 values, number of saturated outputs).
-    All intermediate values stay below 2^53, so float64 is exact.
+    An input at or below the first segment's xBase gives that segment's yBase (intel/gna
+    ``src/gna-lib/kernels/pwl.cpp``, every kernel variant: ``if (I > xBase0) … else O = yBase0``; the first
+    segment's line is not extended leftwards). Otherwise the last segment with xBase ≤ x,
+    y = ((x − xBase)·slope) >> shift (floor), + yBase, saturate to int16. Returns (float64 array of int16
+    values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact.
     """
     x = np.asarray(x, dtype=np.float64)
     xv = pwl.x_values.astype(np.float64)
@@ -257,6 +273,7 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     np.clip(seg, 0, len(xv) - 1, out=seg)
     inv_scale = 1.0 / (2.0 ** pwl.shifts.astype(np.float64))
     y = np.floor((x - xv[seg]) * pwl.slope.astype(np.float64)[seg] * inv_scale[seg]) + pwl.ybase.astype(np.float64)[seg]
+    np.copyto(y, float(pwl.ybase[0]), where=x <= xv[0])
     n = int(np.count_nonzero((y < INT16_MIN) | (y > INT16_MAX)))
     if n:
         np.clip(y, INT16_MIN, INT16_MAX, out=y)
