@@ -201,3 +201,19 @@ def test_identity_with_every_border_zero_is_refused_like_the_plugin():
     assert (xl, xu) == (-1, 1) and yl < 0 < yu
     with pytest.raises(ValueError, match="Unacceptable scale factors"):  # FakeQuantize range below one step
         pwl.border_values(1.0, 1000.0, fq_range=(-1e-4, 1e-4))
+
+
+def test_relu_has_the_plugins_two_segments_and_saturates_past_the_range():
+    """make_pwl.cpp kActRelu, no FakeQuantize: segment 0 from x_lower = DoubleToInt32(−32768·in/out) with yBase 0
+    and slope 0, segment 1 from 0 with the encoded unit slope; no flat right segment.
+
+    in_sf = out_sf = 2048: x_lower = −32768; unit slope → index 0 (2^8), slope 256. x = 32765 → 32765 (a flat
+    right segment at the multiple of 4 below 32767 would give 32767); x = 40000 → 40000 saturates to 32767 and is
+    counted.
+    """
+    curve = pwl.build_relu(2048.0, 2048.0)
+    assert len(curve.x_values) == 2
+    assert curve.x_values.tolist() == [-32768, 0] and curve.slope.tolist() == [0, 256]
+    assert curve.ybase.tolist() == [0, 0]
+    y, sat = pwl.evaluate(curve, np.array([-(2**31), -40000, -1, 0, 7, 32765, 32767, 40000]))
+    assert y.tolist() == [0, 0, 0, 0, 7, 32765, 32767, 32767] and sat == 1

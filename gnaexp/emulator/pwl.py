@@ -241,21 +241,29 @@ def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | 
     return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), kind, yl, yu)
 
 
-def build_relu(in_sf: float, out_sf: float) -> PWL:
-    """ReLU segments [I]: flat 0 left of the origin, then the identity slope from (0, 0), flat at y_max.
+def _double_to_int(v: float) -> int:
+    """common::DoubleToInt32/16: ±0.5 in double, then truncate."""
+    return int(v + 0.5) if v >= 0 else int(v - 0.5)
 
-    ReLU is exactly piecewise linear, so the plugin's PWL designer needs no approximation segments; this
-    layout (same slope encoding and right border as the identity) is inferred, not read from source.
+
+def build_relu(in_sf: float, out_sf: float) -> PWL:
+    """ReLU as the plugin builds it without FakeQuantize statistics: two segments (``backend/make_pwl.cpp``,
+    ``make_gna_pwl``, case kActRelu).
+
+    Segment 0 starts at x_lower = DoubleToInt32(−32768·in_sf/out_sf) (INT32_MIN if that is smaller) with
+    yBase 0 and slope 0 (negative slope 0); segment 1 starts at 0 with yBase 0 and the encoded slope 1. There
+    is no flat right segment: past the int16 range the kernel saturates (and counts it). The extra trailing
+    segment comes only from ``insert_extra_pwl_segments``, for activations fused into a 2-D convolution
+    (GNA 3.5), which this rule-set's 1-D convolutions are not.
     """
-    _, xu, _, yu = border_values(in_sf, out_sf)
+    x_lower, y_lower = INT32_MIN, INT16_MIN
+    if x_lower < y_lower * in_sf / out_sf:
+        x_lower = _double_to_int(y_lower * in_sf / out_sf)
+    k0, idx0 = slope_int(0.0, in_sf, out_sf)
     k, idx = slope_int(1.0, in_sf, out_sf)
-    segs = [[_xbase(INT32_MIN, 0), 0, 0], [_xbase(0, idx), 0, k]]
-    if INT32_MAX > xu and k != 0:
-        scale = 1 << (8 * (idx + 1))
-        right = min(_trunc_div(yu * scale, k), INT32_MAX)
-        segs.append([_xbase(_trunc_div(right, 4) * 4, 0), yu, 0])
+    segs = [[_xbase(x_lower, idx0), 0, k0], [_xbase(0, idx), 0, k]]
     arr = np.array(segs, dtype=np.int64)
-    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu", 0, yu)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu", 0, INT16_MAX)
 
 
 def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
