@@ -170,24 +170,18 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
         raise bad("expected a comma-separated list of names")
     if isinstance(raw, (list, tuple, dict, set)) or raw is None:
         raise bad(f"expected one {type_name} value")
-    if type_name == "int":
+    numeric = {"int": (int, (int, np.integer), "a whole number"),
+               "float": (float, (int, float, np.integer, np.floating), "a number")}
+    if type_name in numeric:
+        parse, accepted, what = numeric[type_name]
         if isinstance(raw, str):
             try:
-                return int(raw.strip())
+                return parse(raw.strip())
             except ValueError:
-                raise bad("expected a whole number") from None
-        if isinstance(raw, bool) or not isinstance(raw, (int, np.integer)):
-            raise bad("expected a whole number")
-        return int(raw)
-    if type_name == "float":
-        if isinstance(raw, str):
-            try:
-                return float(raw.strip())
-            except ValueError:
-                raise bad("expected a number") from None
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, np.integer, np.floating)):
-            raise bad("expected a number")
-        return float(raw)
+                raise bad(f"expected {what}") from None
+        if isinstance(raw, bool) or not isinstance(raw, accepted):
+            raise bad(f"expected {what}")
+        return parse(raw)
     if not isinstance(raw, str):
         raise bad("expected text")
     return raw.strip()
