@@ -22,10 +22,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gnaexp.emulator import conv as cv
-from gnaexp.emulator import parallel
+from gnaexp.emulator import parallel, primitives
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_shape, unsupported
-from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable, saturate
+from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable
 from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
@@ -89,7 +89,7 @@ class Plan:
                     ints[st.name] = val.astype(np.int32 if st.info.get("bits") == 32 else np.int16)
         outs = {}
         for name, key, sf in self.outputs:
-            outs[name] = (env[key].astype(np.float32) / np.float32(sf)).astype(np.float32)
+            outs[name] = primitives.dequantize(env[key], sf)
         return outs, sats, ints
 
     def run(self, feeds: Mapping[str, np.ndarray], keep_ints: bool = False) -> tuple[dict, dict, dict]:
@@ -453,19 +453,12 @@ def _fc(prog, node, info, steps, need16, precision) -> None:
         stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
     wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
                              dst_stats=_dst_stats(prog, node))
-    wt = np.ascontiguousarray(wq.weights.T)
-    mult = wq.multipliers
-    bound = 32768.0 * float(np.max(np.sum(np.abs(wq.weights), axis=1) * (1 if mult is None else mult)))
-    exact = bound + float(np.max(np.abs(wq.bias))) < cv.EXACT_F64
     out_shape = ti.shape[:-1] + (rows.shape[0],)
 
-    def run(x, wt=wt, wq=wq, mult=mult, exact=exact):
-        with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
-            acc = x @ wt if exact else (x.astype(np.int64) @ wt.astype(np.int64)).astype(np.float64)
-        if mult is not None:
-            acc = acc * mult
-        acc = acc + wq.bias
-        return saturate(acc, -(2**31), 2**31 - 1)
+    def run(x, wq=wq):
+        lead = x.shape[:-1]
+        acc, sat = primitives.affine(x.reshape(-1, x.shape[-1]), wq.weights, wq.bias, wq.multipliers)
+        return acc.reshape(lead + (acc.shape[-1],)), sat
 
     steps.append(Step("fc", node.name, [k], node.out, run,
                       {"layer": node.name, "op": "FullyConnected", "precision": wq.weight_precision, "bits": 32,

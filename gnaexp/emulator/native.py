@@ -20,8 +20,8 @@ EXACT_F64 = 2.0**53
 
 
 @njit(nogil=True, cache=True)
-def quantize_input(x, sf, out):  # pragma: no cover - compiled
-    """out = saturate16(sign(v)·floor(|v| + 0.5f)) with v = float32(x·sf); returns (saturated, non-finite).
+def quantize_input(x, sf, out, lo, hi):  # pragma: no cover - compiled
+    """out = clamp(sign(v)·floor(|v| + 0.5f), lo, hi) with v = float32(x·sf); returns (saturated, non-finite).
 
     All arithmetic is float32, as in the plugin's host-side rounding (docs/gna-rules.md §2). The first loop has
     no branch, so it runs vectorized; the clamping loop runs only when some value is out of range.
@@ -36,7 +36,7 @@ def quantize_input(x, sf, out):  # pragma: no cover - compiled
             v = x[i, j] * sf
             a = np.abs(v)
             q = np.floor(a + half)
-            over += 1 if q > INT16_MAX else 0
+            over += 1 if q > min(hi, -lo) else 0
             bad += 0 if a < limit else 1
             out[i, j] = -q if v < 0 else q
     saturated = 0
@@ -44,11 +44,11 @@ def quantize_input(x, sf, out):  # pragma: no cover - compiled
         for i in range(n):
             for j in range(length):
                 q = out[i, j]
-                if q > INT16_MAX:
-                    out[i, j] = INT16_MAX
+                if q > hi:
+                    out[i, j] = hi
                     saturated += 1
-                elif q < INT16_MIN:
-                    out[i, j] = INT16_MIN
+                elif q < lo:
+                    out[i, j] = lo
                     saturated += 1
     return saturated, bad
 
@@ -114,7 +114,7 @@ def warm_up() -> None:
     A process that forks workers calls this first, so that no forked child pays the compilation.
     """
     x = np.zeros((1, 8), np.float32)
-    quantize_input(x, np.float32(1.0), np.empty_like(x))
+    quantize_input(x, np.float32(1.0), np.empty_like(x), np.float32(INT16_MIN), np.float32(INT16_MAX))
     blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):

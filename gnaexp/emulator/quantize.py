@@ -47,18 +47,22 @@ def saturate(q: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
     return np.clip(q, lo, hi), n
 
 
-def quantize_input(x: np.ndarray, sf: float, name: str = "") -> tuple[np.ndarray, int]:
-    """Network input to int16: float32 product x·sf, plugin rounding, saturate. Returns (values, saturations).
+def quantize_input(x: np.ndarray, sf: float, name: str = "", bits: int = 16) -> tuple[np.ndarray, int]:
+    """Network input to int16 (or int8, the low-precision input mode): float32 product x·sf, plugin rounding,
+    saturate. Returns (values, saturations).
 
-    Values are float32 holding exact integers (int16 range). sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f)
-    exactly (float32 rounding is symmetric in sign); one compiled pass (native.quantize_input).
+    The plugin's ConvertFloatToInt16 / ConvertFloatToInt8 (``pre_post_processing/preprocessing.cpp``): add ±0.5f
+    (−0.5f for values ≤ 0), clamp to the type's range, truncate. Values are float32 holding exact integers.
+    sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f) exactly (float32 rounding is symmetric in sign); one
+    compiled pass (native.quantize_input).
     """
+    lo, hi = {16: (INT16_MIN, INT16_MAX), 8: (INT8_MIN, INT8_MAX)}[bits]
     x = np.asarray(x, dtype=F32)
     if x.size == 0:
         return x.copy(), 0
     flat = np.ascontiguousarray(x).reshape(1, -1)
     out = np.empty(flat.shape, dtype=F32)
-    n, non_finite = native.quantize_input(flat, F32(sf), out)
+    n, non_finite = native.quantize_input(flat, F32(sf), out, F32(lo), F32(hi))
     if non_finite:
         raise ValueError(f"input {name + ' ' if name else ''}holds {non_finite} NaN or infinite value(s) (after "
                          f"scaling by sf {sf:g}); replace them before emulating")
