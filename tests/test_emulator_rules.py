@@ -217,3 +217,23 @@ def test_relu_has_the_plugins_two_segments_and_saturates_past_the_range():
     assert curve.ybase.tolist() == [0, 0]
     y, sat = pwl.evaluate(curve, np.array([-(2**31), -40000, -1, 0, 7, 32765, 32767, 40000]))
     assert y.tolist() == [0, 0, 0, 0, 7, 32765, 32767, 32767] and sat == 1
+
+
+def test_output_statistics_weight_reducer_worked_numbers():
+    """A FakeQuantize after a conv gives the plugin the conv's output statistics (scale_factor_calc.cpp,
+    calculateWeightsReducerFromDstStats): maxInt = int64(max(|lo|, |hi|)·out_sf + 0.5f),
+    reducer = max(1, maxInt / INT32_MAX), w_sf /= reducer.
+
+    max|W| = 0.5 → w_sf = 16384/0.5 = 32768; in_sf 32768 → out_sf 2^30 (conv reducer: ⌊16384·16384·1/INT32_MAX⌋
+    = 0 → none). Output FQ ±8: maxInt = 8·2^30 = 2^33, reducer = 2^33/(2^31 − 1) ≈ 4.0000000019, so w_sf = 8192
+    (float32) and out_sf = 2^28: max|y|·out_sf = 2^31 now fits int32 (up to the rounding of the last bit).
+    """
+    w = np.array([[[0.5, -0.25, 0.125]]], dtype=np.float32).repeat(4, axis=0)
+    wq = q.quantize_weightable(w, None, 32768.0, kind="conv", c_in=1, dst_stats=(65536, -8.0, 8.0))
+    assert wq.w_sf == 8192.0 and wq.out_sf == 2.0**28
+    assert wq.summary()["dst_reducer"] == pytest.approx(2**33 / (2**31 - 1))
+    no_stats = q.quantize_weightable(w, None, 32768.0, kind="conv", c_in=1)
+    assert no_stats.w_sf == 32768.0 and no_stats.out_sf == 2.0**30
+    # Statistics that already fit leave the scales alone: ±1 → maxInt 2^30 < INT32_MAX → reducer 1.
+    fits = q.quantize_weightable(w, None, 32768.0, kind="conv", c_in=1, dst_stats=(65536, -1.0, 1.0))
+    assert fits.w_sf == 32768.0
