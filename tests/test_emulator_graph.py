@@ -333,3 +333,19 @@ def test_activation_fake_quantize_runs_as_an_identity_pwl():
     # a value the PWL's slope encodes well (within 10 %)
     assert 0.9 * 4096 <= fq["out_sf"] <= 4096 and fq["pwl"]
     assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999
+
+
+def test_concat_axis_check_warns_like_the_plugin():
+    """gna_limitations.cpp ValidateConcatAxis: (1, 2, 64) concatenated on the time axis has a dimension > 1 (2)
+    before the axis once the batch is moved last: the plugin warns (and loads anyway); on the channel axis it
+    is a trivial concat."""
+    p = ops.parameter([1, 2, 64], np.float32, name="input")
+    x = np.random.default_rng(9).random((2, 1, 2, 64), dtype=np.float32)
+    warnings = {}
+    for axis in (2, 1):
+        model = ov.Model([ops.concat([p, p], axis)], [p])
+        em = emulate(model, {"input": x}, 2048.0)
+        warnings[axis] = [n for n in em.notes if "ValidateConcatAxis" in n]
+        assert _cos(em.outputs[model.outputs[0].any_name], np.concatenate([x, x], axis=axis + 1)) > 0.99999
+    assert len(warnings[2]) == 1 and not warnings[1]
+    assert "concatenation axis 2 for input dimensions (1, 2, 64) is not supported" in warnings[2][0]
