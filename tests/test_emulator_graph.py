@@ -349,3 +349,16 @@ def test_concat_axis_check_warns_like_the_plugin():
         assert _cos(em.outputs[model.outputs[0].any_name], np.concatenate([x, x], axis=axis + 1)) > 0.99999
     assert len(warnings[2]) == 1 and not warnings[1]
     assert "concatenation axis 2 for input dimensions (1, 2, 64) is not supported" in warnings[2][0]
+
+
+def test_concat_align_filter_is_named_where_the_plugin_inserts_one():
+    """InsertConcatAligningFilterPass: an input produced by a GNA layer at an offset that is not a multiple of 64
+    bytes (or of unaligned size before another produced input) gets a ConcatAlignFilter; network inputs do not."""
+    m = _TwoBranches().eval()  # two conv outputs of 4 × 62 int16 = 496 bytes each: unaligned
+    em = emulate(_torch_ir(m, (1, 4, 64)), {"input": np.zeros((1, 4, 64), np.float32)}, 2048.0)
+    notes = [n for n in em.notes if "ConcatAlignFilter" in n]
+    assert len(notes) == 2 and "input 0 sits at byte 0 with 496 bytes" in notes[0]
+    assert "input 1 sits at byte 496" in notes[1] and "not emulated" in notes[1]
+    p = ops.parameter([1, 2, 31], np.float32, name="input")  # network inputs are copied by the host: none
+    em = emulate(ov.Model([ops.concat([p, p], 1)], [p]), {"input": np.zeros((1, 2, 31), np.float32)}, 2048.0)
+    assert not [n for n in em.notes if "ConcatAlignFilter" in n]

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gnaexp.emulator import conv as cv
-from gnaexp.emulator import parallel, primitives
+from gnaexp.emulator import parallel, plugin_checks, primitives
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_shape, unsupported
 from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable
@@ -287,8 +287,9 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
                                "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
             info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
         elif node.op == "Concat":
+            notes.extend(plugin_checks.concat_alignment_notes(node, [info[get(k)] for k in node.inputs]))
             _concat(prog, node, info, steps, need16)
-            notes.extend(_concat_axis_warning(node, [info[get(k)] for k in node.inputs]))
+            notes.extend(plugin_checks.concat_axis_warning(node, [info[get(k)] for k in node.inputs]))
         elif node.op == "Convolution":
             _conv(prog, node, info, steps, need16, layout, precision)
         elif node.op == "MatMul":
@@ -372,35 +373,6 @@ def _concat(prog, node, info, steps, need16) -> None:
                       {"layer": node.name, "op": "Concat", "precision": "i16", "in_sf": sfs[0], "w_sf": None,
                        "out_sf": sfs[0], "bits": 16}))
     info[node.out] = TInfo(sfs[0], 16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
-
-
-def _concat_axis_warning(node: Node, tis: list[TInfo]) -> list[str]:
-    """The GNA plugin's concat-axis check (``backend/gna_limitations.cpp`` ``ValidateConcatAxis``, 2022.3–2023.x).
-
-    For a concat not fed by convolutions (those are checked when the concat primitive is built): a concat is
-    trivial when every dimension before its axis is 1; otherwise, with the batch dimension moved last, any
-    dimension > 1 before the axis makes it "not supported". The plugin only *warns* (``AreLayersSupported``
-    logs the message and loads the network), so the emulator computes the concat as written and says so [I:
-    what a device then computes is not established].
-    """
-    if any(t.root is not None for t in tis):  # an input comes from a weightable layer (conv/FC)
-        return []
-    dims = list(tis[0].shape)
-    if len(dims) < 2:
-        return []
-    axis = int(node.attrs["axis"]) % len(dims)
-    if axis > 0 and all(d == 1 for d in dims[:axis]):
-        return []
-    if axis == 0 and all(t.from_input and t.shape[0] == 1 for t in tis):
-        return []  # network inputs (and constants) only: supported
-    rotated = dims[1:] + dims[:1]
-    axis = len(dims) - 1 if axis == 0 else axis - 1
-    if any(d > 1 for d in rotated[:axis]):
-        return [f"concat {node.name!r}: the GNA plugin warns that concatenation axis {node.attrs['axis']} for input "
-                f"dimensions {tuple(dims)} is not supported (gna_limitations.cpp ValidateConcatAxis) and loads the "
-                "network anyway; the emulator concatenates as written — a device may lay this concat out "
-                "differently [I]"]
-    return []
 
 
 def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:

@@ -1,0 +1,67 @@
+"""Load-time checks of the GNA plugin that the emulator mirrors as notes (docs/gna-rules.md §3.5).
+
+Each takes a Concat node and what the plan knows of its inputs (sample shape, whether a GNA layer produced the
+data), and returns notes; none changes the numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+CONCAT_ALIGNMENT_BYTES = 64
+
+
+def concat_alignment_notes(node: Any, tis: list[Any]) -> list[str]:
+    """Where the plugin would insert a ConcatAlignFilter, which the emulator does not emulate: say so.
+
+    ``InsertConcatAligningFilterPass`` (gna_pass_manager.cpp), 2 bytes per element, each input's size the
+    product of its dimensions after the first: an input produced by a GNA layer (a network input is copied by
+    the host and needs none) gets an aligning affine filter when its offset in the concat is not a multiple of
+    64 bytes, or when its size is not and the next input is also produced by a GNA layer. The filter is an
+    affine layer with identity weights, so it moves data and adds one requantization; the emulator concatenates
+    directly [I: the effect of that requantization on the numbers is not emulated].
+    """
+    notes = []
+    offset = 0
+    for i, t in enumerate(tis):
+        size = int(np.prod(t.shape[1:])) * 2
+        produced = not (t.from_input and t.param is not None)
+        next_produced = i + 1 < len(tis) and not (tis[i + 1].from_input and tis[i + 1].param is not None)
+        if produced and (offset % CONCAT_ALIGNMENT_BYTES or (size % CONCAT_ALIGNMENT_BYTES and next_produced)):
+            notes.append(f"concat {node.name!r}: input {i} sits at byte {offset} with {size} bytes, so the GNA plugin "
+                         "inserts a ConcatAlignFilter (an identity affine layer that aligns it to 64 bytes); not "
+                         "emulated: the emulator concatenates directly, without that layer's requantization [I]")
+        offset += size
+    return notes
+
+
+def concat_axis_warning(node: Any, tis: list[Any]) -> list[str]:
+    """The GNA plugin's concat-axis check (``backend/gna_limitations.cpp`` ``ValidateConcatAxis``, 2022.3–2023.x).
+
+    For a concat not fed by convolutions (those are checked when the concat primitive is built): a concat is
+    trivial when every dimension before its axis is 1; otherwise, with the batch dimension moved last, any
+    dimension > 1 before the axis makes it "not supported". The plugin only *warns* (``AreLayersSupported``
+    logs the message and loads the network), so the emulator computes the concat as written and says so [I:
+    what a device then computes is not established].
+    """
+    if any(t.root is not None for t in tis):  # an input comes from a weightable layer (conv/FC)
+        return []
+    dims = list(tis[0].shape)
+    if len(dims) < 2:
+        return []
+    axis = int(node.attrs["axis"]) % len(dims)
+    if axis > 0 and all(d == 1 for d in dims[:axis]):
+        return []
+    if axis == 0 and all(t.from_input and t.shape[0] == 1 for t in tis):
+        return []  # network inputs (and constants) only: supported
+    rotated = dims[1:] + dims[:1]
+    axis = len(dims) - 1 if axis == 0 else axis - 1
+    if any(d > 1 for d in rotated[:axis]):
+        return [f"concat {node.name!r}: the GNA plugin warns that concatenation axis {node.attrs['axis']} for input "
+                f"dimensions {tuple(dims)} is not supported (gna_limitations.cpp ValidateConcatAxis) and loads the "
+                "network anyway; the emulator concatenates as written — a device may lay this concat out "
+                "differently [I]"]
+    return []
