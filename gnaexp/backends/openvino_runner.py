@@ -16,8 +16,6 @@ from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
 from gnaexp.environment import device_name
 from gnaexp.gna_settings import EXECUTION_MODES, PRECISIONS
 
-GNA_EXECUTION_MODES = EXECUTION_MODES
-GNA_PRECISIONS = PRECISIONS
 
 GNA_MISSING = (
     "the GNA device is not available in this OpenVINO ({version}; devices here: {devices}). "
@@ -44,10 +42,10 @@ def gna_config(
     conversion differs between releases. ``<i>`` is the input's position in the model.
     """
     mode = execution_mode.upper().removeprefix("GNA_")
-    if mode not in GNA_EXECUTION_MODES:
-        raise ValueError(f"GNA execution mode {execution_mode!r} is not one of {', '.join(GNA_EXECUTION_MODES)}")
-    if precision not in GNA_PRECISIONS:
-        raise ValueError(f"GNA precision {precision!r} is not one of {', '.join(GNA_PRECISIONS)}")
+    if mode not in EXECUTION_MODES:
+        raise ValueError(f"GNA execution mode {execution_mode!r} is not one of {', '.join(EXECUTION_MODES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"GNA precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     sfs = scale_factors_per_input(input_names, scale_factor)
     config = {"GNA_DEVICE_MODE": f"GNA_{mode}", "GNA_PRECISION": precision.upper()}
     for i, name in enumerate(input_names):

@@ -18,7 +18,6 @@ from gnaexp.emulator import native
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
-EXACT_F64 = native.EXACT_F64
 INPUT_DIVISOR = 8  # kNoOfInputsDivisor
 FILTER_DIVISOR = 8
 CONV_FILTER_MAX_SIZE = 768
@@ -90,35 +89,49 @@ def interleave_filters(w_fck: np.ndarray, nfc: int) -> np.ndarray:
     return flt
 
 
-def filter_blocks(flt: np.ndarray, geo: ConvGeometry) -> np.ndarray:
+def filter_blocks(flt: np.ndarray, step: int) -> np.ndarray:
     """[F, nfc] → (B, F, step) float64: each filter cut into blocks of one stride, zero-padded (B = ⌈nfc/step⌉)."""
-    step, f_count = geo.step, geo.filters
-    n_blocks = -(-geo.nfc // step)
+    flt = np.asarray(flt, dtype=np.float64)
+    f_count, nfc = flt.shape
+    n_blocks = -(-nfc // step)
     padded = np.zeros((f_count, n_blocks * step), dtype=np.float64)
-    padded[:, : geo.nfc] = flt
+    padded[:, :nfc] = flt
     return np.ascontiguousarray(padded.reshape(f_count, n_blocks, step).transpose(1, 0, 2))
+
+
+def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: int, max_abs_x: float = INT16_BOUND,
+               interleave: tuple[int, int, int] | None = None) -> tuple[np.ndarray, int]:
+    """The compiled primitive on (N, L) data: (N, F, positions) float64 int32-saturated sums, and the count.
+
+    ``interleave`` = (channels, width, stride) when x2 is NCW data written interleaved on the way in; otherwise
+    x2 is the flat memory itself. Operands beyond int16/int32 are refused (the float64 sums would not be exact).
+    """
+    bias = np.ascontiguousarray(bias, dtype=np.float64)
+    if not native.conv_exact_bound_ok(max_abs_x, blocks, bias):
+        raise ValueError("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
+                         "takes int16 data")
+    if x2.dtype not in (np.float32, np.float64):
+        x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
+    x2 = np.ascontiguousarray(x2)
+    channels, width, stride = interleave or (1, x2.shape[1], 1)
+    out = np.empty((x2.shape[0], blocks.shape[1], positions), dtype=np.float64)
+    sat = native.conv1d_rows(x2, channels, width, interleave is not None, blocks, bias, stride, out)
+    return out, int(sat)
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,
                 max_abs_x: float) -> tuple[np.ndarray, int]:
     """The primitive's sums for every position it computes: (N, F, positions) float64, saturated to int32."""
     x_mem = np.asarray(x_mem)
-    blocks = filter_blocks(np.asarray(flt, dtype=np.float64), geo)
-    bias = np.ascontiguousarray(bias, dtype=np.float64)
-    if not native.conv_exact_bound_ok(max_abs_x, blocks, bias):
-        raise ValueError("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
-                         "takes int16 data")
+    flt = np.asarray(flt)
+    blocks = flt if flt.ndim == 3 else filter_blocks(flt, geo.step)  # (B, F, step) when prepared by the caller
     n = x_mem.shape[0]
     interleave = x_mem.ndim == 3  # (N, C, W) logical input: written interleaved (w·C + c) on the way in
     x2 = x_mem.reshape(n, -1)
-    if x2.dtype not in (np.float32, np.float64):
-        x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
-    x2 = np.ascontiguousarray(x2)
     if not interleave and x2.shape[1] > geo.n_inputs:
         raise ValueError(f"interleaved input has {x2.shape[1]} elements, more than the layer's {geo.n_inputs}")
-    out = np.empty((n, geo.filters, geo.positions), dtype=np.float64)
-    sat = native.conv1d_rows(x2, geo.channels, geo.width, interleave, blocks, bias, geo.stride, out)
-    return out, int(sat)
+    return run_blocks(x2, blocks, bias, geo.positions, max_abs_x,
+                      (geo.channels, geo.width, geo.stride) if interleave else None)
 
 
 def conv1d_interleaved(
@@ -132,7 +145,8 @@ def conv1d_interleaved(
     """Run the primitive on interleaved int16 memory.
 
     x_mem: (N, L) interleaved integers with L ≤ geo.n_inputs (zero-padded here to n_inputs), or (N, C, W)
-    logical integers that are written interleaved on the way in; flt: [F, nfc]; bias: [F].
+    logical integers that are written interleaved on the way in; flt: [F, nfc] (or ``filter_blocks(flt,
+    geo.step)`` prepared once); bias: [F].
     Returns (O, saturations) where O is (N, positions·F) in GNA output order O[j·F + f], float64 holding
     int32 values after saturation.
     """

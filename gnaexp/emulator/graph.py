@@ -418,7 +418,7 @@ def _conv(prog, node, info, steps, need16, layout, precision) -> None:
         stats = WeightStats(stats.levels, stats.out_low[:, :, 0, :], stats.out_high[:, :, 0, :], stats.source)
     wq = quantize_weightable(w3, node.bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
                              dst_stats=_dst_stats(prog, node))
-    flt = cv.interleave_filters(wq.weights, geo.nfc)
+    flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
     legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
     out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
 
@@ -456,11 +456,11 @@ def _fc(prog, node, info, steps, need16, precision) -> None:
     wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
                              dst_stats=_dst_stats(prog, node))
     out_shape = ti.shape[:-1] + (rows.shape[0],)
+    layer = primitives.Affine(wq.weights, wq.bias, wq.multipliers)  # weights prepared once, not per chunk
 
-    def run(x, wq=wq):
-        lead = x.shape[:-1]
-        acc, sat = primitives.affine(x.reshape(-1, x.shape[-1]), wq.weights, wq.bias, wq.multipliers)
-        return acc.reshape(lead + (acc.shape[-1],)), sat
+    def run(x, layer=layer):
+        acc, sat = layer(x.reshape(-1, x.shape[-1]))
+        return acc.reshape(x.shape[:-1] + (acc.shape[-1],)), sat
 
     steps.append(Step("fc", node.name, [k], node.out, run,
                       {"layer": node.name, "op": "FullyConnected", "precision": wq.weight_precision, "bits": 32,

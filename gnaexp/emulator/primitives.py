@@ -15,35 +15,47 @@ from gnaexp.emulator.pwl import PWL, evaluate
 from gnaexp.emulator.quantize import quantize_input
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-__all__ = ["affine", "conv1d_memory", "dequantize", "pwl_from_table", "evaluate", "quantize_input"]
+__all__ = ["Affine", "affine", "conv1d_memory", "dequantize", "pwl_from_table", "evaluate", "quantize_input"]
+
+
+class Affine:
+    """The affine (fully connected) primitive with its weights prepared once: y = sat32(Σ_k x[k]·W[m, k]·mult[m]
+    + bias[m]).
+
+    weights: (M, K) int16 values, or int8 values with the per-row compound-bias ``multipliers`` (M,) of the
+    low-precision mode (docs/gna-rules.md §3.2, E10); bias: (M,) int32 values. Exact: sums are taken in float64
+    while every partial sum stays below 2^53 for int16 inputs, in int64 otherwise.
+    """
+
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, multipliers: np.ndarray | None = None) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        self.mult = None if multipliers is None else np.asarray(multipliers, dtype=np.float64)
+        self.bias = np.asarray(bias, dtype=np.float64)
+        row_sums = np.sum(np.abs(w), axis=1) * (1 if self.mult is None else self.mult)
+        bound = cv.INT16_BOUND * float(np.max(row_sums, initial=0)) + float(np.max(np.abs(self.bias), initial=0))
+        self.exact_in_float64 = bound < native.EXACT_F64
+        self.wt = np.ascontiguousarray(w.T if self.exact_in_float64 else w.T.astype(np.int64))
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """x: (N, K) int16 values → ((N, M) int32 values as float64, saturated count)."""
+        with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
+            if self.exact_in_float64:
+                acc = np.asarray(x, dtype=np.float64) @ self.wt
+            else:
+                acc = (np.asarray(x).astype(np.int64) @ self.wt).astype(np.float64)
+        if self.mult is not None:
+            acc = acc * self.mult
+        acc = acc + self.bias
+        saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+        if saturated:
+            np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+        return acc, saturated
 
 
 def affine(x: np.ndarray, weights: np.ndarray, bias: np.ndarray,
            multipliers: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """The affine (fully connected) primitive: y = sat32(Σ_k x[k]·W[m, k]·mult[m] + bias[m]).
-
-    x: (N, K) int16 values; weights: (M, K) int16 values, or int8 values with the per-row compound-bias
-    ``multipliers`` (M,) of the low-precision mode (docs/gna-rules.md §3.2, E10); bias: (M,) int32 values.
-    Returns ((N, M) int32 values as float64, saturated count). Exact: sums are taken in float64 while every
-    partial sum stays below 2^53, in int64 otherwise.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    mult = None if multipliers is None else np.asarray(multipliers, dtype=np.float64)
-    bound = 32768.0 * float(np.max(np.sum(np.abs(w), axis=1) * (1 if mult is None else mult))) if w.size else 0.0
-    wt = np.ascontiguousarray(w.T)
-    with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
-        if bound + float(np.max(np.abs(bias), initial=0)) < cv.EXACT_F64:
-            acc = x @ wt
-        else:
-            acc = (x.astype(np.int64) @ wt.astype(np.int64)).astype(np.float64)
-    if mult is not None:
-        acc = acc * mult
-    acc = acc + np.asarray(bias, dtype=np.float64)
-    saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-    if saturated:
-        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
-    return acc, saturated
+    """``Affine(weights, bias, multipliers)(x)``: one call, for integer data you bring."""
+    return Affine(weights, bias, multipliers)(x)
 
 
 def dequantize(values: np.ndarray, scale_factor: float) -> np.ndarray:
@@ -60,19 +72,9 @@ def conv1d_memory(memory: np.ndarray, filters: np.ndarray, bias: np.ndarray, str
     Output position j of filter f is sat32(bias[f] + Σ_t memory[j·stride + t]·filters[f, t]).
     Returns ((N, positions·F) int32 values in GNA order O[j·F + f], as float64; saturated count).
     """
-    memory = np.ascontiguousarray(np.asarray(memory, dtype=np.float64).reshape(len(memory), -1))
-    filters = np.asarray(filters, dtype=np.float64)
-    f_count, nfc = filters.shape
-    n_blocks = -(-nfc // stride)
-    padded = np.zeros((f_count, n_blocks * stride))
-    padded[:, :nfc] = filters
-    blocks = np.ascontiguousarray(padded.reshape(f_count, n_blocks, stride).transpose(1, 0, 2))
-    bias = np.ascontiguousarray(bias, dtype=np.float64)
-    if not native.conv_exact_bound_ok(cv.INT16_BOUND, blocks, bias):
-        raise ValueError("convolution operands exceed int16 (memory, filters) / int32 (bias)")
-    out = np.empty((memory.shape[0], f_count, positions))
-    sat = native.conv1d_rows(memory, 1, memory.shape[1], False, blocks, bias, 1, out)
-    return np.transpose(out, (0, 2, 1)).reshape(memory.shape[0], positions * f_count), int(sat)
+    memory = np.asarray(memory).reshape(len(memory), -1)
+    out, sat = cv.run_blocks(memory, cv.filter_blocks(filters, stride), bias, positions)
+    return np.transpose(out, (0, 2, 1)).reshape(memory.shape[0], positions * out.shape[1]), sat
 
 
 def pwl_from_table(xbase: np.ndarray, ybase: np.ndarray, slope: np.ndarray) -> PWL:
