@@ -388,11 +388,17 @@ def save_with_ir(record: Record, model: ModelBundle, out_dir: Path) -> Path:
     return out_dir / "record.json"
 
 
+def reference_outputs(model: ModelBundle, feed: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
+    """(backend, outputs) of the FP32 reference: torch where the net is a torch module, else OpenVINO CPU."""
+    backend = "torch" if model.torch_module is not None else "openvino:CPU"
+    return backend, make_backend(backend).run(model, feed).outputs
+
+
 def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str = "correct") -> Any:
-    """Emulated error of the config's net and inputs over scale factors, against torch (or OpenVINO CPU)."""
+    """Emulated error of the config's net and inputs over scale factors, against the FP32 reference."""
     from gnaexp.emulator.sweep import sweep as emulator_sweep
 
     model = build_model(config)
     feed = make_inputs(config, model)
-    ref = make_backend("torch" if model.torch_module is not None else "openvino:CPU").run(model, feed).outputs
+    _, ref = reference_outputs(model, feed)
     return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout)

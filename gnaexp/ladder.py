@@ -37,8 +37,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
 
     model = experiment.build_model(config)
     feed = experiment.make_inputs(config, model)
-    ref_backend = "torch" if model.torch_module is not None else "openvino:CPU"
-    ref_outputs = make_backend(ref_backend).run(model, feed).outputs
+    ref_backend, ref_outputs = experiment.reference_outputs(model, feed)
     ref = next(iter(ref_outputs.values()))
     steps: list[dict[str, Any]] = []
     observed_from = "given" if observed is not None else None

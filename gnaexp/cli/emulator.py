@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_set_option, make_config
@@ -71,8 +69,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("--scale-factors is empty")
     res = experiment.sweep(make_config(args.experiment, args.set), sfs, args.layout)
     if args.json:
-        json.dump(res.to_json(), sys.stdout, indent=2)
-        print()
+        print(dumps(res.to_json()))  # NaN/inf as strings: valid JSON
     else:
         print(f"{args.experiment}: emulated, layout {args.layout}")
         print(res.table())

@@ -99,9 +99,8 @@ class Plan:
         involved, see parallel.py); each writes straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
-        if n < 2 * CHUNK:
-            with parallel.single_threaded_blas():
-                return self._run_chunk(dict(feeds), keep_ints)
+        if n < 2 * CHUNK:  # one chunk: no threads (its BLAS calls limit themselves, see primitives.Affine)
+            return self._run_chunk(dict(feeds), keep_ints)
         outs: dict[str, np.ndarray] = {}
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
