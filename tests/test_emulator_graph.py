@@ -351,14 +351,22 @@ def test_concat_axis_check_warns_like_the_plugin():
     assert "concatenation axis 2 for input dimensions (1, 2, 64) is not supported" in warnings[2][0]
 
 
-def test_concat_align_filter_is_named_where_the_plugin_inserts_one():
+def test_concat_align_filter_runs_where_the_plugin_inserts_one():
     """InsertConcatAligningFilterPass: an input produced by a GNA layer at an offset that is not a multiple of 64
-    bytes (or of unaligned size before another produced input) gets a ConcatAlignFilter; network inputs do not."""
+    bytes (or of unaligned size before another produced input) gets a ConcatAlignFilter; network inputs do not.
+    Without FakeQuantize the filter's round trip is exact, so the numbers equal a direct concatenation."""
     m = _TwoBranches().eval()  # two conv outputs of 4 × 62 int16 = 496 bytes each: unaligned
-    em = emulate(_torch_ir(m, (1, 4, 64)), {"input": np.zeros((1, 4, 64), np.float32)}, 2048.0)
+    x = np.random.default_rng(4).random((3, 1, 4, 64), dtype=np.float32)
+    em = emulate(_torch_ir(m, (1, 4, 64)), {"input": x}, 2048.0)
+    filters = [r for r in em.plan if r["op"] == "ConcatAlignFilter (inserted)"]
+    assert len(filters) == 2 and all(f["w_sf"] == 16384.0 and f["in_sf"] == f["out_sf"] for f in filters)
     notes = [n for n in em.notes if "ConcatAlignFilter" in n]
-    assert len(notes) == 2 and "input 0 sits at byte 0 with 496 bytes" in notes[0]
-    assert "input 1 sits at byte 496" in notes[1] and "not emulated" in notes[1]
+    assert "input 0 sits at byte 0 with 496 bytes" in notes[0] and "input 1 sits at byte 496" in notes[1]
+    with torch.no_grad():
+        ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
+    assert _cos(em.outputs[next(iter(em.outputs))], ref) > 0.9999
+    # the concat of two conv outputs on the channel axis is what ValidateConvConcatAxis warns about
+    assert any("ValidateConvConcatAxis" in n for n in em.notes)
     p = ops.parameter([1, 2, 31], np.float32, name="input")  # network inputs are copied by the host: none
     em = emulate(ov.Model([ops.concat([p, p], 1)], [p]), {"input": np.zeros((1, 2, 31), np.float32)}, 2048.0)
-    assert not [n for n in em.notes if "ConcatAlignFilter" in n]
+    assert not [n for n in em.notes if "ConcatAlignFilter" in n or "ValidateConvConcatAxis" in n]

@@ -1,9 +1,9 @@
-"""Integer-level rules of the emulator against the worked examples E1–E10 of docs/gna-rules.md §6."""
+"""Integer-level rules of the emulator against the worked examples E1–E11 of docs/gna-rules.md §6 and worked numbers from the plugin source."""
 
 import numpy as np
 import pytest
 
-from gnaexp.emulator import pwl, quantize as q
+from gnaexp.emulator import primitives, pwl, quantize as q
 
 F32 = np.float32
 
@@ -237,3 +237,72 @@ def test_output_statistics_weight_reducer_worked_numbers():
     # Statistics that already fit leave the scales alone: ±1 → maxInt 2^30 < INT32_MAX → reducer 1.
     fits = q.quantize_weightable(w, None, 32768.0, kind="conv", c_in=1, dst_stats=(65536, -1.0, 1.0))
     assert fits.w_sf == 32768.0
+
+
+def test_output_statistics_bias_cap_comes_before_the_reducer():
+    """scale_factor_calc.cpp, weightable layer with destination statistics: first the bias cap
+    (bias sf = MAX_VAL_4B_BIAS / max|b| = 2^30/max|b|; when it is below out_sf, w_sf = bias sf / in_sf), then
+    calculateWeightsReducerFromDstStats on the capped out_sf.
+
+    Weight FQ 65535 levels on ±0.5 → w_sf = 65534/1 = 65534; in_sf 2048 → out_sf 134,213,632.
+    - max|b| = 16 → bias sf 2^26 = 67,108,864 < out_sf: w_sf = 2^26/2048 = 32768, out_sf = 2^26.
+    - output FQ ±4: maxInt = 4·2^26 = 2^28 < INT32_MAX → no reducer; the cap alone decides.
+    - output FQ ±40: maxInt = 40·2^26 = 2,684,354,560 → reducer 2,684,354,560/2,147,483,647 = 1.25000000058,
+      w_sf = 32768/1.25 = 26214.4 (float32 26214.400390625), out_sf = float32(26214.4·2048) = 53,687,092;
+      bias 16 → round(16·53,687,092) = 858,993,472 (float32), inside int32.
+    """
+    w = np.array([[[0.5, -0.25, 0.125]]], dtype=np.float32).repeat(4, axis=0)
+    b = np.array([16.0, -3.0, 1.0, 0.0], dtype=np.float32)
+    stats = q.WeightStats(65535, np.full((4, 1, 1), -0.5, np.float32), np.full((4, 1, 1), 0.5, np.float32), "test")
+    capped = q.quantize_weightable(w, b, 2048.0, kind="conv", stats=stats, dst_stats=(65536, -4.0, 4.0))
+    assert capped.w_sf == 32768.0 and capped.out_sf == 2.0**26 and capped.bias_cap_hit
+    assert capped.dst_reducer == 1.0 and capped.bias.tolist() == [2**30, -3 * 2**26, 2**26, 0]
+    both = q.quantize_weightable(w, b, 2048.0, kind="conv", stats=stats, dst_stats=(65536, -40.0, 40.0))
+    assert both.bias_cap_hit and both.dst_reducer == pytest.approx(2684354560 / 2147483647, rel=1e-15)
+    assert both.w_sf == np.float32(26214.4) and both.out_sf == 53687092.0
+    assert both.bias[0] == np.float32(858993472.0) and both.bias_saturations == 0
+    plain = q.quantize_weightable(w, None, 2048.0, kind="conv", stats=stats)
+    assert plain.w_sf == 65534.0 and plain.out_sf == 134213632.0
+
+
+def test_fake_quantize_activation_scale_cap_worked_numbers():
+    """An activation FakeQuantize becomes an identity PWL (graph._fq_activation): out_sf = (levels − 1)/range,
+    capped at the activation limit 4096 (scale_factor_calc.cpp), then fine-tuned downward (adjustScaleFactor).
+
+    65536 levels on [−4, 4]: 65535/8 = 8191.875 → capped to 4096. In_sf 2^28: slope 4096/2^28 = 2^-16,
+    index 2 (2^-16·2^32 = 65536 does not fit int16; ·2^24 = 256 does): slope 256 exactly, gain 1, so the
+    fine-tuning keeps 4096. Borders from the FQ range: x = int(±4·2^28) = ±2^30, y = int(±4·4096) = ±16384.
+    Evaluated: 2^28 (1.0) → 4096; −2^28 → −4096; 2^30 and above → 16384; INT32_MIN → −16384.
+    """
+    assert q.fq_scale(65536, -4.0, 4.0) == pytest.approx(8191.875)
+    assert pwl.adjust_scale_factor(4096.0, 2.0**28) == 4096.0
+    curve = pwl.build_identity(2.0**28, 4096.0, fq_range=(-4.0, 4.0))
+    segs = curve.to_json()["segments"]
+    assert [(s["x_base"], s["shift"], s["y_base"], s["slope"]) for s in segs] == [
+        (-(2**31), 8, -16384, 0), (-(2**30), 24, -16384, 256), (2**30, 8, 16384, 0)]
+    y, sat = pwl.evaluate(curve, np.array([2**28, -(2**28), 2**30, 2**31 - 1, -(2**31)]))
+    assert y.tolist() == [4096, -4096, 16384, 16384, -16384] and sat == 0
+
+
+@pytest.mark.parametrize("fake_quantized", [False, True])
+def test_concat_align_filter_round_trip(fake_quantized):
+    """The ConcatAlignFilter chain (graph._align_filter): unit weights quantized at w_sf 16384
+    (ScaleFactorForQuantization, 16384/max|w|) or 1 (FakeQuantize mode), int32 out at sf·w_sf, then the
+    identity that takes back the 16-bit sf before the filter (getActivationScale, noChange).
+    - w_sf 16384: slope 2^-14 → index 2, slope 2^24/2^14 = 1024; every int16 value comes back unchanged.
+    - w_sf 1: unit slope → index 0, slope 256; the last flat segment starts at ⌊32767/4⌋·4 = 32764, so 32764,
+      32765 and 32766 come out as 32767 and every other value is unchanged.
+    """
+    sf, w_sf = 1024.5, (1.0 if fake_quantized else 16384.0)
+    v = np.arange(-32768, 32768, dtype=np.float64)
+    acc, sat = primitives.affine(v.reshape(-1, 1), np.array([[w_sf]]), np.array([0.0]))
+    curve = pwl.build_identity(sf * w_sf, sf)
+    y, pwl_sat = pwl.evaluate(curve, acc[:, 0])
+    assert sat == 0 and pwl_sat == 0
+    changed = v[y != v]
+    if fake_quantized:
+        assert changed.tolist() == [32764, 32765, 32766] and np.all(y[y != v] == 32767)
+        assert curve.slope.tolist()[1] == 256 and curve.x_values.tolist()[-1] == 32764
+    else:
+        assert changed.size == 0
+        assert curve.slope.tolist()[1] == 1024 and curve.shifts.tolist()[1] == 24

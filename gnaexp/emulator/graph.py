@@ -286,9 +286,10 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
                                "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
             info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
         elif node.op == "Concat":
-            notes.extend(plugin_checks.concat_alignment_notes(node, [info[get(k)] for k in node.inputs]))
-            _concat(prog, node, info, steps, need16)
+            _concat(prog, node, info, steps, need16, notes)
             notes.extend(plugin_checks.concat_axis_warning(node, [info[get(k)] for k in node.inputs]))
+            notes.extend(plugin_checks.conv_concat_axis_warning(
+                node, info[get(node.inputs[0])].shape, [_producer_op(prog, k) == "Convolution" for k in node.inputs]))
         elif node.op == "Convolution":
             _conv(prog, node, info, steps, need16, layout, precision)
         elif node.op == "MatMul":
@@ -319,6 +320,15 @@ def _root_key(prog: Program, key: str) -> str:
     return key
 
 
+def _producer_op(prog: Program, key: str) -> str | None:
+    """The op that computed a tensor, skipping what fuses with a convolution (activations, data movement)."""
+    by_out = {n.out: n for n in prog.nodes}
+    node = by_out.get(key)
+    while node is not None and (node.op in MOVE_OPS or node.op in ("Relu", "FakeQuantize")):
+        node = by_out.get(node.inputs[0])
+    return None if node is None else node.op
+
+
 def _fq_activation(prog, node, info, steps, get, overrides) -> None:
     k = get(node.inputs[0])
     ti = info[k]
@@ -340,8 +350,33 @@ def _fq_activation(prog, node, info, steps, get, overrides) -> None:
     info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 
 
-def _concat(prog, node, info, steps, need16) -> None:
+ALIGN_FILTER_W_SF = 16384.0  # ScaleFactorForQuantization(unit weights, MAX_VAL_2B_WEIGHT) = 16384/1
+
+
+def _align_filter(prog, node, i, key, offset, size, info, steps, notes) -> str:
+    """The ConcatAlignFilter the plugin puts before concat input i (§3.5): an affine layer with unit weights
+    (w_sf 16384, or 1 with FakeQuantize: scale_factor_calc.cpp), then the identity that takes back the input's
+    sf (getActivationScale: a ConcatAlignFilter on the way back sets noChange). Exact with w_sf 16384; with
+    w_sf 1 the identity's last flat segment starts at 32764, so 32764–32766 come out as 32767."""
+    ti = info[key]
+    w_sf = 1.0 if prog.has_fake_quantize else ALIGN_FILTER_W_SF
+    curve = pw.build_identity(ti.sf * w_sf, ti.sf)
+    name = f"{node.name}/ConcatAlignFilter_{i}"
+    new = f"{key}#{name}"
+    steps.append(Step("pwl", name, [key], new, lambda x, c=curve, m=w_sf: pw.evaluate(c, x * m),
+                      {"layer": name, "op": "ConcatAlignFilter (inserted)", "precision": "i16", "in_sf": ti.sf,
+                       "w_sf": w_sf, "out_sf": ti.sf, "bits": 16, "pwl": curve.to_json()}))
+    info[new] = TInfo(ti.sf, 16, ti.shape, act=ti.act)
+    notes.append(f"concat {node.name!r}: input {i} sits at byte {offset} with {size} bytes, so the GNA plugin inserts "
+                 f"a ConcatAlignFilter (unit-weight affine layer, w_sf {w_sf:g}, then an identity back to sf "
+                 f"{ti.sf:g}); emulated")
+    return new
+
+
+def _concat(prog, node, info, steps, need16, notes) -> None:
     keys = [need16(k) for k in node.inputs]
+    for i, offset, size in plugin_checks.concat_align_filter_inputs([info[k] for k in keys]):
+        keys[i] = _align_filter(prog, node, i, keys[i], offset, size, info, steps, notes)
     tis = [info[k] for k in keys]
     axis = int(node.attrs["axis"]) % len(tis[0].shape)
     sfs = [t.sf for t in tis]
