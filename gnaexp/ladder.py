@@ -6,11 +6,12 @@ wording of a backend result comes from ``diagnosis``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
 
-from gnaexp import diagnosis, experiment, metrics
+from gnaexp import diagnosis, experiment, hypotheses, layers, metrics
 from gnaexp.backends import make_backend
 from gnaexp.diagnosis import FP32_COSINE_MIN
 
@@ -85,8 +86,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                   if spread > 1 else (f"the emulated floor moves by only {spread:.1f} dB across scale factors"
                                       + (" (FakeQuantize ranges fix the scale)" if fq_override else ""))})
 
-    # 4. Layout hypotheses: what each plugin path would output.
-    hypotheses: dict[str, np.ndarray] = {"correct": floor_out}
+    # 4. Layout paths: what each plugin path would output.
     rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
     sfs = sweep["scale_factors"]
     # Probe at the best scale factor too: there quantization error is smallest, so what remains is structural.
@@ -101,23 +101,44 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         else:
             _, c2, _ = _emulate(model.ir_xml, feed, ref, other_sf, config.precision, layout)
             other = {"cosine": c2.cosine, "sqnr_db": c2.sqnr_db}
-        hypotheses[layout] = out
         rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
                      "cosine_at_other_sf": other["cosine"], "sqnr_at_other_sf": other["sqnr_db"],
                      "other_sf": other_sf, "same_as_correct": bool(np.array_equal(out, floor_out))})
     steps.append({"step": "layouts", "rows": rows, "verdict": _layout_verdict(rows)})
 
-    # 5. The observed device output against the floor and the hypotheses.
+    # 5. The observed device output against the family of mistakes (hypotheses.py), then per layer.
+    per_layer_layout = config.layout
     if observed is not None:
-        obs = metrics.compare(ref, observed)
-        ranked = diagnosis.explain(observed, hypotheses)
-        best_h = ranked[0]
-        verdict = diagnosis.classify(obs, floor.sqnr_db)
-        if best_h["hypothesis"] != "correct" and best_h["sqnr_db"] > 20:
-            verdict += (f"; the observed output is reproduced by layout '{best_h['hypothesis']}' "
-                        f"(SQNR {best_h['sqnr_db']:.1f} dB against it): a layout defect, not quantization")
-        steps.append({"step": "observed", "source": observed_from, "sqnr_db": obs.sqnr_db, "cosine": obs.cosine, "pearson": obs.pearson,
-                      "hypotheses": ranked, "verdict": verdict})
+        observed, transposed = hypotheses.transposed_back(np.asarray(observed, dtype=np.float32), floor_out)
+        safe_sf = sweep["input_saturation_sf"]
+        safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
+        fact = diagnosis.saturation_fact(em.plan, sf, safe_sf)
+        if observed.shape != floor_out.shape:
+            steps.append({"step": "observed", "source": observed_from, "hypotheses": [],
+                          "verdict": diagnosis.shape_mismatch(observed.shape, floor_out.shape)})
+        else:
+            obs = metrics.compare(ref, observed)
+            rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, sf, config.precision, LAYOUTS,
+                                         sweep["scale_factors"])
+            verdict = diagnosis.hypothesis_verdict(rows, floor.sqnr_db, sf, fact, obs.sqnr_db)
+            if transposed:
+                verdict = f"{transposed}; {verdict}"
+            explained, _ = diagnosis.explains(rows, floor.sqnr_db, obs.sqnr_db)
+            if explained is not None and explained["family"] == "plugin layout":
+                per_layer_layout = explained["hypothesis"]
+            steps.append({"step": "observed", "source": observed_from, "sqnr_db": obs.sqnr_db, "cosine": obs.cosine,
+                          "pearson": obs.pearson, "explained_by": explained["hypothesis"] if explained else None,
+                          "thresholds": {"explain_min_db": diagnosis.EXPLAIN_MIN_DB,
+                                         "floor_margin_db": diagnosis.FLOOR_MARGIN_DB,
+                                         "margin_over_next_db": diagnosis.EXPLAIN_MARGIN_DB},
+                          "hypotheses": hypotheses.public(rows), "verdict": verdict})
+
+    # 6. Per layer (emulated; in the layout that explains the observed output, if one does).
+    per = layers.per_layer(model.ir_xml, feed, sf, config.precision, per_layer_layout)
+    bad = layers.first_bad_layer(per)
+    steps.append({"step": "per-layer", "layout": per_layer_layout, "rows": per,
+                  "first_bad_layer": bad["layer"] if bad else None,
+                  "verdict": diagnosis.per_layer_verdict(per, bad, per_layer_layout, observed is not None)})
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
             "emulated": True, "steps": steps}
 

@@ -1,0 +1,119 @@
+"""Planted defects: each mistake of the hypothesis family is applied to a device-like output and must be named.
+
+Real emulations of real IRs (OpenVINO reads them; the reference is torch/OpenVINO CPU); every plant uses its own
+seeds, and each runs on several nets, weight seeds and input kinds.
+"""
+
+import numpy as np
+import pytest
+
+from gnaexp import experiment, hypotheses, ladder
+from gnaexp.emulator import emulate
+
+CASES = [("conv", 1, "uniform01"), ("concat_conv", 2, "normal"), ("conv", 3, "sines")]
+
+
+def _case(name, seed, kind, sf=2048.0, **extra):
+    config = experiment.ExperimentConfig(experiment=name, seed=seed, input_kind=kind, scale_factor=sf, **extra)
+    model = experiment.build_model(config)
+    feed = experiment.make_inputs(config, model)
+    good = emulate(model.ir_xml, feed, sf).outputs["output"]
+    return config, model, feed, good
+
+
+def _observed_step(config, observed):
+    steps = {s["step"]: s for s in ladder.ladder(config, observed)["steps"]}
+    return steps["observed"], steps
+
+
+def _device_noise(x, seed):
+    """Small differences of a device's own: noise 80 dB below the signal (below every floor here)."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return (x + np.random.default_rng(seed).normal(0, rms * 1e-4, x.shape)).astype(np.float32)
+
+
+PLANTS = {
+    # name: (make observed from (good, model, feed, config), expected hypothesis, words in the verdict)
+    "rotated": (lambda g, *_: g[:, [1, 2, 3, 0]], "channels-rotated-3", "arrive as 1, 2, 3, 0"),
+    "reversed": (lambda g, *_: g[:, ::-1], "channels-reversed", "(reversed)"),
+    "permuted": (lambda g, *_: g[:, [2, 0, 3, 1]], "channels-permuted", "arrive as 2, 0, 3, 1"),
+    "ncw-as-nwc": (lambda g, *_: g.reshape(1, g.shape[2], g.shape[1]).transpose(0, 2, 1), "output-ncw-as-nwc",
+                   "read as interleaved (NWC)"),
+    "late-frame": (lambda g, *_: np.concatenate([np.zeros_like(g[:, :, :1]), g[:, :, :-1]], 2), "time-shifted-+1",
+                   "1 frame(s) late (zero-filled)"),
+    "early-2-rolled": (lambda g, *_: np.roll(g, -2, axis=2), "time-rolled--2", "2 frame(s) early (wrapped"),
+    "time-reversed": (lambda g, *_: g[:, :, ::-1], "time-reversed", "reverse order"),
+    "input-transposed": (lambda g, m, f, c: emulate(m.ir_xml, {"input": f["input"].reshape(
+        1, f["input"].shape[2], f["input"].shape[1]).transpose(0, 2, 1).copy()}, c.scale_factor).outputs["output"],
+        "input-ncw-as-nwc", "transpose the input"),
+    "device-sf-1": (lambda g, m, f, c: emulate(m.ir_xml, f, 1.0).outputs["output"], "sf-1",
+                    "the device used sf ≈ 1, not the configured 2048"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_planted_mistake_is_named(case, plant):
+    config, model, feed, good = _case(*case)
+    make, expected, words = PLANTS[plant]
+    observed = _device_noise(make(good, model, feed, config), seed=hash((case, plant)) % 2**32)
+    step, _ = _observed_step(config, observed)
+    assert step["explained_by"] == expected, step["hypotheses"][:3]
+    assert words in step["verdict"]
+
+
+def test_legacy_concat_path_is_named_and_located_per_layer():
+    config, model, feed, _ = _case("concat_conv", 4, "uniform11")
+    observed = emulate(model.ir_xml, feed, 2048.0, layout="legacy-concat").outputs["output"]
+    step, steps = _observed_step(config, _device_noise(observed, 4))
+    assert step["explained_by"] == "legacy-concat"
+    assert "legacy concat→conv path" in step["verdict"]
+    assert steps["per-layer"]["layout"] == "legacy-concat"
+    assert "Convolution" in steps["per-layer"]["first_bad_layer"]
+    assert "this layer itself produces the error" in steps["per-layer"]["verdict"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_clean_output_at_the_floor_has_no_defect(case):
+    config, _, _, good = _case(*case)
+    step, steps = _observed_step(config, _device_noise(good, 11))
+    assert step["explained_by"] == "as-configured" and step["verdict"].startswith("no defect")
+    assert steps["per-layer"]["first_bad_layer"] is None
+
+
+def test_fp32_output_is_no_defect_either():
+    """An FP32 output (e.g. OpenVINO CPU) differs from the emulation by the quantization error only."""
+    config, model, feed, _ = _case("conv", 5, "uniform01")
+    _, ref = experiment.reference_outputs(model, feed)
+    step, _ = _observed_step(config, next(iter(ref.values())))
+    assert step["explained_by"] == "as-configured"
+
+
+def test_unexplained_output_is_none_of_these():
+    config, _, _, good = _case("conv", 6, "normal")
+    noise = np.random.default_rng(6).normal(0, 1, good.shape).astype(np.float32)
+    step, _ = _observed_step(config, noise)
+    assert step["explained_by"] is None and step["verdict"].startswith("none of these")
+
+
+def test_input_saturation_is_named_with_the_fix():
+    config, model, feed, _ = _case("conv", 7, "uniform11", sf=16384.0, amplitude=4.0)
+    observed = emulate(model.ir_xml, feed, 16384.0).outputs["output"]
+    step, _ = _observed_step(config, observed)
+    assert step["explained_by"] == "as-configured"
+    peak = float(np.max(np.abs(feed["input"])))
+    safe = 2 ** int(np.floor(np.log2(32767 / peak)))  # the largest power of two that keeps the peak in int16
+    assert "saturates int16 at sf 16384" in step["verdict"] and f"use sf ≤ {safe}" in step["verdict"]
+    assert "% of values clipped" in step["verdict"]
+
+
+def test_transposed_array_is_turned_back_and_named():
+    config, _, _, good = _case("conv", 8, "uniform01")
+    step, _ = _observed_step(config, np.swapaxes(good, -1, -2).copy())
+    assert "returned transposed" in step["verdict"] and step["explained_by"] == "as-configured"
+
+
+def test_identical_hypotheses_are_one_candidate():
+    e = np.ones((1, 4, 10), np.float32)  # every channel and frame equal: every reorder is the same output
+    rows = hypotheses.score(e, hypotheses.output_mistakes(e, e))
+    assert rows[0]["hypothesis"] == "as-configured" and "channels-reversed" in rows[0]["aliases"]
