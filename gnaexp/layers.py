@@ -55,7 +55,7 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
         node = out.get_node().get_friendly_name()
         where[key] = next(i for i, o in enumerate(model.outputs)  # each output is a Result: look behind it
                           if o.get_node().input_value(0).get_node().get_friendly_name() == node)
-    compiled = core.compile_model(model, "CPU")
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # never bf16/f16
     names = [p.any_name for p in model.inputs]
     n = next(iter(feed.values())).shape[0]
     got: dict[str, list[np.ndarray]] = {k: [] for k in wanted}

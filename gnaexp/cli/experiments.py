@@ -1,4 +1,4 @@
-"""Commands on one experiment: ``devices``, ``run``, ``compare``, ``export`` and ``diagnose``."""
+"""Commands on one experiment: ``devices``, ``run``, ``compare``, ``export``, ``diagnose`` and ``bundle``."""
 
 from __future__ import annotations
 
@@ -101,14 +101,79 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # --- diagnose ------------------------------------------------------------------------------------------
 
+PACK_SETTINGS = ("scale_factor", "precision", "execution_mode")  # device settings an export pack carries
+
+
+def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """(config, observed file) from an experiment, --model/--input, or --export-dir."""
+    chosen = [w for w, v in (("an experiment", args.experiment), ("--model", args.model),
+                             ("--export-dir", args.export_dir)) if v]
+    if len(chosen) != 1:
+        raise UsageError("diagnose takes one of: an experiment name, --model MODEL.xml [--input IN.npz], or "
+                         f"--export-dir PACK (got {', '.join(chosen) or 'none'})")
+    if args.input and not args.model:
+        raise UsageError("--input goes with --model (an export pack brings its own inputs.npz)")
+    observed = args.observed
+    if args.experiment:
+        return make_config(args.experiment, args.set), observed
+    if args.model:
+        sets = [f"model={args.model}"] + ([f"input_file={args.input}"] if args.input else [])
+        return make_config("model", sets + list(args.set)), observed
+    pack = Path(args.export_dir)
+    for name in ("model.xml", "inputs.npz", "config.json"):
+        if not (pack / name).is_file():
+            raise UsageError(f"{pack} is not an export pack: {name} is missing (make one with gnaexp export)")
+    try:
+        saved = json.loads((pack / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{pack / 'config.json'} is not readable JSON ({exc}); export the pack again") from None
+    sets = [f"model={pack / 'model.xml'}", f"input_file={pack / 'inputs.npz'}"]
+    sets += [f"{k}={saved[k]}" for k in PACK_SETTINGS if k in saved]
+    if observed is None:
+        if not (pack / "outputs.npz").is_file():
+            raise UsageError(f"{pack} has no outputs.npz: run measure_on_device.py there on the GNA machine and copy "
+                             "outputs.npz back into the pack, or pass --observed FILE")
+        observed = str(pack / "outputs.npz")
+    return make_config("model", sets + list(args.set)), observed
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from gnaexp.inputs import read_one
     from gnaexp.ladder import format_ladder, ladder
 
-    config = make_config(args.experiment, args.set)
-    observed = read_one(args.observed) if args.observed else None
+    config, observed_file = _diagnose_target(args)
+    observed = read_one(observed_file, "observed output") if observed_file else None
     result = ladder(config, observed)
     print(dumps(result) if args.json else format_ladder(result))
+    return EXIT_OK
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from gnaexp.bundle import make_bundle
+    from gnaexp.experiment import ExperimentConfig
+    from gnaexp.files import check_writable_file
+    from gnaexp.ladder import ladder
+
+    out = check_writable_file(args.out, (".zip",), "--out")
+    folder = Path(args.folder)
+    record_file = folder / "record.json"
+    if not record_file.is_file():
+        raise UsageError(f"{folder} holds no record.json: give a folder from gnaexp run --out, or a batch run's "
+                         "NAME.record folder")
+    diagnosis = None
+    if not args.no_diagnosis:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        settings = dict(record["config"])
+        device = [b for b in settings.get("backends", []) if b.upper() == "OPENVINO:GNA" or b.startswith("import:")]
+        settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
+        observed = None
+        if device:  # the device's stored output is the observed one
+            stored = dict(np.load(folder / record.get("artifacts", {}).get("outputs", "outputs.npz")))
+            observed = next((v for k, v in stored.items() if k.startswith(device[0])), None)
+        print("diagnosing ...", file=sys.stderr)
+        diagnosis = ladder(ExperimentConfig().with_settings(settings), observed)
+    info = make_bundle(folder, out, diagnosis)
+    print(f"wrote {out} ({len(info['files'])} files{'' if info['report'] else '; no HTML report found'})")
     return EXIT_OK
 
 
@@ -139,11 +204,21 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", required=True, help="folder to write")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("diagnose", help="the ladder: FP32 check, quantization floor, sf sensitivity, "
-                                        "layout hypotheses (and an observed device output, if given)")
-    p.add_argument("experiment", help=EXPERIMENT_HELP)
+    p = sub.add_parser("diagnose", help="the ladder: FP32 check, quantization floor, sf sensitivity, layout paths, "
+                                        "per-layer error, and which mistake explains an observed device output")
+    p.add_argument("experiment", nargs="?", help=EXPERIMENT_HELP + " (or use --model / --export-dir)")
+    p.add_argument("--model", help="your own model (.xml IR or .onnx) instead of an experiment")
+    p.add_argument("--input", help="inputs for --model (.npy for one input, .npz keyed by input name)")
+    p.add_argument("--export-dir", help="an export pack (gnaexp export) with the device's outputs.npz in it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--observed", help="device output for the same inputs (.npy, or an .npz from measure_on_device.py)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("bundle", help="one zip for vendor support: report, IR, inputs, outputs, record, diagnosis "
+                                      "and reproduce.py")
+    p.add_argument("folder", help="a run folder (gnaexp run --out) or a batch run's NAME.record folder")
+    p.add_argument("--out", required=True, help="the .zip to write")
+    p.add_argument("--no-diagnosis", action="store_true", help="leave out the diagnosis ladder (faster)")
+    p.set_defaults(func=cmd_bundle)
 

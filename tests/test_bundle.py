@@ -1,0 +1,75 @@
+"""The vendor-support bundle and the diagnose command's other inputs (own model, export pack), for real."""
+
+import json
+import math
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from gnaexp.cli import main
+from gnaexp.emulator import emulate
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "concat_conv"
+    assert main(["run", "concat_conv", "--set", "scale_factor=2048", "--set", "seed=3", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["with-gnaexp", "numpy-and-openvino-only"])
+def test_bundle_round_trip_reproduces_the_metrics(run_dir, tmp_path, plain, capsys):
+    zip_path = tmp_path / "support.zip"
+    assert main(["bundle", str(run_dir), "--out", str(zip_path)]) == 0
+    fresh = tmp_path / "elsewhere"
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        z.extractall(fresh)
+    assert {"record.json", "inputs.npz", "outputs.npz", "ir/model.xml", "ir/model.bin", "diagnosis.json",
+            "reproduce.py", "README.txt"} <= names
+    for name in names - {"ir/model.bin", "inputs.npz", "outputs.npz"}:  # no absolute path inside
+        text = (fresh / name).read_text(encoding="utf-8")
+        assert str(run_dir) not in text and str(tmp_path) not in text, name
+    res = subprocess.run([sys.executable, "reproduce.py", "--json"] + (["--plain"] if plain else []), cwd=fresh,
+                         capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    record = json.loads((run_dir / "record.json").read_text())
+    emu = got["metrics"]["gna-emu (emulated)/output"]
+    want = record["metrics"]["gna-emu (emulated)"]["output"]
+    # same figures as the record (the NumPy-only path sums in another order: agreement to 1e-6)
+    assert emu["matches_record"] and math.isclose(emu["cosine"], want["cosine"], rel_tol=1e-6)
+    assert math.isclose(emu["sqnr_db"], want["sqnr_db"], rel_tol=1e-6)
+    assert got["openvino_cpu"]["sqnr_db"] > 100  # the IR reruns to float rounding of the stored reference
+    diag = json.loads((fresh / "diagnosis.json").read_text())
+    assert diag["emulated"] and any(s["step"] == "per-layer" for s in diag["steps"])
+
+
+def test_bundle_of_a_folder_without_a_record_is_refused(tmp_path, capsys):
+    assert main(["bundle", str(tmp_path), "--out", str(tmp_path / "x.zip")]) == 2
+    assert "holds no record.json" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_diagnose_an_export_pack_and_an_own_model(tmp_path, capsys):
+    pack = tmp_path / "pack"
+    assert main(["export", "concat_conv", "--set", "scale_factor=2048", "--out", str(pack)]) == 0
+    assert main(["diagnose", "--export-dir", str(pack)]) == 2  # no device outputs yet
+    assert "has no outputs.npz" in capsys.readouterr().err
+    feed = dict(np.load(pack / "inputs.npz"))
+    device = emulate(pack / "model.xml", feed, 2048.0, layout="legacy-concat").outputs
+    np.savez(pack / "outputs.npz", **device)  # as measure_on_device.py would bring it back
+    capsys.readouterr()
+    assert main(["diagnose", "--export-dir", str(pack), "--json"]) == 0
+    steps = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert steps["observed"]["explained_by"] == "legacy-concat"
+    assert steps["observed"]["hypotheses"][0]["hypothesis"] == "legacy-concat"
+    # the same model and inputs as the user's own files, with the observed output rolled in time
+    np.save(tmp_path / "obs.npy", np.roll(emulate(pack / "model.xml", feed, 2048.0).outputs["output"], 1, axis=2))
+    assert main(["diagnose", "--model", str(pack / "model.xml"), "--input", str(pack / "inputs.npz"),
+                 "--set", "scale_factor=2048", "--observed", str(tmp_path / "obs.npy"), "--json"]) == 0
+    steps = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert steps["observed"]["explained_by"] == "time-rolled-+1"
