@@ -228,6 +228,12 @@ def hypothesis_verdict(rows: list[dict[str, Any]], floor_sqnr_db: float, scale_f
     return f"{row['mechanism']}{also} — SQNR {row['sqnr_db']:.1f} dB against this hypothesis, {why}"
 
 
+def non_finite_verdict(c: metrics.Comparison) -> str | None:
+    """"no verdict: …" when an output holds NaN/Inf (no hypothesis can be scored then), else None."""
+    bad = _non_finite_note(c)
+    return f"no verdict: the {bad}" if bad else None
+
+
 def shape_mismatch(observed: tuple[int, ...], expected: tuple[int, ...]) -> str:
     return (f"no verdict: the observed output has shape {observed}, the model's output {expected} (not a "
             "transpose of it): pass the device output for the same inputs and model")

@@ -116,8 +116,10 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         if observed.shape != floor_out.shape:
             steps.append({"step": "observed", "source": observed_from, "hypotheses": [],
                           "verdict": diagnosis.shape_mismatch(observed.shape, floor_out.shape)})
+        elif diagnosis.non_finite_verdict(obs := metrics.compare(ref, observed)):
+            steps.append({"step": "observed", "source": observed_from, "hypotheses": [],
+                          "verdict": diagnosis.non_finite_verdict(obs)})
         else:
-            obs = metrics.compare(ref, observed)
             rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, sf, config.precision, LAYOUTS,
                                          sweep["scale_factors"])
             verdict = diagnosis.hypothesis_verdict(rows, floor.sqnr_db, sf, fact, obs.sqnr_db)

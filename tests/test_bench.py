@@ -21,3 +21,10 @@ def test_batch_bench_runs_one_method(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 runs" in proc.stdout and "batch" in proc.stdout
+
+
+def test_diagnose_bench_runs_and_names_every_plant():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "diagnose.py"), "--repeat", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MISSED" not in proc.stdout and "hit rate: 23/23" in proc.stdout
