@@ -235,8 +235,8 @@ def non_finite_verdict(c: metrics.Comparison) -> str | None:
 
 
 def shape_mismatch(observed: tuple[int, ...], expected: tuple[int, ...]) -> str:
-    return (f"no verdict: the observed output has shape {observed}, the model's output {expected} (not a "
-            "transpose of it): pass the device output for the same inputs and model")
+    return (f"the observed output has shape {observed}, the model's output {expected} (not a transpose of it): "
+            "pass the device output for the same inputs and model")
 
 
 def per_layer_verdict(rows: list[dict[str, Any]], bad: dict[str, Any] | None, layout: str, observed: bool) -> str:

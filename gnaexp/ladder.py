@@ -113,10 +113,9 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         safe_sf = sweep["input_saturation_sf"]
         safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
         fact = diagnosis.saturation_fact(em.plan, sf, safe_sf)
-        if observed.shape != floor_out.shape:
-            steps.append({"step": "observed", "source": observed_from, "hypotheses": [],
-                          "verdict": diagnosis.shape_mismatch(observed.shape, floor_out.shape)})
-        elif diagnosis.non_finite_verdict(obs := metrics.compare(ref, observed)):
+        if observed.shape != floor_out.shape:  # bad input, not a verdict
+            raise ValueError(diagnosis.shape_mismatch(observed.shape, floor_out.shape))
+        if diagnosis.non_finite_verdict(obs := metrics.compare(ref, observed)):
             steps.append({"step": "observed", "source": observed_from, "hypotheses": [],
                           "verdict": diagnosis.non_finite_verdict(obs)})
         else:

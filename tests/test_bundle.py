@@ -73,3 +73,10 @@ def test_diagnose_an_export_pack_and_an_own_model(tmp_path, capsys):
                  "--set", "scale_factor=2048", "--observed", str(tmp_path / "obs.npy"), "--json"]) == 0
     steps = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
     assert steps["observed"]["explained_by"] == "time-rolled-+1"
+
+
+def test_diagnose_refuses_an_observed_output_of_another_shape(tmp_path, capsys):
+    np.save(tmp_path / "wrong.npy", np.zeros((1, 3, 50), np.float32))
+    assert main(["diagnose", "conv", "--set", "length=33", "--observed", str(tmp_path / "wrong.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "has shape (1, 3, 50)" in err and "pass the device output for the same inputs and model" in err
