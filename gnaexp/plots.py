@@ -210,3 +210,24 @@ def to_svg(fig: Figure) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
     return buf.getvalue()
+
+
+def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str = "",
+         threshold: float | None = None, threshold_label: str = "", highlight: int | None = None) -> Figure:
+    """Horizontal bars (first label on top), e.g. hypothesis scores or SQNR per layer; a threshold line."""
+    vals = np.asarray(values, dtype=np.float64)
+    if len(labels) != vals.size:
+        raise ValueError(f"{len(labels)} labels for {vals.size} values")
+    fig = _figure(6.4, 0.8 + 0.28 * max(len(labels), 1))
+    ax = fig.add_subplot()
+    y = np.arange(vals.size)[::-1]
+    colors = [COLORS[1] if i == highlight else COLORS[0] for i in range(vals.size)]
+    ax.barh(y, np.where(np.isfinite(vals), vals, 0.0), color=colors, height=0.7)
+    ax.set_yticks(y, [str(label)[:48] for label in labels], fontsize=7)
+    if threshold is not None:
+        ax.axvline(threshold, color="0.3", ls="--", lw=1.0, label=threshold_label or f"{threshold:g}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(title, fontsize=9)
+    return fig

@@ -117,3 +117,24 @@ def test_identical_hypotheses_are_one_candidate():
     e = np.ones((1, 4, 10), np.float32)  # every channel and frame equal: every reorder is the same output
     rows = hypotheses.score(e, hypotheses.output_mistakes(e, e))
     assert rows[0]["hypothesis"] == "as-configured" and "channels-reversed" in rows[0]["aliases"]
+
+
+def test_diagnosis_notebook_runs_and_writes_the_verdict_for_the_index(tmp_path):
+    """The diagnosis notebook, executed by papermill, names the legacy path for an emulated legacy device."""
+    import json
+    from pathlib import Path
+
+    import papermill
+
+    nb = Path(__file__).resolve().parent.parent / "notebooks" / "diagnose.ipynb"
+    papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), kernel_name="python3", cwd=str(tmp_path),
+                               parameters={"experiment": "concat_conv", "scale_factor": 2048.0, "seed": 9,
+                                           "device_layout": "legacy-concat", "record_dir": "d.record"},
+                               progress_bar=False)
+    entry = json.loads((tmp_path / "d.record" / "index-entry.json").read_text())
+    assert "emulated device (layout legacy-concat)" in entry["verdict"][0]
+    assert "legacy concat→conv path" in entry["verdict"][0]
+    assert "Convolution" in entry["verdict"][1]
+    executed = json.loads((tmp_path / "out.ipynb").read_text())
+    images = sum(1 for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    assert images == 3  # hypothesis scores, the overlay, per-layer SQNR

@@ -1,0 +1,137 @@
+"""What the diagnosis notebook shows: the ladder on one experiment and an observed output, in tables and plots.
+
+The observed output is a device's (``observed_file``, e.g. ``outputs.npz`` from ``measure_on_device.py``) or,
+where no device is at hand, the emulator's in a chosen plugin layout path: that one is labelled *emulated
+device* everywhere it appears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp import experiment as experiment_mod
+from gnaexp.markup import cell, escape, table
+from gnaexp.report import HTML, Markdown, image
+
+TOP_HYPOTHESES = 10
+
+
+@dataclass
+class Diagnosis:
+    config: experiment_mod.ExperimentConfig
+    observed_label: str
+    observed: np.ndarray
+    result: dict[str, Any]
+    record_dir: Path
+
+    def step(self, name: str) -> dict[str, Any]:
+        return next((s for s in self.result["steps"] if s["step"] == name), {})
+
+
+def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
+    """The notebook's parameters → the ladder with an observed output; saves diagnosis.json and the index entry."""
+    from gnaexp.emulator import emulate
+    from gnaexp.files import atomic_write_text, dumps
+    from gnaexp.inputs import read_one
+    from gnaexp.ladder import ladder
+    from gnaexp.pages import write_index_entry
+
+    keys = {"experiment", "scale_factor", "seed", "input_kind", "precision"}
+    config = experiment_mod.ExperimentConfig().with_settings(
+        {k: v for k, v in namespace.items() if k in keys} | {"backends": "torch,openvino:CPU,gna-emu"})
+    model = experiment_mod.build_model(config)
+    feed = experiment_mod.make_inputs(config, model)
+    if namespace.get("observed_file"):
+        observed, label = read_one(namespace["observed_file"], "observed output"), "observed (device file)"
+    else:
+        layout = namespace.get("device_layout", "correct")
+        observed = next(iter(emulate(model.ir_xml, feed, config.scale_factor, config.precision, layout)
+                             .outputs.values()))
+        label = f"emulated device (layout {layout})"
+    result = ladder(config, observed)
+    record_dir = Path(namespace.get("record_dir") or "diagnose.record")
+    record_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record_dir / "diagnosis.json", dumps(result))
+    d = Diagnosis(config, label, np.asarray(observed), result, record_dir)
+    obs = d.step("observed")
+    row = {"backend": label, "cosine": obs.get("cosine"), "sqnr_db": obs.get("sqnr_db"), "l1": None}
+    write_index_entry(record_dir, config.experiment, [f"**{label}**: {obs.get('verdict', '')}.",
+                                                      f"**per layer**: {d.step('per-layer').get('verdict', '')}."],
+                      [row])
+    return d
+
+
+def verdict(d: Diagnosis) -> Markdown:
+    lines = [f"- **{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
+    return Markdown(f"<div class='gnaexp-verdict'>\n\n**Diagnosis** of {escape(d.config.experiment)} at sf "
+                    f"{d.config.scale_factor:g}, observed: {escape(d.observed_label)} (GNA figures emulated)\n\n"
+                    + "\n".join(lines) + "\n\n</div>")
+
+
+def hypotheses_table(d: Diagnosis) -> HTML:
+    obs = d.step("observed")
+    rows = [(escape(h["hypothesis"]), escape(h["family"]), cell(h["sqnr_db"], ".1f"), escape(h["mechanism"]),
+             escape(", ".join(h["aliases"])))
+            for h in obs.get("hypotheses", [])[:TOP_HYPOTHESES]]
+    t = obs.get("thresholds", {})
+    caption = (f"observed output scored against each hypothesis (SQNR, best first; top {TOP_HYPOTHESES}). Explains "
+               f"when within {t.get('floor_margin_db', '?')} dB of the floor (or above {t.get('explain_min_db', '?')} "
+               f"dB) and {t.get('margin_over_next_db', '?')} dB better than the next")
+    return HTML(table(("hypothesis", "family", "SQNR dB", "mechanism", "same output as"), rows, "gnaexp-metrics",
+                      caption))
+
+
+def hypotheses_figure(d: Diagnosis) -> Any:
+    from gnaexp import plots
+
+    hyps = d.step("observed").get("hypotheses", [])[:TOP_HYPOTHESES]
+    explained = d.step("observed").get("explained_by")
+    best = next((i for i, h in enumerate(hyps) if h["hypothesis"] == explained), None)
+    floor = d.step("floor").get("sqnr_db")
+    return image(plots.bars([h["hypothesis"] for h in hyps], [h["sqnr_db"] for h in hyps],
+                            "SQNR of the observed output against the hypothesis (dB)", "hypothesis scores",
+                            threshold=floor, threshold_label="quantization floor", highlight=best))
+
+
+def overlay_figure(d: Diagnosis) -> Any:
+    """The observed output over the hypothesis that explains it (or the correct emulation), channel by channel."""
+    from gnaexp import hypotheses, plots
+    from gnaexp.emulator import emulate
+    from gnaexp.emulator.sweep import FLOOR_SCALE_FACTORS
+
+    model = experiment_mod.build_model(d.config)
+    feed = experiment_mod.make_inputs(d.config, model)
+    expected = next(iter(emulate(model.ir_xml, feed, d.config.scale_factor, d.config.precision).outputs.values()))
+    observed, _ = hypotheses.transposed_back(np.asarray(d.observed, np.float32), expected)
+    name = d.step("observed").get("explained_by") or "as-configured"
+    rows = hypotheses.run_family(model.ir_xml, feed, expected, observed, d.config.scale_factor, d.config.precision,
+                                 ("correct", "legacy-concat"), FLOOR_SCALE_FACTORS)
+    best = next(r for r in rows if r["hypothesis"] == name or name in r["aliases"])
+    return image(plots.overlay(best["_output"], {d.observed_label: observed}, reference_label=f"hypothesis: {name}",
+                               title="observed output over the hypothesis that explains it"))
+
+
+def per_layer_table(d: Diagnosis) -> HTML:
+    step = d.step("per-layer")
+    rows = [(escape(r["layer"]), escape(r["op"]), cell(r["accumulated_sqnr_db"], ".1f"), cell(r["local_sqnr_db"], ".1f"),
+             cell(r["saturations"])) for r in step.get("rows", [])]
+    return HTML(table(("layer", "op", "accumulated SQNR dB", "local SQNR dB", "saturated"), rows, "gnaexp-metrics",
+                      f"emulated per layer (layout {escape(step.get('layout'))}) against OpenVINO CPU FP32 tensors; "
+                      "local = the layer fed exact inputs"))
+
+
+def per_layer_figure(d: Diagnosis) -> Any:
+    from gnaexp import plots
+    from gnaexp.diagnosis import USABLE_FLOOR_DB
+
+    step = d.step("per-layer")
+    rows = step.get("rows", [])
+    bad = next((i for i, r in enumerate(rows) if r["layer"] == step.get("first_bad_layer")), None)
+    return image(plots.bars([r["layer"].split("/")[-1] or r["layer"] for r in rows],
+                            [r["accumulated_sqnr_db"] for r in rows], "SQNR against FP32 (dB)",
+                            f"per-layer SQNR (emulated, layout {step.get('layout')})", threshold=USABLE_FLOOR_DB,
+                            threshold_label=f"{USABLE_FLOOR_DB:g} dB", highlight=bad))
