@@ -197,14 +197,15 @@ def explains(rows: list[dict[str, Any]], floor_sqnr_db: float,
                  f"{EXPLAIN_MARGIN_DB:g} dB"
 
 
-def hypothesis_verdict(rows: list[dict[str, Any]], floor_sqnr_db: float, scale_factor: float,
-                       saturation: str | None = None, observed_sqnr_db: float | None = None) -> str:
-    """One sentence naming the mechanism behind an observed output (rows: ``hypotheses.score``, best first).
+def hypothesis_verdict(rows: list[dict[str, Any]], explained: tuple[dict[str, Any] | None, str],
+                       floor_sqnr_db: float, scale_factor: float, saturation: str | None = None,
+                       observed_sqnr_db: float | None = None) -> str:
+    """One sentence naming the mechanism behind an observed output.
 
-    saturation: the plan's saturation fact at the configured sf (``saturation_fact``), if any;
-    observed_sqnr_db: the observed output against FP32.
+    rows: ``hypotheses.score``, best first; explained: what ``explains`` made of them; saturation: the plan's
+    saturation fact at the configured sf (``saturation_fact``), if any; observed_sqnr_db: against FP32.
     """
-    row, why = explains(rows, floor_sqnr_db, observed_sqnr_db)
+    row, why = explained
     if row is None:
         tried = len(rows) + sum(len(r["aliases"]) for r in rows)
         best = rows[0] if rows else None

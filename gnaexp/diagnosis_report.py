@@ -24,9 +24,9 @@ TOP_HYPOTHESES = 10
 class Diagnosis:
     config: experiment_mod.ExperimentConfig
     observed_label: str
-    observed: np.ndarray
     result: dict[str, Any]
     record_dir: Path
+    arrays: dict[str, np.ndarray]  # what the observed step compared (ladder's ``arrays``)
 
     def step(self, name: str) -> dict[str, Any]:
         return next((s for s in self.result["steps"] if s["step"] == name), {})
@@ -52,11 +52,12 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
         observed = next(iter(emulate(model.ir_xml, feed, config.scale_factor, config.precision, layout)
                              .outputs.values()))
         label = f"emulated device (layout {layout})"
-    result = ladder(config, observed)
+    arrays: dict[str, np.ndarray] = {}
+    result = ladder(config, observed, arrays)
     record_dir = Path(namespace.get("record_dir") or "diagnose.record")
     record_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record_dir / "diagnosis.json", dumps(result))
-    d = Diagnosis(config, label, np.asarray(observed), result, record_dir)
+    d = Diagnosis(config, label, result, record_dir, arrays)
     obs = d.step("observed")
     row = {"backend": label, "cosine": obs.get("cosine"), "sqnr_db": obs.get("sqnr_db"), "l1": None}
     write_index_entry(record_dir, config.experiment, [f"**{label}**: {obs.get('verdict', '')}.",
@@ -99,19 +100,11 @@ def hypotheses_figure(d: Diagnosis) -> Any:
 
 def overlay_figure(d: Diagnosis) -> Any:
     """The observed output over the hypothesis that explains it (or the correct emulation), channel by channel."""
-    from gnaexp import hypotheses, plots
-    from gnaexp.emulator import emulate
-    from gnaexp.emulator.sweep import FLOOR_SCALE_FACTORS
+    from gnaexp import plots
 
-    model = experiment_mod.build_model(d.config)
-    feed = experiment_mod.make_inputs(d.config, model)
-    expected = next(iter(emulate(model.ir_xml, feed, d.config.scale_factor, d.config.precision).outputs.values()))
-    observed, _ = hypotheses.transposed_back(np.asarray(d.observed, np.float32), expected)
     name = d.step("observed").get("explained_by") or "as-configured"
-    rows = hypotheses.run_family(model.ir_xml, feed, expected, observed, d.config.scale_factor, d.config.precision,
-                                 ("correct", "legacy-concat"), FLOOR_SCALE_FACTORS)
-    best = next(r for r in rows if r["hypothesis"] == name or name in r["aliases"])
-    return image(plots.overlay(best["_output"], {d.observed_label: observed}, reference_label=f"hypothesis: {name}",
+    return image(plots.overlay(d.arrays["explained"], {d.observed_label: d.arrays["observed"]},
+                               reference_label=f"hypothesis: {name}",
                                title="observed output over the hypothesis that explains it"))
 
 

@@ -187,22 +187,24 @@ def transposed_back(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndar
 
 
 def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndarray, observed: np.ndarray,
-               scale_factor: float, precision: str, layouts: Sequence[str],
+               scale_factor: float, precision: str, layout_outputs: Mapping[str, np.ndarray],
                scale_factors: Sequence[float]) -> list[dict[str, Any]]:
-    """Build the whole family for one model and score the observed output against it (best first)."""
+    """Build the whole family for one model and score the observed output against it (best first).
+
+    layout_outputs: the output of each plugin layout path other than ``correct`` at ``scale_factor`` (the
+    ladder has emulated them already).
+    """
     from gnaexp.emulator import emulate
 
-    def emulated(inputs: Mapping[str, np.ndarray], sf: float, layout: str = "correct") -> np.ndarray:
-        em = emulate(model_xml, inputs, sf, precision, layout)
-        return next(iter(em.outputs.values()))
+    def emulated(inputs: Mapping[str, np.ndarray], sf: float) -> np.ndarray:
+        return next(iter(emulate(model_xml, inputs, sf, precision).outputs.values()))
 
     hyps = output_mistakes(expected, observed)
     for name, words, changed in input_mistakes(feed):
         hyps.append(Hypothesis(name, INPUT_FAMILY, words, emulated(changed, scale_factor)))
-    for layout in layouts:
-        if layout != "correct":
-            hyps.append(Hypothesis(layout, "plugin layout", LAYOUT_MECHANISMS.get(layout, f"plugin layout path {layout}"),
-                                   emulated(feed, scale_factor, layout)))
+    for layout, out in layout_outputs.items():
+        hyps.append(Hypothesis(layout, "plugin layout", LAYOUT_MECHANISMS.get(layout, f"plugin layout path {layout}"),
+                               out))
     for sf in scale_factors:
         if float(sf) != float(scale_factor):
             hyps.append(Hypothesis(f"sf-{sf:g}", "scale factor", f"the device used sf ≈ {sf:g}, not the configured "

@@ -25,13 +25,21 @@ def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf
     return out, metrics.compare(ref, out), em
 
 
-def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None) -> dict[str, Any]:
+def device_backends(backends: list[str]) -> list[str]:
+    """The backends whose output is a device's: openvino:GNA, or outputs imported from a device machine."""
+    return [b for b in backends if b.upper() == "OPENVINO:GNA" or b.startswith("import:")]
+
+
+def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None,
+           arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
 
     observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``). Without it,
     a device backend among the config's backends (``openvino:GNA`` where the plugin exists, or ``import:FILE``)
     is run and its output observed; with neither, the ladder still gives the floor and what each layout
-    hypothesis would look like.
+    hypothesis would look like. arrays, if given, receives the outputs the observed step compared (keys
+    "expected", "observed" and "explained": the explaining hypothesis's output, else the expected one), for
+    plots.
     """
     from gnaexp.emulator import LAYOUTS
     from gnaexp.emulator.sweep import DEFAULT_HEADROOM, floor_sweep
@@ -42,7 +50,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     ref = next(iter(ref_outputs.values()))
     steps: list[dict[str, Any]] = []
     observed_from = "given" if observed is not None else None
-    device = next((b for b in config.backends if b.upper() == "OPENVINO:GNA" or b.startswith("import:")), None)
+    device = next(iter(device_backends(config.backends)), None)
     if observed is None and device is not None:
         result = make_backend(device, experiment.backend_options(config)).run(model, feed)  # unavailable: exit 3
         observed, observed_from = next(iter(result.outputs.values())), result.label
@@ -87,6 +95,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                                       + (" (FakeQuantize ranges fix the scale)" if fq_override else ""))})
 
     # 4. Layout paths: what each plugin path would output.
+    layout_outputs: dict[str, np.ndarray] = {}
     rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
     sfs = sweep["scale_factors"]
     # Probe at the best scale factor too: there quantization error is smallest, so what remains is structural.
@@ -101,6 +110,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         else:
             _, c2, _ = _emulate(model.ir_xml, feed, ref, other_sf, config.precision, layout)
             other = {"cosine": c2.cosine, "sqnr_db": c2.sqnr_db}
+        layout_outputs[layout] = out
         rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
                      "cosine_at_other_sf": other["cosine"], "sqnr_at_other_sf": other["sqnr_db"],
                      "other_sf": other_sf, "same_as_correct": bool(np.array_equal(out, floor_out))})
@@ -110,25 +120,30 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     per_layer_layout = config.layout
     if observed is not None:
         observed, transposed = hypotheses.transposed_back(np.asarray(observed, dtype=np.float32), floor_out)
-        safe_sf = sweep["input_saturation_sf"]
-        safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
-        fact = diagnosis.saturation_fact(em.plan, sf, safe_sf)
         if observed.shape != floor_out.shape:  # bad input, not a verdict
             raise ValueError(diagnosis.shape_mismatch(observed.shape, floor_out.shape))
-        if diagnosis.non_finite_verdict(obs := metrics.compare(ref, observed)):
-            steps.append({"step": "observed", "source": observed_from, "hypotheses": [],
-                          "verdict": diagnosis.non_finite_verdict(obs)})
+        obs = metrics.compare(ref, observed)
+        no_verdict = diagnosis.non_finite_verdict(obs)
+        if no_verdict:
+            steps.append({"step": "observed", "source": observed_from, "hypotheses": [], "verdict": no_verdict})
         else:
-            rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, sf, config.precision, LAYOUTS,
-                                         sweep["scale_factors"])
-            verdict = diagnosis.hypothesis_verdict(rows, floor.sqnr_db, sf, fact, obs.sqnr_db)
+            safe_sf = sweep["input_saturation_sf"]
+            safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
+            rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, sf, config.precision,
+                                         layout_outputs, sweep["scale_factors"])
+            explained = diagnosis.explains(rows, floor.sqnr_db, obs.sqnr_db)
+            verdict = diagnosis.hypothesis_verdict(rows, explained, floor.sqnr_db, sf,
+                                                   diagnosis.saturation_fact(em.plan, sf, safe_sf), obs.sqnr_db)
             if transposed:
                 verdict = f"{transposed}; {verdict}"
-            explained, _ = diagnosis.explains(rows, floor.sqnr_db, obs.sqnr_db)
-            if explained is not None and explained["family"] == "plugin layout":
-                per_layer_layout = explained["hypothesis"]
+            best = explained[0]
+            if best is not None and best["family"] == "plugin layout":
+                per_layer_layout = best["hypothesis"]
+            if arrays is not None:
+                arrays.update(expected=floor_out, observed=observed,
+                              explained=best["_output"] if best else floor_out)
             steps.append({"step": "observed", "source": observed_from, "sqnr_db": obs.sqnr_db, "cosine": obs.cosine,
-                          "pearson": obs.pearson, "explained_by": explained["hypothesis"] if explained else None,
+                          "pearson": obs.pearson, "explained_by": best["hypothesis"] if best else None,
                           "thresholds": {"explain_min_db": diagnosis.EXPLAIN_MIN_DB,
                                          "floor_margin_db": diagnosis.FLOOR_MARGIN_DB,
                                          "margin_over_next_db": diagnosis.EXPLAIN_MARGIN_DB},

@@ -20,7 +20,6 @@ import numpy as np
 from gnaexp import metrics
 from gnaexp.diagnosis import USABLE_FLOOR_DB
 
-INT16 = (-32768, 32767)
 INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -72,33 +71,30 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations."""
     from gnaexp.emulator.api import load_program, prepare_inputs
     from gnaexp.emulator.graph import build_plan
+    from gnaexp.emulator.primitives import dequantize
 
     prog = load_program(Path(model_xml))
     feeds, shapes, _ = prepare_inputs(prog, feed)
     plan = build_plan(prog, shapes, scale_factor, precision, layout)
-    env: dict[str, np.ndarray] = dict(feeds)
-    bits: dict[str, int] = {}
+    _, sats, ints = plan.run(feeds, keep_ints=True)
     base = lambda key: key.split("#", 1)[0]  # noqa: E731 - "conv:0#conv/identity" carries conv:0's value
     keys = {base(st.out) for st in plan.steps} | {base(k) for st in plan.steps for k in st.inputs}
     friendly = {n.out: n.name for n in prog.nodes if n.out in keys}
     ref = _reference_tensors(Path(model_xml), friendly, {names[0]: feeds[k] for k, names, _ in prog.params})
     ref.update(feeds)
+    bits: dict[str, int] = {}  # width of every tensor the plan holds, for feeding one layer on its own
     rows = []
     for st in plan.steps:
-        args = [env[k] for k in st.inputs]
-        val, sat = st.run(*args)
-        env[st.out] = val
         if st.kind == "move":
             bits[st.out] = bits.get(st.inputs[0], 16)
             continue
         bits[st.out] = int(st.info.get("bits") or 16)
         out_sf = float(st.info["out_sf"])
         target = ref.get(base(st.out))
-        row = {"layer": st.name, "op": st.info.get("op"), "out_sf": out_sf, "saturations": int(sat),
+        row = {"layer": st.name, "op": st.info.get("op"), "out_sf": out_sf, "saturations": int(sats.get(st.name, 0)),
                "accumulated_sqnr_db": math.nan, "local_sqnr_db": math.nan}
-        if target is not None and target.size == val.size:
-            emulated = (val / np.float32(out_sf)).astype(np.float32).reshape(target.shape)
-            row["accumulated_sqnr_db"] = metrics.sqnr_db(target, emulated)
+        if target is not None and target.size == ints[st.name].size:
+            row["accumulated_sqnr_db"] = metrics.sqnr_db(target, dequantize(ints[st.name], out_sf).reshape(target.shape))
             local = _local(st, ref, bits, base, target)
             if local is not None:
                 row["local_sqnr_db"] = local
@@ -109,6 +105,8 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
 def _local(st: Any, ref: Mapping[str, np.ndarray], bits: Mapping[str, int], base: Any,
            target: np.ndarray) -> float | None:
     """SQNR of one layer fed with its FP32 input quantized at the layer's input sf (None where undefined)."""
+    from gnaexp.emulator.primitives import dequantize, quantize_input
+
     if st.kind == "input":
         return None
     if len(st.inputs) != 1 or st.info.get("in_sf") is None:
@@ -116,10 +114,12 @@ def _local(st: Any, ref: Mapping[str, np.ndarray], bits: Mapping[str, int], base
     src = ref.get(base(st.inputs[0]))
     if src is None:
         return None
-    lo, hi = INT32 if bits.get(st.inputs[0], 16) == 32 else INT16
-    q = np.clip(np.round(src.astype(np.float64) * float(st.info["in_sf"])), lo, hi)
-    val, _ = st.run(q.reshape((src.shape[0],) + tuple(np.shape(q)[1:])))
-    return metrics.sqnr_db(target, (val / np.float32(st.info["out_sf"])).astype(np.float32).reshape(target.shape))
+    if bits.get(st.inputs[0], 16) == 32:  # an ideal int32 accumulator value (no host rounding rule applies)
+        q = np.clip(np.round(src.astype(np.float64) * float(st.info["in_sf"])), *INT32)
+    else:  # int16 data, quantized as the host quantizes network inputs
+        q, _ = quantize_input(src, float(st.info["in_sf"]))
+    val, _ = st.run(q)
+    return metrics.sqnr_db(target, dequantize(val, st.info["out_sf"]).reshape(target.shape))
 
 
 def first_bad_layer(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

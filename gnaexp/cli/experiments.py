@@ -152,7 +152,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     from gnaexp.bundle import make_bundle
     from gnaexp.experiment import ExperimentConfig
     from gnaexp.files import check_writable_file
-    from gnaexp.ladder import ladder
+    from gnaexp.ladder import device_backends, ladder
 
     out = check_writable_file(args.out, (".zip",), "--out")
     folder = Path(args.folder)
@@ -164,7 +164,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if not args.no_diagnosis:
         record = json.loads(record_file.read_text(encoding="utf-8"))
         settings = dict(record["config"])
-        device = [b for b in settings.get("backends", []) if b.upper() == "OPENVINO:GNA" or b.startswith("import:")]
+        device = device_backends(settings.get("backends", []))
         settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
         observed = None
         if device:  # the device's stored output is the observed one

@@ -310,11 +310,11 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
                 {pname[k]: v for k, v in sf_source.items()}, sizes)
 
 
-def _root_key(prog: Program, key: str) -> str:
-    """Walk back through data movement to the tensor a weightable layer wrote."""
+def _root_key(prog: Program, key: str, through: set[str] = MOVE_OPS) -> str:
+    """Walk back through data movement (and any other ops in ``through``) to the tensor behind ``key``."""
     by_out = {n.out: n for n in prog.nodes}
     node = by_out.get(key)
-    while node is not None and node.op in MOVE_OPS:
+    while node is not None and node.op in through:
         key = node.inputs[0]
         node = by_out.get(key)
     return key
@@ -322,11 +322,8 @@ def _root_key(prog: Program, key: str) -> str:
 
 def _producer_op(prog: Program, key: str) -> str | None:
     """The op that computed a tensor, skipping what fuses with a convolution (activations, data movement)."""
-    by_out = {n.out: n for n in prog.nodes}
-    node = by_out.get(key)
-    while node is not None and (node.op in MOVE_OPS or node.op in ("Relu", "FakeQuantize")):
-        node = by_out.get(node.inputs[0])
-    return None if node is None else node.op
+    root = _root_key(prog, key, MOVE_OPS | {"Relu", "FakeQuantize"})
+    return next((n.op for n in prog.nodes if n.out == root), None)
 
 
 def _fq_activation(prog, node, info, steps, get, overrides) -> None:

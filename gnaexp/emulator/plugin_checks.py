@@ -1,7 +1,8 @@
-"""Checks of the GNA plugin that the emulator mirrors as notes (docs/gna-rules.md §3.5).
+"""The GNA plugin's concat checks and where it inserts a ConcatAlignFilter (docs/gna-rules.md §3.5).
 
 Each takes a Concat node and what the plan knows of its inputs (sample shape, whether a GNA layer produced the
-data), and returns notes; none changes the numbers.
+data). The axis checks return notes and change no number; ``concat_align_filter_inputs`` says which inputs get
+a filter, which ``graph`` then runs.
 """
 
 from __future__ import annotations
