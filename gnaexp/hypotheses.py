@@ -9,6 +9,9 @@ The family:
 - output: NCW read as NWC and the reverse, output channels reversed, rotated, or permuted (the best assignment
   by correlation), time shifted by ±1…3 frames (rolled, and zero-filled), time reversed;
 - network input: NCW read as NWC and the reverse (re-emulated);
+- inside the net (re-emulated with the mistake applied to one step of the plan): each conv reading its input
+  NCW as NWC and the reverse, each concat's output read transposed, a concat joined on another axis, or its
+  inputs copied in another order (reversed, rotated);
 - the emulator's plugin layout paths other than ``correct`` (``legacy-concat``: the conv after a concat reads
   the channel-major buffer as interleaved);
 - input scale factor: the emulation at every sweep scale factor, to recover the one a device really used.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +39,7 @@ class Hypothesis:
     family: str  # "none", "output layout", "channel order", "time", INPUT_FAMILY, "plugin layout", "scale factor"
     mechanism: str  # what happened, in words a support engineer can act on
     output: np.ndarray
+    edit: Callable[[Any], Any] | None = None  # Plan → Plan for mistakes inside the net (per-layer table)
 
 
 def _as_ncw(a: np.ndarray) -> np.ndarray | None:
@@ -142,6 +146,89 @@ def input_mistakes(inputs: Mapping[str, np.ndarray]) -> list[tuple[str, str, dic
     return out
 
 
+def _ncw_as_nwc(x: np.ndarray) -> np.ndarray:
+    """A batch (N, *sample) whose channel-major buffer is read as interleaved: last axis is time."""
+    n, w = x.shape[0], x.shape[-1]
+    return np.ascontiguousarray(x.reshape(n, w, -1).transpose(0, 2, 1)).reshape(x.shape)
+
+
+def _nwc_as_ncw(x: np.ndarray) -> np.ndarray:
+    n, w = x.shape[0], x.shape[-1]
+    return np.ascontiguousarray(x.reshape(n, -1, w).transpose(0, 2, 1)).reshape(x.shape)
+
+
+def _reads(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Any], Callable[..., Any]]:
+    """Wrap a step so that it reads its (one) input through ``transform``."""
+    return lambda st: (lambda x, run=st.run: run(transform(x)))
+
+
+def _writes(transform: Callable[[np.ndarray], np.ndarray]) -> Callable[[Any], Callable[..., Any]]:
+    """Wrap a step so that what it writes goes through ``transform``."""
+    def wrap(st: Any) -> Callable[..., Any]:
+        def run(*xs: np.ndarray, run=st.run) -> tuple[np.ndarray, int]:
+            val, sat = run(*xs)
+            return transform(val), sat
+        return run
+    return wrap
+
+
+def _concat_as(order: Sequence[int], axis: int | None) -> Callable[[Any], Callable[..., Any]]:
+    """Wrap a concat so that it joins its inputs in ``order`` along sample axis ``axis`` (None: its own), the
+    result landing in the same buffer the next layer reads with the original shape."""
+    def wrap(st: Any) -> Callable[..., Any]:
+        own = int(st.info["axis"])
+
+        def run(*xs: np.ndarray) -> tuple[np.ndarray, int]:
+            shape = list(xs[0].shape)
+            shape[own + 1] = sum(x.shape[own + 1] for x in xs)
+            joined = np.concatenate([xs[i] for i in order], axis=(own if axis is None else axis) + 1)
+            return np.ascontiguousarray(joined).reshape(shape), 0
+        return run
+    return wrap
+
+
+def _axis_word(axis: int, rank: int) -> str:
+    return "time" if axis == rank - 1 else "channel" if axis == 1 else f"{axis}"
+
+
+def graph_mistakes(plan: Any) -> list[tuple[str, str, str, Callable[[Any], Any]]]:
+    """(name, family, mechanism, edit) for layout mistakes inside the net, from the plan's steps."""
+    from gnaexp.emulator.graph import edited
+
+    out: list[tuple[str, str, str, Callable[[Any], Any]]] = []
+
+    def add(name: str, family: str, words: str, step: str, wrap: Callable[[Any], Any]) -> None:
+        out.append((f"{name}:{step}", family, words, lambda p, s=step, w=wrap: edited(p, s, w)))
+
+    for st in plan.steps:
+        if st.kind == "conv":
+            add("conv-input-ncw-as-nwc", "layer layout", f"the conv {st.name!r} reads its channel-major (NCW) input "
+                "buffer as interleaved (NWC): the transpose in front of that layer is missing", st.name,
+                _reads(_ncw_as_nwc))
+            add("conv-input-nwc-as-ncw", "layer layout", f"the conv {st.name!r} reads its interleaved (NWC) input "
+                "buffer as channel-major (NCW): a transpose too many in front of that layer", st.name,
+                _reads(_nwc_as_ncw))
+        elif st.kind == "concat":
+            k, own = len(st.inputs), int(st.info["axis"])
+            add("concat-output-ncw-as-nwc", "concat", f"the output of concat {st.name!r} is written channel-major "
+                "(NCW) and read interleaved (NWC) by the next layer", st.name, _writes(_ncw_as_nwc))
+            add("concat-output-nwc-as-ncw", "concat", f"the output of concat {st.name!r} is written interleaved "
+                "(NWC) and read channel-major (NCW) by the next layer", st.name, _writes(_nwc_as_ncw))
+            rank = int(st.info["rank"])
+            other = rank - 1 if own != rank - 1 else 1  # channels ↔ time (sample axes; 0 is the batch of 1)
+            add(f"concat-axis-{other}", "concat", f"concat {st.name!r} joins its inputs on the "
+                f"{_axis_word(other, rank)} axis instead of the {_axis_word(own, rank)} axis; the next layer reads "
+                "the joined buffer with the intended shape", st.name, _concat_as(list(range(k)), other))
+            if k > 1:
+                orders = [list(range(k))[::-1]] + [[(i + r) % k for i in range(k)] for r in range(1, k)]
+                for order in [o for i, o in enumerate(orders) if o not in orders[:i]]:
+                    words = (f"concat {st.name!r} places its inputs in the order {', '.join(map(str, order))} "
+                             f"instead of {', '.join(map(str, range(k)))}")
+                    add("concat-order-" + "-".join(map(str, order)), "concat", words, st.name,
+                        _concat_as(order, None))
+    return out
+
+
 def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[dict[str, Any]]:
     """Every hypothesis scored by SQNR of the observed output against it (capped at SQNR_CAP_DB), best first.
 
@@ -159,7 +246,8 @@ def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[dict[str, An
         s = metrics.sqnr_db(h.output, observed)
         s = SQNR_CAP_DB if (math.isinf(s) and s > 0) or s > SQNR_CAP_DB else s
         rows.append({"hypothesis": h.name, "family": h.family, "mechanism": h.mechanism, "sqnr_db": s,
-                     "cosine": metrics.cosine(h.output, observed), "aliases": [], "_output": h.output})
+                     "cosine": metrics.cosine(h.output, observed), "aliases": [], "_output": h.output,
+                     "_edit": h.edit})
     rows.sort(key=lambda r: -r["sqnr_db"] if not math.isnan(r["sqnr_db"]) else math.inf)
     return rows
 
@@ -195,9 +283,15 @@ def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndar
     ladder has emulated them already).
     """
     from gnaexp.emulator import emulate
+    from gnaexp.emulator.api import load_program, prepare_inputs
+    from gnaexp.emulator.graph import build_plan
 
     def emulated(inputs: Mapping[str, np.ndarray], sf: float) -> np.ndarray:
         return next(iter(emulate(model_xml, inputs, sf, precision).outputs.values()))
+
+    prog = load_program(model_xml)
+    feeds, shapes, batched = prepare_inputs(prog, feed)
+    plan = build_plan(prog, shapes, scale_factor, precision)
 
     hyps = output_mistakes(expected, observed)
     for name, words, changed in input_mistakes(feed):
@@ -205,6 +299,9 @@ def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndar
     for layout, out in layout_outputs.items():
         hyps.append(Hypothesis(layout, "plugin layout", LAYOUT_MECHANISMS.get(layout, f"plugin layout path {layout}"),
                                out))
+    for name, family, words, edit in graph_mistakes(plan):
+        out = next(iter(edit(plan).run(feeds)[0].values()))
+        hyps.append(Hypothesis(name, family, words, out if batched else out[0], edit))
     for sf in scale_factors:
         if float(sf) != float(scale_factor):
             hyps.append(Hypothesis(f"sf-{sf:g}", "scale factor", f"the device used sf ≈ {sf:g}, not the configured "

@@ -117,7 +117,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     steps.append({"step": "layouts", "rows": rows, "verdict": _layout_verdict(rows)})
 
     # 5. The observed device output against the family of mistakes (hypotheses.py), then per layer.
-    per_layer_layout = config.layout
+    per_layer_layout, per_layer_edit, per_layer_label = config.layout, None, None
     if observed is not None:
         observed, transposed = hypotheses.transposed_back(np.asarray(observed, dtype=np.float32), floor_out)
         if observed.shape != floor_out.shape:  # bad input, not a verdict
@@ -139,6 +139,8 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
             best = explained[0]
             if best is not None and best["family"] == "plugin layout":
                 per_layer_layout = best["hypothesis"]
+            elif best is not None and best["_edit"] is not None:
+                per_layer_edit, per_layer_label = best["_edit"], best["hypothesis"]
             if arrays is not None:
                 arrays.update(expected=floor_out, observed=observed,
                               explained=best["_output"] if best else floor_out)
@@ -150,11 +152,12 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                           "hypotheses": hypotheses.public(rows), "verdict": verdict})
 
     # 6. Per layer (emulated; in the layout that explains the observed output, if one does).
-    per = layers.per_layer(model.ir_xml, feed, sf, config.precision, per_layer_layout)
+    per = layers.per_layer(model.ir_xml, feed, sf, config.precision, per_layer_layout, per_layer_edit)
     bad = layers.first_bad_layer(per)
-    steps.append({"step": "per-layer", "layout": per_layer_layout, "rows": per,
+    path = f"correct with {per_layer_label} applied" if per_layer_label else per_layer_layout
+    steps.append({"step": "per-layer", "layout": per_layer_layout, "mistake": per_layer_label, "rows": per,
                   "first_bad_layer": bad["layer"] if bad else None,
-                  "verdict": diagnosis.per_layer_verdict(per, bad, per_layer_layout, observed is not None)})
+                  "verdict": diagnosis.per_layer_verdict(per, bad, path, observed is not None)})
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
             "emulated": True, "steps": steps}
 

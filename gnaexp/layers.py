@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -67,8 +67,11 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
 
 
 def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: float, precision: str = "i16",
-              layout: str = "correct") -> list[dict[str, Any]]:
-    """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations."""
+              layout: str = "correct", edit: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
+    """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
+
+    edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
+    where that mistake puts the error."""
     from gnaexp.emulator.api import load_program, prepare_inputs
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.primitives import dequantize
@@ -76,6 +79,8 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
     prog = load_program(Path(model_xml))
     feeds, shapes, _ = prepare_inputs(prog, feed)
     plan = build_plan(prog, shapes, scale_factor, precision, layout)
+    if edit is not None:
+        plan = edit(plan)
     _, sats, ints = plan.run(feeds, keep_ints=True)
     base = lambda key: key.split("#", 1)[0]  # noqa: E731 - "conv:0#conv/identity" carries conv:0's value
     keys = {base(st.out) for st in plan.steps} | {base(k) for st in plan.steps for k in st.inputs}

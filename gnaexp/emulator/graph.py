@@ -15,6 +15,7 @@ Inferred behaviour [I], implemented as described and not confirmed on a device:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -119,6 +120,15 @@ class Plan:
 
         parallel.run_all([lambda s=s: chunk(s) for s in range(0, n, CHUNK)])
         return outs, sats, ints
+
+
+def edited(plan: Plan, step: str, wrap: Callable[[Step], Callable[..., tuple[np.ndarray, int]]]) -> Plan:
+    """A copy of ``plan`` whose step named ``step`` runs ``wrap(step)`` instead: a mistake applied inside the
+    net (e.g. a layer reading its input in the wrong layout), for hypotheses and the per-layer table."""
+    if not any(s.name == step for s in plan.steps):
+        raise KeyError(f"no step {step!r} in the plan")
+    return dataclasses.replace(plan, steps=[dataclasses.replace(s, run=wrap(s)) if s.name == step else s
+                                            for s in plan.steps])
 
 
 def _moves_to_params(prog: Program, key: str) -> list[str] | None:
@@ -402,7 +412,7 @@ def _concat(prog, node, info, steps, need16, notes) -> None:
     steps.append(Step("concat", node.name, keys, node.out,
                       lambda *xs, a=axis: (np.concatenate(xs, axis=a + 1), 0),
                       {"layer": node.name, "op": "Concat", "precision": "i16", "in_sf": sfs[0], "w_sf": None,
-                       "out_sf": sfs[0], "bits": 16}))
+                       "out_sf": sfs[0], "bits": 16, "axis": axis, "rank": len(shape)}))
     info[node.out] = TInfo(sfs[0], 16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
 
 
