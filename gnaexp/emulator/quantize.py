@@ -218,12 +218,13 @@ def quantize_weightable(
         w_sf = F32(1.0) if max_w == 0 else F32(F32(r) / max_w)
 
     max_b = F32(np.max(np.abs(b))) if (bias is not None and b.size) else F32(0)
-    if bias is not None and max_b > 0:
-        b_cap = F32(F32(MAX_VAL_4B_BIAS) / max_b)
+    b_cap = F32(F32(MAX_VAL_4B_BIAS) / max_b) if max_b > 0 else None  # ScaleFactorForQuantization(b, 2^30)
+    if stats is None and b_cap is not None:
+        # §3.2 step 2, as ScaleFactorPerLayerWeightable writes it: b_sf = min(w_sf·in_sf, b_cap), then always
+        # w_sf = b_sf / in_sf — in float32 the round trip can move w_sf by one ulp even when the cap does not bite.
         prod = F32(w_sf * in_sf32)
-        if b_cap < prod:
-            cap_hit = True
-            w_sf = F32(b_cap / in_sf32)
+        cap_hit = bool(b_cap < prod)
+        w_sf = F32(min(prod, b_cap) / in_sf32)
 
     if stats is None:
         if compound:
@@ -243,18 +244,18 @@ def quantize_weightable(
     dst_reducer = 1.0
     if dst_stats is not None:
         _, lo, hi = dst_stats
-        if bias is not None and max_b > 0:
-            b_cap = F32(F32(MAX_VAL_4B_BIAS) / max_b)
-            if b_cap < out_sf:
-                cap_hit = True
-                w_sf = F32(b_cap / in_sf32)
-                out_sf = F32(w_sf * in_sf32)
+        # The bias cap of the output-statistics branch runs only where step 2 did not set the bias scale, i.e.
+        # for FQ weights (scale_factor_calc.cpp: `wl->_biases && !quant->_bias_quant.IsScaleSet()`).
+        if stats is not None and b_cap is not None and b_cap < out_sf:
+            cap_hit = True
+            w_sf = F32(b_cap / in_sf32)
+            out_sf = F32(w_sf * in_sf32)
         max_y = max(abs(float(lo)), abs(float(hi)))
         max_int = int(np.float32(max_y * float(out_sf)) + np.float32(0.5))
         red = max(1.0, max_int / INT32_MAX)
         if red > 1.0:
             dst_reducer = red
-            w_sf = F32(w_sf / F32(red))
+            w_sf = F32(float(w_sf) / red)  # float / double, then cast (weightsReducer is a double)
             out_sf = F32(w_sf * in_sf32)
 
     multipliers = None
