@@ -11,7 +11,7 @@ import abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -105,6 +105,12 @@ class Backend(abc.ABC):
         outputs = {k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()}
         kind = info.pop("kind", self.kind)  # a runner may learn only from the model what its numbers are
         return BackendResult(self.name, kind, outputs, self.settings(), info, duration)
+
+    def stepper(self, model: ModelBundle) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        """A function for streaming: one step's inputs → its outputs, with whatever is prepared once (a compiled
+        model) kept between steps. The caller carries any recurrent state from outputs to inputs."""
+        self.check_available()
+        return lambda inputs: {k: np.asarray(v, dtype=np.float32) for k, v in self._run(model, inputs)[0].items()}
 
     @abc.abstractmethod
     def _run(

@@ -8,7 +8,7 @@ properties of the installed OpenVINO (2.0 API names; the plugin exists only in a
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -111,6 +111,25 @@ class OpenVINOBackend(Backend):
         if self.device == "GNA":
             return gna_config(input_names, self.scale_factor, self.precision, self.execution_mode)
         return {}  # other devices run with their defaults
+
+    def stepper(self, model: ModelBundle) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        """Compile once, then one inference request per step (the plugin config as in ``run``)."""
+        import openvino as ov
+
+        self.check_available()
+        if model.ir_xml is None:
+            raise BackendUnavailable(f"model {model.name!r} has no OpenVINO IR; export it first")
+        core = ov.Core()
+        ov_model = core.read_model(str(model.ir_xml))
+        names = [p.any_name for p in ov_model.inputs]
+        compiled = core.compile_model(ov_model, self.device, self.config(names))
+        request = compiled.create_infer_request()
+        outs = [(p.any_name, p) for p in compiled.outputs]
+
+        def step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            result = request.infer({n: inputs[n] for n in names})
+            return {name: np.array(result[port], dtype=np.float32) for name, port in outs}
+        return step
 
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         import openvino as ov

@@ -44,9 +44,31 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 # --- run -----------------------------------------------------------------------------------------------
 
+def _run_vad(args: argparse.Namespace) -> int:
+    from gnaexp import vad_run
+
+    settings = dict(pair.partition("=")[::2] for pair in args.set)
+    unknown = sorted(set(settings) - {"audio"})
+    if unknown or "audio" not in settings:
+        raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files)"
+                         + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
+    source = Path(settings["audio"])
+    wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
+    if not wavs:
+        raise ValueError(f"no .wav files in {source}")
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
+    out = Path(args.out) if args.out else Path("runs") / "silero_vad"
+    record = vad_run.run(wavs, backends, out, progress=None if args.json else
+                         lambda s: print(f"streaming {s} ...", file=sys.stderr))
+    print(dumps(record) if args.json else vad_run.table(record) + f"\n\nrecord: {out / 'record.json'}")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gnaexp import experiment, summary
 
+    if args.experiment == "silero_vad":
+        return _run_vad(args)
     config = make_config(args.experiment, args.set, args.backends)
     out = Path(args.out) if args.out else Path("runs") / config.experiment
     record = experiment.run(config, out_dir=out,

@@ -1,0 +1,108 @@
+"""Silero VAD: our module against the package's TorchScript model, streaming on torch and OpenVINO CPU, the
+audio loader's checks and the streaming metrics."""
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnaexp import audio, vad, vad_metrics
+from gnaexp.backends import make_backend
+from gnaexp.cli import main
+
+SPEECH = Path(__file__).resolve().parent.parent / "data" / "speech"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return vad.model_bundle(tmp_path_factory.mktemp("vad"))
+
+
+def test_module_matches_the_packages_torchscript_model_over_a_whole_file(bundle):
+    sound = audio.load_wav(SPEECH / "speech_snr20.wav").samples
+    ours = vad.stream(make_backend("torch").stepper(bundle), sound).probability
+    theirs = vad.jit_probabilities(sound)
+    assert len(ours) == len(theirs) == -(-len(sound) // vad.CHUNK)
+    assert float(np.max(np.abs(ours - theirs))) <= 1e-5
+    assert ours.max() > 0.9 and ours.min() < 0.1  # speech and silence both present
+
+
+def test_openvino_cpu_streams_the_ir_like_torch(bundle):
+    sound = audio.load_wav(SPEECH / "speech_snr5.wav").samples
+    ref = vad.stream(make_backend("torch").stepper(bundle), sound)
+    cpu = vad.stream(make_backend("openvino:CPU").stepper(bundle), sound)
+    row = vad_metrics.compare_tracks(ref.probability, cpu.probability)
+    assert row["max_abs_dp"] < 1e-4 and row["flips"] == 0
+    drift = vad_metrics.state_drift(ref.state, cpu.state)
+    assert min(drift["h"]) > 60 and min(drift["c"]) > 60  # float32 rounding only, no accumulation
+
+
+def test_run_on_the_sample_folder_writes_a_record_with_truth(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "silero_vad", "--set", f"audio={SPEECH}", "--out", str(out)]) == 0
+    record = json.loads((out / "record.json").read_text())
+    assert [f["file"] for f in record["files"]] == sorted(p.name for p in SPEECH.glob("*.wav"))
+    tracks = np.load(out / "tracks.npz")
+    for f in record["files"]:
+        cpu = f["backends"]["openvino:CPU"]
+        assert cpu["verdict"].startswith("decisions identical on 100.0 % of chunks")
+        assert f["backends"]["torch"]["segments_vs_truth_loose"]["recall"] == 1.0  # both utterances found
+        assert tracks[f"{Path(f['file']).stem}/torch"].shape == (cpu["chunks"],)
+    assert "segments vs truth" in capsys.readouterr().out
+
+
+def _wav(path, samples, rate=16000, channels=1, fmt=1, bits=16):
+    data = samples.astype({16: "<i2", 32: "<f4"}[bits]).tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " +
+              struct.pack("<IHHIIHH", 16, fmt, channels, rate, rate * channels * bits // 8, channels * bits // 8,
+                          bits) + b"data" + struct.pack("<I", len(data)))
+    path.write_bytes(header + data)
+    return path
+
+
+def test_other_rates_are_resampled_with_a_note(tmp_path):
+    t = np.arange(44100) / 44100
+    sound = audio.load_wav(_wav(tmp_path / "a.wav", (np.sin(2 * np.pi * 440 * t) * 10000).astype(np.int16),
+                                rate=44100))
+    assert sound.rate == 16000 and len(sound.samples) == 16000
+    assert "resampled from 44100 Hz to 16000 Hz" in sound.notes[0]
+    spectrum = np.abs(np.fft.rfft(sound.samples))
+    assert abs(int(np.argmax(spectrum)) - 440) <= 1  # the tone stays at 440 Hz
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda p: _wav(p, np.zeros(2000, np.int16), channels=2), "has 2 channels"),
+    (lambda p: _wav(p, np.full(2000, np.nan, np.float32), fmt=3, bits=32), "NaN or Inf"),
+    (lambda p: _wav(p, np.zeros(100, np.int16)), "at least 512"),
+    (lambda p: _wav(p, np.zeros(2000, np.int16), rate=4000), "below 8 kHz"),
+    (lambda p: (p.write_text("not audio"), p)[1], "not a WAV file"),
+])
+def test_bad_audio_is_exit_2_with_the_fix(tmp_path, capsys, make, words):
+    path = make(tmp_path / "bad.wav")
+    assert main(["run", "silero_vad", "--set", f"audio={path}", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "record.json").exists()
+
+
+def test_a_backend_that_cannot_stream_yet_is_named(tmp_path, capsys):
+    assert main(["run", "silero_vad", "--set", f"audio={SPEECH / 'speech_snr5.wav'}", "--backends", "torch,gna-emu",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "cannot stream silero_vad yet" in capsys.readouterr().err
+
+
+def test_streaming_metrics_on_known_tracks():
+    p = np.array([0.1, 0.6, 0.9, 0.4, 0.3, 0.2, 0.7, 0.8, 0.1], dtype=np.float32)
+    assert vad_metrics.segments(vad_metrics.decisions(p)) == [(1, 3), (6, 8)]
+    assert vad_metrics.segments(vad_metrics.hysteresis_decisions(p)) == [(1, 4), (6, 8)]  # 0.4 ≥ 0.35 holds on
+    assert vad_metrics.speech_segments(p, min_silence=3, min_speech=1) == [(1, 8)]  # a 2-chunk gap is closed
+    assert vad_metrics.speech_segments(p, min_silence=2, min_speech=3) == [(1, 4)]  # (6, 8) is too short
+    q = p.copy()
+    q[3] = 0.55  # one flip at 0.5, next to a boundary
+    row = vad_metrics.compare_tracks(p, q, truth=[])
+    assert row["flips"] == 1 and row["flips_near_boundary"] == 1 and row["hysteresis_flips"] == 0
+    assert row["segments_vs_truth"] == {"found": 0, "true": 0, "matched": 0, "precision": 1.0, "recall": 1.0}
+    assert vad_metrics.verdict(row) == ("decisions identical on 88.9 % of chunks; 1 flip at 0.5 over 9 chunks, "
+                                        "within one chunk of a segment boundary")
