@@ -40,16 +40,19 @@ def check_backends(backends: Sequence[str]) -> None:
 
 
 def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BACKENDS, out_dir: Path | None = None,
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Stream each file through each backend; return (and write to out_dir/record.json) the record."""
+        options: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Stream each file through each backend; return (and write to out_dir/record.json) the record.
+
+    options: device settings for ``make_backend`` (scale_factor, precision, execution_mode for openvino:GNA)."""
     check_backends(backends)
     loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]  # bad audio fails before any work
     work = Path(out_dir) if out_dir else Path(".")
     model = vad.model_bundle(work / "ir")
-    steppers = {b: make_backend(b).stepper(model) for b in backends}  # absent devices fail here, once
-    kinds = {b: make_backend(b).kind for b in backends}
+    made = {b: make_backend(b, options) for b in backends}
+    steppers = {b: m.stepper(model) for b, m in made.items()}  # absent devices fail here, once
+    kinds = {b: m.kind for b, m in made.items()}
     record: dict[str, Any] = {"schema": SCHEMA, "experiment": "silero_vad", "backends": list(backends),
-                              "reference": backends[0], "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,
+                              "reference": backends[0], "device_settings": {b: m.settings() for b, m in made.items()}, "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,
                               "sample_rate": vad.SAMPLE_RATE, "files": [], "notes": [],
                               "environment": environment.capture()}
     tracks: dict[str, np.ndarray] = {}

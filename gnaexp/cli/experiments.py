@@ -48,17 +48,25 @@ def _run_vad(args: argparse.Namespace) -> int:
     from gnaexp import vad_run
 
     settings = dict(pair.partition("=")[::2] for pair in args.set)
-    unknown = sorted(set(settings) - {"audio"})
+    device_keys = ("scale_factor", "precision", "execution_mode")  # for openvino:GNA
+    unknown = sorted(set(settings) - {"audio", *device_keys})
     if unknown or "audio" not in settings:
-        raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files)"
+        raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for openvino:GNA "
+                         "scale_factor=, precision=, execution_mode="
                          + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
+    options: dict[str, Any] = {k: settings[k] for k in device_keys if k in settings}
+    if "scale_factor" in options:
+        try:
+            options["scale_factor"] = float(options["scale_factor"])
+        except ValueError:
+            raise ValueError(f"scale_factor must be a number, got {options['scale_factor']!r}") from None
     source = Path(settings["audio"])
     wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
     if not wavs:
         raise ValueError(f"no .wav files in {source}")
     backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
     out = Path(args.out) if args.out else Path("runs") / "silero_vad"
-    record = vad_run.run(wavs, backends, out, progress=None if args.json else
+    record = vad_run.run(wavs, backends, out, options=options, progress=None if args.json else
                          lambda s: print(f"streaming {s} ...", file=sys.stderr))
     print(dumps(record) if args.json else vad_run.table(record) + f"\n\nrecord: {out / 'record.json'}")
     return EXIT_OK
