@@ -132,12 +132,7 @@ class ExperimentConfig:
         """A config from command-line words: the experiment, ``key=value`` settings and a backend list."""
         if experiment not in EXPERIMENTS:
             raise ValueError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
-        settings: dict[str, Any] = {}
-        for pair in sets or ():
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"--set takes key=value, got {pair!r}")
-            settings[key.strip()] = value.strip()
+        settings: dict[str, Any] = parse_sets(sets)
         if backends:
             settings["backends"] = backends
         return cls().with_settings({"experiment": experiment, **settings})
@@ -185,6 +180,17 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
     if not isinstance(raw, str):
         raise bad("expected text")
     return raw.strip()
+
+
+def parse_sets(sets: Sequence[str] | None) -> dict[str, str]:
+    """``key=value`` words from the command line (``--set``) as a dict; a word without ``=`` or key is refused."""
+    settings: dict[str, str] = {}
+    for pair in sets or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes key=value, got {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def build_model(config: ExperimentConfig) -> ModelBundle:

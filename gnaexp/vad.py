@@ -93,30 +93,31 @@ INPUTS = ("chunk", "state")
 OUTPUTS = ("probability", "next_state")
 
 
-def export_ir(folder: Path) -> Path:
+def export_ir(folder: Path, net: SileroVAD | None = None) -> Path:
     """The step as an OpenVINO IR with static shapes (chunk 1×576, state 2×1×128 in; probability, state out),
-    float32 weights. Written once per folder."""
+    float32 weights, saved atomically. Written once per folder."""
     import openvino as ov
+
+    from gnaexp import ir
 
     xml = Path(folder) / "silero_vad.xml"
     if xml.exists() and xml.with_suffix(".bin").exists():
         return xml
-    model = ov.convert_model(build(), example_input=(torch.zeros(1, STEP_INPUT), torch.zeros(STATE_SHAPE)),
+    model = ov.convert_model(net or build(), example_input=(torch.zeros(1, STEP_INPUT), torch.zeros(STATE_SHAPE)),
                              input=[(1, STEP_INPUT), STATE_SHAPE])
     for port, name in zip(model.inputs, INPUTS):
         port.get_tensor().set_names({name})
     for port, name in zip(model.outputs, OUTPUTS):
         port.get_tensor().set_names({name})
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(xml), compress_to_fp16=False)
-    return xml
+    return ir.save(model, xml)
 
 
 def model_bundle(folder: Path):
     """The step in every form a backend wants (torch module and IR)."""
     from gnaexp.backends.base import ModelBundle
 
-    return ModelBundle("silero_vad", ir_xml=export_ir(folder), torch_module=build(), input_names=list(INPUTS),
+    net = build()
+    return ModelBundle("silero_vad", ir_xml=export_ir(folder, net), torch_module=net, input_names=list(INPUTS),
                        output_names=list(OUTPUTS),
                        input_shapes={"chunk": (1, STEP_INPUT), "state": STATE_SHAPE})
 

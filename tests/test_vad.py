@@ -106,3 +106,12 @@ def test_streaming_metrics_on_known_tracks():
     assert row["segments_vs_truth"] == {"found": 0, "true": 0, "matched": 0, "precision": 1.0, "recall": 1.0}
     assert vad_metrics.verdict(row) == ("decisions identical on 88.9 % of chunks; 1 flip at 0.5 over 9 chunks, "
                                         "within one chunk of a segment boundary")
+
+
+@pytest.mark.parametrize("sets,words", [(["audio"], "--set takes key=value"), (["audio="], "takes --set audio=FILE")])
+def test_a_missing_audio_value_is_refused_not_read_as_the_current_folder(tmp_path, capsys, sets, words):
+    args = ["run", "silero_vad", "--out", str(tmp_path / "o")]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    assert words in capsys.readouterr().err and not (tmp_path / "o").exists()

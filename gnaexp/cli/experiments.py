@@ -46,11 +46,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def _run_vad(args: argparse.Namespace) -> int:
     from gnaexp import vad_run
+    from gnaexp.experiment import parse_sets
 
-    settings = dict(pair.partition("=")[::2] for pair in args.set)
+    settings = parse_sets(args.set)
     device_keys = ("scale_factor", "precision", "execution_mode")  # for openvino:GNA
     unknown = sorted(set(settings) - {"audio", *device_keys})
-    if unknown or "audio" not in settings:
+    if unknown or not settings.get("audio"):
         raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for openvino:GNA "
                          "scale_factor=, precision=, execution_mode="
                          + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
