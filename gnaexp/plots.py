@@ -44,7 +44,7 @@ def _check(reference: np.ndarray, outputs: Mapping[str, np.ndarray]) -> tuple[np
     return ref, outs
 
 
-def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+def figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)  # attach the Agg canvas so savefig works without pyplot
     return fig
@@ -71,7 +71,7 @@ def overlay(
     nrows = math.ceil(len(chans) / ncols)
     height = 2.3 * nrows + 0.5
     # Fixed margins: constrained layout costs more than drawing the lines on a figure of many axes.
-    fig = _figure(4.6 * ncols, height, layout=None)
+    fig = figure(4.6 * ncols, height, layout=None)
     top = 1 - (0.7 if title else 0.45) / height  # room for the figure title above the channel titles
     outer = fig.add_gridspec(nrows, ncols, left=0.07, right=0.985, top=top, bottom=0.4 / height,
                              hspace=0.32, wspace=0.16)
@@ -105,7 +105,7 @@ def scatter(
 ) -> Figure:
     """Each backend's values against the reference, with the y = x line a perfect match would lie on."""
     ref, outs = _check(reference, outputs)
-    fig = _figure(3.8, 3.4)
+    fig = figure(3.8, 3.4)
     ax = fig.add_subplot()
     values = [ref.ravel()] + [a.ravel() for a in outs.values()]
     lo = min(float(np.min(v)) for v in values)
@@ -128,7 +128,7 @@ def error_histogram(
 ) -> Figure:
     """Distribution of (backend − reference) for each backend on shared bins."""
     ref, outs = _check(reference, outputs)
-    fig = _figure(4.2, 3.0)
+    fig = figure(4.2, 3.0)
     ax = fig.add_subplot()
     errors = {label: (a - ref).ravel() for label, a in outs.items()}
     if errors:
@@ -163,7 +163,7 @@ def sweep(
     sfs = np.asarray(scale_factors, dtype=np.float64)
     if sfs.size == 0 or np.any(sfs <= 0):
         raise ValueError("scale_factors must be a non-empty list of positive numbers")
-    fig = _figure(4.8, 3.0)
+    fig = figure(4.8, 3.0)
     ax = fig.add_subplot()
     for k, (label, ys) in enumerate(values.items()):
         y = np.asarray(ys, dtype=np.float64)
@@ -218,7 +218,7 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
     vals = np.asarray(values, dtype=np.float64)
     if len(labels) != vals.size:
         raise ValueError(f"{len(labels)} labels for {vals.size} values")
-    fig = _figure(6.4, 0.8 + 0.28 * max(len(labels), 1))
+    fig = figure(6.4, 0.8 + 0.28 * max(len(labels), 1))
     ax = fig.add_subplot()
     y = np.arange(vals.size)[::-1]
     colors = [COLORS[1] if i == highlight else COLORS[0] for i in range(vals.size)]

@@ -142,6 +142,26 @@ def stream(step, audio: np.ndarray) -> Stream:
     return Stream(np.asarray(probs, dtype=np.float32), np.stack(states))
 
 
+def stream_batch(step, audios: list[np.ndarray]) -> list[Stream]:
+    """Several signals streamed together: each step runs one chunk of every stream (a leading axis of
+    streams, for a backend whose step takes one; the emulator's does). Shorter streams run on zeros after their
+    end, and that part is cut off. Each stream's numbers are those of streaming it alone."""
+    parts = [chunks(a) for a in audios]
+    steps, n = max(len(p) for p in parts), len(parts)
+    batch = np.zeros((steps, n, 1, STEP_INPUT), dtype=np.float32)
+    for i, p in enumerate(parts):
+        batch[:len(p), i, 0] = p
+    state = np.zeros((n,) + STATE_SHAPE, dtype=np.float32)
+    probs = np.empty((steps, n), dtype=np.float32)
+    states = np.empty((steps, n, 2, STATE_SHAPE[-1]), dtype=np.float32)
+    for t in range(steps):
+        out = step({"chunk": batch[t], "state": state})
+        state = np.asarray(out["next_state"], dtype=np.float32).reshape((n,) + STATE_SHAPE)
+        probs[t] = np.asarray(out["probability"]).reshape(n)
+        states[t] = state.reshape(n, 2, -1)
+    return [Stream(probs[:len(p), i].copy(), states[:len(p), i].copy()) for i, p in enumerate(parts)]
+
+
 def jit_probabilities(audio: np.ndarray) -> np.ndarray:
     """Speech probability per chunk from the package's own TorchScript model (it keeps context and state)."""
     model = jit_model()

@@ -17,9 +17,11 @@ from gnaexp import audio as audio_mod
 from gnaexp import environment, files, vad, vad_metrics
 from gnaexp.backends import make_backend
 
-DEFAULT_BACKENDS = ("torch", "openvino:CPU")
+DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 SCHEMA = "gnaexp.vad-record/1"
-SUPPORTED = ("torch", "openvino")  # backends that can stream this net today
+SUPPORTED = ("torch", "openvino", "gna-emu")  # backends that can stream this net today
+BATCHED = ("gna-emu",)  # backends whose step takes many streams at once
+STATE_SCALE_FACTOR = 1024.0  # h stays in (−1, 1) and c within ±24 on speech: ±32 fits int16 at 1024
 
 
 def _truth(path: Path) -> list[tuple[int, int]] | None:
@@ -35,54 +37,114 @@ def _truth(path: Path) -> list[tuple[int, int]] | None:
 def check_backends(backends: Sequence[str]) -> None:
     for spec in backends:
         if spec.split(":", 1)[0] not in SUPPORTED:
-            raise ValueError(f"backend {spec!r} cannot stream silero_vad yet; use torch and openvino:DEVICE "
-                             "(openvino:GNA where the plugin exists)")
+            raise ValueError(f"backend {spec!r} cannot stream silero_vad; use torch, openvino:DEVICE "
+                             "(openvino:GNA where the plugin exists) and gna-emu")
+
+
+def device_options(options: dict[str, Any] | None, audios: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Backend options with the two inputs' scale factors: ``scale_factor`` for the audio (a number or
+    "recommended": from the loudest sample of all files, as for any input) and ``state_scale_factor``.
+    The emulator runs the host parts (reflect pad, mean) and the exact conv rewrites (``porting``)."""
+    from gnaexp.emulator.sweep import recommended_scale_factor
+
+    opts = dict(options or {})
+    sf = opts.pop("scale_factor", 1.0)
+    if sf == "recommended":
+        sf = recommended_scale_factor(np.concatenate([np.asarray(a).reshape(-1) for a in audios]))
+    state_sf = opts.pop("state_scale_factor", STATE_SCALE_FACTOR)
+    for name, value in (("scale_factor", sf), ("state_scale_factor", state_sf)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number (or scale_factor=recommended), got {value!r}")
+    opts["scale_factor"] = {"chunk": float(sf), "state": float(state_sf)}
+    opts["porting"] = True
+    return opts
+
+
+def _label(backend: str, made: Any) -> str:
+    if made.kind != "emulated":
+        return backend
+    plan = getattr(made, "plan", None)
+    host = plan is not None and any(st.kind == "host" for st in plan.steps)
+    return f"{backend} (emulated{', with host pre/post-processing' if host else ''})"
 
 
 def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BACKENDS, out_dir: Path | None = None,
         options: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Stream each file through each backend; return (and write to out_dir/record.json) the record.
 
-    options: device settings for ``make_backend`` (scale_factor, precision, execution_mode for openvino:GNA)."""
+    options: device settings (``device_options``: scale_factor, state_scale_factor; precision and
+    execution_mode for openvino:GNA). A batched backend streams all files at once."""
     check_backends(backends)
     loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]  # bad audio fails before any work
+    opts = device_options(options, [sound.samples for _, sound in loaded])
     work = Path(out_dir) if out_dir else Path(".")
     model = vad.model_bundle(work / "ir")
-    made = {b: make_backend(b, options) for b in backends}
+    made = {b: make_backend(b, opts) for b in backends}
     steppers = {b: m.stepper(model) for b, m in made.items()}  # absent devices fail here, once
     kinds = {b: m.kind for b, m in made.items()}
     record: dict[str, Any] = {"schema": SCHEMA, "experiment": "silero_vad", "backends": list(backends),
-                              "reference": backends[0], "device_settings": {b: m.settings() for b, m in made.items()}, "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,
+                              "reference": backends[0], "labels": {b: _label(b, m) for b, m in made.items()},
+                              "device_settings": {b: m.settings() for b, m in made.items()},
+                              "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,
                               "sample_rate": vad.SAMPLE_RATE, "files": [], "notes": [],
                               "environment": environment.capture()}
+    streams: dict[str, list[vad.Stream]] = {}
+    times: dict[str, float] = {}
+    for b in backends:
+        start = time.perf_counter()
+        if b.split(":", 1)[0] in BATCHED:
+            if progress:
+                progress(f"{len(loaded)} file(s) together on {b}")
+            streams[b] = vad.stream_batch(steppers[b], [sound.samples for _, sound in loaded])
+        else:
+            streams[b] = []
+            for path, sound in loaded:
+                if progress:
+                    progress(f"{path.name} on {b}")
+                streams[b].append(vad.stream(steppers[b], sound.samples))
+        times[b] = time.perf_counter() - start
+    total_chunks = sum(len(s.probability) for s in streams[backends[0]])
     tracks: dict[str, np.ndarray] = {}
-    for path, sound in loaded:
+    for i, (path, sound) in enumerate(loaded):
         record["notes"].extend(sound.notes)
         truth = _truth(path)
-        streams, times = {}, {}
-        for b in backends:
-            if progress:
-                progress(f"{path.name} on {b}")
-            start = time.perf_counter()
-            streams[b] = vad.stream(steppers[b], sound.samples)
-            times[b] = time.perf_counter() - start
-            tracks[f"{path.stem}/{b}"] = streams[b].probability
-        ref = streams[backends[0]]
+        ref = streams[backends[0]][i]
         rows = {}
         for b in backends:
-            row = vad_metrics.compare_tracks(ref.probability, streams[b].probability, truth)
-            row.update(kind=kinds[b], seconds=times[b], ms_per_chunk=1000 * times[b] / max(1, row["chunks"]),
-                       state_drift=vad_metrics.state_drift(ref.state, streams[b].state) if b != backends[0] else None,
+            mine = streams[b][i]
+            tracks[f"{path.stem}/{b}"] = mine.probability
+            row = vad_metrics.compare_tracks(ref.probability, mine.probability, truth)
+            row.update(kind=kinds[b], label=record["labels"][b],
+                       ms_per_chunk=1000 * times[b] / max(1, total_chunks),
+                       state_drift=vad_metrics.state_drift(ref.state, mine.state) if b != backends[0] else None,
                        verdict=vad_metrics.verdict(row))
             rows[b] = row
         record["files"].append({"file": path.name, "seconds": sound.seconds, "source_rate": sound.source_rate,
                                 "truth": [list(t) for t in truth] if truth else None, "backends": rows})
+    record["seconds"] = times
+    for b, m in made.items():
+        if m.kind == "emulated" and getattr(m, "plan", None) is not None:
+            from gnaexp.emulator.api import load_program
+            from gnaexp.emulator.porting import support_report
+
+            record.setdefault("emulator", {})[b] = {
+                "support": support_report(load_program(str(model.ir_xml)), porting=True),
+                "plan": [_plan_row(row, m.saturations) for row in m.plan.summary()],
+                "notes": list(m.plan.notes), "input_scale_factors": dict(m.plan.input_sf)}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         files.atomic_write_bytes(out / "tracks.npz", files.npz_bytes(tracks))
         files.atomic_write_text(out / "record.json", files.dumps(record))
     return record
+
+
+def _plan_row(row: dict[str, Any], saturations: dict[str, int]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "pwl"}
+    if "pwl" in row:
+        out["pwl_segments"] = len(row["pwl"]["segments"])
+    out["saturations"] = int(saturations.get(row["layer"], 0))
+    return out
 
 
 def table(record: dict[str, Any]) -> str:
@@ -94,7 +156,7 @@ def table(record: dict[str, Any]) -> str:
             vs_truth = (f"  segments vs truth P/R {t1['precision']:.2f}/{t1['recall']:.2f} (±1 chunk), "
                         f"{t8['precision']:.2f}/{t8['recall']:.2f} (±{vad_metrics.TRUTH_TOLERANCE_CHUNKS})"
                         if t1 else "")
-            lines.append(f"  {b:<14} max|Δp| {r['max_abs_dp']:.2e}  cosine {r['cosine']:.6f}  "
+            lines.append(f"  {r.get('label', b):<14} max|Δp| {r['max_abs_dp']:.2e}  cosine {r['cosine']:.6f}  "
                          f"{r['ms_per_chunk']:.2f} ms/chunk{vs_truth}")
             if b != record["reference"]:
                 lines.append(f"    {r['verdict']}")

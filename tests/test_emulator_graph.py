@@ -162,17 +162,35 @@ def test_relu_and_fc():
 
 def test_unsupported_op_named():
     p = ops.parameter([1, 8], np.float32, name="input")
-    model = ov.Model([ops.sigmoid(p)], [p])
-    with pytest.raises(UnsupportedOpError, match="Sigmoid") as err:
+    model = ov.Model([ops.softmax(p, 1)], [p])
+    with pytest.raises(UnsupportedOpError, match="Softmax") as err:
         emulate(model, {"input": np.zeros((1, 8), np.float32)})
     assert "Convolution" in str(err.value)  # the supported list is given
 
 
 def test_padding_and_filter_limits():
+    padded = _torch_ir(torch.nn.Conv1d(6, 4, 3, padding=1), (1, 6, 30))
+    odd = _torch_ir(torch.nn.Conv1d(6, 6, 3), (1, 6, 30))
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 6, 30)).astype(np.float32)
     with pytest.raises(ValueError, match="Padding isn't supported"):
-        emulate(_torch_ir(torch.nn.Conv1d(6, 4, 3, padding=1), (1, 6, 30)), {"input": np.zeros((1, 6, 30), np.float32)})
+        emulate(padded, {"input": x})
     with pytest.raises(ValueError, match="multiple of 4"):
-        emulate(_torch_ir(torch.nn.Conv1d(6, 6, 3), (1, 6, 30)), {"input": np.zeros((1, 6, 30), np.float32)})
+        emulate(odd, {"input": x})
+    # porting writes the pads as zeros / adds zero filters; both are exact, so the numbers are those of the
+    # same layer exported the GNA way (explicit zero padding; 8 filters whose last 2 are zero)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, 3, padding=1)
+    wide = torch.nn.Conv1d(6, 8, 3)
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.bias.zero_()
+        wide.weight[:6] = conv.weight
+        wide.bias[:6] = conv.bias
+    ported = emulate(_torch_ir(conv, (1, 6, 30)), {"input": x}, 2048.0, porting=True)
+    explicit = emulate(_torch_ir(wide, (1, 6, 32)), {"input": np.pad(x, ((0, 0), (0, 0), (1, 1)))}, 2048.0)
+    np.testing.assert_array_equal(ported.outputs["output"], explicit.outputs["output"][:, :6])
+    assert any("padded with zero filters to 8" in n for n in ported.notes)
+    assert any("written as zeros" in n for n in ported.notes)
 
 
 def test_concat_of_two_inputs_needs_one_scale():

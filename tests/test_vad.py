@@ -41,8 +41,9 @@ def test_openvino_cpu_streams_the_ir_like_torch(bundle):
 
 def test_run_on_the_sample_folder_writes_a_record_with_truth(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "silero_vad", "--set", f"audio={SPEECH}", "--out", str(out)]) == 0
+    assert main(["run", "silero_vad", "--set", f"audio={SPEECH}", "--set", "scale_factor=2048", "--out", str(out)]) == 0
     record = json.loads((out / "record.json").read_text())
+    assert record["emulator"]["gna-emu"]["input_scale_factors"] == {"chunk": 2048.0, "state": 1024.0}
     assert [f["file"] for f in record["files"]] == sorted(p.name for p in SPEECH.glob("*.wav"))
     tracks = np.load(out / "tracks.npz")
     for f in record["files"]:
@@ -50,7 +51,17 @@ def test_run_on_the_sample_folder_writes_a_record_with_truth(tmp_path, capsys):
         assert cpu["verdict"].startswith("decisions identical on 100.0 % of chunks")
         assert f["backends"]["torch"]["segments_vs_truth_loose"]["recall"] == 1.0  # both utterances found
         assert tracks[f"{Path(f['file']).stem}/torch"].shape == (cpu["chunks"],)
-    assert "segments vs truth" in capsys.readouterr().out
+        emu = f["backends"]["gna-emu"]
+        assert emu["label"] == "gna-emu (emulated, with host pre/post-processing)" and emu["kind"] == "emulated"
+        assert emu["agreement"] > 0.9  # quantized, yet the decisions mostly hold at sf 2048
+    support = {(r["op"], r["status"]) for r in record["emulator"]["gna-emu"]["support"]}
+    assert {("Pad", "host"), ("ReduceMean", "host"), ("Convolution", "rewritten"), ("Sigmoid", "decomposed"),
+            ("Tanh", "decomposed"), ("Sqrt", "decomposed"), ("Multiply", "native")} <= support
+    plan = record["emulator"]["gna-emu"]["plan"]
+    assert {"Eltwise Sum (diagonal affine)", "Eltwise Prod (diagonal affine)"} <= {r["op"] for r in plan}
+    assert all(isinstance(r["saturations"], int) for r in plan)
+    out = capsys.readouterr().out
+    assert "segments vs truth" in out and "gna-emu (emulated, with host pre/post-processing)" in out
 
 
 def _wav(path, samples, rate=16000, channels=1, fmt=1, bits=16):
@@ -87,10 +98,10 @@ def test_bad_audio_is_exit_2_with_the_fix(tmp_path, capsys, make, words):
     assert not (tmp_path / "out" / "record.json").exists()
 
 
-def test_a_backend_that_cannot_stream_yet_is_named(tmp_path, capsys):
-    assert main(["run", "silero_vad", "--set", f"audio={SPEECH / 'speech_snr5.wav'}", "--backends", "torch,gna-emu",
-                 "--out", str(tmp_path / "o")]) == 2
-    assert "cannot stream silero_vad yet" in capsys.readouterr().err
+def test_a_backend_that_cannot_stream_is_named(tmp_path, capsys):
+    assert main(["run", "silero_vad", "--set", f"audio={SPEECH / 'speech_snr5.wav'}", "--backends",
+                 "torch,import:x.npz", "--out", str(tmp_path / "o")]) == 2
+    assert "cannot stream silero_vad" in capsys.readouterr().err
 
 
 def test_streaming_metrics_on_known_tracks():

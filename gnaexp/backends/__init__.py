@@ -37,7 +37,8 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
     """Create the backend named by ``spec``.
 
     ``options`` carries the experiment's device settings: ``scale_factor`` (float, or a mapping input name →
-    float), ``precision`` ("i16" | "i8"), ``layout`` (emulator layout mode), ``execution_mode`` (GNA).
+    float), ``precision`` ("i16" | "i8"), ``layout`` (emulator layout mode), ``porting`` (emulator: host
+    pre/post-processing and exact rewrites), ``execution_mode`` (GNA).
     Each backend takes the ones that mean something to it.
     """
     opts = dict(options or {})
@@ -62,6 +63,7 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
             scale_factors=opts.get("scale_factor", 1.0),
             precision=opts.get("precision", "i16"),
             layout=opts.get("layout", "correct"),
+            porting=bool(opts.get("porting", False)),
         )
     if name == "import":
         from gnaexp.backends.imported import ImportedBackend

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -21,6 +21,7 @@ class GnaEmuBackend(Backend):
         scale_factors: float | Mapping[str, float] = 1.0,
         precision: str = "i16",
         layout: str = "correct",
+        porting: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
@@ -29,19 +30,46 @@ class GnaEmuBackend(Backend):
         self.scale_factors = dict(scale_factors) if isinstance(scale_factors, Mapping) else float(scale_factors)
         self.precision = precision
         self.layout = layout
+        self.porting = bool(porting)
 
     def settings(self) -> dict[str, Any]:
-        return {"scale_factors": self.scale_factors, "precision": self.precision, "layout": self.layout}
+        return {"scale_factors": self.scale_factors, "precision": self.precision, "layout": self.layout,
+                "porting": self.porting}
 
-    def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        from gnaexp.emulator import emulate
-
+    def _ir(self, model: ModelBundle) -> str:
         if model.ir_xml is None:
             raise BackendUnavailable(
                 f"model {model.name!r} has no IR: the emulator runs the OpenVINO IR the GNA plugin would receive; "
                 "convert the model first (gnaexp.ir.convert_torch + gnaexp.ir.save)"
             )
-        em = emulate(str(model.ir_xml), inputs, self.scale_factors, self.precision, self.layout)
+        return str(model.ir_xml)
+
+    def stepper(self, model: ModelBundle) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+        """The plan is built once (static input shapes); each call runs it. Inputs may carry a leading axis of
+        N independent samples (e.g. N audio streams), computed together and bit-identical to one at a time."""
+        from gnaexp.emulator.api import load_program, prepare_inputs
+        from gnaexp.emulator.graph import build_plan
+
+        prog = load_program(self._ir(model))
+        if any(d is None for _, _, shape in prog.params for d in shape):
+            return super().stepper(model)
+        plan = build_plan(prog, {k: tuple(s) for k, _, s in prog.params}, self.scale_factors, self.precision,
+                          self.layout, self.porting)
+        self.plan = plan
+        self.saturations: dict[str, int] = {}  # per layer, summed over every step run so far
+
+        def step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            feeds, _, batched = prepare_inputs(prog, inputs)
+            outs, sats, _ = plan.run(feeds)
+            for layer, n in sats.items():
+                self.saturations[layer] = self.saturations.get(layer, 0) + n
+            return {k: np.asarray(v if batched else v[0], dtype=np.float32) for k, v in outs.items()}
+        return step
+
+    def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from gnaexp.emulator import emulate
+
+        em = emulate(self._ir(model), inputs, self.scale_factors, self.precision, self.layout, porting=self.porting)
         info = em.to_json()
         info["input_scale_factors_used"] = info.pop("input_scale_factors")
         return em.outputs, info

@@ -49,18 +49,19 @@ def _run_vad(args: argparse.Namespace) -> int:
     from gnaexp.experiment import parse_sets
 
     settings = parse_sets(args.set)
-    device_keys = ("scale_factor", "precision", "execution_mode")  # for openvino:GNA
+    device_keys = ("scale_factor", "state_scale_factor", "precision", "execution_mode")  # gna-emu, openvino:GNA
     unknown = sorted(set(settings) - {"audio", *device_keys})
     if unknown or not settings.get("audio"):
-        raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for openvino:GNA "
-                         "scale_factor=, precision=, execution_mode="
+        raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for gna-emu and "
+                         "openvino:GNA scale_factor=N|recommended, state_scale_factor=N, precision=, execution_mode="
                          + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
     options: dict[str, Any] = {k: settings[k] for k in device_keys if k in settings}
-    if "scale_factor" in options:
-        try:
-            options["scale_factor"] = float(options["scale_factor"])
-        except ValueError:
-            raise ValueError(f"scale_factor must be a number, got {options['scale_factor']!r}") from None
+    for key in ("scale_factor", "state_scale_factor"):
+        if key in options and not (key == "scale_factor" and options[key] == "recommended"):
+            try:
+                options[key] = float(options[key])
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {options[key]!r}") from None
     source = Path(settings["audio"])
     wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
     if not wavs:

@@ -138,16 +138,19 @@ def emulate(
     precision: str = "i16",
     layout: str = "correct",
     keep_ints: bool = False,
+    porting: bool = False,
 ) -> Emulation:
     """Emulate GNA inference of ``model`` (``openvino.Model`` or IR .xml path) on ``inputs``.
 
     inputs: name → float32 array of the model's input shape, or with an extra leading axis of N samples
     (vectorised). scale_factors: one float for all inputs or name → float; default 1.0 like the plugin.
     layout: "correct" or "legacy-concat" (old-plugin concat→conv input layout, docs/gna-rules.md §4.3 [I]).
+    porting: run what GNA has no layer for on the host and apply the exact rewrites a porting team makes
+    (``emulator/porting.py``); the result is then "emulated, with host pre/post-processing".
     """
     prog = load_program(model)
     feeds, shapes, batched = prepare_inputs(prog, inputs)
-    plan = build_plan(prog, shapes, scale_factors, precision, layout)
+    plan = build_plan(prog, shapes, scale_factors, precision, layout, porting)
     outs, sats, ints = plan.run(feeds, keep_ints)
     n_samples = next(iter(feeds.values())).shape[0]
     if not batched:

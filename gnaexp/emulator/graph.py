@@ -22,39 +22,18 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gnaexp.emulator import conv as cv
 from gnaexp.emulator import parallel, plugin_checks, primitives
 from gnaexp.emulator import pwl as pw
-from gnaexp.emulator.ir_reader import MOVE_OPS, Node, Program, apply_move, move_shape, unsupported
-from gnaexp.emulator.quantize import fq_scale, quantize_input, quantize_weightable
+from gnaexp.emulator import activations, eltwise, weightable
+from gnaexp.emulator import porting as porting_rules
+from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Program, downstream, unsupported
+from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.quantize import fq_scale, quantize_input
 from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
-
-
-@dataclass
-class TInfo:
-    """What the plan knows about one tensor: scale, width, sample shape and where it comes from."""
-
-    sf: float
-    bits: int
-    shape: tuple[int, ...]
-    root: str | None = None  # weightable layer behind a 32-bit tensor
-    act: str | None = None  # activation behind a 16-bit tensor
-    from_input: bool = False  # only network-input data (moved/concatenated)
-    via_concat: bool = False
-    param: str | None = None  # the network input, if this is one (moved)
-
-
-@dataclass
-class Step:
-    kind: str
-    name: str
-    inputs: list[str]
-    out: str
-    run: Callable[..., tuple[np.ndarray, int]]
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 class _Requantize(Exception):
@@ -86,7 +65,7 @@ class Plan:
             env[st.out] = val
             if st.kind != "move":
                 sats[st.name] = sats.get(st.name, 0) + n_sat
-                if keep_ints:
+                if keep_ints and st.info.get("bits"):
                     ints[st.name] = val.astype(np.int32 if st.info.get("bits") == 32 else np.int16)
         outs = {}
         for name, key, sf in self.outputs:
@@ -149,25 +128,19 @@ def _moves_to_params(prog: Program, key: str) -> list[str] | None:
     return found
 
 
-def _downstream(prog: Program, key: str) -> list[Node]:
-    """Consumers of a tensor, looking through data-movement ops."""
-    out: list[Node] = []
-    for c in prog.consumers.get(key, []):
-        if c.op in MOVE_OPS and c.inputs[0] == key:
-            out += _downstream(prog, c.out)
-        else:
-            out.append(c)
-    return out
-
-
 def build_plan(
     prog: Program,
     sample_shapes: Mapping[str, tuple[int, ...]],
     scale_factors: float | Mapping[str, float] = 1.0,
     precision: str = "i16",
     layout: str = "correct",
+    porting: bool = False,
 ) -> Plan:
-    """Decide all scale factors and build the integer steps (restarting when a concat requantizes)."""
+    """Decide all scale factors and build the integer steps (restarting when a concat requantizes).
+
+    ``porting``: apply what a porting team does with layers the plugin refuses as exported (``porting.py``):
+    host pre/post-processing for ops GNA has no layer for, and the exact rewrites of padded or odd-sized
+    convolutions. Without it those layers are refused with the plugin's reason."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if precision not in PRECISIONS:
@@ -176,7 +149,7 @@ def build_plan(
     requantized: list[str] = []  # each restart's reason, kept for the final plan
     for _ in range(16):
         try:
-            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides)
+            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting)
         except _Requantize as rq:
             overrides[rq.layer] = rq.sf
             requantized.append(rq.note)
@@ -209,7 +182,7 @@ def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[
     return out
 
 
-def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> Plan:
+def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting=False) -> Plan:
     notes: list[str] = []
     info: dict[str, TInfo] = {}
     steps: list[Step] = []
@@ -238,18 +211,27 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
                     if max(abs(lo), abs(hi)) * sf > 32767:
                         notes.append(f"input {pname[p]!r}: values above {32767 / sf:g} saturate int16 at sf {sf:g}")
 
-    for key, names, _ in prog.params:
-        sf = sf_in[key]
-        shape = tuple(sample_shapes[key])
-        info[key + "#q"] = TInfo(sf, 16, shape, from_input=True, param=key)
+    host_fed = porting_rules.host_fed_params(prog) if porting else set()
+    alias: dict[str, str] = {}
+    quantized: dict[str, str] = {}
 
+    def quantize_step(key: str, src: str, names: list[str], sf: float, after_host: bool) -> str:
         def q_run(x, sf=sf, name=repr(names[0])):
             return quantize_input(x, sf, name)
 
-        steps.append(Step("input", names[0], [key], key + "#q", q_run,
-                          {"layer": names[0], "op": "Parameter", "precision": "i16", "in_sf": None, "w_sf": None,
-                           "out_sf": sf, "bits": 16}))
-    alias = {key: key + "#q" for key, _, _ in prog.params}
+        steps.append(Step("input", names[0], [src], key + "#q", q_run,
+                          {"layer": names[0], "op": "Parameter" + (" (after host pre-processing)" if after_host else ""),
+                           "precision": "i16", "in_sf": None, "w_sf": None, "out_sf": sf, "bits": 16}))
+        return key + "#q"
+
+    for key, names, _ in prog.params:
+        sf = sf_in[key]
+        shape = tuple(sample_shapes[key])
+        if key in host_fed:  # quantized where the GNA part starts reading it, after the host ops
+            info[key] = TInfo(sf, 0, shape, from_input=True, param=key)
+            continue
+        info[key + "#q"] = TInfo(sf, 16, shape, from_input=True, param=key)
+        alias[key] = quantize_step(key, key, names, sf, False)
 
     def get(key: str) -> str:
         return alias.get(key, key)
@@ -261,6 +243,13 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
         ti = info[k]
         if ti.bits == 16:
             return k
+        if ti.bits == 0:  # host float data entering the GNA part: the input quantization happens here
+            if k not in quantized:
+                names = next(n for p, n, _ in prog.params if p == ti.param)
+                q = quantize_step(k, k, names, ti.sf, True)
+                info[q] = TInfo(ti.sf, 16, ti.shape, from_input=True, param=ti.param)
+                quantized[k] = q
+            return quantized[k]
         name = f"{ti.root}/identity" + ("_output" if for_result else "")
         if (k, name) in identities:
             return identities[(k, name)]
@@ -277,10 +266,10 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
     for node in prog.nodes:
         if node.op in MOVE_OPS:
             src = info[get(node.inputs[0])]
-            arg = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
-            shape = move_shape(node.op, node.attrs, src.shape, arg)
+            args = [prog.consts.get(k) for k in node.inputs[1:]]
+            shape = move_shape(node.op, node.attrs, src.shape, args)
             steps.append(Step("move", node.name, [get(node.inputs[0])], node.out,
-                              lambda x, n=node, a=arg: (apply_move(n.op, n.attrs, x, a, True), 0)))
+                              lambda x, n=node, a=args: (apply_move(n.op, n.attrs, x, a, True), 0)))
             info[node.out] = TInfo(src.sf, src.bits, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
         elif node.op == "FakeQuantize" and node.name in input_fq:
             alias[node.out] = get(node.inputs[0])
@@ -300,10 +289,16 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
             notes.extend(plugin_checks.concat_axis_warning(node, [info[get(k)] for k in node.inputs]))
             notes.extend(plugin_checks.conv_concat_axis_warning(
                 node, info[get(node.inputs[0])].shape, [_producer_op(prog, k) == "Convolution" for k in node.inputs]))
+        elif node.op in HOST_OPS:
+            porting_rules.host_step(prog, node, info, steps, get, porting)
+        elif node.op in ACTIVATION_OPS:  # Relu is handled above
+            activations.add_step(node, prog, info, steps, get, overrides)
+        elif node.op in ELTWISE_OPS:
+            eltwise.add_step(node, prog, info, steps, get, need16, notes)
         elif node.op == "Convolution":
-            _conv(prog, node, info, steps, need16, layout, precision)
+            weightable.add_conv(prog, node, info, steps, need16, layout, precision, porting, notes)
         elif node.op == "MatMul":
-            _fc(prog, node, info, steps, need16, precision)
+            weightable.add_fc(prog, node, info, steps, need16, precision)
         else:  # pragma: no cover - ir_reader already rejects these
             raise unsupported(node.op, node.name)
 
@@ -311,7 +306,7 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides) -> 
     for name, key in prog.results:
         k = get(key)
         ti = info[k]
-        if ti.bits == 32 and any(c.op not in ("Result",) for c in _downstream(prog, _root_key(prog, key))):
+        if ti.bits == 32 and any(c.op not in ("Result",) for c in downstream(prog, _root_key(prog, key))):
             k = need16(key, for_result=True)
             ti = info[k]
         outputs.append((name, k, ti.sf))
@@ -414,96 +409,3 @@ def _concat(prog, node, info, steps, need16, notes) -> None:
                       {"layer": node.name, "op": "Concat", "precision": "i16", "in_sf": sfs[0], "w_sf": None,
                        "out_sf": sfs[0], "bits": 16, "axis": axis, "rank": len(shape)}))
     info[node.out] = TInfo(sfs[0], 16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
-
-
-def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
-    down = _downstream(prog, node.out)
-    if len(down) == 1 and down[0].op == "FakeQuantize":
-        fq = down[0]
-        return (int(fq.attrs["levels"]), float(np.min(prog.consts[fq.inputs[3]])),
-                float(np.max(prog.consts[fq.inputs[4]])))
-    return None
-
-
-def _conv(prog, node, info, steps, need16, layout, precision) -> None:
-    a = node.attrs
-    if any(int(p) != 0 for p in list(a.get("pads_begin", [])) + list(a.get("pads_end", []))) or \
-            str(a.get("auto_pad", "explicit")).lower() in ("same_upper", "same_lower"):
-        raise ValueError(f"convolution {node.name!r}: Padding isn't supported by GNA (pads must be 0)")
-    if any(int(d) != 1 for d in a.get("dilations", [])):
-        raise ValueError(f"convolution {node.name!r}: dilation must be 1 on GNA")
-    k = need16(node.inputs[0])
-    ti = info[k]
-    if node.inputs[1] not in prog.consts:
-        raise ValueError(f"convolution {node.name!r}: weights must be constant")
-    w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
-    stats = prog.stats.get(node.inputs[1])
-    shape = ti.shape
-    if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
-        w3 = w[:, :, 0, :]
-        stride = int(a["strides"][1])
-        if int(a["strides"][0]) != 1:
-            raise ValueError(f"convolution {node.name!r}: 2-D convolution supported only with H=1")
-    elif len(shape) == 3:
-        w3, stride = w, int(a["strides"][0])
-    else:
-        raise ValueError(f"convolution {node.name!r}: only 1-D convolutions (or 2-D with H=1) are supported, "
-                         f"input shape {shape}")
-    if shape[0] != 1:
-        raise ValueError(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
-    f, c, kk = w3.shape
-    width = shape[-1]
-    geo = cv.geometry(c, width, kk, stride, f)
-    if stats is not None and len(w.shape) == 4:
-        from gnaexp.emulator.quantize import WeightStats
-        stats = WeightStats(stats.levels, stats.out_low[:, :, 0, :], stats.out_high[:, :, 0, :], stats.source)
-    wq = quantize_weightable(w3, node.bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
-                             dst_stats=_dst_stats(prog, node))
-    flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
-    legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
-    out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
-
-    def run(x, wq=wq, flt=flt, geo=geo, legacy=legacy, out_shape=out_shape):
-        n = x.shape[0]
-        x3 = x.reshape(n, geo.channels, geo.width)
-        mem = x3.reshape(n, -1) if legacy else x3  # (N, C, W) is interleaved inside the primitive
-        o, sat = cv.conv1d(mem, flt, wq.bias, geo)
-        return o.reshape((n,) + out_shape), sat
-
-    summary = {"layer": node.name, "op": "Convolution", "precision": wq.weight_precision, "bits": 32,
-               **wq.summary(), "geometry": {"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
-               "input_layout": "NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)",
-               "notes": wq.notes}
-    steps.append(Step("conv", node.name, [k], node.out, run, summary))
-    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
-
-
-def _fc(prog, node, info, steps, need16, precision) -> None:
-    a = node.attrs
-    if node.inputs[1] not in prog.consts or node.inputs[0] in prog.consts:
-        raise ValueError(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")
-    if a.get("transpose_a"):
-        raise ValueError(f"MatMul {node.name!r}: transpose_a is not supported")
-    k = need16(node.inputs[0])
-    ti = info[k]
-    b = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
-    if b.ndim != 2:
-        raise ValueError(f"MatMul {node.name!r}: weights must be 2-D, got {b.shape}")
-    rows = b if a.get("transpose_b") else b.T
-    stats = prog.stats.get(node.inputs[1])
-    if stats is not None and not a.get("transpose_b"):
-        from gnaexp.emulator.quantize import WeightStats
-        stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
-    wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
-                             dst_stats=_dst_stats(prog, node))
-    out_shape = ti.shape[:-1] + (rows.shape[0],)
-    layer = primitives.Affine(wq.weights, wq.bias, wq.multipliers)  # weights prepared once, not per chunk
-
-    def run(x, layer=layer):
-        acc, sat = layer(x.reshape(-1, x.shape[-1]))
-        return acc.reshape(x.shape[:-1] + (acc.shape[-1],)), sat
-
-    steps.append(Step("fc", node.name, [k], node.out, run,
-                      {"layer": node.name, "op": "FullyConnected", "precision": wq.weight_precision, "bits": 32,
-                       **wq.summary(), "notes": wq.notes}))
-    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)

@@ -17,17 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.emulator.moves import MOVE_OPS, apply_move
 from gnaexp.emulator.quantize import WeightStats, snap_fake_quantize
 
 SUPPORTED_OPS = (
-    "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add (bias constant after Convolution/MatMul)",
-    "Concat", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Relu", "FakeQuantize",
-    "Convert/Multiply/Subtract/Divide on constants",
+    "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Concat", "Reshape", "Squeeze",
+    "Unsqueeze", "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "Sigmoid", "Tanh",
+    "Sqrt", "Power (constant exponent)", "FakeQuantize", "Pad and ReduceMean (on the host, with porting)",
+    "constant subgraphs (Convert/Multiply/Subtract/Divide/ShapeOf/Gather/…)",
 )
-MOVE_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Transpose"}
-FOLD_OPS = {"Convert", "Multiply", "Subtract", "Add", "Divide", "Reshape", "Squeeze", "Unsqueeze", "Transpose",
-            "Concat", "FakeQuantize"}
-GRAPH_OPS = {"Convolution", "MatMul", "Concat", "Relu", "FakeQuantize"} | MOVE_OPS
+FOLD_OPS = {"Convert", "Multiply", "Subtract", "Add", "Divide", "Mod", "Greater", "Broadcast", "Gather", "Slice",
+            "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "FakeQuantize"}
+ACTIVATION_OPS = {"Relu", "Sigmoid", "Tanh", "Sqrt", "Power"}
+ELTWISE_OPS = {"Add", "Multiply"}
+HOST_OPS = {"Pad", "ReduceMean"}
+GRAPH_OPS = {"Convolution", "MatMul", "Concat", "FakeQuantize"} | ACTIVATION_OPS | ELTWISE_OPS | HOST_OPS | MOVE_OPS
 
 
 class UnsupportedOpError(ValueError):
@@ -66,68 +70,64 @@ class Program:
     consumers: dict[str, list[Node]]
     has_fake_quantize: bool
     source: str = ""
+    folded: dict[str, int] = field(default_factory=dict)  # op type → how many were computed on constants
+
+
+def downstream(prog: Program, key: str) -> list[Node]:
+    """Consumers of a tensor, looking through data-movement ops."""
+    out: list[Node] = []
+    for c in prog.consumers.get(key, []):
+        if c.op in MOVE_OPS and c.inputs[0] == key:
+            out += downstream(prog, c.out)
+        else:
+            out.append(c)
+    return out
 
 
 def _key(node, index: int = 0) -> str:
     return f"{node.get_name()}:{index}"
 
 
-def _reshape_target(in_shape: tuple[int, ...], target: np.ndarray, special_zero: bool) -> tuple[int, ...]:
-    out = [int(v) for v in np.asarray(target).reshape(-1)]
-    if special_zero:
-        out = [in_shape[i] if v == 0 else v for i, v in enumerate(out)]
-    if -1 in out:
-        known = int(np.prod([v for v in out if v != -1])) or 1
-        out[out.index(-1)] = int(np.prod(in_shape)) // known
-    return tuple(out)
-
-
-def move_shape(op: str, attrs: dict[str, Any], shape: tuple[int, ...], arg: np.ndarray | None) -> tuple[int, ...]:
-    """Output shape of a data-movement op on a tensor of ``shape`` (no batch axis)."""
-    if op == "Reshape":
-        return _reshape_target(shape, arg, bool(attrs.get("special_zero", False)))
-    if op == "Transpose":
-        return tuple(shape[int(p)] for p in np.asarray(arg).reshape(-1))
-    if op == "Squeeze":
-        if arg is None:
-            return tuple(d for d in shape if d != 1)
-        axes = {int(a) % len(shape) for a in np.asarray(arg).reshape(-1)}
-        return tuple(d for i, d in enumerate(shape) if i not in axes)
-    if op == "Unsqueeze":
-        axes = np.asarray(arg).reshape(-1)
-        rank = len(shape) + len(axes)
-        axes = sorted(int(a) % rank for a in axes)
-        out = list(shape)
-        for a in axes:
-            out.insert(a, 1)
-        return tuple(out)
-    raise ValueError(op)
-
-
-def apply_move(op: str, attrs: dict[str, Any], x: np.ndarray, arg: np.ndarray | None, batched: bool) -> np.ndarray:
-    """Apply a data-movement op; with ``batched`` the first axis is the emulator's sample axis."""
-    lead = 1 if batched else 0
-    shape = x.shape[lead:]
-    if op == "Transpose":
-        perm = [int(p) for p in np.asarray(arg).reshape(-1)]
-        return np.transpose(x, list(range(lead)) + [p + lead for p in perm])
-    new = move_shape(op, attrs, shape, arg)
-    return x.reshape(x.shape[:lead] + new)
-
-
 def _fold(op, t: str, vals: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarray:
     if t == "Convert":
         return vals[0].astype(op.get_output_element_type(0).to_dtype())
-    if t in ("Multiply", "Subtract", "Add", "Divide"):
-        f = {"Multiply": np.multiply, "Subtract": np.subtract, "Add": np.add, "Divide": np.divide}[t]
-        return f(vals[0], vals[1]).astype(op.get_output_element_type(0).to_dtype())
+    dtype = op.get_output_element_type(0).to_dtype()
+    if t == "Divide" and np.issubdtype(vals[0].dtype, np.integer):
+        f = np.floor_divide if attrs.get("m_pythondiv", True) else lambda a, b: np.trunc(a / b)
+        return f(vals[0], vals[1]).astype(dtype)
+    if t in ("Multiply", "Subtract", "Add", "Divide", "Mod", "Greater"):
+        f = {"Multiply": np.multiply, "Subtract": np.subtract, "Add": np.add, "Divide": np.divide, "Mod": np.mod,
+             "Greater": np.greater}[t]
+        return np.asarray(f(vals[0], vals[1])).astype(dtype)
+    if t == "Broadcast" and str(attrs.get("mode", "numpy")).lower() in ("numpy", "bidirectional"):
+        target = tuple(int(v) for v in np.asarray(vals[1]).reshape(-1))
+        return (np.broadcast_to(vals[0], target) if attrs.get("mode", "numpy") == "numpy"
+                else vals[0] * np.ones(target, dtype=vals[0].dtype))
     if t in MOVE_OPS:
-        return apply_move(t, attrs, vals[0], vals[1] if len(vals) > 1 else None, batched=False)
+        return apply_move(t, attrs, vals[0], vals[1:], batched=False)
     if t == "Concat":
         return np.concatenate(vals, axis=int(attrs["axis"]))
     if t == "FakeQuantize":
         return snap_fake_quantize(vals[0], int(attrs["levels"]), *vals[1:5])
     raise ValueError(t)
+
+
+def _split_nodes(op, t: str, name: str, in_keys: list[str], consts: dict[str, np.ndarray]) -> list[Node]:
+    """A Split/VariadicSplit as one Crop per output (each output keeps its own tensor key)."""
+    if any(k not in consts for k in in_keys[1:]):
+        raise unsupported(t, name, "axis and lengths must be constant")
+    shape = list(op.get_input_shape(0))
+    axis = int(np.asarray(consts[in_keys[1]]).reshape(-1)[0]) % len(shape)
+    if t == "Split":
+        n = int(op.get_attributes()["num_splits"])
+        lengths = [shape[axis] // n] * n
+    else:
+        lengths = [int(v) for v in np.asarray(consts[in_keys[2]]).reshape(-1)]
+        if -1 in lengths:
+            lengths[lengths.index(-1)] = shape[axis] - (sum(lengths) + 1)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    return [Node(f"{name}/{i}", "Crop", in_keys[:1], _key(op, i),
+                 {"axis": axis, "start": int(starts[i]), "stop": int(starts[i + 1])}) for i in range(len(lengths))]
 
 
 def read_program(model: Any) -> Program:
@@ -147,6 +147,7 @@ def read_program(model: Any) -> Program:
     alias: dict[str, str] = {}
     by_out: dict[str, Node] = {}
     has_fq = False
+    folded: dict[str, int] = {}
 
     def k_in(op, i: int) -> str:
         v = op.input_value(i)
@@ -179,6 +180,7 @@ def read_program(model: Any) -> Program:
         if t == "FakeQuantize":
             has_fq = True
         if n_in and all(k in consts for k in in_keys) and t in FOLD_OPS:
+            folded[t] = folded.get(t, 0) + 1
             vals = [consts[k] for k in in_keys]
             consts[out] = _fold(op, t, vals, attrs)
             tag = qtags.get(in_keys[0])
@@ -208,13 +210,16 @@ def read_program(model: Any) -> Program:
             elif t in MOVE_OPS or t == "Convert":
                 src = stats.get(in_keys[0])
                 if src is not None:
-                    arg = vals[1] if len(vals) > 1 else None
                     stats[out] = WeightStats(
                         src.levels,
-                        apply_move(t, attrs, np.ascontiguousarray(src.out_low), arg, False) if t != "Convert" else src.out_low,
-                        apply_move(t, attrs, np.ascontiguousarray(src.out_high), arg, False) if t != "Convert" else src.out_high,
+                        apply_move(t, attrs, np.ascontiguousarray(src.out_low), vals[1:], False) if t != "Convert" else src.out_low,
+                        apply_move(t, attrs, np.ascontiguousarray(src.out_high), vals[1:], False) if t != "Convert" else src.out_high,
                         src.source,
                     )
+            continue
+        if t == "ShapeOf" and op.get_input_partial_shape(0).is_static:  # static shapes: a constant
+            folded[t] = folded.get(t, 0) + 1
+            consts[out] = np.array(list(op.get_input_shape(0)), dtype=op.get_output_element_type(0).to_dtype())
             continue
         if t == "Add" and n_in == 2:
             ci = [i for i, k in enumerate(in_keys) if k in consts]
@@ -226,10 +231,26 @@ def read_program(model: Any) -> Program:
                         producer.bias = np.asarray(consts[in_keys[ci[0]]], dtype=np.float32)
                         alias[out] = producer.out
                         continue
-            raise unsupported(t, name, "only a bias constant added to a Convolution or MatMul output is supported")
         if t == "Convert" and op.get_output_element_type(0) == op.get_input_element_type(0):
             alias[out] = in_keys[0]
             continue
+        if t in ("Split", "VariadicSplit"):
+            nodes_split = _split_nodes(op, t, name, in_keys, consts)
+            nodes.extend(nodes_split)
+            by_out.update({n.out: n for n in nodes_split})
+            continue
+        if t in ("Gather", "Slice") and any(k not in consts for k in in_keys[1:]):
+            raise unsupported(t, name, "indices must be constant")
+        if t == "Gather" and int(attrs.get("batch_dims", 0)) != 0:
+            raise unsupported(t, name, "batch_dims must be 0")
+        if t == "Pad" and str(attrs.get("pad_mode", "constant")) == "constant" and len(in_keys) > 1 and \
+                all(k in consts for k in in_keys[1:]) and \
+                (len(in_keys) < 4 or not np.any(consts[in_keys[3]])):
+            t, attrs = "ZeroPad", {"pads_begin": [int(v) for v in consts[in_keys[1]]],
+                                   "pads_end": [int(v) for v in consts[in_keys[2]]]}
+            in_keys = in_keys[:1]
+        if t == "Power" and (n_in < 2 or in_keys[1] not in consts or np.asarray(consts[in_keys[1]]).size != 1):
+            raise unsupported(t, name, "the exponent must be one constant")
         if t not in GRAPH_OPS:
             raise unsupported(t, name)
         node = Node(name, t, in_keys, out, dict(attrs))
@@ -243,4 +264,4 @@ def read_program(model: Any) -> Program:
     res_nodes = {k for _, k in results}
     for k in res_nodes:
         consumers.setdefault(k, []).append(Node("Result", "Result", [k], ""))
-    return Program(params, nodes, consts, stats, results, consumers, has_fq, source)
+    return Program(params, nodes, consts, stats, results, consumers, has_fq, source, folded)

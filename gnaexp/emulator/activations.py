@@ -1,0 +1,233 @@
+"""Sigmoid, Tanh, Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target, then
+encoded as GNA segments (docs/gna-rules.md §3.8).
+
+Design [S: src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @8d2562b, ``pwl_search``,
+``pivot_search``, ``calculate_error_pct``; pwl_approximation.hpp ``details::Function``]:
+- domains: Sigmoid [−10, 10] → [0, 1], Tanh [−5, 5] → [−1, 1], Power x^e [−16, 16] for an integer e, else
+  [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
+- Sigmoid, Tanh and Power on a domain that straddles 0 are designed in two halves split at 0;
+- per half, N = 1, 2, … segments: tangent pivots moved until the errors at the segment ends are equal within
+  10 % (at most 2000 iterations), offset by a quarter of (max + min) error; N grows until the error is at most
+  the allowed share of the function's range: ``pwl_max_error_percent`` 1.0 % (0.015 % for Power), at most 128;
+- a flat segment from −∞ (Power with a fractional e: from 0) and the last point made flat; for Sigmoid/Tanh
+  both flats are clipped to the function's range.
+Output scale [S: frontend/scale_factor_calc.cpp ``getActivationScale``]: 2048 for Sigmoid/Tanh; for Power,
+32767 / max |f(x)| over [x_min, x_max] = [max(INT32_MIN/in_sf, −16) or 0, min(INT32_MAX/in_sf, 16)].
+Segments [S: backend/make_pwl.cpp ``make_gna_pwl(const T* m, …)``]: xBase = trunc(in_sf·α) & ~3 | shift index,
+yBase = round(out_sf·(m·α + b)), slope = round(m·out_sf/in_sf·2^shift) (``gna_slope``), each clamped to its
+type's range; the +∞ terminator is not a segment.
+Input: the PWL is the activation of the 32-bit layer before it (through data movement). A 16-bit input gets a
+unit diagonal first (``InsertDiagonalLayerPass``: weight 1.0 at w_sf 16384, so x·16384 at in_sf·16384).
+[I: an activation reading a 32-bit layer that also feeds other activations reads it unchanged; the plugin
+inserts per-activation copies (``HandleMultipleActivationsForTheLayerPass``) that we take to keep values.]
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from gnaexp.emulator import eltwise
+from gnaexp.emulator import pwl as pw
+from gnaexp.emulator.ir_reader import Node, Program
+from gnaexp.emulator.plan_types import Step, TInfo
+
+ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
+POWER_ERROR_PCT = 0.015
+MAX_SEGMENTS = 128
+MAX_ITERATIONS = 2000
+PIVOT_THRESHOLD = 0.1
+POW_DOMAIN = 16.0
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _function(op: str, exponent: float):
+    """(f, f', domain, (min, max) range or None) of a designed activation."""
+    if op == "Sigmoid":
+        def f(x):
+            return 1.0 / (1.0 + np.exp(-x))
+
+        return f, lambda x: f(x) * (1.0 - f(x)), (-10.0, 10.0), (0.0, 1.0)
+    if op == "Tanh":
+        return np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, (-5.0, 5.0), (-1.0, 1.0)
+    e = float(exponent)
+    lo = -POW_DOMAIN if math.fmod(e, 1.0) == 0.0 else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (lambda x: np.power(x, e), lambda x: e * np.power(x, e - 1.0), (lo, POW_DOMAIN), None)
+
+
+def _fp_eq(a: float, b: float) -> bool:
+    return abs(a - b) <= np.finfo(np.float64).eps * min(abs(a), abs(b))
+
+
+def pivot_search(f, df, n: int, a0: float, an: float, negative: bool) -> tuple[list[tuple[float, float, float, float]], float]:
+    """n segments (m, b, α, β) plus the end point (0, 0, α_N, β_N) for f on [a0, an], and their error."""
+    sgn = -1.0 if negative else 1.0
+    ts = [a0 + (np.arange(1, n + 1) / (n + 1)) * (an - a0)]
+    alphas: list[np.ndarray] = []
+    epss: list[np.ndarray] = []
+    j, delta, same, max_eps = 0, 1.0, False, 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        while True:
+            t = ts[j]
+            ft, dt = f(t), df(t)
+            alpha = np.empty(n + 1)
+            alpha[0], alpha[n] = a0, an
+            if n > 1:
+                alpha[1:n] = (ft[:-1] - ft[1:] + dt[1:] * t[1:] - dt[:-1] * t[:-1]) / (dt[1:] - dt[:-1])
+            eps = np.empty(n + 1)
+            eps[:n] = sgn * (dt * (alpha[:n] - t) + ft - f(alpha[:n]))
+            eps[n] = sgn * (dt[n - 1] * (alpha[n] - t[n - 1]) + ft[n - 1] - f(alpha[n]))
+            if np.any(np.isnan(eps)):
+                raise ValueError("The value is out of range.")
+            del alphas[j:], epss[j:]
+            alphas.append(alpha)
+            epss.append(eps)
+            prev, max_eps, min_eps = max_eps, float(np.max(np.abs(eps))), float(np.min(np.abs(eps)))
+            if j == MAX_ITERATIONS or max_eps - min_eps < PIVOT_THRESHOLD * min_eps:
+                if j == MAX_ITERATIONS:
+                    raise ValueError("Failed to converge in pivot_search!")
+                final = (max_eps + min_eps) / 4.0
+                m = sgn * dt
+                beta = sgn * dt * (alpha[:n] - t) + sgn * ft - final
+                segs = [(float(m[i]), float(beta[i] - m[i] * alpha[i]), float(alpha[i]), float(beta[i]))
+                        for i in range(n)]
+                segs.append((0.0, 0.0, float(alpha[n]),
+                             float(sgn * dt[n - 1] * (alpha[n] - t[n - 1]) + sgn * ft[n - 1] - final)))
+                return segs, final
+            if j > 0:
+                if max_eps > prev:
+                    j, delta, same = j - 1, delta / 2, False
+                elif _fp_eq(max_eps, prev):
+                    if not same:
+                        same = True
+                    else:
+                        j, delta, same = j - 1, delta / 2, False
+            t, alpha, eps = ts[j], alphas[j], epss[j]
+            d = delta * (eps[1:] - eps[:-1]) / ((eps[1:] / (alpha[1:] - t)) + (eps[:-1] / (t - alpha[:-1])))
+            del ts[j + 1:]
+            ts.append(t + d)
+            j += 1
+
+
+def _error_pct(f, lo: float, hi: float, offset: float, samples: int = 500) -> float:
+    step = (hi - lo) / (samples + 1)
+    if step < 0:
+        return 0.0
+    vals = np.concatenate([[f(np.float64(lo))], f(lo + np.arange(samples) * step)])
+    return 100.0 * abs(offset) / float(np.max(vals) - np.min(vals))
+
+
+def _search(op: str, f, df, lo: float, hi: float, allowed: float, integer_exp: bool) -> list[tuple[float, ...]]:
+    if lo < 0.0 < hi:  # designed in two halves split at 0 (Sigmoid, Tanh, Power)
+        left = [(-m, -b, a, -beta) for m, b, a, beta in _search(op, f, df, lo, 0.0, allowed, integer_exp)]
+        right = _search(op, f, df, 0.0, hi, allowed, integer_exp)
+        if op == "Power":
+            right = [(-m, -b, a, -beta) for m, b, a, beta in right]
+        return left[:-1] + right
+    negative = integer_exp if op == "Power" else hi == 0.0  # is_negative: design -f where f is convex
+    n = 1
+    segs, err = pivot_search(f, df, n, lo, hi, negative)
+    while n < MAX_SEGMENTS and allowed < _error_pct(f, lo, hi, err):
+        n += 1
+        segs, err = pivot_search(f, df, n, lo, hi, negative)
+    if n >= MAX_SEGMENTS:
+        raise ValueError("Failed to converge in pwl_search!")
+    return segs
+
+
+@functools.lru_cache(maxsize=None)
+def design(op: str, exponent: float = 1.0, allowed_pct: float = ALLOWED_ERROR_PCT) -> tuple[np.ndarray, ...]:
+    """The float PWL (m, b, α) of an activation, α one longer (its +∞ terminator), before any scaling."""
+    f, df, (lo, hi), rng = _function(op, exponent)
+    integer_exp = op == "Power" and math.fmod(float(exponent), 1.0) == 0.0
+    allowed = min(allowed_pct, POWER_ERROR_PCT) if op == "Power" else allowed_pct
+    segs = [list(s) for s in _search(op, f, df, lo, hi, allowed, integer_exp)]
+    if op == "Power":
+        segs.insert(0, [0.0, segs[0][3], -math.inf if integer_exp else 0.0, 0.0])
+        segs[-1][1] = segs[-1][3]
+    else:
+        lo_v, hi_v = rng
+        if segs[0][3] < lo_v:
+            segs[0][2] += (lo_v - segs[0][3]) / segs[0][0]
+        segs.insert(0, [0.0, max(segs[0][3], lo_v), -math.inf, 0.0])
+        if segs[-1][3] > hi_v:
+            segs[-1][2] += (hi_v - segs[-1][3]) / segs[-2][0]
+        segs[-1][1] = min(segs[-1][3], hi_v)
+    segs.append([0.0, 0.0, math.inf, 0.0])
+    arr = np.array(segs, dtype=np.float64)
+    return arr[:-1, 0], arr[:-1, 1], arr[:, 2]
+
+
+def _cast_check(v: float, lo: int, hi: int, rounded: bool) -> int:
+    """``cast_check_overflow``: ±∞ and out-of-range values clamp, else round half away (or truncate)."""
+    if v == math.inf or v > hi:
+        return hi
+    if v == -math.inf or v < lo:
+        return lo
+    if rounded:
+        return int(v + 0.5) if v >= 0 else int(v - 0.5)
+    return int(v)
+
+
+def _mul(a: float, b: float) -> float:
+    return 0.0 if a == 0 or b == 0 else a * b
+
+
+def encode(m: np.ndarray, b: np.ndarray, alpha: np.ndarray, in_sf: float, out_sf: float, kind: str) -> pw.PWL:
+    """GNA segments of a float PWL (one per slope; the α terminator is dropped)."""
+    rows = []
+    for mi, bi, ai in zip(m, b, alpha[:len(m)]):
+        s, scale, idx = pw.gna_slope(float(mi), in_sf, out_sf)
+        x = _cast_check(_mul(in_sf, float(ai)), INT32_MIN, INT32_MAX, rounded=False)
+        y = _cast_check(_mul(_mul(float(mi), float(ai)) + float(bi), out_sf), pw.INT16_MIN, pw.INT16_MAX, True)
+        k = _cast_check(_mul(s, float(scale)), pw.INT16_MIN, pw.INT16_MAX, True)
+        rows.append(((x & ~3) | idx, y, k))
+    arr = np.array(rows, dtype=np.int64)
+    return pw.PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), kind,
+                  int(arr[:, 1].min()), int(arr[:, 1].max()))
+
+
+def output_scale(op: str, exponent: float, in_sf: float) -> float:
+    """getActivationScale without statistics: 2048, or for Power 32767 / max |x^e| on the reachable domain."""
+    if op != "Power":
+        return float(pw.ACTIVATION_SF)
+    e = float(exponent)
+    x_min = max(INT32_MIN / in_sf, -POW_DOMAIN) if math.fmod(e, 1.0) == 0.0 else 0.0
+    x_max = min(INT32_MAX / in_sf, POW_DOMAIN)
+    peak = max(abs(x_min ** e), abs(x_max ** e))
+    return float(np.float32(32767.0 / peak)) if peak > 0 else float(pw.ACTIVATION_SF)
+
+
+def exponent_of(node: Node, prog: Program) -> float:
+    if node.op == "Sqrt":
+        return 0.5
+    if node.op == "Power":
+        return float(np.asarray(prog.consts[node.inputs[1]]).reshape(-1)[0])
+    return 1.0
+
+
+def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, overrides) -> None:
+    """Plan a Sigmoid/Tanh/Power/Sqrt PWL on the tensor before it."""
+    op = "Power" if node.op in ("Power", "Sqrt") else node.op
+    e = exponent_of(node, prog)
+    if op == "Power" and e == 1.0:
+        raise ValueError(f"Power {node.name!r} with exponent 1 is an affine layer in the plugin; fold it before export")
+    if op == "Power" and e == 0.0:
+        raise ValueError(f"Power {node.name!r} with exponent 0 is a constant; fold it before export")
+    k = get(node.inputs[0])
+    ti = info[k]
+    if ti.bits == 16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
+        k = eltwise.unit_diagonal(node.name, k, info, steps)
+        ti = info[k]
+    in_sf = ti.sf
+    out_sf = overrides.get(node.name, output_scale(op, e, in_sf))
+    m, b, alpha = design(op, e)
+    curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}")
+    steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                      {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
+                       "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+

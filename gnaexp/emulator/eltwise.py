@@ -1,0 +1,117 @@
+"""Element-wise Add and Multiply of two network tensors, as the GNA plugin runs them (docs/gna-rules.md §3.7).
+
+GNA has no element-wise unit: the plugin runs an eltwise as a *diagonal* affine layer
+[S: src/plugins/intel_gna/src/gna_graph_compiler.cpp ``EltwisePrimitive``]:
+- **Sum** (Sub: negative weight): out = in_w · w + in_b, where in_b is the input connected as the layer's bias
+  (the 32-bit one when there is one) and w = FloatToInt16(min(weights scale, 32767)) is one integer repeated on
+  the diagonal. Scale factors [S: frontend/scale_factor_calc.cpp, ``ScaleFactorPerLayer<EltwiseLayer*>``]: the
+  output takes the bias input's scale sf_b, the weights scale is sf_b / sf_w. A weights scale that is not an
+  integer is rounded: the w-input is then scaled by a slightly wrong factor (the plugin warns of accuracy loss).
+  Above 32767 the plugin raises the activation feeding the w-input instead (not modelled: refused with the
+  reason).
+- **Prod**: out = in_a · in_b with the second operand stored as the diagonal weights and zero bias; output
+  scale sf_a · sf_b, 32-bit.
+Both inputs must be 16-bit for a product, at most one 32-bit for a sum: the plugin inserts identities on the
+others [S: transformations/insert_identity_layer.cpp ``MarkIdentityCandidates``]. [I: when both sum inputs are
+32-bit the identity goes on the first input.] The output is 32-bit: a consumer needing 16-bit data gets an
+identity like any affine output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gnaexp.emulator.ir_reader import Node, Program
+from gnaexp.emulator.plan_types import Step, TInfo
+
+INT16_MAX = 32767
+DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _float_to_int16(v: float) -> int:
+    f = np.float32(v)
+    return int(np.float32(f + np.float32(0.5)) if f >= 0 else np.float32(f - np.float32(0.5)))
+
+
+def sum_weight(sf_w: float, sf_b: float) -> int:
+    """The diagonal's integer weight for the w-input of a sum: FloatToInt16(min(sf_b/sf_w, 32767))."""
+    return _float_to_int16(min(np.float32(sf_b) / np.float32(sf_w), np.float32(INT16_MAX)))
+
+
+def _sat32(acc: np.ndarray) -> tuple[np.ndarray, int]:
+    n = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+    if n:
+        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+    return acc, n
+
+
+def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, need16,
+             notes: list[str]) -> None:
+    """Plan one eltwise Add/Multiply of two non-constant inputs."""
+    if any(k in prog.consts for k in node.inputs):
+        raise ValueError(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
+                         "plugin folds it into the neighbouring affine layer (fuse it into the weights before export)")
+    keys = list(node.inputs)
+    shapes = [info[get(k)].shape for k in keys]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"{node.op} {node.name!r}: inputs of shapes {shapes[0]} and {shapes[1]}; the GNA eltwise "
+                         "needs equal shapes (broadcast before export)")
+    if node.op == "Multiply":
+        a, b = need16(keys[0]), need16(keys[1])
+        ta, tb = info[a], info[b]
+        out_sf = float(np.float32(ta.sf) * np.float32(tb.sf))
+
+        def run(x, y):
+            return _sat32(np.asarray(x, dtype=np.float64) * np.asarray(y, dtype=np.float64))
+
+        detail = {"op": "Eltwise Prod (diagonal affine)", "in_sf": [ta.sf, tb.sf], "w_sf": tb.sf}
+        ins = [a, b]
+    else:
+        wide = [info[get(k)].bits == 32 for k in keys]
+        if all(wide):
+            w_key, b_key = need16(keys[0]), keys[1]  # [I] identity on the first input
+        elif wide[0]:
+            w_key, b_key = need16(keys[1]), keys[0]
+        else:  # 16 + 16: a unit diagonal makes input 0 the 32-bit bias (SyntheticScaleShift)
+            w_key, b_key = need16(keys[1]), unit_diagonal(node.name, need16(keys[0]), info, steps)
+        b_key = get(b_key)
+        tw, tb = info[w_key], info[b_key]
+        weights_scale = float(np.float32(tb.sf) / np.float32(tw.sf))
+        if weights_scale > INT16_MAX:
+            raise ValueError(f"Add {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767); the "
+                             "plugin would lower the scale of the activation feeding it; give the inputs closer "
+                             "scale factors")
+        w = sum_weight(tw.sf, tb.sf)
+        if w == 0:
+            raise ValueError(f"Add {node.name!r}: weights scale {weights_scale:g} rounds to 0, so input "
+                             f"{w_key!r} would vanish; the scales of its inputs ({tw.sf:g}, {tb.sf:g}) differ too much")
+        if abs(w - weights_scale) > 1e-6 * max(1.0, weights_scale):
+            notes.append(f"Add {node.name!r}: weights scale {weights_scale:g} is not an integer; stored as {w}, so "
+                         f"one input is scaled by {w / weights_scale:.4f} (the plugin warns of this accuracy loss)")
+        out_sf = tb.sf
+
+        def run(x, y, w=w):
+            return _sat32(np.asarray(x, dtype=np.float64) * w + np.asarray(y, dtype=np.float64))
+
+        detail = {"op": "Eltwise Sum (diagonal affine)", "in_sf": [tw.sf, tb.sf], "w_sf": weights_scale,
+                  "weight_int": w}
+        ins = [w_key, b_key]
+    steps.append(Step("eltwise", node.name, ins, node.out, run,
+                      {"layer": node.name, "precision": "i16", "out_sf": out_sf, "bits": 32, **detail}))
+    info[node.out] = TInfo(out_sf, 32, info[ins[0]].shape, root=node.name)
+
+
+
+def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step]) -> str:
+    """A diagonal affine with weight 1.0 (integer 16384) on 16-bit data: x·16384 at sf·16384, 32-bit
+    [S: optimizer/gna_pass_manager.cpp ``InsertDiagonalLayerPass``, SyntheticScaleShift]."""
+    ti = info[key]
+    name = f"{layer}/SyntheticScaleShift"
+    new = f"{key}#{name}"
+    w = int(DIAGONAL_W_SF)
+    steps.append(Step("eltwise", name, [key], new, lambda x, w=w: (np.asarray(x, dtype=np.float64) * w, 0),
+                      {"layer": name, "op": "Diagonal (inserted, weight 1.0)", "precision": "i16",
+                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF, "out_sf": ti.sf * DIAGONAL_W_SF, "bits": 32}))
+    info[new] = TInfo(ti.sf * DIAGONAL_W_SF, 32, ti.shape, root=name)
+    return new

@@ -1,0 +1,240 @@
+"""What a porting team does with layers the GNA plugin refuses as exported, and the per-op support report.
+
+Three kinds of fix, each exact (no value changes) and each named in the plan's notes:
+- **host ops**: a reflect Pad reading the network input, and a ReduceMean whose result goes only to network
+  outputs, have no GNA layer (the 2023 plugin's layer creators have no Pad or Reduce layer, so it refuses
+  them at load [S: src/plugins/intel_gna/src/gna_graph_compiler.cpp, ``CreateLayerPrimitive`` creator table]).
+  They run on the host in float32, before the input is quantized and after the output is dequantized. The
+  result is labelled "emulated, with host pre/post-processing".
+- **padded 1-D convolutions**: the 1-D primitive has no padding ("Padding isn't supported by GNA",
+  ``finalizeConvolution1DPrimitive``); the plugin's ``ConvertPaddedToValidConv`` writes the pads as zeros
+  concatenated around the input [S: src/plugins/intel_gna/src/transformations/
+  convert_padded_to_valid_convolution.cpp]. The emulator writes the same zeros (int16 zeros are exact).
+  [I: the plugin's pass matches the NHWC-transposed pattern; for an NCW export the team would export the
+  zero padding explicitly, which computes the same values.]
+- **filter counts** that are not a multiple of 4 (``convFiltersNumDivider``, gna_limitations.hpp): zero
+  filters are appended and their outputs dropped; a zero filter does not change the weight scale (it is set by
+  the largest |weight|), so the kept outputs are those of the original layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Node, Program
+from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.plan_types import Step, TInfo
+
+HOST_LABEL = "emulated, with host pre/post-processing"
+PAD_FIX = ("export the padding as explicit zeros (e.g. torch.nn.functional.pad before a padding=0 conv), or "
+           "emulate with porting=True to apply that rewrite")
+HOST_FIX = "emulate with porting=True to run it on the host before/after the GNA part, as a porting team would"
+
+
+def _by_out(prog: Program) -> dict[str, Node]:
+    return {n.out: n for n in prog.nodes}
+
+
+def host_fed_params(prog: Program) -> set[str]:
+    """Network inputs that reach a host op through data movement only (quantized after the host op)."""
+    out = set()
+    for key, _, _ in prog.params:
+        todo = [key]
+        while todo:
+            k = todo.pop()
+            for c in prog.consumers.get(k, []):
+                if c.op in HOST_OPS:
+                    out.add(key)
+                elif c.op in MOVE_OPS and c.inputs[0] == k:
+                    todo.append(c.out)
+    return out
+
+
+def _feeds_only_results(prog: Program, key: str) -> bool:
+    for c in prog.consumers.get(key, []):
+        if c.op == "Result":
+            continue
+        if (c.op in MOVE_OPS or c.op in HOST_OPS) and c.inputs[0] == key and _feeds_only_results(prog, c.out):
+            continue
+        return False
+    return True
+
+
+def _host_position(prog: Program, node: Node, input_bits: int) -> str | None:
+    if input_bits == 0:
+        return "pre"
+    if _feeds_only_results(prog, node.out):
+        return "post"
+    return None
+
+
+def host_op_problem(node: Node) -> str | None:
+    """Why an op of HOST_OPS cannot run on the host as written, or None."""
+    if node.op == "Pad" and str(node.attrs.get("pad_mode", "constant")) not in ("reflect", "edge", "symmetric",
+                                                                                "constant"):
+        return f"pad mode {node.attrs.get('pad_mode')!r} is not known"
+    return None
+
+
+def host_step(prog: Program, node: Node, info: dict[str, TInfo], steps: list[Step], get, porting: bool) -> None:
+    """Run a Pad or ReduceMean in float32 on the host, before or after the GNA part."""
+    k = get(node.inputs[0])
+    ti = info[k]
+    where = _host_position(prog, node, ti.bits)
+    if not porting:
+        raise ValueError(f"{node.op} {node.name!r}: the GNA plugin has no {node.op} layer and refuses the network; "
+                         + HOST_FIX)
+    if where is None:
+        raise ValueError(f"{node.op} {node.name!r} lies inside the network: the GNA plugin has no {node.op} layer, "
+                         "and only ops right after the inputs or right before the outputs can run on the host; "
+                         "remove it or move it to the edge of the network")
+    problem = host_op_problem(node)
+    if problem:
+        raise ValueError(f"{node.op} {node.name!r}: {problem}")
+    args = [prog.consts.get(i) for i in node.inputs[1:]]
+    if any(a is None for a in args):
+        raise ValueError(f"{node.op} {node.name!r}: its parameters must be constant")
+    lead_sf = 1.0 if ti.bits == 0 else ti.sf
+
+    if node.op == "Pad":
+        begin, end = (np.asarray(a, dtype=np.int64).reshape(-1) for a in args[:2])
+        mode = str(node.attrs.get("pad_mode", "constant"))
+        value = float(np.asarray(args[2]).reshape(-1)[0]) if len(args) > 2 else 0.0
+
+        def run(x, begin=begin, end=end, mode=mode, value=value, sf=lead_sf):
+            x = np.asarray(x, dtype=np.float32) / np.float32(sf)
+            widths = [(0, 0)] + [(int(b), int(e)) for b, e in zip(begin, end)]
+            kw = {"constant_values": value} if mode == "constant" else {}
+            return np.pad(x, widths, mode=mode, **kw).astype(np.float32), 0
+
+        shape = tuple(d + int(b) + int(e) for d, b, e in zip(ti.shape, begin, end))
+    else:  # ReduceMean
+        axes = tuple(int(a) % len(ti.shape) for a in np.asarray(args[0]).reshape(-1))
+        keep = bool(node.attrs.get("keep_dims", False))
+
+        def run(x, axes=axes, keep=keep, sf=lead_sf):
+            x = np.asarray(x, dtype=np.float32) / np.float32(sf)
+            return np.mean(x, axis=tuple(a + 1 for a in axes), keepdims=keep, dtype=np.float32), 0
+
+        shape = tuple(1 if i in axes else d for i, d in enumerate(ti.shape) if keep or i not in axes)
+    steps.append(Step("host", node.name, [k], node.out, run,
+                      {"layer": node.name, "op": f"{node.op} (host, float32, {where}-processing)",
+                       "precision": "f32 (host)", "in_sf": None if ti.bits == 0 else ti.sf, "w_sf": None,
+                       "out_sf": 1.0, "bits": 0}))
+    info[node.out] = TInfo(1.0 if ti.bits else ti.sf, 0, shape, from_input=ti.from_input, param=ti.param)
+
+
+def conv_pads(node: Node) -> list[tuple[int, int]]:
+    """(begin, end) pads per spatial axis of a convolution, [] when it has none."""
+    begin = [int(p) for p in node.attrs.get("pads_begin", [])]
+    end = [int(p) for p in node.attrs.get("pads_end", [])]
+    return list(zip(begin, end)) if any(begin) or any(end) else []
+
+
+def zero_pad_step(node: Node, key: str, pads: list[tuple[int, int]], info: dict[str, TInfo],
+                  steps: list[Step]) -> str:
+    """Zeros around a 16-bit conv input (ConvertPaddedToValidConv): a data movement, exact."""
+    ti = info[key]
+    lead = len(ti.shape) - len(pads)
+    attrs = {"pads_begin": [0] * lead + [b for b, _ in pads], "pads_end": [0] * lead + [e for _, e in pads]}
+    new = f"{key}#{node.name}/pad"
+    steps.append(Step("move", f"{node.name}/zero-pad", [key], new,
+                      lambda x, a=attrs: (apply_move("ZeroPad", a, x, [], True), 0)))
+    info[new] = TInfo(ti.sf, 16, move_shape("ZeroPad", attrs, ti.shape, []), act=ti.act, from_input=ti.from_input,
+                      via_concat=ti.via_concat, param=ti.param)
+    return new
+
+
+def pad_filters(w: np.ndarray, bias: np.ndarray | None, stats: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Zero filters appended up to the next multiple of 4 (at least 4)."""
+    from gnaexp.emulator.conv import CONV_FILTERS_DIVIDER as D
+    f = w.shape[0]
+    extra = max(D, -(-f // D) * D) - f
+    w = np.concatenate([w, np.zeros((extra,) + w.shape[1:], dtype=w.dtype)])
+    b = np.zeros(f, dtype=np.float32) if bias is None else np.asarray(bias, dtype=np.float32).reshape(-1)
+    b = np.concatenate([b, np.zeros(extra, dtype=np.float32)])
+    if stats is not None:  # the extra filters copy the first filter's range: the weight scale does not change
+        stats = type(stats)(stats.levels, np.concatenate([stats.out_low, np.repeat(stats.out_low[:1], extra, 0)]),
+                            np.concatenate([stats.out_high, np.repeat(stats.out_high[:1], extra, 0)]), stats.source)
+    return w, b, stats
+
+
+def _conv_status(node: Node, prog: Program) -> tuple[str, str]:
+    from gnaexp.emulator.conv import CONV_FILTERS_DIVIDER as D
+    fixes = []
+    if conv_pads(node):
+        fixes.append("pads written as zeros before a valid convolution (refused as exported: \"Padding isn't "
+                     "supported by GNA\", finalizeConvolution1DPrimitive)")
+    w = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+    if w is not None and (w.shape[0] < D or w.shape[0] % D):
+        fixes.append(f"{w.shape[0]} filters padded to a multiple of {D} with zero filters (refused as exported: "
+                     "kConvFiltersNumDivider, gna_limitations.hpp)")
+    bias = " with its bias fused" if node.bias is not None else ""
+    if fixes:
+        return "rewritten", "GNA 1-D convolution" + bias + "; porting rewrite: " + "; ".join(fixes)
+    return "native", "GNA 1-D convolution" + bias + " (finalizeConvolution1DPrimitive)"
+
+
+def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
+    """Per operation of the IR: what the GNA plugin does with it (native, decomposed, rewritten by porting, run
+    on the host, data movement, folded, or refused), and the source of that answer."""
+    from gnaexp.emulator.activations import design, exponent_of
+
+    rows: list[dict[str, str]] = []
+    host_fed = host_fed_params(prog)
+    for node in prog.nodes:
+        op = node.op
+        if op == "Convolution":
+            status, how = _conv_status(node, prog)
+            if status == "rewritten" and not porting:
+                status = "refused"
+        elif op == "MatMul":
+            status, how = "native", "fully connected (affine) layer" + (" with its bias fused" if node.bias is not None
+                                                                        else "")
+        elif op in ELTWISE_OPS:
+            status, how = "native", ("eltwise " + ("sum" if op == "Add" else "product") + " as a diagonal affine "
+                                     "layer (gna_graph_compiler.cpp EltwisePrimitive)")
+        elif op == "Relu":
+            status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
+        elif op in ACTIVATION_OPS:
+            e = exponent_of(node, prog)
+            kind = "Power" if op in ("Power", "Sqrt") else op
+            segments = len(design(kind, e)[0]) if kind != "Power" or e not in (0.0, 1.0) else 0
+            status, how = "decomposed", (f"PWL of {segments} segments designed to a 1 % error target "
+                                         "(pwl_approximation.cpp)" if kind != "Power" else
+                                         f"Power {e:g} as a PWL of {segments} segments (0.015 % target, domain "
+                                         f"{'[-16, 16]' if e % 1 == 0 else '[0, 16]'}; outside it the output is flat)")
+        elif op == "Concat":
+            status, how = "native", "memory concatenation (one scale factor across inputs)"
+        elif op == "FakeQuantize":
+            status, how = "native", "quantization statistics (scale factors), not a layer"
+        elif op in MOVE_OPS:
+            status, how = "movement", "data movement: memory offsets or copies, no arithmetic"
+        elif op in HOST_OPS:
+            edge = node.inputs[0] in host_fed or _reaches_params(prog, node.inputs[0], host_fed) or \
+                _feeds_only_results(prog, node.out)
+            if porting and edge:
+                status, how = "host", (f"no GNA {op} layer (refused at load); runs in float32 on the host "
+                                       + ("before the input is quantized" if op == "Pad" else
+                                          "after the output is dequantized"))
+            else:
+                status, how = "refused", f"the GNA plugin has no {op} layer" + ("" if edge else
+                                                                             " and it lies inside the network")
+        else:
+            status, how = "refused", "not modelled"
+        rows.append({"op": op, "name": node.name, "status": status, "how": how})
+    for op, n in sorted(prog.folded.items()):
+        rows.append({"op": op, "name": f"{n} on constants", "status": "folded",
+                     "how": "computed once at load (constant and shape subgraphs)"})
+    return rows
+
+
+def _reaches_params(prog: Program, key: str, params: set[str]) -> bool:
+    by_out = _by_out(prog)
+    node = by_out.get(key)
+    while node is not None and node.op in MOVE_OPS:
+        key = node.inputs[0]
+        node = by_out.get(key)
+    return key in params

@@ -1,0 +1,122 @@
+"""Convolution and fully connected layers in the plan: weight quantization (docs/gna-rules.md §3.2) and the
+1-D convolution primitive on interleaved memory (§4)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gnaexp.emulator import conv as cv
+from gnaexp.emulator import porting as porting_rules
+from gnaexp.emulator import primitives
+from gnaexp.emulator.ir_reader import Node, Program, downstream
+from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.quantize import quantize_weightable
+
+
+def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
+    down = downstream(prog, node.out)
+    if len(down) == 1 and down[0].op == "FakeQuantize":
+        fq = down[0]
+        return (int(fq.attrs["levels"]), float(np.min(prog.consts[fq.inputs[3]])),
+                float(np.max(prog.consts[fq.inputs[4]])))
+    return None
+
+
+def add_conv(prog, node, info, steps, need16, layout, precision, porting=False, notes=None) -> None:
+    a = node.attrs
+    if str(a.get("auto_pad", "explicit")).lower() in ("same_upper", "same_lower"):
+        raise ValueError(f"convolution {node.name!r}: auto_pad {a['auto_pad']} is not supported by GNA; export "
+                         "with explicit pads")
+    if any(int(d) != 1 for d in a.get("dilations", [])):
+        raise ValueError(f"convolution {node.name!r}: dilation must be 1 on GNA")
+    k = need16(node.inputs[0])
+    pads = porting_rules.conv_pads(node)
+    if pads:
+        if not porting:
+            raise ValueError(f"convolution {node.name!r}: Padding isn't supported by GNA (pads must be 0); "
+                             f"{porting_rules.PAD_FIX}")
+        k = porting_rules.zero_pad_step(node, k, pads, info, steps)
+        notes.append(f"convolution {node.name!r}: pads {pads} written as zeros in front of a valid convolution "
+                     "(porting rewrite; exact)")
+    ti = info[k]
+    if node.inputs[1] not in prog.consts:
+        raise ValueError(f"convolution {node.name!r}: weights must be constant")
+    w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
+    stats = prog.stats.get(node.inputs[1])
+    shape = ti.shape
+    if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
+        w3 = w[:, :, 0, :]
+        stride = int(a["strides"][1])
+        if int(a["strides"][0]) != 1:
+            raise ValueError(f"convolution {node.name!r}: 2-D convolution supported only with H=1")
+    elif len(shape) == 3:
+        w3, stride = w, int(a["strides"][0])
+    else:
+        raise ValueError(f"convolution {node.name!r}: only 1-D convolutions (or 2-D with H=1) are supported, "
+                         f"input shape {shape}")
+    if shape[0] != 1:
+        raise ValueError(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
+    f, c, kk = w3.shape
+    width = shape[-1]
+    if stats is not None and len(w.shape) == 4:
+        from gnaexp.emulator.quantize import WeightStats
+        stats = WeightStats(stats.levels, stats.out_low[:, :, 0, :], stats.out_high[:, :, 0, :], stats.source)
+    bias = node.bias
+    if porting and (f < cv.CONV_FILTERS_DIVIDER or f % cv.CONV_FILTERS_DIVIDER):
+        w3, bias, stats = porting_rules.pad_filters(w3, bias, stats)
+        notes.append(f"convolution {node.name!r}: {f} filters padded with zero filters to {w3.shape[0]} "
+                     f"(GNA needs a multiple of {cv.CONV_FILTERS_DIVIDER}; porting rewrite; the extra outputs are "
+                     "dropped; exact)")
+    geo = cv.geometry(c, width, kk, stride, w3.shape[0])
+    wq = quantize_weightable(w3, bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
+                             dst_stats=_dst_stats(prog, node))
+    flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
+    legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
+    out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
+
+    def run(x, wq=wq, flt=flt, geo=geo, legacy=legacy, out_shape=out_shape):
+        n = x.shape[0]
+        x3 = x.reshape(n, geo.channels, geo.width)
+        mem = x3.reshape(n, -1) if legacy else x3  # (N, C, W) is interleaved inside the primitive
+        o, sat = cv.conv1d(mem, flt, wq.bias, geo)
+        if geo.filters != out_shape[1]:  # zero filters added by porting: their outputs are dropped
+            o = o.reshape(n, geo.filters, -1)[:, :out_shape[1]]
+        return o.reshape((n,) + out_shape), sat
+
+    summary = {"layer": node.name, "op": "Convolution", "precision": wq.weight_precision, "bits": 32,
+               **wq.summary(), "geometry": {"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
+               "input_layout": "NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)",
+               "notes": wq.notes}
+    steps.append(Step("conv", node.name, [k], node.out, run, summary))
+    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
+
+
+def add_fc(prog, node, info, steps, need16, precision) -> None:
+    a = node.attrs
+    if node.inputs[1] not in prog.consts or node.inputs[0] in prog.consts:
+        raise ValueError(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")
+    if a.get("transpose_a"):
+        raise ValueError(f"MatMul {node.name!r}: transpose_a is not supported")
+    k = need16(node.inputs[0])
+    ti = info[k]
+    b = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
+    if b.ndim != 2:
+        raise ValueError(f"MatMul {node.name!r}: weights must be 2-D, got {b.shape}")
+    rows = b if a.get("transpose_b") else b.T
+    stats = prog.stats.get(node.inputs[1])
+    if stats is not None and not a.get("transpose_b"):
+        from gnaexp.emulator.quantize import WeightStats
+        stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
+    wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
+                             dst_stats=_dst_stats(prog, node))
+    out_shape = ti.shape[:-1] + (rows.shape[0],)
+    layer = primitives.Affine(wq.weights, wq.bias, wq.multipliers)  # weights prepared once, not per chunk
+
+    def run(x, layer=layer):
+        acc, sat = layer(x.reshape(-1, x.shape[-1]))
+        return acc.reshape(x.shape[:-1] + (acc.shape[-1],)), sat
+
+    steps.append(Step("fc", node.name, [k], node.out, run,
+                      {"layer": node.name, "op": "FullyConnected", "precision": wq.weight_precision, "bits": 32,
+                       **wq.summary(), "notes": wq.notes}))
+    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)

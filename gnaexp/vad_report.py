@@ -1,0 +1,144 @@
+"""What notebooks/vad.ipynb shows of a silero_vad record: waveform with ground truth, probability per backend,
+decision strips, state drift, metrics, the emulator's support report and plan, and the verdict in words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp import audio as audio_mod
+from gnaexp import plots, vad, vad_metrics, vad_run
+from gnaexp.markup import cell, escape, table
+
+
+
+def _color(i: int) -> str:
+    """The reference (first backend) in black, the others in the plots' colour cycle, stable by position."""
+    return plots.REFERENCE_COLOR if i == 0 else plots.COLORS[(i - 1) % len(plots.COLORS)]
+
+
+def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor: float, precision: str,
+        record_dir: str) -> dict[str, Any]:
+    """Stream the audio (a .wav file or a folder of them) through the backends; the record, with tracks."""
+    source = Path(audio)
+    wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
+    if not wavs:
+        raise ValueError(f"no .wav files in {source}")
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision}
+    record = vad_run.run(wavs, names, Path(record_dir), options=options)
+    tracks = np.load(Path(record_dir) / "tracks.npz")
+    record["_tracks"] = {k: tracks[k] for k in tracks.files}
+    record["_audio"] = {p.name: audio_mod.load_wav(p).samples for p in wavs}
+    return record
+
+
+def _time(n: int) -> np.ndarray:
+    return np.arange(n) * vad.CHUNK / vad.SAMPLE_RATE
+
+
+def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
+    """Waveform with the true speech segments, every backend's probability, and one decision strip each."""
+    f = next(x for x in record["files"] if file in (None, x["file"]))
+    stem = Path(f["file"]).stem
+    labels = record["labels"]
+    fig = plots.figure(9.5, 6.2)
+    ax_wave, ax_p, ax_d = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 2, 1]})
+    samples = record["_audio"][f["file"]]
+    ax_wave.plot(np.arange(len(samples)) / vad.SAMPLE_RATE, samples, color="0.35", lw=0.4)
+    for start, end in f["truth"] or []:
+        for ax in (ax_wave, ax_p):
+            ax.axvspan(start * vad.CHUNK / vad.SAMPLE_RATE, end * vad.CHUNK / vad.SAMPLE_RATE, color="tab:green",
+                       alpha=0.12, lw=0)
+    ax_wave.set_ylabel("audio")
+    ax_wave.set_title(f"{f['file']}: speech (green: synthesis ground truth)", loc="left", fontsize=9)
+    for i, b in enumerate(record["backends"]):
+        p = record["_tracks"][f"{stem}/{b}"]
+        ax_p.plot(_time(len(p)), p, lw=1.4 if i == 0 else 1.0, color=_color(i), label=labels[b])
+        decided = vad_metrics.decisions(p)
+        ax_d.fill_between(_time(len(p)), i + 0.1, i + 0.1 + 0.8 * decided, step="post", color=_color(i), lw=0)
+    ax_p.axhline(0.5, color="0.5", lw=0.6, ls="--")
+    ax_p.set_ylabel("speech probability")
+    ax_p.set_ylim(-0.02, 1.02)
+    ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax_d.set_yticks([i + 0.5 for i in range(len(record["backends"]))], record["backends"], fontsize=8)
+    ax_d.set_ylim(0, len(record["backends"]))
+    ax_d.set_xlabel("time (s)")
+    ax_d.set_title("decisions at 0.5", loc="left", fontsize=9)
+    return fig
+
+
+def drift_figure(record: Mapping[str, Any], file: str | None = None) -> Any:
+    """SQNR of the LSTM state (h and c) per step against the reference: does the error accumulate?"""
+    f = next(x for x in record["files"] if file in (None, x["file"]))
+    fig = plots.figure(9.5, 2.8)
+    ax = fig.subplots()
+    for i, b in enumerate(record["backends"][1:], start=1):
+        drift = f["backends"][b]["state_drift"]
+        for part, style in (("h", "-"), ("c", ":")):
+            ax.plot(_time(len(drift[part])), np.minimum(drift[part], 150), style, color=_color(i),
+                    label=f"{record['labels'][b]} {part}", lw=1)
+    ax.set_ylabel("state SQNR (dB)")
+    ax.set_xlabel("time (s)")
+    ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def metrics_table(record: Mapping[str, Any]) -> str:
+    """One row per file and backend: probability errors, flips, segments, speed."""
+    head = ["file", "backend", "max |Δp|", "mean |Δp|", "cosine", "SQNR dB", "agreement", "flips (hyst.)",
+            "segments vs ref P/R", "vs truth P/R (±8)", "ms/chunk"]
+    rows = []
+    for f in record["files"]:
+        for b, r in f["backends"].items():
+            ref, truth = r["segments_vs_reference"], r.get("segments_vs_truth_loose")
+            rows.append([cell(f["file"]), cell(r["label"]), cell(r["max_abs_dp"], ".2e"), cell(r["mean_abs_dp"], ".2e"),
+                         cell(r["cosine"], ".6f"), cell(r["sqnr_db"], ".1f"), cell(100 * r["agreement"], ".1f"),
+                         escape(f"{r['flips']} ({r['hysteresis_flips']})"),
+                         escape(f"{ref['precision']:.2f}/{ref['recall']:.2f}"),
+                         escape(f"{truth['precision']:.2f}/{truth['recall']:.2f}") if truth else cell(None),
+                         cell(r["ms_per_chunk"], ".2f")])
+    return table(head, rows)
+
+
+def support_table(record: Mapping[str, Any]) -> str:
+    """The emulator's answer per op: native, decomposed, rewritten, host, movement, folded."""
+    rows = []
+    for b, em in (record.get("emulator") or {}).items():
+        for r in em["support"]:
+            rows.append([escape(r["status"]), escape(r["op"]), escape(r["name"]), escape(r["how"])])
+    return table(["status", "op", "layer", "what the GNA plugin does"], rows)
+
+
+def plan_table(record: Mapping[str, Any]) -> str:
+    """The emulator's plan: precision, scales and saturations per layer over the whole stream."""
+    rows = []
+    for b, em in (record.get("emulator") or {}).items():
+        for r in em["plan"]:
+            rows.append([escape(r["layer"]), escape(r["op"]), cell(r.get("in_sf")), cell(r.get("w_sf")),
+                         cell(r.get("out_sf")), cell(r["saturations"])])
+    return table(["layer", "op", "in sf", "w sf", "out sf", "saturated values"], rows)
+
+
+def verdict(record: Mapping[str, Any]) -> str:
+    """Per backend, in words, over all files."""
+    lines = []
+    for b in record["backends"][1:]:
+        rows = [f["backends"][b] for f in record["files"]]
+        chunks = sum(r["chunks"] for r in rows)
+        flips = sum(r["flips"] for r in rows)
+        near = sum(r["flips_near_boundary"] for r in rows)
+        agree = 100 * (1 - flips / chunks) if chunks else 100.0
+        lines.append(f"- **{record['labels'][b]}**: decisions identical on {agree:.1f} % of {chunks} chunks; "
+                     + (f"{flips} flips, {near} of them within one chunk of a segment boundary; " if flips else "no flips; ")
+                     + f"worst max |Δp| {max(r['max_abs_dp'] for r in rows):.3g}, lowest state SQNR "
+                     + _lowest_state(rows) + ".")
+    return "\n".join(lines)
+
+
+def _lowest_state(rows: list[dict[str, Any]]) -> str:
+    lows = [min(min(r["state_drift"][k]) for k in ("h", "c")) for r in rows if r.get("state_drift")]
+    return f"{min(lows):.1f} dB" if lows else "n/a"
