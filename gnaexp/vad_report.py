@@ -13,6 +13,8 @@ from gnaexp import plots, vad, vad_metrics, vad_run
 from gnaexp.markup import cell, escape, table
 
 
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "speech" / "speech_snr10.wav"  # in the source checkout
+
 
 def _color(i: int) -> str:
     """The reference (first backend) in black, the others in the plots' colour cycle, stable by position."""
@@ -21,8 +23,11 @@ def _color(i: int) -> str:
 
 def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor: float, precision: str,
         record_dir: str) -> dict[str, Any]:
-    """Stream the audio (a .wav file or a folder of them) through the backends; the record, with tracks."""
-    source = Path(audio)
+    """Stream the audio (a .wav file or a folder of them; "" for the kit's speech sample) through the backends;
+    the record, with the tracks and the audio for the plots."""
+    source = Path(audio) if audio else SAMPLE
+    if not source.exists():
+        raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
     wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
     if not wavs:
         raise ValueError(f"no .wav files in {source}")
@@ -142,3 +147,30 @@ def verdict(record: Mapping[str, Any]) -> str:
 def _lowest_state(rows: list[dict[str, Any]]) -> str:
     lows = [min(min(r["state_drift"][k]) for k in ("h", "c")) for r in rows if r.get("state_drift")]
     return f"{min(lows):.1f} dB" if lows else "n/a"
+
+
+def verdict_lines(record: Mapping[str, Any]) -> list[str]:
+    return [line[2:].replace("**", "") for line in verdict(record).splitlines()]
+
+
+def save_index_entry(record: Mapping[str, Any], record_dir: str) -> Path:
+    """Key figures per backend (over all files) and the verdict, for the batch index page."""
+    from gnaexp.pages import write_index_entry
+
+    rows = []
+    for b in record["backends"][1:]:
+        per = [f["backends"][b] for f in record["files"]]
+        rows.append({"backend": record["labels"][b], "kind": per[0]["kind"], "output": "probability",
+                     "cosine": float(np.mean([r["cosine"] for r in per])),
+                     "sqnr_db": float(np.min([r["sqnr_db"] for r in per])),
+                     "l1": float(np.mean([r["mean_abs_dp"] for r in per]))})
+    return write_index_entry(Path(record_dir), "silero_vad", verdict_lines(record), rows, list(record["notes"]))
+
+
+def environment_table(record: Mapping[str, Any]) -> str:
+    from gnaexp.markup import key_value_rows
+
+    env = record.get("environment", {})
+    items = [(k, v) for k, v in env.items() if not isinstance(v, (dict, list))]
+    items += [("device settings", record.get("device_settings")), ("files", [f["file"] for f in record["files"]])]
+    return f"<table>{key_value_rows(items)}</table>"

@@ -131,6 +131,7 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
                 "support": support_report(load_program(str(model.ir_xml)), porting=True),
                 "plan": [_plan_row(row, m.saturations) for row in m.plan.summary()],
                 "notes": list(m.plan.notes), "input_scale_factors": dict(m.plan.input_sf)}
+    record["aggregate"] = aggregate(record)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -139,12 +140,52 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
     return record
 
 
+def aggregate(record: dict[str, Any]) -> dict[str, Any]:
+    """Per backend over all files: chunks, decision agreement, flips, pooled segment precision/recall (against the
+    reference's segments and the ground truth), worst probability error and lowest state SQNR."""
+    out = {}
+    for b in record["backends"]:
+        rows = [f["backends"][b] for f in record["files"]]
+        chunks = sum(r["chunks"] for r in rows)
+        flips = sum(r["flips"] for r in rows)
+        agg: dict[str, Any] = {
+            "label": record["labels"][b], "files": len(rows), "chunks": chunks,
+            "agreement": 1.0 - flips / chunks if chunks else 1.0, "flips": flips,
+            "flips_near_boundary": sum(r["flips_near_boundary"] for r in rows),
+            "hysteresis_flips": sum(r["hysteresis_flips"] for r in rows),
+            "max_abs_dp": max(r["max_abs_dp"] for r in rows),
+            "mean_abs_dp": sum(r["mean_abs_dp"] * r["chunks"] for r in rows) / chunks if chunks else 0.0,
+        }
+        for key in ("segments_vs_reference", "segments_vs_truth", "segments_vs_truth_loose"):
+            parts = [r[key] for r in rows if r.get(key)]
+            if parts:
+                found, true, matched = (sum(p[k] for p in parts) for k in ("found", "true", "matched"))
+                agg[key] = {"found": found, "true": true, "matched": matched,
+                            "precision": matched / found if found else (1.0 if not true else 0.0), "recall": matched / true if true else 1.0}
+        drifts = [r["state_drift"] for r in rows if r.get("state_drift")]
+        agg["lowest_state_sqnr_db"] = min(min(min(d["h"]), min(d["c"])) for d in drifts) if drifts else None
+        out[b] = agg
+    return out
+
+
 def _plan_row(row: dict[str, Any], saturations: dict[str, int]) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if k != "pwl"}
     if "pwl" in row:
         out["pwl_segments"] = len(row["pwl"]["segments"])
     out["saturations"] = int(saturations.get(row["layer"], 0))
     return out
+
+
+def aggregate_table(record: dict[str, Any]) -> str:
+    lines = [f"all {len(record['files'])} file(s), against {record['reference']}:"]
+    for b, a in record["aggregate"].items():
+        truth = a.get("segments_vs_truth_loose")
+        lines.append(f"  {a['label']}: {a['chunks']} chunks, decisions identical on {100 * a['agreement']:.2f} %, "
+                     f"{a['flips']} flips ({a['flips_near_boundary']} near a boundary), max|Δp| {a['max_abs_dp']:.3g}"
+                     + (f", segments vs truth P/R {truth['precision']:.2f}/{truth['recall']:.2f}" if truth else "")
+                     + (f", lowest state SQNR {a['lowest_state_sqnr_db']:.1f} dB"
+                        if a.get("lowest_state_sqnr_db") is not None else ""))
+    return "\n".join(lines)
 
 
 def table(record: dict[str, Any]) -> str:

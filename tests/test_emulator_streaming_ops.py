@@ -136,3 +136,36 @@ def test_a_host_op_inside_the_network_is_refused():
     out = ops.matmul(mean, ops.constant(np.ones((8, 1), np.float32)), False, True)
     with pytest.raises(ValueError, match="lies inside the network"):
         emulate(ov.Model([out], [p]), {"x": np.ones((1, 8), np.float32)}, 1024.0, porting=True)
+
+
+@pytest.mark.parametrize("c,w,k,s,f", [(1, 640, 256, 128, 260), (129, 6, 3, 1, 128), (128, 6, 3, 2, 64),
+                                       (16, 40, 5, 1, 8)])
+def test_long_filters_as_one_matrix_product_give_the_loops_integers(c, w, k, s, f):
+    from gnaexp.emulator import conv as cv
+    from gnaexp.emulator import native
+
+    rng = np.random.default_rng(c + w)
+    geo = cv.geometry(c, w, k, s, f)
+    x = rng.integers(-32768, 32768, (5, c * w)).astype(np.float64)
+    blocks = cv.filter_blocks(rng.integers(-32768, 32768, (f, geo.nfc)), geo.step)
+    bias = rng.integers(-2 ** 31, 2 ** 31 - 1, f).astype(np.float64)
+    assert blocks.shape[0] * blocks.shape[2] >= cv.BLAS_MIN_FILTER  # the matrix-product path is the one taken
+    fast, fast_sat = cv.run_blocks(x, blocks, bias, geo.positions, interleave=(c, w, s))
+    loop = np.empty_like(fast)
+    loop_sat = native.conv1d_rows(x, c, w, True, blocks, bias, s, loop)
+    np.testing.assert_array_equal(fast, loop)
+    assert fast_sat == loop_sat > 0  # full-range operands saturate some sums, counted alike
+
+
+def test_emulate_command_takes_porting(vad_bundle, tmp_path, capsys):
+    from gnaexp.cli import main
+
+    x = vad.chunks(np.random.default_rng(4).normal(0, 0.1, 3000).astype(np.float32))[:1]
+    np.savez(tmp_path / "in.npz", chunk=x, state=np.zeros(vad.STATE_SHAPE, np.float32))
+    args = ["emulate", str(vad_bundle.ir_xml), str(tmp_path / "in.npz"), "--scale-factor", "chunk=2048,state=1024",
+            "--out", str(tmp_path / "out.npz")]
+    assert main(args) == 2
+    assert "--porting" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
+    assert main(args + ["--porting"]) == 0
+    assert "emulated, with host pre/post-processing" in capsys.readouterr().out
+    assert set(np.load(tmp_path / "out.npz").files) == {"probability", "next_state"}

@@ -126,3 +126,21 @@ def test_a_missing_audio_value_is_refused_not_read_as_the_current_folder(tmp_pat
         args += ["--set", s]
     assert main(args) == 2
     assert words in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_evaluate_a_folder_gives_per_file_and_aggregate_metrics(tmp_path, capsys):
+    out = tmp_path / "ev"
+    assert main(["evaluate", "silero_vad", "--audio", str(SPEECH), "--backends", "torch,gna-emu",
+                 "--set", "scale_factor=recommended", "--out", str(out)]) == 0
+    record = json.loads((out / "record.json").read_text())
+    agg = record["aggregate"]["gna-emu"]
+    files = record["files"]
+    assert agg["files"] == len(files) == 3 and agg["chunks"] == sum(f["backends"]["gna-emu"]["chunks"] for f in files)
+    assert agg["flips"] == sum(f["backends"]["gna-emu"]["flips"] for f in files)
+    assert agg["segments_vs_truth_loose"]["true"] == sum(len(f["truth"]) for f in files)
+    # "recommended": the audio input's scale factor comes from the loudest sample of all files
+    sf = record["emulator"]["gna-emu"]["input_scale_factors"]["chunk"]
+    assert 2048 < sf < 32768
+    assert "decisions identical on" in capsys.readouterr().out
+    assert main(["evaluate", "conv", "--audio", str(SPEECH), "--out", str(tmp_path / "x")]) == 2
+    assert "evaluate takes silero_vad" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
                              f"named {[p[1][0] for p in prog.params]}")
         raw = {prog.params[0][1][0]: raw}
     em = emulate(prog, raw, parse_scale_factors(args.scale_factor), args.precision, args.layout,
-                 keep_ints=bool(ints))
+                 keep_ints=bool(ints), porting=args.porting)
     if out.suffix == ".npy" and len(em.outputs) != 1:
         raise UsageError(f"the model has {len(em.outputs)} outputs: give --out a .npz path")
     with staged_files() as stage:
@@ -51,7 +51,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             stage(plan, dumps(em.to_json()).encode("utf-8"))
         if ints:
             stage(ints, npz_bytes({k.replace("/", "|"): v for k, v in em.ints.items()}))
-    print(f"emulated ({em.rules_version}, layout {args.layout}); input sf used: {em.input_scale_factors}")
+    host = any(str(r.get("op", "")).startswith(("Pad (host", "ReduceMean (host")) for r in em.plan)
+    print(f"emulated{', with host pre/post-processing' if host else ''} ({em.rules_version}, layout "
+          f"{args.layout}); input sf used: {em.input_scale_factors}")
     for note in em.notes:
         print(f"note: {note}")
     print(f"wrote {out}")
@@ -84,6 +86,9 @@ def add_parsers(sub: Any) -> None:
                    "the plugin's default)")
     p.add_argument("--precision", choices=PRECISIONS, default="i16", help="weight precision (default i16)")
     p.add_argument("--layout", choices=LAYOUTS, default="correct", help=LAYOUT_HELP)
+    p.add_argument("--porting", action="store_true",
+                   help="run a reflect Pad at the input / a ReduceMean at the output on the host and rewrite padded "
+                        "or odd-filter convolutions exactly, as a porting team would (the plugin refuses them)")
     p.add_argument("--out", required=True, help="outputs: .npy (one output) or .npz")
     p.add_argument("--plan", help="write the quantization plan as JSON")
     p.add_argument("--ints", help="write every layer's integer output as .npz")

@@ -44,11 +44,15 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 # --- run -----------------------------------------------------------------------------------------------
 
-def _run_vad(args: argparse.Namespace) -> int:
-    from gnaexp import vad_run
+def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path], dict[str, Any]]:
+    """The WAV files and device options of a silero_vad command (``--set`` words, or ``--audio``)."""
     from gnaexp.experiment import parse_sets
 
-    settings = parse_sets(args.set)
+    settings = parse_sets(sets)
+    if audio is not None:
+        if "audio" in settings:
+            raise ValueError("give the audio once: --audio DIR, or --set audio=DIR")
+        settings["audio"] = audio
     device_keys = ("scale_factor", "state_scale_factor", "precision", "execution_mode")  # gna-emu, openvino:GNA
     unknown = sorted(set(settings) - {"audio", *device_keys})
     if unknown or not settings.get("audio"):
@@ -66,6 +70,13 @@ def _run_vad(args: argparse.Namespace) -> int:
     wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
     if not wavs:
         raise ValueError(f"no .wav files in {source}")
+    return wavs, options
+
+
+def _run_vad(args: argparse.Namespace) -> int:
+    from gnaexp import vad_run
+
+    wavs, options = _vad_options(args.set)
     backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
     out = Path(args.out) if args.out else Path("runs") / "silero_vad"
     record = vad_run.run(wavs, backends, out, options=options, progress=None if args.json else
@@ -88,6 +99,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(summary.table(record))
         print(f"\nrecord: {out / 'record.json'}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """A dataset: every WAV of a folder through the backends, per-file and aggregate metrics in one record."""
+    from tqdm import tqdm
+
+    from gnaexp import vad_run
+
+    if args.experiment != "silero_vad":
+        raise ValueError(f"evaluate takes silero_vad (a dataset of audio files), got {args.experiment!r}; "
+                         f"for one input of another experiment use gnaexp run {args.experiment}")
+    wavs, options = _vad_options(args.set, args.audio)
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
+    vad_run.check_backends(backends)
+    out = Path(args.out) if args.out else Path("runs") / "silero_vad-evaluate"
+    with tqdm(total=len(backends), unit="backend", file=sys.stderr, disable=args.json, dynamic_ncols=True) as bar:
+        def progress(message: str) -> None:
+            bar.set_description(message)
+            if " on " in message and (message.startswith(wavs[-1].name) or " file(s) together " in message):
+                bar.update(1)
+        record = vad_run.run(wavs, backends, out, options=options, progress=progress)
+    print(dumps(record) if args.json else vad_run.table(record) + "\n\n" + vad_run.aggregate_table(record)
+          + f"\n\nrecord: {out / 'record.json'}")
     return EXIT_OK
 
 
@@ -222,6 +257,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", help="folder for record.json and arrays (default runs/EXPERIMENT)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="a dataset: silero_vad over every .wav of a folder, per-file and aggregate "
+                                        "metrics in one record")
+    p.add_argument("experiment", help="silero_vad")
+    p.add_argument("--audio", required=True, help="a folder of 16 kHz mono .wav files (or one file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="scale_factor=N|recommended, state_scale_factor=N, precision=, execution_mode=")
+    p.add_argument("--backends", help="comma list, default torch,openvino:CPU,gna-emu")
+    p.add_argument("--out", help="folder for record.json and tracks.npz (default runs/silero_vad-evaluate)")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="all metrics between two arrays (.npy)")
     p.add_argument("ref", help="reference array (.npy)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnaexp.emulator import native
+from gnaexp.emulator import native, parallel
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
@@ -114,9 +114,38 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
         x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
     x2 = np.ascontiguousarray(x2)
     channels, width, stride = interleave or (1, x2.shape[1], 1)
+    if blocks.shape[0] * blocks.shape[2] >= BLAS_MIN_FILTER:
+        return _run_blas(x2, blocks, bias, positions, interleave)
     out = np.empty((x2.shape[0], blocks.shape[1], positions), dtype=np.float64)
     sat = native.conv1d_rows(x2, channels, width, interleave is not None, blocks, bias, stride, out)
     return out, int(sat)
+
+
+BLAS_MIN_FILTER = 64  # long filters (few positions, many taps) run as one matrix product instead of the loop
+
+
+def _run_blas(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: int,
+              interleave: tuple[int, int, int] | None) -> tuple[np.ndarray, int]:
+    """The same sums as ``native.conv1d_rows`` as one float64 matrix product over all windows: every operand is
+    an integer and every partial sum stays below 2^53 (checked by the caller), so the order of the additions
+    does not matter and the results are identical."""
+    n_blocks, n_filters, step = blocks.shape
+    n = x2.shape[0]
+    if interleave is not None:  # NCW → the interleaved memory w·C + c
+        channels, width, _ = interleave
+        x2 = x2.reshape(n, channels, width).transpose(0, 2, 1).reshape(n, channels * width)
+    span = (positions + n_blocks - 1) * step
+    mem = np.zeros((n, max(span, x2.shape[1])), dtype=np.float64)
+    mem[:, :x2.shape[1]] = x2
+    windows = np.lib.stride_tricks.sliding_window_view(mem[:, :span], n_blocks * step, axis=1)[:, ::step][:, :positions]
+    weights = blocks.transpose(0, 2, 1).reshape(n_blocks * step, n_filters)  # (b, u) rows, as the windows run
+    with parallel.single_threaded_blas():
+        acc = windows.reshape(n * positions, -1) @ weights
+    acc = acc.reshape(n, positions, n_filters).transpose(0, 2, 1) + bias[None, :, None]
+    saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+    if saturated:
+        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+    return np.ascontiguousarray(acc), saturated
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,

@@ -29,8 +29,9 @@ from gnaexp.emulator.plan_types import Step, TInfo
 
 HOST_LABEL = "emulated, with host pre/post-processing"
 PAD_FIX = ("export the padding as explicit zeros (e.g. torch.nn.functional.pad before a padding=0 conv), or "
-           "emulate with porting=True to apply that rewrite")
-HOST_FIX = "emulate with porting=True to run it on the host before/after the GNA part, as a porting team would"
+           "emulate with porting (gnaexp emulate --porting; emulate(..., porting=True)) to apply that rewrite")
+HOST_FIX = ("emulate with porting (gnaexp emulate --porting; emulate(..., porting=True)) to run it on the host "
+            "before/after the GNA part, as a porting team would")
 
 
 def _by_out(prog: Program) -> dict[str, Node]:
