@@ -19,7 +19,7 @@ from gnaexp.backends import make_backend
 
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 SCHEMA = "gnaexp.vad-record/1"
-SUPPORTED = ("torch", "openvino", "gna-emu")  # backends that can stream this net today
+SUPPORTED = ("torch", "openvino", "gna-emu", "import")  # import: tracks.npz of a run on another machine
 BATCHED = ("gna-emu",)  # backends whose step takes many streams at once
 STATE_SCALE_FACTOR = 1024.0  # h stays in (−1, 1) and c within ±24 on speech: ±32 fits int16 at 1024
 
@@ -38,7 +38,35 @@ def check_backends(backends: Sequence[str]) -> None:
     for spec in backends:
         if spec.split(":", 1)[0] not in SUPPORTED:
             raise ValueError(f"backend {spec!r} cannot stream silero_vad; use torch, openvino:DEVICE "
-                             "(openvino:GNA where the plugin exists) and gna-emu")
+                             "(openvino:GNA where the plugin exists), gna-emu and import:TRACKS.npz")
+    if backends and backends[0].startswith("import:"):
+        raise ValueError("the first backend is the reference and must run here (torch or openvino:CPU); put "
+                         "import:TRACKS.npz after it")
+
+
+def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -> list[vad.Stream]:
+    """Probability tracks measured elsewhere: the ``tracks.npz`` of a ``gnaexp run silero_vad`` on another machine
+    (keys FILE_STEM/BACKEND; the one track per file that is not torch or openvino:CPU is taken, or
+    FILE_STEM/probability). No state is stored, so there is no state drift for an import."""
+    from gnaexp.inputs import read_file
+
+    path = spec.split(":", 1)[1]
+    data = read_file(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: give the tracks.npz of a silero_vad run (one array per FILE_STEM/BACKEND)")
+    out = []
+    for wav, n in zip(paths, lengths):
+        keys = [k for k in data if k == f"{wav.stem}/probability" or (
+            k.startswith(f"{wav.stem}/") and k.split("/", 1)[1] not in ("torch", "openvino:CPU"))]
+        if len(keys) != 1:
+            raise ValueError(f"{path}: expected one track for {wav.name} (key {wav.stem}/BACKEND or "
+                             f"{wav.stem}/probability), found {keys or 'none'}; run gnaexp run silero_vad on the "
+                             "same files on the other machine")
+        p = np.asarray(data[keys[0]], dtype=np.float32).reshape(-1)
+        if len(p) != n:
+            raise ValueError(f"{path}: track {keys[0]} has {len(p)} chunks, {wav.name} has {n}: not the same audio")
+        out.append(vad.Stream(p, np.zeros((0, 2, vad.STATE_SHAPE[-1]), dtype=np.float32)))
+    return out
 
 
 def device_options(options: dict[str, Any] | None, audios: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -79,19 +107,27 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
     opts = device_options(options, [sound.samples for _, sound in loaded])
     work = Path(out_dir) if out_dir else Path(".")
     model = vad.model_bundle(work / "ir")
-    made = {b: make_backend(b, opts) for b in backends}
+    made = {b: make_backend(b, opts) for b in backends if not b.startswith("import:")}
     steppers = {b: m.stepper(model) for b, m in made.items()}  # absent devices fail here, once
-    kinds = {b: m.kind for b, m in made.items()}
+    kinds = {b: made[b].kind if b in made else "imported" for b in backends}
     record: dict[str, Any] = {"schema": SCHEMA, "experiment": "silero_vad", "backends": list(backends),
-                              "reference": backends[0], "labels": {b: _label(b, m) for b, m in made.items()},
-                              "device_settings": {b: m.settings() for b, m in made.items()},
+                              "reference": backends[0],
+                              "labels": {b: _label(b, made[b]) if b in made else f"{b} (imported)" for b in backends},
+                              "device_settings": {b: made[b].settings() if b in made else {"file": b[7:]}
+                                                  for b in backends},
                               "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,
                               "sample_rate": vad.SAMPLE_RATE, "files": [], "notes": [],
                               "environment": environment.capture()}
     streams: dict[str, list[vad.Stream]] = {}
     times: dict[str, float] = {}
+    for b in backends:  # tracks from elsewhere first: a wrong file fails before any streaming
+        if b.startswith("import:"):
+            streams[b] = imported_streams(b, [p for p, _ in loaded], [len(vad.chunks(s.samples)) for _, s in loaded])
+            times[b] = 0.0
     for b in backends:
         start = time.perf_counter()
+        if b.startswith("import:"):
+            continue
         if b.split(":", 1)[0] in BATCHED:
             if progress:
                 progress(f"{len(loaded)} file(s) together on {b}")
@@ -115,8 +151,9 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
             tracks[f"{path.stem}/{b}"] = mine.probability
             row = vad_metrics.compare_tracks(ref.probability, mine.probability, truth)
             row.update(kind=kinds[b], label=record["labels"][b],
-                       ms_per_chunk=1000 * times[b] / max(1, total_chunks),
-                       state_drift=vad_metrics.state_drift(ref.state, mine.state) if b != backends[0] else None,
+                       ms_per_chunk=None if b.startswith("import:") else 1000 * times[b] / max(1, total_chunks),
+                       state_drift=vad_metrics.state_drift(ref.state, mine.state)
+                       if b != backends[0] and len(mine.state) else None,
                        verdict=vad_metrics.verdict(row))
             rows[b] = row
         record["files"].append({"file": path.name, "seconds": sound.seconds, "source_rate": sound.source_rate,
@@ -198,7 +235,8 @@ def table(record: dict[str, Any]) -> str:
                         f"{t8['precision']:.2f}/{t8['recall']:.2f} (±{vad_metrics.TRUTH_TOLERANCE_CHUNKS})"
                         if t1 else "")
             lines.append(f"  {r.get('label', b):<14} max|Δp| {r['max_abs_dp']:.2e}  cosine {r['cosine']:.6f}  "
-                         f"{r['ms_per_chunk']:.2f} ms/chunk{vs_truth}")
+                         + (f"{r['ms_per_chunk']:.2f} ms/chunk" if r["ms_per_chunk"] is not None else "measured elsewhere")
+                         + vs_truth)
             if b != record["reference"]:
                 lines.append(f"    {r['verdict']}")
     return "\n".join(lines + record["notes"])

@@ -98,10 +98,13 @@ def test_bad_audio_is_exit_2_with_the_fix(tmp_path, capsys, make, words):
     assert not (tmp_path / "out" / "record.json").exists()
 
 
-def test_a_backend_that_cannot_stream_is_named(tmp_path, capsys):
-    assert main(["run", "silero_vad", "--set", f"audio={SPEECH / 'speech_snr5.wav'}", "--backends",
-                 "torch,import:x.npz", "--out", str(tmp_path / "o")]) == 2
-    assert "cannot stream silero_vad" in capsys.readouterr().err
+def test_an_imported_reference_and_a_missing_track_file_are_refused_before_any_work(tmp_path, capsys):
+    one = f"audio={SPEECH / 'speech_snr5.wav'}"
+    assert main(["run", "silero_vad", "--set", one, "--backends", "import:x.npz,torch", "--out", str(tmp_path)]) == 2
+    assert "must run here" in capsys.readouterr().err
+    assert main(["run", "silero_vad", "--set", one, "--backends", "torch,import:x.npz", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "x.npz does not exist" in err and "streaming" not in err
 
 
 def test_streaming_metrics_on_known_tracks():
@@ -144,3 +147,21 @@ def test_evaluate_a_folder_gives_per_file_and_aggregate_metrics(tmp_path, capsys
     assert "decisions identical on" in capsys.readouterr().out
     assert main(["evaluate", "conv", "--audio", str(SPEECH), "--out", str(tmp_path / "x")]) == 2
     assert "evaluate takes silero_vad" in capsys.readouterr().err
+
+
+def test_tracks_measured_elsewhere_are_imported(tmp_path, capsys):
+    one = SPEECH / "speech_snr5.wav"
+    there = tmp_path / "there"  # "another machine": its run's tracks.npz is all that comes back
+    assert main(["run", "silero_vad", "--set", f"audio={one}", "--set", "scale_factor=2048", "--backends",
+                 "torch,gna-emu", "--out", str(there)]) == 0
+    here = tmp_path / "here"
+    assert main(["run", "silero_vad", "--set", f"audio={one}", "--backends",
+                 f"torch,import:{there / 'tracks.npz'}", "--out", str(here)]) == 0
+    row = json.loads((here / "record.json").read_text())["files"][0]["backends"][f"import:{there / 'tracks.npz'}"]
+    theirs = json.loads((there / "record.json").read_text())["files"][0]["backends"]["gna-emu"]
+    assert row["kind"] == "imported" and row["label"].endswith("(imported)") and row["state_drift"] is None
+    assert row["flips"] == theirs["flips"] and row["max_abs_dp"] == theirs["max_abs_dp"]
+    capsys.readouterr()
+    assert main(["run", "silero_vad", "--set", f"audio={SPEECH / 'speech_snr10.wav'}", "--backends",
+                 f"torch,import:{there / 'tracks.npz'}", "--out", str(tmp_path / "bad")]) == 2
+    assert "expected one track for speech_snr10.wav" in capsys.readouterr().err
