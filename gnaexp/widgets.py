@@ -10,6 +10,7 @@ what was last on screen.
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from gnaexp import diagnosis, report
@@ -61,7 +62,7 @@ class Explorer:
 
     def parameters(self) -> dict[str, Any]:
         backends = ",".join(b for b, box in self.backends.items() if box.value) or "torch"
-        return {"experiment": self.experiment.value, "backends": backends, "scale_factor": float(self.scale_factor.value),
+        return {"experiment": self.experiment.value, "backends": backends, "scale_factor": self._snapped_sf(),
                 "precision": self.precision.value, "layout": self.layout.value, "record_dir": self.record_dir,
                 **self.shape}
 
@@ -87,9 +88,20 @@ class Explorer:
 
             update_display(self._repr_mimebundle_(), display_id=self._display_id, raw=True)
 
+    def _snapped_sf(self) -> float:
+        """The slider's value as the power of two it offers: a typed 2048 can arrive as 2048.0000000000027."""
+        exponent = round(math.log2(max(float(self.scale_factor.value), 1.0)))
+        return float(2 ** min(max(exponent, int(self.scale_factor.min)), int(self.scale_factor.max)))
+
     def _changed(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
+        if change.get("owner") is self.scale_factor and float(change["new"]) != self._snapped_sf():
+            self._quiet = True  # put the snapped value back on the slider, then run once
+            try:
+                self.scale_factor.value = self._snapped_sf()
+            finally:
+                self._quiet = False
         if change.get("owner") is self.channel:  # only the plot depends on the channel
             self.image.value = self._png()
             if self._display_id is not None:

@@ -174,3 +174,14 @@ def test_matrix_with_a_broken_parameters_cell_is_a_usage_error(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "broken.ipynb: its parameters cell cannot be read" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_explorer_snaps_a_typed_scale_factor_to_the_sliders_power_of_two(tmp_path, monkeypatch):
+    from gnaexp.widgets import Explorer
+
+    monkeypatch.chdir(tmp_path)
+    ex = Explorer(experiment="conv", backends="torch,gna-emu", scale_factor=64.0, length=31)
+    ex.scale_factor.value = 2048.0000000000027  # what typing 2048 in the readout stores
+    assert ex.scale_factor.value == 2048.0 and ex.parameters()["scale_factor"] == 2048.0
+    assert "scale_factor=2048.0," in ex.snapshot_html()
+    assert ex.run_.setting.config.scale_factor == 2048.0
