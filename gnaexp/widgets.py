@@ -40,7 +40,13 @@ class Explorer:
                                        layout=w.Layout(width="auto")) for b in BACKEND_CHOICES}
         self.scale_factor = w.FloatLogSlider(value=scale_factor, base=2, min=0, max=15, step=1,
                                              description="scale factor", readout_format=".0f")
-        self.precision = w.ToggleButtons(options=PRECISIONS, value=precision, description="precision")
+        # GNA 3.0 keeps convolution weights at int16 (int8 is for fully connected layers) and a concat has no
+        # weights: on the forum nets the choice changes nothing, so the control says so instead of pretending.
+        self.precision = w.ToggleButtons(options=PRECISIONS, value="i16", description="precision", disabled=True)
+        self.precision_note = w.HTML(
+            "<small>no effect on these nets: the GNA 3.0 plugin keeps convolution weights at int16 (int8 applies to "
+            "fully connected layers) and a concat has no weights" + ("; i8 was asked, int16 is used" if precision == "i8"
+                                                                     else "") + "</small>")
         self.layout = w.ToggleButtons(options=LAYOUTS, value=layout, description="emulator layout")
         self.channel = w.Dropdown(options=[channel], value=channel, description="channel")
         self.notes = w.HTML()
@@ -54,7 +60,8 @@ class Explorer:
         self.panel = w.VBox([
             w.HBox([self.experiment, self.channel]),
             w.HBox([w.Label("backends"), *self.backends.values()]),
-            self.scale_factor, self.precision, self.layout, self.notes, self.table, self.image, self.verdict,
+            self.scale_factor, w.HBox([self.precision, self.precision_note]), self.layout, self.notes, self.table,
+            self.image, self.verdict,
         ])
         self.refresh()
 

@@ -185,3 +185,13 @@ def test_explorer_snaps_a_typed_scale_factor_to_the_sliders_power_of_two(tmp_pat
     assert ex.scale_factor.value == 2048.0 and ex.parameters()["scale_factor"] == 2048.0
     assert "scale_factor=2048.0," in ex.snapshot_html()
     assert ex.run_.setting.config.scale_factor == 2048.0
+
+
+def test_explorer_precision_control_says_it_has_no_effect_on_the_forum_nets(tmp_path, monkeypatch):
+    from gnaexp.widgets import Explorer
+
+    monkeypatch.chdir(tmp_path)
+    ex = Explorer(experiment="concat", backends="torch,gna-emu", precision="i8", length=31)
+    assert ex.precision.disabled and ex.parameters()["precision"] == "i16"
+    assert "no effect" in ex.precision_note.value and "i8 was asked" in ex.precision_note.value
+    assert "int8 floor" not in ex.verdict.value
