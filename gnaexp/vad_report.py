@@ -28,9 +28,7 @@ def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor
     source = Path(audio) if audio else SAMPLE
     if not source.exists():
         raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
-    wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
-    if not wavs:
-        raise ValueError(f"no .wav files in {source}")
+    wavs = vad_run.wav_files(source)
     names = [b.strip() for b in backends.split(",") if b.strip()]
     options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision}
     record = vad_run.run(wavs, names, Path(record_dir), options=options)
@@ -128,42 +126,24 @@ def plan_table(record: Mapping[str, Any]) -> str:
     return table(["layer", "op", "in sf", "w sf", "out sf", "saturated values"], rows)
 
 
-def verdict(record: Mapping[str, Any]) -> str:
-    """Per backend, in words, over all files."""
-    lines = []
-    for b in record["backends"][1:]:
-        rows = [f["backends"][b] for f in record["files"]]
-        chunks = sum(r["chunks"] for r in rows)
-        flips = sum(r["flips"] for r in rows)
-        near = sum(r["flips_near_boundary"] for r in rows)
-        agree = 100 * (1 - flips / chunks) if chunks else 100.0
-        lines.append(f"- **{record['labels'][b]}**: decisions identical on {agree:.1f} % of {chunks} chunks; "
-                     + (f"{flips} flips, {near} of them within one chunk of a segment boundary; " if flips else "no flips; ")
-                     + f"worst max |Δp| {max(r['max_abs_dp'] for r in rows):.3g}, lowest state SQNR "
-                     + _lowest_state(rows) + ".")
-    return "\n".join(lines)
-
-
-def _lowest_state(rows: list[dict[str, Any]]) -> str:
-    lows = [min(min(r["state_drift"][k]) for k in ("h", "c")) for r in rows if r.get("state_drift")]
-    return f"{min(lows):.1f} dB" if lows else "n/a"
-
-
 def verdict_lines(record: Mapping[str, Any]) -> list[str]:
-    return [line[2:].replace("**", "") for line in verdict(record).splitlines()]
+    """Per backend other than the reference, in words, over all files (the record's aggregate)."""
+    return [f"{agg['label']}: {vad_run.aggregate_verdict(agg)}"
+            for b, agg in record["aggregate"].items() if b != record["reference"]]
+
+
+def verdict(record: Mapping[str, Any]) -> str:
+    """The verdict lines as Markdown bullets."""
+    return "\n".join(f"- {line}." for line in verdict_lines(record))
 
 
 def save_index_entry(record: Mapping[str, Any], record_dir: str) -> Path:
     """Key figures per backend (over all files) and the verdict, for the batch index page."""
     from gnaexp.pages import write_index_entry
 
-    rows = []
-    for b in record["backends"][1:]:
-        per = [f["backends"][b] for f in record["files"]]
-        rows.append({"backend": record["labels"][b], "kind": per[0]["kind"], "output": "probability",
-                     "cosine": float(np.mean([r["cosine"] for r in per])),
-                     "sqnr_db": float(np.min([r["sqnr_db"] for r in per])),
-                     "l1": float(np.mean([r["mean_abs_dp"] for r in per]))})
+    rows = [{"backend": agg["label"], "kind": agg["kind"], "output": "probability",
+             "cosine": agg["mean_cosine"], "sqnr_db": agg["lowest_sqnr_db"], "l1": agg["mean_abs_dp"]}
+            for b, agg in record["aggregate"].items() if b != record["reference"]]
     return write_index_entry(Path(record_dir), "silero_vad", verdict_lines(record), rows, list(record["notes"]))
 
 

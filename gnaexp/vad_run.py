@@ -34,6 +34,15 @@ def _truth(path: Path) -> list[tuple[int, int]] | None:
     return vad_metrics.seconds_to_chunks(entry["speech"], vad.CHUNK / vad.SAMPLE_RATE)
 
 
+def wav_files(source: str | Path) -> list[Path]:
+    """The .wav files of a folder (sorted), or the one file named."""
+    source = Path(source)
+    wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
+    if not wavs:
+        raise ValueError(f"no .wav files in {source}")
+    return wavs
+
+
 def check_backends(backends: Sequence[str]) -> None:
     for spec in backends:
         if spec.split(":", 1)[0] not in SUPPORTED:
@@ -91,9 +100,10 @@ def device_options(options: dict[str, Any] | None, audios: Sequence[np.ndarray])
 def _label(backend: str, made: Any) -> str:
     if made.kind != "emulated":
         return backend
+    from gnaexp.emulator.porting import emulated_label
+
     plan = getattr(made, "plan", None)
-    host = plan is not None and any(st.kind == "host" for st in plan.steps)
-    return f"{backend} (emulated{', with host pre/post-processing' if host else ''})"
+    return f"{backend} ({emulated_label(plan is not None and any(st.kind == 'host' for st in plan.steps))})"
 
 
 def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BACKENDS, out_dir: Path | None = None,
@@ -186,12 +196,14 @@ def aggregate(record: dict[str, Any]) -> dict[str, Any]:
         chunks = sum(r["chunks"] for r in rows)
         flips = sum(r["flips"] for r in rows)
         agg: dict[str, Any] = {
-            "label": record["labels"][b], "files": len(rows), "chunks": chunks,
+            "label": record["labels"][b], "kind": rows[0]["kind"], "files": len(rows), "chunks": chunks,
             "agreement": 1.0 - flips / chunks if chunks else 1.0, "flips": flips,
             "flips_near_boundary": sum(r["flips_near_boundary"] for r in rows),
             "hysteresis_flips": sum(r["hysteresis_flips"] for r in rows),
             "max_abs_dp": max(r["max_abs_dp"] for r in rows),
             "mean_abs_dp": sum(r["mean_abs_dp"] * r["chunks"] for r in rows) / chunks if chunks else 0.0,
+            "mean_cosine": float(np.mean([r["cosine"] for r in rows])),
+            "lowest_sqnr_db": float(np.min([r["sqnr_db"] for r in rows])),
         }
         for key in ("segments_vs_reference", "segments_vs_truth", "segments_vs_truth_loose"):
             parts = [r[key] for r in rows if r.get(key)]
@@ -216,13 +228,18 @@ def _plan_row(row: dict[str, Any], saturations: dict[str, int]) -> dict[str, Any
 def aggregate_table(record: dict[str, Any]) -> str:
     lines = [f"all {len(record['files'])} file(s), against {record['reference']}:"]
     for b, a in record["aggregate"].items():
-        truth = a.get("segments_vs_truth_loose")
-        lines.append(f"  {a['label']}: {a['chunks']} chunks, decisions identical on {100 * a['agreement']:.2f} %, "
-                     f"{a['flips']} flips ({a['flips_near_boundary']} near a boundary), max|Δp| {a['max_abs_dp']:.3g}"
-                     + (f", segments vs truth P/R {truth['precision']:.2f}/{truth['recall']:.2f}" if truth else "")
-                     + (f", lowest state SQNR {a['lowest_state_sqnr_db']:.1f} dB"
-                        if a.get("lowest_state_sqnr_db") is not None else ""))
+        lines.append(f"  {a['label']}: {aggregate_verdict(a)}")
     return "\n".join(lines)
+
+
+def aggregate_verdict(a: dict[str, Any]) -> str:
+    """One backend's aggregate in words: the decision sentence of ``vad_metrics.verdict``, then the worst
+    probability error, the segments against the ground truth and the lowest state SQNR."""
+    truth = a.get("segments_vs_truth_loose")
+    return (vad_metrics.verdict(a) + f"; worst max|Δp| {a['max_abs_dp']:.3g}"
+            + (f"; segments vs truth P/R {truth['precision']:.2f}/{truth['recall']:.2f}" if truth else "")
+            + (f"; lowest state SQNR {a['lowest_state_sqnr_db']:.1f} dB"
+               if a.get("lowest_state_sqnr_db") is not None else ""))
 
 
 def table(record: dict[str, Any]) -> str:

@@ -51,9 +51,11 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             stage(plan, dumps(em.to_json()).encode("utf-8"))
         if ints:
             stage(ints, npz_bytes({k.replace("/", "|"): v for k, v in em.ints.items()}))
-    host = any(str(r.get("op", "")).startswith(("Pad (host", "ReduceMean (host")) for r in em.plan)
-    print(f"emulated{', with host pre/post-processing' if host else ''} ({em.rules_version}, layout "
-          f"{args.layout}); input sf used: {em.input_scale_factors}")
+    from gnaexp.emulator.porting import emulated_label
+
+    host = any(r.get("bits") == 0 for r in em.plan)  # host steps compute in float, outside the GNA part
+    print(f"{emulated_label(host)} ({em.rules_version}, layout {args.layout}); input sf used: "
+          f"{em.input_scale_factors}")
     for note in em.notes:
         print(f"note: {note}")
     print(f"wrote {out}")

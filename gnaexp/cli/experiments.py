@@ -66,11 +66,9 @@ def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path],
                 options[key] = float(options[key])
             except ValueError:
                 raise ValueError(f"{key} must be a number, got {options[key]!r}") from None
-    source = Path(settings["audio"])
-    wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
-    if not wavs:
-        raise ValueError(f"no .wav files in {source}")
-    return wavs, options
+    from gnaexp.vad_run import wav_files
+
+    return wav_files(settings["audio"]), options
 
 
 def _run_vad(args: argparse.Namespace) -> int:

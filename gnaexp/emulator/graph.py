@@ -26,7 +26,7 @@ from gnaexp.emulator import parallel, plugin_checks, primitives
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator import activations, eltwise, weightable
 from gnaexp.emulator import porting as porting_rules
-from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Program, downstream, unsupported
+from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Program, downstream, root_key, unsupported
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale, quantize_input
@@ -306,7 +306,7 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
     for name, key in prog.results:
         k = get(key)
         ti = info[k]
-        if ti.bits == 32 and any(c.op not in ("Result",) for c in downstream(prog, _root_key(prog, key))):
+        if ti.bits == 32 and any(c.op not in ("Result",) for c in downstream(prog, root_key(prog, key))):
             k = need16(key, for_result=True)
             ti = info[k]
         outputs.append((name, k, ti.sf))
@@ -315,19 +315,9 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
                 {pname[k]: v for k, v in sf_source.items()}, sizes)
 
 
-def _root_key(prog: Program, key: str, through: set[str] = MOVE_OPS) -> str:
-    """Walk back through data movement (and any other ops in ``through``) to the tensor behind ``key``."""
-    by_out = {n.out: n for n in prog.nodes}
-    node = by_out.get(key)
-    while node is not None and node.op in through:
-        key = node.inputs[0]
-        node = by_out.get(key)
-    return key
-
-
 def _producer_op(prog: Program, key: str) -> str | None:
     """The op that computed a tensor, skipping what fuses with a convolution (activations, data movement)."""
-    root = _root_key(prog, key, MOVE_OPS | {"Relu", "FakeQuantize"})
+    root = root_key(prog, key, MOVE_OPS | {"Relu", "FakeQuantize"})
     return next((n.op for n in prog.nodes if n.out == root), None)
 
 

@@ -84,6 +84,16 @@ def downstream(prog: Program, key: str) -> list[Node]:
     return out
 
 
+def root_key(prog: Program, key: str, through: set[str] = MOVE_OPS) -> str:
+    """Walk back through data movement (and any other ops in ``through``) to the tensor behind ``key``."""
+    by_out = {n.out: n for n in prog.nodes}
+    node = by_out.get(key)
+    while node is not None and node.op in through:
+        key = node.inputs[0]
+        node = by_out.get(key)
+    return key
+
+
 def _key(node, index: int = 0) -> str:
     return f"{node.get_name()}:{index}"
 

@@ -23,19 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Node, Program
+from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.plan_types import Step, TInfo
 
 HOST_LABEL = "emulated, with host pre/post-processing"
+
+
+def emulated_label(host_processing: bool) -> str:
+    """How an emulated result is labelled: with the host parts named when there are any."""
+    return HOST_LABEL if host_processing else "emulated"
 PAD_FIX = ("export the padding as explicit zeros (e.g. torch.nn.functional.pad before a padding=0 conv), or "
            "emulate with porting (gnaexp emulate --porting; emulate(..., porting=True)) to apply that rewrite")
 HOST_FIX = ("emulate with porting (gnaexp emulate --porting; emulate(..., porting=True)) to run it on the host "
             "before/after the GNA part, as a porting team would")
-
-
-def _by_out(prog: Program) -> dict[str, Node]:
-    return {n.out: n for n in prog.nodes}
 
 
 def host_fed_params(prog: Program) -> set[str]:
@@ -214,8 +215,7 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
         elif op in MOVE_OPS:
             status, how = "movement", "data movement: memory offsets or copies, no arithmetic"
         elif op in HOST_OPS:
-            edge = node.inputs[0] in host_fed or _reaches_params(prog, node.inputs[0], host_fed) or \
-                _feeds_only_results(prog, node.out)
+            edge = root_key(prog, node.inputs[0]) in host_fed or _feeds_only_results(prog, node.out)
             if porting and edge:
                 status, how = "host", (f"no GNA {op} layer (refused at load); runs in float32 on the host "
                                        + ("before the input is quantized" if op == "Pad" else
@@ -231,11 +231,3 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
                      "how": "computed once at load (constant and shape subgraphs)"})
     return rows
 
-
-def _reaches_params(prog: Program, key: str, params: set[str]) -> bool:
-    by_out = _by_out(prog)
-    node = by_out.get(key)
-    while node is not None and node.op in MOVE_OPS:
-        key = node.inputs[0]
-        node = by_out.get(key)
-    return key in params
