@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-import numpy as np
 
 from gnaexp import metrics
 

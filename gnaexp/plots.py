@@ -15,10 +15,28 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 90
+DPI = 90  # pixels per inch at which a figure is shown (its CSS size)
+HIDPI = 2  # rendered at HIDPI × DPI, shown at DPI: sharp on high-density screens and when zoomed
 REFERENCE_COLOR = "black"
 # Colour-blind-safe cycle (Okabe-Ito without black, which the reference uses).
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+# One colour per kind of backend, whatever else is plotted beside it: unticking a backend must not recolour
+# the others. Matched on the label's start ("gna-emu (emulated)", "import:pack/outputs.npz").
+BACKEND_COLORS = (("openvino:CPU", COLORS[0]), ("gna-emu", COLORS[1]), ("openvino:GNA", COLORS[2]),
+                  ("import:", COLORS[3]), ("torch", COLORS[4]), ("openvino:", COLORS[5]))
+
+
+def color_of(label: str) -> str:
+    """The colour of a backend's line in every figure, from its label alone."""
+    for prefix, color in BACKEND_COLORS:
+        if label.startswith(prefix):
+            return color
+    return COLORS[sum(label.encode()) % len(COLORS)]
+
+
+def _short_number(value: float, _pos: object = None) -> str:
+    """Tick labels that fit a narrow margin and never hide their sign or leading digits (−0.25, 1e-05)."""
+    return "0" if value == 0 else f"{value:.2g}"
 
 
 def _channels_first(a: np.ndarray) -> np.ndarray:
@@ -57,11 +75,16 @@ def overlay(
     reference_label: str = "reference",
     title: str = "",
     max_channels: int = 8,
+    size: tuple[float, float] | None = None,
 ) -> Figure:
     """Reference and each backend's output per output channel over time, the error trace under each channel.
 
-    ``outputs`` maps a label (e.g. "gna-emu (emulated)") to an array shaped like ``reference``.
+    ``outputs`` maps a label (e.g. "gna-emu (emulated)") to an array shaped like ``reference``; each label keeps
+    its colour (``color_of``). The legend sits above the plots, outside the data. ``size`` (inches) overrides
+    the default figure size.
     """
+    from matplotlib.ticker import FuncFormatter
+
     ref, outs = _check(reference, outputs)
     chans = list(channels) if channels is not None else list(range(min(ref.shape[0], max_channels)))
     for c in chans:
@@ -69,34 +92,41 @@ def overlay(
             raise ValueError(f"channel {c} out of range: the output has {ref.shape[0]} channels")
     ncols = 1 if len(chans) == 1 else 2
     nrows = math.ceil(len(chans) / ncols)
-    height = 2.3 * nrows + 0.5
-    # Fixed margins: constrained layout costs more than drawing the lines on a figure of many axes.
-    fig = figure(4.6 * ncols, height, layout=None)
-    top = 1 - (0.7 if title else 0.45) / height  # room for the figure title above the channel titles
-    outer = fig.add_gridspec(nrows, ncols, left=0.07, right=0.985, top=top, bottom=0.4 / height,
-                             hspace=0.32, wspace=0.16)
+    width, height = size or (4.6 * ncols, 2.3 * nrows + 0.8)
+    # Fixed margins in inches (constrained layout costs more than drawing the lines on many axes): room for
+    # the title and the legend above, for signed tick labels and the axis labels on the left.
+    fig = figure(width, height, layout=None)
+    head = (0.3 if title else 0.0) + 0.32
+    outer = fig.add_gridspec(nrows, ncols, left=0.86 / width, right=1 - 0.12 / width, top=1 - (head + 0.22) / height,
+                             bottom=0.42 / height, hspace=0.35, wspace=0.62 / (width / ncols))
     t = np.arange(ref.shape[1])
     for i, c in enumerate(chans):
         row, col = divmod(i, ncols)
-        pair = outer[row, col].subgridspec(2, 1, height_ratios=[3, 1.2], hspace=0.06)
+        pair = outer[row, col].subgridspec(2, 1, height_ratios=[3, 1.2], hspace=0.08)
         ax = fig.add_subplot(pair[0])
         err_ax = fig.add_subplot(pair[1], sharex=ax)
         ax.plot(t, ref[c], color=REFERENCE_COLOR, lw=1.6, label=reference_label)
-        for k, (label, a) in enumerate(outs.items()):
-            color = COLORS[k % len(COLORS)]
+        for label, a in outs.items():
+            color = color_of(label)
             ax.plot(t, a[c], color=color, lw=0.9, alpha=0.85, label=label)
             err_ax.plot(t, a[c] - ref[c], color=color, lw=0.8)
         err_ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_title(f"channel {c}", fontsize=9)
+        ax.set_title(f"channel {c}", fontsize=9, pad=3)
         ax.tick_params(labelbottom=False, labelsize=7)
+        ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
+        err_ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
+        err_ax.locator_params(axis="y", nbins=3)
         err_ax.tick_params(labelsize=7)
         err_ax.set_ylabel("error", fontsize=7)
+        ax.set_xlim(0, max(len(t) - 1, 1))
         if row == nrows - 1:
             err_ax.set_xlabel("time step", fontsize=8)
         if i == 0:
-            ax.legend(fontsize=7, loc="upper right")
+            handles, labels = ax.get_legend_handles_labels()
+            fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, frameon=False,
+                       bbox_to_anchor=(0.5, 1 - (0.3 if title else 0.02) / height))
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1 - 0.06 / height, va="top")
     return fig
 
 
@@ -112,13 +142,13 @@ def scatter(
     hi = max(float(np.max(v)) for v in values)
     pad = 0.02 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, label="y = x")
-    for k, (label, a) in enumerate(outs.items()):
-        ax.scatter(ref.ravel(), a.ravel(), s=4, alpha=0.6, color=COLORS[k % len(COLORS)], label=label,
+    for label, a in outs.items():
+        ax.scatter(ref.ravel(), a.ravel(), s=4, alpha=0.6, color=color_of(label), label=label,
                    rasterized=True)
     ax.set_xlabel(reference_label, fontsize=8)
     ax.set_ylabel("backend output", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, markerscale=2)
+    fig.legend(fontsize=7, markerscale=2, loc="outside upper center", ncol=2, frameon=False)
     ax.set_title(title or "backend vs reference", fontsize=9)
     return fig
 
@@ -137,9 +167,9 @@ def error_histogram(
         if hi - lo < 1e-12:  # identical outputs: one narrow bin around the common value
             lo, hi = lo - 1e-9, hi + 1e-9
         edges = np.linspace(lo, hi, bins + 1)
-        for k, (label, e) in enumerate(errors.items()):
-            ax.hist(e, bins=edges, histtype="step", lw=1.2, color=COLORS[k % len(COLORS)], label=label)
-        ax.legend(fontsize=7)
+        for label, e in errors.items():
+            ax.hist(e, bins=edges, histtype="step", lw=1.2, color=color_of(label), label=label)
+        fig.legend(fontsize=7, loc="outside upper center", ncol=2, frameon=False)
     ax.set_xlabel("backend − reference", fontsize=8)
     ax.set_ylabel("count", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -163,7 +193,7 @@ def sweep(
     sfs = np.asarray(scale_factors, dtype=np.float64)
     if sfs.size == 0 or np.any(sfs <= 0):
         raise ValueError("scale_factors must be a non-empty list of positive numbers")
-    fig = figure(4.8, 3.0)
+    fig = figure(4.8, 3.6)
     ax = fig.add_subplot()
     for k, (label, ys) in enumerate(values.items()):
         y = np.asarray(ys, dtype=np.float64)
@@ -181,13 +211,14 @@ def sweep(
     ax.set_xlabel("input scale factor", fontsize=8)
     ax.set_ylabel(metric, fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
+    fig.legend(fontsize=7, loc="outside lower center", ncol=2, frameon=False)
     ax.set_title(title or f"{metric} vs scale factor", fontsize=9)
     return fig
 
 
-def to_png(fig: Figure, dpi: int = DPI, colors: int = 128) -> bytes:
-    """PNG bytes of a figure (Agg), small enough to embed in a report.
+def to_png(fig: Figure, dpi: int = DPI * HIDPI, colors: int = 128) -> bytes:
+    """PNG bytes of a figure (Agg) at ``dpi`` (by default HIDPI × the display DPI: show it at
+    ``display_size``), small enough to embed in a report.
 
     Saved with a palette of ``colors`` colours: plots of noisy signals compress badly as RGBA, and a palette
     keeps a report's images at about a third of the size with no visible loss (``colors=0`` keeps RGBA).
@@ -204,6 +235,12 @@ def to_png(fig: Figure, dpi: int = DPI, colors: int = 128) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def display_size(fig: Figure) -> tuple[int, int]:
+    """The CSS pixel size at which a figure is meant to be shown (its inches at DPI)."""
+    w, h = fig.get_size_inches()
+    return round(w * DPI), round(h * DPI)
 
 
 def to_svg(fig: Figure) -> str:
@@ -226,7 +263,7 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
     ax.set_yticks(y, [str(label)[:48] for label in labels], fontsize=7)
     if threshold is not None:
         ax.axvline(threshold, color="0.3", ls="--", lw=1.0, label=threshold_label or f"{threshold:g}")
-        ax.legend(fontsize=7, loc="lower right")
+        fig.legend(fontsize=7, loc="outside lower center", frameon=False)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title(title, fontsize=9)

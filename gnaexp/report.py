@@ -159,19 +159,22 @@ def _outputs(run_: NotebookRun, name: str | None = None) -> tuple[str, np.ndarra
 
 
 def image(fig: Any) -> Any:
-    """A figure as an inline PNG display object (embedded as data: in exported HTML)."""
+    """A figure as an inline PNG display object (embedded as data: in exported HTML), rendered at HIDPI × its
+    display size and shown at its display size: sharp, never stretched."""
     from IPython.display import Image
 
     from gnaexp import plots
 
-    return Image(data=plots.to_png(fig), format="png")
+    width, _ = plots.display_size(fig)
+    return Image(data=plots.to_png(fig), format="png", width=width)
 
 
-def overlay_figure(run_: NotebookRun, channels: list[int] | None = None) -> Any:
+def overlay_figure(run_: NotebookRun, channels: list[int] | None = None,
+                   size: tuple[float, float] | None = None) -> Any:
     from gnaexp import plots
 
     ref_label, ref, others = _outputs(run_)
-    return plots.overlay(ref, others, channels=channels, reference_label=ref_label,
+    return plots.overlay(ref, others, channels=channels, reference_label=ref_label, size=size,
                          title=f"{run_.record.experiment}: output per channel (error = backend − {ref_label})")
 
 

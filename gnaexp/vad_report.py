@@ -16,9 +16,9 @@ from gnaexp.markup import cell, escape, table
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "speech" / "speech_snr10.wav"  # in the source checkout
 
 
-def _color(i: int) -> str:
-    """The reference (first backend) in black, the others in the plots' colour cycle, stable by position."""
-    return plots.REFERENCE_COLOR if i == 0 else plots.COLORS[(i - 1) % len(plots.COLORS)]
+def _color(i: int, backend: str) -> str:
+    """The reference (first backend) in black, the others in their backend's colour (as in every figure)."""
+    return plots.REFERENCE_COLOR if i == 0 else plots.color_of(backend)
 
 
 def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor: float, precision: str,
@@ -59,9 +59,9 @@ def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
     ax_wave.set_title(f"{f['file']}: speech (green: synthesis ground truth)", loc="left", fontsize=9)
     for i, b in enumerate(record["backends"]):
         p = record["_tracks"][f"{stem}/{b}"]
-        ax_p.plot(_time(len(p)), p, lw=1.4 if i == 0 else 1.0, color=_color(i), label=labels[b])
+        ax_p.plot(_time(len(p)), p, lw=1.4 if i == 0 else 1.0, color=_color(i, b), label=labels[b])
         decided = vad_metrics.decisions(p)
-        ax_d.fill_between(_time(len(p)), i + 0.1, i + 0.1 + 0.8 * decided, step="post", color=_color(i), lw=0)
+        ax_d.fill_between(_time(len(p)), i + 0.1, i + 0.1 + 0.8 * decided, step="post", color=_color(i, b), lw=0)
     ax_p.axhline(0.5, color="0.5", lw=0.6, ls="--")
     ax_p.set_ylabel("speech probability")
     ax_p.set_ylim(-0.02, 1.02)
@@ -81,7 +81,7 @@ def drift_figure(record: Mapping[str, Any], file: str | None = None) -> Any:
     for i, b in enumerate(record["backends"][1:], start=1):
         drift = f["backends"][b]["state_drift"]
         for part, style in (("h", "-"), ("c", ":")):
-            ax.plot(_time(len(drift[part])), np.minimum(drift[part], 150), style, color=_color(i),
+            ax.plot(_time(len(drift[part])), np.minimum(drift[part], 150), style, color=_color(i, b),
                     label=f"{record['labels'][b]} {part}", lw=1)
     ax.set_ylabel("state SQNR (dB)")
     ax.set_xlabel("time (s)")

@@ -1,10 +1,16 @@
 """The interactive explorer: pick experiment, backends, scale factor, precision, layout and output channel;
 plots and metrics follow.
 
-Displayed, an ``Explorer`` is a live ipywidgets panel in JupyterLab. Its display bundle also carries a static
-HTML snapshot (metrics table and plot of the current state, image inline), which is what an exported HTML report
-shows where no widget can run; the snapshot follows every change, so a notebook saved after exploring exports
-what was last on screen.
+Displayed, an ``Explorer`` is three outputs:
+
+- the live ipywidgets panel. A change updates the widgets' values in place (table, image, verdict): the panel
+  is displayed once and never re-created, so keyboard focus stays on the control being used;
+- a static HTML snapshot of the current state (setting, metrics table, plot inline, verdict), a plain
+  ``text/html`` output that follows every change. It is what an exported HTML page shows where no widget can
+  run (``gnaexp batch``, ``jupyter nbconvert --to html`` offline, a notebook opened without its widget state).
+  While the panel is live it hides the snapshot with a style of its own, so the page shows one copy;
+- on request (``show_provenance``), the environment, parameters and files of the current state, also
+  following every change, so a saved notebook never pairs the snapshot of one state with the files of another.
 """
 
 from __future__ import annotations
@@ -19,6 +25,14 @@ from gnaexp.markup import bold, escape
 
 EXPERIMENTS = FORUM_NETS
 BACKEND_CHOICES = ("torch", "openvino:CPU", "openvino:GNA", "gna-emu")
+SNAPSHOT_CLASS = "gnaexp-explorer-snapshot"
+# Rendered by the live panel only: where the panel runs, the static copy beside it is hidden.
+_HIDE_SNAPSHOT = (f"<style>.{SNAPSHOT_CLASS}{{display:none}}"
+                  ".widget-html .gnaexp-metrics td,.widget-html .gnaexp-metrics th{padding:1px 8px}</style>")
+PLOT_SIZE = (9.4, 3.9)  # inches at plots.DPI: about the width of a JupyterLab output area
+# The followers (snapshot, provenance) are re-sent once the state has stayed put this long, not on every step
+# of a drag or a key held down: JupyterLab keeps memory for each replaced output (about 60 kB per snapshot).
+FOLLOW_DELAY_S = 0.6
 
 
 class Explorer:
@@ -32,7 +46,8 @@ class Explorer:
         self.record_dir = record_dir
         self.shape = shape
         self.run_: report.NotebookRun | None = None
-        self._display_id: Any = None
+        self._followers: list[tuple[Any, Any]] = []  # (display handle, function of the state → display object)
+        self._pending: Any = None  # the scheduled update of the followers
         self._quiet = False
         chosen = [s.strip() for s in backends.split(",") if s.strip()]
         self.experiment = w.Dropdown(options=EXPERIMENTS, value=experiment, description="experiment")
@@ -51,13 +66,19 @@ class Explorer:
         self.channel = w.Dropdown(options=[channel], value=channel, description="channel")
         self.notes = w.HTML()
         self.table = w.HTML()
-        self.image = w.Image(format="png")
+        width, height = PLOT_SIZE
+        from gnaexp import plots
+
+        # A fixed size: a flex column would otherwise stretch the image to the panel's width, blurring it.
+        self.image = w.Image(format="png", layout=w.Layout(width=f"{round(width * plots.DPI)}px",
+                                                           height=f"{round(height * plots.DPI)}px"))
         self.verdict = w.HTML()
         controls = [self.experiment, self.scale_factor, self.precision, self.layout, self.channel,
                     *self.backends.values()]
         for c in controls:
             c.observe(self._changed, names="value")
         self.panel = w.VBox([
+            w.HTML(_HIDE_SNAPSHOT),
             w.HBox([self.experiment, self.channel]),
             w.HBox([w.Label("backends"), *self.backends.values()]),
             self.scale_factor, w.HBox([self.precision, self.precision_note]), self.layout, self.notes, self.table,
@@ -74,13 +95,13 @@ class Explorer:
                 **self.shape}
 
     def refresh(self) -> None:
-        """Run the current selection and redraw everything (and the static snapshot)."""
+        """Run the current selection and update every widget's value (and the outputs that follow the state)."""
         setting = report.setting_from(self.parameters())
         self.run_ = report.run_setting(setting)
         channels = next(iter(self.run_.reference.outputs.values())).shape[1]
         if list(self.channel.options) != list(range(channels)):
             keep = self.channel.value if self.channel.value < channels else 0
-            self._quiet = True  # changing the options must not trigger a redraw of its own
+            self._quiet = True  # changing the options must not trigger a run of its own
             try:
                 self.channel.options = list(range(channels))
                 self.channel.value = keep
@@ -90,10 +111,7 @@ class Explorer:
         self.table.value = report.metrics_table(self.run_).text
         self.image.value = self._png()
         self.verdict.value = "<br>".join(bold(line) for line in diagnosis.verdict_lines(self.run_.record))
-        if self._display_id is not None:
-            from IPython.display import update_display
-
-            update_display(self._repr_mimebundle_(), display_id=self._display_id, raw=True)
+        self._schedule_followers()
 
     def _snapped_sf(self) -> float:
         """The slider's value as the power of two it offers: a typed 2048 can arrive as 2048.0000000000027."""
@@ -111,10 +129,7 @@ class Explorer:
                 self._quiet = False
         if change.get("owner") is self.channel:  # only the plot depends on the channel
             self.image.value = self._png()
-            if self._display_id is not None:
-                from IPython.display import update_display
-
-                update_display(self._repr_mimebundle_(), display_id=self._display_id, raw=True)
+            self._schedule_followers()
             return
         self.refresh()
 
@@ -122,7 +137,8 @@ class Explorer:
         from gnaexp import plots
 
         assert self.run_ is not None
-        return plots.to_png(report.overlay_figure(self.run_, channels=[int(self.channel.value)]))
+        fig = report.overlay_figure(self.run_, channels=[int(self.channel.value)], size=PLOT_SIZE)
+        return plots.to_png(fig, dpi=plots.DPI * plots.HIDPI)
 
     # --- display ----------------------------------------------------------------------------------------------
 
@@ -131,20 +147,60 @@ class Explorer:
         assert self.run_ is not None
         params = ", ".join(f"{k}={v}" for k, v in self.parameters().items() if k != "record_dir")
         img = base64.b64encode(bytes(self.image.value)).decode("ascii")
-        return (f"<div class='gnaexp-explorer-snapshot'><p><b>Explorer snapshot</b> (static; open the notebook in "
+        return (f"<div class='{SNAPSHOT_CLASS}'><p><b>Explorer snapshot</b> (static; run the notebook in "
                 f"JupyterLab to explore): {escape(params)}, channel {self.channel.value}</p>{self.notes.value}"
-                f"{self.table.value}<img alt='overlay of channel {self.channel.value}' "
-                f"src='data:image/png;base64,{img}'/><div class='gnaexp-verdict'>{self.verdict.value}</div></div>")
+                f"{self.table.value}<img alt='overlay of channel {self.channel.value}' width='{self.image.layout.width[:-2]}'"
+                f" src='data:image/png;base64,{img}'/><div class='gnaexp-verdict'>{self.verdict.value}</div></div>")
+
+    def _snapshot(self) -> Any:
+        from IPython.display import HTML
+
+        return HTML(self.snapshot_html())
+
+    def _provenance(self) -> Any:
+        assert self.run_ is not None
+        return report.provenance(self.run_)
+
+    def _follow(self, render: Any) -> None:
+        from IPython.display import display
+
+        handle = display(render(), display_id=True)
+        if handle is not None:
+            self._followers.append((handle, render))
+
+    def _schedule_followers(self) -> None:
+        import asyncio
+
+        if not self._followers:
+            return
+        try:
+            loop = asyncio.get_running_loop()  # the kernel's, while a widget event is handled
+        except RuntimeError:
+            self._update_followers()
+            return
+        if self._pending is not None:
+            self._pending.cancel()
+        self._pending = loop.call_later(FOLLOW_DELAY_S, self._update_followers)
+
+    def _update_followers(self) -> None:
+        # Plain HTML outputs, re-sent whole; the widgets themselves are never re-displayed.
+        self._pending = None
+        for handle, render in self._followers:
+            handle.update(render())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle = dict(self.panel._repr_mimebundle_() or {})
-        bundle["text/html"] = self.snapshot_html()
-        bundle["text/plain"] = "gnaexp explorer (" + ", ".join(f"{k}={v}" for k, v in self.parameters().items()) + ")"
+        # Where widgets cannot run the snapshot output beside the panel speaks; the panel itself says nothing.
+        bundle["text/plain"] = ""
         return bundle
 
     def show(self) -> None:
-        """Display the panel, with an id so that the static snapshot follows later changes."""
+        """Display the live panel and, beside it, the static snapshot that follows its state."""
         from IPython.display import display
 
-        handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
-        self._display_id = getattr(handle, "display_id", None)
+        display(self)
+        self._follow(self._snapshot)
+
+    def show_provenance(self) -> None:
+        """Display the environment, parameters and files of the current state; it follows later changes."""
+        self._follow(self._provenance)

@@ -22,8 +22,44 @@ def test_overlay_draws_reference_backend_and_error_per_channel():
     np.testing.assert_allclose(ref_line.get_ydata(), ref[0, 1])
     np.testing.assert_allclose(emu_line.get_ydata(), emu[0, 1])
     np.testing.assert_allclose(error_ax.get_lines()[0].get_ydata(), emu[0, 1].astype(float) - ref[0, 1], atol=1e-9)
-    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
-    assert labels == ["torch", "gna-emu (emulated)"]
+    legend = fig.legends[0]  # one legend for the figure, above the plots rather than over the data
+    assert [t.get_text() for t in legend.get_texts()] == ["torch", "gna-emu (emulated)"]
+    assert axes[0].get_legend() is None
+
+
+def test_backend_colours_do_not_depend_on_what_else_is_plotted():
+    ref, emu = _signals()
+    both = plots.overlay(ref, {"openvino:CPU": ref, "gna-emu (emulated)": emu}, channels=[0])
+    alone = plots.overlay(ref, {"gna-emu (emulated)": emu}, channels=[0])
+    colour = {line.get_label(): line.get_color() for line in both.get_axes()[0].get_lines()}
+    assert alone.get_axes()[0].get_lines()[1].get_color() == colour["gna-emu (emulated)"]
+    assert colour["openvino:CPU"] != colour["gna-emu (emulated)"]
+    assert plots.color_of("import:pack/outputs.npz") == plots.color_of("import:other.npz")
+
+
+def test_overlay_tick_labels_fit_inside_the_figure():
+    """Signed, small error values (−0.25, 0.0001) keep every character: no tick label crosses the left edge."""
+    ref, emu = _signals()
+    fig = plots.overlay(ref, {"gna-emu (emulated)": emu * 1.0001 - 0.25}, channels=[0], size=(9.4, 3.9))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.get_axes():
+        for label in ax.get_yticklabels() + [ax.yaxis.label]:
+            if label.get_text():
+                assert label.get_window_extent(renderer).x0 >= 0, label.get_text()
+    assert all(not t.get_text().startswith("0") or "." in t.get_text() or t.get_text() == "0"
+               for ax in fig.get_axes() for t in ax.get_yticklabels())
+
+
+def test_png_is_rendered_at_twice_its_display_size():
+    from PIL import Image
+    import io
+
+    ref, emu = _signals()
+    fig = plots.overlay(ref, {"a": emu})
+    width, height = plots.display_size(fig)
+    image = Image.open(io.BytesIO(plots.to_png(fig)))
+    assert image.size == (plots.HIDPI * width, plots.HIDPI * height)
 
 
 def test_overlay_selected_channels_and_errors():
@@ -69,7 +105,7 @@ def test_sweep_log_axis_and_saturation_marker():
     assert ax.get_xscale() == "log"
     xs = [line.get_xdata()[0] for line in ax.get_lines()[1:]]
     assert 1000.0 in xs and 4 in xs
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("saturates" in s for s in legend)
     with pytest.raises(ValueError, match="values for"):
         plots.sweep(sfs, {"SQNR": [1, 2]})

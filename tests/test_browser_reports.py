@@ -1,0 +1,123 @@
+"""Reports as a reader gets them, opened from disk in Debian's headless Chromium with every request that is not
+for a local file blocked: the batch index and its reports, and each route that turns a notebook into HTML.
+
+Routes: ``gnaexp batch`` (its own export), and ``papermill`` + ``jupyter nbconvert --to html`` (the command line
+tools, as the README gives them). The notebook saved by JupyterLab and exported with nbconvert is tested in
+``test_browser_explorer.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from browser import ConsoleLog, browser, offline_page, screenshot
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def batch_out(tmp_path_factory):
+    from gnaexp import cli
+
+    work = tmp_path_factory.mktemp("reports")
+    matrix = work / "m.yaml"
+    matrix.write_text(yaml.safe_dump({"runs": [
+        {"notebook": str(NOTEBOOKS / "concat_conv"), "name": "concat_conv-legacy",
+         "parameters": {"length": 31, "layout": "legacy-concat", "scale_factor": 2048}},
+        {"notebook": str(NOTEBOOKS / "explorer"), "name": "explorer-small",
+         "parameters": {"experiment": "conv", "length": 31, "channel": 1}},
+    ]}))
+    out = work / "out"
+    assert cli.main(["batch", str(matrix), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli_route(tmp_path_factory):
+    """papermill then nbconvert, as command lines: the explorer and an experiment notebook."""
+    out = tmp_path_factory.mktemp("cli-route")
+    pages = {}
+    for name, params in (("explorer", {"experiment": "conv", "length": 31, "channel": 1}),
+                         ("conv", {"length": 31, "scale_factor": 1})):
+        nb = out / f"{name}.ipynb"
+        subprocess.run([str(BIN / "papermill"), str(NOTEBOOKS / f"{name}.ipynb"), str(nb), "-k", "python3", "--cwd",
+                        str(out), "-y", json.dumps(params), "--no-progress-bar"], check=True, capture_output=True)
+        subprocess.run([str(BIN / "jupyter"), "nbconvert", "--to", "html", str(nb)], check=True, capture_output=True)
+        pages[name] = nb.with_suffix(".html")
+    return pages
+
+
+def test_cli_route_exports_the_explorer_snapshot(cli_route):
+    """Without a browser: the page nbconvert writes holds the snapshot with its plot inline."""
+    text = cli_route["explorer"].read_text(encoding="utf-8")
+    snapshot = re.search(r"<div class=[\"']gnaexp-explorer-snapshot[\"']>.*?</div></div>", text, re.S)
+    assert snapshot, "the explorer snapshot is missing from the nbconvert page"
+    assert "experiment=conv" in snapshot.group(0) and "channel 1" in snapshot.group(0)
+    assert re.search(r"src=[\"']data:image/png;base64,[A-Za-z0-9+/]{1000}", snapshot.group(0))
+
+
+def _read_offline(chromium, path: Path, name: str) -> dict:
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    page, blocked, failed = offline_page(context)
+    console = ConsoleLog(page)
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    images = page.evaluate("() => [...document.images].filter(i => i.offsetParent !== null)"
+                           ".map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])")
+    seen = {"images": images, "blocked": blocked, "failed": [u for u in failed if u not in blocked],
+            "errors": console.errors, "text": page.inner_text("body"), "page": page, "context": context}
+    screenshot(page, name)
+    return seen
+
+
+def test_index_and_reports_read_offline(batch_out):
+    with browser() as chromium:
+        index = _read_offline(chromium, batch_out / "index.html", "reports-1-index")
+        assert not index["blocked"] and not index["failed"], "the index needs nothing from the network"
+        assert "concat_conv-legacy" in index["text"] and "explorer-small" in index["text"]
+        page = index["page"]
+        links = page.locator("a[href$='.html']")
+        assert links.count() == 2
+        with page.expect_navigation():
+            page.locator("a[href='concat_conv-legacy.html']").click()
+        assert page.url.endswith("concat_conv-legacy.html")
+        assert page.locator(".gnaexp-metrics").first.is_visible()
+
+        report = _read_offline(chromium, batch_out / "concat_conv-legacy.html", "reports-2-concat_conv-legacy")
+        assert not report["failed"], report["failed"]
+        assert not report["blocked"], "a batch report asks nothing of the network"
+        assert len(report["images"]) >= 4 and all(w > 0 and h > 0 for w, h, _ in report["images"])
+        # figures are drawn at twice the size they are shown at, so they stay sharp
+        assert all(w >= 1.9 * shown for w, _, shown in report["images"]), report["images"]
+        page = report["page"]
+        assert page.locator(".gnaexp-metrics").first.is_visible()
+        assert page.locator(".gnaexp-verdict").first.is_visible()
+        assert "legacy" in page.locator(".gnaexp-verdict").first.inner_text()
+
+        explorer = _read_offline(chromium, batch_out / "explorer-small.html", "reports-3-explorer-batch")
+        snap = explorer["page"].locator(".gnaexp-explorer-snapshot")
+        assert snap.count() == 1 and snap.is_visible() and "channel 1" in snap.inner_text()
+        assert explorer["images"] and all(w > 0 for w, _, _ in explorer["images"])
+
+
+def test_cli_route_reads_offline(cli_route):
+    """papermill + nbconvert pages: readable with the network blocked (the lab template's CDN scripts fail,
+    nothing needed for reading does); the explorer shows its snapshot, not an empty widget area."""
+    with browser() as chromium:
+        explorer = _read_offline(chromium, cli_route["explorer"], "reports-4-explorer-nbconvert")
+        snap = explorer["page"].locator(".gnaexp-explorer-snapshot")
+        assert snap.count() == 1 and snap.is_visible()
+        assert "experiment=conv" in snap.inner_text()
+        assert explorer["images"] and all(w > 0 for w, _, _ in explorer["images"])
+        assert all(u.startswith("http") for u in explorer["blocked"])  # only CDN scripts were asked for
+        conv = _read_offline(chromium, cli_route["conv"], "reports-5-conv-nbconvert")
+        assert len(conv["images"]) >= 4 and all(w > 0 for w, _, _ in conv["images"])
+        assert conv["page"].locator(".gnaexp-metrics").first.is_visible()
