@@ -62,6 +62,14 @@ def _wait_change(page, before, keys=("src",), timeout=60.0):
         page.wait_for_timeout(15)
 
 
+def _steady(now, first, console):
+    """After a step: the same widget views and images as after Run All (updated, not re-created), no
+    "Loading widget" placeholder, no console error."""
+    assert (now["views"], now["vboxes"], now["images"]) == (first["views"], first["vboxes"], first["images"]), now
+    assert not now["loading"] and not now["notFound"]
+    assert not console.errors, console.errors
+
+
 def _follows(page, *texts, timeout=30.0):
     """The snapshot (and the environment cell) follow the state once it has settled; wait for that."""
     js = ("(texts) => { const t = [...document.querySelectorAll('.gnaexp-explorer-snapshot p')].map(e => e.innerText)"
@@ -124,6 +132,7 @@ def test_explorer_live_in_jupyterlab(lab):
         after, timings["slider-key"] = _wait_change(page, before, ("src", "table"))
         assert after["readout"].strip() == "1024"
         assert "noUi-handle" in after["focus"], f"focus left the slider: {after['focus']}"
+        _steady(after, first, console)
         page.keyboard.press("Home")
         home, timings["slider-home"] = _wait_change(page, after, ("src", "table"))
         assert home["readout"].strip() == "1" and "noUi-handle" in home["focus"]
@@ -138,6 +147,7 @@ def test_explorer_live_in_jupyterlab(lab):
         page.mouse.up()
         dragged, timings["slider-drag"] = _wait_change(page, home, ("src", "table"))
         assert float(dragged["readout"]) > 1
+        _steady(dragged, first, console)
         _follows(page, f"scale_factor={float(dragged['readout'])},")
 
         # layout, experiment and channel
@@ -145,12 +155,14 @@ def test_explorer_live_in_jupyterlab(lab):
         page.click(".widget-toggle-buttons button:has-text('legacy-concat')")
         after, timings["layout"] = _wait_change(page, before, ("src", "table"))
         _follows(page, "layout=legacy-concat")
+        _steady(after, first, console)
         assert after["focusInPanel"], f"focus left the panel: {after['focus']}"
         experiment = page.locator(".widget-dropdown:has(label:text('experiment')) select")
         before = _state(page)
         experiment.select_option("conv")
         after, timings["experiment"] = _wait_change(page, before, ("src", "table"))
         _follows(page, "experiment=conv")
+        _steady(after, first, console)
         assert after["focusInPanel"], f"focus left the panel: {after['focus']}"
         channel = page.locator(".widget-dropdown:has(label:text('channel')) select")
         before = _state(page)
@@ -160,9 +172,7 @@ def test_explorer_live_in_jupyterlab(lab):
         after = _follows(page, "channel 2", '"experiment": "conv"', '"layout": "legacy-concat"')
         page.locator(PANEL).scroll_into_view_if_needed()
         screenshot(page, "explorer-3-conv-channel-2")
-        for s in (after,):
-            assert s["views"] == first["views"] and s["vboxes"] == first["vboxes"] and s["images"] == first["images"]
-            assert not s["loading"] and not s["notFound"]
+        _steady(after, first, console)
         # the environment cell follows the state on screen, not the Run All state
         assert '"experiment": "conv"' in after["provenance"] and '"experiment": "concat_conv"' not in after["provenance"]
 
@@ -184,9 +194,7 @@ def test_explorer_live_in_jupyterlab(lab):
         page.wait_for_timeout(300)
         page.evaluate("() => window.gc && window.gc()")
         end = _state(page)
-        assert end["views"] == first["views"] and end["vboxes"] == first["vboxes"], "widget views leaked"
-        assert end["images"] == first["images"], "images leaked"
-        assert not console.errors, console.errors
+        _steady(end, first, console)
         latencies.sort()
         report = {"timings_s": {k: round(v, 3) for k, v in timings.items()},
                   "changes": CHANGES, "latency_median_s": round(latencies[len(latencies) // 2], 3),
