@@ -107,6 +107,25 @@ def torch_ir(module: Any, input_shape: tuple[int, ...]) -> Path:
     return ir.save(ir.convert_torch(module, input_shape), xml)
 
 
+def vad_ir(folder: Path) -> Path:
+    """Silero VAD's step IR (``vad.export_ir``) in ``folder``: converted once per silero-vad, OpenVINO and gnaexp
+    version under ``ir/silero_vad-…/`` (tracing and converting cost about 2 s), then copied."""
+    from gnaexp import __version__, vad
+
+    target = Path(folder) / "silero_vad.xml"
+    if target.exists() and target.with_suffix(".bin").exists():
+        return target
+    key = "-".join(["silero_vad", package_version("silero-vad") or "none",
+                    (package_version("openvino") or "none").split("-")[0], __version__])
+    cached = vad.export_ir(cache_dir() / "ir" / key)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for suffix in (".bin", ".xml"):  # the .xml last: export_ir takes the pair as present when both exist
+        tmp = target.with_suffix(suffix + ".tmp")
+        shutil.copyfile(cached.with_suffix(suffix), tmp)
+        os.replace(tmp, target.with_suffix(suffix))
+    return target
+
+
 def user_model_ir(path: Path, model: Any, renamed: bool) -> Path:
     """The IR file other backends read for a user's model file: the file itself when it is an IR as given, else
     a copy saved under ``files/<content digest>/`` (an ONNX file, or an IR whose tensors were named on loading)."""

@@ -43,8 +43,7 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     keys = {"experiment", "scale_factor", "seed", "input_kind", "precision"}
     config = experiment_mod.ExperimentConfig().with_settings(
         {k: v for k, v in namespace.items() if k in keys} | {"backends": "torch,openvino:CPU,gna-emu"})
-    model = experiment_mod.build_model(config)
-    feed = experiment_mod.make_inputs(config, model)
+    model, feed, _, _ = experiment_mod.reference_run(config)  # cached: ladder() asks for the same
     if namespace.get("observed_file"):
         observed, label = read_one(namespace["observed_file"], "observed output"), "observed (device file)"
     else:

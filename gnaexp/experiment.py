@@ -400,6 +400,26 @@ def reference_outputs(model: ModelBundle, feed: dict[str, np.ndarray]) -> tuple[
     return backend, make_backend(backend).run(model, feed).outputs
 
 
+def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.ndarray], str, dict[str, np.ndarray]]:
+    """(model, inputs, reference backend, reference outputs) of a config's net: from the cache where this net and
+    input ran before (torch is then not even imported), else built and run, and kept for the next time."""
+    key = reference_cache_key(config)
+    cached = cache.load_reference(key) if key else None
+    if cached is not None:
+        model, ref, fingerprint = cached
+        feed = make_inputs(config, model)
+        if inputs_mod.fingerprint(feed) == fingerprint:
+            return model, feed, ref.backend, ref.outputs
+    model = build_model(config)
+    feed = make_inputs(config, model)
+    if model.torch_module is None:
+        return model, feed, *reference_outputs(model, feed)
+    ref = make_backend("torch").run(model, feed)
+    if key:
+        cache.store_reference(key, model, ref, inputs_mod.fingerprint(feed))
+    return model, feed, "torch", ref.outputs
+
+
 def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str = "correct") -> Any:
     """Emulated error of the config's net and inputs over scale factors, against the FP32 reference."""
     from gnaexp.emulator.sweep import sweep as emulator_sweep

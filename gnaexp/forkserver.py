@@ -164,11 +164,18 @@ def _serve() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
             pass
-    try:  # the emulator's compiled loops, once here rather than once per kernel
-        from gnaexp.emulator import native
+    try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
+        from gnaexp.emulator import activations, native
 
         native.warm_up()
+        activations.warm_up()
     except Exception:  # noqa: BLE001 — a kernel then compiles on first use
+        pass
+    try:  # matplotlib's fonts, loaded by the first text drawn
+        from gnaexp import plots
+
+        plots.to_png(plots.bars(["warm-up"], [1.0], "x", title="warm-up"))
+    except Exception:  # noqa: BLE001
         pass
     if threading.active_count() > 1:
         print("threads started during preload; forking would be unsafe", flush=True)

@@ -44,9 +44,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     from gnaexp.emulator import LAYOUTS
     from gnaexp.emulator.sweep import DEFAULT_HEADROOM, floor_sweep
 
-    model = experiment.build_model(config)
-    feed = experiment.make_inputs(config, model)
-    ref_backend, ref_outputs = experiment.reference_outputs(model, feed)
+    model, feed, ref_backend, ref_outputs = experiment.reference_run(config)
     ref = next(iter(ref_outputs.values()))
     steps: list[dict[str, Any]] = []
     observed_from = "given" if observed is not None else None

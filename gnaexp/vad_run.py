@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gnaexp import audio as audio_mod
-from gnaexp import environment, files, vad, vad_metrics
+from gnaexp import cache, environment, files, vad, vad_metrics
 from gnaexp.backends import make_backend
 
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
@@ -116,6 +116,7 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
     loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]  # bad audio fails before any work
     opts = device_options(options, [sound.samples for _, sound in loaded])
     work = Path(out_dir) if out_dir else Path(".")
+    cache.vad_ir(work / "ir")  # converted once, then copied
     model = vad.model_bundle(work / "ir")
     made = {b: make_backend(b, opts) for b in backends if not b.startswith("import:")}
     steppers = {b: m.stepper(model) for b, m in made.items()}  # absent devices fail here, once

@@ -36,7 +36,9 @@ def require_browser() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium); not installed")
     try:
-        import playwright.sync_api  # noqa: F401
+        import importlib
+
+        importlib.import_module("playwright.sync_api")
     except ImportError:
         pytest.skip("browser tests need Playwright's Python client (pip install -r requirements.txt)")
 

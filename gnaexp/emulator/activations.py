@@ -208,6 +208,16 @@ def exponent_of(node: Node, prog: Program) -> float:
     return 1.0
 
 
+# The designs a recurrent net usually needs (LSTM/GRU gates, |x|² and √ of a spectrum): designed ahead by
+# long-lived processes that fork kernels, so a kernel finds them in ``design``'s cache (about 1 s of search).
+COMMON_DESIGNS = (("Sigmoid", 1.0), ("Tanh", 1.0), ("Power", 2.0), ("Power", 0.5))
+
+
+def warm_up() -> None:
+    for op, e in COMMON_DESIGNS:
+        design(op, e)
+
+
 def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, overrides) -> None:
     """Plan a Sigmoid/Tanh/Power/Sqrt PWL on the tensor before it."""
     op = "Power" if node.op in ("Power", "Sqrt") else node.op
