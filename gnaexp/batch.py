@@ -246,9 +246,8 @@ def _pool_task(args: tuple[Run, Path, bool, float | None]) -> Outcome:
 def plan_runs(runs: list[Run], out: Path, force: bool, show_code: bool,
               echo: Any = print) -> tuple[list[Run], dict[str, Outcome]]:
     """Key every run; return the runs to execute (round-robin over notebooks) and the outcomes of those skipped
-    because they are done and unchanged (all run with ``force``). Shared by the local pool and a cluster."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR).mkdir(exist_ok=True)
+    because they are done and unchanged (all run with ``force``). Shared by the local pool and a cluster; it
+    writes nothing."""
     library = library_digest()
     for run in runs:
         run.key = run_key(run, library, show_code)
@@ -287,6 +286,7 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
     import multiprocessing as mp
 
     todo, outcomes = plan_runs(runs, out, force, show_code, echo)
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     if todo:
         echo(f"running {len(todo)} of {len(runs)} notebooks with {jobs} worker(s) → {out}")
