@@ -217,7 +217,8 @@ def _stop_runs(batch_id: str) -> int:
     killed = 0
     for proc in psutil.process_iter(["cwd"]):
         cwd = proc.info.get("cwd") or ""
-        if any(cwd == s or cwd.startswith(s + os.sep) for s in stages):
+        # This process works there too while papermill runs (it changes folder): not this one.
+        if proc.pid != os.getpid() and any(cwd == s or cwd.startswith(s + os.sep) for s in stages):
             with suppress(psutil.Error):
                 proc.kill()
                 killed += 1
