@@ -6,6 +6,9 @@ once and reuse one HTML exporter. Each run executes in a staging folder and is m
 succeeded, so a finished report is never replaced by a failed or interrupted attempt; a failed attempt is kept
 beside it as ``NAME.failed.html``. A run whose notebook, parameters and library sources are unchanged and whose
 outputs exist is skipped.
+
+The execution into a staging folder (``execute_in_stage``) and the publishing (``finish_run``) are separate
+steps: ``gnaexp.cluster`` runs the first on a dask worker and the second here, with the files in between.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -73,15 +74,21 @@ def parse(spec: str) -> tuple[str, Any]:
 
 
 class KernelSetup(WorkerPlugin):  # type: ignore[misc]
-    """Prepares each worker process for notebook runs once, as the local pool's initializer does."""
+    """Prepares each worker process for notebook runs once, as the local pool's initializer does. ``log``: the
+    kernels' log (default: in the worker's local directory); ``own_stderr``: the worker's stderr goes there
+    too, as a pool worker's does (a local cluster's workers would otherwise write over the progress bar)."""
 
     name = "gnaexp-kernels"
 
-    def __init__(self, log: str | None = None) -> None:
-        self.log = log
+    def __init__(self, log: str | None = None, own_stderr: bool = False) -> None:
+        self.log, self.own_stderr = log, own_stderr
 
     async def setup(self, worker: Any) -> None:
         log = self.log or str(Path(worker.local_directory) / "gnaexp-kernels.log")
+        if self.own_stderr:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 2)
+            os.close(fd)
         # Off the worker's event loop: the imports take a second or two, and heartbeats must go on meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, batch.prepare_kernels, log)
 
@@ -113,11 +120,17 @@ def connect(spec: str, local_dir: Path | None = None, kernels: bool = True, log:
         if kind == "local":
             # Exactly one run per worker thread in flight (not dask's 1.1): a worker that dies then takes no
             # run with it that it had not started.
-            with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
-                                  "distributed.scheduler.worker-saturation": 1.0}):
-                cluster = LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=logging.ERROR,
-                                       local_directory=str(local_dir) if local_dir else None)
+            # Ctrl-C goes to the whole process group: the workers leave it to this process, which cancels the
+            # runs and closes the cluster (they inherit the ignored SIGINT, as pool workers ignore it).
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
+                                      "distributed.scheduler.worker-saturation": 1.0}):
+                    cluster = LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           dashboard_address=None, silence_logs=logging.ERROR,
+                                           local_directory=str(local_dir) if local_dir else None)
+            finally:
+                signal.signal(signal.SIGINT, previous)
             client = Client(cluster)
         else:
             _reachable(value)
@@ -128,7 +141,7 @@ def connect(spec: str, local_dir: Path | None = None, kernels: bool = True, log:
         try:
             _check_workers(client, value if kind == "address" else spec)
             if kernels:
-                client.register_plugin(KernelSetup(log if kind == "local" else None))
+                client.register_plugin(KernelSetup(log, own_stderr=True) if kind == "local" and log else KernelSetup())
             yield client
         finally:
             client.close()
