@@ -118,19 +118,21 @@ def connect(spec: str, local_dir: Path | None = None, kernels: bool = True, log:
     cluster = None
     try:
         if kind == "local":
-            # Exactly one run per worker thread in flight (not dask's 1.1): a worker that dies then takes no
-            # run with it that it had not started.
             # Ctrl-C goes to the whole process group: the workers leave it to this process, which cancels the
             # runs and closes the cluster (they inherit the ignored SIGINT, as pool workers ignore it).
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            main = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
             try:
+                # One run per worker thread in flight (dask's default is 1.1): a worker that dies then takes
+                # no run with it that it had not started.
                 with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
                                       "distributed.scheduler.worker-saturation": 1.0}):
                     cluster = LocalCluster(n_workers=value, threads_per_worker=1, processes=True, host="127.0.0.1",
                                            dashboard_address=None, silence_logs=logging.ERROR,
                                            local_directory=str(local_dir) if local_dir else None)
             finally:
-                signal.signal(signal.SIGINT, previous)
+                if main:
+                    signal.signal(signal.SIGINT, previous)
             client = Client(cluster)
         else:
             _reachable(value)

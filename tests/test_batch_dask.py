@@ -280,6 +280,37 @@ def test_bad_dask_values_exit_2_with_the_fix(tmp_path, capsys, value, words):
     assert words in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
+def test_a_scheduler_without_fit_workers_exits_2(tmp_path, capsys, monkeypatch):
+    """No workers, then a worker whose gnaexp sources differ from this machine's: each is named, nothing runs."""
+    import shutil
+
+    monkeypatch.setattr(cluster_mod, "CONNECT_TIMEOUT_S", 2)
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": str(NOTEBOOKS / "conv"), "parameters": dict(SMALL)}])
+    out = tmp_path / "r"
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=logging.ERROR) as empty:
+        assert cli.main(["batch", str(m), "--out", str(out), "--dask", empty.scheduler_address]) == 2
+        assert "has no workers; start them on each machine with `dask worker" in capsys.readouterr().err
+        assert not out.exists()
+        other = tmp_path / "other"
+        shutil.copytree(ROOT / "gnaexp", other / "gnaexp", ignore=shutil.ignore_patterns("__pycache__"))
+        with open(other / "gnaexp" / "pages.py", "a") as f:
+            f.write("# another version\n")
+        worker = subprocess.Popen([str(Path(sys.executable).with_name("dask")), "worker", empty.scheduler_address,
+                                   "--nthreads", "1", "--no-dashboard", "--no-nanny"],
+                                  env={**os.environ, "PYTHONPATH": str(other)}, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            monkeypatch.setattr(cluster_mod, "CONNECT_TIMEOUT_S", 60)  # time for the worker to come up
+            assert cli.main(["batch", str(m), "--out", str(out), "--dask", empty.scheduler_address]) == 2
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    err = capsys.readouterr().err
+    assert "run other gnaexp sources than this machine; install the same gnaexp version" in err
+    assert not out.exists()
+
+
 def test_dask_with_jobs_exits_2(tmp_path, capsys):
     m = _matrix(tmp_path / "m.yaml", [{"notebook": str(NOTEBOOKS / "conv"), "parameters": dict(SMALL)}])
     assert cli.main(["batch", str(m), "--out", str(tmp_path / "r"), "--dask", "local:2", "--jobs", "2"]) == 2
