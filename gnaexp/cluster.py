@@ -272,8 +272,12 @@ def _collect(future: Any, run: Run, out: Path) -> Outcome:
         batch.write_state(out, run, outcome)
         return outcome
     stage = out / STAGING_DIR / run.name
-    _unpack(files, stage)
-    return batch.finish_run(run, stage, out, staged)
+    try:
+        _unpack(files, stage)
+        return batch.finish_run(run, stage, out, staged)
+    except Exception as exc:  # noqa: BLE001 — as a pool worker's failure to publish: this run is red, others go on
+        shutil.rmtree(stage, ignore_errors=True)
+        return Outcome(run.name, "failed", staged.duration_s, f"publishing failed: {batch._error_of(exc)}", run.key)
 
 
 def _stop(client: Any, futures: Sequence[Any], batch_id: str) -> None:
