@@ -354,7 +354,8 @@ def evaluate_on_cluster(audio_files: Sequence[str | Path], backends: Sequence[st
     record's per-file rows and aggregate are those of a run here. ``progress(n)``: n more files are done."""
     parse(spec)
     loaded, opts, imported = vad_run.load(audio_files, backends, options)
-    with connect(spec, kernels=False) as client:
+    scratch = Path(out_dir) / ".dask-scratch" if out_dir is not None else None  # a local cluster's, removed after
+    with connect(spec, scratch, kernels=False) as client:
         groups = shares([len(sound.samples) for _, sound in loaded], sum(client.nthreads().values()))
         token = uuid.uuid4().hex[:8]
         futures = {client.submit(_stream_share, [loaded[i][1].samples for i in g], vad_run.streamed(backends), opts,
