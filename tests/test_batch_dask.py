@@ -200,6 +200,43 @@ def test_a_worker_killed_mid_run_retries_the_run_once_then_marks_it_red(cluster,
     assert not _working_on("doomed", cluster.scratch) and not _working_on("victim", cluster.scratch)
 
 
+def test_ctrl_c_cancels_the_runs_on_a_cluster_and_stops_their_kernels(cluster, tmp_path):
+    """The cluster outlives the batch: Ctrl-C cancels the runs not started and stops the kernels of those running,
+    so the workers are free again at once."""
+    _gated_notebook(tmp_path)
+    gate = tmp_path / "gate"
+    gate.touch()
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": "gated", "name": f"held{i}", "parameters": {"gate": str(gate),
+                                                                                              "limit": 100.0 + i}}
+                                      for i in range(4)])
+    out = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "gnaexp", "batch", str(m), "--out", str(out), "--dask",
+                             cluster.scheduler_address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # a guard against a hang, not a speed check
+        while len([p for i in range(4) for p in _working_on(f"held{i}", cluster.scratch)]) < 4 \
+                and time.monotonic() < deadline:  # two runs going: two workers and two kernels there
+            time.sleep(0.2)
+        with Client(cluster.scheduler_address) as client:
+            workers = client.run(os.getpid)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: 0 run(s) done" in stdout
+    deadline = time.monotonic() + 30
+    while any(_working_on(f"held{i}", cluster.scratch) for i in range(4)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_working_on(f"held{i}", cluster.scratch) for i in range(4))  # long before their 100 s
+    with Client(cluster.scheduler_address) as client:
+        assert client.run(os.getpid) == workers  # the same workers, alive and idle
+        assert not any(client.processing().values())
+    assert not list(out.glob("held*")) and not _staged(out)
+
+
 def _working_in(folder: Path) -> list[int]:
     found = []
     for proc in psutil.process_iter(["cwd"]):
