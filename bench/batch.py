@@ -1,13 +1,18 @@
-"""Wall time of the default batch matrix three ways, in one go on the same machine.
+"""Wall time of the default batch matrix several ways, in one go on the same machine.
 
-1. ``gnaexp batch`` (long-lived workers, papermill and nbconvert Python APIs, --jobs = cores)
-2. a naive serial loop: ``papermill`` CLI then ``jupyter nbconvert --to html`` CLI per run
-3. the same loop with 2 runs at a time
+1. ``batch``: ``gnaexp batch`` (long-lived workers, papermill and nbconvert Python APIs, --jobs = cores)
+2. ``dask-local``: ``gnaexp batch --dask local:CORES`` (a dask LocalCluster with a worker per core; runs
+   travel back to the client as files), with its ratio to ``batch``
+3. ``serial``: a naive loop, ``papermill`` CLI then ``jupyter nbconvert --to html`` CLI per run
+4. ``parallel2``: the same loop with 2 runs at a time
 
 Every method starts from an empty output folder and an empty gnaexp cache, so none profits from another's
 IRs or cached references. Machines are noisy: compare the ratios of one invocation, not absolute times.
+``--synthetic N`` times a matrix of N small runs instead (the conv notebook at N scale factors: one torch
+reference, N kernels), e.g. 1000 to see how the pool, the cluster and the index page scale. After each gnaexp
+method the index page's size and the time to read and parse it are printed.
 
-    .venv/bin/python bench/batch.py [MATRIX] [--runs N] [--methods batch,serial,parallel2]
+    .venv/bin/python bench/batch.py [MATRIX] [--runs N] [--synthetic N] [--methods batch,dask-local,serial,parallel2]
 """
 
 from __future__ import annotations
@@ -37,14 +42,44 @@ def _quiet(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> None
         raise SystemExit(f"command failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
 
 
-def bench_batch(matrix: Path, work: Path, jobs: int | None) -> float:
-    out, cache = work / "batch", work / "batch-cache"
+def bench_batch(matrix: Path, work: Path, jobs: int | None, label: str = "batch", dask: str | None = None) -> float:
+    out, cache = work / label, work / f"{label}-cache"
     cmd = [str(BIN / "gnaexp"), "batch", str(matrix), "--out", str(out), "--force"]
-    if jobs:
+    if jobs and not dask:
         cmd += ["--jobs", str(jobs)]
+    if dask:
+        cmd += ["--dask", dask]
     start = time.perf_counter()
     _quiet(cmd, _env(cache))
     return time.perf_counter() - start
+
+
+def index_figures(out: Path) -> tuple[int, float, int]:
+    """(bytes, seconds to read and parse, rows) of a batch's index page."""
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        rows = 0
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            self.rows += tag == "tr"
+
+    start = time.perf_counter()
+    text = (out / "index.html").read_text(encoding="utf-8")
+    parser = Rows()
+    parser.feed(text)
+    parser.close()
+    return len(text.encode("utf-8")), time.perf_counter() - start, parser.rows - 1  # less the header row
+
+
+def synthetic_matrix(work: Path, n: int) -> Path:
+    """N small runs: the conv notebook at N input scale factors (one cached torch reference for all)."""
+    import yaml
+
+    matrix = work / "synthetic.yaml"
+    matrix.write_text(yaml.safe_dump({"runs": [{"notebook": str(ROOT / "notebooks" / "conv"),
+                                                "grid": {"scale_factor": [float(1 + i) for i in range(n)]}}]}))
+    return matrix
 
 
 def _naive_one(run: object, out: Path, env: dict[str, str]) -> None:
@@ -71,14 +106,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("matrix", nargs="?", default=str(ROOT / "notebooks" / matrix_mod.MATRIX_NAME))
     p.add_argument("--runs", type=int, help="only the first N runs of the matrix")
+    p.add_argument("--synthetic", type=int, metavar="N", help="a matrix of N small conv runs instead of MATRIX")
     p.add_argument("--jobs", type=int, help="gnaexp batch --jobs (default: cores)")
-    p.add_argument("--methods", default="batch,serial,parallel2")
+    p.add_argument("--methods", default="batch,dask-local,serial,parallel2")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
 
-    runs = matrix_mod.load_matrix(args.matrix)[: args.runs]
     work = Path(tempfile.mkdtemp(prefix="gnaexp-bench-"))
-    matrix = Path(args.matrix)
+    matrix = synthetic_matrix(work, args.synthetic) if args.synthetic else Path(args.matrix)
+    runs = matrix_mod.load_matrix(matrix)[: args.runs]
     if args.runs:  # a matrix with just those runs, beside the notebooks so that names resolve the same way
         import yaml
 
@@ -93,16 +129,24 @@ def main() -> int:
         for m in methods:
             if m == "batch":
                 times[m] = bench_batch(matrix, work, args.jobs)
+            elif m == "dask-local":
+                times[m] = bench_batch(matrix, work, None, m, f"local:{args.jobs or os.cpu_count() or 1}")
             elif m == "serial":
                 times[m] = bench_naive(runs, work, "serial", 1)
             elif m == "parallel2":
                 times[m] = bench_naive(runs, work, "parallel2", 2)
             else:
-                raise SystemExit(f"unknown method {m!r}; use batch, serial, parallel2")
+                raise SystemExit(f"unknown method {m!r}; use batch, dask-local, serial, parallel2")
             print(f"{m:<10} {times[m]:7.1f} s  ({times[m] / len(runs):.2f} s/run)", flush=True)
+            if m in ("batch", "dask-local"):
+                size, parse_s, rows = index_figures(work / m)
+                print(f"{'':<10} index.html: {size / 1024:.1f} kB, {rows} rows, read and parsed in "
+                      f"{1000 * parse_s:.1f} ms", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if "batch" in times and "dask-local" in times:
+        print(f"dask-local takes {times['dask-local'] / times['batch']:.2f}x the time of the local pool (target <= 1.2x)")
     if "batch" in times:
         for m in ("serial", "parallel2"):
             if m in times:

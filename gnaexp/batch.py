@@ -6,17 +6,22 @@ once and reuse one HTML exporter. Each run executes in a staging folder and is m
 succeeded, so a finished report is never replaced by a failed or interrupted attempt; a failed attempt is kept
 beside it as ``NAME.failed.html``. A run whose notebook, parameters and library sources are unchanged and whose
 outputs exist is skipped.
+
+The execution into a staging folder (``execute_in_stage``) and the publishing (``finish_run``) are separate
+steps: ``gnaexp.cluster`` runs the first on a dask worker and the second here, with the files in between.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +84,30 @@ def is_done(out: Path, run: Run) -> bool:
 
 # --- the worker ------------------------------------------------------------------------------------------------
 
+_PREPARED = threading.Lock()
+_prepared = False
+
+
+def prepare_kernels(log: str | None = None) -> None:
+    """What every process that executes runs needs, done once per process (a pool worker, a cluster worker):
+    this environment's kernelspec, the kernel zygote, papermill and nbconvert's exporter imported."""
+    global _prepared
+    with _PREPARED:
+        if _prepared:
+            return
+        # Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3".
+        share = str(Path(sys.prefix) / "share" / "jupyter")
+        if share not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+            os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
+        from gnaexp import forkserver
+
+        forkserver.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
+        importlib.import_module("papermill")  # once per worker, not once per run
+
+        pages._exporter(False)  # template loaded once per worker
+        _prepared = True
+
+
 def _worker_init(log: str | None = None) -> None:
     # The parent handles Ctrl-C and stops the pool; workers must not die half-way through a move.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -87,15 +116,7 @@ def _worker_init(log: str | None = None) -> None:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 2)
         os.close(fd)
-    # Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3".
-    share = str(Path(sys.prefix) / "share" / "jupyter")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
-    from gnaexp import forkserver
-
-    forkserver.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
-    import papermill  # noqa: F401 — imported once per worker, not once per run
-
-    pages._exporter(False)  # template loaded once per worker
+    prepare_kernels(log)
 
 
 def _error_of(exc: BaseException) -> str:
@@ -106,11 +127,25 @@ def _error_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> Outcome:
-    """Execute one run in its staging folder, export HTML, and move it into ``out`` (worker side)."""
+@dataclass
+class Staged:
+    """What executing a run into its staging folder gave (small and picklable: it travels back from a cluster
+    worker with the files)."""
+
+    error: str
+    duration_s: float
+    html_bytes: int = 0
+    execute_s: float = 0.0
+
+
+def execute_in_stage(run: Run, stage: Path, show_code: bool, timeout: float | None, source: Path | None = None,
+                     hide: tuple[Path, ...] = ()) -> Staged:
+    """Execute one run with papermill into ``stage`` (emptied first; the kernel's working folder), hide local
+    paths and export HTML: ``stage`` then holds NAME.ipynb, NAME.html when they could be made, and what the
+    notebook wrote (NAME.record). ``source``: the notebook to execute when it is not at ``run.notebook`` (a
+    cluster worker gets it as bytes). ``hide``: further folders shown as "." in the report."""
     import papermill as pm
 
-    stage = out / STAGING_DIR / run.name
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     staged_nb, staged_html = stage / f"{run.name}.ipynb", stage / f"{run.name}.html"
@@ -126,9 +161,10 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
         # No save after every cell: each save re-validates the whole notebook; papermill still writes the
         # executed notebook at the end, with the error banner if a cell raised. The kernel has nothing left to
         # flush once the last cell replied, so it is stopped at once rather than politely (≈0.4 s a run).
-        pm.execute_notebook(str(run.notebook), str(staged_nb), parameters=run.parameters, kernel_name=KERNEL,
-                            cwd=str(stage), progress_bar=False, log_output=False, execution_timeout=timeout,
-                            request_save_on_cell_execute=False, shutdown_kernel="immediate", **limits,
+        pm.execute_notebook(str(source or run.notebook), str(staged_nb), parameters=run.parameters,
+                            kernel_name=KERNEL, cwd=str(stage), progress_bar=False, log_output=False,
+                            execution_timeout=timeout, request_save_on_cell_execute=False,
+                            shutdown_kernel="immediate", **limits,
                             **({"kernel_manager_class": manager} if manager else {}))
     except TimeoutError:  # nbclient's CellTimeoutError: the kernel is stopped, the batch goes on
         error = f"timed out after {timeout:g} s"
@@ -138,27 +174,39 @@ def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> 
     size = 0
     try:
         if staged_nb.exists():  # papermill's metadata and tracebacks name local folders: hide them
-            staged_nb.write_text(hide_local_paths(staged_nb.read_text(encoding="utf-8"), stage, out),
+            staged_nb.write_text(hide_local_paths(staged_nb.read_text(encoding="utf-8"), stage, *hide),
                                  encoding="utf-8")
             size = export_html(staged_nb, staged_html, show_code, title=run.title)
     except Exception as exc:  # noqa: BLE001
         error = error or f"HTML export failed: {_error_of(exc)}"
-    duration = time.perf_counter() - start
-    if error:
-        for src, dst in ((staged_nb, f"{run.name}.failed.ipynb"), (staged_html, f"{run.name}.failed.html")):
+    return Staged(error, time.perf_counter() - start, size, executed - start)
+
+
+def finish_run(run: Run, stage: Path, out: Path, staged: Staged) -> Outcome:
+    """Put a staged run in place (``stage`` lies in ``out``'s filesystem): a success is published whole, a
+    failure only as NAME.failed.*; then the stage goes and the run's state is written."""
+    if staged.error:
+        for src, dst in ((stage / f"{run.name}.ipynb", f"{run.name}.failed.ipynb"),
+                         (stage / f"{run.name}.html", f"{run.name}.failed.html")):
             if src.exists():
                 os.replace(src, out / dst)
-        outcome = Outcome(run.name, "failed", duration, error, run.key)
+        outcome = Outcome(run.name, "failed", staged.duration_s, staged.error, run.key)
     else:
         _publish(stage, out, run.name)
         for stale in (out / f"{run.name}.failed.html", out / f"{run.name}.failed.ipynb"):
             stale.unlink(missing_ok=True)
-        outcome = Outcome(run.name, "ok", duration, "", run.key,
-                          {"html_bytes": size, "execute_s": round(executed - start, 2),
-                           "export_s": round(duration - (executed - start), 2)})
+        outcome = Outcome(run.name, "ok", staged.duration_s, "", run.key,
+                          {"html_bytes": staged.html_bytes, "execute_s": round(staged.execute_s, 2),
+                           "export_s": round(staged.duration_s - staged.execute_s, 2)})
     shutil.rmtree(stage, ignore_errors=True)
     write_state(out, run, outcome)
     return outcome
+
+
+def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> Outcome:
+    """Execute one run in its staging folder inside ``out``, and move it into place (pool worker side)."""
+    stage = out / STAGING_DIR / run.name
+    return finish_run(run, stage, out, execute_in_stage(run, stage, show_code, timeout, hide=(out,)))
 
 
 def _publish(stage: Path, out: Path, name: str) -> None:
@@ -198,17 +246,11 @@ def _pool_task(args: tuple[Run, Path, bool, float | None]) -> Outcome:
 
 # --- the driver ------------------------------------------------------------------------------------------------
 
-def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool = False, show_code: bool = False,
-              timeout: float | None = None, echo: Any = print) -> list[Outcome]:
-    """Execute the runs not already done (all with ``force``) in a process pool; write the index as runs finish.
-
-    Ctrl-C stops the pool; finished runs stay, and the next call does the rest.
-    """
-    import multiprocessing as mp
-
-    from tqdm import tqdm
-
-    out.mkdir(parents=True, exist_ok=True)
+def plan_runs(runs: list[Run], out: Path, force: bool, show_code: bool,
+              echo: Any = print) -> tuple[list[Run], dict[str, Outcome]]:
+    """Key every run; return the runs to execute (round-robin over notebooks) and the outcomes of those skipped
+    because they are done and unchanged (all run with ``force``). Shared by the local pool and a cluster; it
+    writes nothing."""
     library = library_digest()
     for run in runs:
         run.key = run_key(run, library, show_code)
@@ -217,30 +259,55 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
                 for r in runs if r not in todo}
     for name in outcomes:
         echo(f"= {name}: unchanged, skipped (--force reruns it)")
+    return _spread_notebooks(todo), outcomes
+
+
+def progress_bar(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", file=sys.stderr, dynamic_ncols=True)
+
+
+def note_outcome(bar: Any, outcome: Outcome) -> None:
+    mark = "✓" if outcome.status == "ok" else "✗"
+    bar.write(f"{mark} {outcome.name}: {outcome.status} in {outcome.duration_s:.1f} s"
+              + (f" — {outcome.error}" if outcome.error else ""))
+    bar.update(1)
+
+
+def interrupted(outcomes: dict[str, Outcome]) -> str:
+    return (f"interrupted: {sum(o.status == 'ok' for o in outcomes.values())} run(s) done; run the same command "
+            "again to finish the rest")
+
+
+def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool = False, show_code: bool = False,
+              timeout: float | None = None, echo: Any = print) -> list[Outcome]:
+    """Execute the runs not already done (all with ``force``) in a process pool; write the index as runs finish.
+
+    Ctrl-C stops the pool; finished runs stay, and the next call does the rest.
+    """
+    import multiprocessing as mp
+
+    todo, outcomes = plan_runs(runs, out, force, show_code, echo)
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     if todo:
         echo(f"running {len(todo)} of {len(runs)} notebooks with {jobs} worker(s) → {out}")
         # spawn: the same on Linux and Windows, and no inherited locks or threads in the workers
-        (out / STATE_DIR).mkdir(exist_ok=True)
         pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
                                             initargs=(str(out / STATE_DIR / "workers.log"),))
-        bar = tqdm(total=len(todo), unit="run", file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(len(todo))
         try:
-            tasks = [(r, out, show_code, timeout) for r in _spread_notebooks(todo)]
-            for outcome in pool.imap_unordered(_pool_task, tasks):
+            for outcome in pool.imap_unordered(_pool_task, [(r, out, show_code, timeout) for r in todo]):
                 outcomes[outcome.name] = outcome
-                mark = "✓" if outcome.status == "ok" else "✗"
-                bar.write(f"{mark} {outcome.name}: {outcome.status} in {outcome.duration_s:.1f} s"
-                          + (f" — {outcome.error}" if outcome.error else ""))
-                bar.update(1)
+                note_outcome(bar, outcome)
                 write_index(runs, out)
             pool.close()
         except KeyboardInterrupt:
             pool.terminate()
             bar.close()
             write_index(runs, out)
-            echo(f"interrupted: {sum(o.status == 'ok' for o in outcomes.values())} run(s) done; run the same "
-                 "command again to finish the rest")
+            echo(interrupted(outcomes))
             raise
         finally:
             pool.join()

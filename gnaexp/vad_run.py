@@ -112,44 +112,95 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
 
     options: device settings (``device_options``: scale_factor, state_scale_factor; precision and
     execution_mode for openvino:GNA). A batched backend streams all files at once."""
-    check_backends(backends)
-    loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]  # bad audio fails before any work
-    opts = device_options(options, [sound.samples for _, sound in loaded])
+    loaded, opts, imported = load(audio_files, backends, options)
     work = Path(out_dir) if out_dir else Path(".")
-    cache.vad_ir(work / "ir")  # converted once, then copied
-    model = vad.model_bundle(work / "ir")
-    made = {b: make_backend(b, opts) for b in backends if not b.startswith("import:")}
+    part = stream_files([sound.samples for _, sound in loaded], streamed(backends), opts, work / "ir", progress,
+                        [path.name for path, _ in loaded])
+    return assemble(loaded, backends, [(list(range(len(loaded))), part)], imported, out_dir)
+
+
+def streamed(backends: Sequence[str]) -> list[str]:
+    """The backends that run here (not tracks imported from elsewhere)."""
+    return [b for b in backends if not b.startswith("import:")]
+
+
+def load(audio_files: Sequence[str | Path], backends: Sequence[str],
+         options: dict[str, Any] | None) -> tuple[list[tuple[Path, Any]], dict[str, Any], dict[str, list[vad.Stream]]]:
+    """Everything checked before any streaming: the backends, the audio (bad audio fails here), the device
+    options over all files (a "recommended" scale factor comes from the loudest sample of all of them, also
+    when a cluster streams them in parts) and the imported tracks (a wrong file fails here)."""
+    check_backends(backends)
+    loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]
+    opts = device_options(options, [sound.samples for _, sound in loaded])
+    lengths = [len(vad.chunks(sound.samples)) for _, sound in loaded]
+    imported = {b: imported_streams(b, [p for p, _ in loaded], lengths) for b in backends if b.startswith("import:")}
+    return loaded, opts, imported
+
+
+def stream_files(audios: Sequence[np.ndarray], backends: Sequence[str], opts: dict[str, Any], ir_dir: Path,
+                 progress: Callable[[str], None] | None = None, names: Sequence[str] = ()) -> dict[str, Any]:
+    """Stream signals through backends (none imported) with resolved ``opts``: the tracks, the seconds each
+    backend took, and what the record says of each backend. A run streams all its files in one part; a cluster
+    streams a share of the files per task, and ``assemble`` joins the parts."""
+    cache.vad_ir(Path(ir_dir))  # converted once, then copied
+    model = vad.model_bundle(Path(ir_dir))
+    made = {b: make_backend(b, opts) for b in backends}
     steppers = {b: m.stepper(model) for b, m in made.items()}  # absent devices fail here, once
-    kinds = {b: made[b].kind if b in made else "imported" for b in backends}
+    names = list(names) or [f"file {i + 1}" for i in range(len(audios))]
+    streams: dict[str, list[vad.Stream]] = {}
+    seconds: dict[str, float] = {}
+    for b in backends:
+        start = time.perf_counter()
+        if b.split(":", 1)[0] in BATCHED:
+            if progress:
+                progress(f"{len(audios)} file(s) together on {b}")
+            streams[b] = vad.stream_batch(steppers[b], list(audios))
+        else:
+            streams[b] = []
+            for name, samples in zip(names, audios):
+                if progress:
+                    progress(f"{name} on {b}")
+                streams[b].append(vad.stream(steppers[b], samples))
+        seconds[b] = time.perf_counter() - start
+    emulator = {}
+    for b, m in made.items():
+        if m.kind == "emulated" and getattr(m, "plan", None) is not None:
+            from gnaexp.emulator.api import load_program
+            from gnaexp.emulator.porting import support_report
+
+            emulator[b] = {"support": support_report(load_program(str(model.ir_xml)), porting=True),
+                           "plan": [_plan_row(row, {}) for row in m.plan.summary()],
+                           "notes": list(m.plan.notes), "input_scale_factors": dict(m.plan.input_sf),
+                           "saturations": dict(m.saturations)}
+    return {"streams": streams, "seconds": seconds, "kinds": {b: m.kind for b, m in made.items()},
+            "labels": {b: _label(b, m) for b, m in made.items()},
+            "device_settings": {b: m.settings() for b, m in made.items()}, "emulator": emulator}
+
+
+def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts: Sequence[tuple[list[int], dict]],
+             imported: dict[str, list[vad.Stream]], out_dir: Path | None = None) -> dict[str, Any]:
+    """The record of a run from its streamed parts (each: the indices of its files in ``loaded`` and what
+    ``stream_files`` returned for them) and the imported tracks; written to out_dir when given. Per-file
+    numbers do not depend on how the files were split; backend seconds and saturations are summed."""
+    first = parts[0][1]
+    streams: dict[str, list[Any]] = {b: list(tracks) for b, tracks in imported.items()}
+    times: dict[str, float] = {b: 0.0 for b in imported}
+    for b in streamed(backends):
+        streams[b] = [None] * len(loaded)
+        times[b] = 0.0
+        for indices, part in parts:
+            for i, track in zip(indices, part["streams"][b]):
+                streams[b][i] = track
+            times[b] += part["seconds"][b]
+    kinds = {b: first["kinds"].get(b, "imported") for b in backends}
     record: dict[str, Any] = {"schema": SCHEMA, "experiment": "silero_vad", "backends": list(backends),
                               "reference": backends[0],
-                              "labels": {b: _label(b, made[b]) if b in made else f"{b} (imported)" for b in backends},
-                              "device_settings": {b: made[b].settings() if b in made else {"file": b[7:]}
+                              "labels": {b: first["labels"].get(b, f"{b} (imported)") for b in backends},
+                              "device_settings": {b: first["device_settings"].get(b, {"file": b[7:]})
                                                   for b in backends},
                               "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,
                               "sample_rate": vad.SAMPLE_RATE, "files": [], "notes": [],
                               "environment": environment.capture()}
-    streams: dict[str, list[vad.Stream]] = {}
-    times: dict[str, float] = {}
-    for b in backends:  # tracks from elsewhere first: a wrong file fails before any streaming
-        if b.startswith("import:"):
-            streams[b] = imported_streams(b, [p for p, _ in loaded], [len(vad.chunks(s.samples)) for _, s in loaded])
-            times[b] = 0.0
-    for b in backends:
-        start = time.perf_counter()
-        if b.startswith("import:"):
-            continue
-        if b.split(":", 1)[0] in BATCHED:
-            if progress:
-                progress(f"{len(loaded)} file(s) together on {b}")
-            streams[b] = vad.stream_batch(steppers[b], [sound.samples for _, sound in loaded])
-        else:
-            streams[b] = []
-            for path, sound in loaded:
-                if progress:
-                    progress(f"{path.name} on {b}")
-                streams[b].append(vad.stream(steppers[b], sound.samples))
-        times[b] = time.perf_counter() - start
     total_chunks = sum(len(s.probability) for s in streams[backends[0]])
     tracks: dict[str, np.ndarray] = {}
     for i, (path, sound) in enumerate(loaded):
@@ -170,15 +221,15 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
         record["files"].append({"file": path.name, "seconds": sound.seconds, "source_rate": sound.source_rate,
                                 "truth": [list(t) for t in truth] if truth else None, "backends": rows})
     record["seconds"] = times
-    for b, m in made.items():
-        if m.kind == "emulated" and getattr(m, "plan", None) is not None:
-            from gnaexp.emulator.api import load_program
-            from gnaexp.emulator.porting import support_report
-
-            record.setdefault("emulator", {})[b] = {
-                "support": support_report(load_program(str(model.ir_xml)), porting=True),
-                "plan": [_plan_row(row, m.saturations) for row in m.plan.summary()],
-                "notes": list(m.plan.notes), "input_scale_factors": dict(m.plan.input_sf)}
+    for b, emu in first["emulator"].items():
+        saturations: dict[str, int] = {}
+        for _, part in parts:
+            for layer, n in part["emulator"][b]["saturations"].items():
+                saturations[layer] = saturations.get(layer, 0) + n
+        record.setdefault("emulator", {})[b] = {
+            "support": emu["support"],
+            "plan": [{**row, "saturations": int(saturations.get(row["layer"], 0))} for row in emu["plan"]],
+            "notes": emu["notes"], "input_scale_factors": emu["input_scale_factors"]}
     record["aggregate"] = aggregate(record)
     if out_dir is not None:
         out = Path(out_dir)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp.batch import run_batch
+from gnaexp.cli.common import stop_on_signals
 from gnaexp.matrix import MATRIX_NAME, MatrixError, default_matrix, load_matrix
 
 
@@ -23,11 +24,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--show-code", action="store_true", help="include code cells in the HTML reports")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds a run may take before it is stopped and marked 'timed out' (default 600)")
+    p.add_argument("--dask", metavar="ADDRESS|local:N",
+                   help="run on a dask.distributed cluster: a scheduler's address (tcp://HOST:PORT), or local:N for "
+                        "N worker processes started here for the batch")
     p.set_defaults(func=cmd_batch)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -38,6 +38,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         print("gnaexp batch: error: --timeout must be a positive number of seconds", file=sys.stderr)
         return 2
+    if args.dask is not None:
+        if args.jobs is not None:
+            print("gnaexp batch: error: --jobs sizes the local pool; with --dask the cluster's workers run the "
+                  "notebooks: drop --jobs (--dask local:N starts N workers)", file=sys.stderr)
+            return 2
+        from gnaexp import cluster  # dask is imported only when asked for
+
+        try:
+            cluster.parse(args.dask)
+        except cluster.ClusterError as exc:
+            print(f"gnaexp batch: error: {exc}", file=sys.stderr)
+            return 2
     try:
         runs = load_matrix(matrix)
     except MatrixError as exc:
@@ -45,12 +57,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     start = time.perf_counter()
-    # Ctrl-C must stop the batch even when started from a shell that ignores SIGINT for background jobs, and
-    # SIGTERM (a scheduler, `kill`) stops it the same clean way.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_term = signal.signal(signal.SIGTERM, _terminate)
+    previous_term = stop_on_signals()
     try:
-        outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
+        if args.dask is not None:
+            outcomes = cluster.run_batch_on_cluster(runs, out, args.dask, args.force, args.show_code, args.timeout)
+        else:
+            outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
     except KeyboardInterrupt:
         return 130
     finally:

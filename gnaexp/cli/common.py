@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -13,6 +14,17 @@ LAYOUT_HELP = ("correct: what a correct plugin computes; legacy-concat: the docu
 
 class UsageError(Exception):
     """Bad arguments or input: exit code 2 with the message."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> Any:
+    """Ctrl-C must stop a command even when started from a shell that ignores SIGINT for background jobs, and
+    SIGTERM (a scheduler, `kill`) stops it the same clean way. Returns the SIGTERM handler to put back."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return signal.signal(signal.SIGTERM, _terminate)
 
 
 def make_config(experiment: str, sets: Sequence[str], backends: str | None = None) -> Any:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gnaexp.cli.common import EXIT_OK, EXPERIMENT_HELP, UsageError, make_config
+from gnaexp.cli.common import EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, UsageError, make_config, stop_on_signals
 from gnaexp.files import dumps
 
 
@@ -102,8 +103,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """A dataset: every WAV of a folder through the backends, per-file and aggregate metrics in one record."""
-    from tqdm import tqdm
-
     from gnaexp import vad_run
 
     if args.experiment != "silero_vad":
@@ -113,15 +112,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
     vad_run.check_backends(backends)
     out = Path(args.out) if args.out else Path("runs") / "silero_vad-evaluate"
+    if args.dask is not None:
+        record = _evaluate_on_cluster(args, wavs, backends, options, out)
+        if record is None:
+            return EXIT_FAILED
+    else:
+        record = _evaluate_here(args, wavs, backends, options, out)
+    print(dumps(record) if args.json else vad_run.table(record) + "\n\n" + vad_run.aggregate_table(record)
+          + f"\n\nrecord: {out / 'record.json'}")
+    return EXIT_OK
+
+
+def _evaluate_here(args: argparse.Namespace, wavs: list[Path], backends: list[str], options: dict[str, Any],
+                   out: Path) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from gnaexp import vad_run
+
     with tqdm(total=len(backends), unit="backend", file=sys.stderr, disable=args.json, dynamic_ncols=True) as bar:
         def progress(message: str) -> None:
             bar.set_description(message)
             if " on " in message and (message.startswith(wavs[-1].name) or " file(s) together " in message):
                 bar.update(1)
-        record = vad_run.run(wavs, backends, out, options=options, progress=progress)
-    print(dumps(record) if args.json else vad_run.table(record) + "\n\n" + vad_run.aggregate_table(record)
-          + f"\n\nrecord: {out / 'record.json'}")
-    return EXIT_OK
+        return vad_run.run(wavs, backends, out, options=options, progress=progress)
+
+
+def _evaluate_on_cluster(args: argparse.Namespace, wavs: list[Path], backends: list[str], options: dict[str, Any],
+                         out: Path) -> dict[str, Any] | None:
+    """The files split across a dask cluster's workers; None when workers died on them (the message said so)."""
+    from tqdm import tqdm
+
+    from gnaexp import cluster
+
+    cluster.parse(args.dask)  # a ClusterError is a ValueError: exit 2 with its message
+    previous_term = stop_on_signals()
+    try:
+        with tqdm(total=len(wavs), unit="file", file=sys.stderr, disable=args.json, dynamic_ncols=True) as bar:
+            return cluster.evaluate_on_cluster(wavs, backends, out, args.dask, options, progress=bar.update)
+    except cluster.WorkerDied as exc:
+        print(f"gnaexp evaluate: failed: {exc}", file=sys.stderr)
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 # --- compare -------------------------------------------------------------------------------------------
@@ -264,6 +296,9 @@ def add_parsers(sub: Any) -> None:
                    help="scale_factor=N|recommended, state_scale_factor=N, precision=, execution_mode=")
     p.add_argument("--backends", help="comma list, default torch,openvino:CPU,gna-emu")
     p.add_argument("--out", help="folder for record.json and tracks.npz (default runs/silero_vad-evaluate)")
+    p.add_argument("--dask", metavar="ADDRESS|local:N",
+                   help="split the files across a dask.distributed cluster: a scheduler's address (tcp://HOST:PORT), "
+                        "or local:N for N worker processes started here")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(func=cmd_evaluate)
 
