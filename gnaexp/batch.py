@@ -35,6 +35,7 @@ from gnaexp.pages import export_html, hide_local_paths
 KERNEL = "python3"
 STATE_DIR = ".runs"  # per-run state (key, status, duration, error) inside the output folder
 STAGING_DIR = ".staging"
+INDEX_INTERVAL_S = 0.5  # at most this often the index is rewritten while runs finish
 
 
 @dataclass
@@ -297,16 +298,17 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
         pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
                                             initargs=(str(out / STATE_DIR / "workers.log"),))
         bar = progress_bar(len(todo))
+        index = IndexWriter(runs, out)
         try:
             for outcome in pool.imap_unordered(_pool_task, [(r, out, show_code, timeout) for r in todo]):
                 outcomes[outcome.name] = outcome
                 note_outcome(bar, outcome)
-                write_index(runs, out)
+                index.update()
             pool.close()
         except KeyboardInterrupt:
             pool.terminate()
             bar.close()
-            write_index(runs, out)
+            index.final()
             echo(interrupted(outcomes))
             raise
         finally:
@@ -318,6 +320,25 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
 
 def write_index(runs: list[Run], out: Path) -> Path:
     return pages.write_index([(r, read_state(out, r.name)) for r in runs], out)
+
+
+class IndexWriter:
+    """index.html rewritten as runs finish, but not after every one: a write reads every run's state, so on a
+    matrix of thousands of runs writing after each would cost more than the runs. A write waits until 20 times
+    its own last duration (at least INDEX_INTERVAL_S) has passed; ``final`` always writes."""
+
+    def __init__(self, runs: list[Run], out: Path) -> None:
+        self.runs, self.out, self.due = runs, out, 0.0
+
+    def update(self) -> None:
+        if time.monotonic() >= self.due:
+            self.final()
+
+    def final(self) -> Path:
+        start = time.monotonic()
+        path = write_index(self.runs, self.out)
+        self.due = time.monotonic() + max(INDEX_INTERVAL_S, 20 * (time.monotonic() - start))
+        return path
 
 
 def _spread_notebooks(runs: list[Run]) -> list[Run]:

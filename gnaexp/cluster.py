@@ -311,17 +311,18 @@ def run_batch_on_cluster(runs: list[Run], out: Path, spec: str, force: bool = Fa
                                      key=(f"gnaexp-run-{batch_id}", i), priority=len(todo) - i): r
                        for i, r in enumerate(todo)}
             bar = batch.progress_bar(len(todo))
+            index = batch.IndexWriter(runs, out)
             try:
                 for future in as_completed(futures):
                     outcome = _collect(future, futures[future], out)
                     future.release()  # its files are in place: the worker may forget them
                     outcomes[outcome.name] = outcome
                     batch.note_outcome(bar, outcome)
-                    batch.write_index(runs, out)
+                    index.update()
             except KeyboardInterrupt:
                 _stop(client, list(futures), batch_id)
                 bar.close()
-                batch.write_index(runs, out)
+                index.final()
                 echo(batch.interrupted(outcomes))
                 raise
             finally:
