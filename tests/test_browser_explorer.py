@@ -150,20 +150,18 @@ def test_explorer_live_in_jupyterlab(lab):
         _steady(dragged, first, console)
         _follows(page, f"scale_factor={float(dragged['readout'])},")
 
-        # layout, experiment and channel
-        before = _state(page)
-        page.click(".widget-toggle-buttons button:has-text('legacy-concat')")
-        after, timings["layout"] = _wait_change(page, before, ("src", "table"))
-        _follows(page, "layout=legacy-concat")
-        _steady(after, first, console)
-        assert after["focusInPanel"], f"focus left the panel: {after['focus']}"
+        # layout and experiment: plot and metrics change, the snapshot follows, focus stays in the panel
         experiment = page.locator(".widget-dropdown:has(label:text('experiment')) select")
-        before = _state(page)
-        experiment.select_option("conv")
-        after, timings["experiment"] = _wait_change(page, before, ("src", "table"))
-        _follows(page, "experiment=conv")
-        _steady(after, first, console)
-        assert after["focusInPanel"], f"focus left the panel: {after['focus']}"
+        for name, act, follows in (
+                ("layout", lambda: page.click(".widget-toggle-buttons button:has-text('legacy-concat')"),
+                 "layout=legacy-concat"),
+                ("experiment", lambda: experiment.select_option("conv"), "experiment=conv")):
+            before = _state(page)
+            act()
+            after, timings[name] = _wait_change(page, before, ("src", "table"))
+            _follows(page, follows)
+            _steady(after, first, console)
+            assert after["focusInPanel"], f"{name}: focus left the panel: {after['focus']}"
         channel = page.locator(".widget-dropdown:has(label:text('channel')) select")
         before = _state(page)
         channel.select_option("2")
