@@ -118,11 +118,10 @@ def vad_ir(folder: Path) -> Path:
     key = "-".join(["silero_vad", package_version("silero-vad") or "none",
                     (package_version("openvino") or "none").split("-")[0], __version__])
     cached = vad.export_ir(cache_dir() / "ir" / key)
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    from gnaexp.files import atomic_write_bytes
+
     for suffix in (".bin", ".xml"):  # the .xml last: export_ir takes the pair as present when both exist
-        tmp = target.with_suffix(suffix + ".tmp")
-        shutil.copyfile(cached.with_suffix(suffix), tmp)
-        os.replace(tmp, target.with_suffix(suffix))
+        atomic_write_bytes(target.with_suffix(suffix), cached.with_suffix(suffix).read_bytes())
     return target
 
 

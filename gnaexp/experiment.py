@@ -329,16 +329,14 @@ def run(
     start = time.perf_counter()
     check_backends(config)
     key = reference_cache_key(config) if use_cache and model is None else None
-    cached = cache.load_reference(key) if key else None
+    cached = _cached_reference(config, key) if key else None
     if cached is not None:
-        model, torch_result, cached_fingerprint = cached
+        model, torch_result, feed = cached
     name = config.experiment if model is None else model.name
-    model = model or build_model(config)
-    feed = make_inputs(config, model)
+    if cached is None:
+        model = model or build_model(config)
+        feed = make_inputs(config, model)
     fingerprint = inputs_mod.fingerprint(feed)
-    if cached is not None and fingerprint != cached_fingerprint:
-        raise RuntimeError("cached torch reference belongs to other inputs; clear the cache folder "
-                           f"{cache.cache_dir() / 'reference'}")
     results = []
     for spec in config.backends:
         if progress:
@@ -400,16 +398,28 @@ def reference_outputs(model: ModelBundle, feed: dict[str, np.ndarray]) -> tuple[
     return backend, make_backend(backend).run(model, feed).outputs
 
 
+def _cached_reference(config: ExperimentConfig, key: str) -> tuple[ModelBundle, BackendResult, dict[str, np.ndarray]] | None:
+    """(model with its IR, torch result, inputs) from the reference cache, or None where absent. An entry made
+    for other inputs than the config's is refused, not silently used or replaced."""
+    cached = cache.load_reference(key)
+    if cached is None:
+        return None
+    model, ref, fingerprint = cached
+    feed = make_inputs(config, model)
+    if inputs_mod.fingerprint(feed) != fingerprint:
+        raise RuntimeError("cached torch reference belongs to other inputs; clear the cache folder "
+                           f"{cache.cache_dir() / 'reference'}")
+    return model, ref, feed
+
+
 def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.ndarray], str, dict[str, np.ndarray]]:
     """(model, inputs, reference backend, reference outputs) of a config's net: from the cache where this net and
     input ran before (torch is then not even imported), else built and run, and kept for the next time."""
     key = reference_cache_key(config)
-    cached = cache.load_reference(key) if key else None
+    cached = _cached_reference(config, key) if key else None
     if cached is not None:
-        model, ref, fingerprint = cached
-        feed = make_inputs(config, model)
-        if inputs_mod.fingerprint(feed) == fingerprint:
-            return model, feed, ref.backend, ref.outputs
+        model, ref, feed = cached
+        return model, feed, ref.backend, ref.outputs
     model = build_model(config)
     feed = make_inputs(config, model)
     if model.torch_module is None:

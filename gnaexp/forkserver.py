@@ -212,8 +212,8 @@ def _become_kernel(request: dict[str, Any]) -> None:
         # the zygote imported ipykernel, before this fork.
         parent = str(os.getppid())
         os.environ["JPY_PARENT_PID"] = parent
-        # No input history: a batch kernel runs one notebook, and IPython's history database (a thread and a
-        # shared sqlite file under a lock) only costs start-up time.
+        # No input history: a batch kernel runs one notebook and needs no history database (a thread of its own
+        # and a sqlite file shared by every kernel of the user).
         argv = list(request["argv"]) + [f"--IPKernelApp.parent_handle={parent}", "--HistoryManager.enabled=False"]
         sys.argv = [sys.executable] + argv
         from ipykernel.kernelapp import IPKernelApp

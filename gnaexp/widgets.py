@@ -66,12 +66,12 @@ class Explorer:
         self.channel = w.Dropdown(options=[channel], value=channel, description="channel")
         self.notes = w.HTML()
         self.table = w.HTML()
-        width, height = PLOT_SIZE
         from gnaexp import plots
 
         # A fixed size: a flex column would otherwise stretch the image to the panel's width, blurring it.
-        self.image = w.Image(format="png", layout=w.Layout(width=f"{round(width * plots.DPI)}px",
-                                                           height=f"{round(height * plots.DPI)}px"))
+        self._plot_px = (round(PLOT_SIZE[0] * plots.DPI), round(PLOT_SIZE[1] * plots.DPI))
+        self.image = w.Image(format="png", layout=w.Layout(width=f"{self._plot_px[0]}px",
+                                                           height=f"{self._plot_px[1]}px"))
         self.verdict = w.HTML()
         controls = [self.experiment, self.scale_factor, self.precision, self.layout, self.channel,
                     *self.backends.values()]
@@ -149,7 +149,7 @@ class Explorer:
         img = base64.b64encode(bytes(self.image.value)).decode("ascii")
         return (f"<div class='{SNAPSHOT_CLASS}'><p><b>Explorer snapshot</b> (static; run the notebook in "
                 f"JupyterLab to explore): {escape(params)}, channel {self.channel.value}</p>{self.notes.value}"
-                f"{self.table.value}<img alt='overlay of channel {self.channel.value}' width='{self.image.layout.width[:-2]}'"
+                f"{self.table.value}<img alt='overlay of channel {self.channel.value}' width='{self._plot_px[0]}'"
                 f" src='data:image/png;base64,{img}'/><div class='gnaexp-verdict'>{self.verdict.value}</div></div>")
 
     def _snapshot(self) -> Any:
