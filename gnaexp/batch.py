@@ -32,6 +32,21 @@ from gnaexp.files import atomic_write_text, dumps
 from gnaexp.matrix import Run
 from gnaexp.pages import export_html, hide_local_paths
 
+
+def _skip_iri_grammar() -> None:
+    """Keep jsonschema from loading rfc3987_syntax in the processes that run batches.
+
+    nbformat imports jsonschema, and jsonschema, where rfc3987_syntax is installed (JupyterLab's jupyter-events
+    pulls it in), compiles that package's IRI grammar at import: about 1 s of CPU in every process that reads a
+    notebook. The notebook schema has no "iri" formats, so nothing here needs it. Set before nbformat's first
+    import in the driver, each pool worker and each cluster worker (all import this module first).
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # import then raises ImportError
+
+
+_skip_iri_grammar()
+
 KERNEL = "python3"
 STATE_DIR = ".runs"  # per-run state (key, status, duration, error) inside the output folder
 STAGING_DIR = ".staging"

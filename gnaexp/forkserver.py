@@ -13,6 +13,7 @@ process. Where ``fork`` does not exist, or the zygote cannot start, kernels star
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,10 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
+from traitlets import DottedObjectName, Type
 
 # Imported by the zygote before any fork: what every gnaexp notebook needs. Nothing here may start a thread
 # (importing openvino does, so each kernel still imports it).
@@ -137,9 +141,51 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.cwd = cwd
         return self.connection_info
 
+    async def kill(self, restart: bool = False) -> None:
+        # jupyter_client polls for the end of a killed kernel every 0.1 s; the zygote reaps it within
+        # milliseconds, so waiting for that here saves the first poll's sleep on every run.
+        process = self.process
+        await super().kill(restart)
+        end = time.monotonic() + 1.0
+        while process is not None and process.poll() is None and time.monotonic() < end:
+            await asyncio.sleep(0.002)
+
+
+class ReadyClient(AsyncKernelClient):  # type: ignore[misc]
+    """A kernel client that is ready once the kernel has answered kernel_info and IOPub has delivered a message.
+
+    jupyter_client's client then drains IOPub until it has been silent for 0.2 s, a fixed wait on every kernel
+    start. Whatever a drain would discard is a status message of the kernel_info request; nbclient handles only
+    IOPub messages whose parent is its own request, so they need no waiting for.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:  # a message on IOPub proves its subscription is live; messages sent before would be lost
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
 
 class ForkKernelManager(AsyncKernelManager):  # type: ignore[misc]
     """AsyncKernelManager whose kernels come from the zygote when there is one."""
+
+    client_class = DottedObjectName("gnaexp.forkserver.ReadyClient")
+    client_factory = Type(klass=ReadyClient)
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         if self.provisioner is None:
