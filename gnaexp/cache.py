@@ -2,7 +2,8 @@
 
 ``GNAEXP_CACHE`` (default ``~/.cache/gnaexp``) holds ``ir/`` (exported nets), ``files/`` (user models saved
 with names), ``reference/`` (torch outputs with the IR they came from, so that a later run of the same net
-and inputs needs no torch) and the NNCF-quantized IRs beside their float IR. Entries are written to a temporary
+and inputs needs no torch), ``vad-reference/`` (torch's Silero VAD tracks per set of signals) and the
+NNCF-quantized IRs beside their float IR. Entries are written to a temporary
 folder and renamed into place; a damaged entry reads as absent.
 """
 
@@ -15,7 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -88,6 +89,54 @@ def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fing
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- Silero VAD: the torch reference's tracks ------------------------------------------------------------------
+
+_VAD_SOURCES = ("vad.py", "vad_net.py")
+
+
+def vad_reference_key(audios: Sequence[np.ndarray]) -> str:
+    """Key of torch's tracks for these signals: their samples, the silero-vad and torch versions and the sources
+    that build and stream the net (no device option changes what torch computes)."""
+    h = hashlib.sha256(json.dumps([package_version("silero-vad"), package_version("torch")]).encode())
+    here = Path(__file__).resolve().parent
+    for name in _VAD_SOURCES:
+        h.update((here / name).read_bytes())
+    for samples in audios:
+        data = np.ascontiguousarray(samples, dtype=np.float32)
+        h.update(str(data.shape).encode())
+        h.update(data.tobytes())
+    return h.hexdigest()[:20]
+
+
+def load_vad_streams(key: str) -> tuple[list[Any], float] | None:
+    """(streams, seconds torch took when they were computed), or None when absent or damaged."""
+    from gnaexp.vad import Stream
+
+    try:
+        with np.load(cache_dir() / "vad-reference" / f"{key}.npz", allow_pickle=False) as z:
+            n = int(z["count"])
+            return [Stream(z[f"probability{i}"], z[f"state{i}"]) for i in range(n)], float(z["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def store_vad_streams(key: str, streams: Sequence[Any], seconds: float) -> None:
+    """Keep torch's tracks (best effort, written whole: a partial file is never read)."""
+    import io
+
+    from gnaexp.files import atomic_write_bytes
+
+    arrays: dict[str, np.ndarray] = {"count": np.asarray(len(streams)), "seconds": np.asarray(seconds)}
+    for i, stream in enumerate(streams):
+        arrays[f"probability{i}"], arrays[f"state{i}"] = stream.probability, stream.state
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        atomic_write_bytes(cache_dir() / "vad-reference" / f"{key}.npz", buf.getvalue())
+    except OSError:
+        pass
 
 
 # --- IRs: converted nets, copies of user models, NNCF-quantized IRs ----------------------------------------------

@@ -199,17 +199,21 @@ def build_model(config: ExperimentConfig) -> ModelBundle:
     With ``ir="nncf"`` the IR is the NNCF-quantized one (FakeQuantize hints), quantized once per settings and
     calibration set and kept next to the float IR.
     """
-    bundle = _build_float_model(config)
-    if config.ir == IR_NNCF:
-        from gnaexp import quantization
+    return _with_config_ir(_build_float_model(config), config)
 
-        settings = quantization.QuantizationSettings(
-            config.activation_bits, config.weight_bits, config.calibration_size, config.calibration_seed,
-            config.input_kind, config.amplitude, config.calibration_file)
-        result = cache.quantized_ir(bundle.ir_xml, settings)
-        bundle.ir_xml = result.quantized_xml
-        bundle.info["quantization"] = result.to_json(relative_to=result.quantized_xml.parent)
-    return bundle
+
+def _with_config_ir(bundle: ModelBundle, config: ExperimentConfig) -> ModelBundle:
+    """The float net's bundle with the IR the config asks for: itself, or a copy carrying the NNCF-quantized IR."""
+    if config.ir != IR_NNCF:
+        return bundle
+    from gnaexp import quantization
+
+    settings = quantization.QuantizationSettings(
+        config.activation_bits, config.weight_bits, config.calibration_size, config.calibration_seed,
+        config.input_kind, config.amplitude, config.calibration_file)
+    result = cache.quantized_ir(bundle.ir_xml, settings)
+    return dataclasses.replace(bundle, ir_xml=result.quantized_xml, info={
+        **bundle.info, "quantization": result.to_json(relative_to=result.quantized_xml.parent)})
 
 
 def _build_float_model(config: ExperimentConfig) -> ModelBundle:
@@ -285,8 +289,10 @@ def compare_results(ref: BackendResult, results: list[BackendResult]) -> dict[st
 
 
 def reference_cache_key(config: ExperimentConfig) -> str | None:
-    """Cache key of the torch reference output and IR, or None where it cannot be cached safely."""
-    if config.experiment == "model" or config.ir != "default" or config.input_file or "torch" not in config.backends:
+    """Cache key of the torch reference output and float IR, or None where it cannot be cached safely. The IR
+    setting is not in it: torch runs the float net whichever IR the device gets, and a quantized IR is made
+    from the cached float IR (``_with_config_ir``)."""
+    if config.experiment == "model" or config.input_file or "torch" not in config.backends:
         return None
     return cache.reference_key({k: getattr(config, k) for k in (
         "experiment", "in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length",
@@ -333,8 +339,11 @@ def run(
     if cached is not None:
         model, torch_result, feed = cached
     name = config.experiment if model is None else model.name
+    float_model = None
     if cached is None:
-        model = model or build_model(config)
+        if model is None:
+            float_model = _build_float_model(config)
+            model = _with_config_ir(float_model, config)
         feed = make_inputs(config, model)
     fingerprint = inputs_mod.fingerprint(feed)
     results = []
@@ -345,8 +354,8 @@ def run(
             results.append(torch_result)
         else:
             results.append(make_backend(spec, backend_options(config)).run(model, feed))
-    if key and cached is None:
-        cache.store_reference(key, model, next(r for r in results if r.backend == "torch"), fingerprint)
+    if key and float_model is not None:
+        cache.store_reference(key, float_model, next(r for r in results if r.backend == "torch"), fingerprint)
     ref = reference_of(results)
     record = Record(
         experiment=name,
@@ -399,8 +408,8 @@ def reference_outputs(model: ModelBundle, feed: dict[str, np.ndarray]) -> tuple[
 
 
 def _cached_reference(config: ExperimentConfig, key: str) -> tuple[ModelBundle, BackendResult, dict[str, np.ndarray]] | None:
-    """(model with its IR, torch result, inputs) from the reference cache, or None where absent. An entry made
-    for other inputs than the config's is refused, not silently used or replaced."""
+    """(model with the config's IR, torch result, inputs) from the reference cache, or None where absent. An
+    entry made for other inputs than the config's is refused, not silently used or replaced."""
     cached = cache.load_reference(key)
     if cached is None:
         return None
@@ -409,7 +418,7 @@ def _cached_reference(config: ExperimentConfig, key: str) -> tuple[ModelBundle, 
     if inputs_mod.fingerprint(feed) != fingerprint:
         raise RuntimeError("cached torch reference belongs to other inputs; clear the cache folder "
                            f"{cache.cache_dir() / 'reference'}")
-    return model, ref, feed
+    return _with_config_ir(model, config), ref, feed
 
 
 def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.ndarray], str, dict[str, np.ndarray]]:
@@ -420,13 +429,14 @@ def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.n
     if cached is not None:
         model, ref, feed = cached
         return model, feed, ref.backend, ref.outputs
-    model = build_model(config)
+    float_model = _build_float_model(config)
+    model = _with_config_ir(float_model, config)
     feed = make_inputs(config, model)
     if model.torch_module is None:
         return model, feed, *reference_outputs(model, feed)
     ref = make_backend("torch").run(model, feed)
     if key:
-        cache.store_reference(key, model, ref, inputs_mod.fingerprint(feed))
+        cache.store_reference(key, float_model, ref, inputs_mod.fingerprint(feed))
     return model, feed, "torch", ref.outputs
 
 

@@ -217,10 +217,10 @@ def _serve() -> None:
         activations.warm_up()
     except Exception:  # noqa: BLE001 — a kernel then compiles on first use
         pass
-    try:  # matplotlib's fonts, loaded by the first text drawn
+    try:  # what matplotlib loads on first use: fonts, the mathtext parser, tick machinery
         from gnaexp import plots
 
-        plots.to_png(plots.bars(["warm-up"], [1.0], "x", title="warm-up"))
+        plots.warm_up()
     except Exception:  # noqa: BLE001
         pass
     if threading.active_count() > 1:

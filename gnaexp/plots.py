@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -36,7 +36,10 @@ def color_of(label: str) -> str:
 
 def _short_number(value: float, _pos: object = None) -> str:
     """Tick labels that fit a narrow margin and never hide their sign or leading digits (−0.25, 1e-05)."""
-    return "0" if value == 0 else f"{value:.2g}"
+    if value == 0:
+        return "0"
+    text = f"{value:.4g}" if 1e-4 <= abs(value) < 1e4 else f"{value:.2g}"
+    return text.replace("-", "\u2212", 1) if text.startswith("-") else text  # a real minus, as matplotlib's own
 
 
 def _channels_first(a: np.ndarray) -> np.ndarray:
@@ -68,6 +71,34 @@ def figure(width: float, height: float, layout: str | None = "constrained") -> F
     return fig
 
 
+def _single_axes(width: float, height: float, title: str, legend: str = "top") -> tuple[Figure, Any, Any]:
+    """A figure of one axes placed with fixed margins in inches, and a function that adds the figure legend.
+
+    A layout engine measures every text twice per draw, which on these small figures costs more than drawing
+    them; fixed margins fit because tick labels are kept short (``_short_number``). The legend goes above
+    (``legend="top"``) or below the axes, in two columns, and the margin grows by its rows.
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    fig = figure(width, height, layout=None)
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
+
+    def place_legend(**style: object) -> None:
+        _, labels = ax.get_legend_handles_labels()
+        rows = math.ceil(len(labels) / 2)
+        legend_h = 0.08 + 0.16 * rows if rows else 0.0
+        top, bottom = 0.3 + (legend_h if legend == "top" else 0.05), 0.48 + (legend_h if legend == "bottom" else 0.0)
+        fig.subplots_adjust(left=0.78 / width, right=1 - 0.18 / width, top=1 - top / height, bottom=bottom / height)
+        if rows:
+            fig.legend(loc=f"{'upper' if legend == 'top' else 'lower'} center", ncol=2, frameon=False,
+                       bbox_to_anchor=(0.5, 1.0 if legend == "top" else 0.0), fontsize=7, **style)
+
+    return fig, ax, place_legend
+
+
 def overlay(
     reference: np.ndarray,
     outputs: Mapping[str, np.ndarray],
@@ -83,7 +114,7 @@ def overlay(
     its colour (``color_of``). The legend sits above the plots, outside the data. ``size`` (inches) overrides
     the default figure size.
     """
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     ref, outs = _check(reference, outputs)
     chans = list(channels) if channels is not None else list(range(min(ref.shape[0], max_channels)))
@@ -104,7 +135,7 @@ def overlay(
         row, col = divmod(i, ncols)
         pair = outer[row, col].subgridspec(2, 1, height_ratios=[3, 1.2], hspace=0.08)
         ax = fig.add_subplot(pair[0])
-        err_ax = fig.add_subplot(pair[1], sharex=ax)
+        err_ax = fig.add_subplot(pair[1])
         ax.plot(t, ref[c], color=REFERENCE_COLOR, lw=1.6, label=reference_label)
         for label, a in outs.items():
             color = color_of(label)
@@ -112,13 +143,15 @@ def overlay(
             err_ax.plot(t, a[c] - ref[c], color=color, lw=0.8)
         err_ax.axhline(0.0, color="0.6", lw=0.6)
         ax.set_title(f"channel {c}", fontsize=9, pad=3)
-        ax.tick_params(labelbottom=False, labelsize=7)
+        ax.xaxis.set_major_locator(NullLocator())  # the error axes below carry the time ticks (fewer to draw)
+        ax.tick_params(labelsize=7)
         ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
         err_ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
         err_ax.locator_params(axis="y", nbins=3)
         err_ax.tick_params(labelsize=7)
         err_ax.set_ylabel("error", fontsize=7)
         ax.set_xlim(0, max(len(t) - 1, 1))
+        err_ax.set_xlim(ax.get_xlim())
         if row == nrows - 1:
             err_ax.set_xlabel("time step", fontsize=8)
         if i == 0:
@@ -135,8 +168,7 @@ def scatter(
 ) -> Figure:
     """Each backend's values against the reference, with the y = x line a perfect match would lie on."""
     ref, outs = _check(reference, outputs)
-    fig = figure(3.8, 3.4)
-    ax = fig.add_subplot()
+    fig, ax, place_legend = _single_axes(3.8, 3.4, title or "backend vs reference")
     values = [ref.ravel()] + [a.ravel() for a in outs.values()]
     lo = min(float(np.min(v)) for v in values)
     hi = max(float(np.max(v)) for v in values)
@@ -147,9 +179,7 @@ def scatter(
                    rasterized=True)
     ax.set_xlabel(reference_label, fontsize=8)
     ax.set_ylabel("backend output", fontsize=8)
-    ax.tick_params(labelsize=7)
-    fig.legend(fontsize=7, markerscale=2, loc="outside upper center", ncol=2, frameon=False)
-    ax.set_title(title or "backend vs reference", fontsize=9)
+    place_legend(markerscale=2)
     return fig
 
 
@@ -158,8 +188,7 @@ def error_histogram(
 ) -> Figure:
     """Distribution of (backend − reference) for each backend on shared bins."""
     ref, outs = _check(reference, outputs)
-    fig = figure(4.2, 3.0)
-    ax = fig.add_subplot()
+    fig, ax, place_legend = _single_axes(4.2, 3.0, title or "error distribution")
     errors = {label: (a - ref).ravel() for label, a in outs.items()}
     if errors:
         lo = min(float(e.min()) for e in errors.values())
@@ -169,11 +198,9 @@ def error_histogram(
         edges = np.linspace(lo, hi, bins + 1)
         for label, e in errors.items():
             ax.hist(e, bins=edges, histtype="step", lw=1.2, color=color_of(label), label=label)
-        fig.legend(fontsize=7, loc="outside upper center", ncol=2, frameon=False)
     ax.set_xlabel("backend − reference", fontsize=8)
     ax.set_ylabel("count", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.set_title(title or "error distribution", fontsize=9)
+    place_legend()
     return fig
 
 
@@ -193,8 +220,7 @@ def sweep(
     sfs = np.asarray(scale_factors, dtype=np.float64)
     if sfs.size == 0 or np.any(sfs <= 0):
         raise ValueError("scale_factors must be a non-empty list of positive numbers")
-    fig = figure(4.8, 3.6)
-    ax = fig.add_subplot()
+    fig, ax, place_legend = _single_axes(4.8, 3.6, title or f"{metric} vs scale factor", legend="bottom")
     for k, (label, ys) in enumerate(values.items()):
         y = np.asarray(ys, dtype=np.float64)
         if y.shape != sfs.shape:
@@ -210,9 +236,7 @@ def sweep(
     ax.set_xlim(float(sfs.min()) / 1.5, float(sfs.max()) * 1.5)
     ax.set_xlabel("input scale factor", fontsize=8)
     ax.set_ylabel(metric, fontsize=8)
-    ax.tick_params(labelsize=7)
-    fig.legend(fontsize=7, loc="outside lower center", ncol=2, frameon=False)
-    ax.set_title(title or f"{metric} vs scale factor", fontsize=9)
+    place_legend()
     return fig
 
 
@@ -269,3 +293,15 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title(title, fontsize=9)
     return fig
+
+
+def warm_up() -> None:
+    """Draw one small figure of each kind, so that what matplotlib loads on first use (fonts at each size, the
+    mathtext parser behind log-axis tick labels, tick machinery) is loaded in a process that forks kernels."""
+    t = np.linspace(0.0, 1.0, 16)
+    ref, out = t, {"gna-emu (emulated)": t * 0.9}
+    for fig in (overlay(ref, out, title="warm-up"), scatter(ref, out), error_histogram(ref, out),
+                sweep([1.0, 2.0, 4.0], {"sqnr": [1.0, 2.0, 3.0]}, saturation_sf=2.0, current_sf=1.0),
+                bars(["warm-up"], [1.0], "x", title="warm-up", threshold=0.5)):
+        to_png(fig)
+

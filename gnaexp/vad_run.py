@@ -143,14 +143,22 @@ def stream_files(audios: Sequence[np.ndarray], backends: Sequence[str], opts: di
     backend took, and what the record says of each backend. A run streams all its files in one part; a cluster
     streams a share of the files per task, and ``assemble`` joins the parts."""
     cache.vad_ir(Path(ir_dir))  # converted once, then copied
-    model = vad.model_bundle(Path(ir_dir))
+    # torch's tracks depend on the signals alone: after the first run on these files they come from the cache,
+    # and torch is not even imported.
+    torch_key = cache.vad_reference_key(audios) if "torch" in backends else None
+    torch_cached = cache.load_vad_streams(torch_key) if torch_key else None
+    model = vad.model_bundle(Path(ir_dir), with_torch=torch_key is not None and torch_cached is None)
     made = {b: make_backend(b, opts) for b in backends}
-    steppers = {b: m.stepper(model) for b, m in made.items()}  # absent devices fail here, once
+    steppers = {b: m.stepper(model) for b, m in made.items()  # absent devices fail here, once
+                if not (b == "torch" and torch_cached)}
     names = list(names) or [f"file {i + 1}" for i in range(len(audios))]
     streams: dict[str, list[vad.Stream]] = {}
     seconds: dict[str, float] = {}
     for b in backends:
         start = time.perf_counter()
+        if b == "torch" and torch_cached:
+            streams[b], seconds[b] = torch_cached  # the seconds torch took when it streamed these signals
+            continue
         if b.split(":", 1)[0] in BATCHED:
             if progress:
                 progress(f"{len(audios)} file(s) together on {b}")
@@ -162,6 +170,8 @@ def stream_files(audios: Sequence[np.ndarray], backends: Sequence[str], opts: di
                     progress(f"{name} on {b}")
                 streams[b].append(vad.stream(steppers[b], samples))
         seconds[b] = time.perf_counter() - start
+    if torch_key and not torch_cached:
+        cache.store_vad_streams(torch_key, streams["torch"], seconds["torch"])
     emulator = {}
     for b, m in made.items():
         if m.kind == "emulated" and getattr(m, "plan", None) is not None:
@@ -174,7 +184,9 @@ def stream_files(audios: Sequence[np.ndarray], backends: Sequence[str], opts: di
                            "saturations": dict(m.saturations)}
     return {"streams": streams, "seconds": seconds, "kinds": {b: m.kind for b, m in made.items()},
             "labels": {b: _label(b, m) for b, m in made.items()},
-            "device_settings": {b: m.settings() for b, m in made.items()}, "emulator": emulator}
+            "device_settings": {b: dict(m.settings(), **({"tracks": "cached"} if b == "torch" and torch_cached
+                                                        else {})) for b, m in made.items()},
+            "emulator": emulator}
 
 
 def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts: Sequence[tuple[list[int], dict]],

@@ -1,5 +1,7 @@
 """The on-disk cache: a torch reference is reused, and a damaged entry reads as absent and is written anew."""
 
+import dataclasses
+
 import numpy as np
 
 from gnaexp import cache, experiment
@@ -25,11 +27,37 @@ def test_reference_is_reused_and_a_corrupt_entry_is_rebuilt():
     assert not list(folder.parent.glob(".damaged-*")) and not list(folder.parent.glob(".tmp-*"))
 
 
-def test_no_cache_for_inputs_from_a_file_or_another_ir(tmp_path):
+def test_no_cache_for_inputs_from_a_file_or_without_torch(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 6, 33), np.float32))
     assert experiment.reference_cache_key(experiment.ExperimentConfig(input_file=str(tmp_path / "x.npy"))) is None
-    assert experiment.reference_cache_key(experiment.ExperimentConfig(ir="nncf")) is None
     assert experiment.reference_cache_key(experiment.ExperimentConfig(backends=["openvino:CPU"])) is None
+
+
+def test_a_quantized_ir_run_shares_the_float_nets_cached_reference():
+    """torch runs the float net whatever IR the device gets: an NNCF run takes the float net's cached reference,
+    quantizes the cached float IR, and reads the same as a run without any cache."""
+    from gnaexp import ir
+
+    base = experiment.ExperimentConfig(experiment="conv", length=25, seed=12, calibration_size=4,
+                                       backends=["torch", "gna-emu"])
+    nncf = dataclasses.replace(base, ir="nncf")
+    key = experiment.reference_cache_key(nncf)
+    assert key == experiment.reference_cache_key(base)
+    float_ir = ir.fingerprint_ir(experiment.build_model(base).ir_xml)
+
+    fresh = experiment.run(nncf)  # no cache at all
+    first = experiment.run(nncf, use_cache=True)  # a miss: stores the float net, not the quantized IR
+    assert ir.fingerprint_ir(cache.load_reference(key)[0].ir_xml) == float_ir
+    cached = experiment.run(nncf, use_cache=True)
+    assert cached.result("torch").info.get("cached") is True
+    # The same quantized weights (NNCF's generated constant names depend on the process, not on the inputs).
+    quantized = [experiment._cached_reference(nncf, key)[0].ir_xml, experiment.build_model(nncf).ir_xml]
+    assert quantized[0] != quantized[1]
+    assert quantized[0].with_suffix(".bin").read_bytes() == quantized[1].with_suffix(".bin").read_bytes()
+    assert first.model_fingerprint != float_ir
+    assert cached.model_info["quantization"]["settings"] == fresh.model_info["quantization"]["settings"]
+    assert cached.metrics == fresh.metrics
+    assert cached.diagnosis == fresh.diagnosis
 
 
 def test_quantized_ir_is_reused_and_a_damaged_entry_is_quantized_again():

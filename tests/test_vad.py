@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaexp import audio, vad, vad_metrics
+from gnaexp import audio, vad, vad_metrics, vad_net
 from gnaexp.backends import make_backend
 from gnaexp.cli import main
 
@@ -23,7 +23,7 @@ def bundle(tmp_path_factory):
 def test_module_matches_the_packages_torchscript_model_over_a_whole_file(bundle):
     sound = audio.load_wav(SPEECH / "speech_snr20.wav").samples
     ours = vad.stream(make_backend("torch").stepper(bundle), sound).probability
-    theirs = vad.jit_probabilities(sound)
+    theirs = vad_net.jit_probabilities(sound)
     assert len(ours) == len(theirs) == -(-len(sound) // vad.CHUNK)
     assert float(np.max(np.abs(ours - theirs))) <= 1e-5
     assert ours.max() > 0.9 and ours.min() < 0.1  # speech and silence both present
@@ -165,3 +165,29 @@ def test_tracks_measured_elsewhere_are_imported(tmp_path, capsys):
     assert main(["run", "silero_vad", "--set", f"audio={SPEECH / 'speech_snr10.wav'}", "--backends",
                  f"torch,import:{there / 'tracks.npz'}", "--out", str(tmp_path / "bad")]) == 2
     assert "expected one track for speech_snr10.wav" in capsys.readouterr().err
+
+
+def test_torch_tracks_are_cached_and_a_cached_run_needs_no_torch(tmp_path):
+    """The second run on the same signals takes torch's tracks from the cache, reads the same, and does not
+    import torch (a subprocess: this one has torch loaded already)."""
+    import subprocess
+    import sys
+
+    from gnaexp import cache, vad_run
+
+    wav = SPEECH / "speech_snr20.wav"
+    key = cache.vad_reference_key([audio.load_wav(wav).samples])
+    (cache.cache_dir() / "vad-reference" / f"{key}.npz").unlink(missing_ok=True)  # another test may have run it
+    first = vad_run.run([wav], ["torch", "openvino:CPU"], tmp_path / "a", {"scale_factor": 1.0})
+    assert cache.load_vad_streams(key) is not None and "tracks" not in first["device_settings"]["torch"]
+    script = ("import json, sys; from gnaexp import vad_run; "
+              f"r = vad_run.run([{str(wav)!r}], ['torch', 'openvino:CPU'], {str(tmp_path / 'b')!r}, "
+              "{'scale_factor': 1.0}); print(json.dumps(['torch' in sys.modules, r['device_settings']['torch']]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    imported, settings = json.loads(done.stdout.strip().splitlines()[-1])
+    assert imported is False and settings["tracks"] == "cached"
+    a, b = np.load(tmp_path / "a" / "tracks.npz"), np.load(tmp_path / "b" / "tracks.npz")
+    assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+    second = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in second["files"]] == \
+        [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in first["files"]]
