@@ -107,3 +107,22 @@ def stream_batch(step, audios: list[np.ndarray]) -> list[Stream]:
         probs[t] = np.asarray(out["probability"]).reshape(n)
         states[t] = state.reshape(n, 2, -1)
     return [Stream(probs[:len(p), i].copy(), states[:len(p), i].copy()) for i, p in enumerate(parts)]
+
+
+def jit_probabilities(audio: np.ndarray) -> np.ndarray:
+    """Speech probability per chunk from the package's own TorchScript model (it keeps context and state)."""
+    import torch
+
+    from gnaexp.vad_net import jit_model
+
+    model = jit_model()
+    model.reset_states()
+    out = []
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    steps = -(-len(audio) // CHUNK)
+    padded = np.zeros(steps * CHUNK, dtype=np.float32)
+    padded[:len(audio)] = audio
+    with torch.no_grad():
+        for i in range(steps):
+            out.append(float(model(torch.from_numpy(padded[i * CHUNK:(i + 1) * CHUNK])[None], SAMPLE_RATE)))
+    return np.asarray(out, dtype=np.float32)

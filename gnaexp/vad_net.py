@@ -16,11 +16,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-
-from gnaexp.vad import CHUNK, SAMPLE_RATE
 
 JIT_FILE = "silero_vad.jit"
 # our parameter → the TorchScript 16 kHz model's (``_model``)
@@ -74,18 +71,3 @@ def build() -> SileroVAD:
     net = SileroVAD()
     net.load_state_dict({ours: tensors[theirs].detach().clone() for ours, theirs in JIT_NAMES.items()})
     return net.eval()
-
-
-def jit_probabilities(audio: np.ndarray) -> np.ndarray:
-    """Speech probability per chunk from the package's own TorchScript model (it keeps context and state)."""
-    model = jit_model()
-    model.reset_states()
-    out = []
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    steps = -(-len(audio) // CHUNK)
-    padded = np.zeros(steps * CHUNK, dtype=np.float32)
-    padded[:len(audio)] = audio
-    with torch.no_grad():
-        for i in range(steps):
-            out.append(float(model(torch.from_numpy(padded[i * CHUNK:(i + 1) * CHUNK])[None], SAMPLE_RATE)))
-    return np.asarray(out, dtype=np.float32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaexp import audio, vad, vad_metrics, vad_net
+from gnaexp import audio, vad, vad_metrics
 from gnaexp.backends import make_backend
 from gnaexp.cli import main
 
@@ -23,7 +23,7 @@ def bundle(tmp_path_factory):
 def test_module_matches_the_packages_torchscript_model_over_a_whole_file(bundle):
     sound = audio.load_wav(SPEECH / "speech_snr20.wav").samples
     ours = vad.stream(make_backend("torch").stepper(bundle), sound).probability
-    theirs = vad_net.jit_probabilities(sound)
+    theirs = vad.jit_probabilities(sound)
     assert len(ours) == len(theirs) == -(-len(sound) // vad.CHUNK)
     assert float(np.max(np.abs(ours - theirs))) <= 1e-5
     assert ours.max() > 0.9 and ours.min() < 0.1  # speech and silence both present
