@@ -104,27 +104,35 @@ _PREPARED = threading.Lock()
 _prepared = False
 
 
-def prepare_kernels(log: str | None = None) -> None:
+def prepare_kernels(log: str | None = None, zygote: str | None = None) -> None:
     """What every process that executes runs needs, done once per process (a pool worker, a cluster worker):
-    this environment's kernelspec, the kernel zygote, papermill and nbconvert's exporter imported."""
+    this environment's kernelspec, a kernel zygote (``zygote``: the socket of one the batch already started; else
+    one of this process's own), papermill and nbconvert's exporter imported."""
     global _prepared
     with _PREPARED:
         if _prepared:
             return
-        # Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3".
-        share = str(Path(sys.prefix) / "share" / "jupyter")
-        if share not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
-            os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
+        use_environment_kernelspec()
         from gnaexp import forkserver
 
-        forkserver.start_zygote(log)  # it imports for the kernels while this process imports papermill and nbconvert
+        if zygote:
+            forkserver.attach(zygote)
+        else:  # it imports for the kernels while this process imports papermill and nbconvert
+            forkserver.start_zygote(log)
         importlib.import_module("papermill")  # once per worker, not once per run
 
         pages._exporter(False)  # template loaded once per worker
         _prepared = True
 
 
-def _worker_init(log: str | None = None) -> None:
+def use_environment_kernelspec() -> None:
+    """Prefer this environment's kernelspec (its python has gnaexp) over a user-wide "python3"."""
+    share = str(Path(sys.prefix) / "share" / "jupyter")
+    if share not in os.environ.get("JUPYTER_PATH", "").split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (share, os.environ.get("JUPYTER_PATH", "")) if p)
+
+
+def _worker_init(log: str | None = None, zygote: str | None = None) -> None:
     # The parent handles Ctrl-C and stops the pool; workers must not die half-way through a move.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log:
@@ -132,7 +140,7 @@ def _worker_init(log: str | None = None) -> None:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 2)
         os.close(fd)
-    prepare_kernels(log)
+    prepare_kernels(log, zygote)
 
 
 def _error_of(exc: BaseException) -> str:
@@ -309,9 +317,15 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     if todo:
         echo(f"running {len(todo)} of {len(runs)} notebooks with {jobs} worker(s) → {out}")
+        from gnaexp import forkserver
+
+        log = str(out / STATE_DIR / "workers.log")
+        # One zygote for every worker, started first: its imports overlap the workers' start.
+        use_environment_kernelspec()  # the zygote's kernels read it too
+        zygote = forkserver.start_zygote(log)
         # spawn: the same on Linux and Windows, and no inherited locks or threads in the workers
         pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
-                                            initargs=(str(out / STATE_DIR / "workers.log"),))
+                                            initargs=(log, zygote.path if zygote else None))
         bar = progress_bar(len(todo))
         index = IndexWriter(runs, out)
         try:
@@ -329,6 +343,8 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
         finally:
             pool.join()
             bar.close()
+            if zygote:  # its kernels end with it
+                zygote.close()
     write_index(runs, out)
     return [outcomes[r.name] for r in runs if r.name in outcomes]
 

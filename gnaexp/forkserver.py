@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,59 +36,81 @@ PRELOAD = ("ipykernel.kernelapp", "IPython.display", "numpy", "matplotlib.figure
            "PIL.Image", "gnaexp.report", "gnaexp.plots", "gnaexp.summary", "gnaexp.diagnosis",
            "gnaexp.emulator", "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner")
 
+FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
+
 _ZYGOTE: "Zygote | None" = None
-_LOCK = threading.Lock()
 
 
 class Zygote:
-    """A child process that has imported PRELOAD and forks kernels on request (one JSON line each)."""
+    """A zygote process, reached through its Unix socket: one connection per kernel, a JSON request line in and
+    the kernel's pid (or a refusal) back. The process that started it holds ``proc`` and ends it; the other
+    processes of a batch (the pool's workers) attach to the same zygote by its socket path, so its imports are
+    done once per batch rather than once per worker."""
 
-    def __init__(self, log: str | None = None) -> None:
+    def __init__(self, path: str, proc: subprocess.Popen | None = None) -> None:
+        self.path, self.proc = path, proc
+
+    @classmethod
+    def start(cls, log: str | None = None) -> "Zygote":
+        import tempfile
+
+        path = os.path.join(tempfile.mkdtemp(prefix="gnaexp-zygote-"), "socket")
         err = open(log, "ab") if log else None  # noqa: SIM115 — kept open for the zygote's lifetime
-        self.proc = subprocess.Popen([sys.executable, "-m", "gnaexp.forkserver"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
-        self.ready = False  # its imports run while the caller does other work; checked at the first fork
+        proc = subprocess.Popen([sys.executable, "-m", "gnaexp.forkserver", path], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
+        assert proc.stdout is not None
+        # It answers once its socket listens (a fraction of a second); its imports then run while the caller
+        # goes on, and fork requests wait in the socket's queue until they are done.
+        if proc.stdout.readline().strip() != b"listening":
+            proc.kill()
+            proc.wait()
+            raise OSError("the kernel zygote did not start")
+        return cls(path, proc)
 
-    def wait_ready(self) -> bool:
-        if not self.ready:
-            assert self.proc.stdout is not None
-            self.ready = self.proc.stdout.readline().decode().strip() == "ready"
-            if not self.ready:
-                self.close()
-        return self.ready
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str]) -> int | None:
+        """The pid of a new kernel, or None when the zygote cannot fork one (the kernel then starts the ordinary
+        way)."""
+        import socket
 
-    def fork(self, argv: list[str], cwd: str, env: dict[str, str]) -> int:
-        with _LOCK:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write((json.dumps({"argv": argv, "cwd": cwd, "env": env}) + "\n").encode())
-            self.proc.stdin.flush()
-            answer = self.proc.stdout.readline().decode().strip()
-        if not answer.isdigit():
-            raise RuntimeError(f"kernel zygote failed to fork: {answer!r}")
-        return int(answer)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(FORK_TIMEOUT_S)
+                conn.connect(self.path)
+                conn.sendall((json.dumps({"argv": argv, "cwd": cwd, "env": env}) + "\n").encode())
+                answer = conn.makefile("rb").readline().decode().strip()
+        except OSError:
+            return None
+        return int(answer) if answer.isdigit() else None
 
     def close(self) -> None:
+        if self.proc is None:
+            return
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
 
 
-def start_zygote(log: str | None = None) -> None:
-    """Start this process's zygote (where ``fork`` exists; ``GNAEXP_NO_ZYGOTE=1`` turns it off)."""
+def start_zygote(log: str | None = None) -> Zygote | None:
+    """Start a zygote and make it this process's (where ``fork`` exists; ``GNAEXP_NO_ZYGOTE=1`` turns it off)."""
     global _ZYGOTE
     if not hasattr(os, "fork") or os.environ.get("GNAEXP_NO_ZYGOTE"):
-        return
+        return None
     try:
-        _ZYGOTE = Zygote(log)
+        _ZYGOTE = Zygote.start(log)
     except OSError:
         _ZYGOTE = None
+    return _ZYGOTE
+
+
+def attach(path: str) -> None:
+    """Fork this process's kernels from the zygote another process started (``Zygote.path``)."""
+    global _ZYGOTE
+    _ZYGOTE = Zygote(path)
 
 
 def manager_class() -> type | None:
-    """ForkKernelManager if this process has a working zygote, else None (papermill's default)."""
-    global _ZYGOTE
-    if _ZYGOTE is not None and not _ZYGOTE.wait_ready():
-        _ZYGOTE = None
+    """ForkKernelManager if this process has a zygote, else None (papermill's default)."""
     return ForkKernelManager if _ZYGOTE is not None else None
 
 
@@ -136,7 +159,11 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             return await super().launch_kernel(cmd, **kwargs)
         env = {str(k): str(v) for k, v in (kwargs.get("env") or os.environ).items()}
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        self.process = _ForkedKernel(_ZYGOTE.fork(cmd[3:], cwd, env))
+        loop = asyncio.get_running_loop()  # the zygote may still be importing: wait off the event loop
+        pid = await loop.run_in_executor(None, _ZYGOTE.fork, cmd[3:], cwd, env)
+        if pid is None:
+            return await super().launch_kernel(cmd, **kwargs)
+        self.process = _ForkedKernel(pid)
         self.pid = self.pgid = self.process.pid  # the kernel leads its own session
         self.cwd = cwd
         return self.connection_info
@@ -198,9 +225,15 @@ class ForkKernelManager(AsyncKernelManager):  # type: ignore[misc]
 
 # --- the zygote's side ------------------------------------------------------------------------------------------
 
-def _serve() -> None:
+def _serve(path: str) -> None:
     import importlib
+    import select
+    import socket
 
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(128)
+    print("listening", flush=True)
     # What a kernel started by jupyter_client would see before matplotlib is imported.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     if sys.path and sys.path[0] in ("", os.getcwd()):
@@ -223,21 +256,34 @@ def _serve() -> None:
         plots.warm_up()
     except Exception:  # noqa: BLE001
         pass
-    if threading.active_count() > 1:
-        print("threads started during preload; forking would be unsafe", flush=True)
-        return
+    safe = threading.active_count() == 1
+    if not safe:
+        print("threads started during preload; forking would be unsafe: kernels start the ordinary way",
+              file=sys.stderr, flush=True)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped automatically
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    out = sys.stdout
-    out.write("ready\n")
-    out.flush()
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _become_kernel(request)
-        out.write(f"{pid}\n")
-        out.flush()
+    while True:
+        readable, _, _ = select.select([server, 0], [], [])
+        if 0 in readable and not os.read(0, 1):  # the process that started this zygote is gone
+            break
+        if server not in readable:
+            continue
+        conn, _ = server.accept()
+        with conn:
+            try:
+                request = json.loads(conn.makefile("rb").readline())
+            except ValueError:
+                continue
+            if not safe:
+                conn.sendall(b"unsafe\n")
+                continue
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                conn.close()
+                _become_kernel(request)
+            conn.sendall(f"{pid}\n".encode())
+    server.close()
 
 
 def _become_kernel(request: dict[str, Any]) -> None:
@@ -248,7 +294,7 @@ def _become_kernel(request: dict[str, Any]) -> None:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        os.dup2(2, 1)  # fd 1 is the zygote's answer pipe
+        os.dup2(2, 1)  # fd 1 is the pipe to the process that started the zygote
         os.close(devnull)
         os.chdir(request["cwd"])
         os.environ.clear()
@@ -277,4 +323,4 @@ def _become_kernel(request: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(sys.argv[1])

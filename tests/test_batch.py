@@ -137,6 +137,41 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
         forkserver._ZYGOTE.close()
 
 
+def test_the_pool_workers_share_one_zygote_that_ends_with_the_batch(tmp_path):
+    """Every run's kernel is forked by the one zygote the batch started (its imports are done once, not once per
+    worker), and that zygote and its socket are gone when the batch returns."""
+    import glob
+    import os
+    import tempfile
+
+    import nbformat
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: kernels start the ordinary way")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("i = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os, time\ntime.sleep(0.3)\nprint('parent', os.getppid(), os.getpid())")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "probe.ipynb"))
+    sockets_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "gnaexp-zygote-*")))
+    m = _matrix(tmp_path / "m.yaml", [{"notebook": str(tmp_path / "probe"), "grid": {"i": [1, 2, 3, 4]}}])
+    out = tmp_path / "out"
+    outcomes = batch.run_batch(matrix.load_matrix(m), out, jobs=2, echo=lambda *a: None)
+    assert [o.status for o in outcomes] == ["ok"] * 4
+    parents, kernels = set(), set()
+    for o in outcomes:
+        text = "".join(x.get("text", "") for x in nbformat.read(str(out / f"{o.name}.ipynb"), 4).cells[-1].outputs)
+        _, parent, kernel = text.split()
+        parents.add(int(parent))
+        kernels.add(int(kernel))
+    assert len(kernels) == 4 and len(parents) == 1  # four fresh kernels, one zygote
+    zygote = parents.pop()
+    assert zygote != os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(zygote, 0)
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "gnaexp-zygote-*"))) == sockets_before
+
+
 def test_hide_local_paths():
     import sys
 
