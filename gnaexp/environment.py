@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import platform
 import sys
@@ -31,6 +33,12 @@ def package_version(package: str) -> str | None:
 
 def capture() -> dict[str, Any]:
     """OS, CPU, Python and package versions, OpenVINO devices. No user names or home paths."""
+    return copy.deepcopy(_capture_once())
+
+
+@functools.lru_cache(maxsize=1)
+def _capture_once() -> dict[str, Any]:
+    # Read once per process: package metadata and device queries cost tens of ms, and a study saves many records.
     env: dict[str, Any] = {
         "os": f"{platform.system()} {platform.release()}",
         "platform": platform.platform(terse=True),

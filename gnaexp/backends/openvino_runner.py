@@ -8,6 +8,7 @@ properties of the installed OpenVINO (2.0 API names; the plugin exists only in a
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -26,7 +27,9 @@ GNA_MISSING = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def available_devices() -> list[str]:
+    """The devices this process's OpenVINO offers (asked once per process: every backend check asks again)."""
     import openvino as ov
 
     return list(ov.Core().available_devices)
