@@ -30,11 +30,13 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
-# Imported by the zygote before any fork: what every gnaexp notebook needs. Nothing here may start a thread
-# (importing openvino does, so each kernel still imports it).
+# Imported by the zygote before any fork: what every gnaexp notebook needs, and torch with the forum nets (1.1 s
+# of import, which every kernel that builds a torch reference or streams Silero VAD would otherwise pay; it starts
+# no thread). Nothing here may start a Python thread (importing openvino does, so each kernel still imports it).
 PRELOAD = ("ipykernel.kernelapp", "IPython.display", "numpy", "matplotlib.figure", "matplotlib.backends.backend_agg",
            "PIL.Image", "gnaexp.report", "gnaexp.plots", "gnaexp.summary", "gnaexp.diagnosis",
-           "gnaexp.emulator", "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner")
+           "gnaexp.emulator", "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "torch", "gnaexp.nets",
+           "gnaexp.vad_net")
 
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
