@@ -99,3 +99,21 @@ def test_generated_names_are_plain():
     for params in ({"input_file": "../x/y.npy", "scale_factor": 2048.0}, {"model": "../../m.xml"}, {"a": "/"}):
         name = matrix._run_name("conv", params)
         assert matrix.NAME_PATTERN.fullmatch(name) and ".." not in name and "/" not in name, name
+
+
+def test_parameter_names_are_those_papermill_reads(tmp_path):
+    """The matrix checks names against the parameters cell without importing papermill; it reads the same names
+    as papermill for every shipped notebook and for annotated, commented and multi-line values."""
+    import nbformat
+    import papermill
+
+    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+        assert matrix.notebook_parameters(nb) == list(papermill.inspect_notebook(str(nb))), nb.name
+    cell = ("alpha = 1  # a comment\nbeta: float = 2.0\ngamma = [1,\n         2]\ndelta: str = 'x'  # help\n"
+            "if alpha:\n    hidden = 3\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]})])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nb, str(path))
+    assert matrix.notebook_parameters(path) == ["alpha", "beta", "gamma", "delta"]
+    assert [n for n in papermill.inspect_notebook(str(path)) if n != "hidden"] == ["alpha", "beta", "gamma", "delta"]
