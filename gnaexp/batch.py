@@ -322,7 +322,7 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
         log = str(out / STATE_DIR / "workers.log")
         # One zygote for every worker, started first: its imports overlap the workers' start.
         use_environment_kernelspec()  # the zygote's kernels read it too
-        zygote = forkserver.start_zygote(log)
+        zygote = forkserver.new_zygote(log)  # the workers', not this process's: it runs no kernel
         # spawn: the same on Linux and Windows, and no inherited locks or threads in the workers
         pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
                                             initargs=(log, zygote.path if zygote else None))

@@ -57,9 +57,13 @@ class Zygote:
         import tempfile
 
         path = os.path.join(tempfile.mkdtemp(prefix="gnaexp-zygote-"), "socket")
-        err = open(log, "ab") if log else None  # noqa: SIM115 — kept open for the zygote's lifetime
-        proc = subprocess.Popen([sys.executable, "-m", "gnaexp.forkserver", path], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
+        err = open(log, "ab") if log else None  # noqa: SIM115 — the zygote gets its own copy; ours closes below
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "gnaexp.forkserver", path], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
+        finally:
+            if err:
+                err.close()
         assert proc.stdout is not None
         # It answers once its socket listens (a fraction of a second); its imports then run while the caller
         # goes on, and fork requests wait in the socket's queue until they are done.
@@ -93,15 +97,21 @@ class Zygote:
         shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
 
 
-def start_zygote(log: str | None = None) -> Zygote | None:
-    """Start a zygote and make it this process's (where ``fork`` exists; ``GNAEXP_NO_ZYGOTE=1`` turns it off)."""
-    global _ZYGOTE
+def new_zygote(log: str | None = None) -> Zygote | None:
+    """A started zygote, or None where ``fork`` does not exist, ``GNAEXP_NO_ZYGOTE=1`` turns it off, or it
+    cannot start. The caller ends it (``close``); for other processes to use it, they ``attach`` to its path."""
     if not hasattr(os, "fork") or os.environ.get("GNAEXP_NO_ZYGOTE"):
         return None
     try:
-        _ZYGOTE = Zygote.start(log)
+        return Zygote.start(log)
     except OSError:
-        _ZYGOTE = None
+        return None
+
+
+def start_zygote(log: str | None = None) -> Zygote | None:
+    """Start a zygote (``new_zygote``) and fork this process's kernels from it."""
+    global _ZYGOTE
+    _ZYGOTE = new_zygote(log)
     return _ZYGOTE
 
 
