@@ -30,6 +30,7 @@ from typing import Any
 from gnaexp import pages
 from gnaexp.files import atomic_write_text, dumps
 from gnaexp.matrix import Run
+from gnaexp.output_folder import shared_folder
 from gnaexp.pages import export_html, hide_local_paths
 
 
@@ -51,6 +52,7 @@ KERNEL = "python3"
 STATE_DIR = ".runs"  # per-run state (key, status, duration, error) inside the output folder
 STAGING_DIR = ".staging"
 INDEX_INTERVAL_S = 0.5  # at most this often the index is rewritten while runs finish
+RUN_ENTRIES = (".html", ".ipynb", ".record", ".failed.html", ".failed.ipynb")  # what a run may publish, by suffix
 
 
 @dataclass
@@ -212,7 +214,7 @@ def finish_run(run: Run, stage: Path, out: Path, staged: Staged) -> Outcome:
     if staged.error:
         for src, dst in ((stage / f"{run.name}.ipynb", f"{run.name}.failed.ipynb"),
                          (stage / f"{run.name}.html", f"{run.name}.failed.html")):
-            if src.exists():
+            if _complete(src):  # a write cut short (a full disk) is no report of the attempt
                 os.replace(src, out / dst)
         outcome = Outcome(run.name, "failed", staged.duration_s, staged.error, run.key)
     else:
@@ -225,6 +227,18 @@ def finish_run(run: Run, stage: Path, out: Path, staged: Staged) -> Outcome:
     shutil.rmtree(stage, ignore_errors=True)
     write_state(out, run, outcome)
     return outcome
+
+
+def _complete(path: Path) -> bool:
+    """A staged file worth publishing: present, not empty, and a notebook that reads as JSON."""
+    try:
+        if path.stat().st_size == 0:
+            return False
+        if path.suffix == ".ipynb":
+            json.loads(path.read_bytes())
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def execute_run(run: Run, out: Path, show_code: bool, timeout: float | None) -> Outcome:
@@ -304,12 +318,30 @@ def interrupted(outcomes: dict[str, Outcome]) -> str:
             "again to finish the rest")
 
 
+def output_entries(runs: list[Run]) -> list[str]:
+    """Every name a batch of these runs may write in its output folder."""
+    return ["index.html", STATE_DIR, STAGING_DIR] + [f"{r.name}{suffix}" for r in runs for suffix in RUN_ENTRIES]
+
+
+def owned_output(runs: list[Run], out: Path) -> Any:
+    """The batch's hold on ``out``: locked for the batch, and the names it writes claimed (a file of the user's
+    under one of them stops the batch before it starts; other files of the user's stay)."""
+    return shared_folder(out, output_entries(runs), "batch output folder")
+
+
 def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool = False, show_code: bool = False,
               timeout: float | None = None, echo: Any = print) -> list[Outcome]:
     """Execute the runs not already done (all with ``force``) in a process pool; write the index as runs finish.
 
-    Ctrl-C stops the pool; finished runs stay, and the next call does the rest.
+    Ctrl-C stops the pool; finished runs stay, and the next call does the rest. A second batch on the same
+    ``out`` is refused while this one runs.
     """
+    with owned_output(runs, out):
+        return _run_batch(runs, out, jobs, force, show_code, timeout, echo)
+
+
+def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_code: bool, timeout: float | None,
+               echo: Any) -> list[Outcome]:
     import multiprocessing as mp
 
     todo, outcomes = plan_runs(runs, out, force, show_code, echo)
@@ -340,11 +372,16 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
             index.final()
             echo(interrupted(outcomes))
             raise
+        except BaseException:  # e.g. the index cannot be written: the pool stops, the error is the user's to see
+            pool.terminate()
+            raise
         finally:
-            pool.join()
-            bar.close()
-            if zygote:  # its kernels end with it
-                zygote.close()
+            try:
+                pool.join()
+            finally:
+                bar.close()
+                if zygote:  # its kernels end with it
+                    zygote.close()
     write_index(runs, out)
     return [outcomes[r.name] for r in runs if r.name in outcomes]
 

@@ -290,6 +290,12 @@ def run_batch_on_cluster(runs: list[Run], out: Path, spec: str, force: bool = Fa
                          timeout: float | None = None, echo: Any = print) -> list[Outcome]:
     """``batch.run_batch`` with one task per run on the cluster ``spec`` names (see the module's docstring)."""
     kind, _ = parse(spec)  # a bad value fails before anything is written
+    with batch.owned_output(runs, out):
+        return _run_batch_on_cluster(runs, out, spec, kind, force, show_code, timeout, echo)
+
+
+def _run_batch_on_cluster(runs: list[Run], out: Path, spec: str, kind: str, force: bool, show_code: bool,
+                          timeout: float | None, echo: Any) -> list[Outcome]:
     todo, outcomes = batch.plan_runs(runs, out, force, show_code, echo)
     if kind == "local" or not todo:  # a local cluster's kernels log there from the start
         (out / batch.STATE_DIR).mkdir(parents=True, exist_ok=True)
@@ -355,28 +361,35 @@ def evaluate_on_cluster(audio_files: Sequence[str | Path], backends: Sequence[st
     record's per-file rows and aggregate are those of a run here. ``progress(n)``: n more files are done."""
     parse(spec)
     loaded, opts, imported = vad_run.load(audio_files, backends, options)
-    scratch = Path(out_dir) / ".dask-scratch" if out_dir is not None else None  # a local cluster's, removed after
-    with connect(spec, scratch, kernels=False) as client:
-        groups = shares([len(sound.samples) for _, sound in loaded], sum(client.nthreads().values()))
-        token = uuid.uuid4().hex[:8]
-        futures = {client.submit(_stream_share, [loaded[i][1].samples for i in g], vad_run.streamed(backends), opts,
-                                 pure=False, key=f"gnaexp-vad-{k}-{token}"): g for k, g in enumerate(groups)}
-        parts = []
-        try:
-            for future in as_completed(futures):
-                try:
-                    parts.append((futures[future], future.result()))
-                except KilledWorker as exc:
-                    raise WorkerDied(f"the worker streaming {len(futures[future])} of the files died, on each "
-                                     f"of {exc.allowed_failures + 1} attempt(s) (killed, out of memory or crashed: "
-                                     "see the workers' logs); nothing was written") from None
-                future.release()
-                if progress:
-                    progress(len(futures[future]))
-        except BaseException:
-            with suppress(Exception):
-                client.cancel(list(futures))
-            raise
-    parts.sort(key=lambda p: p[0][0])  # the first part's backend descriptions are used: the same in every part
-    record = vad_run.assemble(loaded, backends, parts, imported, out_dir)
-    return record
+    with vad_run.record_folder(out_dir) as stage:
+        # a local cluster's scratch space, inside the staging folder and removed before it is published
+        with connect(spec, stage / ".dask-scratch" if out_dir is not None else None, kernels=False) as client:
+            parts = _stream_shares(client, loaded, backends, opts, progress)
+        parts.sort(key=lambda p: p[0][0])  # the first part's backend descriptions are used: the same in every part
+        return vad_run.assemble(loaded, backends, parts, imported, stage if out_dir is not None else None)
+
+
+def _stream_shares(client: Any, loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], opts: dict[str, Any],
+                   progress: Callable[[int], None] | None) -> list[tuple[list[int], dict[str, Any]]]:
+    """Stream the files in shares on the cluster's workers: (indices of the share's files, streamed part)."""
+    groups = shares([len(sound.samples) for _, sound in loaded], sum(client.nthreads().values()))
+    token = uuid.uuid4().hex[:8]
+    futures = {client.submit(_stream_share, [loaded[i][1].samples for i in g], vad_run.streamed(backends), opts,
+                             pure=False, key=f"gnaexp-vad-{k}-{token}"): g for k, g in enumerate(groups)}
+    parts = []
+    try:
+        for future in as_completed(futures):
+            try:
+                parts.append((futures[future], future.result()))
+            except KilledWorker as exc:
+                raise WorkerDied(f"the worker streaming {len(futures[future])} of the files died, on each "
+                                 f"of {exc.allowed_failures + 1} attempt(s) (killed, out of memory or crashed: "
+                                 "see the workers' logs); nothing was written") from None
+            future.release()
+            if progress:
+                progress(len(futures[future]))
+    except BaseException:
+        with suppress(Exception):
+            client.cancel(list(futures))
+        raise
+    return parts

@@ -20,9 +20,10 @@ import numpy as np
 
 from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
-from gnaexp.files import portable_path, staged_folder
+from gnaexp.files import portable_path
+from gnaexp.output_folder import publish_folder
 from gnaexp.gna_settings import EXECUTION_MODES, FORUM_NETS, LAYOUTS, PRECISIONS
-from gnaexp.records import RECORD_ENTRIES, Record
+from gnaexp.records import Record
 
 EXPERIMENTS = FORUM_NETS + ("model",)
 IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (FakeQuantize) IR
@@ -387,11 +388,11 @@ def _model_fingerprint(model: ModelBundle) -> str:
 def save_with_ir(record: Record, model: ModelBundle, out_dir: Path) -> Path:
     """Save the record and copy the IR it used next to it, so the folder alone lets anyone rerun it.
 
-    The folder is built beside ``out_dir`` and put in place whole: a failure leaves an earlier record as it
-    was, and a folder holding files of the user's is refused rather than replaced.
+    The folder is staged and put in place whole (``output_folder.publish_folder``): a failure leaves an earlier
+    record as it was, and a folder holding files of the user's is refused rather than replaced.
     """
     out_dir = Path(out_dir)
-    with staged_folder(out_dir, lambda name: name in RECORD_ENTRIES, "record folder") as stage:
+    with publish_folder(out_dir, "record folder") as stage:
         if model.ir_xml is not None:
             (stage / "ir").mkdir()
             for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from gnaexp import experiment, inputs as inputs_mod
 from gnaexp.backends import make_backend
-from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes, staged_folder
+from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
+from gnaexp.output_folder import publish_folder
 
 MEASURE_SCRIPT = '''"""Run this on the GNA machine: python measure_on_device.py [--mode SW_EXACT|HW|AUTO|SW_FP32] [--sf 2048]
 
@@ -77,22 +78,14 @@ print("wrote", a.out, {k: v.shape for k, v in outs.items()})
 '''
 
 
-PACK_FILES = ("model.xml", "model.bin", "inputs.npz", "config.json", "measure_on_device.py")
-
-
-def _ours(name: str) -> bool:
-    """Entries an earlier export wrote (a device's outputs.npz brought back into the pack is not one)."""
-    return name in PACK_FILES or (name.endswith(".npy") and (name.startswith("reference_") or name.count(".") == 1))
-
-
 def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
-    """Write the export folder whole (built beside it, then put in place); returns it.
+    """Write the export folder whole (staged, then put in place); returns it.
 
     A folder holding anything an export did not write (e.g. the device's outputs.npz) is refused, not replaced.
     """
     model = experiment.build_model(config)
     feed = experiment.make_inputs(config, model)
-    with staged_folder(folder, _ours, "export folder") as stage:
+    with publish_folder(folder, "export folder") as stage:
         for src in (model.ir_xml, model.ir_xml.with_suffix(".bin")):
             shutil.copyfile(src, stage / ("model" + src.suffix))
         atomic_write_bytes(stage / "inputs.npz", npz_bytes(feed))

@@ -12,7 +12,6 @@ import io
 import json
 import math
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -137,42 +136,6 @@ def staged_files() -> Iterator[Callable[[Path, bytes], None]]:
         raise
     for tmp, path in staged:
         os.replace(tmp, path)
-
-
-@contextmanager
-def staged_folder(dest: str | Path, ours: Callable[[str], bool], what: str = "output folder") -> Iterator[Path]:
-    """Build a folder in a staging folder beside ``dest`` (same filesystem), then put it in place whole.
-
-    ``ours(name)`` says which entries of an existing ``dest`` this writer made (and may replace); a folder that
-    holds anything else is refused before any work, so that no file of the user's is ever deleted. On error
-    the staging folder goes and ``dest`` stays as it was.
-    """
-    dest = Path(dest).absolute()
-    if dest == Path.cwd() or dest in Path.cwd().parents:
-        raise ValueError(f"{what} {dest} is the current folder or holds it: give a folder of its own")
-    if dest.exists():
-        if not dest.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(dest))
-        foreign = sorted(p.name for p in dest.iterdir() if not ours(p.name) and not p.name.startswith("."))
-        if foreign:
-            raise ValueError(f"{what} {dest} holds files gnaexp did not write there ({', '.join(foreign[:5])}"
-                             f"{', …' if len(foreign) > 5 else ''}): give an empty or new folder")
-    check_writable_file(dest / "x", what=what)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
-    os.chmod(stage, 0o777 & ~_UMASK)
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{stage.name[-8:]}")
-        os.rename(dest, old)
-    os.rename(stage, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def portable_path(path: str | Path) -> str:

@@ -22,8 +22,6 @@ from gnaexp.metrics import Comparison
 SCHEMA = "gnaexp.record/1"
 # What a notebook leaves in its record folder for the batch index: key metric rows and the verdict lines.
 INDEX_ENTRY_FILE = "index-entry.json"
-# Everything a record folder holds; a folder with anything else is not replaced (files.staged_folder).
-RECORD_ENTRIES = ("record.json", "inputs.npz", "outputs.npz", "ir", INDEX_ENTRY_FILE)
 
 
 

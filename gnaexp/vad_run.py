@@ -7,15 +7,18 @@ every track with the ground truth where the audio folder has a ``segments.json``
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from gnaexp import audio as audio_mod
 from gnaexp import cache, environment, files, vad, vad_metrics
 from gnaexp.backends import make_backend
+from gnaexp.output_folder import publish_folder
 
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 SCHEMA = "gnaexp.vad-record/1"
@@ -113,10 +116,23 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
     options: device settings (``device_options``: scale_factor, state_scale_factor; precision and
     execution_mode for openvino:GNA). A batched backend streams all files at once."""
     loaded, opts, imported = load(audio_files, backends, options)
-    work = Path(out_dir) if out_dir else Path(".")
-    part = stream_files([sound.samples for _, sound in loaded], streamed(backends), opts, work / "ir", progress,
-                        [path.name for path, _ in loaded])
-    return assemble(loaded, backends, [(list(range(len(loaded))), part)], imported, out_dir)
+    with record_folder(out_dir) as stage:
+        part = stream_files([sound.samples for _, sound in loaded], streamed(backends), opts, stage / "ir", progress,
+                            [path.name for path, _ in loaded])
+        return assemble(loaded, backends, [(list(range(len(loaded))), part)], imported, stage)
+
+
+@contextmanager
+def record_folder(out_dir: Path | None) -> Iterator[Path]:
+    """Where a run writes its IR, tracks and record: a staging folder published whole into ``out_dir`` when the
+    run succeeded (an ``out_dir`` holding files of the user's is refused before any work), or a temporary folder
+    that goes with the run when there is no ``out_dir``."""
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="gnaexp-vad-") as tmp:
+            yield Path(tmp)
+    else:
+        with publish_folder(out_dir, "record folder") as stage:
+            yield stage
 
 
 def streamed(backends: Sequence[str]) -> list[str]:
@@ -243,11 +259,9 @@ def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts:
             "plan": [{**row, "saturations": int(saturations.get(row["layer"], 0))} for row in emu["plan"]],
             "notes": emu["notes"], "input_scale_factors": emu["input_scale_factors"]}
     record["aggregate"] = aggregate(record)
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        files.atomic_write_bytes(out / "tracks.npz", files.npz_bytes(tracks))
-        files.atomic_write_text(out / "record.json", files.dumps(record))
+    if out_dir is not None:  # a staging folder (record_folder), published whole
+        files.atomic_write_bytes(Path(out_dir) / "tracks.npz", files.npz_bytes(tracks))
+        files.atomic_write_text(Path(out_dir) / "record.json", files.dumps(record))
     return record
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from gnaexp import experiment
 from gnaexp.cli import main
+from gnaexp.output_folder import LOCK, MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_quantize_publishes_across_filesystems(tmp_path):
         second = json.loads((out / "quantization.json").read_text())
         assert first != second and "8" in json.dumps(second)
         assert sorted(p.name for p in out.iterdir()) == sorted(
-            ["float.xml", "float.bin", "quantized.xml", "quantized.bin", "quantization.json"])
+            ["float.xml", "float.bin", "quantized.xml", "quantized.bin", "quantization.json", MANIFEST, LOCK])
         assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
     finally:
         import shutil

@@ -9,6 +9,7 @@ import pytest
 
 from gnaexp import experiment, metrics, quantization
 from gnaexp.cli import main
+from gnaexp.output_folder import LOCK, MANIFEST
 from gnaexp.quantization import QuantizationSettings
 
 
@@ -86,10 +87,11 @@ def test_bad_calibration_is_refused_and_nothing_is_touched(tmp_path, make, messa
     out = tmp_path / "out"
     out.mkdir()
     (out / "quantization.json").write_text("earlier result")
+    (out / MANIFEST).write_text(json.dumps({"entries": ["quantization.json"]}))  # an earlier result of gnaexp's
     assert main(["quantize", "concat_conv", "--calibration", str(calib), "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert _digest(float_xml) == before
-    assert sorted(p.name for p in out.iterdir()) == ["quantization.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK) == [MANIFEST, "quantization.json"]
     assert (out / "quantization.json").read_text() == "earlier result"
 
 

@@ -10,8 +10,6 @@ from gnaexp import inputs as inputs_mod
 from gnaexp.cli.common import UsageError, add_set_option, make_config
 from gnaexp.quantization import SUPPORTED_BITS
 
-QUANTIZE_FILES = ("float.xml", "float.bin", "quantized.xml", "quantized.bin", "quantization.json")
-
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("quantize", help="NNCF post-training quantization (POT's successor) into a FQ IR")
@@ -31,7 +29,8 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_quantize(args: Any) -> int:
     from gnaexp.quantization import QuantizationSettings, quantize_ir
-    from gnaexp.files import atomic_write_text, dumps, staged_folder
+    from gnaexp.files import atomic_write_text, dumps
+    from gnaexp.output_folder import publish_folder
 
     settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
                                     args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "",
@@ -46,8 +45,8 @@ def cmd_quantize(args: Any) -> int:
         from gnaexp.experiment import build_model
 
         float_src = build_model(make_config(args.model, args.set, "torch")).ir_xml
-    # Built beside --out (same filesystem) and put in place whole, only once everything succeeded.
-    with staged_folder(out, lambda name: name in QUANTIZE_FILES, "quantize output folder") as stage:
+    # Staged inside --out and put in place whole, only once everything succeeded.
+    with publish_folder(out, "quantize output folder") as stage:
         result = quantize_ir(float_src, stage / "quantized.xml", settings)
         for suffix in (".xml", ".bin"):
             shutil.copyfile(float_src.with_suffix(suffix), stage / f"float{suffix}")
