@@ -35,9 +35,10 @@ class Diagnosis:
 def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     """The notebook's parameters → the ladder with an observed output; saves diagnosis.json and the index entry."""
     from gnaexp.emulator import emulate
-    from gnaexp.files import atomic_write_text, dumps
+    from gnaexp.files import dumps
     from gnaexp.inputs import read_one
     from gnaexp.ladder import ladder
+    from gnaexp.output_folder import add_file
     from gnaexp.pages import write_index_entry
 
     keys = {"experiment", "scale_factor", "seed", "input_kind", "precision"}
@@ -54,8 +55,7 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     arrays: dict[str, np.ndarray] = {}
     result = ladder(config, observed, arrays)
     record_dir = Path(namespace.get("record_dir") or "diagnose.record")
-    record_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record_dir / "diagnosis.json", dumps(result))
+    add_file(record_dir, "diagnosis.json", dumps(result).encode("utf-8"))
     d = Diagnosis(config, label, result, record_dir, arrays)
     obs = d.step("observed")
     row = {"backend": label, "cosine": obs.get("cosine"), "sqnr_db": obs.get("sqnr_db"), "l1": None}

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from gnaexp.files import atomic_write_text, check_writable_file
+from gnaexp.files import atomic_write_bytes, atomic_write_text, check_writable_file
 
 MANIFEST = ".gnaexp-manifest.json"
 LOCK = ".gnaexp.lock"  # holds the pid of the command that has the folder, after a byte that is the lock
@@ -236,3 +236,23 @@ def shared_folder(dest: str | Path, names: Iterable[str], what: str = "output fo
     finally:
         if created:
             _remove_if_only_control(dest)
+
+
+def add_file(folder: str | Path, name: str, data: bytes, what: str = "record folder") -> Path:
+    """Write one more file (atomically) into a folder gnaexp owns or makes, and list it in the manifest: e.g. a
+    notebook's index entry beside the record it published. A file of that name the user put there is refused."""
+    folder = _check_dest(Path(folder), what)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(folder, what):
+            ours = read_manifest(folder)
+            if name not in ours and os.path.lexists(folder / name):
+                raise ValueError(f"{what} {folder} holds a {name} gnaexp did not write: move it out, or choose "
+                                 "another folder")
+            if name not in ours:
+                _write_manifest(folder, ours | {name})
+            return atomic_write_bytes(folder / name, data)
+    finally:
+        if created:
+            _remove_if_only_control(folder)

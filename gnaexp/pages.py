@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps
+from gnaexp.output_folder import add_file
 from gnaexp.markup import bold, cell, escape
 from gnaexp.records import INDEX_ENTRY_FILE
 
@@ -79,7 +80,7 @@ def write_index_entry(record_dir: Path, experiment: str, verdict: list[str], row
                       notes: list[str] | None = None) -> Path:
     """The one writer of index entries (every notebook's, whatever it shows)."""
     data = {"experiment": experiment, "notes": notes or [], "verdict": verdict, "rows": rows}
-    return atomic_write_text(Path(record_dir) / INDEX_ENTRY_FILE, dumps(data))
+    return add_file(record_dir, INDEX_ENTRY_FILE, dumps(data).encode("utf-8"))
 
 
 def _metrics_cell(out: Path, name: str) -> tuple[str, str, str]:
