@@ -19,9 +19,10 @@ from gnaexp import audio as audio_mod
 from gnaexp import cache, environment, files, vad, vad_metrics
 from gnaexp.backends import make_backend
 from gnaexp.output_folder import publish_folder
+from gnaexp.records import VAD_SCHEMA
 
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
-SCHEMA = "gnaexp.vad-record/1"
+SCHEMA = VAD_SCHEMA  # one definition, in records (which reads and checks records of both kinds)
 SUPPORTED = ("torch", "openvino", "gna-emu", "import")  # import: tracks.npz of a run on another machine
 BATCHED = ("gna-emu",)  # backends whose step takes many streams at once
 STATE_SCALE_FACTOR = 1024.0  # h stays in (−1, 1) and c within ±24 on speech: ±32 fits int16 at 1024

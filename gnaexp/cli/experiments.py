@@ -246,30 +246,33 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from gnaexp.bundle import make_bundle
+    from gnaexp import bundle
     from gnaexp.experiment import ExperimentConfig
     from gnaexp.files import check_writable_file
+    from gnaexp.inputs import read_file
     from gnaexp.ladder import device_backends, ladder
 
     out = check_writable_file(args.out, (".zip",), "--out")
-    folder = Path(args.folder)
-    record_file = folder / "record.json"
-    if not record_file.is_file():
-        raise UsageError(f"{folder} holds no record.json: give a folder from gnaexp run --out, or a batch run's "
-                         "NAME.record folder")
+    plan = bundle.plan(args.folder)  # the record and every file that goes in, checked before any work
     diagnosis = None
-    if not args.no_diagnosis:
-        record = json.loads(record_file.read_text(encoding="utf-8"))
-        settings = dict(record["config"])
+    if plan.vad:
+        print("no diagnosis ladder for silero_vad: its record holds the per-file verdicts", file=sys.stderr)
+    elif not args.no_diagnosis:
+        settings = dict(plan.record["config"])
         device = device_backends(settings.get("backends", []))
         settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
         observed = None
         if device:  # the device's stored output is the observed one
-            stored = dict(np.load(folder / record.get("artifacts", {}).get("outputs", "outputs.npz")))
+            stored = read_file(plan.files["outputs.npz"], "stored outputs")
             observed = next((v for k, v in stored.items() if k.startswith(device[0])), None)
+        try:
+            config = ExperimentConfig().with_settings(settings)
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"{plan.folder / 'record.json'}: its config is not one this gnaexp runs "
+                             f"({exc.args[0] if exc.args else exc}); rerun the experiment, or pass --no-diagnosis")
         print("diagnosing ...", file=sys.stderr)
-        diagnosis = ladder(ExperimentConfig().with_settings(settings), observed)
-    info = make_bundle(folder, out, diagnosis)
+        diagnosis = ladder(config, observed)
+    info = bundle.make_bundle(plan, out, diagnosis)
     print(f"wrote {out} ({len(info['files'])} files{'' if info['report'] else '; no HTML report found'})")
     return EXIT_OK
 
