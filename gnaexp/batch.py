@@ -199,9 +199,9 @@ def execute_in_stage(run: Run, stage: Path, show_code: bool, timeout: float | No
     executed = time.perf_counter()
     size = 0
     try:
-        if staged_nb.exists():  # papermill's metadata and tracebacks name local folders: hide them
-            staged_nb.write_text(hide_local_paths(staged_nb.read_text(encoding="utf-8"), stage, *hide),
-                                 encoding="utf-8")
+        if staged_nb.exists():  # papermill's metadata, its parameters cell and tracebacks name local folders
+            staged_nb.write_text(hide_local_paths(staged_nb.read_text(encoding="utf-8"), stage, *hide,
+                                                  files=run.local_paths), encoding="utf-8")
             size = export_html(staged_nb, staged_html, show_code, title=run.title)
     except Exception as exc:  # noqa: BLE001
         error = error or f"HTML export failed: {_error_of(exc)}"
@@ -264,7 +264,7 @@ def _publish(stage: Path, out: Path, name: str) -> None:
 
 def write_state(out: Path, run: Run, outcome: Outcome) -> None:
     prev = read_state(out, run.name)
-    state = {"name": run.name, "notebook": run.notebook.name, "parameters": run.parameters, "key": outcome.key,
+    state = {"name": run.name, "notebook": run.notebook.name, "parameters": run.shown_parameters, "key": outcome.key,
              "status": outcome.status, "duration_s": round(outcome.duration_s, 2), "error": outcome.error,
              "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **outcome.extra}
     if outcome.status == "failed" and prev.get("status") == "ok":

@@ -8,8 +8,11 @@ names the run, not a failure inside a kernel.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +36,64 @@ class Run:
     key: str = ""
 
     @property
+    def shown_parameters(self) -> dict[str, Any]:
+        """The parameters as shared pages show them: a local path by its file's name and fingerprint."""
+        return {k: shown_value(v) for k, v in self.parameters.items() if k != "record_dir"}
+
+    @property
+    def local_paths(self) -> list[str]:
+        """The absolute paths among the parameters: the kernel reads them, published files name only the file."""
+        return [str(v) for v in self.parameters.values() if local_path(v) is not None]
+
+    @property
     def title(self) -> str:
-        return f"{self.notebook.stem} " + " ".join(f"{k}={v}" for k, v in self.parameters.items()
-                                                  if k != "record_dir")
+        return f"{self.notebook.stem} " + " ".join(f"{k}={v}" for k, v in self.shown_parameters.items())
+
+
+def local_path(value: Any) -> Path | None:
+    """The path a parameter names when it is absolute (or from the home folder): it carries user, machine and
+    temp folder names, which a shared report must not."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if value.startswith("~") or os.path.isabs(value):
+        return Path(value).expanduser()
+    return None
+
+
+def shown_value(value: Any) -> Any:
+    """A parameter's value for titles and the index: a local path as its name and a short content fingerprint
+    ("speech.wav (sha256 1a2b3c4d)"), anything else as it is."""
+    path = local_path(value)
+    if path is None:
+        return value
+    digest = _fingerprint(str(path))
+    return f"{path.name} (sha256 {digest})" if digest else path.name
+
+
+def _fingerprint(path: str) -> str:
+    """First 8 hex digits of the SHA-256 of a file's bytes, or of a folder's files (names and bytes); "" when
+    it cannot be read (the run itself says why)."""
+    try:
+        p = Path(path)
+        if p.is_file():
+            st = p.stat()
+            return _file_digest(str(p), st.st_size, st.st_mtime_ns)[:8]
+        h = hashlib.sha256()
+        for f in sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else []:
+            st = f.stat()
+            h.update(f"{f.name}|{_file_digest(str(f), st.st_size, st.st_mtime_ns)}|".encode())
+        return h.hexdigest()[:8] if p.is_dir() else ""
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a changed file is read again
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def default_matrix() -> Path:
@@ -83,6 +141,8 @@ def notebook_parameters(path: Path) -> list[str]:
 def _run_name(notebook: str, params: dict[str, Any]) -> str:
     parts = [notebook]
     for k, v in params.items():
+        path = local_path(v)
+        v = path.name if path is not None else v  # a run (file) name never carries a local folder
         prefix = ABBREV.get(k, "" if isinstance(v, str) else k)
         value = f"{v:g}" if isinstance(v, float) else str(v)
         parts.append(f"{prefix}{value}")

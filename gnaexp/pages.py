@@ -8,6 +8,7 @@ user and machine names; they are replaced by short marks before export.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -46,15 +47,22 @@ def offline_html(text: str) -> str:
     return text
 
 
-def hide_local_paths(text: str, *folders: Path) -> str:
-    """Replace absolute local paths (which carry user and machine names) by short marks: the given folders
-    by ".", this Python environment by <python>, gnaexp's source tree by <gnaexp>, the home folder by ~."""
-    marks = [(str(Path(f).resolve()), ".") for f in folders]
+def hide_local_paths(text: str, *folders: Path, files: Iterable[str] = ()) -> str:
+    """Replace absolute local paths (which carry user and machine names) by short marks: ``files`` (a run's path
+    parameters) by their names, the given folders by ".", this Python environment by <python>, gnaexp's source
+    tree by <gnaexp>, the home folder by ~. Also in JSON text (a notebook), where a backslash is doubled."""
+    marks = []
+    for f in files:
+        given = str(f).rstrip("/\\")
+        for form in {given, str(Path(given).expanduser()), os.path.realpath(Path(given).expanduser())}:
+            marks.append((form, Path(form).name))
+    marks += [(str(Path(f).resolve()), ".") for f in folders]
     marks += [(str(Path(sys.prefix).resolve()), "<python>"), (str(Path(__file__).resolve().parent.parent), "<gnaexp>"),
               (str(Path.home()), "~")]
     for path, mark in sorted(marks, key=lambda m: -len(m[0])):
-        if len(path) > 1:
-            text = text.replace(path, mark)
+        if len(path) > 1:  # as written, in JSON, and in Python source inside JSON (backslashes doubled)
+            for form in dict.fromkeys((path, json.dumps(path)[1:-1], json.dumps(repr(path)[1:-1])[1:-1])):
+                text = text.replace(form, mark)
     return text
 
 
@@ -112,7 +120,7 @@ def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Pat
             if (out / f"{run.name}{suffix}").exists():
                 links.append(f"<a href='{escape(run.name + suffix)}'>{text}</a>")
         ours, forum, verdict = _metrics_cell(out, run.name) if status == "ok" else ("", "", "")
-        params = ", ".join(f"{k}={v}" for k, v in run.parameters.items() if k != "record_dir")
+        params = ", ".join(f"{k}={v}" for k, v in run.shown_parameters.items())
         err = f"<div class='err'>{escape(st.get('error', ''))}</div>" if status == "failed" else ""
         if status == "failed" and st.get("last_ok"):
             err += f"<div class='small'>last good report: {escape(st['last_ok'])}</div>"

@@ -16,6 +16,7 @@ from gnaexp.cli import main
 from gnaexp.ir import fingerprint_ir
 
 SPEECH = Path(__file__).resolve().parent.parent / "data" / "speech"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +272,37 @@ def test_measure_script_without_a_gna_and_from_another_folder(pack, tmp_path):
     shutil.copy(pack / "measure_on_device.py", tmp_path / "pack")  # the script alone, without its pack
     res = script(tmp_path / "pack", "measure_on_device.py", "--device", "CPU")
     assert res.returncode == 2 and "config.json is missing beside measure_on_device.py" in one_line(res)
+
+
+# --- item 6: a path parameter shows as its file's name (and fingerprint) in shared pages ---------------------
+
+def test_an_absolute_path_parameter_shows_only_the_files_name(tmp_path, capsys):
+    import hashlib
+
+    import yaml
+
+    from gnaexp import matrix
+
+    private = tmp_path / "home" / "someone" / "private-recordings"
+    private.mkdir(parents=True)
+    wav = private / "meeting.wav"
+    shutil.copy(SPEECH / "speech_snr20.wav", wav)
+    m = tmp_path / "m.yaml"
+    m.write_text(yaml.safe_dump({"runs": [{"notebook": str(NOTEBOOKS / "vad"), "parameters": {
+        "audio": str(wav), "backends": "openvino:CPU,gna-emu"}}]}))
+    run = matrix.load_matrix(m)[0]
+    digest = hashlib.sha256(wav.read_bytes()).hexdigest()[:8]
+    assert run.name == "vad-meeting.wav-openvino_CPU_gna-emu"  # the run (file) name carries no folder either
+    assert run.title == f"vad audio=meeting.wav (sha256 {digest}) backends=openvino:CPU,gna-emu"
+    out = tmp_path / "reports"
+    assert main(["batch", str(m), "--out", str(out), "--jobs", "1"]) == 0, capsys.readouterr()
+    published = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir() if p.suffix in (".html", ".ipynb")}
+    assert set(published) == {"index.html", f"{run.name}.html", f"{run.name}.ipynb"}
+    for name, text in published.items():
+        assert str(private) not in text and "someone" not in text, name
+    assert f"<title>{run.title}</title>" in published[f"{run.name}.html"]
+    assert f"meeting.wav (sha256 {digest})" in published["index.html"]
+    nb = json.loads(published[f"{run.name}.ipynb"])
+    assert nb["metadata"]["papermill"]["parameters"]["audio"] == "meeting.wav"
+    assert 'audio = "meeting.wav"' in "".join(next(c["source"] for c in nb["cells"]
+                                                   if "injected-parameters" in c["metadata"].get("tags", [])))
