@@ -91,7 +91,7 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: dict[str,
         what = ("tracks.npz: every backend's speech probability per chunk (keys 'FILE/backend'); ir/: the streaming\n"
                 "step of Silero VAD. The audio is not in the bundle (only its file names are, in record.json).\n"
                 "Check the tracks against the record: python reproduce.py; rerun the IR on OpenVINO CPU over the\n"
-                "same audio: python reproduce.py --audio FOLDER (gnaexp optional; --plain uses NumPy + OpenVINO only).\n")
+                "same audio: python reproduce.py --audio FOLDER (gnaexp optional; --plain: NumPy + OpenVINO only).\n")
     else:
         what = ("diagnosis.json: the diagnosis ladder; ir/: the model; inputs.npz / outputs.npz: inputs and every\n"
                 "backend's outputs (keys 'backend/output').\n"

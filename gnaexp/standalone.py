@@ -31,6 +31,21 @@ def run_main(main):
         fail("failed: %s: %s" % (type(exc).__name__, text[:400]), 1)
 
 
+def check_ir(xml, shown, fix):
+    """OpenVINO would try every frontend on a file that is not an IR, and they log before its error: say it here."""
+    try:
+        if ET.parse(str(xml)).getroot().tag != "net":
+            raise ET.ParseError("its root element is not <net>")
+    except (OSError, ET.ParseError) as exc:
+        fail("%s is not an OpenVINO IR (%s): %s" % (shown, exc, fix))
+
+
+def short(exc, limit=300):
+    """An OpenVINO error on one line; its end says what went wrong."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
 def input_fingerprint(arrays):
     """gnaexp.inputs.fingerprint: names, dtypes, shapes and bytes of the inputs."""
     h = hashlib.sha256()
@@ -48,6 +63,7 @@ folder) and writes outputs.npz into it (or --out FILE), which `gnaexp diagnose -
 `gnaexp run ... --backends torch,import:outputs.npz` compare with the reference.
 """
 import argparse, hashlib, json, math, os, platform, sys, tempfile
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +97,10 @@ def arguments(cfg):
     ap.add_argument("--mode", default=str(cfg.get("execution_mode", "SW_EXACT")), help=" | ".join(MODES))
     ap.add_argument("--sf", default=str(cfg.get("scale_factor", 1.0)),
                     help="input scale factor for every input, or NAME=SF,NAME=SF (inputs not named get 1.0)")
-    ap.add_argument("--precision", default=str(cfg.get("precision", "i16")), help=" or ".join(PRECISIONS) + " (weights)")
-    ap.add_argument("--out", default=str(HERE / "outputs.npz"), help="where to write (default: outputs.npz in the pack)")
+    ap.add_argument("--precision", default=str(cfg.get("precision", "i16")),
+                    help=" or ".join(PRECISIONS) + " (weights)")
+    ap.add_argument("--out", default=str(HERE / "outputs.npz"),
+                    help="where to write (default: outputs.npz in the pack)")
     ap.add_argument("--show-config", action="store_true", help="print the plugin config and stop")
     return ap.parse_args()
 
@@ -141,13 +159,14 @@ def main():
         except ImportError:
             from openvino import Core, get_version
     except ImportError:
-        fail("OpenVINO is not installed here: install OpenVINO 2022.3-2023.3, the releases with the GNA plugin", 1)
+        fail("OpenVINO is not importable here: run this with the Python of an OpenVINO 2022.3-2023.3 archive "
+             "install (the releases with the GNA plugin; no PyPI wheel has it)", 1)
+    check_ir(pack_file("model.xml"), "model.xml", "export the pack again with gnaexp export")
     core = Core()
     try:
         model = core.read_model(str(pack_file("model.xml")))
     except RuntimeError as exc:
-        fail("OpenVINO cannot read model.xml (%s): export the pack again with gnaexp export"
-             % " ".join(str(exc).split())[:300])
+        fail("OpenVINO cannot read model.xml (%s): export the pack again with gnaexp export" % short(exc))
     names = [p.any_name for p in model.inputs]
     config = {}
     if a.device == "GNA":
@@ -169,7 +188,7 @@ def main():
     except RuntimeError as exc:
         fail("OpenVINO %s cannot run the model on %s (%s); devices here: %s. Run this on the GNA machine, with the "
              "GNA plugin (OpenVINO 2022.3-2023.3), or pass --device CPU to try the pack"
-             % (get_version(), a.device, " ".join(str(exc).split())[-300:], ", ".join(core.available_devices)), 1)
+             % (get_version(), a.device, short(exc), ", ".join(core.available_devices)), 1)
     res = compiled.infer_new_request(feed)
     outs = {p.any_name: np.array(res[p], dtype=np.float32) for p in compiled.outputs}
     meta = {"backend": "openvino:" + a.device, "device": a.device, "plugin_config": config,
@@ -195,6 +214,7 @@ if __name__ == "__main__":
 # The part both reproduce.py scripts share: reading the bundle, recomputing metrics, judging an OpenVINO rerun.
 _REPRODUCE_COMMON = r'''
 import hashlib, json, math, sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -205,13 +225,15 @@ ARGS = sys.argv[1:]
 PLAIN = "--plain" in ARGS
 if not PLAIN:
     try:
-        from gnaexp import metrics as gm, vad_metrics as gvm
+        from gnaexp import metrics as gm
     except ImportError:
         PLAIN = True
 # Two FP32 runs of one IR agree to float rounding, far above this on any CPU; an IR whose error the record shows
 # (below this) must show the same error again, within SAME_DB.
 FLOAT_ROUNDING_DB = 60.0
 SAME_DB = 1.0
+RERUN_NOTE = {True: "", False: "  (DIFFERS from record.json)",
+              None: "  (record.json has no OpenVINO CPU figure to check it against)"}
 ''' + _FAIL + r'''
 
 def read_record(keys):
@@ -285,9 +307,13 @@ def compiled_ir(xml):
         import openvino as ov
     except ImportError:
         return None
+    check_ir(xml, "ir/" + xml.name, "take the bundle again")
     core = ov.Core()
-    model = core.read_model(str(xml))
-    return model, core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    try:
+        model = core.read_model(str(xml))
+        return model, core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    except RuntimeError as exc:
+        fail("OpenVINO cannot read or compile ir/%s (%s): take the bundle again" % (xml.name, short(exc)))
 
 
 def finish(report, problems, lines):
@@ -329,7 +355,8 @@ def main():
         for out_name, want in sorted((per if isinstance(per, dict) else {}).items()):
             key, ref_key = "%s/%s" % (label, out_name), "%s/%s" % (ref_label, out_name)
             if key not in outputs or ref_key not in outputs:
-                problems.append("outputs.npz has no %s (record.json has figures for it)" % (key if key not in outputs else ref_key))
+                problems.append("outputs.npz has no %s (record.json has figures for it)"
+                                % (key if key not in outputs else ref_key))
                 continue
             got = measure(outputs[ref_key], outputs[key])
             same = got is not None and isinstance(want, dict) and all(close(got[k], want.get(k)) for k in got)
@@ -337,8 +364,8 @@ def main():
                 problems.append("%s: the metrics of the stored outputs are not record.json's" % key)
             report["metrics"][key] = dict(got or {}, matches_record=same)
             if got:
-                lines.append("%s: L1 %.3e, cosine %.6f, SQNR %.1f dB%s" % (key, got["l1"], got["cosine"], got["sqnr_db"],
-                             "" if same else "  (DIFFERS from record.json)"))
+                lines.append("%s: L1 %.3e, cosine %.6f, SQNR %.1f dB%s" % (
+                    key, got["l1"], got["cosine"], got["sqnr_db"], "" if same else "  (DIFFERS from record.json)"))
     made = compiled_ir(xml)
     if made is None:
         report["openvino_cpu"] = "OpenVINO is not installed: the IR was not rerun"
@@ -365,9 +392,8 @@ def main():
                     problems.append("the OpenVINO CPU rerun of ir/ gives SQNR %.1f dB on %s against the stored "
                                     "reference; record.json says %.1f dB" % (got["sqnr_db"], name, number(recorded)))
                 report["openvino_cpu"][name] = dict(got, matches_record=agrees)
-                lines.append("OpenVINO CPU rerun vs stored reference, %s: SQNR %.1f dB%s" % (
-                    name, got["sqnr_db"], {True: "", False: "  (DIFFERS from record.json)",
-                                           None: "  (record.json has no OpenVINO CPU figure to check it against)"}[agrees]))
+                lines.append("OpenVINO CPU rerun vs stored reference, %s: SQNR %.1f dB%s"
+                             % (name, got["sqnr_db"], RERUN_NOTE[agrees]))
     if made is None:
         lines.append(report["openvino_cpu"])
     return finish(report, problems, lines)
@@ -393,7 +419,8 @@ KEYS = ("l1", "cosine", "sqnr_db", "max_abs_dp", "chunks", "flips", "agreement")
 
 def compare(ref, p):
     if not PLAIN:
-        row = gvm.compare_tracks(ref, p)
+        from gnaexp.vad_metrics import compare_tracks
+        row = compare_tracks(ref, p)
         return {k: row[k] for k in KEYS}
     ref, p = np.asarray(ref, np.float32), np.asarray(p, np.float32)
     flips = int(np.sum((ref >= 0.5) != (p >= 0.5)))
@@ -410,7 +437,8 @@ def read_wav(path, rate):
     try:
         with wave.open(str(path), "rb") as w:
             if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != rate:
-                fail("%s is not a 16-bit mono WAV at %d Hz: install gnaexp to read it, or convert it" % (path.name, rate))
+                fail("%s is not a 16-bit mono WAV at %d Hz: install gnaexp to read it, or convert it"
+                     % (path.name, rate))
             data = w.readframes(w.getnframes())
     except (OSError, EOFError, wave.Error) as exc:
         fail("%s cannot be read as a WAV (%s)" % (path.name, exc))
@@ -452,7 +480,8 @@ def main():
         for b, row in f["backends"].items():
             key, ref_key = "%s/%s" % (stem, b), "%s/%s" % (stem, ref)
             if key not in tracks or ref_key not in tracks:
-                problems.append("tracks.npz has no %s (record.json has figures for it)" % (key if key not in tracks else ref_key))
+                problems.append("tracks.npz has no %s (record.json has figures for it)"
+                                % (key if key not in tracks else ref_key))
                 continue
             if tracks[key].shape != tracks[ref_key].shape:
                 problems.append("tracks.npz: %s and %s differ in length" % (key, ref_key))
@@ -467,7 +496,8 @@ def main():
     xml = HERE / "ir" / "silero_vad.xml"
     made = compiled_ir(xml) if audio_dir is not None else None
     if audio_dir is None:
-        lines.append("the IR was not rerun: the audio is not in the bundle (pass --audio FOLDER with the record's files)")
+        lines.append("the IR was not rerun: the audio is not in the bundle (pass --audio FOLDER with the record's "
+                     "files)")
     elif made is None:
         lines.append("OpenVINO is not installed: the IR was not rerun")
     else:
@@ -492,9 +522,8 @@ def main():
                 problems.append("the OpenVINO CPU rerun of ir/ on %s gives SQNR %.1f dB against the stored reference; "
                                 "record.json says %.1f dB" % (f["file"], got["sqnr_db"], number(recorded)))
             report["openvino_cpu"][f["file"]] = dict(got, matches_record=agrees)
-            lines.append("OpenVINO CPU rerun vs stored reference, %s: SQNR %.1f dB%s" % (
-                f["file"], got["sqnr_db"], {True: "", False: "  (DIFFERS from record.json)",
-                                            None: "  (record.json has no OpenVINO CPU figure to check it against)"}[agrees]))
+            lines.append("OpenVINO CPU rerun vs stored reference, %s: SQNR %.1f dB%s"
+                         % (f["file"], got["sqnr_db"], RERUN_NOTE[agrees]))
     return finish(report, problems, lines)
 
 

@@ -217,9 +217,13 @@ def test_reproduce_fails_on_edited_metrics_or_other_inputs(conv_bundle):
     assert res.returncode == 1 and "inputs.npz is not the input the record was made with" in one_line(res)
 
 
-@pytest.mark.parametrize("damage", ["record-list", "record-text", "outputs-truncated", "inputs-missing"])
-def test_reproduce_on_a_damaged_bundle_says_so_in_one_line(conv_bundle, damage):
-    if damage == "record-list":
+@pytest.mark.parametrize("damage, named", [("record-list", "record.json"), ("record-text", "record.json"),
+                                           ("outputs-truncated", "outputs.npz"), ("inputs-missing", "inputs.npz"),
+                                           ("ir-text", "ir/model.xml")])
+def test_reproduce_on_a_damaged_bundle_says_so_in_one_line(conv_bundle, damage, named):
+    if damage == "ir-text":
+        (conv_bundle / "ir" / "model.xml").write_text("<net>not an IR")
+    elif damage == "record-list":
         (conv_bundle / "record.json").write_text("[]")
     elif damage == "record-text":
         (conv_bundle / "record.json").write_bytes(b"\xff\xfe garbage")
@@ -231,7 +235,7 @@ def test_reproduce_on_a_damaged_bundle_says_so_in_one_line(conv_bundle, damage):
     res = script(conv_bundle, "reproduce.py")
     line = one_line(res)
     assert res.returncode == 2 and res.stdout == ""
-    assert ("record.json" if damage.startswith("record") else damage.split("-")[0] + ".npz") in line
+    assert named in line
     assert "take the bundle again" in line
 
 
