@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp import records
-from gnaexp.standalone import REPRODUCE, REPRODUCE_VAD, VAD_IR
+from gnaexp.bundle_reproduce import REPRODUCE, REPRODUCE_VAD, VAD_IR
 from gnaexp.files import atomic_write_bytes, dumps
 
 
