@@ -80,7 +80,7 @@ def inside_file(path: Path, root: Path, what: str) -> Path:
     real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     if real != top and top not in real.parents:
         raise ValueError(f"{what} ({path.name}) leads outside {root.name or root} (to {real}): only files inside "
-                         "the run folder are read; replace the link by the file itself")
+                         "the run folder are read: put the file itself there (no link or '..' leading out)")
     try:
         mode = os.stat(real).st_mode
     except OSError:
