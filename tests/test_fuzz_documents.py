@@ -51,3 +51,32 @@ def test_a_malformed_matrix_is_exit_2_naming_it_and_touches_nothing(capsys, doc,
         assert len(err) < 2000  # a short excerpt, never a whole expanded document
         assert sorted(p.name for p in out.iterdir()) == ["keep.html"]
         assert (out / "keep.html").read_text() == "an earlier report"
+
+
+RECORD_KEYS = st.sampled_from(["schema", "config", "experiment", "artifacts", "metrics", "backends", "reference",
+                               "inputs", "outputs", "ir", "files", "input_fingerprint", "model_fingerprint", "x"])
+RECORD_VALUES = st.one_of(SCALARS, st.sampled_from(["gnaexp.record/1", "gnaexp.vad-record/1", "/etc/passwd",
+                                                    "../outside.npz", "inputs.npz", "ir/model.xml"]))
+RECORDS = st.recursive(RECORD_VALUES, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                              st.dictionaries(RECORD_KEYS, inner, max_size=5)),
+                       max_leaves=14)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=RECORDS, raw=st.one_of(st.none(), st.binary(max_size=40)))
+def test_a_malformed_record_is_exit_2_naming_it_and_writes_no_bundle(capsys, doc, raw):
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        run.mkdir()
+        (run / "record.json").write_bytes(raw if raw is not None else json.dumps(doc).encode())
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        capsys.readouterr()
+        for extra in ([], ["--no-diagnosis"]):
+            code = main(["bundle", str(run), "--out", str(Path(tmp) / "b.zip"), *extra])
+            err = capsys.readouterr().err
+            assert code == 2, err
+            assert "record.json" in err and "Traceback" not in err and "internal error" not in err
+            assert not (Path(tmp) / "b.zip").exists()
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
