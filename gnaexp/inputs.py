@@ -82,9 +82,12 @@ class _Damaged(Exception):
 def _check_member(fp: BinaryIO, holds: int, label: str) -> None:
     """Refuse an array whose header declares more bytes than the file (or archive member) holds, before numpy
     allocates them: a damaged header can claim hundreds of GiB."""
-    version = np.lib.format.read_magic(fp)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read_header(fp)
+    try:
+        version = np.lib.format.read_magic(fp)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(fp)
+    except Exception:  # noqa: BLE001 — numpy parses the header as Python literals: tokenizer and syntax errors too
+        raise ValueError("not a NumPy array header") from None
     declared = math.prod(shape) * dtype.itemsize
     if declared > holds - fp.tell():
         raise _Damaged(f"{label}declares a {dtype} array of shape {tuple(shape)} ({_size(declared)}) but holds "

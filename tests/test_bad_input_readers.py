@@ -192,7 +192,8 @@ def test_a_non_finite_track_is_named_and_never_scored(tmp_path, capsys):
 def test_files_with_finite_tracks_are_still_scored_beside_one_without():
     ok, bad = np.linspace(0, 1, 40), np.full(40, np.nan)
     rows = [vad_metrics.compare_tracks(ok, ok), vad_metrics.compare_tracks(ok, bad, names=("ref", "the emu track"))]
-    assert rows[1] == {"chunks": 40, "non_finite": "the emu track holds 40 NaN/Inf value(s) of 40, the first at chunk 0"}
+    assert rows[1] == {"chunks": 40,
+                       "non_finite": "the emu track holds 40 NaN/Inf value(s) of 40, the first at chunk 0"}
     record = {"backends": ["emu"], "labels": {"emu": "emu"},
               "files": [{"file": f, "backends": {"emu": dict(r, kind="emulated")}} for f, r in zip("ab", rows)]}
     agg = vad_run.aggregate(record)["emu"]
@@ -331,5 +332,5 @@ def test_a_real_onnx_file_still_reads(tmp_path, capsys):
     assert [tuple(p.shape) for p in model.inputs] == [(1, 6, 255)] and len(model.outputs) == 1
     x = np.random.default_rng(0).standard_normal((1, 6, 255)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    assert main(["run", "model", "--set", f"model={tmp_path / 'relu.onnx'}", "--set", f"input_file={tmp_path / 'x.npy'}",
-                 "--backends", "openvino:CPU", "--out", str(tmp_path / "run")]) == 0
+    assert main(["run", "model", "--set", f"model={tmp_path / 'relu.onnx'}", "--set",
+                 f"input_file={tmp_path / 'x.npy'}", "--backends", "openvino:CPU", "--out", str(tmp_path / "run")]) == 0
