@@ -78,7 +78,8 @@ def device_options(options: dict[str, Any] | None, audios: Sequence[np.ndarray])
     opts = dict(options or {})
     sf = opts.pop("scale_factor", 1.0)
     if sf == "recommended":
-        sf = recommended_scale_factor(np.concatenate([np.asarray(a).reshape(-1) for a in audios]))
+        # from each file's peak: joining all the files would copy every sample once more
+        sf = recommended_scale_factor(np.array([np.max(np.abs(a)) if np.size(a) else 0.0 for a in audios]))
     state_sf = opts.pop("state_scale_factor", STATE_SCALE_FACTOR)
     for name, value in (("scale_factor", sf), ("state_scale_factor", state_sf)):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
