@@ -36,7 +36,7 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     """The notebook's parameters → the ladder with an observed output; saves diagnosis.json and the index entry."""
     from gnaexp.emulator import emulate
     from gnaexp.files import dumps
-    from gnaexp.inputs import read_one
+    from gnaexp.backends.imported import read_observed
     from gnaexp.ladder import ladder
     from gnaexp.output_folder import add_file
     from gnaexp.pages import write_index_entry
@@ -45,15 +45,17 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     config = experiment_mod.ExperimentConfig().with_settings(
         {k: v for k, v in namespace.items() if k in keys} | {"backends": "torch,openvino:CPU,gna-emu"})
     model, feed, _, _ = experiment_mod.reference_run(config)  # cached: ladder() asks for the same
+    measured_on = None
     if namespace.get("observed_file"):
-        observed, label = read_one(namespace["observed_file"], "observed output"), "observed (device file)"
+        observed, fingerprint = read_observed(namespace["observed_file"])
+        label, measured_on = "observed (device file)", (Path(namespace["observed_file"]).name, fingerprint)
     else:
         layout = namespace.get("device_layout", "correct")
         observed = next(iter(emulate(model.ir_xml, feed, config.scale_factor, config.precision, layout)
                              .outputs.values()))
         label = f"emulated device (layout {layout})"
     arrays: dict[str, np.ndarray] = {}
-    result = ladder(config, observed, arrays)
+    result = ladder(config, observed, arrays, measured_on)
     record_dir = Path(namespace.get("record_dir") or "diagnose.record")
     add_file(record_dir, "diagnosis.json", dumps(result).encode("utf-8"))
     d = Diagnosis(config, label, result, record_dir, arrays)

@@ -6,8 +6,13 @@ Every generator takes a seed; the same (kind, shape, seed, amplitude) always giv
 from __future__ import annotations
 
 import hashlib
+import math
+import os
+import struct
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping
 
 import numpy as np
 
@@ -70,26 +75,84 @@ def validate(name: str, array: np.ndarray, expected_shape: tuple[int, ...], batc
     return array.astype(np.float32, copy=False)
 
 
-def read_file(path: str | Path, what: str = "input file") -> np.ndarray | dict[str, np.ndarray]:
+class _Damaged(Exception):
+    """A file that declares more than it holds (its text is the reason)."""
+
+
+def _check_member(fp: BinaryIO, holds: int, label: str) -> None:
+    """Refuse an array whose header declares more bytes than the file (or archive member) holds, before numpy
+    allocates them: a damaged header can claim hundreds of GiB."""
+    try:
+        version = np.lib.format.read_magic(fp)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(fp)
+    except Exception:  # noqa: BLE001 — numpy parses the header as Python literals: tokenizer and syntax errors too
+        raise ValueError("not a NumPy array header") from None
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > holds - fp.tell():
+        raise _Damaged(f"{label}declares a {dtype} array of shape {tuple(shape)} ({_size(declared)}) but holds "
+                       f"{_size(max(0, holds - fp.tell()))}")
+
+
+def _size(n: int) -> str:
+    for shift, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _check_declared_sizes(path: Path) -> None:
+    if path.suffix == ".npy":
+        with open(path, "rb") as f:
+            _check_member(f, os.fstat(f.fileno()).st_size, "it ")
+        return
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            # Deflate packs at most ~1032:1 and storing packs nothing: a larger claim is a damaged directory,
+            # which would make numpy allocate what it claims.
+            if (info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size) or (
+                    info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > 1032 * info.compress_size + 64):
+                raise _Damaged(f"its member {info.filename} claims {_size(info.file_size)} from "
+                               f"{_size(info.compress_size)} of data")
+            with z.open(info) as m:
+                if m.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                    raise _Damaged(f"its member {info.filename} is not a NumPy array")
+            with z.open(info) as m:
+                _check_member(m, info.file_size, f"its member {info.filename} ")
+
+
+def read_file(path: str | Path, what: str = "input file",
+              keep_meta: bool = False) -> np.ndarray | dict[str, np.ndarray]:
     """The one reader of array files: an .npy gives its array, an .npz its arrays by name ("__" keys, metadata
-    written beside device outputs, are left out). Never unpickles."""
+    written beside device outputs, are left out unless ``keep_meta``). Never unpickles; a damaged file (truncated,
+    failing its CRC, declaring more data than it holds) is a ValueError naming it, before anything is allocated."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
     if path.suffix not in (".npy", ".npz"):
         raise ValueError(f"unsupported {what} {path.name}: use .npy or .npz")
+    kind = "NumPy array file (.npy)" if path.suffix == ".npy" else "NumPy archive (.npz)"
     try:
+        _check_declared_sizes(path)
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files if not k.startswith("__")}
-    except (ValueError, EOFError, OSError) as exc:
+            return {k: z[k] for k in z.files if keep_meta or not k.startswith("__")}
+    except _Damaged as exc:
+        raise ValueError(f"{what} {path} is a damaged {kind}: {exc}; copy it again, or save the arrays again "
+                         "with numpy.save or numpy.savez") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        reason = str(exc).strip() or "it ends early"
+        if reason != "File is not a zip file":  # that one is the generic case below: text, or cut short
+            raise ValueError(f"{what} {path} is a damaged {kind} ({reason[:80]}): copy it again, or save the "
+                             "arrays again with numpy.savez") from None
+    except MemoryError:
+        raise ValueError(f"{what} {path} holds more data than this machine's memory: give a smaller file") from None
+    except (ValueError, OSError, struct.error, NotImplementedError, RuntimeError, OverflowError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # permission, a folder, …: the CLI names the path and the fix
-        kind = "NumPy array file (.npy)" if path.suffix == ".npy" else "NumPy archive (.npz)"
-        raise ValueError(f"{what} {path} is not a {kind} gnaexp can read (it holds text, pickled objects or "
-                         "damaged data; pickled data is never loaded): save the arrays with numpy.save or "
-                         "numpy.savez") from None
+    raise ValueError(f"{what} {path} is not a {kind} gnaexp can read (it holds text, pickled objects or damaged "
+                     "data; pickled data is never loaded): save the arrays with numpy.save or numpy.savez")
 
 
 def read_one(path: str | Path, what: str = "array file") -> np.ndarray:

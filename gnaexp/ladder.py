@@ -31,7 +31,8 @@ def device_backends(backends: list[str]) -> list[str]:
 
 
 def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None,
-           arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+           arrays: dict[str, np.ndarray] | None = None,
+           measured_on: tuple[str, str | None] | None = None) -> dict[str, Any]:
     """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
 
     observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``). Without it,
@@ -39,18 +40,23 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     is run and its output observed; with neither, the ladder still gives the floor and what each layout
     hypothesis would look like. arrays, if given, receives the outputs the observed step compared (keys
     "expected", "observed" and "explained": the explaining hypothesis's output, else the expected one), for
-    plots.
+    plots. measured_on: (the observed output's file name, the fingerprint of the inputs it was measured on, or
+    None where the file does not say); outputs of other inputs are refused, as are an imported device's.
     """
+    from gnaexp.backends.imported import check_same_inputs
     from gnaexp.emulator import LAYOUTS
     from gnaexp.emulator.sweep import DEFAULT_HEADROOM, floor_sweep
 
     model, feed, ref_backend, ref_outputs = experiment.reference_run(config)
+    if measured_on is not None:
+        check_same_inputs(*measured_on, feed)
     ref = next(iter(ref_outputs.values()))
     steps: list[dict[str, Any]] = []
     observed_from = "given" if observed is not None else None
     device = next(iter(device_backends(config.backends)), None)
     if observed is None and device is not None:
         result = make_backend(device, experiment.backend_options(config)).run(model, feed)  # unavailable: exit 3
+        check_same_inputs(device, result.info.get("source_meta", {}).get("input_fingerprint"), feed)
         observed, observed_from = next(iter(result.outputs.values())), result.label
 
     # 1. FP32 path: OpenVINO CPU on the (float) IR must match torch.

@@ -1,7 +1,8 @@
 """Reading a user's model file (OpenVINO IR or ONNX) with errors that name the problem and the fix.
 
-An IR's XML is checked before OpenVINO sees it: handed a file that is not an IR, OpenVINO probes every frontend
-it has and their logs end up on the user's terminal, ahead of one opaque exception.
+An IR's XML is checked before OpenVINO sees it, and an ONNX file goes to the ONNX frontend alone: handed a file it
+cannot read, OpenVINO probes every frontend it has and their logs end up on the user's terminal, ahead of one
+opaque exception.
 """
 
 from __future__ import annotations
@@ -37,12 +38,26 @@ def check_model_file(path: str | Path) -> Path:
 
 
 def read_model(path: str | Path) -> Any:
-    """``openvino.Model`` from a checked IR or ONNX file; a file OpenVINO cannot read is a ValueError naming it."""
+    """``openvino.Model`` from a checked IR or ONNX file; a file OpenVINO cannot read is a ValueError naming it.
+
+    An .onnx goes to OpenVINO's ONNX frontend alone: ``Core.read_model`` would offer a file the ONNX frontend
+    refuses to every other frontend too, and TensorFlow's writes its parse errors to the terminal."""
     import openvino as ov
 
     path = check_model_file(path)
     try:
-        return ov.Core().read_model(str(path))
-    except RuntimeError as exc:
+        if path.suffix.lower() == ".onnx":
+            from openvino.frontend import FrontEndManager
+
+            frontend = FrontEndManager().load_by_framework("onnx")
+            model = frontend.convert(frontend.load(str(path)))
+        else:
+            model = ov.Core().read_model(str(path))
+    except Exception as exc:  # noqa: BLE001 — OpenVINO's frontends raise their own exception types
         reason = next((line for line in str(exc).splitlines()[::-1] if line.strip()), str(exc))
-        raise ValueError(f"OpenVINO cannot read {path.name}: {reason}") from None
+        raise ValueError(f"OpenVINO cannot read {path.name}: {reason}; give a model that openvino.save_model or "
+                         "torch.onnx.export wrote") from None
+    if not model.inputs or not model.outputs:  # an empty file parses as an empty ONNX graph
+        raise ValueError(f"{path.name} holds no network (no inputs or no outputs); give a model that "
+                         "openvino.save_model or torch.onnx.export wrote")
+    return model

@@ -95,9 +95,26 @@ def state_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, list[floa
             for i, name in enumerate(("h", "c"))}
 
 
-def compare_tracks(p_ref: np.ndarray, p: np.ndarray, truth: Sequence[tuple[int, int]] | None = None) -> dict[str, Any]:
-    """Everything that matters between a reference track and another one (JSON-ready)."""
+def non_finite(tracks: Sequence[tuple[str, np.ndarray]]) -> str | None:
+    """What holds NaN/Inf among named tracks, in words (None when every value is finite)."""
+    parts = []
+    for name, p in tracks:
+        bad = ~np.isfinite(np.asarray(p, dtype=np.float64))
+        if bad.any() and name not in (n for n, _ in parts):
+            parts.append((name, f"{name} holds {int(bad.sum())} NaN/Inf value(s) of {len(bad)}, the first at chunk "
+                                f"{int(np.argmax(bad))}"))
+    return "; ".join(text for _, text in parts) or None
+
+
+def compare_tracks(p_ref: np.ndarray, p: np.ndarray, truth: Sequence[tuple[int, int]] | None = None,
+                   names: tuple[str, str] = ("the reference", "the track")) -> dict[str, Any]:
+    """Everything that matters between a reference track and another one (JSON-ready). A track holding NaN/Inf
+    is not scored: NaN compares false at every threshold, so two such tracks would read as "identical"; the row
+    says which track holds them (``non_finite``) instead."""
     p_ref, p = np.asarray(p_ref, dtype=np.float32), np.asarray(p, dtype=np.float32)
+    bad = non_finite([(names[0], p_ref), (names[1], p)])
+    if bad:
+        return {"chunks": int(len(p)), "non_finite": bad}
     c = metrics.compare(p_ref, p)
     d_ref, d = decisions(p_ref), decisions(p)
     h_ref, h = hysteresis_decisions(p_ref), hysteresis_decisions(p)
@@ -125,6 +142,8 @@ def compare_tracks(p_ref: np.ndarray, p: np.ndarray, truth: Sequence[tuple[int, 
 def verdict(row: dict[str, Any]) -> str:
     """One sentence on decisions, e.g. "decisions identical on 99.7 % of chunks; 2 flips, both within one chunk
     of a segment boundary"."""
+    if "non_finite" in row:
+        return f"no verdict, not scored: {row['non_finite']}"
     n, f, near = row["chunks"], row["flips"], row["flips_near_boundary"]
     text = f"decisions identical on {100 * row['agreement']:.1f} % of chunks"
     if f == 0:

@@ -97,6 +97,9 @@ def metrics_table(record: Mapping[str, Any]) -> str:
     rows = []
     for f in record["files"]:
         for b, r in f["backends"].items():
+            if "non_finite" in r:  # not scored: the verdict lines name the NaN/Inf track
+                rows.append([cell(f["file"]), cell(r["label"])] + [cell(None)] * (len(head) - 2))
+                continue
             ref, truth = r["segments_vs_reference"], r.get("segments_vs_truth_loose")
             rows.append([cell(f["file"]), cell(r["label"]), cell(r["max_abs_dp"], ".2e"), cell(r["mean_abs_dp"], ".2e"),
                          cell(r["cosine"], ".6f"), cell(r["sqnr_db"], ".1f"), cell(100 * r["agreement"], ".1f"),

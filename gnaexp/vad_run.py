@@ -17,6 +17,7 @@ import numpy as np
 
 from gnaexp import audio as audio_mod
 from gnaexp import cache, environment, files, vad, vad_metrics
+from gnaexp.vad_truth import ground_truth
 from gnaexp.backends import make_backend
 from gnaexp.output_folder import publish_folder
 from gnaexp.records import VAD_SCHEMA
@@ -26,16 +27,6 @@ SCHEMA = VAD_SCHEMA  # one definition, in records (which reads and checks record
 SUPPORTED = ("torch", "openvino", "gna-emu", "import")  # import: tracks.npz of a run on another machine
 BATCHED = ("gna-emu",)  # backends whose step takes many streams at once
 STATE_SCALE_FACTOR = 1024.0  # h stays in (−1, 1) and c within ±24 on speech: ±32 fits int16 at 1024
-
-
-def _truth(path: Path) -> list[tuple[int, int]] | None:
-    seg_file = path.parent / "segments.json"
-    if not seg_file.is_file():
-        return None
-    entry = json.loads(seg_file.read_text()).get(path.name)
-    if not entry:
-        return None
-    return vad_metrics.seconds_to_chunks(entry["speech"], vad.CHUNK / vad.SAMPLE_RATE)
 
 
 def wav_files(source: str | Path) -> list[Path]:
@@ -91,7 +82,8 @@ def device_options(options: dict[str, Any] | None, audios: Sequence[np.ndarray])
     opts = dict(options or {})
     sf = opts.pop("scale_factor", 1.0)
     if sf == "recommended":
-        sf = recommended_scale_factor(np.concatenate([np.asarray(a).reshape(-1) for a in audios]))
+        # from each file's peak: joining all the files would copy every sample once more
+        sf = recommended_scale_factor(np.array([np.max(np.abs(a)) if np.size(a) else 0.0 for a in audios]))
     state_sf = opts.pop("state_scale_factor", STATE_SCALE_FACTOR)
     for name, value in (("scale_factor", sf), ("state_scale_factor", state_sf)):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
@@ -143,13 +135,14 @@ def streamed(backends: Sequence[str]) -> list[str]:
 
 def load(audio_files: Sequence[str | Path], backends: Sequence[str],
          options: dict[str, Any] | None) -> tuple[list[tuple[Path, Any]], dict[str, Any], dict[str, list[vad.Stream]]]:
-    """Everything checked before any streaming: the backends, the audio (bad audio fails here), the device
-    options over all files (a "recommended" scale factor comes from the loudest sample of all of them, also
+    """Everything checked before any streaming: the backends, the ground truth, the audio (bad audio fails here),
+    the device options over all files (a "recommended" scale factor comes from the loudest sample of all of them, also
     when a cluster streams them in parts) and the imported tracks (a wrong file fails here)."""
     check_backends(backends)
+    ground_truth([Path(f) for f in audio_files])  # a bad segments.json fails here, not after the streaming
     loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]
     opts = device_options(options, [sound.samples for _, sound in loaded])
-    lengths = [len(vad.chunks(sound.samples)) for _, sound in loaded]
+    lengths = [-(-len(sound.samples) // vad.CHUNK) for _, sound in loaded]  # vad.chunks' count, no copy
     imported = {b: imported_streams(b, [p for p, _ in loaded], lengths) for b in backends if b.startswith("import:")}
     return loaded, opts, imported
 
@@ -232,19 +225,22 @@ def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts:
                               "environment": environment.capture()}
     total_chunks = sum(len(s.probability) for s in streams[backends[0]])
     tracks: dict[str, np.ndarray] = {}
+    truths = ground_truth([path for path, _ in loaded])
     for i, (path, sound) in enumerate(loaded):
         record["notes"].extend(sound.notes)
-        truth = _truth(path)
+        truth = truths[i]
         ref = streams[backends[0]][i]
         rows = {}
         for b in backends:
             mine = streams[b][i]
             tracks[f"{path.stem}/{b}"] = mine.probability
-            row = vad_metrics.compare_tracks(ref.probability, mine.probability, truth)
+            row = vad_metrics.compare_tracks(ref.probability, mine.probability, truth,
+                                             (f"the {record['labels'][backends[0]]} track",
+                                              f"the {record['labels'][b]} track"))
             row.update(kind=kinds[b], label=record["labels"][b],
                        ms_per_chunk=None if b.startswith("import:") else 1000 * times[b] / max(1, total_chunks),
                        state_drift=vad_metrics.state_drift(ref.state, mine.state)
-                       if b != backends[0] and len(mine.state) else None,
+                       if b != backends[0] and len(mine.state) and "non_finite" not in row else None,
                        verdict=vad_metrics.verdict(row))
             rows[b] = row
         record["files"].append({"file": path.name, "seconds": sound.seconds, "source_rate": sound.source_rate,
@@ -268,10 +264,20 @@ def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts:
 
 def aggregate(record: dict[str, Any]) -> dict[str, Any]:
     """Per backend over all files: chunks, decision agreement, flips, pooled segment precision/recall (against the
-    reference's segments and the ground truth), worst probability error and lowest state SQNR."""
+    reference's segments and the ground truth), worst probability error and lowest state SQNR. Files whose
+    tracks hold NaN/Inf are not scored: they are listed (``not_scored``), and with no file left there is no
+    score at all, only ``non_finite``."""
     out = {}
     for b in record["backends"]:
-        rows = [f["backends"][b] for f in record["files"]]
+        all_rows = [f["backends"][b] for f in record["files"]]
+        rows = [r for r in all_rows if "non_finite" not in r]
+        not_scored = [f["file"] for f in record["files"] if "non_finite" in f["backends"][b]]
+        if not rows:
+            out[b] = {"label": record["labels"][b], "kind": all_rows[0]["kind"], "files": len(all_rows),
+                      "chunks": sum(r["chunks"] for r in all_rows), "not_scored": not_scored,
+                      "non_finite": "; ".join(f"{f['file']}: {f['backends'][b]['non_finite']}"
+                                              for f in record["files"])}
+            continue
         chunks = sum(r["chunks"] for r in rows)
         flips = sum(r["flips"] for r in rows)
         agg: dict[str, Any] = {
@@ -283,6 +289,7 @@ def aggregate(record: dict[str, Any]) -> dict[str, Any]:
             "mean_abs_dp": sum(r["mean_abs_dp"] * r["chunks"] for r in rows) / chunks if chunks else 0.0,
             "mean_cosine": float(np.mean([r["cosine"] for r in rows])),
             "lowest_sqnr_db": float(np.min([r["sqnr_db"] for r in rows])),
+            "not_scored": not_scored,
         }
         for key in ("segments_vs_reference", "segments_vs_truth", "segments_vs_truth_loose"):
             parts = [r[key] for r in rows if r.get(key)]
@@ -314,11 +321,15 @@ def aggregate_table(record: dict[str, Any]) -> str:
 def aggregate_verdict(a: dict[str, Any]) -> str:
     """One backend's aggregate in words: the decision sentence of ``vad_metrics.verdict``, then the worst
     probability error, the segments against the ground truth and the lowest state SQNR."""
+    if "non_finite" in a:
+        return vad_metrics.verdict(a)
     truth = a.get("segments_vs_truth_loose")
+    skipped = a.get("not_scored") or []
     return (vad_metrics.verdict(a) + f"; worst max|Δp| {a['max_abs_dp']:.3g}"
             + (f"; segments vs truth P/R {truth['precision']:.2f}/{truth['recall']:.2f}" if truth else "")
             + (f"; lowest state SQNR {a['lowest_state_sqnr_db']:.1f} dB"
-               if a.get("lowest_state_sqnr_db") is not None else ""))
+               if a.get("lowest_state_sqnr_db") is not None else "")
+            + (f"; not scored (NaN/Inf tracks): {', '.join(skipped)}" if skipped else ""))
 
 
 def table(record: dict[str, Any]) -> str:
@@ -326,6 +337,9 @@ def table(record: dict[str, Any]) -> str:
     for f in record["files"]:
         lines.append(f"{f['file']} ({f['seconds']:.1f} s)")
         for b, r in f["backends"].items():
+            if "non_finite" in r:
+                lines.append(f"  {r.get('label', b):<14} {r['verdict']}")
+                continue
             t1, t8 = r.get("segments_vs_truth"), r.get("segments_vs_truth_loose")
             vs_truth = (f"  segments vs truth P/R {t1['precision']:.2f}/{t1['recall']:.2f} (±1 chunk), "
                         f"{t8['precision']:.2f}/{t8['recall']:.2f} (±{vad_metrics.TRUTH_TOLERANCE_CHUNKS})"

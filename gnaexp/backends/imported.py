@@ -30,14 +30,15 @@ def write_outputs(path: str | Path, outputs: dict[str, np.ndarray], meta: dict[s
     return atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def read_outputs(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_outputs(path: str | Path, what: str = "imported outputs") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"imported outputs {path} do not exist")
+        raise FileNotFoundError(f"{what} {path} do not exist")
     if path.suffix != ".npz":
-        raise ValueError(f"imported outputs must be an .npz (one array per output name), got {path.name}")
-    with np.load(path, allow_pickle=False) as z:
-        data = dict(z)
+        raise ValueError(f"{what} must be an .npz (one array per output name), got {path.name}")
+    from gnaexp.inputs import read_file
+
+    data = read_file(path, what, keep_meta=True)
     try:
         meta = json.loads(str(data.pop(META_KEY))) if META_KEY in data else {}
     except ValueError as exc:
@@ -47,6 +48,33 @@ def read_outputs(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
     if not data:
         raise ValueError(f"{path.name} holds no output arrays")
     return data, meta
+
+
+def read_observed(path: str | Path) -> tuple[np.ndarray, str | None]:
+    """A device output given to the diagnosis (.npy, or an .npz from measure_on_device.py holding one output):
+    the array, and the fingerprint of the inputs it was measured on where the file records it."""
+    from gnaexp.inputs import read_one
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        return read_one(path, "observed output"), None
+    outputs, meta = read_outputs(path, "observed output")
+    if len(outputs) != 1:
+        raise ValueError(f"observed output {path.name} holds {len(outputs)} arrays {sorted(outputs)}; give a file "
+                         "with one")
+    return next(iter(outputs.values())), meta.get("input_fingerprint")
+
+
+def check_same_inputs(name: str, claimed: str | None, inputs: dict[str, np.ndarray]) -> None:
+    """Refuse outputs measured on other inputs than ``inputs`` (when their file records a fingerprint): compared
+    with the wrong inputs, any device would look broken."""
+    from gnaexp.inputs import fingerprint
+
+    actual = fingerprint(inputs)
+    if claimed is not None and claimed != actual:
+        raise ValueError(f"{name} was measured on other inputs (input fingerprint {claimed}; the inputs here have "
+                         f"{actual}): measure again on these inputs (gnaexp export, then measure_on_device.py in the "
+                         "pack), or give the inputs it was measured on")
 
 
 class ImportedBackend(Backend):

@@ -235,12 +235,15 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from gnaexp.inputs import read_one
+    from gnaexp.backends.imported import read_observed
     from gnaexp.ladder import format_ladder, ladder
 
     config, observed_file = _diagnose_target(args)
-    observed = read_one(observed_file, "observed output") if observed_file else None
-    result = ladder(config, observed)
+    observed, measured_on = None, None
+    if observed_file:
+        observed, fingerprint = read_observed(observed_file)
+        measured_on = (Path(observed_file).name, fingerprint)
+    result = ladder(config, observed, measured_on=measured_on)
     print(dumps(result) if args.json else format_ladder(result))
     return EXIT_OK
 
