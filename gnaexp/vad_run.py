@@ -6,7 +6,6 @@ every track with the ground truth where the audio folder has a ``segments.json``
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from contextlib import contextmanager
