@@ -79,9 +79,9 @@ def library_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def run_key(run: Run, library: str, show_code: bool) -> str:
+def run_key(run: Run, library: str, show_code: bool, source: bytes | None = None) -> str:
     h = hashlib.sha256()
-    h.update(run.notebook.read_bytes())
+    h.update(run.notebook.read_bytes() if source is None else source)
     h.update(json.dumps(run.parameters, sort_keys=True, default=str).encode())
     h.update(f"{library}|{show_code}|{KERNEL}".encode())
     return h.hexdigest()[:20]
@@ -290,11 +290,15 @@ def plan_runs(runs: list[Run], out: Path, force: bool, show_code: bool,
     because they are done and unchanged (all run with ``force``). Shared by the local pool and a cluster; it
     writes nothing."""
     library = library_digest()
+    sources: dict[Path, bytes] = {}  # each notebook read once, however many runs it has
     for run in runs:
-        run.key = run_key(run, library, show_code)
+        if run.notebook not in sources:
+            sources[run.notebook] = run.notebook.read_bytes()
+        run.key = run_key(run, library, show_code, sources[run.notebook])
     todo = [r for r in runs if force or not is_done(out, r)]
+    waiting = {id(r) for r in todo}  # by identity: `r in todo` compared runs field by field, n² times
     outcomes = {r.name: Outcome(r.name, "skipped", read_state(out, r.name).get("duration_s", 0.0), "", r.key)
-                for r in runs if r not in todo}
+                for r in runs if id(r) not in waiting}
     for name in outcomes:
         echo(f"= {name}: unchanged, skipped (--force reruns it)")
     return _spread_notebooks(todo), outcomes

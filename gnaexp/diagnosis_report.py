@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp import experiment as experiment_mod
+from gnaexp import parameters
 from gnaexp.markup import cell, escape, table
 from gnaexp.report import HTML, Markdown, image
 
@@ -41,16 +42,13 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     from gnaexp.output_folder import add_file
     from gnaexp.pages import write_index_entry
 
-    keys = {"experiment", "scale_factor", "seed", "input_kind", "precision"}
-    config = experiment_mod.ExperimentConfig().with_settings(
-        {k: v for k, v in namespace.items() if k in keys} | {"backends": "torch,openvino:CPU,gna-emu"})
+    config, observed_file, layout = parameters.diagnose(namespace)
     model, feed, _, _ = experiment_mod.reference_run(config)  # cached: ladder() asks for the same
     measured_on = None
-    if namespace.get("observed_file"):
-        observed, fingerprint = read_observed(namespace["observed_file"])
-        label, measured_on = "observed (device file)", (Path(namespace["observed_file"]).name, fingerprint)
+    if observed_file:
+        observed, fingerprint = read_observed(observed_file)
+        label, measured_on = "observed (device file)", (Path(observed_file).name, fingerprint)
     else:
-        layout = namespace.get("device_layout", "correct")
         observed = next(iter(emulate(model.ir_xml, feed, config.scale_factor, config.precision, layout)
                              .outputs.values()))
         label = f"emulated device (layout {layout})"

@@ -20,9 +20,11 @@ import numpy as np
 
 from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
+from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
+from gnaexp.gna_settings import (FORUM_NETS, check_execution_mode, check_layout, check_precision,
+                                  check_scale_factor)
 from gnaexp.output_folder import publish_folder
-from gnaexp.gna_settings import EXECUTION_MODES, FORUM_NETS, LAYOUTS, PRECISIONS
 from gnaexp.records import Record
 
 EXPERIMENTS = FORUM_NETS + ("model",)
@@ -74,11 +76,12 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Every value in range, checked before any work starts; each message names the parameter and the fix."""
         if self.experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {self.experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+            raise ValueError(f"unknown experiment {excerpt(self.experiment)}; valid: {', '.join(EXPERIMENTS)}")
         if self.experiment == "model" and not self.model:
             raise ValueError("experiment 'model' needs model=PATH (an OpenVINO .xml or an .onnx file)")
         if self.input_kind not in inputs_mod.INPUT_KINDS:
-            raise ValueError(f"unknown input_kind {self.input_kind!r}; valid: {', '.join(inputs_mod.INPUT_KINDS)}")
+            raise ValueError(f"unknown input_kind {excerpt(self.input_kind)}; valid: "
+                             f"{', '.join(inputs_mod.INPUT_KINDS)}")
         for name in ("in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length",
                      "calibration_size"):
             if getattr(self, name) < 1:
@@ -89,20 +92,15 @@ class ExperimentConfig:
         if self.experiment in ("conv", "concat_conv") and self.kernel > self.length:
             raise ValueError(f"kernel ({self.kernel}) is longer than the input (length {self.length}); "
                              "use kernel ≤ length")
-        if not (self.scale_factor > 0 and math.isfinite(self.scale_factor)):
-            raise ValueError(f"scale_factor must be positive and finite, got {self.scale_factor}")
+        check_scale_factor(self.scale_factor)
         if not (math.isfinite(self.amplitude) and self.amplitude != 0):
             raise ValueError(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be i16 or i8, got {self.precision!r}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be correct or legacy-concat, got {self.layout!r}")
-        if self.execution_mode.upper().removeprefix("GNA_") not in EXECUTION_MODES:
-            raise ValueError(f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got "
-                             f"{self.execution_mode!r}")
+        check_precision(self.precision)
+        check_layout(self.layout)
+        check_execution_mode(self.execution_mode)
         if self.ir not in IRS:
             raise ValueError(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "
-                             f"accepted for it), got {self.ir!r}")
+                             f"accepted for it), got {excerpt(self.ir)}")
         if self.activation_bits not in (8, 16) or self.weight_bits not in (8, 16):
             raise ValueError(f"activation_bits and weight_bits must be 8 or 16, got {self.activation_bits}, "
                              f"{self.weight_bits}")
@@ -120,11 +118,13 @@ class ExperimentConfig:
 
     def with_settings(self, settings: dict[str, Any]) -> "ExperimentConfig":
         """A copy with ``settings`` applied; values may be strings (from the CLI) and are converted."""
-        values = dataclasses.asdict(self)
-        types = {f.name: f.type for f in dataclasses.fields(self)}
+        fields = dataclasses.fields(self)
+        # Shallow (dataclasses.asdict deep-copies every value: a matrix of 90k runs spent seconds there).
+        values = {f.name: getattr(self, f.name) for f in fields} | {"backends": list(self.backends)}
+        types = {f.name: f.type for f in fields}
         for key, raw in settings.items():
             if key not in types:
-                raise KeyError(f"unknown parameter {key!r}; valid: {', '.join(self.keys())}")
+                raise KeyError(f"unknown parameter {excerpt(key)}; valid: {', '.join(self.keys())}")
             values[key] = _convert(key, raw, str(types[key]))
         return ExperimentConfig(**values)
 
@@ -132,7 +132,7 @@ class ExperimentConfig:
     def from_strings(cls, experiment: str, sets: Sequence[str] = (), backends: str | None = None) -> "ExperimentConfig":
         """A config from command-line words: the experiment, ``key=value`` settings and a backend list."""
         if experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+            raise ValueError(f"unknown experiment {excerpt(experiment)}; valid: {', '.join(EXPERIMENTS)}")
         settings: dict[str, Any] = parse_sets(sets)
         if backends:
             settings["backends"] = backends
@@ -156,7 +156,7 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
     """One setting to its field's type: strings (CLI, notebook) are parsed; other values must already have the
     type (a YAML 32.7 or true is not an integer, a list is not a number). Messages name the parameter."""
     def bad(why: str) -> ValueError:
-        return ValueError(f"parameter {key}={raw!r}: {why}")
+        return ValueError(f"parameter {key}={excerpt(raw)}: {why}")
 
     if type_name.startswith("list"):
         if isinstance(raw, str):
@@ -189,7 +189,7 @@ def parse_sets(sets: Sequence[str] | None) -> dict[str, str]:
     for pair in sets or ():
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set takes key=value, got {pair!r}")
+            raise ValueError(f"--set takes key=value, got {excerpt(pair)}")
         settings[key.strip()] = value.strip()
     return settings
 

@@ -14,9 +14,12 @@ import itertools
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gnaexp.excerpt import excerpt
 
 MATRIX_NAME = "forum-matrix.yaml"
 # Short names for the parameters that vary most, to keep run (and file) names readable.
@@ -152,17 +155,10 @@ def _run_name(notebook: str, params: dict[str, Any]) -> str:
 
 def load_matrix(path: str | Path) -> list[Run]:
     """Parse and check a matrix file. Raises MatrixError naming the problem and the fix."""
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise MatrixError(f"matrix file {path} does not exist; give a YAML file (see notebooks/{MATRIX_NAME})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise MatrixError(f"{path} is not UTF-8 text (byte {exc.start}): save the matrix as UTF-8 YAML") from None
-    except yaml.YAMLError as exc:
-        raise MatrixError(f"{path} is not valid YAML: {exc}; fix the syntax at the line shown") from None
+    data = _read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list) or not data["runs"]:
         raise MatrixError(f"{path}: expected a mapping with a non-empty 'runs:' list (and optional 'defaults:')")
     defaults = data.get("defaults") or {}
@@ -170,22 +166,28 @@ def load_matrix(path: str | Path) -> list[Run]:
         raise MatrixError(f"{path}: 'defaults' must be a mapping of parameter: value")
     unknown_top = set(data) - {"defaults", "runs", "description"}
     if unknown_top:
-        raise MatrixError(f"{path}: unknown top-level key(s) {sorted(unknown_top)}; allowed: description, defaults, runs")
+        raise MatrixError(f"{path}: unknown top-level key(s) {excerpt(sorted(map(str, unknown_top)))}; allowed: "
+                          "description, defaults, runs")
     runs: list[Run] = []
     used_defaults: set[str] = set()
+    valid_of: dict[Path, list[str]] = {}  # a notebook's parameters, read once however many runs name it
+    names: dict[str, str] = {}  # a run name in lower case → the name as given: names that differ only in case
     for i, entry in enumerate(data["runs"], 1):
         where = f"{path}: run {i}"
         if not isinstance(entry, dict) or "notebook" not in entry:
             raise MatrixError(f"{where}: each run needs 'notebook: NAME' (e.g. conv), with 'parameters:' and/or 'grid:'")
         extra = set(entry) - {"notebook", "name", "parameters", "grid"}
         if extra:
-            raise MatrixError(f"{where}: unknown key(s) {sorted(extra)}; allowed: notebook, name, parameters, grid")
+            raise MatrixError(f"{where}: unknown key(s) {excerpt(sorted(map(str, extra)))}; allowed: notebook, name, "
+                              "parameters, grid")
         nb_path = (path.parent / str(entry["notebook"])).with_suffix(".ipynb")
-        if not nb_path.exists():
-            have = ", ".join(sorted(p.stem for p in path.parent.glob("*.ipynb"))) or "none"
-            raise MatrixError(f"{where}: unknown notebook {entry['notebook']!r} (no {nb_path.name} beside the "
-                              f"matrix); available: {have}")
-        valid = notebook_parameters(nb_path)
+        if nb_path not in valid_of:
+            if not nb_path.exists():
+                have = ", ".join(sorted(p.stem for p in path.parent.glob("*.ipynb"))) or "none"
+                raise MatrixError(f"{where}: unknown notebook {excerpt(entry['notebook'])} (no "
+                                  f"{excerpt(nb_path.name)} beside the matrix); available: {have}")
+            valid_of[nb_path] = notebook_parameters(nb_path)
+        valid = valid_of[nb_path]
         used_defaults.update(k for k in defaults if k in valid)
         params = entry.get("parameters") or {}
         grid = entry.get("grid") or {}
@@ -193,32 +195,106 @@ def load_matrix(path: str | Path) -> list[Run]:
             raise MatrixError(f"{where}: 'parameters' and 'grid' must be mappings of parameter: value(s)")
         for key in itertools.chain(params, grid):
             if key not in valid:
-                raise MatrixError(f"{where}: unknown parameter {key!r} for {nb_path.name}; valid: {', '.join(valid)}")
+                raise MatrixError(f"{where}: unknown parameter {excerpt(key)} for {nb_path.name}; valid: "
+                                  f"{', '.join(valid)}")
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise MatrixError(f"{where}: grid '{key}' must be a non-empty list of values")
+        if entry.get("name") is not None:
+            _check_name(where, entry["name"])
         combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
         for combo in combos:
             shown = {**params, **combo}
-            if entry.get("name") is not None:
-                _check_name(where, entry["name"])
             base = entry.get("name") or nb_path.stem
             name = _run_name(str(base), shown) if (len(combos) > 1 or not entry.get("name")) else str(base)
             _check_name(where, name)
+            same = names.setdefault(name.lower(), name)
+            if same != name:  # one file on Windows and macOS, which do not tell the names apart
+                raise MatrixError(f"{where}: run names {excerpt(same)} and {excerpt(name)} differ only in case; their files "
+                                  "would overwrite each other on Windows and macOS: give each run a distinct 'name:'")
             chosen = {k: v for k, v in defaults.items() if k in valid}
             chosen.update(shown)
             chosen["record_dir"] = f"{name}.record"
-            _check_values(where, chosen)
+            _check_values(where, nb_path.stem, chosen)
             runs.append(Run(name, nb_path, chosen))
     unused = sorted(set(defaults) - used_defaults)
     if unused:
-        raise MatrixError(f"{path}: 'defaults' key(s) {unused} are parameters of none of the matrix's notebooks; "
-                          "fix the name or remove it")
-    names = [r.name for r in runs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+        raise MatrixError(f"{path}: 'defaults' key(s) {excerpt(unused)} are parameters of none of the matrix's "
+                          "notebooks; fix the name or remove it")
+    counts = Counter(r.name for r in runs)
+    dupes = sorted(n for n, c in counts.items() if c > 1)
     if dupes:
-        raise MatrixError(f"{path}: run names {dupes} occur more than once; give each run a distinct 'name:'")
+        raise MatrixError(f"{path}: run name{'s' if len(dupes) > 1 else ''} {excerpt(dupes)}"
+                          f"{f' ({len(dupes)} names)' if len(dupes) > 6 else ''} occur more than once; give each run "
+                          "a distinct 'name:'")
     return runs
+
+
+# How many values YAML aliases (*name) may add to a matrix: reusing a block of parameters is fine, a "billion
+# laughs" (aliases of aliases, each doubling the values) is refused before it is built.
+MAX_ALIAS_VALUES = 100_000
+
+
+def _read_yaml(path: Path) -> Any:
+    """The matrix file's data: YAML read safely (no tags that run code), its aliases expanded only when they add
+    at most MAX_ALIAS_VALUES values (counted on the parsed nodes, before anything is built)."""
+    import yaml
+
+    safe = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML was built with it
+    try:
+        loader = safe(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"{path} is not UTF-8 text (byte {exc.start}): save the matrix as UTF-8 YAML") from None
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_aliases(path, node)
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise MatrixError(f"{path} is not valid YAML: {exc}; fix the syntax at the line shown") from None
+    except MatrixError:
+        raise
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise MatrixError(f"{path}: a value cannot be read ({excerpt(str(exc))}); fix the value") from None
+    except RecursionError:
+        raise MatrixError(f"{path}: its values are nested too deeply to read; write them flat") from None
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(path: Path, root: Any) -> None:
+    """Refuse a value that contains itself, or aliases that expand the document by more than MAX_ALIAS_VALUES
+    values. Each node is visited once (its expanded size is kept): linear in the file, however deep the aliases."""
+    import yaml
+
+    size: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in children)
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in open_nodes:
+            raise MatrixError(f"{path}: line {node.start_mark.line + 1}: a YAML alias makes a value contain "
+                              "itself; write the value out")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise MatrixError(f"{path}: line {child.start_mark.line + 1}: a YAML alias makes a value contain "
+                                  "itself; write the value out")
+            if id(child) not in size:
+                stack.append((child, False))
+    added = size[id(root)] - len(size)
+    if added > MAX_ALIAS_VALUES:
+        raise MatrixError(f"{path}: its YAML aliases (*name) expand to {added:,} more values, more than the "
+                          f"{MAX_ALIAS_VALUES:,} a matrix may add that way; write the values out or use a grid")
 
 
 # Names the output folder uses itself; a run with one of them would overwrite or hide it.
@@ -230,19 +306,18 @@ def _check_name(where: str, name: Any) -> None:
     """A run name is a plain file name inside the output folder: no separators, no '..', not a reserved name."""
     text = str(name)
     if not NAME_PATTERN.fullmatch(text) or ".." in text:
-        raise MatrixError(f"{where}: run name {text!r} is not a plain name (letters, digits and -_. only, starting "
+        raise MatrixError(f"{where}: run name {excerpt(text)} is not a plain name (letters, digits and -_. only, starting "
                           "with a letter or digit, no '..'): every run's files stay inside --out")
     if text.lower() in RESERVED_NAMES:
-        raise MatrixError(f"{where}: run name {text!r} is reserved ({text}.html is the batch's own page); "
+        raise MatrixError(f"{where}: run name {excerpt(text)} is reserved ({text}.html is the batch's own page); "
                           "choose another name")
 
 
-def _check_values(where: str, params: dict[str, Any]) -> None:
-    """Reject values the experiment would reject, before any kernel starts."""
-    from gnaexp.experiment import ExperimentConfig
+def _check_values(where: str, notebook: str, params: dict[str, Any]) -> None:
+    """Reject values the notebook would reject, before any kernel starts (``parameters.check``)."""
+    from gnaexp import parameters
 
-    settings = {k: v for k, v in params.items() if k in ExperimentConfig.keys()}
     try:
-        ExperimentConfig().with_settings(settings)
+        parameters.check(notebook, params)
     except (KeyError, ValueError) as exc:
         raise MatrixError(f"{where}: {exc.args[0] if exc.args else exc}") from None

@@ -13,17 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from gnaexp import forum
+from gnaexp import forum, parameters
 from gnaexp.experiment import IR_FLOAT, IR_NNCF, ExperimentConfig, run
 from gnaexp.markup import cell, escape
 from gnaexp.markup import table as markup_table
 from gnaexp.records import Record
-
-
-def _words(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [s.strip() for s in value.split(",") if s.strip()]
-    return [str(v) for v in value]
 
 
 @dataclass
@@ -39,11 +33,8 @@ class Study:
 
 def run_study(params: Mapping[str, Any]) -> Study:
     """Run every (experiment, IR, sf, layout) of the notebook parameters; save each record under record_dir."""
-    keys = set(ExperimentConfig.keys())
-    base = ExperimentConfig().with_settings({k: v for k, v in params.items() if k in keys and k != "backends"})
-    study = Study(base, _words(params.get("experiments", "conv,concat_conv")),
-                  [float(s) for s in _words(params.get("scale_factors", "1,2048"))],
-                  _words(params.get("layouts", "correct,legacy-concat")),
+    checked = parameters.pot(params)
+    study = Study(checked.base, checked.experiments, checked.scale_factors, checked.layouts,
                   Path(str(params.get("record_dir") or "pot.record")))
     for name in study.experiments:
         for ir in (IR_FLOAT, IR_NNCF):

@@ -10,14 +10,16 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from gnaexp import audio as audio_mod
 from gnaexp import cache, environment, files, vad, vad_metrics
+from gnaexp.backends import check_spec, make_backend
+from gnaexp.excerpt import excerpt
+from gnaexp.gna_settings import check_execution_mode, check_precision, check_scale_factor
 from gnaexp.vad_truth import ground_truth
-from gnaexp.backends import make_backend
 from gnaexp.output_folder import publish_folder
 from gnaexp.records import VAD_SCHEMA
 
@@ -39,6 +41,7 @@ def wav_files(source: str | Path) -> list[Path]:
 
 def check_backends(backends: Sequence[str]) -> None:
     for spec in backends:
+        check_spec(spec)
         if spec.split(":", 1)[0] not in SUPPORTED:
             raise ValueError(f"backend {spec!r} cannot stream silero_vad; use torch, openvino:DEVICE "
                              "(openvino:GNA where the plugin exists), gna-emu and import:TRACKS.npz")
@@ -72,22 +75,47 @@ def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -
     return out
 
 
-def device_options(options: dict[str, Any] | None, audios: Sequence[np.ndarray]) -> dict[str, Any]:
+DEVICE_SETTINGS = ("scale_factor", "state_scale_factor", "precision", "execution_mode")  # gna-emu, openvino:GNA
+
+
+def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The device settings of a run, checked as every experiment's are (``gna_settings``) before any audio is
+    read: the two scale factors numbers in range (numbers as text are read; scale_factor may be
+    "recommended"), precision and execution_mode valid values."""
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(DEVICE_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown silero_vad setting(s) {excerpt(unknown)}; valid: {', '.join(DEVICE_SETTINGS)}")
+    for key in ("scale_factor", "state_scale_factor"):
+        value = opts.get(key)
+        if value is None or (key == "scale_factor" and value == "recommended"):
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(f"{key} must be a number{' or recommended' if key == 'scale_factor' else ''}, "
+                                 f"got {excerpt(value)}") from None
+        opts[key] = check_scale_factor(value, key)
+    if "precision" in opts:
+        check_precision(opts["precision"])
+    if "execution_mode" in opts:
+        check_execution_mode(opts["execution_mode"])
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def device_options(options: Mapping[str, Any] | None, audios: Sequence[np.ndarray]) -> dict[str, Any]:
     """Backend options with the two inputs' scale factors: ``scale_factor`` for the audio (a number or
     "recommended": from the loudest sample of all files, as for any input) and ``state_scale_factor``.
     The emulator runs the host parts (reflect pad, mean) and the exact conv rewrites (``porting``)."""
     from gnaexp.emulator.sweep import recommended_scale_factor
 
-    opts = dict(options or {})
+    opts = check_options(options)
     sf = opts.pop("scale_factor", 1.0)
     if sf == "recommended":
         # from each file's peak: joining all the files would copy every sample once more
         sf = recommended_scale_factor(np.array([np.max(np.abs(a)) if np.size(a) else 0.0 for a in audios]))
-    state_sf = opts.pop("state_scale_factor", STATE_SCALE_FACTOR)
-    for name, value in (("scale_factor", sf), ("state_scale_factor", state_sf)):
-        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number (or scale_factor=recommended), got {value!r}")
-    opts["scale_factor"] = {"chunk": float(sf), "state": float(state_sf)}
+    opts["scale_factor"] = {"chunk": float(sf), "state": float(opts.pop("state_scale_factor", STATE_SCALE_FACTOR))}
     opts["porting"] = True
     return opts
 
@@ -138,6 +166,7 @@ def load(audio_files: Sequence[str | Path], backends: Sequence[str],
     the device options over all files (a "recommended" scale factor comes from the loudest sample of all of them, also
     when a cluster streams them in parts) and the imported tracks (a wrong file fails here)."""
     check_backends(backends)
+    check_options(options)
     ground_truth([Path(f) for f in audio_files])  # a bad segments.json fails here, not after the streaming
     loaded = [(Path(f), audio_mod.load_wav(f)) for f in audio_files]
     opts = device_options(options, [sound.samples for _, sound in loaded])

@@ -48,27 +48,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path], dict[str, Any]]:
     """The WAV files and device options of a silero_vad command (``--set`` words, or ``--audio``)."""
     from gnaexp.experiment import parse_sets
+    from gnaexp.vad_run import DEVICE_SETTINGS, check_options, wav_files
 
     settings = parse_sets(sets)
     if audio is not None:
         if "audio" in settings:
             raise ValueError("give the audio once: --audio DIR, or --set audio=DIR")
         settings["audio"] = audio
-    device_keys = ("scale_factor", "state_scale_factor", "precision", "execution_mode")  # gna-emu, openvino:GNA
-    unknown = sorted(set(settings) - {"audio", *device_keys})
+    unknown = sorted(set(settings) - {"audio", *DEVICE_SETTINGS})
     if unknown or not settings.get("audio"):
         raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for gna-emu and "
                          "openvino:GNA scale_factor=N|recommended, state_scale_factor=N, precision=, execution_mode="
                          + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
-    options: dict[str, Any] = {k: settings[k] for k in device_keys if k in settings}
-    for key in ("scale_factor", "state_scale_factor"):
-        if key in options and not (key == "scale_factor" and options[key] == "recommended"):
-            try:
-                options[key] = float(options[key])
-            except ValueError:
-                raise ValueError(f"{key} must be a number, got {options[key]!r}") from None
-    from gnaexp.vad_run import wav_files
-
+    options = check_options({k: settings[k] for k in DEVICE_SETTINGS if k in settings})
     return wav_files(settings["audio"]), options
 
 

@@ -1,0 +1,105 @@
+"""The parameters of the kit's notebooks, read and checked in one place: by the batch matrix when it is read (a
+bad value is a usage error before any run starts) and by the notebooks' own entry points (``pot.run_study``,
+``diagnosis_report.run_diagnosis``; the VAD notebook's run checks its options in ``vad_run``).
+
+A notebook whose name has no entry here takes experiment settings (``ExperimentConfig``), as conv, concat and
+concat_conv do. Every value is checked with the validators every experiment uses (``gna_settings``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from gnaexp import vad_run
+from gnaexp.excerpt import excerpt
+from gnaexp.experiment import ExperimentConfig
+from gnaexp.gna_settings import FORUM_NETS, check_layout, check_scale_factor
+
+DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision")
+DIAGNOSE_BACKENDS = "torch,openvino:CPU,gna-emu"
+
+
+def words(name: str, value: Any) -> list[str]:
+    """A comma list given as text (``"1,2048"``) or as a list of values."""
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return [str(v) for v in value]
+    raise ValueError(f"parameter {name}={excerpt(value)}: expected a comma-separated list")
+
+
+def _text(params: Mapping[str, Any], name: str) -> str:
+    value = params.get(name, "")
+    if not isinstance(value, str):
+        raise ValueError(f"parameter {name}={excerpt(value)}: expected text (a file path)")
+    return value
+
+
+def experiment_config(params: Mapping[str, Any], keys: Any = None, **fixed: Any) -> ExperimentConfig:
+    """The experiment settings among ``params`` (only ``keys`` when given) as a checked config."""
+    keys = set(ExperimentConfig.keys()) if keys is None else set(keys)
+    return _defaults().with_settings({k: v for k, v in params.items() if k in keys} | fixed)
+
+
+@functools.cache
+def _defaults() -> ExperimentConfig:
+    return ExperimentConfig()  # with_settings makes a new config: this one is never changed
+
+
+@dataclass
+class PotParameters:
+    base: ExperimentConfig
+    experiments: list[str]
+    scale_factors: list[float]
+    layouts: list[str]
+
+
+def pot(params: Mapping[str, Any]) -> PotParameters:
+    """The POT notebook's: the base settings, the forum nets, scale factors and layouts to combine."""
+    base = experiment_config(params, set(ExperimentConfig.keys()) - {"backends"})
+    nets = words("experiments", params.get("experiments", "conv,concat_conv"))
+    for net in nets:
+        if net not in FORUM_NETS:
+            raise ValueError(f"parameter experiments: unknown net {excerpt(net)}; valid: {', '.join(FORUM_NETS)}")
+    sfs = []
+    for word in words("scale_factors", params.get("scale_factors", "1,2048")):
+        try:
+            number = float(word)
+        except ValueError:
+            raise ValueError(f"parameter scale_factors: {excerpt(word)} is not a number") from None
+        sfs.append(check_scale_factor(number, "scale_factors"))
+    layouts = [check_layout(w, "layouts") for w in words("layouts", params.get("layouts", "correct,legacy-concat"))]
+    for name, values in (("experiments", nets), ("scale_factors", sfs), ("layouts", layouts)):
+        if not values:
+            raise ValueError(f"parameter {name} is empty; give at least one value")
+    return PotParameters(base, nets, sfs, layouts)
+
+
+def diagnose(params: Mapping[str, Any]) -> tuple[ExperimentConfig, str, str]:
+    """The diagnosis notebook's: (the experiment's config, the observed output file or "", the emulated
+    device's layout path)."""
+    config = experiment_config(params, DIAGNOSE_SETTINGS, backends=DIAGNOSE_BACKENDS)
+    if config.experiment not in FORUM_NETS:
+        raise ValueError(f"parameter experiment={excerpt(config.experiment)}: the diagnosis notebook takes a forum "
+                         f"net ({', '.join(FORUM_NETS)}); for your own model use gnaexp diagnose --model")
+    return config, _text(params, "observed_file"), check_layout(params.get("device_layout", "correct"), "device_layout")
+
+
+def vad(params: Mapping[str, Any]) -> None:
+    """The VAD notebook's: the backends, and the device settings as ``vad_run`` checks them for every run."""
+    _text(params, "audio")
+    backends = words("backends", params.get("backends", ",".join(vad_run.DEFAULT_BACKENDS)))
+    if not backends:
+        raise ValueError("parameter backends is empty; give at least one, e.g. torch,gna-emu")
+    vad_run.check_backends(backends)
+    vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
+
+
+_CHECKS: dict[str, Callable[[Mapping[str, Any]], Any]] = {"pot": pot, "diagnose": diagnose, "vad": vad}
+
+
+def check(notebook: str, params: Mapping[str, Any]) -> None:
+    """Raise ValueError (or KeyError) naming a bad parameter of the notebook named ``notebook`` (its stem)."""
+    _CHECKS.get(notebook, experiment_config)(params)
