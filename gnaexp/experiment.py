@@ -409,16 +409,16 @@ def reference_outputs(model: ModelBundle, feed: dict[str, np.ndarray]) -> tuple[
 
 
 def _cached_reference(config: ExperimentConfig, key: str) -> tuple[ModelBundle, BackendResult, dict[str, np.ndarray]] | None:
-    """(model with the config's IR, torch result, inputs) from the reference cache, or None where absent. An
-    entry made for other inputs than the config's is refused, not silently used or replaced."""
+    """(model with the config's IR, torch result, inputs) from the reference cache, or None where absent,
+    damaged or made for other inputs than the config's (never used then; the next store replaces it)."""
     cached = cache.load_reference(key)
     if cached is None:
         return None
     model, ref, fingerprint = cached
     feed = make_inputs(config, model)
-    if inputs_mod.fingerprint(feed) != fingerprint:
-        raise RuntimeError("cached torch reference belongs to other inputs; clear the cache folder "
-                           f"{cache.cache_dir() / 'reference'}")
+    if inputs_mod.fingerprint(feed) != fingerprint:  # torch runs again, and its result replaces the entry
+        cache.discard_reference(key, "it holds the output of other inputs")
+        return None
     return _with_config_ir(model, config), ref, feed
 
 

@@ -6,8 +6,8 @@ import signal
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
-EXPERIMENT_HELP = ("conv | concat | concat_conv | model (with --set model=PATH.xml) | silero_vad (with --set "
-                   "audio=FILE.wav or a folder of WAV files)")
+EXPERIMENT_HELP = "conv | concat | concat_conv | model (with --set model=PATH.xml)"  # what export, diagnose take
+RUN_EXPERIMENT_HELP = EXPERIMENT_HELP + " | silero_vad (with --set audio=FILE.wav or a folder of WAV files)"
 LAYOUT_HELP = ("correct: what a correct plugin computes; legacy-concat: the documented path of 2022.3/2023.0 "
                "plugins (a conv after a Concat of network inputs reads the NCW buffer as NWC)")
 

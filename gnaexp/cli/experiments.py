@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.cli.common import EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, UsageError, make_config, stop_on_signals
+from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError, make_config,
+                               stop_on_signals)
 from gnaexp.files import dumps
 
 
@@ -278,7 +279,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("run", help="run one experiment through its backends and print metrics vs the reference")
-    p.add_argument("experiment", help=EXPERIMENT_HELP)
+    p.add_argument("experiment", help=RUN_EXPERIMENT_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="experiment parameter, e.g. scale_factor=2048 (repeatable)")
     p.add_argument("--backends", help="comma list, e.g. torch,openvino:CPU,gna-emu")
