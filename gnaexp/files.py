@@ -29,20 +29,39 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _temporary(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` (mkstemp); its name is cut so that it stays a valid name wherever
+    ``path``'s is."""
+    try:
+        return tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise naming(path, exc) from None
+
+
+def naming(path: Path, exc: OSError) -> OSError:
+    """``exc``, raised while writing ``path`` through a temporary file, as an error of ``path``: the user is told
+    about the file they asked for, never a hidden ``.NAME.xxxx.tmp``."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes 0600; a shared report must be readable like any file
             os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise naming(path, exc) from None
         raise
     return path
 
@@ -120,12 +139,15 @@ def staged_files() -> Iterator[Callable[[Path, bytes], None]]:
     def stage(path: Path, data: bytes) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _temporary(path)
         staged.append((tmp, path))
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_UMASK)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise naming(path, exc) from None
 
     try:
         yield stage
@@ -134,8 +156,14 @@ def staged_files() -> Iterator[Callable[[Path, bytes], None]]:
             with suppress(OSError):
                 os.unlink(tmp)
         raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
+    for i, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            for rest, _ in staged[i:]:
+                with suppress(OSError):
+                    os.unlink(rest)
+            raise naming(path, exc) from None
 
 
 def portable_path(path: str | Path) -> str:

@@ -65,6 +65,16 @@ def test_the_library_checks_silero_vad_settings_before_reading_audio(tmp_path):
         "scale_factor": 2048.0, "state_scale_factor": 512.0}
 
 
+@pytest.mark.parametrize("command, offered", [("run", True), ("export", False), ("diagnose", False)])
+def test_help_offers_silero_vad_only_where_it_is_taken(capsys, command, offered):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert ("silero_vad" in capsys.readouterr().out) is offered
+    if not offered:
+        assert cli.main([command, "silero_vad", "--out", "x"] if command == "export" else [command, "silero_vad"]) == 2
+        assert "unknown experiment 'silero_vad'" in capsys.readouterr().err
+
+
 # --- the batch matrix ------------------------------------------------------------------------------------------
 
 def _batch(tmp_path: Path, capsys, runs: list, text: str | None = None) -> str:

@@ -198,3 +198,33 @@ def test_a_temp_cache_folder_of_another_user_is_refused(monkeypatch, tmp_path):
     os.chown(planted, 12345, 12345)
     with pytest.raises(ValueError, match="belongs to another user or is writable by others: set GNAEXP_CACHE"):
         cache.cache_dir()
+
+
+# --- errors name the file asked for ------------------------------------------------------------------------------
+
+def _in_the_way(folder: Path) -> Path:
+    """A target that cannot be replaced by a file: a folder with something in it."""
+    target = folder / "record.json"
+    target.mkdir(parents=True)
+    (target / "keep").write_text("x")
+    return target
+
+
+def test_a_failed_atomic_write_names_the_target_not_its_temporary_file(tmp_path, capsys):
+    from gnaexp import files
+    from gnaexp.cli import _os_error_message
+
+    target = _in_the_way(tmp_path)
+    with pytest.raises(OSError) as info:
+        files.atomic_write_text(target, "{}")
+    message = _os_error_message(info.value)
+    assert info.value.filename == str(target) and ".tmp" not in message and str(target) in message
+    with pytest.raises(OSError) as info:
+        with files.staged_files() as stage:
+            stage(tmp_path / "a.npz", b"a")
+            stage(target, b"b")
+    assert info.value.filename == str(target) and ".tmp" not in _os_error_message(info.value)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    long = tmp_path / ("n" * 250 + ".json")  # a valid name; its temporary file's name must be valid too
+    files.atomic_write_text(long, "{}")
+    assert long.read_text() == "{}"
