@@ -35,17 +35,22 @@ import tempfile
 import threading
 import uuid
 from contextlib import contextmanager, suppress
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from gnaexp import batch, vad_run
+from gnaexp.excerpt import excerpt
 from gnaexp.batch import STAGING_DIR, Outcome, Staged
 from gnaexp.matrix import Run
 
 CONNECT_TIMEOUT_S = 10
 LOCAL_ALLOWED_FAILURES = 1  # a run whose worker died is tried once more, on another worker
+# What a local worker may take: the worker (about 0.1 GiB), its kernel zygote with torch and the nets preloaded
+# (about 0.3 GiB) and the notebook run forked from it.
+WORKER_MEMORY = 1 << 30
 _ADDRESS = re.compile(r"(?:(tcp|tls)://)?([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
 
 
@@ -61,16 +66,36 @@ def parse(spec: str) -> tuple[str, Any]:
     """("local", N) for ``local:N``, ("address", "tcp://HOST:PORT") for a scheduler address."""
     spec = spec.strip()
     if spec.lower().startswith("local"):
-        m = re.fullmatch(r"local:([0-9]+)", spec, re.I)
-        if not m or int(m.group(1)) < 1:
-            raise ClusterError(f"--dask {spec!r}: give the number of worker processes to start here, at least 1 "
-                               "(e.g. --dask local:4)")
-        return "local", int(m.group(1))
+        m = re.fullmatch(r"local:0*([0-9]+)", spec, re.I)
+        if not m or int(m.group(1)[:10]) < 1:
+            raise ClusterError(f"--dask {excerpt(spec)}: give the number of worker processes to start here, at least "
+                               "1 (e.g. --dask local:4)")
+        n, (most, why) = int(m.group(1)[:10]), local_capacity()  # 10 digits: more than any machine holds
+        if n > most:
+            raise ClusterError(f"--dask {excerpt(spec)}: this machine holds at most {most} worker process(es) ({why}); "
+                               f"give local:{most} or less, or a scheduler's address to use more machines")
+        return "local", n
     m = _ADDRESS.fullmatch(spec)
     if not m or not 0 < int(m.group(3)) < 65536:
-        raise ClusterError(f"--dask {spec!r} is neither a scheduler address (tcp://HOST:PORT, as `dask scheduler` "
-                           "prints it) nor local:N (N worker processes on this machine)")
+        raise ClusterError(f"--dask {excerpt(spec)} is neither a scheduler address (tcp://HOST:PORT, as `dask "
+                           "scheduler` prints it) nor local:N (N worker processes on this machine)")
     return "address", f"{m.group(1) or 'tcp'}://{m.group(2)}:{m.group(3)}"
+
+
+def local_capacity() -> tuple[int, str]:
+    """(how many worker processes this machine holds, why): one per core this process may use (a notebook run
+    keeps a core busy; more workers only take turns), and no more than its memory holds at WORKER_MEMORY each
+    (a container's memory limit where there is one)."""
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    memory = psutil.virtual_memory().total
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with suppress(OSError, ValueError):
+            memory = min(memory, int(Path(limit_file).read_text().strip()))  # "max": no limit
+    by_memory = max(1, memory // WORKER_MEMORY)
+    return min(cores, by_memory), (f"{cores} core(s) and {memory / 2**30:.1f} GiB of memory, about "
+                                   f"{WORKER_MEMORY / 2**30:g} GiB per worker")
 
 
 class KernelSetup(WorkerPlugin):  # type: ignore[misc]
@@ -119,9 +144,16 @@ def connect(spec: str, local_dir: Path | None = None, kernels: bool = True, log:
     try:
         if kind == "local":
             # Ctrl-C goes to the whole process group: the workers leave it to this process, which cancels the
-            # runs and closes the cluster (they inherit the ignored SIGINT, as pool workers ignore it).
-            main = threading.current_thread() is threading.main_thread()
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            # runs and closes the cluster. They are started with SIGINT blocked (the cluster's threads, which
+            # start them and any worker restarted later, are made while this thread blocks it; a blocked signal
+            # stays blocked across exec), so this process alone gets a Ctrl-C, also one pressed while they start:
+            # at once on another of its threads, else here when the start-up ends. (Ignoring SIGINT here while
+            # they started lost that Ctrl-C: the batch ran on to the end.) multiprocessing's resource tracker is
+            # started first: starting it unblocks SIGINT in the thread that starts it, and that thread would
+            # then start a worker that takes Ctrl-C.
+            resource_tracker.ensure_running()
+            blocked = (signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                       if threading.current_thread() is threading.main_thread() else None)
             try:
                 # One run per worker thread in flight (dask's default is 1.1): a worker that dies then takes
                 # no run with it that it had not started.
@@ -131,8 +163,8 @@ def connect(spec: str, local_dir: Path | None = None, kernels: bool = True, log:
                                            dashboard_address=None, silence_logs=logging.ERROR,
                                            local_directory=str(local_dir) if local_dir else None)
             finally:
-                if main:
-                    signal.signal(signal.SIGINT, previous)
+                if blocked is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a Ctrl-C pressed meanwhile arrives now
             client = Client(cluster)
         else:
             _reachable(value)
@@ -300,41 +332,51 @@ def _run_batch_on_cluster(runs: list[Run], out: Path, spec: str, kind: str, forc
     if kind == "local" or not todo:  # a local cluster's kernels log there from the start
         (out / batch.STATE_DIR).mkdir(parents=True, exist_ok=True)
     if todo:
-        # A scheduler that is not there, or unfit workers, fail before anything is written.
-        with connect(spec, out / STAGING_DIR / "dask", True, str(out / batch.STATE_DIR / "workers.log")) as client:
-            (out / batch.STATE_DIR).mkdir(parents=True, exist_ok=True)
-            threads = client.nthreads()
-            echo(f"running {len(todo)} of {len(runs)} notebooks on {len(threads)} dask worker(s) → {out}")
-            if any(n > 1 for n in threads.values()):
-                echo("note: a worker process executes one notebook at a time; start workers with --nthreads 1 "
-                     "--nworkers N to run N at once on a machine")
-            batch_id = uuid.uuid4().hex[:8]
-            sources = {nb: nb.read_bytes() for nb in {r.notebook for r in todo}}
-            # The notebook travels inside each task (a few kB): a task without dependencies waits in the
-            # scheduler's queue until a worker is free, so a worker that dies takes only its own run with it.
-            # One key group, so that the queue applies; the local pool's order, by priority.
-            futures = {client.submit(_run_task, r, sources[r.notebook], show_code, timeout, batch_id, pure=False,
-                                     key=(f"gnaexp-run-{batch_id}", i), priority=len(todo) - i): r
-                       for i, r in enumerate(todo)}
-            bar = batch.progress_bar(len(todo))
-            index = batch.IndexWriter(runs, out)
-            try:
-                for future in as_completed(futures):
-                    outcome = _collect(future, futures[future], out)
-                    future.release()  # its files are in place: the worker may forget them
-                    outcomes[outcome.name] = outcome
-                    batch.note_outcome(bar, outcome)
-                    index.update()
-            except KeyboardInterrupt:
-                _stop(client, list(futures), batch_id)
-                bar.close()
-                index.final()
-                echo(batch.interrupted(outcomes))
-                raise
-            finally:
-                bar.close()
+        log = str(out / batch.STATE_DIR / "workers.log")
+        try:
+            # A scheduler that is not there, or unfit workers, fail before anything is written.
+            with connect(spec, out / STAGING_DIR / "dask", True, log) as client:
+                _execute(client, runs, todo, outcomes, out, show_code, timeout, echo)
+        except KeyboardInterrupt:  # also while the workers start or are prepared
+            echo(batch.interrupted(outcomes))
+            raise
     batch.write_index(runs, out)
     return [outcomes[r.name] for r in runs if r.name in outcomes]
+
+
+def _execute(client: Any, runs: list[Run], todo: list[Run], outcomes: dict[str, Outcome], out: Path, show_code: bool,
+             timeout: float | None, echo: Any) -> None:
+    """One task per run to execute; each published as it comes back, the index kept up to date."""
+    (out / batch.STATE_DIR).mkdir(parents=True, exist_ok=True)
+    threads = client.nthreads()
+    echo(f"running {len(todo)} of {len(runs)} notebooks on {len(threads)} dask worker(s) → {out}")
+    if any(n > 1 for n in threads.values()):
+        echo("note: a worker process executes one notebook at a time; start workers with --nthreads 1 "
+             "--nworkers N to run N at once on a machine")
+    batch_id = uuid.uuid4().hex[:8]
+    sources = {nb: nb.read_bytes() for nb in {r.notebook for r in todo}}
+    # The notebook travels inside each task (a few kB): a task without dependencies waits in the
+    # scheduler's queue until a worker is free, so a worker that dies takes only its own run with it.
+    # One key group, so that the queue applies; the local pool's order, by priority.
+    futures = {client.submit(_run_task, r, sources[r.notebook], show_code, timeout, batch_id, pure=False,
+                             key=(f"gnaexp-run-{batch_id}", i), priority=len(todo) - i): r
+               for i, r in enumerate(todo)}
+    bar = batch.progress_bar(len(todo))
+    index = batch.IndexWriter(runs, out)
+    try:
+        for future in as_completed(futures):
+            outcome = _collect(future, futures[future], out)
+            future.release()  # its files are in place: the worker may forget them
+            outcomes[outcome.name] = outcome
+            batch.note_outcome(bar, outcome)
+            index.update()
+    except KeyboardInterrupt:
+        _stop(client, list(futures), batch_id)
+        bar.close()
+        index.final()
+        raise
+    finally:
+        bar.close()
 
 
 # --- evaluate ---------------------------------------------------------------------------------------------------

@@ -210,8 +210,9 @@ def load_matrix(path: str | Path) -> list[Run]:
             _check_name(where, name)
             same = names.setdefault(name.lower(), name)
             if same != name:  # one file on Windows and macOS, which do not tell the names apart
-                raise MatrixError(f"{where}: run names {excerpt(same)} and {excerpt(name)} differ only in case; their files "
-                                  "would overwrite each other on Windows and macOS: give each run a distinct 'name:'")
+                raise MatrixError(f"{where}: run names {excerpt(same)} and {excerpt(name)} differ only in case; "
+                                  "their files would overwrite each other on Windows and macOS: give each run a "
+                                  "distinct 'name:'")
             chosen = {k: v for k, v in defaults.items() if k in valid}
             chosen.update(shown)
             chosen["record_dir"] = f"{name}.record"
@@ -306,8 +307,8 @@ def _check_name(where: str, name: Any) -> None:
     """A run name is a plain file name inside the output folder: no separators, no '..', not a reserved name."""
     text = str(name)
     if not NAME_PATTERN.fullmatch(text) or ".." in text:
-        raise MatrixError(f"{where}: run name {excerpt(text)} is not a plain name (letters, digits and -_. only, starting "
-                          "with a letter or digit, no '..'): every run's files stay inside --out")
+        raise MatrixError(f"{where}: run name {excerpt(text)} is not a plain name (letters, digits and -_. only, "
+                          "starting with a letter or digit, no '..'): every run's files stay inside --out")
     if text.lower() in RESERVED_NAMES:
         raise MatrixError(f"{where}: run name {excerpt(text)} is reserved ({text}.html is the batch's own page); "
                           "choose another name")
