@@ -23,6 +23,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -65,8 +66,10 @@ def _default_cache_dir() -> Path:
 def _private_temp_dir() -> Path:
     """``gnaexp-cache-UID`` in the temp folder, made private to this user; refused when someone else owns it
     (another user could otherwise plant entries in it)."""
+    import getpass
+
     uid = os.getuid() if hasattr(os, "getuid") else None
-    folder = Path(tempfile.gettempdir()) / f"gnaexp-cache-{uid if uid is not None else os.getlogin()}"
+    folder = Path(tempfile.gettempdir()) / f"gnaexp-cache-{uid if uid is not None else getpass.getuser()}"
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         st = folder.lstat()
@@ -92,8 +95,11 @@ def _stats(paths: Sequence[Path]) -> tuple[Any, ...] | None:
 
 
 def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _seal(folder: Path, names: Sequence[str]) -> None:
@@ -116,9 +122,9 @@ def _note(folder: Path, problem: str) -> None:
           "building it again", file=sys.stderr, flush=True)
 
 
-def _intact(folder: Path, names: Sequence[str]) -> bool:
+def _intact(folder: Path, names: Sequence[str], tell: bool = True) -> bool:
     """Whether ``folder`` holds the files ``names`` as they were sealed. No seal (an entry never finished, or made
-    before seals existed): False. A seal the files disagree with: False, and the user is told."""
+    before seals existed): False. A seal the files disagree with: False, and the user is told (with ``tell``)."""
     seal = folder / SEAL
     if not seal.is_file():
         return False
@@ -141,7 +147,8 @@ def _intact(folder: Path, names: Sequence[str]) -> bool:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         problem = f"unreadable: {exc.strerror if isinstance(exc, OSError) else 'its seal is not valid'}"
     if problem:
-        _note(folder, problem)
+        if tell:
+            _note(folder, problem)
         _VERIFIED.pop(seal, None)
         return False
     if key is not None:
@@ -151,21 +158,16 @@ def _intact(folder: Path, names: Sequence[str]) -> bool:
 
 def _publish(folder: Path, build: Callable[[Path], Any], names: Sequence[str]) -> None:
     """Build an entry in a temporary folder beside ``folder`` (``build(tmp)`` writes ``names`` there), seal it
-    and rename it into place; an entry already there (damaged, or unsealed) is set aside and removed first. When
-    another process puts its entry in place meanwhile, that one stays."""
+    and rename it into place; an entry already there (damaged, or unsealed) is set aside and removed first. An
+    intact entry another process put in place meanwhile stays."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
         build(tmp)
         _seal(tmp, names)
-        if folder.exists():
-            aside = folder.with_name(f".damaged-{folder.name}-{os.getpid()}-{tmp.name[-8:]}")
-            try:
-                folder.rename(aside)
-            except FileNotFoundError:
-                pass  # another process set it aside already
-            else:
-                shutil.rmtree(aside, ignore_errors=True)
+        if folder.exists() and _intact(folder, names, tell=False):
+            return  # another process put its entry in place meanwhile: processes may be reading it
+        _remove(folder)
         try:
             os.replace(tmp, folder)
         except OSError:
@@ -174,6 +176,16 @@ def _publish(folder: Path, build: Callable[[Path], Any], names: Sequence[str]) -
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(folder: Path) -> None:
+    """Set an entry aside (one rename: no reader sees half of it), then delete it."""
+    aside = folder.with_name(f".damaged-{folder.name}-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        folder.rename(aside)
+    except FileNotFoundError:
+        return  # not there, or another process set it aside already
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _best_effort(folder: Path, build: Callable[[Path], Any], names: Sequence[str]) -> None:
@@ -218,8 +230,11 @@ def load_reference(key: str) -> tuple[ModelBundle, BackendResult, str] | None:
 
 
 def discard_reference(key: str, problem: str) -> None:
-    """An entry that is intact but wrong (made for other inputs): the user is told; the next store replaces it."""
-    _note(cache_dir() / "reference" / key, problem)
+    """Remove an entry that is intact but wrong (made for other inputs), telling the user."""
+    folder = cache_dir() / "reference" / key
+    _note(folder, problem)
+    with suppress(OSError):
+        _remove(folder)
 
 
 def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fingerprint: str) -> None:

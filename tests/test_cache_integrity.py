@@ -4,6 +4,7 @@ sits in --out; the cache folder never lands in / when HOME is empty."""
 
 import json
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -111,7 +112,9 @@ def test_an_entry_for_other_inputs_is_replaced_not_an_internal_error(capsys):
     from gnaexp.backends import make_backend
     from gnaexp.inputs import fingerprint
 
+    shutil.rmtree(cache.cache_dir() / "reference" / key)
     cache.store_reference(key, model, make_backend("torch").run(model, feed), fingerprint(feed))  # a wrong entry
+    assert cache.load_reference(key)[2] == fingerprint(feed)
     capsys.readouterr()
     record = experiment.run(config, use_cache=True)
     assert "it holds the output of other inputs" in capsys.readouterr().err

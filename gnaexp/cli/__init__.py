@@ -59,7 +59,11 @@ def _save_traceback(command: str) -> str:
     from gnaexp.cache import cache_dir
 
     text = f"gnaexp {command}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n" + traceback.format_exc()
-    for folder in (cache_dir() / "errors", Path(tempfile.gettempdir())):
+    try:
+        folders = [cache_dir() / "errors"]
+    except (OSError, ValueError):  # no usable cache folder: the temp folder still takes it
+        folders = []
+    for folder in (*folders, Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, path = tempfile.mkstemp(prefix="gnaexp-error-", suffix=".txt", dir=folder)
