@@ -42,15 +42,13 @@ from typing import Any, Callable, Iterator, Sequence
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from gnaexp import batch, vad_run
+from gnaexp.environment import local_capacity
 from gnaexp.excerpt import excerpt
 from gnaexp.batch import STAGING_DIR, Outcome, Staged
 from gnaexp.matrix import Run
 
 CONNECT_TIMEOUT_S = 10
 LOCAL_ALLOWED_FAILURES = 1  # a run whose worker died is tried once more, on another worker
-# What a local worker may take: the worker (about 0.1 GiB), its kernel zygote with torch and the nets preloaded
-# (about 0.3 GiB) and the notebook run forked from it.
-WORKER_MEMORY = 1 << 30
 _ADDRESS = re.compile(r"(?:(tcp|tls)://)?([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
 
 
@@ -80,22 +78,6 @@ def parse(spec: str) -> tuple[str, Any]:
         raise ClusterError(f"--dask {excerpt(spec)} is neither a scheduler address (tcp://HOST:PORT, as `dask "
                            "scheduler` prints it) nor local:N (N worker processes on this machine)")
     return "address", f"{m.group(1) or 'tcp'}://{m.group(2)}:{m.group(3)}"
-
-
-def local_capacity() -> tuple[int, str]:
-    """(how many worker processes this machine holds, why): one per core this process may use (a notebook run
-    keeps a core busy; more workers only take turns), and no more than its memory holds at WORKER_MEMORY each
-    (a container's memory limit where there is one)."""
-    import psutil
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    memory = psutil.virtual_memory().total
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        with suppress(OSError, ValueError):
-            memory = min(memory, int(Path(limit_file).read_text().strip()))  # "max": no limit
-    by_memory = max(1, memory // WORKER_MEMORY)
-    return min(cores, by_memory), (f"{cores} core(s) and {memory / 2**30:.1f} GiB of memory, about "
-                                   f"{WORKER_MEMORY / 2**30:g} GiB per worker")
 
 
 class KernelSetup(WorkerPlugin):  # type: ignore[misc]

@@ -7,6 +7,8 @@ import functools
 import os
 import platform
 import sys
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 
@@ -69,3 +71,24 @@ def device_name(core: Any, device: str) -> str:
         return str(core.get_property(device, "FULL_DEVICE_NAME"))
     except Exception:  # noqa: BLE001 — a missing property must not fail a run
         return device
+
+
+# What a process that executes notebooks may take: the worker (about 0.1 GiB), its kernel zygote with torch and the
+# nets preloaded (about 0.3 GiB) and the notebook run forked from it.
+WORKER_MEMORY = 1 << 30
+
+
+def local_capacity() -> tuple[int, str]:
+    """(how many notebook-running worker processes this machine holds, why): one per core this process may use (a notebook run
+    keeps a core busy; more workers only take turns), and no more than its memory holds at WORKER_MEMORY each
+    (a container's memory limit where there is one)."""
+    import psutil
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    memory = psutil.virtual_memory().total
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with suppress(OSError, ValueError):
+            memory = min(memory, int(Path(limit_file).read_text().strip()))  # "max": no limit
+    by_memory = max(1, memory // WORKER_MEMORY)
+    return min(cores, by_memory), (f"{cores} core(s) and {memory / 2**30:.1f} GiB of memory, about "
+                                   f"{WORKER_MEMORY / 2**30:g} GiB per worker")

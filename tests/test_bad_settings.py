@@ -2,7 +2,6 @@
 parameters of the vad, diagnose and pot notebooks when the matrix is read, YAML aliases that expand without
 bound, run names that differ only in case; messages quote a value briefly; planning a matrix is linear."""
 
-import time
 from pathlib import Path
 
 import pytest

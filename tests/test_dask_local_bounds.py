@@ -13,7 +13,7 @@ import psutil
 import pytest
 import yaml
 
-from gnaexp import cli, cluster
+from gnaexp import cli, cluster, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "data" / "speech"
@@ -33,7 +33,7 @@ def _notebook(folder: Path) -> Path:
 
 
 def test_local_n_is_bounded_by_the_machine(tmp_path, capsys):
-    most, why = cluster.local_capacity()
+    most, why = environment.local_capacity()
     assert 1 <= most <= (os.cpu_count() or 1) and "core(s)" in why and "GiB of memory" in why
     assert cluster.parse(f"local:{most}") == ("local", most)
     _notebook(tmp_path)
@@ -48,6 +48,10 @@ def test_local_n_is_bounded_by_the_machine(tmp_path, capsys):
         assert cli.main(["evaluate", "silero_vad", "--audio", str(SPEECH), "--out", str(tmp_path / "e"),
                          "--dask", f"local:{n}"]) == 2
         assert f"at most {most} worker process(es)" in capsys.readouterr().err
+        assert cli.main(["batch", str(m), "--out", str(tmp_path / "r"), "--jobs", str(n)]) == 2
+        err = capsys.readouterr().err
+        assert f"--jobs {n}: this machine holds at most {most} notebook run(s) at once" in err, err
+        assert not (tmp_path / "r").exists()
     assert not (tmp_path / "r").exists() and not (tmp_path / "e").exists()
 
 

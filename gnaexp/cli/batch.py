@@ -35,6 +35,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         print("gnaexp batch: error: --jobs must be at least 1", file=sys.stderr)
         return 2
+    if args.jobs is not None:
+        from gnaexp.environment import local_capacity
+
+        most, why = local_capacity()
+        if args.jobs > most:
+            print(f"gnaexp batch: error: --jobs {args.jobs}: this machine holds at most {most} notebook run(s) at "
+                  f"once ({why}); give --jobs {most} or less, or --dask ADDRESS to use more machines",
+                  file=sys.stderr)
+            return 2
     if not args.timeout > 0:
         print("gnaexp batch: error: --timeout must be a positive number of seconds", file=sys.stderr)
         return 2
