@@ -46,6 +46,7 @@ from gnaexp.environment import local_capacity
 from gnaexp.excerpt import excerpt
 from gnaexp.batch import STAGING_DIR, Outcome, Staged
 from gnaexp.matrix import Run
+from gnaexp.output_folder import check_folder
 
 CONNECT_TIMEOUT_S = 10
 LOCAL_ALLOWED_FAILURES = 1  # a run whose worker died is tried once more, on another worker
@@ -384,6 +385,8 @@ def evaluate_on_cluster(audio_files: Sequence[str | Path], backends: Sequence[st
     """``vad_run.run`` with the files split across the cluster's workers (one task per share of the files); the
     record's per-file rows and aggregate are those of a run here. ``progress(n)``: n more files are done."""
     parse(spec)
+    if out_dir is not None:
+        check_folder(out_dir, "record folder")  # refused before any audio is read or any worker starts
     loaded, opts, imported = vad_run.load(audio_files, backends, options)
     with vad_run.record_folder(out_dir) as stage:
         # a local cluster's scratch space, inside the staging folder and removed before it is published

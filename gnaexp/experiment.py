@@ -24,7 +24,7 @@ from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
 from gnaexp.gna_settings import (FORUM_NETS, check_execution_mode, check_layout, check_precision,
                                   check_scale_factor)
-from gnaexp.output_folder import publish_folder
+from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.records import Record
 
 EXPERIMENTS = FORUM_NETS + ("model",)
@@ -334,6 +334,8 @@ def run(
     from gnaexp import diagnosis
 
     start = time.perf_counter()
+    if out_dir is not None:
+        check_folder(out_dir, "record folder")  # refused before any work, not after it
     check_backends(config)
     key = reference_cache_key(config) if use_cache and model is None else None
     cached = _cached_reference(config, key) if key else None

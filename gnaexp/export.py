@@ -13,7 +13,7 @@ from pathlib import Path
 from gnaexp import experiment, inputs as inputs_mod
 from gnaexp.backends import make_backend
 from gnaexp.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
-from gnaexp.output_folder import publish_folder
+from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.standalone import MEASURE_SCRIPT
 
 
@@ -22,6 +22,7 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
 
     A folder holding anything an export did not write (e.g. the device's outputs.npz) is refused, not replaced.
     """
+    check_folder(folder, "export folder")
     model = experiment.build_model(config)
     feed = experiment.make_inputs(config, model)
     with publish_folder(folder, "export folder") as stage:

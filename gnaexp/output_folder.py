@@ -256,3 +256,13 @@ def add_file(folder: str | Path, name: str, data: bytes, what: str = "record fol
     finally:
         if created:
             _remove_if_only_control(folder)
+
+
+def check_folder(dest: str | Path, what: str = "output folder") -> None:
+    """Before any work: would ``publish_folder(dest)`` accept ``dest`` now? Raises as it would (a file of the
+    user's there, a folder in use, a path that cannot be a folder); writes nothing."""
+    dest = _check_dest(Path(dest), what)
+    _refuse_foreign(dest, what)
+    if dest.is_dir() and (dest / LOCK).exists():
+        with _locked(dest, what):
+            pass

@@ -20,7 +20,7 @@ from gnaexp.backends import check_spec, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.gna_settings import check_execution_mode, check_precision, check_scale_factor
 from gnaexp.vad_truth import ground_truth
-from gnaexp.output_folder import publish_folder
+from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.records import VAD_SCHEMA
 
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
@@ -135,6 +135,8 @@ def run(audio_files: Sequence[str | Path], backends: Sequence[str] = DEFAULT_BAC
 
     options: device settings (``device_options``: scale_factor, state_scale_factor; precision and
     execution_mode for openvino:GNA). A batched backend streams all files at once."""
+    if out_dir is not None:
+        check_folder(out_dir, "record folder")  # refused before any audio is read
     loaded, opts, imported = load(audio_files, backends, options)
     with record_folder(out_dir) as stage:
         part = stream_files([sound.samples for _, sound in loaded], streamed(backends), opts, stage / "ir", progress,

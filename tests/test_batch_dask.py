@@ -359,6 +359,8 @@ def _comparable(record: dict) -> dict:
     record = json.loads(json.dumps(record))
     for key in ("environment", "seconds"):
         record.pop(key)
+    # where torch's tracks came from (streamed, or the cache a share of the files hit) is provenance, not a result
+    record["device_settings"].get("torch", {}).pop("tracks", None)
     for f in record["files"]:
         for row in f["backends"].values():
             row.pop("ms_per_chunk")

@@ -64,6 +64,7 @@ def test_every_command_refuses_an_out_holding_a_users_files_and_keeps_them(tmp_p
     assert main(COMMANDS[command](out, tmp_path)) == 2
     err = capsys.readouterr().err
     assert "holds files gnaexp did not write there" in err and "Traceback" not in err
+    assert "running " not in err and "streaming " not in err  # refused before any work
     for name in (".env", ".git", "measured.npy", "record.json"):
         assert name in err
     assert _snapshot(out) == before

@@ -30,13 +30,14 @@ def add_parsers(sub: Any) -> None:
 def cmd_quantize(args: Any) -> int:
     from gnaexp.quantization import QuantizationSettings, quantize_ir
     from gnaexp.files import atomic_write_text, dumps
-    from gnaexp.output_folder import publish_folder
+    from gnaexp.output_folder import check_folder, publish_folder
 
     settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
                                     args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "",
                                     output_fake_quantize=not args.no_output_fq)
     settings.validate()
     out = Path(args.out)
+    check_folder(out, "quantize output folder")
     if args.model.endswith(".xml"):
         float_src = Path(args.model)
         if not float_src.exists():
