@@ -30,6 +30,10 @@ SATURATION_SHARE = 1e-3
 FLOOR_MARGIN_DB = 3.0  # within this many dB of the emulated floor counts as "at the floor"
 STEADY_DB = 3.0  # an SQNR that moves less than this across the usable scale factors is "unchanged by sf"
 USABLE_FLOOR_DB = 30.0  # scale factors where the floor is at least this are not quantization-bound
+SF_CAUSE_DB = 10.0  # another scale factor gaining more than this over a floor below USABLE_FLOOR_DB: sf is the cause
+# An input using less than this share of the int16 range (its scale factor below the one its peak allows) has too
+# few levels for a network's decisions to hold.
+INPUT_RANGE_CAUSE = 1 / 64
 
 
 def worst(per_output: Mapping[str, metrics.Comparison]) -> metrics.Comparison:
@@ -85,6 +89,44 @@ def _best_hint(sweep: Mapping[str, Any]) -> str:
         return (f"; the floor itself is quantization-limited here — sf {sweep['best_scale_factor']:g} would give "
                 f"{sweep['best_sqnr_db']:.1f} dB")
     return ""
+
+
+def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
+    """The first line of a finding when the configured scale factor is what limits the result: its emulated floor
+    is low and another scale factor of the sweep is far better. None where the scale factor is not the cause."""
+    if not sweep or "floor_sqnr_db" not in sweep:
+        return None
+    sf, floor = sweep["scale_factor"], sweep["floor_sqnr_db"]
+    best_sf, best = _best_within_headroom(sweep)
+    if not (math.isfinite(best) and best >= USABLE_FLOOR_DB) or best_sf == sf:
+        return None
+    if math.isfinite(floor) and (floor >= USABLE_FLOOR_DB or best - floor < SF_CAUSE_DB):
+        return None
+    at = f"SQNR {floor:.1f} dB" if math.isfinite(floor) else "no usable output"
+    return (f"the scale factor is the cause: at sf {sf:g} the emulated GNA floor is {at}, at sf {best_sf:g} it is "
+            f"{best:.1f} dB — set scale_factor={best_sf:g}")
+
+
+def _best_within_headroom(sweep: Mapping[str, Any]) -> tuple[float, float]:
+    """(sf, SQNR) to advise: the best of the sweep among the scale factors that keep the recommended headroom for
+    inputs larger than these (the best overall where none does)."""
+    trace = sweep.get("layouts", {}).get("correct", {}).get("sqnr_db")
+    limit = sweep.get("recommended_scale_factor")
+    if trace and limit:
+        kept = [(s, v) for s, v in zip(sweep["scale_factors"], trace) if s <= limit and math.isfinite(v)]
+        if kept:
+            return max(kept, key=lambda p: p[1])
+    return sweep["best_scale_factor"], sweep["best_sqnr_db"]
+
+
+def input_range_cause(used_sf: float, recommended_sf: float, what: str = "the input") -> str | None:
+    """The first line of a finding when an input's scale factor leaves it far too few int16 levels (a streaming
+    net's decisions, where no floor sweep ran). None where the scale factor is not the cause."""
+    if not (used_sf > 0 and recommended_sf > 0) or used_sf >= recommended_sf * INPUT_RANGE_CAUSE:
+        return None
+    return (f"the scale factor is the cause: at sf {used_sf:g} {what} uses {100 * used_sf / recommended_sf:.2g} % of "
+            f"the int16 range its peak allows — set scale_factor=recommended ({recommended_sf:.6g}, from the peak "
+            "with 6 dB headroom)")
 
 
 def _spread(values: list[float]) -> float:
@@ -153,7 +195,9 @@ def diagnose_record(record: Any) -> dict[str, Any]:
 def verdict_lines(record: Any) -> list[str]:
     """The record's verdicts as Markdown lines ("**label**: text."), the form notebooks and the index show."""
     verdicts = record.diagnosis.get("verdicts") or diagnose_record(record)["verdicts"]
-    return [f"**{label}**: {text}." for label, text in verdicts.items()]
+    lines = [f"**{label}**: {text}." for label, text in verdicts.items()]
+    cause = scale_factor_cause(record.sweep) if any(r.kind != "reference" for r in record.results) else None
+    return ([f"**finding**: {cause}."] if cause else []) + lines
 
 
 # --- hypotheses against an observed output (``hypotheses.score`` ranks them; the ladder runs them) -----------

@@ -59,14 +59,16 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     d = Diagnosis(config, label, result, record_dir, arrays)
     obs = d.step("observed")
     row = {"backend": label, "cosine": obs.get("cosine"), "sqnr_db": obs.get("sqnr_db"), "l1": None}
-    write_index_entry(record_dir, config.experiment, [f"**{label}**: {obs.get('verdict', '')}.",
-                                                      f"**per layer**: {d.step('per-layer').get('verdict', '')}."],
+    headline = [f"**finding**: {result['headline']}."] if result.get("headline") else []
+    write_index_entry(record_dir, config.experiment, headline + [f"**{label}**: {obs.get('verdict', '')}.",
+                                                                 f"**per layer**: {d.step('per-layer').get('verdict', '')}."],
                       [row])
     return d
 
 
 def verdict(d: Diagnosis) -> Markdown:
-    lines = [f"- **{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
+    lines = ([f"- **finding**: {d.result['headline']}"] if d.result.get("headline") else [])
+    lines += [f"- **{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
     return Markdown(f"<div class='gnaexp-verdict'>\n\n**Diagnosis** of {escape(d.config.experiment)} at sf "
                     f"{d.config.scale_factor:g}, observed: {escape(d.observed_label)} (GNA figures emulated)\n\n"
                     + "\n".join(lines) + "\n\n</div>")

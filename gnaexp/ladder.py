@@ -163,7 +163,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                   "first_bad_layer": bad["layer"] if bad else None,
                   "verdict": diagnosis.per_layer_verdict(per, bad, path, observed is not None)})
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
-            "emulated": True, "steps": steps}
+            "emulated": True, "headline": diagnosis.scale_factor_cause(sweep), "steps": steps}
 
 
 def _layout_verdict(rows: list[dict[str, Any]]) -> str:
@@ -185,6 +185,8 @@ def _layout_verdict(rows: list[dict[str, Any]]) -> str:
 
 def format_ladder(result: Mapping[str, Any]) -> str:
     lines = [f"diagnosis of {result['experiment']} (reference {result['reference']}; GNA figures are emulated)"]
+    if result.get("headline"):
+        lines.append(f"→ {result['headline']}")
     for i, step in enumerate(result["steps"], 1):
         lines.append(f"{i}. [{step['step']}] {step['verdict']}")
     return "\n".join(lines)

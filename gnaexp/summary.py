@@ -44,9 +44,12 @@ def table(record: Record) -> str:
     """Fixed-width metrics table against the reference."""
     head = (f"{'backend':<26} {'kind':<9} {'L1':>10} {'cosine':>10} {'pearson':>10} {'SQNR dB':>8} "
             f"{'max|err|':>10} {'forum L1':>9} {'forum cos':>9}")
-    lines = [f"{record.experiment}  (reference: {record.reference}; scale_factor={record.config.get('scale_factor')}, "
-             f"precision={record.config.get('precision')}, layout={record.config.get('layout')})", head,
-             "-" * len(head)]
+    from gnaexp.diagnosis import scale_factor_cause
+
+    cause = scale_factor_cause(record.sweep) if any(r.kind != "reference" for r in record.results) else None
+    lines = ([f"→ {cause}"] if cause else []) + [
+        f"{record.experiment}  (reference: {record.reference}; scale_factor={record.config.get('scale_factor')}, "
+        f"precision={record.config.get('precision')}, layout={record.config.get('layout')})", head, "-" * len(head)]
     for r in rows(record):
         lines.append(
             f"{r['backend']:<26} {r['kind']:<9} {number(r['l1'], '10.3e', '-')} {number(r['cosine'], '10.6f', '-')} "

@@ -286,6 +286,11 @@ def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts:
             "plan": [{**row, "saturations": int(saturations.get(row["layer"], 0))} for row in emu["plan"]],
             "notes": emu["notes"], "input_scale_factors": emu["input_scale_factors"]}
     record["aggregate"] = aggregate(record)
+    from gnaexp.emulator.sweep import recommended_scale_factor
+
+    # the audio scale factor the files' peak allows, for the finding when a configured one is far below it
+    record["recommended_scale_factor"] = recommended_scale_factor(
+        np.array([np.max(np.abs(s.samples)) if np.size(s.samples) else 0.0 for _, s in loaded]))
     if out_dir is not None:  # a staging folder (record_folder), published whole
         files.atomic_write_bytes(Path(out_dir) / "tracks.npz", files.npz_bytes(tracks))
         files.atomic_write_text(Path(out_dir) / "record.json", files.dumps(record))
@@ -341,8 +346,31 @@ def _plan_row(row: dict[str, Any], saturations: dict[str, int]) -> dict[str, Any
     return out
 
 
+AGREEMENT_OK = 0.99  # below this share of identical decisions, a backend's decisions do not hold
+
+
+def finding(record: dict[str, Any]) -> str | None:
+    """When a GNA backend's decisions do not hold and its audio scale factor leaves the input too few levels: the
+    scale factor is the cause, and the one to use (from the audio's peak)."""
+    from gnaexp.diagnosis import input_range_cause
+
+    recommended = record.get("recommended_scale_factor")
+    for b, agg in record["aggregate"].items():
+        used = (record["device_settings"].get(b, {}).get("scale_factors") or {})
+        used = used.get("chunk") if isinstance(used, dict) else used
+        if b == record["reference"] or not recommended or not isinstance(used, (int, float)):
+            continue
+        if agg.get("agreement", 1.0) < AGREEMENT_OK:
+            cause = input_range_cause(float(used), float(recommended), "the audio")
+            if cause:
+                return cause
+    return None
+
+
 def aggregate_table(record: dict[str, Any]) -> str:
     lines = [f"all {len(record['files'])} file(s), against {record['reference']}:"]
+    if finding(record):
+        lines.insert(0, f"→ {finding(record)}")
     for b, a in record["aggregate"].items():
         lines.append(f"  {a['label']}: {aggregate_verdict(a)}")
     return "\n".join(lines)
@@ -363,7 +391,7 @@ def aggregate_verdict(a: dict[str, Any]) -> str:
 
 
 def table(record: dict[str, Any]) -> str:
-    lines = []
+    lines = [f"→ {finding(record)}"] if finding(record) else []
     for f in record["files"]:
         lines.append(f"{f['file']} ({f['seconds']:.1f} s)")
         for b, r in f["backends"].items():

@@ -97,7 +97,11 @@ def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor
     assert by_batch.input_fingerprint == by_run.input_fingerprint  # the same run, not a look-alike
     assert by_batch.diagnosis["verdicts"] == by_run.diagnosis["verdicts"]
     lines = diagnosis.verdict_lines(by_run)
-    assert len(lines) == 2  # openvino:CPU and gna-emu against torch
+    cause = diagnosis.scale_factor_cause(by_run.sweep)  # sf 1 is the cause here, sf 2048 is not
+    assert (cause is not None) == (scale_factor == 1)
+    assert len(lines) == 2 + (cause is not None)  # the finding, then openvino:CPU and gna-emu against torch
+    if cause:
+        assert lines[0] == f"**finding**: {cause}."
     summary = json.loads((out / "one.record" / pages.INDEX_ENTRY_FILE).read_text())
     assert summary["verdict"] == lines
     cells = json.loads((out / "one.ipynb").read_text())["cells"]
