@@ -107,6 +107,12 @@ def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
             f"{best:.1f} dB — set scale_factor={best_sf:g}")
 
 
+def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:
+    """The first line of a study whose configured scale factor the emulator refuses (as the plugin would)."""
+    return (f"the scale factor is the cause: the GNA plugin would refuse sf {sf:g} ({reason}) — the steps below use "
+            f"sf {used_sf:g}, the best it accepts; set scale_factor={used_sf:g}")
+
+
 def _best_within_headroom(sweep: Mapping[str, Any]) -> tuple[float, float]:
     """(sf, SQNR) to advise: the best of the sweep among the scale factors that keep the recommended headroom for
     inputs larger than these (the best overall where none does)."""

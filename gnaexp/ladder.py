@@ -71,6 +71,10 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     # 2. Floor at the configured scale factor, and the best the scale factor can do (the run's one sweep).
     sf = float(config.scale_factor)
     sweep = floor_sweep(model.ir_xml, feed, ref_outputs, sf, config.precision, LAYOUTS)
+    refused = sweep["refused_at_scale_factor"]
+    if refused:  # the study goes on at the best scale factor the emulator accepts, and says so first
+        sf = float(sweep["best_scale_factor"])
+        refused = diagnosis.refused_scale_factor(float(config.scale_factor), refused, sf)
     floor_out, floor, em = _emulate(model.ir_xml, feed, ref, sf, config.precision, "correct")
     fq_override = "fakequantize" in em.input_sf_source.values()
     best_sf, best_sqnr = sweep["best_scale_factor"], sweep["best_sqnr_db"]
@@ -163,7 +167,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                   "first_bad_layer": bad["layer"] if bad else None,
                   "verdict": diagnosis.per_layer_verdict(per, bad, path, observed is not None)})
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
-            "emulated": True, "headline": diagnosis.scale_factor_cause(sweep), "steps": steps}
+            "emulated": True, "headline": refused or diagnosis.scale_factor_cause(sweep), "steps": steps}
 
 
 def _layout_verdict(rows: list[dict[str, Any]]) -> str:

@@ -68,6 +68,7 @@ class SweepResult:
     layout: str
     precision: str
     notes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # per sf: why the emulator refuses it ("" where it runs)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__, emulated=True)
@@ -75,6 +76,9 @@ class SweepResult:
     def table(self) -> str:
         rows = [f"{'sf':>12} {'cosine':>10} {'L1':>11} {'SQNR dB':>8} {'in sat':>7} {'acc sat':>7}"]
         for i, sf in enumerate(self.scale_factors):
+            if self.refused and self.refused[i]:
+                rows.append(f"{sf:>12g} refused: {self.refused[i]}")
+                continue
             rows.append(f"{sf:>12g} {self.cosine[i]:>10.6f} {self.l1[i]:>11.4g} {self.sqnr_db[i]:>8.2f} "
                         f"{self.input_saturations[i]:>7d} {self.accumulator_saturations[i]:>7d}")
         def onset(sf: float | None) -> str:
@@ -103,19 +107,26 @@ def sweep(
     ref = np.concatenate([np.ravel(np.asarray(reference_outputs[n], dtype=np.float32)) for n in names])
     sfs = [float(s) for s in scale_factors]
 
-    def one(sf: float) -> tuple[float, float, float, int, int]:
-        em = emulate(prog, inputs, sf, precision, layout)
+    def one(sf: float) -> tuple[float, float, float, int, int, str, int]:
+        try:
+            em = emulate(prog, inputs, sf, precision, layout)
+        except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
+            return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0
         test = np.concatenate([np.ravel(em.outputs[n]) for n in names])
-        if test.size != ref.size:
-            raise ValueError(f"reference has {ref.size} values, emulated outputs {test.size}: pass references "
-                             "for the same inputs (same batch)")
-        return (float(metrics.cosine(ref, test)), float(metrics.l1(ref, test)), float(metrics.sqnr_db(ref, test)),
+        return (float(metrics.cosine(ref, test)) if test.size == ref.size else math.nan,
+                float(metrics.l1(ref, test)) if test.size == ref.size else math.nan,
+                float(metrics.sqnr_db(ref, test)) if test.size == ref.size else math.nan,
                 sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"),
-                sum(r["saturations"] for r in em.plan if r.get("bits") == 32))
+                sum(r["saturations"] for r in em.plan if r.get("bits") == 32), "", test.size)
 
     # One scale factor per task, on the cores (parallel.run_all: no BLAS thread pool involved).
     rows = parallel.run_all([lambda sf=sf: one(sf) for sf in sfs])
-    out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat"), (list(col) for col in zip(*rows))))
+    out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat", "refused", "size"), (list(col) for col in zip(*rows))))
+    if any(size not in (0, ref.size) for size in out["size"]):
+        raise ValueError(f"reference has {ref.size} values, emulated outputs {max(out['size'])}: pass references "
+                         "for the same inputs (same batch)")
+    if all(out["refused"]):
+        raise ValueError(f"the emulator refuses every scale factor swept ({sfs[0]:g}: {out['refused'][0]})")
     first = lambda xs: next((sfs[i] for i, v in enumerate(xs) if v > 0), None)  # noqa: E731
     return SweepResult(
         scale_factors=sfs, cosine=out["cos"], l1=out["l1"], sqnr_db=out["sqnr"],
@@ -123,7 +134,7 @@ def sweep(
         best_scale_factor=sfs[best_index(out["sqnr"])],
         input_saturation_starts=first(out["insat"]), accumulator_saturation_starts=first(out["accsat"]),
         recommended_scale_factor=recommended_scale_factor(inputs, headroom), headroom=headroom,
-        layout=layout, precision=precision,
+        layout=layout, precision=precision, refused=out["refused"],
     )
 
 
@@ -147,13 +158,25 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
         res = sweep(model, inputs, reference_outputs, sfs, precision, layout)
         series[layout] = {"sqnr_db": res.sqnr_db, "cosine": res.cosine, "l1": res.l1,
                           "input_saturations": res.input_saturations,
-                          "accumulator_saturations": res.accumulator_saturations}
+                          "accumulator_saturations": res.accumulator_saturations, "refused": res.refused}
         if layout == "correct":
             floor = res
     at = sfs.index(sf)
     best = best_index(floor.sqnr_db)
+    recommended = floor.recommended_scale_factor
+    recommended_note = ""
+    if recommended not in sfs:
+        try:
+            emulate(load_program(model), inputs, recommended, precision, "correct")
+        except ValueError as exc:  # never advise a scale factor the emulator refuses
+            recommended_note = (f"the emulator refuses sf {recommended:g} from the input range ({exc}); "
+                                f"the best accepted sf {sfs[best]:g} is advised instead")
+            recommended = sfs[best]
+    elif floor.refused[sfs.index(recommended)]:
+        recommended = sfs[best]
     return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision, "layouts": series,
             "floor_sqnr_db": floor.sqnr_db[at], "floor_cosine": floor.cosine[at],
             "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
             "input_saturation_sf": input_saturation_onset(inputs),
-            "recommended_scale_factor": floor.recommended_scale_factor}
+            "recommended_scale_factor": recommended, "refused_at_scale_factor": floor.refused[at],
+            **({"recommended_note": recommended_note} if recommended_note else {})}
