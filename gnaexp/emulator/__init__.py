@@ -2,7 +2,7 @@
 
 Modules, one job each: ``quantize`` (input/weight/bias quantization, scale-factor rules), ``pwl`` (activation
 segments and their evaluation), ``conv`` (the 1-D convolution primitive on interleaved memory), ``ir_reader``
-(IR → small graph), ``graph`` (quantization plan and execution), ``api`` (``emulate``), ``sweep``
+(IR → small graph), ``graph`` (quantization plan and execution, by the op handlers of ``registry`` on one ``context``), ``api`` (``emulate``), ``sweep``
 (scale-factor sweeps), ``commands`` (CLI subcommands).
 """
 

@@ -1,4 +1,5 @@
-"""Sigmoid, Tanh, Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target, then
+"""Activations in the plan: ReLU and an activation FakeQuantize (PWLs of known shape, pwl.py), and Sigmoid, Tanh,
+Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target, then
 encoded as GNA segments (docs/gna-rules.md §3.8).
 
 Design [S: src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @8d2562b, ``pwl_search``,
@@ -31,8 +32,10 @@ import numpy as np
 
 from gnaexp.emulator import eltwise
 from gnaexp.emulator import pwl as pw
+from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.quantize import fq_scale
 
 ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
 POWER_ERROR_PCT = 0.015
@@ -218,25 +221,63 @@ def warm_up() -> None:
         design(op, e)
 
 
-def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, overrides) -> None:
+def add_step(ctx: BuildContext, node: Node) -> None:
     """Plan a Sigmoid/Tanh/Power/Sqrt PWL on the tensor before it."""
     op = "Power" if node.op in ("Power", "Sqrt") else node.op
-    e = exponent_of(node, prog)
+    e = exponent_of(node, ctx.prog)
     if op == "Power" and e == 1.0:
         raise ValueError(f"Power {node.name!r} with exponent 1 is an affine layer in the plugin; fold it before export")
     if op == "Power" and e == 0.0:
         raise ValueError(f"Power {node.name!r} with exponent 0 is a constant; fold it before export")
-    k = get(node.inputs[0])
-    ti = info[k]
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
     if ti.bits == 16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
-        k = eltwise.unit_diagonal(node.name, k, info, steps)
-        ti = info[k]
+        k = eltwise.unit_diagonal(node.name, k, ctx.info, ctx.steps)
+        ti = ctx.info[k]
     in_sf = ti.sf
-    out_sf = overrides.get(node.name, output_scale(op, e, in_sf))
+    out_sf = ctx.overrides.get(node.name, output_scale(op, e, in_sf))
     m, b, alpha = design(op, e)
     curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}")
-    steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                      {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
-                       "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-    info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
+                           "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 
+
+def add_relu(ctx: BuildContext, node: Node) -> None:
+    """A ReLU: the PWL of the layer before it (make_pwl.cpp kActRelu)."""
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
+    out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
+    curve = pw.build_relu(ti.sf, out_sf)
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": "Relu", "precision": "i16", "in_sf": ti.sf, "w_sf": None,
+                           "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+
+
+def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
+    """A FakeQuantize on network data: after an input it only sets the input's scale factor (graph.py);
+    elsewhere it runs as an identity PWL with the FQ borders."""
+    if node.name in ctx.input_fq:
+        ctx.alias[node.out] = ctx.get(node.inputs[0])
+        return
+    prog = ctx.prog
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
+    lv = int(node.attrs["levels"])
+    il, ih, ol, oh = (float(np.min(prog.consts[node.inputs[i]])) if i % 2 else float(np.max(prog.consts[node.inputs[i]]))
+                      for i in (1, 2, 3, 4))
+    if node.name in ctx.overrides:
+        out_sf = ctx.overrides[node.name]
+    else:
+        out_sf = fq_scale(min(lv, 65536), ol, oh)
+        if not np.isfinite(out_sf) or max(abs(ol), abs(oh)) == 0:
+            out_sf = float(pw.MAX_ACTIVATION_SF)
+        out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
+        out_sf = pw.adjust_scale_factor(out_sf, ti.sf)
+    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih))
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
+                           "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gnaexp.emulator.ir_reader import Node, Program
+from gnaexp.emulator.context import BuildContext
+from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
 
 INT16_MAX = 32767
@@ -46,9 +47,9 @@ def _sat32(acc: np.ndarray) -> tuple[np.ndarray, int]:
     return acc, n
 
 
-def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, need16,
-             notes: list[str]) -> None:
+def add_step(ctx: BuildContext, node: Node) -> None:
     """Plan one eltwise Add/Multiply of two non-constant inputs."""
+    prog, info, steps, get, need16, notes = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.need16, ctx.notes
     if any(k in prog.consts for k in node.inputs):
         raise ValueError(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
                          "plugin folds it into the neighbouring affine layer (fuse it into the weights before export)")

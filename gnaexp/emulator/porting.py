@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.plan_types import Step, TInfo
@@ -80,8 +81,9 @@ def host_op_problem(node: Node) -> str | None:
     return None
 
 
-def host_step(prog: Program, node: Node, info: dict[str, TInfo], steps: list[Step], get, porting: bool) -> None:
+def host_step(ctx: BuildContext, node: Node) -> None:
     """Run a Pad or ReduceMean in float32 on the host, before or after the GNA part."""
+    prog, info, steps, get, porting = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.porting
     k = get(node.inputs[0])
     ti = info[k]
     where = _host_position(prog, node, ti.bits)
