@@ -11,6 +11,12 @@ GNA has no element-wise unit: the plugin runs an eltwise as a *diagonal* affine 
   reason).
 - **Prod**: out = in_a · in_b with the second operand stored as the diagonal weights and zero bias; output
   scale sf_a · sf_b, 32-bit.
+- **ScaleShift** (an Add/Multiply/Subtract/Divide with one constant operand, read as data·w + b by the IR
+  reader; a Multiply followed by an Add of constants is one layer): a diagonal affine layer with its own
+  weights [S: gna_graph_compiler.cpp ``DiagonalPrimitive``], quantized like any weightable layer
+  (``ScaleFactorPerLayerWeightable``: w_sf = 16384 / max|w|, the bias cap), always with int16 weights
+  [S: frontend/layer_quantizer.cpp ``GetWeightsPrecision``, isScaleShift]; 32-bit output at w_sf·in_sf.
+- **Sub** of two tensors: the Sum above with the subtrahend as the w-input and its integer weight negated.
 Both inputs must be 16-bit for a product, at most one 32-bit for a sum: the plugin inserts identities on the
 others [S: transformations/insert_identity_layer.cpp ``MarkIdentityCandidates``]. [I: when both sum inputs are
 32-bit the identity goes on the first input.] The output is 32-bit: a consumer needing 16-bit data gets an
@@ -24,6 +30,7 @@ import numpy as np
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.quantize import quantize_weightable
 
 INT16_MAX = 32767
 DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
@@ -70,7 +77,11 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         ins = [a, b]
     else:
         wide = [info[get(k)].bits == 32 for k in keys]
-        if all(wide):
+        sub = node.op == "Subtract"
+        if sub:  # a − b: b is the w-input (weight negated), a the bias input [I: a 32-bit b gets an identity]
+            w_key = need16(keys[1])
+            b_key = keys[0] if wide[0] else unit_diagonal(node.name, need16(keys[0]), info, steps)
+        elif all(wide):
             w_key, b_key = need16(keys[0]), keys[1]  # [I] identity on the first input
         elif wide[0]:
             w_key, b_key = need16(keys[1]), keys[0]
@@ -84,19 +95,21 @@ def add_step(ctx: BuildContext, node: Node) -> None:
                              "plugin would lower the scale of the activation feeding it; give the inputs closer "
                              "scale factors")
         w = sum_weight(tw.sf, tb.sf)
+        if sub:
+            w = -w
         if w == 0:
             raise ValueError(f"Add {node.name!r}: weights scale {weights_scale:g} rounds to 0, so input "
                              f"{w_key!r} would vanish; the scales of its inputs ({tw.sf:g}, {tb.sf:g}) differ too much")
-        if abs(w - weights_scale) > 1e-6 * max(1.0, weights_scale):
+        if abs(abs(w) - weights_scale) > 1e-6 * max(1.0, weights_scale):
             notes.append(f"Add {node.name!r}: weights scale {weights_scale:g} is not an integer; stored as {w}, so "
-                         f"one input is scaled by {w / weights_scale:.4f} (the plugin warns of this accuracy loss)")
+                         f"one input is scaled by {abs(w) / weights_scale:.4f} (the plugin warns of this accuracy loss)")
         out_sf = tb.sf
 
         def run(x, y, w=w):
             return _sat32(np.asarray(x, dtype=np.float64) * w + np.asarray(y, dtype=np.float64))
 
-        detail = {"op": "Eltwise Sum (diagonal affine)", "in_sf": [tw.sf, tb.sf], "w_sf": weights_scale,
-                  "weight_int": w}
+        detail = {"op": "Eltwise " + ("Sub" if sub else "Sum") + " (diagonal affine)", "in_sf": [tw.sf, tb.sf],
+                  "w_sf": weights_scale, "weight_int": w}
         ins = [w_key, b_key]
     steps.append(Step("eltwise", node.name, ins, node.out, run,
                       {"layer": node.name, "precision": "i16", "out_sf": out_sf, "bits": 32, **detail}))
@@ -116,3 +129,32 @@ def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step
                        "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF, "out_sf": ti.sf * DIAGONAL_W_SF, "bits": 32}))
     info[new] = TInfo(ti.sf * DIAGONAL_W_SF, 32, ti.shape, root=name)
     return new
+
+
+def add_scaleshift(ctx: BuildContext, node: Node) -> None:
+    """A ScaleShift: data·w + b with constant w and b per element, as a diagonal affine layer."""
+    k = ctx.need16(node.inputs[0])
+    ti = ctx.info[k]
+    shape = ti.shape
+    try:
+        w = np.broadcast_to(np.asarray(node.attrs["w"], dtype=np.float32), shape).reshape(-1)
+        b = np.broadcast_to(np.asarray(node.attrs["b"], dtype=np.float32), shape).reshape(-1)
+    except ValueError:
+        raise ValueError(f"{node.attrs.get('from', 'eltwise')} {node.name!r}: its constant of shape "
+                         f"{np.shape(node.attrs['w'])} does not broadcast to the data shape {shape}; GNA's diagonal "
+                         "layer scales each value of the data") from None
+    wq = quantize_weightable(w[:, None], b if np.any(b) else None, ti.sf, kind="fc", precision="i16")
+    wi = np.asarray(wq.weights, dtype=np.float64).reshape(-1)
+    bi = np.asarray(wq.bias, dtype=np.float64).reshape(-1)
+
+    def run(x, wi=wi, bi=bi):
+        n = x.shape[0]
+        acc = np.asarray(x, dtype=np.float64).reshape(n, -1) * wi + bi
+        acc, sat = _sat32(acc)
+        return acc.reshape(x.shape), sat
+
+    ctx.steps.append(Step("eltwise", node.name, [k], node.out, run,
+                          {"layer": node.name, "op": f"ScaleShift ({node.attrs.get('from', 'eltwise')} with a "
+                                                     "constant, diagonal affine)", "precision": "i16", "bits": 32,
+                           **wq.summary(), "notes": wq.notes}))
+    ctx.info[node.out] = TInfo(wq.out_sf, 32, shape, root=node.name)

@@ -20,6 +20,7 @@ HANDLERS: dict[str, Handler] = {
     "Relu": activations.add_relu,
     **{op: activations.add_step for op in ACTIVATION_OPS - {"Relu"}},
     **{op: eltwise.add_step for op in ELTWISE_OPS},
+    "ScaleShift": eltwise.add_scaleshift,
     **{op: porting.host_step for op in HOST_OPS},
     "Convolution": weightable.add_conv,
     "MatMul": weightable.add_fc,

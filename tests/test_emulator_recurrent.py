@@ -1,0 +1,159 @@
+"""Recurrent nets as the GNA plugin transforms them (emulator/recurrent.py), and the ScaleShift and Sub layers
+the decompositions produce: the rewrite is exact in FP32 on OpenVINO CPU, the emulated result tracks CPU FP32,
+and the new layers compute the integers worked out by hand from the plugin's rules."""
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from gnaexp import metrics
+from gnaexp.emulator import UnsupportedOpError, emulate
+from gnaexp.emulator.recurrent import transform
+
+CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _named(outputs, names):
+    for o, n in zip(outputs, names):
+        o.get_tensor().set_names({n})
+    return [ops.result(o) for o in outputs]
+
+
+def _lstm(steps=4, n_in=8, hidden=16, direction="forward", state_inputs=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x = ops.parameter([1, steps, n_in], np.float32, name="x")
+    if state_inputs:
+        h0, c0 = (ops.parameter([1, 1, hidden], np.float32, name=n) for n in ("h0", "c0"))
+        params = [x, h0, c0]
+    else:  # zero initial states, as exporters write them: constants the plugin folds into the first step
+        h0 = c0 = ops.constant(np.zeros((1, 1, hidden), np.float32))
+        params = [x]
+    w = ops.constant((rng.normal(size=(1, 4 * hidden, n_in)) * 0.4).astype(np.float32))
+    r = ops.constant((rng.normal(size=(1, 4 * hidden, hidden)) * 0.3).astype(np.float32))
+    b = ops.constant((rng.normal(size=(1, 4 * hidden)) * 0.2).astype(np.float32))
+    seq = ops.lstm_sequence(x, h0, c0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, direction)
+    return ov.Model(_named(seq.outputs(), ("y", "ho", "co")), params)
+
+
+def _gru(steps=4, n_in=8, hidden=16, linear_before_reset=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x = ops.parameter([1, steps, n_in], np.float32, name="x")
+    h0 = ops.parameter([1, 1, hidden], np.float32, name="h0")
+    w = ops.constant((rng.normal(size=(1, 3 * hidden, n_in)) * 0.4).astype(np.float32))
+    r = ops.constant((rng.normal(size=(1, 3 * hidden, hidden)) * 0.3).astype(np.float32))
+    b = ops.constant((rng.normal(size=(1, (4 if linear_before_reset else 3) * hidden)) * 0.2).astype(np.float32))
+    seq = ops.gru_sequence(x, h0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, "forward",
+                           linear_before_reset=linear_before_reset)
+    return ov.Model(_named(seq.outputs(), ("y", "ho")), [x, h0])
+
+
+def _cells():
+    rng = np.random.default_rng(2)
+    x, h, c = (ops.parameter([1, n], np.float32, name=name) for name, n in (("x", 6), ("h", 5), ("c", 5)))
+
+    def const(*shape):
+        return ops.constant((rng.normal(size=shape) * 0.5).astype(np.float32))
+
+    lstm = ops.lstm_cell(x, h, c, const(20, 6), const(20, 5), const(20), 5)
+    gru = ops.gru_cell(x, h, const(15, 6), const(15, 5), const(15), 5)
+    return ov.Model(_named([*lstm.outputs(), gru.output(0)], ("lh", "lc", "gh")), [x, h, c])
+
+
+def _inputs(model, n=16, seed=5):
+    rng = np.random.default_rng(seed)
+    return {p.get_any_name(): rng.uniform(-1, 1, size=[n, *p.get_shape()]).astype(np.float32) for p in model.inputs}
+
+
+def _cpu(model, inputs):
+    compiled = ov.Core().compile_model(model, "CPU", CPU_FP32)
+    n = len(next(iter(inputs.values())))
+    runs = [compiled({k: v[i] for k, v in inputs.items()}) for i in range(n)]
+    return {o.get_any_name(): np.stack([r[o] for r in runs]) for o in compiled.outputs}
+
+
+MODELS = {"lstm": _lstm, "lstm_reverse": lambda: _lstm(direction="reverse"),
+          "lstm_zero_state": lambda: _lstm(state_inputs=False), "gru": _gru,
+          "gru_reset_first": lambda: _gru(linear_before_reset=False), "cells": _cells}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_rewrite_computes_what_the_recurrent_op_computes(name):
+    model = MODELS[name]()
+    rewritten, rewrites = transform(model)
+    assert rewrites and all(not r.problem for r in rewrites)
+    assert not any(op.get_type_name().endswith(("Sequence", "Cell")) for op in rewritten.get_ordered_ops())
+    assert any(op.get_type_name().endswith(("Sequence", "Cell")) for op in model.get_ordered_ops())  # a clone
+    inputs = _inputs(model, n=4)
+    ref, got = _cpu(model, inputs), _cpu(rewritten, inputs)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], atol=2e-6)
+
+
+@pytest.mark.parametrize("name, floor_db", [("lstm", 30), ("lstm_reverse", 30), ("lstm_zero_state", 29),
+                                            ("gru", 36), ("gru_reset_first", 36), ("cells", 30)])
+def test_emulated_recurrent_nets_track_cpu_fp32(name, floor_db):
+    model = MODELS[name]()
+    inputs = _inputs(model)
+    ref = _cpu(model, inputs)
+    em = emulate(model, inputs, 1024.0)
+    for k in ref:
+        # The sigmoid/tanh PWLs are designed to a 1 % error target: about 40 dB for one gate, less through steps.
+        assert metrics.sqnr_db(ref[k], em.outputs[k]) > floor_db, k
+
+
+def test_an_lstm_step_is_planned_as_lstm_cell_decomposition_writes_it():
+    model = _lstm(steps=1, hidden=4)
+    em = emulate(model, _inputs(model, n=2), 256.0)
+    steps = {r["layer"].split("/t0/")[1]: r for r in em.plan if "/t0/" in r["layer"]}
+    # X·Wᵀ, H·Rᵀ (+B fused), the identity that makes the first sum input 16-bit, XHB, four gate PWLs, f·C, i·c,
+    # C' (an identity on f·C), tanh(C'), H', and the identity that brings the 32-bit C' out as an output.
+    assert sorted(steps) == sorted(["Xt_W", "Ht_R", "Xt_W/identity", "XHB", "f", "i", "c", "o", "f_C", "i_c",
+                                    "f_C/identity", "C", "h_C", "H", "C/identity_output"])
+    assert steps["XHB"]["in_sf"] == [steps["Xt_W/identity"]["out_sf"], steps["Ht_R"]["out_sf"]]
+    assert [steps[g]["op"].split(" ")[0] for g in "fico"] == ["Sigmoid", "Sigmoid", "Tanh", "Sigmoid"]
+    assert steps["f_C"]["in_sf"] == [2048.0, 256.0] and steps["H"]["in_sf"] == [2048.0, 2048.0]
+
+
+def test_scaleshift_hand_worked_integers():
+    x = ops.parameter([1, 2], np.float32, name="x")
+    y = ops.add(ops.multiply(x, ops.constant(np.array([2.0, -1.0], np.float32))),
+                ops.constant(np.array([0.1, 0.2], np.float32)))
+    y.set_friendly_name("ss")
+    em = emulate(ov.Model(_named([y.output(0)], ["y"]), [x]), {"x": np.array([[0.5, -0.25]], np.float32)}, 2048.0,
+                 keep_ints=True)
+    (row,) = [r for r in em.plan if r["layer"].startswith("Multiply") or "ScaleShift" in r["op"]]
+    # One layer for ×w then +b. in_sf 2048; w_sf = 16384 / max|w| = 8192 (the bias cap 2^30/0.2 does not bite);
+    # weights round(w·8192) = [16384, −8192]; out_sf 8192·2048 = 16777216; bias round(b·out_sf) in float32 =
+    # [1677722, 3355443]; x → [1024, −512]: acc = [1024·16384 + 1677722, −512·−8192 + 3355443].
+    assert row["w_sf"] == 8192.0 and row["out_sf"] == 16777216.0
+    assert em.ints[row["layer"]].tolist() == [[18454938, 7549747]]
+    np.testing.assert_allclose(em.outputs["y"], [[18454938 / 16777216, 7549747 / 16777216]])
+
+
+def test_subtract_hand_worked_integers():
+    a, b = (ops.parameter([1, 4], np.float32, name=n) for n in ("a", "b"))
+    d = ops.subtract(a, b)
+    d.set_friendly_name("diff")
+    feeds = {"a": np.array([[0.5, -0.25, 1.0, 0.0]], np.float32), "b": np.array([[0.25, 0.5, -1.0, 0.001]], np.float32)}
+    em = emulate(ov.Model(_named([d.output(0)], ["d"]), [a, b]), feeds, 1024.0, keep_ints=True)
+    # a, b at sf 1024 → [512, −256, 1024, 0] and [256, 512, −1024, 1]. a becomes the 32-bit bias input through a
+    # unit diagonal (×16384, sf 1024·16384); b is the w-input with weight 16384·(−1): out = (a_q − b_q)·16384.
+    row = next(r for r in em.plan if r["layer"] == "diff")
+    assert row["op"] == "Eltwise Sub (diagonal affine)" and row["weight_int"] == -16384
+    assert em.ints["diff"].tolist() == [[4194304, -12582912, 33554432, -16384]]
+    np.testing.assert_allclose(em.outputs["d"], [[0.25, -0.75, 2.0, -1 / 1024]])
+
+
+def test_a_sequence_the_plugin_cannot_convert_is_refused_with_the_reason():
+    x = ops.parameter([1, 3, 4], np.float32, name="x")
+    h0 = ops.parameter([1, 1, 5], np.float32, name="h0")
+    lengths = ops.parameter([1], np.int32, name="lengths")  # data-dependent lengths: the masked form (Select)
+    rng = np.random.default_rng(0)
+    w, r, b = (ops.constant(rng.normal(size=s).astype(np.float32)) for s in ((1, 15, 4), (1, 15, 5), (1, 15)))
+    seq = ops.gru_sequence(x, h0, lengths, w, r, b, 5, "forward")
+    model = ov.Model(_named([seq.output(0)], ["y"]), [x, h0, lengths])
+    with pytest.raises(UnsupportedOpError, match="sequence lengths are not the constant time length: the converted "
+                                                 "TensorIterator masks the steps with Select"):
+        emulate(model, {"x": np.zeros((1, 3, 4), np.float32), "h0": np.zeros((1, 1, 5), np.float32),
+                        "lengths": np.array([3], np.float32)}, 1.0)
