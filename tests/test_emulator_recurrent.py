@@ -157,3 +157,44 @@ def test_a_sequence_the_plugin_cannot_convert_is_refused_with_the_reason():
                                                  "TensorIterator masks the steps with Select"):
         emulate(model, {"x": np.zeros((1, 3, 4), np.float32), "h0": np.zeros((1, 1, 5), np.float32),
                         "lengths": np.array([3], np.float32)}, 1.0)
+
+
+def test_a_sum_whose_scales_differ_by_more_than_32767_lowers_the_bias_layer_as_the_plugin_does():
+    """Every LSTM/GRU gate sum whose weights are small hits this: the plugin sets the output scale of the layer
+    behind the bias input to sf_w·32767 (scale_factor_calc.cpp requantizeInput) instead of failing."""
+    rng = np.random.default_rng(3)
+    x = ops.parameter([1, 8], np.float32, name="x")
+    small = ops.matmul(x, ops.constant((rng.uniform(-1, 1, (8, 8)) * 0.01).astype(np.float32)), False, False)
+    large = ops.matmul(x, ops.constant(rng.uniform(-1, 1, (8, 8)).astype(np.float32)), False, False)
+    small.set_friendly_name("small")
+    large.set_friendly_name("large")
+    total = ops.add(small, large)
+    total.set_friendly_name("sum")
+    model = ov.Model(_named([total.output(0)], ["y"]), [x])
+    feeds = {"x": rng.uniform(-1, 1, (64, 1, 8)).astype(np.float32)}
+    em = emulate(model, feeds, 8192.0)
+    rows = {r["layer"]: r for r in em.plan}
+    w_sf = rows["small/identity"]["out_sf"]  # the 16-bit w-input: an identity on the first 32-bit input
+    # Unlowered, "large" would sit at 16384/max|W| · 8192 ≈ 1.3e8, > 32767 · w_sf: it is set to w_sf · 32767.
+    assert rows["large"]["out_sf"] == float(np.float32(np.float32(w_sf) * np.float32(32767)))
+    assert rows["large"]["requantized_for_eltwise"] and rows["sum"]["weight_int"] == 32767
+    assert any("output scale of 'large' lowered" in n for n in em.notes)
+    ref = _cpu(model, feeds)["y"]
+    assert metrics.sqnr_db(ref, em.outputs["y"]) > 40
+
+
+def test_the_per_layer_table_reaches_inside_an_unrolled_lstm(tmp_path):
+    """The rewritten ops get FP32 references from the same rewrite on CPU, with names stable across reads (an
+    op name OpenVINO makes up is numbered anew on each read)."""
+    from gnaexp.layers import per_layer
+
+    model = _lstm(steps=2, hidden=8)
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "LSTMSequence":
+            op.set_friendly_name("LSTMSequence_7")  # as a frontend names an unnamed node
+    ov.save_model(model, str(tmp_path / "lstm.xml"))
+    rows = {r["layer"]: r for r in per_layer(tmp_path / "lstm.xml", _inputs(model, n=8), 1024.0)}
+    cell = [r for name, r in rows.items() if name.startswith("LSTMSequence[0]/t1/")]
+    computed = [r for r in cell if "identity" not in r["layer"]]  # an identity holds its input's FP32 value
+    assert len(computed) == 12 and all(np.isfinite(r["accumulated_sqnr_db"]) for r in computed)
+    assert rows["LSTMSequence[0]/t0/Xt_W"]["accumulated_sqnr_db"] > 60  # the X·Wᵀ product, not the gate sum

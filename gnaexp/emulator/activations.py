@@ -232,7 +232,7 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     k = ctx.get(node.inputs[0])
     ti = ctx.info[k]
     if ti.bits == 16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
-        k = eltwise.unit_diagonal(node.name, k, ctx.info, ctx.steps)
+        k = eltwise.unit_diagonal(node.name, k, ctx.info, ctx.steps, ctx.overrides)
         ti = ctx.info[k]
     in_sf = ti.sf
     out_sf = ctx.overrides.get(node.name, output_scale(op, e, in_sf))

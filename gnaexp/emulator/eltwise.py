@@ -25,9 +25,11 @@ identity like any affine output.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
-from gnaexp.emulator.context import BuildContext
+from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
@@ -80,20 +82,18 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         sub = node.op == "Subtract"
         if sub:  # a − b: b is the w-input (weight negated), a the bias input [I: a 32-bit b gets an identity]
             w_key = need16(keys[1])
-            b_key = keys[0] if wide[0] else unit_diagonal(node.name, need16(keys[0]), info, steps)
+            b_key = keys[0] if wide[0] else unit_diagonal(node.name, need16(keys[0]), info, steps, ctx.overrides)
         elif all(wide):
             w_key, b_key = need16(keys[0]), keys[1]  # [I] identity on the first input
         elif wide[0]:
             w_key, b_key = need16(keys[1]), keys[0]
         else:  # 16 + 16: a unit diagonal makes input 0 the 32-bit bias (SyntheticScaleShift)
-            w_key, b_key = need16(keys[1]), unit_diagonal(node.name, need16(keys[0]), info, steps)
+            w_key, b_key = need16(keys[1]), unit_diagonal(node.name, need16(keys[0]), info, steps, ctx.overrides)
         b_key = get(b_key)
         tw, tb = info[w_key], info[b_key]
         weights_scale = float(np.float32(tb.sf) / np.float32(tw.sf))
-        if weights_scale > INT16_MAX:
-            raise ValueError(f"Add {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767); the "
-                             "plugin would lower the scale of the activation feeding it; give the inputs closer "
-                             "scale factors")
+        if weights_scale > INT16_MAX and not np.isclose(weights_scale, INT16_MAX):
+            _lower_bias_input(ctx, node, b_key, float(np.float32(tw.sf) * np.float32(INT16_MAX)), weights_scale)
         w = sum_weight(tw.sf, tb.sf)
         if sub:
             w = -w
@@ -117,18 +117,45 @@ def add_step(ctx: BuildContext, node: Node) -> None:
 
 
 
-def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step]) -> str:
+def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step],
+                  overrides: Mapping[str, float] | None = None) -> str:
     """A diagonal affine with weight 1.0 (integer 16384) on 16-bit data: x·16384 at sf·16384, 32-bit
-    [S: optimizer/gna_pass_manager.cpp ``InsertDiagonalLayerPass``, SyntheticScaleShift]."""
+    [S: optimizer/gna_pass_manager.cpp ``InsertDiagonalLayerPass``, SyntheticScaleShift]. An eltwise sum that
+    needs its output scale lower sets it (``requantizeInput``, a weightable identity): the weight becomes
+    trunc(max(1, 16384 / reducer)), reducer = max(1, current / wanted output scale)."""
     ti = info[key]
     name = f"{layer}/SyntheticScaleShift"
     new = f"{key}#{name}"
     w = int(DIAGONAL_W_SF)
+    if overrides and name in overrides:
+        reducer = max(1.0, float(np.float32(ti.sf * DIAGONAL_W_SF) / np.float32(overrides[name])))
+        w = int(max(1.0, DIAGONAL_W_SF / reducer))
     steps.append(Step("eltwise", name, [key], new, lambda x, w=w: (np.asarray(x, dtype=np.float64) * w, 0),
-                      {"layer": name, "op": "Diagonal (inserted, weight 1.0)", "precision": "i16",
-                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF, "out_sf": ti.sf * DIAGONAL_W_SF, "bits": 32}))
-    info[new] = TInfo(ti.sf * DIAGONAL_W_SF, 32, ti.shape, root=name)
+                      {"layer": name, "op": f"Diagonal (inserted, weight {w / DIAGONAL_W_SF:.6g}"
+                                          + (".0)" if w == DIAGONAL_W_SF else ")"), "precision": "i16",
+                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), "out_sf": ti.sf * w,
+                       "bits": 32}))
+    info[new] = TInfo(ti.sf * w, 32, ti.shape, root=name)
     return new
+
+
+def _lower_bias_input(ctx: BuildContext, node: Node, b_key: str, wanted: float, weights_scale: float) -> None:
+    """The weights scale of a sum is above 32767: the plugin lowers the output scale of the layer behind the
+    bias input to sf_w·32767 and starts over [S: frontend/scale_factor_calc.cpp ``ScaleFactorPerLayerEltwise``,
+    ``requantizeInput``]: a weightable layer takes a lower weights scale, an activation a lower output scale
+    [I: a ScaleShift is requantized as a weightable layer]. Anything else stops with the layers named."""
+    ti = ctx.info[b_key]
+    layer = ti.root or ti.act
+    kinds = {st.name: st for st in ctx.steps}
+    step = kinds.get(layer) if layer else None
+    lowerable = step is not None and (step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
+                                      or str(step.info.get("op", "")).startswith("ScaleShift"))
+    if lowerable and ctx.overrides.get(layer) != wanted:
+        raise Requantize(layer, wanted, f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× "
+                                        f"(> 32767): output scale of {layer!r} lowered from {ti.sf:g} to {wanted:g}")
+    raise ValueError(f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767) and the "
+                     f"layer behind its bias input ({layer or b_key!r}) cannot take a lower scale; the GNA plugin "
+                     "warns of saturated weights here")
 
 
 def add_scaleshift(ctx: BuildContext, node: Node) -> None:
@@ -143,7 +170,8 @@ def add_scaleshift(ctx: BuildContext, node: Node) -> None:
         raise ValueError(f"{node.attrs.get('from', 'eltwise')} {node.name!r}: its constant of shape "
                          f"{np.shape(node.attrs['w'])} does not broadcast to the data shape {shape}; GNA's diagonal "
                          "layer scales each value of the data") from None
-    wq = quantize_weightable(w[:, None], b if np.any(b) else None, ti.sf, kind="fc", precision="i16")
+    wq = quantize_weightable(w[:, None], b if np.any(b) else None, ti.sf, kind="fc", precision="i16",
+                             forced_out_sf=ctx.overrides.get(node.name))
     wi = np.asarray(wq.weights, dtype=np.float64).reshape(-1)
     bi = np.asarray(wq.bias, dtype=np.float64).reshape(-1)
 

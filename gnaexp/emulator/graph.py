@@ -141,19 +141,29 @@ def build_plan(
         raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
     overrides: dict[str, float] = {}
     requantized: list[str] = []  # each restart's reason, kept for the final plan
-    for _ in range(16):
+    seen: set[tuple[str, float]] = set()
+    why: dict[str, str] = {}
+    # Each restart sets one layer's scale factor; the plugin gives up on a layer it has to set again to the same
+    # value (a loop), and so does the emulator, naming the layers instead of running on.
+    for _ in range(len(prog.nodes) * 4 + 16):
         try:
             plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting)
         except Requantize as rq:
+            if (rq.layer, rq.sf) in seen:
+                raise ValueError(f"scale factors do not settle: {rq.note}, again; layers requantized so far: "
+                                 f"{', '.join(sorted(overrides))}") from None
+            seen.add((rq.layer, rq.sf))
             overrides[rq.layer] = rq.sf
+            why[rq.layer] = "requantized_for_concat" if rq.note.startswith("concat") else "requantized_for_eltwise"
             requantized.append(rq.note)
             continue
         for st in plan.steps:
             if st.name in overrides:
-                st.info["requantized_for_concat"] = True
+                st.info[why[st.name]] = True
         plan.notes[:0] = requantized
         return plan
-    raise RuntimeError("scale-factor propagation did not settle (concat requantization loop)")
+    raise ValueError(f"scale factors do not settle after {len(requantized)} requantizations; the last: "
+                     f"{requantized[-1] if requantized else '-'}")
 
 
 def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:

@@ -178,11 +178,21 @@ def _seq_problem(op: Any, lengths: dict[str, np.ndarray]) -> str:
     return ""
 
 
-def _unroll(op: Any, kind: str) -> None:
+def stable_name(op: Any, ordinal: int) -> str:
+    """The op's friendly name, or when OpenVINO made one up (``Type_N``, numbered anew on every read of a model
+    in a process) ``Type[ordinal]``, its place among the model's ops of that type: the names of the ops a
+    rewrite adds are built on it, and must match between two reads of the model (the per-layer table reads it
+    twice)."""
+    name = op.get_friendly_name()
+    t = op.get_type_name()
+    made_up = name.startswith(t + "_") and name[len(t) + 1:].isdigit()
+    return f"{t}[{ordinal}]" if made_up else name
+
+
+def _unroll(op: Any, kind: str, name: str) -> None:
     """Replace the outputs of one LSTM/GRU sequence by its unrolled, decomposed steps."""
     ops = _ops()
     attrs = op.get_attributes()
-    name = op.get_friendly_name()
     acts = [str(a).lower() for a in attrs.get("activations", ["sigmoid", "tanh", "tanh"])]
     clip = float(attrs.get("clip", 0.0))
     reverse = str(attrs.get("direction", "forward")).lower() == "reverse"
@@ -241,20 +251,22 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
     model = model.clone()
     rewrites: list[Rewrite] = []
     names = {op.get_friendly_name() for op in model.get_ordered_ops()}
+    seen: dict[str, int] = {}
     for op in model.get_ordered_ops():
         t = op.get_type_name()
         if t not in RECURRENT_OPS:
             continue
-        name = op.get_friendly_name()
+        seen[t] = seen.get(t, -1) + 1
+        name = stable_name(op, seen[t])
         if t in SEQUENCES:
             kind = SEQUENCES[t]
             source = f"{PIPELINE}; {SEQ_SOURCE}; {CELL_SOURCE[kind]} @{SOURCE_TAG}"
             problem = _seq_problem(op, lengths)
-            if problem:
-                rewrites.append(Rewrite(t, name, "", source, problem))
+            if problem:  # the op stays: named as the reader will name it
+                rewrites.append(Rewrite(t, op.get_friendly_name(), "", source, problem))
                 continue
             how = _how(kind, op)
-            _unroll(op, kind)
+            _unroll(op, kind, name)
             rewrites.append(Rewrite(t, name, how, source))
             names = _record_new(model, names, rewrites)
         elif t in CELLS:
@@ -281,6 +293,6 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
             why = ("the pipeline has no RNNCell decomposition and the plugin has no RNNCell layer (\"The plugin "
                    "does not support layer\", backend/gna_limitations.cpp)" if t.startswith("RNN") else
                    "the plugin unrolls it (UnrollTensorIterator); not modelled by the emulator yet")
-            rewrites.append(Rewrite(t, name, "", f"{PIPELINE} @{SOURCE_TAG}", why))
+            rewrites.append(Rewrite(t, op.get_friendly_name(), "", f"{PIPELINE} @{SOURCE_TAG}", why))
     model.validate_nodes_and_infer_types()
     return model, rewrites
