@@ -126,3 +126,23 @@ def test_recurrent_ops_the_plugin_does_not_convert_stay_refused_with_the_reason(
     rows = {r["op"]: r for r in model_support(model).rows}
     assert rows["LSTMSequence"]["status"] == "refused" and "bidirectional" in rows["LSTMSequence"]["how"]
     assert rows["RNNSequence"]["by"] == "plugin" and "no RNNCell decomposition" in rows["RNNSequence"]["how"]
+
+
+def test_nsnet2_as_shipped_emulates_reshaped_from_its_inputs(corpus, tmp_path, capsys):
+    """The dynamic [?, ?, 161] model runs through `gnaexp emulate` unmodified: reshaped from the input file (a
+    note says so), both GRUs unrolled, every gate sum whose scales differ by more than 32767x lowered as the
+    plugin does; the result tracks OpenVINO CPU FP32."""
+    from gnaexp import metrics, model_catalog
+
+    x = model_catalog.example_inputs("nsnet2", samples=4)["input"]
+    np.save(tmp_path / "x.npy", x)
+    assert main(["emulate", str(corpus["nsnet2"]), str(tmp_path / "x.npy"), "--scale-factor", "2048",
+                 "--out", str(tmp_path / "y.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "note: input 'input': dynamic shape [?,?,161] reshaped to [1, 8, 161] (from the inputs)" in out
+    assert "output scale of 'GRUSequence[0]/t0/" in out
+    model = ov.Core().read_model(str(corpus["nsnet2"]))
+    model.reshape({"input": [1, 8, 161]})
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ref = np.stack([compiled({"input": s})[0] for s in x])
+    assert metrics.sqnr_db(ref, np.load(tmp_path / "y.npy")) > 30

@@ -80,6 +80,7 @@ class Program:
     folded: dict[str, int] = field(default_factory=dict)  # op type → how many were computed on constants
     refused: dict[str, str] = field(default_factory=dict)  # node name → why the emulator cannot read it
     rewrites: list[Any] = field(default_factory=list)  # recurrent.Rewrite: ops replaced as the plugin does
+    notes: list[str] = field(default_factory=list)  # how the model was made readable (e.g. reshaped)
 
 
 def downstream(prog: Program, key: str) -> list[Node]:

@@ -107,19 +107,20 @@ def gru_cell(x, h, w, r, b, acts: list[str], clip: float, linear_before_reset: b
     r_zrh = ops.split(r, ops.constant(np.int64(0)), 3).outputs()
     h_zrh = ops.split(ht_r, ops.constant(np.int64(1)), 3).outputs()
     b_zrh = ops.split(b, ops.constant(np.int64(0)), 4 if linear_before_reset else 3).outputs()
-    z = _named(ops.add(x_zrh[0], ops.add(h_zrh[0], b_zrh[0])), f"{name}/z_sum")
-    rr = _named(ops.add(x_zrh[1], ops.add(h_zrh[1], b_zrh[1])), f"{name}/r_sum")
+    z = _named(ops.add(x_zrh[0], _named(ops.add(h_zrh[0], b_zrh[0]), f"{name}/Hz_B")), f"{name}/z_sum")
+    rr = _named(ops.add(x_zrh[1], _named(ops.add(h_zrh[1], b_zrh[1]), f"{name}/Hr_B")), f"{name}/r_sum")
     if clip > 0:
         z, rr = ops.clamp(z, -clip, clip), ops.clamp(rr, -clip, clip)
     z_t = _named(_activation(acts[0], z), f"{name}/z")
     r_t = _named(_activation(acts[0], rr), f"{name}/r")
     if linear_before_reset:
-        hh = ops.add(h_zrh[2], b_zrh[3])
-        pre = ops.add(x_zrh[2], ops.add(_named(ops.multiply(r_t, hh), f"{name}/r_Hh"), b_zrh[2]))
+        hh = _named(ops.add(h_zrh[2], b_zrh[3]), f"{name}/Hh_Rb")
+        r_hh = _named(ops.multiply(r_t, hh), f"{name}/r_Hh")
+        pre = ops.add(x_zrh[2], _named(ops.add(r_hh, b_zrh[2]), f"{name}/r_Hh_Wb"))
     else:
         rt_ht = _named(ops.multiply(r_t, h), f"{name}/r_H")
         mul_h = _named(ops.matmul(rt_ht, r_zrh[2], False, True), f"{name}/rH_Rh")
-        pre = ops.add(x_zrh[2], ops.add(mul_h, b_zrh[2]))
+        pre = ops.add(x_zrh[2], _named(ops.add(mul_h, b_zrh[2]), f"{name}/rH_Rh_B"))
     _named(pre, f"{name}/h_sum")
     if clip > 0:
         pre = ops.clamp(pre, -clip, clip)
