@@ -34,8 +34,13 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
 
     from gnaexp.emulator.recurrent import transform
 
+    from gnaexp.emulator.support import reshape_inputs
+
     core = ov.Core()
-    model, _ = transform(core.read_model(str(model_xml)))  # the ops the emulator reads, recurrent ones unrolled
+    model = core.read_model(str(model_xml))
+    if model.is_dynamic():  # as the emulator reshaped it, from the inputs (one sample each)
+        reshape_inputs(model, {k: v.shape[1:] for k, v in feed.items()}, "from the inputs")
+    model, _ = transform(model)  # the ops the emulator reads, recurrent ones unrolled
     ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
     bias_add: dict[str, Any] = {}
     for op in model.get_ordered_ops():  # the emulator fuses a bias Add into its conv/MatMul: read the Add
@@ -89,7 +94,7 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.primitives import dequantize
 
-    prog = load_program(Path(model_xml))
+    prog = load_program(Path(model_xml), feed)
     feeds, shapes, _ = prepare_inputs(prog, feed)
     plan = build_plan(prog, shapes, scale_factor, precision, layout, porting)
     if edit is not None:

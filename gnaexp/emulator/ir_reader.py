@@ -198,6 +198,8 @@ def read_program(model: Any, strict: bool = True) -> Program:
     stats: dict[str, WeightStats] = {}
     qtags: dict[str, tuple] = {}  # decompression tracking: key -> (kind, qmin, qmax, zero point)
     results: list[tuple[str, str]] = []
+    result_order = {r.get_name(): i for i, r in enumerate(model.get_results())}  # outputs in the model's order
+    result_index: dict[str, int] = {}
     alias: dict[str, str] = {}
     by_out: dict[str, Node] = {}
     has_fq = False
@@ -241,7 +243,11 @@ def read_program(model: Any, strict: bool = True) -> Program:
         if t == "Result":
             v = op.input_value(0)
             names = sorted(v.get_names()) or sorted(op.output(0).get_names()) or [name]
+            index = result_order.get(op.get_name(), len(result_order))
+            if index < len(model.outputs) and model.outputs[index].get_names():
+                names = [model.outputs[index].get_any_name()]  # the name OpenVINO's runtime gives this output
             results.append((names[0], in_keys[0]))
+            result_index[names[0]] = index
             continue
         if t == "FakeQuantize":
             has_fq = True
@@ -344,7 +350,9 @@ def read_program(model: Any, strict: bool = True) -> Program:
                 # Multiply then Add of constants: one ScaleShift (ConvertMulAddToScaleShiftOrPower)
                 producer.attrs["b"] = producer.attrs["b"] + b * np.ones_like(producer.attrs["w"])
                 producer.attrs["w"] = producer.attrs["w"] * w
-                alias[out] = producer.out
+                del by_out[producer.out]  # the layer now computes the Add's value: it takes its name and tensor
+                producer.name, producer.out = name, out
+                by_out[out] = producer
                 continue
             node = Node(name, "ScaleShift", [src], out, {"w": w, "b": b, "from": t})
             nodes.append(node)
@@ -357,6 +365,7 @@ def read_program(model: Any, strict: bool = True) -> Program:
         nodes.append(node)
         by_out[out] = node
 
+    results.sort(key=lambda r: result_index[r[0]])
     consumers: dict[str, list[Node]] = {}
     for n in nodes:
         for k in n.inputs:
