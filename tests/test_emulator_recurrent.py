@@ -22,16 +22,17 @@ def _named(outputs, names):
 
 def _lstm(steps=4, n_in=8, hidden=16, direction="forward", state_inputs=True, seed=0):
     rng = np.random.default_rng(seed)
+    d = 2 if direction == "bidirectional" else 1
     x = ops.parameter([1, steps, n_in], np.float32, name="x")
     if state_inputs:
-        h0, c0 = (ops.parameter([1, 1, hidden], np.float32, name=n) for n in ("h0", "c0"))
+        h0, c0 = (ops.parameter([1, d, hidden], np.float32, name=n) for n in ("h0", "c0"))
         params = [x, h0, c0]
     else:  # zero initial states, as exporters write them: constants the plugin folds into the first step
-        h0 = c0 = ops.constant(np.zeros((1, 1, hidden), np.float32))
+        h0 = c0 = ops.constant(np.zeros((1, d, hidden), np.float32))
         params = [x]
-    w = ops.constant((rng.normal(size=(1, 4 * hidden, n_in)) * 0.4).astype(np.float32))
-    r = ops.constant((rng.normal(size=(1, 4 * hidden, hidden)) * 0.3).astype(np.float32))
-    b = ops.constant((rng.normal(size=(1, 4 * hidden)) * 0.2).astype(np.float32))
+    w = ops.constant((rng.normal(size=(d, 4 * hidden, n_in)) * 0.4).astype(np.float32))
+    r = ops.constant((rng.normal(size=(d, 4 * hidden, hidden)) * 0.3).astype(np.float32))
+    b = ops.constant((rng.normal(size=(d, 4 * hidden)) * 0.2).astype(np.float32))
     seq = ops.lstm_sequence(x, h0, c0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, direction)
     return ov.Model(_named(seq.outputs(), ("y", "ho", "co")), params)
 
@@ -73,6 +74,7 @@ def _cpu(model, inputs):
 
 
 MODELS = {"lstm": _lstm, "lstm_reverse": lambda: _lstm(direction="reverse"),
+          "lstm_bidirectional": lambda: _lstm(direction="bidirectional"),
           "lstm_zero_state": lambda: _lstm(state_inputs=False), "gru": _gru,
           "gru_reset_first": lambda: _gru(linear_before_reset=False), "cells": _cells}
 
@@ -90,7 +92,8 @@ def test_the_rewrite_computes_what_the_recurrent_op_computes(name):
         np.testing.assert_allclose(got[k], ref[k], atol=2e-6)
 
 
-@pytest.mark.parametrize("name, floor_db", [("lstm", 30), ("lstm_reverse", 30), ("lstm_zero_state", 29),
+@pytest.mark.parametrize("name, floor_db", [("lstm", 30), ("lstm_reverse", 30), ("lstm_bidirectional", 29),
+                                            ("lstm_zero_state", 29),
                                             ("gru", 36), ("gru_reset_first", 36), ("cells", 30)])
 def test_emulated_recurrent_nets_track_cpu_fp32(name, floor_db):
     model = MODELS[name]()

@@ -109,7 +109,7 @@ def test_small_nets_every_kind_of_status(tmp_path):
     assert rows["MatMul"]["status"] == "native" and rows["Add"]["status"] == "native"
 
 
-def test_recurrent_ops_the_plugin_does_not_convert_stay_refused_with_the_reason():
+def test_a_bidirectional_lstm_is_split_and_an_rnn_stays_refused_with_the_reason():
     rng = np.random.default_rng(1)
     x = ops.parameter([1, 3, 4], np.float32, name="x")
     h0 = ops.parameter([1, 2, 5], np.float32, name="h0")
@@ -124,7 +124,8 @@ def test_recurrent_ops_the_plugin_does_not_convert_stay_refused_with_the_reason(
     rnn = ops.rnn_sequence(x, h1, lengths, const(1, 5, 4), const(1, 5, 5), const(1, 5), 5, "forward")
     model = ov.Model([ops.result(bi.output(0)), ops.result(rnn.output(0))], [x, h0, c0, h1])
     rows = {r["op"]: r for r in model_support(model).rows}
-    assert rows["LSTMSequence"]["status"] == "refused" and "bidirectional" in rows["LSTMSequence"]["how"]
+    assert rows["LSTMSequence"]["status"] == "rewritten"
+    assert rows["LSTMSequence"]["how"].startswith("split into a forward and a reverse sequence (Bidirectional")
     assert rows["RNNSequence"]["by"] == "plugin" and "no RNNCell decomposition" in rows["RNNSequence"]["how"]
 
 

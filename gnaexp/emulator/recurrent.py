@@ -13,7 +13,9 @@ emulator reads, on a clone, so the emulator's rules then quantize the result:
   axis; Y is the per-step outputs unsqueezed and concatenated on the time axis (in time order; a reverse
   sequence runs the steps from the last), the final states the last step's unsqueezed. Only constant
   sequence lengths equal to the time length are converted without a mask (the masked form holds Select,
-  which GNA has no layer for); one direction only (the pass converts forward and reverse sequences);
+  which GNA has no layer for); a bidirectional sequence is first split into a forward and a reverse one whose
+  outputs are concatenated on the direction axis, by ``CommonOptimizations`` (registered before)
+  [S: op_conversions/bidirectional_sequences_decomposition.cpp];
 - an LSTM cell [S: op_conversions/lstm_cell_decomposition.cpp]: XHB = X·Wᵀ + (H·Rᵀ + B), split into f, i, c,
   o (clip > 0: a Clamp on each), C' = σ(f)·C + σ(i)·tanh(c), H' = σ(o)·tanh(C');
 - a GRU cell [S: op_conversions/gru_cell_decomposition.cpp]: X·Wᵀ and H·Rᵀ split into z, r, h;
@@ -32,7 +34,7 @@ import numpy as np
 SOURCE_TAG = "2023.1.0"
 PIPELINE = "src/plugins/intel_gna/src/gna_transformations_pipeline.cpp"
 SEQ_SOURCE = ("src/common/transformations/src/transformations/op_conversions/convert_sequences_to_tensor_iterator.cpp"
-              " + control_flow/unroll_tensor_iterator.cpp")
+              " + control_flow/unroll_tensor_iterator.cpp (+ op_conversions/bidirectional_sequences_decomposition.cpp)")
 CELL_SOURCE = {"LSTM": "src/common/transformations/src/transformations/op_conversions/lstm_cell_decomposition.cpp",
                "GRU": "src/common/transformations/src/transformations/op_conversions/gru_cell_decomposition.cpp"}
 SEQUENCES = {"LSTMSequence": "LSTM", "GRUSequence": "GRU"}
@@ -163,9 +165,6 @@ def _lengths_index(op_type: str) -> int:
 def _seq_problem(op: Any, lengths: dict[str, np.ndarray]) -> str:
     """Why ConvertSequenceToTensorIterator would not produce a maskless unrolled sequence here, or ''."""
     attrs = op.get_attributes()
-    if str(attrs.get("direction", "forward")).lower() not in ("forward", "reverse"):
-        return ("a bidirectional sequence: ConvertSequenceToTensorIterator converts one direction (split it into "
-                "a forward and a reverse sequence before export)")
     if op.get_input_partial_shape(0).is_dynamic:
         return "its input shape is dynamic: give the input shape (an input file or --shape) to reshape the model"
     # (the wording ends as ir_reader.DYNAMIC: the support report counts these as waiting for a shape)
@@ -190,25 +189,31 @@ def stable_name(op: Any, ordinal: int) -> str:
     return f"{t}[{ordinal}]" if made_up else name
 
 
-def _unroll(op: Any, kind: str, name: str) -> None:
-    """Replace the outputs of one LSTM/GRU sequence by its unrolled, decomposed steps."""
+def _direction(op: Any, kind: str, name: str, d: int, count: int, reverse: bool, xs: list[Any]) -> list[Any]:
+    """(Y, Ho[, Co]) of one direction d of ``count``: its states and weights split out of the sequence's
+    (BidirectionalSequenceDecomposition), the steps unrolled and each cell decomposed."""
     ops = _ops()
     attrs = op.get_attributes()
     acts = [str(a).lower() for a in attrs.get("activations", ["sigmoid", "tanh", "tanh"])]
     clip = float(attrs.get("clip", 0.0))
-    reverse = str(attrs.get("direction", "forward")).lower() == "reverse"
-    x = op.input_value(0)
-    steps = op.get_input_partial_shape(0)[1].get_length()
     lstm = kind == "LSTM"
-    h = ops.squeeze(op.input_value(1), _axes(1)).output(0)
-    c = ops.squeeze(op.input_value(2), _axes(1)).output(0) if lstm else None
     wi = 4 if lstm else 3
-    w, r, b = (ops.squeeze(op.input_value(i), _axes(0)).output(0) for i in (wi, wi + 1, wi + 2))
-    xs = ops.split(x, ops.constant(np.int64(1)), steps).outputs() if steps > 1 else [x]
+
+    def part(i: int, axis: int) -> Any:  # direction d of input i, the direction axis squeezed
+        v = op.input_value(i)
+        if count > 1:
+            v = ops.split(v, ops.constant(np.int64(axis)), count).outputs()[d]
+        return ops.squeeze(v, _axes(axis)).output(0)
+
+    h = part(1, 1)
+    c = part(2, 1) if lstm else None
+    w, r, b = (part(i, 0) for i in (wi, wi + 1, wi + 2))
+    steps = len(xs)
     hs: dict[int, Any] = {}
+    prefix = name if count == 1 else f"{name}/{'reverse' if reverse else 'forward'}"
     for n, t in enumerate(reversed(range(steps)) if reverse else range(steps)):
         x_t = ops.squeeze(xs[t], _axes(1)).output(0)
-        cell = f"{name}/t{n}"
+        cell = f"{prefix}/t{n}"
         if lstm:
             h, c = lstm_cell(x_t, h, c, w, r, b, acts, clip, cell)
         else:
@@ -216,7 +221,22 @@ def _unroll(op: Any, kind: str, name: str) -> None:
         hs[t] = h
     ys = [ops.unsqueeze(hs[t], _axes(1, 2)).output(0) for t in range(steps)]
     y = ops.concat(ys, 2).output(0) if steps > 1 else ys[0]
-    outs = [y, ops.unsqueeze(h, _axes(1)).output(0)] + ([ops.unsqueeze(c, _axes(1)).output(0)] if lstm else [])
+    return [y, ops.unsqueeze(h, _axes(1)).output(0)] + ([ops.unsqueeze(c, _axes(1)).output(0)] if lstm else [])
+
+
+def _unroll(op: Any, kind: str, name: str) -> None:
+    """Replace the outputs of one LSTM/GRU sequence by its unrolled, decomposed steps (a bidirectional one as a
+    forward and a reverse sequence whose outputs are concatenated on the direction axis)."""
+    ops = _ops()
+    direction = str(op.get_attributes().get("direction", "forward")).lower()
+    x = op.input_value(0)
+    steps = op.get_input_partial_shape(0)[1].get_length()
+    xs = ops.split(x, ops.constant(np.int64(1)), steps).outputs() if steps > 1 else [x]
+    if direction == "bidirectional":
+        both = [_direction(op, kind, name, d, 2, d == 1, xs) for d in (0, 1)]
+        outs = [ops.concat([f, r], 1).output(0) for f, r in zip(*both)]
+    else:
+        outs = _direction(op, kind, name, 0, 1, direction == "reverse", xs)
     for i, new in enumerate(outs):
         old = op.output(i)
         names = old.get_names()
@@ -229,6 +249,13 @@ def _unroll(op: Any, kind: str, name: str) -> None:
 
 def _how(kind: str, op: Any) -> str:
     steps = op.get_input_partial_shape(0)[1].get_length()
+    if str(op.get_attributes().get("direction")).lower() == "bidirectional":  # CommonOptimizations, before
+        return ("split into a forward and a reverse sequence (BidirectionalSequenceDecomposition), each "
+                + _how_one(kind, steps))
+    return _how_one(kind, steps)
+
+
+def _how_one(kind: str, steps: int) -> str:
     cell = ("C' = σ(f)·C + σ(i)·tanh(c), H' = σ(o)·tanh(C')" if kind == "LSTM" else
             "H' = (1 − z)·tanh(ĥ) + z·H")
     return (f"unrolled into {steps} {kind} cells (ConvertSequenceToTensorIterator, UnrollTensorIterator), each "
