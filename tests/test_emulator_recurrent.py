@@ -61,6 +61,33 @@ def _cells():
     return ov.Model(_named([*lstm.outputs(), gru.output(0)], ("lh", "lc", "gh")), [x, h, c])
 
 
+def _tensor_iterator(steps=3, n_in=6, hidden=5, reverse=False):
+    """A TensorIterator over an LSTM cell, as older IRs hold recurrent layers."""
+    rng = np.random.default_rng(4)
+    x = ops.parameter([1, steps, n_in], np.float32, name="x")
+    h0, c0 = (ops.parameter([1, hidden], np.float32, name=n) for n in ("h0", "c0"))
+    xi = ops.parameter([1, 1, n_in], np.float32)
+    hi, ci = (ops.parameter([1, hidden], np.float32) for _ in range(2))
+
+    def const(*shape):
+        return ops.constant((rng.normal(size=shape) * 0.5).astype(np.float32))
+
+    cell = ops.lstm_cell(ops.squeeze(xi, ops.constant(np.array([1]))), hi, ci, const(4 * hidden, n_in),
+                         const(4 * hidden, hidden), const(4 * hidden), hidden)
+    h_res, c_res = ops.result(cell.output(0)), ops.result(cell.output(1))
+    y_res = ops.result(ops.unsqueeze(cell.output(0), ops.constant(np.array([1]))))
+    body = ov.Model([h_res, c_res, y_res], [xi, hi, ci])
+    ti = ops.tensor_iterator()
+    ti.set_body(body)
+    stride = -1 if reverse else 1
+    ti.set_sliced_input(xi, x.output(0), 0 if stride > 0 else -1, stride, 1, -1 if stride > 0 else 0, 1)
+    ti.set_merged_input(hi, h0.output(0), h_res.output(0))
+    ti.set_merged_input(ci, c0.output(0), c_res.output(0))
+    last = ti.get_iter_value(h_res.output(0), -1)
+    ys = ti.get_concatenated_slices(y_res.output(0), 0 if stride > 0 else -1, stride, 1, -1 if stride > 0 else 0, 1)
+    return ov.Model(_named([last, ys], ("h", "y")), [x, h0, c0])
+
+
 def _inputs(model, n=16, seed=5):
     rng = np.random.default_rng(seed)
     return {p.get_any_name(): rng.uniform(-1, 1, size=[n, *p.get_shape()]).astype(np.float32) for p in model.inputs}
@@ -76,7 +103,8 @@ def _cpu(model, inputs):
 MODELS = {"lstm": _lstm, "lstm_reverse": lambda: _lstm(direction="reverse"),
           "lstm_bidirectional": lambda: _lstm(direction="bidirectional"),
           "lstm_zero_state": lambda: _lstm(state_inputs=False), "gru": _gru,
-          "gru_reset_first": lambda: _gru(linear_before_reset=False), "cells": _cells}
+          "gru_reset_first": lambda: _gru(linear_before_reset=False), "cells": _cells,
+          "tensor_iterator": _tensor_iterator, "tensor_iterator_reverse": lambda: _tensor_iterator(reverse=True)}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -84,8 +112,9 @@ def test_the_rewrite_computes_what_the_recurrent_op_computes(name):
     model = MODELS[name]()
     rewritten, rewrites = transform(model)
     assert rewrites and all(not r.problem for r in rewrites)
-    assert not any(op.get_type_name().endswith(("Sequence", "Cell")) for op in rewritten.get_ordered_ops())
-    assert any(op.get_type_name().endswith(("Sequence", "Cell")) for op in model.get_ordered_ops())  # a clone
+    recurrent = ("Sequence", "Cell", "TensorIterator")
+    assert not any(op.get_type_name().endswith(recurrent) for op in rewritten.get_ordered_ops())
+    assert any(op.get_type_name().endswith(recurrent) for op in model.get_ordered_ops())  # a clone was rewritten
     inputs = _inputs(model, n=4)
     ref, got = _cpu(model, inputs), _cpu(rewritten, inputs)
     for k in ref:
@@ -94,7 +123,8 @@ def test_the_rewrite_computes_what_the_recurrent_op_computes(name):
 
 @pytest.mark.parametrize("name, floor_db", [("lstm", 30), ("lstm_reverse", 30), ("lstm_bidirectional", 29),
                                             ("lstm_zero_state", 29),
-                                            ("gru", 36), ("gru_reset_first", 36), ("cells", 30)])
+                                            ("gru", 36), ("gru_reset_first", 36), ("cells", 30),
+                                            ("tensor_iterator", 30), ("tensor_iterator_reverse", 30)])
 def test_emulated_recurrent_nets_track_cpu_fp32(name, floor_db):
     model = MODELS[name]()
     inputs = _inputs(model)

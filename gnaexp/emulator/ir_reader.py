@@ -22,7 +22,7 @@ from gnaexp.emulator.quantize import WeightStats, snap_fake_quantize
 
 SUPPORTED_OPS = (
     "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Subtract",
-    "Add/Multiply/Subtract/Divide with a constant (ScaleShift)", "LSTM/GRU sequences and cells (unrolled)",
+    "Add/Multiply/Subtract/Divide with a constant (ScaleShift)", "LSTM/GRU sequences and cells, TensorIterator (unrolled)",
     "Concat", "Reshape", "Squeeze",
     "Unsqueeze", "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "Sigmoid", "Tanh",
     "Sqrt", "Power (constant exponent)", "FakeQuantize", "Pad and ReduceMean (on the host, with porting)",

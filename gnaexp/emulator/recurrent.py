@@ -21,6 +21,9 @@ emulator reads, on a clone, so the emulator's rules then quantize the result:
 - a GRU cell [S: op_conversions/gru_cell_decomposition.cpp]: X·Wᵀ and H·Rᵀ split into z, r, h;
   z = σ(Xz + (Hz + Bz)), r = σ(Xr + (Hr + Br)); ĥ = tanh(Xh + ((r·H)·Rhᵀ + Bh)), or with linear_before_reset
   tanh(Xh + (r·(Hh + Rbh) + Wbh)); H' = (1 − z)·ĥ + z·H.
+- a TensorIterator in the model is unrolled first [S: control_flow/unroll_tensor_iterator.cpp]: one copy of the
+  body per iteration, sliced inputs split, merged inputs chained from copy to copy, invariant inputs shared,
+  concatenated outputs joined, the others taken from their iteration.
 The plugin has no RNNCell decomposition in this pipeline and no RNNCell layer: RNN sequences stay refused.
 """
 
@@ -238,13 +241,7 @@ def _unroll(op: Any, kind: str, name: str) -> None:
     else:
         outs = _direction(op, kind, name, 0, 1, direction == "reverse", xs)
     for i, new in enumerate(outs):
-        old = op.output(i)
-        names = old.get_names()
-        for target in list(old.get_target_inputs()):
-            target.replace_source_output(new)
-        if names:
-            old.set_names(set())
-            new.set_names(names)
+        _replace_output(op.output(i), new)
 
 
 def _how(kind: str, op: Any) -> str:
@@ -262,6 +259,59 @@ def _how_one(kind: str, steps: int) -> str:
             f"decomposed into MatMul/Add/Split/Sigmoid/Tanh/Multiply ({kind}CellDecomposition: {cell})")
 
 
+def _replace_output(old: Any, new: Any) -> None:
+    """Every consumer of ``old`` reads ``new``; the tensor names move along (a Result is named by them)."""
+    names = old.get_names()
+    for target in list(old.get_target_inputs()):
+        target.replace_source_output(new)
+    if names:
+        old.set_names(set())
+        new.set_names(names)
+
+
+def _unroll_tensor_iterator(op: Any, name: str) -> None:
+    """UnrollTensorIterator: one copy of the body per iteration, named NAME/<iteration>/<op>; sliced inputs
+    split along their axis (the last slice first for a negative stride), merged inputs chained from one copy's
+    result to the next copy's parameter, invariant inputs shared; concatenated outputs joined, the others taken
+    from their iteration (−1: the last)."""
+    ops = _ops()
+    n = op.get_num_iterations()
+    bodies = [op.get_function().clone() for _ in range(n)]
+    for j, body in enumerate(bodies):
+        for node in body.get_ops():
+            node.set_friendly_name(f"{name}/{j + 1}/{node.get_friendly_name()}")
+
+    def feed(body: Any, index: int, value: Any) -> None:
+        param = body.get_parameters()[index]
+        for target in list(param.output(0).get_target_inputs()):
+            target.replace_source_output(value)
+
+    def result(body: Any, index: int) -> Any:
+        return body.get_results()[index].input_value(0)
+
+    for d in op.get_input_descriptions():
+        kind = type(d).__name__
+        data = op.input_value(d.input_index)
+        if kind == "SliceInputDescription":
+            parts = ops.split(data, ops.constant(np.int64(d.axis)), n).outputs() if n > 1 else [data]
+            for j, body in enumerate(bodies):
+                feed(body, d.body_parameter_index, parts[j if d.stride > 0 else n - j - 1])
+        elif kind == "MergedInputDescription":
+            feed(bodies[0], d.body_parameter_index, data)
+            for j in range(1, n):
+                feed(bodies[j], d.body_parameter_index, result(bodies[j - 1], d.body_value_index))
+        else:  # InvariantInputDescription
+            for body in bodies:
+                feed(body, d.body_parameter_index, data)
+    for d in op.get_output_descriptions():
+        if type(d).__name__ == "ConcatOutputDescription":
+            parts = [result(bodies[j if d.stride > 0 else n - j - 1], d.body_value_index) for j in range(n)]
+            new = ops.concat(parts, d.axis).output(0) if n > 1 else parts[0]
+        else:  # BodyOutputDescription
+            new = result(bodies[d.iteration if d.iteration >= 0 else n - 1], d.body_value_index)
+        _replace_output(op.output(d.output_index), new)
+
+
 def _record_new(model: Any, before: set[str], rewrites: list[Rewrite]) -> set[str]:
     """Give the last rewrite the names of the ops it added; return the model's op names now."""
     now = {op.get_friendly_name() for op in model.get_ordered_ops()}
@@ -270,8 +320,8 @@ def _record_new(model: Any, before: set[str], rewrites: list[Rewrite]) -> set[st
 
 
 def transform(model: Any) -> tuple[Any, list[Rewrite]]:
-    """A clone of ``model`` with its recurrent sequences unrolled and decomposed, and what was done to each
-    recurrent op (an op that cannot be rewritten stays as it is, with the reason)."""
+    """A clone of ``model`` with its TensorIterators unrolled and its recurrent sequences and cells unrolled and
+    decomposed, and what was done to each recurrent op (one that cannot be rewritten stays, with the reason)."""
     found = [op for op in model.get_ordered_ops() if op.get_type_name() in RECURRENT_OPS]
     if not found:
         return model, []
@@ -280,12 +330,24 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
     rewrites: list[Rewrite] = []
     names = {op.get_friendly_name() for op in model.get_ordered_ops()}
     seen: dict[str, int] = {}
+
+    def name_of(op: Any) -> str:
+        t = op.get_type_name()
+        seen[t] = seen.get(t, -1) + 1
+        return stable_name(op, seen[t])
+
+    for op in [op for op in model.get_ordered_ops() if op.get_type_name() == "TensorIterator"]:
+        name = name_of(op)  # first: the cells in the bodies are decomposed below, as the plugin's order has it
+        _unroll_tensor_iterator(op, name)
+        rewrites.append(Rewrite("TensorIterator", name, f"unrolled into {op.get_num_iterations()} copies of its "
+                                "body (UnrollTensorIterator)", f"{PIPELINE}; src/common/transformations/src/"
+                                f"transformations/control_flow/unroll_tensor_iterator.cpp @{SOURCE_TAG}"))
+        names = _record_new(model, names, rewrites)
     for op in model.get_ordered_ops():
         t = op.get_type_name()
         if t not in RECURRENT_OPS:
             continue
-        seen[t] = seen.get(t, -1) + 1
-        name = stable_name(op, seen[t])
+        name = name_of(op)
         if t in SEQUENCES:
             kind = SEQUENCES[t]
             source = f"{PIPELINE}; {SEQ_SOURCE}; {CELL_SOURCE[kind]} @{SOURCE_TAG}"
@@ -296,7 +358,6 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
             how = _how(kind, op)
             _unroll(op, kind, name)
             rewrites.append(Rewrite(t, name, how, source))
-            names = _record_new(model, names, rewrites)
         elif t in CELLS:
             kind = CELLS[t]
             a = op.get_attributes()
@@ -307,20 +368,17 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
             else:
                 new = (gru_cell(*ins[:5], acts, float(a.get("clip", 0.0)), bool(a.get("linear_before_reset")), name),)
             for i, out in enumerate(new):
-                names = op.output(i).get_names()
-                for target in list(op.output(i).get_target_inputs()):
-                    target.replace_source_output(out)
-                if names:
-                    op.output(i).set_names(set())
-                    out.set_names(names)
+                _replace_output(op.output(i), out)
             rewrites.append(Rewrite(t, name, f"decomposed into MatMul/Add/Split/Sigmoid/Tanh/Multiply "
                                              f"({kind}CellDecomposition)", f"{PIPELINE}; {CELL_SOURCE[kind]} "
                                                                             f"@{SOURCE_TAG}"))
-            names = _record_new(model, names, rewrites)
         else:
             why = ("the pipeline has no RNNCell decomposition and the plugin has no RNNCell layer (\"The plugin "
                    "does not support layer\", backend/gna_limitations.cpp)" if t.startswith("RNN") else
-                   "the plugin unrolls it (UnrollTensorIterator); not modelled by the emulator yet")
+                   "not modelled by the emulator yet (the plugin's UnrollTensorIterator also unrolls a Loop of known "
+                   "trip count)")
             rewrites.append(Rewrite(t, op.get_friendly_name(), "", f"{PIPELINE} @{SOURCE_TAG}", why))
+            continue
+        names = _record_new(model, names, rewrites)
     model.validate_nodes_and_infer_types()
     return model, rewrites
