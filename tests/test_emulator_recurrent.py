@@ -20,7 +20,7 @@ def _named(outputs, names):
     return [ops.result(o) for o in outputs]
 
 
-def _lstm(steps=4, n_in=8, hidden=16, direction="forward", state_inputs=True, seed=0):
+def _lstm(steps=4, n_in=8, hidden=16, direction="forward", state_inputs=True, seed=0, clip=0.0):
     rng = np.random.default_rng(seed)
     d = 2 if direction == "bidirectional" else 1
     x = ops.parameter([1, steps, n_in], np.float32, name="x")
@@ -33,7 +33,8 @@ def _lstm(steps=4, n_in=8, hidden=16, direction="forward", state_inputs=True, se
     w = ops.constant((rng.normal(size=(d, 4 * hidden, n_in)) * 0.4).astype(np.float32))
     r = ops.constant((rng.normal(size=(d, 4 * hidden, hidden)) * 0.3).astype(np.float32))
     b = ops.constant((rng.normal(size=(d, 4 * hidden)) * 0.2).astype(np.float32))
-    seq = ops.lstm_sequence(x, h0, c0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, direction)
+    seq = ops.lstm_sequence(x, h0, c0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, direction,
+                            clip=clip)
     return ov.Model(_named(seq.outputs(), ("y", "ho", "co")), params)
 
 
@@ -101,7 +102,7 @@ def _cpu(model, inputs):
 
 
 MODELS = {"lstm": _lstm, "lstm_reverse": lambda: _lstm(direction="reverse"),
-          "lstm_bidirectional": lambda: _lstm(direction="bidirectional"),
+          "lstm_bidirectional": lambda: _lstm(direction="bidirectional"), "lstm_clip": lambda: _lstm(clip=0.5),
           "lstm_zero_state": lambda: _lstm(state_inputs=False), "gru": _gru,
           "gru_reset_first": lambda: _gru(linear_before_reset=False), "cells": _cells,
           "tensor_iterator": _tensor_iterator, "tensor_iterator_reverse": lambda: _tensor_iterator(reverse=True)}
@@ -122,6 +123,7 @@ def test_the_rewrite_computes_what_the_recurrent_op_computes(name):
 
 
 @pytest.mark.parametrize("name, floor_db", [("lstm", 30), ("lstm_reverse", 30), ("lstm_bidirectional", 29),
+                                            ("lstm_clip", 30),
                                             ("lstm_zero_state", 29),
                                             ("gru", 36), ("gru_reset_first", 36), ("cells", 30),
                                             ("tensor_iterator", 30), ("tensor_iterator_reverse", 30)])
@@ -231,3 +233,24 @@ def test_the_per_layer_table_reaches_inside_an_unrolled_lstm(tmp_path):
     computed = [r for r in cell if "identity" not in r["layer"]]  # an identity holds its input's FP32 value
     assert len(computed) == 12 and all(np.isfinite(r["accumulated_sqnr_db"]) for r in computed)
     assert rows["LSTMSequence[0]/t0/Xt_W"]["accumulated_sqnr_db"] > 60  # the X·Wᵀ product, not the gate sum
+
+
+def test_clamp_hand_worked_integers():
+    """Clamp [-0.5, 0.75] after an FC: in_sf = w_sf·x_sf = 16384·1024 = 2^24; out_sf 2048, halved to 1024 as
+    2048·2^24 passes INT32_MAX (the ReLU rule); x_lower = round(−0.5·in_sf), y_lower = round(−0.5·1024) = −512;
+    x_upper = round(0.75·in_sf), y_upper = 768; slope 1 between."""
+    x = ops.parameter([1, 4], np.float32, name="x")
+    fc = ops.matmul(x, ops.constant(np.eye(4, dtype=np.float32)), False, False)
+    fc.set_friendly_name("fc")
+    y = ops.clamp(fc, -0.5, 0.75)
+    y.set_friendly_name("clip")
+    em = emulate(ov.Model(_named([y.output(0)], ["y"]), [x]), {"x": np.array([[-1.0, -0.25, 0.5, 2.0]], np.float32)},
+                 1024.0, keep_ints=True)
+    rows = {r["layer"]: r for r in em.plan}
+    in_sf = rows["fc"]["out_sf"]
+    assert in_sf == 16384.0 * 1024.0 and rows["clip"]["out_sf"] == 1024.0
+    segments = rows["clip"]["pwl"]["segments"]
+    assert [s["y_base"] for s in segments] == [-512, -512, 768]
+    assert [s["x_base"] for s in segments][1:] == [round(-0.5 * in_sf) & ~3, round(0.75 * in_sf) & ~3]
+    # x = [−1024, −256, 512, 2048]·16384 at in_sf: −1 and 2 clamp to the bounds, −0.25 and 0.5 pass (·1024).
+    assert em.ints["clip"].tolist() == [[-512, -256, 512, 768]]

@@ -96,15 +96,16 @@ def test_small_nets_every_kind_of_status(tmp_path):
     def build(x):
         fc = ops.matmul(x, w, False, False)
         shifted = ops.subtract(ops.multiply(fc, ops.constant(np.float32(0.5))), ops.constant(np.float32(1.0)))
-        clamped = ops.clamp(shifted, -1.0, 1.0)  # the plugin: a PWL; the emulator: not yet
-        ratio = ops.divide(clamped, ops.sigmoid(fc))  # data / data: no GNA layer
+        clamped = ops.clamp(shifted, -1.0, 1.0)  # a PWL with flat ends
+        ratio = ops.divide(ops.exp(clamped), ops.sigmoid(fc))  # exp: the plugin's PWL, not modelled; data / data
         return ops.add(ratio, fc)
 
     rows = {r["op"]: r for r in model_support(_net(build)).rows}
     assert rows["Multiply"]["status"] == "native" and "ScaleShift" in rows["Multiply"]["how"]  # ×0.5 − 1: one layer
     assert "Subtract" not in rows
-    assert rows["Clamp"]["status"] == "refused" and rows["Clamp"]["by"] == "emulator"
-    assert "the plugin: a PWL activation" in rows["Clamp"]["how"] and rows["Clamp"]["source"].endswith("graph_utils.hpp")
+    assert rows["Clamp"]["status"] == "native" and "kActKaldiLstmClipping" in rows["Clamp"]["how"]
+    assert rows["Exp"]["status"] == "refused" and rows["Exp"]["by"] == "emulator"
+    assert "the plugin: a PWL activation" in rows["Exp"]["how"] and rows["Exp"]["source"].endswith("graph_utils.hpp")
     assert rows["Divide"]["by"] == "plugin"
     assert rows["MatMul"]["status"] == "native" and rows["Add"]["status"] == "native"
 

@@ -256,6 +256,21 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
     ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 
 
+def add_clamp(ctx: BuildContext, node: Node) -> None:
+    """A Clamp: the PWL of the layer before it, slope 1 between the bounds (make_pwl.cpp kActKaldiLstmClipping).
+    [I: the output scale follows the ReLU rule (2048, halved when 2048·in_sf passes INT32_MAX), and 16-bit
+    input is read directly, as for a ReLU.]"""
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
+    low, high = float(node.attrs["min"]), float(node.attrs["max"])
+    out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
+    curve = pw.build_clamp(ti.sf, out_sf, low, high)
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": f"Clamp [{low:g}, {high:g}] (PWL)", "precision": "i16",
+                           "in_sf": ti.sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+
+
 def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
     """A FakeQuantize on network data: after an input it only sets the input's scale factor (graph.py);
     elsewhere it runs as an identity PWL with the FQ borders."""

@@ -21,7 +21,6 @@ _PWL = (f"a PWL activation in the plugin (is_activation, {GRAPH_UTILS}; designed
 
 # op type → (what the plugin does with it, source)
 PLUGIN_RUNS: dict[str, tuple[str, str]] = {
-    "Clamp": (_PWL, GRAPH_UTILS),
     "Exp": (_PWL, GRAPH_UTILS),
     "Log": (_PWL, GRAPH_UTILS),
     "Sign": (_PWL, GRAPH_UTILS),

@@ -275,6 +275,9 @@ def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
                                  "(gna_graph_compiler.cpp EltwisePrimitive)")
     elif op == "Relu":
         status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
+    elif op == "Clamp":
+        status, how = "native", (f"PWL activation of the layer before it, slope 1 on [{node.attrs['min']:g}, "
+                                 f"{node.attrs['max']:g}] (make_pwl.cpp kActKaldiLstmClipping)")
     elif op in ACTIVATION_OPS:
         e = exponent_of(node, prog)
         kind = "Power" if op in ("Power", "Sqrt") else op

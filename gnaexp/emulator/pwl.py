@@ -266,6 +266,30 @@ def build_relu(in_sf: float, out_sf: float) -> PWL:
     return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu", 0, INT16_MAX)
 
 
+def build_clamp(in_sf: float, out_sf: float, low: float, high: float) -> PWL:
+    """Clamp as the plugin builds it (``backend/make_pwl.cpp`` @2023.1.0, ``make_gna_pwl``, case
+    kActKaldiLstmClipping): a flat segment at y_lower from −∞, slope 1 from x_lower, and a flat segment at
+    y_upper from x_upper; the borders are the clamp bounds (DoubleToInt32(bound·in_sf), DoubleToInt16(bound·
+    out_sf)) where they lie inside the int16 output range, else the range's ends."""
+    x_lower, x_upper, y_lower, y_upper = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
+    if x_lower < low * in_sf:
+        if y_lower < low * out_sf:
+            x_lower, y_lower = _double_to_int(low * in_sf), _double_to_int(low * out_sf)
+        else:
+            x_lower = _double_to_int(y_lower * in_sf / out_sf)
+    if x_upper > high * in_sf:
+        if y_upper > high * out_sf:
+            x_upper, y_upper = _double_to_int(high * in_sf), _double_to_int(high * out_sf)
+        else:
+            x_upper = _double_to_int(y_upper * in_sf / out_sf)
+    k, idx = slope_int(1.0, in_sf, out_sf)
+    segs = [[_xbase(INT32_MIN, 0), y_lower, 0], [_xbase(x_lower, idx), y_lower, k]]
+    if x_upper < INT32_MAX:
+        segs.append([_xbase(x_upper, 0), y_upper, 0])
+    arr = np.array(segs, dtype=np.int64)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "clamp", int(y_lower), int(y_upper))
+
+
 def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     """Run a PWL on integer inputs (any shape) the way the GNA kernel does.
 
