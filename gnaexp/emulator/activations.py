@@ -1,18 +1,21 @@
-"""Activations in the plan: ReLU and an activation FakeQuantize (PWLs of known shape, pwl.py), and Sigmoid, Tanh,
-Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target, then
-encoded as GNA segments (docs/gna-rules.md §3.8).
+"""Activations in the plan: ReLU, Clamp and an activation FakeQuantize (PWLs of known shape, pwl.py), and Sigmoid,
+Tanh, SoftSign, Exp, Log, Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target,
+then encoded as GNA segments (docs/gna-rules.md §3.8).
 
 Design [S: src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @8d2562b, ``pwl_search``,
 ``pivot_search``, ``calculate_error_pct``; pwl_approximation.hpp ``details::Function``]:
-- domains: Sigmoid [−10, 10] → [0, 1], Tanh [−5, 5] → [−1, 1], Power x^e [−16, 16] for an integer e, else
-  [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
-- Sigmoid, Tanh and Power on a domain that straddles 0 are designed in two halves split at 0;
+- domains: Sigmoid [−10, 10] → [0, 1], Tanh [−5, 5] → [−1, 1], SoftSign [−10, 10] → [−1, 1], Exp
+  [−log2 32767, log10 32767] → [0, 32767], Log [0.001, 2981] → [−11, 32767] (@2023.1.0), Power x^e [−16, 16] for
+  an integer e, else [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
+- Sigmoid, Tanh, SoftSign and Power on a domain that straddles 0 are designed in two halves split at 0, Exp at
+  0.045 (``EXP_BREAK``); the left half negated, the right too for Exp and Power; Exp is designed as −f (convex),
+  Log as f with up to 5000 pivot iterations;
 - per half, N = 1, 2, … segments: tangent pivots moved until the errors at the segment ends are equal within
   10 % (at most 2000 iterations), offset by a quarter of (max + min) error; N grows until the error is at most
   the allowed share of the function's range: ``pwl_max_error_percent`` 1.0 % (0.015 % for Power), at most 128;
-- a flat segment from −∞ (Power with a fractional e: from 0) and the last point made flat; for Sigmoid/Tanh
+- a flat segment from −∞ (Power with a fractional e: from 0) and the last point made flat; for the others
   both flats are clipped to the function's range.
-Output scale [S: frontend/scale_factor_calc.cpp ``getActivationScale``]: 2048 for Sigmoid/Tanh; for Power,
+Output scale [S: frontend/scale_factor_calc.cpp ``getActivationScale``]: 2048 for all but Power; for Power,
 32767 / max |f(x)| over [x_min, x_max] = [max(INT32_MIN/in_sf, −16) or 0, min(INT32_MAX/in_sf, 16)].
 Segments [S: backend/make_pwl.cpp ``make_gna_pwl(const T* m, …)``]: xBase = trunc(in_sf·α) & ~3 | shift index,
 yBase = round(out_sf·(m·α + b)), slope = round(m·out_sf/in_sf·2^shift) (``gna_slope``), each clamped to its
@@ -41,13 +44,18 @@ ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
 POWER_ERROR_PCT = 0.015
 MAX_SEGMENTS = 128
 MAX_ITERATIONS = 2000
+LOG_MAX_ITERATIONS = 5000  # max_iterations<Log>
+EXP_BREAK = 0.045  # pwl_approximation.cpp: Exp is designed in two halves split here
+SPLIT_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Power")
+INT16_MAX = 32767
+DESIGNED_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Power")
 PIVOT_THRESHOLD = 0.1
 POW_DOMAIN = 16.0
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _function(op: str, exponent: float):
-    """(f, f', domain, (min, max) range or None) of a designed activation."""
+    """(f, f', domain, (min, max) range or None) of a designed activation (pwl_approximation.hpp ``Function``)."""
     if op == "Sigmoid":
         def f(x):
             return 1.0 / (1.0 + np.exp(-x))
@@ -55,6 +63,12 @@ def _function(op: str, exponent: float):
         return f, lambda x: f(x) * (1.0 - f(x)), (-10.0, 10.0), (0.0, 1.0)
     if op == "Tanh":
         return np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, (-5.0, 5.0), (-1.0, 1.0)
+    if op == "SoftSign":
+        return (lambda x: x / (1.0 + np.abs(x)), lambda x: 1.0 / (1.0 + np.abs(x)) ** 2, (-10.0, 10.0), (-1.0, 1.0))
+    if op == "Exp":
+        return np.exp, np.exp, (-math.log2(INT16_MAX), math.log10(INT16_MAX)), (0.0, float(INT16_MAX))
+    if op == "Log":
+        return np.log, lambda x: 1.0 / x, (0.001, 2981.0), (-11.0, float(INT16_MAX))
     e = float(exponent)
     lo = -POW_DOMAIN if math.fmod(e, 1.0) == 0.0 else 0.0
     return (lambda x: np.power(x, e), lambda x: e * np.power(x, e - 1.0), (lo, POW_DOMAIN), None)
@@ -64,7 +78,8 @@ def _fp_eq(a: float, b: float) -> bool:
     return abs(a - b) <= np.finfo(np.float64).eps * min(abs(a), abs(b))
 
 
-def pivot_search(f, df, n: int, a0: float, an: float, negative: bool) -> tuple[list[tuple[float, float, float, float]], float]:
+def pivot_search(f, df, n: int, a0: float, an: float, negative: bool,
+                 max_iterations: int = MAX_ITERATIONS) -> tuple[list[tuple[float, float, float, float]], float]:
     """n segments (m, b, α, β) plus the end point (0, 0, α_N, β_N) for f on [a0, an], and their error."""
     sgn = -1.0 if negative else 1.0
     ts = [a0 + (np.arange(1, n + 1) / (n + 1)) * (an - a0)]
@@ -88,8 +103,8 @@ def pivot_search(f, df, n: int, a0: float, an: float, negative: bool) -> tuple[l
             alphas.append(alpha)
             epss.append(eps)
             prev, max_eps, min_eps = max_eps, float(np.max(np.abs(eps))), float(np.min(np.abs(eps)))
-            if j == MAX_ITERATIONS or max_eps - min_eps < PIVOT_THRESHOLD * min_eps:
-                if j == MAX_ITERATIONS:
+            if j == max_iterations or max_eps - min_eps < PIVOT_THRESHOLD * min_eps:
+                if j == max_iterations:
                     raise ValueError("Failed to converge in pivot_search!")
                 final = (max_eps + min_eps) / 4.0
                 m = sgn * dt
@@ -123,18 +138,21 @@ def _error_pct(f, lo: float, hi: float, offset: float, samples: int = 500) -> fl
 
 
 def _search(op: str, f, df, lo: float, hi: float, allowed: float, integer_exp: bool) -> list[tuple[float, ...]]:
-    if lo < 0.0 < hi:  # designed in two halves split at 0 (Sigmoid, Tanh, Power)
-        left = [(-m, -b, a, -beta) for m, b, a, beta in _search(op, f, df, lo, 0.0, allowed, integer_exp)]
-        right = _search(op, f, df, 0.0, hi, allowed, integer_exp)
-        if op == "Power":
+    brk = EXP_BREAK if op == "Exp" else 0.0
+    if op in SPLIT_OPS and lo < brk < hi:  # designed in two halves split at the break bound (split_search)
+        left = [(-m, -b, a, -beta) for m, b, a, beta in _search(op, f, df, lo, brk, allowed, integer_exp)]
+        right = _search(op, f, df, brk, hi, allowed, integer_exp)
+        if op in ("Power", "Exp"):
             right = [(-m, -b, a, -beta) for m, b, a, beta in right]
         return left[:-1] + right
-    negative = integer_exp if op == "Power" else hi == 0.0  # is_negative: design -f where f is convex
+    # is_negative: design −f where f is convex
+    negative = integer_exp if op == "Power" else (op == "Exp" or (op != "Log" and hi == 0.0))
+    iterations = LOG_MAX_ITERATIONS if op == "Log" else MAX_ITERATIONS
     n = 1
-    segs, err = pivot_search(f, df, n, lo, hi, negative)
+    segs, err = pivot_search(f, df, n, lo, hi, negative, iterations)
     while n < MAX_SEGMENTS and allowed < _error_pct(f, lo, hi, err):
         n += 1
-        segs, err = pivot_search(f, df, n, lo, hi, negative)
+        segs, err = pivot_search(f, df, n, lo, hi, negative, iterations)
     if n >= MAX_SEGMENTS:
         raise ValueError("Failed to converge in pwl_search!")
     return segs
@@ -222,7 +240,7 @@ def warm_up() -> None:
 
 
 def add_step(ctx: BuildContext, node: Node) -> None:
-    """Plan a Sigmoid/Tanh/Power/Sqrt PWL on the tensor before it."""
+    """Plan a Sigmoid/Tanh/SoftSign/Exp/Log/Power/Sqrt PWL on the tensor before it."""
     op = "Power" if node.op in ("Power", "Sqrt") else node.op
     e = exponent_of(node, ctx.prog)
     if op == "Power" and e == 1.0:

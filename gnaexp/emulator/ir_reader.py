@@ -24,13 +24,13 @@ SUPPORTED_OPS = (
     "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Subtract",
     "Add/Multiply/Subtract/Divide with a constant (ScaleShift)", "LSTM/GRU sequences and cells, TensorIterator (unrolled)",
     "Concat", "Reshape", "Squeeze",
-    "Unsqueeze", "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "Clamp", "Sigmoid", "Tanh",
+    "Unsqueeze", "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "Clamp", "Sigmoid", "Exp", "Log", "SoftSign", "Tanh",
     "Sqrt", "Power (constant exponent)", "FakeQuantize", "Pad and ReduceMean (on the host, with porting)",
     "constant subgraphs (Convert/Multiply/Subtract/Divide/ShapeOf/Gather/…)",
 )
 FOLD_OPS = {"Convert", "Multiply", "Subtract", "Add", "Divide", "Mod", "Greater", "Broadcast", "Gather", "Slice",
             "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "FakeQuantize", "MatMul"}
-ACTIVATION_OPS = {"Relu", "Sigmoid", "Tanh", "Sqrt", "Power"}
+ACTIVATION_OPS = {"Relu", "Sigmoid", "Tanh", "Sqrt", "Power", "Exp", "Log", "SoftSign"}
 ELTWISE_OPS = {"Add", "Multiply", "Subtract"}
 SCALESHIFT_OPS = {"Add", "Multiply", "Subtract", "Divide"}  # with one constant operand: a ScaleShift layer
 HOST_OPS = {"Pad", "ReduceMean"}

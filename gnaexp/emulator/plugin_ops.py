@@ -21,12 +21,9 @@ _PWL = (f"a PWL activation in the plugin (is_activation, {GRAPH_UTILS}; designed
 
 # op type → (what the plugin does with it, source)
 PLUGIN_RUNS: dict[str, tuple[str, str]] = {
-    "Exp": (_PWL, GRAPH_UTILS),
-    "Log": (_PWL, GRAPH_UTILS),
     "Sign": (_PWL, GRAPH_UTILS),
     "Abs": (_PWL, GRAPH_UTILS),
     "PRelu": (_PWL, GRAPH_UTILS),
-    "SoftSign": ("substituted by x / (1 + |x|) (SubstituteSoftsign)", f"{TRANSFORMS}substitute_softsign.cpp"),
     "MaxPool": ("GNA pooling after its activation (ReorderActivationAndPooling, PoolingPrimitive)",
                 f"{TRANSFORMS}reorder_activation_and_pooling.cpp"),
     "MVN": ("decomposed into affine, eltwise and PWL layers (ConvertMVN1ToMVN6, DecomposeMVN)",

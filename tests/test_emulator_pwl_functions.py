@@ -1,0 +1,52 @@
+"""SoftSign, Exp and Log as the 2023.1 plugin designs them (pwl_approximation.cpp/.hpp): the domains and ranges
+of ``details::Function``, the split at EXP_BREAK, and the emulated layer tracking the function within the 1 %
+design target where its input is inside the domain."""
+
+import math
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from gnaexp.emulator import emulate
+from gnaexp.emulator.activations import EXP_BREAK, design
+
+
+@pytest.mark.parametrize("op, domain, first_y, last_y", [
+    ("SoftSign", (-10.0, 10.0), -10 / 11, 10 / 11),
+    ("Exp", (-math.log2(32767), math.log10(32767)), 0.0, math.exp(math.log10(32767))),
+    ("Log", (0.001, 2981.0), math.log(0.001), math.log(2981.0)),
+])
+def test_designs_span_the_plugins_domain_and_clip_to_its_range(op, domain, first_y, last_y):
+    m, b, alpha = design(op)
+    assert alpha[0] == -math.inf and alpha[-1] == math.inf and len(m) <= 128
+    assert m[0] == 0.0 and m[-1] == 0.0  # flat from −∞ and after the last point
+    # The first flat sits at f(domain start), or at the range's floor where the line passes it (Exp: 0, its α
+    # moved to where the line meets 0); the last at f(domain end), within the design error.
+    assert b[0] == pytest.approx(first_y, abs=0.02 * abs(last_y - first_y) + 1e-9)
+    assert b[-1] == pytest.approx(last_y, rel=0.02)
+    if op == "Exp":  # two halves, split at EXP_BREAK: it is one of the pivots
+        assert np.any(np.isclose(alpha, EXP_BREAK))
+    if op == "Exp":
+        assert domain[0] < alpha[1] < -8  # the first line meets 0 inside the domain
+    else:
+        assert alpha[1] == pytest.approx(domain[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("op, lo, hi, floor_db", [("SoftSign", -8.0, 8.0, 33), ("Exp", -4.0, 2.5, 18),
+                                                  ("Log", 0.05, 12.0, 22)])
+def test_an_emulated_activation_tracks_the_function_inside_its_domain(op, lo, hi, floor_db):
+    from gnaexp import metrics
+
+    x = ops.parameter([1, 64], np.float32, name="x")
+    fc = ops.matmul(x, ops.constant(np.eye(64, dtype=np.float32)), False, False)  # a 32-bit input, as usual
+    y = {"SoftSign": ops.softsign, "Exp": ops.exp, "Log": ops.log}[op](fc)
+    model = ov.Model([ops.result(y)], [x])
+    feed = np.linspace(lo, hi, 64 * 8, dtype=np.float32).reshape(8, 1, 64)
+    em = emulate(model, {"x": feed}, 256.0)
+    ref = {"SoftSign": lambda v: v / (1 + np.abs(v)), "Exp": np.exp, "Log": np.log}[op](feed.astype(np.float64))
+    out = next(iter(em.outputs.values()))
+    assert metrics.sqnr_db(ref, out) > floor_db
+    row = next(r for r in em.plan if r["op"].startswith(op))
+    assert row["out_sf"] == 2048.0 and row["op"].endswith("segments)")
