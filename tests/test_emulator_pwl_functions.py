@@ -50,3 +50,27 @@ def test_an_emulated_activation_tracks_the_function_inside_its_domain(op, lo, hi
     assert metrics.sqnr_db(ref, out) > floor_db
     row = next(r for r in em.plan if r["op"].startswith(op))
     assert row["out_sf"] == 2048.0 and row["op"].endswith("segments)")
+
+
+def test_prelu_with_one_slope_is_a_leaky_relu_hand_worked():
+    """PRelu α = 0.25 after an FC at in_sf 16384·8 = 131072, out_sf 2048: x_lower = −32768·131072/2048 =
+    −2097152, segment 0 from there with yBase FloatToInt32(−32768·0.25) = −8192 and slope α·2048/131072 = 1/256,
+    segment 1 from 0 with slope 1/64. x_q = 8·[−2, −0.5, 0.5, 3] → FC ints ×16384 → [−1024, −256, 1024, 6144]."""
+    x = ops.parameter([1, 4], np.float32, name="x")
+    fc = ops.matmul(x, ops.constant(np.eye(4, dtype=np.float32)), False, False)
+    y = ops.prelu(fc, ops.constant(np.array([0.25], np.float32)))
+    y.set_friendly_name("leaky")
+    em = emulate(ov.Model([ops.result(y)], [x]), {"x": np.array([[-2.0, -0.5, 0.5, 3.0]], np.float32)}, 8.0,
+                 keep_ints=True)
+    row = next(r for r in em.plan if r["layer"] == "leaky")
+    assert row["op"] == "PRelu (leaky, 0.25)" and row["out_sf"] == 2048.0
+    segments = row["pwl"]["segments"]
+    assert [(s["x_base"], s["y_base"]) for s in segments] == [(-2097152, -8192), (0, 0)]
+    assert em.ints["leaky"].tolist() == [[-1024, -256, 1024, 6144]]
+
+
+def test_prelu_with_a_slope_per_channel_is_refused_with_the_reason():
+    x = ops.parameter([1, 4, 8], np.float32, name="x")
+    y = ops.prelu(ops.relu(x), ops.constant(np.array([0.1, 0.2, 0.3, 0.4], np.float32).reshape(1, 4, 1)))
+    with pytest.raises(ValueError, match="one slope per channel; the plugin's ReLU layer takes one negative slope"):
+        emulate(ov.Model([ops.result(y)], [x]), {"x": np.zeros((1, 4, 8), np.float32)}, 8.0)

@@ -263,13 +263,22 @@ def add_step(ctx: BuildContext, node: Node) -> None:
 
 
 def add_relu(ctx: BuildContext, node: Node) -> None:
-    """A ReLU: the PWL of the layer before it (make_pwl.cpp kActRelu)."""
+    """A ReLU, or a PRelu with one slope (a leaky ReLU: ConvertPReluToReluIE gives ReLUIE its negative_slope):
+    the PWL of the layer before it (make_pwl.cpp kActRelu/kActLeakyRelu)."""
     k = ctx.get(node.inputs[0])
     ti = ctx.info[k]
+    slope = 0.0
+    if node.op == "PRelu":
+        values = np.asarray(ctx.prog.consts.get(node.inputs[1], np.zeros(2)) if len(node.inputs) > 1 else [0, 0])
+        if values.size != 1 and not np.all(values == values.reshape(-1)[0]):
+            raise ValueError(f"PRelu {node.name!r}: one slope per channel; the plugin's ReLU layer takes one "
+                             "negative slope (ConvertPReluToReluIE)")
+        slope = float(values.reshape(-1)[0])
     out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
-    curve = pw.build_relu(ti.sf, out_sf)
+    curve = pw.build_relu(ti.sf, out_sf, slope)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                          {"layer": node.name, "op": "Relu", "precision": "i16", "in_sf": ti.sf, "w_sf": None,
+                          {"layer": node.name, "op": "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})",
+                           "precision": "i16", "in_sf": ti.sf, "w_sf": None,
                            "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
     ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 

@@ -275,6 +275,12 @@ def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
                                  "(gna_graph_compiler.cpp EltwisePrimitive)")
     elif op == "Relu":
         status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
+    elif op == "PRelu":
+        slope = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        one = slope is not None and np.all(np.asarray(slope) == np.asarray(slope).reshape(-1)[0])
+        status, how = ("native", "a leaky ReLU: PWL with the negative slope (ConvertPReluToReluIE, make_pwl.cpp "
+                                 "kActLeakyRelu)") if one else \
+            ("refused", "one slope per channel: the plugin's ReLU layer takes one negative slope")
     elif op == "Clamp":
         status, how = "native", (f"PWL activation of the layer before it, slope 1 on [{node.attrs['min']:g}, "
                                  f"{node.attrs['max']:g}] (make_pwl.cpp kActKaldiLstmClipping)")

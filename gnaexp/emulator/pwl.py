@@ -246,7 +246,7 @@ def _double_to_int(v: float) -> int:
     return int(v + 0.5) if v >= 0 else int(v - 0.5)
 
 
-def build_relu(in_sf: float, out_sf: float) -> PWL:
+def build_relu(in_sf: float, out_sf: float, negative_slope: float = 0.0) -> PWL:
     """ReLU as the plugin builds it without FakeQuantize statistics: two segments (``backend/make_pwl.cpp``,
     ``make_gna_pwl``, case kActRelu).
 
@@ -259,11 +259,17 @@ def build_relu(in_sf: float, out_sf: float) -> PWL:
     x_lower, y_lower = INT32_MIN, INT16_MIN
     if x_lower < y_lower * in_sf / out_sf:
         x_lower = _double_to_int(y_lower * in_sf / out_sf)
-    k0, idx0 = slope_int(0.0, in_sf, out_sf)
+    if y_lower < x_lower * out_sf / in_sf:
+        y_lower = _double_to_int(x_lower * out_sf / in_sf)
+    # A leaky ReLU (PRelu with one slope, as ReLUIE's negative_slope): segment 0 keeps that slope from
+    # y_lower·slope (FloatToInt32, at least −32768); a plain ReLU has slope 0 and yBase 0 there.
+    y0 = max(_to_int(y_lower * negative_slope, 32), INT16_MIN)
+    k0, idx0 = slope_int(negative_slope, in_sf, out_sf)
     k, idx = slope_int(1.0, in_sf, out_sf)
-    segs = [[_xbase(x_lower, idx0), 0, k0], [_xbase(0, idx), 0, k]]
+    segs = [[_xbase(x_lower, idx0), y0, k0], [_xbase(0, idx), 0, k]]
     arr = np.array(segs, dtype=np.int64)
-    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu", 0, INT16_MAX)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu" if not negative_slope else
+               f"leaky relu {negative_slope:g}", min(0, y0), INT16_MAX)
 
 
 def build_clamp(in_sf: float, out_sf: float, low: float, high: float) -> PWL:

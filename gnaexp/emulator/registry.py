@@ -18,6 +18,7 @@ HANDLERS: dict[str, Handler] = {
     "Concat": memory.add_concat,
     "FakeQuantize": activations.add_fake_quantize,
     "Relu": activations.add_relu,
+    "PRelu": activations.add_relu,
     "Clamp": activations.add_clamp,
     **{op: activations.add_step for op in ACTIVATION_OPS - {"Relu"}},
     **{op: eltwise.add_step for op in ELTWISE_OPS},
