@@ -76,7 +76,7 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
 def _constant(output: Any) -> bool:
     """Whether a value is computed from constants only (a bias), not from the network's data."""
     node = output.get_node()
-    if node.get_type_name() == "Constant":
+    if node.get_type_name() in ("Constant", "ShapeOf"):  # a static shape is a constant too
         return True
     if node.get_type_name() in ("Parameter", "ReadValue") or node.get_input_size() == 0:
         return False
