@@ -254,3 +254,60 @@ def test_clamp_hand_worked_integers():
     assert [s["x_base"] for s in segments][1:] == [round(-0.5 * in_sf) & ~3, round(0.75 * in_sf) & ~3]
     # x = [−1024, −256, 512, 2048]·16384 at in_sf: −1 and 2 clamp to the bounds, −0.25 and 0.5 pass (·1024).
     assert em.ints["clip"].tolist() == [[-512, -256, 512, 768]]
+
+
+def _pwl_by_hand(segments, x):
+    """GNA PWL on integers, as the kernel computes it: the last segment whose xBase ≤ x (the first one's yBase
+    at or below its xBase), y = floor((x − xBase)·slope / 2^shift) + yBase, saturated to int16."""
+    out = []
+    for v in np.asarray(x, dtype=np.int64).reshape(-1):
+        seg = max((s for s in segments if s["x_base"] <= v), key=lambda s: s["x_base"], default=segments[0])
+        y = seg["y_base"] if v <= segments[0]["x_base"] else \
+            ((int(v) - seg["x_base"]) * seg["slope"]) // (1 << seg["shift"]) + seg["y_base"]
+        out.append(min(32767, max(-32768, y)))
+    return np.array(out, dtype=np.int64).reshape(np.shape(x))
+
+
+def test_an_lstm_step_hand_worked_in_integers():
+    """One LSTM step, 2 inputs, 2 cells, every input at sf 1024: weights in {±1, ±0.5, ±0.25} so w_sf = 16384
+    and every weight and bias integer is exact. X·Wᵀ = W_q·x_q at sf 2^24; H·Rᵀ + B = R_q·h_q + B·2^24; XHB =
+    identity(X·Wᵀ)·8188 + (H·Rᵀ + B) (8188 = round(2^24 / 2049)); the gates are the PWLs of its four crops; f·C =
+    f_q·c0_q, i·c = i_q·c_q (both at 2048·…); C' = identity(f·C)·w + i·c; H' = o_q·tanh_q(C')."""
+    w = np.array([[1, 0.5], [-0.5, 0.25], [0.25, -1], [0.5, 0.5], [-1, 0.25], [0.5, -0.5], [0.25, 0.25],
+                  [-0.25, 1]], np.float32)
+    r = np.array([[0.5, -0.25], [1, 0.5], [-0.5, 0.5], [0.25, -1], [0.5, 0.25], [-0.25, -0.5], [1, -1],
+                  [0.25, 0.5]], np.float32)
+    b = np.array([0.5, -0.25, 0.125, 0.0, -0.5, 0.25, 0.0, 0.125], np.float32)
+    x = ops.parameter([1, 1, 2], np.float32, name="x")
+    h0, c0 = (ops.parameter([1, 1, 2], np.float32, name=n) for n in ("h0", "c0"))
+    seq = ops.lstm_sequence(x, h0, c0, ops.constant(np.array([1], np.int32)), ops.constant(w[None]),
+                            ops.constant(r[None]), ops.constant(b[None]), 2, "forward")
+    seq.set_friendly_name("lstm")
+    model = ov.Model(_named(seq.outputs(), ("y", "ho", "co")), [x, h0, c0])
+    feed = {"x": np.array([[[0.5, -0.25]]], np.float32), "h0": np.array([[[0.25, 0.5]]], np.float32),
+            "c0": np.array([[[0.5, -1.0]]], np.float32)}
+    em = emulate(model, feed, 1024.0, keep_ints=True)
+    plan = {r_["layer"].split("/t0/")[-1]: r_ for r_ in em.plan}
+    ints = {k.split("/t0/")[-1]: v.reshape(-1).astype(np.int64) for k, v in em.ints.items()}
+    x_q, h_q, c_q = np.array([512, -256]), np.array([256, 512]), np.array([512, -1024])
+
+    xw = (w * 16384).astype(np.int64) @ x_q
+    assert plan["Xt_W"]["w_sf"] == 16384.0 and ints["Xt_W"].tolist() == xw.tolist()
+    hr = (r * 16384).astype(np.int64) @ h_q + (b.astype(np.float64) * 2**24).astype(np.int64)
+    assert ints["Ht_R"].tolist() == hr.tolist()
+    ident = _pwl_by_hand(plan["Xt_W/identity"]["pwl"]["segments"], xw)
+    assert ints["Xt_W/identity"].tolist() == ident.tolist() and plan["XHB"]["weight_int"] == 8188
+    xhb = ident * 8188 + hr
+    assert ints["XHB"].tolist() == xhb.tolist()
+    gates = {g: _pwl_by_hand(plan[g]["pwl"]["segments"], xhb[k * 2:k * 2 + 2]) for k, g in enumerate("fico")}
+    for g, v in gates.items():
+        assert ints[g].tolist() == v.tolist(), g
+    assert ints["f_C"].tolist() == (gates["f"] * c_q).tolist()
+    assert ints["i_c"].tolist() == (gates["i"] * gates["c"]).tolist()
+    f_c_id = _pwl_by_hand(plan["f_C/identity"]["pwl"]["segments"], gates["f"] * c_q)
+    cw = plan["C"]["weight_int"]
+    assert cw == round(2048 * 2048 / plan["f_C/identity"]["out_sf"])
+    new_c = f_c_id * cw + gates["i"] * gates["c"]
+    assert ints["C"].tolist() == new_c.tolist()
+    tanh_c = _pwl_by_hand(plan["h_C"]["pwl"]["segments"], new_c)
+    assert ints["H"].tolist() == (gates["o"] * tanh_c).tolist()
