@@ -311,3 +311,20 @@ def test_an_lstm_step_hand_worked_in_integers():
     assert ints["C"].tolist() == new_c.tolist()
     tanh_c = _pwl_by_hand(plan["h_C"]["pwl"]["segments"], new_c)
     assert ints["H"].tolist() == (gates["o"] * tanh_c).tolist()
+
+
+def test_a_sum_of_two_inputs_at_scales_far_apart_lowers_the_unit_diagonal_hand_worked():
+    """a at sf 4096, b at sf 1024: a's SyntheticScaleShift (×16384) makes the weights scale 65536 > 32767, so the
+    plugin lowers that weightable identity: reducer = 4096·16384 / (1024·32767) ≈ 2.00006, weight
+    trunc(16384 / reducer) = 8191, out sf 4096·8191; the sum's weight is then round(4096·8191/1024) = 32764."""
+    a, b = (ops.parameter([1, 3], np.float32, name=n) for n in ("a", "b"))
+    total = ops.add(a, b)
+    total.set_friendly_name("sum")
+    feeds = {"a": np.array([[0.5, -1.0, 2.0]], np.float32), "b": np.array([[1.0, 0.25, -3.0]], np.float32)}
+    em = emulate(ov.Model(_named([total.output(0)], ["y"]), [a, b]), feeds, {"a": 4096.0, "b": 1024.0},
+                 keep_ints=True)
+    rows = {r["layer"]: r for r in em.plan}
+    assert rows["sum/SyntheticScaleShift"]["w_sf"] == 8191.0 and rows["sum"]["weight_int"] == 32764
+    a_q, b_q = np.array([2048, -4096, 8192]), np.array([1024, 256, -3072])
+    assert em.ints["sum"].tolist() == [(a_q * 8191 + b_q * 32764).tolist()]
+    np.testing.assert_allclose(em.outputs["y"], feeds["a"] + feeds["b"], rtol=1e-3)
