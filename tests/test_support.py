@@ -69,6 +69,7 @@ def test_nsnet2_dynamic_shape_is_reshaped_from_shape_or_input_file(corpus, capsy
     (["--shape", "input=1,x,161"], "--shape 'input=1,x,161': give NAME=D1,D2,... with positive integers"),
     (["--shape", "nope=1,8,161"], "shape given for unknown input(s) ['nope']; the model's inputs are ['input']"),
     (["--shape", "input=1,8,160"], "input 'input': shape [1, 8, 160] (--shape) does not fit the model's [?,?,161]"),
+    (["--shape", "input=1,8,161", "--shape", "input=1,4,161"], "--shape given twice for 'input': give each input's"),
 ])
 def test_bad_shapes_exit_2_naming_the_problem(corpus, capsys, argv, message):
     assert main(["support", str(corpus["nsnet2"]), *argv]) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gnaexp.cli.common import EXIT_OK
+from gnaexp.cli.common import EXIT_OK, UsageError
 
 
 def add_parsers(sub: Any) -> None:
@@ -26,7 +26,12 @@ def cmd_support(args: Any) -> int:
     from gnaexp.files import dumps
     from gnaexp.inputs import read_file
 
-    shapes = dict(parse_shape(s) for s in args.shape)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in args.shape:
+        name, shape = parse_shape(text)
+        if name in shapes:
+            raise UsageError(f"--shape given twice for {name or 'the input'!r}: give each input's shape once")
+        shapes[name] = shape
     arrays = None
     if args.input:
         raw = read_file(args.input)
