@@ -74,3 +74,22 @@ def test_prelu_with_a_slope_per_channel_is_refused_with_the_reason():
     y = ops.prelu(ops.relu(x), ops.constant(np.array([0.1, 0.2, 0.3, 0.4], np.float32).reshape(1, 4, 1)))
     with pytest.raises(ValueError, match="one slope per channel; the plugin's ReLU layer takes one negative slope"):
         emulate(ov.Model([ops.result(y)], [x]), {"x": np.zeros((1, 4, 8), np.float32)}, 8.0)
+
+
+def test_the_compiled_pwl_gives_the_numpy_reference_bits():
+    """pwl.evaluate runs the compiled loop (native.pwl_rows); evaluate_numpy is the arithmetic it must repeat
+    exactly, over every kind of curve and inputs from far below the first segment to int32's ends."""
+    from gnaexp.emulator import pwl as pw
+    from gnaexp.emulator.activations import encode
+
+    rng = np.random.default_rng(7)
+    curves = [pw.build_identity(2.0**20, 2049.0), pw.build_relu(2.0**18, 2048.0), pw.build_relu(131072.0, 2048.0, 0.25),
+              pw.build_clamp(2.0**24, 1024.0, -0.5, 0.75)]
+    curves += [encode(*design(op), 2.0**22, 2048.0, op.lower()) for op in ("Sigmoid", "Tanh", "Exp", "Log", "SoftSign")]
+    x = np.concatenate([rng.integers(-2**31, 2**31 - 1, 5000), rng.integers(-2**24, 2**24, 5000),
+                        [-2**31, 2**31 - 1, 0, -1, 1, 2, 3, 4, 5, 6]]).astype(np.float64).reshape(10, -1, 1)
+    for curve in curves:
+        got, n_got = pw.evaluate(curve, x)
+        want, n_want = pw.evaluate_numpy(curve, x)
+        assert got.shape == x.shape and n_got == n_want
+        np.testing.assert_array_equal(got, want, err_msg=curve.kind)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.emulator import native
+
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 IDENTITY_SF = np.float32(2049.0)
@@ -126,6 +128,13 @@ class PWL:
     @property
     def x_values(self) -> np.ndarray:
         return self.xbase & ~3
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(xBase values, yBase, slope, 2^−shift) as contiguous float64 arrays, for the compiled evaluation."""
+        return (np.ascontiguousarray(self.x_values, dtype=np.float64),
+                np.ascontiguousarray(self.ybase, dtype=np.float64),
+                np.ascontiguousarray(self.slope, dtype=np.float64),
+                np.ascontiguousarray(1.0 / (2.0 ** self.shifts.astype(np.float64))))
 
     @property
     def shifts(self) -> np.ndarray:
@@ -303,8 +312,18 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     ``src/gna-lib/kernels/pwl.cpp``, every kernel variant: ``if (I > xBase0) … else O = yBase0``; the first
     segment's line is not extended leftwards). Otherwise the last segment with xBase ≤ x,
     y = ((x − xBase)·slope) >> shift (floor), + yBase, saturate to int16. Returns (float64 array of int16
-    values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact.
+    values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact. The
+    loop runs compiled (``native.pwl_rows``, the same arithmetic); ``evaluate_numpy`` is its reference.
     """
+    flat = np.ascontiguousarray(np.asarray(x, dtype=np.float64)).reshape(-1)
+    xv, yb, k, inv = pwl.tables()
+    out = np.empty_like(flat)
+    n = native.pwl_rows(flat, xv, yb, k, inv, out)
+    return out.reshape(np.shape(x)), int(n)
+
+
+def evaluate_numpy(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """``evaluate`` in NumPy: the reference the compiled loop is tested against."""
     x = np.asarray(x, dtype=np.float64)
     xv = pwl.x_values.astype(np.float64)
     seg = np.searchsorted(xv, x, side="right") - 1
