@@ -38,9 +38,9 @@ def test_dtln_2_names_every_blocker_with_the_plugin_source(corpus, capsys):
     report = _support(capsys, corpus["dtln_2"])
     refused = [r for r in report["ops"] if r["status"] == "refused"]
     assert sorted(r["op"] for r in refused) == ["Divide", "ReduceMean", "ReduceMean"]  # all at once
-    divide = next(r for r in refused if r["op"] == "Divide")
-    assert divide["by"] == "plugin" and "\"The plugin does not support layer" in divide["how"]
-    assert divide["source"].startswith("src/plugins/intel_gna/src/backend/gna_limitations.cpp")
+    divide = next(r for r in refused if r["op"] == "Divide")  # ConvertDivide: x·y^−1, and y^−1 has no PWL
+    assert divide["by"] == "plugin" and "Power -1 has no PWL: pwl_search fails" in divide["how"]
+    assert divide["source"] == "src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @2023.1.0"
     mean = next(r for r in refused if r["op"] == "ReduceMean")
     assert "lies inside the network" in mean["how"] and "gna_graph_compiler.cpp" in mean["source"]
     assert report["verdict"] == "3 op(s) block the emulator (Divide, ReduceMean): 3 refused by the GNA plugin"
@@ -107,7 +107,8 @@ def test_small_nets_every_kind_of_status(tmp_path):
     assert rows["Clamp"]["status"] == "native" and "kActKaldiLstmClipping" in rows["Clamp"]["how"]
     assert rows["Abs"]["status"] == "refused" and rows["Abs"]["by"] == "emulator"
     assert "the plugin: a PWL activation" in rows["Abs"]["how"] and rows["Abs"]["source"].endswith("graph_utils.hpp")
-    assert rows["Divide"]["by"] == "plugin"
+    divides = [r for r in model_support(_net(build)).rows if r["op"] == "Divide"]
+    assert [r["status"] for r in divides] == ["refused", "native"]  # y^−1 has no PWL; x·y^−1 is a product
     assert rows["MatMul"]["status"] == "native" and rows["Add"]["status"] == "native"
 
 
@@ -184,3 +185,18 @@ def test_the_per_layer_table_of_silero_as_shipped_finds_its_biases(corpus):
     relus = local("activation/Relu")
     assert len(relus) == 4 and min(relus) > 40
     assert local("stft/Pow")[0] < 25 and local("stft/Conv")[0] > 55
+
+
+def test_a_division_by_data_is_refused_as_the_plugin_refuses_it(tmp_path, capsys):
+    """ConvertDivide turns x / y into x·Power(y, −1); the plugin's PWL search for y^−1 on [−16, 16] fails, and
+    so does the load: exit 2 with that reason, not a bare "The value is out of range."."""
+    x, y = (ops.parameter([1, 4], np.float32, name=n) for n in ("x", "y"))
+    q = ops.divide(x, ops.sigmoid(y))
+    q.set_friendly_name("ratio")
+    ov.save_model(ov.Model([ops.result(q)], [x, y]), str(tmp_path / "div.xml"))
+    np.savez(tmp_path / "in.npz", x=np.ones((1, 4), np.float32), y=np.ones((1, 4), np.float32))
+    assert main(["emulate", str(tmp_path / "div.xml"), str(tmp_path / "in.npz"), "--scale-factor", "1024",
+                 "--out", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "'ratio/inverse': the GNA plugin's PWL search for Power -1 (ConvertDivide made the division x·y^-1) " \
+           "fails (\"The value is out of range.\"" in err and len(err.strip().splitlines()) == 1

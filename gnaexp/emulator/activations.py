@@ -254,7 +254,13 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         ti = ctx.info[k]
     in_sf = ti.sf
     out_sf = ctx.overrides.get(node.name, output_scale(op, e, in_sf))
-    m, b, alpha = design(op, e)
+    try:
+        m, b, alpha = design(op, e)
+    except ValueError as exc:  # the plugin's pwl_search throws the same at load: the network is refused
+        what = f"{op} {e:g}" if op == "Power" else op
+        via = " (ConvertDivide made the division x·y^-1)" if node.attrs.get("from") == "Divide" else ""
+        raise ValueError(f"{node.name!r}: the GNA plugin's PWL search for {what}{via} fails (\"{exc}\", "
+                         "pwl_approximation.cpp), so the plugin refuses the network") from None
     curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}")
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",

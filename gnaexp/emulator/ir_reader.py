@@ -170,7 +170,7 @@ def _scaleshift(t: str, in_keys: list[str], consts: dict[str, np.ndarray]) -> tu
         w, b = c, zero
     elif t == "Subtract":
         w, b = (one, -c) if ci == 1 else (-one, c)
-    else:  # Divide by a constant
+    else:  # Divide by a constant (a constant numerator divided by data is ConvertDivide's, in read_program)
         w, b = np.float32(1.0) / c, zero
     return in_keys[1 - ci], w, b
 
@@ -341,6 +341,22 @@ def read_program(model: Any, strict: bool = True) -> Program:
             in_keys = in_keys[:1]
         if t == "Power" and (n_in < 2 or in_keys[1] not in consts or np.asarray(consts[in_keys[1]]).size != 1):
             refuse(op, t, name, in_keys, out, attrs, "the exponent must be one constant")
+            continue
+        if t == "Divide" and n_in == 2 and in_keys[1] not in consts:
+            # ConvertDivide (CommonOptimizations): x / y = x · Power(y, −1) for a divisor that is data
+            inv_key, minus_one = f"{name}/inverse:0", f"{name}/minus_one"
+            consts[minus_one] = np.array(-1.0, dtype=np.float32)
+            inverse = Node(f"{name}/inverse", "Power", [in_keys[1], minus_one], inv_key, {"from": "Divide"})
+            nodes.append(inverse)
+            by_out[inv_key] = inverse
+            data.add(inv_key)
+            if in_keys[0] in consts:  # c / y: a ScaleShift of y^−1
+                c = np.asarray(consts[in_keys[0]], dtype=np.float32)
+                node = Node(name, "ScaleShift", [inv_key], out, {"w": c, "b": np.zeros_like(c), "from": "Divide"})
+            else:
+                node = Node(name, "Multiply", [in_keys[0], inv_key], out, {"from": "Divide"})
+            nodes.append(node)
+            by_out[out] = node
             continue
         if t in SCALESHIFT_OPS and n_in == 2 and sum(k in consts for k in in_keys) == 1:
             src, w, b = _scaleshift(t, in_keys, consts)

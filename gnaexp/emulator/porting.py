@@ -273,6 +273,8 @@ def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
         status, how = "native", ("eltwise " + {"Add": "sum", "Multiply": "product", "Subtract": "sub (a sum with a "
                                                "negative weight)"}[op] + " as a diagonal affine layer "
                                  "(gna_graph_compiler.cpp EltwisePrimitive)")
+        if node.attrs.get("from") == "Divide":
+            op, how = "Divide", "x·y^−1 (ConvertDivide, convert_divide.cpp): " + how
     elif op == "Relu":
         status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
     elif op == "PRelu":
@@ -287,7 +289,14 @@ def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
     elif op in ACTIVATION_OPS:
         e = exponent_of(node, prog)
         kind = "Power" if op in ("Power", "Sqrt") else op
-        segments = len(design(kind, e)[0]) if kind != "Power" or e not in (0.0, 1.0) else 0
+        try:
+            segments = len(design(kind, e)[0]) if kind != "Power" or e not in (0.0, 1.0) else 0
+        except ValueError as exc:  # the plugin's PWL search fails the same way, and the load with it
+            return {"op": node.attrs.get("from", op), "name": node.name, "status": "refused", "by": "plugin",
+                    "how": f"{op} {e:g} has no PWL: pwl_search fails (\"{exc}\"; "
+                           + ("1/y is unbounded at 0 on the design domain [-16, 16]; " if e < 0 else "")
+                           + "transformations/pwl_approximation.cpp)",
+                    "source": "src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @2023.1.0"}
         status, how = "decomposed", (f"PWL of {segments} segments designed to a 1 % error target "
                                      "(pwl_approximation.cpp)" if kind != "Power" else
                                      f"Power {e:g} as a PWL of {segments} segments (0.015 % target, domain "
