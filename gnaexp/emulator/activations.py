@@ -5,8 +5,8 @@ then encoded as GNA segments (docs/gna-rules.md §3.8).
 Design [S: src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @8d2562b, ``pwl_search``,
 ``pivot_search``, ``calculate_error_pct``; pwl_approximation.hpp ``details::Function``]:
 - domains: Sigmoid [−10, 10] → [0, 1], Tanh [−5, 5] → [−1, 1], SoftSign [−10, 10] → [−1, 1], Exp
-  [−log2 32767, log10 32767] → [0, 32767], Log [0.001, 2981] → [−11, 32767] (@2023.1.0), Power x^e [−16, 16] for
-  an integer e, else [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
+  [−log2 32767, log10 32767] → [0, 32767], Log [0.001, 2981] → [−11, 32767] (@2023.1.0), Power x^e
+  [−16, 16] for an integer e, else [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
 - Sigmoid, Tanh, SoftSign and Power on a domain that straddles 0 are designed in two halves split at 0, Exp at
   0.045 (``EXP_BREAK``); the left half negated, the right too for Exp and Power; Exp is designed as −f (convex),
   Log as f with up to 5000 pivot iterations;

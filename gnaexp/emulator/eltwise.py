@@ -102,7 +102,8 @@ def add_step(ctx: BuildContext, node: Node) -> None:
                              f"{w_key!r} would vanish; the scales of its inputs ({tw.sf:g}, {tb.sf:g}) differ too much")
         if abs(abs(w) - weights_scale) > 1e-6 * max(1.0, weights_scale):
             notes.append(f"Add {node.name!r}: weights scale {weights_scale:g} is not an integer; stored as {w}, so "
-                         f"one input is scaled by {abs(w) / weights_scale:.4f} (the plugin warns of this accuracy loss)")
+                         f"one input is scaled by {abs(w) / weights_scale:.4f} (the plugin warns of this accuracy "
+                         "loss)")
         out_sf = tb.sf
 
         def run(x, y, w=w):
