@@ -32,15 +32,22 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
     """
     import openvino as ov
 
+    from gnaexp.emulator.recurrent import transform
+
+    from gnaexp.emulator.support import reshape_inputs
+
     core = ov.Core()
     model = core.read_model(str(model_xml))
+    if model.is_dynamic():  # as the emulator reshaped it, from the inputs (one sample each)
+        reshape_inputs(model, {k: v.shape[1:] for k, v in feed.items()}, "from the inputs")
+    model, _ = transform(model)  # the ops the emulator reads, recurrent ones unrolled
     ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
     bias_add: dict[str, Any] = {}
     for op in model.get_ordered_ops():  # the emulator fuses a bias Add into its conv/MatMul: read the Add
         if op.get_type_name() == "Add":
             for i in range(2):
                 src = op.input_value(i).get_node()
-                if src.get_type_name() in ("Convolution", "MatMul"):
+                if src.get_type_name() in ("Convolution", "MatMul") and _constant(op.input_value(1 - i)):
                     bias_add[src.get_friendly_name()] = op
     wanted: dict[str, Any] = {}
     for key, name in friendly.items():
@@ -66,8 +73,19 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
     return {k: np.stack(v) for k, v in got.items()}
 
 
+def _constant(output: Any) -> bool:
+    """Whether a value is computed from constants only (a bias), not from the network's data."""
+    node = output.get_node()
+    if node.get_type_name() in ("Constant", "ShapeOf"):  # a static shape is a constant too
+        return True
+    if node.get_type_name() in ("Parameter", "ReadValue") or node.get_input_size() == 0:
+        return False
+    return all(_constant(node.input_value(i)) for i in range(node.get_input_size()))
+
+
 def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: float, precision: str = "i16",
-              layout: str = "correct", edit: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
+              layout: str = "correct", edit: Callable[[Any], Any] | None = None,
+              porting: bool = False) -> list[dict[str, Any]]:
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
 
     edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
@@ -76,9 +94,9 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.primitives import dequantize
 
-    prog = load_program(Path(model_xml))
+    prog = load_program(Path(model_xml), feed)
     feeds, shapes, _ = prepare_inputs(prog, feed)
-    plan = build_plan(prog, shapes, scale_factor, precision, layout)
+    plan = build_plan(prog, shapes, scale_factor, precision, layout, porting)
     if edit is not None:
         plan = edit(plan)
     _, sats, ints = plan.run(feeds, keep_ints=True)
@@ -98,7 +116,7 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
         target = ref.get(base(st.out))
         row = {"layer": st.name, "op": st.info.get("op"), "out_sf": out_sf, "saturations": int(sats.get(st.name, 0)),
                "accumulated_sqnr_db": math.nan, "local_sqnr_db": math.nan}
-        if target is not None and target.size == ints[st.name].size:
+        if target is not None and st.name in ints and target.size == ints[st.name].size:  # not host steps
             row["accumulated_sqnr_db"] = metrics.sqnr_db(target, dequantize(ints[st.name], out_sf).reshape(target.shape))
             local = _local(st, ref, bits, base, target)
             if local is not None:
@@ -117,8 +135,8 @@ def _local(st: Any, ref: Mapping[str, np.ndarray], bits: Mapping[str, int], base
     if len(st.inputs) != 1 or st.info.get("in_sf") is None:
         return None
     src = ref.get(base(st.inputs[0]))
-    if src is None:
-        return None
+    if src is None or "#" in st.inputs[0] and st.inputs[0].rsplit("/", 1)[-1] == "pad":
+        return None  # no FP32 tensor holds a porting rewrite's zero-padded input
     if bits.get(st.inputs[0], 16) == 32:  # an ideal int32 accumulator value (no host rounding rule applies)
         q = np.clip(np.round(src.astype(np.float64) * float(st.info["in_sf"])), *INT32)
     else:  # int16 data, quantized as the host quantizes network inputs

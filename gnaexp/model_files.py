@@ -1,8 +1,10 @@
-"""Reading a user's model file (OpenVINO IR or ONNX) with errors that name the problem and the fix.
+"""Reading a user's model file (any format OpenVINO reads: IR, ONNX, TFLite, PaddlePaddle, TensorFlow) with
+errors that name the problem and the fix.
 
-An IR's XML is checked before OpenVINO sees it, and an ONNX file goes to the ONNX frontend alone: handed a file it
-cannot read, OpenVINO probes every frontend it has and their logs end up on the user's terminal, ahead of one
-opaque exception.
+No file is refused by its suffix: OpenVINO's frontends decide, and a file none of them reads is an error with
+OpenVINO's own cause. An IR's XML is checked before OpenVINO sees it, and an ONNX file goes to the ONNX frontend
+alone: handed a file it cannot read, OpenVINO probes every frontend it has and their logs end up on the user's
+terminal, ahead of one opaque exception.
 """
 
 from __future__ import annotations
@@ -13,16 +15,14 @@ from typing import Any
 
 
 def check_model_file(path: str | Path) -> Path:
-    """The path of a user's ONNX or IR file, or an error that names what is missing or wrong."""
+    """The path of a user's model file, or an error that names what is missing or wrong."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) path")
-    if path.is_dir():
-        raise ValueError(f"model file {path} is a folder; give the .xml (OpenVINO IR) or .onnx file in it")
+        raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) file, or "
+                                "another format OpenVINO reads (.tflite, .pdmodel, .pb)")
+    if path.is_dir() and not (path / "saved_model.pb").exists():
+        raise ValueError(f"model file {path} is a folder; give the model file in it (.xml IR, .onnx, ...)")
     suffix = path.suffix.lower()
-    if suffix not in (".xml", ".onnx"):
-        raise ValueError(f"unsupported model file {path.name}: use a torch.nn.Module, a .onnx file or an "
-                         "OpenVINO .xml IR")
     if suffix == ".xml":
         if not path.with_suffix(".bin").exists():
             raise FileNotFoundError(f"IR weights {path.with_suffix('.bin').name} missing next to {path.name}; "
@@ -38,7 +38,8 @@ def check_model_file(path: str | Path) -> Path:
 
 
 def read_model(path: str | Path) -> Any:
-    """``openvino.Model`` from a checked IR or ONNX file; a file OpenVINO cannot read is a ValueError naming it.
+    """``openvino.Model`` from a checked model file; a file OpenVINO cannot read is a ValueError naming it with
+    OpenVINO's cause.
 
     An .onnx goes to OpenVINO's ONNX frontend alone: ``Core.read_model`` would offer a file the ONNX frontend
     refuses to every other frontend too, and TensorFlow's writes its parse errors to the terminal."""
@@ -53,11 +54,19 @@ def read_model(path: str | Path) -> Any:
             model = frontend.convert(frontend.load(str(path)))
         else:
             model = ov.Core().read_model(str(path))
-    except Exception as exc:  # noqa: BLE001 — OpenVINO's frontends raise their own exception types
-        reason = next((line for line in str(exc).splitlines()[::-1] if line.strip()), str(exc))
-        raise ValueError(f"OpenVINO cannot read {path.name}: {reason}; give a model that openvino.save_model or "
+    except Exception as exc:  # noqa: BLE001 - frontends raise RuntimeError and their own types (e.g. OpConversionFailure)
+        cause = openvino_cause(exc).replace(str(path), path.name)  # the user's folders stay out of the message
+        raise ValueError(f"OpenVINO cannot read {path.name}: {cause}; give a model that openvino.save_model or "
                          "torch.onnx.export wrote") from None
     if not model.inputs or not model.outputs:  # an empty file parses as an empty ONNX graph
         raise ValueError(f"{path.name} holds no network (no inputs or no outputs); give a model that "
                          "openvino.save_model or torch.onnx.export wrote")
     return model
+
+
+def openvino_cause(exc: BaseException) -> str:
+    """The informative part of an OpenVINO exception: its "Exception from file:line" frames dropped, the
+    remaining lines joined (the cause often sits above the last line, e.g. "Unsupported input type dynamic")."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    kept = [ln for ln in lines if ln and not ln.startswith("Exception from ") and not ln.startswith("Check '")]
+    return " ".join(kept) or str(exc).strip() or type(exc).__name__

@@ -17,3 +17,11 @@ def _gnaexp_cache(tmp_path_factory):
         os.environ.pop("GNAEXP_CACHE", None)
     else:
         os.environ["GNAEXP_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def corpus(_gnaexp_cache):
+    """The public corpus models (gnaexp.model_catalog), fetched once per session into the session's cache."""
+    from gnaexp import model_catalog
+
+    return {key: model_catalog.fetch(key) for key in model_catalog.CORPUS}

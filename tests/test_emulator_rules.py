@@ -266,7 +266,7 @@ def test_output_statistics_bias_cap_comes_before_the_reducer():
 
 
 def test_fake_quantize_activation_scale_cap_worked_numbers():
-    """An activation FakeQuantize becomes an identity PWL (graph._fq_activation): out_sf = (levels − 1)/range,
+    """An activation FakeQuantize becomes an identity PWL (activations.add_fake_quantize): out_sf = (levels − 1)/range,
     capped at the activation limit 4096 (scale_factor_calc.cpp), then fine-tuned downward (adjustScaleFactor).
 
     65536 levels on [−4, 4]: 65535/8 = 8191.875 → capped to 4096. In_sf 2^28: slope 4096/2^28 = 2^-16,
@@ -286,7 +286,7 @@ def test_fake_quantize_activation_scale_cap_worked_numbers():
 
 @pytest.mark.parametrize("fake_quantized", [False, True])
 def test_concat_align_filter_round_trip(fake_quantized):
-    """The ConcatAlignFilter chain (graph._align_filter): unit weights quantized at w_sf 16384
+    """The ConcatAlignFilter chain (memory._align_filter): unit weights quantized at w_sf 16384
     (ScaleFactorForQuantization, 16384/max|w|) or 1 (FakeQuantize mode), int32 out at sf·w_sf, then the
     identity that takes back the 16-bit sf before the filter (getActivationScale, noChange).
     - w_sf 16384: slope 2^-14 → index 2, slope 2^24/2^14 = 1024; every int16 value comes back unchanged.

@@ -57,7 +57,7 @@ def test_the_floor_sweep_advises_only_a_scale_factor_the_emulator_accepts(residu
 
 def test_sweep_and_diagnose_on_the_command_line_go_on(residual, capsys):
     d, _, _ = residual
-    model = [f"--set", f"model={d / 'm.xml'}", "--set", f"input_file={d / 'x.npy'}"]
+    model = ["--set", f"model={d / 'm.xml'}", "--set", f"input_file={d / 'x.npy'}"]
     assert main(["sweep", "model", "--scale-factors", ",".join(f"{s:g}" for s in SFS), *model]) == 0
     out = capsys.readouterr().out
     assert "refused: " in out and "best sf (highest SQNR)" in out

@@ -127,7 +127,7 @@ class OpenVINOBackend(Backend):
         names = [p.any_name for p in ov_model.inputs]
         compiled = core.compile_model(ov_model, self.device, self.config(names))
         request = compiled.create_infer_request()
-        outs = [(p.any_name, p) for p in compiled.outputs]
+        outs = [(m.any_name, p) for m, p in zip(ov_model.outputs, compiled.outputs)]  # see _run
 
         def step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             result = request.infer({n: inputs[n] for n in names})
@@ -145,7 +145,9 @@ class OpenVINOBackend(Backend):
         config = self.config(names)
         compiled = core.compile_model(ov_model, self.device, config)
         result = compiled.infer_new_request({n: inputs[n] for n in names})
-        outputs = {p.any_name: np.array(result[p]) for p in compiled.outputs}
+        # Named as the model names them: a device's compile may merge tensor names (an output whose producer it
+        # removes gets that producer's names too) and change which one any_name gives.
+        outputs = {m.any_name: np.array(result[p]) for m, p in zip(ov_model.outputs, compiled.outputs)}
         info = {
             "openvino": ov.__version__,
             "device": self.device,

@@ -34,8 +34,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     ints = check_writable_file(args.ints, (".npz",), "--ints") if args.ints else None
     if len({p.resolve() for p in (out, plan, ints) if p}) < len([p for p in (out, plan, ints) if p]):
         raise UsageError("--out, --plan and --ints must be different files")
-    prog = load_program(args.model)
     raw = read_file(args.inputs)
+    prog = load_program(args.model, raw if isinstance(raw, dict) else {"": raw})  # dynamic dims: from the inputs
     if not isinstance(raw, dict):
         if len(prog.params) != 1:
             raise UsageError(f"the model has {len(prog.params)} inputs: pass an .npz with one array per input "

@@ -1,9 +1,12 @@
-"""GNA integer emulator: runs an OpenVINO IR with the GNA plugin's quantization and integer arithmetic.
+"""GNA integer emulator: runs a model with the GNA plugin's load-time rewrites, quantization and integer arithmetic.
 
 Modules, one job each: ``quantize`` (input/weight/bias quantization, scale-factor rules), ``pwl`` (activation
-segments and their evaluation), ``conv`` (the 1-D convolution primitive on interleaved memory), ``ir_reader``
-(IR → small graph), ``graph`` (quantization plan and execution), ``api`` (``emulate``), ``sweep``
-(scale-factor sweeps), ``commands`` (CLI subcommands).
+segments and their evaluation), ``conv`` (the 1-D convolution primitive on interleaved memory), ``recurrent``
+(LSTM/GRU sequences, cells and TensorIterators rewritten as the plugin does), ``ir_reader`` (model → small
+graph), ``graph`` (quantization plan and execution, by the op handlers of ``registry`` on one ``context``:
+``weightable``, ``eltwise``, ``activations``, ``memory``, ``porting``), ``api`` (``emulate``), ``sweep``
+(scale-factor sweeps), ``support`` (the per-op support report, with ``plugin_ops``: what the plugin does with
+ops the emulator does not run).
 """
 
 from gnaexp.emulator.api import Emulation, emulate, load_program

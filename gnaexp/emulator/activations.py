@@ -1,17 +1,21 @@
-"""Sigmoid, Tanh, Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target, then
-encoded as GNA segments (docs/gna-rules.md §3.8).
+"""Activations in the plan: ReLU, Clamp and an activation FakeQuantize (PWLs of known shape, pwl.py), and Sigmoid,
+Tanh, SoftSign, Exp, Log, Power and Sqrt as the GNA plugin builds them: a float PWL designed to an error target,
+then encoded as GNA segments (docs/gna-rules.md §3.8).
 
 Design [S: src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @8d2562b, ``pwl_search``,
 ``pivot_search``, ``calculate_error_pct``; pwl_approximation.hpp ``details::Function``]:
-- domains: Sigmoid [−10, 10] → [0, 1], Tanh [−5, 5] → [−1, 1], Power x^e [−16, 16] for an integer e, else
-  [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
-- Sigmoid, Tanh and Power on a domain that straddles 0 are designed in two halves split at 0;
+- domains: Sigmoid [−10, 10] → [0, 1], Tanh [−5, 5] → [−1, 1], SoftSign [−10, 10] → [−1, 1], Exp
+  [−log2 32767, log10 32767] → [0, 32767], Log [0.001, 2981] → [−11, 32767] (@2023.1.0), Power x^e
+  [−16, 16] for an integer e, else [0, 16] (Sqrt is Power 0.5: ConvertSqrtToPowerIEMatcher);
+- Sigmoid, Tanh, SoftSign and Power on a domain that straddles 0 are designed in two halves split at 0, Exp at
+  0.045 (``EXP_BREAK``); the left half negated, the right too for Exp and Power; Exp is designed as −f (convex),
+  Log as f with up to 5000 pivot iterations;
 - per half, N = 1, 2, … segments: tangent pivots moved until the errors at the segment ends are equal within
   10 % (at most 2000 iterations), offset by a quarter of (max + min) error; N grows until the error is at most
   the allowed share of the function's range: ``pwl_max_error_percent`` 1.0 % (0.015 % for Power), at most 128;
-- a flat segment from −∞ (Power with a fractional e: from 0) and the last point made flat; for Sigmoid/Tanh
+- a flat segment from −∞ (Power with a fractional e: from 0) and the last point made flat; for the others
   both flats are clipped to the function's range.
-Output scale [S: frontend/scale_factor_calc.cpp ``getActivationScale``]: 2048 for Sigmoid/Tanh; for Power,
+Output scale [S: frontend/scale_factor_calc.cpp ``getActivationScale``]: 2048 for all but Power; for Power,
 32767 / max |f(x)| over [x_min, x_max] = [max(INT32_MIN/in_sf, −16) or 0, min(INT32_MAX/in_sf, 16)].
 Segments [S: backend/make_pwl.cpp ``make_gna_pwl(const T* m, …)``]: xBase = trunc(in_sf·α) & ~3 | shift index,
 yBase = round(out_sf·(m·α + b)), slope = round(m·out_sf/in_sf·2^shift) (``gna_slope``), each clamped to its
@@ -31,20 +35,27 @@ import numpy as np
 
 from gnaexp.emulator import eltwise
 from gnaexp.emulator import pwl as pw
+from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.quantize import fq_scale
 
 ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
 POWER_ERROR_PCT = 0.015
 MAX_SEGMENTS = 128
 MAX_ITERATIONS = 2000
+LOG_MAX_ITERATIONS = 5000  # max_iterations<Log>
+EXP_BREAK = 0.045  # pwl_approximation.cpp: Exp is designed in two halves split here
+SPLIT_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Power")
+INT16_MAX = 32767
+DESIGNED_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Power")
 PIVOT_THRESHOLD = 0.1
 POW_DOMAIN = 16.0
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _function(op: str, exponent: float):
-    """(f, f', domain, (min, max) range or None) of a designed activation."""
+    """(f, f', domain, (min, max) range or None) of a designed activation (pwl_approximation.hpp ``Function``)."""
     if op == "Sigmoid":
         def f(x):
             return 1.0 / (1.0 + np.exp(-x))
@@ -52,6 +63,12 @@ def _function(op: str, exponent: float):
         return f, lambda x: f(x) * (1.0 - f(x)), (-10.0, 10.0), (0.0, 1.0)
     if op == "Tanh":
         return np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, (-5.0, 5.0), (-1.0, 1.0)
+    if op == "SoftSign":
+        return (lambda x: x / (1.0 + np.abs(x)), lambda x: 1.0 / (1.0 + np.abs(x)) ** 2, (-10.0, 10.0), (-1.0, 1.0))
+    if op == "Exp":
+        return np.exp, np.exp, (-math.log2(INT16_MAX), math.log10(INT16_MAX)), (0.0, float(INT16_MAX))
+    if op == "Log":
+        return np.log, lambda x: 1.0 / x, (0.001, 2981.0), (-11.0, float(INT16_MAX))
     e = float(exponent)
     lo = -POW_DOMAIN if math.fmod(e, 1.0) == 0.0 else 0.0
     return (lambda x: np.power(x, e), lambda x: e * np.power(x, e - 1.0), (lo, POW_DOMAIN), None)
@@ -61,7 +78,8 @@ def _fp_eq(a: float, b: float) -> bool:
     return abs(a - b) <= np.finfo(np.float64).eps * min(abs(a), abs(b))
 
 
-def pivot_search(f, df, n: int, a0: float, an: float, negative: bool) -> tuple[list[tuple[float, float, float, float]], float]:
+def pivot_search(f, df, n: int, a0: float, an: float, negative: bool,
+                 max_iterations: int = MAX_ITERATIONS) -> tuple[list[tuple[float, float, float, float]], float]:
     """n segments (m, b, α, β) plus the end point (0, 0, α_N, β_N) for f on [a0, an], and their error."""
     sgn = -1.0 if negative else 1.0
     ts = [a0 + (np.arange(1, n + 1) / (n + 1)) * (an - a0)]
@@ -85,8 +103,8 @@ def pivot_search(f, df, n: int, a0: float, an: float, negative: bool) -> tuple[l
             alphas.append(alpha)
             epss.append(eps)
             prev, max_eps, min_eps = max_eps, float(np.max(np.abs(eps))), float(np.min(np.abs(eps)))
-            if j == MAX_ITERATIONS or max_eps - min_eps < PIVOT_THRESHOLD * min_eps:
-                if j == MAX_ITERATIONS:
+            if j == max_iterations or max_eps - min_eps < PIVOT_THRESHOLD * min_eps:
+                if j == max_iterations:
                     raise ValueError("Failed to converge in pivot_search!")
                 final = (max_eps + min_eps) / 4.0
                 m = sgn * dt
@@ -120,18 +138,21 @@ def _error_pct(f, lo: float, hi: float, offset: float, samples: int = 500) -> fl
 
 
 def _search(op: str, f, df, lo: float, hi: float, allowed: float, integer_exp: bool) -> list[tuple[float, ...]]:
-    if lo < 0.0 < hi:  # designed in two halves split at 0 (Sigmoid, Tanh, Power)
-        left = [(-m, -b, a, -beta) for m, b, a, beta in _search(op, f, df, lo, 0.0, allowed, integer_exp)]
-        right = _search(op, f, df, 0.0, hi, allowed, integer_exp)
-        if op == "Power":
+    brk = EXP_BREAK if op == "Exp" else 0.0
+    if op in SPLIT_OPS and lo < brk < hi:  # designed in two halves split at the break bound (split_search)
+        left = [(-m, -b, a, -beta) for m, b, a, beta in _search(op, f, df, lo, brk, allowed, integer_exp)]
+        right = _search(op, f, df, brk, hi, allowed, integer_exp)
+        if op in ("Power", "Exp"):
             right = [(-m, -b, a, -beta) for m, b, a, beta in right]
         return left[:-1] + right
-    negative = integer_exp if op == "Power" else hi == 0.0  # is_negative: design -f where f is convex
+    # is_negative: design −f where f is convex
+    negative = integer_exp if op == "Power" else (op == "Exp" or (op != "Log" and hi == 0.0))
+    iterations = LOG_MAX_ITERATIONS if op == "Log" else MAX_ITERATIONS
     n = 1
-    segs, err = pivot_search(f, df, n, lo, hi, negative)
+    segs, err = pivot_search(f, df, n, lo, hi, negative, iterations)
     while n < MAX_SEGMENTS and allowed < _error_pct(f, lo, hi, err):
         n += 1
-        segs, err = pivot_search(f, df, n, lo, hi, negative)
+        segs, err = pivot_search(f, df, n, lo, hi, negative, iterations)
     if n >= MAX_SEGMENTS:
         raise ValueError("Failed to converge in pwl_search!")
     return segs
@@ -218,25 +239,93 @@ def warm_up() -> None:
         design(op, e)
 
 
-def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, overrides) -> None:
-    """Plan a Sigmoid/Tanh/Power/Sqrt PWL on the tensor before it."""
+def add_step(ctx: BuildContext, node: Node) -> None:
+    """Plan a Sigmoid/Tanh/SoftSign/Exp/Log/Power/Sqrt PWL on the tensor before it."""
     op = "Power" if node.op in ("Power", "Sqrt") else node.op
-    e = exponent_of(node, prog)
+    e = exponent_of(node, ctx.prog)
     if op == "Power" and e == 1.0:
         raise ValueError(f"Power {node.name!r} with exponent 1 is an affine layer in the plugin; fold it before export")
     if op == "Power" and e == 0.0:
         raise ValueError(f"Power {node.name!r} with exponent 0 is a constant; fold it before export")
-    k = get(node.inputs[0])
-    ti = info[k]
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
     if ti.bits == 16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
-        k = eltwise.unit_diagonal(node.name, k, info, steps)
-        ti = info[k]
+        k = eltwise.unit_diagonal(node.name, k, ctx.info, ctx.steps, ctx.overrides)
+        ti = ctx.info[k]
     in_sf = ti.sf
-    out_sf = overrides.get(node.name, output_scale(op, e, in_sf))
-    m, b, alpha = design(op, e)
+    out_sf = ctx.overrides.get(node.name, output_scale(op, e, in_sf))
+    try:
+        m, b, alpha = design(op, e)
+    except ValueError as exc:  # the plugin's pwl_search throws the same at load: the network is refused
+        what = f"{op} {e:g}" if op == "Power" else op
+        via = " (ConvertDivide made the division x·y^-1)" if node.attrs.get("from") == "Divide" else ""
+        raise ValueError(f"{node.name!r}: the GNA plugin's PWL search for {what}{via} fails (\"{exc}\", "
+                         "pwl_approximation.cpp), so the plugin refuses the network") from None
     curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}")
-    steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                      {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
-                       "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-    info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
+                           "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 
+
+def add_relu(ctx: BuildContext, node: Node) -> None:
+    """A ReLU, or a PRelu with one slope (a leaky ReLU: ConvertPReluToReluIE gives ReLUIE its negative_slope):
+    the PWL of the layer before it (make_pwl.cpp kActRelu/kActLeakyRelu)."""
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
+    slope = 0.0
+    if node.op == "PRelu":
+        values = np.asarray(ctx.prog.consts.get(node.inputs[1], np.zeros(2)) if len(node.inputs) > 1 else [0, 0])
+        if values.size != 1 and not np.all(values == values.reshape(-1)[0]):
+            raise ValueError(f"PRelu {node.name!r}: one slope per channel; the plugin's ReLU layer takes one "
+                             "negative slope (ConvertPReluToReluIE)")
+        slope = float(values.reshape(-1)[0])
+    out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
+    curve = pw.build_relu(ti.sf, out_sf, slope)
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})",
+                           "precision": "i16", "in_sf": ti.sf, "w_sf": None,
+                           "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+
+
+def add_clamp(ctx: BuildContext, node: Node) -> None:
+    """A Clamp: the PWL of the layer before it, slope 1 between the bounds (make_pwl.cpp kActKaldiLstmClipping).
+    [I: the output scale follows the ReLU rule (2048, halved when 2048·in_sf passes INT32_MAX), and 16-bit
+    input is read directly, as for a ReLU.]"""
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
+    low, high = float(node.attrs["min"]), float(node.attrs["max"])
+    out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
+    curve = pw.build_clamp(ti.sf, out_sf, low, high)
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": f"Clamp [{low:g}, {high:g}] (PWL)", "precision": "i16",
+                           "in_sf": ti.sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+
+
+def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
+    """A FakeQuantize on network data: after an input it only sets the input's scale factor (graph.py);
+    elsewhere it runs as an identity PWL with the FQ borders."""
+    if node.name in ctx.input_fq:
+        ctx.alias[node.out] = ctx.get(node.inputs[0])
+        return
+    prog = ctx.prog
+    k = ctx.get(node.inputs[0])
+    ti = ctx.info[k]
+    lv = int(node.attrs["levels"])
+    il, ih, ol, oh = (float(np.min(prog.consts[node.inputs[i]])) if i % 2 else float(np.max(prog.consts[node.inputs[i]]))
+                      for i in (1, 2, 3, 4))
+    if node.name in ctx.overrides:
+        out_sf = ctx.overrides[node.name]
+    else:
+        out_sf = fq_scale(min(lv, 65536), ol, oh)
+        if not np.isfinite(out_sf) or max(abs(ol), abs(oh)) == 0:
+            out_sf = float(pw.MAX_ACTIVATION_SF)
+        out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
+        out_sf = pw.adjust_scale_factor(out_sf, ti.sf)
+    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih))
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+                          {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
+                           "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)

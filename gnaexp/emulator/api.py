@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.emulator.graph import RULES_VERSION, build_plan
-from gnaexp.emulator.ir_reader import Program, read_program
+from gnaexp.emulator.ir_reader import Program, UnsupportedOpError, read_program
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 from gnaexp.files import json_safe
@@ -61,10 +61,25 @@ def _read_ir(path: str, mtime_ns: int) -> Program:
     return read_program(Path(path))
 
 
-def load_program(model: Any) -> Program:
-    """Parse once and cache: by resolved path (and mtime) for IR files, by object for in-memory models."""
+def load_program(model: Any, inputs: Mapping[str, Any] | None = None) -> Program:
+    """Parse once and cache: by resolved path (and mtime) for IR files, by object for in-memory models.
+
+    ``inputs``: the arrays the model will run on; a model with dynamic input dimensions is reshaped to their
+    shapes (``Program.notes`` says so), as the GNA plugin needs static shapes."""
     if isinstance(model, Program):
         return model
+    try:
+        return _load(model)
+    except UnsupportedOpError:
+        if not inputs:
+            raise
+        prog = _load_reshaped(model, inputs)
+        if prog is None:
+            raise
+        return prog
+
+
+def _load(model: Any) -> Program:
     if isinstance(model, (str, Path)):
         p = Path(model).resolve()
         if not p.exists():
@@ -81,6 +96,32 @@ def load_program(model: Any) -> Program:
         except TypeError:
             pass
     return prog
+
+
+def _load_reshaped(model: Any, inputs: Mapping[str, Any]) -> Program | None:
+    """The program of a dynamic model reshaped to the inputs' shapes, or None when the model is static."""
+    from gnaexp.emulator.support import reshape_inputs, shapes_of_arrays
+    from gnaexp.model_files import read_model
+
+    ov_model = read_model(model) if isinstance(model, (str, Path)) else model
+    if not ov_model.is_dynamic():
+        return None
+    arrays = inputs if isinstance(inputs, Mapping) else {"": inputs}
+    shapes = shapes_of_arrays(ov_model, {k: np.asarray(v) for k, v in arrays.items()})
+    key = (str(Path(model).resolve()), Path(model).stat().st_mtime_ns) if isinstance(model, (str, Path)) else id(model)
+    cache_key = (key, tuple(sorted(shapes.items())))
+    if cache_key not in _RESHAPED:
+        ov_model = ov_model.clone()
+        notes = reshape_inputs(ov_model, shapes, "from the inputs")
+        prog = read_program(ov_model)
+        prog.notes = notes
+        if len(_RESHAPED) > 16:
+            _RESHAPED.clear()
+        _RESHAPED[cache_key] = prog
+    return _RESHAPED[cache_key]
+
+
+_RESHAPED: dict[Any, Program] = {}
 
 
 def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, tuple], bool]:
@@ -148,7 +189,7 @@ def emulate(
     porting: run what GNA has no layer for on the host and apply the exact rewrites a porting team makes
     (``emulator/porting.py``); the result is then "emulated, with host pre/post-processing".
     """
-    prog = load_program(model)
+    prog = load_program(model, inputs)
     feeds, shapes, batched = prepare_inputs(prog, inputs)
     plan = build_plan(prog, shapes, scale_factors, precision, layout, porting)
     outs, sats, ints = plan.run(feeds, keep_ints)
@@ -162,7 +203,7 @@ def emulate(
         row["saturations"] = int(sats.get(row["layer"], 0))
         row["values"] = n_samples * plan.values_per_sample.get(row["layer"], 0)
         summary.append(row)
-    notes = list(plan.notes)
+    notes = list(prog.notes) + list(plan.notes)
     if layout == "legacy-concat":
         notes.append("layout legacy-concat: documented behaviour of 2022.3/2023.0 plugins when a Concat lies "
                      "between the input and a convolution (docs/gna-rules.md §4.3, inference), "

@@ -11,6 +11,12 @@ GNA has no element-wise unit: the plugin runs an eltwise as a *diagonal* affine 
   reason).
 - **Prod**: out = in_a · in_b with the second operand stored as the diagonal weights and zero bias; output
   scale sf_a · sf_b, 32-bit.
+- **ScaleShift** (an Add/Multiply/Subtract/Divide with one constant operand, read as data·w + b by the IR
+  reader; a Multiply followed by an Add of constants is one layer): a diagonal affine layer with its own
+  weights [S: gna_graph_compiler.cpp ``DiagonalPrimitive``], quantized like any weightable layer
+  (``ScaleFactorPerLayerWeightable``: w_sf = 16384 / max|w|, the bias cap), always with int16 weights
+  [S: frontend/layer_quantizer.cpp ``GetWeightsPrecision``, isScaleShift]; 32-bit output at w_sf·in_sf.
+- **Sub** of two tensors: the Sum above with the subtrahend as the w-input and its integer weight negated.
 Both inputs must be 16-bit for a product, at most one 32-bit for a sum: the plugin inserts identities on the
 others [S: transformations/insert_identity_layer.cpp ``MarkIdentityCandidates``]. [I: when both sum inputs are
 32-bit the identity goes on the first input.] The output is 32-bit: a consumer needing 16-bit data gets an
@@ -19,10 +25,14 @@ identity like any affine output.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
-from gnaexp.emulator.ir_reader import Node, Program
+from gnaexp.emulator.context import BuildContext, Requantize
+from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.quantize import quantize_weightable
 
 INT16_MAX = 32767
 DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
@@ -46,9 +56,9 @@ def _sat32(acc: np.ndarray) -> tuple[np.ndarray, int]:
     return acc, n
 
 
-def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step], get, need16,
-             notes: list[str]) -> None:
+def add_step(ctx: BuildContext, node: Node) -> None:
     """Plan one eltwise Add/Multiply of two non-constant inputs."""
+    prog, info, steps, get, need16, notes = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.need16, ctx.notes
     if any(k in prog.consts for k in node.inputs):
         raise ValueError(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
                          "plugin folds it into the neighbouring affine layer (fuse it into the weights before export)")
@@ -69,33 +79,38 @@ def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step
         ins = [a, b]
     else:
         wide = [info[get(k)].bits == 32 for k in keys]
-        if all(wide):
+        sub = node.op == "Subtract"
+        if sub:  # a − b: b is the w-input (weight negated), a the bias input [I: a 32-bit b gets an identity]
+            w_key = need16(keys[1])
+            b_key = keys[0] if wide[0] else unit_diagonal(node.name, need16(keys[0]), info, steps, ctx.overrides)
+        elif all(wide):
             w_key, b_key = need16(keys[0]), keys[1]  # [I] identity on the first input
         elif wide[0]:
             w_key, b_key = need16(keys[1]), keys[0]
         else:  # 16 + 16: a unit diagonal makes input 0 the 32-bit bias (SyntheticScaleShift)
-            w_key, b_key = need16(keys[1]), unit_diagonal(node.name, need16(keys[0]), info, steps)
+            w_key, b_key = need16(keys[1]), unit_diagonal(node.name, need16(keys[0]), info, steps, ctx.overrides)
         b_key = get(b_key)
         tw, tb = info[w_key], info[b_key]
         weights_scale = float(np.float32(tb.sf) / np.float32(tw.sf))
-        if weights_scale > INT16_MAX:
-            raise ValueError(f"Add {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767); the "
-                             "plugin would lower the scale of the activation feeding it; give the inputs closer "
-                             "scale factors")
+        if weights_scale > INT16_MAX and not np.isclose(weights_scale, INT16_MAX):
+            _lower_bias_input(ctx, node, b_key, float(np.float32(tw.sf) * np.float32(INT16_MAX)), weights_scale)
         w = sum_weight(tw.sf, tb.sf)
+        if sub:
+            w = -w
         if w == 0:
             raise ValueError(f"Add {node.name!r}: weights scale {weights_scale:g} rounds to 0, so input "
                              f"{w_key!r} would vanish; the scales of its inputs ({tw.sf:g}, {tb.sf:g}) differ too much")
-        if abs(w - weights_scale) > 1e-6 * max(1.0, weights_scale):
+        if abs(abs(w) - weights_scale) > 1e-6 * max(1.0, weights_scale):
             notes.append(f"Add {node.name!r}: weights scale {weights_scale:g} is not an integer; stored as {w}, so "
-                         f"one input is scaled by {w / weights_scale:.4f} (the plugin warns of this accuracy loss)")
+                         f"one input is scaled by {abs(w) / weights_scale:.4f} (the plugin warns of this accuracy "
+                         "loss)")
         out_sf = tb.sf
 
         def run(x, y, w=w):
             return _sat32(np.asarray(x, dtype=np.float64) * w + np.asarray(y, dtype=np.float64))
 
-        detail = {"op": "Eltwise Sum (diagonal affine)", "in_sf": [tw.sf, tb.sf], "w_sf": weights_scale,
-                  "weight_int": w}
+        detail = {"op": "Eltwise " + ("Sub" if sub else "Sum") + " (diagonal affine)", "in_sf": [tw.sf, tb.sf],
+                  "w_sf": weights_scale, "weight_int": w}
         ins = [w_key, b_key]
     steps.append(Step("eltwise", node.name, ins, node.out, run,
                       {"layer": node.name, "precision": "i16", "out_sf": out_sf, "bits": 32, **detail}))
@@ -103,15 +118,72 @@ def add_step(node: Node, prog: Program, info: dict[str, TInfo], steps: list[Step
 
 
 
-def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step]) -> str:
+def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step],
+                  overrides: Mapping[str, float] | None = None) -> str:
     """A diagonal affine with weight 1.0 (integer 16384) on 16-bit data: x·16384 at sf·16384, 32-bit
-    [S: optimizer/gna_pass_manager.cpp ``InsertDiagonalLayerPass``, SyntheticScaleShift]."""
+    [S: optimizer/gna_pass_manager.cpp ``InsertDiagonalLayerPass``, SyntheticScaleShift]. An eltwise sum that
+    needs its output scale lower sets it (``requantizeInput``, a weightable identity): the weight becomes
+    trunc(max(1, 16384 / reducer)), reducer = max(1, current / wanted output scale)."""
     ti = info[key]
     name = f"{layer}/SyntheticScaleShift"
     new = f"{key}#{name}"
     w = int(DIAGONAL_W_SF)
+    if overrides and name in overrides:
+        reducer = max(1.0, float(np.float32(ti.sf * DIAGONAL_W_SF) / np.float32(overrides[name])))
+        w = int(max(1.0, DIAGONAL_W_SF / reducer))
     steps.append(Step("eltwise", name, [key], new, lambda x, w=w: (np.asarray(x, dtype=np.float64) * w, 0),
-                      {"layer": name, "op": "Diagonal (inserted, weight 1.0)", "precision": "i16",
-                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF, "out_sf": ti.sf * DIAGONAL_W_SF, "bits": 32}))
-    info[new] = TInfo(ti.sf * DIAGONAL_W_SF, 32, ti.shape, root=name)
+                      {"layer": name, "op": f"Diagonal (inserted, weight {w / DIAGONAL_W_SF:.6g}"
+                                          + (".0)" if w == DIAGONAL_W_SF else ")"), "precision": "i16",
+                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), "out_sf": ti.sf * w,
+                       "bits": 32}))
+    info[new] = TInfo(ti.sf * w, 32, ti.shape, root=name)
     return new
+
+
+def _lower_bias_input(ctx: BuildContext, node: Node, b_key: str, wanted: float, weights_scale: float) -> None:
+    """The weights scale of a sum is above 32767: the plugin lowers the output scale of the layer behind the
+    bias input to sf_w·32767 and starts over [S: frontend/scale_factor_calc.cpp ``ScaleFactorPerLayerEltwise``,
+    ``requantizeInput``]: a weightable layer takes a lower weights scale, an activation a lower output scale
+    [I: a ScaleShift is requantized as a weightable layer]. Anything else stops with the layers named."""
+    ti = ctx.info[b_key]
+    layer = ti.root or ti.act
+    kinds = {st.name: st for st in ctx.steps}
+    step = kinds.get(layer) if layer else None
+    lowerable = step is not None and (step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
+                                      or str(step.info.get("op", "")).startswith("ScaleShift"))
+    if lowerable and ctx.overrides.get(layer) != wanted:
+        raise Requantize(layer, wanted, f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× "
+                                        f"(> 32767): output scale of {layer!r} lowered from {ti.sf:g} to {wanted:g}")
+    raise ValueError(f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767) and the "
+                     f"layer behind its bias input ({layer or b_key!r}) cannot take a lower scale; the GNA plugin "
+                     "warns of saturated weights here")
+
+
+def add_scaleshift(ctx: BuildContext, node: Node) -> None:
+    """A ScaleShift: data·w + b with constant w and b per element, as a diagonal affine layer."""
+    k = ctx.need16(node.inputs[0])
+    ti = ctx.info[k]
+    shape = ti.shape
+    try:
+        w = np.broadcast_to(np.asarray(node.attrs["w"], dtype=np.float32), shape).reshape(-1)
+        b = np.broadcast_to(np.asarray(node.attrs["b"], dtype=np.float32), shape).reshape(-1)
+    except ValueError:
+        raise ValueError(f"{node.attrs.get('from', 'eltwise')} {node.name!r}: its constant of shape "
+                         f"{np.shape(node.attrs['w'])} does not broadcast to the data shape {shape}; GNA's diagonal "
+                         "layer scales each value of the data") from None
+    wq = quantize_weightable(w[:, None], b if np.any(b) else None, ti.sf, kind="fc", precision="i16",
+                             forced_out_sf=ctx.overrides.get(node.name))
+    wi = np.asarray(wq.weights, dtype=np.float64).reshape(-1)
+    bi = np.asarray(wq.bias, dtype=np.float64).reshape(-1)
+
+    def run(x, wi=wi, bi=bi):
+        n = x.shape[0]
+        acc = np.asarray(x, dtype=np.float64).reshape(n, -1) * wi + bi
+        acc, sat = _sat32(acc)
+        return acc.reshape(x.shape), sat
+
+    ctx.steps.append(Step("eltwise", node.name, [k], node.out, run,
+                          {"layer": node.name, "op": f"ScaleShift ({node.attrs.get('from', 'eltwise')} with a "
+                                                     "constant, diagonal affine)", "precision": "i16", "bits": 32,
+                           **wq.summary(), "notes": wq.notes}))
+    ctx.info[node.out] = TInfo(wq.out_sf, 32, shape, root=node.name)

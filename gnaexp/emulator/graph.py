@@ -22,24 +22,18 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gnaexp.emulator import parallel, plugin_checks, primitives
-from gnaexp.emulator import pwl as pw
-from gnaexp.emulator import activations, eltwise, weightable
+from gnaexp.emulator import parallel, primitives
 from gnaexp.emulator import porting as porting_rules
-from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Program, downstream, root_key, unsupported
-from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.context import BuildContext, Requantize
+from gnaexp.emulator.ir_reader import Program, downstream, root_key, unsupported
+from gnaexp.emulator.moves import MOVE_OPS
 from gnaexp.emulator.plan_types import Step, TInfo
-from gnaexp.emulator.quantize import fq_scale, quantize_input
+from gnaexp.emulator.quantize import fq_scale
+from gnaexp.emulator.registry import HANDLERS
 from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 RULES_VERSION = "gna-plugin-2023.0-rules/1"
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
-
-
-class _Requantize(Exception):
-    def __init__(self, layer: str, sf: float, note: str):
-        super().__init__(layer)
-        self.layer, self.sf, self.note = layer, sf, note
 
 
 @dataclass
@@ -147,19 +141,29 @@ def build_plan(
         raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
     overrides: dict[str, float] = {}
     requantized: list[str] = []  # each restart's reason, kept for the final plan
-    for _ in range(16):
+    seen: set[tuple[str, float]] = set()
+    why: dict[str, str] = {}
+    # Each restart sets one layer's scale factor; the plugin gives up on a layer it has to set again to the same
+    # value (a loop), and so does the emulator, naming the layers instead of running on.
+    for _ in range(len(prog.nodes) * 4 + 16):
         try:
             plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting)
-        except _Requantize as rq:
+        except Requantize as rq:
+            if (rq.layer, rq.sf) in seen:
+                raise ValueError(f"scale factors do not settle: {rq.note}, again; layers requantized so far: "
+                                 f"{', '.join(sorted(overrides))}") from None
+            seen.add((rq.layer, rq.sf))
             overrides[rq.layer] = rq.sf
+            why[rq.layer] = "requantized_for_concat" if rq.note.startswith("concat") else "requantized_for_eltwise"
             requantized.append(rq.note)
             continue
         for st in plan.steps:
             if st.name in overrides:
-                st.info["requantized_for_concat"] = True
+                st.info[why[st.name]] = True
         plan.notes[:0] = requantized
         return plan
-    raise RuntimeError("scale-factor propagation did not settle (concat requantization loop)")
+    raise ValueError(f"scale factors do not settle after {len(requantized)} requantizations; the last: "
+                     f"{requantized[-1] if requantized else '-'}")
 
 
 def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:
@@ -183,20 +187,18 @@ def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[
 
 
 def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting=False) -> Plan:
-    notes: list[str] = []
-    info: dict[str, TInfo] = {}
-    steps: list[Step] = []
+    ctx = BuildContext(prog, precision, layout, porting, overrides)
+    info, notes = ctx.info, ctx.notes
     sf_in = _user_sf(prog, scale_factors)
     pname = {k: names[0] for k, names, _ in prog.params}
 
     # FakeQuantize right after network inputs sets their scale factor (§3.1) and replaces the user value.
-    input_fq: set[str] = set()
     sf_source = {key: "configured" for key, _, _ in prog.params}
     for n in prog.nodes:
         if n.op == "FakeQuantize" and n.inputs[0] not in prog.consts:
             params = _moves_to_params(prog, n.inputs[0])
             if params:
-                input_fq.add(n.name)
+                ctx.input_fq.add(n.name)
                 lv = int(n.attrs["levels"])
                 lo, hi = (float(np.min(prog.consts[n.inputs[i]])) for i in (1, 2))
                 sf = fq_scale(lv, lo, hi)
@@ -212,18 +214,6 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
                         notes.append(f"input {pname[p]!r}: values above {32767 / sf:g} saturate int16 at sf {sf:g}")
 
     host_fed = porting_rules.host_fed_params(prog) if porting else set()
-    alias: dict[str, str] = {}
-    quantized: dict[str, str] = {}
-
-    def quantize_step(key: str, src: str, names: list[str], sf: float, after_host: bool) -> str:
-        def q_run(x, sf=sf, name=repr(names[0])):
-            return quantize_input(x, sf, name)
-
-        steps.append(Step("input", names[0], [src], key + "#q", q_run,
-                          {"layer": names[0], "op": "Parameter" + (" (after host pre-processing)" if after_host else ""),
-                           "precision": "i16", "in_sf": None, "w_sf": None, "out_sf": sf, "bits": 16}))
-        return key + "#q"
-
     for key, names, _ in prog.params:
         sf = sf_in[key]
         shape = tuple(sample_shapes[key])
@@ -231,77 +221,15 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
             info[key] = TInfo(sf, 0, shape, from_input=True, param=key)
             continue
         info[key + "#q"] = TInfo(sf, 16, shape, from_input=True, param=key)
-        alias[key] = quantize_step(key, key, names, sf, False)
-
-    def get(key: str) -> str:
-        return alias.get(key, key)
-
-    identities: dict[tuple[str, str], str] = {}
-
-    def need16(key: str, for_result: bool = False) -> str:
-        k = get(key)
-        ti = info[k]
-        if ti.bits == 16:
-            return k
-        if ti.bits == 0:  # host float data entering the GNA part: the input quantization happens here
-            if k not in quantized:
-                names = next(n for p, n, _ in prog.params if p == ti.param)
-                q = quantize_step(k, k, names, ti.sf, True)
-                info[q] = TInfo(ti.sf, 16, ti.shape, from_input=True, param=ti.param)
-                quantized[k] = q
-            return quantized[k]
-        name = f"{ti.root}/identity" + ("_output" if for_result else "")
-        if (k, name) in identities:
-            return identities[(k, name)]
-        out_sf = overrides.get(name, pw.identity_out_scale(ti.sf))
-        curve = pw.build_identity(ti.sf, out_sf)
-        new = f"{k}#{name}"
-        steps.append(Step("pwl", name, [k], new, lambda x, c=curve: pw.evaluate(c, x),
-                          {"layer": name, "op": "Identity (inserted)", "precision": "i16", "in_sf": ti.sf,
-                           "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-        info[new] = TInfo(out_sf, 16, ti.shape, act=name)
-        identities[(k, name)] = new
-        return new
+        ctx.alias[key] = ctx.quantize_step(key, key, names, sf, False)
 
     for node in prog.nodes:
-        if node.op in MOVE_OPS:
-            src = info[get(node.inputs[0])]
-            args = [prog.consts.get(k) for k in node.inputs[1:]]
-            shape = move_shape(node.op, node.attrs, src.shape, args)
-            steps.append(Step("move", node.name, [get(node.inputs[0])], node.out,
-                              lambda x, n=node, a=args: (apply_move(n.op, n.attrs, x, a, True), 0)))
-            info[node.out] = TInfo(src.sf, src.bits, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
-        elif node.op == "FakeQuantize" and node.name in input_fq:
-            alias[node.out] = get(node.inputs[0])
-        elif node.op == "FakeQuantize":
-            _fq_activation(prog, node, info, steps, get, overrides)
-        elif node.op == "Relu":
-            k = get(node.inputs[0])
-            ti = info[k]
-            out_sf = overrides.get(node.name, pw.relu_out_scale(ti.sf))
-            curve = pw.build_relu(ti.sf, out_sf)
-            steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                              {"layer": node.name, "op": "Relu", "precision": "i16", "in_sf": ti.sf, "w_sf": None,
-                               "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-            info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
-        elif node.op == "Concat":
-            _concat(prog, node, info, steps, need16, notes)
-            notes.extend(plugin_checks.concat_axis_warning(node, [info[get(k)] for k in node.inputs]))
-            notes.extend(plugin_checks.conv_concat_axis_warning(
-                node, info[get(node.inputs[0])].shape, [_producer_op(prog, k) == "Convolution" for k in node.inputs]))
-        elif node.op in HOST_OPS:
-            porting_rules.host_step(prog, node, info, steps, get, porting)
-        elif node.op in ACTIVATION_OPS:  # Relu is handled above
-            activations.add_step(node, prog, info, steps, get, overrides)
-        elif node.op in ELTWISE_OPS:
-            eltwise.add_step(node, prog, info, steps, get, need16, notes)
-        elif node.op == "Convolution":
-            weightable.add_conv(prog, node, info, steps, need16, layout, precision, porting, notes)
-        elif node.op == "MatMul":
-            weightable.add_fc(prog, node, info, steps, need16, precision)
-        else:  # pragma: no cover - ir_reader already rejects these
+        handler = HANDLERS.get(node.op)
+        if handler is None:  # pragma: no cover - ir_reader already rejects these
             raise unsupported(node.op, node.name)
+        handler(ctx, node)
 
+    steps, get, need16 = ctx.steps, ctx.get, ctx.need16
     outputs = []
     for name, key in prog.results:
         k = get(key)
@@ -313,89 +241,3 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
     sizes = {st.name: int(np.prod(info[st.out].shape)) for st in steps if st.kind != "move" and st.out in info}
     return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision,
                 {pname[k]: v for k, v in sf_source.items()}, sizes)
-
-
-def _producer_op(prog: Program, key: str) -> str | None:
-    """The op that computed a tensor, skipping what fuses with a convolution (activations, data movement)."""
-    root = root_key(prog, key, MOVE_OPS | {"Relu", "FakeQuantize"})
-    return next((n.op for n in prog.nodes if n.out == root), None)
-
-
-def _fq_activation(prog, node, info, steps, get, overrides) -> None:
-    k = get(node.inputs[0])
-    ti = info[k]
-    lv = int(node.attrs["levels"])
-    il, ih, ol, oh = (float(np.min(prog.consts[node.inputs[i]])) if i % 2 else float(np.max(prog.consts[node.inputs[i]]))
-                      for i in (1, 2, 3, 4))
-    if node.name in overrides:
-        out_sf = overrides[node.name]
-    else:
-        out_sf = fq_scale(min(lv, 65536), ol, oh)
-        if not np.isfinite(out_sf) or max(abs(ol), abs(oh)) == 0:
-            out_sf = float(pw.MAX_ACTIVATION_SF)
-        out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
-        out_sf = pw.adjust_scale_factor(out_sf, ti.sf)
-    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih))
-    steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                      {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
-                       "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-    info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
-
-
-ALIGN_FILTER_W_SF = 16384.0  # ScaleFactorForQuantization(unit weights, MAX_VAL_2B_WEIGHT) = 16384/1
-
-
-def _align_filter(prog, node, i, key, offset, size, info, steps, notes) -> str:
-    """The ConcatAlignFilter the plugin puts before concat input i (§3.5): an affine layer with unit weights
-    (w_sf 16384, or 1 with FakeQuantize: scale_factor_calc.cpp), then the identity that takes back the input's
-    sf (getActivationScale: a ConcatAlignFilter on the way back sets noChange). Exact with w_sf 16384; with
-    w_sf 1 the identity's last flat segment starts at 32764, so 32764–32766 come out as 32767."""
-    ti = info[key]
-    w_sf = 1.0 if prog.has_fake_quantize else ALIGN_FILTER_W_SF
-    curve = pw.build_identity(ti.sf * w_sf, ti.sf)
-    name = f"{node.name}/ConcatAlignFilter_{i}"
-    new = f"{key}#{name}"
-    steps.append(Step("pwl", name, [key], new, lambda x, c=curve, m=w_sf: pw.evaluate(c, x * m),
-                      {"layer": name, "op": "ConcatAlignFilter (inserted)", "precision": "i16", "in_sf": ti.sf,
-                       "w_sf": w_sf, "out_sf": ti.sf, "bits": 16, "pwl": curve.to_json()}))
-    info[new] = TInfo(ti.sf, 16, ti.shape, act=ti.act)
-    notes.append(f"concat {node.name!r}: input {i} sits at byte {offset} with {size} bytes, so the GNA plugin inserts "
-                 f"a ConcatAlignFilter (unit-weight affine layer, w_sf {w_sf:g}, then an identity back to sf "
-                 f"{ti.sf:g}); emulated")
-    return new
-
-
-def _concat(prog, node, info, steps, need16, notes) -> None:
-    keys = [need16(k) for k in node.inputs]
-    for i, offset, size in plugin_checks.concat_align_filter_inputs([info[k] for k in keys]):
-        keys[i] = _align_filter(prog, node, i, keys[i], offset, size, info, steps, notes)
-    tis = [info[k] for k in keys]
-    axis = int(node.attrs["axis"]) % len(tis[0].shape)
-    sfs = [t.sf for t in tis]
-    if len(set(sfs)) > 1:
-        inputs = [t for t in tis if t.param is not None]
-        if len({t.sf for t in inputs}) > 1:
-            raise ValueError(
-                f"Two Input layers feeding concat {node.name!r} have different scales in concat "
-                f"({sorted({t.sf for t in inputs})}): give every network input of a concat the same scale factor"
-            )
-        if inputs:
-            src = inputs[0].sf
-        elif prog.has_fake_quantize and any(s != 1.0 for s in sfs):
-            src = min(s for s in sfs if s != 1.0)
-        else:
-            cand = [t.sf for t in tis if t.act is None and t.sf != 1.0] or [s for s in sfs if s != 1.0] or sfs
-            src = cand[0]
-        for t in tis:
-            if t.sf != src:
-                if t.act is None:
-                    raise ValueError(f"cannot requantize input to concat {node.name!r}: no activation above it")
-                raise _Requantize(t.act, src, f"concat {node.name!r}: requantized {t.act!r} from sf {t.sf:g} to "
-                                              f"{src:g} (one scale factor across a concat's inputs)")
-    shape = list(tis[0].shape)
-    shape[axis] = sum(t.shape[axis] for t in tis)
-    steps.append(Step("concat", node.name, keys, node.out,
-                      lambda *xs, a=axis: (np.concatenate(xs, axis=a + 1), 0),
-                      {"layer": node.name, "op": "Concat", "precision": "i16", "in_sf": sfs[0], "w_sf": None,
-                       "out_sf": sfs[0], "bits": 16, "axis": axis, "rank": len(shape)}))
-    info[node.out] = TInfo(sfs[0], 16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)

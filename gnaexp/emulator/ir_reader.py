@@ -21,17 +21,25 @@ from gnaexp.emulator.moves import MOVE_OPS, apply_move
 from gnaexp.emulator.quantize import WeightStats, snap_fake_quantize
 
 SUPPORTED_OPS = (
-    "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Concat", "Reshape", "Squeeze",
-    "Unsqueeze", "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "Sigmoid", "Tanh",
-    "Sqrt", "Power (constant exponent)", "FakeQuantize", "Pad and ReduceMean (on the host, with porting)",
+    "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Subtract",
+    "Add/Multiply/Subtract/Divide with a constant (ScaleShift)",
+    "LSTM/GRU sequences and cells, TensorIterator (unrolled)", "Concat", "Reshape", "Squeeze", "Unsqueeze",
+    "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "PRelu (one slope)", "Clamp",
+    "Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Sqrt", "Power (constant exponent)", "FakeQuantize",
+    "Pad and ReduceMean (on the host, with porting)",
     "constant subgraphs (Convert/Multiply/Subtract/Divide/ShapeOf/Gather/…)",
 )
 FOLD_OPS = {"Convert", "Multiply", "Subtract", "Add", "Divide", "Mod", "Greater", "Broadcast", "Gather", "Slice",
-            "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "FakeQuantize"}
-ACTIVATION_OPS = {"Relu", "Sigmoid", "Tanh", "Sqrt", "Power"}
-ELTWISE_OPS = {"Add", "Multiply"}
+            "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Concat", "FakeQuantize", "MatMul"}
+ACTIVATION_OPS = {"Relu", "Sigmoid", "Tanh", "Sqrt", "Power", "Exp", "Log", "SoftSign"}
+ELTWISE_OPS = {"Add", "Multiply", "Subtract"}
+SCALESHIFT_OPS = {"Add", "Multiply", "Subtract", "Divide"}  # with one constant operand: a ScaleShift layer
 HOST_OPS = {"Pad", "ReduceMean"}
-GRAPH_OPS = {"Convolution", "MatMul", "Concat", "FakeQuantize"} | ACTIVATION_OPS | ELTWISE_OPS | HOST_OPS | MOVE_OPS
+GRAPH_OPS = ({"Convolution", "MatMul", "Concat", "FakeQuantize", "ScaleShift", "Clamp", "PRelu"} | ACTIVATION_OPS
+             | ELTWISE_OPS | HOST_OPS | MOVE_OPS)
+
+
+DYNAMIC = "give the input shape (an input file or --shape) to reshape the model"
 
 
 class UnsupportedOpError(ValueError):
@@ -71,6 +79,9 @@ class Program:
     has_fake_quantize: bool
     source: str = ""
     folded: dict[str, int] = field(default_factory=dict)  # op type → how many were computed on constants
+    refused: dict[str, str] = field(default_factory=dict)  # node name → why the emulator cannot read it
+    rewrites: list[Any] = field(default_factory=list)  # recurrent.Rewrite: ops replaced as the plugin does
+    notes: list[str] = field(default_factory=list)  # how the model was made readable (e.g. reshaped)
 
 
 def downstream(prog: Program, key: str) -> list[Node]:
@@ -92,6 +103,11 @@ def root_key(prog: Program, key: str, through: set[str] = MOVE_OPS) -> str:
         key = node.inputs[0]
         node = by_out.get(key)
     return key
+
+
+def _data_consumers(output: Any) -> int:
+    """Consumers of an output that read its values (a ShapeOf reads only its static shape: folded)."""
+    return sum(t.get_node().get_type_name() != "ShapeOf" for t in output.get_target_inputs())
 
 
 def _key(node, index: int = 0) -> str:
@@ -117,6 +133,10 @@ def _fold(op, t: str, vals: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarr
         return apply_move(t, attrs, vals[0], vals[1:], batched=False)
     if t == "Concat":
         return np.concatenate(vals, axis=int(attrs["axis"]))
+    if t == "MatMul":
+        a, b = (np.swapaxes(v, -1, -2) if attrs.get(f"transpose_{s}") and v.ndim > 1 else v
+                for v, s in zip(vals, "ab"))
+        return np.matmul(a, b).astype(dtype)
     if t == "FakeQuantize":
         return snap_fake_quantize(vals[0], int(attrs["levels"]), *vals[1:5])
     raise ValueError(t)
@@ -140,24 +160,62 @@ def _split_nodes(op, t: str, name: str, in_keys: list[str], consts: dict[str, np
                  {"axis": axis, "start": int(starts[i]), "stop": int(starts[i + 1])}) for i in range(len(lengths))]
 
 
-def read_program(model: Any) -> Program:
-    """Parse an ``openvino.Model`` or an IR .xml path."""
+def _scaleshift(t: str, in_keys: list[str], consts: dict[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray]:
+    """An eltwise op with one constant operand as data·w + b (the plugin's ScaleShift layer)."""
+    ci = 0 if in_keys[0] in consts else 1
+    c = np.asarray(consts[in_keys[ci]], dtype=np.float32)
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    if t == "Add":
+        w, b = one, c
+    elif t == "Multiply":
+        w, b = c, zero
+    elif t == "Subtract":
+        w, b = (one, -c) if ci == 1 else (-one, c)
+    else:  # Divide by a constant (a constant numerator divided by data is ConvertDivide's, in read_program)
+        w, b = np.float32(1.0) / c, zero
+    return in_keys[1 - ci], w, b
+
+
+def read_program(model: Any, strict: bool = True) -> Program:
+    """Parse an ``openvino.Model`` or an IR .xml path, after the plugin's recurrent rewrites (``recurrent.py``).
+
+    ``strict``: an operation the emulator cannot run raises ``UnsupportedOpError``; otherwise it is kept as a
+    node and its reason recorded in ``Program.refused`` (for the support report)."""
+    from gnaexp.emulator import recurrent
     from gnaexp.model_files import read_model
 
     source = ""
     if isinstance(model, (str, Path)):
         source = str(model)
         model = read_model(model)
+    model, rewrites = recurrent.transform(model)
+    refused: dict[str, str] = {}
+    dynamic: set[str] = set()  # outputs computed from a dynamic shape
+    data: set[str] = set()  # outputs computed from the network inputs' values (not only from their shapes)
+    not_rewritten = {rw.name: rw.problem for rw in rewrites if rw.problem}
     params: list[tuple[str, list[str], list]] = []
     nodes: list[Node] = []
     consts: dict[str, np.ndarray] = {}
     stats: dict[str, WeightStats] = {}
     qtags: dict[str, tuple] = {}  # decompression tracking: key -> (kind, qmin, qmax, zero point)
     results: list[tuple[str, str]] = []
+    result_order = {r.get_name(): i for i, r in enumerate(model.get_results())}  # outputs in the model's order
+    result_index: dict[str, int] = {}
     alias: dict[str, str] = {}
     by_out: dict[str, Node] = {}
     has_fq = False
     folded: dict[str, int] = {}
+
+    def refuse(op, t, name, in_keys, out, attrs, why: str = "") -> None:
+        if strict:
+            raise unsupported(t, name, why)
+        refused[name] = why
+        if DYNAMIC in why:
+            dynamic.update(_key(op, i) for i in range(op.get_output_size()))
+        node = Node(name, t, in_keys, out, dict(attrs))
+        nodes.append(node)
+        for i in range(op.get_output_size()):
+            by_out[_key(op, i)] = node
 
     def k_in(op, i: int) -> str:
         v = op.input_value(i)
@@ -179,16 +237,23 @@ def read_program(model: Any) -> Program:
                 qtags[out] = ("q", info.min, info.max, None, arr.dtype)
             continue
         if t == "Parameter":
+            data.add(out)
             shape = [d.get_length() if d.is_static else None for d in op.get_output_partial_shape(0)]
             params.append((out, sorted(op.output(0).get_names()) + [name], shape))
             continue
         if t == "Result":
             v = op.input_value(0)
             names = sorted(v.get_names()) or sorted(op.output(0).get_names()) or [name]
+            index = result_order.get(op.get_name(), len(result_order))
+            if index < len(model.outputs) and model.outputs[index].get_names():
+                names = [model.outputs[index].get_any_name()]  # the name OpenVINO's runtime gives this output
             results.append((names[0], in_keys[0]))
+            result_index[names[0]] = index
             continue
         if t == "FakeQuantize":
             has_fq = True
+        if t != "ShapeOf" and any(k in data for k in in_keys):
+            data.update(_key(op, i) for i in range(op.get_output_size()))
         if n_in and all(k in consts for k in in_keys) and t in FOLD_OPS:
             folded[t] = folded.get(t, 0) + 1
             vals = [consts[k] for k in in_keys]
@@ -237,7 +302,7 @@ def read_program(model: Any) -> Program:
             if len(ci) == 1:
                 producer = by_out.get(in_keys[di[0]])
                 if producer is not None and producer.op in ("Convolution", "MatMul") and producer.bias is None:
-                    if len(op.input_value(di[0]).get_target_inputs()) == 1:
+                    if _data_consumers(op.input_value(di[0])) == 1:
                         producer.bias = np.asarray(consts[in_keys[ci[0]]], dtype=np.float32)
                         alias[out] = producer.out
                         continue
@@ -245,14 +310,30 @@ def read_program(model: Any) -> Program:
             alias[out] = in_keys[0]
             continue
         if t in ("Split", "VariadicSplit"):
+            if any(k not in consts for k in in_keys[1:]):
+                refuse(op, t, name, in_keys, out, attrs, "axis and lengths must be constant")
+                continue
             nodes_split = _split_nodes(op, t, name, in_keys, consts)
+            if in_keys[0] in consts:  # a split constant (GRU weights): one folded constant per output
+                folded[t] = folded.get(t, 0) + 1
+                for n in nodes_split:
+                    consts[n.out] = apply_move("Crop", n.attrs, consts[in_keys[0]], [], batched=False)
+                continue
             nodes.extend(nodes_split)
             by_out.update({n.out: n for n in nodes_split})
             continue
-        if t in ("Gather", "Slice") and any(k not in consts for k in in_keys[1:]):
-            raise unsupported(t, name, "indices must be constant")
-        if t == "Gather" and int(attrs.get("batch_dims", 0)) != 0:
-            raise unsupported(t, name, "batch_dims must be 0")
+        problem = None
+        if t == "ShapeOf":
+            problem = "the shape is dynamic: " + DYNAMIC
+        elif any(k in dynamic for k in in_keys) and not any(k in data for k in in_keys):
+            problem = "computed from a dynamic shape: " + DYNAMIC
+        elif t in ("Gather", "Slice") and any(k not in consts for k in in_keys[1:]):
+            problem = "indices must be constant"
+        elif t == "Gather" and int(attrs.get("batch_dims", 0)) != 0:
+            problem = "batch_dims must be 0"
+        if problem is not None:
+            refuse(op, t, name, in_keys, out, attrs, problem)
+            continue
         if t == "Pad" and str(attrs.get("pad_mode", "constant")) == "constant" and len(in_keys) > 1 and \
                 all(k in consts for k in in_keys[1:]) and \
                 (len(in_keys) < 4 or not np.any(consts[in_keys[3]])):
@@ -260,13 +341,48 @@ def read_program(model: Any) -> Program:
                                    "pads_end": [int(v) for v in consts[in_keys[2]]]}
             in_keys = in_keys[:1]
         if t == "Power" and (n_in < 2 or in_keys[1] not in consts or np.asarray(consts[in_keys[1]]).size != 1):
-            raise unsupported(t, name, "the exponent must be one constant")
+            refuse(op, t, name, in_keys, out, attrs, "the exponent must be one constant")
+            continue
+        if t == "Divide" and n_in == 2 and in_keys[1] not in consts:
+            # ConvertDivide (CommonOptimizations): x / y = x · Power(y, −1) for a divisor that is data
+            inv_key, minus_one = f"{name}/inverse:0", f"{name}/minus_one"
+            consts[minus_one] = np.array(-1.0, dtype=np.float32)
+            inverse = Node(f"{name}/inverse", "Power", [in_keys[1], minus_one], inv_key, {"from": "Divide"})
+            nodes.append(inverse)
+            by_out[inv_key] = inverse
+            data.add(inv_key)
+            if in_keys[0] in consts:  # c / y: a ScaleShift of y^−1
+                c = np.asarray(consts[in_keys[0]], dtype=np.float32)
+                node = Node(name, "ScaleShift", [inv_key], out, {"w": c, "b": np.zeros_like(c), "from": "Divide"})
+            else:
+                node = Node(name, "Multiply", [in_keys[0], inv_key], out, {"from": "Divide"})
+            nodes.append(node)
+            by_out[out] = node
+            continue
+        if t in SCALESHIFT_OPS and n_in == 2 and sum(k in consts for k in in_keys) == 1:
+            src, w, b = _scaleshift(t, in_keys, consts)
+            producer = by_out.get(src)
+            if t in ("Add", "Subtract") and producer is not None and producer.op == "ScaleShift" and \
+                    not np.any(producer.attrs["b"]) and _data_consumers(op.input_value(in_keys.index(src))) == 1:
+                # Multiply then Add of constants: one ScaleShift (ConvertMulAddToScaleShiftOrPower)
+                producer.attrs["b"] = producer.attrs["b"] + b * np.ones_like(producer.attrs["w"])
+                producer.attrs["w"] = producer.attrs["w"] * w
+                del by_out[producer.out]  # the layer now computes the Add's value: it takes its name and tensor
+                producer.name, producer.out = name, out
+                by_out[out] = producer
+                continue
+            node = Node(name, "ScaleShift", [src], out, {"w": w, "b": b, "from": t})
+            nodes.append(node)
+            by_out[out] = node
+            continue
         if t not in GRAPH_OPS:
-            raise unsupported(t, name)
+            refuse(op, t, name, in_keys, out, attrs, not_rewritten.get(name, ""))
+            continue
         node = Node(name, t, in_keys, out, dict(attrs))
         nodes.append(node)
         by_out[out] = node
 
+    results.sort(key=lambda r: result_index[r[0]])
     consumers: dict[str, list[Node]] = {}
     for n in nodes:
         for k in n.inputs:
@@ -274,4 +390,4 @@ def read_program(model: Any) -> Program:
     res_nodes = {k for _, k in results}
     for k in res_nodes:
         consumers.setdefault(k, []).append(Node("Result", "Result", [k], ""))
-    return Program(params, nodes, consts, stats, results, consumers, has_fq, source, folded)
+    return Program(params, nodes, consts, stats, results, consumers, has_fq, source, folded, refused, rewrites)

@@ -1,4 +1,5 @@
-"""Compiled inner loops of the emulator (numba): input quantization and the 1-D convolution primitive.
+"""Compiled inner loops of the emulator (numba): input quantization, the 1-D convolution primitive and PWL
+evaluation.
 
 Each loop runs in the thread that calls it and releases the GIL (``nogil``), so ``parallel.run_all`` spreads a
 batch over the cores without any library thread pool. Compiled once per argument types and cached on disk.
@@ -102,6 +103,41 @@ def conv1d_rows(x, channels, width, interleave, blocks, bias, stride, out):  # p
     return saturated
 
 
+@njit(nogil=True, cache=True)
+def pwl_rows(x, xv, ybase, slope, inv_scale, out):  # pragma: no cover - compiled
+    """out = the GNA PWL of every value of x (flat float64 integers); returns how many outputs saturated int16.
+
+    The same arithmetic as ``pwl.evaluate`` in the same order, so the results are the same bits: the last
+    segment s with xv[s] ≤ x (binary search), y = floor((x − xv[s])·slope[s]·inv_scale[s]) + ybase[s], the first
+    segment's yBase at or below its xBase, saturated to int16.
+    """
+    n = x.shape[0]
+    k = xv.shape[0]
+    saturated = 0
+    for i in range(n):
+        v = x[i]
+        if v <= xv[0]:
+            y = ybase[0]
+        else:
+            lo, hi = 0, k  # first index with xv > v, minus one
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if xv[mid] <= v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            seg = lo - 1
+            y = np.floor((v - xv[seg]) * slope[seg] * inv_scale[seg]) + ybase[seg]
+        if y > INT16_MAX:
+            y = float(INT16_MAX)
+            saturated += 1
+        elif y < INT16_MIN:
+            y = float(INT16_MIN)
+            saturated += 1
+        out[i] = y
+    return saturated
+
+
 def conv_exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) -> bool:
     """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
     per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
@@ -115,6 +151,7 @@ def warm_up() -> None:
     """
     x = np.zeros((1, 8), np.float32)
     quantize_input(x, np.float32(1.0), np.empty_like(x), np.float32(INT16_MIN), np.float32(INT16_MAX))
+    pwl_rows(np.zeros(4), np.zeros(2), np.zeros(2), np.zeros(2), np.ones(2), np.empty(4))
     blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):

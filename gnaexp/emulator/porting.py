@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
+from gnaexp.emulator.context import BuildContext
+from gnaexp.emulator.ir_reader import ACTIVATION_OPS, DYNAMIC, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.plan_types import Step, TInfo
 
@@ -80,8 +81,9 @@ def host_op_problem(node: Node) -> str | None:
     return None
 
 
-def host_step(prog: Program, node: Node, info: dict[str, TInfo], steps: list[Step], get, porting: bool) -> None:
+def host_step(ctx: BuildContext, node: Node) -> None:
     """Run a Pad or ReduceMean in float32 on the host, before or after the GNA part."""
+    prog, info, steps, get, porting = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.porting
     k = get(node.inputs[0])
     ti = info[k]
     where = _host_position(prog, node, ti.bits)
@@ -179,55 +181,143 @@ def _conv_status(node: Node, prog: Program) -> tuple[str, str]:
     return "native", "GNA 1-D convolution" + bias + " (finalizeConvolution1DPrimitive)"
 
 
-def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
-    """Per operation of the IR: what the GNA plugin does with it (native, decomposed, rewritten by porting, run
-    on the host, data movement, folded, or refused), and the source of that answer."""
-    from gnaexp.emulator.activations import design, exponent_of
+def _blocker(problem: str) -> str:
+    """Who stops an op: "input shape" (a dynamic shape to fix), else the emulator."""
+    return "input shape" if DYNAMIC in problem else "emulator"
 
+
+def _refused_row(prog: Program, node: Node) -> dict[str, str]:
+    """An op the emulator could not read: what the 2023.1 plugin does with it, or the plugin's refusal."""
+    from gnaexp.emulator.plugin_ops import PLUGIN_RUNS, plugin_refusal
+
+    problem = prog.refused.get(node.name, "")
+    if node.op in PLUGIN_RUNS:
+        what, source = PLUGIN_RUNS[node.op]
+        how = f"not modelled by the emulator yet ({problem}); the plugin: {what}" if problem else \
+            f"not modelled by the emulator yet; the plugin: {what}"
+        return {"op": node.op, "name": node.name, "status": "refused", "how": how, "source": source,
+                "by": "emulator"}
+    if problem:  # an op the plugin takes in another form (e.g. dynamic shapes, computed indices)
+        return {"op": node.op, "name": node.name, "status": "refused", "how": problem, "source": "",
+                "by": _blocker(problem)}
+    message, source = plugin_refusal(node.op, node.name)
+    return {"op": node.op, "name": node.name, "status": "refused", "how": f"the GNA plugin refuses it: {message}",
+            "source": source, "by": "plugin"}
+
+
+def _rewrite_row(rw: Any, part_rows: list[dict[str, str]]) -> dict[str, str]:
+    """One row for a recurrent op the plugin rewrites: its parts' first blocker, else how it was rewritten."""
+    if rw.problem:
+        return {"op": rw.op, "name": rw.name, "status": "refused", "how": rw.problem, "source": rw.source,
+                "by": _blocker(rw.problem) if "not modelled" in rw.problem or DYNAMIC in rw.problem else "plugin"}
+    blocked = next((r for r in part_rows if r["status"] == "refused"), None)
+    if blocked is not None:
+        return {"op": rw.op, "name": rw.name, "status": "refused", "source": blocked.get("source", ""),
+                "how": f"{rw.how}; but its part {blocked['name']!r} ({blocked['op']}) is refused: {blocked['how']}",
+                "by": blocked.get("by", "")}
+    counts: dict[str, int] = {}
+    for r in part_rows:
+        counts[r["op"]] = counts.get(r["op"], 0) + 1
+    parts = ", ".join(f"{n} {op}" for op, n in sorted(counts.items()))
+    return {"op": rw.op, "name": rw.name, "status": "rewritten", "how": f"{rw.how}: {parts}", "source": rw.source}
+
+
+def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
+    """Per operation of the model: what the GNA plugin does with it (native, decomposed, rewritten by the
+    plugin's load-time transformations or by porting, run on the host, data movement, folded, or refused, by
+    the plugin or not modelled by the emulator), and the source of that answer."""
+    part_of = {n: rw for rw in prog.rewrites for n in rw.nodes}
+    parts: dict[str, list[dict[str, str]]] = {rw.name: [] for rw in prog.rewrites}
     rows: list[dict[str, str]] = []
-    host_fed = host_fed_params(prog)
+    placed: set[str] = set()
+    by_name = {rw.name: rw for rw in prog.rewrites}
     for node in prog.nodes:
-        op = node.op
-        if op == "Convolution":
-            status, how = _conv_status(node, prog)
-            if status == "rewritten" and not porting:
-                status = "refused"
-        elif op == "MatMul":
-            status, how = "native", "fully connected (affine) layer" + (" with its bias fused" if node.bias is not None
-                                                                        else "")
-        elif op in ELTWISE_OPS:
-            status, how = "native", ("eltwise " + ("sum" if op == "Add" else "product") + " as a diagonal affine "
-                                     "layer (gna_graph_compiler.cpp EltwisePrimitive)")
-        elif op == "Relu":
-            status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
-        elif op in ACTIVATION_OPS:
-            e = exponent_of(node, prog)
-            kind = "Power" if op in ("Power", "Sqrt") else op
-            segments = len(design(kind, e)[0]) if kind != "Power" or e not in (0.0, 1.0) else 0
-            status, how = "decomposed", (f"PWL of {segments} segments designed to a 1 % error target "
-                                         "(pwl_approximation.cpp)" if kind != "Power" else
-                                         f"Power {e:g} as a PWL of {segments} segments (0.015 % target, domain "
-                                         f"{'[-16, 16]' if e % 1 == 0 else '[0, 16]'}; outside it the output is flat)")
-        elif op == "Concat":
-            status, how = "native", "memory concatenation (one scale factor across inputs)"
-        elif op == "FakeQuantize":
-            status, how = "native", "quantization statistics (scale factors), not a layer"
-        elif op in MOVE_OPS:
-            status, how = "movement", "data movement: memory offsets or copies, no arithmetic"
-        elif op in HOST_OPS:
-            edge = root_key(prog, node.inputs[0]) in host_fed or _feeds_only_results(prog, node.out)
-            if porting and edge:
-                status, how = "host", (f"no GNA {op} layer (refused at load); runs in float32 on the host "
-                                       + ("before the input is quantized" if op == "Pad" else
-                                          "after the output is dequantized"))
-            else:
-                status, how = "refused", f"the GNA plugin has no {op} layer" + ("" if edge else
-                                                                             " and it lies inside the network")
-        else:
-            status, how = "refused", "not modelled"
-        rows.append({"op": op, "name": node.name, "status": status, "how": how})
+        if node.name in by_name and by_name[node.name].problem:  # a recurrent op left as it was: why
+            rows.append(_rewrite_row(by_name[node.name], []))
+            continue
+        row = _node_row(prog, node, porting)
+        rw = part_of.get(node.name) or part_of.get(node.name.rsplit("/", 1)[0])
+        if rw is None:
+            rows.append(row)
+            continue
+        parts[rw.name].append(row)
+        if rw.name not in placed:
+            placed.add(rw.name)
+            rows.append({"rewrite": rw.name})  # filled in below, at the place of its first part
+    rows = [_rewrite_row(by_name[r["rewrite"]], parts[r["rewrite"]]) if "rewrite" in r else r for r in rows]
     for op, n in sorted(prog.folded.items()):
         rows.append({"op": op, "name": f"{n} on constants", "status": "folded",
                      "how": "computed once at load (constant and shape subgraphs)"})
     return rows
 
+
+def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
+    from gnaexp.emulator.activations import design, exponent_of
+
+    host_fed = host_fed_params(prog)
+    op = node.op
+    if node.name in prog.refused:
+        return _refused_row(prog, node)
+    if op == "Convolution":
+        status, how = _conv_status(node, prog)
+        if status == "rewritten" and not porting:
+            status = "refused"
+    elif op == "MatMul":
+        status, how = "native", "fully connected (affine) layer" + (" with its bias fused" if node.bias is not None
+                                                                    else "")
+    elif op == "ScaleShift":
+        status, how = "native", (f"{node.attrs.get('from', 'eltwise')} with a constant: a diagonal affine (ScaleShift) "
+                                 "layer, data·w + b with int16 weights (gna_graph_compiler.cpp DiagonalPrimitive)")
+        op = node.attrs.get("from", op)
+    elif op in ELTWISE_OPS:
+        status, how = "native", ("eltwise " + {"Add": "sum", "Multiply": "product", "Subtract": "sub (a sum with a "
+                                               "negative weight)"}[op] + " as a diagonal affine layer "
+                                 "(gna_graph_compiler.cpp EltwisePrimitive)")
+        if node.attrs.get("from") == "Divide":
+            op, how = "Divide", "x·y^−1 (ConvertDivide, convert_divide.cpp): " + how
+    elif op == "Relu":
+        status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
+    elif op == "PRelu":
+        slope = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        one = slope is not None and np.all(np.asarray(slope) == np.asarray(slope).reshape(-1)[0])
+        status, how = ("native", "a leaky ReLU: PWL with the negative slope (ConvertPReluToReluIE, make_pwl.cpp "
+                                 "kActLeakyRelu)") if one else \
+            ("refused", "one slope per channel: the plugin's ReLU layer takes one negative slope")
+    elif op == "Clamp":
+        status, how = "native", (f"PWL activation of the layer before it, slope 1 on [{node.attrs['min']:g}, "
+                                 f"{node.attrs['max']:g}] (make_pwl.cpp kActKaldiLstmClipping)")
+    elif op in ACTIVATION_OPS:
+        e = exponent_of(node, prog)
+        kind = "Power" if op in ("Power", "Sqrt") else op
+        try:
+            segments = len(design(kind, e)[0]) if kind != "Power" or e not in (0.0, 1.0) else 0
+        except ValueError as exc:  # the plugin's PWL search fails the same way, and the load with it
+            return {"op": node.attrs.get("from", op), "name": node.name, "status": "refused", "by": "plugin",
+                    "how": f"{op} {e:g} has no PWL: pwl_search fails (\"{exc}\"; "
+                           + ("1/y is unbounded at 0 on the design domain [-16, 16]; " if e < 0 else "")
+                           + "transformations/pwl_approximation.cpp)",
+                    "source": "src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @2023.1.0"}
+        status, how = "decomposed", (f"PWL of {segments} segments designed to a 1 % error target "
+                                     "(pwl_approximation.cpp)" if kind != "Power" else
+                                     f"Power {e:g} as a PWL of {segments} segments (0.015 % target, domain "
+                                     f"{'[-16, 16]' if e % 1 == 0 else '[0, 16]'}; outside it the output is flat)")
+    elif op == "Concat":
+        status, how = "native", "memory concatenation (one scale factor across inputs)"
+    elif op == "FakeQuantize":
+        status, how = "native", "quantization statistics (scale factors), not a layer"
+    elif op in MOVE_OPS:
+        status, how = "movement", "data movement: memory offsets or copies, no arithmetic"
+    elif op in HOST_OPS:
+        edge = root_key(prog, node.inputs[0]) in host_fed or _feeds_only_results(prog, node.out)
+        if porting and edge:
+            status, how = "host", (f"no GNA {op} layer (refused at load); runs in float32 on the host "
+                                   + ("before the input is quantized" if op == "Pad" else
+                                      "after the output is dequantized"))
+        else:
+            return {"op": op, "name": node.name, "status": "refused", "by": "plugin",
+                    "how": f"the GNA plugin has no {op} layer" + ("" if edge else " and it lies inside the network")
+                    + ("" if porting else "; " + HOST_FIX),
+                    "source": "src/plugins/intel_gna/src/gna_graph_compiler.cpp (CreateLayerPrimitive) @2023.1.0"}
+    else:
+        return _refused_row(prog, node)
+    return {"op": op, "name": node.name, "status": status, "how": how}

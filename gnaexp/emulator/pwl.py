@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.emulator import native
+
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 IDENTITY_SF = np.float32(2049.0)
@@ -126,6 +128,13 @@ class PWL:
     @property
     def x_values(self) -> np.ndarray:
         return self.xbase & ~3
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(xBase values, yBase, slope, 2^−shift) as contiguous float64 arrays, for the compiled evaluation."""
+        return (np.ascontiguousarray(self.x_values, dtype=np.float64),
+                np.ascontiguousarray(self.ybase, dtype=np.float64),
+                np.ascontiguousarray(self.slope, dtype=np.float64),
+                np.ascontiguousarray(1.0 / (2.0 ** self.shifts.astype(np.float64))))
 
     @property
     def shifts(self) -> np.ndarray:
@@ -246,7 +255,7 @@ def _double_to_int(v: float) -> int:
     return int(v + 0.5) if v >= 0 else int(v - 0.5)
 
 
-def build_relu(in_sf: float, out_sf: float) -> PWL:
+def build_relu(in_sf: float, out_sf: float, negative_slope: float = 0.0) -> PWL:
     """ReLU as the plugin builds it without FakeQuantize statistics: two segments (``backend/make_pwl.cpp``,
     ``make_gna_pwl``, case kActRelu).
 
@@ -259,11 +268,41 @@ def build_relu(in_sf: float, out_sf: float) -> PWL:
     x_lower, y_lower = INT32_MIN, INT16_MIN
     if x_lower < y_lower * in_sf / out_sf:
         x_lower = _double_to_int(y_lower * in_sf / out_sf)
-    k0, idx0 = slope_int(0.0, in_sf, out_sf)
+    if y_lower < x_lower * out_sf / in_sf:
+        y_lower = _double_to_int(x_lower * out_sf / in_sf)
+    # A leaky ReLU (PRelu with one slope, as ReLUIE's negative_slope): segment 0 keeps that slope from
+    # y_lower·slope (FloatToInt32, at least −32768); a plain ReLU has slope 0 and yBase 0 there.
+    y0 = max(_to_int(y_lower * negative_slope, 32), INT16_MIN)
+    k0, idx0 = slope_int(negative_slope, in_sf, out_sf)
     k, idx = slope_int(1.0, in_sf, out_sf)
-    segs = [[_xbase(x_lower, idx0), 0, k0], [_xbase(0, idx), 0, k]]
+    segs = [[_xbase(x_lower, idx0), y0, k0], [_xbase(0, idx), 0, k]]
     arr = np.array(segs, dtype=np.int64)
-    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu", 0, INT16_MAX)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu" if not negative_slope else
+               f"leaky relu {negative_slope:g}", min(0, y0), INT16_MAX)
+
+
+def build_clamp(in_sf: float, out_sf: float, low: float, high: float) -> PWL:
+    """Clamp as the plugin builds it (``backend/make_pwl.cpp`` @2023.1.0, ``make_gna_pwl``, case
+    kActKaldiLstmClipping): a flat segment at y_lower from −∞, slope 1 from x_lower, and a flat segment at
+    y_upper from x_upper; the borders are the clamp bounds (DoubleToInt32(bound·in_sf), DoubleToInt16(bound·
+    out_sf)) where they lie inside the int16 output range, else the range's ends."""
+    x_lower, x_upper, y_lower, y_upper = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
+    if x_lower < low * in_sf:
+        if y_lower < low * out_sf:
+            x_lower, y_lower = _double_to_int(low * in_sf), _double_to_int(low * out_sf)
+        else:
+            x_lower = _double_to_int(y_lower * in_sf / out_sf)
+    if x_upper > high * in_sf:
+        if y_upper > high * out_sf:
+            x_upper, y_upper = _double_to_int(high * in_sf), _double_to_int(high * out_sf)
+        else:
+            x_upper = _double_to_int(y_upper * in_sf / out_sf)
+    k, idx = slope_int(1.0, in_sf, out_sf)
+    segs = [[_xbase(INT32_MIN, 0), y_lower, 0], [_xbase(x_lower, idx), y_lower, k]]
+    if x_upper < INT32_MAX:
+        segs.append([_xbase(x_upper, 0), y_upper, 0])
+    arr = np.array(segs, dtype=np.int64)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "clamp", int(y_lower), int(y_upper))
 
 
 def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -273,8 +312,18 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     ``src/gna-lib/kernels/pwl.cpp``, every kernel variant: ``if (I > xBase0) … else O = yBase0``; the first
     segment's line is not extended leftwards). Otherwise the last segment with xBase ≤ x,
     y = ((x − xBase)·slope) >> shift (floor), + yBase, saturate to int16. Returns (float64 array of int16
-    values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact.
+    values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact. The
+    loop runs compiled (``native.pwl_rows``, the same arithmetic); ``evaluate_numpy`` is its reference.
     """
+    flat = np.ascontiguousarray(np.asarray(x, dtype=np.float64)).reshape(-1)
+    xv, yb, k, inv = pwl.tables()
+    out = np.empty_like(flat)
+    n = native.pwl_rows(flat, xv, yb, k, inv, out)
+    return out.reshape(np.shape(x)), int(n)
+
+
+def evaluate_numpy(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """``evaluate`` in NumPy: the reference the compiled loop is tested against."""
     x = np.asarray(x, dtype=np.float64)
     xv = pwl.x_values.astype(np.float64)
     seg = np.searchsorted(xv, x, side="right") - 1

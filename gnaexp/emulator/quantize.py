@@ -189,6 +189,7 @@ def quantize_weightable(
     k2d: float = 1.0,
     dst_stats: tuple[int, float, float] | None = None,
     target: str = DEFAULT_COMPILE_TARGET,
+    forced_out_sf: float | None = None,
 ) -> WeightQuant:
     """Quantize one convolution (kind="conv", weights [F, C, K]) or FC layer (kind="fc", weights [M, K]).
 
@@ -258,6 +259,11 @@ def quantize_weightable(
             w_sf = F32(float(w_sf) / red)  # float / double, then cast (weightsReducer is a double)
             out_sf = F32(w_sf * in_sf32)
 
+    if forced_out_sf is not None:  # requantizeInput for an eltwise sum: dst scale set, weights scale = dst / src
+        out_sf = F32(forced_out_sf)
+        w_sf = F32(out_sf / in_sf32)
+        notes.append(f"weight scale lowered to {float(w_sf):g} (output sf {float(out_sf):g}) so that the eltwise sum "
+                     "it feeds keeps its weight within int16 (scale_factor_calc.cpp requantizeInput)")
     multipliers = None
     if compound:
         scaled = (w * w_sf).astype(F32)

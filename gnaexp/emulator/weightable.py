@@ -8,6 +8,7 @@ import numpy as np
 from gnaexp.emulator import conv as cv
 from gnaexp.emulator import porting as porting_rules
 from gnaexp.emulator import primitives
+from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program, downstream
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
@@ -22,7 +23,9 @@ def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
     return None
 
 
-def add_conv(prog, node, info, steps, need16, layout, precision, porting=False, notes=None) -> None:
+def add_conv(ctx: BuildContext, node: Node) -> None:
+    prog, info, steps, need16, notes = ctx.prog, ctx.info, ctx.steps, ctx.need16, ctx.notes
+    layout, precision, porting = ctx.layout, ctx.precision, ctx.porting
     a = node.attrs
     if str(a.get("auto_pad", "explicit")).lower() in ("same_upper", "same_lower"):
         raise ValueError(f"convolution {node.name!r}: auto_pad {a['auto_pad']} is not supported by GNA; export "
@@ -69,7 +72,7 @@ def add_conv(prog, node, info, steps, need16, layout, precision, porting=False, 
                      "dropped; exact)")
     geo = cv.geometry(c, width, kk, stride, w3.shape[0])
     wq = quantize_weightable(w3, bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
-                             dst_stats=_dst_stats(prog, node))
+                             dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name))
     flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
     legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
     out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
@@ -91,7 +94,8 @@ def add_conv(prog, node, info, steps, need16, layout, precision, porting=False, 
     info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
 
 
-def add_fc(prog, node, info, steps, need16, precision) -> None:
+def add_fc(ctx: BuildContext, node: Node) -> None:
+    prog, info, steps, need16, precision = ctx.prog, ctx.info, ctx.steps, ctx.need16, ctx.precision
     a = node.attrs
     if node.inputs[1] not in prog.consts or node.inputs[0] in prog.consts:
         raise ValueError(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")
@@ -108,7 +112,7 @@ def add_fc(prog, node, info, steps, need16, precision) -> None:
         from gnaexp.emulator.quantize import WeightStats
         stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
     wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
-                             dst_stats=_dst_stats(prog, node))
+                             dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name))
     out_shape = ti.shape[:-1] + (rows.shape[0],)
     layer = primitives.Affine(wq.weights, wq.bias, wq.multipliers)  # weights prepared once, not per chunk
 

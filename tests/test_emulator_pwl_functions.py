@@ -1,0 +1,95 @@
+"""SoftSign, Exp and Log as the 2023.1 plugin designs them (pwl_approximation.cpp/.hpp): the domains and ranges
+of ``details::Function``, the split at EXP_BREAK, and the emulated layer tracking the function within the 1 %
+design target where its input is inside the domain."""
+
+import math
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from gnaexp.emulator import emulate
+from gnaexp.emulator.activations import EXP_BREAK, design
+
+
+@pytest.mark.parametrize("op, domain, first_y, last_y", [
+    ("SoftSign", (-10.0, 10.0), -10 / 11, 10 / 11),
+    ("Exp", (-math.log2(32767), math.log10(32767)), 0.0, math.exp(math.log10(32767))),
+    ("Log", (0.001, 2981.0), math.log(0.001), math.log(2981.0)),
+])
+def test_designs_span_the_plugins_domain_and_clip_to_its_range(op, domain, first_y, last_y):
+    m, b, alpha = design(op)
+    assert alpha[0] == -math.inf and alpha[-1] == math.inf and len(m) <= 128
+    assert m[0] == 0.0 and m[-1] == 0.0  # flat from −∞ and after the last point
+    # The first flat sits at f(domain start), or at the range's floor where the line passes it (Exp: 0, its α
+    # moved to where the line meets 0); the last at f(domain end), within the design error.
+    assert b[0] == pytest.approx(first_y, abs=0.02 * abs(last_y - first_y) + 1e-9)
+    assert b[-1] == pytest.approx(last_y, rel=0.02)
+    if op == "Exp":  # two halves, split at EXP_BREAK: it is one of the pivots
+        assert np.any(np.isclose(alpha, EXP_BREAK))
+    if op == "Exp":
+        assert domain[0] < alpha[1] < -8  # the first line meets 0 inside the domain
+    else:
+        assert alpha[1] == pytest.approx(domain[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("op, lo, hi, floor_db", [("SoftSign", -8.0, 8.0, 33), ("Exp", -4.0, 2.5, 18),
+                                                  ("Log", 0.05, 12.0, 22)])
+def test_an_emulated_activation_tracks_the_function_inside_its_domain(op, lo, hi, floor_db):
+    from gnaexp import metrics
+
+    x = ops.parameter([1, 64], np.float32, name="x")
+    fc = ops.matmul(x, ops.constant(np.eye(64, dtype=np.float32)), False, False)  # a 32-bit input, as usual
+    y = {"SoftSign": ops.softsign, "Exp": ops.exp, "Log": ops.log}[op](fc)
+    model = ov.Model([ops.result(y)], [x])
+    feed = np.linspace(lo, hi, 64 * 8, dtype=np.float32).reshape(8, 1, 64)
+    em = emulate(model, {"x": feed}, 256.0)
+    ref = {"SoftSign": lambda v: v / (1 + np.abs(v)), "Exp": np.exp, "Log": np.log}[op](feed.astype(np.float64))
+    out = next(iter(em.outputs.values()))
+    assert metrics.sqnr_db(ref, out) > floor_db
+    row = next(r for r in em.plan if r["op"].startswith(op))
+    assert row["out_sf"] == 2048.0 and row["op"].endswith("segments)")
+
+
+def test_prelu_with_one_slope_is_a_leaky_relu_hand_worked():
+    """PRelu α = 0.25 after an FC at in_sf 16384·8 = 131072, out_sf 2048: x_lower = −32768·131072/2048 =
+    −2097152, segment 0 from there with yBase FloatToInt32(−32768·0.25) = −8192 and slope α·2048/131072 = 1/256,
+    segment 1 from 0 with slope 1/64. x_q = 8·[−2, −0.5, 0.5, 3] → FC ints ×16384 → [−1024, −256, 1024, 6144]."""
+    x = ops.parameter([1, 4], np.float32, name="x")
+    fc = ops.matmul(x, ops.constant(np.eye(4, dtype=np.float32)), False, False)
+    y = ops.prelu(fc, ops.constant(np.array([0.25], np.float32)))
+    y.set_friendly_name("leaky")
+    em = emulate(ov.Model([ops.result(y)], [x]), {"x": np.array([[-2.0, -0.5, 0.5, 3.0]], np.float32)}, 8.0,
+                 keep_ints=True)
+    row = next(r for r in em.plan if r["layer"] == "leaky")
+    assert row["op"] == "PRelu (leaky, 0.25)" and row["out_sf"] == 2048.0
+    segments = row["pwl"]["segments"]
+    assert [(s["x_base"], s["y_base"]) for s in segments] == [(-2097152, -8192), (0, 0)]
+    assert em.ints["leaky"].tolist() == [[-1024, -256, 1024, 6144]]
+
+
+def test_prelu_with_a_slope_per_channel_is_refused_with_the_reason():
+    x = ops.parameter([1, 4, 8], np.float32, name="x")
+    y = ops.prelu(ops.relu(x), ops.constant(np.array([0.1, 0.2, 0.3, 0.4], np.float32).reshape(1, 4, 1)))
+    with pytest.raises(ValueError, match="one slope per channel; the plugin's ReLU layer takes one negative slope"):
+        emulate(ov.Model([ops.result(y)], [x]), {"x": np.zeros((1, 4, 8), np.float32)}, 8.0)
+
+
+def test_the_compiled_pwl_gives_the_numpy_reference_bits():
+    """pwl.evaluate runs the compiled loop (native.pwl_rows); evaluate_numpy is the arithmetic it must repeat
+    exactly, over every kind of curve and inputs from far below the first segment to int32's ends."""
+    from gnaexp.emulator import pwl as pw
+    from gnaexp.emulator.activations import encode
+
+    rng = np.random.default_rng(7)
+    curves = [pw.build_identity(2.0**20, 2049.0), pw.build_relu(2.0**18, 2048.0), pw.build_relu(131072.0, 2048.0, 0.25),
+              pw.build_clamp(2.0**24, 1024.0, -0.5, 0.75)]
+    curves += [encode(*design(op), 2.0**22, 2048.0, op.lower()) for op in ("Sigmoid", "Tanh", "Exp", "Log", "SoftSign")]
+    x = np.concatenate([rng.integers(-2**31, 2**31 - 1, 5000), rng.integers(-2**24, 2**24, 5000),
+                        [-2**31, 2**31 - 1, 0, -1, 1, 2, 3, 4, 5, 6]]).astype(np.float64).reshape(10, -1, 1)
+    for curve in curves:
+        got, n_got = pw.evaluate(curve, x)
+        want, n_want = pw.evaluate_numpy(curve, x)
+        assert got.shape == x.shape and n_got == n_want
+        np.testing.assert_array_equal(got, want, err_msg=curve.kind)
