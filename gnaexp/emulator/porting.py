@@ -231,11 +231,12 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     placed: set[str] = set()
     by_name = {rw.name: rw for rw in prog.rewrites}
+    host_fed = host_fed_params(prog)
     for node in prog.nodes:
         if node.name in by_name and by_name[node.name].problem:  # a recurrent op left as it was: why
             rows.append(_rewrite_row(by_name[node.name], []))
             continue
-        row = _node_row(prog, node, porting)
+        row = _node_row(prog, node, porting, host_fed)
         rw = part_of.get(node.name) or part_of.get(node.name.rsplit("/", 1)[0])
         if rw is None:
             rows.append(row)
@@ -251,10 +252,9 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
     return rows
 
 
-def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
+def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> dict[str, str]:
     from gnaexp.emulator.activations import design, exponent_of
 
-    host_fed = host_fed_params(prog)
     op = node.op
     if node.name in prog.refused:
         return _refused_row(prog, node)
