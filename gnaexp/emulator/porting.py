@@ -277,6 +277,13 @@ def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> d
             op, how = "Divide", "x·y^−1 (ConvertDivide, convert_divide.cpp): " + how
     elif op == "Relu":
         status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
+    elif op == "MaxPool":
+        from gnaexp.emulator.pooling import _pool_problem
+
+        shape_rank = len(node.attrs.get("kernel", [])) + 2
+        problem = _pool_problem(node.attrs, shape_rank)
+        status, how = ("refused", problem) if problem else \
+            ("native", "GNA max pooling fused after the activation (PoolingPrimitive, ReorderActivationAndPooling)")
     elif op == "PRelu":
         slope = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
         one = slope is not None and np.all(np.asarray(slope) == np.asarray(slope).reshape(-1)[0])
