@@ -93,3 +93,31 @@ def test_the_compiled_pwl_gives_the_numpy_reference_bits():
         want, n_want = pw.evaluate_numpy(curve, x)
         assert got.shape == x.shape and n_got == n_want
         np.testing.assert_array_equal(got, want, err_msg=curve.kind)
+
+
+def test_max_pooling_after_a_convolution_takes_the_maxima_of_the_activation_integers():
+    """conv → ReLU → MaxPool(window 3, stride 2): the pooled integers are the maxima of the ReLU's integers over
+    each window (exact), at the ReLU's scale factor; a padded or average pooling is refused with the reason."""
+    rng = np.random.default_rng(2)
+    x = ops.parameter([1, 4, 1, 20], np.float32, name="x")
+    conv = ops.convolution(x, ops.constant((rng.normal(size=(4, 4, 1, 3)) * 0.5).astype(np.float32)), [1, 1],
+                           [0, 0], [0, 0], [1, 1])
+    relu = ops.relu(conv)
+    relu.set_friendly_name("relu")
+    pool = ops.max_pool(relu, [1, 2], [1, 1], [0, 0], [0, 0], [1, 3])
+    pool.set_friendly_name("pool")
+    feed = {"x": rng.uniform(-1, 1, (3, 1, 4, 1, 20)).astype(np.float32)}
+    em = emulate(ov.Model([ops.result(pool.output(0))], [x]), feed, 2048.0, keep_ints=True)
+    relu_q = em.ints["relu"].astype(np.int64)  # (3, 1, 4, 1, 18)
+    want = np.stack([relu_q[..., j:j + 3].max(axis=-1) for j in range(0, 16, 2)], axis=-1)
+    assert em.ints["pool"].tolist() == want.tolist() and want.shape[-1] == 8
+    row = next(r for r in em.plan if r["layer"] == "pool")
+    assert row["out_sf"] == next(r for r in em.plan if r["layer"] == "relu")["out_sf"]
+    padded = ops.max_pool(relu, [1, 2], [1, 1], [0, 1], [0, 1], [1, 3])
+    with pytest.raises(ValueError, match="padded pooling: the GNA pooling has no padding"):
+        emulate(ov.Model([ops.result(padded.output(0))], [x]), feed, 2048.0)
+    from gnaexp.emulator.support import model_support
+
+    avg = ops.avg_pool(relu, [1, 2], [0, 0], [0, 0], [1, 3], True)
+    rows = {r["op"]: r for r in model_support(ov.Model([ops.result(avg)], [x])).rows}
+    assert rows["AvgPool"]["status"] == "refused" and rows["AvgPool"]["by"] == "plugin"

@@ -125,8 +125,13 @@ def test_a_bidirectional_lstm_is_split_and_an_rnn_stays_refused_with_the_reason(
     bi = ops.lstm_sequence(x, h0, c0, lengths, const(2, 20, 4), const(2, 20, 5), const(2, 20), 5, "bidirectional")
     h1 = ops.parameter([1, 1, 5], np.float32, name="h1")
     rnn = ops.rnn_sequence(x, h1, lengths, const(1, 5, 4), const(1, 5, 5), const(1, 5), 5, "forward")
-    model = ov.Model([ops.result(bi.output(0)), ops.result(rnn.output(0))], [x, h0, c0, h1])
+    hard = ops.gru_sequence(x, h1, lengths, const(1, 15, 4), const(1, 15, 5), const(1, 15), 5, "forward",
+                            activations=["hardsigmoid", "tanh"])
+    model = ov.Model([ops.result(bi.output(0)), ops.result(rnn.output(0)), ops.result(hard.output(0))],
+                     [x, h0, c0, h1])
     rows = {r["op"]: r for r in model_support(model).rows}
+    assert rows["GRUSequence"]["status"] == "refused"
+    assert rows["GRUSequence"]["how"] == "activation(s) hardsigmoid: the decomposition makes only sigmoid, tanh and relu"
     assert rows["LSTMSequence"]["status"] == "rewritten"
     assert rows["LSTMSequence"]["how"].startswith("split into a forward and a reverse sequence (Bidirectional")
     assert rows["RNNSequence"]["by"] == "plugin" and "no RNNCell decomposition" in rows["RNNSequence"]["how"]

@@ -83,7 +83,8 @@ def _load(model: Any) -> Program:
     if isinstance(model, (str, Path)):
         p = Path(model).resolve()
         if not p.exists():
-            raise FileNotFoundError(f"IR not found: {p} (pass the .xml file; its .bin must sit beside it)")
+            raise FileNotFoundError(f"model file {p.name} not found in {p.parent}: give a model file OpenVINO reads "
+                                    "(an IR .xml with its .bin beside it, .onnx, ...)")
         return _read_ir(str(p), p.stat().st_mtime_ns)
     try:
         prog = _MODEL_PROGRAMS.get(model)

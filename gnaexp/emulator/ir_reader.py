@@ -26,7 +26,7 @@ SUPPORTED_OPS = (
     "LSTM/GRU sequences and cells, TensorIterator (unrolled)", "Concat", "Reshape", "Squeeze", "Unsqueeze",
     "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "PRelu (one slope)", "Clamp",
     "Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Sqrt", "Power (constant exponent)", "FakeQuantize",
-    "Pad and ReduceMean (on the host, with porting)",
+    "MaxPool (1-D)", "Pad and ReduceMean (on the host, with porting)",
     "constant subgraphs (Convert/Multiply/Subtract/Divide/ShapeOf/Gather/…)",
 )
 FOLD_OPS = {"Convert", "Multiply", "Subtract", "Add", "Divide", "Mod", "Greater", "Broadcast", "Gather", "Slice",
@@ -35,7 +35,8 @@ ACTIVATION_OPS = {"Relu", "Sigmoid", "Tanh", "Sqrt", "Power", "Exp", "Log", "Sof
 ELTWISE_OPS = {"Add", "Multiply", "Subtract"}
 SCALESHIFT_OPS = {"Add", "Multiply", "Subtract", "Divide"}  # with one constant operand: a ScaleShift layer
 HOST_OPS = {"Pad", "ReduceMean"}
-GRAPH_OPS = ({"Convolution", "MatMul", "Concat", "FakeQuantize", "ScaleShift", "Clamp", "PRelu"} | ACTIVATION_OPS
+GRAPH_OPS = ({"Convolution", "MatMul", "Concat", "FakeQuantize", "ScaleShift", "Clamp", "PRelu", "MaxPool"}
+             | ACTIVATION_OPS
              | ELTWISE_OPS | HOST_OPS | MOVE_OPS)
 
 

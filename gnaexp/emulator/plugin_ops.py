@@ -23,8 +23,6 @@ _PWL = (f"a PWL activation in the plugin (is_activation, {GRAPH_UTILS}; designed
 PLUGIN_RUNS: dict[str, tuple[str, str]] = {
     "Sign": (_PWL, GRAPH_UTILS),
     "Abs": (_PWL, GRAPH_UTILS),
-    "MaxPool": ("GNA pooling after its activation (ReorderActivationAndPooling, PoolingPrimitive)",
-                f"{TRANSFORMS}reorder_activation_and_pooling.cpp"),
     "MVN": ("decomposed into affine, eltwise and PWL layers (ConvertMVN1ToMVN6, DecomposeMVN)",
             f"{TRANSFORMS}decompose_mvn.cpp"),
     "ReadValue": ("a memory layer (state kept on the device between inferences)", LIMITATIONS),

@@ -231,11 +231,12 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     placed: set[str] = set()
     by_name = {rw.name: rw for rw in prog.rewrites}
+    host_fed = host_fed_params(prog)
     for node in prog.nodes:
         if node.name in by_name and by_name[node.name].problem:  # a recurrent op left as it was: why
             rows.append(_rewrite_row(by_name[node.name], []))
             continue
-        row = _node_row(prog, node, porting)
+        row = _node_row(prog, node, porting, host_fed)
         rw = part_of.get(node.name) or part_of.get(node.name.rsplit("/", 1)[0])
         if rw is None:
             rows.append(row)
@@ -251,10 +252,9 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
     return rows
 
 
-def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
+def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> dict[str, str]:
     from gnaexp.emulator.activations import design, exponent_of
 
-    host_fed = host_fed_params(prog)
     op = node.op
     if node.name in prog.refused:
         return _refused_row(prog, node)
@@ -277,6 +277,13 @@ def _node_row(prog: Program, node: Node, porting: bool) -> dict[str, str]:
             op, how = "Divide", "x·y^−1 (ConvertDivide, convert_divide.cpp): " + how
     elif op == "Relu":
         status, how = "native", "PWL activation of the layer before it (make_pwl.cpp kActRelu)"
+    elif op == "MaxPool":
+        from gnaexp.emulator.pooling import _pool_problem
+
+        shape_rank = len(node.attrs.get("kernel", [])) + 2
+        problem = _pool_problem(node.attrs, shape_rank)
+        status, how = ("refused", problem) if problem else \
+            ("native", "GNA max pooling fused after the activation (PoolingPrimitive, ReorderActivationAndPooling)")
     elif op == "PRelu":
         slope = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
         one = slope is not None and np.all(np.asarray(slope) == np.asarray(slope).reshape(-1)[0])

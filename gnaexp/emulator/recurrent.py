@@ -63,10 +63,6 @@ def _ops():
     return ops
 
 
-def _const(v: float) -> Any:
-    return _ops().constant(np.float32(v))
-
-
 def _axes(*a: int) -> Any:
     return _ops().constant(np.array(a, dtype=np.int64))
 
@@ -176,8 +172,15 @@ def _seq_problem(op: Any, lengths: dict[str, np.ndarray]) -> str:
     if value is None or np.any(np.asarray(value).reshape(-1) != steps):
         return ("its sequence lengths are not the constant time length: the converted TensorIterator masks the "
                 "steps with Select, which GNA has no layer for")
+    return _activation_problem(attrs)
+
+
+def _activation_problem(attrs: dict[str, Any]) -> str:
     if attrs.get("activations_alpha") or attrs.get("activations_beta"):
         return "activations with alpha/beta parameters have no PWL in the plugin"
+    other = sorted({str(a).lower() for a in attrs.get("activations", [])} - {"sigmoid", "tanh", "relu"})
+    if other:
+        return f"activation(s) {', '.join(other)}: the decomposition makes only sigmoid, tanh and relu"
     return ""
 
 
@@ -361,6 +364,11 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
         elif t in CELLS:
             kind = CELLS[t]
             a = op.get_attributes()
+            problem = _activation_problem(a)
+            if problem:
+                rewrites.append(Rewrite(t, op.get_friendly_name(), "", f"{PIPELINE}; {CELL_SOURCE[kind]} "
+                                                                       f"@{SOURCE_TAG}", problem))
+                continue
             acts = [str(v).lower() for v in a.get("activations", ["sigmoid", "tanh", "tanh"])]
             ins = [op.input_value(i) for i in range(op.get_input_size())]
             if kind == "LSTM":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from gnaexp.emulator import activations, eltwise, memory, porting, weightable
+from gnaexp.emulator import activations, eltwise, memory, pooling, porting, weightable
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import ACTIVATION_OPS, ELTWISE_OPS, HOST_OPS, Node
 from gnaexp.emulator.moves import MOVE_OPS
@@ -26,4 +26,5 @@ HANDLERS: dict[str, Handler] = {
     **{op: porting.host_step for op in HOST_OPS},
     "Convolution": weightable.add_conv,
     "MatMul": weightable.add_fc,
+    "MaxPool": pooling.add_maxpool,
 }
