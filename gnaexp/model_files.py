@@ -9,6 +9,8 @@ terminal, ahead of one opaque exception.
 
 from __future__ import annotations
 
+import re
+
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -69,4 +71,5 @@ def openvino_cause(exc: BaseException) -> str:
     remaining lines joined (the cause often sits above the last line, e.g. "Unsupported input type dynamic")."""
     lines = [ln.strip() for ln in str(exc).splitlines()]
     kept = [ln for ln in lines if ln and not ln.startswith("Exception from ") and not ln.startswith("Check '")]
-    return " ".join(kept) or str(exc).strip() or type(exc).__name__
+    text = " ".join(kept) or str(exc).strip() or type(exc).__name__
+    return re.sub(r"^FrontEnd API failed with \w+: ", "", text)  # the frontend's wrapper, not the cause

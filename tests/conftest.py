@@ -2,6 +2,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property and fuzz tests draw the same examples on every run (same seed and config, same result); a new search
+# is a local run with --hypothesis-seed=N.
+settings.register_profile("gnaexp", derandomize=True)
+settings.load_profile("gnaexp")
 
 # One IR cache for the whole test session, outside the user's home cache.
 _CACHE = Path(os.environ.get("PYTEST_GNAEXP_CACHE", "")) if os.environ.get("PYTEST_GNAEXP_CACHE") else None

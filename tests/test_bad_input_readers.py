@@ -334,3 +334,17 @@ def test_a_real_onnx_file_still_reads(tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     assert main(["run", "model", "--set", f"model={tmp_path / 'relu.onnx'}", "--set",
                  f"input_file={tmp_path / 'x.npy'}", "--backends", "openvino:CPU", "--out", str(tmp_path / "run")]) == 0
+
+
+def test_an_input_of_the_wrong_shape_is_named_by_its_file(tmp_path, capsys):
+    """Found by the fuzz test: the shape check named the model's input but not the file it came from."""
+    from gnaexp.cli import main
+
+    assert main(["export", "conv", "--set", "length=17", "--out", str(tmp_path / "pack")]) == 0
+    np.save(tmp_path / "tiny.npy", np.zeros(1, np.float32))
+    capsys.readouterr()
+    assert main(["emulate", str(tmp_path / "pack" / "model.xml"), str(tmp_path / "tiny.npy"), "--out",
+                 str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gnaexp emulate: error: tiny.npy: input 'input' has shape (1,)") and "Traceback" not in err
+    assert not (tmp_path / "e.npy").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_set_option, make_config
@@ -26,6 +27,7 @@ def parse_scale_factors(text: str) -> float | dict[str, float]:
 
 def cmd_emulate(args: argparse.Namespace) -> int:
     from gnaexp.emulator import emulate, load_program
+    from gnaexp.emulator.api import prepare_inputs
     from gnaexp.inputs import read_file
 
     # Every destination is checked before any work, and all are written together or not at all.
@@ -41,6 +43,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             raise UsageError(f"the model has {len(prog.params)} inputs: pass an .npz with one array per input "
                              f"named {[p[1][0] for p in prog.params]}")
         raw = {prog.params[0][1][0]: raw}
+    try:
+        prepare_inputs(prog, raw)  # an input that does not fit the model is the input file's problem: name it
+    except ValueError as exc:
+        raise UsageError(f"{Path(args.inputs).name}: {exc}") from None
     em = emulate(prog, raw, parse_scale_factors(args.scale_factor), args.precision, args.layout,
                  keep_ints=bool(ints), porting=args.porting)
     if out.suffix == ".npy" and len(em.outputs) != 1:

@@ -165,8 +165,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--output-scale must be a positive, finite scale factor, got {args.output_scale:g}")
     try:
         comp = metrics.compare(ref, other, output_scale=args.output_scale)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # e.g. the shapes differ: name both files
+        raise UsageError(f"{Path(args.ref).name} vs {Path(args.other).name}: {exc}") from None
     data = comp.to_json()
     if args.json:
         print(dumps(data))
