@@ -23,6 +23,8 @@ import pytest
 import yaml
 from distributed import Client, LocalCluster
 
+from processes import interrupt
+
 from gnaexp import batch, cli, cluster as cluster_mod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,20 +258,15 @@ def test_local_cluster_from_the_cli_stops_on_ctrl_c_and_resumes(tmp_path):
     out = tmp_path / "reports"
     cmd = [sys.executable, "-m", "gnaexp", "batch", str(m), "--out", str(out), "--dask", "local:2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180  # a guard against a hang, not a speed check
-        while len(list(out.glob("quick*.html"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        while len(_working_in(out)) < 2 and time.monotonic() < deadline:  # both slow runs' kernels are up
-            time.sleep(0.2)
-        started = psutil.Process(proc.pid).children(recursive=True)
-        assert proc.poll() is None and len(started) >= 4  # two nannied workers and their kernel zygotes at least
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    deadline = time.monotonic() + 180  # a guard against a hang, not a speed check
+    while len(list(out.glob("quick*.html"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    while len(_working_in(out)) < 2 and time.monotonic() < deadline:  # both slow runs' kernels are up
+        time.sleep(0.2)
+    started = psutil.Process(proc.pid).children(recursive=True)
+    running = proc.poll() is None
+    stdout, stderr = interrupt(proc)
+    assert running and len(started) >= 4  # two nannied workers and their kernel zygotes at least
     assert proc.returncode == 130, stderr
     assert "interrupted: 2 run(s) done" in stdout and "run the same command again" in stdout
     deadline = time.monotonic() + 30  # the cluster's workers and the kernels go

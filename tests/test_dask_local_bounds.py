@@ -3,7 +3,6 @@ also while the local cluster's workers start (it was ignored then: the batch ran
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+
+from processes import interrupt
 
 from gnaexp import cli, cluster, environment
 
@@ -65,18 +66,13 @@ def test_ctrl_c_while_the_local_workers_start_stops_the_batch(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             cwd=tmp_path)
     started: list[psutil.Process] = []
-    try:
-        deadline = time.monotonic() + 120  # a guard against a hang, not a speed check
-        while not started and proc.poll() is None and time.monotonic() < deadline:
-            started = psutil.Process(proc.pid).children(recursive=True)  # the first process of the cluster's start
-            time.sleep(0.02)
-        assert started and proc.poll() is None
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    deadline = time.monotonic() + 120  # a guard against a hang, not a speed check
+    while not started and proc.poll() is None and time.monotonic() < deadline:
+        started = psutil.Process(proc.pid).children(recursive=True)  # the first process of the cluster's start
+        time.sleep(0.02)
+    running = bool(started) and proc.poll() is None
+    stdout, stderr = interrupt(proc)
+    assert running
     assert proc.returncode == 130, stdout + stderr
     assert "interrupted: 0 run(s) done" in stdout and "Traceback" not in stderr
     assert not list(out.glob("*.html")) and not list(out.glob("*.ipynb"))
