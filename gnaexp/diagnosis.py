@@ -70,11 +70,13 @@ def _fakequantize_sets_input_sf(result: Any) -> bool:
 
 def _input_sf(record: Any, result: Any) -> str:
     """"sf 2048", or the scale factor a FakeQuantize set in place of the configured one."""
-    sf = record.config.get("scale_factor")
+    from gnaexp.gna_settings import format_scale_factors
+
+    sf = format_scale_factors(record.config.get("scale_factor", 1.0))
     if _fakequantize_sets_input_sf(result):
         used = ", ".join(f"{v:.6g}" for v in (result.info.get("input_scale_factors_used") or {}).values())
-        return f"input sf {used} (set by the IR's FakeQuantize; the configured sf {sf:g} has no effect)"
-    return f"sf {sf:g}"
+        return f"input sf {used} (set by the IR's FakeQuantize; the configured sf {sf} has no effect)"
+    return f"sf {sf}"
 
 
 def reference_verdict(c: metrics.Comparison) -> str:
