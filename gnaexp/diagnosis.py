@@ -104,9 +104,13 @@ def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
         return None
     if math.isfinite(floor) and (floor >= USABLE_FLOOR_DB or best - floor < SF_CAUSE_DB):
         return None
+    from gnaexp.gna_settings import at_scale_factor, format_scale_factors
+
     at = f"SQNR {floor:.1f} dB" if math.isfinite(floor) else "no usable output"
+    held = sweep.get("per_input")  # one sf per input: the advice changes the swept one and keeps the others
+    setting = format_scale_factors(at_scale_factor(dict(held), best_sf) if held else best_sf)
     return (f"the scale factor is the cause: at sf {sf:g} the emulated GNA floor is {at}, at sf {best_sf:g} it is "
-            f"{best:.1f} dB — set scale_factor={best_sf:g}")
+            f"{best:.1f} dB — set scale_factor={setting}")
 
 
 def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:

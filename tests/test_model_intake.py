@@ -146,6 +146,9 @@ def test_one_scale_factor_per_input_on_every_command(nets, tmp_path, capsys):
     floor = next(s for s in json.loads(out)["steps"] if s["step"] == "floor")
     assert floor["input_scale_factors_used"] == {"a": 2048.0, "b": 65536.0}
     assert _run(capsys, "bundle", tmp_path / "run", "--out", tmp_path / "b.zip")[0] == 0
+    # Where the swept input's sf is the cause, the advice keeps the other inputs' scale factors.
+    code, out, _ = _run(capsys, "run", "model", *base, "--set", "scale_factor=a=1,b=65536", "--out", tmp_path / "low")
+    assert code == 0 and out.startswith("→ the scale factor is the cause") and ",b=65536\n" in out.split("\n")[0] + "\n"
     # emulate reads the same form with the same checks.
     code, _, err = _run(capsys, "emulate", model, feed, "--scale-factor", "a=2048,b=-1", "--out", tmp_path / "o.npz")
     assert code == 2 and "--scale-factor of input 'b' must be positive" in err

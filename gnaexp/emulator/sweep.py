@@ -203,4 +203,5 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
             "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
             "input_saturation_sf": input_saturation_onset(_swept_inputs(inputs, per_input)),
             "recommended_scale_factor": recommended, "refused_at_scale_factor": floor.refused[at],
-            **({"recommended_note": recommended_note} if recommended_note else {})}
+            **({"recommended_note": recommended_note} if recommended_note else {}),
+            **({"per_input": per_input} if per_input else {})}
