@@ -197,14 +197,31 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
 
 
 def parse_sets(sets: Sequence[str] | None) -> dict[str, str]:
-    """``key=value`` words from the command line (``--set``) as a dict; a word without ``=`` or key is refused."""
+    """``key=value`` words from the command line (``--set``) as a dict; a word without ``=`` or key is refused.
+    Per-input scale factors may come one input a word (``--set scale_factor=chunk=2048 --set
+    scale_factor=state=1024``): they are joined; otherwise the last word of a key wins."""
     settings: dict[str, str] = {}
     for pair in sets or ():
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
             raise ValueError(f"--set takes key=value, got {excerpt(pair)}")
-        settings[key.strip()] = value.strip()
+        if key == "scale_factor" and "=" in value and "=" in settings.get(key, ""):
+            value = _merge_pairs(settings[key], value)
+        settings[key] = value
     return settings
+
+
+def _merge_pairs(earlier: str, later: str) -> str:
+    """Two ``name=value,...`` words as one; a name the later word sets again takes its value there. A word that
+    names an input twice is left as it is, for the reader to refuse."""
+    def pairs(text: str) -> list[tuple[str, str]]:
+        return [(k.strip(), v.strip()) for k, _, v in (p.partition("=") for p in text.split(",") if p.strip())]
+
+    first, second = pairs(earlier), pairs(later)
+    if len({k for k, _ in first}) < len(first) or len({k for k, _ in second}) < len(second):
+        return f"{earlier},{later}"
+    return ",".join(f"{k}={v}" for k, v in (dict(first) | dict(second)).items())
 
 
 def build_model(config: ExperimentConfig) -> ModelBundle:

@@ -138,7 +138,8 @@ def test_one_scale_factor_per_input_on_every_command(nets, tmp_path, capsys):
     assert record["config"]["scale_factor"] == {"a": 2048.0, "b": 65536.0}
     emu = next(r for r in record["backends"] if r["backend"] == "gna-emu")
     assert emu["info"]["input_scale_factors_used"] == {"a": 2048.0, "b": 65536.0}
-    code, out, _ = _run(capsys, "sweep", "model", *base, "--scale-factors", "1,2048")
+    code, out, _ = _run(capsys, "sweep", "model", *base[:4], "--set", "scale_factor=a=2048", "--set",
+                        "scale_factor=b=65536", "--scale-factors", "1,2048")  # the repeated form: one input a word
     assert code == 0 and "note: sf swept on input 'a'; held: b at sf 65536" in out
     code, out, _ = _run(capsys, "diagnose", "--model", model, "--input", feed, "--set", "scale_factor=a=2048,b=65536",
                         "--json")
@@ -196,3 +197,11 @@ def test_dtln_1_as_shipped_runs_and_bundles(corpus, tmp_path, capsys):
                 f"input_file={tmp_path / 'in.npz'}", "--out", tmp_path / "run")[0] == 0
     code, _, err = _run(capsys, "bundle", tmp_path / "run", "--out", tmp_path / "b.zip")
     assert code == 0, err
+
+
+def test_repeated_per_input_scale_factor_words_are_joined_and_a_later_one_wins():
+    sets = ["scale_factor=chunk=2048", "scale_factor=state=1024", "scale_factor=chunk=4096"]
+    assert experiment.parse_sets(sets) == {"scale_factor": "chunk=4096,state=1024"}
+    assert experiment.parse_sets(["scale_factor=chunk=2", "scale_factor=8"]) == {"scale_factor": "8"}
+    with pytest.raises(ValueError, match="each input named once"):
+        experiment.ExperimentConfig.from_strings("model", ["model=m.xml", "scale_factor=a=1,a=2"])

@@ -15,6 +15,7 @@ import numpy as np
 from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError,
                                add_porting_option, add_set_option, make_config, stop_on_signals)
 from gnaexp.files import dumps
+from gnaexp.gna_settings import format_scale_factors
 
 
 # --- devices -------------------------------------------------------------------------------------------
@@ -218,7 +219,8 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{pack / 'config.json'} is not readable JSON ({exc}); export the pack again") from None
     sets = [f"model={pack / 'model.xml'}", f"input_file={pack / 'inputs.npz'}"]
-    sets += [f"{k}={saved[k]}" for k in PACK_SETTINGS if k in saved]
+    sets += [f"{k}={format_scale_factors(saved[k]) if isinstance(saved[k], dict) else saved[k]}"
+             for k in PACK_SETTINGS if k in saved]
     if observed is None:
         if not (pack / "outputs.npz").is_file():
             raise UsageError(f"{pack} has no outputs.npz: run measure_on_device.py there on the GNA machine and copy "
