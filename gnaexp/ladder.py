@@ -100,6 +100,13 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                      if fq_override else
                      f"; from these inputs' range (keeping {DEFAULT_HEADROOM:.0%} of int16 free) use sf ≈ "
                      f"{recommended:.6g}")})
+    if len(ref_outputs) > 1:  # the floor of every output, each named, at the same emulation
+        per_output = {name: metrics.compare(ref_outputs[name], em.outputs[name]) for name in ref_outputs
+                      if name in em.outputs}
+        steps[-1]["outputs"] = {name: {"sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1}
+                                for name, c in per_output.items()}
+        steps[-1]["verdict"] += "; per output: " + ", ".join(f"{name} {c.sqnr_db:.1f} dB"
+                                                            for name, c in per_output.items())
 
     # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
     trace = sweep["layouts"]["correct"]["sqnr_db"]

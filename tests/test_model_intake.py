@@ -172,6 +172,8 @@ def test_multi_output_tables_name_each_rows_output(nets, tmp_path, capsys):
     assert sorted(r[2] for r in rows) == ["gate", "total"]
     code, out, _ = _run(capsys, "diagnose", "--model", nets / "two.xml", "--input", nets / "two_in.npz")
     assert code == 0 and "1. [floor] (output total)" in out
+    floor_line = next(line for line in out.splitlines() if line.startswith("1. [floor]"))
+    assert "; per output: total " in floor_line and ", gate " in floor_line
 
 
 def test_bundle_of_a_user_model_run_uses_the_folders_own_ir(nets, tmp_path, capsys):
