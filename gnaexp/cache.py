@@ -334,16 +334,21 @@ def vad_ir(folder: Path) -> Path:
     return target
 
 
-def user_model_ir(path: Path, model: Any, renamed: bool) -> Path:
+def user_model_ir(path: Path, model: Any, renamed: bool, shapes: Mapping[str, Sequence[int]] | None = None) -> Path:
     """The IR file other backends read for a user's model file: the file itself when it is an IR as given, else
-    a copy saved under ``files/<content digest>/`` (an ONNX file, or an IR whose tensors were named on loading)."""
+    a copy saved under ``files/<content digest>/`` (an ONNX file, or an IR whose tensors were named on loading).
+    ``shapes``: the static input shapes a dynamic model was reshaped to; each set of shapes is its own sealed
+    entry (``files/<digest>-<shapes digest>/``)."""
     from gnaexp import ir
 
     path = Path(path)
-    if path.suffix.lower() == ".xml" and not renamed:
+    if path.suffix.lower() == ".xml" and not renamed and not shapes:
         return path
     digest = (ir.fingerprint_ir(path) if path.suffix.lower() == ".xml"  # weights too, not just the graph
               else hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+    if shapes:
+        text = json.dumps({k: [int(d) for d in v] for k, v in sorted(shapes.items())})
+        digest += "-" + hashlib.sha256(text.encode()).hexdigest()[:12]
     folder = cache_dir() / "files" / digest
     if not _intact(folder, IR_FILES):
         _publish(folder, lambda tmp: ir.save(model, tmp / "model.xml"), IR_FILES)

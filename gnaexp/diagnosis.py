@@ -70,11 +70,13 @@ def _fakequantize_sets_input_sf(result: Any) -> bool:
 
 def _input_sf(record: Any, result: Any) -> str:
     """"sf 2048", or the scale factor a FakeQuantize set in place of the configured one."""
-    sf = record.config.get("scale_factor")
+    from gnaexp.gna_settings import format_scale_factors
+
+    sf = format_scale_factors(record.config.get("scale_factor", 1.0))
     if _fakequantize_sets_input_sf(result):
         used = ", ".join(f"{v:.6g}" for v in (result.info.get("input_scale_factors_used") or {}).values())
-        return f"input sf {used} (set by the IR's FakeQuantize; the configured sf {sf:g} has no effect)"
-    return f"sf {sf:g}"
+        return f"input sf {used} (set by the IR's FakeQuantize; the configured sf {sf} has no effect)"
+    return f"sf {sf}"
 
 
 def reference_verdict(c: metrics.Comparison) -> str:
@@ -102,9 +104,13 @@ def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
         return None
     if math.isfinite(floor) and (floor >= USABLE_FLOOR_DB or best - floor < SF_CAUSE_DB):
         return None
+    from gnaexp.gna_settings import at_scale_factor, format_scale_factors
+
     at = f"SQNR {floor:.1f} dB" if math.isfinite(floor) else "no usable output"
+    held = sweep.get("per_input")  # one sf per input: the advice changes the swept one and keeps the others
+    setting = format_scale_factors(at_scale_factor(dict(held), best_sf) if held else best_sf)
     return (f"the scale factor is the cause: at sf {sf:g} the emulated GNA floor is {at}, at sf {best_sf:g} it is "
-            f"{best:.1f} dB — set scale_factor={best_sf:g}")
+            f"{best:.1f} dB — set scale_factor={setting}")
 
 
 def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:

@@ -22,8 +22,8 @@ from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
-from gnaexp.gna_settings import (FORUM_NETS, check_execution_mode, check_layout, check_precision,
-                                  check_scale_factor)
+from gnaexp.gna_settings import (FORUM_NETS, at_scale_factor, check_execution_mode, check_layout, check_porting,
+                                  check_precision, main_scale_factor, parse_scale_factors)
 from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.records import Record
 
@@ -34,6 +34,8 @@ IR_ALIASES = {"pot": IR_NNCF}  # POT is what the forum used; NNCF is its success
 MAX_SEED = 2**32 - 1
 PATH_SETTINGS = ("input_file", "model", "calibration_file")  # settings that name a file
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
+# A user's model file has no torch module: OpenVINO CPU FP32 is its reference.
+MODEL_BACKENDS = ("openvino:CPU", "gna-emu")
 
 
 @dataclass
@@ -55,7 +57,10 @@ class ExperimentConfig:
     input_file: str = ""  # .npy/.npz of the user's inputs instead of generated ones
     model: str = ""  # .xml/.onnx file for experiment "model"
     # device settings
-    scale_factor: float = 1.0  # GNA input scale factor; 1.0 is the plugin's default
+    # GNA input scale factor; 1.0 is the plugin's default. One per input as a mapping (``chunk=2048,state=1024``):
+    # inputs left out keep 1.0, and sweeps vary the first one named (gna_settings.main_scale_factor).
+    scale_factor: float | dict[str, float] = 1.0
+    porting: bool = False  # emulator: host pre/post-processing and exact rewrites, as a porting team would
     precision: str = "i16"
     layout: str = "correct"  # emulator: correct | legacy-concat
     execution_mode: str = "SW_EXACT"
@@ -92,7 +97,8 @@ class ExperimentConfig:
         if self.experiment in ("conv", "concat_conv") and self.kernel > self.length:
             raise ValueError(f"kernel ({self.kernel}) is longer than the input (length {self.length}); "
                              "use kernel ≤ length")
-        check_scale_factor(self.scale_factor)
+        self.scale_factor = parse_scale_factors(self.scale_factor)
+        self.porting = check_porting(self.porting)
         if not (math.isfinite(self.amplitude) and self.amplitude != 0):
             raise ValueError(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
         check_precision(self.precision)
@@ -126,6 +132,9 @@ class ExperimentConfig:
             if key not in types:
                 raise KeyError(f"unknown parameter {excerpt(key)}; valid: {', '.join(self.keys())}")
             values[key] = _convert(key, raw, str(types[key]))
+        if values["experiment"] == "model" and "backends" not in settings and \
+                tuple(values["backends"]) == DEFAULT_BACKENDS:
+            values["backends"] = list(MODEL_BACKENDS)  # torch cannot run a model file
         return ExperimentConfig(**values)
 
     @classmethod
@@ -158,6 +167,10 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
     def bad(why: str) -> ValueError:
         return ValueError(f"parameter {key}={excerpt(raw)}: {why}")
 
+    if key == "scale_factor":
+        return parse_scale_factors(raw)  # one number, or one per input (names and the setting in its messages)
+    if type_name == "bool":
+        return check_porting(raw) if key == "porting" else raw
     if type_name.startswith("list"):
         if isinstance(raw, str):
             return [s.strip() for s in raw.split(",") if s.strip()]
@@ -184,14 +197,31 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
 
 
 def parse_sets(sets: Sequence[str] | None) -> dict[str, str]:
-    """``key=value`` words from the command line (``--set``) as a dict; a word without ``=`` or key is refused."""
+    """``key=value`` words from the command line (``--set``) as a dict; a word without ``=`` or key is refused.
+    Per-input scale factors may come one input a word (``--set scale_factor=chunk=2048 --set
+    scale_factor=state=1024``): they are joined; otherwise the last word of a key wins."""
     settings: dict[str, str] = {}
     for pair in sets or ():
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
             raise ValueError(f"--set takes key=value, got {excerpt(pair)}")
-        settings[key.strip()] = value.strip()
+        if key == "scale_factor" and "=" in value and "=" in settings.get(key, ""):
+            value = _merge_pairs(settings[key], value)
+        settings[key] = value
     return settings
+
+
+def _merge_pairs(earlier: str, later: str) -> str:
+    """Two ``name=value,...`` words as one; a name the later word sets again takes its value there. A word that
+    names an input twice is left as it is, for the reader to refuse."""
+    def pairs(text: str) -> list[tuple[str, str]]:
+        return [(k.strip(), v.strip()) for k, _, v in (p.partition("=") for p in text.split(",") if p.strip())]
+
+    first, second = pairs(earlier), pairs(later)
+    if len({k for k, _ in first}) < len(first) or len({k for k, _ in second}) < len(second):
+        return f"{earlier},{later}"
+    return ",".join(f"{k}={v}" for k, v in (dict(first) | dict(second)).items())
 
 
 def build_model(config: ExperimentConfig) -> ModelBundle:
@@ -221,10 +251,13 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
     from gnaexp import ir
 
     if config.experiment == "model":
-        model, renamed = ir.convert_file(config.model)
-        path = cache.user_model_ir(Path(config.model), model, renamed)  # other backends read an IR file
+        arrays = inputs_mod.read_file(config.input_file) if config.input_file else None
+        model, renamed, notes = ir.convert_file(config.model, arrays)
+        shapes = ir.input_shapes(model) if notes else None  # a reshaped copy per shape
+        path = cache.user_model_ir(Path(config.model), model, renamed, shapes)  # other backends read an IR file
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
-                           output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model))
+                           output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model),
+                           info={"notes": notes} if notes else {})
     from gnaexp import nets
 
     spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,
@@ -256,7 +289,7 @@ def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.nd
 
 def backend_options(config: ExperimentConfig) -> dict[str, Any]:
     return {"scale_factor": config.scale_factor, "precision": config.precision, "layout": config.layout,
-            "execution_mode": config.execution_mode}
+            "execution_mode": config.execution_mode, "porting": config.porting}
 
 
 def check_backends(config: ExperimentConfig) -> None:
@@ -314,7 +347,7 @@ def floor_sweep(config: ExperimentConfig, model: ModelBundle, feed: dict[str, np
                                             if r.kind == "emulated"]
     try:
         return sweep_floor(model.ir_xml, feed, ref.outputs, config.scale_factor, config.precision,
-                           list(dict.fromkeys(layouts)))
+                           list(dict.fromkeys(layouts)), porting=config.porting)
     except (ValueError, NotImplementedError) as exc:
         return {"error": f"no emulated floor for this model: {exc}"}
 
@@ -450,4 +483,6 @@ def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str 
     model = build_model(config)
     feed = make_inputs(config, model)
     _, ref = reference_outputs(model, feed)
-    return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout)
+    return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout,
+                          per_input=config.scale_factor if isinstance(config.scale_factor, dict) else None,
+                          porting=config.porting)

@@ -48,3 +48,65 @@ def check_execution_mode(value: Any) -> str:
         raise ValueError(f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got {excerpt(value)}")
     return value
 
+
+
+def parse_scale_factors(value: Any, name: str = "scale_factor") -> float | dict[str, float]:
+    """One scale factor for every input (``2048``) or one per input (``chunk=2048,state=1024``, or a mapping), each
+    checked; the one reader of both forms for every command and notebook. Inputs a mapping leaves out keep the
+    plugin's default 1."""
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, str) and "=" in value:
+        pairs = [part.partition("=")[::2] for part in value.split(",") if part.strip()]
+    else:
+        return check_scale_factor(float(value) if isinstance(value, str) and _number(value) else value, name)
+    out: dict[str, float] = {}
+    for key, number in pairs:
+        key = str(key).strip()
+        if not key or key in out:
+            raise ValueError(f"{name} takes one number, or input=number,... with each input named once; got "
+                             f"{excerpt(value)}")
+        out[key] = check_scale_factor(float(number) if isinstance(number, str) and _number(number) else number,
+                                      f"{name} of input {key!r}")
+    if not out:
+        raise ValueError(f"{name} is empty; give a number or input=number,...")
+    return out
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def main_scale_factor(value: float | dict[str, float]) -> float:
+    """The scale factor a sweep varies and a table shows: the only one, or the first input's of a per-input set."""
+    return float(next(iter(value.values()))) if isinstance(value, dict) else float(value)
+
+
+def at_scale_factor(value: float | dict[str, float], sf: float) -> float | dict[str, float]:
+    """``value`` with its main scale factor (``main_scale_factor``) set to ``sf``; the other inputs' are held."""
+    if isinstance(value, dict):
+        return {**value, next(iter(value)): float(sf)}
+    return float(sf)
+
+
+def format_scale_factors(value: float | dict[str, float]) -> str:
+    """``2048`` or ``chunk=2048,state=1024``: the form ``parse_scale_factors`` reads back."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items())
+    return f"{float(value):g}"
+
+
+def check_porting(value: Any) -> bool:
+    """The porting setting (host pre/post-processing and the exact rewrites a porting team makes) as a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOLS:
+        return _BOOLS[value.strip().lower()]
+    raise ValueError(f"porting must be true or false, got {excerpt(value)}")
+
+
+_BOOLS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}

@@ -30,21 +30,30 @@ def convert_torch(module: Any, input_shape: tuple[int, ...]) -> ov.Model:
     return model
 
 
-def convert_file(path: str | Path) -> tuple[ov.Model, bool]:
-    """Read an ONNX or IR file; shapes must already be static (reshape first otherwise).
+def convert_file(path: str | Path, arrays: Any = None) -> tuple[ov.Model, bool, list[str]]:
+    """Read a model file OpenVINO reads; a dynamic input is given the shape of the user's input array (``arrays``:
+    one array, or name → array), as the GNA plugin needs static shapes.
 
-    Returns (model, renamed): tensors without a name get input/output names (``renamed`` is then True and the
-    model differs from the file, so it must be saved before other backends read it).
+    Returns (model, renamed, notes): tensors without a name get input/output names (``renamed`` is then True and
+    the model differs from the file, so it must be saved before other backends read it); ``notes`` say which
+    inputs were reshaped, and to what.
     """
     model = read_model(path)
-    for port in model.inputs:
-        if port.get_partial_shape().is_dynamic:
-            name = next(iter(port.get_names()), "?")
-            raise ValueError(
-                f"model input {name!r} has a dynamic shape {port.get_partial_shape()}; GNA needs static "
-                "shapes — reshape the model to a fixed shape first"
-            )
-    return model, _name_tensors(model, only_unnamed=True)
+    notes: list[str] = []
+    dynamic = [p for p in model.inputs if p.get_partial_shape().is_dynamic]
+    if dynamic and arrays is not None:
+        from gnaexp.emulator.support import reshape_inputs, shapes_of_arrays
+
+        given = arrays if isinstance(arrays, dict) else {"": arrays}
+        notes = reshape_inputs(model, shapes_of_arrays(model, given), "from the input file")
+        dynamic = [p for p in model.inputs if p.get_partial_shape().is_dynamic]
+    for port in dynamic:
+        name = next(iter(port.get_names()), "?")
+        raise ValueError(
+            f"model input {name!r} has a dynamic shape {port.get_partial_shape()}; GNA needs static shapes: give "
+            "inputs whose arrays set it (input_file=FILE, or --input FILE), or reshape the model to a fixed shape"
+        )
+    return model, _name_tensors(model, only_unnamed=True), notes
 
 
 def _name_tensors(model: ov.Model, only_unnamed: bool = False) -> bool:

@@ -14,14 +14,16 @@ import numpy as np
 from gnaexp import diagnosis, experiment, hypotheses, layers, metrics
 from gnaexp.backends import make_backend
 from gnaexp.diagnosis import FP32_COSINE_MIN
+from gnaexp.gna_settings import at_scale_factor, main_scale_factor
 
 
-def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf: float, precision: str,
-             layout: str) -> tuple[np.ndarray, metrics.Comparison, Any]:
+def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf: Any, precision: str,
+             layout: str, porting: bool = False, output: str | None = None) -> tuple[np.ndarray, metrics.Comparison, Any]:
+    """The emulated ``output`` (the first one where None) at ``sf`` (one, or name → sf), compared with ``ref``."""
     from gnaexp.emulator import emulate
 
-    em = emulate(model_xml, feed, scale_factors=sf, precision=precision, layout=layout)
-    out = next(iter(em.outputs.values()))
+    em = emulate(model_xml, feed, scale_factors=sf, precision=precision, layout=layout, porting=porting)
+    out = em.outputs[output] if output in em.outputs else next(iter(em.outputs.values()))
     return out, metrics.compare(ref, out), em
 
 
@@ -50,7 +52,10 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     model, feed, ref_backend, ref_outputs = experiment.reference_run(config)
     if measured_on is not None:
         check_same_inputs(*measured_on, feed)
-    ref = next(iter(ref_outputs.values()))
+    # The steps below compare one output, the first; multi-output models say which (every step carries it).
+    output_name = next(iter(ref_outputs))
+    ref = ref_outputs[output_name]
+    about = {"output": output_name} if len(ref_outputs) > 1 else {}
     steps: list[dict[str, Any]] = []
     observed_from = "given" if observed is not None else None
     device = next(iter(device_backends(config.backends)), None)
@@ -69,13 +74,16 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                       "OpenVINO CPU FP32 differs from torch: fix the export before looking at any device"})
 
     # 2. Floor at the configured scale factor, and the best the scale factor can do (the run's one sweep).
-    sf = float(config.scale_factor)
-    sweep = floor_sweep(model.ir_xml, feed, ref_outputs, sf, config.precision, LAYOUTS)
+    sf = main_scale_factor(config.scale_factor)
+    porting = config.porting
+    sweep = floor_sweep(model.ir_xml, feed, ref_outputs, config.scale_factor, config.precision, LAYOUTS,
+                        porting=porting)
     refused = sweep["refused_at_scale_factor"]
     if refused:  # the study goes on at the best scale factor the emulator accepts, and says so first
         sf = float(sweep["best_scale_factor"])
-        refused = diagnosis.refused_scale_factor(float(config.scale_factor), refused, sf)
-    floor_out, floor, em = _emulate(model.ir_xml, feed, ref, sf, config.precision, "correct")
+        refused = diagnosis.refused_scale_factor(main_scale_factor(config.scale_factor), refused, sf)
+    at = lambda s: at_scale_factor(config.scale_factor, s)  # noqa: E731 - other inputs' scale factors held
+    floor_out, floor, em = _emulate(model.ir_xml, feed, ref, at(sf), config.precision, "correct", porting, output_name)
     fq_override = "fakequantize" in em.input_sf_source.values()
     best_sf, best_sqnr = sweep["best_scale_factor"], sweep["best_sqnr_db"]
     recommended = sweep["recommended_scale_factor"]
@@ -92,6 +100,13 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                      if fq_override else
                      f"; from these inputs' range (keeping {DEFAULT_HEADROOM:.0%} of int16 free) use sf ≈ "
                      f"{recommended:.6g}")})
+    if len(ref_outputs) > 1:  # the floor of every output, each named, at the same emulation
+        per_output = {name: metrics.compare(ref_outputs[name], em.outputs[name]) for name in ref_outputs
+                      if name in em.outputs}
+        steps[-1]["outputs"] = {name: {"sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1}
+                                for name, c in per_output.items()}
+        steps[-1]["verdict"] += "; per output: " + ", ".join(f"{name} {c.sqnr_db:.1f} dB"
+                                                            for name, c in per_output.items())
 
     # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
     trace = sweep["layouts"]["correct"]["sqnr_db"]
@@ -111,12 +126,12 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     for layout in LAYOUTS:
         if layout == "correct":
             continue
-        out, c, _ = _emulate(model.ir_xml, feed, ref, sf, config.precision, layout)
+        out, c, _ = _emulate(model.ir_xml, feed, ref, at(sf), config.precision, layout, porting, output_name)
         if other_sf in sfs:
             i = sfs.index(other_sf)
             other = {"cosine": sweep["layouts"][layout]["cosine"][i], "sqnr_db": sweep["layouts"][layout]["sqnr_db"][i]}
         else:
-            _, c2, _ = _emulate(model.ir_xml, feed, ref, other_sf, config.precision, layout)
+            _, c2, _ = _emulate(model.ir_xml, feed, ref, at(other_sf), config.precision, layout, porting, output_name)
             other = {"cosine": c2.cosine, "sqnr_db": c2.sqnr_db}
         layout_outputs[layout] = out
         rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
@@ -138,7 +153,8 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
             safe_sf = sweep["input_saturation_sf"]
             safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
             rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, sf, config.precision,
-                                         layout_outputs, sweep["scale_factors"])
+                                         layout_outputs, sweep["scale_factors"], porting,
+                                         config.scale_factor if isinstance(config.scale_factor, dict) else None)
             explained = diagnosis.explains(rows, floor.sqnr_db, obs.sqnr_db)
             verdict = diagnosis.hypothesis_verdict(rows, explained, floor.sqnr_db, sf,
                                                    diagnosis.saturation_fact(em.plan, sf, safe_sf), obs.sqnr_db)
@@ -160,12 +176,13 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                           "hypotheses": hypotheses.public(rows), "verdict": verdict})
 
     # 6. Per layer (emulated; in the layout that explains the observed output, if one does).
-    per = layers.per_layer(model.ir_xml, feed, sf, config.precision, per_layer_layout, per_layer_edit)
+    per = layers.per_layer(model.ir_xml, feed, at(sf), config.precision, per_layer_layout, per_layer_edit, porting)
     bad = layers.first_bad_layer(per)
     path = f"correct with {per_layer_label} applied" if per_layer_label else per_layer_layout
     steps.append({"step": "per-layer", "layout": per_layer_layout, "mistake": per_layer_label, "rows": per,
                   "first_bad_layer": bad["layer"] if bad else None,
                   "verdict": diagnosis.per_layer_verdict(per, bad, path, observed is not None)})
+    steps = [{**about, **step} for step in steps]
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
             "emulated": True, "headline": refused or diagnosis.scale_factor_cause(sweep), "steps": steps}
 
@@ -192,5 +209,6 @@ def format_ladder(result: Mapping[str, Any]) -> str:
     if result.get("headline"):
         lines.append(f"→ {result['headline']}")
     for i, step in enumerate(result["steps"], 1):
-        lines.append(f"{i}. [{step['step']}] {step['verdict']}")
+        which = f" (output {step['output']})" if step.get("output") else ""
+        lines.append(f"{i}. [{step['step']}]{which} {step['verdict']}")
     return "\n".join(lines)

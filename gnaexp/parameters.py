@@ -17,7 +17,7 @@ from gnaexp.excerpt import excerpt
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.gna_settings import FORUM_NETS, check_layout, check_scale_factor
 
-DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision")
+DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting")
 DIAGNOSE_BACKENDS = "torch,openvino:CPU,gna-emu"
 
 

@@ -93,7 +93,8 @@ def arguments(cfg):
     ap = argparse.ArgumentParser(prog=SCRIPT, description="Measure the pack's IR on a GNA and write outputs.npz.")
     ap.add_argument("--device", default="GNA", help="GNA (default), or CPU to try the pack without a GNA")
     ap.add_argument("--mode", default=str(cfg.get("execution_mode", "SW_EXACT")), help=" | ".join(MODES))
-    ap.add_argument("--sf", default=str(cfg.get("scale_factor", 1.0)),
+    sf = cfg.get("scale_factor", 1.0)  # one number, or one per input (NAME=SF,...)
+    ap.add_argument("--sf", default=",".join("%s=%r" % kv for kv in sf.items()) if isinstance(sf, dict) else str(sf),
                     help="input scale factor for every input, or NAME=SF,NAME=SF (inputs not named get 1.0)")
     ap.add_argument("--precision", default=str(cfg.get("precision", "i16")),
                     help=" or ".join(PRECISIONS) + " (weights)")

@@ -27,16 +27,27 @@ def stop_on_signals() -> Any:
     return signal.signal(signal.SIGTERM, _terminate)
 
 
-def make_config(experiment: str, sets: Sequence[str], backends: str | None = None) -> Any:
-    """ExperimentConfig from CLI words; a bad experiment, key or value → UsageError naming it."""
+def make_config(experiment: str, sets: Sequence[str], backends: str | None = None, porting: bool = False) -> Any:
+    """ExperimentConfig from CLI words; a bad experiment, key or value → UsageError naming it. ``porting``: the
+    --porting flag, the same as --set porting=true."""
     from gnaexp.experiment import ExperimentConfig
 
     try:
-        return ExperimentConfig.from_strings(experiment, sets, backends)
+        return ExperimentConfig.from_strings(experiment, list(sets) + (["porting=true"] if porting else []), backends)
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
 
 
 def add_set_option(p: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="experiment parameter, e.g. scale_factor=2048 (repeatable)")
+                   help="experiment parameter, e.g. scale_factor=2048, or one per input: scale_factor=chunk=2048,"
+                        "state=1024 (repeatable)")
+
+
+PORTING_HELP = ("emulate as a porting team runs the model: a reflect Pad at the input / a ReduceMean at the output on "
+                "the host, padded or odd-filter convolutions rewritten exactly (the plugin refuses them as exported); "
+                "the same as --set porting=true")
+
+
+def add_porting_option(p: Any) -> None:
+    p.add_argument("--porting", action="store_true", help=PORTING_HELP)

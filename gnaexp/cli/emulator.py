@@ -6,23 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_set_option, make_config
+from gnaexp import gna_settings
+from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_porting_option, add_set_option, make_config
 from gnaexp.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
 from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 
 def parse_scale_factors(text: str) -> float | dict[str, float]:
-    """"2048" → 2048.0; "a=2048,b=512" → per-input mapping."""
+    """"2048" → 2048.0; "a=2048,b=512" → per-input mapping (``gna_settings.parse_scale_factors``, as --set reads)."""
     try:
-        if "=" not in text:
-            return float(text)
-        out = {}
-        for part in text.split(","):
-            k, _, v = part.partition("=")
-            out[k.strip()] = float(v)
-        return out
-    except ValueError:
-        raise UsageError(f"--scale-factor takes a number or name=number,...; got {text!r}") from None
+        return gna_settings.parse_scale_factors(text, "--scale-factor")
+    except ValueError as exc:
+        raise UsageError(f"{exc}; --scale-factor takes a number or name=number,...") from None
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -77,12 +72,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"--scale-factors takes comma-separated numbers, got {args.scale_factors!r}") from None
     if not sfs:
         raise UsageError("--scale-factors is empty")
-    res = experiment.sweep(make_config(args.experiment, args.set), sfs, args.layout)
+    res = experiment.sweep(make_config(args.experiment, args.set, porting=args.porting), sfs, args.layout)
     if args.json:
         print(dumps(res.to_json()))  # NaN/inf as strings: valid JSON
     else:
         print(f"{args.experiment}: emulated, layout {args.layout}")
         print(res.table())
+        for note in res.notes:
+            print(f"note: {note}")
     return EXIT_OK
 
 
@@ -108,5 +105,6 @@ def add_parsers(sub: Any) -> None:
                    help="comma-separated input scale factors to try (default: powers of 2 from 1 to 32768)")
     p.add_argument("--layout", choices=LAYOUTS, default="correct", help=LAYOUT_HELP)
     add_set_option(p)
+    add_porting_option(p)
     p.add_argument("--json", action="store_true", help="print the sweep as JSON")
     p.set_defaults(func=cmd_sweep)

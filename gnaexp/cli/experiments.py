@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError, make_config,
-                               stop_on_signals)
+from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError,
+                               add_porting_option, add_set_option, make_config, stop_on_signals)
 from gnaexp.files import dumps
+from gnaexp.gna_settings import format_scale_factors
 
 
 # --- devices -------------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.experiment == "silero_vad":
         return _run_vad(args)
-    config = make_config(args.experiment, args.set, args.backends)
+    config = make_config(args.experiment, args.set, args.backends, porting=args.porting)
     out = Path(args.out) if args.out else Path("runs") / config.experiment
     record = experiment.run(config, out_dir=out,
                             progress=None if args.json else lambda s: print(f"running {s} ...", file=sys.stderr))
@@ -205,10 +206,10 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
         raise UsageError("--input goes with --model (an export pack brings its own inputs.npz)")
     observed = args.observed
     if args.experiment:
-        return make_config(args.experiment, args.set), observed
+        return make_config(args.experiment, args.set, porting=args.porting), observed
     if args.model:
         sets = [f"model={args.model}"] + ([f"input_file={args.input}"] if args.input else [])
-        return make_config("model", sets + list(args.set)), observed
+        return make_config("model", sets + list(args.set), porting=args.porting), observed
     pack = Path(args.export_dir)
     for name in ("model.xml", "inputs.npz", "config.json"):
         if not (pack / name).is_file():
@@ -218,13 +219,14 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
     except (OSError, ValueError) as exc:
         raise UsageError(f"{pack / 'config.json'} is not readable JSON ({exc}); export the pack again") from None
     sets = [f"model={pack / 'model.xml'}", f"input_file={pack / 'inputs.npz'}"]
-    sets += [f"{k}={saved[k]}" for k in PACK_SETTINGS if k in saved]
+    sets += [f"{k}={format_scale_factors(saved[k]) if isinstance(saved[k], dict) else saved[k]}"
+             for k in PACK_SETTINGS if k in saved]
     if observed is None:
         if not (pack / "outputs.npz").is_file():
             raise UsageError(f"{pack} has no outputs.npz: run measure_on_device.py there on the GNA machine and copy "
                              "outputs.npz back into the pack, or pass --observed FILE")
         observed = str(pack / "outputs.npz")
-    return make_config("model", sets + list(args.set)), observed
+    return make_config("model", sets + list(args.set), porting=args.porting), observed
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -255,6 +257,10 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         print("no diagnosis ladder for silero_vad: its record holds the per-file verdicts", file=sys.stderr)
     elif not args.no_diagnosis:
         settings = dict(plan.record["config"])
+        if settings.get("experiment") == "model":  # the record keeps a portable path: rerun the folder's own copy
+            settings.update(model=str(plan.files["ir/model.xml"]), input_file=str(plan.files["inputs.npz"]))
+        if args.porting:
+            settings["porting"] = True
         device = device_backends(settings.get("backends", []))
         settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
         observed = None
@@ -280,9 +286,10 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("run", help="run one experiment through its backends and print metrics vs the reference")
     p.add_argument("experiment", help=RUN_EXPERIMENT_HELP)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="experiment parameter, e.g. scale_factor=2048 (repeatable)")
-    p.add_argument("--backends", help="comma list, e.g. torch,openvino:CPU,gna-emu")
+    add_set_option(p)
+    add_porting_option(p)
+    p.add_argument("--backends", help="comma list, e.g. torch,openvino:CPU,gna-emu (default for model=FILE: "
+                                      "openvino:CPU,gna-emu)")
     p.add_argument("--out", help="folder for record.json and arrays (default runs/EXPERIMENT)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(func=cmd_run)
@@ -320,7 +327,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--model", help="your own model (.xml IR or .onnx) instead of an experiment")
     p.add_argument("--input", help="inputs for --model (.npy for one input, .npz keyed by input name)")
     p.add_argument("--export-dir", help="an export pack (gnaexp export) with the device's outputs.npz in it")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(p)
+    add_porting_option(p)
     p.add_argument("--observed", help="device output for the same inputs (.npy, or an .npz from measure_on_device.py)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_diagnose)
@@ -330,5 +338,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("folder", help="a run folder (gnaexp run --out) or a batch run's NAME.record folder")
     p.add_argument("--out", required=True, help="the .zip to write")
     p.add_argument("--no-diagnosis", action="store_true", help="leave out the diagnosis ladder (faster)")
+    add_porting_option(p)
     p.set_defaults(func=cmd_bundle)
 

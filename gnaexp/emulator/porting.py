@@ -34,9 +34,10 @@ HOST_LABEL = "emulated, with host pre/post-processing"
 def emulated_label(host_processing: bool) -> str:
     """How an emulated result is labelled: with the host parts named when there are any."""
     return HOST_LABEL if host_processing else "emulated"
+_PORTING = "emulate with porting (--porting on gnaexp run, diagnose, sweep, bundle and emulate; porting=True in Python)"
 PAD_FIX = ("export the padding as explicit zeros (e.g. torch.nn.functional.pad before a padding=0 conv), or "
-           "emulate with porting (gnaexp emulate --porting; emulate(..., porting=True)) to apply that rewrite")
-HOST_FIX = ("emulate with porting (gnaexp emulate --porting; emulate(..., porting=True)) to run it on the host "
+           f"{_PORTING} to apply that rewrite")
+HOST_FIX = (f"{_PORTING} to run it on the host "
             "before/after the GNA part, as a porting team would")
 
 

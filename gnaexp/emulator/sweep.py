@@ -98,9 +98,16 @@ def sweep(
     precision: str = "i16",
     layout: str = "correct",
     headroom: float = DEFAULT_HEADROOM,
+    per_input: Mapping[str, float] | None = None,
+    porting: bool = False,
 ) -> SweepResult:
-    """Emulate at every scale factor and compare with the float reference (all outputs flattened together)."""
-    prog = load_program(model)  # parsed once for the whole sweep
+    """Emulate at every scale factor and compare with the float reference (all outputs flattened together).
+
+    per_input: one scale factor per input; the swept one then replaces the first input's, the others are held.
+    porting: as ``emulate``'s."""
+    from gnaexp.gna_settings import at_scale_factor
+
+    prog = load_program(model, inputs)  # parsed once for the whole sweep (a dynamic model: reshaped to the inputs)
     if not isinstance(reference_outputs, Mapping):
         reference_outputs = {prog.results[0][0]: reference_outputs}
     names = [n for n, _ in prog.results]
@@ -109,7 +116,8 @@ def sweep(
 
     def one(sf: float) -> tuple[float, float, float, int, int, str, int]:
         try:
-            em = emulate(prog, inputs, sf, precision, layout)
+            em = emulate(prog, inputs, at_scale_factor(dict(per_input), sf) if per_input else sf, precision, layout,
+                         porting=porting)
         except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
             return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0
         test = np.concatenate([np.ravel(em.outputs[n]) for n in names])
@@ -133,9 +141,18 @@ def sweep(
         input_saturations=out["insat"], accumulator_saturations=out["accsat"],
         best_scale_factor=sfs[best_index(out["sqnr"])],
         input_saturation_starts=first(out["insat"]), accumulator_saturation_starts=first(out["accsat"]),
-        recommended_scale_factor=recommended_scale_factor(inputs, headroom), headroom=headroom,
+        recommended_scale_factor=recommended_scale_factor(_swept_inputs(inputs, per_input), headroom),
+        headroom=headroom,
         layout=layout, precision=precision, refused=out["refused"],
+        notes=[f"sf swept on input {next(iter(per_input))!r}; held: "
+               + ", ".join(f"{k} at sf {v:g}" for k, v in list(per_input.items())[1:])] if per_input else [],
     )
+
+
+def _swept_inputs(inputs: Mapping[str, np.ndarray], per_input: Mapping[str, float] | None) -> Mapping[str, np.ndarray]:
+    """The inputs whose range sets the recommended sf: the swept one of a per-input set (where the inputs name it)."""
+    main = next(iter(per_input)) if per_input else None
+    return {main: inputs[main]} if main in inputs else inputs
 
 
 # Scale factors a run's floor sweep probes: powers of two up to the int16 range (plus the configured one).
@@ -143,19 +160,24 @@ FLOOR_SCALE_FACTORS = tuple(float(2 ** k) for k in range(16))
 
 
 def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs: Mapping[str, np.ndarray],
-                scale_factor: float, precision: str = "i16", layouts: Sequence[str] = ("correct",),
-                scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS) -> dict[str, Any]:
+                scale_factor: float | Mapping[str, float], precision: str = "i16",
+                layouts: Sequence[str] = ("correct",), scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS,
+                porting: bool = False) -> dict[str, Any]:
     """The emulated quantization floor of one run, JSON-ready: what verdicts, plots and the index all read.
 
     The correct layout (the floor) and any other layout asked for, at every sweep scale factor plus the
     configured one; the floor at the configured sf, the best sf (``best_index``) and where inputs saturate.
+    A per-input ``scale_factor`` (name → sf) sweeps the first input's and holds the others'.
     """
-    sf = float(scale_factor)
+    from gnaexp.gna_settings import at_scale_factor, main_scale_factor
+
+    per_input = dict(scale_factor) if isinstance(scale_factor, Mapping) else None
+    sf = main_scale_factor(per_input or scale_factor)
     sfs = sorted({float(s) for s in scale_factors} | {sf})
     layouts = ["correct"] + [lay for lay in layouts if lay != "correct"]
     series = {}
     for layout in layouts:
-        res = sweep(model, inputs, reference_outputs, sfs, precision, layout)
+        res = sweep(model, inputs, reference_outputs, sfs, precision, layout, per_input=per_input, porting=porting)
         series[layout] = {"sqnr_db": res.sqnr_db, "cosine": res.cosine, "l1": res.l1,
                           "input_saturations": res.input_saturations,
                           "accumulator_saturations": res.accumulator_saturations, "refused": res.refused}
@@ -167,7 +189,9 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     recommended_note = ""
     if recommended not in sfs:
         try:
-            emulate(load_program(model), inputs, recommended, precision, "correct")
+            emulate(load_program(model, inputs), inputs,
+                    at_scale_factor(per_input, recommended) if per_input else recommended, precision, "correct",
+                    porting=porting)
         except ValueError as exc:  # never advise a scale factor the emulator refuses
             recommended_note = (f"the emulator refuses sf {recommended:g} from the input range ({exc}); "
                                 f"the best accepted sf {sfs[best]:g} is advised instead")
@@ -177,6 +201,7 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision, "layouts": series,
             "floor_sqnr_db": floor.sqnr_db[at], "floor_cosine": floor.cosine[at],
             "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
-            "input_saturation_sf": input_saturation_onset(inputs),
+            "input_saturation_sf": input_saturation_onset(_swept_inputs(inputs, per_input)),
             "recommended_scale_factor": recommended, "refused_at_scale_factor": floor.refused[at],
-            **({"recommended_note": recommended_note} if recommended_note else {})}
+            **({"recommended_note": recommended_note} if recommended_note else {}),
+            **({"per_input": per_input} if per_input else {})}
