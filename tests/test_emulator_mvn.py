@@ -121,3 +121,24 @@ def test_a_layer_norm_written_with_reducemean_stays_refused_with_the_plugins_rea
     assert len(rows) == 2 and all(r["status"] == "refused" and "MVN6Decomposition" in r["how"] for r in rows)
     with pytest.raises(ValueError, match="lies inside the network.*MVNFusion"):
         emulate(model, {"x": np.zeros((1, 4, 16), np.float32)}, 1024.0, porting=True)
+
+
+def test_dtln_2_converted_to_ir_runs_with_its_layer_norm_decomposed(corpus, tmp_path):
+    # OpenVINO's converter fuses DTLN's instant layer norm (ReduceMean … Sqrt, Divide) into one MVN over the last
+    # axis, which DecomposeMVN takes: the whole net then runs on the emulator
+    ir = tmp_path / "model_2.xml"
+    ov.save_model(ov.convert_model(corpus["dtln_2"]), ir, compress_to_fp16=False)
+    report = model_support(ir)
+    (mvn,) = [r for r in report.rows if r["op"] == "MVN"]
+    assert mvn["status"] == "rewritten" and "W = 256" in mvn["how"], mvn
+    assert report.verdict().startswith("every op runs on the emulator")
+    from gnaexp.model_catalog import example_inputs
+
+    x = example_inputs("dtln_2", samples=4)
+    compiled = ov.Core().compile_model(str(corpus["dtln_2"]), "CPU", CPU_FP32)
+    runs = [compiled({k: v[i] for k, v in x.items()}) for i in range(4)]
+    em = emulate(str(ir), x, 2048.0, porting=True)
+    for out in compiled.outputs:
+        ref = np.stack([r[out] for r in runs])
+        got = em.outputs[out.get_any_name()].reshape(ref.shape)
+        assert metrics.sqnr_db(ref, got) > 15, out.get_any_name()  # about 20 and 24 dB (the Log/Exp PWLs)
