@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.emulator.recurrent import Rewrite, stable_name
+from gnaexp.emulator.recurrent import Rewrite, replace_output, stable_name
 
 SOURCE_TAG = "2023.1.0"
 PIPELINE = "src/plugins/intel_gna/src/gna_transformations_pipeline.cpp"
@@ -166,8 +166,6 @@ def _how(op: Any) -> str:
 def transform(model: Any) -> tuple[Any, list[Rewrite]]:
     """A clone of ``model`` with every MVN that DecomposeMVN takes decomposed as it does, and what was done to
     each MVN (one it does not take stays, with the reason)."""
-    from gnaexp.emulator.recurrent import _replace_output
-
     found = [op for op in model.get_ordered_ops() if op.get_type_name() in MVN_OPS]
     if not found:
         return model, []
@@ -186,7 +184,7 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
             continue
         how = _how(op)
         new = decompose(op, name)
-        _replace_output(op.output(0), new.output(0))
+        replace_output(op.output(0), new.output(0))
         new.set_friendly_name(name)  # the plugin keeps the MVN's name on the final reshape
         now = {o.get_friendly_name() for o in model.get_ordered_ops()}
         rewrites.append(Rewrite("MVN", name, how, source, nodes=frozenset(now - before) | {name}))
