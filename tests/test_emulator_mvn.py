@@ -85,6 +85,26 @@ def test_the_mean_is_taken_in_integers_as_the_plan_says():
     np.testing.assert_allclose(em.outputs["y"].reshape(-1), [-2.0, -1.0, 0.0, 3.0], atol=0.01)
 
 
+def test_the_variance_path_in_integers_on_a_hand_worked_example():
+    # x = [1, 2, 3, 6] at sf 4: d = [−2, −1, 0, 3], d² = [4, 1, 0, 9], variance 3.5; ln 3.5 = 1.2528 and
+    # 1/√3.5 = 0.5345, but the Log PWL (12 segments on [0.001, 2981]) gives about 1.14 there
+    model = _net(shape=(1, 1, 4), front=False)
+    em = emulate(model, {"x": np.array([[[1.0, 2.0, 3.0, 6.0]]], np.float32)}, 4.0, keep_ints=True)
+    rows = {r["layer"]: r for r in em.plan}
+
+    def value(layer):
+        return em.ints[layer].reshape(-1)[:4] / rows[layer]["out_sf"]
+
+    np.testing.assert_array_equal(value("norm_SubMean"), [-2.0, -1.0, 0.0, 3.0])  # exact: every step is exact
+    np.testing.assert_array_equal(value("norm_SqrDiff"), [4.0, 1.0, 0.0, 9.0])
+    np.testing.assert_allclose(value("norm_Avg4"), 3.5, atol=1e-3)  # the ±1/4 weights and identities round
+    log = value("norm_LogVarEps")[0]
+    assert 0.05 < np.log(3.5) - log < 0.15  # the Log PWL's error at 3.5
+    inv = value("norm_InvStdev")[0]
+    assert inv == pytest.approx(np.exp(-0.5 * log), abs=0.01)  # Exp is close; the error comes from Log
+    np.testing.assert_array_equal(em.outputs["y"].reshape(-1), np.float32(inv) * np.float32([-2, -1, 0, 3]))
+
+
 @pytest.mark.parametrize("kw, floor_db", [({"normalize": False}, 55), ({}, 10), ({"mvn1": True}, 10)])
 def test_emulated_mvn_tracks_cpu_fp32(kw, floor_db):
     # With normalize_variance the Log PWL (designed on [0.001, 2981], 12 segments) bounds the result near 12 dB

@@ -53,8 +53,8 @@ MVN_OPS = {"MVN"}
 LAYER_NORM_NOTE = ("; a layer norm written with ReduceMean is fused into an MVN by MVNFusion only inside "
                    "CommonOptimizations, after DecomposeMVN has run, and MVN6Decomposition there writes it back with "
                    "ReduceMean, so the 2023.1 plugin refuses it (common_optimizations.cpp, mvn_fusion.cpp, "
-                   "mvn6_decomposition.cpp); a model whose file holds MVN ops (the layer norm fused when the model "
-                   "is converted to IR) is decomposed by DecomposeMVN")
+                   "mvn6_decomposition.cpp); to run it, convert the model to IR (ovc MODEL, or openvino.convert_model "
+                   "and save_model): the converter fuses the layer norm into an MVN, which DecomposeMVN decomposes")
 
 
 def _ops():
