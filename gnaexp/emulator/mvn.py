@@ -53,8 +53,9 @@ MVN_OPS = {"MVN"}
 LAYER_NORM_NOTE = ("; a layer norm written with ReduceMean is fused into an MVN by MVNFusion only inside "
                    "CommonOptimizations, after DecomposeMVN has run, and MVN6Decomposition there writes it back with "
                    "ReduceMean, so the 2023.1 plugin refuses it (common_optimizations.cpp, mvn_fusion.cpp, "
-                   "mvn6_decomposition.cpp); to run it, convert the model to IR (ovc MODEL, or openvino.convert_model "
-                   "and save_model): the converter fuses the layer norm into an MVN, which DecomposeMVN decomposes")
+                   "mvn6_decomposition.cpp); to run a layer norm, convert the model to IR (ovc MODEL, or "
+                   "openvino.convert_model and save_model): the converter fuses it into an MVN, which DecomposeMVN "
+                   "decomposes")
 
 
 def _ops():
