@@ -383,6 +383,9 @@ def read_program(model: Any, strict: bool = True) -> Program:
             refuse(op, t, name, in_keys, out, attrs, not_rewritten.get(name, ""))
             continue
         node = Node(name, t, in_keys, out, dict(attrs))
+        if t == "Convolution":  # the support report tells a 2-D convolution from a 1-D one by it
+            node.attrs["input_shape"] = [d.get_length() if d.is_static else None
+                                         for d in op.get_input_partial_shape(0)]
         nodes.append(node)
         by_out[out] = node
 

@@ -261,6 +261,14 @@ def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> d
     if node.name in prog.refused:
         return _refused_row(prog, node)
     if op == "Convolution":
+        from gnaexp.emulator.conv import GRAPH_COMPILER, conv2d_problem
+
+        w = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        problem = conv2d_problem(node.attrs.get("input_shape", []), w.shape, node.attrs.get("strides", [1, 1])) \
+            if w is not None and w.ndim == 4 else ""
+        if problem:
+            return {"op": op, "name": node.name, "status": "refused", "how": problem, "source": GRAPH_COMPILER,
+                    "by": "emulator"}
         status, how = _conv_status(node, prog)
         if status == "rewritten" and not porting:
             status = "refused"

@@ -47,6 +47,9 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
     stats = prog.stats.get(node.inputs[1])
     shape = ti.shape
+    problem = cv.conv2d_problem(list(shape), w.shape, list(a["strides"]))
+    if problem:
+        raise ValueError(f"convolution {node.name!r}: {problem}")
     if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
         w3 = w[:, :, 0, :]
         stride = int(a["strides"][1])
