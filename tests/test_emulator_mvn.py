@@ -162,3 +162,13 @@ def test_dtln_2_converted_to_ir_runs_with_its_layer_norm_decomposed(corpus, tmp_
         ref = np.stack([r[out] for r in runs])
         got = em.outputs[out.get_any_name()].reshape(ref.shape)
         assert metrics.sqnr_db(ref, got) > 15, out.get_any_name()  # about 20 and 24 dB (the Log/Exp PWLs)
+
+
+def test_a_row_width_gna_cannot_broadcast_to_is_named_by_the_mvns_convolution():
+    # _Avg2 has W filters: W = 10 is not a multiple of 4; porting pads the filters as for any convolution
+    model = _net(shape=(1, 3, 10))
+    x = _x(model)
+    with pytest.raises(ValueError, match=r"convolution 'norm_Avg2': GNA convolution needs the number of filters to be "
+                                         r"a multiple of 4"):
+        emulate(model, {"x": x}, 1024.0)
+    assert metrics.sqnr_db(_cpu(model, x), emulate(model, {"x": x}, 1024.0, porting=True).outputs["y"]) > 10
