@@ -43,6 +43,7 @@ def test_dtln_2_names_every_blocker_with_the_plugin_source(corpus, capsys):
     assert divide["source"] == "src/plugins/intel_gna/src/transformations/pwl_approximation.cpp @2023.1.0"
     mean = next(r for r in refused if r["op"] == "ReduceMean")
     assert "lies inside the network" in mean["how"] and "gna_graph_compiler.cpp" in mean["source"]
+    assert "MVN6Decomposition there writes it back with ReduceMean" in mean["how"]  # why no MVN takes it
     assert report["verdict"] == "3 op(s) block the emulator (Divide, ReduceMean): 3 refused by the GNA plugin"
     assert {r["status"] for r in _rows(report, "Subtract")} == {"native"}  # a − b: a sum with a negative weight
 

@@ -2,7 +2,8 @@
 
 Modules, one job each: ``quantize`` (input/weight/bias quantization, scale-factor rules), ``pwl`` (activation
 segments and their evaluation), ``conv`` (the 1-D convolution primitive on interleaved memory), ``recurrent``
-(LSTM/GRU sequences, cells and TensorIterators rewritten as the plugin does), ``ir_reader`` (model → small
+(LSTM/GRU sequences, cells and TensorIterators rewritten as the plugin does), ``mvn`` (MVN decomposed as
+DecomposeMVN does), ``ir_reader`` (model → small
 graph), ``graph`` (quantization plan and execution, by the op handlers of ``registry`` on one ``context``:
 ``weightable``, ``eltwise``, ``activations``, ``memory``, ``pooling``, ``porting``), ``api`` (``emulate``), ``sweep``
 (scale-factor sweeps), ``support`` (the per-op support report, with ``plugin_ops``: what the plugin does with

@@ -23,7 +23,8 @@ from gnaexp.emulator.quantize import WeightStats, snap_fake_quantize
 SUPPORTED_OPS = (
     "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Subtract",
     "Add/Multiply/Subtract/Divide with a constant (ScaleShift)",
-    "LSTM/GRU sequences and cells, TensorIterator (unrolled)", "Concat", "Reshape", "Squeeze", "Unsqueeze",
+    "LSTM/GRU sequences and cells, TensorIterator (unrolled)", "MVN (decomposed as DecomposeMVN does)",
+    "Concat", "Reshape", "Squeeze", "Unsqueeze",
     "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "PRelu (one slope)", "Clamp",
     "Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Sqrt", "Power (constant exponent)", "FakeQuantize",
     "MaxPool (1-D)", "Pad and ReduceMean (on the host, with porting)",
@@ -182,14 +183,16 @@ def read_program(model: Any, strict: bool = True) -> Program:
 
     ``strict``: an operation the emulator cannot run raises ``UnsupportedOpError``; otherwise it is kept as a
     node and its reason recorded in ``Program.refused`` (for the support report)."""
-    from gnaexp.emulator import recurrent
+    from gnaexp.emulator import mvn, recurrent
     from gnaexp.model_files import read_model
 
     source = ""
     if isinstance(model, (str, Path)):
         source = str(model)
         model = read_model(model)
+    model, mvn_rewrites = mvn.transform(model)  # first in the plugin's pipeline
     model, rewrites = recurrent.transform(model)
+    rewrites = mvn_rewrites + rewrites
     refused: dict[str, str] = {}
     dynamic: set[str] = set()  # outputs computed from a dynamic shape
     data: set[str] = set()  # outputs computed from the network inputs' values (not only from their shapes)
@@ -380,6 +383,9 @@ def read_program(model: Any, strict: bool = True) -> Program:
             refuse(op, t, name, in_keys, out, attrs, not_rewritten.get(name, ""))
             continue
         node = Node(name, t, in_keys, out, dict(attrs))
+        if t == "Convolution":  # the support report tells a 2-D convolution from a 1-D one by it
+            node.attrs["input_shape"] = [d.get_length() if d.is_static else None
+                                         for d in op.get_input_partial_shape(0)]
         nodes.append(node)
         by_out[out] = node
 

@@ -23,8 +23,6 @@ _PWL = (f"a PWL activation in the plugin (is_activation, {GRAPH_UTILS}; designed
 PLUGIN_RUNS: dict[str, tuple[str, str]] = {
     "Sign": (_PWL, GRAPH_UTILS),
     "Abs": (_PWL, GRAPH_UTILS),
-    "MVN": ("decomposed into affine, eltwise and PWL layers (ConvertMVN1ToMVN6, DecomposeMVN)",
-            f"{TRANSFORMS}decompose_mvn.cpp"),
     "ReadValue": ("a memory layer (state kept on the device between inferences)", LIMITATIONS),
     "Assign": ("a memory layer (state kept on the device between inferences)", f"{TRANSFORMS}insert_copy_layer.cpp"),
     "TensorIterator": ("unrolled into its body, once per iteration (UnrollTensorIterator)", PIPELINE),

@@ -26,6 +26,7 @@ import numpy as np
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import ACTIVATION_OPS, DYNAMIC, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.mvn import LAYER_NORM_NOTE
 from gnaexp.emulator.plan_types import Step, TInfo
 
 HOST_LABEL = "emulated, with host pre/post-processing"
@@ -94,7 +95,8 @@ def host_step(ctx: BuildContext, node: Node) -> None:
     if where is None:
         raise ValueError(f"{node.op} {node.name!r} lies inside the network: the GNA plugin has no {node.op} layer, "
                          "and only ops right after the inputs or right before the outputs can run on the host; "
-                         "remove it or move it to the edge of the network")
+                         "remove it or move it to the edge of the network"
+                         + (LAYER_NORM_NOTE if node.op == "ReduceMean" else ""))
     problem = host_op_problem(node)
     if problem:
         raise ValueError(f"{node.op} {node.name!r}: {problem}")
@@ -260,6 +262,14 @@ def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> d
     if node.name in prog.refused:
         return _refused_row(prog, node)
     if op == "Convolution":
+        from gnaexp.emulator.conv import GRAPH_COMPILER, conv2d_problem
+
+        w = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        problem = conv2d_problem(node.attrs.get("input_shape", []), w.shape, node.attrs.get("strides", [1, 1])) \
+            if w is not None and w.ndim == 4 else ""
+        if problem:
+            return {"op": op, "name": node.name, "status": "refused", "how": problem, "source": GRAPH_COMPILER,
+                    "by": "emulator"}
         status, how = _conv_status(node, prog)
         if status == "rewritten" and not porting:
             status = "refused"
@@ -323,7 +333,8 @@ def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> d
                                       "after the output is dequantized"))
         else:
             return {"op": op, "name": node.name, "status": "refused", "by": "plugin",
-                    "how": f"the GNA plugin has no {op} layer" + ("" if edge else " and it lies inside the network")
+                    "how": f"the GNA plugin has no {op} layer" + ("" if edge else " and it lies inside the network"
+                                                                  + (LAYER_NORM_NOTE if op == "ReduceMean" else ""))
                     + ("" if porting else "; " + HOST_FIX),
                     "source": "src/plugins/intel_gna/src/gna_graph_compiler.cpp (CreateLayerPrimitive) @2023.1.0"}
     else:

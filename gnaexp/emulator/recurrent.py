@@ -244,7 +244,7 @@ def _unroll(op: Any, kind: str, name: str) -> None:
     else:
         outs = _direction(op, kind, name, 0, 1, direction == "reverse", xs)
     for i, new in enumerate(outs):
-        _replace_output(op.output(i), new)
+        replace_output(op.output(i), new)
 
 
 def _how(kind: str, op: Any) -> str:
@@ -262,7 +262,7 @@ def _how_one(kind: str, steps: int) -> str:
             f"decomposed into MatMul/Add/Split/Sigmoid/Tanh/Multiply ({kind}CellDecomposition: {cell})")
 
 
-def _replace_output(old: Any, new: Any) -> None:
+def replace_output(old: Any, new: Any) -> None:
     """Every consumer of ``old`` reads ``new``; the tensor names move along (a Result is named by them)."""
     names = old.get_names()
     for target in list(old.get_target_inputs()):
@@ -312,7 +312,7 @@ def _unroll_tensor_iterator(op: Any, name: str) -> None:
             new = ops.concat(parts, d.axis).output(0) if n > 1 else parts[0]
         else:  # BodyOutputDescription
             new = result(bodies[d.iteration if d.iteration >= 0 else n - 1], d.body_value_index)
-        _replace_output(op.output(d.output_index), new)
+        replace_output(op.output(d.output_index), new)
 
 
 def _record_new(model: Any, before: set[str], rewrites: list[Rewrite]) -> set[str]:
@@ -376,7 +376,7 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
             else:
                 new = (gru_cell(*ins[:5], acts, float(a.get("clip", 0.0)), bool(a.get("linear_before_reset")), name),)
             for i, out in enumerate(new):
-                _replace_output(op.output(i), out)
+                replace_output(op.output(i), out)
             rewrites.append(Rewrite(t, name, f"decomposed into MatMul/Add/Split/Sigmoid/Tanh/Multiply "
                                              f"({kind}CellDecomposition)", f"{PIPELINE}; {CELL_SOURCE[kind]} "
                                                                             f"@{SOURCE_TAG}"))

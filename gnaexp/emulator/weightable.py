@@ -47,6 +47,9 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
     stats = prog.stats.get(node.inputs[1])
     shape = ti.shape
+    problem = cv.conv2d_problem(list(shape), w.shape, list(a["strides"]))
+    if problem:
+        raise ValueError(f"convolution {node.name!r}: {problem}")
     if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
         w3 = w[:, :, 0, :]
         stride = int(a["strides"][1])
@@ -70,7 +73,10 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
         notes.append(f"convolution {node.name!r}: {f} filters padded with zero filters to {w3.shape[0]} "
                      f"(GNA needs a multiple of {cv.CONV_FILTERS_DIVIDER}; porting rewrite; the extra outputs are "
                      "dropped; exact)")
-    geo = cv.geometry(c, width, kk, stride, w3.shape[0])
+    try:
+        geo = cv.geometry(c, width, kk, stride, w3.shape[0])
+    except ValueError as exc:  # named: the layer may come from a plugin rewrite (e.g. DecomposeMVN's _Avg2)
+        raise ValueError(f"convolution {node.name!r}: {exc}") from None
     wq = quantize_weightable(w3, bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
                              dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name))
     flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
