@@ -22,8 +22,8 @@ from gnaexp import cache, environment, inputs as inputs_mod, metrics
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
-from gnaexp.gna_settings import (FORUM_NETS, at_scale_factor, check_execution_mode, check_layout, check_porting,
-                                  check_precision, main_scale_factor, parse_scale_factors)
+from gnaexp.gna_settings import (FORUM_NETS, check_execution_mode, check_layout, check_porting, check_precision,
+                                  parse_scale_factors)
 from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.records import Record
 
