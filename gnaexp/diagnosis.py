@@ -87,9 +87,10 @@ def reference_verdict(c: metrics.Comparison) -> str:
 
 
 def _best_hint(sweep: Mapping[str, Any]) -> str:
-    if sweep["best_sqnr_db"] - sweep["floor_sqnr_db"] > FLOOR_MARGIN_DB:
-        return (f"; the floor itself is quantization-limited here — sf {sweep['best_scale_factor']:g} would give "
-                f"{sweep['best_sqnr_db']:.1f} dB")
+    """The better scale factor, the same one the finding advises (the best that keeps the input headroom)."""
+    best_sf, best = _best_within_headroom(sweep)
+    if best - sweep["floor_sqnr_db"] > FLOOR_MARGIN_DB:
+        return f"; the floor itself is quantization-limited here — sf {best_sf:g} would give {best:.1f} dB"
     return ""
 
 
