@@ -97,7 +97,24 @@ def vad(params: Mapping[str, Any]) -> None:
     vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
 
 
-_CHECKS: dict[str, Callable[[Mapping[str, Any]], Any]] = {"pot": pot, "diagnose": diagnose, "vad": vad}
+MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed")
+
+
+def models(params: Mapping[str, Any]) -> tuple[str, ExperimentConfig]:
+    """The models notebook's: (the model: a corpus key or a model file path, the experiment settings with the
+    user's input file). The corpus model is fetched when the notebook runs, not here."""
+    model = _text(params, "model").strip()
+    if not model:
+        raise ValueError("parameter model is empty; give a corpus key (model_catalog.CORPUS, e.g. dtln_1) or "
+                         "the path of a model file")
+    settings = {k: params[k] for k in MODELS_SETTINGS if k in params and params[k] != ""}
+    config = experiment_config(settings, MODELS_SETTINGS, experiment="model", model=model,
+                               input_file=_text(params, "input_file"))
+    return model, config
+
+
+_CHECKS: dict[str, Callable[[Mapping[str, Any]], Any]] = {"pot": pot, "diagnose": diagnose, "vad": vad,
+                                                            "models": models}
 
 
 def check(notebook: str, params: Mapping[str, Any]) -> None:

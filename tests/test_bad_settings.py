@@ -119,7 +119,7 @@ def test_matrix_takes_what_the_notebooks_take():
 
     from gnaexp import parameters
 
-    for stem in ("vad", "diagnose", "pot", "conv", "concat", "concat_conv"):
+    for stem in ("vad", "diagnose", "pot", "conv", "concat", "concat_conv", "models"):
         nb = json.loads((NOTEBOOKS / f"{stem}.ipynb").read_text())
         cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
         values: dict = {}

@@ -1,0 +1,54 @@
+"""The models notebook through the real batch: every corpus row of notebooks/models-matrix.yaml gives a report
+with the verdict first, the support table and emulated labels, and dtln_2 (which the emulator refuses) shows its
+refusal instead of failing."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gnaexp import cli
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def batch(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "report"
+    assert cli.main(["batch", str(NOTEBOOKS / "models-matrix.yaml"), "--out", str(out), "--jobs", "2"]) == 0
+    return out
+
+
+def test_a_model_the_emulator_runs_has_verdict_first_support_metrics_sweep_and_layers(batch, corpus):
+    html = (batch / "models-dtln_1.html").read_text(encoding="utf-8")
+    verdict, first_image = html.find("gnaexp-verdict"), html.find("<img")
+    assert 0 <= verdict < first_image, "the verdict comes before the first figure"
+    order = [html.find(f"gnaexp-{part}") for part in ("verdict", "support", "metrics")]
+    assert order == sorted(order) and order[-1] < first_image < html.find("gnaexp-layers")
+    assert "gna-emu (emulated)" in html and "Per layer (emulated)" in html
+    assert "Traceback" not in html and str(corpus["dtln_1"].parent) not in html
+    entry = json.loads((batch / "models-dtln_1.record" / "index-entry.json").read_text(encoding="utf-8"))
+    assert entry["rows"] and any(line.startswith("**support**") for line in entry["verdict"])
+
+
+def test_a_refused_model_shows_its_support_table_and_the_refusal(batch):
+    html = (batch / "models-dtln_2.html").read_text(encoding="utf-8")
+    assert "Traceback" not in html
+    assert 0 <= html.find("gnaexp-verdict") < html.find("gnaexp-support")
+    assert "<td>refused</td><td>ReduceMean</td>" in html
+    entry = json.loads((batch / "models-dtln_2.record" / "index-entry.json").read_text(encoding="utf-8"))
+    assert entry["verdict"][0].startswith("**refused**") and "ReduceMean" in entry["verdict"][0]
+    index = (batch / "index.html").read_text(encoding="utf-8")
+    assert all(f"models-{name}" in index for name in ("dtln_1", "dtln_2", "nsnet2", "silero_vad-portingTrue"))
+
+
+@pytest.mark.parametrize("params, named", [({"model": ""}, "parameter model is empty"),
+                                           ({"model": "dtln_1", "scale_factor": "input_2=abc"}, "scale_factor")])
+def test_a_bad_models_parameter_stops_the_batch_before_any_run(tmp_path, capsys, params, named):
+    shutil.copy(NOTEBOOKS / "models.ipynb", tmp_path / "models.ipynb")
+    rows = "\n".join(f"      {k}: {json.dumps(v)}" for k, v in params.items())
+    (tmp_path / "m.yaml").write_text(f"runs:\n  - notebook: models\n    parameters:\n{rows}\n", encoding="utf-8")
+    assert cli.main(["batch", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
