@@ -96,8 +96,9 @@ def show(namespace: Mapping[str, Any]) -> list[Any]:
     support = _support_report(config, arrays)
     try:
         record = experiment.run(config, out_dir=record_dir)
-    except ValueError as exc:  # the emulator refuses the model: the support table says which ops and why
-        lines = [f"**refused**: the GNA emulator cannot run {Path(config.model).name}: {exc}",
+    except ValueError as exc:  # the support table says which ops block the emulator, and why
+        what = "refused" if support.refused() else "not run"  # e.g. an input file that does not fit the model
+        lines = [f"**{what}**: the GNA emulator cannot run {Path(config.model).name}: {exc}",
                  f"**support**: {support.verdict()}"]
         write_index_entry(record_dir, "model", lines, [], [])
         return [_verdict(lines), _support(support)]
