@@ -209,8 +209,13 @@ def verdict_lines(record: Any) -> list[str]:
     """The record's verdicts as Markdown lines ("**label**: text."), the form notebooks and the index show."""
     verdicts = record.diagnosis.get("verdicts") or diagnose_record(record)["verdicts"]
     lines = [f"**{label}**: {text}." for label, text in verdicts.items()]
-    cause = scale_factor_cause(record.sweep) if any(r.kind != "reference" for r in record.results) else None
+    cause = record_finding(record)
     return ([f"**finding**: {cause}."] if cause else []) + lines
+
+
+def record_finding(record: Any) -> str | None:
+    """The finding that leads a record's verdicts: the scale factor as the cause, where a GNA-like result ran."""
+    return scale_factor_cause(record.sweep) if any(r.kind != "reference" for r in record.results) else None
 
 
 # --- hypotheses against an observed output (``hypotheses.score`` ranks them; the ladder runs them) -----------

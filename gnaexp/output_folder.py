@@ -154,6 +154,19 @@ def _remove_if_only_control(dest: Path) -> None:
             dest.rmdir()
 
 
+@contextmanager
+def _held(dest: Path, what: str) -> Iterator[None]:
+    """``dest`` made where absent and locked for the block; a folder made here and left empty goes again."""
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(dest, what):
+            yield
+    finally:
+        if created:
+            _remove_if_only_control(dest)
+
+
 def _refuse_foreign(dest: Path, what: str) -> None:
     foreign = foreign_entries(dest)
     if foreign:
@@ -169,20 +182,14 @@ def publish_folder(dest: str | Path, what: str = "output folder") -> Iterator[Pa
     A ``dest`` holding anything gnaexp did not write is refused before any work (ValueError naming it)."""
     dest = _check_dest(Path(dest), what)
     _refuse_foreign(dest, what)
-    created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with _locked(dest, what):
-            _refuse_foreign(dest, what)  # again under the lock: nothing arrived in between
-            stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=dest))
-            try:
-                yield stage
-                _swap_in(dest, stage)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
-    finally:
-        if created:
-            _remove_if_only_control(dest)
+    with _held(dest, what):
+        _refuse_foreign(dest, what)  # again under the lock: nothing arrived in between
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=dest))
+        try:
+            yield stage
+            _swap_in(dest, stage)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _swap_in(dest: Path, stage: Path) -> None:
@@ -221,41 +228,29 @@ def shared_folder(dest: str | Path, names: Iterable[str], what: str = "output fo
     Other entries of the user's are left alone."""
     dest = _check_dest(Path(dest), what)
     names = set(names)
-    created = not dest.exists()
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with _locked(dest, what):
-            ours = read_manifest(dest)
-            clash = sorted(n for n in names if n not in ours and os.path.lexists(dest / n))
-            if clash:
-                raise ValueError(f"{what} {dest} holds files gnaexp did not write there under the names this "
-                                 f"command writes ({_names(clash)}): move them out, or choose another folder")
-            if not names <= ours:
-                _write_manifest(dest, ours | names)
-            yield dest
-    finally:
-        if created:
-            _remove_if_only_control(dest)
+    with _held(dest, what):
+        ours = read_manifest(dest)
+        clash = sorted(n for n in names if n not in ours and os.path.lexists(dest / n))
+        if clash:
+            raise ValueError(f"{what} {dest} holds files gnaexp did not write there under the names this "
+                             f"command writes ({_names(clash)}): move them out, or choose another folder")
+        if not names <= ours:
+            _write_manifest(dest, ours | names)
+        yield dest
 
 
 def add_file(folder: str | Path, name: str, data: bytes, what: str = "record folder") -> Path:
     """Write one more file (atomically) into a folder gnaexp owns or makes, and list it in the manifest: e.g. a
     notebook's index entry beside the record it published. A file of that name the user put there is refused."""
     folder = _check_dest(Path(folder), what)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with _locked(folder, what):
-            ours = read_manifest(folder)
-            if name not in ours and os.path.lexists(folder / name):
-                raise ValueError(f"{what} {folder} holds a {name} gnaexp did not write: move it out, or choose "
-                                 "another folder")
-            if name not in ours:
-                _write_manifest(folder, ours | {name})
-            return atomic_write_bytes(folder / name, data)
-    finally:
-        if created:
-            _remove_if_only_control(folder)
+    with _held(folder, what):
+        ours = read_manifest(folder)
+        if name not in ours and os.path.lexists(folder / name):
+            raise ValueError(f"{what} {folder} holds a {name} gnaexp did not write: move it out, or choose "
+                             "another folder")
+        if name not in ours:
+            _write_manifest(folder, ours | {name})
+        return atomic_write_bytes(folder / name, data)
 
 
 def check_folder(dest: str | Path, what: str = "output folder") -> None:

@@ -50,9 +50,9 @@ def table(record: Record) -> str:
     which = (lambda name: f"{str(name):<{width}} ") if width else (lambda name: "")  # noqa: E731
     head = (f"{'backend':<26} {which('output')}{'kind':<9} {'L1':>10} {'cosine':>10} {'pearson':>10} {'SQNR dB':>8} "
             f"{'max|err|':>10} {'forum L1':>9} {'forum cos':>9}")
-    from gnaexp.diagnosis import scale_factor_cause
+    from gnaexp.diagnosis import record_finding
 
-    cause = scale_factor_cause(record.sweep) if any(r.kind != "reference" for r in record.results) else None
+    cause = record_finding(record)
     sf = record.config.get("scale_factor")
     lines = ([f"→ {cause}"] if cause else []) + [
         f"{record.experiment}  (reference: {record.reference}; scale_factor="

@@ -132,7 +132,8 @@ def plan_table(record: Mapping[str, Any]) -> str:
 def verdict_lines(record: Mapping[str, Any]) -> list[str]:
     """Per backend other than the reference, in words, over all files (the record's aggregate); first the finding
     when the configured scale factor is the cause."""
-    return ([f"finding: {vad_run.finding(record)}"] if vad_run.finding(record) else []) + [
+    cause = vad_run.finding(record)
+    return ([f"finding: {cause}"] if cause else []) + [
         f"{agg['label']}: {vad_run.aggregate_verdict(agg)}"
         for b, agg in record["aggregate"].items() if b != record["reference"]]
 

@@ -104,17 +104,22 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def audio_scale_factor(audios: Sequence[np.ndarray]) -> float:
+    """The recommended audio scale factor, from the loudest sample of all files (each file's peak: joining the
+    files would copy every sample once more)."""
+    from gnaexp.emulator.sweep import recommended_scale_factor
+
+    return recommended_scale_factor(np.array([np.max(np.abs(a)) if np.size(a) else 0.0 for a in audios]))
+
+
 def device_options(options: Mapping[str, Any] | None, audios: Sequence[np.ndarray]) -> dict[str, Any]:
     """Backend options with the two inputs' scale factors: ``scale_factor`` for the audio (a number or
     "recommended": from the loudest sample of all files, as for any input) and ``state_scale_factor``.
     The emulator runs the host parts (reflect pad, mean) and the exact conv rewrites (``porting``)."""
-    from gnaexp.emulator.sweep import recommended_scale_factor
-
     opts = check_options(options)
     sf = opts.pop("scale_factor", 1.0)
     if sf == "recommended":
-        # from each file's peak: joining all the files would copy every sample once more
-        sf = recommended_scale_factor(np.array([np.max(np.abs(a)) if np.size(a) else 0.0 for a in audios]))
+        sf = audio_scale_factor(audios)
     opts["scale_factor"] = {"chunk": float(sf), "state": float(opts.pop("state_scale_factor", STATE_SCALE_FACTOR))}
     opts["porting"] = True
     return opts
@@ -286,11 +291,8 @@ def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts:
             "plan": [{**row, "saturations": int(saturations.get(row["layer"], 0))} for row in emu["plan"]],
             "notes": emu["notes"], "input_scale_factors": emu["input_scale_factors"]}
     record["aggregate"] = aggregate(record)
-    from gnaexp.emulator.sweep import recommended_scale_factor
-
     # the audio scale factor the files' peak allows, for the finding when a configured one is far below it
-    record["recommended_scale_factor"] = recommended_scale_factor(
-        np.array([np.max(np.abs(s.samples)) if np.size(s.samples) else 0.0 for _, s in loaded]))
+    record["recommended_scale_factor"] = audio_scale_factor([s.samples for _, s in loaded])
     if out_dir is not None:  # a staging folder (record_folder), published whole
         files.atomic_write_bytes(Path(out_dir) / "tracks.npz", files.npz_bytes(tracks))
         files.atomic_write_text(Path(out_dir) / "record.json", files.dumps(record))
@@ -369,8 +371,9 @@ def finding(record: dict[str, Any]) -> str | None:
 
 def aggregate_table(record: dict[str, Any]) -> str:
     lines = [f"all {len(record['files'])} file(s), against {record['reference']}:"]
-    if finding(record):
-        lines.insert(0, f"→ {finding(record)}")
+    cause = finding(record)
+    if cause:
+        lines.insert(0, f"→ {cause}")
     for b, a in record["aggregate"].items():
         lines.append(f"  {a['label']}: {aggregate_verdict(a)}")
     return "\n".join(lines)
@@ -391,7 +394,8 @@ def aggregate_verdict(a: dict[str, Any]) -> str:
 
 
 def table(record: dict[str, Any]) -> str:
-    lines = [f"→ {finding(record)}"] if finding(record) else []
+    cause = finding(record)
+    lines = [f"→ {cause}"] if cause else []
     for f in record["files"]:
         lines.append(f"{f['file']} ({f['seconds']:.1f} s)")
         for b, r in f["backends"].items():
