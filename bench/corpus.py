@@ -73,18 +73,19 @@ def main() -> None:
         print(f"== {key} ({path.name}): {report.verdict()}")
         with tempfile.TemporaryDirectory() as tmp:
             np.savez(Path(tmp) / "in.npz", **{k: v[0] for k, v in inputs.items()})  # one sample
-            proc = subprocess.run([sys.executable, "-m", "gnaexp", "diagnose", "--model", str(path), "--input",
-                                   str(Path(tmp) / "in.npz")], capture_output=True, text=True)
-            last = (proc.stderr or proc.stdout).strip().splitlines()
-            print(f"   gnaexp diagnose --model: exit {proc.returncode}" + (f" ({last[-1][:160]})" if proc.returncode
-                                                                           else ""))
+            for porting in ([], ["--porting"]):
+                proc = subprocess.run([sys.executable, "-m", "gnaexp", "diagnose", "--model", str(path), "--input",
+                                       str(Path(tmp) / "in.npz"), *porting], capture_output=True, text=True)
+                last = (proc.stderr or proc.stdout).strip().splitlines()
+                print(f"   gnaexp diagnose --model {' '.join(porting)}: exit {proc.returncode}"
+                      + (f" ({last[-1][:160]})" if proc.returncode else ""))
         if report.refused():
             continue
         model = ov.Core().read_model(str(path))
         reshape_inputs(model, {k: v.shape[1:] for k, v in inputs.items()}, "bench")
         ref_run = _cpu(model, inputs)
         ref = ref_run()
-        prog = load_program(path, inputs)
+        prog = load_program(path, inputs, porting=True)
         rows = []
         for sf in SCALE_FACTORS:
             try:

@@ -293,7 +293,7 @@ def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndar
         sfs = at_scale_factor(dict(per_input), sf) if per_input else sf
         return next(iter(emulate(model_xml, inputs, sfs, precision, porting=porting).outputs.values()))
 
-    prog = load_program(model_xml, feed)
+    prog = load_program(model_xml, feed, porting)
     feeds, shapes, batched = prepare_inputs(prog, feed)
     plan = build_plan(prog, shapes, at_scale_factor(dict(per_input), scale_factor) if per_input else scale_factor,
                       precision, porting=porting)

@@ -94,7 +94,7 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.primitives import dequantize
 
-    prog = load_program(Path(model_xml), feed)
+    prog = load_program(Path(model_xml), feed, porting)
     feeds, shapes, _ = prepare_inputs(prog, feed)
     plan = build_plan(prog, shapes, scale_factor, precision, layout, porting)
     if edit is not None:

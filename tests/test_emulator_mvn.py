@@ -129,18 +129,28 @@ def test_support_reports_the_decomposition():
     assert "DecomposeMVN" in rows[0]["how"] and "decompose_mvn.cpp @2023.1.0" in rows[0]["source"]
 
 
-def test_a_layer_norm_written_with_reducemean_stays_refused_with_the_plugins_reason():
-    # The 2023.1 pipeline fuses it into MVN only after DecomposeMVN ran, and writes it back with ReduceMean
+def test_a_layer_norm_written_with_reducemean_is_refused_as_given_and_runs_with_porting_as_converted():
+    # The 2023.1 pipeline fuses it into MVN only after DecomposeMVN ran, and writes it back with ReduceMean;
+    # porting reads the model as the IR converter writes it (MVNFusion), and DecomposeMVN then takes the MVN
     x = ops.parameter([1, 4, 16], np.float32, name="x")
     y = ops.matmul(x, ops.constant(np.eye(16, dtype=np.float32)), False, False)
     d = ops.subtract(y, ops.reduce_mean(y, ops.constant(np.array([-1])), True))
     var = ops.reduce_mean(ops.power(d, ops.constant(np.float32(2.0))), ops.constant(np.array([-1])), True)
     out = ops.divide(d, ops.sqrt(ops.add(var, ops.constant(np.float32(1e-5)))))
     model = ov.Model([ops.result(ops.matmul(out, ops.constant(np.eye(16, dtype=np.float32)), False, False))], [x])
-    rows = [r for r in model_support(model).rows if r["op"] == "ReduceMean"]
+    rows = [r for r in model_support(model, porting=False).rows if r["op"] == "ReduceMean"]
     assert len(rows) == 2 and all(r["status"] == "refused" and "MVN6Decomposition" in r["how"] for r in rows)
-    with pytest.raises(ValueError, match="lies inside the network.*MVNFusion"):
-        emulate(model, {"x": np.zeros((1, 4, 16), np.float32)}, 1024.0, porting=True)
+    with pytest.raises(ValueError, match="ReduceMean.*refuses the network"):
+        emulate(model, {"x": np.zeros((1, 4, 16), np.float32)}, 1024.0)
+    x = _x(model)
+    em = emulate(model, {"x": x}, 1024.0, porting=True)
+    assert any("fuses the layer norm" in n and "mvn_fusion.cpp" in n for n in em.notes)
+    # near 12 dB, as a native MVN (the Log PWL bounds it: test_emulated_mvn_tracks_cpu_fp32)
+    assert metrics.sqnr_db(_cpu(model, x), em.outputs[model.outputs[0].get_any_name()]) > 10
+    ported = model_support(model, porting=True)
+    assert not [r for r in ported.rows if r["status"] == "refused"]
+    assert [r["status"] for r in ported.rows if r["op"] == "MVN"] == ["rewritten"]
+    assert any("MOC transformations" in n for n in ported.notes)
 
 
 def test_dtln_2_converted_to_ir_runs_with_its_layer_norm_decomposed(corpus, tmp_path):

@@ -201,6 +201,33 @@ def test_dtln_1_as_shipped_runs_and_bundles(corpus, tmp_path, capsys):
     assert code == 0, err
 
 
+def test_dtln_2_as_shipped_is_refused_plain_and_goes_through_every_command_with_porting(corpus, tmp_path, capsys):
+    # Its layer norm (ReduceMean inside the net) is what the 2023 plugin refuses in the ONNX file; porting reads it
+    # as the IR converter writes it (one MVN), so support, run, diagnose, sweep and bundle all give numbers
+    from gnaexp.model_catalog import example_inputs
+
+    model, inputs = corpus["dtln_2"], tmp_path / "in.npz"
+    np.savez(inputs, **{k: v[0] for k, v in example_inputs("dtln_2").items()})
+    code, _, err = _run(capsys, "diagnose", "--model", model, "--input", inputs)
+    assert code == 2 and "ReduceMean" in err and "--porting" in err
+    code, out, _ = _run(capsys, "support", model, "--input", inputs)
+    assert code == 0 and "fuses the layer norm" in out and "\nrefused" not in out
+    common = ("--set", f"model={model}", "--set", f"input_file={inputs}", "--porting")
+    code, out, err = _run(capsys, "run", "model", *common, "--out", tmp_path / "run")
+    assert code == 0 and "gna-emu (emulated)         conv1d_3" in out, err
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert any("fuses the layer norm" in n for n in json.dumps(record).split('"') if "MOC" in n)
+    code, out, _ = _run(capsys, "diagnose", "--model", model, "--input", inputs, "--porting")
+    assert code == 0 and "[floor] (output conv1d_3)" in out
+    code, out, _ = _run(capsys, "sweep", "model", *common, "--scale-factors", "1,64,2048")
+    rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("1", "64", "2048")]
+    assert len(rows) == 3 and float(rows[1][3]) > float(rows[0][3]) + 6  # SQNR rises from sf 1 to sf 64
+    code, _, err = _run(capsys, "bundle", tmp_path / "run", "--out", tmp_path / "b.zip", "--porting")
+    assert code == 0, err
+    with zipfile.ZipFile(tmp_path / "b.zip") as z:
+        assert "diagnosis.json" in z.namelist()
+
+
 def test_repeated_per_input_scale_factor_words_are_joined_and_a_later_one_wins():
     sets = ["scale_factor=chunk=2048", "scale_factor=state=1024", "scale_factor=chunk=4096"]
     assert experiment.parse_sets(sets) == {"scale_factor": "chunk=4096,state=1024"}

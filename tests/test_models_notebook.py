@@ -1,6 +1,6 @@
 """The models notebook through the real batch: every corpus row of notebooks/models-matrix.yaml gives a report
-with the verdict first, the support table and emulated labels, and dtln_2 (which the emulator refuses) shows its
-refusal instead of failing."""
+with the verdict first, the support table and emulated labels, and dtln_2 without porting (which the plugin refuses)
+shows its refusal instead of failing; with porting it runs."""
 
 import json
 import shutil
@@ -33,14 +33,23 @@ def test_a_model_the_emulator_runs_has_verdict_first_support_metrics_sweep_and_l
 
 
 def test_a_refused_model_shows_its_support_table_and_the_refusal(batch):
-    html = (batch / "models-dtln_2.html").read_text(encoding="utf-8")
+    html = (batch / "models-dtln_2-portingFalse.html").read_text(encoding="utf-8")
     assert "Traceback" not in html
     assert 0 <= html.find("gnaexp-verdict") < html.find("gnaexp-support")
     assert "<td>refused</td><td>ReduceMean</td>" in html
-    entry = json.loads((batch / "models-dtln_2.record" / "index-entry.json").read_text(encoding="utf-8"))
+    entry = json.loads((batch / "models-dtln_2-portingFalse.record" / "index-entry.json").read_text(encoding="utf-8"))
     assert entry["verdict"][0].startswith("**refused**") and "ReduceMean" in entry["verdict"][0]
     index = (batch / "index.html").read_text(encoding="utf-8")
-    assert all(f"models-{name}" in index for name in ("dtln_1", "dtln_2", "nsnet2", "silero_vad-portingTrue"))
+    assert all(f"models-{name}" in index for name in ("dtln_1", "dtln_2-portingFalse", "dtln_2-portingTrue", "nsnet2",
+                                                        "silero_vad-portingTrue"))
+
+
+def test_dtln_2_with_porting_runs_as_the_converter_writes_it(batch):
+    html = (batch / "models-dtln_2-portingTrue.html").read_text(encoding="utf-8")
+    assert "Traceback" not in html and "<td>refused</td>" not in html
+    assert "fuses the layer norm" in html and "gna-emu (emulated)" in html
+    entry = json.loads((batch / "models-dtln_2-portingTrue.record" / "index-entry.json").read_text(encoding="utf-8"))
+    assert entry["rows"] and not entry["verdict"][0].startswith("**refused**")
 
 
 @pytest.mark.parametrize("params, named", [({"model": ""}, "parameter model is empty"),

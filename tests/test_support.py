@@ -35,7 +35,7 @@ def test_silero_and_dtln_1_as_shipped_run_with_their_lstm_unrolled(corpus, capsy
 
 
 def test_dtln_2_names_every_blocker_with_the_plugin_source(corpus, capsys):
-    report = _support(capsys, corpus["dtln_2"])
+    report = _support(capsys, corpus["dtln_2"], "--no-porting")
     refused = [r for r in report["ops"] if r["status"] == "refused"]
     assert sorted(r["op"] for r in refused) == ["Divide", "ReduceMean", "ReduceMean"]  # all at once
     divide = next(r for r in refused if r["op"] == "Divide")  # ConvertDivide: x·y^−1, and y^−1 has no PWL
@@ -46,6 +46,10 @@ def test_dtln_2_names_every_blocker_with_the_plugin_source(corpus, capsys):
     assert "MVN6Decomposition there writes it back with ReduceMean" in mean["how"]  # why no MVN takes it
     assert report["verdict"] == "3 op(s) block the emulator (Divide, ReduceMean): 3 refused by the GNA plugin"
     assert {r["status"] for r in _rows(report, "Subtract")} == {"native"}  # a − b: a sum with a negative weight
+    ported = _support(capsys, corpus["dtln_2"])  # porting: read as the IR converter writes it
+    assert not [r for r in ported["ops"] if r["status"] == "refused"] and not _rows(ported, "ReduceMean")
+    assert [r["status"] for r in _rows(ported, "MVN")] == ["rewritten"]  # one layer norm (two ReduceMeans)
+    assert ported["verdict"].startswith("every op runs on the emulator")
 
 
 def test_nsnet2_dynamic_shape_is_reshaped_from_shape_or_input_file(corpus, capsys, tmp_path):

@@ -50,7 +50,7 @@ class GnaEmuBackend(Backend):
         from gnaexp.emulator.api import load_program, prepare_inputs
         from gnaexp.emulator.graph import build_plan
 
-        prog = load_program(self._ir(model))
+        prog = load_program(self._ir(model), porting=self.porting)
         if any(d is None for _, _, shape in prog.params for d in shape):
             return super().stepper(model)
         plan = build_plan(prog, {k: tuple(s) for k, _, s in prog.params}, self.scale_factors, self.precision,

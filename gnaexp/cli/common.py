@@ -45,8 +45,8 @@ def add_set_option(p: Any) -> None:
 
 
 PORTING_HELP = ("emulate as a porting team runs the model: a reflect Pad at the input / a ReduceMean at the output on "
-                "the host, padded or odd-filter convolutions rewritten exactly (the plugin refuses them as exported); "
-                "the same as --set porting=true")
+                "the host, padded or odd-filter convolutions rewritten exactly, a layer norm read as the IR converter "
+                "fuses it (the plugin refuses them as exported); the same as --set porting=true")
 
 
 def add_porting_option(p: Any) -> None:

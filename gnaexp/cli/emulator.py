@@ -32,7 +32,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     if len({p.resolve() for p in (out, plan, ints) if p}) < len([p for p in (out, plan, ints) if p]):
         raise UsageError("--out, --plan and --ints must be different files")
     raw = read_file(args.inputs)
-    prog = load_program(args.model, raw if isinstance(raw, dict) else {"": raw})  # dynamic dims: from the inputs
+    # dynamic dims: from the inputs
+    prog = load_program(args.model, raw if isinstance(raw, dict) else {"": raw}, args.porting)
     if not isinstance(raw, dict):
         if len(prog.params) != 1:
             raise UsageError(f"the model has {len(prog.params)} inputs: pass an .npz with one array per input "
@@ -91,9 +92,7 @@ def add_parsers(sub: Any) -> None:
                    "the plugin's default)")
     p.add_argument("--precision", choices=PRECISIONS, default="i16", help="weight precision (default i16)")
     p.add_argument("--layout", choices=LAYOUTS, default="correct", help=LAYOUT_HELP)
-    p.add_argument("--porting", action="store_true",
-                   help="run a reflect Pad at the input / a ReduceMean at the output on the host and rewrite padded "
-                        "or odd-filter convolutions exactly, as a porting team would (the plugin refuses them)")
+    add_porting_option(p)
     p.add_argument("--out", required=True, help="outputs: .npy (one output) or .npz")
     p.add_argument("--plan", help="write the quantization plan as JSON")
     p.add_argument("--ints", help="write every layer's integer output as .npz")

@@ -18,6 +18,7 @@ import numpy as np
 
 from gnaexp.emulator.graph import RULES_VERSION, build_plan
 from gnaexp.emulator.ir_reader import Program, UnsupportedOpError, read_program
+from gnaexp.emulator.porting import CONVERTER_NOTE, convert_as_converter, inner_reduce_means
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 from gnaexp.files import json_safe
@@ -61,22 +62,46 @@ def _read_ir(path: str, mtime_ns: int) -> Program:
     return read_program(Path(path))
 
 
-def load_program(model: Any, inputs: Mapping[str, Any] | None = None) -> Program:
+def load_program(model: Any, inputs: Mapping[str, Any] | None = None, porting: bool = False) -> Program:
     """Parse once and cache: by resolved path (and mtime) for IR files, by object for in-memory models.
 
     ``inputs``: the arrays the model will run on; a model with dynamic input dimensions is reshaped to their
-    shapes (``Program.notes`` says so), as the GNA plugin needs static shapes."""
+    shapes (``Program.notes`` says so), as the GNA plugin needs static shapes. ``porting``: a layer norm inside
+    the network is read as the model converter writes it (``porting.convert_as_converter``)."""
     if isinstance(model, Program):
         return model
     try:
-        return _load(model)
+        prog = _load(model)
     except UnsupportedOpError:
         if not inputs:
             raise
         prog = _load_reshaped(model, inputs)
         if prog is None:
             raise
-        return prog
+    if porting and inner_reduce_means(prog):
+        prog = _load_converted(model, prog)
+    return prog
+
+
+def _load_converted(model: Any, prog: Program) -> Program:
+    """``prog``'s model after the converter's MOC transformations, cached like the program it replaces."""
+    from gnaexp.emulator.support import reshape_inputs
+    from gnaexp.model_files import read_model
+
+    if id(prog) not in _CONVERTED:
+        ov_model = read_model(model) if isinstance(model, (str, Path)) else model.clone()
+        if ov_model.is_dynamic():  # the shapes the program was read with
+            reshape_inputs(ov_model, {names[0]: [int(d) for d in pshape] for _, names, pshape in prog.params}, "")
+        names = ", ".join(inner_reduce_means(prog)[:3])
+        converted = read_program(convert_as_converter(ov_model))
+        converted.notes = list(prog.notes) + [CONVERTER_NOTE.format(names=f" ({names})" if names else "")]
+        if len(_CONVERTED) > 16:
+            _CONVERTED.clear()
+        _CONVERTED[id(prog)] = (prog, converted)  # prog kept alive: its id stays its own
+    return _CONVERTED[id(prog)][1]
+
+
+_CONVERTED: dict[int, tuple[Program, Program]] = {}
 
 
 def _load(model: Any) -> Program:
@@ -190,7 +215,7 @@ def emulate(
     porting: run what GNA has no layer for on the host and apply the exact rewrites a porting team makes
     (``emulator/porting.py``); the result is then "emulated, with host pre/post-processing".
     """
-    prog = load_program(model, inputs)
+    prog = load_program(model, inputs, porting)
     feeds, shapes, batched = prepare_inputs(prog, inputs)
     plan = build_plan(prog, shapes, scale_factors, precision, layout, porting)
     outs, sats, ints = plan.run(feeds, keep_ints)

@@ -55,7 +55,7 @@ LAYER_NORM_NOTE = ("; a layer norm written with ReduceMean is fused into an MVN 
                    "ReduceMean, so the 2023.1 plugin refuses it (common_optimizations.cpp, mvn_fusion.cpp, "
                    "mvn6_decomposition.cpp); to run a layer norm, convert the model to IR (ovc MODEL, or "
                    "openvino.convert_model and save_model): the converter fuses it into an MVN, which DecomposeMVN "
-                   "decomposes")
+                   "decomposes; --porting (porting=True in Python) reads the model that way")
 
 
 def _ops():

@@ -1,6 +1,12 @@
 """What a porting team does with layers the GNA plugin refuses as exported, and the per-op support report.
 
-Three kinds of fix, each exact (no value changes) and each named in the plan's notes:
+Four kinds of fix, each exact up to float32 rounding and each named in the plan's notes:
+- **conversion as the model converter does it**: a layer norm written with ReduceMean inside the network is
+  refused by the 2023 plugin when it reads the ONNX file itself (see ``mvn.LAYER_NORM_NOTE``). A porting team
+  converts the model to IR first (``ovc``, ``openvino.convert_model``), whose MOC transformations fuse the
+  pattern into an MVN [S: src/common/transformations/src/transformations/common_optimizations/mvn_fusion.cpp,
+  moc_transformations.cpp]; the plugin's DecomposeMVN then decomposes it. With porting the emulator reads the
+  model after the same MOC transformations (``convert_as_converter``).
 - **host ops**: a reflect Pad reading the network input, and a ReduceMean whose result goes only to network
   outputs, have no GNA layer (the 2023 plugin's layer creators have no Pad or Reduce layer, so it refuses
   them at load [S: src/plugins/intel_gna/src/gna_graph_compiler.cpp, ``CreateLayerPrimitive`` creator table]).
@@ -40,6 +46,26 @@ PAD_FIX = ("export the padding as explicit zeros (e.g. torch.nn.functional.pad b
            f"{_PORTING} to apply that rewrite")
 HOST_FIX = (f"{_PORTING} to run it on the host "
             "before/after the GNA part, as a porting team would")
+
+
+CONVERTER_NOTE = ("porting: read as the model converter writes the IR (ovc, openvino.convert_model: MOC "
+                  "transformations, moc_transformations.cpp), which fuses the layer norm{names} into an MVN "
+                  "(mvn_fusion.cpp) that the plugin's DecomposeMVN decomposes; the 2023 plugin refuses the "
+                  "file as given")
+
+
+def inner_reduce_means(prog: Program) -> list[str]:
+    """ReduceMean ops inside the network (not only feeding outputs): refused even with host processing."""
+    return [n.name for n in prog.nodes if n.op == "ReduceMean" and not _feeds_only_results(prog, n.out)]
+
+
+def convert_as_converter(ov_model: Any) -> Any:
+    """A copy of ``ov_model`` after the MOC transformations ``ovc`` applies when it writes an IR."""
+    from openvino._offline_transformations import apply_moc_transformations
+
+    converted = ov_model.clone()
+    apply_moc_transformations(converted, cf=False)
+    return converted
 
 
 def host_fed_params(prog: Program) -> set[str]:
@@ -335,7 +361,7 @@ def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> d
             return {"op": op, "name": node.name, "status": "refused", "by": "plugin",
                     "how": f"the GNA plugin has no {op} layer" + ("" if edge else " and it lies inside the network"
                                                                   + (LAYER_NORM_NOTE if op == "ReduceMean" else ""))
-                    + ("" if porting else "; " + HOST_FIX),
+                    + ("" if porting or (op == "ReduceMean" and not edge) else "; " + HOST_FIX),
                     "source": "src/plugins/intel_gna/src/gna_graph_compiler.cpp (CreateLayerPrimitive) @2023.1.0"}
     else:
         return _refused_row(prog, node)

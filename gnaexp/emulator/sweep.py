@@ -107,7 +107,7 @@ def sweep(
     porting: as ``emulate``'s."""
     from gnaexp.gna_settings import at_scale_factor
 
-    prog = load_program(model, inputs)  # parsed once for the whole sweep (a dynamic model: reshaped to the inputs)
+    prog = load_program(model, inputs, porting)  # parsed once for the whole sweep (a dynamic model: reshaped to the inputs)
     if not isinstance(reference_outputs, Mapping):
         reference_outputs = {prog.results[0][0]: reference_outputs}
     names = [n for n, _ in prog.results]
@@ -189,7 +189,7 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     recommended_note = ""
     if recommended not in sfs:
         try:
-            emulate(load_program(model, inputs), inputs,
+            emulate(load_program(model, inputs, porting), inputs,
                     at_scale_factor(per_input, recommended) if per_input else recommended, precision, "correct",
                     porting=porting)
         except ValueError as exc:  # never advise a scale factor the emulator refuses
