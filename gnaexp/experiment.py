@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gnaexp import cache, environment, inputs as inputs_mod, metrics
+from gnaexp import cache, environment, inputs as inputs_mod, metrics, streaming
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
@@ -56,6 +56,9 @@ class ExperimentConfig:
     amplitude: float = 1.0
     input_file: str = ""  # .npy/.npz of the user's inputs instead of generated ones
     model: str = ""  # .xml/.onnx file for experiment "model"
+    # stateful streaming (experiment "model"): state input=output pairs, e.g. "state=stateN" or "h=hn,c=cn"; the
+    # input file then holds frames (steps, *shape) (gnaexp.streaming)
+    state: str = ""
     # device settings
     # GNA input scale factor; 1.0 is the plugin's default. One per input as a mapping (``chunk=2048,state=1024``):
     # inputs left out keep 1.0, and sweeps vary the first one named (gna_settings.main_scale_factor).
@@ -84,6 +87,11 @@ class ExperimentConfig:
             raise ValueError(f"unknown experiment {excerpt(self.experiment)}; valid: {', '.join(EXPERIMENTS)}")
         if self.experiment == "model" and not self.model:
             raise ValueError("experiment 'model' needs model=PATH (an OpenVINO .xml or an .onnx file)")
+        if self.state:
+            streaming.parse_state_pairs(self.state)
+            if self.experiment != "model":
+                raise ValueError("state streams a model file's frames: it needs experiment 'model' (with "
+                                 "model=FILE and input_file=FRAMES.npz)")
         if self.input_kind not in inputs_mod.INPUT_KINDS:
             raise ValueError(f"unknown input_kind {excerpt(self.input_kind)}; valid: "
                              f"{', '.join(inputs_mod.INPUT_KINDS)}")
@@ -198,15 +206,16 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
 
 def parse_sets(sets: Sequence[str] | None) -> dict[str, str]:
     """``key=value`` words from the command line (``--set``) as a dict; a word without ``=`` or key is refused.
-    Per-input scale factors may come one input a word (``--set scale_factor=chunk=2048 --set
-    scale_factor=state=1024``): they are joined; otherwise the last word of a key wins."""
+    Per-input scale factors and state pairs may come one input a word (``--set scale_factor=chunk=2048 --set
+    scale_factor=state=1024``, ``--state h=hn --state c=cn``): they are joined; otherwise the last word of a key
+    wins."""
     settings: dict[str, str] = {}
     for pair in sets or ():
         key, sep, value = pair.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
             raise ValueError(f"--set takes key=value, got {excerpt(pair)}")
-        if key == "scale_factor" and "=" in value and "=" in settings.get(key, ""):
+        if key in ("scale_factor", "state") and "=" in value and "=" in settings.get(key, ""):
             value = _merge_pairs(settings[key], value)
         settings[key] = value
     return settings
@@ -278,6 +287,10 @@ def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "us
 
 
 def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.ndarray]:
+    """The inputs every backend runs on; for a streaming config, the steps as the reference streams them (frames
+    and the reference's own state at each step)."""
+    if config.state:
+        return streaming.reference_stream(model, *stream_inputs(config, model))[0]
     if config.input_file:
         return inputs_mod.load(config.input_file, model.input_shapes)
     out = {}
@@ -285,6 +298,11 @@ def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.nd
         out[name] = inputs_mod.generate(config.input_kind, shape, seed=config.seed * 1000 + 1 + i,
                                         amplitude=config.amplitude)
     return out
+
+
+def stream_inputs(config: ExperimentConfig, model: ModelBundle) -> tuple[dict, dict, dict]:
+    """(state pairs, frames (steps, *shape), initial states) of a streaming config, checked against the model."""
+    return streaming.model_stream_inputs(config.state, config.input_file, model)
 
 
 def backend_options(config: ExperimentConfig) -> dict[str, Any]:
@@ -380,16 +398,24 @@ def run(
         if model is None:
             float_model = _build_float_model(config)
             model = _with_config_ir(float_model, config)
-        feed = make_inputs(config, model)
-    fingerprint = inputs_mod.fingerprint(feed)
+        feed = {} if config.state else make_inputs(config, model)
+    stream = stream_inputs(config, model) if config.state else None
     results = []
     for spec in config.backends:
         if progress:
             progress(spec)
         if spec == "torch" and cached is not None:
             results.append(torch_result)
+        elif stream:
+            pairs, frames, initial = stream
+            result, fed = make_backend(spec, backend_options(config)).stream(model, frames, pairs, initial)
+            feed = feed or (fed if result.kind == "reference" else {})  # the reference's steps, as in make_inputs
+            results.append(result)
         else:
             results.append(make_backend(spec, backend_options(config)).run(model, feed))
+    if stream and not feed:
+        feed = make_inputs(config, model)
+    fingerprint = inputs_mod.fingerprint(feed)
     if key and float_model is not None:
         cache.store_reference(key, float_model, next(r for r in results if r.backend == "torch"), fingerprint)
     ref = reference_of(results)
@@ -406,6 +432,8 @@ def run(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     record.model_info = dict(model.info)
+    if stream:
+        record.model_info["notes"] = list(record.model_info.get("notes", [])) + [streaming.note(stream[0], feed)]
     record.sweep = floor_sweep(config, model, feed, ref, results)
     record.diagnosis = diagnosis.diagnose_record(record)
     record.duration_s = time.perf_counter() - start
@@ -467,6 +495,9 @@ def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.n
         return model, feed, ref.backend, ref.outputs
     float_model = _build_float_model(config)
     model = _with_config_ir(float_model, config)
+    if config.state:
+        feed, backend, result = streaming.reference_stream(model, *stream_inputs(config, model))
+        return model, feed, backend, result.outputs
     feed = make_inputs(config, model)
     if model.torch_module is None:
         return model, feed, *reference_outputs(model, feed)
@@ -480,9 +511,7 @@ def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str 
     """Emulated error of the config's net and inputs over scale factors, against the FP32 reference."""
     from gnaexp.emulator.sweep import sweep as emulator_sweep
 
-    model = build_model(config)
-    feed = make_inputs(config, model)
-    _, ref = reference_outputs(model, feed)
+    model, feed, _, ref = reference_run(config)
     return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout,
                           per_input=config.scale_factor if isinstance(config.scale_factor, dict) else None,
                           porting=config.porting)

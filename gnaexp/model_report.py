@@ -17,12 +17,18 @@ from gnaexp.files import atomic_write_bytes
 from gnaexp.markup import cell, escape, table
 
 
-def _corpus_inputs(key: str, seed: int) -> Path:
-    """The recipe's inputs of corpus model ``key`` (one step each) as an .npz in the cache, written once."""
-    path = cache_dir() / "models" / "inputs" / f"{key}-seed{seed}.npz"
+STREAM_STEPS = 48  # frames a corpus model streams for (state set): about 0.5–1.7 s of its audio
+
+
+def _corpus_inputs(key: str, seed: int, stream: bool) -> Path:
+    """The recipe's inputs of corpus model ``key`` as an .npz in the cache, written once: one step each, or the
+    frames of a stream."""
+    path = cache_dir() / "models" / "inputs" / f"{key}-seed{seed}{f'-stream{STREAM_STEPS}' if stream else ''}.npz"
     if not path.exists():
+        arrays = model_catalog.example_frames(key, STREAM_STEPS, seed) if stream else \
+            {k: v[0] for k, v in model_catalog.example_inputs(key, 1, seed).items()}
         buf = io.BytesIO()
-        np.savez(buf, **{k: v[0] for k, v in model_catalog.example_inputs(key, 1, seed).items()})
+        np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -34,7 +40,7 @@ def _config(namespace: Mapping[str, Any]) -> experiment.ExperimentConfig:
     if model in model_catalog.CORPUS:
         settings: dict[str, Any] = {"model": str(model_catalog.fetch(model))}
         if not config.input_file:
-            settings["input_file"] = str(_corpus_inputs(model, config.seed))
+            settings["input_file"] = str(_corpus_inputs(model, config.seed, bool(config.state)))
         config = config.with_settings(settings)
     return config
 
@@ -45,9 +51,10 @@ def _bold(line: str) -> str:
     return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _verdict(lines: list[str]) -> report.HTML:
+def _verdict(lines: list[str], notes: list[str] = ()) -> report.HTML:
     items = "".join(f"<li>{_bold(line)}</li>" for line in lines)
-    return report.HTML(f"<div class='gnaexp-verdict'><h3>Verdict</h3><ul>{items}</ul></div>")
+    notes_html = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in notes)
+    return report.HTML(f"<div class='gnaexp-verdict'><h3>Verdict</h3><ul>{items}</ul>{notes_html}</div>")
 
 
 def _support(support: Any) -> report.HTML:
@@ -106,7 +113,7 @@ def show(namespace: Mapping[str, Any]) -> list[Any]:
     lines = diagnosis.verdict_lines(record) + [f"**support**: {support.verdict()}"]
     rows = summary.rows(record)
     write_index_entry(record_dir, "model", lines, rows, record.model_info.get("notes", []))
-    parts = [_verdict(lines), _support(support), _metrics(rows, record.reference), report.sweep_plot(run_)]
+    parts = [_verdict(lines, record.model_info.get("notes", [])), _support(support), _metrics(rows, record.reference), report.sweep_plot(run_)]
     try:
         parts.append(_layers(config))
     except ValueError as exc:

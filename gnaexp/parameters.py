@@ -97,7 +97,7 @@ def vad(params: Mapping[str, Any]) -> None:
     vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
 
 
-MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed")
+MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed", "state")
 
 
 def models(params: Mapping[str, Any]) -> tuple[str, ExperimentConfig]:

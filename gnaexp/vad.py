@@ -78,34 +78,28 @@ class Stream:
 
 
 def stream(step, audio: np.ndarray) -> Stream:
-    """Run a backend's step ({chunk, state} → {probability, next_state}) over a signal, carrying the state."""
-    state = np.zeros(STATE_SHAPE, dtype=np.float32)
-    probs, states = [], []
-    for x in chunks(audio):
-        out = step({"chunk": x[None], "state": state})
-        state = np.asarray(out["next_state"], dtype=np.float32).reshape(STATE_SHAPE)
-        probs.append(float(np.asarray(out["probability"]).reshape(-1)[0]))
-        states.append(state.reshape(2, -1))
-    return Stream(np.asarray(probs, dtype=np.float32), np.stack(states))
+    """Run a backend's step ({chunk, state} → {probability, next_state}) over a signal, carrying the state
+    (``backends.base.stream_steps``, the engine every streaming model runs on)."""
+    return stream_batch(step, [audio])[0]
 
 
 def stream_batch(step, audios: list[np.ndarray]) -> list[Stream]:
     """Several signals streamed together: each step runs one chunk of every stream (a leading axis of
-    streams, for a backend whose step takes one; the emulator's does). Shorter streams run on zeros after their
-    end, and that part is cut off. Each stream's numbers are those of streaming it alone."""
+    streams, for a backend whose step takes one; the emulator's does; one signal runs without it). Shorter streams
+    run on zeros after their end, and that part is cut off. Each stream's numbers are those of streaming it alone."""
+    from gnaexp.backends.base import stream_steps
+
     parts = [chunks(a) for a in audios]
     steps, n = max(len(p) for p in parts), len(parts)
     batch = np.zeros((steps, n, 1, STEP_INPUT), dtype=np.float32)
     for i, p in enumerate(parts):
         batch[:len(p), i, 0] = p
     state = np.zeros((n,) + STATE_SHAPE, dtype=np.float32)
-    probs = np.empty((steps, n), dtype=np.float32)
-    states = np.empty((steps, n, 2, STATE_SHAPE[-1]), dtype=np.float32)
-    for t in range(steps):
-        out = step({"chunk": batch[t], "state": state})
-        state = np.asarray(out["next_state"], dtype=np.float32).reshape((n,) + STATE_SHAPE)
-        probs[t] = np.asarray(out["probability"]).reshape(n)
-        states[t] = state.reshape(n, 2, -1)
+    if n == 1:  # a step that takes one stream at a time (torch, OpenVINO)
+        batch, state = batch[:, 0], state[0]
+    outs, _ = stream_steps(step, {"chunk": batch}, {"state": "next_state"}, {"state": state})
+    probs = outs["probability"].reshape(steps, n)
+    states = outs["next_state"].reshape(steps, n, 2, STATE_SHAPE[-1])
     return [Stream(probs[:len(p), i].copy(), states[:len(p), i].copy()) for i, p in enumerate(parts)]
 
 

@@ -52,6 +52,15 @@ def test_dtln_2_with_porting_runs_as_the_converter_writes_it(batch):
     assert entry["rows"] and not entry["verdict"][0].startswith("**refused**")
 
 
+def test_a_streamed_corpus_row_carries_its_state_and_says_so(batch):
+    html = (batch / "models-silero_vad-portingTrue-state_stateN-sfinput_64_state_1024.html").read_text(encoding="utf-8")
+    assert "Traceback" not in html and "streamed over 48 steps, state state←stateN" in html
+    assert html.find("streamed over") < html.find("gnaexp-support")  # with the verdict, before the evidence
+    record = json.loads((batch / "models-silero_vad-portingTrue-state_stateN-sfinput_64_state_1024.record" /
+                         "record.json").read_text(encoding="utf-8"))
+    assert {r["info"]["streamed"]["steps"] for r in record["backends"]} == {48}
+
+
 @pytest.mark.parametrize("params, named", [({"model": ""}, "parameter model is empty"),
                                            ({"model": "dtln_1", "scale_factor": "input_2=abc"}, "scale_factor")])
 def test_a_bad_models_parameter_stops_the_batch_before_any_run(tmp_path, capsys, params, named):

@@ -112,8 +112,49 @@ class Backend(abc.ABC):
         self.check_available()
         return lambda inputs: {k: np.asarray(v, dtype=np.float32) for k, v in self._run(model, inputs)[0].items()}
 
+    def stream(self, model: ModelBundle, frames: Mapping[str, np.ndarray], pairs: Mapping[str, str],
+               initial: Mapping[str, np.ndarray]) -> tuple[BackendResult, dict[str, np.ndarray]]:
+        """Stream frames through the model, this backend carrying its own state (``stream_steps``): (result
+        with outputs per step ``(T, ...)``, the inputs each step received). What ran (versions, plan) is described
+        by a run on ``described_inputs``."""
+        step = self.stepper(model)
+        start = time.perf_counter()
+        outputs, fed = stream_steps(step, frames, pairs, initial)
+        duration = time.perf_counter() - start
+        described = self.run(model, self.described_inputs(fed))
+        info = dict(described.info, streamed={"steps": len(next(iter(fed.values()))), "state": dict(pairs)})
+        return BackendResult(self.name, described.kind, outputs, described.settings, info, duration), fed
+
+    def described_inputs(self, fed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inputs whose run describes a stream: its first step (a backend that takes every step at once as a
+        batch overrides this, so that counts such as saturations cover the whole stream)."""
+        return {k: v[0] for k, v in fed.items()}
+
     @abc.abstractmethod
     def _run(
         self, model: ModelBundle, inputs: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Return (outputs by name, info)."""
+
+
+def stream_steps(step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], frames: Mapping[str, np.ndarray], pairs: Mapping[str, str],
+           initial: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run ``step`` over the frames, carrying each state output to its input (the streaming engine: every
+    stateful model streams through it, ``gnaexp.streaming``).
+
+    Frames may carry a second axis of independent streams after the step axis, ``(T, N, *shape)``, for a step that
+    takes many streams at once (the emulator's); ``initial`` then has the same stream axis.
+    Returns (outputs per step ``(T, ...)``, the inputs each step received ``(T, ...)``, states included)."""
+    steps = len(next(iter(frames.values())))
+    state = {k: np.asarray(v, dtype=np.float32) for k, v in initial.items()}
+    outs: dict[str, list[np.ndarray]] = {}
+    fed: dict[str, list[np.ndarray]] = {k: [] for k in list(frames) + list(state)}
+    for t in range(steps):
+        feed = {k: v[t] for k, v in frames.items()} | state
+        for k, v in feed.items():
+            fed[k].append(v)
+        result = step(feed)
+        for k, v in result.items():
+            outs.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
+        state = {k: np.asarray(result[out], dtype=np.float32).reshape(state[k].shape) for k, out in pairs.items()}
+    return {k: np.stack(v) for k, v in outs.items()}, {k: np.stack(v) for k, v in fed.items()}

@@ -66,6 +66,10 @@ class GnaEmuBackend(Backend):
             return {k: np.asarray(v if batched else v[0], dtype=np.float32) for k, v in outs.items()}
         return step
 
+    def described_inputs(self, fed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Every step at once, as a batch: the same numbers as the stream, with the plan's counts over all of it
+        return dict(fed)
+
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         from gnaexp.emulator import emulate
 

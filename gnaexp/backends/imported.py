@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from gnaexp.backends.base import Backend, ModelBundle
+from gnaexp.backends.base import Backend, BackendResult, ModelBundle
 
 META_KEY = "__meta__"
 
@@ -86,6 +86,15 @@ class ImportedBackend(Backend):
 
     def settings(self) -> dict[str, Any]:
         return {"file": self.path.name}
+
+    def stream(self, model: ModelBundle, frames: Mapping[str, np.ndarray], pairs: Mapping[str, str],
+               initial: Mapping[str, np.ndarray]) -> tuple[BackendResult, dict[str, np.ndarray]]:
+        """The tracks as measured elsewhere, one row per step (their file may record the frames' fingerprint);
+        the device carried its own state, which the file does not hold."""
+        given = {**frames, **initial}
+        result = self.run(model, given)
+        result.info["streamed"] = {"steps": len(next(iter(frames.values()))), "state": dict(pairs)}
+        return result, given
 
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         outputs, meta = read_outputs(self.path)

@@ -42,6 +42,10 @@ def add_set_option(p: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="experiment parameter, e.g. scale_factor=2048, or one per input: scale_factor=chunk=2048,"
                         "state=1024 (repeatable)")
+    p.add_argument("--state", action="append", dest="set", type=lambda pair: f"state={pair}", metavar="IN=OUT",
+                   help="stream a stateful model: its state input IN is fed each step from output OUT (repeatable, "
+                        "or h=hn,c=cn); --input/input_file then holds the frames as (steps, *shape). The same as "
+                        "--set state=IN=OUT")
 
 
 PORTING_HELP = ("emulate as a porting team runs the model: a reflect Pad at the input / a ReduceMean at the output on "
