@@ -101,17 +101,21 @@ def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
         return None
     sf, floor = sweep["scale_factor"], sweep["floor_sqnr_db"]
     best_sf, best = _best_within_headroom(sweep)
-    if not (math.isfinite(best) and best >= USABLE_FLOOR_DB) or best_sf == sf:
+    if not math.isfinite(best) or best_sf == sf:
         return None
     if math.isfinite(floor) and (floor >= USABLE_FLOOR_DB or best - floor < SF_CAUSE_DB):
         return None
+    # Below the usable floor even at its best, the scale factor is still the first thing to fix; the rest is lost
+    # in a layer (the per-layer step names it), and the line says so.
+    rest = "" if best >= USABLE_FLOOR_DB else (f"; even there the floor stays below the usable {USABLE_FLOOR_DB:g} dB: "
+                                               "the per-layer step names the layer that limits it")
     from gnaexp.gna_settings import at_scale_factor, format_scale_factors
 
     at = f"SQNR {floor:.1f} dB" if math.isfinite(floor) else "no usable output"
     held = sweep.get("per_input")  # one sf per input: the advice changes the swept one and keeps the others
     setting = format_scale_factors(at_scale_factor(dict(held), best_sf) if held else best_sf)
     return (f"the scale factor is the cause: at sf {sf:g} the emulated GNA floor is {at}, at sf {best_sf:g} it is "
-            f"{best:.1f} dB — set scale_factor={setting}")
+            f"{best:.1f} dB — set scale_factor={setting}{rest}")
 
 
 def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:

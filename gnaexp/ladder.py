@@ -52,22 +52,19 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     model, feed, ref_backend, ref_outputs = experiment.reference_run(config)
     if measured_on is not None:
         check_same_inputs(*measured_on, feed)
-    # The steps below compare one output, the first; multi-output models say which (every step carries it).
-    output_name = next(iter(ref_outputs))
-    ref = ref_outputs[output_name]
-    about = {"output": output_name} if len(ref_outputs) > 1 else {}
     steps: list[dict[str, Any]] = []
     observed_from = "given" if observed is not None else None
     device = next(iter(device_backends(config.backends)), None)
+    device_result = None
     if observed is None and device is not None:
-        result = make_backend(device, experiment.backend_options(config)).run(model, feed)  # unavailable: exit 3
-        check_same_inputs(device, result.info.get("source_meta", {}).get("input_fingerprint"), feed)
-        observed, observed_from = next(iter(result.outputs.values())), result.label
+        device_result = make_backend(device, experiment.backend_options(config)).run(model, feed)  # absent: exit 3
+        check_same_inputs(device, device_result.info.get("source_meta", {}).get("input_fingerprint"), feed)
 
     # 1. FP32 path: OpenVINO CPU on the (float) IR must match torch.
     if ref_backend == "torch" and config.ir == "default":
+        first = next(iter(ref_outputs))
         cpu = next(iter(make_backend("openvino:CPU").run(model, feed).outputs.values()))
-        c = metrics.compare(ref, cpu)
+        c = metrics.compare(ref_outputs[first], cpu)
         ok = c.cosine >= FP32_COSINE_MIN
         steps.append({"step": "fp32", "ok": ok, "cosine": c.cosine, "l1": c.l1,
                       "verdict": "OpenVINO CPU FP32 matches torch: the IR is the same net" if ok else
@@ -83,7 +80,22 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         sf = float(sweep["best_scale_factor"])
         refused = diagnosis.refused_scale_factor(main_scale_factor(config.scale_factor), refused, sf)
     at = lambda s: at_scale_factor(config.scale_factor, s)  # noqa: E731 - other inputs' scale factors held
-    floor_out, floor, em = _emulate(model.ir_xml, feed, ref, at(sf), config.precision, "correct", porting, output_name)
+    # The steps below study one output, each step naming it: the one a device result or the user's observed
+    # array is (the first, for an unnamed array), else the worst at this sf (lowest emulated SQNR).
+    first = next(iter(ref_outputs))
+    floor_out, floor, em = _emulate(model.ir_xml, feed, ref_outputs[first], at(sf), config.precision, "correct",
+                                    porting, first)
+    per_output = {name: metrics.compare(ref_outputs[name], em.outputs[name]) for name in ref_outputs
+                  if name in em.outputs}
+    if device_result is not None:
+        output_name = next((n for n in ref_outputs if n in device_result.outputs), first)
+        observed = device_result.outputs.get(output_name, next(iter(device_result.outputs.values())))
+        observed_from = device_result.label
+    else:
+        output_name = first if observed is not None else min(per_output, key=lambda n: per_output[n].sqnr_db)
+    ref = ref_outputs[output_name]
+    floor_out, floor = em.outputs[output_name], per_output[output_name]
+    about = {"output": output_name} if len(ref_outputs) > 1 else {}
     fq_override = "fakequantize" in em.input_sf_source.values()
     best_sf, best_sqnr = sweep["best_scale_factor"], sweep["best_sqnr_db"]
     recommended = sweep["recommended_scale_factor"]
@@ -101,8 +113,6 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                      f"; from these inputs' range (keeping {DEFAULT_HEADROOM:.0%} of int16 free) use sf ≈ "
                      f"{recommended:.6g}")})
     if len(ref_outputs) > 1:  # the floor of every output, each named, at the same emulation
-        per_output = {name: metrics.compare(ref_outputs[name], em.outputs[name]) for name in ref_outputs
-                      if name in em.outputs}
         steps[-1]["outputs"] = {name: {"sqnr_db": c.sqnr_db, "cosine": c.cosine, "l1": c.l1}
                                 for name, c in per_output.items()}
         steps[-1]["verdict"] += "; per output: " + ", ".join(f"{name} {c.sqnr_db:.1f} dB"

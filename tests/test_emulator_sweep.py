@@ -88,3 +88,32 @@ def test_input_saturation_onset():
     assert input_saturation_onset(np.array([0.5, -2.0])) == pytest.approx(32767 / 2)
     assert input_saturation_onset({"a": np.array([1.0]), "b": np.array([-4.0])}) == pytest.approx(32767 / 4)
     assert input_saturation_onset(np.zeros(3)) == float("inf")
+
+
+def test_a_multi_output_row_holds_its_worst_output_not_the_outputs_flattened():
+    # big = 100·(x·W) is clean, small = 0.01·tanh(x·W) is bounded by the tanh PWL: flattened, big would hide it
+    import openvino as ov
+    import openvino.opset8 as ops
+
+    from gnaexp import metrics
+
+    rng = np.random.default_rng(5)
+    x = ops.parameter([1, 16], np.float32, name="x")
+    h = ops.matmul(x, ops.constant(rng.uniform(-0.3, 0.3, (16, 16)).astype(np.float32)), False, False)
+    big = ops.result(ops.multiply(h, ops.constant(np.float32(100.0))))
+    small = ops.result(ops.multiply(ops.tanh(h), ops.constant(np.float32(0.01))))
+    big.output(0).get_tensor().set_names({"big"})
+    small.output(0).get_tensor().set_names({"small"})
+    model = ov.Model([big, small], [x])
+    feed = rng.uniform(-1, 1, (32, 1, 16)).astype(np.float32)
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ref = {n: np.stack([compiled({"x": s})[n] for s in feed]) for n in ("big", "small")}
+    res = sweep(model, {"x": feed}, ref, [1024.0])
+    em = emulate(model, {"x": feed}, 1024.0)
+    per = {n: metrics.sqnr_db(ref[n], em.outputs[n]) for n in ("big", "small")}
+    assert per["small"] < per["big"] - 10
+    assert res.worst_output == ["small"] and res.sqnr_db[0] == pytest.approx(per["small"])
+    flattened = metrics.sqnr_db(np.concatenate([ref["big"].ravel(), ref["small"].ravel()]),
+                                np.concatenate([em.outputs["big"].ravel(), em.outputs["small"].ravel()]))
+    assert flattened > res.sqnr_db[0] + 10  # what the row used to say
+    assert "worst output" in res.table() and res.table().splitlines()[1].endswith("small")

@@ -92,7 +92,10 @@ def test_silero_as_shipped_goes_through_diagnose_with_porting(corpus, tmp_path, 
     np.savez(tmp_path / "in.npz", **{k: v[0] for k, v in example_inputs("silero_vad").items()})
     code, out, _ = _run(capsys, "diagnose", "--model", corpus["silero_vad"], "--input", tmp_path / "in.npz",
                         "--set", "porting=true")
-    assert code == 0 and "[per-layer] (output output)" in out  # two outputs: each step names the one it is about
+    # two outputs: each step names the one it studies, the worst at this sf (the state here)
+    assert code == 0 and "[per-layer] (output stateN)" in out and "per output: output " in out
+    # below the usable floor even at its best, the scale factor is still named first, with what remains
+    assert out.splitlines()[1].startswith("→ the scale factor is the cause: at sf 1") and "even there" in out
 
 
 def test_dynamic_model_is_reshaped_from_the_input_file_and_cached_per_shape(nets, tmp_path, capsys):

@@ -69,18 +69,22 @@ class SweepResult:
     precision: str
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # per sf: why the emulator refuses it ("" where it runs)
+    worst_output: list[str] = field(default_factory=list)  # per sf, with several outputs: whose figures the row holds
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__, emulated=True)
 
     def table(self) -> str:
-        rows = [f"{'sf':>12} {'cosine':>10} {'L1':>11} {'SQNR dB':>8} {'in sat':>7} {'acc sat':>7}"]
+        worst = bool(self.worst_output)
+        rows = [f"{'sf':>12} {'cosine':>10} {'L1':>11} {'SQNR dB':>8} {'in sat':>7} {'acc sat':>7}"
+                + ("  worst output" if worst else "")]
         for i, sf in enumerate(self.scale_factors):
             if self.refused and self.refused[i]:
                 rows.append(f"{sf:>12g} refused: {self.refused[i]}")
                 continue
             rows.append(f"{sf:>12g} {self.cosine[i]:>10.6f} {self.l1[i]:>11.4g} {self.sqnr_db[i]:>8.2f} "
-                        f"{self.input_saturations[i]:>7d} {self.accumulator_saturations[i]:>7d}")
+                        f"{self.input_saturations[i]:>7d} {self.accumulator_saturations[i]:>7d}"
+                        + (f"  {self.worst_output[i]}" if worst else ""))
         def onset(sf: float | None) -> str:
             return f"from sf {sf:g}" if sf is not None else f"none up to sf {max(self.scale_factors):g}"
 
@@ -101,7 +105,9 @@ def sweep(
     per_input: Mapping[str, float] | None = None,
     porting: bool = False,
 ) -> SweepResult:
-    """Emulate at every scale factor and compare with the float reference (all outputs flattened together).
+    """Emulate at every scale factor and compare with the float reference. With several outputs each row holds
+    the worst output's figures (lowest SQNR; ``worst_output`` names it): flattened together, a large output would
+    hide a small one's error.
 
     per_input: one scale factor per input; the swept one then replaces the first input's, the others are held.
     porting: as ``emulate``'s."""
@@ -111,27 +117,37 @@ def sweep(
     if not isinstance(reference_outputs, Mapping):
         reference_outputs = {prog.results[0][0]: reference_outputs}
     names = [n for n, _ in prog.results]
-    ref = np.concatenate([np.ravel(np.asarray(reference_outputs[n], dtype=np.float32)) for n in names])
+    refs = {n: np.ravel(np.asarray(reference_outputs[n], dtype=np.float32)) for n in names}
+    ref_size = sum(r.size for r in refs.values())
     sfs = [float(s) for s in scale_factors]
 
-    def one(sf: float) -> tuple[float, float, float, int, int, str, int]:
+    def worst(em: Any) -> tuple[float, float, float, str]:
+        per = []
+        for n in names:
+            test = np.ravel(em.outputs[n])
+            if test.size != refs[n].size:
+                return math.nan, math.nan, math.nan, n
+            per.append((float(metrics.sqnr_db(refs[n], test)), float(metrics.cosine(refs[n], test)),
+                        float(metrics.l1(refs[n], test)), n))
+        return min(per, key=lambda row: (row[0], row[1]))
+
+    def one(sf: float) -> tuple[float, float, float, int, int, str, int, str]:
         try:
             em = emulate(prog, inputs, at_scale_factor(dict(per_input), sf) if per_input else sf, precision, layout,
                          porting=porting)
         except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
-            return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0
-        test = np.concatenate([np.ravel(em.outputs[n]) for n in names])
-        return (float(metrics.cosine(ref, test)) if test.size == ref.size else math.nan,
-                float(metrics.l1(ref, test)) if test.size == ref.size else math.nan,
-                float(metrics.sqnr_db(ref, test)) if test.size == ref.size else math.nan,
-                sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"),
-                sum(r["saturations"] for r in em.plan if r.get("bits") == 32), "", test.size)
+            return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0, ""
+        sqnr, cos, l1, output = worst(em)
+        return (cos, l1, sqnr, sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"),
+                sum(r["saturations"] for r in em.plan if r.get("bits") == 32), "",
+                sum(np.size(em.outputs[n]) for n in names), output)
 
     # One scale factor per task, on the cores (parallel.run_all: no BLAS thread pool involved).
     rows = parallel.run_all([lambda sf=sf: one(sf) for sf in sfs])
-    out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat", "refused", "size"), (list(col) for col in zip(*rows))))
-    if any(size not in (0, ref.size) for size in out["size"]):
-        raise ValueError(f"reference has {ref.size} values, emulated outputs {max(out['size'])}: pass references "
+    out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat", "refused", "size", "worst"),
+                   (list(col) for col in zip(*rows))))
+    if any(size not in (0, ref_size) for size in out["size"]):
+        raise ValueError(f"reference has {ref_size} values, emulated outputs {max(out['size'])}: pass references "
                          "for the same inputs (same batch)")
     if all(out["refused"]):
         raise ValueError(f"the emulator refuses every scale factor swept ({sfs[0]:g}: {out['refused'][0]})")
@@ -144,6 +160,7 @@ def sweep(
         recommended_scale_factor=recommended_scale_factor(_swept_inputs(inputs, per_input), headroom),
         headroom=headroom,
         layout=layout, precision=precision, refused=out["refused"],
+        worst_output=out["worst"] if len(names) > 1 else [],
         notes=[f"sf swept on input {next(iter(per_input))!r}; held: "
                + ", ".join(f"{k} at sf {v:g}" for k, v in list(per_input.items())[1:])] if per_input else [],
     )
