@@ -217,24 +217,3 @@ def conv1d_ncw_reference(x_ncw: np.ndarray, w_fck: np.ndarray, bias: np.ndarray,
 
 
 GRAPH_COMPILER = "src/plugins/intel_gna/src/gna_graph_compiler.cpp (ConvolutionPrimitive) @2023.1.0"
-
-
-def conv2d_problem(in_shape: list, kernel: tuple[int, ...], strides: list) -> str:
-    """Why a 4-D convolution is not one the emulator runs (its 1-D convolution reads [1, C, 1, W] with a kernel
-    of height 1), with what the 2023.1 plugin does with it [S: gna_graph_compiler.cpp ConvolutionPrimitive,
-    layers/gna_convolution_layer.cpp isMappableFrom2DTo1D; compile target GNA 3.0]; '' for a 1-D one."""
-    if len(in_shape) != 4 or None in in_shape[2:]:
-        return ""
-    (h, w), (kh, kw) = in_shape[2:], kernel[-2:]
-    sh, sw = (int(s) for s in strides[-2:])
-    if h == 1 and kh == 1:
-        return ""
-    head = f"a 2-D convolution (input H×W {h}×{w}, kernel {kh}×{kw}, strides {sh}×{sw}): the plugin "
-    if w == 1:
-        how = "swaps H and W and runs a 1-D convolution along H"
-    elif (w == kw and sw == 1) or (h == kh and in_shape[1] == 1 and sh == 1):
-        how = "maps it to a 1-D convolution (isMappableFrom2DTo1D)"
-    else:
-        how = ("runs it as a GNA 3.0 2-D convolution (finalizeConvolution2DPrimitive; Decompose2DConv splits it "
-               "into 1-D convolutions only on a target whose 2-D validator rejects it)")
-    return head + how + "; not modelled by the emulator yet"

@@ -210,6 +210,38 @@ def _conv_status(node: Node, prog: Program) -> tuple[str, str]:
     return "native", "GNA 1-D convolution" + bias + " (finalizeConvolution1DPrimitive)"
 
 
+def _conv2d_row(node: Node, shape: list, kernel: tuple, porting: bool) -> dict[str, str]:
+    """A 4-D convolution's row: which way the plugin takes it (conv2d.py) and, on the 2-D primitive, the
+    GNA 3.0 validator's verdict."""
+    from gnaexp.emulator import conv2d
+    from gnaexp.emulator.conv import GRAPH_COMPILER
+
+    (_, c, h, w), (f, _, kh, kw) = shape, kernel
+    sh, sw = (int(s) for s in node.attrs.get("strides", [1, 1])[-2:])
+    how = conv2d.way(h, w, c, kh, kw, sh, sw)
+    geometry = f"input H×W {h}×{w}, {c} channels, kernel {kh}×{kw}, strides {sh}×{sw}"
+    if how == "swap":
+        return {"op": "Convolution", "name": node.name, "status": "rewritten",
+                "how": f"a 2-D convolution ({geometry}) of input width 1: H and W swapped, a 1-D convolution along H",
+                "source": GRAPH_COMPILER}
+    if how == "mapped":
+        return {"op": "Convolution", "name": node.name, "status": "rewritten",
+                "how": f"a 2-D convolution ({geometry}) mapped to a 1-D convolution (isMappableFrom2DTo1D)",
+                "source": GRAPH_COMPILER}
+    padded = (max(8, -(-f // 8) * 8), max(8, -(-c // 8) * 8)) if porting else (f, c)
+    errors = conv2d.validator_errors(h, w, padded[1], kh, kw, padded[0], sh, sw)
+    if errors:
+        return {"op": "Convolution", "name": node.name, "status": "refused", "by": "plugin",
+                "how": f"a 2-D convolution ({geometry}): the GNA 3.0 2-D convolution refuses it: " + "; ".join(errors)
+                + ("" if porting else "; porting pads channels and kernels to multiples of 8 where only that fails"),
+                "source": conv2d.LIMITS}
+    rewrite = "; porting rewrite: input channels and kernels padded with zeros to multiples of 8" \
+        if padded != (f, c) else ""
+    return {"op": "Convolution", "name": node.name, "status": "rewritten" if rewrite else "native",
+            "how": f"GNA 3.0 2-D convolution ({geometry}; finalizeConvolution2DPrimitive, k2d "
+                   f"{conv2d.k2d(h, w, c, kh, kw, sh, sw):g}){rewrite}", "source": GRAPH_COMPILER}
+
+
 def _blocker(problem: str) -> str:
     """Who stops an op: "input shape" (a dynamic shape to fix), else the emulator."""
     return "input shape" if DYNAMIC in problem else "emulator"
@@ -288,14 +320,11 @@ def _node_row(prog: Program, node: Node, porting: bool, host_fed: set[str]) -> d
     if node.name in prog.refused:
         return _refused_row(prog, node)
     if op == "Convolution":
-        from gnaexp.emulator.conv import GRAPH_COMPILER, conv2d_problem
-
         w = prog.consts.get(node.inputs[1]) if len(node.inputs) > 1 else None
-        problem = conv2d_problem(node.attrs.get("input_shape", []), w.shape, node.attrs.get("strides", [1, 1])) \
-            if w is not None and w.ndim == 4 else ""
-        if problem:
-            return {"op": op, "name": node.name, "status": "refused", "how": problem, "source": GRAPH_COMPILER,
-                    "by": "emulator"}
+        shape = node.attrs.get("input_shape", [])
+        if w is not None and w.ndim == 4 and len(shape) == 4 and None not in shape and \
+                not (shape[2] == 1 and w.shape[2] == 1):
+            return _conv2d_row(node, shape, w.shape, porting)
         status, how = _conv_status(node, prog)
         if status == "rewritten" and not porting:
             status = "refused"

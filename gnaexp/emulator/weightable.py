@@ -1,5 +1,5 @@
 """Convolution and fully connected layers in the plan: weight quantization (docs/gna-rules.md §3.2) and the
-1-D convolution primitive on interleaved memory (§4)."""
+1-D convolution primitive on interleaved memory (§4); 2-D convolutions in ``conv2d.py``."""
 
 from __future__ import annotations
 
@@ -47,9 +47,13 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
     stats = prog.stats.get(node.inputs[1])
     shape = ti.shape
-    problem = cv.conv2d_problem(list(shape), w.shape, list(a["strides"]))
-    if problem:
-        raise ValueError(f"convolution {node.name!r}: {problem}")
+    if len(shape) == 4 and not (shape[2] == 1 and w.shape[2] == 1):  # H > 1 or a taller kernel: conv2d.py
+        from gnaexp.emulator.conv2d import add_conv2d
+
+        if shape[0] != 1:
+            raise ValueError(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
+        add_conv2d(ctx, node, k, w, stats, node.bias, _dst_stats(prog, node))
+        return
     if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
         w3 = w[:, :, 0, :]
         stride = int(a["strides"][1])
