@@ -176,9 +176,16 @@ def main():
         else:
             feed = {p.any_name: inputs[p.any_name] for p in model.inputs}
             if all(feed[p.any_name].ndim == len(p.get_shape()) + 1 for p in model.inputs):
-                # a streamed run stores every step's inputs (states as the reference fed them): one inference each
-                steps = [compiled({k: v[t] for k, v in feed.items()}) for t in range(len(next(iter(feed.values()))))]
-                result = {out: np.stack([np.asarray(r[out]) for r in steps]) for out in compiled.outputs}
+                # a streamed run stores every step's inputs (states as the reference fed them): one inference each,
+                # memory layers (ReadValue/Assign) set to the state the reference read at that step
+                request, steps = compiled.create_infer_request(), []
+                for t in range(len(next(iter(feed.values())))):
+                    for state in request.query_state():
+                        stored = inputs.get("memory:" + state.name)
+                        if stored is not None:
+                            state.state.data[...] = stored[t]
+                    steps.append({out: np.array(r) for out, r in request.infer({k: v[t] for k, v in feed.items()}).items()})
+                result = {out: np.stack([r[out] for r in steps]) for out in compiled.outputs}
             else:
                 result = compiled(feed)
             report["openvino_cpu"] = {}

@@ -264,9 +264,10 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
         model, renamed, notes = ir.convert_file(config.model, arrays)
         shapes = ir.input_shapes(model) if notes else None  # a reshaped copy per shape
         path = cache.user_model_ir(Path(config.model), model, renamed, shapes)  # other backends read an IR file
+        memory = [s.get_variable_id() for s in model.get_sinks() if s.get_type_name() == "Assign"]
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model),
-                           info={"notes": notes} if notes else {})
+                           info=({"notes": notes} if notes else {}) | ({"memory": memory} if memory else {}))
     from gnaexp import nets
 
     spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,
@@ -289,7 +290,7 @@ def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "us
 def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.ndarray]:
     """The inputs every backend runs on; for a streaming config, the steps as the reference streams them (frames
     and the reference's own state at each step)."""
-    if config.state:
+    if streaming.streamed(config.state, model):
         return streaming.reference_stream(model, *stream_inputs(config, model))[0]
     if config.input_file:
         return inputs_mod.load(config.input_file, model.input_shapes)
@@ -398,8 +399,8 @@ def run(
         if model is None:
             float_model = _build_float_model(config)
             model = _with_config_ir(float_model, config)
-        feed = {} if config.state else make_inputs(config, model)
-    stream = stream_inputs(config, model) if config.state else None
+        feed = {} if streaming.streamed(config.state, model) else make_inputs(config, model)
+    stream = stream_inputs(config, model) if streaming.streamed(config.state, model) else None
     results = []
     for spec in config.backends:
         if progress:
@@ -495,7 +496,7 @@ def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.n
         return model, feed, ref.backend, ref.outputs
     float_model = _build_float_model(config)
     model = _with_config_ir(float_model, config)
-    if config.state:
+    if streaming.streamed(config.state, model):
         feed, backend, result = streaming.reference_stream(model, *stream_inputs(config, model))
         return model, feed, backend, result.outputs
     feed = make_inputs(config, model)

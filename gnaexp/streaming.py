@@ -93,9 +93,16 @@ def frames_and_initial(arrays: Mapping[str, np.ndarray], input_shapes: Mapping[s
 def note(pairs: Mapping[str, str], fed: Mapping[str, np.ndarray]) -> str:
     """What a streamed record's numbers are, for its notes."""
     steps = len(next(iter(fed.values())))
-    return (f"streamed over {steps} steps, state {', '.join(f'{k}←{v}' for k, v in pairs.items())}: each backend "
+    memory = sorted(k[len("memory:"):] for k in fed if k.startswith("memory:"))
+    state = ", ".join([f"{k}←{v}" for k, v in pairs.items()] + [f"memory {m}" for m in memory])
+    return (f"streamed over {steps} steps, state {state}: each backend "
             "carries its own state (closed loop, so drift accumulates as on the device); the emulated floor sweep "
             "and the diagnosis run each step on the reference's state (teacher-forced)")
+
+
+def streamed(state: str, model: Any) -> bool:
+    """Whether a model runs as a stream: state pairs named, or memory layers (ReadValue/Assign) in it."""
+    return bool(state or model.info.get("memory"))
 
 
 def model_stream_inputs(state: str, input_file: str, model: Any) -> tuple[dict[str, str], dict[str, np.ndarray],
@@ -106,8 +113,9 @@ def model_stream_inputs(state: str, input_file: str, model: Any) -> tuple[dict[s
 
     pairs = parse_state_pairs(state)
     if not input_file:
-        raise ValueError(f"state={state} streams frames: give them in input_file=FRAMES.npz (--input), each frame "
-                         "input as (steps, *shape)")
+        what = f"state={state}" if state else "a model with memory layers (ReadValue/Assign)"
+        raise ValueError(f"{what} streams frames: give them in input_file=FRAMES.npz (--input), each frame input "
+                         "as (steps, *shape)")
     outputs = {p.any_name: tuple(int(d) for d in p.get_shape())
                for p in ov.Core().read_model(str(model.ir_xml)).outputs}
     check_pairs(pairs, model.input_shapes, outputs)

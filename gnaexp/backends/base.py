@@ -120,10 +120,16 @@ class Backend(abc.ABC):
         step = self.stepper(model)
         start = time.perf_counter()
         outputs, fed = stream_steps(step, frames, pairs, initial)
+        fed.update(self.fed_state())  # memory layers the backend carries itself: the state each step read
         duration = time.perf_counter() - start
         described = self.run(model, self.described_inputs(fed))
         info = dict(described.info, streamed={"steps": len(next(iter(fed.values()))), "state": dict(pairs)})
         return BackendResult(self.name, described.kind, outputs, described.settings, info, duration), fed
+
+    def fed_state(self) -> dict[str, np.ndarray]:
+        """The memory-layer state (ReadValue/Assign) each step of the last stream read, per variable
+        (``memory:VAR``: (steps, *shape)), where the backend can tell; {} otherwise."""
+        return {}
 
     def described_inputs(self, fed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The inputs whose run describes a stream: its first step (a backend that takes every step at once as a

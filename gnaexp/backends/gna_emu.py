@@ -58,11 +58,17 @@ class GnaEmuBackend(Backend):
         self.plan = plan
         self.saturations: dict[str, int] = {}  # per layer, summed over every step run so far
 
+        memory = {names[0]: key for key, names, _ in prog.params if key in prog.memory}
+        carried: dict[str, np.ndarray] = {}  # memory layers: the state each step leaves for the next, (N, *shape)
+
         def step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            feeds, _, batched = prepare_inputs(prog, inputs)
+            feeds, _, batched = prepare_inputs(prog, inputs)  # a state not carried yet: the initial one
+            feeds.update({memory[name]: state for name, state in carried.items() if name not in inputs})
             outs, sats, _ = plan.run(feeds)
             for layer, n in sats.items():
                 self.saturations[layer] = self.saturations.get(layer, 0) + n
+            for name in memory:
+                carried[name] = outs.pop(name)  # (N, *shape): the next step reads it
             return {k: np.asarray(v if batched else v[0], dtype=np.float32) for k, v in outs.items()}
         return step
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from gnaexp.emulator.state_layers import MEMORY_PREFIX
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
 from gnaexp.environment import device_name
 from gnaexp.gna_settings import EXECUTION_MODES, PRECISIONS
@@ -129,10 +130,17 @@ class OpenVINOBackend(Backend):
         request = compiled.create_infer_request()
         outs = [(m.any_name, p) for m, p in zip(ov_model.outputs, compiled.outputs)]  # see _run
 
+        self.states_fed: dict[str, list[np.ndarray]] = {}  # memory layers: the state each step read
+
         def step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            for state in request.query_state():  # ReadValue/Assign: OpenVINO keeps the state in the request
+                self.states_fed.setdefault(MEMORY_PREFIX + state.name, []).append(np.array(state.state.data))
             result = request.infer({n: inputs[n] for n in names})
             return {name: np.array(result[port], dtype=np.float32) for name, port in outs}
         return step
+
+    def fed_state(self) -> dict[str, np.ndarray]:
+        return {k: np.stack(v).astype(np.float32) for k, v in getattr(self, "states_fed", {}).items()}
 
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         import openvino as ov

@@ -38,7 +38,8 @@ class Emulation:
     rules_version: str = RULES_VERSION
     layout: str = "correct"
     precision: str = "i16"
-    input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize"
+    input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize" | "memory"
+    state: dict[str, np.ndarray] = field(default_factory=dict)  # memory variable → the state its Assign wrote
 
     def to_json(self) -> dict[str, Any]:
         """Plan and notes, JSON-ready (no arrays)."""
@@ -155,14 +156,19 @@ def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dic
 
     Returns (feeds {param key: (N, *shape) float32}, sample shapes, batched?).
     """
+    data_params = [p for p in prog.params if p[0] not in prog.memory]
     if not isinstance(inputs, Mapping):
-        inputs = {prog.params[0][1][0]: inputs} if len(prog.params) == 1 else dict(inputs)
+        inputs = {data_params[0][1][0]: inputs} if len(data_params) == 1 else dict(inputs)
     feeds: dict[str, np.ndarray] = {}
     shapes: dict[str, tuple] = {}
     given = list(inputs.items())
     batched_flags = []
+    initial_state = []  # memory states not given: each inference starts from the initial state
     for i, (key, names, pshape) in enumerate(prog.params):
         match = next(((k, v) for k, v in given if k in names), None)
+        if match is None and key in prog.memory:
+            initial_state.append((key, pshape))
+            continue
         if match is None:
             if len(given) != len(prog.params):
                 raise ValueError(f"no input named {names[0]!r}; given {[k for k, _ in given]}. "
@@ -195,6 +201,12 @@ def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dic
     ns = {v.shape[0] for v in feeds.values()}
     if len(ns) > 1:
         raise ValueError(f"inputs have different numbers of samples: {sorted(ns)}")
+    n = next(iter(ns), 1)
+    for key, pshape in initial_state:
+        start = np.asarray(prog.memory[key].initial, dtype=np.float32)
+        feeds[key] = np.broadcast_to(start.reshape([d for d in pshape if d is not None] or start.shape),
+                                     (n,) + tuple(pshape)).copy()
+        shapes[key] = tuple(int(d) for d in pshape)
     return feeds, shapes, any(batched_flags)
 
 
@@ -223,6 +235,7 @@ def emulate(
     if not batched:
         outs = {k: v[0] for k, v in outs.items()}
         ints = {k: v[0] for k, v in ints.items()}
+    state = {prog.memory[key].variable: outs.pop(names[0]) for key, names, _ in prog.params if key in prog.memory}
     summary = []
     for row in plan.summary():
         row = dict(row)
@@ -239,4 +252,4 @@ def emulate(
         if row["saturations"]:
             notes.append(f"{row['layer']}: {row['saturations']} values saturated")
     return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision,
-                     dict(plan.input_sf_source))
+                     dict(plan.input_sf_source), state)

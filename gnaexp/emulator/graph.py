@@ -154,7 +154,8 @@ def build_plan(
                                  f"{', '.join(sorted(overrides))}") from None
             seen.add((rq.layer, rq.sf))
             overrides[rq.layer] = rq.sf
-            why[rq.layer] = "requantized_for_concat" if rq.note.startswith("concat") else "requantized_for_eltwise"
+            why[rq.layer] = ("requantized_for_concat" if rq.note.startswith("concat") else
+                             "requantized_for_memory" if rq.note.startswith("memory") else "requantized_for_eltwise")
             requantized.append(rq.note)
             continue
         for st in plan.steps:
@@ -164,6 +165,30 @@ def build_plan(
         return plan
     raise ValueError(f"scale factors do not settle after {len(requantized)} requantizations; the last: "
                      f"{requantized[-1] if requantized else '-'}")
+
+
+MEMORY_KEY = "memory-sf:"  # overrides key of a state's scale factor
+
+
+def _memory_write(ctx: BuildContext, key: str, memory, state_sf: float, overrides: Mapping[str, float]) -> str:
+    """The 16-bit tensor an Assign writes, at the state's scale factor, or a restart that makes it so (the
+    plugin's memory rule, state_layers.py)."""
+    k = ctx.get(ctx.prog.memory_writes[key])
+    if ctx.info[k].bits == 32:
+        k = ctx.need16(ctx.prog.memory_writes[key], for_result=True)
+    ti = ctx.info[k]
+    if np.float32(ti.sf) == np.float32(state_sf):
+        return k
+    if MEMORY_KEY + key not in overrides:
+        raise Requantize(MEMORY_KEY + key, float(np.float32(ti.sf)),
+                         f"memory {memory.variable!r}: the state takes the scale factor of the layer writing it "
+                         f"(sf {ti.sf:g}); propagation restarted from its ReadValue")
+    if ti.act:
+        raise Requantize(ti.act, state_sf, f"memory {memory.variable!r}: activation {ti.act!r} requantized from sf "
+                                           f"{ti.sf:g} to the state's sf {state_sf:g}")
+    raise ValueError(f"memory {memory.variable!r}: cannot requantize input to its Assign: the layer writing the state "
+                     f"has sf {ti.sf:g}, the state {state_sf:g}, and no activation before it to requantize "
+                     "(scale_factor_calc.cpp, memory layers)")
 
 
 def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:
@@ -191,9 +216,11 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
     info, notes = ctx.info, ctx.notes
     sf_in = _user_sf(prog, scale_factors)
     pname = {k: names[0] for k, names, _ in prog.params}
+    for key in prog.memory:  # a state's scale factor is the writer's, found by restarting (state_layers.py)
+        sf_in[key] = overrides.get(MEMORY_KEY + key, 1.0)
 
     # FakeQuantize right after network inputs sets their scale factor (§3.1) and replaces the user value.
-    sf_source = {key: "configured" for key, _, _ in prog.params}
+    sf_source = {key: "memory" if key in prog.memory else "configured" for key, _, _ in prog.params}
     for n in prog.nodes:
         if n.op == "FakeQuantize" and n.inputs[0] not in prog.consts:
             params = _moves_to_params(prog, n.inputs[0])
@@ -238,6 +265,8 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
             k = need16(key, for_result=True)
             ti = info[k]
         outputs.append((name, k, ti.sf))
+    for key, memory in prog.memory.items():
+        outputs.append((pname[key], _memory_write(ctx, key, memory, sf_in[key], overrides), sf_in[key]))
     sizes = {st.name: int(np.prod(info[st.out].shape)) for st in steps if st.kind != "move" and st.out in info}
     return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision,
                 {pname[k]: v for k, v in sf_source.items()}, sizes)

@@ -21,13 +21,14 @@ from gnaexp.emulator.moves import MOVE_OPS, apply_move
 from gnaexp.emulator.quantize import WeightStats, snap_fake_quantize
 
 SUPPORTED_OPS = (
-    "Parameter", "Result", "Constant", "Convolution", "MatMul", "Add", "Multiply", "Subtract",
+    "Parameter", "Result", "Constant", "Convolution (1-D; 2-D as GNA 3.0 takes it)", "MatMul", "Add", "Multiply",
+    "Subtract",
     "Add/Multiply/Subtract/Divide with a constant (ScaleShift)",
     "LSTM/GRU sequences and cells, TensorIterator (unrolled)", "MVN (decomposed as DecomposeMVN does)",
     "Concat", "Reshape", "Squeeze", "Unsqueeze",
     "Transpose", "Gather/Slice/Split/VariadicSplit with constant indices", "Relu", "PRelu (one slope)", "Clamp",
     "Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Sqrt", "Power (constant exponent)", "FakeQuantize",
-    "MaxPool (1-D)", "Pad and ReduceMean (on the host, with porting)",
+    "MaxPool (1-D; 2-D within GNA 3.0's window rule)", "Pad and ReduceMean (on the host, with porting)",
     "constant subgraphs (Convert/Multiply/Subtract/Divide/ShapeOf/Gather/…)",
 )
 FOLD_OPS = {"Convert", "Multiply", "Subtract", "Add", "Divide", "Mod", "Greater", "Broadcast", "Gather", "Slice",
@@ -84,6 +85,8 @@ class Program:
     refused: dict[str, str] = field(default_factory=dict)  # node name → why the emulator cannot read it
     rewrites: list[Any] = field(default_factory=list)  # recurrent.Rewrite: ops replaced as the plugin does
     notes: list[str] = field(default_factory=list)  # how the model was made readable (e.g. reshaped)
+    memory: dict[str, Any] = field(default_factory=dict)  # state parameter key → state_layers.Memory
+    memory_writes: dict[str, str] = field(default_factory=dict)  # state parameter key → tensor its Assign writes
 
 
 def downstream(prog: Program, key: str) -> list[Node]:
@@ -183,13 +186,14 @@ def read_program(model: Any, strict: bool = True) -> Program:
 
     ``strict``: an operation the emulator cannot run raises ``UnsupportedOpError``; otherwise it is kept as a
     node and its reason recorded in ``Program.refused`` (for the support report)."""
-    from gnaexp.emulator import mvn, recurrent
+    from gnaexp.emulator import mvn, recurrent, state_layers
     from gnaexp.model_files import read_model
 
     source = ""
     if isinstance(model, (str, Path)):
         source = str(model)
         model = read_model(model)
+    model, memory = state_layers.explicit(model)  # ReadValue/Assign: a state input and the tensor written
     model, mvn_rewrites = mvn.transform(model)  # first in the plugin's pipeline
     model, rewrites = recurrent.transform(model)
     rewrites = mvn_rewrites + rewrites
@@ -203,6 +207,7 @@ def read_program(model: Any, strict: bool = True) -> Program:
     stats: dict[str, WeightStats] = {}
     qtags: dict[str, tuple] = {}  # decompression tracking: key -> (kind, qmin, qmax, zero point)
     results: list[tuple[str, str]] = []
+    memory_writes: dict[str, str] = {}  # memory:VAR → tensor key
     result_order = {r.get_name(): i for i, r in enumerate(model.get_results())}  # outputs in the model's order
     result_index: dict[str, int] = {}
     alias: dict[str, str] = {}
@@ -244,6 +249,9 @@ def read_program(model: Any, strict: bool = True) -> Program:
             data.add(out)
             shape = [d.get_length() if d.is_static else None for d in op.get_output_partial_shape(0)]
             params.append((out, sorted(op.output(0).get_names()) + [name], shape))
+            continue
+        if t == "Result" and name.startswith(state_layers.MEMORY_PREFIX):
+            memory_writes[name] = in_keys[0]  # what the Assign writes: not a network output
             continue
         if t == "Result":
             v = op.input_value(0)
@@ -394,7 +402,10 @@ def read_program(model: Any, strict: bool = True) -> Program:
     for n in nodes:
         for k in n.inputs:
             consumers.setdefault(k, []).append(n)
-    res_nodes = {k for _, k in results}
+    res_nodes = {k for _, k in results} | set(memory_writes.values())
     for k in res_nodes:
         consumers.setdefault(k, []).append(Node("Result", "Result", [k], ""))
-    return Program(params, nodes, consts, stats, results, consumers, has_fq, source, folded, refused, rewrites)
+    by_name = {names[0]: key for key, names, _ in params}
+    return Program(params, nodes, consts, stats, results, consumers, has_fq, source, folded, refused, rewrites,
+                   memory={by_name[n]: m for n, m in memory.items()},
+                   memory_writes={by_name[n]: memory_writes[n] for n in memory})

@@ -289,7 +289,9 @@ def support_report(prog: Program, porting: bool = True) -> list[dict[str, str]]:
     the plugin or not modelled by the emulator), and the source of that answer."""
     part_of = {n: rw for rw in prog.rewrites for n in rw.nodes}
     parts: dict[str, list[dict[str, str]]] = {rw.name: [] for rw in prog.rewrites}
-    rows: list[dict[str, str]] = []
+    from gnaexp.emulator.state_layers import support_row
+
+    rows: list[dict[str, str]] = [support_row(m) for m in prog.memory.values()]
     placed: set[str] = set()
     by_name = {rw.name: rw for rw in prog.rewrites}
     host_fed = host_fed_params(prog)
