@@ -87,10 +87,12 @@ def reference_verdict(c: metrics.Comparison) -> str:
 
 
 def _best_hint(sweep: Mapping[str, Any]) -> str:
-    """The better scale factor, the same one the finding advises (the best that keeps the input headroom)."""
+    """The better scale factor where the floor is below usable, the same one the finding advises (the best that
+    keeps the input headroom); nothing where the result is already usable."""
     best_sf, best = _best_within_headroom(sweep)
-    if best - sweep["floor_sqnr_db"] > FLOOR_MARGIN_DB:
-        return f"; the floor itself is quantization-limited here — sf {best_sf:g} would give {best:.1f} dB"
+    floor = sweep["floor_sqnr_db"]
+    if (not math.isfinite(floor) or floor < USABLE_FLOOR_DB) and best - floor > FLOOR_MARGIN_DB:
+        return f"; a higher scale factor lowers the error: sf {best_sf:g} gives {best:.1f} dB (set scale_factor={best_sf:g})"
     return ""
 
 
@@ -146,6 +148,34 @@ def input_range_cause(used_sf: float, recommended_sf: float, what: str = "the in
             "with 6 dB headroom)")
 
 
+def result_status(record: Any, result: Any) -> str | None:
+    """The status of one backend's result (``status.STATUSES``), by the same tests as ``result_verdict``; None for
+    a result without metrics."""
+    per = record.metrics.get(result.label)
+    if not per:
+        return None
+    c = worst(per)
+    if _non_finite_note(c):
+        return "defect"
+    if result.kind == "reference":
+        return "matches" if c.cosine >= FP32_COSINE_MIN else "defect"
+    usable = "matches" if c.sqnr_db >= USABLE_FLOOR_DB else "quantization-limited"
+    sweep = record.sweep if record.sweep and "floor_sqnr_db" in record.sweep else None
+    layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
+    if layout == "correct":
+        return "quantization-limited" if _saturated_layers(result, significant=True) else usable
+    if sweep is None or sweep["floor_sqnr_db"] - c.sqnr_db <= FLOOR_MARGIN_DB:
+        return usable
+    trace = sweep["layouts"].get(layout) if layout else None
+    if trace is None:
+        return "defect"  # far below the floor, and no emulated path to say whether the scale factor would help
+    floor_trace = sweep["layouts"]["correct"]["sqnr_db"]
+    steady = [v for v, f in zip(trace["sqnr_db"], floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
+    if steady and _spread(steady) < STEADY_DB and sweep["best_sqnr_db"] - max(trace["sqnr_db"]) > FLOOR_MARGIN_DB:
+        return "defect"
+    return "quantization-limited"
+
+
 def _spread(values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return max(finite) - min(finite) if finite else 0.0
@@ -184,7 +214,7 @@ def result_verdict(record: Any, result: Any) -> str | None:
     if gap <= FLOOR_MARGIN_DB:
         return (f"error at the {bits} floor for sf {sf:g}{tag}: SQNR {c.sqnr_db:.1f} dB vs floor {floor:.1f} dB, "
                 f"cosine {c.cosine:.6f} — quantization only{_best_hint(sweep)}")
-    text = f"far above the {bits} floor for sf {sf:g}{tag}: SQNR {c.sqnr_db:.1f} dB vs floor {floor:.1f} dB"
+    text = f"SQNR {c.sqnr_db:.1f} dB, far below the {bits} floor for sf {sf:g}{tag} ({floor:.1f} dB)"
     trace = sweep["layouts"].get(layout) if layout else None
     if trace is None:
         return text + " → not explained by quantization alone; compare the layout hypotheses (gnaexp diagnose)"

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp import experiment as experiment_mod
-from gnaexp import parameters
-from gnaexp.markup import cell, escape, table
-from gnaexp.report import HTML, Markdown, image
+from gnaexp import parameters, status
+from gnaexp.markup import bold, cell, escape, table
+from gnaexp.report import HTML, YOUR_MODEL, image
 
 TOP_HYPOTHESES = 10
 
@@ -62,16 +62,20 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
     headline = [f"**finding**: {result['headline']}."] if result.get("headline") else []
     write_index_entry(record_dir, config.experiment, headline + [f"**{label}**: {obs.get('verdict', '')}.",
                                                                  f"**per layer**: {d.step('per-layer').get('verdict', '')}."],
-                      [row])
+                      [row], [], status.ladder_finding(result))
     return d
 
 
-def verdict(d: Diagnosis) -> Markdown:
-    lines = ([f"- **finding**: {d.result['headline']}"] if d.result.get("headline") else [])
-    lines += [f"- **{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
-    return Markdown(f"<div class='gnaexp-verdict'>\n\n**Diagnosis** of {escape(d.config.experiment)} at sf "
-                    f"{d.config.scale_factor:g}, observed: {escape(d.observed_label)} (GNA figures emulated)\n\n"
-                    + "\n".join(lines) + "\n\n</div>")
+def verdict(d: Diagnosis) -> HTML:
+    """Status, the verdict in one sentence and the next step, then one line per step of the ladder."""
+    lines = ([f"**finding**: {d.result['headline']}"] if d.result.get("headline") else [])
+    lines += [f"**{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
+    details = "".join(f"<li>{bold(line)}</li>" for line in lines)
+    about = (f"Diagnosis of {d.config.experiment} at sf {d.config.scale_factor:g}; observed: {d.observed_label}; "
+             "GNA figures are emulated unless the observed output came from a device file.")
+    return HTML(status.finding_html(status.ladder_finding(d.result), [about])
+                + f"<ul class='gnaexp-details'>{details}</ul><p class='gnaexp-note'><b>Your model, your device:</b> "
+                f"{escape(YOUR_MODEL)}</p>")
 
 
 def hypotheses_table(d: Diagnosis) -> HTML:

@@ -113,7 +113,7 @@ def output_mistakes(expected: np.ndarray, observed: np.ndarray) -> list[Hypothes
         for k in range(1, min(MAX_SHIFT, w - 1) + 1):
             for sign, word in ((1, "late"), (-1, "early")):
                 rolled = np.roll(e, sign * k, axis=2)
-                add(f"time-rolled-{sign * k:+d}", "time", f"output frames arrive {k} frame(s) {word} (wrapped "
+                add(f"time-rolled {sign * k:+d}", "time", f"output frames arrive {k} frame(s) {word} (wrapped "
                     "around): a buffer offset", rolled)
                 zero = rolled.copy()
                 if sign > 0:

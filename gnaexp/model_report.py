@@ -14,7 +14,7 @@ import numpy as np
 from gnaexp import experiment, model_catalog, parameters, report
 from gnaexp.cache import cache_dir
 from gnaexp.files import atomic_write_bytes
-from gnaexp.markup import cell, escape, table
+from gnaexp.markup import bold, cell, escape, table
 
 
 STREAM_STEPS = 48  # frames a corpus model streams for (state set): about 0.5–1.7 s of its audio
@@ -45,16 +45,13 @@ def _config(namespace: Mapping[str, Any]) -> experiment.ExperimentConfig:
     return config
 
 
-def _bold(line: str) -> str:
-    """A verdict line's Markdown bold (``**label**: text``) as HTML, the rest escaped."""
-    parts = escape(line).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+def _verdict(found: Any, lines: list[str], notes: list[str] = ()) -> report.HTML:
+    from gnaexp import status
 
-
-def _verdict(lines: list[str], notes: list[str] = ()) -> report.HTML:
-    items = "".join(f"<li>{_bold(line)}</li>" for line in lines)
+    items = "".join(f"<li>{bold(line)}</li>" for line in lines)
     notes_html = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in notes)
-    return report.HTML(f"<div class='gnaexp-verdict'><h3>Verdict</h3><ul>{items}</ul>{notes_html}</div>")
+    return report.HTML(status.finding_html(found) + f"<ul class='gnaexp-details'>{items}</ul>{notes_html}"
+                       f"<p class='gnaexp-note'><b>Your model, your device:</b> {escape(report.YOUR_MODEL)}</p>")
 
 
 def _support(support: Any) -> report.HTML:
@@ -62,7 +59,8 @@ def _support(support: Any) -> report.HTML:
              escape(r.get("source", ""))) for r in support.rows if r["status"] != "folded"]
     porting = ", with porting" if support.porting else ""
     caption = (f"{escape(support.model)}: every op on GNA (plugin rules of OpenVINO 2023.1.0{porting}) as the "
-               f"emulator reads it · {escape(support.verdict())}")
+               f"emulator reads it · {escape(support.verdict())} · summary: "
+               + escape(", ".join(f"{n} {s}" for s, n in support.counts().items())))
     notes = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in support.notes)
     return report.HTML("<h3>Support</h3>" + table(("status", "op", "layer", "how", "plugin source"), rows,
                                                      "gnaexp-support", caption) + notes)
@@ -83,7 +81,7 @@ def _layers(config: experiment.ExperimentConfig) -> report.HTML:
     rows = layers.per_layer(model.ir_xml, experiment.make_inputs(config, model), config.scale_factor,
                             config.precision, config.layout, porting=config.porting)
     first = layers.first_bad_layer(rows)
-    body = [(escape(r["layer"]), escape(r["op"]), cell(r["out_sf"], "g"), cell(r["accumulated_sqnr_db"], ".1f"),
+    body = [(escape(r["layer"]), escape(r["op"]), cell(r["out_sf"], ".6g"), cell(r["accumulated_sqnr_db"], ".1f"),
              cell(r["local_sqnr_db"], ".1f"), cell(r["saturations"], "d")) for r in rows]
     caption = ("emulated GNA integer pipeline against OpenVINO CPU FP32, per layer · first layer below the usable "
                f"floor: {escape(first['layer']) if first else 'none'}")
@@ -94,7 +92,7 @@ def _layers(config: experiment.ExperimentConfig) -> report.HTML:
 
 def show(namespace: Mapping[str, Any]) -> list[Any]:
     """Everything the models notebook displays, in order (pass ``globals()``); the index entry is written too."""
-    from gnaexp import diagnosis, summary
+    from gnaexp import diagnosis, status, summary
     from gnaexp.pages import write_index_entry
 
     config = _config(namespace)
@@ -107,13 +105,18 @@ def show(namespace: Mapping[str, Any]) -> list[Any]:
         what = "refused" if support.refused() else "not run"  # e.g. an input file that does not fit the model
         lines = [f"**{what}**: the GNA emulator cannot run {Path(config.model).name}: {exc}",
                  f"**support**: {support.verdict()}"]
-        write_index_entry(record_dir, "model", lines, [], [])
-        return [_verdict(lines), _support(support)]
+        found = status.Finding(status.REFUSED if support.refused() else status.FAILED, f"{support.verdict()}",
+                               "see the support table: each refused op says why and what a porting team does "
+                               "(--porting runs the exact rewrites)" if support.refused() else str(exc))
+        write_index_entry(record_dir, "model", lines, [], [], found)
+        return [_verdict(found, lines), _support(support)]
     run_ = report.NotebookRun(report.Setting(config, str(record_dir)), record, record_dir)
     lines = diagnosis.verdict_lines(record) + [f"**support**: {support.verdict()}"]
     rows = summary.rows(record)
-    write_index_entry(record_dir, "model", lines, rows, record.model_info.get("notes", []))
-    parts = [_verdict(lines, record.model_info.get("notes", [])), _support(support), _metrics(rows, record.reference), report.sweep_plot(run_)]
+    found = status.record_finding(record)
+    write_index_entry(record_dir, "model", lines, rows, record.model_info.get("notes", []), found)
+    parts = [_verdict(found, lines, record.model_info.get("notes", [])), _support(support),
+             _metrics(rows, record.reference), report.sweep_plot(run_)]
     try:
         parts.append(_layers(config))
     except ValueError as exc:

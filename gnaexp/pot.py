@@ -52,8 +52,21 @@ def run_study(params: Mapping[str, Any]) -> Study:
     from gnaexp.pages import write_index_entry
 
     write_index_entry(study.record_dir, "pot", verdict_lines(study),
-                      [_index_row(r) for r in study.rows if r["kind"] == "emulated"])
+                      [_index_row(r) for r in study.rows if r["kind"] == "emulated"], [], study_finding(study))
     return study
+
+
+def study_finding(study: Study) -> Any:
+    """The study's status: its worst run's, with that run's next step and the study's first verdict line."""
+    from gnaexp import status
+
+    findings = [(status.record_finding(r), r) for r in study.records]
+    found, record = min(findings, key=lambda f: status.SEVERITY.index(f[0].status))
+    where = (f"{record.experiment}, {record.config.get('ir')} IR, sf {record.config.get('scale_factor'):g}, layout "
+             f"{record.config.get('layout')}")
+    lines = verdict_lines(study)
+    return status.Finding(found.status, lines[0].replace("**", "") if lines else found.verdict,
+                          f"{found.next_step} (worst run: {where})")
 
 
 def _rows(record: Record, name: str, ir: str, sf: float, layout: str) -> list[dict[str, Any]]:
@@ -96,10 +109,13 @@ def verdict_lines(study: Study) -> list[str]:
 
 
 def verdict(study: Study) -> Any:
-    """The verdict lines as a Markdown list, for the notebook."""
-    from gnaexp.report import Markdown
+    """The study's first screen: status, verdict and next step, then the verdict lines."""
+    from gnaexp import status
+    from gnaexp.markup import bold
+    from gnaexp.report import HTML
 
-    return Markdown("\n".join(f"- {line}" for line in verdict_lines(study)))
+    details = "".join(f"<li>{bold(line)}</li>" for line in verdict_lines(study))
+    return HTML(status.finding_html(study_finding(study)) + f"<ul class='gnaexp-details'>{details}</ul>")
 
 
 def environment(study: Study) -> Any:
@@ -143,7 +159,8 @@ def plan_table(study: Study) -> "Any":
                cell(r["derived_scale_factor"], ".6g")) for r in q.get("fake_quantize", [])]
         emu = next((r for r in record.results if r.kind == "emulated"), None)
         columns = ("layer", "op", "precision", "in_sf", "w_sf", "out_sf", "saturations")
-        plan = [tuple(cell(p.get(k)) for k in columns) for p in (emu.info.get("plan", []) if emu else [])]
+        plan = [tuple(cell(p.get(k), ".6g" if isinstance(p.get(k), float) else "") for k in columns)
+                for p in (emu.info.get("plan", []) if emu else [])]
         notes = "".join(f"<li>{escape(n)}</li>" for n in q.get("notes", []))
         name = escape(record.experiment)
         parts.append(f"<h4>{name}: NNCF quantizers</h4>"

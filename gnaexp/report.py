@@ -18,10 +18,12 @@ import numpy as np
 from gnaexp import experiment as experiment_mod
 from gnaexp.backends import BackendResult, BackendUnavailable, make_backend
 from gnaexp.experiment import ExperimentConfig
-from gnaexp.markup import cell, escape, key_value_rows, table
+from gnaexp.markup import bold, cell, escape, key_value_rows, table
 from gnaexp.records import Record
 
 
+
+NNCF_SETTINGS = ("activation_bits", "weight_bits", "calibration_size", "calibration_seed", "calibration_file")
 
 # --- setting and backends ----------------------------------------------------------------------------------
 
@@ -35,7 +37,9 @@ class Setting:
     requested_backends: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
-        rows = {k: v for k, v in self.config.to_json().items() if v not in ("", None)}
+        quantized = self.config.ir != experiment_mod.IR_FLOAT
+        rows = {k: v for k, v in self.config.to_json().items()
+                if v not in ("", None) and (quantized or k not in NNCF_SETTINGS)}
         rows["backends"] = ", ".join(self.config.backends)
         body = key_value_rows(rows.items())
         notes = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in self.notes)
@@ -217,23 +221,52 @@ def sweep_plot(run_: NotebookRun) -> Any:
     return image(fig)
 
 
-def verdict(run_: NotebookRun) -> Markdown:
-    """The record's verdicts in words (``diagnosis``), also saved to the record folder's summary for the index."""
-    from gnaexp import diagnosis
+def finding(run_: NotebookRun) -> HTML:
+    """The report's first screen: status, the verdict in one sentence and the next step (``status``), then every
+    backend's verdict (``diagnosis``) and where the forum's own figure differs, why; saved for the index too."""
+    from gnaexp import diagnosis, status
 
+    found = status.record_finding(run_.record)
     lines = diagnosis.verdict_lines(run_.record)
-    save_index_entry(run_, lines)
-    return Markdown("<div class='gnaexp-verdict'>\n\n**Verdict**\n\n" + "\n".join(f"- {l}" for l in lines)
-                    + "\n\n</div>")
+    save_index_entry(run_, lines, found)
+    details = "".join(f"<li>{bold(line)}</li>" for line in lines)
+    return HTML(status.finding_html(found, _forum_notes(run_.record)) + f"<ul class='gnaexp-details'>{details}</ul>"
+                + f"<p class='gnaexp-note'><b>Your model, your device:</b> {escape(YOUR_MODEL)}</p>")
 
 
-def save_index_entry(run_: NotebookRun, lines: list[str]) -> Path:
-    """Key metrics and verdict beside the record, for the batch index page."""
+YOUR_MODEL = ("run your own model with gnaexp run model --set model=FILE --set input_file=INPUTS.npz (any format "
+              "OpenVINO reads); measure your GNA on the same inputs with gnaexp export, then pack/measure_on_device.py "
+              "on the GNA machine, and bring the outputs back: gnaexp diagnose --export-dir pack")
+
+
+def _forum_notes(record: Record) -> list[str]:
+    """Where the forum team's measured GNA figure differs from this run's emulated one, what that means."""
+    from gnaexp import summary
+
+    notes = []
+    for row in summary.rows(record):
+        if row.get("forum_cosine") is None or row["kind"] != "emulated" or not np.isfinite(row["cosine"]):
+            continue
+        gap = abs(row["cosine"] - row["forum_cosine"])
+        if gap > 0.05:
+            layout = record.config.get("layout", "correct")
+            notes.append(f"The forum team measured cosine {row['forum_cosine']} on their GNA here; this run "
+                         f"({row['backend']}, layout {layout}) computes {row['cosine']:.4f}. A gap that large is not "
+                         "quantization: " + ("the legacy-concat layout (layout=legacy-concat) reproduces the forum's "
+                                             "figure — open that row, or the diagnose notebook, for the mechanism"
+                                             if layout == "correct" else
+                                             "compare the layout paths in the diagnose notebook"))
+            break
+    return notes
+
+
+def save_index_entry(run_: NotebookRun, lines: list[str], found: Any = None) -> Path:
+    """Key metrics, verdict and status beside the record, for the batch index page."""
     from gnaexp import summary
     from gnaexp.pages import write_index_entry
 
     return write_index_entry(run_.record_dir, run_.record.experiment, lines, summary.rows(run_.record),
-                             run_.setting.notes)
+                             run_.setting.notes, found)
 
 
 def _relative(path: Path | str) -> str:

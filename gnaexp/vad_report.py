@@ -112,11 +112,15 @@ def metrics_table(record: Mapping[str, Any]) -> str:
 
 def support_table(record: Mapping[str, Any]) -> str:
     """The emulator's answer per op: native, decomposed, rewritten, host, movement, folded."""
-    rows = []
+    from collections import Counter
+
+    rows, counts = [], Counter()
     for b, em in (record.get("emulator") or {}).items():
         for r in em["support"]:
             rows.append([escape(r["status"]), escape(r["op"]), escape(r["name"]), escape(r["how"])])
-    return table(["status", "op", "layer", "what the GNA plugin does"], rows)
+            counts[r["status"]] += 1
+    summary = "summary: " + ", ".join(f"{n} {s}" for s, n in counts.most_common())
+    return table(["status", "op", "layer", "what the GNA plugin does"], rows, caption=escape(summary))
 
 
 def plan_table(record: Mapping[str, Any]) -> str:
@@ -124,8 +128,8 @@ def plan_table(record: Mapping[str, Any]) -> str:
     rows = []
     for b, em in (record.get("emulator") or {}).items():
         for r in em["plan"]:
-            rows.append([escape(r["layer"]), escape(r["op"]), cell(r.get("in_sf")), cell(r.get("w_sf")),
-                         cell(r.get("out_sf")), cell(r["saturations"])])
+            rows.append([escape(r["layer"]), escape(r["op"]), cell(r.get("in_sf"), ".6g"), cell(r.get("w_sf"), ".6g"),
+                         cell(r.get("out_sf"), ".6g"), cell(r["saturations"])])
     return table(["layer", "op", "in sf", "w sf", "out sf", "saturated values"], rows)
 
 
@@ -143,14 +147,52 @@ def verdict(record: Mapping[str, Any]) -> str:
     return "\n".join(f"- {line}." for line in verdict_lines(record))
 
 
+def run_finding(record: Mapping[str, Any]) -> Any:
+    """The run's ``status.Finding``: the audio scale factor as the cause, else whether the decisions hold."""
+    from gnaexp import status
+
+    return status.vad_finding(record, vad_run.finding(record), vad_run.AGREEMENT_OK)
+
+
 def save_index_entry(record: Mapping[str, Any], record_dir: str) -> Path:
-    """Key figures per backend (over all files) and the verdict, for the batch index page."""
+    """Key figures per backend (over all files), the verdict and the status, for the batch index page."""
     from gnaexp.pages import write_index_entry
 
     rows = [{"backend": agg["label"], "kind": agg["kind"], "output": "probability",
              "cosine": agg["mean_cosine"], "sqnr_db": agg["lowest_sqnr_db"], "l1": agg["mean_abs_dp"]}
             for b, agg in record["aggregate"].items() if b != record["reference"]]
-    return write_index_entry(Path(record_dir), "silero_vad", verdict_lines(record), rows, list(record["notes"]))
+    return write_index_entry(Path(record_dir), "silero_vad", verdict_lines(record), rows, list(record["notes"]),
+                             run_finding(record))
+
+
+READING = ("How to read the figures: agreement is the share of chunks whose speech decision (p ≥ 0.5) is the "
+           "reference's; segment precision/recall compare speech segments with the reference's or the ground "
+           "truth's within ±1 chunk, so a backend identical to the reference scores what the reference scores. The "
+           "FP32 model's own segments can start a chunk or two after the true onsets (on the kit's speech sample it "
+           "scores P/R 0.50 against the ground truth at ±1 chunk): judge a GNA backend against the reference first. "
+           "A state SQNR near 10 dB matters only when the decisions disagree.")
+YOUR_DEVICE = ("Your device: stream the same audio on the GNA machine (openvino:GNA in backends there), take its "
+               "tracks.npz home and add import:tracks.npz after the reference in backends; its rows are labelled "
+               "imported.")
+
+
+def finding(record: Mapping[str, Any], record_dir: str) -> str:
+    """The report's first screen: status, verdict and next step, the run's parameters, every backend's verdict;
+    the index entry is saved too."""
+    from gnaexp import status
+    from gnaexp.markup import bold, key_value_rows
+
+    save_index_entry(record, record_dir)
+    emu = next((s for s in record["device_settings"].values() if s.get("scale_factors")), {})
+    params = {"audio": ", ".join(f["file"] for f in record["files"]), "backends": ", ".join(record["backends"]),
+              "reference": record["reference"],
+              "scale factors (GNA)": ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
+              "precision": emu.get("precision", "–"),
+              "recommended audio scale factor": f"{record.get('recommended_scale_factor') or 0:.6g}"}
+    details = "".join(f"<li>{bold(line)}</li>" for line in verdict_lines(record))
+    return (status.finding_html(run_finding(record)) + f"<ul class='gnaexp-details'>{details}</ul>"
+            f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"
+            f"<p class='gnaexp-note'>{escape(READING)}</p><p class='gnaexp-note'>{escape(YOUR_DEVICE)}</p>")
 
 
 def environment_table(record: Mapping[str, Any]) -> str:

@@ -40,7 +40,7 @@ def test_failure_isolation_no_replacement_and_resume(tmp_path, capsys, monkeypat
     for local in (str(tmp_path), sys.prefix, str(Path.home()) + "/"):  # tracebacks name no local folders
         assert local not in failed_html and local not in (out / "bad.failed.ipynb").read_text()
     index = (out / "index.html").read_text()
-    assert "class='failed'" in index and "class='ok'" in index and "BackendUnavailable" in index
+    assert "data-batch='failed'" in index and "data-batch='ok'" in index and "BackendUnavailable" in index
     assert "href='good.html'" in index and "href='bad.failed.html'" in index
     assert not (out / batch.STAGING_DIR / "good").exists()
     good_html = (out / "good.html").read_bytes()
@@ -265,7 +265,7 @@ def test_run_timeout_marks_the_run_and_the_batch_goes_on(tmp_path, capsys):
     assert "slow: timed out after 6 s" in text
     assert (out / "quick.html").exists() and not (out / "slow.html").exists()
     index = (out / "index.html").read_text()
-    assert "timed out after 6 s" in index and "class='failed'" in index and "class='ok'" in index
+    assert "timed out after 6 s" in index and "data-batch='failed'" in index and "data-batch='ok'" in index
     assert json.loads((out / batch.STATE_DIR / "slow.json").read_text())["error"] == "timed out after 6 s"
 
 

@@ -110,7 +110,7 @@ def test_batch_on_a_cluster_publishes_isolates_failures_and_resumes(cluster, tmp
         for local in (str(tmp_path), str(cluster.scratch), sys.prefix, str(Path.home()) + "/"):
             assert local not in content, (page.name, local)  # neither this machine's nor a worker's folders
     index = (out / "index.html").read_text()
-    assert index.count("class='ok'") == 3 and index.count("class='failed'") == 1 and "BackendUnavailable" in index
+    assert index.count("data-batch='ok'") == 3 and index.count("data-batch='failed'") == 1 and "BackendUnavailable" in index
     assert "href='conv1.html'" in index and "href='bad.failed.html'" in index
     assert not _staged(out)  # nothing half-published left behind
     # each worker prepared its kernels once: this environment's kernelspec and a zygote
@@ -192,7 +192,7 @@ def test_a_worker_killed_mid_run_retries_the_run_once_then_marks_it_red(cluster,
     assert doomed["status"] == "failed" and "worker died" in doomed["error"] and "2 attempt(s)" in doomed["error"]
     assert not list(out.glob("doomed*"))  # no partial report of a dead attempt, not even a failed one
     index = (out / "index.html").read_text()
-    assert "class='failed'" in index and "worker died" in index and "class='ok'" in index
+    assert "data-batch='failed'" in index and "worker died" in index and "data-batch='ok'" in index
     assert not _staged(out)
     # the dead workers' kernels go with them (each watches its parent)
     deadline = time.monotonic() + 30

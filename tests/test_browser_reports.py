@@ -84,10 +84,10 @@ def test_index_and_reports_read_offline(batch_out):
         assert not index["blocked"] and not index["failed"], "the index needs nothing from the network"
         assert "concat_conv-legacy" in index["text"] and "explorer-small" in index["text"]
         page = index["page"]
-        links = page.locator("a[href$='.html']")
+        links = page.locator("table.gnaexp-runs a[href$='.html']")
         assert links.count() == 2
         with page.expect_navigation():
-            page.locator("a[href='concat_conv-legacy.html']").click()
+            page.locator("table.gnaexp-runs a[href='concat_conv-legacy.html']").click()
         assert page.url.endswith("concat_conv-legacy.html")
         assert page.locator(".gnaexp-metrics").first.is_visible()
 
@@ -106,6 +106,49 @@ def test_index_and_reports_read_offline(batch_out):
         snap = explorer["page"].locator(".gnaexp-explorer-snapshot")
         assert snap.count() == 1 and snap.is_visible() and "channel 1" in snap.inner_text()
         assert explorer["images"] and all(w > 0 for w, _, _ in explorer["images"])
+
+
+@pytest.fixture(scope="module")
+def status_batch(tmp_path_factory):
+    """Three forum runs whose findings differ: quantization-limited (sf 1), matches (sf 2048), defect (the legacy
+    concat layout)."""
+    from gnaexp import cli
+
+    work = tmp_path_factory.mktemp("statuses")
+    matrix = work / "m.yaml"
+    runs = [("conv", "conv-sf1", {"scale_factor": 1}), ("conv", "conv-sf2048", {"scale_factor": 2048}),
+            ("concat_conv", "concat_conv-legacy", {"scale_factor": 2048, "layout": "legacy-concat"})]
+    matrix.write_text(yaml.safe_dump({"runs": [
+        {"notebook": str(NOTEBOOKS / nb), "name": name, "parameters": {"length": 63, **params}}
+        for nb, name, params in runs]}))
+    out = work / "out"
+    assert cli.main(["batch", str(matrix), "--out", str(out)]) == 0
+    return out
+
+
+def test_the_index_tells_good_from_bad_and_reports_open_with_the_finding(status_batch):
+    with browser() as chromium:
+        index = _read_offline(chromium, status_batch / "index.html", "statuses-1-index")
+        page = index["page"]
+        statuses = {row.locator("td").nth(1).locator("b").inner_text(): row.get_attribute("data-status")
+                    for row in page.locator("tr.gnaexp-run").all()}
+        assert statuses == {"conv-sf1": "quantization-limited", "conv-sf2048": "matches",
+                            "concat_conv-legacy": "defect"}
+        summary = page.locator(".gnaexp-summary").inner_text()
+        assert all(f"{s} 1" in summary for s in ("quantization-limited", "matches", "defect")), summary
+        # the forum's figures are measurements: no forum cell calls itself emulated
+        forum_cells = page.locator("table.gnaexp-runs tr.gnaexp-run td:nth-child(5)").all_inner_texts()
+        assert any("0.75" in c for c in forum_cells) and not any("emulated" in c for c in forum_cells)
+        assert "next:" in page.locator("tr.gnaexp-run").first.inner_text().lower()
+        for name in ("conv-sf1", "concat_conv-legacy"):
+            report = _read_offline(chromium, status_batch / f"{name}.html", f"statuses-2-{name}")
+            finding = report["page"].locator(".gnaexp-finding").first
+            assert finding.is_visible() and statuses[name] in finding.inner_text()
+            assert "Next step:" in finding.inner_text()
+            first_image_y = report["page"].evaluate(
+                "() => Math.min(...[...document.images].map(i => i.getBoundingClientRect().top + window.scrollY))")
+            assert finding.bounding_box()["y"] < first_image_y, "the finding comes before the first figure"
+        assert "scale_factor=" in report["page"].locator(".gnaexp-finding").first.inner_text() or name != "conv-sf1"
 
 
 def test_cli_route_reads_offline(cli_route):

@@ -73,7 +73,7 @@ def test_diagnose_an_export_pack_and_an_own_model(tmp_path, capsys):
     assert main(["diagnose", "--model", str(pack / "model.xml"), "--input", str(pack / "inputs.npz"),
                  "--set", "scale_factor=2048", "--observed", str(tmp_path / "obs.npy"), "--json"]) == 0
     steps = {s["step"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
-    assert steps["observed"]["explained_by"] == "time-rolled-+1"
+    assert steps["observed"]["explained_by"] == "time-rolled +1"
 
 
 def test_diagnose_refuses_an_observed_output_of_another_shape(tmp_path, capsys):

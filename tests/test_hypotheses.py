@@ -42,7 +42,7 @@ PLANTS = {
                    "read as interleaved (NWC)"),
     "late-frame": (lambda g, *_: np.concatenate([np.zeros_like(g[:, :, :1]), g[:, :, :-1]], 2), "time-shifted-+1",
                    "1 frame(s) late (zero-filled)"),
-    "early-2-rolled": (lambda g, *_: np.roll(g, -2, axis=2), "time-rolled--2", "2 frame(s) early (wrapped"),
+    "early-2-rolled": (lambda g, *_: np.roll(g, -2, axis=2), "time-rolled -2", "2 frame(s) early (wrapped"),
     "time-reversed": (lambda g, *_: g[:, :, ::-1], "time-reversed", "reverse order"),
     "input-transposed": (lambda g, m, f, c: emulate(m.ir_xml, {"input": f["input"].reshape(
         1, f["input"].shape[2], f["input"].shape[1]).transpose(0, 2, 1).copy()}, c.scale_factor).outputs["output"],

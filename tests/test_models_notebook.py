@@ -3,6 +3,7 @@ with the verdict first, the support table and emulated labels, and dtln_2 withou
 shows its refusal instead of failing; with porting it runs."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_a_refused_model_shows_its_support_table_and_the_refusal(batch):
     html = (batch / "models-dtln_2-portingFalse.html").read_text(encoding="utf-8")
     assert "Traceback" not in html
     assert 0 <= html.find("gnaexp-verdict") < html.find("gnaexp-support")
-    assert "<td>refused</td><td>ReduceMean</td>" in html
+    assert re.search(r"<td[^>]*>refused</td><td[^>]*>ReduceMean</td>", html)
     entry = json.loads((batch / "models-dtln_2-portingFalse.record" / "index-entry.json").read_text(encoding="utf-8"))
     assert entry["verdict"][0].startswith("**refused**") and "ReduceMean" in entry["verdict"][0]
     index = (batch / "index.html").read_text(encoding="utf-8")
@@ -46,7 +47,7 @@ def test_a_refused_model_shows_its_support_table_and_the_refusal(batch):
 
 def test_dtln_2_with_porting_runs_as_the_converter_writes_it(batch):
     html = (batch / "models-dtln_2-portingTrue.html").read_text(encoding="utf-8")
-    assert "Traceback" not in html and "<td>refused</td>" not in html
+    assert "Traceback" not in html and ">refused</td>" not in html
     assert "fuses the layer norm" in html and "gna-emu (emulated)" in html
     entry = json.loads((batch / "models-dtln_2-portingTrue.record" / "index-entry.json").read_text(encoding="utf-8"))
     assert entry["rows"] and not entry["verdict"][0].startswith("**refused**")
