@@ -104,13 +104,24 @@ def hypotheses_figure(d: Diagnosis) -> Any:
 
 
 def overlay_figure(d: Diagnosis) -> Any:
-    """The observed output over the hypothesis that explains it (or the correct emulation), channel by channel."""
+    """The observed output and the hypothesis that explains it (or the correct emulation) against the FP32
+    reference, channel by channel: where they agree, their dashes lie on each other."""
     from gnaexp import plots
 
     name = d.step("observed").get("explained_by") or "as-configured"
-    return image(plots.overlay(d.arrays["explained"], {d.observed_label: d.arrays["observed"]},
-                               reference_label=f"hypothesis: {name}",
-                               title="observed output over the hypothesis that explains it"))
+    reference = d.arrays.get("reference", d.arrays["expected"])
+    return image(plots.overlay(reference, {d.observed_label: d.arrays["observed"], f"hypothesis: {name}":
+                                           d.arrays["explained"]},
+                               reference_label="FP32 reference" if "reference" in d.arrays else "emulated, correct",
+                               title="observed output and the hypothesis that explains it, against FP32"))
+
+
+def environment(d: Diagnosis) -> HTML:
+    """What support asks for first: OS, CPU, versions and devices of the machine that ran the diagnosis."""
+    from gnaexp import environment as env
+    from gnaexp.markup import key_value_rows
+
+    return HTML(f"<table class='gnaexp-env'>{key_value_rows(env.capture().items())}</table>")
 
 
 def per_layer_table(d: Diagnosis) -> HTML:

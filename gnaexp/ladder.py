@@ -176,7 +176,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
             elif best is not None and best["_edit"] is not None:
                 per_layer_edit, per_layer_label = best["_edit"], best["hypothesis"]
             if arrays is not None:
-                arrays.update(expected=floor_out, observed=observed,
+                arrays.update(expected=floor_out, observed=observed, reference=np.asarray(ref),
                               explained=best["_output"] if best else floor_out)
             steps.append({"step": "observed", "source": observed_from, "sqnr_db": obs.sqnr_db, "cosine": obs.cosine,
                           "pearson": obs.pearson, "explained_by": best["hypothesis"] if best else None,

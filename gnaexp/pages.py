@@ -193,6 +193,8 @@ def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Pat
                              (".record/diagnosis.json", "diagnosis"), (".failed.html", "failed attempt")):
             if (out / f"{run.name}{suffix}").exists():
                 links.append(f"<a href='{escape(run.name + suffix)}'>{text}</a>")
+        if not (out / f"{run.name}.record" / "record.json").exists() and (out / f"{run.name}.record").is_dir():
+            links.append(f"<a href='{escape(run.name)}.record/'>records</a>")  # a study's folder of records
         ours, forum_fig, verdict = _metrics_cells(entry)
         params = ", ".join(f"{k}={v}" for k, v in run.shown_parameters.items())
         err = f"<div class='err'>{escape(st.get('error', ''))}</div>" if run_status == status.FAILED else ""

@@ -18,6 +18,11 @@ from matplotlib.figure import Figure
 DPI = 90  # pixels per inch at which a figure is shown (its CSS size)
 HIDPI = 2  # rendered at HIDPI × DPI, shown at DPI: sharp on high-density screens and when zoomed
 REFERENCE_COLOR = "black"
+# Text sizes in points at the display size (DPI): ticks and legends at 9 pt or more stay readable in a report.
+TICK_PT, LABEL_PT, LEGEND_PT, TITLE_PT = 9, 10, 9, 11
+# Backends that agree draw on top of each other: each keeps its own dash pattern, so that agreement reads as
+# dashes over the reference's solid line, not as one line of an unknown colour.
+LINESTYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
 # Colour-blind-safe cycle (Okabe-Ito without black, which the reference uses).
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
 # One colour per kind of backend, whatever else is plotted beside it: unticking a backend must not recolour
@@ -82,19 +87,19 @@ def _single_axes(width: float, height: float, title: str, legend: str = "top") -
 
     fig = figure(width, height, layout=None)
     ax = fig.add_subplot()
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=TITLE_PT)
+    ax.tick_params(labelsize=TICK_PT)
     ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
 
     def place_legend(**style: object) -> None:
         _, labels = ax.get_legend_handles_labels()
         rows = math.ceil(len(labels) / 2)
-        legend_h = 0.08 + 0.16 * rows if rows else 0.0
-        top, bottom = 0.3 + (legend_h if legend == "top" else 0.05), 0.48 + (legend_h if legend == "bottom" else 0.0)
-        fig.subplots_adjust(left=0.78 / width, right=1 - 0.18 / width, top=1 - top / height, bottom=bottom / height)
+        legend_h = 0.1 + 0.2 * rows if rows else 0.0
+        top, bottom = 0.36 + (legend_h if legend == "top" else 0.05), 0.6 + (legend_h if legend == "bottom" else 0.0)
+        fig.subplots_adjust(left=0.95 / width, right=1 - 0.2 / width, top=1 - top / height, bottom=bottom / height)
         if rows:
             fig.legend(loc=f"{'upper' if legend == 'top' else 'lower'} center", ncol=2, frameon=False,
-                       bbox_to_anchor=(0.5, 1.0 if legend == "top" else 0.0), fontsize=7, **style)
+                       bbox_to_anchor=(0.5, 1.0 if legend == "top" else 0.0), fontsize=LEGEND_PT, **style)
 
     return fig, ax, place_legend
 
@@ -123,13 +128,13 @@ def overlay(
             raise ValueError(f"channel {c} out of range: the output has {ref.shape[0]} channels")
     ncols = 1 if len(chans) == 1 else 2
     nrows = math.ceil(len(chans) / ncols)
-    width, height = size or (4.6 * ncols, 2.3 * nrows + 0.8)
+    width, height = size or (5.6 * ncols, 2.8 * nrows + 0.9)
     # Fixed margins in inches (constrained layout costs more than drawing the lines on many axes): room for
     # the title and the legend above, for signed tick labels and the axis labels on the left.
     fig = figure(width, height, layout=None)
-    head = (0.3 if title else 0.0) + 0.32
-    outer = fig.add_gridspec(nrows, ncols, left=0.86 / width, right=1 - 0.12 / width, top=1 - (head + 0.22) / height,
-                             bottom=0.42 / height, hspace=0.35, wspace=0.62 / (width / ncols))
+    head = (0.34 if title else 0.0) + 0.36
+    outer = fig.add_gridspec(nrows, ncols, left=1.1 / width, right=1 - 0.12 / width, top=1 - (head + 0.24) / height,
+                             bottom=0.5 / height, hspace=0.4, wspace=0.85 / (width / ncols))
     t = np.arange(ref.shape[1])
     for i, c in enumerate(chans):
         row, col = divmod(i, ncols)
@@ -137,29 +142,29 @@ def overlay(
         ax = fig.add_subplot(pair[0])
         err_ax = fig.add_subplot(pair[1])
         ax.plot(t, ref[c], color=REFERENCE_COLOR, lw=1.6, label=reference_label)
-        for label, a in outs.items():
-            color = color_of(label)
-            ax.plot(t, a[c], color=color, lw=0.9, alpha=0.85, label=label)
-            err_ax.plot(t, a[c] - ref[c], color=color, lw=0.8)
+        for k, (label, a) in enumerate(outs.items()):
+            color, style = color_of(label), LINESTYLES[k % len(LINESTYLES)]
+            ax.plot(t, a[c], color=color, lw=1.3, ls=style, label=label)
+            err_ax.plot(t, a[c] - ref[c], color=color, lw=0.9, ls=style)
         err_ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_title(f"channel {c}", fontsize=9, pad=3)
+        ax.set_title(f"channel {c}", fontsize=LABEL_PT, pad=3)
         ax.xaxis.set_major_locator(NullLocator())  # the error axes below carry the time ticks (fewer to draw)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=TICK_PT)
         ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
         err_ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
         err_ax.locator_params(axis="y", nbins=3)
-        err_ax.tick_params(labelsize=7)
-        err_ax.set_ylabel("error", fontsize=7)
+        err_ax.tick_params(labelsize=TICK_PT)
+        err_ax.set_ylabel("error", fontsize=LABEL_PT, labelpad=8)
         ax.set_xlim(0, max(len(t) - 1, 1))
         err_ax.set_xlim(ax.get_xlim())
         if row == nrows - 1:
-            err_ax.set_xlabel("time step", fontsize=8)
+            err_ax.set_xlabel("time step", fontsize=LABEL_PT)
         if i == 0:
             handles, labels = ax.get_legend_handles_labels()
-            fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, frameon=False,
-                       bbox_to_anchor=(0.5, 1 - (0.3 if title else 0.02) / height))
+            fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=LEGEND_PT, frameon=False,
+                       bbox_to_anchor=(0.5, 1 - (0.34 if title else 0.02) / height))
     if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.06 / height, va="top")
+        fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.06 / height, va="top")
     return fig
 
 
@@ -168,17 +173,17 @@ def scatter(
 ) -> Figure:
     """Each backend's values against the reference, with the y = x line a perfect match would lie on."""
     ref, outs = _check(reference, outputs)
-    fig, ax, place_legend = _single_axes(3.8, 3.4, title or "backend vs reference")
+    fig, ax, place_legend = _single_axes(5.2, 4.6, title or "backend vs reference")
     values = [ref.ravel()] + [a.ravel() for a in outs.values()]
     lo = min(float(np.min(v)) for v in values)
     hi = max(float(np.max(v)) for v in values)
     pad = 0.02 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8, label="y = x")
-    for label, a in outs.items():
-        ax.scatter(ref.ravel(), a.ravel(), s=4, alpha=0.6, color=color_of(label), label=label,
-                   rasterized=True)
-    ax.set_xlabel(reference_label, fontsize=8)
-    ax.set_ylabel("backend output", fontsize=8)
+    for k, (label, a) in enumerate(outs.items()):  # distinct markers: agreeing backends stay told apart
+        ax.scatter(ref.ravel(), a.ravel(), s=10 if k else 6, alpha=0.6, color=color_of(label), label=label,
+                   marker="ox+^"[k % 4], rasterized=True)
+    ax.set_xlabel(reference_label, fontsize=LABEL_PT)
+    ax.set_ylabel("backend output", fontsize=LABEL_PT)
     place_legend(markerscale=2)
     return fig
 
@@ -188,7 +193,7 @@ def error_histogram(
 ) -> Figure:
     """Distribution of (backend − reference) for each backend on shared bins."""
     ref, outs = _check(reference, outputs)
-    fig, ax, place_legend = _single_axes(4.2, 3.0, title or "error distribution")
+    fig, ax, place_legend = _single_axes(5.6, 4.0, title or "error distribution")
     errors = {label: (a - ref).ravel() for label, a in outs.items()}
     if errors:
         lo = min(float(e.min()) for e in errors.values())
@@ -196,10 +201,11 @@ def error_histogram(
         if hi - lo < 1e-12:  # identical outputs: one narrow bin around the common value
             lo, hi = lo - 1e-9, hi + 1e-9
         edges = np.linspace(lo, hi, bins + 1)
-        for label, e in errors.items():
-            ax.hist(e, bins=edges, histtype="step", lw=1.2, color=color_of(label), label=label)
-    ax.set_xlabel("backend − reference", fontsize=8)
-    ax.set_ylabel("count", fontsize=8)
+        for k, (label, e) in enumerate(errors.items()):
+            ax.hist(e, bins=edges, histtype="step", lw=1.4, ls="-" if k == 0 else LINESTYLES[(k - 1) % len(LINESTYLES)],
+                    color=color_of(label), label=label)
+    ax.set_xlabel("backend − reference", fontsize=LABEL_PT)
+    ax.set_ylabel("count", fontsize=LABEL_PT)
     place_legend()
     return fig
 
@@ -220,13 +226,14 @@ def sweep(
     sfs = np.asarray(scale_factors, dtype=np.float64)
     if sfs.size == 0 or np.any(sfs <= 0):
         raise ValueError("scale_factors must be a non-empty list of positive numbers")
-    fig, ax, place_legend = _single_axes(4.8, 3.6, title or f"{metric} vs scale factor", legend="bottom")
+    fig, ax, place_legend = _single_axes(6.0, 4.4, title or f"{metric} vs scale factor", legend="bottom")
     for k, (label, ys) in enumerate(values.items()):
         y = np.asarray(ys, dtype=np.float64)
         if y.shape != sfs.shape:
             raise ValueError(f"{label}: {y.size} values for {sfs.size} scale factors")
-        ax.plot(sfs, np.where(np.isfinite(y), y, np.nan), marker="o", ms=3, lw=1.2,
-                color=COLORS[k % len(COLORS)], label=label)
+        ax.plot(sfs, np.where(np.isfinite(y), y, np.nan), marker="os^D"[k % 4], ms=4 + k, lw=1.2,
+                ls="-" if k == 0 else LINESTYLES[(k - 1) % len(LINESTYLES)], color=COLORS[k % len(COLORS)],
+                label=label, mfc="none" if k else None)
     ax.set_xscale("log", base=2)
     if saturation_sf is not None and saturation_sf > 0:
         ax.axvline(saturation_sf, color="#D55E00", ls=":", lw=1.2, label=f"input saturates above sf {saturation_sf:.4g}")
@@ -234,8 +241,8 @@ def sweep(
     if current_sf is not None:
         ax.axvline(current_sf, color="0.4", ls="--", lw=0.9, label=f"this run: sf {current_sf:g}")
     ax.set_xlim(float(sfs.min()) / 1.5, float(sfs.max()) * 1.5)
-    ax.set_xlabel("input scale factor", fontsize=8)
-    ax.set_ylabel(metric, fontsize=8)
+    ax.set_xlabel("input scale factor", fontsize=LABEL_PT)
+    ax.set_ylabel(metric, fontsize=LABEL_PT)
     place_legend()
     return fig
 
@@ -280,18 +287,18 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
     vals = np.asarray(values, dtype=np.float64)
     if len(labels) != vals.size:
         raise ValueError(f"{len(labels)} labels for {vals.size} values")
-    fig = figure(6.4, 0.8 + 0.28 * max(len(labels), 1))
+    fig = figure(8.0, 1.1 + 0.34 * max(len(labels), 1))
     ax = fig.add_subplot()
     y = np.arange(vals.size)[::-1]
     colors = [COLORS[1] if i == highlight else COLORS[0] for i in range(vals.size)]
     ax.barh(y, np.where(np.isfinite(vals), vals, 0.0), color=colors, height=0.7)
-    ax.set_yticks(y, [str(label)[:48] for label in labels], fontsize=7)
+    ax.set_yticks(y, [str(label)[:48] for label in labels], fontsize=TICK_PT)
     if threshold is not None:
         ax.axvline(threshold, color="0.3", ls="--", lw=1.0, label=threshold_label or f"{threshold:g}")
-        fig.legend(fontsize=7, loc="outside lower center", frameon=False)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_title(title, fontsize=9)
+        fig.legend(fontsize=LEGEND_PT, loc="outside lower center", frameon=False)
+    ax.set_xlabel(xlabel, fontsize=LABEL_PT)
+    ax.tick_params(axis="x", labelsize=TICK_PT)
+    ax.set_title(title, fontsize=TITLE_PT)
     return fig
 
 

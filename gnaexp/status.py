@@ -103,8 +103,11 @@ def ladder_finding(result: Mapping[str, Any]) -> Finding:
     observed, floor = steps.get("observed"), steps.get("floor", {})
     headline = result.get("headline")
     if observed and observed.get("explained_by") not in (None, "as-configured"):
-        return Finding(DEFECT, observed["verdict"], f"the mechanism is '{observed['explained_by']}': fix that in the "
-                       "export or the plugin settings, then measure again")
+        name = observed["explained_by"]
+        how = next((h.get("mechanism") for h in observed.get("hypotheses", []) if h.get("hypothesis") == name), "")
+        return Finding(DEFECT, observed["verdict"], f"the mechanism is '{name}'" + (f" ({how})" if how else "")
+                       + ": change what produces it (the export, the plugin version or its settings), then measure "
+                         "again on the same inputs")
     if headline:
         setting = _setting(headline)
         return Finding(LIMITED, headline, f"set {setting} and measure again" if setting else

@@ -56,20 +56,23 @@ def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
             ax.axvspan(start * vad.CHUNK / vad.SAMPLE_RATE, end * vad.CHUNK / vad.SAMPLE_RATE, color="tab:green",
                        alpha=0.12, lw=0)
     ax_wave.set_ylabel("audio")
-    ax_wave.set_title(f"{f['file']}: speech (green: synthesis ground truth)", loc="left", fontsize=9)
+    ax_wave.set_title(f"{f['file']}: speech (green: synthesis ground truth)", loc="left", fontsize=plots.LABEL_PT)
     for i, b in enumerate(record["backends"]):
         p = record["_tracks"][f"{stem}/{b}"]
-        ax_p.plot(_time(len(p)), p, lw=1.4 if i == 0 else 1.0, color=_color(i, b), label=labels[b])
+        ax_p.plot(_time(len(p)), p, lw=1.6 if i == 0 else 1.2, color=_color(i, b), label=labels[b],
+                  ls="-" if i == 0 else plots.LINESTYLES[(i - 1) % len(plots.LINESTYLES)])
         decided = vad_metrics.decisions(p)
         ax_d.fill_between(_time(len(p)), i + 0.1, i + 0.1 + 0.8 * decided, step="post", color=_color(i, b), lw=0)
     ax_p.axhline(0.5, color="0.5", lw=0.6, ls="--")
     ax_p.set_ylabel("speech probability")
     ax_p.set_ylim(-0.02, 1.02)
-    ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    ax_d.set_yticks([i + 0.5 for i in range(len(record["backends"]))], record["backends"], fontsize=8)
+    ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=plots.LEGEND_PT, frameon=False)
+    ax_d.set_yticks([i + 0.5 for i in range(len(record["backends"]))], record["backends"], fontsize=plots.TICK_PT)
     ax_d.set_ylim(0, len(record["backends"]))
     ax_d.set_xlabel("time (s)")
-    ax_d.set_title("decisions at 0.5", loc="left", fontsize=9)
+    ax_d.set_title("decisions at 0.5", loc="left", fontsize=plots.LABEL_PT)
+    for ax in (ax_wave, ax_p, ax_d):
+        ax.tick_params(labelsize=plots.TICK_PT)
     return fig
 
 
@@ -85,8 +88,9 @@ def drift_figure(record: Mapping[str, Any], file: str | None = None) -> Any:
                     label=f"{record['labels'][b]} {part}", lw=1)
     ax.set_ylabel("state SQNR (dB)")
     ax.set_xlabel("time (s)")
-    ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=9)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=plots.LABEL_PT)
+    ax.tick_params(labelsize=plots.TICK_PT)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=plots.LEGEND_PT, frameon=False)
     return fig
 
 

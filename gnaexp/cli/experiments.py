@@ -186,7 +186,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     folder = export.export(config, Path(args.out))
     print(f"exported to {folder}:")
     for p in sorted(folder.iterdir()):
-        print(f"  {p.name}")
+        if not p.name.startswith(".gnaexp"):  # the folder's own bookkeeping (manifest, lock)
+            print(f"  {p.name}")
     return EXIT_OK
 
 
