@@ -19,8 +19,9 @@ def test_default_matrix_covers_the_forum_table():
     runs = [r for r in matrix.load_matrix(NOTEBOOKS / matrix.MATRIX_NAME)
             if r.notebook.stem in ("conv", "concat", "concat_conv")]
     combos = {(r.notebook.stem, r.parameters["scale_factor"], r.parameters["layout"]) for r in runs}
+    # the legacy layout changes only a convolution fed by a Concat: conv and concat run in the correct one alone
     assert combos == {(nb, sf, lay) for nb in ("conv", "concat", "concat_conv") for sf in (1, 2048)
-                      for lay in ("correct", "legacy-concat")}
+                      for lay in ("correct", "legacy-concat") if lay == "correct" or nb == "concat_conv"}
     assert all("gna-emu" in r.parameters["backends"] for r in runs)
     assert len({r.name for r in runs}) == len(runs)
     assert all(r.parameters["record_dir"] == f"{r.name}.record" for r in runs)
