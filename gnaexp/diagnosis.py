@@ -159,6 +159,9 @@ def result_status(record: Any, result: Any) -> str | None:
         return "defect"
     if result.kind == "reference":
         return "matches" if c.cosine >= FP32_COSINE_MIN else "defect"
+    measured = measured_verdict(result, c) if result.kind in ("measured", "imported") else None
+    if measured:
+        return measured[1]
     usable = "matches" if c.sqnr_db >= USABLE_FLOOR_DB else "quantization-limited"
     sweep = record.sweep if record.sweep and "floor_sqnr_db" in record.sweep else None
     layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
@@ -181,6 +184,46 @@ def _spread(values: list[float]) -> float:
     return max(finite) - min(finite) if finite else 0.0
 
 
+def measured_verdict(result: Any, c: metrics.Comparison) -> tuple[str, str] | None:
+    """(verdict, status) of a measured or imported result judged by what ran (``measurement.what_ran``): FP32 held
+    to FP32, reduced float said to be neither, a GNA integer result identical to the emulation at its settings;
+    None where the general verdict applies."""
+    ran = result.info.get("what_ran")
+    if not ran or ran["class"] == "unknown":
+        return None
+    where = (f"a {ran['device']} measurement" + (f" ({ran['mode']})" if ran.get("mode") else "")
+             + (f" on OpenVINO {ran['openvino']}" if ran.get("openvino") else ""))
+    if ran["class"] == "fp32":
+        if c.cosine >= FP32_COSINE_MIN:
+            return (f"{where} in FP32: matches the FP32 reference (cosine {c.cosine:.6f}) — held to FP32, not to a "
+                    "GNA floor", "matches")
+        return (f"{where} in FP32 that differs from the FP32 reference (cosine {c.cosine:.6f}, SQNR {c.sqnr_db:.1f} "
+                "dB): the IR or that runtime differs — settle that before any GNA question", "defect")
+    if ran["class"] == "reduced-float":
+        return (f"{where} in {ran['precision']}, neither FP32 nor GNA: SQNR {c.sqnr_db:.1f} dB is {ran['precision']} "
+                "rounding, not a GNA figure — measure again in f32 (measure_on_device.py forces it off GNA) or on "
+                "the GNA", "quantization-limited")
+    versus = result.info.get("against_emulation") or {}
+    if versus.get("identical"):
+        sfs = ", ".join(f"{k} {v:g}" for k, v in versus["scale_factors"].items())
+        return (f"{where}: identical to the emulation at the same settings (sf {sfs}, {versus['precision']}) — "
+                f"quantization only; SQNR {c.sqnr_db:.1f} dB against FP32 is the int16 result of these settings",
+                "matches" if c.sqnr_db >= USABLE_FLOOR_DB else "quantization-limited")
+    return None
+
+
+def _emulation_gap(result: Any) -> str:
+    """What a GNA integer measurement that differs from the emulation at its own settings adds to its verdict."""
+    versus = result.info.get("against_emulation") or {}
+    if versus.get("refused"):
+        return f"; the emulator refuses its settings ({versus['refused']})"
+    gaps = [p["sqnr_db"] for p in (versus.get("outputs") or {}).values() if not p["identical"]]
+    if not gaps:
+        return ""
+    return (f"; it differs from the emulation at the same settings (SQNR {min(gaps):.1f} dB between them): the "
+            "emulator and this plugin release differ on this net — send the bundle (gnaexp bundle)")
+
+
 def result_verdict(record: Any, result: Any) -> str | None:
     """One sentence for one backend's result against the reference (None for the reference itself)."""
     per = record.metrics.get(result.label)
@@ -192,6 +235,13 @@ def result_verdict(record: Any, result: Any) -> str | None:
         return f"no verdict: the {bad}"
     if result.kind == "reference":
         return reference_verdict(c)
+    measured = measured_verdict(result, c) if result.kind in ("measured", "imported") else None
+    if measured:
+        return measured[0]
+    return _general_verdict(record, result, c) + _emulation_gap(result)
+
+
+def _general_verdict(record: Any, result: Any, c: metrics.Comparison) -> str:
     sweep = record.sweep if record.sweep and "floor_sqnr_db" in record.sweep else None
     layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
     bits = _bits(record)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gnaexp import cache, environment, inputs as inputs_mod, metrics, streaming
+from gnaexp import cache, environment, inputs as inputs_mod, measurement, metrics, streaming
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
@@ -420,6 +420,7 @@ def run(
     if key and float_model is not None:
         cache.store_reference(key, float_model, next(r for r in results if r.backend == "torch"), fingerprint)
     ref = reference_of(results)
+    measurement.annotate(results, model.ir_xml, feed, config.porting)  # what each device result measured
     record = Record(
         experiment=name,
         config=config.to_record_json(),

@@ -17,6 +17,25 @@ from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.standalone import MEASURE_SCRIPT
 
 
+# The newest operation set each GNA release's IR reader knows (OpenVINO release notes: opset11 came with 2023.0,
+# opset12 with 2023.1, opset13 with 2023.2); 2022.3 reads up to opset10.
+GNA_RELEASE_OPSETS = (("2022.3", 10), ("2023.0", 11), ("2023.1", 12), ("2023.3", 13))
+
+
+def unreadable_ops(xml: Path) -> dict[str, list[str]]:
+    """Per GNA release, the IR's operations (type and opset) newer than its reader knows; {} when all read it."""
+    import xml.etree.ElementTree as ElementTree
+
+    used = {(layer.get("type"), layer.get("version")) for layer in ElementTree.parse(xml).getroot().iter("layer")}
+    out: dict[str, list[str]] = {}
+    for release, newest in GNA_RELEASE_OPSETS:
+        late = sorted(f"{t} ({v})" for t, v in used
+                      if v and v.startswith("opset") and v[5:].isdigit() and int(v[5:]) > newest)
+        if late:
+            out[release] = late
+    return out
+
+
 def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
     """Write the export folder whole (staged, then put in place); returns it.
 
@@ -37,6 +56,7 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
                 atomic_write_bytes(stage / f"reference_{name}.npy", npy_bytes(arr))
         cfg = config.to_record_json()
         cfg["input_fingerprint"] = inputs_mod.fingerprint(feed)
+        cfg["unreadable_ops_by_release"] = unreadable_ops(stage / "model.xml")
         atomic_write_text(stage / "config.json", dumps(cfg))
         atomic_write_text(stage / "measure_on_device.py", MEASURE_SCRIPT)
     return folder

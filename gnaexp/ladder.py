@@ -7,6 +7,7 @@ wording of a backend result comes from ``diagnosis``.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 import numpy as np
@@ -34,7 +35,8 @@ def device_backends(backends: list[str]) -> list[str]:
 
 def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None,
            arrays: dict[str, np.ndarray] | None = None,
-           measured_on: tuple[str, str | None] | None = None) -> dict[str, Any]:
+           measured_on: tuple[str, str | None] | None = None,
+           measured_as: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the diagnosis ladder for one experiment and return every step with a verdict. JSON-ready.
 
     observed: a device output for the same inputs (e.g. from a GNA machine via ``gnaexp export``). Without it,
@@ -44,6 +46,8 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     "expected", "observed" and "explained": the explaining hypothesis's output, else the expected one), for
     plots. measured_on: (the observed output's file name, the fingerprint of the inputs it was measured on, or
     None where the file does not say); outputs of other inputs are refused, as are an imported device's.
+    measured_as: what ran to produce the observed output (``measurement.what_ran`` of its file's metadata): an FP32
+    or reduced-float measurement is judged as such, not against GNA hypotheses.
     """
     from gnaexp.backends.imported import check_same_inputs
     from gnaexp.emulator import LAYOUTS
@@ -91,6 +95,9 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         output_name = next((n for n in ref_outputs if n in device_result.outputs), first)
         observed = device_result.outputs.get(output_name, next(iter(device_result.outputs.values())))
         observed_from = device_result.label
+        from gnaexp.measurement import what_ran
+
+        measured_as = what_ran(device_result)
     else:
         output_name = first if observed is not None else min(per_output, key=lambda n: per_output[n].sqnr_db)
     ref = ref_outputs[output_name]
@@ -170,6 +177,15 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                                                    diagnosis.saturation_fact(em.plan, sf, safe_sf), obs.sqnr_db)
             if transposed:
                 verdict = f"{transposed}; {verdict}"
+            judged = diagnosis.measured_verdict(SimpleNamespace(info={"what_ran": measured_as}), obs) \
+                if measured_as and measured_as["class"] in ("fp32", "reduced-float") else None
+            if judged:  # not a GNA integer result: the hypotheses of GNA mistakes do not apply
+                verdict, explained = judged[0], (None, "")
+            elif measured_as and measured_as.get("device"):
+                verdict = (f"a {measured_as['device']} measurement"
+                           + (f" ({measured_as['mode']}, {measured_as['precision']})" if measured_as.get("mode") else "")
+                           + (f" on OpenVINO {measured_as['openvino']}" if measured_as.get("openvino") else "")
+                           + f": {verdict}")
             best = explained[0]
             if best is not None and best["family"] == "plugin layout":
                 per_layer_layout = best["hypothesis"]
@@ -183,7 +199,9 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                           "thresholds": {"explain_min_db": diagnosis.EXPLAIN_MIN_DB,
                                          "floor_margin_db": diagnosis.FLOOR_MARGIN_DB,
                                          "margin_over_next_db": diagnosis.EXPLAIN_MARGIN_DB},
-                          "hypotheses": hypotheses.public(rows), "verdict": verdict})
+                          "hypotheses": hypotheses.public(rows), "verdict": verdict,
+                          **({"measured_as": measured_as, "measured_status": judged[1]} if judged else
+                             {"measured_as": measured_as} if measured_as else {})})
 
     # 6. Per layer (emulated; in the layout that explains the observed output, if one does).
     per = layers.per_layer(model.ir_xml, feed, at(sf), config.precision, per_layer_layout, per_layer_edit, porting)

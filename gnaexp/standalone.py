@@ -172,6 +172,9 @@ def main():
         config = {"GNA_DEVICE_MODE": "GNA_" + mode, "GNA_PRECISION": precision.upper()}
         sfs = scale_factors(sf, names)
         config.update({"GNA_SCALE_FACTOR_%d" % i: repr(sfs[n]) for i, n in enumerate(names)})
+    elif a.device == "CPU":
+        # CPU's default precision is bf16 on CPUs that have it: held to FP32, the pack must run in FP32
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
     if a.show_config:
         print(json.dumps(config, sort_keys=True))
         return 0
@@ -190,7 +193,15 @@ def main():
              % (get_version(), a.device, short(exc), ", ".join(core.available_devices)), 1)
     res = compiled.infer_new_request(feed)
     outs = {p.any_name: np.array(res[p], dtype=np.float32) for p in compiled.outputs}
+    try:  # what actually ran, as the device reports it (not every release or device has the property)
+        ran = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        ran = next((short for long, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float16", "f16"),
+                                              ("f16", "f16"), ("float32", "f32"), ("f32", "f32")) if long in ran), ran)
+    except Exception:  # noqa — older APIs raise their own types
+        ran = None
     meta = {"backend": "openvino:" + a.device, "device": a.device, "plugin_config": config,
+            "execution_mode": ("GNA_" + mode) if a.device == "GNA" else None,
+            "precision": precision.upper() if a.device == "GNA" else (ran or config.get("INFERENCE_PRECISION_HINT")),
             "openvino": get_version(), "devices": core.available_devices, "os": platform.platform(terse=True),
             "python": sys.version.split()[0], "input_fingerprint": input_fingerprint(feed)}
     out = Path(a.out)

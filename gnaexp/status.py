@@ -102,6 +102,10 @@ def ladder_finding(result: Mapping[str, Any]) -> Finding:
     steps = {s["step"]: s for s in result["steps"]}
     observed, floor = steps.get("observed"), steps.get("floor", {})
     headline = result.get("headline")
+    if observed and observed.get("measured_status"):  # an FP32 or reduced-float measurement, judged as such
+        return Finding(observed["measured_status"], observed["verdict"],
+                       "nothing to change" if observed["measured_status"] == MATCHES else
+                       "measure on the GNA, or again in f32, with the pack's measure_on_device.py")
     if observed and observed.get("explained_by") not in (None, "as-configured"):
         name = observed["explained_by"]
         how = next((h.get("mechanism") for h in observed.get("hypotheses", []) if h.get("hypothesis") == name), "")

@@ -184,6 +184,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = make_config(args.experiment, args.set, "torch")
     folder = export.export(config, Path(args.out))
+    late = export.unreadable_ops(folder / "model.xml")
+    for release, ops in late.items():
+        print(f"note: OpenVINO {release} cannot read {', '.join(ops)} in model.xml: measure with a later release "
+              "or export the net without them")
     print(f"exported to {folder}:")
     for p in sorted(folder.iterdir()):
         if not p.name.startswith(".gnaexp"):  # the folder's own bookkeeping (manifest, lock)
@@ -230,16 +234,29 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
     return make_config("model", sets + list(args.set), porting=args.porting), observed
 
 
+def observed_metadata(path: str) -> dict[str, Any] | None:
+    """What ran to produce an observed .npz (its measure_on_device.py metadata), or None for a bare array."""
+    from gnaexp.backends import BackendResult
+    from gnaexp.backends.imported import read_outputs
+    from gnaexp.measurement import what_ran
+
+    if not str(path).endswith(".npz"):
+        return None
+    _, meta = read_outputs(path, "observed output")
+    return what_ran(BackendResult("import", "imported", {}, info={"source_meta": meta})) if meta else None
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from gnaexp.backends.imported import read_observed
     from gnaexp.ladder import format_ladder, ladder
 
     config, observed_file = _diagnose_target(args)
-    observed, measured_on = None, None
+    observed, measured_on, measured_as = None, None, None
     if observed_file:
         observed, fingerprint = read_observed(observed_file)
         measured_on = (Path(observed_file).name, fingerprint)
-    result = ladder(config, observed, measured_on=measured_on)
+        measured_as = observed_metadata(observed_file)
+    result = ladder(config, observed, measured_on=measured_on, measured_as=measured_as)
     print(dumps(result) if args.json else format_ladder(result))
     return EXIT_OK
 
@@ -264,17 +281,22 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             settings["porting"] = True
         device = device_backends(settings.get("backends", []))
         settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
-        observed = None
-        if device:  # the device's stored output is the observed one
+        observed, measured_as = None, None
+        if device:  # the device's stored output is the observed one, judged by what ran (the record says)
             stored = read_file(plan.files["outputs.npz"], "stored outputs")
-            observed = next((v for k, v in stored.items() if k.startswith(device[0])), None)
+            measured = next((b for b in plan.record.get("backends", []) if b.get("kind") in ("measured", "imported")),
+                            {})
+            label = str(measured.get("backend", device[0])) + (" (imported)" if measured.get("kind") == "imported" else "")
+            observed = next((v for k, v in stored.items() if k.startswith(label + "/") or k.startswith(device[0])),
+                            None)
+            measured_as = measured.get("info", {}).get("what_ran")
         try:
             config = ExperimentConfig().with_settings(settings)
         except (KeyError, ValueError) as exc:
             raise UsageError(f"{plan.folder / 'record.json'}: its config is not one this gnaexp runs "
                              f"({exc.args[0] if exc.args else exc}); rerun the experiment, or pass --no-diagnosis")
         print("diagnosing ...", file=sys.stderr)
-        diagnosis = ladder(config, observed)
+        diagnosis = ladder(config, observed, measured_as=measured_as)
     info = bundle.make_bundle(plan, out, diagnosis)
     print(f"wrote {out} ({len(info['files'])} files{'' if info['report'] else '; no HTML report found'})")
     return EXIT_OK
