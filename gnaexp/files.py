@@ -29,6 +29,11 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def user_mode() -> int:
+    """The mode the user's umask gives a new file (0644 under umask 022)."""
+    return 0o666 & ~_UMASK
+
+
 def _temporary(path: Path) -> tuple[int, str]:
     """A temporary file beside ``path`` (mkstemp); its name is cut so that it stays a valid name wherever
     ``path``'s is."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from gnaexp.files import user_mode
 from gnaexp.model_files import read_model
 
 INPUT_NAME = "input"
@@ -78,6 +79,8 @@ def save(model: ov.Model, xml_path: str | Path) -> Path:
     tmp_xml = Path(tmp)
     try:
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        for written in (tmp_xml, tmp_xml.with_suffix(".bin")):  # mkstemp's 0600 → what the umask gives
+            os.chmod(written, user_mode())
         os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(tmp_xml, xml_path)
     finally:

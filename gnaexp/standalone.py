@@ -148,6 +148,33 @@ def scale_factors(given, names):
     return {n: given.get(n, 1.0) for n in names}
 
 
+def run_stream(compiled, names, data, stream):
+    """Each sequence of the pack step by step, every state output fed to its state input (the pairs in config.json);
+    memory layers (ReadValue/Assign) keep their state in the request, reset at each sequence. Outputs per step,
+    stacked: OUTPUT, or SEQUENCE/OUTPUT when the pack holds several sequences."""
+    pairs, request, outs = stream["state"], compiled.create_infer_request(), {}
+    for seq in stream["sequences"]:
+        prefix = seq + "/" if seq else ""
+        missing = [prefix + n for n in names if prefix + n not in data]
+        if missing:
+            fail("inputs.npz lacks %s: export the pack again with gnaexp export" % ", ".join(missing))
+        state = {n: data[prefix + n] for n in pairs}
+        frames = {n: data[prefix + n] for n in names if n not in pairs}
+        for s in request.query_state():
+            s.reset()
+        steps = {}
+        for t in range(len(next(iter(frames.values())))):
+            feed = dict((n, f[t]) for n, f in frames.items())
+            feed.update(state)
+            res = request.infer(feed)
+            now = {p.any_name: np.array(res[p], dtype=np.float32) for p in compiled.outputs}
+            for k, v in now.items():
+                steps.setdefault(k, []).append(v)
+            state = {n: now[o].reshape(state[n].shape) for n, o in pairs.items()}
+        outs.update({prefix + k: np.stack(v) for k, v in steps.items()})
+    return outs
+
+
 def main():
     cfg = read_config()
     a = arguments(cfg)
@@ -178,9 +205,11 @@ def main():
     if a.show_config:
         print(json.dumps(config, sort_keys=True))
         return 0
+    stream = cfg.get("stream")
     try:
         with np.load(str(pack_file("inputs.npz")), allow_pickle=False) as z:
-            feed = {n: z[n].astype(np.float32) for n in names}
+            feed = {k: z[k].astype(np.float32) for k in z.files} if stream else \
+                {n: z[n].astype(np.float32) for n in names}
     except KeyError as exc:
         fail("inputs.npz has no input %s: export the pack again with gnaexp export" % exc)
     except Exception as exc:  # noqa — a truncated or edited archive, pickled data
@@ -191,8 +220,11 @@ def main():
         fail("OpenVINO %s cannot run the model on %s (%s); devices here: %s. Run this on the GNA machine, with the "
              "GNA plugin (OpenVINO 2022.3-2023.3), or pass --device CPU to try the pack"
              % (get_version(), a.device, short(exc), ", ".join(core.available_devices)), 1)
-    res = compiled.infer_new_request(feed)
-    outs = {p.any_name: np.array(res[p], dtype=np.float32) for p in compiled.outputs}
+    if stream:
+        outs = run_stream(compiled, names, feed, stream)
+    else:
+        res = compiled.infer_new_request(feed)
+        outs = {p.any_name: np.array(res[p], dtype=np.float32) for p in compiled.outputs}
     try:  # what actually ran, as the device reports it (not every release or device has the property)
         ran = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
         ran = next((short for long, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float16", "f16"),
@@ -203,7 +235,8 @@ def main():
             "execution_mode": ("GNA_" + mode) if a.device == "GNA" else None,
             "precision": precision.upper() if a.device == "GNA" else (ran or config.get("INFERENCE_PRECISION_HINT")),
             "openvino": get_version(), "devices": core.available_devices, "os": platform.platform(terse=True),
-            "python": sys.version.split()[0], "input_fingerprint": input_fingerprint(feed)}
+            "python": sys.version.split()[0], "input_fingerprint": input_fingerprint(feed),
+            "streamed": {"state": stream["state"], "sequences": stream["sequences"]} if stream else None}
     out = Path(a.out)
     fd, tmp = tempfile.mkstemp(prefix="." + out.name + ".", suffix=".tmp", dir=str(out.parent.resolve()))
     try:  # written whole, then renamed: an interrupted run leaves the previous outputs.npz as it was

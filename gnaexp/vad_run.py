@@ -51,9 +51,10 @@ def check_backends(backends: Sequence[str]) -> None:
 
 
 def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -> list[vad.Stream]:
-    """Probability tracks measured elsewhere: the ``tracks.npz`` of a ``gnaexp run silero_vad`` on another machine
-    (keys FILE_STEM/BACKEND; the one track per file that is not torch or openvino:CPU is taken, or
-    FILE_STEM/probability). No state is stored, so there is no state drift for an import."""
+    """Probability tracks measured elsewhere: the ``outputs.npz`` of an export pack's measure_on_device.py
+    (FILE_STEM/probability, with the state after each chunk in FILE_STEM/next_state, so the state drift is
+    compared too), or the ``tracks.npz`` of a ``gnaexp run silero_vad`` on another machine (FILE_STEM/BACKEND: the
+    one track per file that is not torch or openvino:CPU; no state)."""
     from gnaexp.inputs import read_file
 
     path = spec.split(":", 1)[1]
@@ -62,8 +63,8 @@ def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -
         raise ValueError(f"{path}: give the tracks.npz of a silero_vad run (one array per FILE_STEM/BACKEND)")
     out = []
     for wav, n in zip(paths, lengths):
-        keys = [k for k in data if k == f"{wav.stem}/probability" or (
-            k.startswith(f"{wav.stem}/") and k.split("/", 1)[1] not in ("torch", "openvino:CPU"))]
+        keys = [f"{wav.stem}/probability"] if f"{wav.stem}/probability" in data else [  # an export pack's, or
+            k for k in data if k.startswith(f"{wav.stem}/") and k.split("/", 1)[1] not in ("torch", "openvino:CPU")]
         if len(keys) != 1:
             raise ValueError(f"{path}: expected one track for {wav.name} (key {wav.stem}/BACKEND or "
                              f"{wav.stem}/probability), found {keys or 'none'}; run gnaexp run silero_vad on the "
@@ -71,7 +72,10 @@ def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -
         p = np.asarray(data[keys[0]], dtype=np.float32).reshape(-1)
         if len(p) != n:
             raise ValueError(f"{path}: track {keys[0]} has {len(p)} chunks, {wav.name} has {n}: not the same audio")
-        out.append(vad.Stream(p, np.zeros((0, 2, vad.STATE_SHAPE[-1]), dtype=np.float32)))
+        states = data.get(f"{wav.stem}/next_state")  # an export pack's stream keeps the state after each chunk
+        out.append(vad.Stream(p, np.asarray(states, np.float32).reshape(n, 2, -1) if states is not None and
+                              np.size(states) == n * 2 * vad.STATE_SHAPE[-1] else
+                              np.zeros((0, 2, vad.STATE_SHAPE[-1]), dtype=np.float32)))
     return out
 
 

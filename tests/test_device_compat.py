@@ -109,3 +109,50 @@ def test_the_export_names_operations_an_older_release_cannot_read(tmp_path, caps
     late = unreadable_ops(tmp_path / "m.xml")
     assert late == {"2022.3": ["BitwiseAnd (opset13)"], "2023.0": ["BitwiseAnd (opset13)"],
                     "2023.1": ["BitwiseAnd (opset13)"]}  # opset13 came with 2023.2: 2023.3 reads it
+
+
+def test_a_silero_vad_pack_streams_on_the_old_release_and_imports_as_tracks(old_python, tmp_path, capsys):
+    release, python = old_python
+    audio = Path(__file__).resolve().parent.parent / "data" / "speech" / "speech_snr10.wav"
+    sets = ("--set", f"audio={audio}", "--set", "scale_factor=2048")
+    code, out, err = _run(capsys, "export", "silero_vad", *sets, "--out", tmp_path / "pack")
+    assert code == 0 and "cannot read" not in out, out + err  # Pad written as Pad-1: 2022.3–2023.0 read it
+    meta = _measure(python, tmp_path / "pack")
+    assert meta["streamed"]["state"] == {"state": "next_state"} and meta["openvino"].startswith(release[:6])
+    code, out, err = _run(capsys, "run", "silero_vad", *sets, "--backends",
+                          f"torch,import:{tmp_path / 'pack' / 'outputs.npz'}", "--out", tmp_path / "run")
+    assert code == 0, err
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    imported = next(a for b, a in record["aggregate"].items() if b.startswith("import:"))
+    assert imported["agreement"] == 1.0 and imported["max_abs_dp"] < 1e-4
+    assert imported["lowest_state_sqnr_db"] is not None and imported["lowest_state_sqnr_db"] > 60  # state drift too
+
+
+def test_a_stateful_model_pack_streams_its_state_pairs_on_the_old_release(old_python, tmp_path, capsys):
+    import openvino.opset8 as ops
+
+    release, python = old_python
+    rng = np.random.default_rng(3)
+    x = ops.parameter([1, 8], np.float32, name="x")
+    h = ops.parameter([1, 6], np.float32, name="h")
+    x.output(0).get_tensor().set_names({"x"})
+    h.output(0).get_tensor().set_names({"h"})
+    new_h = ops.tanh(ops.add(ops.matmul(x, ops.constant(rng.uniform(-0.4, 0.4, (8, 6)).astype(np.float32)), False,
+                                        False),
+                             ops.matmul(h, ops.constant(rng.uniform(-0.4, 0.4, (6, 6)).astype(np.float32)), False,
+                                        False)))
+    result = ops.result(new_h)
+    result.output(0).get_tensor().set_names({"hn"})
+    ov.save_model(ov.Model([result], [x, h]), tmp_path / "rnn.xml", compress_to_fp16=False)
+    np.savez(tmp_path / "frames.npz", x=rng.uniform(-1, 1, (20, 1, 8)).astype(np.float32))
+    sets = ("--set", f"model={tmp_path / 'rnn.xml'}", "--set", f"input_file={tmp_path / 'frames.npz'}", "--state",
+            "h=hn", "--set", "scale_factor=4096")
+    assert _run(capsys, "export", "model", *sets, "--out", tmp_path / "pack")[0] == 0
+    meta = _measure(python, tmp_path / "pack")
+    assert meta["streamed"]["state"] == {"h": "hn"}
+    with np.load(tmp_path / "pack" / "outputs.npz") as z:
+        assert z["hn"].shape == (20, 1, 6)
+    code, out, err = _run(capsys, "run", "model", *sets, "--backends",
+                          f"openvino:CPU,gna-emu,import:{tmp_path / 'pack' / 'outputs.npz'}", "--out", tmp_path / "run")
+    verdict = next(line for line in out.splitlines() if line.strip().startswith("import (imported):"))
+    assert code == 0 and f"a CPU measurement on OpenVINO {release[:6]}" in verdict and "matches the FP32" in verdict

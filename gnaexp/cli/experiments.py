@@ -182,8 +182,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from gnaexp import export
 
-    config = make_config(args.experiment, args.set, "torch")
-    folder = export.export(config, Path(args.out))
+    if args.experiment == "silero_vad":
+        wavs, options = _vad_options(args.set)
+        folder = export.export_vad(wavs, options, Path(args.out))
+    else:
+        folder = export.export(make_config(args.experiment, args.set, "torch"), Path(args.out))
     late = export.unreadable_ops(folder / "model.xml")
     for release, ops in late.items():
         print(f"note: OpenVINO {release} cannot read {', '.join(ops)} in model.xml: measure with a later release "
@@ -338,9 +341,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("export", help="IR, inputs and torch reference output, to measure on a GNA machine")
-    p.add_argument("experiment", help=EXPERIMENT_HELP)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("export", help="IR, inputs and torch reference output, to measure on a GNA machine (a "
+                                      "streaming net: its frames, state pairs and a script that streams them)")
+    p.add_argument("experiment", help=EXPERIMENT_HELP + " | silero_vad (with --set audio=FILE.wav)")
+    add_set_option(p)
     p.add_argument("--out", required=True, help="folder to write")
     p.set_defaults(func=cmd_export)
 
