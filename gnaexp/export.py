@@ -45,6 +45,12 @@ def write_portable_ir(src_xml: Path, xml: Path) -> None:
     from gnaexp import ir
 
     model = ov.Core().read_model(str(src_xml))
+    if any(op.get_type_name() == "Pad" and op.get_type_info().version_id == "opset12" for op in model.get_ops()):
+        from openvino.passes import ConstantFolding, Manager
+
+        manager = Manager()  # pads computed from constants (an ONNX export's Split of a Concat) become constants
+        manager.register_pass(ConstantFolding())
+        manager.run_passes(model)
     for op in model.get_ordered_ops():
         if op.get_type_name() != "Pad" or op.get_type_info().version_id != "opset12":
             continue

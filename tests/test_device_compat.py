@@ -156,3 +156,16 @@ def test_a_stateful_model_pack_streams_its_state_pairs_on_the_old_release(old_py
                           f"openvino:CPU,gna-emu,import:{tmp_path / 'pack' / 'outputs.npz'}", "--out", tmp_path / "run")
     verdict = next(line for line in out.splitlines() if line.strip().startswith("import (imported):"))
     assert code == 0 and f"a CPU measurement on OpenVINO {release[:6]}" in verdict and "matches the FP32" in verdict
+
+
+def test_the_shipped_silero_onnx_exports_readable_by_every_gna_release(corpus, tmp_path, capsys):
+    # its reflect Pad is a Pad-12 whose pads an ONNX Split computes: folded and written as Pad-1
+    from gnaexp.export import unreadable_ops
+    from gnaexp.model_catalog import example_inputs
+
+    np.savez(tmp_path / "in.npz", **{k: v[0] for k, v in example_inputs("silero_vad").items()})
+    code, out, _ = _run(capsys, "export", "model", "--set", f"model={corpus['silero_vad']}", "--set",
+                        f"input_file={tmp_path / 'in.npz'}", "--out", tmp_path / "pack")
+    assert code == 0 and "cannot read" not in out
+    assert unreadable_ops(tmp_path / "pack" / "model.xml") == {}
+    assert json.loads((tmp_path / "pack" / "config.json").read_text())["unreadable_ops_by_release"] == {}
