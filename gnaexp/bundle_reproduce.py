@@ -184,7 +184,8 @@ def main():
                         stored = inputs.get("memory:" + state.name)
                         if stored is not None:
                             state.state.data[...] = stored[t]
-                    steps.append({out: np.array(r) for out, r in request.infer({k: v[t] for k, v in feed.items()}).items()})
+                    result = request.infer({k: v[t] for k, v in feed.items()})
+                    steps.append({out: np.array(r) for out, r in result.items()})
                 result = {out: np.stack([r[out] for r in steps]) for out in compiled.outputs}
             else:
                 result = compiled(feed)

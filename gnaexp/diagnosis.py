@@ -92,7 +92,8 @@ def _best_hint(sweep: Mapping[str, Any]) -> str:
     best_sf, best = _best_within_headroom(sweep)
     floor = sweep["floor_sqnr_db"]
     if (not math.isfinite(floor) or floor < USABLE_FLOOR_DB) and best - floor > FLOOR_MARGIN_DB:
-        return f"; a higher scale factor lowers the error: sf {best_sf:g} gives {best:.1f} dB (set scale_factor={best_sf:g})"
+        return (f"; a higher scale factor lowers the error: sf {best_sf:g} gives {best:.1f} dB "
+                f"(set scale_factor={best_sf:g})")
     return ""
 
 

@@ -290,7 +290,7 @@ def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "us
 def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.ndarray]:
     """The inputs every backend runs on; for a streaming config, the steps as the reference streams them (frames
     and the reference's own state at each step)."""
-    if streaming.streamed(config.state, model):
+    if streaming.streamed(config.state, model, config.input_file):
         return streaming.reference_stream(model, *stream_inputs(config, model))[0]
     if config.input_file:
         return inputs_mod.load(config.input_file, model.input_shapes)
@@ -399,8 +399,9 @@ def run(
         if model is None:
             float_model = _build_float_model(config)
             model = _with_config_ir(float_model, config)
-        feed = {} if streaming.streamed(config.state, model) else make_inputs(config, model)
-    stream = stream_inputs(config, model) if streaming.streamed(config.state, model) else None
+        streams = streaming.streamed(config.state, model, config.input_file)
+        feed = {} if streams else make_inputs(config, model)
+    stream = stream_inputs(config, model) if streaming.streamed(config.state, model, config.input_file) else None
     results = []
     for spec in config.backends:
         if progress:
@@ -497,7 +498,7 @@ def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.n
         return model, feed, ref.backend, ref.outputs
     float_model = _build_float_model(config)
     model = _with_config_ir(float_model, config)
-    if streaming.streamed(config.state, model):
+    if streaming.streamed(config.state, model, config.input_file):
         feed, backend, result = streaming.reference_stream(model, *stream_inputs(config, model))
         return model, feed, backend, result.outputs
     feed = make_inputs(config, model)

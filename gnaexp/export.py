@@ -71,7 +71,8 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
     """
     check_folder(folder, "export folder")
     model = experiment.build_model(config)
-    stream = experiment.stream_inputs(config, model) if streaming.streamed(config.state, model) else None
+    streams = streaming.streamed(config.state, model, config.input_file)
+    stream = experiment.stream_inputs(config, model) if streams else None
     # a stream's pack holds the frames (steps, *shape) and the initial states: the script carries the state
     feed = {**stream[1], **stream[2]} if stream else experiment.make_inputs(config, model)
     with publish_folder(folder, "export folder") as stage:
@@ -117,7 +118,8 @@ def export_vad(audio_files: list[Path], options: dict, folder: Path) -> Path:
         atomic_write_bytes(stage / "inputs.npz", npz_bytes(feed))
         cfg = {"experiment": "silero_vad", "audio": [p.name for p, _ in loaded], "scale_factor": opts["scale_factor"],
                "precision": opts.get("precision", "i16"), "execution_mode": opts.get("execution_mode", "SW_EXACT"),
-               "input_fingerprint": inputs_mod.fingerprint(feed), "unreadable_ops_by_release": unreadable_ops(stage / "model.xml"),
+               "input_fingerprint": inputs_mod.fingerprint(feed),
+               "unreadable_ops_by_release": unreadable_ops(stage / "model.xml"),
                "stream": {"state": {"state": "next_state"}, "sequences": [p.stem for p, _ in loaded]}}
         atomic_write_text(stage / "config.json", dumps(cfg))
         atomic_write_text(stage / "measure_on_device.py", MEASURE_SCRIPT)

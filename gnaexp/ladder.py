@@ -183,7 +183,8 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                 verdict, explained = judged[0], (None, "")
             elif measured_as and measured_as.get("device"):
                 verdict = (f"a {measured_as['device']} measurement"
-                           + (f" ({measured_as['mode']}, {measured_as['precision']})" if measured_as.get("mode") else "")
+                           + (f" ({measured_as['mode']}, {measured_as['precision']})"
+                              if measured_as.get("mode") else "")
                            + (f" on OpenVINO {measured_as['openvino']}" if measured_as.get("openvino") else "")
                            + f": {verdict}")
             best = explained[0]

@@ -124,7 +124,8 @@ def _metrics_cells(entry: dict[str, Any]) -> tuple[str, str, str]:
     found = entry.get("finding") or {}
     verdict = ""
     if found:
-        verdict = f"{escape(found.get('verdict', ''))}<div class='small'><b>Next:</b> {escape(found.get('next_step', ''))}</div>"
+        verdict = (f"{escape(found.get('verdict', ''))}<div class='small'><b>Next:</b> "
+                   f"{escape(found.get('next_step', ''))}</div>")
     lines = "<br>".join(bold(v) for v in entry.get("verdict", []))
     if lines:
         verdict += f"<details><summary>every verdict</summary>{lines}</details>" if found else lines
@@ -208,7 +209,8 @@ def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Pat
     counts = {s: sum(1 for _, _, shown_status, _ in shown if shown_status == s)
               for s in status.SEVERITY + ("ran", "pending")}
     summary = " ".join(f"{status.badge(s)} {n}" for s, n in counts.items() if n)
-    legend = "".join(f"<tr><td>{status.badge(s)}</td><td>{escape(status.MEANING[s])}</td></tr>" for s in status.SEVERITY)
+    legend = "".join(f"<tr><td>{status.badge(s)}</td><td>{escape(status.MEANING[s])}</td></tr>"
+                     for s in status.SEVERITY)
     grid = _forum_grid([(r, e, x) for r, e, x, _ in shown])
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>gnaexp batch</title><style>{_CSS}</style>"
             f"</head><body><h1>gnaexp batch</h1><p class='gnaexp-summary'>{len(shown)} runs: {summary} · updated "

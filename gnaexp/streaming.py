@@ -100,9 +100,10 @@ def note(pairs: Mapping[str, str], fed: Mapping[str, np.ndarray]) -> str:
             "and the diagnosis run each step on the reference's state (teacher-forced)")
 
 
-def streamed(state: str, model: Any) -> bool:
-    """Whether a model runs as a stream: state pairs named, or memory layers (ReadValue/Assign) in it."""
-    return bool(state or model.info.get("memory"))
+def streamed(state: str, model: Any, input_file: str = "") -> bool:
+    """Whether a model runs as a stream: state pairs named, or memory layers (ReadValue/Assign) in it and an input
+    file of frames (without one, a memory model runs one inference from its initial state)."""
+    return bool(state or (model.info.get("memory") and input_file))
 
 
 def model_stream_inputs(state: str, input_file: str, model: Any) -> tuple[dict[str, str], dict[str, np.ndarray],

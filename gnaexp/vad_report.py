@@ -190,7 +190,8 @@ def finding(record: Mapping[str, Any], record_dir: str) -> str:
     emu = next((s for s in record["device_settings"].values() if s.get("scale_factors")), {})
     params = {"audio": ", ".join(f["file"] for f in record["files"]), "backends": ", ".join(record["backends"]),
               "reference": record["reference"],
-              "scale factors (GNA)": ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
+              "scale factors (GNA)":
+                  ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
               "precision": emu.get("precision", "–"),
               "recommended audio scale factor": f"{record.get('recommended_scale_factor') or 0:.6g}"}
     details = "".join(f"<li>{bold(line)}</li>" for line in verdict_lines(record))

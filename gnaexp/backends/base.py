@@ -143,7 +143,8 @@ class Backend(abc.ABC):
         """Return (outputs by name, info)."""
 
 
-def stream_steps(step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], frames: Mapping[str, np.ndarray], pairs: Mapping[str, str],
+def stream_steps(step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], frames: Mapping[str, np.ndarray],
+                 pairs: Mapping[str, str],
            initial: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run ``step`` over the frames, carrying each state output to its input (the streaming engine: every
     stateful model streams through it, ``gnaexp.streaming``).

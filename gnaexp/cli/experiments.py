@@ -289,7 +289,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             stored = read_file(plan.files["outputs.npz"], "stored outputs")
             measured = next((b for b in plan.record.get("backends", []) if b.get("kind") in ("measured", "imported")),
                             {})
-            label = str(measured.get("backend", device[0])) + (" (imported)" if measured.get("kind") == "imported" else "")
+            label = str(measured.get("backend", device[0])) + \
+                (" (imported)" if measured.get("kind") == "imported" else "")
             observed = next((v for k, v in stored.items() if k.startswith(label + "/") or k.startswith(device[0])),
                             None)
             measured_as = measured.get("info", {}).get("what_ran")

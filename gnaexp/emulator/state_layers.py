@@ -34,7 +34,8 @@ class Memory:
 
 def explicit(model: Any) -> tuple[Any, dict[str, Memory]]:
     """``model`` with each ReadValue replaced by a Parameter ``memory:VAR`` and each Assign by a Result of what it
-    writes (friendly name ``memory:VAR``); the model itself is not changed. Returns (model, {parameter name: Memory})."""
+    writes (friendly name ``memory:VAR``); the model itself is not changed.
+    Returns (model, {parameter name: Memory})."""
     if not model.get_sinks() and not any(op.get_type_name() == "ReadValue" for op in model.get_ops()):
         return model, {}
     import openvino as ov
@@ -47,8 +48,9 @@ def explicit(model: Any) -> tuple[Any, dict[str, Memory]]:
             var = op.get_variable_id()
             shape = op.get_output_partial_shape(0)
             init = op.input_value(0).get_node() if op.get_input_size() else None
-            initial = np.array(init.get_data(), dtype=np.float32) if init is not None and \
-                init.get_type_name() == "Constant" else np.zeros(shape.to_shape() if shape.is_static else (), np.float32)
+            constant = init is not None and init.get_type_name() == "Constant"
+            initial = np.array(init.get_data(), dtype=np.float32) if constant else \
+                np.zeros(shape.to_shape() if shape.is_static else (), np.float32)
             param = ops.parameter(shape, op.get_output_element_type(0), name=MEMORY_PREFIX + var)
             param.output(0).get_tensor().set_names({MEMORY_PREFIX + var})
             for target in list(op.output(0).get_target_inputs()):
@@ -60,8 +62,9 @@ def explicit(model: Any) -> tuple[Any, dict[str, Memory]]:
             result = ops.result(sink.input_value(0))
             result.set_friendly_name(MEMORY_PREFIX + sink.get_variable_id())
             results.append(result)
-    unpaired = {m.variable for m in memory.values()} - {r.get_friendly_name()[len(MEMORY_PREFIX):]
-                                                         for r in results if r.get_friendly_name().startswith(MEMORY_PREFIX)}
+    written = {r.get_friendly_name()[len(MEMORY_PREFIX):] for r in results
+               if r.get_friendly_name().startswith(MEMORY_PREFIX)}
+    unpaired = {m.variable for m in memory.values()} - written
     if unpaired:
         raise ValueError(f"memory variable(s) {sorted(unpaired)} are read (ReadValue) but never written (Assign); "
                          "the GNA plugin pairs each ReadValue with the Assign of the same variable")

@@ -113,7 +113,7 @@ def sweep(
     porting: as ``emulate``'s."""
     from gnaexp.gna_settings import at_scale_factor
 
-    prog = load_program(model, inputs, porting)  # parsed once for the whole sweep (a dynamic model: reshaped to the inputs)
+    prog = load_program(model, inputs, porting)  # parsed once for the sweep (a dynamic model: reshaped to the inputs)
     if not isinstance(reference_outputs, Mapping):
         reference_outputs = {prog.results[0][0]: reference_outputs}
     names = [n for n, _ in prog.results]
