@@ -79,6 +79,25 @@ def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -
     return out
 
 
+def import_label(spec: str) -> str:
+    """An imported track's label: what ran where its file says (an export pack's measure_on_device.py), e.g.
+    "import:pack/outputs.npz (CPU f32, OpenVINO 2023.0.2, imported)"."""
+    from gnaexp.backends import BackendResult
+    from gnaexp.backends.imported import read_outputs
+    from gnaexp.measurement import what_ran
+
+    try:
+        _, meta = read_outputs(spec.split(":", 1)[1], "imported tracks")
+    except ValueError:
+        meta = {}
+    if not meta:
+        return f"{spec} (imported)"
+    ran = what_ran(BackendResult("import", "imported", {}, info={"source_meta": meta}))
+    what = " ".join(str(v) for v in (ran["device"], ran["mode"], ran["precision"]) if v)
+    release = str(ran.get("openvino") or "").split("-")[0]
+    return f"{spec} ({what}{', OpenVINO ' + release if release else ''}, imported)"
+
+
 DEVICE_SETTINGS = ("scale_factor", "state_scale_factor", "precision", "execution_mode")  # gna-emu, openvino:GNA
 
 
@@ -256,7 +275,7 @@ def assemble(loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], parts:
     kinds = {b: first["kinds"].get(b, "imported") for b in backends}
     record: dict[str, Any] = {"schema": SCHEMA, "experiment": "silero_vad", "backends": list(backends),
                               "reference": backends[0],
-                              "labels": {b: first["labels"].get(b, f"{b} (imported)") for b in backends},
+                              "labels": {b: first["labels"].get(b) or import_label(b) for b in backends},
                               "device_settings": {b: first["device_settings"].get(b, {"file": b[7:]})
                                                   for b in backends},
                               "chunk_samples": vad.CHUNK, "context_samples": vad.CONTEXT,

@@ -125,6 +125,7 @@ def test_a_silero_vad_pack_streams_on_the_old_release_and_imports_as_tracks(old_
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     imported = next(a for b, a in record["aggregate"].items() if b.startswith("import:"))
     assert imported["agreement"] == 1.0 and imported["max_abs_dp"] < 1e-4
+    assert f"(CPU f32, OpenVINO {release[:6]}" in imported["label"]  # the label says what was measured
     assert imported["lowest_state_sqnr_db"] is not None and imported["lowest_state_sqnr_db"] > 60  # state drift too
 
 
