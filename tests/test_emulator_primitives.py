@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from gnaexp.emulator import primitives as p
+from gnaexp.emulator import pwl
 
 
 def test_affine_int16_and_int8_with_row_multipliers():
@@ -35,8 +36,18 @@ def test_pwl_from_a_raw_segment_table():
     curve = p.pwl_from_table([-100 | 0, 0 | 1], [-5, 0], [0, 256])  # index 1: shift 16
     y, sat = p.evaluate(curve, np.array([-200, -100, -50, 0, 300, 2**31 - 1]))
     assert y.tolist() == [-5, -5, -5, 0, (300 * 256) >> 16, 32767] and sat == 1  # the last one saturates int16
-    with pytest.raises(ValueError, match="strictly increasing"):
+    with pytest.raises(ValueError, match="non-decreasing"):
         p.pwl_from_table([0, -4], [0, 0], [0, 0])
+
+
+def test_a_table_whose_segments_share_an_xbase_takes_the_last_of_them_as_the_library_does():
+    # √x-like start: three segments at xBase 0 (index 0: shift 8), then one at 400. At or below 0: yBase0 = 7;
+    # above 0: the last segment at 0 (slope 512, yBase 3): y = (x·512) >> 8 + 3 = 2x + 3, until 400
+    curve = p.pwl_from_table([0, 0, 0, 400], [7, 1, 3, 900], [256, 1024, 512, 256])
+    y, sat = p.evaluate(curve, np.array([-5, 0, 1, 10, 399, 400, 500]))
+    assert y.tolist() == [7, 7, 5, 23, 801, 900, 1000] and sat == 0
+    y_np, _ = pwl.evaluate_numpy(curve, np.array([-5, 0, 1, 10, 399, 400, 500]))
+    assert y_np.tolist() == y.tolist()  # the compiled loop and its NumPy reference agree on the shared xBase
 
 
 def test_int8_input_quantization_rule():

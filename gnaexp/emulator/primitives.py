@@ -79,8 +79,15 @@ def conv1d_memory(memory: np.ndarray, filters: np.ndarray, bias: np.ndarray, str
 
 def pwl_from_table(xbase: np.ndarray, ybase: np.ndarray, slope: np.ndarray) -> PWL:
     """A PWL from a raw segment table as GNA stores it: xBase with the shift index in its 2 LSBs (shift =
-    8·(index + 1)), yBase and slope int16. ``evaluate(pwl, x)`` runs it on int32 inputs and returns int16."""
+    8·(index + 1)), yBase and slope int16. ``evaluate(pwl, x)`` runs it on int32 inputs and returns int16.
+
+    Segments may share an xBase (the plugin builds such tables, e.g. √x at input scale 2048 starts with several
+    segments at 0). The library's kernels then take the last of them for an input above it: the linear search
+    walks down from the last segment while x < xBase, the binary search moves its lower bound right whenever
+    x ≥ xBase, and the lookup table is built only when the xBases after the first are distinct (a zero minimum
+    gap disables it) [S: intel/gna src/gna-lib/kernels/pwl.cpp, pwlKernelImplAllLinear/AllBinary, PwlCached].
+    That is ``evaluate``'s rule: the last segment whose xBase ≤ x."""
     xb = np.asarray(xbase, dtype=np.int64)
-    if xb.ndim != 1 or len(xb) == 0 or np.any(np.diff(xb & ~3) <= 0):
-        raise ValueError("a PWL table needs one or more segments with strictly increasing xBase values")
+    if xb.ndim != 1 or len(xb) == 0 or np.any(np.diff(xb & ~3) < 0):
+        raise ValueError("a PWL table needs one or more segments with non-decreasing xBase values")
     return PWL(xb, np.asarray(ybase, dtype=np.int64), np.asarray(slope, dtype=np.int64), 1.0, 1.0, "table")
