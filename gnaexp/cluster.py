@@ -33,6 +33,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from contextlib import contextmanager, suppress
 from multiprocessing import resource_tracker
@@ -237,22 +238,30 @@ def _pack(stage: Path, name: str) -> dict[str, bytes | None]:
     return files
 
 
+STOP_WAIT_S = 15.0  # how long a cancelled batch's runs may take to end once their kernels are killed
+
+
 def _stop_runs(batch_id: str) -> int:
     """Stop this process's runs of a cancelled batch: their kernels (and what those started) are the processes
-    working in their staging folders; a run waiting for its turn does not start."""
+    working in their staging folders; a run waiting for its turn does not start. The folders are watched until
+    their runs have ended: a kernel forked after the first look (a zygote still importing on a restarted worker
+    forks late) is killed as it appears."""
     import psutil
 
     _STOPPED.add(batch_id)
-    stages = [str(s) for s in _ACTIVE.get(batch_id, ())]
-    killed = 0
-    for proc in psutil.process_iter(["cwd"]):
-        cwd = proc.info.get("cwd") or ""
-        # This process works there too while papermill runs (it changes folder): not this one.
-        if proc.pid != os.getpid() and any(cwd == s or cwd.startswith(s + os.sep) for s in stages):
-            with suppress(psutil.Error):
-                proc.kill()
-                killed += 1
-    return killed
+    killed, end = 0, time.monotonic() + STOP_WAIT_S
+    while True:
+        stages = [str(s) for s in _ACTIVE.get(batch_id, ())]
+        for proc in psutil.process_iter(["cwd"]):
+            cwd = proc.info.get("cwd") or ""
+            # This process works there too while papermill runs (it changes folder): not this one.
+            if proc.pid != os.getpid() and any(cwd == s or cwd.startswith(s + os.sep) for s in stages):
+                with suppress(psutil.Error):
+                    proc.kill()
+                    killed += 1
+        if not stages or time.monotonic() > end:
+            return killed
+        time.sleep(0.1)
 
 
 # --- the client's side ------------------------------------------------------------------------------------------
