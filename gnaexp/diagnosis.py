@@ -160,7 +160,7 @@ def result_status(record: Any, result: Any) -> str | None:
         return "defect"
     if result.kind == "reference":
         return "matches" if c.cosine >= FP32_COSINE_MIN else "defect"
-    measured = measured_verdict(result, c) if result.kind in ("measured", "imported") else None
+    measured = _measured(result, c)
     if measured:
         return measured[1]
     usable = "matches" if c.sqnr_db >= USABLE_FLOOR_DB else "quantization-limited"
@@ -185,11 +185,11 @@ def _spread(values: list[float]) -> float:
     return max(finite) - min(finite) if finite else 0.0
 
 
-def measured_verdict(result: Any, c: metrics.Comparison) -> tuple[str, str] | None:
-    """(verdict, status) of a measured or imported result judged by what ran (``measurement.what_ran``): FP32 held
-    to FP32, reduced float said to be neither, a GNA integer result identical to the emulation at its settings;
-    None where the general verdict applies."""
-    ran = result.info.get("what_ran")
+def measured_verdict(ran: Mapping[str, Any] | None, c: metrics.Comparison,
+                     versus: Mapping[str, Any] | None = None) -> tuple[str, str] | None:
+    """(verdict, status) of a measurement judged by what ran (``measurement.what_ran``): FP32 held to FP32, reduced
+    float said to be neither, a GNA integer result identical to the emulation at its settings (``versus``:
+    ``measurement.against_emulation``); None where the general verdict applies."""
     if not ran or ran["class"] == "unknown":
         return None
     where = (f"a {ran['device']} measurement" + (f" ({ran['mode']})" if ran.get("mode") else "")
@@ -204,13 +204,20 @@ def measured_verdict(result: Any, c: metrics.Comparison) -> tuple[str, str] | No
         return (f"{where} in {ran['precision']}, neither FP32 nor GNA: SQNR {c.sqnr_db:.1f} dB is {ran['precision']} "
                 "rounding, not a GNA figure — measure again in f32 (measure_on_device.py forces it off GNA) or on "
                 "the GNA", "quantization-limited")
-    versus = result.info.get("against_emulation") or {}
+    versus = versus or {}
     if versus.get("identical"):
         sfs = ", ".join(f"{k} {v:g}" for k, v in versus["scale_factors"].items())
         return (f"{where}: identical to the emulation at the same settings (sf {sfs}, {versus['precision']}) — "
                 f"quantization only; SQNR {c.sqnr_db:.1f} dB against FP32 is the int16 result of these settings",
                 "matches" if c.sqnr_db >= USABLE_FLOOR_DB else "quantization-limited")
     return None
+
+
+def _measured(result: Any, c: metrics.Comparison) -> tuple[str, str] | None:
+    """``measured_verdict`` of a backend result, from what its info says ran."""
+    if result.kind not in ("measured", "imported"):
+        return None
+    return measured_verdict(result.info.get("what_ran"), c, result.info.get("against_emulation"))
 
 
 def _emulation_gap(result: Any) -> str:
@@ -236,7 +243,7 @@ def result_verdict(record: Any, result: Any) -> str | None:
         return f"no verdict: the {bad}"
     if result.kind == "reference":
         return reference_verdict(c)
-    measured = measured_verdict(result, c) if result.kind in ("measured", "imported") else None
+    measured = _measured(result, c)
     if measured:
         return measured[0]
     return _general_verdict(record, result, c) + _emulation_gap(result)

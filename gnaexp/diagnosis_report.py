@@ -15,8 +15,8 @@ import numpy as np
 
 from gnaexp import experiment as experiment_mod
 from gnaexp import parameters, status
-from gnaexp.markup import bold, cell, escape, table
-from gnaexp.report import HTML, YOUR_MODEL, image
+from gnaexp.markup import cell, escape, table
+from gnaexp.report import HTML, image
 
 TOP_HYPOTHESES = 10
 
@@ -70,12 +70,9 @@ def verdict(d: Diagnosis) -> HTML:
     """Status, the verdict in one sentence and the next step, then one line per step of the ladder."""
     lines = ([f"**finding**: {d.result['headline']}"] if d.result.get("headline") else [])
     lines += [f"**{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
-    details = "".join(f"<li>{bold(line)}</li>" for line in lines)
     about = (f"Diagnosis of {d.config.experiment} at sf {d.config.scale_factor:g}; observed: {d.observed_label}; "
              "GNA figures are emulated unless the observed output came from a device file.")
-    return HTML(status.finding_html(status.ladder_finding(d.result), [about])
-                + f"<ul class='gnaexp-details'>{details}</ul><p class='gnaexp-note'><b>Your model, your device:</b> "
-                f"{escape(YOUR_MODEL)}</p>")
+    return HTML(status.finding_html(status.ladder_finding(d.result), [about], lines) + status.your_model_html())
 
 
 def hypotheses_table(d: Diagnosis) -> HTML:

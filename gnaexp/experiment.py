@@ -394,14 +394,13 @@ def run(
     if cached is not None:
         model, torch_result, feed = cached
     name = config.experiment if model is None else model.name
-    float_model = None
-    if cached is None:
+    float_model, stream = None, None
+    if cached is None:  # a cached reference is a forum net's: never a stream
         if model is None:
             float_model = _build_float_model(config)
             model = _with_config_ir(float_model, config)
-        streams = streaming.streamed(config.state, model, config.input_file)
-        feed = {} if streams else make_inputs(config, model)
-    stream = stream_inputs(config, model) if streaming.streamed(config.state, model, config.input_file) else None
+        stream = stream_inputs(config, model) if streaming.streamed(config.state, model, config.input_file) else None
+        feed = {} if stream else make_inputs(config, model)
     results = []
     for spec in config.backends:
         if progress:

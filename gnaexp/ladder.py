@@ -7,7 +7,6 @@ wording of a backend result comes from ``diagnosis``.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Any, Mapping
 
 import numpy as np
@@ -177,7 +176,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                                                    diagnosis.saturation_fact(em.plan, sf, safe_sf), obs.sqnr_db)
             if transposed:
                 verdict = f"{transposed}; {verdict}"
-            judged = diagnosis.measured_verdict(SimpleNamespace(info={"what_ran": measured_as}), obs) \
+            judged = diagnosis.measured_verdict(measured_as, obs) \
                 if measured_as and measured_as["class"] in ("fp32", "reduced-float") else None
             if judged:  # not a GNA integer result: the hypotheses of GNA mistakes do not apply
                 verdict, explained = judged[0], (None, "")

@@ -27,8 +27,12 @@ def _meta(result: Any) -> dict[str, Any]:
 
 def what_ran(result: Any) -> dict[str, Any]:
     """Device, class (fp32 | reduced-float | gna-integer | unknown), mode, precision and release of a measured or
-    imported result, from its metadata."""
-    meta = _meta(result)
+    imported result, from its metadata (``describe``)."""
+    return describe(_meta(result))
+
+
+def describe(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What ran, from a measurement's metadata (a ``measure_on_device.py`` file's, or a backend's info)."""
     config = meta.get("plugin_config") or {}
     device = str(meta.get("device") or str(meta.get("backend", "")).partition(":")[2]).upper().split(".")[0]
     mode = meta.get("execution_mode") or config.get("GNA_DEVICE_MODE")

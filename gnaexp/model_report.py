@@ -14,7 +14,7 @@ import numpy as np
 from gnaexp import experiment, model_catalog, parameters, report
 from gnaexp.cache import cache_dir
 from gnaexp.files import atomic_write_bytes
-from gnaexp.markup import bold, cell, escape, table
+from gnaexp.markup import cell, escape, table
 
 
 STREAM_STEPS = 48  # frames a corpus model streams for (state set): about 0.5–1.7 s of its audio
@@ -48,10 +48,8 @@ def _config(namespace: Mapping[str, Any]) -> experiment.ExperimentConfig:
 def _verdict(found: Any, lines: list[str], notes: list[str] = ()) -> report.HTML:
     from gnaexp import status
 
-    items = "".join(f"<li>{bold(line)}</li>" for line in lines)
     notes_html = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in notes)
-    return report.HTML(status.finding_html(found) + f"<ul class='gnaexp-details'>{items}</ul>{notes_html}"
-                       f"<p class='gnaexp-note'><b>Your model, your device:</b> {escape(report.YOUR_MODEL)}</p>")
+    return report.HTML(status.finding_html(found, (), lines) + notes_html + status.your_model_html())
 
 
 def _support(support: Any) -> report.HTML:

@@ -111,11 +111,9 @@ def verdict_lines(study: Study) -> list[str]:
 def verdict(study: Study) -> Any:
     """The study's first screen: status, verdict and next step, then the verdict lines."""
     from gnaexp import status
-    from gnaexp.markup import bold
     from gnaexp.report import HTML
 
-    details = "".join(f"<li>{bold(line)}</li>" for line in verdict_lines(study))
-    return HTML(status.finding_html(study_finding(study)) + f"<ul class='gnaexp-details'>{details}</ul>")
+    return HTML(status.finding_html(study_finding(study), (), verdict_lines(study)))
 
 
 def environment(study: Study) -> Any:

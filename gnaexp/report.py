@@ -18,7 +18,7 @@ import numpy as np
 from gnaexp import experiment as experiment_mod
 from gnaexp.backends import BackendResult, BackendUnavailable, make_backend
 from gnaexp.experiment import ExperimentConfig
-from gnaexp.markup import bold, cell, escape, key_value_rows, table
+from gnaexp.markup import cell, escape, key_value_rows, table
 from gnaexp.records import Record
 
 
@@ -229,14 +229,7 @@ def finding(run_: NotebookRun) -> HTML:
     found = status.record_finding(run_.record)
     lines = diagnosis.verdict_lines(run_.record)
     save_index_entry(run_, lines, found)
-    details = "".join(f"<li>{bold(line)}</li>" for line in lines)
-    return HTML(status.finding_html(found, _forum_notes(run_.record)) + f"<ul class='gnaexp-details'>{details}</ul>"
-                + f"<p class='gnaexp-note'><b>Your model, your device:</b> {escape(YOUR_MODEL)}</p>")
-
-
-YOUR_MODEL = ("run your own model with gnaexp run model --set model=FILE --set input_file=INPUTS.npz (any format "
-              "OpenVINO reads); measure your GNA on the same inputs with gnaexp export, then pack/measure_on_device.py "
-              "on the GNA machine, and bring the outputs back: gnaexp diagnose --export-dir pack")
+    return HTML(status.finding_html(found, _forum_notes(run_.record), lines) + status.your_model_html())
 
 
 def _forum_notes(record: Record) -> list[str]:

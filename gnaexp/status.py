@@ -54,12 +54,6 @@ def worst(statuses: Iterable[str | None]) -> str:
     return min(present, key=SEVERITY.index) if present else MATCHES
 
 
-def _strip(line: str) -> str:
-    """A verdict line without its Markdown label and final full stop."""
-    text = line.split("**: ", 1)[1] if line.startswith("**") and "**: " in line else line
-    return text.rstrip(".")
-
-
 def _setting(text: str) -> str | None:
     """The setting a verdict advises ("set scale_factor=N"), if it names one."""
     for marker in ("set scale_factor=", "scale_factor="):
@@ -148,10 +142,25 @@ def badge(status: str) -> str:
             f"border-radius:3px;font-weight:600;white-space:nowrap'>{escape(status)}</span>")
 
 
-def finding_html(finding: Finding, extra: Iterable[str] = ()) -> str:
-    """The first screen of a report: status, the verdict in one sentence, the next step (and notes)."""
-    from gnaexp.markup import escape
+def finding_html(finding: Finding, extra: Iterable[str] = (), details: Iterable[str] | None = None) -> str:
+    """The first screen of a report: status, the verdict in one sentence, the next step (and notes), then every
+    verdict line (``details``, Markdown-bold labels) as a list."""
+    from gnaexp.markup import bold, escape
 
     notes = "".join(f"<p class='gnaexp-note'>{escape(n)}</p>" for n in extra)
+    items = "" if details is None else \
+        "<ul class='gnaexp-details'>" + "".join(f"<li>{bold(line)}</li>" for line in details) + "</ul>"
     return (f"<div class='gnaexp-verdict gnaexp-finding'><p>{badge(finding.status)} {escape(finding.verdict)}</p>"
-            f"<p><b>Next step:</b> {escape(finding.next_step)}</p>{notes}</div>")
+            f"<p><b>Next step:</b> {escape(finding.next_step)}</p>{notes}</div>{items}")
+
+
+YOUR_MODEL = ("run your own model with gnaexp run model --set model=FILE --set input_file=INPUTS.npz (any format "
+              "OpenVINO reads); measure your GNA on the same inputs with gnaexp export, then pack/measure_on_device.py "
+              "on the GNA machine, and bring the outputs back: gnaexp diagnose --export-dir pack")
+
+
+def your_model_html() -> str:
+    """The paragraph every report closes its first screen with: your own model, and your device's outputs."""
+    from gnaexp.markup import escape
+
+    return f"<p class='gnaexp-note'><b>Your model, your device:</b> {escape(YOUR_MODEL)}</p>"

@@ -184,7 +184,7 @@ def finding(record: Mapping[str, Any], record_dir: str) -> str:
     """The report's first screen: status, verdict and next step, the run's parameters, every backend's verdict;
     the index entry is saved too."""
     from gnaexp import status
-    from gnaexp.markup import bold, key_value_rows
+    from gnaexp.markup import key_value_rows
 
     save_index_entry(record, record_dir)
     emu = next((s for s in record["device_settings"].values() if s.get("scale_factors")), {})
@@ -194,9 +194,8 @@ def finding(record: Mapping[str, Any], record_dir: str) -> str:
                   ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
               "precision": emu.get("precision", "–"),
               "recommended audio scale factor": f"{record.get('recommended_scale_factor') or 0:.6g}"}
-    details = "".join(f"<li>{bold(line)}</li>" for line in verdict_lines(record))
-    return (status.finding_html(run_finding(record)) + f"<ul class='gnaexp-details'>{details}</ul>"
-            f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"
+    return (status.finding_html(run_finding(record), (), verdict_lines(record))
+            + f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"
             f"<p class='gnaexp-note'>{escape(READING)}</p><p class='gnaexp-note'>{escape(YOUR_DEVICE)}</p>")
 
 

@@ -82,9 +82,8 @@ def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -
 def import_label(spec: str) -> str:
     """An imported track's label: what ran where its file says (an export pack's measure_on_device.py), e.g.
     "import:pack/outputs.npz (CPU f32, OpenVINO 2023.0.2, imported)"."""
-    from gnaexp.backends import BackendResult
     from gnaexp.backends.imported import read_outputs
-    from gnaexp.measurement import what_ran
+    from gnaexp.measurement import describe
 
     try:
         _, meta = read_outputs(spec.split(":", 1)[1], "imported tracks")
@@ -92,7 +91,7 @@ def import_label(spec: str) -> str:
         meta = {}
     if not meta:
         return f"{spec} (imported)"
-    ran = what_ran(BackendResult("import", "imported", {}, info={"source_meta": meta}))
+    ran = describe(meta)
     what = " ".join(str(v) for v in (ran["device"], ran["mode"], ran["precision"]) if v)
     release = str(ran.get("openvino") or "").split("-")[0]
     return f"{spec} ({what}{', OpenVINO ' + release if release else ''}, imported)"

@@ -5,7 +5,6 @@ settings is quantization only, and one that differs from it says that the emulat
 import json
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -87,5 +86,5 @@ def test_a_bf16_cpu_file_is_neither_fp32_nor_gna():
     from gnaexp import diagnosis, metrics
 
     c = metrics.compare(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.01]))
-    text, status = diagnosis.measured_verdict(SimpleNamespace(info={"what_ran": ran}), c)
+    text, status = diagnosis.measured_verdict(ran, c)
     assert status == "quantization-limited" and "in bf16, neither FP32 nor GNA" in text

@@ -239,14 +239,13 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def observed_metadata(path: str) -> dict[str, Any] | None:
     """What ran to produce an observed .npz (its measure_on_device.py metadata), or None for a bare array."""
-    from gnaexp.backends import BackendResult
     from gnaexp.backends.imported import read_outputs
-    from gnaexp.measurement import what_ran
+    from gnaexp.measurement import describe
 
     if not str(path).endswith(".npz"):
         return None
     _, meta = read_outputs(path, "observed output")
-    return what_ran(BackendResult("import", "imported", {}, info={"source_meta": meta})) if meta else None
+    return describe(meta) if meta else None
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 
 from gnaexp.emulator.graph import RULES_VERSION, build_plan
 from gnaexp.emulator.ir_reader import Program, UnsupportedOpError, read_program
-from gnaexp.emulator.porting import CONVERTER_NOTE, convert_as_converter, inner_reduce_means
+from gnaexp.emulator.porting import inner_reduce_means, read_as_converter
 from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 from gnaexp.files import json_safe
@@ -93,9 +93,8 @@ def _load_converted(model: Any, prog: Program) -> Program:
         ov_model = read_model(model) if isinstance(model, (str, Path)) else model.clone()
         if ov_model.is_dynamic():  # the shapes the program was read with
             reshape_inputs(ov_model, {names[0]: [int(d) for d in pshape] for _, names, pshape in prog.params}, "")
-        names = ", ".join(inner_reduce_means(prog)[:3])
-        converted = read_program(convert_as_converter(ov_model))
-        converted.notes = list(prog.notes) + [CONVERTER_NOTE.format(names=f" ({names})" if names else "")]
+        converted, note = read_as_converter(ov_model, prog)
+        converted.notes = list(prog.notes) + [note]
         if len(_CONVERTED) > 16:
             _CONVERTED.clear()
         _CONVERTED[id(prog)] = (prog, converted)  # prog kept alive: its id stays its own

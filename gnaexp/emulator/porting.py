@@ -68,6 +68,16 @@ def convert_as_converter(ov_model: Any) -> Any:
     return converted
 
 
+def read_as_converter(ov_model: Any, prog: Program, strict: bool = True) -> tuple[Program, str]:
+    """(the program of ``ov_model`` as the converter writes it, the note saying so, naming the layer norm's
+    ReduceMeans of ``prog``, the program read as given)."""
+    from gnaexp.emulator.ir_reader import read_program
+
+    names = ", ".join(inner_reduce_means(prog)[:3])
+    return (read_program(convert_as_converter(ov_model), strict=strict),
+            CONVERTER_NOTE.format(names=f" ({names})" if names else ""))
+
+
 def host_fed_params(prog: Program) -> set[str]:
     """Network inputs that reach a host op through data movement only (quantized after the host op)."""
     out = set()

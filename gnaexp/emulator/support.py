@@ -150,7 +150,7 @@ def model_support(model: Any, shapes: Mapping[str, Sequence[int]] | None = None,
     """The support report of ``model`` (a file OpenVINO reads, or an ``openvino.Model``); dynamic inputs get
     ``shapes`` (input name → shape) or the shapes of ``arrays`` (the user's inputs)."""
     from gnaexp.emulator.ir_reader import read_program
-    from gnaexp.emulator.porting import CONVERTER_NOTE, convert_as_converter, inner_reduce_means, support_report
+    from gnaexp.emulator.porting import inner_reduce_means, read_as_converter, support_report
     from gnaexp.model_files import read_model
 
     name = "model"
@@ -163,10 +163,9 @@ def model_support(model: Any, shapes: Mapping[str, Sequence[int]] | None = None,
     notes = reshape_inputs(model, given, "from the input file") if given else []
     notes += reshape_inputs(model, shapes or {}, "--shape") if shapes or not given else []
     prog = read_program(model, strict=False)
-    reduce_means = inner_reduce_means(prog) if porting else []
-    if reduce_means:
-        prog = read_program(convert_as_converter(model), strict=False)
-        notes.append(CONVERTER_NOTE.format(names=f" ({', '.join(reduce_means[:3])})"))
+    if porting and inner_reduce_means(prog):
+        prog, note = read_as_converter(model, prog, strict=False)
+        notes.append(note)
     inputs = {_input_names(p)[0]: [d.get_length() if d.is_static else None for d in p.get_partial_shape()]
               for p in model.inputs}
     return SupportReport(name, inputs, support_report(prog, porting), notes, porting)
