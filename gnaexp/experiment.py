@@ -22,8 +22,8 @@ from gnaexp import cache, environment, inputs as inputs_mod, measurement, metric
 from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
-from gnaexp.gna_settings import (FORUM_NETS, check_execution_mode, check_layout, check_porting, check_precision,
-                                  parse_scale_factors)
+from gnaexp.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, check_execution_mode, check_layout,
+                                 check_plugin_release, check_porting, check_precision, parse_scale_factors)
 from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.records import Record
 
@@ -66,6 +66,7 @@ class ExperimentConfig:
     porting: bool = False  # emulator: host pre/post-processing and exact rewrites, as a porting team would
     precision: str = "i16"
     layout: str = "correct"  # emulator: correct | legacy-concat
+    plugin_release: str = DEFAULT_PLUGIN_RELEASE  # emulator: the GNA plugin release it computes as
     execution_mode: str = "SW_EXACT"
     # IR: "default" (FP32) or "nncf" (NNCF post-training quantization, POT's successor, FakeQuantize IR;
     # "pot" is accepted for it)
@@ -109,9 +110,8 @@ class ExperimentConfig:
         self.porting = check_porting(self.porting)
         if not (math.isfinite(self.amplitude) and self.amplitude != 0):
             raise ValueError(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
-        check_precision(self.precision)
-        check_layout(self.layout)
-        check_execution_mode(self.execution_mode)
+        check_precision(self.precision), check_layout(self.layout), check_execution_mode(self.execution_mode)
+        self.plugin_release = check_plugin_release(self.plugin_release)
         if self.ir not in IRS:
             raise ValueError(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "
                              f"accepted for it), got {excerpt(self.ir)}")
@@ -308,7 +308,7 @@ def stream_inputs(config: ExperimentConfig, model: ModelBundle) -> tuple[dict, d
 
 def backend_options(config: ExperimentConfig) -> dict[str, Any]:
     return {"scale_factor": config.scale_factor, "precision": config.precision, "layout": config.layout,
-            "execution_mode": config.execution_mode, "porting": config.porting}
+            "execution_mode": config.execution_mode, "porting": config.porting, "plugin_release": config.plugin_release}
 
 
 def check_backends(config: ExperimentConfig) -> None:
@@ -366,7 +366,7 @@ def floor_sweep(config: ExperimentConfig, model: ModelBundle, feed: dict[str, np
                                             if r.kind == "emulated"]
     try:
         return sweep_floor(model.ir_xml, feed, ref.outputs, config.scale_factor, config.precision,
-                           list(dict.fromkeys(layouts)), porting=config.porting)
+                           list(dict.fromkeys(layouts)), porting=config.porting, plugin_release=config.plugin_release)
     except (ValueError, NotImplementedError) as exc:
         return {"error": f"no emulated floor for this model: {exc}"}
 
@@ -516,4 +516,4 @@ def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str 
     model, feed, _, ref = reference_run(config)
     return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout,
                           per_input=config.scale_factor if isinstance(config.scale_factor, dict) else None,
-                          porting=config.porting)
+                          porting=config.porting, plugin_release=config.plugin_release)

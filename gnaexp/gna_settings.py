@@ -13,6 +13,9 @@ FORUM_NETS = ("conv", "concat", "concat_conv")
 PRECISIONS = ("i16", "i8")  # GNA_PRECISION I16 / I8 (weights)
 LAYOUTS = ("correct", "legacy-concat")  # emulator layout paths (docs/gna-rules.md §4.3)
 EXECUTION_MODES = ("AUTO", "HW", "HW_WITH_SW_FBACK", "SW_EXACT", "SW_FP32")  # GNA_DEVICE_MODE without "GNA_"
+# The GNA plugin releases the emulator computes as (emulator/releases.py); 2023.3 LTS was the last with the plugin
+PLUGIN_RELEASES = ("2022.3", "2023.0", "2023.1", "2023.2", "2023.3")
+DEFAULT_PLUGIN_RELEASE = "2023.3"
 # An input scale factor maps floats onto int16. Above 1e9 an input saturates beyond 3.3e-5 already, and the
 # scale factors the GNA rules derive from it (times the weights' and the activations') leave float32's range
 # long before 1e30: the emulator would compute with inf and NaN.
@@ -41,6 +44,21 @@ def check_layout(value: Any, name: str = "layout") -> str:
     if not (isinstance(value, str) and value in LAYOUTS):
         raise ValueError(f"{name} must be {' or '.join(LAYOUTS)}, got {excerpt(value)}")
     return str(value)
+
+
+def check_plugin_release(value: Any, name: str = "plugin_release") -> str:
+    """A plugin release as the emulator names it: "2023.3"; a patch release ("2023.0.2") computes as its minor
+    release; empty → the default."""
+    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    if text == "":
+        return DEFAULT_PLUGIN_RELEASE
+    parts = (text or "").split(".")
+    minor = ".".join(parts[:2])
+    if minor in PLUGIN_RELEASES and len(parts) <= 3 and all(p.isdigit() for p in parts[2:]):
+        return minor
+    raise ValueError(f"{name} {excerpt(value)} is not a GNA plugin release the emulator follows; use one of "
+                     f"{', '.join(PLUGIN_RELEASES)} (default {DEFAULT_PLUGIN_RELEASE}; a patch release such as "
+                     "2023.0.2 computes as its minor release)")
 
 
 def check_execution_mode(value: Any) -> str:

@@ -277,12 +277,13 @@ def transposed_back(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndar
 def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndarray, observed: np.ndarray,
                scale_factor: float, precision: str, layout_outputs: Mapping[str, np.ndarray],
                scale_factors: Sequence[float], porting: bool = False,
-               per_input: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+               per_input: Mapping[str, float] | None = None,
+               plugin_release: str | None = None) -> list[dict[str, Any]]:
     """Build the whole family for one model and score the observed output against it (best first).
 
     layout_outputs: the output of each plugin layout path other than ``correct`` at ``scale_factor`` (the
     ladder has emulated them already). per_input: the run's scale factor per input, whose first one
-    ``scale_factor`` (and each sf tried) replaces; porting: as ``emulate``'s.
+    ``scale_factor`` (and each sf tried) replaces; porting, plugin_release: as ``emulate``'s.
     """
     from gnaexp.gna_settings import at_scale_factor
     from gnaexp.emulator import emulate
@@ -291,12 +292,13 @@ def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndar
 
     def emulated(inputs: Mapping[str, np.ndarray], sf: float) -> np.ndarray:
         sfs = at_scale_factor(dict(per_input), sf) if per_input else sf
-        return next(iter(emulate(model_xml, inputs, sfs, precision, porting=porting).outputs.values()))
+        return next(iter(emulate(model_xml, inputs, sfs, precision, porting=porting,
+                                 plugin_release=plugin_release).outputs.values()))
 
     prog = load_program(model_xml, feed, porting)
     feeds, shapes, batched = prepare_inputs(prog, feed)
     plan = build_plan(prog, shapes, at_scale_factor(dict(per_input), scale_factor) if per_input else scale_factor,
-                      precision, porting=porting)
+                      precision, porting=porting, release=plugin_release)
 
     hyps = output_mistakes(expected, observed)
     for name, words, changed in input_mistakes(feed):

@@ -85,7 +85,7 @@ def _constant(output: Any) -> bool:
 
 def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: float, precision: str = "i16",
               layout: str = "correct", edit: Callable[[Any], Any] | None = None,
-              porting: bool = False) -> list[dict[str, Any]]:
+              porting: bool = False, plugin_release: str | None = None) -> list[dict[str, Any]]:
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
 
     edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
@@ -96,7 +96,7 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
 
     prog = load_program(Path(model_xml), feed, porting)
     feeds, shapes, _ = prepare_inputs(prog, feed)
-    plan = build_plan(prog, shapes, scale_factor, precision, layout, porting)
+    plan = build_plan(prog, shapes, scale_factor, precision, layout, porting, plugin_release)
     if edit is not None:
         plan = edit(plan)
     _, sats, ints = plan.run(feeds, keep_ints=True)

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from gnaexp.gna_settings import DEFAULT_PLUGIN_RELEASE, check_plugin_release
+
 FP32, REDUCED, GNA_INT, UNKNOWN = "fp32", "reduced-float", "gna-integer", "unknown"
 
 
@@ -81,17 +83,32 @@ def against_emulation(result: Any, model_xml: Any, feed: Mapping[str, np.ndarray
         return None
     prog = load_program(model_xml, feed, porting)
     sfs, precision = gna_settings(config, [names[0] for _, names, _ in prog.params])
+    release = plugin_release_of(ran.get("openvino"))
     try:
-        em = emulate(model_xml, feed, sfs, precision, porting=porting)
+        em = emulate(model_xml, feed, sfs, precision, porting=porting, plugin_release=release)
     except ValueError as exc:  # the emulator refuses these settings: the comparison says so
-        return {"identical": False, "refused": str(exc).splitlines()[0], "scale_factors": sfs, "precision": precision}
+        return {"identical": False, "refused": str(exc).splitlines()[0], "scale_factors": sfs, "precision": precision,
+                "plugin_release": release or DEFAULT_PLUGIN_RELEASE}
     per = {}
     for name, measured in result.outputs.items():
         if name in em.outputs and np.shape(em.outputs[name]) == np.shape(measured):
             same = bool(np.array_equal(np.asarray(em.outputs[name], np.float32), np.asarray(measured, np.float32)))
             per[name] = {"identical": same, "sqnr_db": float(metrics.sqnr_db(em.outputs[name], measured))}
     return {"identical": bool(per) and all(p["identical"] for p in per.values()), "outputs": per,
-            "scale_factors": sfs, "precision": precision}
+            "scale_factors": sfs, "precision": precision, "plugin_release": em.plugin_release,
+            **({} if release else {"release_note": f"the measurement's OpenVINO {ran.get('openvino') or '(unknown)'} "
+                                   "is not a release the emulator follows: compared with the default release"})}
+
+
+def plugin_release_of(openvino_version: Any) -> str | None:
+    """The GNA plugin release an OpenVINO version string names ("2023.0.2", "2023.3.0-13775-…"), or None when
+    it names none the emulator follows (then the default release is compared)."""
+    text = str(openvino_version or "").strip().split("-")[0]
+    try:
+        return check_plugin_release(text) if text else None
+    except ValueError:
+        return None
+
 
 
 def annotate(results: list[Any], model_xml: Any, feed: Mapping[str, np.ndarray], porting: bool = False) -> None:

@@ -17,7 +17,7 @@ from gnaexp.excerpt import excerpt
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.gna_settings import FORUM_NETS, check_layout, check_scale_factor
 
-DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting")
+DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting", "plugin_release")
 DIAGNOSE_BACKENDS = "torch,openvino:CPU,gna-emu"
 
 
@@ -97,7 +97,7 @@ def vad(params: Mapping[str, Any]) -> None:
     vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
 
 
-MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed", "state")
+MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed", "state", "plugin_release")
 
 
 def models(params: Mapping[str, Any]) -> tuple[str, ExperimentConfig]:

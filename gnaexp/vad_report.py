@@ -22,7 +22,7 @@ def _color(i: int, backend: str) -> str:
 
 
 def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor: float, precision: str,
-        record_dir: str) -> dict[str, Any]:
+        record_dir: str, plugin_release: str = "") -> dict[str, Any]:
     """Stream the audio (a .wav file or a folder of them; "" for the kit's speech sample) through the backends;
     the record, with the tracks and the audio for the plots."""
     source = Path(audio) if audio else SAMPLE
@@ -30,7 +30,8 @@ def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor
         raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
     wavs = vad_run.wav_files(source)
     names = [b.strip() for b in backends.split(",") if b.strip()]
-    options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision}
+    options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision,
+               "plugin_release": plugin_release or None}
     record = vad_run.run(wavs, names, Path(record_dir), options=options)
     tracks = np.load(Path(record_dir) / "tracks.npz")
     record["_tracks"] = {k: tracks[k] for k in tracks.files}

@@ -18,7 +18,7 @@ from gnaexp import audio as audio_mod
 from gnaexp import cache, environment, files, vad, vad_metrics
 from gnaexp.backends import check_spec, make_backend
 from gnaexp.excerpt import excerpt
-from gnaexp.gna_settings import check_execution_mode, check_precision, check_scale_factor
+from gnaexp.gna_settings import check_execution_mode, check_plugin_release, check_precision, check_scale_factor
 from gnaexp.vad_truth import ground_truth
 from gnaexp.output_folder import check_folder, publish_folder
 from gnaexp.records import VAD_SCHEMA
@@ -97,7 +97,8 @@ def import_label(spec: str) -> str:
     return f"{spec} ({what}{', OpenVINO ' + release if release else ''}, imported)"
 
 
-DEVICE_SETTINGS = ("scale_factor", "state_scale_factor", "precision", "execution_mode")  # gna-emu, openvino:GNA
+# gna-emu, openvino:GNA (plugin_release: the GNA plugin release the emulator computes as)
+DEVICE_SETTINGS = ("scale_factor", "state_scale_factor", "precision", "execution_mode", "plugin_release")
 
 
 def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -123,6 +124,8 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         check_precision(opts["precision"])
     if "execution_mode" in opts:
         check_execution_mode(opts["execution_mode"])
+    if "plugin_release" in opts:
+        opts["plugin_release"] = check_plugin_release(opts["plugin_release"])
     return {k: v for k, v in opts.items() if v is not None}
 
 

@@ -40,7 +40,8 @@ class Explorer:
 
     def __init__(self, experiment: str = "concat_conv", backends: str = "torch,openvino:CPU,gna-emu",
                  scale_factor: float = 2048.0, precision: str = "i16", layout: str = "correct", channel: int = 0,
-                 record_dir: str = "explorer.record", **shape: Any) -> None:
+                 record_dir: str = "explorer.record", plugin_release: str = DEFAULT_PLUGIN_RELEASE,
+                 **shape: Any) -> None:
         import ipywidgets as w
 
         self.record_dir = record_dir
@@ -63,6 +64,8 @@ class Explorer:
             "fully connected layers) and a concat has no weights" + ("; i8 was asked, int16 is used" if precision == "i8"
                                                                      else "") + "</small>")
         self.layout = w.ToggleButtons(options=LAYOUTS, value=layout, description="emulator layout")
+        self.plugin_release = w.Dropdown(options=PLUGIN_RELEASES, value=check_plugin_release(plugin_release),
+                                         description="GNA plugin")  # the release the emulator computes as
         self.channel = w.Dropdown(options=[channel], value=channel, description="channel")
         self.notes = w.HTML()
         self.table = w.HTML()
@@ -73,7 +76,7 @@ class Explorer:
         self.image = w.Image(format="png", layout=w.Layout(width=f"{self._plot_px[0]}px",
                                                            height=f"{self._plot_px[1]}px"))
         self.verdict = w.HTML()
-        controls = [self.experiment, self.scale_factor, self.precision, self.layout, self.channel,
+        controls = [self.experiment, self.scale_factor, self.precision, self.layout, self.plugin_release, self.channel,
                     *self.backends.values()]
         for c in controls:
             c.observe(self._changed, names="value")
@@ -81,7 +84,8 @@ class Explorer:
             w.HTML(_HIDE_SNAPSHOT),
             w.HBox([self.experiment, self.channel]),
             w.HBox([w.Label("backends"), *self.backends.values()]),
-            self.scale_factor, w.HBox([self.precision, self.precision_note]), self.layout, self.notes, self.table,
+            self.scale_factor, w.HBox([self.precision, self.precision_note]), w.HBox([self.layout, self.plugin_release]),
+            self.notes, self.table,
             self.image, self.verdict,
         ])
         self.refresh()
@@ -91,7 +95,8 @@ class Explorer:
     def parameters(self) -> dict[str, Any]:
         backends = ",".join(b for b, box in self.backends.items() if box.value) or "torch"
         return {"experiment": self.experiment.value, "backends": backends, "scale_factor": self._snapped_sf(),
-                "precision": self.precision.value, "layout": self.layout.value, "record_dir": self.record_dir,
+                "precision": self.precision.value, "layout": self.layout.value,
+                "plugin_release": self.plugin_release.value, "record_dir": self.record_dir,
                 **self.shape}
 
     def refresh(self) -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gnaexp.emulator import primitives, pwl, quantize as q
+from gnaexp.emulator import primitives, pwl, quantize as q, releases
 
 F32 = np.float32
 
@@ -88,9 +88,11 @@ def test_e7_identity_after_e2_conv():
     s, scale, idx = pwl.gna_slope(1.0, in_sf, 1024.5)
     assert abs(s * scale) == pytest.approx(189.53, abs=0.01)
     assert 90687656 * 379 / 2**24 == pytest.approx(2048.65, abs=0.01)
-    # x_lower through float32 (the revision followed): -1,450,294,400, not the double -1,450,294,344
-    xl, _, yl, yu = pwl.border_values(in_sf, 2049.0)
-    assert xl == -1450294400 and (yl, yu) == (-32768, 32767)
+    # x_lower: 2023.0 rounds through float32 (-1,450,294,400); 2022.3 and 2023.1+ in double (-1,450,294,344)
+    for name, expected in (("2023.0", -1450294400), ("2022.3", -1450294344), ("2023.3", -1450294344)):
+        xl, _, yl, yu = pwl.border_values(in_sf, 2049.0, release=releases.get(name))
+        assert xl == expected and (yl, yu) == (-32768, 32767), name
+    assert pwl.border_values(in_sf, 2049.0)[0] == -1450294344  # the default is 2023.3
     curve = pwl.build_identity(in_sf, 2049.0)
     seg = curve.to_json()["segments"]
     assert seg[2] == {"x_base": 0, "shift": 24, "y_base": 0, "slope": 379}  # F(0) = 0 segment

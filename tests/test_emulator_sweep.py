@@ -54,7 +54,8 @@ def test_backend_labels_emulated(conv_case):
     be = make_backend("gna-emu", {"scale_factor": 2048.0, "precision": "i16", "layout": "correct"})
     res = be.run(bundle, {"input": x[0]})
     assert res.kind == "emulated" and res.emulated and res.label == "gna-emu (emulated)"
-    assert res.settings == {"scale_factors": 2048.0, "precision": "i16", "layout": "correct", "porting": False}
+    assert res.settings == {"scale_factors": 2048.0, "precision": "i16", "layout": "correct", "porting": False,
+                            "plugin_release": "2023.3"}
     assert res.info["emulated"] is True and res.info["input_scale_factors_used"] == {"input": 2048.0}
     assert res.info["rules_version"] and res.info["plan"][1]["op"] == "Convolution"
     assert np.array_equal(res.outputs["output"], emulate(path, {"input": x[0]}, 2048.0).outputs["output"])

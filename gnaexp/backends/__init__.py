@@ -38,7 +38,8 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
 
     ``options`` carries the experiment's device settings: ``scale_factor`` (float, or a mapping input name →
     float), ``precision`` ("i16" | "i8"), ``layout`` (emulator layout mode), ``porting`` (emulator: host
-    pre/post-processing and exact rewrites), ``execution_mode`` (GNA).
+    pre/post-processing and exact rewrites), ``plugin_release`` (emulator: the GNA plugin release it computes
+    as), ``execution_mode`` (GNA).
     Each backend takes the ones that mean something to it.
     """
     opts = dict(options or {})
@@ -64,6 +65,7 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
             precision=opts.get("precision", "i16"),
             layout=opts.get("layout", "correct"),
             porting=bool(opts.get("porting", False)),
+            plugin_release=opts.get("plugin_release"),
         )
     if name == "import":
         from gnaexp.backends.imported import ImportedBackend

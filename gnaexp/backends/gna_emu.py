@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
-from gnaexp.gna_settings import LAYOUTS, PRECISIONS
+from gnaexp.gna_settings import LAYOUTS, PRECISIONS, check_plugin_release
 
 
 class GnaEmuBackend(Backend):
@@ -22,6 +22,7 @@ class GnaEmuBackend(Backend):
         precision: str = "i16",
         layout: str = "correct",
         porting: bool = False,
+        plugin_release: str | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
@@ -31,10 +32,11 @@ class GnaEmuBackend(Backend):
         self.precision = precision
         self.layout = layout
         self.porting = bool(porting)
+        self.plugin_release = check_plugin_release(plugin_release or "")  # "": the default release
 
     def settings(self) -> dict[str, Any]:
         return {"scale_factors": self.scale_factors, "precision": self.precision, "layout": self.layout,
-                "porting": self.porting}
+                "porting": self.porting, "plugin_release": self.plugin_release}
 
     def _ir(self, model: ModelBundle) -> str:
         if model.ir_xml is None:
@@ -54,7 +56,7 @@ class GnaEmuBackend(Backend):
         if any(d is None for _, _, shape in prog.params for d in shape):
             return super().stepper(model)
         plan = build_plan(prog, {k: tuple(s) for k, _, s in prog.params}, self.scale_factors, self.precision,
-                          self.layout, self.porting)
+                          self.layout, self.porting, self.plugin_release)
         self.plan = plan
         self.saturations: dict[str, int] = {}  # per layer, summed over every step run so far
 
@@ -79,7 +81,8 @@ class GnaEmuBackend(Backend):
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         from gnaexp.emulator import emulate
 
-        em = emulate(self._ir(model), inputs, self.scale_factors, self.precision, self.layout, porting=self.porting)
+        em = emulate(self._ir(model), inputs, self.scale_factors, self.precision, self.layout, porting=self.porting,
+                     plugin_release=self.plugin_release)
         info = em.to_json()
         info["input_scale_factors_used"] = info.pop("input_scale_factors")
         return em.outputs, info

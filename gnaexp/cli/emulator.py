@@ -9,7 +9,7 @@ from typing import Any
 from gnaexp import gna_settings
 from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_porting_option, add_set_option, make_config
 from gnaexp.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
-from gnaexp.gna_settings import LAYOUTS, PRECISIONS
+from gnaexp.gna_settings import DEFAULT_PLUGIN_RELEASE, LAYOUTS, PLUGIN_RELEASES, PRECISIONS, check_plugin_release
 
 
 def parse_scale_factors(text: str) -> float | dict[str, float]:
@@ -25,6 +25,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from gnaexp.emulator.api import prepare_inputs
     from gnaexp.inputs import read_file
 
+    release = check_plugin_release(args.plugin_release)
     # Every destination is checked before any work, and all are written together or not at all.
     out = check_writable_file(args.out, (".npy", ".npz"), "--out")
     plan = check_writable_file(args.plan, (".json",), "--plan") if args.plan else None
@@ -44,7 +45,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{Path(args.inputs).name}: {exc}") from None
     em = emulate(prog, raw, parse_scale_factors(args.scale_factor), args.precision, args.layout,
-                 keep_ints=bool(ints), porting=args.porting)
+                 keep_ints=bool(ints), porting=args.porting, plugin_release=release)
     if out.suffix == ".npy" and len(em.outputs) != 1:
         raise UsageError(f"the model has {len(em.outputs)} outputs: give --out a .npz path")
     with staged_files() as stage:
@@ -56,7 +57,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from gnaexp.emulator.porting import emulated_label
 
     host = any(r.get("bits") == 0 for r in em.plan)  # host steps compute in float, outside the GNA part
-    print(f"{emulated_label(host)} ({em.rules_version}, layout {args.layout}); input sf used: "
+    print(f"{emulated_label(host)} ({em.rules_version}, as GNA plugin {em.plugin_release}, layout {args.layout}); "
+          "input sf used: "
           f"{em.input_scale_factors}")
     for note in em.notes:
         print(f"note: {note}")
@@ -92,6 +94,9 @@ def add_parsers(sub: Any) -> None:
                    "the plugin's default)")
     p.add_argument("--precision", choices=PRECISIONS, default="i16", help="weight precision (default i16)")
     p.add_argument("--layout", choices=LAYOUTS, default="correct", help=LAYOUT_HELP)
+    p.add_argument("--plugin-release", default=DEFAULT_PLUGIN_RELEASE,
+                   help=f"the GNA plugin release to compute as: {', '.join(PLUGIN_RELEASES)} (default "
+                   f"{DEFAULT_PLUGIN_RELEASE}; they round PWL tables and int8 weights differently)")
     add_porting_option(p)
     p.add_argument("--out", required=True, help="outputs: .npy (one output) or .npz")
     p.add_argument("--plan", help="write the quantization plan as JSON")

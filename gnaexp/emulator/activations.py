@@ -33,12 +33,13 @@ import math
 
 import numpy as np
 
-from gnaexp.emulator import eltwise
+from gnaexp.emulator import eltwise, pwl_search
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
+from gnaexp.emulator.releases import DEFAULT, PluginRelease
 
 ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
 POWER_ERROR_PCT = 0.015
@@ -49,122 +50,58 @@ EXP_BREAK = 0.045  # pwl_approximation.cpp: Exp is designed in two halves split 
 SPLIT_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Power")
 INT16_MAX = 32767
 DESIGNED_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Power")
-PIVOT_THRESHOLD = 0.1
 POW_DOMAIN = 16.0
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def _function(op: str, exponent: float):
-    """(f, f', domain, (min, max) range or None) of a designed activation (pwl_approximation.hpp ``Function``)."""
+def _domain(op: str, exponent: float) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """(lower, upper) bounds of the design, and the function's (min, max) value where the plugin clips to it
+    (``Function<T>::lower_bound/upper_bound/min_value/max_value``; Power: no clipping)."""
     if op == "Sigmoid":
-        def f(x):
-            return 1.0 / (1.0 + np.exp(-x))
-
-        return f, lambda x: f(x) * (1.0 - f(x)), (-10.0, 10.0), (0.0, 1.0)
+        return (-10.0, 10.0), (0.0, 1.0)
     if op == "Tanh":
-        return np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, (-5.0, 5.0), (-1.0, 1.0)
+        return (-5.0, 5.0), (-1.0, 1.0)
     if op == "SoftSign":
-        return (lambda x: x / (1.0 + np.abs(x)), lambda x: 1.0 / (1.0 + np.abs(x)) ** 2, (-10.0, 10.0), (-1.0, 1.0))
+        return (-10.0, 10.0), (-1.0, 1.0)
     if op == "Exp":
-        return np.exp, np.exp, (-math.log2(INT16_MAX), math.log10(INT16_MAX)), (0.0, float(INT16_MAX))
+        return (-math.log2(INT16_MAX), math.log10(INT16_MAX)), (0.0, float(INT16_MAX))
     if op == "Log":
-        return np.log, lambda x: 1.0 / x, (0.001, 2981.0), (-11.0, float(INT16_MAX))
-    e = float(exponent)
-    lo = -POW_DOMAIN if math.fmod(e, 1.0) == 0.0 else 0.0
-    return (lambda x: np.power(x, e), lambda x: e * np.power(x, e - 1.0), (lo, POW_DOMAIN), None)
+        return (0.001, 2981.0), (-11.0, float(INT16_MAX))
+    return (-POW_DOMAIN if math.fmod(float(exponent), 1.0) == 0.0 else 0.0, POW_DOMAIN), None
 
 
-def _fp_eq(a: float, b: float) -> bool:
-    return abs(a - b) <= np.finfo(np.float64).eps * min(abs(a), abs(b))
-
-
-def pivot_search(f, df, n: int, a0: float, an: float, negative: bool,
-                 max_iterations: int = MAX_ITERATIONS) -> tuple[list[tuple[float, float, float, float]], float]:
-    """n segments (m, b, α, β) plus the end point (0, 0, α_N, β_N) for f on [a0, an], and their error."""
-    sgn = -1.0 if negative else 1.0
-    ts = [a0 + (np.arange(1, n + 1) / (n + 1)) * (an - a0)]
-    alphas: list[np.ndarray] = []
-    epss: list[np.ndarray] = []
-    j, delta, same, max_eps = 0, 1.0, False, 0.0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        while True:
-            t = ts[j]
-            ft, dt = f(t), df(t)
-            alpha = np.empty(n + 1)
-            alpha[0], alpha[n] = a0, an
-            if n > 1:
-                alpha[1:n] = (ft[:-1] - ft[1:] + dt[1:] * t[1:] - dt[:-1] * t[:-1]) / (dt[1:] - dt[:-1])
-            eps = np.empty(n + 1)
-            eps[:n] = sgn * (dt * (alpha[:n] - t) + ft - f(alpha[:n]))
-            eps[n] = sgn * (dt[n - 1] * (alpha[n] - t[n - 1]) + ft[n - 1] - f(alpha[n]))
-            if np.any(np.isnan(eps)):
-                raise ValueError("The value is out of range.")
-            del alphas[j:], epss[j:]
-            alphas.append(alpha)
-            epss.append(eps)
-            prev, max_eps, min_eps = max_eps, float(np.max(np.abs(eps))), float(np.min(np.abs(eps)))
-            if j == max_iterations or max_eps - min_eps < PIVOT_THRESHOLD * min_eps:
-                if j == max_iterations:
-                    raise ValueError("Failed to converge in pivot_search!")
-                final = (max_eps + min_eps) / 4.0
-                m = sgn * dt
-                beta = sgn * dt * (alpha[:n] - t) + sgn * ft - final
-                segs = [(float(m[i]), float(beta[i] - m[i] * alpha[i]), float(alpha[i]), float(beta[i]))
-                        for i in range(n)]
-                segs.append((0.0, 0.0, float(alpha[n]),
-                             float(sgn * dt[n - 1] * (alpha[n] - t[n - 1]) + sgn * ft[n - 1] - final)))
-                return segs, final
-            if j > 0:
-                if max_eps > prev:
-                    j, delta, same = j - 1, delta / 2, False
-                elif _fp_eq(max_eps, prev):
-                    if not same:
-                        same = True
-                    else:
-                        j, delta, same = j - 1, delta / 2, False
-            t, alpha, eps = ts[j], alphas[j], epss[j]
-            d = delta * (eps[1:] - eps[:-1]) / ((eps[1:] / (alpha[1:] - t)) + (eps[:-1] / (t - alpha[:-1])))
-            del ts[j + 1:]
-            ts.append(t + d)
-            j += 1
-
-
-def _error_pct(f, lo: float, hi: float, offset: float, samples: int = 500) -> float:
-    step = (hi - lo) / (samples + 1)
-    if step < 0:
-        return 0.0
-    vals = np.concatenate([[f(np.float64(lo))], f(lo + np.arange(samples) * step)])
-    return 100.0 * abs(offset) / float(np.max(vals) - np.min(vals))
-
-
-def _search(op: str, f, df, lo: float, hi: float, allowed: float, integer_exp: bool) -> list[tuple[float, ...]]:
+def _search(op: str, e: float, lo: float, hi: float, allowed: float, integer_exp: bool,
+            fp_eq: bool) -> list[list[float]]:
+    """``pwl_search`` over [lo, hi]: split at the break bound where the plugin splits (the left half negated, the
+    right too for Exp and Power), else the compiled search (pwl_search.py). Rows m, b, α, β."""
     brk = EXP_BREAK if op == "Exp" else 0.0
-    if op in SPLIT_OPS and lo < brk < hi:  # designed in two halves split at the break bound (split_search)
-        left = [(-m, -b, a, -beta) for m, b, a, beta in _search(op, f, df, lo, brk, allowed, integer_exp)]
-        right = _search(op, f, df, brk, hi, allowed, integer_exp)
+    if op in SPLIT_OPS and lo < brk < hi:
+        left = [[-m, -b, a, -beta] for m, b, a, beta in _search(op, e, lo, brk, allowed, integer_exp, fp_eq)]
+        right = _search(op, e, brk, hi, allowed, integer_exp, fp_eq)
         if op in ("Power", "Exp"):
-            right = [(-m, -b, a, -beta) for m, b, a, beta in right]
+            right = [[-m, -b, a, -beta] for m, b, a, beta in right]
         return left[:-1] + right
     # is_negative: design −f where f is convex
     negative = integer_exp if op == "Power" else (op == "Exp" or (op != "Log" and hi == 0.0))
     iterations = LOG_MAX_ITERATIONS if op == "Log" else MAX_ITERATIONS
-    n = 1
-    segs, err = pivot_search(f, df, n, lo, hi, negative, iterations)
-    while n < MAX_SEGMENTS and allowed < _error_pct(f, lo, hi, err):
-        n += 1
-        segs, err = pivot_search(f, df, n, lo, hi, negative, iterations)
-    if n >= MAX_SEGMENTS:
-        raise ValueError("Failed to converge in pwl_search!")
-    return segs
+    rows = pwl_search.search(op, e, lo, hi, negative, allowed, iterations, MAX_SEGMENTS, fp_eq)
+    return [[float(v) for v in row] for row in rows]
+
+
+def design(op: str, exponent: float = 1.0, allowed_pct: float = ALLOWED_ERROR_PCT,
+           release: PluginRelease = DEFAULT) -> tuple[np.ndarray, ...]:
+    """The float PWL (m, b, α) of an activation, α one longer (its +∞ terminator), before any scaling."""
+    return _design(op, float(exponent), float(allowed_pct), release.pivot_fp_eq)
 
 
 @functools.lru_cache(maxsize=None)
-def design(op: str, exponent: float = 1.0, allowed_pct: float = ALLOWED_ERROR_PCT) -> tuple[np.ndarray, ...]:
-    """The float PWL (m, b, α) of an activation, α one longer (its +∞ terminator), before any scaling."""
-    f, df, (lo, hi), rng = _function(op, exponent)
+def _design(op: str, exponent: float, allowed_pct: float, fp_eq: bool) -> tuple[np.ndarray, ...]:
+    (lo, hi), rng = _domain(op, exponent)
     integer_exp = op == "Power" and math.fmod(float(exponent), 1.0) == 0.0
     allowed = min(allowed_pct, POWER_ERROR_PCT) if op == "Power" else allowed_pct
-    segs = [list(s) for s in _search(op, f, df, lo, hi, allowed, integer_exp)]
+    segs = _search(op, exponent, lo, hi, allowed, integer_exp, fp_eq)
+    if len(segs) <= 2:  # pwl_search returns false: the activation is not turned into a PWL
+        raise ValueError(f"the {op} PWL search gives {len(segs) - 1} segment(s), which the plugin does not use")
     if op == "Power":
         segs.insert(0, [0.0, segs[0][3], -math.inf if integer_exp else 0.0, 0.0])
         segs[-1][1] = segs[-1][3]
@@ -181,29 +118,33 @@ def design(op: str, exponent: float = 1.0, allowed_pct: float = ALLOWED_ERROR_PC
     return arr[:-1, 0], arr[:-1, 1], arr[:, 2]
 
 
-def _cast_check(v: float, lo: int, hi: int, rounded: bool) -> int:
-    """``cast_check_overflow``: ±∞ and out-of-range values clamp, else round half away (or truncate)."""
+def _cast_check(v: float, lo: int, hi: int, release: PluginRelease | None) -> int:
+    """``cast_check_overflow``: ±∞ and out-of-range values clamp, else round half away as the release rounds
+    (float32 in 2023.0), or truncate when no release is given (xBase)."""
     if v == math.inf or v > hi:
         return hi
     if v == -math.inf or v < lo:
         return lo
-    if rounded:
-        return int(v + 0.5) if v >= 0 else int(v - 0.5)
+    if release is not None:
+        return release.round_to_int(v, "pwl_design")
     return int(v)
 
 
 def _mul(a: float, b: float) -> float:
+    """``mul_check_overflow``: 0 if either factor is 0 (so 0·∞ is 0), ±∞ past the double range."""
     return 0.0 if a == 0 or b == 0 else a * b
 
 
-def encode(m: np.ndarray, b: np.ndarray, alpha: np.ndarray, in_sf: float, out_sf: float, kind: str) -> pw.PWL:
+def encode(m: np.ndarray, b: np.ndarray, alpha: np.ndarray, in_sf: float, out_sf: float, kind: str,
+           release: PluginRelease = DEFAULT) -> pw.PWL:
     """GNA segments of a float PWL (one per slope; the α terminator is dropped)."""
     rows = []
     for mi, bi, ai in zip(m, b, alpha[:len(m)]):
         s, scale, idx = pw.gna_slope(float(mi), in_sf, out_sf)
-        x = _cast_check(_mul(in_sf, float(ai)), INT32_MIN, INT32_MAX, rounded=False)
-        y = _cast_check(_mul(_mul(float(mi), float(ai)) + float(bi), out_sf), pw.INT16_MIN, pw.INT16_MAX, True)
-        k = _cast_check(_mul(s, float(scale)), pw.INT16_MIN, pw.INT16_MAX, True)
+        x = _cast_check(_mul(in_sf, float(ai)), INT32_MIN, INT32_MAX, None)
+        y = _cast_check(_mul(_mul(float(mi), float(ai)) + float(bi), out_sf), pw.INT16_MIN, pw.INT16_MAX,
+                        release)
+        k = _cast_check(_mul(s, float(scale)), pw.INT16_MIN, pw.INT16_MAX, release)
         rows.append(((x & ~3) | idx, y, k))
     arr = np.array(rows, dtype=np.int64)
     return pw.PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), kind,
@@ -236,7 +177,7 @@ COMMON_DESIGNS = (("Sigmoid", 1.0), ("Tanh", 1.0), ("Power", 2.0), ("Power", 0.5
 
 def warm_up() -> None:
     for op, e in COMMON_DESIGNS:
-        design(op, e)
+        design(op, e)  # the default release's; another release designs its own on first use
 
 
 def add_step(ctx: BuildContext, node: Node) -> None:
@@ -255,13 +196,13 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     in_sf = ti.sf
     out_sf = ctx.overrides.get(node.name, output_scale(op, e, in_sf))
     try:
-        m, b, alpha = design(op, e)
+        m, b, alpha = design(op, e, release=ctx.release)
     except ValueError as exc:  # the plugin's pwl_search throws the same at load: the network is refused
         what = f"{op} {e:g}" if op == "Power" else op
         via = " (ConvertDivide made the division x·y^-1)" if node.attrs.get("from") == "Divide" else ""
         raise ValueError(f"{node.name!r}: the GNA plugin's PWL search for {what}{via} fails (\"{exc}\", "
                          "pwl_approximation.cpp), so the plugin refuses the network") from None
-    curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}")
+    curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}", ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
                            "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
@@ -281,7 +222,7 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
                              "negative slope (ConvertPReluToReluIE)")
         slope = float(values.reshape(-1)[0])
     out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
-    curve = pw.build_relu(ti.sf, out_sf, slope)
+    curve = pw.build_relu(ti.sf, out_sf, slope, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})",
                            "precision": "i16", "in_sf": ti.sf, "w_sf": None,
@@ -297,7 +238,7 @@ def add_clamp(ctx: BuildContext, node: Node) -> None:
     ti = ctx.info[k]
     low, high = float(node.attrs["min"]), float(node.attrs["max"])
     out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
-    curve = pw.build_clamp(ti.sf, out_sf, low, high)
+    curve = pw.build_clamp(ti.sf, out_sf, low, high, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": f"Clamp [{low:g}, {high:g}] (PWL)", "precision": "i16",
                            "in_sf": ti.sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
@@ -323,8 +264,8 @@ def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
         if not np.isfinite(out_sf) or max(abs(ol), abs(oh)) == 0:
             out_sf = float(pw.MAX_ACTIVATION_SF)
         out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
-        out_sf = pw.adjust_scale_factor(out_sf, ti.sf)
-    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih))
+        out_sf = pw.adjust_scale_factor(out_sf, ti.sf, ctx.release)
+    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih), release=ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
                            "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))

@@ -1,9 +1,9 @@
 """``emulate()``: run an OpenVINO IR through the GNA integer rules and say what was done.
 
 The emulator reads the same graph the GNA plugin receives (the IR, not the torch module), quantizes it with
-the plugin's scale-factor rules (rule-set ``RULES_VERSION``: OpenVINO 2022.3/2023.0-era GNA plugin, compile
-target GNA 3.0, identity x_lower rounded through float32 as in the 2023 revision) and computes every layer in
-exact integer arithmetic. Its numbers are an emulation, never a device measurement.
+the plugin's scale-factor rules (rule-set ``RULES_VERSION``, compile target GNA 3.0) as one plugin release computes
+them (``plugin_release``: 2022.3, 2023.0, 2023.1–2023.3; default 2023.3, see ``releases.py``) and computes every
+layer in exact integer arithmetic. Its numbers are an emulation, never a device measurement.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 from gnaexp.emulator.graph import RULES_VERSION, build_plan
 from gnaexp.emulator.ir_reader import Program, UnsupportedOpError, read_program
 from gnaexp.emulator.porting import inner_reduce_means, read_as_converter
-from gnaexp.emulator.pwl import X_LOWER_ROUNDING
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
+from gnaexp.emulator.releases import DEFAULT_RELEASE
 from gnaexp.files import json_safe
 
 _MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
@@ -40,6 +40,7 @@ class Emulation:
     precision: str = "i16"
     input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize" | "memory"
     state: dict[str, np.ndarray] = field(default_factory=dict)  # memory variable → the state its Assign wrote
+    plugin_release: str = DEFAULT_RELEASE  # the GNA plugin release whose rounding was followed
 
     def to_json(self) -> dict[str, Any]:
         """Plan and notes, JSON-ready (no arrays)."""
@@ -47,7 +48,7 @@ class Emulation:
             "emulated": True,
             "rules_version": self.rules_version,
             "compile_target": DEFAULT_COMPILE_TARGET,
-            "x_lower_rounding": X_LOWER_ROUNDING,
+            "plugin_release": self.plugin_release,
             "layout": self.layout,
             "precision": self.precision,
             "input_scale_factors": dict(self.input_scale_factors),
@@ -217,6 +218,7 @@ def emulate(
     layout: str = "correct",
     keep_ints: bool = False,
     porting: bool = False,
+    plugin_release: str | None = None,
 ) -> Emulation:
     """Emulate GNA inference of ``model`` (``openvino.Model`` or IR .xml path) on ``inputs``.
 
@@ -225,10 +227,11 @@ def emulate(
     layout: "correct" or "legacy-concat" (old-plugin concat→conv input layout, docs/gna-rules.md §4.3 [I]).
     porting: run what GNA has no layer for on the host and apply the exact rewrites a porting team makes
     (``emulator/porting.py``); the result is then "emulated, with host pre/post-processing".
+    plugin_release: the GNA plugin release to compute as ("2022.3", "2023.0", "2023.1"–"2023.3"; None: 2023.3).
     """
     prog = load_program(model, inputs, porting)
     feeds, shapes, batched = prepare_inputs(prog, inputs)
-    plan = build_plan(prog, shapes, scale_factors, precision, layout, porting)
+    plan = build_plan(prog, shapes, scale_factors, precision, layout, porting, plugin_release)
     outs, sats, ints = plan.run(feeds, keep_ints)
     n_samples = next(iter(feeds.values())).shape[0]
     if not batched:
@@ -251,4 +254,4 @@ def emulate(
         if row["saturations"]:
             notes.append(f"{row['layer']}: {row['saturations']} values saturated")
     return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision,
-                     dict(plan.input_sf_source), state)
+                     dict(plan.input_sf_source), state, plan.release.name)

@@ -15,6 +15,7 @@ from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import Program
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_input
+from gnaexp.emulator.releases import DEFAULT, PluginRelease
 
 
 class Requantize(Exception):
@@ -32,6 +33,7 @@ class BuildContext:
     layout: str
     porting: bool
     overrides: Mapping[str, float]  # activation name → output scale factor forced by a concat
+    release: PluginRelease = DEFAULT  # the plugin release whose rounding the tables follow
     steps: list[Step] = field(default_factory=list)
     info: dict[str, TInfo] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -72,7 +74,7 @@ class BuildContext:
         if (k, name) in self._identities:
             return self._identities[(k, name)]
         out_sf = self.overrides.get(name, pw.identity_out_scale(ti.sf))
-        curve = pw.build_identity(ti.sf, out_sf)
+        curve = pw.build_identity(ti.sf, out_sf, release=self.release)
         new = f"{k}#{name}"
         self.steps.append(Step("pwl", name, [k], new, lambda x, c=curve: pw.evaluate(c, x),
                                {"layer": name, "op": "Identity (inserted)", "precision": "i16", "in_sf": ti.sf,

@@ -147,7 +147,7 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
     factor = k2d(h, width, c, kh, kw, sh, sw)
     wq = quantize_weightable(wp.reshape(wf, cf, kh * kw), b, ti.sf, kind="conv", precision=ctx.precision,
                              stats=stats, c_in=c, k2d=factor, dst_stats=dst_stats,
-                             forced_out_sf=ctx.overrides.get(node.name))
+                             forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     wint = np.asarray(wq.weights).reshape(wf, cf, kh, kw)
     oh, ow = (h - kh) // sh + 1, (width - kw) // sw + 1
     out_shape = (1, f, oh, ow)

@@ -172,7 +172,7 @@ def add_scaleshift(ctx: BuildContext, node: Node) -> None:
                          f"{np.shape(node.attrs['w'])} does not broadcast to the data shape {shape}; GNA's diagonal "
                          "layer scales each value of the data") from None
     wq = quantize_weightable(w[:, None], b if np.any(b) else None, ti.sf, kind="fc", precision="i16",
-                             forced_out_sf=ctx.overrides.get(node.name))
+                             forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     wi = np.asarray(wq.weights, dtype=np.float64).reshape(-1)
     bi = np.asarray(wq.bias, dtype=np.float64).reshape(-1)
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gnaexp.emulator import parallel, primitives
+from gnaexp.emulator import parallel, primitives, releases
 from gnaexp.emulator import porting as porting_rules
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Program, downstream, root_key, unsupported
@@ -30,9 +30,10 @@ from gnaexp.emulator.moves import MOVE_OPS
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.registry import HANDLERS
+from gnaexp.emulator.releases import PluginRelease
 from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
-RULES_VERSION = "gna-plugin-2023.0-rules/1"
+RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it names the rules a result followed
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
 
 
@@ -46,6 +47,7 @@ class Plan:
     precision: str
     input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize"
     values_per_sample: dict[str, int] = field(default_factory=dict)  # layer → output values per sample
+    release: PluginRelease = releases.DEFAULT
 
     def summary(self) -> list[dict[str, Any]]:
         return [dict(s.info) for s in self.steps if s.kind != "move"]
@@ -129,16 +131,21 @@ def build_plan(
     precision: str = "i16",
     layout: str = "correct",
     porting: bool = False,
+    release: "str | PluginRelease | None" = None,
 ) -> Plan:
     """Decide all scale factors and build the integer steps (restarting when a concat requantizes).
 
     ``porting``: apply what a porting team does with layers the plugin refuses as exported (``porting.py``):
     host pre/post-processing for ops GNA has no layer for, and the exact rewrites of padded or odd-sized
-    convolutions. Without it those layers are refused with the plugin's reason."""
+    convolutions. Without it those layers are refused with the plugin's reason.
+
+    ``release``: the GNA plugin release whose rounding the tables and weights follow (``releases.py``; None: the
+    default, 2023.3)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
+    plugin_release = releases.get(release)
     overrides: dict[str, float] = {}
     requantized: list[str] = []  # each restart's reason, kept for the final plan
     seen: set[tuple[str, float]] = set()
@@ -147,7 +154,7 @@ def build_plan(
     # value (a loop), and so does the emulator, naming the layers instead of running on.
     for _ in range(len(prog.nodes) * 4 + 16):
         try:
-            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting)
+            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting, plugin_release)
         except Requantize as rq:
             if (rq.layer, rq.sf) in seen:
                 raise ValueError(f"scale factors do not settle: {rq.note}, again; layers requantized so far: "
@@ -211,8 +218,9 @@ def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[
     return out
 
 
-def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting=False) -> Plan:
-    ctx = BuildContext(prog, precision, layout, porting, overrides)
+def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting=False,
+           release: PluginRelease = releases.DEFAULT) -> Plan:
+    ctx = BuildContext(prog, precision, layout, porting, overrides, release)
     info, notes = ctx.info, ctx.notes
     sf_in = _user_sf(prog, scale_factors)
     pname = {k: names[0] for k, names, _ in prog.params}
@@ -269,4 +277,4 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
         outputs.append((pname[key], _memory_write(ctx, key, memory, sf_in[key], overrides), sf_in[key]))
     sizes = {st.name: int(np.prod(info[st.out].shape)) for st in steps if st.kind != "move" and st.out in info}
     return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision,
-                {pname[k]: v for k, v in sf_source.items()}, sizes)
+                {pname[k]: v for k, v in sf_source.items()}, sizes, release)

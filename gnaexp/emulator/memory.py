@@ -38,7 +38,7 @@ def _align_filter(ctx: BuildContext, node: Node, i: int, key: str, offset: int, 
     w_sf 1 the identity's last flat segment starts at 32764, so 32764–32766 come out as 32767."""
     ti = ctx.info[key]
     w_sf = 1.0 if ctx.prog.has_fake_quantize else ALIGN_FILTER_W_SF
-    curve = pw.build_identity(ti.sf * w_sf, ti.sf)
+    curve = pw.build_identity(ti.sf * w_sf, ti.sf, release=ctx.release)
     name = f"{node.name}/ConcatAlignFilter_{i}"
     new = f"{key}#{name}"
     ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=curve, m=w_sf: pw.evaluate(c, x * m),

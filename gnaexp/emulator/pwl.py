@@ -4,8 +4,9 @@ Follows docs/gna-rules.md §3.4 and the plugin's identity segment builder (2023 
 INT32_MIN, segment 1 from x_lower with the encoded slope, an extra (0, 0) segment when segment 1 misses the
 origin (F(0) = 0) with segment 1 moved left, and a flat segment at y_max on the right.
 
-x_lower rounding: this module follows the 2023 revision that passes y_min·in_sf/out_sf through **float32**
-before rounding to an integer (``FloatToInt32(float)``); a later revision used double. See ``X_LOWER_ROUNDING``.
+Rounding: every builder takes the plugin release whose tables it makes (``releases.py``): 2023.0 rounds the
+identity's borders and slope, the ReLU's and the Clamp's through float32 before truncating; 2022.3 and 2023.1+
+round them in double.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from gnaexp.emulator import native
+from gnaexp.emulator.releases import DEFAULT, PluginRelease
 
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 IDENTITY_SF = np.float32(2049.0)
 ACTIVATION_SF = np.float32(2048.0)
 MAX_ACTIVATION_SF = np.float32(4096.0)
-X_LOWER_ROUNDING = "float32"  # the 2023 FloatToInt32(float) revision
 
 
 def gna_slope(slope: float, in_sf: float, out_sf: float) -> tuple[float, int, int]:
@@ -41,15 +42,23 @@ def gna_slope(slope: float, in_sf: float, out_sf: float) -> tuple[float, int, in
     return s, 1 << (8 * (idx + 1)), idx
 
 
-def _round_half_away(v: float) -> int:
-    return int(v + 0.5) if v >= 0 else int(v - 0.5)
+def _wrap(value: int, bits: int) -> int:
+    """A C++ cast to a narrower signed integer: the low bits, two's complement."""
+    half = 1 << (bits - 1)
+    return (int(value) + half) % (2 * half) - half
 
 
-def slope_int(slope: float, in_sf: float, out_sf: float) -> tuple[int, int]:
-    """Integer slope and shift index as stored in a segment (clamped to 32767)."""
+def slope_int(slope: float, in_sf: float, out_sf: float, release: PluginRelease = DEFAULT,
+              site: str = "identity_slope") -> tuple[int, int]:
+    """Integer slope and shift index as stored in a segment.
+
+    ``identity_slope`` (``ComputeSlopeForSegment``, pwl_tools.cpp): rounded into an int64, clamped to 32767, cast
+    to int16. ``relu``/``clamp`` (make_pwl.cpp): ``*ToInt16`` straight into the int16 field (wraps)."""
     s, scale, idx = gna_slope(slope, in_sf, out_sf)
-    value = _round_half_away(s * scale)
-    return min(value, INT16_MAX), idx
+    value = release.round_to_int(s * scale, site)
+    if site == "identity_slope":
+        value = min(value, INT16_MAX)
+    return _wrap(value, 16), idx
 
 
 def identity_out_scale(in_sf: float) -> float:
@@ -75,11 +84,13 @@ def _fp32eq(a: np.ndarray, b: float, acc: float) -> np.ndarray:
     return np.abs(a - b32) <= np.float32(acc) * np.minimum(np.abs(a), np.abs(b32))
 
 
-def adjust_scale_factor(sf: float, in_sf: float) -> float:
+def adjust_scale_factor(sf: float, in_sf: float, release: PluginRelease = DEFAULT) -> float:
     """Fine-tune an identity/FQ/ReLU output sf downward (within 10 %) for the most exact slope (§3.4, FQ).
 
-    Mirrors the plugin's search: a float32 grid from ⌊sf⌋ down to ⌊0.9·sf⌋, the first value whose encoded
-    slope reproduces 1 to 1e-6 wins, else the one with the smallest slope error.
+    Mirrors the plugin's search (``adjustScaleFactor``, ``selectBestOutputScaleFactors``): a float32 grid from
+    ⌊sf⌋ down to ⌊0.9·sf⌋, the first value whose encoded slope reproduces 1 to 1e-6 wins, else the one with the
+    smallest slope error; the slope rounds as the release rounds it (float32 in 2023.0). The found value replaces
+    ``sf`` only when the two differ by more than the release's equality accuracy, and is neither 0 nor ∞.
     """
     start = np.float32(int(sf)) if sf > 1.0 else np.float32(sf)
     end = np.float32(start - start / np.float32(10))
@@ -100,16 +111,25 @@ def adjust_scale_factor(sf: float, in_sf: float) -> float:
         fits = (s * cand <= INT16_MAX) & (s * cand >= INT16_MIN)
         better = fits & (scale < cand)
         scale = np.where(better, cand, scale)
-    raw = np.float32(s * scale)
-    # FLOAT_TO_INT16 then int16 wrap-around, as the C++ cast does
-    rounded = np.trunc(raw + np.where(raw < 0, np.float32(-0.5), np.float32(0.5)))
+    if "best_output_sf" in release.float32_sites:
+        raw = np.float32(s * scale)
+        rounded = np.trunc(raw + np.where(raw < 0, np.float32(-0.5), np.float32(0.5)))
+    else:
+        raw = s * scale
+        rounded = np.trunc(raw + np.where(raw < 0, -0.5, 0.5))
+    # then int16 wrap-around, as the C++ cast does
     slope = ((rounded.astype(np.int64) + 32768) % 65536 - 32768).astype(np.float64)
     test = slope / scale * float(in_sf) / g
     exact = _fp32eq(test.astype(np.float32), 1.0, 1e-6)
     if np.any(exact):
-        return float(grid[int(np.argmax(exact))])
-    err = np.sqrt(((test - 1.0) ** 2).astype(np.float32))
-    return float(grid[int(np.argmin(err))])
+        found = grid[int(np.argmax(exact))]
+    else:
+        err = np.sqrt(((test - 1.0) ** 2).astype(np.float32))
+        found = grid[int(np.argmin(err))]
+    acc = release.sf_equal_accuracy
+    if (_fp32eq(np.float32(sf), float(found), acc) or _fp32eq(found, 0.0, acc) or not np.isfinite(found)):
+        return float(np.float32(sf))
+    return float(found)
 
 
 @dataclass
@@ -170,23 +190,15 @@ def _trunc_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-def _to_int(v: float, bits: int) -> int:
-    """FloatToInt32/16(float): float32 argument, ±0.5f, truncate."""
-    f = np.float32(v)
-    r = int(np.float32(f + np.float32(0.5)) if f >= 0 else np.float32(f - np.float32(0.5)))
-    if bits == 16:
-        r = (r + 32768) % 65536 - 32768
-    return r
-
-
-def border_values(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None) -> tuple[int, int, int, int]:
+def border_values(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None,
+                  release: PluginRelease = DEFAULT) -> tuple[int, int, int, int]:
     """(x_lower, x_upper, y_lower, y_upper) of an identity-like PWL (border-values counter).
 
     Refused, as the plugin refuses it, when every border is 0 (``AreValuesValid`` in
     ``backend/pwl_border_values_counter_identity.cpp`` throws "Unacceptable scale factors"): the PWL would map
     every input to 0. Without statistics that happens when out_sf/in_sf > 2·32768 (±32768·in/out rounds to 0).
     """
-    xl, xu, yl, yu = _borders(in_sf, out_sf, fq_range)
+    xl, xu, yl, yu = _borders(in_sf, out_sf, fq_range, release)
     if xl == xu == yl == yu == 0:
         raise ValueError(f"Unacceptable scale factors for an identity PWL: in_sf {in_sf:g} → out_sf {out_sf:g} "
                          "leaves every border value 0, so every output would be 0; the GNA plugin refuses this "
@@ -194,7 +206,8 @@ def border_values(in_sf: float, out_sf: float, fq_range: tuple[float, float] | N
     return xl, xu, yl, yu
 
 
-def _borders(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None) -> tuple[int, int, int, int]:
+def _borders(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None,
+             release: PluginRelease) -> tuple[int, int, int, int]:
     xl, xu, yl, yu = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
     if fq_range is not None:
         lo, hi = fq_range
@@ -203,22 +216,26 @@ def _borders(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None) 
         yl = max(int(lo * out_sf), INT16_MIN)
         yu = min(int(hi * out_sf), INT16_MAX)
         return xl, xu, yl, yu
-    ratio = in_sf / out_sf
-    if xl < yl * ratio:
-        xl = _to_int(yl * ratio, 32)
-    if xu > yu * ratio:
-        xu = _to_int(yu * ratio, 32)
-    if yl < xl / ratio:
-        yl = _to_int(xl / ratio, 16)
-    if yu > xu / ratio:
-        yu = _to_int(xu / ratio, 16)
+    # CreateBorderValues: the plugin writes y·in/out and x·out/in (left to right, in double)
+    def rounded(v: float, bits: int) -> int:
+        return _wrap(release.round_to_int(v, "identity_borders"), bits)
+
+    if xl < yl * in_sf / out_sf:
+        xl = rounded(yl * in_sf / out_sf, 32)
+    if xu > yu * in_sf / out_sf:
+        xu = rounded(yu * in_sf / out_sf, 32)
+    if yl < xl * out_sf / in_sf:
+        yl = rounded(xl * out_sf / in_sf, 16)
+    if yu > xu * out_sf / in_sf:
+        yu = rounded(xu * out_sf / in_sf, 16)
     return xl, xu, yl, yu
 
 
-def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None) -> PWL:
+def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | None = None,
+                   release: PluginRelease = DEFAULT) -> PWL:
     """Identity (or FakeQuantize-as-identity) segments for int32 input at in_sf → int16 at out_sf."""
-    xl, xu, yl, yu = border_values(in_sf, out_sf, fq_range)
-    k, idx = slope_int(1.0, in_sf, out_sf)
+    xl, xu, yl, yu = border_values(in_sf, out_sf, fq_range, release)
+    k, idx = slope_int(1.0, in_sf, out_sf, release)
     segs = [[_xbase(INT32_MIN, 0), yl, 0], [_xbase(xl, idx), yl, k]]
     y0 = _seg_value(segs[1][0], segs[1][1], segs[1][2], 0)
     if y0 > yu or y0 < yl:
@@ -250,16 +267,11 @@ def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | 
     return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), kind, yl, yu)
 
 
-def _double_to_int(v: float) -> int:
-    """common::DoubleToInt32/16: ±0.5 in double, then truncate."""
-    return int(v + 0.5) if v >= 0 else int(v - 0.5)
-
-
-def build_relu(in_sf: float, out_sf: float, negative_slope: float = 0.0) -> PWL:
+def build_relu(in_sf: float, out_sf: float, negative_slope: float = 0.0, release: PluginRelease = DEFAULT) -> PWL:
     """ReLU as the plugin builds it without FakeQuantize statistics: two segments (``backend/make_pwl.cpp``,
     ``make_gna_pwl``, case kActRelu).
 
-    Segment 0 starts at x_lower = DoubleToInt32(−32768·in_sf/out_sf) (INT32_MIN if that is smaller) with
+    Segment 0 starts at x_lower = round(−32768·in_sf/out_sf) (as the release rounds, site ``relu``) (INT32_MIN if that is smaller) with
     yBase 0 and slope 0 (negative slope 0); segment 1 starts at 0 with yBase 0 and the encoded slope 1. There
     is no flat right segment: past the int16 range the kernel saturates (and counts it). The extra trailing
     segment comes only from ``insert_extra_pwl_segments``, for activations fused into a 2-D convolution
@@ -267,37 +279,42 @@ def build_relu(in_sf: float, out_sf: float, negative_slope: float = 0.0) -> PWL:
     """
     x_lower, y_lower = INT32_MIN, INT16_MIN
     if x_lower < y_lower * in_sf / out_sf:
-        x_lower = _double_to_int(y_lower * in_sf / out_sf)
+        x_lower = _wrap(release.round_to_int(y_lower * in_sf / out_sf, "relu"), 32)
     if y_lower < x_lower * out_sf / in_sf:
-        y_lower = _double_to_int(x_lower * out_sf / in_sf)
+        y_lower = _wrap(release.round_to_int(x_lower * out_sf / in_sf, "relu"), 16)
     # A leaky ReLU (PRelu with one slope, as ReLUIE's negative_slope): segment 0 keeps that slope from
-    # y_lower·slope (FloatToInt32, at least −32768); a plain ReLU has slope 0 and yBase 0 there.
-    y0 = max(_to_int(y_lower * negative_slope, 32), INT16_MIN)
-    k0, idx0 = slope_int(negative_slope, in_sf, out_sf)
-    k, idx = slope_int(1.0, in_sf, out_sf)
+    # y_lower·slope (at least −32768); a plain ReLU has slope 0 and yBase 0 there. int16 × float is a float
+    # product, so every release rounds it through float32.
+    y0 = max(release.round_to_int(float(np.float32(y_lower * np.float32(negative_slope))), "leaky_ybase"), INT16_MIN)
+    k0, idx0 = slope_int(negative_slope, in_sf, out_sf, release, "relu")
+    k, idx = slope_int(1.0, in_sf, out_sf, release, "relu")
     segs = [[_xbase(x_lower, idx0), y0, k0], [_xbase(0, idx), 0, k]]
     arr = np.array(segs, dtype=np.int64)
     return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "relu" if not negative_slope else
                f"leaky relu {negative_slope:g}", min(0, y0), INT16_MAX)
 
 
-def build_clamp(in_sf: float, out_sf: float, low: float, high: float) -> PWL:
+def build_clamp(in_sf: float, out_sf: float, low: float, high: float, release: PluginRelease = DEFAULT) -> PWL:
     """Clamp as the plugin builds it (``backend/make_pwl.cpp`` @2023.1.0, ``make_gna_pwl``, case
     kActKaldiLstmClipping): a flat segment at y_lower from −∞, slope 1 from x_lower, and a flat segment at
-    y_upper from x_upper; the borders are the clamp bounds (DoubleToInt32(bound·in_sf), DoubleToInt16(bound·
-    out_sf)) where they lie inside the int16 output range, else the range's ends."""
+    y_upper from x_upper; the borders are the clamp bounds (round(bound·in_sf) into int32, round(bound·out_sf)
+    into int16, as the release rounds at site ``clamp``) where they lie inside the int16 output range, else the
+    range's ends."""
+    def rounded(v: float, bits: int) -> int:
+        return _wrap(release.round_to_int(v, "clamp"), bits)
+
     x_lower, x_upper, y_lower, y_upper = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
     if x_lower < low * in_sf:
         if y_lower < low * out_sf:
-            x_lower, y_lower = _double_to_int(low * in_sf), _double_to_int(low * out_sf)
+            x_lower, y_lower = rounded(low * in_sf, 32), rounded(low * out_sf, 16)
         else:
-            x_lower = _double_to_int(y_lower * in_sf / out_sf)
+            x_lower = rounded(y_lower * in_sf / out_sf, 32)
     if x_upper > high * in_sf:
         if y_upper > high * out_sf:
-            x_upper, y_upper = _double_to_int(high * in_sf), _double_to_int(high * out_sf)
+            x_upper, y_upper = rounded(high * in_sf, 32), rounded(high * out_sf, 16)
         else:
-            x_upper = _double_to_int(y_upper * in_sf / out_sf)
-    k, idx = slope_int(1.0, in_sf, out_sf)
+            x_upper = rounded(y_upper * in_sf / out_sf, 32)
+    k, idx = slope_int(1.0, in_sf, out_sf, release, "clamp")
     segs = [[_xbase(INT32_MIN, 0), y_lower, 0], [_xbase(x_lower, idx), y_lower, k]]
     if x_upper < INT32_MAX:
         segs.append([_xbase(x_upper, 0), y_upper, 0])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gnaexp.emulator import native
+from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.gna_settings import PRECISIONS
 F32 = np.float32
 INT16_MIN, INT16_MAX = -32768, 32767
@@ -190,6 +191,7 @@ def quantize_weightable(
     dst_stats: tuple[int, float, float] | None = None,
     target: str = DEFAULT_COMPILE_TARGET,
     forced_out_sf: float | None = None,
+    release: PluginRelease = DEFAULT,
 ) -> WeightQuant:
     """Quantize one convolution (kind="conv", weights [F, C, K]) or FC layer (kind="fc", weights [M, K]).
 
@@ -268,12 +270,20 @@ def quantize_weightable(
     if compound:
         scaled = (w * w_sf).astype(F32)
         row_max = np.max(np.abs(scaled.reshape(rows, -1)), axis=1)
-        multipliers = np.floor(row_max / F32(MAX_VAL_1B_WEIGHT) + F32(0.5)).astype(np.float64)
-        multipliers[multipliers == 0] = 1
-        if np.any(multipliers > MAX_OUT_MULTIPLIER):
+        computed = np.floor(row_max / F32(MAX_VAL_1B_WEIGHT) + F32(0.5)).astype(np.float64)
+        if np.any(computed > MAX_OUT_MULTIPLIER):
             raise ValueError(f"int8 row multiplier above {MAX_OUT_MULTIPLIER}: weights cannot be quantized")
+        multipliers = np.where(computed == 0, 1.0, computed)  # "channel multiplier shouldn't be 0"
         per_row = multipliers.reshape((rows,) + (1,) * (w.ndim - 1)).astype(F32)
-        qw = round_f32((scaled / per_row).astype(F32))
+        # value · (w_sf / multiplier) ± 0.5, in that order (quantization.cpp QuantizeWeights<int8_t>)
+        qw = round_f32((w * (w_sf / per_row).astype(F32)).astype(F32))
+        if release.int8_zero_multiplier_saturates and np.any(computed == 0):
+            # 2022.3 divides by the computed multiplier: a row whose multiplier is 0 scales its weights by ∞, so
+            # each nonzero weight saturates; 0·∞ is NaN, which the x86 conversion turns into 0 [I]
+            zero_rows = (computed == 0).reshape((rows,) + (1,) * (w.ndim - 1))
+            qw = np.where(zero_rows & (w > 0), 1e9, np.where(zero_rows & (w < 0), -1e9, np.where(zero_rows, 0.0, qw)))
+            notes.append(f"{int(np.count_nonzero(computed == 0))} int8 row(s) with a computed multiplier of 0: "
+                         "plugin 2022.3 divides by it, so their nonzero weights saturate (quantization.cpp L145)")
         qw, wsat = saturate(qw, INT8_MIN, INT8_MAX)
     else:
         lo, hi = (INT8_MIN, INT8_MAX) if int8 else (INT16_MIN, INT16_MAX)

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gnaexp import metrics
-from gnaexp.emulator import parallel
+from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
 
 INT16_MAX = 32767
@@ -70,6 +70,7 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # per sf: why the emulator refuses it ("" where it runs)
     worst_output: list[str] = field(default_factory=list)  # per sf, with several outputs: whose figures the row holds
+    plugin_release: str = releases.DEFAULT_RELEASE  # the GNA plugin release the emulator computed as
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__, emulated=True)
@@ -104,13 +105,14 @@ def sweep(
     headroom: float = DEFAULT_HEADROOM,
     per_input: Mapping[str, float] | None = None,
     porting: bool = False,
+    plugin_release: str | None = None,
 ) -> SweepResult:
     """Emulate at every scale factor and compare with the float reference. With several outputs each row holds
     the worst output's figures (lowest SQNR; ``worst_output`` names it): flattened together, a large output would
     hide a small one's error.
 
     per_input: one scale factor per input; the swept one then replaces the first input's, the others are held.
-    porting: as ``emulate``'s."""
+    porting, plugin_release: as ``emulate``'s."""
     from gnaexp.gna_settings import at_scale_factor
 
     prog = load_program(model, inputs, porting)  # parsed once for the sweep (a dynamic model: reshaped to the inputs)
@@ -134,7 +136,7 @@ def sweep(
     def one(sf: float) -> tuple[float, float, float, int, int, str, int, str]:
         try:
             em = emulate(prog, inputs, at_scale_factor(dict(per_input), sf) if per_input else sf, precision, layout,
-                         porting=porting)
+                         porting=porting, plugin_release=plugin_release)
         except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
             return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0, ""
         sqnr, cos, l1, output = worst(em)
@@ -159,7 +161,7 @@ def sweep(
         input_saturation_starts=first(out["insat"]), accumulator_saturation_starts=first(out["accsat"]),
         recommended_scale_factor=recommended_scale_factor(_swept_inputs(inputs, per_input), headroom),
         headroom=headroom,
-        layout=layout, precision=precision, refused=out["refused"],
+        layout=layout, precision=precision, refused=out["refused"], plugin_release=releases.get(plugin_release).name,
         worst_output=out["worst"] if len(names) > 1 else [],
         notes=[f"sf swept on input {next(iter(per_input))!r}; held: "
                + ", ".join(f"{k} at sf {v:g}" for k, v in list(per_input.items())[1:])] if per_input else [],
@@ -179,7 +181,7 @@ FLOOR_SCALE_FACTORS = tuple(float(2 ** k) for k in range(16))
 def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs: Mapping[str, np.ndarray],
                 scale_factor: float | Mapping[str, float], precision: str = "i16",
                 layouts: Sequence[str] = ("correct",), scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS,
-                porting: bool = False) -> dict[str, Any]:
+                porting: bool = False, plugin_release: str | None = None) -> dict[str, Any]:
     """The emulated quantization floor of one run, JSON-ready: what verdicts, plots and the index all read.
 
     The correct layout (the floor) and any other layout asked for, at every sweep scale factor plus the
@@ -194,7 +196,8 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     layouts = ["correct"] + [lay for lay in layouts if lay != "correct"]
     series = {}
     for layout in layouts:
-        res = sweep(model, inputs, reference_outputs, sfs, precision, layout, per_input=per_input, porting=porting)
+        res = sweep(model, inputs, reference_outputs, sfs, precision, layout, per_input=per_input, porting=porting,
+                    plugin_release=plugin_release)
         series[layout] = {"sqnr_db": res.sqnr_db, "cosine": res.cosine, "l1": res.l1,
                           "input_saturations": res.input_saturations,
                           "accumulator_saturations": res.accumulator_saturations, "refused": res.refused}
@@ -208,14 +211,15 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
         try:
             emulate(load_program(model, inputs, porting), inputs,
                     at_scale_factor(per_input, recommended) if per_input else recommended, precision, "correct",
-                    porting=porting)
+                    porting=porting, plugin_release=plugin_release)
         except ValueError as exc:  # never advise a scale factor the emulator refuses
             recommended_note = (f"the emulator refuses sf {recommended:g} from the input range ({exc}); "
                                 f"the best accepted sf {sfs[best]:g} is advised instead")
             recommended = sfs[best]
     elif floor.refused[sfs.index(recommended)]:
         recommended = sfs[best]
-    return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision, "layouts": series,
+    return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision,
+            "plugin_release": releases.get(plugin_release).name, "layouts": series,
             "floor_sqnr_db": floor.sqnr_db[at], "floor_cosine": floor.cosine[at],
             "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
             "input_saturation_sf": input_saturation_onset(_swept_inputs(inputs, per_input)),

@@ -82,7 +82,7 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     except ValueError as exc:  # named: the layer may come from a plugin rewrite (e.g. DecomposeMVN's _Avg2)
         raise ValueError(f"convolution {node.name!r}: {exc}") from None
     wq = quantize_weightable(w3, bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
-                             dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name))
+                             dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
     legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
     out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
@@ -122,7 +122,7 @@ def add_fc(ctx: BuildContext, node: Node) -> None:
         from gnaexp.emulator.quantize import WeightStats
         stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
     wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
-                             dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name))
+                             dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     out_shape = ti.shape[:-1] + (rows.shape[0],)
     layer = primitives.Affine(wq.weights, wq.bias, wq.multipliers)  # weights prepared once, not per chunk
 
