@@ -20,7 +20,8 @@ import math
 from typing import Any
 
 from gnaexp import diagnosis, report
-from gnaexp.gna_settings import FORUM_NETS, LAYOUTS, PRECISIONS
+from gnaexp.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, LAYOUTS, PLUGIN_RELEASES, PRECISIONS,
+                                 check_plugin_release)
 from gnaexp.markup import bold, escape
 
 EXPERIMENTS = FORUM_NETS
