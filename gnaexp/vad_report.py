@@ -144,7 +144,8 @@ def verdict_lines(record: Mapping[str, Any]) -> list[str]:
     cause = vad_run.finding(record)
     return ([f"finding: {cause}"] if cause else []) + [
         f"{agg['label']}: {vad_run.aggregate_verdict(agg)}"
-        for b, agg in record["aggregate"].items() if b != record["reference"]]
+        for b, agg in record["aggregate"].items() if b != record["reference"]] + [
+        f"saturation: {line}" for line in vad_run.saturation_lines(record)]
 
 
 def verdict(record: Mapping[str, Any]) -> str:
@@ -194,6 +195,7 @@ def finding(record: Mapping[str, Any], record_dir: str) -> str:
               "scale factors (GNA)":
                   ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
               "precision": emu.get("precision", "–"),
+              "GNA plugin release (emulated)": emu.get("plugin_release", "–"),
               "recommended audio scale factor": f"{record.get('recommended_scale_factor') or 0:.6g}"}
     return (status.finding_html(run_finding(record), (), verdict_lines(record))
             + f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"

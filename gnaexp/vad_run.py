@@ -394,6 +394,29 @@ def finding(record: dict[str, Any]) -> str | None:
     return None
 
 
+def saturation_lines(record: dict[str, Any]) -> list[str]:
+    """Where the emulated stream saturated, layer by layer, and why there: values past an inserted identity's
+    int16 range (an output or state read at its scale factor), inputs past a PWL's design domain (the plugin
+    designs x² on ±16, eˣ up to 4.5: pwl_approximation.hpp), or an int32/int16 range."""
+    lines = []
+    for b, emu in (record.get("emulator") or {}).items():
+        for row in emu["plan"]:
+            n = int(row.get("saturations") or 0)
+            if not n:
+                continue
+            where = f"{record['labels'].get(b, b)}: layer {row['layer']!r} ({row['op']})"
+            if row.get("domain"):
+                lo, hi = row["domain"]
+                lines.append(f"{where}: {n} inputs outside [{lo:g}, {hi:g}], the range the plugin designs this "
+                             "PWL on, give the value at its end")
+            elif str(row["op"]).startswith("Identity") and row.get("out_sf"):
+                lines.append(f"{where}: {n} values beyond ±{32767 / float(row['out_sf']):.4g} (int16 at the "
+                             f"identity's sf {float(row['out_sf']):g}, the plugin's choice without statistics) clip")
+            else:
+                lines.append(f"{where}: {n} values saturated")
+    return lines
+
+
 def aggregate_table(record: dict[str, Any]) -> str:
     lines = [f"all {len(record['files'])} file(s), against {record['reference']}:"]
     cause = finding(record)

@@ -162,6 +162,17 @@ def output_scale(op: str, exponent: float, in_sf: float) -> float:
     return float(np.float32(32767.0 / peak)) if peak > 0 else float(pw.ACTIVATION_SF)
 
 
+def _clipped_domain(op: str, exponent: float, curve: pw.PWL) -> tuple[int | None, int | None]:
+    """Integer inputs below / above which an unbounded function's PWL is flat (None where f itself levels off
+    or has no values: Sigmoid, Tanh, SoftSign, eˣ to the left, √x below 0): the first designed segment's xBase and
+    the last (flat) segment's."""
+    if op not in ("Power", "Exp", "Log"):
+        return None, None
+    xs = curve.x_values
+    lower = int(xs[1]) if op == "Log" or (op == "Power" and math.fmod(float(exponent), 1.0) == 0.0) else None
+    return lower, int(xs[-1])
+
+
 def exponent_of(node: Node, prog: Program) -> float:
     if node.op == "Sqrt":
         return 0.5
@@ -203,9 +214,23 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         raise ValueError(f"{node.name!r}: the GNA plugin's PWL search for {what}{via} fails (\"{exc}\", "
                          "pwl_approximation.cpp), so the plugin refuses the network") from None
     curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}", ctx.release)
-    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+    lo, hi = _clipped_domain(op, e, curve)
+    (d_lo, d_hi), _ = _domain(op, e)
+
+    def run(x, c=curve, lo=lo, hi=hi):
+        y, n = pw.evaluate(c, x)
+        # Past its design domain the PWL is flat while f goes on (x² beyond ±16, eˣ beyond 4.5): the output is
+        # held at the domain's end, a saturation the layer's count includes
+        if lo is not None:
+            n += int(np.count_nonzero(np.asarray(x) < lo))
+        if hi is not None:
+            n += int(np.count_nonzero(np.asarray(x) > hi))
+        return y, n
+
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, run,
                           {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
-                           "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
+                           "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json(),
+                           "domain": [d_lo, d_hi] if (lo, hi) != (None, None) else None}))
     ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
 
 
