@@ -33,6 +33,8 @@ def _one_line(err: str) -> str:
     ("scale_factor=abc", "scale_factor must be a number or recommended, got 'abc'"),
     ("state_scale_factor=1e300", RANGE.format("state_scale_factor") + ", got 1e+300"),
     ("precision=i4", "precision must be i16 or i8, got 'i4'"),
+    ("plugin_release=2024.0", "plugin_release '2024.0' is not a GNA plugin release the emulator follows; use one "
+                              "of 2022.3, 2023.0, 2023.1, 2023.2, 2023.3"),
 ])
 @pytest.mark.parametrize("command", ["run", "evaluate"])
 def test_silero_vad_refuses_bogus_settings_as_conv_does(tmp_path, capsys, command, setting, message):
@@ -47,6 +49,7 @@ def test_silero_vad_refuses_bogus_settings_as_conv_does(tmp_path, capsys, comman
 @pytest.mark.parametrize("setting, message", [
     ("scale_factor=1e30", RANGE.format("scale_factor") + ", got 1e+30"),
     ("execution_mode=bogus", "execution_mode must be one of AUTO, HW, HW_WITH_SW_FBACK"),
+    ("plugin_release=2023.9", "plugin_release '2023.9' is not a GNA plugin release the emulator follows"),
 ])
 def test_conv_gives_the_same_messages(tmp_path, capsys, setting, message):
     assert cli.main(["run", "conv", "--set", setting, "--out", str(tmp_path / "out")]) == 2
@@ -101,6 +104,8 @@ def _batch(tmp_path: Path, capsys, runs: list, text: str | None = None) -> str:
     ("vad", {"backends": "torch,openvino"}, "unknown backend 'openvino' (name the device, e.g. openvino:CPU)"),
     ("vad", {"backends": "torch,gna"}, "unknown backend 'gna'"),
     ("vad", {"audio": 5}, "parameter audio=5: expected text"),
+    ("diagnose", {"plugin_release": "2023"}, "plugin_release '2023' is not a GNA plugin release"),
+    ("vad", {"plugin_release": "latest"}, "plugin_release 'latest' is not a GNA plugin release"),
     ("diagnose", {"device_layout": "sideways"}, "device_layout must be correct or legacy-concat, got 'sideways'"),
     ("diagnose", {"experiment": "model"}, "experiment 'model' needs model=PATH"),
     ("diagnose", {"scale_factor": float("inf")}, RANGE.format("scale_factor") + ", got inf"),

@@ -64,6 +64,7 @@ def test_gna_sw_exact_identical_to_the_emulation_is_quantization_only_and_a_diff
     imported = next(b for b in record["backends"] if b["kind"] == "imported")
     assert imported["info"]["what_ran"]["class"] == "gna-integer"
     assert imported["info"]["against_emulation"]["identical"] is True
+    assert imported["info"]["against_emulation"]["plugin_release"] == "2023.0"  # the release it ran on (2023.0.2)
 
     off = emulated.copy()
     off.reshape(-1)[::7] += np.float32(3.0 / 2048)  # a few values a few LSBs away: what another rounding gives

@@ -22,7 +22,7 @@ def executed(tmp_path_factory):
     runs = [
         {"notebook": str(NOTEBOOKS / "conv"), "name": "conv-small", "parameters": {**SMALL, "scale_factor": 1}},
         {"notebook": str(NOTEBOOKS / "concat"), "name": "concat-small",
-         "parameters": {"length": 31, "scale_factor": 2048, "layout": "legacy-concat"}},
+         "parameters": {"length": 31, "scale_factor": 2048, "layout": "legacy-concat", "plugin_release": "2023.0"}},
         {"notebook": str(NOTEBOOKS / "concat_conv"), "name": "concat_conv-gna",
          "parameters": {**SMALL, "backends": "torch,openvino:GNA,gna-emu", "layout": "legacy-concat"}},
         {"notebook": str(NOTEBOOKS / "explorer"), "name": "explorer-small",
@@ -61,6 +61,15 @@ def test_report_is_offline_readable_and_shareable(executed, name):
     # environment block and relative artifact paths
     assert "Environment" in text and "openvino_devices" in text
     assert f"{name}.record/ir/model.xml" in text and f"{name}.record/outputs.npz" in text
+
+
+def test_the_plugin_release_the_emulator_followed_is_in_the_report_and_the_record(executed):
+    root, out, outcomes = executed
+    text = _html(out, "concat-small")
+    assert re.search(r"plugin_release</t[dh]>\s*<td[^>]*>2023\.0<", text), "the settings table names the release"
+    record = json.loads((out / "concat-small.record" / "record.json").read_text())
+    assert record["config"]["plugin_release"] == "2023.0"
+    assert {b["settings"].get("plugin_release") for b in record["backends"] if b["kind"] == "emulated"} == {"2023.0"}
 
 
 def test_record_saved_next_to_report(executed):
