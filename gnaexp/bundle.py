@@ -79,6 +79,14 @@ def plan(folder: str | Path) -> Plan:
     return out
 
 
+def _as_release(record: dict[str, Any]) -> str:
+    """" (as GNA plugin 2023.3)": the plugin release the emulator computed as, from the record."""
+    release = (record.get("config") or {}).get("plugin_release") or next(
+        (s.get("plugin_release") for s in (record.get("device_settings") or {}).values()
+         if isinstance(s, dict) and s.get("plugin_release")), None)
+    return f" (as GNA plugin {release})" if release else ""
+
+
 def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the zip (atomically); returns what went in. folder: a run folder, or its checked ``plan``."""
     checked = folder if isinstance(folder, Plan) else plan(folder)
@@ -99,7 +107,7 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: dict[str,
     members["README.txt"] = (
         f"gnaexp support bundle: {record.get('experiment')} (reference {record.get('reference')}).\n"
         "report.html: the report; record.json: config, environment, plugin settings, metrics and verdicts;\n"
-        + what + "Figures of 'gna-emu' are emulated, not measured.\n").encode()
+        + what + f"Figures of 'gna-emu' are emulated{_as_release(record)}, not measured.\n").encode()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():

@@ -71,7 +71,8 @@ def verdict(d: Diagnosis) -> HTML:
     lines = ([f"**finding**: {d.result['headline']}"] if d.result.get("headline") else [])
     lines += [f"**{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
     about = (f"Diagnosis of {d.config.experiment} at sf {d.config.scale_factor:g}; observed: {d.observed_label}; "
-             "GNA figures are emulated unless the observed output came from a device file.")
+             f"GNA figures are emulated (as GNA plugin {d.config.plugin_release}) unless the observed output came "
+             "from a device file.")
     return HTML(status.finding_html(status.ladder_finding(d.result), [about], lines) + status.your_model_html())
 
 

@@ -30,6 +30,7 @@ def test_bundle_round_trip_reproduces_the_metrics(run_dir, tmp_path, plain, caps
         z.extractall(fresh)
     assert {"record.json", "inputs.npz", "outputs.npz", "ir/model.xml", "ir/model.bin", "diagnosis.json",
             "reproduce.py", "README.txt"} <= names
+    assert "emulated (as GNA plugin 2023.3), not measured" in (fresh / "README.txt").read_text()
     for name in names - {"ir/model.bin", "inputs.npz", "outputs.npz"}:  # no absolute path inside
         text = (fresh / name).read_text(encoding="utf-8")
         assert str(run_dir) not in text and str(tmp_path) not in text, name
