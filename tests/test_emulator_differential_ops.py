@@ -59,7 +59,7 @@ def _run(model, feed, sf, release, precision="i16"):
 
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
-@_profile(12)
+@_profile(20)
 @given(n_in=st.integers(1, 48), n_out=st.integers(1, 16), signal=inputs, sf=scale_factors, bias_scale=bias_scales,
        bounds=st.sampled_from([(-1.0, 1.0), (-0.7, 0.3), (0.0, 6.0), (-20.0, 20.0)]), release=releases)
 def test_fc_then_activation_is_bit_exact(act, n_in, n_out, signal, sf, bias_scale, bounds, release):
@@ -87,7 +87,7 @@ def test_fc_then_activation_is_bit_exact(act, n_in, n_out, signal, sf, bias_scal
     np.testing.assert_array_equal(got, ref.dequantize(rops.pwl_eval(segs, q), out_sf)[None])
 
 
-@_profile(30)
+@_profile(50)
 @given(st.integers(1, 16), st.integers(1, 5), st.integers(1, 3).map(lambda n: 4 * n), inputs, scale_factors,
        bias_scales, releases)
 def test_conv_identity_conv_with_signed_data_is_bit_exact(c, k, mid, signal, sf, bias_scale, release):
@@ -116,7 +116,7 @@ def test_conv_identity_conv_with_signed_data_is_bit_exact(c, k, mid, signal, sf,
     np.testing.assert_array_equal(got, ref.dequantize(q2, sf2)[None])
 
 
-@_profile(40)
+@_profile(50)
 @given(st.integers(1, 48), st.integers(1, 16), inputs, scale_factors, bias_scales,
        st.sampled_from([1.0, 1e-2, 1e-3, 3e-5]), releases)
 def test_int8_fully_connected_is_bit_exact(n_in, n_out, signal, sf, bias_scale, small_rows, release):
@@ -148,7 +148,7 @@ def _expect_sum(run, weight, still_too_large):
     return run()
 
 
-@_profile(30)
+@_profile(50)
 @given(st.integers(1, 48), inputs, scale_factors, scale_factors, st.booleans(), releases)
 def test_eltwise_sum_of_two_inputs_is_bit_exact(n, signal, sf0, sf1, swapped, release):
     """x0 + x1, both 16-bit: a unit diagonal on input 0 (InsertDiagonalLayerPass) makes it the 32-bit bias;
@@ -176,7 +176,7 @@ def test_eltwise_sum_of_two_inputs_is_bit_exact(n, signal, sf0, sf1, swapped, re
     np.testing.assert_array_equal(result[0], ref.dequantize(out, diag_sf)[None])
 
 
-@_profile(30)
+@_profile(50)
 @given(st.integers(1, 48), st.integers(1, 16), inputs, scale_factors, scale_factors, bias_scales, st.booleans(),
        releases)
 def test_eltwise_sum_of_fc_and_input_is_bit_exact(n_in, n_out, signal, sf, sf_y, bias_scale, fc_first, release):
@@ -205,7 +205,7 @@ def test_eltwise_sum_of_fc_and_input_is_bit_exact(n_in, n_out, signal, sf, sf_y,
     np.testing.assert_array_equal(result[0], ref.dequantize(out, fc_sf)[None])
 
 
-@_profile(30)
+@_profile(50)
 @given(st.integers(1, 48), inputs, scale_factors, scale_factors, releases)
 def test_eltwise_prod_of_two_inputs_is_bit_exact(n, signal, sf0, sf1, release):
     """x0 · x1, both 16-bit: input 1 is the diagonal, bias 0, out_sf = sf0·sf1 (float)."""
