@@ -3,11 +3,8 @@
 Written to be read next to the document, one rule per function, with no code shared with ``gnaexp.emulator``:
 loops and Python integers where the emulator vectorises. Covers int16 inputs and weights without FakeQuantize:
 input quantization (§3.1, §3.6), weight and bias scales in the documented order (§3.2 steps 1, 2, 4, 6), the
-integer convolution on NCW data (§4.1–§4.3, both layouts) and FC, int32 saturation, the identity PWL between a
-32-bit producer and a 16-bit consumer (§3.3, §3.4) for non-negative inputs, and float32 dequantization.
-
-The identity's negative branch (segment 1 moved left so that it meets the origin) is not read here: the tests
-that use this module keep identity inputs non-negative; §6's worked examples cover that branch.
+integer convolution on NCW data (§4.1–§4.3, both layouts) and FC, int32 saturation and float32 dequantization.
+The PWLs (identity included, release by release), eltwise and int8 layers are read in ``spec_reference_ops.py``.
 """
 
 from __future__ import annotations
@@ -90,63 +87,6 @@ def fc(x: np.ndarray, wq: np.ndarray, bq: np.ndarray) -> np.ndarray:
     for m in range(wq.shape[0]):
         acc = int(bq[m]) + sum(int(a) * int(b) for a, b in zip(x, wq[m]))
         out[m] = min(max(acc, INT32_MIN), INT32_MAX)
-    return out
-
-
-def _encode(s: float) -> tuple[float, int]:
-    """§3.4 slope encoding: the product s·2^shift (before clamping) and the shift, trying shift index 3, 2, 1, 0."""
-    for idx in (3, 2, 1):
-        p = s * 2.0 ** (8 * (idx + 1))
-        if INT16_MIN <= p <= INT16_MAX:
-            return p, 8 * (idx + 1)
-    return s * 256.0, 8
-
-
-def identity_out_sf(in_sf: float) -> float:
-    """§3.4: 2049, or 1024.5 when its encoded product is strictly larger in magnitude."""
-    p2049, _ = _encode(2049.0 / float(in_sf))
-    p1024, _ = _encode(1024.5 / float(in_sf))
-    return 1024.5 if abs(p1024) > abs(p2049) else 2049.0
-
-
-def _to_int_f32(v: float) -> int:
-    """Rounding of a border value through float32 (§3.4 table, "via float32")."""
-    return int(round_half_away_f32(np.array([v]))[0])
-
-
-def identity_nonnegative(x: np.ndarray, in_sf: float, out_sf: float) -> np.ndarray:
-    """§3.4 identity segments and evaluation, for x ≥ 0 only (see the module docstring)."""
-    assert np.all(x >= 0), "the reference reads the identity for non-negative inputs only"
-    p, shift = _encode(out_sf / in_sf)
-    slope = min(int(np.trunc(p + 0.5)), INT16_MAX)  # round half away of a positive product, clamped
-    ratio = in_sf / out_sf
-    x_lower, x_upper, y_lower, y_upper = INT32_MIN, INT32_MAX, INT16_MIN, INT16_MAX
-    if x_lower < y_lower * ratio:
-        x_lower = _to_int_f32(y_lower * ratio)
-    if x_upper > y_upper * ratio:
-        x_upper = _to_int_f32(y_upper * ratio)
-    if y_lower < x_lower / ratio:
-        y_lower = _to_int_f32(x_lower / ratio)
-    if y_upper > x_upper / ratio:
-        y_upper = _to_int_f32(x_upper / ratio)
-    # segments as (x value with the two low bits cleared, yBase, slope)
-    segments = [(INT32_MIN, y_lower, 0), (x_lower & ~3, y_lower, slope)]
-    if ((0 - (x_lower & ~3)) * slope >> shift) + y_lower != 0:  # segment 1 misses the origin: one starts at 0
-        segments.append((0, 0, slope))
-    if x_upper < INT32_MAX:
-        last_x, last_y, last_slope = segments[-1]
-        right = last_x + (y_upper - last_y) * 2**shift // last_slope  # all positive: floor = toward zero
-        right = min(right, INT32_MAX) // 4 * 4  # to a multiple of 4
-        segments.append((right, y_upper, 0))
-    out = np.zeros(x.shape, dtype=np.int64)
-    for i, v in np.ndenumerate(x):
-        v = int(v)
-        if v <= segments[0][0]:
-            y = segments[0][1]
-        else:
-            xb, yb, k = [s for s in segments if s[0] <= v][-1]
-            y = (((v - xb) * k) >> shift) + yb
-        out[i] = min(max(y, INT16_MIN), INT16_MAX)
     return out
 
 

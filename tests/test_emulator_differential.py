@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import spec_reference as ref
+import spec_reference_ops as rops
 from gnaexp.emulator import emulate
 from gnaexp.inputs import generate
 
@@ -58,10 +59,10 @@ def _conv_op(x, w, b, stride):
     return ops.add(y, ops.constant(b.reshape(1, -1, 1))) if b is not None else y
 
 
-def _emulated(model, feed, sf, layout="correct", scales=()):
+def _emulated(model, feed, sf, layout="correct", scales=(), release=None):
     """The emulated output; ``scales`` [(w_sf, out_sf)] of the reference must be the plan's, layer by layer
     (the scales are compared exactly: a one-ulp difference flips weights only now and then)."""
-    em = emulate(model, feed, sf, layout=layout)
+    em = emulate(model, feed, sf, layout=layout, plugin_release=release)
     planned = [(r["w_sf"], r["out_sf"]) for r in em.plan if r["op"] in ("Convolution", "FullyConnected")]
     assert planned == [(float(w), float(o)) for w, o in scales]
     return next(iter(em.outputs.values()))
@@ -108,10 +109,11 @@ def test_concat_then_conv_is_bit_exact_in_both_layouts(geo, copies, two_inputs, 
 
 
 @PROFILE
-@given(conv_geometry(max_channels=20), st.integers(1, 3).map(lambda n: 4 * n), inputs, scale_factors, bias_scales)
-def test_conv_identity_conv_is_bit_exact(geo, mid, signal, sf, bias_scale):
-    """conv → (inserted identity) → conv. The first conv sees non-negative data, weights and bias, so the
-    identity's input is non-negative (the reference's scope, see spec_reference)."""
+@given(conv_geometry(max_channels=20), st.integers(1, 3).map(lambda n: 4 * n), inputs, scale_factors, bias_scales,
+       st.sampled_from(rops.RELEASES))
+def test_conv_identity_conv_is_bit_exact(geo, mid, signal, sf, bias_scale, release):
+    """conv → (inserted identity) → conv with non-negative data, weights and bias, for each plugin release
+    (signed data: test_emulator_differential_ops)."""
     c, _, k, s, length = geo
     x = np.abs(generate(signal[0], (1, c, length), signal[2], signal[1]))
     w1, b1 = _weights((mid, c, k), signal[2], bias_scale, nonnegative=True)
@@ -119,10 +121,10 @@ def test_conv_identity_conv_is_bit_exact(geo, mid, signal, sf, bias_scale):
     p = ops.parameter([1, c, length], np.float32, name="x")
     model = ov.Model([_conv_op(_conv_op(p, w1, b1, s), w2, b2, 1)], [p])
     q1, scales1 = _reference_conv(ref.quantize_input(x[0], sf), w1, b1, s, sf)
-    sf_id = ref.identity_out_sf(scales1[1])
-    mid_q = ref.identity_nonnegative(q1, float(scales1[1]), sf_id)
+    sf_id = rops.identity_out_sf(float(scales1[1]))
+    mid_q = rops.pwl_eval(rops.identity_segments(float(scales1[1]), sf_id, release), q1)
     q2, scales2 = _reference_conv(mid_q, w2, b2, 1, sf_id)
-    got = _emulated(model, {"x": x}, sf, scales=[scales1, scales2])
+    got = _emulated(model, {"x": x}, sf, scales=[scales1, scales2], release=release)
     np.testing.assert_array_equal(got, ref.dequantize(q2, scales2[1])[None])
 
 

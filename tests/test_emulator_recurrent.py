@@ -236,9 +236,9 @@ def test_the_per_layer_table_reaches_inside_an_unrolled_lstm(tmp_path):
 
 
 def test_clamp_hand_worked_integers():
-    """Clamp [-0.5, 0.75] after an FC: in_sf = w_sf·x_sf = 16384·1024 = 2^24; out_sf 2048, halved to 1024 as
-    2048·2^24 passes INT32_MAX (the ReLU rule); x_lower = round(−0.5·in_sf), y_lower = round(−0.5·1024) = −512;
-    x_upper = round(0.75·in_sf), y_upper = 768; slope 1 between."""
+    """Clamp [-0.5, 0.75] after an FC: in_sf = w_sf·x_sf = 16384·1024 = 2^24; out_sf 2048, not halved although
+    2048·2^24 passes INT32_MAX (getActivationScale halves a "relu" only); x_lower = round(−0.5·in_sf), y_lower =
+    round(−0.5·2048) = −1024; x_upper = round(0.75·in_sf), y_upper = 1536; slope 1 between."""
     x = ops.parameter([1, 4], np.float32, name="x")
     fc = ops.matmul(x, ops.constant(np.eye(4, dtype=np.float32)), False, False)
     fc.set_friendly_name("fc")
@@ -248,12 +248,12 @@ def test_clamp_hand_worked_integers():
                  1024.0, keep_ints=True)
     rows = {r["layer"]: r for r in em.plan}
     in_sf = rows["fc"]["out_sf"]
-    assert in_sf == 16384.0 * 1024.0 and rows["clip"]["out_sf"] == 1024.0
+    assert in_sf == 16384.0 * 1024.0 and rows["clip"]["out_sf"] == 2048.0
     segments = rows["clip"]["pwl"]["segments"]
-    assert [s["y_base"] for s in segments] == [-512, -512, 768]
+    assert [s["y_base"] for s in segments] == [-1024, -1024, 1536]
     assert [s["x_base"] for s in segments][1:] == [round(-0.5 * in_sf) & ~3, round(0.75 * in_sf) & ~3]
-    # x = [−1024, −256, 512, 2048]·16384 at in_sf: −1 and 2 clamp to the bounds, −0.25 and 0.5 pass (·1024).
-    assert em.ints["clip"].tolist() == [[-512, -256, 512, 768]]
+    # x = [−1024, −256, 512, 2048]·16384 at in_sf: −1 and 2 clamp to the bounds, −0.25 and 0.5 pass (·2048).
+    assert em.ints["clip"].tolist() == [[-1024, -512, 1024, 1536]]
 
 
 def _pwl_by_hand(segments, x):

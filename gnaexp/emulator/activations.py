@@ -257,12 +257,13 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
 
 def add_clamp(ctx: BuildContext, node: Node) -> None:
     """A Clamp: the PWL of the layer before it, slope 1 between the bounds (make_pwl.cpp kActKaldiLstmClipping).
-    [I: the output scale follows the ReLU rule (2048, halved when 2048·in_sf passes INT32_MAX), and 16-bit
-    input is read directly, as for a ReLU.]"""
+    Output scale 2048: ``getActivationScale`` halves it only for a layer of type "relu" (``isRelu``), and a
+    Clamp is of type "clamp" (scale_factor_calc.cpp @2023.1.0 L411-418, same in 2022.3 and 2023.0). [I: 16-bit input is read directly,
+    as for a ReLU.]"""
     k = ctx.get(node.inputs[0])
     ti = ctx.info[k]
     low, high = float(node.attrs["min"]), float(node.attrs["max"])
-    out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
+    out_sf = ctx.overrides.get(node.name, float(pw.ACTIVATION_SF))
     curve = pw.build_clamp(ti.sf, out_sf, low, high, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": f"Clamp [{low:g}, {high:g}] (PWL)", "precision": "i16",

@@ -49,6 +49,13 @@ def sum_weight(sf_w: float, sf_b: float) -> int:
     return _float_to_int16(min(np.float32(sf_b) / np.float32(sf_w), np.float32(INT16_MAX)))
 
 
+def _fp_eq(a: float, b: float, accuracy: float) -> bool:
+    """``fp32eq`` (2022.3, accuracy 1e-5) / ``AreFpEq<float>`` (2023.0+, float epsilon), in float32
+    (``numerical_utils.hpp``), as ``ScaleFactorPerLayerEltwise`` compares the weights scale with 32767."""
+    a32, b32 = np.float32(a), np.float32(b)
+    return bool(abs(a32 - b32) <= np.float32(accuracy) * min(abs(a32), abs(b32)))
+
+
 def _sat32(acc: np.ndarray) -> tuple[np.ndarray, int]:
     n = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
     if n:
@@ -87,12 +94,15 @@ def add_step(ctx: BuildContext, node: Node) -> None:
             w_key, b_key = need16(keys[0]), keys[1]  # [I] identity on the first input
         elif wide[0]:
             w_key, b_key = need16(keys[1]), keys[0]
+        elif wide[1]:  # 16 + 32: the 32-bit input 1 is the bias as it is (ScaleFactorPerLayerEltwise swaps only
+            # when input 0 is 32-bit; MarkIdentityCandidates and InsertDiagonalLayerPass leave one 32-bit input)
+            w_key, b_key = need16(keys[0]), keys[1]
         else:  # 16 + 16: a unit diagonal makes input 0 the 32-bit bias (SyntheticScaleShift)
             w_key, b_key = need16(keys[1]), unit_diagonal(node.name, need16(keys[0]), info, steps, ctx.overrides)
         b_key = get(b_key)
         tw, tb = info[w_key], info[b_key]
         weights_scale = float(np.float32(tb.sf) / np.float32(tw.sf))
-        if weights_scale > INT16_MAX and not np.isclose(weights_scale, INT16_MAX):
+        if weights_scale > INT16_MAX and not _fp_eq(weights_scale, INT16_MAX, ctx.release.sf_equal_accuracy):
             _lower_bias_input(ctx, node, b_key, float(np.float32(tw.sf) * np.float32(INT16_MAX)), weights_scale)
         w = sum_weight(tw.sf, tb.sf)
         if sub:
@@ -129,14 +139,16 @@ def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step
     new = f"{key}#{name}"
     w = int(DIAGONAL_W_SF)
     if overrides and name in overrides:
-        reducer = max(1.0, float(np.float32(ti.sf * DIAGONAL_W_SF) / np.float32(overrides[name])))
-        w = int(max(1.0, DIAGONAL_W_SF / reducer))
+        # scale_factor_calc.cpp requantizeInput: reducer, new weights scale and dst scale are all float
+        reducer = max(np.float32(1.0), np.float32(np.float32(ti.sf * DIAGONAL_W_SF) / np.float32(overrides[name])))
+        w = int(max(np.float32(1.0), np.float32(np.float32(DIAGONAL_W_SF) / reducer)))
+    out_sf = float(np.float32(np.float32(w) * np.float32(ti.sf)))  # _dst_quant = w_sf · src, a float product
     steps.append(Step("eltwise", name, [key], new, lambda x, w=w: (np.asarray(x, dtype=np.float64) * w, 0),
                       {"layer": name, "op": f"Diagonal (inserted, weight {w / DIAGONAL_W_SF:.6g}"
                                           + (".0)" if w == DIAGONAL_W_SF else ")"), "precision": "i16",
-                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), "out_sf": ti.sf * w,
+                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), "out_sf": out_sf,
                        "bits": 32}))
-    info[new] = TInfo(ti.sf * w, 32, ti.shape, root=name)
+    info[new] = TInfo(out_sf, 32, ti.shape, root=name)
     return new
 
 

@@ -170,12 +170,21 @@ def fq_weight_scale(stats: WeightStats, int8: bool) -> float:
 
 
 def _int8_ratio_factor(w_sf: float, in_sf: float) -> float:
-    """§3.2 step 5 for int8 FC weights [I: ratio thresholds 30/100/150/200 → factors 0.50/0.45/0.40/0.35]."""
-    ratio = float(w_sf) * float(in_sf) ** 2 / INT32_MAX
-    for threshold, factor in ((200, 0.35), (150, 0.40), (100, 0.45), (30, 0.50)):
-        if ratio > threshold:
-            return factor
-    return 1.0
+    """§3.2 step 5 for int8 FC weights (``scale_factor_calc.cpp`` ``ScaleFactorPerLayerWeightable``, the
+    ``thresholds`` table): entered when uint64(float(w_sf·in_sf)·in_sf) > (INT32_MAX − 1)·30. The table's loop
+    steps on while ``_dst_quant.GetScale()·in_sf/INT32_MAX`` reaches the next threshold; on a layer's first visit
+    its dst scale is still the default 1.0 (``quantized_layer_params.hpp``), so for any input scale below 2·10^11
+    the loop stops at the entry of threshold 100, factor 0.50 (the ++ runs before the failing comparison)."""
+    tmp_dst = float(F32(F32(w_sf) * F32(in_sf)))
+    if int(tmp_dst * float(F32(in_sf))) <= (INT32_MAX - 1) * 30:
+        return 1.0
+    ratio = float(F32(F32(1.0) * F32(in_sf)) / F32(INT32_MAX))  # the default dst scale, see above
+    factor = 0.50
+    for threshold, next_factor in ((100, 0.50), (150, 0.45), (200, 0.40), (200, 0.35)):
+        factor = next_factor
+        if not ratio >= threshold:
+            break
+    return factor
 
 
 def quantize_weightable(
@@ -262,8 +271,10 @@ def quantize_weightable(
             out_sf = F32(w_sf * in_sf32)
 
     if forced_out_sf is not None:  # requantizeInput for an eltwise sum: dst scale set, weights scale = dst / src
-        out_sf = F32(forced_out_sf)
-        w_sf = F32(out_sf / in_sf32)
+        # requantizeInput sets w_sf = new / src and restarts from this layer, whose dst scale is then computed
+        # again as w_sf · src (ScaleFactorPerLayerWeightable): a float product, not always the scale asked for
+        w_sf = F32(F32(forced_out_sf) / in_sf32)
+        out_sf = F32(w_sf * in_sf32)
         notes.append(f"weight scale lowered to {float(w_sf):g} (output sf {float(out_sf):g}) so that the eltwise sum "
                      "it feeds keeps its weight within int16 (scale_factor_calc.cpp requantizeInput)")
     multipliers = None
