@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gnaexp import cache, environment, inputs as inputs_mod, measurement, metrics, streaming
-from gnaexp.backends import BackendResult, ModelBundle, check_spec, make_backend
+from gnaexp.backends import BackendResult, ModelBundle, check_specs, make_backend
 from gnaexp.excerpt import excerpt
 from gnaexp.files import portable_path
 from gnaexp.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, check_execution_mode, check_layout,
@@ -120,11 +120,10 @@ class ExperimentConfig:
                              f"{self.weight_bits}")
         if not self.backends:
             raise ValueError("backends is empty; give at least one, e.g. torch,openvino:CPU")
-        for spec in self.backends:
-            try:
-                check_spec(spec)
-            except ValueError as exc:
-                raise ValueError(f"backends: {exc}") from None
+        try:
+            check_specs(self.backends)
+        except ValueError as exc:
+            raise ValueError(f"backends: {exc}") from None
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -225,7 +225,7 @@ def test_diagnose_uses_a_device_backend_from_the_settings(files, tmp_path, capsy
     sets = ["--set", "scale_factor=2048", "--set", "length=33", "--set", f"backends=torch,import:{tmp_path / 'dev.npz'}"]
     assert main(["diagnose", "concat_conv", *sets, "--json"]) == 0
     observed = next(s for s in json.loads(capsys.readouterr().out)["steps"] if s["step"] == "observed")
-    assert observed["source"] == "import (imported)" and observed["hypotheses"][0]["hypothesis"] == "legacy-concat"
+    assert observed["source"] == "import:dev.npz (imported)" and observed["hypotheses"][0]["hypothesis"] == "legacy-concat"
     assert main(["diagnose", "concat_conv", "--set", "backends=torch,openvino:GNA"]) in (0, 3)  # 3 without GNA
 
 
@@ -275,7 +275,7 @@ def test_non_finite_observed_outputs_get_no_verdict(files, tmp_path, capsys):
     write_outputs(tmp_path / "dev.npz", {"output": out}, {"device": "GNA"})
     record = experiment.run(experiment.ExperimentConfig(experiment="conv", length=33,
                                                         backends=["torch", f"import:{tmp_path / 'dev.npz'}"]))
-    verdict = record.diagnosis["verdicts"]["import (imported)"]
+    verdict = record.diagnosis["verdicts"]["import:dev.npz (imported)"]
     assert verdict.startswith("no verdict: the test output holds 2 NaN/Inf value(s)")
 
 

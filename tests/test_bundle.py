@@ -82,3 +82,24 @@ def test_diagnose_refuses_an_observed_output_of_another_shape(tmp_path, capsys):
     assert main(["diagnose", "conv", "--set", "length=33", "--observed", str(tmp_path / "wrong.npy")]) == 2
     err = capsys.readouterr().err
     assert "has shape (1, 3, 50)" in err and "pass the device output for the same inputs and model" in err
+
+
+def test_a_bundle_diagnoses_the_imported_device_output(tmp_path, monkeypatch, capsys):
+    """The vendor-support path: a run with a device file measured elsewhere, bundled — the bundle's diagnosis
+    observes that device output (its outputs.npz key is the import's label)."""
+    from gnaexp import experiment
+    from gnaexp.backends.imported import write_outputs
+    from gnaexp.emulator import emulate
+
+    monkeypatch.chdir(tmp_path)
+    config = experiment.ExperimentConfig(experiment="concat_conv", scale_factor=2048, length=33)
+    model = experiment.build_model(config)
+    device = emulate(model.ir_xml, experiment.make_inputs(config, model), 2048.0, layout="legacy-concat")
+    write_outputs(tmp_path / "dev.npz", device.outputs, {"device": "GNA"})
+    assert main(["run", "concat_conv", "--set", "scale_factor=2048", "--set", "length=33", "--backends",
+                 "torch,import:dev.npz", "--out", "run"]) == 0
+    assert main(["bundle", "run", "--out", "support.zip"]) == 0
+    with zipfile.ZipFile(tmp_path / "support.zip") as z:
+        diagnosis = json.loads(z.read("diagnosis.json"))
+    observed = next(s for s in diagnosis["steps"] if s["step"] == "observed")
+    assert observed["source"] == "given" and observed["hypotheses"][0]["hypothesis"] == "legacy-concat"

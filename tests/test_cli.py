@@ -187,7 +187,7 @@ def test_measure_script_builds_the_gna_config_and_round_trips_through_import(tmp
     assert main(["run", "concat_conv", "--backends", f"torch,import:{pack / 'outputs.npz'}",
                  "--out", str(tmp_path / "run"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["metrics"]["import (imported)"]["output"]["cosine"] > 0.99999
+    assert data["metrics"]["import:outputs.npz (imported)"]["output"]["cosine"] > 0.99999
     imported = next(b for b in data["backends"] if b["kind"] == "imported")
     assert imported["info"]["input_fingerprint_matches"] is True
 

@@ -68,7 +68,7 @@ def test_a_forum_pack_round_trips_through_the_old_release(old_python, tmp_path, 
     assert meta["openvino"].startswith(release[:6]) and meta["precision"] == "f32"
     code, out, _ = _run(capsys, "run", "concat_conv", *sets, "--backends",
                         f"torch,import:{tmp_path / 'pack' / 'outputs.npz'}", "--out", tmp_path / "run")
-    verdict = next(line for line in out.splitlines() if line.strip().startswith("import (imported):"))
+    verdict = next(line for line in out.splitlines() if line.strip().startswith("import:outputs.npz (imported):"))
     assert code == 0 and f"a CPU measurement on OpenVINO {release[:6]}" in verdict and "in FP32: matches" in verdict
     code, out, _ = _run(capsys, "diagnose", "--export-dir", tmp_path / "pack")
     observed = next(line for line in out.splitlines() if "[observed]" in line)
@@ -155,7 +155,7 @@ def test_a_stateful_model_pack_streams_its_state_pairs_on_the_old_release(old_py
         assert z["hn"].shape == (20, 1, 6)
     code, out, err = _run(capsys, "run", "model", *sets, "--backends",
                           f"openvino:CPU,gna-emu,import:{tmp_path / 'pack' / 'outputs.npz'}", "--out", tmp_path / "run")
-    verdict = next(line for line in out.splitlines() if line.strip().startswith("import (imported):"))
+    verdict = next(line for line in out.splitlines() if line.strip().startswith("import:outputs.npz (imported):"))
     assert code == 0 and f"a CPU measurement on OpenVINO {release[:6]}" in verdict and "matches the FP32" in verdict
 
 

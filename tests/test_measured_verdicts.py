@@ -21,7 +21,7 @@ def _run(capsys, *argv):
 
 
 def _verdict(out: str) -> str:
-    return next(line for line in out.splitlines() if line.strip().startswith("import (imported):"))
+    return next(line for line in out.splitlines() if line.strip().startswith("import:outputs.npz (imported):"))
 
 
 def test_a_pack_measured_on_cpu_is_held_to_fp32(tmp_path, capsys):

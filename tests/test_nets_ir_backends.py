@@ -1,3 +1,4 @@
+import json
 import numpy as np
 import openvino as ov
 import pytest
@@ -90,7 +91,7 @@ def test_import_backend_round_trip(tmp_path):
     path = write_outputs(tmp_path / "o.npz", {"output": out},
                          {"device": "GNA", "input_fingerprint": inputs.fingerprint(feed)})
     res = make_backend(f"import:{path}").run(model, feed)
-    assert res.kind == "imported" and res.label == "import (imported)"
+    assert res.kind == "imported" and res.label == "import:o.npz (imported)"
     assert np.array_equal(res.outputs["output"], out)
     assert res.info["source_meta"]["device"] == "GNA" and res.info["input_fingerprint_matches"] is True
 
@@ -109,3 +110,36 @@ def test_forum_figure_beside_imports_from_gna_only(tmp_path):
         for record in (rec, records.Record.load(tmp_path / path.stem)):  # also after the JSON round trip
             row = next(r for r in summary.rows(record) if r["kind"] == "imported")
             assert (row["forum_cosine"] is not None) is expect_forum
+
+
+def test_two_device_files_in_one_run_stay_two_results(tmp_path, monkeypatch, capsys):
+    """Each import is named by its file: two measurements (e.g. two plugin releases) are two rows, two metrics
+    entries and two outputs.npz keys; two files that would share a name are refused before any work."""
+    from gnaexp import cli
+
+    monkeypatch.chdir(tmp_path)
+    config = experiment.ExperimentConfig(experiment="conv", length=33)
+    model = experiment.build_model(config)
+    feed = experiment.make_inputs(config, model)
+    for folder, value in (("a", 0.25), ("b", 0.5)):
+        (tmp_path / folder).mkdir()
+        write_outputs(tmp_path / folder / "outputs.npz", {"output": np.full((1, 4, 16), value, np.float32)},
+                      {"device": "GNA", "input_fingerprint": inputs.fingerprint(feed)})
+    assert cli.main(["run", "conv", "--set", "length=33", "--backends",
+                     "torch,import:a/outputs.npz,import:b/outputs.npz", "--out", "run", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"import:a/outputs.npz (imported)", "import:b/outputs.npz (imported)"} <= set(data["metrics"])
+    with np.load(tmp_path / "run" / "outputs.npz") as z:
+        assert float(z["import:a/outputs.npz (imported)/output"].max()) == 0.25
+        assert float(z["import:b/outputs.npz (imported)/output"].max()) == 0.5
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    monkeypatch.chdir(elsewhere)  # both files now lie outside the working folder: both would be import:outputs.npz
+    assert cli.main(["run", "conv", "--set", "length=33", "--backends",
+                     f"torch,import:{tmp_path / 'a' / 'outputs.npz'},import:{tmp_path / 'b' / 'outputs.npz'}",
+                     "--out", "run2"]) == 2
+    err = capsys.readouterr().err
+    assert "would share the label 'import:outputs.npz'" in err and "Traceback" not in err
+    assert not (elsewhere / "run2").exists()
+    assert cli.main(["run", "conv", "--backends", "torch,gna-emu,gna-emu", "--out", "run3"]) == 2
+    assert "'gna-emu' is given twice" in capsys.readouterr().err

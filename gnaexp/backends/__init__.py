@@ -9,12 +9,13 @@ Spec strings, as the CLI and notebooks take them:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from gnaexp.backends.base import Backend, BackendResult, BackendUnavailable, ModelBundle
 
 
-__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "check_spec", "make_backend"]
+__all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "check_spec", "check_specs",
+           "make_backend"]
 
 VALID_SPECS = "torch, openvino:DEVICE (e.g. openvino:CPU), gna-emu, import:PATH.npz"
 
@@ -31,6 +32,25 @@ def check_spec(spec: str) -> str:
         raise ValueError(f"unknown backend {spec!r}" + (f" ({hint[name]})" if name in hint else "")
                          + f"; valid: {VALID_SPECS}")
     return spec
+
+
+def check_specs(specs: Sequence[str]) -> list[str]:
+    """Every spec valid (``check_spec``) and naming a different result: the same backend twice, or two device
+    files that would share a label (files outside the working folder are named by their file name), are
+    refused — one result would overwrite the other in the metrics and outputs.npz."""
+    from gnaexp.files import portable_path
+
+    seen: dict[str, str] = {}
+    for spec in specs:
+        check_spec(spec)
+        name, _, arg = spec.partition(":")
+        key = f"import:{portable_path(arg)}" if name == "import" else spec
+        if key in seen:
+            same = "is given twice" if seen[key] == spec else f"and {seen[key]!r} would share the label {key!r}"
+            raise ValueError(f"{spec!r} {same}: every backend names one result; drop the duplicate, or put the device "
+                             "files under the working folder (or give them different file names)")
+        seen[key] = spec
+    return list(specs)
 
 
 def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend:

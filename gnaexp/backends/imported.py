@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendResult, ModelBundle
+from gnaexp.files import portable_path
 
 META_KEY = "__meta__"
 
@@ -83,6 +84,9 @@ class ImportedBackend(Backend):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # Named by its file, as the record keeps it: two device files in one run stay two results (metrics and
+        # outputs.npz are keyed by the label, "import:pack/outputs.npz (imported)")
+        self.name = f"import:{portable_path(self.path)}"
 
     def settings(self) -> dict[str, Any]:
         return {"file": self.path.name}
