@@ -267,6 +267,7 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
         return ModelBundle(name=Path(config.model).stem, ir_xml=path, input_names=[p.any_name for p in model.inputs],
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model),
                            info=({"notes": notes} if notes else {}) | ({"memory": memory} if memory else {}))
+    ir.require_torch(f"the {config.experiment} net (a PyTorch module)")
     from gnaexp import nets
 
     spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,

@@ -22,6 +22,20 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
 
+TORCH_INSTALL = ("install torch (its CPU build: pip install torch==2.13.0 --index-url "
+                 "https://download.pytorch.org/whl/cpu, or pip install 'gnaexp[torch]' where pip has that build)")
+
+
+def require_torch(what: str) -> None:
+    """ValueError naming what needs PyTorch and how to install it, when torch is not installed: gnaexp runs a
+    user's own model files without it, but the forum nets and Silero VAD are torch modules."""
+    try:
+        import torch  # noqa: F401 — imported next by the caller anyway
+    except ImportError:
+        raise ValueError(f"{what} needs PyTorch, which is not installed here: {TORCH_INSTALL}; your own model files "
+                         "(experiment model, with openvino:CPU as the reference) run without it") from None
+
+
 def convert_torch(module: Any, input_shape: tuple[int, ...]) -> ov.Model:
     """``openvino.convert_model`` on a torch module, static shape, tensors named input/output."""
     import torch

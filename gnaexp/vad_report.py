@@ -26,6 +26,10 @@ def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor
     """Stream the audio (a .wav file or a folder of them; "" for the kit's speech sample) through the backends;
     the record, with the tracks and the audio for the plots."""
     source = Path(audio) if audio else SAMPLE
+    if not audio and not source.exists():  # an installed package: the sample lives in the source repository
+        raise ValueError("the kit's speech sample (data/speech/speech_snr10.wav) ships with gnaexp's source "
+                         "repository, not with the installed package: set audio to a 16 kHz mono .wav file or a "
+                         "folder of them, or run from a checkout of the repository")
     if not source.exists():
         raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
     wavs = vad_run.wav_files(source)

@@ -13,6 +13,15 @@ class TorchBackend(Backend):
     name = "torch"
     kind = "reference"
 
+    def check_available(self) -> None:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            from gnaexp.ir import TORCH_INSTALL
+
+            raise BackendUnavailable(f"the torch backend needs PyTorch, which is not installed here: {TORCH_INSTALL}; "
+                                     "or use openvino:CPU as the reference") from None
+
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         import torch
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from gnaexp.batch import run_batch
-from gnaexp.cli.common import stop_on_signals
+from gnaexp.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, import_cluster, stop_on_signals
 from gnaexp.matrix import MATRIX_NAME, MatrixError, default_matrix, load_matrix
 
 
@@ -33,37 +32,30 @@ def add_parsers(sub: Any) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     matrix = Path(args.matrix) if args.matrix else default_matrix()
     if args.jobs is not None and args.jobs < 1:
-        print("gnaexp batch: error: --jobs must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--jobs must be at least 1")
     if args.jobs is not None:
         from gnaexp.environment import local_capacity
 
         most, why = local_capacity()
         if args.jobs > most:
-            print(f"gnaexp batch: error: --jobs {args.jobs}: this machine holds at most {most} notebook run(s) at "
-                  f"once ({why}); give --jobs {most} or less, or --dask ADDRESS to use more machines",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"--jobs {args.jobs}: this machine holds at most {most} notebook run(s) at once ({why}); "
+                             f"give --jobs {most} or less, or --dask ADDRESS to use more machines")
     if not args.timeout > 0:
-        print("gnaexp batch: error: --timeout must be a positive number of seconds", file=sys.stderr)
-        return 2
+        raise UsageError("--timeout must be a positive number of seconds")
     if args.dask is not None:
         if args.jobs is not None:
-            print("gnaexp batch: error: --jobs sizes the local pool; with --dask the cluster's workers run the "
-                  "notebooks: drop --jobs (--dask local:N starts N workers)", file=sys.stderr)
-            return 2
-        from gnaexp import cluster  # dask is imported only when asked for
+            raise UsageError("--jobs sizes the local pool; with --dask the cluster's workers run the notebooks: drop "
+                             "--jobs (--dask local:N starts N workers)")
+        cluster = import_cluster()  # dask is imported only when asked for
 
         try:
             cluster.parse(args.dask)
         except cluster.ClusterError as exc:
-            print(f"gnaexp batch: error: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
     try:
         runs = load_matrix(matrix)
     except MatrixError as exc:
-        print(f"gnaexp batch: bad matrix: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"bad matrix: {exc}") from None
     out = Path(args.out)
     start = time.perf_counter()
     previous_term = stop_on_signals()
@@ -73,7 +65,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         else:
             outcomes = run_batch(runs, out, args.jobs, args.force, args.show_code, args.timeout)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous_term)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -83,4 +75,4 @@ def cmd_batch(args: argparse.Namespace) -> int:
           f"index: {out / 'index.html'}")
     for o in failed:
         print(f"  failed: {o.name}: {o.error} (see {out / (o.name + '.failed.html')})")
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK

@@ -6,6 +6,7 @@ import signal
 from typing import Any, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXPERIMENT_HELP = "conv | concat | concat_conv | model (with --set model=PATH.xml)"  # what export, diagnose take
 RUN_EXPERIMENT_HELP = EXPERIMENT_HELP + " | silero_vad (with --set audio=FILE.wav or a folder of WAV files)"
 LAYOUT_HELP = ("correct: what a correct plugin computes; legacy-concat: the documented path of 2022.3/2023.0 "
@@ -25,6 +26,16 @@ def stop_on_signals() -> Any:
     SIGTERM (a scheduler, `kill`) stops it the same clean way. Returns the SIGTERM handler to put back."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     return signal.signal(signal.SIGTERM, _terminate)
+
+
+def import_cluster() -> Any:
+    """``gnaexp.cluster``, or a usage error saying how to install dask where it is absent (it is optional)."""
+    try:
+        from gnaexp import cluster
+    except ImportError as exc:
+        raise UsageError(f"--dask needs dask.distributed, which is not installed here ({exc.name}): pip install "
+                         "'gnaexp[cluster]' (requirements.txt installs it too)") from None
+    return cluster
 
 
 def make_config(experiment: str, sets: Sequence[str], backends: str | None = None, porting: bool = False) -> Any:

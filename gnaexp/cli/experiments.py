@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError,
-                               add_porting_option, add_set_option, make_config, stop_on_signals)
+                               add_porting_option, add_set_option, import_cluster, make_config, stop_on_signals)
 from gnaexp.files import dumps
 from gnaexp.gna_settings import format_scale_factors
 
@@ -136,8 +136,7 @@ def _evaluate_on_cluster(args: argparse.Namespace, wavs: list[Path], backends: l
     """The files split across a dask cluster's workers; None when workers died on them (the message said so)."""
     from tqdm import tqdm
 
-    from gnaexp import cluster
-
+    cluster = import_cluster()
     cluster.parse(args.dask)  # a ClusterError is a ValueError: exit 2 with its message
     previous_term = stop_on_signals()
     try:
