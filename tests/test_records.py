@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,16 +33,23 @@ def test_same_seed_same_numbers(tmp_path):
     assert a.metrics["openvino:CPU"]["output"].to_json() == b.metrics["openvino:CPU"]["output"].to_json()
 
 
-def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    """The write fails after the temporary file holds the new bytes, just before the rename: the old file stays
+    whole and no temporary file is left (a write straight to the destination would fail this)."""
+    import os
+
     target = tmp_path / "f.json"
     atomic_write_text(target, "good")
+    written = []
 
-    class Boom(str):
-        def encode(self, *a, **k):
-            raise RuntimeError("boom")
+    def failing_replace(src, dst):
+        written.append(Path(src).read_text())
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(RuntimeError):
-        atomic_write_text(target, Boom("bad"))
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(target, "bad, and longer than the good text")
+    assert written == ["bad, and longer than the good text"]  # the new bytes were written, to another file
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
