@@ -24,7 +24,6 @@ from typing import BinaryIO
 
 import numpy as np
 
-from gnaexp.files import atomic_write_bytes
 
 TARGET_RATE = 16000
 MIN_SAMPLES = 512  # one VAD step
@@ -247,12 +246,3 @@ def load_wav(path: str | Path) -> Audio:
                      + ("" if exact else f" (by the ratio {up}/{down}, {fmt.rate * up / down:.2f} Hz)"))
     return Audio(x, TARGET_RATE, fmt.rate, notes)
 
-
-def write_wav(path: str | Path, samples: np.ndarray, rate: int = TARGET_RATE) -> None:
-    """16-bit PCM mono, written atomically."""
-    path = Path(path)
-    q = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32767), -32768, 32767).astype("<i2")
-    data = q.tobytes()
-    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " +
-              struct.pack("<IHHIIHH", 16, PCM, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(data)))
-    atomic_write_bytes(path, header + data)

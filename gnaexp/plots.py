@@ -275,12 +275,6 @@ def display_size(fig: Figure) -> tuple[int, int]:
     return round(w * DPI), round(h * DPI)
 
 
-def to_svg(fig: Figure) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    return buf.getvalue()
-
-
 def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str = "",
          threshold: float | None = None, threshold_label: str = "", highlight: int | None = None) -> Figure:
     """Horizontal bars (first label on top), e.g. hypothesis scores or SQNR per layer; a threshold line."""

@@ -34,7 +34,6 @@ class Setting:
     config: ExperimentConfig
     record_dir: str
     notes: list[str] = field(default_factory=list)  # backends dropped or substituted, and why
-    requested_backends: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
         quantized = self.config.ir != experiment_mod.IR_FLOAT
@@ -67,7 +66,7 @@ def setting_from(namespace: Mapping[str, Any], experiment: str | None = None) ->
     config = ExperimentConfig().with_settings({**values, "backends": requested})
     kept, notes = available_backends(config)
     config = config.with_settings({"backends": kept})
-    return Setting(config, str(namespace.get("record_dir") or f"{config.experiment}.record"), notes, requested)
+    return Setting(config, str(namespace.get("record_dir") or f"{config.experiment}.record"), notes)
 
 
 def available_backends(config: ExperimentConfig) -> tuple[list[str], list[str]]:

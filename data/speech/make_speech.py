@@ -9,6 +9,7 @@ trimmed to its first and last sample above -60 dBFS). Same script, same espeak-n
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from gnaexp.audio import TARGET_RATE, load_wav, write_wav  # noqa: E402
+from gnaexp.audio import PCM, TARGET_RATE, load_wav  # noqa: E402
+from gnaexp.files import atomic_write_bytes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FILES = {  # name: (SNR dB, voice, [(gap before in s, sentence)], trailing silence in s)
@@ -29,6 +31,16 @@ FILES = {  # name: (SNR dB, voice, [(gap before in s, sentence)], trailing silen
                                  (1.0, "Call me back when you are ready.")], 1.2),
 }
 
+
+
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = TARGET_RATE) -> None:
+    """16-bit PCM mono, written atomically."""
+    path = Path(path)
+    q = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32767), -32768, 32767).astype("<i2")
+    data = q.tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " +
+              struct.pack("<IHHIIHH", 16, PCM, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(data)))
+    atomic_write_bytes(path, header + data)
 
 def synthesize(text: str, voice: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:

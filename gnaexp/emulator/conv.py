@@ -75,12 +75,6 @@ def geometry(channels: int, width: int, kernel: int, stride: int, filters: int) 
     return ConvGeometry(channels, width, kernel, stride, filters, nfc, n_in, positions, logical)
 
 
-def interleave_input(x_ncw: np.ndarray) -> np.ndarray:
-    """(N, C, W) → (N, W·C) with element w·C + c = x[c, w]: what a correct host transposition writes."""
-    n, c, w = x_ncw.shape
-    return np.ascontiguousarray(np.swapaxes(x_ncw, 1, 2)).reshape(n, w * c)
-
-
 def interleave_filters(w_fck: np.ndarray, nfc: int) -> np.ndarray:
     """[F, C, K] → [F, nfc] with Flt[f][k·C + c] = W[f, c, k], zero-padded to nfc."""
     f, c, k = w_fck.shape
@@ -188,32 +182,11 @@ def conv1d(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeomet
            max_abs_x: float = INT16_BOUND) -> tuple[np.ndarray, int]:
     """The primitive followed by the host's output transposition: (N, F, logical positions) float64.
 
-    Same arithmetic as ``conv1d_interleaved`` + ``deinterleave_output`` without building the GNA-order array.
+    Same arithmetic as ``conv1d_interleaved`` followed by the host's transposition, without building the
+    GNA-order array.
     """
     acc, sat = _accumulate(x_mem, flt, bias, geo, max_abs_x)
     return acc[:, :, : geo.logical_positions], sat
-
-
-def deinterleave_output(o: np.ndarray, geo: ConvGeometry) -> np.ndarray:
-    """(N, positions·F) interleaved → (N, F, logical positions): the host's output transposition."""
-    n = o.shape[0]
-    return np.swapaxes(o.reshape(n, geo.positions, geo.filters)[:, : geo.logical_positions, :], 1, 2)
-
-
-def conv1d_ncw_reference(x_ncw: np.ndarray, w_fck: np.ndarray, bias: np.ndarray, stride: int) -> tuple[np.ndarray, int]:
-    """Straightforward int64 NCW convolution with int32 saturation: the yardstick for the primitive."""
-    x = np.asarray(x_ncw, dtype=np.int64)
-    w = np.asarray(w_fck, dtype=np.int64)
-    n, c, width = x.shape
-    f, _, k = w.shape
-    j = (width - k) // stride + 1
-    out = np.zeros((n, f, j), dtype=np.int64)
-    for kk in range(k):
-        xs = x[:, :, kk : kk + stride * (j - 1) + 1 : stride]  # (N, C, J)
-        out += np.einsum("ncj,fc->nfj", xs, w[:, :, kk])
-    out += np.asarray(bias, dtype=np.int64).reshape(1, f, 1)
-    sat = int(np.count_nonzero((out < INT32_MIN) | (out > INT32_MAX)))
-    return np.clip(out, INT32_MIN, INT32_MAX), sat
 
 
 GRAPH_COMPILER = "src/plugins/intel_gna/src/gna_graph_compiler.cpp (ConvolutionPrimitive) @2023.1.0"
