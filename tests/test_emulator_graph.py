@@ -339,7 +339,7 @@ def test_data_movement_ops_between_layers():
     assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999
 
 
-def test_activation_fake_quantize_runs_as_an_identity_pwl():
+def test_activation_fake_quantize_runs_as_a_pwl():
     rng = np.random.default_rng(8)
     w = rng.uniform(-0.4, 0.4, (4, 6, 3)).astype(np.float32)
     p = ops.parameter([1, 6, 64], np.float32, name="input")
@@ -348,7 +348,7 @@ def test_activation_fake_quantize_runs_as_an_identity_pwl():
     x = rng.uniform(-1, 1, (3, 1, 6, 64)).astype(np.float32)
     em = emulate(model, {"input": x}, 2048.0)
     fq = next(r for r in em.plan if r["op"] == "FakeQuantize (as PWL)")
-    # out sf = (levels − 1)/range = 65535/6 ≈ 10922.5, capped at the activation limit (4096), then moved to
+    # out sf = (65535 − 1)/range = 65534/6 ≈ 10922.3, capped at the activation limit (4096), then moved to
     # a value the PWL's slope encodes well (within 10 %)
     assert 0.9 * 4096 <= fq["out_sf"] <= 4096 and fq["pwl"]
     assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999

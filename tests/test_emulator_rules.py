@@ -121,7 +121,7 @@ def test_e8_bias_cap_lowers_weight_scale():
 
 
 def test_e9_fake_quantize_scales():
-    assert q.fq_scale(65536, -4.0, 4.0) == pytest.approx(8191.875)
+    assert q.fq_scale(65535, -4.0, 4.0) == pytest.approx(8191.75)
     st16 = q.WeightStats(65535, np.array([-0.37], F32), np.array([0.37], F32), "fake-quantize")
     assert q.fq_weight_scale(st16, int8=False) == pytest.approx(88559.46, abs=0.01)
     st8 = q.WeightStats(255, np.array([-0.37], F32), np.array([0.37], F32), "fake-quantize")
@@ -268,17 +268,18 @@ def test_output_statistics_bias_cap_comes_before_the_reducer():
 
 
 def test_fake_quantize_activation_scale_cap_worked_numbers():
-    """An activation FakeQuantize becomes an identity PWL (activations.add_fake_quantize): out_sf = (levels − 1)/range,
-    capped at the activation limit 4096 (scale_factor_calc.cpp), then fine-tuned downward (adjustScaleFactor).
+    """An activation FakeQuantize runs as the kActFakeQuantize PWL (activations.add_fake_quantize, make_pwl.cpp):
+    out_sf = (65535 − 1)/range (the FQ's levels set to UINT16_MAX, gna_pass_manager.cpp), capped at the activation
+    limit 4096 (scale_factor_calc.cpp), then fine-tuned downward (adjustScaleFactor).
 
-    65536 levels on [−4, 4]: 65535/8 = 8191.875 → capped to 4096. In_sf 2^28: slope 4096/2^28 = 2^-16,
+    [−4, 4]: 65534/8 = 8191.75 → capped to 4096. In_sf 2^28: slope 4096/2^28 = 2^-16,
     index 2 (2^-16·2^32 = 65536 does not fit int16; ·2^24 = 256 does): slope 256 exactly, gain 1, so the
     fine-tuning keeps 4096. Borders from the FQ range: x = int(±4·2^28) = ±2^30, y = int(±4·4096) = ±16384.
     Evaluated: 2^28 (1.0) → 4096; −2^28 → −4096; 2^30 and above → 16384; INT32_MIN → −16384.
     """
     assert q.fq_scale(65536, -4.0, 4.0) == pytest.approx(8191.875)
     assert pwl.adjust_scale_factor(4096.0, 2.0**28) == 4096.0
-    curve = pwl.build_identity(2.0**28, 4096.0, fq_range=(-4.0, 4.0))
+    curve = pwl.build_fake_quantize(2.0**28, 4096.0, -4.0, 4.0)
     segs = curve.to_json()["segments"]
     assert [(s["x_base"], s["shift"], s["y_base"], s["slope"]) for s in segs] == [
         (-(2**31), 8, -16384, 0), (-(2**30), 24, -16384, 256), (2**30, 8, 16384, 0)]

@@ -52,6 +52,7 @@ INT16_MAX = 32767
 DESIGNED_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Power")
 POW_DOMAIN = 16.0
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+FQ_ACTIVATION_LEVELS = 65535  # UINT16_MAX: the levels an activation FQ's scale is computed with
 
 
 def _domain(op: str, exponent: float) -> tuple[tuple[float, float], tuple[float, float] | None]:
@@ -273,25 +274,29 @@ def add_clamp(ctx: BuildContext, node: Node) -> None:
 
 def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
     """A FakeQuantize on network data: after an input it only sets the input's scale factor (graph.py);
-    elsewhere it runs as an identity PWL with the FQ borders."""
+    elsewhere it stays a layer of type FakeQuantize, an activation, and runs as the plugin's kActFakeQuantize PWL
+    with the FQ borders (``pwl.build_fake_quantize``). Output scale (``getActivationScale`` with destination
+    statistics): (65535 − 1)/(high − low) whatever the FQ's levels, since ``MoveFakeQuantizeLayerIntoQuantParamsPass``
+    sets the FQ's own levels to UINT16_MAX (optimizer/gna_pass_manager.cpp, every release), capped at 4096 and
+    fine-tuned (``adjustScaleFactor``)."""
     if node.name in ctx.input_fq:
         ctx.alias[node.out] = ctx.get(node.inputs[0])
         return
     prog = ctx.prog
     k = ctx.get(node.inputs[0])
     ti = ctx.info[k]
-    lv = int(node.attrs["levels"])
+    # the ranges the plugin reads are the FQ's input range (QuantizationParams::GetMinValues(input = true))
     il, ih, ol, oh = (float(np.min(prog.consts[node.inputs[i]])) if i % 2 else float(np.max(prog.consts[node.inputs[i]]))
                       for i in (1, 2, 3, 4))
     if node.name in ctx.overrides:
         out_sf = ctx.overrides[node.name]
     else:
-        out_sf = fq_scale(min(lv, 65536), ol, oh)
-        if not np.isfinite(out_sf) or max(abs(ol), abs(oh)) == 0:
+        out_sf = fq_scale(FQ_ACTIVATION_LEVELS, il, ih)
+        if not np.isfinite(out_sf) or max(abs(il), abs(ih)) == 0:
             out_sf = float(pw.MAX_ACTIVATION_SF)
         out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
         out_sf = pw.adjust_scale_factor(out_sf, ti.sf, ctx.release)
-    curve = pw.build_identity(ti.sf, out_sf, fq_range=(il, ih), release=ctx.release)
+    curve = pw.build_fake_quantize(ti.sf, out_sf, il, ih, release=ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
                           {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
                            "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))

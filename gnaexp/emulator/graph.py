@@ -6,7 +6,7 @@ inputs, vectorised over a leading sample axis N. Rule-set: ``RULES_VERSION``.
 
 Inferred behaviour [I], implemented as described and not confirmed on a device:
 - an input FakeQuantize only sets the input scale factor (values are then limited by int16 saturation, not
-  by the FQ range), and an activation FakeQuantize runs as an identity PWL with the FQ borders;
+  by the FQ range);
 - a ReLU or FQ reading 16-bit data (not a conv/FC output) runs its PWL directly on the int16 values;
 - the legacy-concat layout (§4.3): a conv whose input is network data that went through a Concat reads the
   NCW concat buffer as if it were NWC;

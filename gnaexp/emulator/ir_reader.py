@@ -293,7 +293,8 @@ def read_program(model: Any, strict: bool = True) -> Program:
             elif t == "FakeQuantize":
                 shape = consts[out].shape
                 ol, oh = (np.broadcast_to(consts[k].astype(np.float32), shape) for k in in_keys[3:5])
-                stats[out] = WeightStats(int(attrs["levels"]), np.minimum(ol, oh), np.maximum(ol, oh), "fake-quantize")
+                stats[out] = WeightStats(int(attrs["levels"]), np.minimum(ol, oh), np.maximum(ol, oh), "fake-quantize",
+                                         np.broadcast_to(np.asarray(vals[0], dtype=np.float32), shape))
             elif t in MOVE_OPS or t == "Convert":
                 src = stats.get(in_keys[0])
                 if src is not None:
@@ -302,6 +303,8 @@ def read_program(model: Any, strict: bool = True) -> Program:
                         apply_move(t, attrs, np.ascontiguousarray(src.out_low), vals[1:], False) if t != "Convert" else src.out_low,
                         apply_move(t, attrs, np.ascontiguousarray(src.out_high), vals[1:], False) if t != "Convert" else src.out_high,
                         src.source,
+                        None if src.raw is None else
+                        apply_move(t, attrs, np.ascontiguousarray(src.raw), vals[1:], False) if t != "Convert" else src.raw,
                     )
             continue
         if t == "ShapeOf" and op.get_input_partial_shape(0).is_static:  # static shapes: a constant

@@ -322,6 +322,26 @@ def build_clamp(in_sf: float, out_sf: float, low: float, high: float, release: P
     return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "clamp", int(y_lower), int(y_upper))
 
 
+def build_fake_quantize(in_sf: float, out_sf: float, low: float, high: float,
+                        release: PluginRelease = DEFAULT) -> PWL:
+    """An activation FakeQuantize as the plugin builds it: ``backend/make_pwl.cpp`` ``make_gna_pwl``, case
+    kActFakeQuantize, shared with kActKaldiLstmClipping (only kActIdentity goes to the identity segments
+    creator; same in 2022.3.0, 2023.0.0, 2023.1.0). Borders from the FQ's input range, truncated:
+    x = int64(bound·in_sf) and y = int32(bound·out_sf) clamped to the int32 / int16 range; a flat segment at
+    y_lower from −∞, the unit slope from x_lower, a flat segment at y_upper from x_upper. No segment through the
+    origin, so 0 need not map to 0."""
+    x_lower, x_upper = max(int(low * in_sf), INT32_MIN), min(int(high * in_sf), INT32_MAX)
+    y_lower = _wrap(max(int(low * out_sf), INT16_MIN), 16)  # int32 max/min stored in an int16
+    y_upper = _wrap(min(int(high * out_sf), INT16_MAX), 16)
+    k, idx = slope_int(1.0, in_sf, out_sf, release, "clamp")
+    segs = [[_xbase(INT32_MIN, 0), y_lower, 0], [_xbase(x_lower, idx), y_lower, k]]
+    if x_upper < INT32_MAX:
+        segs.append([_xbase(x_upper, 0), y_upper, 0])
+    arr = np.array(segs, dtype=np.int64)
+    return PWL(arr[:, 0], arr[:, 1], arr[:, 2], float(in_sf), float(out_sf), "fake-quantize", int(y_lower),
+               int(y_upper))
+
+
 def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     """Run a PWL on integer inputs (any shape) the way the GNA kernel does.
 

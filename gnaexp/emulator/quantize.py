@@ -105,6 +105,9 @@ class WeightStats:
     out_low: np.ndarray  # broadcastable to per-output-channel
     out_high: np.ndarray
     source: str  # "fake-quantize" or "decompression"
+    # The FQ's input constant (same shape as the snapped weights): QuantizeWeights<int16_t> rounds with the sign
+    # of this float weight, not of the snapped value (frontend/quantization.cpp, rounding_value)
+    raw: np.ndarray | None = None
 
 
 @dataclass
@@ -299,6 +302,12 @@ def quantize_weightable(
     else:
         lo, hi = (INT8_MIN, INT8_MAX) if int8 else (INT16_MIN, INT16_MAX)
         qw = round_f32((w * w_sf).astype(F32))
+        if not int8 and stats is not None and stats.raw is not None:
+            # value·w_sf ± 0.5f with the sign of the weight before ApplyFQ (quantization.cpp @2023.1.0
+            # QuantizeWeights<int16_t>, `ptr_float_weights[…] > 0 ? 0.5f : -0.5f`): a weight of 0 (or one that
+            # snaps across 0) rounds with −0.5f
+            half = np.where(np.asarray(stats.raw, dtype=F32).reshape(w.shape) > 0, F32(0.5), F32(-0.5)).astype(F32)
+            qw = np.trunc(((w * w_sf).astype(F32) + half).astype(F32)).astype(np.float64)
         qw, wsat = saturate(qw, lo, hi)
 
     qb = round_f32((b * out_sf).astype(F32))

@@ -18,8 +18,10 @@ def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
     down = downstream(prog, node.out)
     if len(down) == 1 and down[0].op == "FakeQuantize":
         fq = down[0]
-        return (int(fq.attrs["levels"]), float(np.min(prog.consts[fq.inputs[3]])),
-                float(np.max(prog.consts[fq.inputs[4]])))
+        # calculateWeightsReducerFromDstStats reads GetMinValues()/GetMaxValues(), whose default is the FQ's
+        # input range (frontend/quantized_layer_params.hpp: input = true)
+        return (int(fq.attrs["levels"]), float(np.min(prog.consts[fq.inputs[1]])),
+                float(np.max(prog.consts[fq.inputs[2]])))
     return None
 
 
@@ -70,7 +72,8 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     width = shape[-1]
     if stats is not None and len(w.shape) == 4:
         from gnaexp.emulator.quantize import WeightStats
-        stats = WeightStats(stats.levels, stats.out_low[:, :, 0, :], stats.out_high[:, :, 0, :], stats.source)
+        stats = WeightStats(stats.levels, stats.out_low[:, :, 0, :], stats.out_high[:, :, 0, :], stats.source,
+                            None if stats.raw is None else stats.raw[:, :, 0, :])
     bias = node.bias
     if porting and (f < cv.CONV_FILTERS_DIVIDER or f % cv.CONV_FILTERS_DIVIDER):
         w3, bias, stats = porting_rules.pad_filters(w3, bias, stats)
@@ -120,7 +123,8 @@ def add_fc(ctx: BuildContext, node: Node) -> None:
     stats = prog.stats.get(node.inputs[1])
     if stats is not None and not a.get("transpose_b"):
         from gnaexp.emulator.quantize import WeightStats
-        stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source)
+        stats = WeightStats(stats.levels, stats.out_low.T, stats.out_high.T, stats.source,
+                            None if stats.raw is None else stats.raw.T)
     wq = quantize_weightable(rows, node.bias, ti.sf, kind="fc", precision=precision, stats=stats,
                              dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     out_shape = ti.shape[:-1] + (rows.shape[0],)
