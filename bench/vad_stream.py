@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gnaexp import audio, vad, vad_run
 from gnaexp.backends import make_backend
+from gnaexp.vad import audio, run as vad_run, stream as vad
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Peak memory of reading a WAV file against the file's size: the reader streams the samples in blocks.
 
 For each size and sample rate a 16-bit mono WAV of that size is made (sparse: silence that takes no disk), and
-read by ``gnaexp.audio.load_wav`` in a fresh Python process. Printed per file: its duration, whether it was read
+read by ``gnaexp.vad.audio.load_wav`` in a fresh Python process. Printed per file: its duration, whether it was read
 or refused (longer than ``audio.MAX_SECONDS``, refused from its header), the process's peak RSS, and how much
 of that the read added over the process after its imports, next to the size of the result (float32 at 16 kHz).
 The added memory is the result plus a fixed amount, whatever the file's size.
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs in the child: imports first (their memory is the baseline), then one read; ru_maxrss is in KiB on Linux.
 CHILD = """
 import json, resource, sys
-from gnaexp import audio
+from gnaexp.vad import audio
 import scipy.signal  # imported by a resampling read: part of the baseline, not of the read
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

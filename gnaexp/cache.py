@@ -30,10 +30,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from gnaexp.backends import BackendResult, ModelBundle
-from gnaexp.environment import package_version
+from gnaexp.core.environment import package_version
 
 # The sources that build nets, inputs and IRs: a change in any of them may change a cached reference.
-_REFERENCE_SOURCES = ("nets.py", "inputs.py", "ir.py", "experiment.py")
+_REFERENCE_SOURCES = ("models/forum_nets.py", "core/inputs.py", "models/ir.py", "experiment.py")
 SEAL = "seal.json"
 SEAL_SCHEMA = "gnaexp.cache-seal/1"
 IR_FILES = ("model.xml", "model.bin")
@@ -103,7 +103,7 @@ def _sha256(path: Path) -> str:
 
 
 def _seal(folder: Path, names: Sequence[str]) -> None:
-    from gnaexp.files import atomic_write_text, dumps
+    from gnaexp.core.files import atomic_write_text, dumps
 
     files = {n: {"size": (folder / n).stat().st_size, "sha256": _sha256(folder / n)} for n in names}
     atomic_write_text(folder / SEAL, dumps({"schema": SEAL_SCHEMA, "files": files}))
@@ -239,7 +239,7 @@ def discard_reference(key: str, problem: str) -> None:
 
 def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fingerprint: str) -> None:
     """Keep a torch result and its IR, replacing an entry that was damaged or wrong (best effort)."""
-    from gnaexp.files import dumps
+    from gnaexp.core.files import dumps
 
     def build(tmp: Path) -> None:
         shutil.copyfile(model.ir_xml, tmp / "model.xml")
@@ -255,7 +255,7 @@ def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fing
 
 # --- Silero VAD: the torch reference's tracks ------------------------------------------------------------------
 
-_VAD_SOURCES = ("vad.py", "vad_net.py")
+_VAD_SOURCES = ("vad/stream.py", "models/silero.py")
 
 
 def vad_reference_key(audios: Sequence[np.ndarray]) -> str:
@@ -274,7 +274,7 @@ def vad_reference_key(audios: Sequence[np.ndarray]) -> str:
 
 def load_vad_streams(key: str) -> tuple[list[Any], float] | None:
     """(streams, seconds torch took when they were computed), or None when absent or damaged."""
-    from gnaexp.vad import Stream
+    from gnaexp.vad.stream import Stream
 
     folder = cache_dir() / "vad-reference" / key
     if not _intact(folder, ("tracks.npz",)):
@@ -304,7 +304,7 @@ def torch_ir(module: Any, input_shape: tuple[int, ...]) -> Path:
     The same net (architecture, weights, shape) always maps to the same folder, so repeated runs and batch runs
     share one conversion.
     """
-    from gnaexp import ir
+    from gnaexp.models import ir
 
     key = ir.fingerprint_torch(module, input_shape) + "-ov" + (package_version("openvino") or "none").split("-")[0]
     folder = cache_dir() / "ir" / key
@@ -320,8 +320,9 @@ def vad_ir(folder: Path) -> Path:
     """Silero VAD's step IR (``vad.export_ir``) written into ``folder`` from the cache, where it is converted once
     per silero-vad, OpenVINO and gnaexp version under ``ir/silero_vad-…/`` (tracing and converting cost about
     2 s). Always copied anew: an IR already in ``folder`` (from an older version, or edited) is never used."""
-    from gnaexp import __version__, vad
-    from gnaexp.files import atomic_write_bytes
+    from gnaexp import __version__
+    from gnaexp.core.files import atomic_write_bytes
+    from gnaexp.vad import stream as vad
 
     key = "-".join(["silero_vad", package_version("silero-vad") or "none",
                     (package_version("openvino") or "none").split("-")[0], __version__])
@@ -339,7 +340,7 @@ def user_model_ir(path: Path, model: Any, renamed: bool, shapes: Mapping[str, Se
     a copy saved under ``files/<content digest>/`` (an ONNX file, or an IR whose tensors were named on loading).
     ``shapes``: the static input shapes a dynamic model was reshaped to; each set of shapes is its own sealed
     entry (``files/<digest>-<shapes digest>/``)."""
-    from gnaexp import ir
+    from gnaexp.models import ir
 
     path = Path(path)
     if path.suffix.lower() == ".xml" and not renamed and not shapes:
@@ -363,8 +364,8 @@ def quantized_ir(float_xml: str | Path, settings: Any) -> Any:
     settings and the calibration content; reused while intact."""
     import openvino as ov
 
-    from gnaexp import ir, quantization
-    from gnaexp.files import atomic_write_text, dumps
+    from gnaexp.core.files import atomic_write_text, dumps
+    from gnaexp.models import ir, nncf_quantize as quantization
 
     float_xml = Path(float_xml)
     settings.validate()

@@ -18,14 +18,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gnaexp import cache, environment, inputs as inputs_mod, measurement, metrics, streaming
-from gnaexp.backends import BackendResult, ModelBundle, check_specs, make_backend
-from gnaexp.excerpt import excerpt
-from gnaexp.files import portable_path
-from gnaexp.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, check_execution_mode, check_layout,
-                                 check_plugin_release, check_porting, check_precision, parse_scale_factors)
-from gnaexp.output_folder import check_folder, publish_folder
-from gnaexp.records import Record
+from gnaexp import cache
+from gnaexp.backends import BackendResult, check_specs, make_backend, ModelBundle, streaming
+from gnaexp.core import environment, inputs as inputs_mod, metrics
+from gnaexp.core.excerpt import excerpt
+from gnaexp.core.files import portable_path
+from gnaexp.diagnose import measurement
+from gnaexp.core.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, check_execution_mode, check_layout,
+                                      check_plugin_release, check_porting, check_precision, parse_scale_factors)
+from gnaexp.core.output_folder import check_folder, publish_folder
+from gnaexp.core.records import Record
 
 EXPERIMENTS = FORUM_NETS + ("model",)
 IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (FakeQuantize) IR
@@ -43,7 +45,7 @@ class ExperimentConfig:
     """Every setting of a run. Field names are the keys ``--set`` and notebooks use."""
 
     experiment: str = "conv"
-    # forum net shape (see gnaexp.nets.NetSpec)
+    # forum net shape (see gnaexp.models.forum_nets.NetSpec)
     in_channels: int = 2
     copies: int = 3
     conv_in_channels: int = 6
@@ -57,7 +59,7 @@ class ExperimentConfig:
     input_file: str = ""  # .npy/.npz of the user's inputs instead of generated ones
     model: str = ""  # .xml/.onnx file for experiment "model"
     # stateful streaming (experiment "model"): state input=output pairs, e.g. "state=stateN" or "h=hn,c=cn"; the
-    # input file then holds frames (steps, *shape) (gnaexp.streaming)
+    # input file then holds frames (steps, *shape) (gnaexp.backends.streaming)
     state: str = ""
     # device settings
     # GNA input scale factor; 1.0 is the plugin's default. One per input as a mapping (``chunk=2048,state=1024``):
@@ -245,7 +247,7 @@ def _with_config_ir(bundle: ModelBundle, config: ExperimentConfig) -> ModelBundl
     """The float net's bundle with the IR the config asks for: itself, or a copy carrying the NNCF-quantized IR."""
     if config.ir != IR_NNCF:
         return bundle
-    from gnaexp import quantization
+    from gnaexp.models import nncf_quantize as quantization
 
     settings = quantization.QuantizationSettings(
         config.activation_bits, config.weight_bits, config.calibration_size, config.calibration_seed,
@@ -256,7 +258,7 @@ def _with_config_ir(bundle: ModelBundle, config: ExperimentConfig) -> ModelBundl
 
 
 def _build_float_model(config: ExperimentConfig) -> ModelBundle:
-    from gnaexp import ir
+    from gnaexp.models import ir
 
     if config.experiment == "model":
         arrays = inputs_mod.read_file(config.input_file) if config.input_file else None
@@ -268,8 +270,7 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
                            output_names=[p.any_name for p in model.outputs], input_shapes=ir.input_shapes(model),
                            info=({"notes": notes} if notes else {}) | ({"memory": memory} if memory else {}))
     ir.require_torch(f"the {config.experiment} net (a PyTorch module)")
-    from gnaexp import nets
-
+    from gnaexp.models import forum_nets as nets
     spec = nets.NetSpec(config.in_channels, config.copies, config.conv_in_channels, config.out_channels,
                         config.kernel, config.stride, config.length)
     module, shape = nets.build_net(config.experiment, spec, config.seed)
@@ -280,7 +281,7 @@ def _build_float_model(config: ExperimentConfig) -> ModelBundle:
 
 def bundle_from_torch(module: Any, input_shape: tuple[int, ...], name: str = "user") -> ModelBundle:
     """Your own torch.nn.Module as a ModelBundle (IR converted once and cached); pass it to ``run(model=...)``."""
-    from gnaexp import ir
+    from gnaexp.models import ir
 
     xml = cache.torch_ir(module.eval(), tuple(input_shape))
     return ModelBundle(name=name, ir_xml=xml, torch_module=module, input_names=[ir.INPUT_NAME],
@@ -383,7 +384,7 @@ def run(
     the IR beside it. ``use_cache`` takes the torch reference (and IR) from the cache when this net and input
     ran before, so that torch need not even be imported, and stores it otherwise.
     """
-    from gnaexp import diagnosis
+    from gnaexp.diagnose import verdicts as diagnosis
 
     start = time.perf_counter()
     if out_dir is not None:
@@ -445,7 +446,7 @@ def run(
 
 
 def _model_fingerprint(model: ModelBundle) -> str:
-    from gnaexp import ir
+    from gnaexp.models import ir
 
     return ir.fingerprint_ir(model.ir_xml) if model.ir_xml else ""
 

@@ -12,10 +12,10 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from gnaexp import vad_run
-from gnaexp.excerpt import excerpt
+from gnaexp.core.excerpt import excerpt
+from gnaexp.core.gna_settings import check_layout, check_scale_factor, FORUM_NETS
 from gnaexp.experiment import ExperimentConfig
-from gnaexp.gna_settings import FORUM_NETS, check_layout, check_scale_factor
+from gnaexp.vad import run as vad_run
 
 DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting", "plugin_release")
 DIAGNOSE_BACKENDS = "torch,openvino:CPU,gna-emu"

@@ -27,7 +27,7 @@ def _gnaexp_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def corpus(_gnaexp_cache):
-    """The public corpus models (gnaexp.model_catalog), fetched once per session into the session's cache."""
-    from gnaexp import model_catalog
+    """The public corpus models (gnaexp.models.catalog), fetched once per session into the session's cache."""
+    from gnaexp.models import catalog as model_catalog
 
     return {key: model_catalog.fetch(key) for key in model_catalog.CORPUS}

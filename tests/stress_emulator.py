@@ -45,8 +45,8 @@ def main() -> int:
     import openvino as ov
     import torch
 
-    from gnaexp import ir, nets
     from gnaexp.emulator import emulate
+    from gnaexp.models import forum_nets as nets, ir
 
     faulthandler.dump_traceback_later(args.dump_after, exit=True)  # exit code 1 with every thread's stack
     module, shape = nets.build_net("conv", nets.NetSpec(), seed=0)

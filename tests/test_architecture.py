@@ -50,7 +50,7 @@ def test_modules_stay_small():
 
 
 def test_html_is_escaped_in_one_place():
-    """Only gnaexp/markup.py calls the html module: every other writer builds HTML from its helpers."""
+    """Only gnaexp/present/markup.py calls the html module: every other writer builds HTML from its helpers."""
     users = [p.relative_to(ROOT).as_posix() for p in (ROOT / "gnaexp").rglob("*.py")
              if p.name != "markup.py" and ("import html" in (t := p.read_text(encoding="utf-8"))
                                            or "from html import" in t)]

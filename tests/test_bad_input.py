@@ -13,7 +13,7 @@ import pytest
 
 from gnaexp import experiment
 from gnaexp.cli import main
-from gnaexp.output_folder import LOCK, MANIFEST
+from gnaexp.core.output_folder import LOCK, MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_no_folder_with_files_of_the_user_is_replaced(files, capsys, monkeypatch
 
 def test_a_failed_record_write_leaves_the_earlier_record_whole(tmp_path, monkeypatch):
     """The IR and the record are published together: a failure half-way keeps the old folder as it was."""
-    from gnaexp.records import Record
+    from gnaexp.core.records import Record
 
     out = tmp_path / "rec"
     config = experiment.ExperimentConfig(experiment="conv", length=17, backends=["torch", "openvino:CPU"])
@@ -130,7 +130,7 @@ def test_quantize_publishes_across_filesystems(tmp_path):
 def test_written_files_get_the_umask_mode(tmp_path):
     old = os.umask(0o022)
     os.umask(old)
-    from gnaexp.files import _UMASK
+    from gnaexp.core.files import _UMASK
 
     assert main(["export", "conv", "--out", str(tmp_path / "pack")]) == 0
     for p in (tmp_path / "pack").iterdir():

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaexp import audio, vad_metrics, vad_run
 from gnaexp.backends.imported import write_outputs
 from gnaexp.cli import main
+from gnaexp.vad import audio, metrics as vad_metrics, run as vad_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,7 +165,7 @@ def test_a_bad_segments_json_is_named_before_any_streaming(tmp_path, out, capsys
 
 
 def test_segments_json_entries_of_other_files_and_empty_truth_are_read():
-    from gnaexp.vad_truth import ground_truth
+    from gnaexp.vad.truth import ground_truth
 
     speech = ROOT / "data" / "speech"
     truth = ground_truth([speech / "speech_snr5.wav", speech / "none.wav"])
@@ -267,7 +267,7 @@ def test_an_npy_header_claiming_more_than_the_file_is_refused_before_allocating(
 def test_outputs_measured_on_other_inputs_are_not_diagnosed(pack, tmp_path, capsys):
     """Before: the ladder compared them with these inputs' reference and blamed a defect outside the family."""
     from gnaexp.backends.imported import check_same_inputs
-    from gnaexp.inputs import fingerprint, read_file
+    from gnaexp.core.inputs import fingerprint, read_file
 
     other = tmp_path / "pack"
     shutil.copytree(pack, other)
@@ -326,7 +326,7 @@ def test_a_text_file_named_onnx_gives_one_line(tmp_path):
 
 
 def test_a_real_onnx_file_still_reads(tmp_path, capsys):
-    from gnaexp.model_files import read_model
+    from gnaexp.models.model_files import read_model
 
     model = read_model(_onnx_relu(tmp_path / "relu.onnx"))
     assert [tuple(p.shape) for p in model.inputs] == [(1, 6, 255)] and len(model.outputs) == 1

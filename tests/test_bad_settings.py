@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnaexp import batch, cli, matrix
-from gnaexp.excerpt import LIMIT
+from gnaexp import cli
+from gnaexp.batch import matrix, runner as batch
+from gnaexp.core.excerpt import LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -57,7 +58,7 @@ def test_conv_gives_the_same_messages(tmp_path, capsys, setting, message):
 
 
 def test_the_library_checks_silero_vad_settings_before_reading_audio(tmp_path):
-    from gnaexp import vad_run
+    from gnaexp.vad import run as vad_run
 
     with pytest.raises(ValueError, match="execution_mode must be one of"):
         vad_run.run([tmp_path / "absent.wav"], ["torch"], None, {"execution_mode": "bogus"})

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnaexp import batch, cli, matrix, pages
+from gnaexp import cli
+from gnaexp.batch import matrix, runner as batch
+from gnaexp.present import pages
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = {"length": 17, "backends": "torch,openvino:CPU"}
@@ -101,7 +103,7 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
     import nbformat
     import papermill
 
-    from gnaexp import forkserver
+    from gnaexp.batch import forkserver
 
     if not hasattr(__import__("os"), "fork"):
         pytest.skip("no fork on this platform: kernels start the ordinary way")
@@ -113,7 +115,7 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
             "leftover = 1\n"
             "print(sys.executable, os.getcwd(), os.environ.get('GNAEXP_PROBE'))\n"
             "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
-            "print('gnaexp.report' in sys.modules)")])
+            "print('gnaexp.present.report' in sys.modules)")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src = tmp_path / "probe.ipynb"
     nbformat.write(nb, str(src))

@@ -25,7 +25,8 @@ from distributed import Client, LocalCluster
 
 from processes import interrupt
 
-from gnaexp import batch, cli, cluster as cluster_mod
+from gnaexp import cli
+from gnaexp.batch import cluster as cluster_mod, runner as batch
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -80,7 +81,7 @@ def cluster(tmp_path_factory):
 def _worker_state() -> tuple:
     import os as _os
 
-    from gnaexp import batch as _batch, forkserver as _forkserver
+    from gnaexp.batch import forkserver as _forkserver, runner as _batch
 
     return _os.environ.get("JUPYTER_PATH", ""), _batch._prepared, _forkserver._ZYGOTE is not None
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gnaexp.cli import main
-from gnaexp.ir import fingerprint_ir
+from gnaexp.models.ir import fingerprint_ir
 
 SPEECH = Path(__file__).resolve().parent.parent / "data" / "speech"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -285,7 +285,7 @@ def test_an_absolute_path_parameter_shows_only_the_files_name(tmp_path, capsys):
 
     import yaml
 
-    from gnaexp import matrix
+    from gnaexp.batch import matrix
 
     private = tmp_path / "home" / "someone" / "private-recordings"
     private.mkdir(parents=True)

@@ -36,7 +36,7 @@ def test_no_cache_for_inputs_from_a_file_or_without_torch(tmp_path):
 def test_a_quantized_ir_run_shares_the_float_nets_cached_reference():
     """torch runs the float net whatever IR the device gets: an NNCF run takes the float net's cached reference,
     quantizes the cached float IR, and reads the same as a run without any cache."""
-    from gnaexp import ir
+    from gnaexp.models import ir
 
     base = experiment.ExperimentConfig(experiment="conv", length=25, seed=12, calibration_size=4,
                                        backends=["torch", "gna-emu"])
@@ -61,7 +61,7 @@ def test_a_quantized_ir_run_shares_the_float_nets_cached_reference():
 
 
 def test_quantized_ir_is_reused_and_a_damaged_entry_is_quantized_again():
-    from gnaexp.quantization import QuantizationSettings
+    from gnaexp.models.nncf_quantize import QuantizationSettings
 
     float_xml = experiment.build_model(experiment.ExperimentConfig(experiment="conv", length=23, seed=4)).ir_xml
     settings = QuantizationSettings(16, 8, 4, 0, "uniform01", 1.0, "")

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaexp import audio, cache, cli, experiment
+from gnaexp import cache, cli, experiment
+from gnaexp.vad import audio
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_WAV = ROOT / "data" / "speech" / "speech_snr5.wav"
@@ -110,7 +111,7 @@ def test_an_entry_for_other_inputs_is_replaced_not_an_internal_error(capsys):
     model = experiment.build_model(other)
     feed = experiment.make_inputs(other, model)
     from gnaexp.backends import make_backend
-    from gnaexp.inputs import fingerprint
+    from gnaexp.core.inputs import fingerprint
 
     shutil.rmtree(cache.cache_dir() / "reference" / key)
     cache.store_reference(key, model, make_backend("torch").run(model, feed), fingerprint(feed))  # a wrong entry
@@ -214,8 +215,8 @@ def _in_the_way(folder: Path) -> Path:
 
 
 def test_a_failed_atomic_write_names_the_target_not_its_temporary_file(tmp_path, capsys):
-    from gnaexp import files
     from gnaexp.cli import _os_error_message
+    from gnaexp.core import files
 
     target = _in_the_way(tmp_path)
     with pytest.raises(OSError) as info:

@@ -196,7 +196,8 @@ def test_unnamed_irs_with_the_same_graph_and_other_weights_stay_apart(tmp_path):
     import openvino as ov
     import torch
 
-    from gnaexp import experiment, ir
+    from gnaexp import experiment
+    from gnaexp.models import ir
 
     bundles = []
     for seed in (0, 1):  # same .xml text, different .bin: each needs its own renamed copy in the cache

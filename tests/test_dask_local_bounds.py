@@ -14,7 +14,9 @@ import yaml
 
 from processes import interrupt
 
-from gnaexp import cli, cluster, environment
+from gnaexp import cli
+from gnaexp.batch import cluster
+from gnaexp.core import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "data" / "speech"

@@ -84,7 +84,7 @@ def test_a_forum_pack_round_trips_through_the_old_release(old_python, tmp_path, 
 
 
 def test_a_user_model_pack_runs_under_the_old_release(old_python, corpus, tmp_path, capsys):
-    from gnaexp.model_catalog import example_inputs
+    from gnaexp.models.catalog import example_inputs
 
     release, python = old_python
     np.savez(tmp_path / "in.npz", **{k: v[0] for k, v in example_inputs("dtln_1").items()})
@@ -101,7 +101,7 @@ def test_a_user_model_pack_runs_under_the_old_release(old_python, corpus, tmp_pa
 def test_the_export_names_operations_an_older_release_cannot_read(tmp_path, capsys):
     import openvino.opset13 as ops13
 
-    from gnaexp.export import unreadable_ops
+    from gnaexp.support.export import unreadable_ops
 
     x = ops13.parameter([1, 8], np.int32, name="x")
     model = ov.Model([ops13.result(ops13.bitwise_and(x, ops13.constant(np.full((1, 8), 3, np.int32))))], [x])
@@ -161,8 +161,8 @@ def test_a_stateful_model_pack_streams_its_state_pairs_on_the_old_release(old_py
 
 def test_the_shipped_silero_onnx_exports_readable_by_every_gna_release(corpus, tmp_path, capsys):
     # its reflect Pad is a Pad-12 whose pads an ONNX Split computes: folded and written as Pad-1
-    from gnaexp.export import unreadable_ops
-    from gnaexp.model_catalog import example_inputs
+    from gnaexp.models.catalog import example_inputs
+    from gnaexp.support.export import unreadable_ops
 
     np.savez(tmp_path / "in.npz", **{k: v[0] for k, v in example_inputs("silero_vad").items()})
     code, out, _ = _run(capsys, "export", "model", "--set", f"model={corpus['silero_vad']}", "--set",

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaexp import diagnosis, experiment, ladder
+from gnaexp import experiment
+from gnaexp.diagnose import ladder, verdicts as diagnosis
 from gnaexp.emulator import emulate
 
 
@@ -76,8 +77,9 @@ def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor
 
     import yaml
 
-    from gnaexp import cli, pages
-    from gnaexp.records import Record
+    from gnaexp import cli
+    from gnaexp.core.records import Record
+    from gnaexp.present import pages
 
     params = {"scale_factor": scale_factor, "length": 33, "seed": 3, "backends": "torch,openvino:CPU,gna-emu"}
     run_dir = tmp_path / "run"

@@ -7,7 +7,7 @@ import openvino as ov
 import openvino.opset8 as ops
 import pytest
 
-from gnaexp import metrics
+from gnaexp.core import metrics
 from gnaexp.emulator import emulate
 from gnaexp.emulator.conv2d import validator_errors
 from gnaexp.emulator.support import model_support

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import spec_reference as ref
 import spec_reference_ops as rops
+from gnaexp.core.inputs import generate
 from gnaexp.emulator import emulate
-from gnaexp.inputs import generate
 
 EXAMPLES = int(os.environ.get("GNAEXP_DIFFERENTIAL_EXAMPLES", "0")) or None
 # The suite's profile is fixed (same examples every run); a longer one explores new examples each time.

@@ -1,7 +1,7 @@
 """The emulator against a plain reading of the plugin's FakeQuantize rules (``spec_reference_fq.py``), bit for
 bit, on random nets, for every plugin release.
 
-The nets are written the way NNCF post-training quantization writes them (see ``gnaexp/quantization.py``): an FQ
+The nets are written the way NNCF post-training quantization writes them (see ``gnaexp/models/nncf_quantize.py``): an FQ
 on the input, an FQ on the weight constant (per-tensor, 256/65535/65536 levels: int16 weights) and an FQ on the
 layer's output. Hypothesis draws the geometry, the FQ ranges (symmetric, asymmetric, narrower than the weights),
 exact-zero weights, the bias magnitude, the data and the release; the scale factors follow from the ranges.
@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 import spec_reference as ref
 import spec_reference_fq as rfq
 import spec_reference_ops as rops
+from gnaexp.core.inputs import generate
 from gnaexp.emulator import emulate
-from gnaexp.inputs import generate
 
 EXAMPLES = int(os.environ.get("GNAEXP_DIFFERENTIAL_EXAMPLES", "0")) or None
 PROFILE = settings(max_examples=EXAMPLES or 40, deadline=None, derandomize=EXAMPLES is None, print_blob=True,

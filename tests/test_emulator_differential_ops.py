@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 import spec_reference as ref
 import spec_reference_ops as rops
+from gnaexp.core.inputs import generate
 from gnaexp.emulator import emulate
 from gnaexp.emulator.activations import design
 from gnaexp.emulator.releases import get as release_named
-from gnaexp.inputs import generate
 
 EXAMPLES = int(os.environ.get("GNAEXP_DIFFERENTIAL_EXAMPLES", "0")) or None
 

@@ -8,8 +8,8 @@ import openvino.opset13 as ops
 import pytest
 import torch
 
-from gnaexp import ir, nets
-from gnaexp.emulator import UnsupportedOpError, emulate
+from gnaexp.emulator import emulate, UnsupportedOpError
+from gnaexp.models import forum_nets as nets, ir
 
 N = 24
 

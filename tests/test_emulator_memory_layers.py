@@ -12,10 +12,10 @@ import openvino.opset8 as ops
 import pytest
 from openvino.op.util import Variable, VariableInfo
 
-from gnaexp import metrics
 from gnaexp.backends import make_backend
 from gnaexp.backends.base import ModelBundle
 from gnaexp.cli import main
+from gnaexp.core import metrics
 from gnaexp.emulator import emulate
 from gnaexp.emulator.support import model_support
 

@@ -7,8 +7,8 @@ import openvino as ov
 import openvino.opset8 as ops
 import pytest
 
-from gnaexp import metrics
-from gnaexp.emulator import UnsupportedOpError, emulate
+from gnaexp.core import metrics
+from gnaexp.emulator import emulate, UnsupportedOpError
 from gnaexp.emulator.mvn import transform
 from gnaexp.emulator.support import model_support
 
@@ -166,7 +166,7 @@ def test_dtln_2_converted_to_ir_runs_with_its_layer_norm_decomposed(corpus, tmp_
     (mvn,) = [r for r in report.rows if r["op"] == "MVN"]
     assert mvn["status"] == "rewritten" and "W = 256" in mvn["how"], mvn
     assert report.verdict().startswith("every op runs on the emulator")
-    from gnaexp.model_catalog import example_inputs
+    from gnaexp.models.catalog import example_inputs
 
     x = example_inputs("dtln_2", samples=4)
     compiled = ov.Core().compile_model(str(corpus["dtln_2"]), "CPU", CPU_FP32)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from gnaexp import ir, nets
+from gnaexp.models import forum_nets as nets, ir
 import conv_reference as conv_ref
-from gnaexp.emulator import conv as cv
-from gnaexp.emulator import emulate, parallel
+from gnaexp.emulator import conv as cv, emulate, parallel
 from gnaexp.emulator.graph import CHUNK
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import openvino.opset13 as ops
 import pytest
 
 from gnaexp.emulator import emulate
-from gnaexp.emulator.activations import EXP_BREAK, design
+from gnaexp.emulator.activations import design, EXP_BREAK
 
 
 @pytest.mark.parametrize("op, domain, first_y, last_y", [
@@ -37,7 +37,7 @@ def test_designs_span_the_plugins_domain_and_clip_to_its_range(op, domain, first
 @pytest.mark.parametrize("op, lo, hi, floor_db", [("SoftSign", -8.0, 8.0, 33), ("Exp", -4.0, 2.5, 18),
                                                   ("Log", 0.05, 12.0, 22)])
 def test_an_emulated_activation_tracks_the_function_inside_its_domain(op, lo, hi, floor_db):
-    from gnaexp import metrics
+    from gnaexp.core import metrics
 
     x = ops.parameter([1, 64], np.float32, name="x")
     fc = ops.matmul(x, ops.constant(np.eye(64, dtype=np.float32)), False, False)  # a 32-bit input, as usual

@@ -7,8 +7,8 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from gnaexp import metrics
-from gnaexp.emulator import UnsupportedOpError, emulate
+from gnaexp.core import metrics
+from gnaexp.emulator import emulate, UnsupportedOpError
 from gnaexp.emulator.recurrent import transform
 
 CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -221,7 +221,7 @@ def test_a_sum_whose_scales_differ_by_more_than_32767_lowers_the_bias_layer_as_t
 def test_the_per_layer_table_reaches_inside_an_unrolled_lstm(tmp_path):
     """The rewritten ops get FP32 references from the same rewrite on CPU, with names stable across reads (an
     op name OpenVINO makes up is numbered anew on each read)."""
-    from gnaexp.layers import per_layer
+    from gnaexp.diagnose.layer_error import per_layer
 
     model = _lstm(steps=2, hidden=8)
     for op in model.get_ordered_ops():

@@ -8,12 +8,11 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from gnaexp import vad
 from gnaexp.backends import make_backend
-from gnaexp.emulator import activations, emulate
-from gnaexp.emulator import pwl as pw
+from gnaexp.emulator import activations, emulate, pwl as pw
 from gnaexp.emulator.api import load_program
 from gnaexp.emulator.porting import support_report
+from gnaexp.vad import stream as vad
 
 FUNCS = {"Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh}
 
@@ -141,8 +140,7 @@ def test_a_host_op_inside_the_network_is_refused():
 @pytest.mark.parametrize("c,w,k,s,f", [(1, 640, 256, 128, 260), (129, 6, 3, 1, 128), (128, 6, 3, 2, 64),
                                        (16, 40, 5, 1, 8)])
 def test_long_filters_as_one_matrix_product_give_the_loops_integers(c, w, k, s, f):
-    from gnaexp.emulator import conv as cv
-    from gnaexp.emulator import native
+    from gnaexp.emulator import conv as cv, native
 
     rng = np.random.default_rng(c + w)
     geo = cv.geometry(c, w, k, s, f)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from gnaexp import ir, nets
 from gnaexp.backends import make_backend
 from gnaexp.backends.base import ModelBundle
 from gnaexp.emulator import emulate
 from gnaexp.emulator.sweep import input_saturation_onset, recommended_scale_factor, sweep
+from gnaexp.models import forum_nets as nets, ir
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_multi_output_row_holds_its_worst_output_not_the_outputs_flattened():
     import openvino as ov
     import openvino.opset8 as ops
 
-    from gnaexp import metrics
+    from gnaexp.core import metrics
 
     rng = np.random.default_rng(5)
     x = ops.parameter([1, 16], np.float32, name="x")

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gnaexp.batch.matrix import load_matrix, MatrixError
 from gnaexp.cli import main
-from gnaexp.matrix import MatrixError, load_matrix
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KEYS = st.sampled_from(["runs", "defaults", "description", "notebook", "name", "parameters", "grid", "length",
@@ -55,7 +55,7 @@ def test_a_malformed_matrix_is_exit_2_naming_it_and_touches_nothing(capsys, doc,
 
 RECORD_KEYS = st.sampled_from(["schema", "config", "experiment", "artifacts", "metrics", "backends", "reference",
                                "inputs", "outputs", "ir", "files", "input_fingerprint", "model_fingerprint", "x"])
-RECORD_VALUES = st.one_of(SCALARS, st.sampled_from(["gnaexp.record/1", "gnaexp.vad-record/1", "/etc/passwd",
+RECORD_VALUES = st.one_of(SCALARS, st.sampled_from(["gnaexp.record/1", "gnaexp.vad.stream-record/1", "/etc/passwd",
                                                     "../outside.npz", "inputs.npz", "ir/model.xml"]))
 RECORDS = st.recursive(RECORD_VALUES, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                               st.dictionaries(RECORD_KEYS, inner, max_size=5)),

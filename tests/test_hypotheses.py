@@ -9,9 +9,10 @@ import zlib
 import numpy as np
 import pytest
 
-from gnaexp import experiment, hypotheses, ladder
+from gnaexp import experiment
+from gnaexp.core.inputs import generate
+from gnaexp.diagnose import hypotheses, ladder
 from gnaexp.emulator import emulate
-from gnaexp.inputs import generate
 
 CASES = [("conv", 1, "uniform01"), ("concat_conv", 2, "normal"), ("conv", 3, "sines")]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gnaexp import inputs
+from gnaexp.core import inputs
 
 
 @pytest.mark.parametrize("kind", inputs.INPUT_KINDS)

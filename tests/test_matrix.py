@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnaexp import cli, matrix
+from gnaexp import cli
+from gnaexp.batch import matrix
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

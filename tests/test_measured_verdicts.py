@@ -8,9 +8,10 @@ import sys
 
 import numpy as np
 
-from gnaexp import experiment, measurement
+from gnaexp import experiment
 from gnaexp.backends.imported import write_outputs
 from gnaexp.cli import main
+from gnaexp.diagnose import measurement
 from gnaexp.emulator import emulate
 
 
@@ -84,7 +85,8 @@ def test_a_bf16_cpu_file_is_neither_fp32_nor_gna():
                            info={"source_meta": {"device": "CPU", "precision": "<Type: 'bf16'>", "openvino": "2023.0.2"}})
     ran = measurement.what_ran(result)
     assert ran["class"] == "reduced-float" and ran["precision"] == "bf16"
-    from gnaexp import diagnosis, metrics
+    from gnaexp.core import metrics
+    from gnaexp.diagnose import verdicts as diagnosis
 
     c = metrics.compare(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.01]))
     text, status = diagnosis.measured_verdict(ran, c)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gnaexp import metrics
+from gnaexp.core import metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -8,7 +8,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from gnaexp import model_catalog
+from gnaexp.models import catalog as model_catalog
 
 
 def test_every_corpus_model_is_fetched_checked_and_readable(corpus):

@@ -87,7 +87,7 @@ def test_porting_reaches_run_diagnose_sweep_and_bundle(nets, tmp_path, capsys):
 
 
 def test_silero_as_shipped_goes_through_diagnose_with_porting(corpus, tmp_path, capsys):
-    from gnaexp.model_catalog import example_inputs
+    from gnaexp.models.catalog import example_inputs
 
     np.savez(tmp_path / "in.npz", **{k: v[0] for k, v in example_inputs("silero_vad").items()})
     code, out, _ = _run(capsys, "diagnose", "--model", corpus["silero_vad"], "--input", tmp_path / "in.npz",
@@ -195,7 +195,7 @@ def test_bundle_of_a_user_model_run_uses_the_folders_own_ir(nets, tmp_path, caps
 
 
 def test_dtln_1_as_shipped_runs_and_bundles(corpus, tmp_path, capsys):
-    from gnaexp.model_catalog import example_inputs
+    from gnaexp.models.catalog import example_inputs
 
     np.savez(tmp_path / "in.npz", **{k: v[0] for k, v in example_inputs("dtln_1").items()})
     assert _run(capsys, "run", "model", "--set", f"model={corpus['dtln_1']}", "--set",
@@ -207,7 +207,7 @@ def test_dtln_1_as_shipped_runs_and_bundles(corpus, tmp_path, capsys):
 def test_dtln_2_as_shipped_is_refused_plain_and_goes_through_every_command_with_porting(corpus, tmp_path, capsys):
     # Its layer norm (ReduceMean inside the net) is what the 2023 plugin refuses in the ONNX file; porting reads it
     # as the IR converter writes it (one MVN), so support, run, diagnose, sweep and bundle all give numbers
-    from gnaexp.model_catalog import example_inputs
+    from gnaexp.models.catalog import example_inputs
 
     model, inputs = corpus["dtln_2"], tmp_path / "in.npz"
     np.savez(inputs, **{k: v[0] for k, v in example_inputs("dtln_2").items()})

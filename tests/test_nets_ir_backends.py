@@ -4,10 +4,12 @@ import openvino as ov
 import pytest
 import torch
 
-from gnaexp import experiment, inputs, ir, nets
+from gnaexp import experiment
 from gnaexp.backends import BackendUnavailable, make_backend
 from gnaexp.backends.imported import write_outputs
 from gnaexp.backends.openvino_runner import gna_config
+from gnaexp.core import inputs
+from gnaexp.models import forum_nets as nets, ir
 
 SHAPES = {"conv": ((1, 6, 255), (1, 4, 127)), "concat": ((1, 2, 255), (1, 6, 255)),
           "concat_conv": ((1, 2, 255), (1, 4, 127))}
@@ -97,7 +99,8 @@ def test_import_backend_round_trip(tmp_path):
 
 
 def test_forum_figure_beside_imports_from_gna_only(tmp_path):
-    from gnaexp import records, summary
+    from gnaexp.core import records
+    from gnaexp.present import summary
 
     config = experiment.ExperimentConfig(experiment="concat_conv", backends=["torch"])
     feed = experiment.make_inputs(config, experiment.build_model(config))

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnaexp import batch, pages
-from gnaexp.matrix import load_matrix, notebook_parameters
+from gnaexp.batch import runner as batch
+from gnaexp.batch.matrix import load_matrix, notebook_parameters
+from gnaexp.present import pages
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = {"length": 31, "seed": 3}
@@ -124,7 +125,7 @@ def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):
     """The torch reference taken from the cache yields the same numbers as running torch."""
     import numpy as np
 
-    from gnaexp import report
+    from gnaexp.present import report
 
     monkeypatch.chdir(tmp_path)
     params = {"experiment": "concat_conv", "length": 23, "seed": 11, "backends": "torch,openvino:CPU,gna-emu",
@@ -140,7 +141,7 @@ def test_cached_reference_gives_the_same_record(tmp_path, monkeypatch):
             np.testing.assert_array_equal(other.record.result(r.label).outputs["output"], r.outputs["output"])
         assert {k: {o: c.to_json() for o, c in v.items()} for k, v in other.record.metrics.items()} == \
                {k: {o: c.to_json() for o, c in v.items()} for k, v in fresh.record.metrics.items()}
-    from gnaexp import diagnosis
+    from gnaexp.diagnose import verdicts as diagnosis
 
     assert diagnosis.verdict_lines(cached.record) == diagnosis.verdict_lines(fresh.record)
 
@@ -187,7 +188,7 @@ def test_matrix_with_a_broken_parameters_cell_is_a_usage_error(tmp_path, capsys)
 
 
 def test_explorer_snaps_a_typed_scale_factor_to_the_sliders_power_of_two(tmp_path, monkeypatch):
-    from gnaexp.widgets import Explorer
+    from gnaexp.present.widgets import Explorer
 
     monkeypatch.chdir(tmp_path)
     ex = Explorer(experiment="conv", backends="torch,gna-emu", scale_factor=64.0, length=31)
@@ -198,7 +199,7 @@ def test_explorer_snaps_a_typed_scale_factor_to_the_sliders_power_of_two(tmp_pat
 
 
 def test_explorer_precision_control_says_it_has_no_effect_on_the_forum_nets(tmp_path, monkeypatch):
-    from gnaexp.widgets import Explorer
+    from gnaexp.present.widgets import Explorer
 
     monkeypatch.chdir(tmp_path)
     ex = Explorer(experiment="concat", backends="torch,gna-emu", precision="i8", length=31)

@@ -52,7 +52,7 @@ def test_the_package_metadata_says_what_is_optional():
 def test_an_installed_package_without_the_speech_sample_names_where_it_is(tmp_path, monkeypatch):
     import pytest
 
-    from gnaexp import vad_report
+    from gnaexp.present import vad_view as vad_report
 
     monkeypatch.setattr(vad_report, "SAMPLE", tmp_path / "absent.wav")
     with pytest.raises(ValueError, match="ships with gnaexp's source repository, not with the installed package"):

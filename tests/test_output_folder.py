@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import yaml
 
-from gnaexp import batch, output_folder
-from gnaexp.batch import Outcome, Staged
+from gnaexp.batch import runner as batch
+from gnaexp.batch.matrix import Run
+from gnaexp.batch.runner import Outcome, Staged
 from gnaexp.cli import main
-from gnaexp.matrix import Run
-from gnaexp.output_folder import LOCK, MANIFEST, publish_folder, shared_folder
+from gnaexp.core import output_folder
+from gnaexp.core.output_folder import LOCK, MANIFEST, publish_folder, shared_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -140,7 +141,7 @@ def test_a_damaged_manifest_owns_nothing(tmp_path, capsys):
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from gnaexp.output_folder import shared_folder
+    from gnaexp.core.output_folder import shared_folder
     with shared_folder(sys.argv[1], ["x"]):
         print("held", flush=True)
         time.sleep(60)
@@ -223,8 +224,8 @@ def test_a_killed_publisher_leaves_nothing_a_later_run_takes_for_the_users(tmp_p
 
 def test_a_notebook_rerun_into_its_record_folder_keeps_working(tmp_path):
     """A notebook publishes its record, then adds its index entry beside it: the next run owns both."""
-    from gnaexp import pages
-    from gnaexp.records import INDEX_ENTRY_FILE
+    from gnaexp.core.records import INDEX_ENTRY_FILE
+    from gnaexp.present import pages
 
     rec = tmp_path / "conv.record"
     for attempt in range(2):

@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 
-from gnaexp import plots
+from gnaexp.present import plots
 
 
 def _signals(channels=4, length=50, seed=0):

@@ -15,8 +15,10 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from gnaexp import cli, experiment, measurement, vad_run
+from gnaexp import cli, experiment
+from gnaexp.diagnose import measurement
 from gnaexp.emulator import emulate, releases
+from gnaexp.vad import run as vad_run
 
 
 def _fc_with_a_dead_row() -> tuple[ov.Model, np.ndarray]:

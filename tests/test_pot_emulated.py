@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from gnaexp import experiment, metrics
+from gnaexp import experiment
 from gnaexp.backends import make_backend
+from gnaexp.core import metrics
 from gnaexp.emulator import emulate
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import papermill
 
-from gnaexp import pages, pot
-from gnaexp.batch import export_html
+from gnaexp.batch.runner import export_html
+from gnaexp.present import pages, pot_view as pot
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pot.ipynb"
 

@@ -7,10 +7,12 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from gnaexp import experiment, metrics, quantization
+from gnaexp import experiment
 from gnaexp.cli import main
-from gnaexp.output_folder import LOCK, MANIFEST
-from gnaexp.quantization import QuantizationSettings
+from gnaexp.core import metrics
+from gnaexp.core.output_folder import LOCK, MANIFEST
+from gnaexp.models import nncf_quantize as quantization
+from gnaexp.models.nncf_quantize import QuantizationSettings
 
 
 def _float_ir(name):

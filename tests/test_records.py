@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gnaexp import experiment
-from gnaexp.files import atomic_write_text
-from gnaexp.records import Record
+from gnaexp.core.files import atomic_write_text
+from gnaexp.core.records import Record
 
 
 def test_record_round_trip_and_relative_paths(tmp_path):

@@ -11,7 +11,7 @@ import openvino as ov
 import openvino.opset8 as ops
 import pytest
 
-from gnaexp import streaming
+from gnaexp.backends import streaming
 from gnaexp.backends.base import stream_steps
 from gnaexp.cli import main
 

@@ -146,7 +146,8 @@ def test_nsnet2_as_shipped_emulates_reshaped_from_its_inputs(corpus, tmp_path, c
     """The dynamic [?, ?, 161] model runs through `gnaexp emulate` unmodified: reshaped from the input file (a
     note says so), both GRUs unrolled, every gate sum whose scales differ by more than 32767x lowered as the
     plugin does; the result tracks OpenVINO CPU FP32."""
-    from gnaexp import metrics, model_catalog
+    from gnaexp.core import metrics
+    from gnaexp.models import catalog as model_catalog
 
     x = model_catalog.example_inputs("nsnet2", samples=4)["input"]
     np.save(tmp_path / "x.npy", x)
@@ -166,9 +167,9 @@ def test_openvino_cpu_and_the_emulator_name_silero_outputs_alike(corpus, tmp_pat
     """OpenVINO CPU's compile merges the name of the ReduceMean before Silero's output into it; outputs are named
     as the model names them, the way the emulator names them, so a comparison finds every output (it stopped
     with "error: output" before)."""
-    from gnaexp import model_catalog
-    from gnaexp.backends import ModelBundle, make_backend
+    from gnaexp.backends import make_backend, ModelBundle
     from gnaexp.emulator import emulate
+    from gnaexp.models import catalog as model_catalog
 
     model = ov.Core().read_model(str(corpus["silero_vad"]))
     ov.save_model(model, str(tmp_path / "vad.xml"))
@@ -182,8 +183,8 @@ def test_the_per_layer_table_of_silero_as_shipped_finds_its_biases(corpus):
     """Its conv biases are added through a Reshape whose shape comes from a ShapeOf: still a constant, so each
     conv's FP32 reference includes the bias and a ReLU's own (local) error is small; the error starts at the
     |STFT|² Power PWL (designed on [−16, 16], output sf ≈ 512: small bins are lost)."""
-    from gnaexp import model_catalog
-    from gnaexp.layers import per_layer
+    from gnaexp.diagnose.layer_error import per_layer
+    from gnaexp.models import catalog as model_catalog
 
     feed = model_catalog.example_inputs("silero_vad", samples=4, seed=1)
     feed["input"] = feed["input"] * 0.2

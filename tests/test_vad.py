@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnaexp import audio, vad, vad_metrics
 from gnaexp.backends import make_backend
 from gnaexp.cli import main
+from gnaexp.vad import audio, metrics as vad_metrics, stream as vad
 
 SPEECH = Path(__file__).resolve().parent.parent / "data" / "speech"
 
@@ -173,7 +173,8 @@ def test_torch_tracks_are_cached_and_a_cached_run_needs_no_torch(tmp_path):
     import subprocess
     import sys
 
-    from gnaexp import cache, vad_run
+    from gnaexp import cache
+    from gnaexp.vad import run as vad_run
 
     wav = SPEECH / "speech_snr20.wav"
     key = cache.vad_reference_key([audio.load_wav(wav).samples])

@@ -3,10 +3,11 @@
 import math
 from pathlib import Path
 
-from gnaexp import diagnosis, vad_run
 from gnaexp.cli import main
-from gnaexp.ladder import format_ladder, ladder
+from gnaexp.diagnose import verdicts as diagnosis
+from gnaexp.diagnose.ladder import format_ladder, ladder
 from gnaexp.experiment import ExperimentConfig
+from gnaexp.vad import run as vad_run
 
 SPEECH = Path(__file__).resolve().parent.parent / "data" / "speech"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from gnaexp.audio import PCM, TARGET_RATE, load_wav  # noqa: E402
-from gnaexp.files import atomic_write_bytes  # noqa: E402
+from gnaexp.vad.audio import PCM, TARGET_RATE, load_wav  # noqa: E402
+from gnaexp.core.files import atomic_write_bytes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FILES = {  # name: (SNR dB, voice, [(gap before in s, sentence)], trailing silence in s)

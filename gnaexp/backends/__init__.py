@@ -38,7 +38,7 @@ def check_specs(specs: Sequence[str]) -> list[str]:
     """Every spec valid (``check_spec``) and naming a different result: the same backend twice, or two device
     files that would share a label (files outside the working folder are named by their file name), are
     refused — one result would overwrite the other in the metrics and outputs.npz."""
-    from gnaexp.files import portable_path
+    from gnaexp.core.files import portable_path
 
     seen: dict[str, str] = {}
     for spec in specs:

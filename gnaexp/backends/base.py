@@ -2,7 +2,7 @@
 
 A backend takes named float32 inputs and returns named float32 outputs plus metadata saying what ran,
 where, with which settings, and whether the numbers are a reference, a device measurement, an emulation
-or an import from another machine. Comparison is not a backend's job (see ``gnaexp.metrics``).
+or an import from another machine. Comparison is not a backend's job (see ``gnaexp.core.metrics``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class BackendResult:
         return self.backend + suffix
 
     def to_json(self) -> dict[str, Any]:
-        """Metadata only; arrays are stored separately (see ``gnaexp.records``)."""
+        """Metadata only; arrays are stored separately (see ``gnaexp.core.records``)."""
         return {
             "backend": self.backend,
             "kind": self.kind,
@@ -147,7 +147,7 @@ def stream_steps(step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
                  pairs: Mapping[str, str],
            initial: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run ``step`` over the frames, carrying each state output to its input (the streaming engine: every
-    stateful model streams through it, ``gnaexp.streaming``).
+    stateful model streams through it, ``gnaexp.backends.streaming``).
 
     Frames may carry a second axis of independent streams after the step axis, ``(T, N, *shape)``, for a step that
     takes many streams at once (the emulator's); ``initial`` then has the same stream axis.

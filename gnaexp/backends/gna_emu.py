@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
-from gnaexp.gna_settings import LAYOUTS, PRECISIONS, check_plugin_release
+from gnaexp.core.gna_settings import check_plugin_release, LAYOUTS, PRECISIONS
 
 
 class GnaEmuBackend(Backend):
@@ -42,7 +42,7 @@ class GnaEmuBackend(Backend):
         if model.ir_xml is None:
             raise BackendUnavailable(
                 f"model {model.name!r} has no IR: the emulator runs the OpenVINO IR the GNA plugin would receive; "
-                "convert the model first (gnaexp.ir.convert_torch + gnaexp.ir.save)"
+                "convert the model first (gnaexp.models.ir.convert_torch + gnaexp.models.ir.save)"
             )
         return str(model.ir_xml)
 

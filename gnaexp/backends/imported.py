@@ -15,14 +15,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendResult, ModelBundle
-from gnaexp.files import portable_path
+from gnaexp.core.files import portable_path
 
 META_KEY = "__meta__"
 
 
 def write_outputs(path: str | Path, outputs: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write outputs + metadata in the import format (atomically)."""
-    from gnaexp.files import atomic_write_bytes
+    from gnaexp.core.files import atomic_write_bytes
     import io
 
     buf = io.BytesIO()
@@ -37,7 +37,7 @@ def read_outputs(path: str | Path, what: str = "imported outputs") -> tuple[dict
         raise FileNotFoundError(f"{what} {path} do not exist")
     if path.suffix != ".npz":
         raise ValueError(f"{what} must be an .npz (one array per output name), got {path.name}")
-    from gnaexp.inputs import read_file
+    from gnaexp.core.inputs import read_file
 
     data = read_file(path, what, keep_meta=True)
     try:
@@ -54,7 +54,7 @@ def read_outputs(path: str | Path, what: str = "imported outputs") -> tuple[dict
 def read_observed(path: str | Path) -> tuple[np.ndarray, str | None]:
     """A device output given to the diagnosis (.npy, or an .npz from measure_on_device.py holding one output):
     the array, and the fingerprint of the inputs it was measured on where the file records it."""
-    from gnaexp.inputs import read_one
+    from gnaexp.core.inputs import read_one
 
     path = Path(path)
     if path.suffix != ".npz":
@@ -69,7 +69,7 @@ def read_observed(path: str | Path) -> tuple[np.ndarray, str | None]:
 def check_same_inputs(name: str, claimed: str | None, inputs: dict[str, np.ndarray]) -> None:
     """Refuse outputs measured on other inputs than ``inputs`` (when their file records a fingerprint): compared
     with the wrong inputs, any device would look broken."""
-    from gnaexp.inputs import fingerprint
+    from gnaexp.core.inputs import fingerprint
 
     actual = fingerprint(inputs)
     if claimed is not None and claimed != actual:
@@ -109,7 +109,7 @@ class ImportedBackend(Backend):
             elif missing:
                 raise ValueError(f"{self.path.name} lacks output(s) {missing}; it holds {sorted(outputs)}")
         # Warn in-band if the file was produced from other inputs than the ones compared against.
-        from gnaexp.inputs import fingerprint
+        from gnaexp.core.inputs import fingerprint
 
         claimed = meta.get("input_fingerprint")
         info = {"source_meta": meta, "input_fingerprint_matches": claimed == fingerprint(inputs) if claimed else None}

@@ -13,10 +13,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gnaexp.emulator.state_layers import MEMORY_PREFIX
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
-from gnaexp.environment import device_name
-from gnaexp.gna_settings import EXECUTION_MODES, PRECISIONS
+from gnaexp.core.environment import device_name
+from gnaexp.core.gna_settings import EXECUTION_MODES, PRECISIONS
+from gnaexp.emulator.state_layers import MEMORY_PREFIX
 
 
 GNA_MISSING = (

@@ -17,7 +17,7 @@ class TorchBackend(Backend):
         try:
             import torch  # noqa: F401
         except ImportError:
-            from gnaexp.ir import TORCH_INSTALL
+            from gnaexp.models.ir import TORCH_INSTALL
 
             raise BackendUnavailable(f"the torch backend needs PyTorch, which is not installed here: {TORCH_INSTALL}; "
                                      "or use openvino:CPU as the reference") from None

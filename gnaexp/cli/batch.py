@@ -1,4 +1,4 @@
-"""``gnaexp batch``: a matrix of notebooks into HTML reports and an index (see ``gnaexp.batch``)."""
+"""``gnaexp batch``: a matrix of notebooks into HTML reports and an index (see ``gnaexp.batch.runner``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gnaexp.batch import run_batch
-from gnaexp.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, import_cluster, stop_on_signals
-from gnaexp.matrix import MATRIX_NAME, MatrixError, default_matrix, load_matrix
+from gnaexp.batch.matrix import default_matrix, load_matrix, MATRIX_NAME, MatrixError
+from gnaexp.batch.runner import run_batch
+from gnaexp.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, import_cluster, stop_on_signals, UsageError
 
 
 def add_parsers(sub: Any) -> None:
@@ -34,7 +34,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     if args.jobs is not None:
-        from gnaexp.environment import local_capacity
+        from gnaexp.core.environment import local_capacity
 
         most, why = local_capacity()
         if args.jobs > most:

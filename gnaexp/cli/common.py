@@ -29,9 +29,9 @@ def stop_on_signals() -> Any:
 
 
 def import_cluster() -> Any:
-    """``gnaexp.cluster``, or a usage error saying how to install dask where it is absent (it is optional)."""
+    """``gnaexp.batch.cluster``, or a usage error saying how to install dask where it is absent (it is optional)."""
     try:
-        from gnaexp import cluster
+        from gnaexp.batch import cluster
     except ImportError as exc:
         raise UsageError(f"--dask needs dask.distributed, which is not installed here ({exc.name}): pip install "
                          "'gnaexp[cluster]' (requirements.txt installs it too)") from None

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gnaexp import gna_settings
-from gnaexp.cli.common import EXIT_OK, LAYOUT_HELP, UsageError, add_porting_option, add_set_option, make_config
-from gnaexp.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
-from gnaexp.gna_settings import DEFAULT_PLUGIN_RELEASE, LAYOUTS, PLUGIN_RELEASES, PRECISIONS, check_plugin_release
+from gnaexp.cli.common import add_porting_option, add_set_option, EXIT_OK, LAYOUT_HELP, make_config, UsageError
+from gnaexp.core import gna_settings
+from gnaexp.core.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
+from gnaexp.core.gna_settings import check_plugin_release, DEFAULT_PLUGIN_RELEASE, LAYOUTS, PLUGIN_RELEASES, PRECISIONS
 
 
 def parse_scale_factors(text: str) -> float | dict[str, float]:
@@ -21,9 +21,9 @@ def parse_scale_factors(text: str) -> float | dict[str, float]:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
+    from gnaexp.core.inputs import read_file
     from gnaexp.emulator import emulate, load_program
     from gnaexp.emulator.api import prepare_inputs
-    from gnaexp.inputs import read_file
 
     release = check_plugin_release(args.plugin_release)
     # Every destination is checked before any work, and all are written together or not at all.

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gnaexp import inputs as inputs_mod
-from gnaexp.cli.common import UsageError, add_set_option, make_config
-from gnaexp.quantization import SUPPORTED_BITS
+from gnaexp.cli.common import add_set_option, make_config, UsageError
+from gnaexp.core import inputs as inputs_mod
+from gnaexp.models.nncf_quantize import SUPPORTED_BITS
 
 
 def add_parsers(sub: Any) -> None:
@@ -28,9 +28,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_quantize(args: Any) -> int:
-    from gnaexp.quantization import QuantizationSettings, quantize_ir
-    from gnaexp.files import atomic_write_text, dumps
-    from gnaexp.output_folder import check_folder, publish_folder
+    from gnaexp.core.files import atomic_write_text, dumps
+    from gnaexp.core.output_folder import check_folder, publish_folder
+    from gnaexp.models.nncf_quantize import QuantizationSettings, quantize_ir
 
     settings = QuantizationSettings(args.activation_bits, args.weight_bits, args.calibration_size,
                                     args.calibration_seed, args.calibration_kind, 1.0, args.calibration or "",

@@ -22,9 +22,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_support(args: Any) -> int:
+    from gnaexp.core.files import dumps
+    from gnaexp.core.inputs import read_file
     from gnaexp.emulator.support import model_support, parse_shape
-    from gnaexp.files import dumps
-    from gnaexp.inputs import read_file
 
     shapes: dict[str, tuple[int, ...]] = {}
     for text in args.shape:

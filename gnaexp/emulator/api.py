@@ -16,12 +16,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gnaexp.emulator.graph import RULES_VERSION, build_plan
-from gnaexp.emulator.ir_reader import Program, UnsupportedOpError, read_program
+from gnaexp.core.files import json_safe
+from gnaexp.emulator.graph import build_plan, RULES_VERSION
+from gnaexp.emulator.ir_reader import Program, read_program, UnsupportedOpError
 from gnaexp.emulator.porting import inner_reduce_means, read_as_converter
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 from gnaexp.emulator.releases import DEFAULT_RELEASE
-from gnaexp.files import json_safe
 
 _MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
 
@@ -88,7 +88,7 @@ def load_program(model: Any, inputs: Mapping[str, Any] | None = None, porting: b
 def _load_converted(model: Any, prog: Program) -> Program:
     """``prog``'s model after the converter's MOC transformations, cached like the program it replaces."""
     from gnaexp.emulator.support import reshape_inputs
-    from gnaexp.model_files import read_model
+    from gnaexp.models.model_files import read_model
 
     if id(prog) not in _CONVERTED:
         ov_model = read_model(model) if isinstance(model, (str, Path)) else model.clone()
@@ -128,7 +128,7 @@ def _load(model: Any) -> Program:
 def _load_reshaped(model: Any, inputs: Mapping[str, Any]) -> Program | None:
     """The program of a dynamic model reshaped to the inputs' shapes, or None when the model is static."""
     from gnaexp.emulator.support import reshape_inputs, shapes_of_arrays
-    from gnaexp.model_files import read_model
+    from gnaexp.models.model_files import read_model
 
     ov_model = read_model(model) if isinstance(model, (str, Path)) else model
     if not ov_model.is_dynamic():

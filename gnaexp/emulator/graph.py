@@ -22,16 +22,15 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gnaexp.emulator import parallel, primitives, releases
-from gnaexp.emulator import porting as porting_rules
+from gnaexp.core.gna_settings import LAYOUTS, PRECISIONS
+from gnaexp.emulator import parallel, porting as porting_rules, primitives, releases
 from gnaexp.emulator.context import BuildContext, Requantize
-from gnaexp.emulator.ir_reader import Program, downstream, root_key, unsupported
+from gnaexp.emulator.ir_reader import downstream, Program, root_key, unsupported
 from gnaexp.emulator.moves import MOVE_OPS
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.registry import HANDLERS
 from gnaexp.emulator.releases import PluginRelease
-from gnaexp.gna_settings import LAYOUTS, PRECISIONS
 
 RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it names the rules a result followed
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.emulator.moves import MOVE_OPS, apply_move
-from gnaexp.emulator.quantize import WeightStats, snap_fake_quantize
+from gnaexp.emulator.moves import apply_move, MOVE_OPS
+from gnaexp.emulator.quantize import snap_fake_quantize, WeightStats
 
 SUPPORTED_OPS = (
     "Parameter", "Result", "Constant", "Convolution (1-D; 2-D as GNA 3.0 takes it)", "MatMul", "Add", "Multiply",
@@ -187,7 +187,7 @@ def read_program(model: Any, strict: bool = True) -> Program:
     ``strict``: an operation the emulator cannot run raises ``UnsupportedOpError``; otherwise it is kept as a
     node and its reason recorded in ``Program.refused`` (for the support report)."""
     from gnaexp.emulator import mvn, recurrent, state_layers
-    from gnaexp.model_files import read_model
+    from gnaexp.models.model_files import read_model
 
     source = ""
     if isinstance(model, (str, Path)):

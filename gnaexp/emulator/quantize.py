@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.core.gna_settings import PRECISIONS
 from gnaexp.emulator import native
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
-from gnaexp.gna_settings import PRECISIONS
 F32 = np.float32
 INT16_MIN, INT16_MAX = -32768, 32767
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

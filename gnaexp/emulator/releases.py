@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnaexp.gna_settings import DEFAULT_PLUGIN_RELEASE, PLUGIN_RELEASES, check_plugin_release
+from gnaexp.core.gna_settings import check_plugin_release, DEFAULT_PLUGIN_RELEASE, PLUGIN_RELEASES
 
 # Places where a release rounds a double to an integer; (file, lines at 2022.3.0 / 2023.0.0 / 2023.1.0).
 SITE_LINES = {

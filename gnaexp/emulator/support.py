@@ -35,7 +35,7 @@ def _input_names(port: Any) -> list[str]:
 def reshape_inputs(model: Any, shapes: Mapping[str, Sequence[int]], origin: str) -> list[str]:
     """Give the model's dynamic inputs the ``shapes`` named (by input name; "" for a single-input model); the
     model is reshaped in place. Returns the notes; a shape that contradicts a static one is a ValueError."""
-    from gnaexp.model_files import openvino_cause
+    from gnaexp.models.model_files import openvino_cause
 
     ports = list(model.inputs)
     if "" in shapes and len(ports) != 1:
@@ -151,7 +151,7 @@ def model_support(model: Any, shapes: Mapping[str, Sequence[int]] | None = None,
     ``shapes`` (input name → shape) or the shapes of ``arrays`` (the user's inputs)."""
     from gnaexp.emulator.ir_reader import read_program
     from gnaexp.emulator.porting import inner_reduce_means, read_as_converter, support_report
-    from gnaexp.model_files import read_model
+    from gnaexp.models.model_files import read_model
 
     name = "model"
     if isinstance(model, (str, Path)):

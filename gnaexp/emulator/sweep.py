@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gnaexp import metrics
+from gnaexp.core import metrics
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
 
@@ -113,7 +113,7 @@ def sweep(
 
     per_input: one scale factor per input; the swept one then replaces the first input's, the others are held.
     porting, plugin_release: as ``emulate``'s."""
-    from gnaexp.gna_settings import at_scale_factor
+    from gnaexp.core.gna_settings import at_scale_factor
 
     prog = load_program(model, inputs, porting)  # parsed once for the sweep (a dynamic model: reshaped to the inputs)
     if not isinstance(reference_outputs, Mapping):
@@ -188,7 +188,7 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     configured one; the floor at the configured sf, the best sf (``best_index``) and where inputs saturate.
     A per-input ``scale_factor`` (name → sf) sweeps the first input's and holds the others'.
     """
-    from gnaexp.gna_settings import at_scale_factor, main_scale_factor
+    from gnaexp.core.gna_settings import at_scale_factor, main_scale_factor
 
     per_input = dict(scale_factor) if isinstance(scale_factor, Mapping) else None
     sf = main_scale_factor(per_input or scale_factor)

@@ -1,0 +1,215 @@
+"""What notebooks/vad.ipynb shows of a silero_vad record: waveform with ground truth, probability per backend,
+decision strips, state drift, metrics, the emulator's support report and plan, and the verdict in words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from gnaexp.present import plots
+from gnaexp.present.markup import cell, escape, table
+from gnaexp.vad import audio as audio_mod, metrics as vad_metrics, run as vad_run, stream as vad
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "speech" / "speech_snr10.wav"  # in the source checkout
+
+
+def _color(i: int, backend: str) -> str:
+    """The reference (first backend) in black, the others in their backend's colour (as in every figure)."""
+    return plots.REFERENCE_COLOR if i == 0 else plots.color_of(backend)
+
+
+def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor: float, precision: str,
+        record_dir: str, plugin_release: str = "") -> dict[str, Any]:
+    """Stream the audio (a .wav file or a folder of them; "" for the kit's speech sample) through the backends;
+    the record, with the tracks and the audio for the plots."""
+    source = Path(audio) if audio else SAMPLE
+    if not audio and not source.exists():  # an installed package: the sample lives in the source repository
+        raise ValueError("the kit's speech sample (data/speech/speech_snr10.wav) ships with gnaexp's source "
+                         "repository, not with the installed package: set audio to a 16 kHz mono .wav file or a "
+                         "folder of them, or run from a checkout of the repository")
+    if not source.exists():
+        raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
+    wavs = vad_run.wav_files(source)
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision,
+               "plugin_release": plugin_release or None}
+    record = vad_run.run(wavs, names, Path(record_dir), options=options)
+    tracks = np.load(Path(record_dir) / "tracks.npz")
+    record["_tracks"] = {k: tracks[k] for k in tracks.files}
+    record["_audio"] = {p.name: audio_mod.load_wav(p).samples for p in wavs}
+    return record
+
+
+def _time(n: int) -> np.ndarray:
+    return np.arange(n) * vad.CHUNK / vad.SAMPLE_RATE
+
+
+def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
+    """Waveform with the true speech segments, every backend's probability, and one decision strip each."""
+    f = next(x for x in record["files"] if file in (None, x["file"]))
+    stem = Path(f["file"]).stem
+    labels = record["labels"]
+    fig = plots.figure(9.5, 6.2)
+    ax_wave, ax_p, ax_d = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 2, 1]})
+    samples = record["_audio"][f["file"]]
+    ax_wave.plot(np.arange(len(samples)) / vad.SAMPLE_RATE, samples, color="0.35", lw=0.4)
+    for start, end in f["truth"] or []:
+        for ax in (ax_wave, ax_p):
+            ax.axvspan(start * vad.CHUNK / vad.SAMPLE_RATE, end * vad.CHUNK / vad.SAMPLE_RATE, color="tab:green",
+                       alpha=0.12, lw=0)
+    ax_wave.set_ylabel("audio")
+    ax_wave.set_title(f"{f['file']}: speech (green: synthesis ground truth)", loc="left", fontsize=plots.LABEL_PT)
+    for i, b in enumerate(record["backends"]):
+        p = record["_tracks"][f"{stem}/{b}"]
+        ax_p.plot(_time(len(p)), p, lw=1.6 if i == 0 else 1.2, color=_color(i, b), label=labels[b],
+                  ls="-" if i == 0 else plots.LINESTYLES[(i - 1) % len(plots.LINESTYLES)])
+        decided = vad_metrics.decisions(p)
+        ax_d.fill_between(_time(len(p)), i + 0.1, i + 0.1 + 0.8 * decided, step="post", color=_color(i, b), lw=0)
+    ax_p.axhline(0.5, color="0.5", lw=0.6, ls="--")
+    ax_p.set_ylabel("speech probability")
+    ax_p.set_ylim(-0.02, 1.02)
+    ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=plots.LEGEND_PT, frameon=False)
+    ax_d.set_yticks([i + 0.5 for i in range(len(record["backends"]))], record["backends"], fontsize=plots.TICK_PT)
+    ax_d.set_ylim(0, len(record["backends"]))
+    ax_d.set_xlabel("time (s)")
+    ax_d.set_title("decisions at 0.5", loc="left", fontsize=plots.LABEL_PT)
+    for ax in (ax_wave, ax_p, ax_d):
+        ax.tick_params(labelsize=plots.TICK_PT)
+    return fig
+
+
+def drift_figure(record: Mapping[str, Any], file: str | None = None) -> Any:
+    """SQNR of the LSTM state (h and c) per step against the reference: does the error accumulate?"""
+    f = next(x for x in record["files"] if file in (None, x["file"]))
+    fig = plots.figure(9.5, 2.8)
+    ax = fig.subplots()
+    for i, b in enumerate(record["backends"][1:], start=1):
+        drift = f["backends"][b]["state_drift"]
+        for part, style in (("h", "-"), ("c", ":")):
+            ax.plot(_time(len(drift[part])), np.minimum(drift[part], 150), style, color=_color(i, b),
+                    label=f"{record['labels'][b]} {part}", lw=1)
+    ax.set_ylabel("state SQNR (dB)")
+    ax.set_xlabel("time (s)")
+    ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=plots.LABEL_PT)
+    ax.tick_params(labelsize=plots.TICK_PT)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=plots.LEGEND_PT, frameon=False)
+    return fig
+
+
+def metrics_table(record: Mapping[str, Any]) -> str:
+    """One row per file and backend: probability errors, flips, segments, speed."""
+    head = ["file", "backend", "max |Δp|", "mean |Δp|", "cosine", "SQNR dB", "agreement", "flips (hyst.)",
+            "segments vs ref P/R", "vs truth P/R (±8)", "ms/chunk"]
+    rows = []
+    for f in record["files"]:
+        for b, r in f["backends"].items():
+            if "non_finite" in r:  # not scored: the verdict lines name the NaN/Inf track
+                rows.append([cell(f["file"]), cell(r["label"])] + [cell(None)] * (len(head) - 2))
+                continue
+            ref, truth = r["segments_vs_reference"], r.get("segments_vs_truth_loose")
+            rows.append([cell(f["file"]), cell(r["label"]), cell(r["max_abs_dp"], ".2e"), cell(r["mean_abs_dp"], ".2e"),
+                         cell(r["cosine"], ".6f"), cell(r["sqnr_db"], ".1f"), cell(100 * r["agreement"], ".1f"),
+                         escape(f"{r['flips']} ({r['hysteresis_flips']})"),
+                         escape(f"{ref['precision']:.2f}/{ref['recall']:.2f}"),
+                         escape(f"{truth['precision']:.2f}/{truth['recall']:.2f}") if truth else cell(None),
+                         cell(r["ms_per_chunk"], ".2f")])
+    return table(head, rows)
+
+
+def support_table(record: Mapping[str, Any]) -> str:
+    """The emulator's answer per op: native, decomposed, rewritten, host, movement, folded."""
+    from collections import Counter
+
+    rows, counts = [], Counter()
+    for b, em in (record.get("emulator") or {}).items():
+        for r in em["support"]:
+            rows.append([escape(r["status"]), escape(r["op"]), escape(r["name"]), escape(r["how"])])
+            counts[r["status"]] += 1
+    summary = "summary: " + ", ".join(f"{n} {s}" for s, n in counts.most_common())
+    return table(["status", "op", "layer", "what the GNA plugin does"], rows, caption=escape(summary))
+
+
+def plan_table(record: Mapping[str, Any]) -> str:
+    """The emulator's plan: precision, scales and saturations per layer over the whole stream."""
+    rows = []
+    for b, em in (record.get("emulator") or {}).items():
+        for r in em["plan"]:
+            rows.append([escape(r["layer"]), escape(r["op"]), cell(r.get("in_sf"), ".6g"), cell(r.get("w_sf"), ".6g"),
+                         cell(r.get("out_sf"), ".6g"), cell(r["saturations"])])
+    return table(["layer", "op", "in sf", "w sf", "out sf", "saturated values"], rows)
+
+
+def verdict_lines(record: Mapping[str, Any]) -> list[str]:
+    """Per backend other than the reference, in words, over all files (the record's aggregate); first the finding
+    when the configured scale factor is the cause."""
+    cause = vad_run.finding(record)
+    return ([f"finding: {cause}"] if cause else []) + [
+        f"{agg['label']}: {vad_run.aggregate_verdict(agg)}"
+        for b, agg in record["aggregate"].items() if b != record["reference"]] + [
+        f"saturation: {line}" for line in vad_run.saturation_lines(record)]
+
+
+def verdict(record: Mapping[str, Any]) -> str:
+    """The verdict lines as Markdown bullets."""
+    return "\n".join(f"- {line}." for line in verdict_lines(record))
+
+
+def run_finding(record: Mapping[str, Any]) -> Any:
+    """The run's ``status.Finding``: the audio scale factor as the cause, else whether the decisions hold."""
+    from gnaexp.diagnose import status
+
+    return status.vad_finding(record, vad_run.finding(record), vad_run.AGREEMENT_OK)
+
+
+def save_index_entry(record: Mapping[str, Any], record_dir: str) -> Path:
+    """Key figures per backend (over all files), the verdict and the status, for the batch index page."""
+    from gnaexp.present.pages import write_index_entry
+
+    rows = [{"backend": agg["label"], "kind": agg["kind"], "output": "probability",
+             "cosine": agg["mean_cosine"], "sqnr_db": agg["lowest_sqnr_db"], "l1": agg["mean_abs_dp"]}
+            for b, agg in record["aggregate"].items() if b != record["reference"]]
+    return write_index_entry(Path(record_dir), "silero_vad", verdict_lines(record), rows, list(record["notes"]),
+                             run_finding(record))
+
+
+READING = ("How to read the figures: agreement is the share of chunks whose speech decision (p ≥ 0.5) is the "
+           "reference's; segment precision/recall compare speech segments with the reference's or the ground "
+           "truth's within ±1 chunk, so a backend identical to the reference scores what the reference scores. The "
+           "FP32 model's own segments can start a chunk or two after the true onsets (on the kit's speech sample it "
+           "scores P/R 0.50 against the ground truth at ±1 chunk): judge a GNA backend against the reference first. "
+           "A state SQNR near 10 dB matters only when the decisions disagree.")
+YOUR_DEVICE = ("Your device: stream the same audio on the GNA machine (openvino:GNA in backends there), take its "
+               "tracks.npz home and add import:tracks.npz after the reference in backends; its rows are labelled "
+               "imported.")
+
+
+def finding(record: Mapping[str, Any], record_dir: str) -> str:
+    """The report's first screen: status, verdict and next step, the run's parameters, every backend's verdict;
+    the index entry is saved too."""
+    from gnaexp.diagnose import status
+    from gnaexp.present.markup import key_value_rows
+
+    save_index_entry(record, record_dir)
+    emu = next((s for s in record["device_settings"].values() if s.get("scale_factors")), {})
+    params = {"audio": ", ".join(f["file"] for f in record["files"]), "backends": ", ".join(record["backends"]),
+              "reference": record["reference"],
+              "scale factors (GNA)":
+                  ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
+              "precision": emu.get("precision", "–"),
+              "GNA plugin release (emulated)": emu.get("plugin_release", "–"),
+              "recommended audio scale factor": f"{record.get('recommended_scale_factor') or 0:.6g}"}
+    return (status.finding_html(run_finding(record), (), verdict_lines(record))
+            + f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"
+            f"<p class='gnaexp-note'>{escape(READING)}</p><p class='gnaexp-note'>{escape(YOUR_DEVICE)}</p>")
+
+
+def environment_table(record: Mapping[str, Any]) -> str:
+    from gnaexp.present.markup import key_value_rows
+
+    env = record.get("environment", {})
+    items = [(k, v) for k, v in env.items() if not isinstance(v, (dict, list))]
+    items += [("device settings", record.get("device_settings")), ("files", [f["file"] for f in record["files"]])]
+    return f"<table>{key_value_rows(items)}</table>"

@@ -1,0 +1,118 @@
+"""A vendor-support bundle: one zip with everything needed to see, and rerun, one comparison elsewhere.
+
+From a run folder (``gnaexp run --out``) or a batch run's ``NAME.record`` folder: the HTML report (``NAME.html``
+beside a batch record, or any ``.html`` inside the folder), the IR, the inputs, every backend's outputs, the
+JSON record (config, environment, plugin settings, metrics, verdicts), the ladder's diagnosis and
+``reproduce.py``. Paths inside are relative; nothing absolute is written.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gnaexp.core import records
+from gnaexp.core.files import atomic_write_bytes, dumps
+from gnaexp.support.reproduce import REPRODUCE, REPRODUCE_VAD, VAD_IR
+
+
+@dataclass
+class Plan:
+    """What a bundle of one run folder holds, every file checked before any work: name in the zip → file."""
+
+    folder: Path
+    record: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def vad(self) -> bool:
+        return self.record["schema"] == records.VAD_SCHEMA
+
+
+def _member(folder: Path, rel: str, what: str, rerun: str) -> Path:
+    path = folder / rel
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"{folder} has no {rel}: {rerun}")
+    records.inside_file(path, folder, f"{folder}: {what}")
+    return path
+
+
+def _find_report(folder: Path) -> Path | None:
+    """NAME.html beside a batch's NAME.record folder, else the first .html inside the folder; a report that is a
+    link leading out of the batch's (or run's) folder is refused, not followed."""
+    beside = folder.with_suffix(".html")
+    if folder.suffix == ".record" and os.path.lexists(beside):
+        records.inside_file(beside, folder.parent, f"the report {beside.name} beside {folder.name}")
+        return beside
+    found = sorted(folder.glob("*.html"))
+    if found:
+        records.inside_file(found[0], folder, f"{folder}: the report")
+    return found[0] if found else None
+
+
+def plan(folder: str | Path) -> Plan:
+    """Check a run folder for bundling: its record (one reader, records.read_json) and every file that goes in,
+    each a regular file inside the folder. Raises ValueError / FileNotFoundError naming the problem and the fix."""
+    folder = Path(folder)
+    record = records.read_json(folder)
+    out = Plan(folder, record, {"record.json": folder / records.RECORD_FILE})
+    if out.vad:
+        rerun = "rerun it with gnaexp run silero_vad --out"
+        out.files["tracks.npz"] = _member(folder, "tracks.npz", "the tracks", rerun)
+        for suffix in (".xml", ".bin"):
+            out.files[f"ir/{VAD_IR}{suffix}"] = _member(folder, f"ir/{VAD_IR}{suffix}", "the IR", rerun)
+    else:
+        rerun = "rerun the experiment with gnaexp run --out"
+        artifacts = record["artifacts"]
+        for key in ("inputs", "outputs"):
+            out.files[f"{key}.npz"] = _member(folder, artifacts.get(key, f"{key}.npz"), f"the {key}", rerun)
+        xml = artifacts.get("ir", "ir/model.xml")
+        out.files["ir/model.xml"] = _member(folder, xml, "the IR", rerun)
+        out.files["ir/model.bin"] = _member(folder, str(Path(xml).with_suffix(".bin")), "the IR weights", rerun)
+    report = _find_report(folder)
+    if report is not None:
+        out.files["report.html"] = report
+    return out
+
+
+def _as_release(record: dict[str, Any]) -> str:
+    """" (as GNA plugin 2023.3)": the plugin release the emulator computed as, from the record."""
+    release = (record.get("config") or {}).get("plugin_release") or next(
+        (s.get("plugin_release") for s in (record.get("device_settings") or {}).values()
+         if isinstance(s, dict) and s.get("plugin_release")), None)
+    return f" (as GNA plugin {release})" if release else ""
+
+
+def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the zip (atomically); returns what went in. folder: a run folder, or its checked ``plan``."""
+    checked = folder if isinstance(folder, Plan) else plan(folder)
+    record = checked.record
+    members = {name: path.read_bytes() for name, path in checked.files.items()}
+    if diagnosis is not None:
+        members["diagnosis.json"] = dumps(diagnosis).encode()
+    members["reproduce.py"] = (REPRODUCE_VAD if checked.vad else REPRODUCE).encode()
+    if checked.vad:
+        what = ("tracks.npz: every backend's speech probability per chunk (keys 'FILE/backend'); ir/: the streaming\n"
+                "step of Silero VAD. The audio is not in the bundle (only its file names are, in record.json).\n"
+                "Check the tracks against the record: python reproduce.py; rerun the IR on OpenVINO CPU over the\n"
+                "same audio: python reproduce.py --audio FOLDER (gnaexp optional; --plain: NumPy + OpenVINO only).\n")
+    else:
+        what = ("diagnosis.json: the diagnosis ladder; ir/: the model; inputs.npz / outputs.npz: inputs and every\n"
+                "backend's outputs (keys 'backend/output').\n"
+                "Rerun the comparison: python reproduce.py (gnaexp optional; --plain uses NumPy + OpenVINO only).\n")
+    members["README.txt"] = (
+        f"gnaexp support bundle: {record.get('experiment')} (reference {record.get('reference')}).\n"
+        "report.html: the report; record.json: config, environment, plugin settings, metrics and verdicts;\n"
+        + what + f"Figures of 'gna-emu' are emulated{_as_release(record)}, not measured.\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # fixed stamp: same run → same zip
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            z.writestr(info, data)
+    atomic_write_bytes(Path(out), buf.getvalue())
+    return {"bundle": str(out), "files": sorted(members), "report": "report.html" in members}
