@@ -55,6 +55,7 @@ def main() -> None:
     import openvino as ov
 
     from gnaexp.core import metrics
+    from gnaexp.core.gna_settings import GnaSettings
     from gnaexp.diagnose.layer_error import first_bad_layer, per_layer
     from gnaexp.emulator import emulate, load_program
     from gnaexp.emulator.api import prepare_inputs
@@ -103,12 +104,12 @@ def main() -> None:
         ok = [(sf, per_out) for sf, per_out, _ in rows if per_out]
         sf, best = max(ok, key=lambda r: min(s for s, _ in r[1].values()))
         print(f"   best sf {sf:g}: " + "  ".join(f"{k} {s:.1f} dB cos {c:.5f}" for k, (s, c) in best.items()))
-        bad = first_bad_layer(per_layer(path, inputs, sf, porting=True))
+        bad = first_bad_layer(per_layer(path, inputs, GnaSettings(sf, porting=True)))
         print("   first diverging layer: " + (f"{bad['layer']} ({bad['op']}, {bad['accumulated_sqnr_db']:.1f} dB "
                                                 f"accumulated, {bad['local_sqnr_db']:.1f} dB local)" if bad else "none"))
         feeds, shapes, _ = prepare_inputs(prog, inputs)
         t = time.perf_counter()
-        plan = build_plan(prog, shapes, sf, porting=True)  # once per configuration, as OpenVINO's compile
+        plan = build_plan(prog, shapes, GnaSettings(sf, porting=True))  # once per configuration, as OpenVINO's compile
         t_build = time.perf_counter() - t
         t_emu = _best(lambda: plan.run(feeds), args.repeat) / args.samples
         t_cpu = _best(ref_run, args.repeat) / args.samples

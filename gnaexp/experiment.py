@@ -24,8 +24,8 @@ from gnaexp.core import environment, inputs as inputs_mod, metrics
 from gnaexp.core.excerpt import excerpt
 from gnaexp.core.files import portable_path
 from gnaexp.diagnose import measurement
-from gnaexp.core.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, check_execution_mode, check_layout,
-                                      check_plugin_release, check_porting, check_precision, parse_scale_factors)
+from gnaexp.core.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, GnaSettings, check_execution_mode,
+                                      check_porting, parse_scale_factors)
 from gnaexp.core.output_folder import check_folder, publish_folder
 from gnaexp.core.records import Record
 
@@ -108,12 +108,11 @@ class ExperimentConfig:
         if self.experiment in ("conv", "concat_conv") and self.kernel > self.length:
             raise ValueError(f"kernel ({self.kernel}) is longer than the input (length {self.length}); "
                              "use kernel ≤ length")
-        self.scale_factor = parse_scale_factors(self.scale_factor)
-        self.porting = check_porting(self.porting)
+        gna = GnaSettings(self.scale_factor, self.precision, self.layout, self.porting, self.plugin_release)
+        self.scale_factor, self.porting, self.plugin_release = gna.scale_factors, gna.porting, gna.plugin_release
         if not (math.isfinite(self.amplitude) and self.amplitude != 0):
             raise ValueError(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
-        check_precision(self.precision), check_layout(self.layout), check_execution_mode(self.execution_mode)
-        self.plugin_release = check_plugin_release(self.plugin_release)
+        check_execution_mode(self.execution_mode)
         if self.ir not in IRS:
             raise ValueError(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "
                              f"accepted for it), got {excerpt(self.ir)}")
@@ -307,9 +306,13 @@ def stream_inputs(config: ExperimentConfig, model: ModelBundle) -> tuple[dict, d
     return streaming.model_stream_inputs(config.state, config.input_file, model)
 
 
+def gna_settings(config: ExperimentConfig) -> GnaSettings:
+    """The config's emulator settings, as one checked value."""
+    return GnaSettings(config.scale_factor, config.precision, config.layout, config.porting, config.plugin_release)
+
+
 def backend_options(config: ExperimentConfig) -> dict[str, Any]:
-    return {"scale_factor": config.scale_factor, "precision": config.precision, "layout": config.layout,
-            "execution_mode": config.execution_mode, "porting": config.porting, "plugin_release": config.plugin_release}
+    return {"gna": gna_settings(config), "execution_mode": config.execution_mode}
 
 
 def check_backends(config: ExperimentConfig) -> None:
@@ -366,8 +369,7 @@ def floor_sweep(config: ExperimentConfig, model: ModelBundle, feed: dict[str, np
     layouts = ["correct", config.layout] + [r.settings.get("layout", "correct") for r in results
                                             if r.kind == "emulated"]
     try:
-        return sweep_floor(model.ir_xml, feed, ref.outputs, config.scale_factor, config.precision,
-                           list(dict.fromkeys(layouts)), porting=config.porting, plugin_release=config.plugin_release)
+        return sweep_floor(model.ir_xml, feed, ref.outputs, gna_settings(config), list(dict.fromkeys(layouts)))
     except (ValueError, NotImplementedError) as exc:
         return {"error": f"no emulated floor for this model: {exc}"}
 
@@ -515,6 +517,4 @@ def sweep(config: ExperimentConfig, scale_factors: Sequence[float], layout: str 
     from gnaexp.emulator.sweep import sweep as emulator_sweep
 
     model, feed, _, ref = reference_run(config)
-    return emulator_sweep(model.ir_xml, feed, ref, scale_factors, config.precision, layout,
-                          per_input=config.scale_factor if isinstance(config.scale_factor, dict) else None,
-                          porting=config.porting, plugin_release=config.plugin_release)
+    return emulator_sweep(model.ir_xml, feed, ref, scale_factors, gna_settings(config).with_layout(layout))

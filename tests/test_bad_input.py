@@ -139,7 +139,7 @@ def test_written_files_get_the_umask_mode(tmp_path):
 
 
 def test_an_internal_error_is_one_line_and_a_saved_traceback(capsys, monkeypatch):
-    from gnaexp.cli import experiments
+    from gnaexp.cli import run_commands as experiments
 
     def broken(args):
         raise RuntimeError("something inside broke\nwith detail")

@@ -8,6 +8,7 @@ import openvino as ov
 import openvino.opset8 as ops
 import pytest
 
+from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.cli import main
 from gnaexp.emulator.sweep import floor_sweep, sweep
 
@@ -47,7 +48,7 @@ def test_a_refused_point_is_a_row_and_the_sweep_goes_on(residual):
 
 def test_the_floor_sweep_advises_only_a_scale_factor_the_emulator_accepts(residual):
     d, feed, ref = residual
-    fs = floor_sweep(str(d / "m.xml"), feed, ref, 0.01, scale_factors=SFS)
+    fs = floor_sweep(str(d / "m.xml"), feed, ref, GnaSettings(0.01), scale_factors=SFS)
     trace = fs["layouts"]["correct"]
     assert fs["refused_at_scale_factor"]  # the configured sf itself
     assert not trace["refused"][fs["scale_factors"].index(fs["best_scale_factor"])]

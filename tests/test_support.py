@@ -8,6 +8,7 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
+from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.cli import main
 from gnaexp.emulator.support import model_support
 
@@ -188,7 +189,7 @@ def test_the_per_layer_table_of_silero_as_shipped_finds_its_biases(corpus):
 
     feed = model_catalog.example_inputs("silero_vad", samples=4, seed=1)
     feed["input"] = feed["input"] * 0.2
-    rows = per_layer(corpus["silero_vad"], feed, {"input": 16384.0, "state": 2048.0}, porting=True)
+    rows = per_layer(corpus["silero_vad"], feed, GnaSettings({"input": 16384.0, "state": 2048.0}, porting=True))
 
     def local(suffix: str) -> list[float]:
         return [r["local_sqnr_db"] for r in rows if r["layer"].endswith(suffix)]

@@ -56,13 +56,17 @@ def check_specs(specs: Sequence[str]) -> list[str]:
 def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend:
     """Create the backend named by ``spec``.
 
-    ``options`` carries the experiment's device settings: ``scale_factor`` (float, or a mapping input name →
-    float), ``precision`` ("i16" | "i8"), ``layout`` (emulator layout mode), ``porting`` (emulator: host
-    pre/post-processing and exact rewrites), ``plugin_release`` (emulator: the GNA plugin release it computes
-    as), ``execution_mode`` (GNA).
+    ``options`` carries the experiment's device settings: ``gna`` (a ``GnaSettings``: scale factors, precision,
+    emulator layout, porting and plugin release; or those as loose keys ``scale_factor``, ``precision``,
+    ``layout``, ``porting``, ``plugin_release``, checked here once) and ``execution_mode`` (GNA).
     Each backend takes the ones that mean something to it.
     """
+    from gnaexp.core.gna_settings import GnaSettings
+
     opts = dict(options or {})
+    gna = opts.get("gna") or GnaSettings(opts.get("scale_factor", 1.0), opts.get("precision", "i16"),
+                                         opts.get("layout", "correct"), opts.get("porting", False),
+                                         opts.get("plugin_release") or "")
     name, _, arg = check_spec(spec).partition(":")
     if name == "torch":
         from gnaexp.backends.torch_runner import TorchBackend
@@ -73,20 +77,14 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
 
         return OpenVINOBackend(
             device=arg,
-            scale_factor=opts.get("scale_factor", 1.0),
-            precision=opts.get("precision", "i16"),
+            scale_factor=gna.scale_factors,
+            precision=gna.precision,
             execution_mode=opts.get("execution_mode", "SW_EXACT"),
         )
     if name == "gna-emu":
         from gnaexp.backends.gna_emu import GnaEmuBackend
 
-        return GnaEmuBackend(
-            scale_factors=opts.get("scale_factor", 1.0),
-            precision=opts.get("precision", "i16"),
-            layout=opts.get("layout", "correct"),
-            porting=bool(opts.get("porting", False)),
-            plugin_release=opts.get("plugin_release"),
-        )
+        return GnaEmuBackend(gna)
     if name == "import":
         from gnaexp.backends.imported import ImportedBackend
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
-from gnaexp.core.gna_settings import check_plugin_release, LAYOUTS, PRECISIONS
+from gnaexp.core.gna_settings import GnaSettings
 
 
 class GnaEmuBackend(Backend):
@@ -16,27 +16,11 @@ class GnaEmuBackend(Backend):
     name = "gna-emu"
     kind = "emulated"
 
-    def __init__(
-        self,
-        scale_factors: float | Mapping[str, float] = 1.0,
-        precision: str = "i16",
-        layout: str = "correct",
-        porting: bool = False,
-        plugin_release: str | None = None,
-    ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        self.scale_factors = dict(scale_factors) if isinstance(scale_factors, Mapping) else float(scale_factors)
-        self.precision = precision
-        self.layout = layout
-        self.porting = bool(porting)
-        self.plugin_release = check_plugin_release(plugin_release or "")  # "": the default release
+    def __init__(self, settings: GnaSettings | None = None) -> None:
+        self.gna = settings or GnaSettings()
 
     def settings(self) -> dict[str, Any]:
-        return {"scale_factors": self.scale_factors, "precision": self.precision, "layout": self.layout,
-                "porting": self.porting, "plugin_release": self.plugin_release}
+        return self.gna.to_json()
 
     def _ir(self, model: ModelBundle) -> str:
         if model.ir_xml is None:
@@ -52,11 +36,10 @@ class GnaEmuBackend(Backend):
         from gnaexp.emulator.api import load_program, prepare_inputs
         from gnaexp.emulator.graph import build_plan
 
-        prog = load_program(self._ir(model), porting=self.porting)
+        prog = load_program(self._ir(model), porting=self.gna.porting)
         if any(d is None for _, _, shape in prog.params for d in shape):
             return super().stepper(model)
-        plan = build_plan(prog, {k: tuple(s) for k, _, s in prog.params}, self.scale_factors, self.precision,
-                          self.layout, self.porting, self.plugin_release)
+        plan = build_plan(prog, {k: tuple(s) for k, _, s in prog.params}, self.gna)
         self.plan = plan
         self.saturations: dict[str, int] = {}  # per layer, summed over every step run so far
 
@@ -81,8 +64,7 @@ class GnaEmuBackend(Backend):
     def _run(self, model: ModelBundle, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         from gnaexp.emulator import emulate
 
-        em = emulate(self._ir(model), inputs, self.scale_factors, self.precision, self.layout, porting=self.porting,
-                     plugin_release=self.plugin_release)
+        em = emulate(self._ir(model), inputs, settings=self.gna)
         info = em.to_json()
         info["input_scale_factors_used"] = info.pop("input_scale_factors")
         return em.outputs, info

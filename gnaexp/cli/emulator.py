@@ -9,7 +9,7 @@ from typing import Any
 from gnaexp.cli.common import add_porting_option, add_set_option, EXIT_OK, LAYOUT_HELP, make_config, UsageError
 from gnaexp.core import gna_settings
 from gnaexp.core.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
-from gnaexp.core.gna_settings import check_plugin_release, DEFAULT_PLUGIN_RELEASE, LAYOUTS, PLUGIN_RELEASES, PRECISIONS
+from gnaexp.core.gna_settings import DEFAULT_PLUGIN_RELEASE, GnaSettings, LAYOUTS, PLUGIN_RELEASES, PRECISIONS
 
 
 def parse_scale_factors(text: str) -> float | dict[str, float]:
@@ -25,7 +25,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from gnaexp.emulator import emulate, load_program
     from gnaexp.emulator.api import prepare_inputs
 
-    release = check_plugin_release(args.plugin_release)
+    settings = GnaSettings(parse_scale_factors(args.scale_factor), args.precision, args.layout, args.porting,
+                           args.plugin_release)  # checked before any work
     # Every destination is checked before any work, and all are written together or not at all.
     out = check_writable_file(args.out, (".npy", ".npz"), "--out")
     plan = check_writable_file(args.plan, (".json",), "--plan") if args.plan else None
@@ -44,8 +45,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         prepare_inputs(prog, raw)  # an input that does not fit the model is the input file's problem: name it
     except ValueError as exc:
         raise UsageError(f"{Path(args.inputs).name}: {exc}") from None
-    em = emulate(prog, raw, parse_scale_factors(args.scale_factor), args.precision, args.layout,
-                 keep_ints=bool(ints), porting=args.porting, plugin_release=release)
+    em = emulate(prog, raw, keep_ints=bool(ints), settings=settings)
     if out.suffix == ".npy" and len(em.outputs) != 1:
         raise UsageError(f"the model has {len(em.outputs)} outputs: give --out a .npz path")
     with staged_files() as stage:

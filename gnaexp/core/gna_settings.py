@@ -5,7 +5,8 @@ command line and the batch matrix use."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
 
 from gnaexp.core.excerpt import excerpt
 
@@ -128,3 +129,53 @@ def check_porting(value: Any) -> bool:
 
 
 _BOOLS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
+
+
+@dataclass(frozen=True)
+class GnaSettings:
+    """What the GNA emulator computes with, built and checked once: input scale factors (one, or one per input),
+    weight precision, layout path, porting, plugin release. The one value passed from a backend to ``emulate``,
+    plan building, sweeps, the ladder, the hypotheses and per-layer error; its JSON is the backend's settings."""
+
+    scale_factors: float | Mapping[str, float] = 1.0
+    precision: str = "i16"
+    layout: str = "correct"
+    porting: bool = False
+    plugin_release: str = DEFAULT_PLUGIN_RELEASE
+
+    def __post_init__(self) -> None:
+        sfs = self.scale_factors
+        if isinstance(sfs, Mapping) and not all(isinstance(k, str) for k in sfs):  # keyed by input index too
+            sfs = {k: check_scale_factor(v, f"scale_factor of input {k!r}") for k, v in sfs.items()}
+        else:
+            sfs = parse_scale_factors(dict(sfs) if isinstance(sfs, Mapping) else sfs)
+        object.__setattr__(self, "scale_factors", sfs)
+        check_precision(self.precision)
+        check_layout(self.layout)
+        object.__setattr__(self, "porting", check_porting(self.porting))
+        object.__setattr__(self, "plugin_release", check_plugin_release(self.plugin_release or ""))
+
+    @property
+    def main_scale_factor(self) -> float:
+        return main_scale_factor(self.scale_factors)  # type: ignore[arg-type]
+
+    @property
+    def per_input(self) -> dict[str, float] | None:
+        """The scale factor of each input, when they were given per input."""
+        return dict(self.scale_factors) if isinstance(self.scale_factors, Mapping) else None
+
+    def at(self, sf: float) -> "GnaSettings":
+        """These settings with the main scale factor set to ``sf`` (the other inputs' held)."""
+        return replace(self, scale_factors=at_scale_factor(self.scale_factors, sf))  # type: ignore[arg-type]
+
+    def with_layout(self, layout: str) -> "GnaSettings":
+        return replace(self, layout=layout)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scale_factors": self.per_input or self.main_scale_factor, "precision": self.precision,
+                "layout": self.layout, "porting": self.porting, "plugin_release": self.plugin_release}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "GnaSettings":
+        return cls(data.get("scale_factors", 1.0), data.get("precision", "i16"), data.get("layout", "correct"),
+                   bool(data.get("porting", False)), data.get("plugin_release") or DEFAULT_PLUGIN_RELEASE)

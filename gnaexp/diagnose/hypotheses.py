@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from gnaexp.core import metrics
+from gnaexp.core.gna_settings import GnaSettings
 
 MAX_SHIFT = 3  # frames of time shift tried each way
 SQNR_CAP_DB = 200.0  # identical arrays score this instead of +inf, so ranks and margins stay finite
@@ -275,30 +276,27 @@ def transposed_back(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndar
 
 
 def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndarray, observed: np.ndarray,
-               scale_factor: float, precision: str, layout_outputs: Mapping[str, np.ndarray],
-               scale_factors: Sequence[float], porting: bool = False,
-               per_input: Mapping[str, float] | None = None,
-               plugin_release: str | None = None) -> list[dict[str, Any]]:
+               settings: GnaSettings, layout_outputs: Mapping[str, np.ndarray],
+               scale_factors: Sequence[float]) -> list[dict[str, Any]]:
     """Build the whole family for one model and score the observed output against it (best first).
 
-    layout_outputs: the output of each plugin layout path other than ``correct`` at ``scale_factor`` (the
-    ladder has emulated them already). per_input: the run's scale factor per input, whose first one
-    ``scale_factor`` (and each sf tried) replaces; porting, plugin_release: as ``emulate``'s.
+    settings: the emulation the device was configured as (its main scale factor is the one each other sf tried
+    replaces); layout_outputs: the output of each plugin layout path other than ``correct`` at that scale factor
+    (the ladder has emulated them already).
     """
-    from gnaexp.core.gna_settings import at_scale_factor
     from gnaexp.emulator import emulate
     from gnaexp.emulator.api import load_program, prepare_inputs
     from gnaexp.emulator.graph import build_plan
 
-    def emulated(inputs: Mapping[str, np.ndarray], sf: float) -> np.ndarray:
-        sfs = at_scale_factor(dict(per_input), sf) if per_input else sf
-        return next(iter(emulate(model_xml, inputs, sfs, precision, porting=porting,
-                                 plugin_release=plugin_release).outputs.values()))
+    settings = settings.with_layout("correct")
+    scale_factor = settings.main_scale_factor
 
-    prog = load_program(model_xml, feed, porting)
+    def emulated(inputs: Mapping[str, np.ndarray], sf: float) -> np.ndarray:
+        return next(iter(emulate(model_xml, inputs, settings=settings.at(sf)).outputs.values()))
+
+    prog = load_program(model_xml, feed, settings.porting)
     feeds, shapes, batched = prepare_inputs(prog, feed)
-    plan = build_plan(prog, shapes, at_scale_factor(dict(per_input), scale_factor) if per_input else scale_factor,
-                      precision, porting=porting, release=plugin_release)
+    plan = build_plan(prog, shapes, settings)
 
     hyps = output_mistakes(expected, observed)
     for name, words, changed in input_mistakes(feed):

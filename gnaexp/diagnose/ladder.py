@@ -14,19 +14,17 @@ import numpy as np
 from gnaexp import experiment
 from gnaexp.backends import make_backend
 from gnaexp.core import metrics
-from gnaexp.core.gna_settings import at_scale_factor, main_scale_factor
+from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.diagnose import hypotheses, layer_error as layers, verdicts as diagnosis
 from gnaexp.diagnose.verdicts import FP32_COSINE_MIN
 
 
-def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, sf: Any, precision: str,
-             layout: str, porting: bool = False, output: str | None = None,
-             release: str | None = None) -> tuple[np.ndarray, metrics.Comparison, Any]:
-    """The emulated ``output`` (the first one where None) at ``sf`` (one, or name → sf), compared with ``ref``."""
+def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, settings: GnaSettings,
+             output: str | None = None) -> tuple[np.ndarray, metrics.Comparison, Any]:
+    """The emulated ``output`` (the first one where None) with ``settings``, compared with ``ref``."""
     from gnaexp.emulator import emulate
 
-    em = emulate(model_xml, feed, scale_factors=sf, precision=precision, layout=layout, porting=porting,
-                 plugin_release=release)
+    em = emulate(model_xml, feed, settings=settings)
     out = em.outputs[output] if output in em.outputs else next(iter(em.outputs.values()))
     return out, metrics.compare(ref, out), em
 
@@ -78,21 +76,18 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                       "OpenVINO CPU FP32 differs from torch: fix the export before looking at any device"})
 
     # 2. Floor at the configured scale factor, and the best the scale factor can do (the run's one sweep).
-    sf = main_scale_factor(config.scale_factor)
-    porting = config.porting
-    release = config.plugin_release
-    sweep = floor_sweep(model.ir_xml, feed, ref_outputs, config.scale_factor, config.precision, LAYOUTS,
-                        porting=porting, plugin_release=release)
+    gna = experiment.gna_settings(config)
+    sf = gna.main_scale_factor
+    sweep = floor_sweep(model.ir_xml, feed, ref_outputs, gna, LAYOUTS)
     refused = sweep["refused_at_scale_factor"]
     if refused:  # the study goes on at the best scale factor the emulator accepts, and says so first
         sf = float(sweep["best_scale_factor"])
-        refused = diagnosis.refused_scale_factor(main_scale_factor(config.scale_factor), refused, sf)
-    at = lambda s: at_scale_factor(config.scale_factor, s)  # noqa: E731 - other inputs' scale factors held
+        refused = diagnosis.refused_scale_factor(gna.main_scale_factor, refused, sf)
     # The steps below study one output, each step naming it: the one a device result or the user's observed
     # array is (the first, for an unnamed array), else the worst at this sf (lowest emulated SQNR).
     first = next(iter(ref_outputs))
-    floor_out, floor, em = _emulate(model.ir_xml, feed, ref_outputs[first], at(sf), config.precision, "correct",
-                                    porting, first, release)
+    floor_out, floor, em = _emulate(model.ir_xml, feed, ref_outputs[first], gna.at(sf).with_layout("correct"),
+                                    first)
     per_output = {name: metrics.compare(ref_outputs[name], em.outputs[name]) for name in ref_outputs
                   if name in em.outputs}
     if device_result is not None:
@@ -147,13 +142,12 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     for layout in LAYOUTS:
         if layout == "correct":
             continue
-        out, c, _ = _emulate(model.ir_xml, feed, ref, at(sf), config.precision, layout, porting, output_name, release)
+        out, c, _ = _emulate(model.ir_xml, feed, ref, gna.at(sf).with_layout(layout), output_name)
         if other_sf in sfs:
             i = sfs.index(other_sf)
             other = {"cosine": sweep["layouts"][layout]["cosine"][i], "sqnr_db": sweep["layouts"][layout]["sqnr_db"][i]}
         else:
-            _, c2, _ = _emulate(model.ir_xml, feed, ref, at(other_sf), config.precision, layout, porting, output_name,
-                                release)
+            _, c2, _ = _emulate(model.ir_xml, feed, ref, gna.at(other_sf).with_layout(layout), output_name)
             other = {"cosine": c2.cosine, "sqnr_db": c2.sqnr_db}
         layout_outputs[layout] = out
         rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
@@ -174,10 +168,8 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         else:
             safe_sf = sweep["input_saturation_sf"]
             safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
-            rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, sf, config.precision,
-                                         layout_outputs, sweep["scale_factors"], porting,
-                                         config.scale_factor if isinstance(config.scale_factor, dict) else None,
-                                         release)
+            rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, gna.at(sf), layout_outputs,
+                                         sweep["scale_factors"])
             explained = diagnosis.explains(rows, floor.sqnr_db, obs.sqnr_db)
             verdict = diagnosis.hypothesis_verdict(rows, explained, floor.sqnr_db, sf,
                                                    diagnosis.saturation_fact(em.plan, sf, safe_sf), obs.sqnr_db)
@@ -211,8 +203,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                              {"measured_as": measured_as} if measured_as else {})})
 
     # 6. Per layer (emulated; in the layout that explains the observed output, if one does).
-    per = layers.per_layer(model.ir_xml, feed, at(sf), config.precision, per_layer_layout, per_layer_edit, porting,
-                           release)
+    per = layers.per_layer(model.ir_xml, feed, gna.at(sf).with_layout(per_layer_layout), per_layer_edit)
     bad = layers.first_bad_layer(per)
     path = f"correct with {per_layer_label} applied" if per_layer_label else per_layer_layout
     steps.append({"step": "per-layer", "layout": per_layer_layout, "mistake": per_layer_label, "rows": per,

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gnaexp.core import metrics
+from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.diagnose.verdicts import USABLE_FLOOR_DB
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -83,9 +84,8 @@ def _constant(output: Any) -> bool:
     return all(_constant(node.input_value(i)) for i in range(node.get_input_size()))
 
 
-def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: float, precision: str = "i16",
-              layout: str = "correct", edit: Callable[[Any], Any] | None = None,
-              porting: bool = False, plugin_release: str | None = None) -> list[dict[str, Any]]:
+def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSettings,
+              edit: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
 
     edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
@@ -94,9 +94,9 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], scale_factor: flo
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.primitives import dequantize
 
-    prog = load_program(Path(model_xml), feed, porting)
+    prog = load_program(Path(model_xml), feed, settings.porting)
     feeds, shapes, _ = prepare_inputs(prog, feed)
-    plan = build_plan(prog, shapes, scale_factor, precision, layout, porting, plugin_release)
+    plan = build_plan(prog, shapes, settings)
     if edit is not None:
         plan = edit(plan)
     _, sats, ints = plan.run(feeds, keep_ints=True)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gnaexp.core.gna_settings import check_plugin_release, DEFAULT_PLUGIN_RELEASE
+from gnaexp.core.gna_settings import check_plugin_release, DEFAULT_PLUGIN_RELEASE, GnaSettings
 
 FP32, REDUCED, GNA_INT, UNKNOWN = "fp32", "reduced-float", "gna-integer", "unknown"
 
@@ -85,7 +85,7 @@ def against_emulation(result: Any, model_xml: Any, feed: Mapping[str, np.ndarray
     sfs, precision = gna_settings(config, [names[0] for _, names, _ in prog.params])
     release = plugin_release_of(ran.get("openvino"))
     try:
-        em = emulate(model_xml, feed, sfs, precision, porting=porting, plugin_release=release)
+        em = emulate(model_xml, feed, settings=GnaSettings(sfs, precision, "correct", porting, release or ""))
     except ValueError as exc:  # the emulator refuses these settings: the comparison says so
         return {"identical": False, "refused": str(exc).splitlines()[0], "scale_factors": sfs, "precision": precision,
                 "plugin_release": release or DEFAULT_PLUGIN_RELEASE}

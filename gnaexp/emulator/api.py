@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.core.files import json_safe
+from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator.graph import build_plan, RULES_VERSION
 from gnaexp.emulator.ir_reader import Program, read_program, UnsupportedOpError
 from gnaexp.emulator.porting import inner_reduce_means, read_as_converter
@@ -219,6 +220,8 @@ def emulate(
     keep_ints: bool = False,
     porting: bool = False,
     plugin_release: str | None = None,
+    *,
+    settings: GnaSettings | None = None,
 ) -> Emulation:
     """Emulate GNA inference of ``model`` (``openvino.Model`` or IR .xml path) on ``inputs``.
 
@@ -228,10 +231,14 @@ def emulate(
     porting: run what GNA has no layer for on the host and apply the exact rewrites a porting team makes
     (``emulator/porting.py``); the result is then "emulated, with host pre/post-processing".
     plugin_release: the GNA plugin release to compute as ("2022.3", "2023.0", "2023.1"–"2023.3"; None: 2023.3).
+    settings: all of these as one checked value (``GnaSettings``); given, it replaces the loose arguments.
     """
+    if settings is None:
+        settings = GnaSettings(scale_factors, precision, layout, porting, plugin_release or "")
+    layout, precision, porting = settings.layout, settings.precision, settings.porting
     prog = load_program(model, inputs, porting)
     feeds, shapes, batched = prepare_inputs(prog, inputs)
-    plan = build_plan(prog, shapes, scale_factors, precision, layout, porting, plugin_release)
+    plan = build_plan(prog, shapes, settings)
     outs, sats, ints = plan.run(feeds, keep_ints)
     n_samples = next(iter(feeds.values())).shape[0]
     if not batched:

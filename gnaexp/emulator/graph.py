@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gnaexp.core.gna_settings import LAYOUTS, PRECISIONS
+from gnaexp.core.gna_settings import LAYOUTS, GnaSettings  # noqa: F401 — LAYOUTS re-exported
 from gnaexp.emulator import parallel, porting as porting_rules, primitives, releases
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import downstream, Program, root_key, unsupported
@@ -123,28 +123,17 @@ def _moves_to_params(prog: Program, key: str) -> list[str] | None:
     return found
 
 
-def build_plan(
-    prog: Program,
-    sample_shapes: Mapping[str, tuple[int, ...]],
-    scale_factors: float | Mapping[str, float] = 1.0,
-    precision: str = "i16",
-    layout: str = "correct",
-    porting: bool = False,
-    release: "str | PluginRelease | None" = None,
-) -> Plan:
+def build_plan(prog: Program, sample_shapes: Mapping[str, tuple[int, ...]], settings: GnaSettings) -> Plan:
     """Decide all scale factors and build the integer steps (restarting when a concat requantizes).
 
-    ``porting``: apply what a porting team does with layers the plugin refuses as exported (``porting.py``):
-    host pre/post-processing for ops GNA has no layer for, and the exact rewrites of padded or odd-sized
-    convolutions. Without it those layers are refused with the plugin's reason.
-
-    ``release``: the GNA plugin release whose rounding the tables and weights follow (``releases.py``; None: the
-    default, 2023.3)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
-    plugin_release = releases.get(release)
+    ``settings.porting``: apply what a porting team does with layers the plugin refuses as exported
+    (``porting.py``): host pre/post-processing for ops GNA has no layer for, and the exact rewrites of padded or
+    odd-sized convolutions. Without it those layers are refused with the plugin's reason.
+    ``settings.plugin_release``: the GNA plugin release whose rounding the tables and weights follow
+    (``releases.py``)."""
+    scale_factors, precision, layout, porting = (settings.scale_factors, settings.precision, settings.layout,
+                                                 settings.porting)
+    plugin_release = releases.get(settings.plugin_release)
     overrides: dict[str, float] = {}
     requantized: list[str] = []  # each restart's reason, kept for the final plan
     seen: set[tuple[str, float]] = set()

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gnaexp.core import metrics
+from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
 
@@ -100,22 +101,17 @@ def sweep(
     inputs: Mapping[str, np.ndarray],
     reference_outputs: Mapping[str, np.ndarray] | np.ndarray,
     scale_factors: Sequence[float],
-    precision: str = "i16",
-    layout: str = "correct",
+    settings: GnaSettings = GnaSettings(),
     headroom: float = DEFAULT_HEADROOM,
-    per_input: Mapping[str, float] | None = None,
-    porting: bool = False,
-    plugin_release: str | None = None,
 ) -> SweepResult:
     """Emulate at every scale factor and compare with the float reference. With several outputs each row holds
     the worst output's figures (lowest SQNR; ``worst_output`` names it): flattened together, a large output would
     hide a small one's error.
 
-    per_input: one scale factor per input; the swept one then replaces the first input's, the others are held.
-    porting, plugin_release: as ``emulate``'s."""
-    from gnaexp.core.gna_settings import at_scale_factor
-
-    prog = load_program(model, inputs, porting)  # parsed once for the sweep (a dynamic model: reshaped to the inputs)
+    The swept scale factor replaces ``settings``' main one: with one per input, the first input's; the others
+    are held."""
+    per_input, precision, layout = settings.per_input, settings.precision, settings.layout
+    prog = load_program(model, inputs, settings.porting)  # parsed once for the sweep (a dynamic model: reshaped to the inputs)
     if not isinstance(reference_outputs, Mapping):
         reference_outputs = {prog.results[0][0]: reference_outputs}
     names = [n for n, _ in prog.results]
@@ -135,8 +131,7 @@ def sweep(
 
     def one(sf: float) -> tuple[float, float, float, int, int, str, int, str]:
         try:
-            em = emulate(prog, inputs, at_scale_factor(dict(per_input), sf) if per_input else sf, precision, layout,
-                         porting=porting, plugin_release=plugin_release)
+            em = emulate(prog, inputs, settings=settings.at(sf))
         except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
             return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0, ""
         sqnr, cos, l1, output = worst(em)
@@ -161,7 +156,7 @@ def sweep(
         input_saturation_starts=first(out["insat"]), accumulator_saturation_starts=first(out["accsat"]),
         recommended_scale_factor=recommended_scale_factor(_swept_inputs(inputs, per_input), headroom),
         headroom=headroom,
-        layout=layout, precision=precision, refused=out["refused"], plugin_release=releases.get(plugin_release).name,
+        layout=layout, precision=precision, refused=out["refused"], plugin_release=settings.plugin_release,
         worst_output=out["worst"] if len(names) > 1 else [],
         notes=[f"sf swept on input {next(iter(per_input))!r}; held: "
                + ", ".join(f"{k} at sf {v:g}" for k, v in list(per_input.items())[1:])] if per_input else [],
@@ -179,25 +174,21 @@ FLOOR_SCALE_FACTORS = tuple(float(2 ** k) for k in range(16))
 
 
 def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs: Mapping[str, np.ndarray],
-                scale_factor: float | Mapping[str, float], precision: str = "i16",
-                layouts: Sequence[str] = ("correct",), scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS,
-                porting: bool = False, plugin_release: str | None = None) -> dict[str, Any]:
+                settings: GnaSettings, layouts: Sequence[str] = ("correct",),
+                scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS) -> dict[str, Any]:
     """The emulated quantization floor of one run, JSON-ready: what verdicts, plots and the index all read.
 
     The correct layout (the floor) and any other layout asked for, at every sweep scale factor plus the
     configured one; the floor at the configured sf, the best sf (``best_index``) and where inputs saturate.
-    A per-input ``scale_factor`` (name → sf) sweeps the first input's and holds the others'.
+    Per-input scale factors (name → sf): the first input's is swept and the others' held.
     """
-    from gnaexp.core.gna_settings import at_scale_factor, main_scale_factor
-
-    per_input = dict(scale_factor) if isinstance(scale_factor, Mapping) else None
-    sf = main_scale_factor(per_input or scale_factor)
+    per_input, precision = settings.per_input, settings.precision
+    sf = settings.main_scale_factor
     sfs = sorted({float(s) for s in scale_factors} | {sf})
     layouts = ["correct"] + [lay for lay in layouts if lay != "correct"]
     series = {}
     for layout in layouts:
-        res = sweep(model, inputs, reference_outputs, sfs, precision, layout, per_input=per_input, porting=porting,
-                    plugin_release=plugin_release)
+        res = sweep(model, inputs, reference_outputs, sfs, settings.with_layout(layout))
         series[layout] = {"sqnr_db": res.sqnr_db, "cosine": res.cosine, "l1": res.l1,
                           "input_saturations": res.input_saturations,
                           "accumulator_saturations": res.accumulator_saturations, "refused": res.refused}
@@ -209,9 +200,8 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     recommended_note = ""
     if recommended not in sfs:
         try:
-            emulate(load_program(model, inputs, porting), inputs,
-                    at_scale_factor(per_input, recommended) if per_input else recommended, precision, "correct",
-                    porting=porting, plugin_release=plugin_release)
+            emulate(load_program(model, inputs, settings.porting), inputs,
+                    settings=settings.at(recommended).with_layout("correct"))
         except ValueError as exc:  # never advise a scale factor the emulator refuses
             recommended_note = (f"the emulator refuses sf {recommended:g} from the input range ({exc}); "
                                 f"the best accepted sf {sfs[best]:g} is advised instead")
@@ -219,7 +209,7 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     elif floor.refused[sfs.index(recommended)]:
         recommended = sfs[best]
     return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision,
-            "plugin_release": releases.get(plugin_release).name, "layouts": series,
+            "plugin_release": settings.plugin_release, "layouts": series,
             "floor_sqnr_db": floor.sqnr_db[at], "floor_cosine": floor.cosine[at],
             "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
             "input_saturation_sf": input_saturation_onset(_swept_inputs(inputs, per_input)),

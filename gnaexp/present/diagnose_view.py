@@ -49,8 +49,8 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
         observed, fingerprint = read_observed(observed_file)
         label, measured_on = "observed (device file)", (Path(observed_file).name, fingerprint)
     else:
-        observed = next(iter(emulate(model.ir_xml, feed, config.scale_factor, config.precision, layout,
-                                     plugin_release=config.plugin_release).outputs.values()))
+        settings = experiment_mod.gna_settings(config).with_layout(layout)
+        observed = next(iter(emulate(model.ir_xml, feed, settings=settings).outputs.values()))
         label = f"emulated device (layout {layout})"
     arrays: dict[str, np.ndarray] = {}
     result = ladder(config, observed, arrays, measured_on)

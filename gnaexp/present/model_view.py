@@ -78,9 +78,7 @@ def _layers(config: experiment.ExperimentConfig) -> report.HTML:
     from gnaexp.diagnose import layer_error as layers
 
     model = experiment.build_model(config)
-    rows = layers.per_layer(model.ir_xml, experiment.make_inputs(config, model), config.scale_factor,
-                            config.precision, config.layout, porting=config.porting,
-                            plugin_release=config.plugin_release)
+    rows = layers.per_layer(model.ir_xml, experiment.make_inputs(config, model), experiment.gna_settings(config))
     first = layers.first_bad_layer(rows)
     body = [(escape(r["layer"]), escape(r["op"]), cell(r["out_sf"], ".6g"), cell(r["accumulated_sqnr_db"], ".1f"),
              cell(r["local_sqnr_db"], ".1f"), cell(r["saturations"], "d")) for r in rows]
