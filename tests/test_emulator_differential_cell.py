@@ -24,7 +24,7 @@ import spec_reference_ops as rops
 from gnaexp.emulator import emulate
 from gnaexp.emulator.activations import design
 from gnaexp.emulator.releases import get as release_named
-from gnaexp.inputs import generate
+from gnaexp.core.inputs import generate
 
 EXAMPLES = int(os.environ.get("GNAEXP_DIFFERENTIAL_EXAMPLES", "0")) or None
 PROFILE = settings(max_examples=EXAMPLES or 200, deadline=None, derandomize=EXAMPLES is None, print_blob=True,
