@@ -23,6 +23,15 @@ def _parent(module: str) -> str:
     return module.rsplit(".", 1)[0]
 
 
+def test_types_check():
+    """mypy over the package, as pyproject.toml configures it (modules still untyped at their boundaries are
+    listed there; the newest typed values strictly)."""
+    mypy = Path(sys.executable).with_name("mypy")
+    proc = subprocess.run([str(mypy), "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
+                           str(ROOT / ".mypy_cache")], capture_output=True, text=True, cwd=str(ROOT))
+    assert proc.returncode == 0 and "Success" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_no_import_cycles_between_modules():
     graph = grimp.build_graph("gnaexp")  # imports inside functions count too
     cycles = set()

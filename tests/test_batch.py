@@ -180,7 +180,7 @@ def test_hide_local_paths():
     base = Path("/data/alice/project/reports")
     text = f"{base}/.staging/x/a.txt {sys.prefix}/lib/site.py {Path.home()}/notes {Path(batch.__file__).parent}/batch.py"
     hidden = batch.hide_local_paths(text, base / ".staging" / "x", base)
-    assert hidden == "./a.txt <python>/lib/site.py ~/notes <gnaexp>/gnaexp/batch.py"
+    assert hidden == "./a.txt <python>/lib/site.py ~/notes <gnaexp>/gnaexp/batch/batch.py"
 
 
 def test_ctrl_c_stops_cleanly_and_the_next_batch_finishes(tmp_path):

@@ -17,12 +17,13 @@ SFS = [0.01, 1.0, 2048.0, 16384.0, 1e6]
 
 @pytest.fixture(scope="module")
 def residual(tmp_path_factory):
-    """x + x·W with tiny weights: the Add's input scales lie far apart, so some scale factors are refused."""
+    """x + (x·W + b) with a large bias: the bias caps the FC's scale at 2^30/max|b|, so at a high input scale
+    factor the Add's weight for x (the FC's scale over x's) rounds to 0 and that scale factor is refused."""
     d = tmp_path_factory.mktemp("residual")
     x = ops.parameter([1, 16], np.float32, name="x")
-    w = (np.random.default_rng(1).standard_normal((16, 16)) * 1e-4).astype(np.float32)
-    ov.save_model(ov.Model([ops.add(x, ops.matmul(x, ops.constant(w), False, False))], [x], "residual"),
-                  str(d / "m.xml"), compress_to_fp16=False)
+    w = (np.random.default_rng(1).standard_normal((16, 16)) * 0.1).astype(np.float32)
+    fc = ops.add(ops.matmul(x, ops.constant(w), False, False), ops.constant(np.full((1, 16), 1e6, np.float32)))
+    ov.save_model(ov.Model([ops.add(x, fc)], [x], "residual"), str(d / "m.xml"), compress_to_fp16=False)
     feed = {"x": (np.random.default_rng(0).random((1, 16)) - 0.5).astype(np.float32)}
     np.save(d / "x.npy", feed["x"])
     ref = ov.Core().compile_model(str(d / "m.xml"), "CPU")(feed)
@@ -48,7 +49,7 @@ def test_a_refused_point_is_a_row_and_the_sweep_goes_on(residual):
 
 def test_the_floor_sweep_advises_only_a_scale_factor_the_emulator_accepts(residual):
     d, feed, ref = residual
-    fs = floor_sweep(str(d / "m.xml"), feed, ref, GnaSettings(0.01), scale_factors=SFS)
+    fs = floor_sweep(str(d / "m.xml"), feed, ref, GnaSettings(1e6), scale_factors=SFS)
     trace = fs["layouts"]["correct"]
     assert fs["refused_at_scale_factor"]  # the configured sf itself
     assert not trace["refused"][fs["scale_factors"].index(fs["best_scale_factor"])]
@@ -63,7 +64,7 @@ def test_sweep_and_diagnose_on_the_command_line_go_on(residual, capsys):
     out = capsys.readouterr().out
     assert "refused: " in out and "best sf (highest SQNR)" in out
     assert main(["diagnose", "--model", str(d / "m.xml"), "--input", str(d / "x.npy"), "--set",
-                 "scale_factor=0.01"]) == 0
+                 "scale_factor=1e6"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith("→ the scale factor is the cause: the GNA plugin would refuse sf 0.01 (")
+    assert lines[1].startswith("→ the scale factor is the cause: the GNA plugin would refuse sf 1e+06 (")
     assert "the steps below use sf " in lines[1]

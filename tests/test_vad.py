@@ -183,7 +183,7 @@ def test_torch_tracks_are_cached_and_a_cached_run_needs_no_torch(tmp_path):
     shutil.rmtree(cache.cache_dir() / "vad-reference" / key, ignore_errors=True)  # another test may have run it
     first = vad_run.run([wav], ["torch", "openvino:CPU"], tmp_path / "a", {"scale_factor": 1.0})
     assert cache.load_vad_streams(key) is not None and "tracks" not in first["device_settings"]["torch"]
-    script = ("import json, sys; from gnaexp import vad_run; "
+    script = ("import json, sys; from gnaexp.vad import run as vad_run; "
               f"r = vad_run.run([{str(wav)!r}], ['torch', 'openvino:CPU'], {str(tmp_path / 'b')!r}, "
               "{'scale_factor': 1.0}); print(json.dumps(['torch' in sys.modules, r['device_settings']['torch']]))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

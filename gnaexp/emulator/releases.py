@@ -66,27 +66,27 @@ class PluginRelease:
             return int(np.float32(f + half))
         return int(value - 0.5) if value < 0 else int(value + 0.5)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {"plugin_release": self.name, "source_tag": self.source_tag,
                 "rounds_through_float32": sorted(self.float32_sites)}
 
 
 _ALL_SITES = frozenset(SITE_LINES)
 _FLOAT_EVERYWHERE = frozenset({"leaky_ybase"})  # an int16 × float product: float arithmetic in every release
-_2022_3 = dict(source_tag="2022.3.0", float32_sites=_FLOAT_EVERYWHERE, pivot_fp_eq=False, sf_equal_accuracy=1e-5,
-               int8_zero_multiplier_saturates=True)
-_2023_0 = dict(source_tag="2023.0.0", float32_sites=_ALL_SITES, pivot_fp_eq=True,
-               sf_equal_accuracy=float(np.finfo(np.float32).eps), int8_zero_multiplier_saturates=False)
-_2023_1 = dict(_2023_0, source_tag="2023.1.0", float32_sites=_FLOAT_EVERYWHERE)
+_FLOAT_EPS = float(np.finfo(np.float32).eps)
 
-RELEASES = {
-    "2022.3": PluginRelease("2022.3", **_2022_3),
-    "2023.0": PluginRelease("2023.0", **_2023_0),
-    "2023.1": PluginRelease("2023.1", **_2023_1),
-    "2023.2": PluginRelease("2023.2", **_2023_1),
-    "2023.3": PluginRelease("2023.3", **_2023_1),
-}
-assert tuple(RELEASES) == PLUGIN_RELEASES
+
+def _release(name: str, tag: str) -> PluginRelease:
+    if tag == "2022.3.0":
+        return PluginRelease(name, tag, _FLOAT_EVERYWHERE, pivot_fp_eq=False, sf_equal_accuracy=1e-5,
+                             int8_zero_multiplier_saturates=True)
+    return PluginRelease(name, tag, _ALL_SITES if tag == "2023.0.0" else _FLOAT_EVERYWHERE, pivot_fp_eq=True,
+                         sf_equal_accuracy=_FLOAT_EPS, int8_zero_multiplier_saturates=False)
+
+
+# 2023.2 and 2023.3 compute as 2023.1 (the module docstring says why)
+RELEASES = {name: _release(name, {"2022.3": "2022.3.0", "2023.0": "2023.0.0"}.get(name, "2023.1.0"))
+            for name in PLUGIN_RELEASES}
 DEFAULT_RELEASE = DEFAULT_PLUGIN_RELEASE
 DEFAULT = RELEASES[DEFAULT_RELEASE]
 
