@@ -22,6 +22,7 @@ from gnaexp import cache
 from gnaexp.backends import BackendResult, check_specs, make_backend, ModelBundle, streaming
 from gnaexp.core import environment, inputs as inputs_mod, metrics
 from gnaexp.core.excerpt import excerpt
+from gnaexp.core.floor_sweep import FloorSweep
 from gnaexp.core.files import portable_path
 from gnaexp.diagnose import measurement
 from gnaexp.core.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, GnaSettings, check_execution_mode,
@@ -357,21 +358,20 @@ def reference_cache_key(config: ExperimentConfig) -> str | None:
 
 
 def floor_sweep(config: ExperimentConfig, model: ModelBundle, feed: dict[str, np.ndarray],
-                ref: BackendResult, results: list[BackendResult]) -> dict[str, Any]:
-    """The run's emulated floor sweep (see ``emulator.sweep.floor_sweep``), when a result needs a floor.
-
-    Empty when every result is a reference; ``{"error": ...}`` when the emulator cannot run this model.
+                ref: BackendResult, results: list[BackendResult]) -> tuple[FloorSweep | None, str]:
+    """The run's emulated floor sweep (see ``emulator.sweep.floor_sweep``), when a result needs a floor, and why
+    there is none: (None, "") when every result is a reference, (None, why) when the emulator refuses the model.
     """
     if model.ir_xml is None or all(r.kind == "reference" for r in results):
-        return {}
+        return None, ""
     from gnaexp.emulator.sweep import floor_sweep as sweep_floor
 
     layouts = ["correct", config.layout] + [r.settings.get("layout", "correct") for r in results
                                             if r.kind == "emulated"]
     try:
-        return sweep_floor(model.ir_xml, feed, ref.outputs, gna_settings(config), list(dict.fromkeys(layouts)))
+        return sweep_floor(model.ir_xml, feed, ref.outputs, gna_settings(config), list(dict.fromkeys(layouts))), ""
     except (ValueError, NotImplementedError) as exc:
-        return {"error": f"no emulated floor for this model: {exc}"}
+        return None, f"no emulated floor for this model: {exc}"
 
 
 def run(
@@ -439,7 +439,7 @@ def run(
     record.model_info = dict(model.info)
     if stream:
         record.model_info["notes"] = list(record.model_info.get("notes", [])) + [streaming.note(stream[0], feed)]
-    record.sweep = floor_sweep(config, model, feed, ref, results)
+    record.sweep, record.sweep_error = floor_sweep(config, model, feed, ref, results)
     record.diagnosis = diagnosis.diagnose_record(record)
     record.duration_s = time.perf_counter() - start
     if out_dir is not None:

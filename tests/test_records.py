@@ -62,4 +62,4 @@ def test_load_refuses_another_schema(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="has schema 'gnaexp.record/0'; this gnaexp reads gnaexp.record/1"):
         Record.load(tmp_path)
-    assert record.sweep == {}  # every result is a reference: no floor to sweep
+    assert record.sweep is None and record.sweep_error == ""  # every result is a reference: no floor to sweep

@@ -50,11 +50,12 @@ def test_a_refused_point_is_a_row_and_the_sweep_goes_on(residual):
 def test_the_floor_sweep_advises_only_a_scale_factor_the_emulator_accepts(residual):
     d, feed, ref = residual
     fs = floor_sweep(str(d / "m.xml"), feed, ref, GnaSettings(1e6), scale_factors=SFS)
-    trace = fs["layouts"]["correct"]
-    assert fs["refused_at_scale_factor"]  # the configured sf itself
-    assert not trace["refused"][fs["scale_factors"].index(fs["best_scale_factor"])]
-    accepted = [s for s, why in zip(fs["scale_factors"], trace["refused"]) if not why]
-    assert fs["recommended_scale_factor"] in accepted or "recommended_note" not in fs
+    trace = fs.floor_trace
+    assert fs.refused_at_scale_factor  # the configured sf itself
+    assert not trace.refused[fs.scale_factors.index(fs.best_scale_factor)]
+    accepted = [s for s, why in zip(fs.scale_factors, trace.refused) if not why]
+    assert fs.recommended_scale_factor in accepted or not fs.recommended_note
+    assert type(fs).from_json(fs.to_json()) == fs  # the record's JSON gives back the same value
 
 
 def test_sweep_and_diagnose_on_the_command_line_go_on(residual, capsys):

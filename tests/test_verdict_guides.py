@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 from gnaexp.cli import main
+from gnaexp.core.floor_sweep import FloorSweep, LayoutTrace
 from gnaexp.diagnose import verdicts as diagnosis
 from gnaexp.diagnose.ladder import format_ladder, ladder
 from gnaexp.experiment import ExperimentConfig
@@ -14,9 +15,10 @@ SPEECH = Path(__file__).resolve().parent.parent / "data" / "speech"
 
 def _sweep(sf, trace, recommended, sfs=(1.0, 2048.0, 16384.0, 32768.0)):
     best = max(range(len(sfs)), key=lambda i: trace[i])
-    return {"scale_factor": sf, "floor_sqnr_db": trace[list(sfs).index(sf)], "scale_factors": list(sfs),
-            "best_scale_factor": sfs[best], "best_sqnr_db": trace[best], "recommended_scale_factor": recommended,
-            "layouts": {"correct": {"sqnr_db": list(trace)}}}
+    n = len(sfs)
+    correct = LayoutTrace(list(trace), [1.0] * n, [0.0] * n, [0] * n, [0] * n, [""] * n)
+    return FloorSweep(list(sfs), sf, "i16", "2023.3", {"correct": correct}, trace[list(sfs).index(sf)], 1.0,
+                      sfs[best], trace[best], math.inf, recommended, "")
 
 
 def test_the_cause_names_the_best_scale_factor_that_keeps_headroom():
@@ -34,7 +36,7 @@ def test_no_cause_where_the_floor_is_usable_or_no_scale_factor_helps():
     assert diagnosis.scale_factor_cause(_sweep(1.0, [25.0, 31.0, 33.0, 34.0], 16386.9)) is None  # < 10 dB gained
     assert diagnosis.scale_factor_cause(_sweep(1.0, [math.nan, 71.0, 80.0, 81.0], 16386.9)).startswith(
         "the scale factor is the cause: at sf 1 the emulated GNA floor is no usable output")
-    assert diagnosis.scale_factor_cause({}) is None and diagnosis.scale_factor_cause(None) is None
+    assert diagnosis.scale_factor_cause(None) is None  # no floor made: no finding
 
 
 def test_input_range_cause():

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.core.floor_sweep import FloorSweep
 from gnaexp.backends.base import BackendResult
 from gnaexp.core.files import atomic_write_bytes, atomic_write_text, decode_floats, dumps, npz_bytes
 from gnaexp.core.metrics import Comparison
@@ -105,7 +106,8 @@ class Record:
     environment: dict[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)  # relative to the record folder
     diagnosis: dict[str, Any] = field(default_factory=dict)
-    sweep: dict[str, Any] = field(default_factory=dict)  # emulated floor sweep (emulator.sweep.floor_sweep)
+    sweep: FloorSweep | None = None  # emulated floor sweep (emulator.sweep.floor_sweep); None where none was made
+    sweep_error: str = ""  # why the emulator made no floor for this model
     model_info: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     created: str = ""
@@ -129,7 +131,7 @@ class Record:
             "model": self.model_info,
             "backends": [r.to_json() for r in self.results],
             "metrics": {b: {o: c.to_json() for o, c in per.items()} for b, per in self.metrics.items()},
-            "sweep": self.sweep,
+            "sweep": self.sweep.to_json() if self.sweep else ({"error": self.sweep_error} if self.sweep_error else {}),
             "diagnosis": self.diagnosis,
             "artifacts": self.artifacts,
             "duration_s": self.duration_s,
@@ -160,14 +162,17 @@ class Record:
         results = []
         for b in data["backends"]:
             label = BackendResult(b["backend"], b["kind"], {}).label
-            outs = {k.split("/", 1)[1]: v for k, v in stored.items() if k.split("/", 1)[0] == label}
+            # the label may hold a "/" itself (import:pack/outputs.npz): the key is "<label>/<output>"
+            outs = {k[len(label) + 1:]: v for k, v in stored.items() if k.startswith(label + "/")}
             results.append(BackendResult.from_json(b, outs))
         metrics = {b: {o: Comparison.from_json(c) for o, c in per.items()} for b, per in data["metrics"].items()}
+        sweep = decode_floats(data.get("sweep") or {})
         return cls(
             experiment=data["experiment"], config=data["config"], reference=data["reference"], results=results,
             metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
             model_fingerprint=data["model_fingerprint"], environment=data["environment"],
             artifacts=data["artifacts"], diagnosis=data.get("diagnosis", {}),
-            sweep=decode_floats(data.get("sweep", {})), model_info=data.get("model", {}),
+            sweep=FloorSweep.from_json(sweep) if "floor_sqnr_db" in sweep else None,
+            sweep_error=str(sweep.get("error", "")), model_info=data.get("model", {}),
             duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),
         )

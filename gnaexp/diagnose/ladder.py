@@ -79,9 +79,9 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     gna = experiment.gna_settings(config)
     sf = gna.main_scale_factor
     sweep = floor_sweep(model.ir_xml, feed, ref_outputs, gna, LAYOUTS)
-    refused = sweep["refused_at_scale_factor"]
+    refused = sweep.refused_at_scale_factor
     if refused:  # the study goes on at the best scale factor the emulator accepts, and says so first
-        sf = float(sweep["best_scale_factor"])
+        sf = float(sweep.best_scale_factor)
         refused = diagnosis.refused_scale_factor(gna.main_scale_factor, refused, sf)
     # The steps below study one output, each step naming it: the one a device result or the user's observed
     # array is (the first, for an unnamed array), else the worst at this sf (lowest emulated SQNR).
@@ -103,16 +103,16 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     floor_out, floor = em.outputs[output_name], per_output[output_name]
     about = {"output": output_name} if len(ref_outputs) > 1 else {}
     fq_override = "fakequantize" in em.input_sf_source.values()
-    best_sf, best_sqnr = sweep["best_scale_factor"], sweep["best_sqnr_db"]
-    recommended = sweep["recommended_scale_factor"]
+    best_sf, best_sqnr = sweep.best_scale_factor, sweep.best_sqnr_db
+    recommended = sweep.recommended_scale_factor
     steps.append({"step": "floor", "scale_factor": sf, "input_scale_factors_used": em.input_scale_factors,
                   "input_sf_source": em.input_sf_source,
                   "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "l1": floor.l1, "notes": em.notes,
-                  "best_scale_factor": best_sf, "best_sqnr_db": best_sqnr, "sweep": sweep,
+                  "best_scale_factor": best_sf, "best_sqnr_db": best_sqnr, "sweep": sweep.to_json(),
                   "recommended_scale_factor": recommended,
                   "verdict": (f"quantization floor at sf {sf:g}: SQNR {floor.sqnr_db:.1f} dB, cosine "
                               f"{floor.cosine:.6f}, L1 {floor.l1:.2e} (emulated); best over sf "
-                              f"{min(sweep['scale_factors']):g}…{max(sweep['scale_factors']):g}: "
+                              f"{min(sweep.scale_factors):g}…{max(sweep.scale_factors):g}: "
                               f"{best_sqnr:.1f} dB at sf {best_sf:g}")
                   + (" — the IR's FakeQuantize ranges set the input scale factor, so sf has no effect"
                      if fq_override else
@@ -125,7 +125,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                                                             for name, c in per_output.items())
 
     # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
-    trace = sweep["layouts"]["correct"]["sqnr_db"]
+    trace = sweep.floor_trace.sqnr_db
     spread = max(trace) - min(trace)
     steps.append({"step": "sensitivity", "sqnr_spread_db": spread,
                   "verdict": (f"the emulated floor moves by {spread:.1f} dB across scale factors: "
@@ -136,7 +136,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     # 4. Layout paths: what each plugin path would output.
     layout_outputs: dict[str, np.ndarray] = {}
     rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
-    sfs = sweep["scale_factors"]
+    sfs = sweep.scale_factors
     # Probe at the best scale factor too: there quantization error is smallest, so what remains is structural.
     other_sf = best_sf if best_sf != sf else 2048.0 if sf != 2048.0 else 32768.0
     for layout in LAYOUTS:
@@ -145,7 +145,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         out, c, _ = _emulate(model.ir_xml, feed, ref, gna.at(sf).with_layout(layout), output_name)
         if other_sf in sfs:
             i = sfs.index(other_sf)
-            other = {"cosine": sweep["layouts"][layout]["cosine"][i], "sqnr_db": sweep["layouts"][layout]["sqnr_db"][i]}
+            other = {"cosine": sweep.layouts[layout].cosine[i], "sqnr_db": sweep.layouts[layout].sqnr_db[i]}
         else:
             _, c2, _ = _emulate(model.ir_xml, feed, ref, gna.at(other_sf).with_layout(layout), output_name)
             other = {"cosine": c2.cosine, "sqnr_db": c2.sqnr_db}
@@ -166,10 +166,10 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         if no_verdict:
             steps.append({"step": "observed", "source": observed_from, "hypotheses": [], "verdict": no_verdict})
         else:
-            safe_sf = sweep["input_saturation_sf"]
+            safe_sf = sweep.input_saturation_sf
             safe_sf = 2.0 ** math.floor(math.log2(safe_sf)) if math.isfinite(safe_sf) and safe_sf >= 1 else None
             rows = hypotheses.run_family(model.ir_xml, feed, floor_out, observed, gna.at(sf), layout_outputs,
-                                         sweep["scale_factors"])
+                                         sweep.scale_factors)
             explained = diagnosis.explains(rows, floor.sqnr_db, obs.sqnr_db)
             verdict = diagnosis.hypothesis_verdict(rows, explained, floor.sqnr_db, sf,
                                                    diagnosis.saturation_fact(em.plan, sf, safe_sf), obs.sqnr_db)

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 
 from gnaexp.core import metrics
+from gnaexp.core.floor_sweep import FloorSweep
 
 # FP32 paths agree with torch to float32 rounding; anything worse means the model itself differs.
 FP32_COSINE_MIN = 0.99999
@@ -86,23 +87,23 @@ def reference_verdict(c: metrics.Comparison) -> str:
             "before looking at any device")
 
 
-def _best_hint(sweep: Mapping[str, Any]) -> str:
+def _best_hint(sweep: FloorSweep) -> str:
     """The better scale factor where the floor is below usable, the same one the finding advises (the best that
     keeps the input headroom); nothing where the result is already usable."""
     best_sf, best = _best_within_headroom(sweep)
-    floor = sweep["floor_sqnr_db"]
+    floor = sweep.floor_sqnr_db
     if (not math.isfinite(floor) or floor < USABLE_FLOOR_DB) and best - floor > FLOOR_MARGIN_DB:
         return (f"; a higher scale factor lowers the error: sf {best_sf:g} gives {best:.1f} dB "
                 f"(set scale_factor={best_sf:g})")
     return ""
 
 
-def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
+def scale_factor_cause(sweep: FloorSweep | None) -> str | None:
     """The first line of a finding when the configured scale factor is what limits the result: its emulated floor
     is low and another scale factor of the sweep is far better. None where the scale factor is not the cause."""
-    if not sweep or "floor_sqnr_db" not in sweep:
+    if sweep is None:
         return None
-    sf, floor = sweep["scale_factor"], sweep["floor_sqnr_db"]
+    sf, floor = sweep.scale_factor, sweep.floor_sqnr_db
     best_sf, best = _best_within_headroom(sweep)
     if not math.isfinite(best) or best_sf == sf:
         return None
@@ -115,7 +116,7 @@ def scale_factor_cause(sweep: Mapping[str, Any] | None) -> str | None:
     from gnaexp.core.gna_settings import at_scale_factor, format_scale_factors
 
     at = f"SQNR {floor:.1f} dB" if math.isfinite(floor) else "no usable output"
-    held = sweep.get("per_input")  # one sf per input: the advice changes the swept one and keeps the others
+    held = sweep.per_input  # one sf per input: the advice changes the swept one and keeps the others
     setting = format_scale_factors(at_scale_factor(dict(held), best_sf) if held else best_sf)
     return (f"the scale factor is the cause: at sf {sf:g} the emulated GNA floor is {at}, at sf {best_sf:g} it is "
             f"{best:.1f} dB — set scale_factor={setting}{rest}")
@@ -127,16 +128,16 @@ def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:
             f"sf {used_sf:g}, the best it accepts; set scale_factor={used_sf:g}")
 
 
-def _best_within_headroom(sweep: Mapping[str, Any]) -> tuple[float, float]:
+def _best_within_headroom(sweep: FloorSweep) -> tuple[float, float]:
     """(sf, SQNR) to advise: the best of the sweep among the scale factors that keep the recommended headroom for
     inputs larger than these (the best overall where none does)."""
-    trace = sweep.get("layouts", {}).get("correct", {}).get("sqnr_db")
-    limit = sweep.get("recommended_scale_factor")
+    trace = sweep.floor_trace.sqnr_db
+    limit = sweep.recommended_scale_factor
     if trace and limit:
-        kept = [(s, v) for s, v in zip(sweep["scale_factors"], trace) if s <= limit and math.isfinite(v)]
+        kept = [(s, v) for s, v in zip(sweep.scale_factors, trace) if s <= limit and math.isfinite(v)]
         if kept:
             return max(kept, key=lambda p: p[1])
-    return sweep["best_scale_factor"], sweep["best_sqnr_db"]
+    return sweep.best_scale_factor, sweep.best_sqnr_db
 
 
 def input_range_cause(used_sf: float, recommended_sf: float, what: str = "the input") -> str | None:
@@ -164,18 +165,18 @@ def result_status(record: Any, result: Any) -> str | None:
     if measured:
         return measured[1]
     usable = "matches" if c.sqnr_db >= USABLE_FLOOR_DB else "quantization-limited"
-    sweep = record.sweep if record.sweep and "floor_sqnr_db" in record.sweep else None
+    sweep = record.sweep
     layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
     if layout == "correct":
         return "quantization-limited" if _saturated_layers(result, significant=True) else usable
-    if sweep is None or sweep["floor_sqnr_db"] - c.sqnr_db <= FLOOR_MARGIN_DB:
+    if sweep is None or sweep.floor_sqnr_db - c.sqnr_db <= FLOOR_MARGIN_DB:
         return usable
-    trace = sweep["layouts"].get(layout) if layout else None
+    trace = sweep.layouts.get(layout) if layout else None
     if trace is None:
         return "defect"  # far below the floor, and no emulated path to say whether the scale factor would help
-    floor_trace = sweep["layouts"]["correct"]["sqnr_db"]
-    steady = [v for v, f in zip(trace["sqnr_db"], floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
-    if steady and _spread(steady) < STEADY_DB and sweep["best_sqnr_db"] - max(trace["sqnr_db"]) > FLOOR_MARGIN_DB:
+    floor_trace = sweep.floor_trace.sqnr_db
+    steady = [v for v, f in zip(trace.sqnr_db, floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
+    if steady and _spread(steady) < STEADY_DB and sweep.best_sqnr_db - max(trace.sqnr_db) > FLOOR_MARGIN_DB:
         return "defect"
     return "quantization-limited"
 
@@ -250,7 +251,7 @@ def result_verdict(record: Any, result: Any) -> str | None:
 
 
 def _general_verdict(record: Any, result: Any, c: metrics.Comparison) -> str:
-    sweep = record.sweep if record.sweep and "floor_sqnr_db" in record.sweep else None
+    sweep = record.sweep
     layout = result.settings.get("layout", "correct") if result.kind == "emulated" else None
     bits = _bits(record)
     if layout == "correct":
@@ -266,23 +267,23 @@ def _general_verdict(record: Any, result: Any, c: metrics.Comparison) -> str:
                 + (f"; a few values clip in {', '.join(clipped)}, too few to matter" if clipped else ""))
     if sweep is None:
         return f"SQNR {c.sqnr_db:.1f} dB, cosine {c.cosine:.6f} (no emulated floor to compare with here)"
-    sf, floor = sweep["scale_factor"], sweep["floor_sqnr_db"]
+    sf, floor = sweep.scale_factor, sweep.floor_sqnr_db
     tag = f" (emulated, layout {layout})" if layout else ""
     gap = floor - c.sqnr_db
     if gap <= FLOOR_MARGIN_DB:
         return (f"error at the {bits} floor for sf {sf:g}{tag}: SQNR {c.sqnr_db:.1f} dB vs floor {floor:.1f} dB, "
                 f"cosine {c.cosine:.6f} — quantization only{_best_hint(sweep)}")
     text = f"SQNR {c.sqnr_db:.1f} dB, far below the {bits} floor for sf {sf:g}{tag} ({floor:.1f} dB)"
-    trace = sweep["layouts"].get(layout) if layout else None
+    trace = sweep.layouts.get(layout) if layout else None
     if trace is None:
         return text + " → not explained by quantization alone; compare the layout hypotheses (gnaexp diagnose)"
     # Judge the reaction to sf where quantization no longer dominates the floor (its SQNR is high there).
-    floor_trace = sweep["layouts"]["correct"]["sqnr_db"]
-    usable = [v for v, f in zip(trace["sqnr_db"], floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
-    best = max(trace["sqnr_db"])
-    if usable and _spread(usable) < STEADY_DB and sweep["best_sqnr_db"] - best > FLOOR_MARGIN_DB:
+    floor_trace = sweep.floor_trace.sqnr_db
+    usable = [v for v, f in zip(trace.sqnr_db, floor_trace) if math.isfinite(f) and f >= USABLE_FLOOR_DB]
+    best = max(trace.sqnr_db)
+    if usable and _spread(usable) < STEADY_DB and sweep.best_sqnr_db - best > FLOOR_MARGIN_DB:
         return (text + f", and unchanged by the scale factor (best {best:.1f} dB over all sf, floor up to "
-                f"{sweep['best_sqnr_db']:.1f} dB) → not quantization: a structural (layout/graph) defect")
+                f"{sweep.best_sqnr_db:.1f} dB) → not quantization: a structural (layout/graph) defect")
     return text + " → the error reacts to the scale factor: try the sf the sweep marks best"
 
 
@@ -293,7 +294,7 @@ def diagnose_record(record: Any) -> dict[str, Any]:
         v = result_verdict(record, r)
         if v is not None:
             verdicts[r.label] = v
-    floor = record.sweep.get("floor_sqnr_db") if record.sweep else None
+    floor = record.sweep.floor_sqnr_db if record.sweep else None
     return {"floor_sqnr_db": floor, "verdicts": verdicts}
 
 

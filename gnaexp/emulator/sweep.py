@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gnaexp.core import metrics
+from gnaexp.core.floor_sweep import FloorSweep, LayoutTrace
 from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
@@ -175,8 +176,8 @@ FLOOR_SCALE_FACTORS = tuple(float(2 ** k) for k in range(16))
 
 def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs: Mapping[str, np.ndarray],
                 settings: GnaSettings, layouts: Sequence[str] = ("correct",),
-                scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS) -> dict[str, Any]:
-    """The emulated quantization floor of one run, JSON-ready: what verdicts, plots and the index all read.
+                scale_factors: Sequence[float] = FLOOR_SCALE_FACTORS) -> FloorSweep:
+    """The emulated quantization floor of one run: what verdicts, plots and the index all read.
 
     The correct layout (the floor) and any other layout asked for, at every sweep scale factor plus the
     configured one; the floor at the configured sf, the best sf (``best_index``) and where inputs saturate.
@@ -189,9 +190,8 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
     series = {}
     for layout in layouts:
         res = sweep(model, inputs, reference_outputs, sfs, settings.with_layout(layout))
-        series[layout] = {"sqnr_db": res.sqnr_db, "cosine": res.cosine, "l1": res.l1,
-                          "input_saturations": res.input_saturations,
-                          "accumulator_saturations": res.accumulator_saturations, "refused": res.refused}
+        series[layout] = LayoutTrace(res.sqnr_db, res.cosine, res.l1, res.input_saturations,
+                                     res.accumulator_saturations, res.refused)
         if layout == "correct":
             floor = res
     at = sfs.index(sf)
@@ -208,11 +208,6 @@ def floor_sweep(model: Any, inputs: Mapping[str, np.ndarray], reference_outputs:
             recommended = sfs[best]
     elif floor.refused[sfs.index(recommended)]:
         recommended = sfs[best]
-    return {"emulated": True, "scale_factors": sfs, "scale_factor": sf, "precision": precision,
-            "plugin_release": settings.plugin_release, "layouts": series,
-            "floor_sqnr_db": floor.sqnr_db[at], "floor_cosine": floor.cosine[at],
-            "best_scale_factor": sfs[best], "best_sqnr_db": floor.sqnr_db[best],
-            "input_saturation_sf": input_saturation_onset(_swept_inputs(inputs, per_input)),
-            "recommended_scale_factor": recommended, "refused_at_scale_factor": floor.refused[at],
-            **({"recommended_note": recommended_note} if recommended_note else {}),
-            **({"per_input": per_input} if per_input else {})}
+    return FloorSweep(sfs, sf, precision, settings.plugin_release, series, floor.sqnr_db[at], floor.cosine[at],
+                      sfs[best], floor.sqnr_db[best], input_saturation_onset(_swept_inputs(inputs, per_input)),
+                      recommended, floor.refused[at], recommended_note, per_input or None)

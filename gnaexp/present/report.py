@@ -203,19 +203,19 @@ def sweep_figure(run_: NotebookRun) -> Any:
     from gnaexp.present import plots
 
     sw = run_.record.sweep
-    if not sw or "layouts" not in sw:
+    if sw is None:
         return None
-    values = {f"emulated, layout {k}": v["sqnr_db"] for k, v in sw["layouts"].items()}
-    return plots.sweep(sw["scale_factors"], values, metric="SQNR vs reference (dB)",
-                       saturation_sf=sw["input_saturation_sf"], current_sf=sw["scale_factor"],
-                       title=f"emulated {sw['precision']} SQNR vs input scale factor")
+    values = {f"emulated, layout {k}": v.sqnr_db for k, v in sw.layouts.items()}
+    return plots.sweep(sw.scale_factors, values, metric="SQNR vs reference (dB)",
+                       saturation_sf=sw.input_saturation_sf, current_sf=sw.scale_factor,
+                       title=f"emulated {sw.precision} SQNR vs input scale factor")
 
 
 def sweep_plot(run_: NotebookRun) -> Any:
     """The sweep figure as an inline image, or a note saying why there is none."""
     fig = sweep_figure(run_)
     if fig is None:
-        why = run_.record.sweep.get("error") or "every backend here is an FP32 reference, so no floor is needed"
+        why = run_.record.sweep_error or "every backend here is an FP32 reference, so no floor is needed"
         return Markdown(f"*No emulated scale-factor sweep for this run: {why}.*")
     return image(fig)
 
