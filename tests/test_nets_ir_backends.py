@@ -135,6 +135,10 @@ def test_two_device_files_in_one_run_stay_two_results(tmp_path, monkeypatch, cap
     with np.load(tmp_path / "run" / "outputs.npz") as z:
         assert float(z["import:a/outputs.npz (imported)/output"].max()) == 0.25
         assert float(z["import:b/outputs.npz (imported)/output"].max()) == 0.5
+    from gnaexp.core.records import Record
+
+    loaded = {r.label: r for r in Record.load(tmp_path / "run").results}  # labels holding a "/" load their outputs
+    assert float(loaded["import:b/outputs.npz (imported)"].outputs["output"].max()) == 0.5
     elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
     elsewhere.mkdir(exist_ok=True)
     monkeypatch.chdir(elsewhere)  # both files now lie outside the working folder: both would be import:outputs.npz
