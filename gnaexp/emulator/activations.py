@@ -40,6 +40,7 @@ from gnaexp.emulator.ir_reader import Node, Program
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
+from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX, INT32_MIN
 
 ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
 POWER_ERROR_PCT = 0.015
@@ -48,10 +49,8 @@ MAX_ITERATIONS = 2000
 LOG_MAX_ITERATIONS = 5000  # max_iterations<Log>
 EXP_BREAK = 0.045  # pwl_approximation.cpp: Exp is designed in two halves split here
 SPLIT_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Power")
-INT16_MAX = 32767
 DESIGNED_OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Power")
 POW_DOMAIN = 16.0
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 FQ_ACTIVATION_LEVELS = 65535  # UINT16_MAX: the levels an activation FQ's scale is computed with
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gnaexp.emulator import native, parallel
+from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
 INPUT_DIVISOR = 8  # kNoOfInputsDivisor
 FILTER_DIVISOR = 8

@@ -27,9 +27,9 @@ import numpy as np
 from gnaexp.emulator import conv as cv
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import kernel_2d_factor, quantize_weightable
+from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
 
 LIMITS = "src/plugins/intel_gna/src/backend/gna_limitations.cpp (Validator_30::ValidateCnn2D) @2023.1.0"
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # Validator_30's int16 table (kKernelLimit.limit_for_int16): input channels up to → largest kernel H×W (and stride)
 KERNEL_LIMIT_I16 = ((48, (7, 7)), (64, (7, 5)), (80, (7, 4)), (120, (7, 3)), (384, (7, 1)))
 MULTIPLE = 8  # input channels and kernels: kInputChannelsNumberLimit, kKernelNumberLimit

@@ -33,10 +33,9 @@ from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
+from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX, INT32_MIN
 
-INT16_MAX = 32767
 DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _float_to_int16(v: float) -> int:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 
-INT16_MIN, INT16_MAX = -32768, 32767
-INT32_MIN_F, INT32_MAX_F = -2147483648.0, 2147483647.0
+INT32_MIN_FLOAT, INT32_MAX_FLOAT = float(INT32_MIN), float(INT32_MAX)  # for the compiled loops
+
 EXACT_F64 = 2.0**53
 
 
@@ -98,8 +99,8 @@ def conv1d_rows(x, channels, width, interleave, blocks, bias, stride, out):  # p
                             acc[j] += w_fu * table[u, j + b]
             for j in range(positions):
                 a = acc[j]
-                saturated += (1 if a > INT32_MAX_F else 0) + (1 if a < INT32_MIN_F else 0)
-                out[i, f, j] = min(max(a, INT32_MIN_F), INT32_MAX_F)
+                saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
+                out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
     return saturated
 
 

@@ -13,8 +13,8 @@ from gnaexp.emulator import conv as cv
 from gnaexp.emulator import native, parallel
 from gnaexp.emulator.pwl import PWL, evaluate
 from gnaexp.emulator.quantize import quantize_input
+from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 __all__ = ["Affine", "affine", "conv1d_memory", "dequantize", "pwl_from_table", "evaluate", "quantize_input"]
 
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from gnaexp.emulator import native
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
+from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 
-INT16_MIN, INT16_MAX = -32768, 32767
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 IDENTITY_SF = np.float32(2049.0)
 ACTIVATION_SF = np.float32(2048.0)
 MAX_ACTIVATION_SF = np.float32(4096.0)

@@ -15,10 +15,8 @@ import numpy as np
 from gnaexp.core.gna_settings import PRECISIONS
 from gnaexp.emulator import native
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
+from gnaexp.emulator.int_ranges import INT8_MAX, INT8_MIN, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 F32 = np.float32
-INT16_MIN, INT16_MAX = -32768, 32767
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-INT8_MIN, INT8_MAX = -128, 127
 
 MAX_VAL_2B_WEIGHT = 16384  # int16 weight target, not 32767
 MAX_VAL_1B_WEIGHT = 127

@@ -17,8 +17,8 @@ from gnaexp.core.floor_sweep import FloorSweep, LayoutTrace
 from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
+from gnaexp.emulator.int_ranges import INT16_MAX
 
-INT16_MAX = 32767
 DEFAULT_HEADROOM = 0.5  # fraction of int16 full scale reserved: max|x|·sf ≤ (1 − headroom)·32767
 
 
