@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gnaexp import cache
-from gnaexp.backends import BackendResult, check_specs, make_backend, ModelBundle, streaming
+from gnaexp.backends import BackendResult, check_specs, make_backend, ModelBundle, parse_backend_list, streaming
 from gnaexp.core import environment, inputs as inputs_mod, metrics
 from gnaexp.core.excerpt import excerpt
 from gnaexp.core.floor_sweep import FloorSweep
@@ -181,10 +181,8 @@ def _convert(key: str, raw: Any, type_name: str) -> Any:
     if type_name == "bool":
         return check_porting(raw) if key == "porting" else raw
     if type_name.startswith("list"):
-        if isinstance(raw, str):
-            return [s.strip() for s in raw.split(",") if s.strip()]
-        if isinstance(raw, (list, tuple)) and all(isinstance(v, str) for v in raw):
-            return [v.strip() for v in raw]
+        if isinstance(raw, str) or (isinstance(raw, (list, tuple)) and all(isinstance(v, str) for v in raw)):
+            return parse_backend_list(raw)  # the one list setting: backends
         raise bad("expected a comma-separated list of names")
     if isinstance(raw, (list, tuple, dict, set)) or raw is None:
         raise bad(f"expected one {type_name} value")

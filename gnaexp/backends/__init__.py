@@ -15,7 +15,7 @@ from gnaexp.backends.base import Backend, BackendResult, BackendUnavailable, Mod
 
 
 __all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "check_spec", "check_specs",
-           "make_backend"]
+           "make_backend", "parse_backend_list"]
 
 VALID_SPECS = "torch, openvino:DEVICE (e.g. openvino:CPU), gna-emu, import:PATH.npz"
 
@@ -32,6 +32,13 @@ def check_spec(spec: str) -> str:
         raise ValueError(f"unknown backend {spec!r}" + (f" ({hint[name]})" if name in hint else "")
                          + f"; valid: {VALID_SPECS}")
     return spec
+
+
+def parse_backend_list(value: str | Sequence[str]) -> list[str]:
+    """A backend list as a command, a notebook or a matrix gives it ("torch,openvino:CPU,gna-emu", or a list): the
+    specs in order, blanks dropped. The one reader of that form; ``check_specs`` checks the result."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [s.strip() for s in items if s.strip()]
 
 
 def check_specs(specs: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gnaexp.backends import parse_backend_list
 from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError,
                                add_porting_option, add_set_option, import_cluster, make_config, stop_on_signals)
 from gnaexp.core.files import dumps
@@ -70,7 +71,7 @@ def _run_vad(args: argparse.Namespace) -> int:
     from gnaexp.vad import run as vad_run
 
     wavs, options = _vad_options(args.set)
-    backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
+    backends = parse_backend_list(args.backends) if args.backends else list(vad_run.DEFAULT_BACKENDS)
     out = Path(args.out) if args.out else Path("runs") / "silero_vad"
     record = vad_run.run(wavs, backends, out, options=options, progress=None if args.json else
                          lambda s: print(f"streaming {s} ...", file=sys.stderr))
@@ -104,7 +105,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"evaluate takes silero_vad (a dataset of audio files), got {args.experiment!r}; "
                          f"for one input of another experiment use gnaexp run {args.experiment}")
     wavs, options = _vad_options(args.set, args.audio)
-    backends = [b.strip() for b in args.backends.split(",")] if args.backends else list(vad_run.DEFAULT_BACKENDS)
+    backends = parse_backend_list(args.backends) if args.backends else list(vad_run.DEFAULT_BACKENDS)
     vad_run.check_backends(backends)
     out = Path(args.out) if args.out else Path("runs") / "silero_vad-evaluate"
     if args.dask is not None:
@@ -265,10 +266,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     from gnaexp.core.files import check_writable_file
-    from gnaexp.core.inputs import read_file
-    from gnaexp.diagnose.ladder import device_backends, ladder
-    from gnaexp.experiment import ExperimentConfig
-    from gnaexp.support import bundle
+    from gnaexp.support import bundle, bundle_diagnosis
 
     out = check_writable_file(args.out, (".zip",), "--out")
     plan = bundle.plan(args.folder)  # the record and every file that goes in, checked before any work
@@ -276,30 +274,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if plan.vad:
         print("no diagnosis ladder for silero_vad: its record holds the per-file verdicts", file=sys.stderr)
     elif not args.no_diagnosis:
-        settings = dict(plan.record["config"])
-        if settings.get("experiment") == "model":  # the record keeps a portable path: rerun the folder's own copy
-            settings.update(model=str(plan.files["ir/model.xml"]), input_file=str(plan.files["inputs.npz"]))
-        if args.porting:
-            settings["porting"] = True
-        device = device_backends(settings.get("backends", []))
-        settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
-        observed, measured_as = None, None
-        if device:  # the device's stored output is the observed one, judged by what ran (the record says)
-            stored = read_file(plan.files["outputs.npz"], "stored outputs")
-            measured = next((b for b in plan.record.get("backends", []) if b.get("kind") in ("measured", "imported")),
-                            {})
-            label = str(measured.get("backend", device[0])) + \
-                (" (imported)" if measured.get("kind") == "imported" else "")
-            observed = next((v for k, v in stored.items() if k.startswith(label + "/") or k.startswith(device[0])),
-                            None)
-            measured_as = measured.get("info", {}).get("what_ran")
-        try:
-            config = ExperimentConfig().with_settings(settings)
-        except (KeyError, ValueError) as exc:
-            raise UsageError(f"{plan.folder / 'record.json'}: its config is not one this gnaexp runs "
-                             f"({exc.args[0] if exc.args else exc}); rerun the experiment, or pass --no-diagnosis")
         print("diagnosing ...", file=sys.stderr)
-        diagnosis = ladder(config, observed, measured_as=measured_as)
+        diagnosis = bundle_diagnosis.diagnose(plan, args.porting)
     info = bundle.make_bundle(plan, out, diagnosis)
     print(f"wrote {out} ({len(info['files'])} files{'' if info['report'] else '; no HTML report found'})")
     return EXIT_OK

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp import experiment as experiment_mod
-from gnaexp.backends import BackendResult, BackendUnavailable, make_backend
+from gnaexp.backends import BackendResult, BackendUnavailable, make_backend, parse_backend_list
 from gnaexp.core.records import Record
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.present.markup import cell, escape, key_value_rows, table
@@ -61,7 +61,7 @@ def setting_from(namespace: Mapping[str, Any], experiment: str | None = None) ->
     if experiment is not None:
         values["experiment"] = experiment
     if isinstance(values.get("backends"), str):
-        values["backends"] = [s.strip() for s in values["backends"].split(",") if s.strip()]
+        values["backends"] = parse_backend_list(values["backends"])
     requested = list(values.get("backends") or experiment_mod.DEFAULT_BACKENDS)
     config = ExperimentConfig().with_settings({**values, "backends": requested})
     kept, notes = available_backends(config)

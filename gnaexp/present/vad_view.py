@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from gnaexp.backends import parse_backend_list
 from gnaexp.present import plots
 from gnaexp.present.markup import cell, escape, table
 from gnaexp.vad import audio as audio_mod, metrics as vad_metrics, run as vad_run, stream as vad
@@ -33,7 +34,7 @@ def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor
     if not source.exists():
         raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
     wavs = vad_run.wav_files(source)
-    names = [b.strip() for b in backends.split(",") if b.strip()]
+    names = parse_backend_list(backends)
     options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision,
                "plugin_release": plugin_release or None}
     record = vad_run.run(wavs, names, Path(record_dir), options=options)

@@ -19,6 +19,7 @@ import base64
 import math
 from typing import Any
 
+from gnaexp.backends import parse_backend_list
 from gnaexp.diagnose import verdicts as diagnosis
 from gnaexp.present import report
 from gnaexp.core.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, LAYOUTS, PLUGIN_RELEASES, PRECISIONS,
@@ -52,7 +53,7 @@ class Explorer:
         self._followers: list[tuple[Any, Any]] = []  # (display handle, function of the state → display object)
         self._pending: Any = None  # the scheduled update of the followers
         self._quiet = False
-        chosen = [s.strip() for s in backends.split(",") if s.strip()]
+        chosen = parse_backend_list(backends)
         self.experiment = w.Dropdown(options=EXPERIMENTS, value=experiment, description="experiment")
         self.backends = {b: w.Checkbox(value=b in chosen, description=b, indent=False,
                                        layout=w.Layout(width="auto")) for b in BACKEND_CHOICES}
