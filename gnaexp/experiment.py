@@ -35,6 +35,7 @@ IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (
 IRS = (IR_FLOAT, IR_NNCF)
 IR_ALIASES = {"pot": IR_NNCF}  # POT is what the forum used; NNCF is its successor
 MAX_SEED = 2**32 - 1
+INPUT_SEED_STRIDE = 1000  # input i of seed s draws from s·1000 + 1 + i, apart from the weights' stream (seed s)
 PATH_SETTINGS = ("input_file", "model", "calibration_file")  # settings that name a file
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 # A user's model file has no torch module: OpenVINO CPU FP32 is its reference.
@@ -295,7 +296,7 @@ def make_inputs(config: ExperimentConfig, model: ModelBundle) -> dict[str, np.nd
         return inputs_mod.load(config.input_file, model.input_shapes)
     out = {}
     for i, (name, shape) in enumerate(model.input_shapes.items()):
-        out[name] = inputs_mod.generate(config.input_kind, shape, seed=config.seed * 1000 + 1 + i,
+        out[name] = inputs_mod.generate(config.input_kind, shape, seed=config.seed * INPUT_SEED_STRIDE + 1 + i,
                                         amplitude=config.amplitude)
     return out
 

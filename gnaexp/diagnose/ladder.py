@@ -18,6 +18,10 @@ from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.diagnose import hypotheses, layer_error as layers, verdicts as diagnosis
 from gnaexp.diagnose.verdicts import FP32_COSINE_MIN
 
+# The second scale factor the layout paths are probed at when the sweep's best is the configured one: the forum's
+# 2048, or the top of the int16 range when 2048 is the configured one
+PROBE_SCALE_FACTORS = (2048.0, 32768.0)
+
 
 def _emulate(model_xml: Any, feed: Mapping[str, np.ndarray], ref: np.ndarray, settings: GnaSettings,
              output: str | None = None) -> tuple[np.ndarray, metrics.Comparison, Any]:
@@ -128,17 +132,14 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     trace = sweep.floor_trace.sqnr_db
     spread = max(trace) - min(trace)
     steps.append({"step": "sensitivity", "sqnr_spread_db": spread,
-                  "verdict": (f"the emulated floor moves by {spread:.1f} dB across scale factors: "
-                              "the quantization error reacts to the scale factor as it should")
-                  if spread > 1 else (f"the emulated floor moves by only {spread:.1f} dB across scale factors"
-                                      + (" (FakeQuantize ranges fix the scale)" if fq_override else ""))})
+                  "verdict": diagnosis.sensitivity_verdict(spread, bool(fq_override))})
 
     # 4. Layout paths: what each plugin path would output.
     layout_outputs: dict[str, np.ndarray] = {}
     rows = [{"layout": "correct", "sqnr_db": floor.sqnr_db, "cosine": floor.cosine, "pearson": floor.pearson}]
     sfs = sweep.scale_factors
     # Probe at the best scale factor too: there quantization error is smallest, so what remains is structural.
-    other_sf = best_sf if best_sf != sf else 2048.0 if sf != 2048.0 else 32768.0
+    other_sf = best_sf if best_sf != sf else next(s for s in PROBE_SCALE_FACTORS if s != sf)
     for layout in LAYOUTS:
         if layout == "correct":
             continue
@@ -153,7 +154,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
         rows.append({"layout": layout, "sqnr_db": c.sqnr_db, "cosine": c.cosine, "pearson": c.pearson,
                      "cosine_at_other_sf": other["cosine"], "sqnr_at_other_sf": other["sqnr_db"],
                      "other_sf": other_sf, "same_as_correct": bool(np.array_equal(out, floor_out))})
-    steps.append({"step": "layouts", "rows": rows, "verdict": _layout_verdict(rows)})
+    steps.append({"step": "layouts", "rows": rows, "verdict": diagnosis.layout_verdict(rows)})
 
     # 5. The observed device output against the family of mistakes (hypotheses.py), then per layer.
     per_layer_layout, per_layer_edit, per_layer_label = config.layout, None, None
@@ -212,23 +213,6 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     steps = [{**about, **step} for step in steps]
     return {"experiment": config.experiment, "config": config.to_json(), "reference": ref_backend,
             "emulated": True, "headline": refused or diagnosis.scale_factor_cause(sweep), "steps": steps}
-
-
-def _layout_verdict(rows: list[dict[str, Any]]) -> str:
-    parts = []
-    for r in rows[1:]:
-        if r["same_as_correct"]:
-            parts.append(f"'{r['layout']}' computes the same as the correct layout for this net")
-        else:
-            moved = abs(r["sqnr_at_other_sf"] - r["sqnr_db"])
-            text = (f"'{r['layout']}' would give cosine {r['cosine']:.3f} (Pearson {r['pearson']:.3f}, SQNR "
-                    f"{r['sqnr_db']:.1f} dB) at this sf and cosine {r['cosine_at_other_sf']:.3f} at sf "
-                    f"{r['other_sf']:g}")
-            if moved < 3 and r["sqnr_db"] < 20:
-                text += (" — an error far above the floor that does not move with the scale factor: the signature "
-                         "of a layout defect, not of quantization")
-            parts.append(text)
-    return "; ".join(parts) or "no alternative layout applies"
 
 
 def format_ladder(result: Mapping[str, Any]) -> str:

@@ -32,6 +32,9 @@ FLOOR_MARGIN_DB = 3.0  # within this many dB of the emulated floor counts as "at
 STEADY_DB = 3.0  # an SQNR that moves less than this across the usable scale factors is "unchanged by sf"
 USABLE_FLOOR_DB = 30.0  # scale factors where the floor is at least this are not quantization-bound
 SF_CAUSE_DB = 10.0  # another scale factor gaining more than this over a floor below USABLE_FLOOR_DB: sf is the cause
+SENSITIVE_SPREAD_DB = 1.0  # a floor that moves more than this across the sweep reacts to the scale factor
+LAYOUT_DEFECT_SQNR_DB = 20.0  # a layout path below this SQNR that moves less than STEADY_DB between two scale
+# factors has the signature of a layout defect
 # An input using less than this share of the int16 range (its scale factor below the one its peak allows) has too
 # few levels for a network's decisions to hold.
 INPUT_RANGE_CAUSE = 1 / 64
@@ -120,6 +123,32 @@ def scale_factor_cause(sweep: FloorSweep | None) -> str | None:
     setting = format_scale_factors(at_scale_factor(dict(held), best_sf) if held else best_sf)
     return (f"the scale factor is the cause: at sf {sf:g} the emulated GNA floor is {at}, at sf {best_sf:g} it is "
             f"{best:.1f} dB — set scale_factor={setting}{rest}")
+
+
+def sensitivity_verdict(spread_db: float, fakequantize_sets_scale: bool) -> str:
+    """The ladder's sensitivity step: quantization error must react to the scale factor, structural error need not."""
+    if spread_db > SENSITIVE_SPREAD_DB:
+        return (f"the emulated floor moves by {spread_db:.1f} dB across scale factors: the quantization error reacts "
+                "to the scale factor as it should")
+    return (f"the emulated floor moves by only {spread_db:.1f} dB across scale factors"
+            + (" (FakeQuantize ranges fix the scale)" if fakequantize_sets_scale else ""))
+
+
+def layout_verdict(rows: list[dict[str, Any]]) -> str:
+    """The ladder's layout step: what each plugin layout path other than the correct one would give (``rows[1:]``),
+    and where its error has a layout defect's signature (far above the floor, unmoved by the scale factor)."""
+    parts = []
+    for r in rows[1:]:
+        if r["same_as_correct"]:
+            parts.append(f"'{r['layout']}' computes the same as the correct layout for this net")
+            continue
+        text = (f"'{r['layout']}' would give cosine {r['cosine']:.3f} (Pearson {r['pearson']:.3f}, SQNR "
+                f"{r['sqnr_db']:.1f} dB) at this sf and cosine {r['cosine_at_other_sf']:.3f} at sf {r['other_sf']:g}")
+        if abs(r["sqnr_at_other_sf"] - r["sqnr_db"]) < STEADY_DB and r["sqnr_db"] < LAYOUT_DEFECT_SQNR_DB:
+            text += (" — an error far above the floor that does not move with the scale factor: the signature of a "
+                     "layout defect, not of quantization")
+        parts.append(text)
+    return "; ".join(parts) or "no alternative layout applies"
 
 
 def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:
