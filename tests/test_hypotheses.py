@@ -120,7 +120,8 @@ def test_transposed_array_is_turned_back_and_named():
 def test_identical_hypotheses_are_one_candidate():
     e = np.ones((1, 4, 10), np.float32)  # every channel and frame equal: every reorder is the same output
     rows = hypotheses.score(e, hypotheses.output_mistakes(e, e))
-    assert rows[0]["hypothesis"] == "as-configured" and "channels-reversed" in rows[0]["aliases"]
+    assert rows[0].hypothesis == "as-configured" and "channels-reversed" in rows[0].aliases
+    assert rows[0].to_json()["aliases"] == rows[0].aliases and "output" not in rows[0].to_json()
 
 
 def test_diagnosis_notebook_runs_and_writes_the_verdict_for_the_index(tmp_path):

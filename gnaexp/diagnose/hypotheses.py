@@ -21,7 +21,7 @@ Saturation at the configured scale factor is a fact of the plan, not a hypothesi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -230,32 +230,49 @@ def graph_mistakes(plan: Any) -> list[tuple[str, str, str, Callable[[Any], Any]]
     return out
 
 
-def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[dict[str, Any]]:
+@dataclass
+class Scored:
+    """One hypothesis scored against the observed output; ``aliases``: the others with the very same output."""
+
+    hypothesis: str
+    family: str
+    mechanism: str
+    sqnr_db: float
+    cosine: float
+    aliases: list[str]
+    output: np.ndarray = field(repr=False)
+    edit: Callable[[Any], Any] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """Without the output array and the edit (what a diagnosis.json keeps)."""
+        return {"hypothesis": self.hypothesis, "family": self.family, "mechanism": self.mechanism,
+                "sqnr_db": self.sqnr_db, "cosine": self.cosine, "aliases": list(self.aliases)}
+
+
+def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[Scored]:
     """Every hypothesis scored by SQNR of the observed output against it (capped at SQNR_CAP_DB), best first.
 
     Hypotheses with identical outputs are one candidate (named together), so a net where two mistakes
     coincide never claims to tell them apart.
     """
-    rows: list[dict[str, Any]] = []
+    rows: list[Scored] = []
     for h in hyps:
         if h.output.shape != observed.shape:
             continue
-        same = next((r for r in rows if np.array_equal(r["_output"], h.output)), None)
+        same = next((r for r in rows if np.array_equal(r.output, h.output)), None)
         if same is not None:
-            same["aliases"].append(h.name)
+            same.aliases.append(h.name)
             continue
         s = metrics.sqnr_db(h.output, observed)
         s = SQNR_CAP_DB if (math.isinf(s) and s > 0) or s > SQNR_CAP_DB else s
-        rows.append({"hypothesis": h.name, "family": h.family, "mechanism": h.mechanism, "sqnr_db": s,
-                     "cosine": metrics.cosine(h.output, observed), "aliases": [], "_output": h.output,
-                     "_edit": h.edit})
-    rows.sort(key=lambda r: -r["sqnr_db"] if not math.isnan(r["sqnr_db"]) else math.inf)
+        rows.append(Scored(h.name, h.family, h.mechanism, s, metrics.cosine(h.output, observed), [], h.output, h.edit))
+    rows.sort(key=lambda r: -r.sqnr_db if not math.isnan(r.sqnr_db) else math.inf)
     return rows
 
 
-def public(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def public(rows: Sequence[Scored]) -> list[dict[str, Any]]:
     """Scored rows without their arrays (JSON-ready)."""
-    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    return [r.to_json() for r in rows]
 
 
 LAYOUT_MECHANISMS = {
@@ -277,7 +294,7 @@ def transposed_back(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndar
 
 def run_family(model_xml: Any, feed: Mapping[str, np.ndarray], expected: np.ndarray, observed: np.ndarray,
                settings: GnaSettings, layout_outputs: Mapping[str, np.ndarray],
-               scale_factors: Sequence[float]) -> list[dict[str, Any]]:
+               scale_factors: Sequence[float]) -> list[Scored]:
     """Build the whole family for one model and score the observed output against it (best first).
 
     settings: the emulation the device was configured as (its main scale factor is the one each other sf tried

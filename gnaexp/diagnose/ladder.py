@@ -187,15 +187,15 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
                            + (f" on OpenVINO {measured_as['openvino']}" if measured_as.get("openvino") else "")
                            + f": {verdict}")
             best = explained[0]
-            if best is not None and best["family"] == "plugin layout":
-                per_layer_layout = best["hypothesis"]
-            elif best is not None and best["_edit"] is not None:
-                per_layer_edit, per_layer_label = best["_edit"], best["hypothesis"]
+            if best is not None and best.family == "plugin layout":
+                per_layer_layout = best.hypothesis
+            elif best is not None and best.edit is not None:
+                per_layer_edit, per_layer_label = best.edit, best.hypothesis
             if arrays is not None:
                 arrays.update(expected=floor_out, observed=observed, reference=np.asarray(ref),
-                              explained=best["_output"] if best else floor_out)
+                              explained=best.output if best else floor_out)
             steps.append({"step": "observed", "source": observed_from, "sqnr_db": obs.sqnr_db, "cosine": obs.cosine,
-                          "pearson": obs.pearson, "explained_by": best["hypothesis"] if best else None,
+                          "pearson": obs.pearson, "explained_by": best.hypothesis if best else None,
                           "thresholds": {"explain_min_db": diagnosis.EXPLAIN_MIN_DB,
                                          "floor_margin_db": diagnosis.FLOOR_MARGIN_DB,
                                          "margin_over_next_db": diagnosis.EXPLAIN_MARGIN_DB},

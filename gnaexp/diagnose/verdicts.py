@@ -352,8 +352,7 @@ EXPLAIN_MIN_DB = 40.0
 EXPLAIN_MARGIN_DB = 6.0
 
 
-def explains(rows: list[dict[str, Any]], floor_sqnr_db: float,
-             observed_sqnr_db: float | None = None) -> tuple[dict[str, Any] | None, str]:
+def explains(rows: list[Any], floor_sqnr_db: float, observed_sqnr_db: float | None = None) -> tuple[Any | None, str]:
     """(the explaining row or None, why). rows: ``hypotheses.score`` output, best first.
 
     observed_sqnr_db: the observed output against FP32. At or above the floor there is no defect to explain,
@@ -362,25 +361,25 @@ def explains(rows: list[dict[str, Any]], floor_sqnr_db: float,
     if not rows:
         return None, "no hypothesis has the observed output's shape"
     floor = floor_sqnr_db if math.isfinite(floor_sqnr_db) else EXPLAIN_MIN_DB
-    configured = next((r for r in rows if r["hypothesis"] == "as-configured"), None)
+    configured = next((r for r in rows if r.hypothesis == "as-configured"), None)
     if observed_sqnr_db is not None and configured is not None and observed_sqnr_db >= floor - FLOOR_MARGIN_DB:
         return configured, "the observed output is at or above the quantization floor"
     need = min(floor - FLOOR_MARGIN_DB, EXPLAIN_MIN_DB)
     best = rows[0]
-    if not best["sqnr_db"] >= need:
-        return None, f"the best hypothesis reaches {best['sqnr_db']:.1f} dB, below the {need:.1f} dB needed"
-    if configured is not None and configured is not best and configured["sqnr_db"] >= need and \
-            best["sqnr_db"] - configured["sqnr_db"] < EXPLAIN_MARGIN_DB:
+    if not best.sqnr_db >= need:
+        return None, f"the best hypothesis reaches {best.sqnr_db:.1f} dB, below the {need:.1f} dB needed"
+    if configured is not None and configured is not best and configured.sqnr_db >= need and \
+            best.sqnr_db - configured.sqnr_db < EXPLAIN_MARGIN_DB:
         return configured, "the configured computation reproduces the output as well as any mistake"
     runner = rows[1] if len(rows) > 1 else None
-    if runner is not None and best["sqnr_db"] - runner["sqnr_db"] < EXPLAIN_MARGIN_DB:
-        return None, (f"'{best['hypothesis']}' ({best['sqnr_db']:.1f} dB) and '{runner['hypothesis']}' "
-                      f"({runner['sqnr_db']:.1f} dB) reproduce it about equally")
+    if runner is not None and best.sqnr_db - runner.sqnr_db < EXPLAIN_MARGIN_DB:
+        return None, (f"'{best.hypothesis}' ({best.sqnr_db:.1f} dB) and '{runner.hypothesis}' "
+                      f"({runner.sqnr_db:.1f} dB) reproduce it about equally")
     return best, "reproduces the output and beats every other hypothesis by at least " \
                  f"{EXPLAIN_MARGIN_DB:g} dB"
 
 
-def hypothesis_verdict(rows: list[dict[str, Any]], explained: tuple[dict[str, Any] | None, str],
+def hypothesis_verdict(rows: list[Any], explained: tuple[Any | None, str],
                        floor_sqnr_db: float, scale_factor: float, saturation: str | None = None,
                        observed_sqnr_db: float | None = None) -> str:
     """One sentence naming the mechanism behind an observed output.
@@ -390,26 +389,26 @@ def hypothesis_verdict(rows: list[dict[str, Any]], explained: tuple[dict[str, An
     """
     row, why = explained
     if row is None:
-        tried = len(rows) + sum(len(r["aliases"]) for r in rows)
+        tried = len(rows) + sum(len(r.aliases) for r in rows)
         best = rows[0] if rows else None
         return ("none of these: no hypothesis reproduces the observed output "
-                + (f"(best '{best['hypothesis']}' at {best['sqnr_db']:.1f} dB; floor {floor_sqnr_db:.1f} dB; "
+                + (f"(best '{best.hypothesis}' at {best.sqnr_db:.1f} dB; floor {floor_sqnr_db:.1f} dB; "
                    f"{tried} tried) — {why}. The defect is outside the tested family (output/input layout, "
                    "channel order, time shift, plugin layout path, scale factor)" if best else f"— {why}"))
-    also = f" (same output as {', '.join(row['aliases'])})" if row["aliases"] else ""
-    if row["hypothesis"] == "as-configured":
+    also = f" (same output as {', '.join(row.aliases)})" if row.aliases else ""
+    if row.hypothesis == "as-configured":
         if observed_sqnr_db is not None and observed_sqnr_db > floor_sqnr_db + FLOOR_MARGIN_DB:
             text = (f"no defect: the observed output is closer to FP32 (SQNR {observed_sqnr_db:.1f} dB) than the "
                     f"emulated int16 floor at sf {scale_factor:g} ({floor_sqnr_db:.1f} dB) — an FP32 path, or a "
                     "device that did not use the configured scale factor"
-                    + (f" (it matches '{rows[0]['hypothesis']}' best)" if rows[0]["hypothesis"] != "as-configured"
+                    + (f" (it matches '{rows[0].hypothesis}' best)" if rows[0].hypothesis != "as-configured"
                        else ""))
         else:
             text = (f"no defect: the observed output matches the emulated GNA computation at sf {scale_factor:g} "
-                    f"(SQNR {row['sqnr_db']:.1f} dB against it, {observed_sqnr_db if observed_sqnr_db is not None else math.nan:.1f} dB "
+                    f"(SQNR {row.sqnr_db:.1f} dB against it, {observed_sqnr_db if observed_sqnr_db is not None else math.nan:.1f} dB "
                     f"against FP32; quantization floor {floor_sqnr_db:.1f} dB)")
         return text + (f"; but {saturation}" if saturation else "")
-    return f"{row['mechanism']}{also} — SQNR {row['sqnr_db']:.1f} dB against this hypothesis, {why}"
+    return f"{row.mechanism}{also} — SQNR {row.sqnr_db:.1f} dB against this hypothesis, {why}"
 
 
 def non_finite_verdict(c: metrics.Comparison) -> str | None:
