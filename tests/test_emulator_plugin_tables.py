@@ -3,8 +3,8 @@
 ``data/plugin_pwl_tables.json.xz`` holds what the plugin computes, per source tag (2022.3.0, 2023.0.0, 2023.1.0),
 on a grid of input scale, output scale and error budget: the float designs of Sigmoid, Tanh, SoftSign, Exp, Log
 and Power (or the error the plugin throws), their GNA segments, the identity with and without FakeQuantize
-borders, ReLU and leaky ReLU, Clamp, the output scale fine-tuning and Power's output scale. It was produced by
-compiling the plugin's sources at each tag (``tools/plugin_oracle``; every number is the plugin's arithmetic, not
+borders, the activation FakeQuantize, ReLU and leaky ReLU, Clamp, the output scale fine-tuning and Power's output
+scale. It was produced by compiling the plugin's sources at each tag (``tools/plugin_oracle``; every number is the plugin's arithmetic, not
 ours). Each test builds the same table with the emulator and requires it equal: every segment's xBase (with its
 shift index), yBase and slope, every float of a design.
 """
@@ -122,6 +122,17 @@ def test_relu_and_clamp_tables_equal_the_plugins(tag, name):
         in_sf, out_sf, low, high = (_f(rec[k]) for k in ("in_sf", "out_sf", "low", "high"))
         curve = pwl.build_clamp(in_sf, out_sf, low, high, release)
         assert _rows(curve) == rec["segments"], f"clamp [{low}, {high}] in {in_sf!r} out {out_sf!r} @{tag}"
+
+
+@pytest.mark.parametrize("tag,name", CASES)
+def test_fake_quantize_tables_equal_the_plugins(tag, name):
+    """An activation FakeQuantize (make_gna_pwl's kActFakeQuantize case): truncated borders from its input range,
+    the unit slope between, no segment through the origin."""
+    release = releases.get(name)
+    for rec in _tables()[tag]["fake_quantize"]:
+        in_sf, out_sf, low, high = (_f(rec[k]) for k in ("in_sf", "out_sf", "input_low", "input_high"))
+        curve = pwl.build_fake_quantize(in_sf, out_sf, low, high, release)
+        assert _rows(curve) == rec["segments"], f"FQ [{low}, {high}] in {in_sf!r} out {out_sf!r} @{tag}"
 
 
 @pytest.mark.parametrize("tag,name", CASES)
