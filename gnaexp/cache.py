@@ -31,6 +31,7 @@ import numpy as np
 
 from gnaexp.backends import BackendResult, ModelBundle
 from gnaexp.core.environment import package_version
+from gnaexp.core.errors import BadInput
 
 # The sources that build nets, inputs and IRs: a change in any of them may change a cached reference.
 _REFERENCE_SOURCES = ("models/forum_nets.py", "core/inputs.py", "models/ir.py", "experiment.py")
@@ -46,7 +47,7 @@ def cache_dir() -> Path:
     folder = os.environ.get("GNAEXP_CACHE") or _default_cache_dir()
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"the cache folder {folder} (GNAEXP_CACHE) is a file: point GNAEXP_CACHE at a folder, "
+        raise BadInput(f"the cache folder {folder} (GNAEXP_CACHE) is a file: point GNAEXP_CACHE at a folder, "
                          "or unset it")
     return folder
 
@@ -74,10 +75,10 @@ def _private_temp_dir() -> Path:
         folder.mkdir(mode=0o700, exist_ok=True)
         st = folder.lstat()
     except OSError as exc:
-        raise ValueError(f"no home folder (HOME is {os.environ.get('HOME')!r}) and the cache folder {folder} cannot "
+        raise BadInput(f"no home folder (HOME is {os.environ.get('HOME')!r}) and the cache folder {folder} cannot "
                          f"be made ({exc.strerror}): set GNAEXP_CACHE to a folder of yours") from None
     if uid is not None and (not folder.is_dir() or folder.is_symlink() or st.st_uid != uid or st.st_mode & 0o022):
-        raise ValueError(f"no home folder (HOME is {os.environ.get('HOME')!r}) and {folder} belongs to another user "
+        raise BadInput(f"no home folder (HOME is {os.environ.get('HOME')!r}) and {folder} belongs to another user "
                          "or is writable by others: set GNAEXP_CACHE to a folder of yours")
     return folder
 

@@ -29,6 +29,7 @@ from gnaexp.core.gna_settings import (DEFAULT_PLUGIN_RELEASE, FORUM_NETS, GnaSet
                                       check_porting, parse_scale_factors)
 from gnaexp.core.output_folder import check_folder, publish_folder
 from gnaexp.core.records import Record
+from gnaexp.core.errors import BadInput, UnknownName
 
 EXPERIMENTS = FORUM_NETS + ("model",)
 IR_FLOAT, IR_NNCF = "default", "nncf"  # FP32 IR; NNCF post-training quantized (FakeQuantize) IR
@@ -89,44 +90,44 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Every value in range, checked before any work starts; each message names the parameter and the fix."""
         if self.experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {excerpt(self.experiment)}; valid: {', '.join(EXPERIMENTS)}")
+            raise BadInput(f"unknown experiment {excerpt(self.experiment)}; valid: {', '.join(EXPERIMENTS)}")
         if self.experiment == "model" and not self.model:
-            raise ValueError("experiment 'model' needs model=PATH (an OpenVINO .xml or an .onnx file)")
+            raise BadInput("experiment 'model' needs model=PATH (an OpenVINO .xml or an .onnx file)")
         if self.state:
             streaming.parse_state_pairs(self.state)
             if self.experiment != "model":
-                raise ValueError("state streams a model file's frames: it needs experiment 'model' (with "
+                raise BadInput("state streams a model file's frames: it needs experiment 'model' (with "
                                  "model=FILE and input_file=FRAMES.npz)")
         if self.input_kind not in inputs_mod.INPUT_KINDS:
-            raise ValueError(f"unknown input_kind {excerpt(self.input_kind)}; valid: "
+            raise BadInput(f"unknown input_kind {excerpt(self.input_kind)}; valid: "
                              f"{', '.join(inputs_mod.INPUT_KINDS)}")
         for name in ("in_channels", "copies", "conv_in_channels", "out_channels", "kernel", "stride", "length",
                      "calibration_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise BadInput(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("seed", "calibration_seed"):
             if not 0 <= getattr(self, name) <= MAX_SEED:
-                raise ValueError(f"{name} must be between 0 and {MAX_SEED}, got {getattr(self, name)}")
+                raise BadInput(f"{name} must be between 0 and {MAX_SEED}, got {getattr(self, name)}")
         if self.experiment in ("conv", "concat_conv") and self.kernel > self.length:
-            raise ValueError(f"kernel ({self.kernel}) is longer than the input (length {self.length}); "
+            raise BadInput(f"kernel ({self.kernel}) is longer than the input (length {self.length}); "
                              "use kernel ≤ length")
         gna = GnaSettings(self.scale_factor, self.precision, self.layout, self.porting, self.plugin_release)
         self.scale_factor, self.porting, self.plugin_release = gna.scale_factors, gna.porting, gna.plugin_release
         if not (math.isfinite(self.amplitude) and self.amplitude != 0):
-            raise ValueError(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
+            raise BadInput(f"amplitude must be a finite, non-zero number, got {self.amplitude}")
         check_execution_mode(self.execution_mode)
         if self.ir not in IRS:
-            raise ValueError(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "
+            raise BadInput(f"ir must be {IR_FLOAT} or {IR_NNCF} (NNCF-quantized, FakeQuantize IR; 'pot' is "
                              f"accepted for it), got {excerpt(self.ir)}")
         if self.activation_bits not in (8, 16) or self.weight_bits not in (8, 16):
-            raise ValueError(f"activation_bits and weight_bits must be 8 or 16, got {self.activation_bits}, "
+            raise BadInput(f"activation_bits and weight_bits must be 8 or 16, got {self.activation_bits}, "
                              f"{self.weight_bits}")
         if not self.backends:
-            raise ValueError("backends is empty; give at least one, e.g. torch,openvino:CPU")
+            raise BadInput("backends is empty; give at least one, e.g. torch,openvino:CPU")
         try:
             check_specs(self.backends)
         except ValueError as exc:
-            raise ValueError(f"backends: {exc}") from None
+            raise BadInput(f"backends: {exc}") from None
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -140,7 +141,7 @@ class ExperimentConfig:
         types = {f.name: f.type for f in fields}
         for key, raw in settings.items():
             if key not in types:
-                raise KeyError(f"unknown parameter {excerpt(key)}; valid: {', '.join(self.keys())}")
+                raise UnknownName(f"unknown parameter {excerpt(key)}; valid: {', '.join(self.keys())}")
             values[key] = _convert(key, raw, str(types[key]))
         if values["experiment"] == "model" and "backends" not in settings and \
                 tuple(values["backends"]) == DEFAULT_BACKENDS:
@@ -151,7 +152,7 @@ class ExperimentConfig:
     def from_strings(cls, experiment: str, sets: Sequence[str] = (), backends: str | None = None) -> "ExperimentConfig":
         """A config from command-line words: the experiment, ``key=value`` settings and a backend list."""
         if experiment not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {excerpt(experiment)}; valid: {', '.join(EXPERIMENTS)}")
+            raise BadInput(f"unknown experiment {excerpt(experiment)}; valid: {', '.join(EXPERIMENTS)}")
         settings: dict[str, Any] = parse_sets(sets)
         if backends:
             settings["backends"] = backends
@@ -214,7 +215,7 @@ def parse_sets(sets: Sequence[str] | None) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise ValueError(f"--set takes key=value, got {excerpt(pair)}")
+            raise BadInput(f"--set takes key=value, got {excerpt(pair)}")
         if key in ("scale_factor", "state") and "=" in value and "=" in settings.get(key, ""):
             value = _merge_pairs(settings[key], value)
         settings[key] = value
@@ -327,7 +328,7 @@ def reference_of(results: list[BackendResult]) -> BackendResult:
         for r in results:
             if r.kind == "reference" and (want is None or r.backend == want):
                 return r
-    raise ValueError("no reference backend ran; include torch or openvino:CPU in backends")
+    raise BadInput("no reference backend ran; include torch or openvino:CPU in backends")
 
 
 def compare_results(ref: BackendResult, results: list[BackendResult]) -> dict[str, dict[str, metrics.Comparison]]:

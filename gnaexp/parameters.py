@@ -16,6 +16,7 @@ from gnaexp.core.excerpt import excerpt
 from gnaexp.core.gna_settings import check_layout, check_scale_factor, FORUM_NETS
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.vad import run as vad_run
+from gnaexp.core.errors import BadInput
 
 DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting", "plugin_release")
 DIAGNOSE_BACKENDS = "torch,openvino:CPU,gna-emu"
@@ -27,13 +28,13 @@ def words(name: str, value: Any) -> list[str]:
         return [s.strip() for s in value.split(",") if s.strip()]
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
         return [str(v) for v in value]
-    raise ValueError(f"parameter {name}={excerpt(value)}: expected a comma-separated list")
+    raise BadInput(f"parameter {name}={excerpt(value)}: expected a comma-separated list")
 
 
 def _text(params: Mapping[str, Any], name: str) -> str:
     value = params.get(name, "")
     if not isinstance(value, str):
-        raise ValueError(f"parameter {name}={excerpt(value)}: expected text (a file path)")
+        raise BadInput(f"parameter {name}={excerpt(value)}: expected text (a file path)")
     return value
 
 
@@ -62,18 +63,18 @@ def pot(params: Mapping[str, Any]) -> PotParameters:
     nets = words("experiments", params.get("experiments", "conv,concat_conv"))
     for net in nets:
         if net not in FORUM_NETS:
-            raise ValueError(f"parameter experiments: unknown net {excerpt(net)}; valid: {', '.join(FORUM_NETS)}")
+            raise BadInput(f"parameter experiments: unknown net {excerpt(net)}; valid: {', '.join(FORUM_NETS)}")
     sfs = []
     for word in words("scale_factors", params.get("scale_factors", "1,2048")):
         try:
             number = float(word)
         except ValueError:
-            raise ValueError(f"parameter scale_factors: {excerpt(word)} is not a number") from None
+            raise BadInput(f"parameter scale_factors: {excerpt(word)} is not a number") from None
         sfs.append(check_scale_factor(number, "scale_factors"))
     layouts = [check_layout(w, "layouts") for w in words("layouts", params.get("layouts", "correct,legacy-concat"))]
     for name, values in (("experiments", nets), ("scale_factors", sfs), ("layouts", layouts)):
         if not values:
-            raise ValueError(f"parameter {name} is empty; give at least one value")
+            raise BadInput(f"parameter {name} is empty; give at least one value")
     return PotParameters(base, nets, sfs, layouts)
 
 
@@ -82,7 +83,7 @@ def diagnose(params: Mapping[str, Any]) -> tuple[ExperimentConfig, str, str]:
     device's layout path)."""
     config = experiment_config(params, DIAGNOSE_SETTINGS, backends=DIAGNOSE_BACKENDS)
     if config.experiment not in FORUM_NETS:
-        raise ValueError(f"parameter experiment={excerpt(config.experiment)}: the diagnosis notebook takes a forum "
+        raise BadInput(f"parameter experiment={excerpt(config.experiment)}: the diagnosis notebook takes a forum "
                          f"net ({', '.join(FORUM_NETS)}); for your own model use gnaexp diagnose --model")
     return config, _text(params, "observed_file"), check_layout(params.get("device_layout", "correct"), "device_layout")
 
@@ -92,7 +93,7 @@ def vad(params: Mapping[str, Any]) -> None:
     _text(params, "audio")
     backends = words("backends", params.get("backends", ",".join(vad_run.DEFAULT_BACKENDS)))
     if not backends:
-        raise ValueError("parameter backends is empty; give at least one, e.g. torch,gna-emu")
+        raise BadInput("parameter backends is empty; give at least one, e.g. torch,gna-emu")
     vad_run.check_backends(backends)
     vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
 
@@ -105,7 +106,7 @@ def models(params: Mapping[str, Any]) -> tuple[str, ExperimentConfig]:
     user's input file). The corpus model is fetched when the notebook runs, not here."""
     model = _text(params, "model").strip()
     if not model:
-        raise ValueError("parameter model is empty; give a corpus key (model_catalog.CORPUS, e.g. dtln_1) or "
+        raise BadInput("parameter model is empty; give a corpus key (model_catalog.CORPUS, e.g. dtln_1) or "
                          "the path of a model file")
     settings = {k: params[k] for k in MODELS_SETTINGS if k in params and params[k] != ""}
     config = experiment_config(settings, MODELS_SETTINGS, experiment="model", model=model,

@@ -138,6 +138,28 @@ def test_written_files_get_the_umask_mode(tmp_path):
     assert stat.S_IMODE((tmp_path / "pack").stat().st_mode) == 0o777 & ~_UMASK
 
 
+@pytest.mark.parametrize("error", [ValueError, KeyError])
+def test_a_value_or_key_error_that_is_not_gnaexps_own_is_a_defect_not_a_usage_error(capsys, monkeypatch, error):
+    """Only gnaexp's own BadInput means "what you gave is wrong" (exit 2); a bare ValueError or KeyError from
+    inside is a defect: exit 1, one line, the traceback saved."""
+    from gnaexp.cli import run_commands
+    from gnaexp.core.errors import BadInput
+
+    def broken(args):
+        raise error("an index went wrong inside")
+
+    monkeypatch.setattr(run_commands, "cmd_devices", broken)
+    assert main(["devices"]) == 1
+    assert "internal error" in capsys.readouterr().err
+
+    def refused(args):
+        raise BadInput("the setting x is wrong; use y")
+
+    monkeypatch.setattr(run_commands, "cmd_devices", refused)
+    assert main(["devices"]) == 2
+    assert capsys.readouterr().err.strip() == "gnaexp devices: error: the setting x is wrong; use y"
+
+
 def test_an_internal_error_is_one_line_and_a_saved_traceback(capsys, monkeypatch):
     from gnaexp.cli import run_commands as experiments
 

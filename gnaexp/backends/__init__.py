@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from gnaexp.backends.base import Backend, BackendResult, BackendUnavailable, ModelBundle
+from gnaexp.core.errors import BadInput
 
 
 __all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "check_spec", "check_specs",
@@ -29,7 +30,7 @@ def check_spec(spec: str) -> str:
           or (name == "import" and arg.strip()))
     if not ok:
         hint = {"openvino": "name the device, e.g. openvino:CPU", "import": "name the file, e.g. import:out.npz"}
-        raise ValueError(f"unknown backend {spec!r}" + (f" ({hint[name]})" if name in hint else "")
+        raise BadInput(f"unknown backend {spec!r}" + (f" ({hint[name]})" if name in hint else "")
                          + f"; valid: {VALID_SPECS}")
     return spec
 
@@ -54,7 +55,7 @@ def check_specs(specs: Sequence[str]) -> list[str]:
         key = f"import:{portable_path(arg)}" if name == "import" else spec
         if key in seen:
             same = "is given twice" if seen[key] == spec else f"and {seen[key]!r} would share the label {key!r}"
-            raise ValueError(f"{spec!r} {same}: every backend names one result; drop the duplicate, or put the device "
+            raise BadInput(f"{spec!r} {same}: every backend names one result; drop the duplicate, or put the device "
                              "files under the working folder (or give them different file names)")
         seen[key] = spec
     return list(specs)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 # What kind of number a backend produced. Reports print this next to every figure so that an
 # emulated value is never read as a GNA measurement.
@@ -48,7 +49,7 @@ class BackendResult:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"backend kind {self.kind!r} is not one of {KINDS}")
+            raise BadInput(f"backend kind {self.kind!r} is not one of {KINDS}")
 
     @property
     def emulated(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 
 from gnaexp.backends.base import Backend, BackendResult, ModelBundle
 from gnaexp.core.files import portable_path
+from gnaexp.core.errors import BadInput
 
 META_KEY = "__meta__"
 
@@ -36,18 +37,18 @@ def read_outputs(path: str | Path, what: str = "imported outputs") -> tuple[dict
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} do not exist")
     if path.suffix != ".npz":
-        raise ValueError(f"{what} must be an .npz (one array per output name), got {path.name}")
+        raise BadInput(f"{what} must be an .npz (one array per output name), got {path.name}")
     from gnaexp.core.inputs import read_file
 
     data = read_file(path, what, keep_meta=True)
     try:
         meta = json.loads(str(data.pop(META_KEY))) if META_KEY in data else {}
     except ValueError as exc:
-        raise ValueError(f"{path.name}: its {META_KEY} entry is not JSON ({exc}); write the file with "
+        raise BadInput(f"{path.name}: its {META_KEY} entry is not JSON ({exc}); write the file with "
                          "measure_on_device.py (or gnaexp.backends.imported.write_outputs), or leave the entry out") \
             from None
     if not data:
-        raise ValueError(f"{path.name} holds no output arrays")
+        raise BadInput(f"{path.name} holds no output arrays")
     return data, meta
 
 
@@ -61,7 +62,7 @@ def read_observed(path: str | Path) -> tuple[np.ndarray, str | None]:
         return read_one(path, "observed output"), None
     outputs, meta = read_outputs(path, "observed output")
     if len(outputs) != 1:
-        raise ValueError(f"observed output {path.name} holds {len(outputs)} arrays {sorted(outputs)}; give a file "
+        raise BadInput(f"observed output {path.name} holds {len(outputs)} arrays {sorted(outputs)}; give a file "
                          "with one")
     return next(iter(outputs.values())), meta.get("input_fingerprint")
 
@@ -73,7 +74,7 @@ def check_same_inputs(name: str, claimed: str | None, inputs: dict[str, np.ndarr
 
     actual = fingerprint(inputs)
     if claimed is not None and claimed != actual:
-        raise ValueError(f"{name} was measured on other inputs (input fingerprint {claimed}; the inputs here have "
+        raise BadInput(f"{name} was measured on other inputs (input fingerprint {claimed}; the inputs here have "
                          f"{actual}): measure again on these inputs (gnaexp export, then measure_on_device.py in the "
                          "pack), or give the inputs it was measured on")
 
@@ -107,7 +108,7 @@ class ImportedBackend(Backend):
             if len(outputs) == 1 and len(model.output_names) == 1:
                 outputs = {model.output_names[0]: next(iter(outputs.values()))}
             elif missing:
-                raise ValueError(f"{self.path.name} lacks output(s) {missing}; it holds {sorted(outputs)}")
+                raise BadInput(f"{self.path.name} lacks output(s) {missing}; it holds {sorted(outputs)}")
         # Warn in-band if the file was produced from other inputs than the ones compared against.
         from gnaexp.core.inputs import fingerprint
 

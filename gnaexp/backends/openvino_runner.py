@@ -17,6 +17,7 @@ from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
 from gnaexp.core.environment import device_name
 from gnaexp.core.gna_settings import EXECUTION_MODES, PRECISIONS
 from gnaexp.emulator.state_layers import MEMORY_PREFIX
+from gnaexp.core.errors import BadInput
 
 
 GNA_MISSING = (
@@ -47,9 +48,9 @@ def gna_config(
     """
     mode = execution_mode.upper().removeprefix("GNA_")
     if mode not in EXECUTION_MODES:
-        raise ValueError(f"GNA execution mode {execution_mode!r} is not one of {', '.join(EXECUTION_MODES)}")
+        raise BadInput(f"GNA execution mode {execution_mode!r} is not one of {', '.join(EXECUTION_MODES)}")
     if precision not in PRECISIONS:
-        raise ValueError(f"GNA precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise BadInput(f"GNA precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     sfs = scale_factors_per_input(input_names, scale_factor)
     config = {"GNA_DEVICE_MODE": f"GNA_{mode}", "GNA_PRECISION": precision.upper()}
     for i, name in enumerate(input_names):
@@ -62,13 +63,13 @@ def scale_factors_per_input(input_names: list[str], scale_factor: float | Mappin
     if isinstance(scale_factor, Mapping):
         unknown = sorted(set(scale_factor) - set(input_names))
         if unknown:
-            raise ValueError(f"scale factor given for unknown input(s) {unknown}; inputs are {input_names}")
+            raise BadInput(f"scale factor given for unknown input(s) {unknown}; inputs are {input_names}")
         sfs = {n: float(scale_factor.get(n, 1.0)) for n in input_names}
     else:
         sfs = {n: float(scale_factor) for n in input_names}
     for n, v in sfs.items():
         if not (v > 0 and np.isfinite(v)):
-            raise ValueError(f"scale factor for input {n!r} must be positive and finite, got {v}")
+            raise BadInput(f"scale factor for input {n!r} must be positive and finite, got {v}")
     return sfs
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from gnaexp.core import inputs as inputs_mod
 from gnaexp.core.excerpt import excerpt
+from gnaexp.core.errors import BadInput
 
 def parse_state_pairs(text: str) -> dict[str, str]:
     """``in=out,in2=out2`` → {state input: state output}; a malformed or repeated pair is a ValueError."""
@@ -29,10 +30,10 @@ def parse_state_pairs(text: str) -> dict[str, str]:
             continue
         name, sep, out = (p.strip() for p in word.partition("="))
         if not sep or not name or not out:
-            raise ValueError(f"state pair {excerpt(word)} is not INPUT=OUTPUT; name each state input and the "
+            raise BadInput(f"state pair {excerpt(word)} is not INPUT=OUTPUT; name each state input and the "
                              "output that feeds it, e.g. state=stateN or h=hn,c=cn")
         if name in pairs:
-            raise ValueError(f"state input {name!r} is paired twice; give each state input one output")
+            raise BadInput(f"state input {name!r} is paired twice; give each state input one output")
         pairs[name] = out
     return pairs
 
@@ -42,16 +43,16 @@ def check_pairs(pairs: Mapping[str, str], input_shapes: Mapping[str, tuple[int, 
     """Every pair names a model input and a model output of the same number of values."""
     for name, out in pairs.items():
         if name not in input_shapes:
-            raise ValueError(f"state input {name!r} is not an input of the model; its inputs are "
+            raise BadInput(f"state input {name!r} is not an input of the model; its inputs are "
                              f"{sorted(input_shapes)}")
         if out not in output_shapes:
-            raise ValueError(f"state output {out!r} (paired with {name!r}) is not an output of the model; its outputs "
+            raise BadInput(f"state output {out!r} (paired with {name!r}) is not an output of the model; its outputs "
                              f"are {sorted(output_shapes)}")
         if int(np.prod(input_shapes[name])) != int(np.prod(output_shapes[out])):
-            raise ValueError(f"state {name}={out}: the input has shape {list(input_shapes[name])}, the output "
+            raise BadInput(f"state {name}={out}: the input has shape {list(input_shapes[name])}, the output "
                              f"{list(output_shapes[out])}; pair an output of the same size")
     if len(pairs) == len(input_shapes):
-        raise ValueError("every input is a state input: leave at least one input for the frames")
+        raise BadInput("every input is a state input: leave at least one input for the frames")
 
 
 def frames_and_initial(arrays: Mapping[str, np.ndarray], input_shapes: Mapping[str, tuple[int, ...]],
@@ -62,17 +63,17 @@ def frames_and_initial(arrays: Mapping[str, np.ndarray], input_shapes: Mapping[s
         if name in pairs:
             continue
         if name not in arrays:
-            raise ValueError(f"the input file lacks frames for input {name!r}; it holds {sorted(arrays)}")
+            raise BadInput(f"the input file lacks frames for input {name!r}; it holds {sorted(arrays)}")
         a = np.asarray(arrays[name], dtype=np.float32)
         if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != tuple(shape):
-            raise ValueError(f"input {name!r} has shape {list(a.shape)}; streaming takes its frames as (steps, "
+            raise BadInput(f"input {name!r} has shape {list(a.shape)}; streaming takes its frames as (steps, "
                              f"{', '.join(map(str, shape))}), one model input per step")
         frames[name] = a
     steps = {len(a) for a in frames.values()}
     if len(steps) > 1:
-        raise ValueError(f"the frame inputs have different numbers of steps: {sorted(steps)}")
+        raise BadInput(f"the frame inputs have different numbers of steps: {sorted(steps)}")
     if not steps or not next(iter(steps)):
-        raise ValueError("the input file holds no steps; give at least one frame")
+        raise BadInput("the input file holds no steps; give at least one frame")
     initial = {}
     for name in pairs:
         given = arrays.get(name)
@@ -84,7 +85,7 @@ def frames_and_initial(arrays: Mapping[str, np.ndarray], input_shapes: Mapping[s
         elif tuple(np.shape(given)) == (len(next(iter(frames.values()))),) + shape:
             initial[name] = np.asarray(given[0], dtype=np.float32)  # a state per step (a record's inputs)
         else:
-            raise ValueError(f"state input {name!r} in the input file has shape {list(np.shape(given))}; as the "
+            raise BadInput(f"state input {name!r} in the input file has shape {list(np.shape(given))}; as the "
                              f"initial state it needs the model's shape {list(shape)}, or one per step (or leave "
                              "it out for zeros)")
     return frames, initial
@@ -115,7 +116,7 @@ def model_stream_inputs(state: str, input_file: str, model: Any) -> tuple[dict[s
     pairs = parse_state_pairs(state)
     if not input_file:
         what = f"state={state}" if state else "a model with memory layers (ReadValue/Assign)"
-        raise ValueError(f"{what} streams frames: give them in input_file=FRAMES.npz (--input), each frame input "
+        raise BadInput(f"{what} streams frames: give them in input_file=FRAMES.npz (--input), each frame input "
                          "as (steps, *shape)")
     outputs = {p.any_name: tuple(int(d) for d in p.get_shape())
                for p in ov.Core().read_model(str(model.ir_xml)).outputs}

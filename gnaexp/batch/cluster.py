@@ -49,13 +49,14 @@ from gnaexp.core.environment import local_capacity
 from gnaexp.core.excerpt import excerpt
 from gnaexp.core.output_folder import check_folder
 from gnaexp.vad import run as vad_run
+from gnaexp.core.errors import BadInput
 
 CONNECT_TIMEOUT_S = 10
 LOCAL_ALLOWED_FAILURES = 1  # a run whose worker died is tried once more, on another worker
 _ADDRESS = re.compile(r"(?:(tcp|tls)://)?([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
 
 
-class ClusterError(ValueError):
+class ClusterError(BadInput):
     """A --dask value that cannot be used; the message names the problem and the fix (exit code 2)."""
 
 
@@ -274,7 +275,7 @@ def _unpack(files: dict[str, bytes | None], stage: Path) -> None:
     for rel, data in files.items():
         path = stage / rel
         if root not in path.resolve().parents:
-            raise ValueError(f"a worker returned a file outside its run: {rel!r}")
+            raise BadInput(f"a worker returned a file outside its run: {rel!r}")
         if data is None:
             path.mkdir(parents=True, exist_ok=True)
         else:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp.core.excerpt import excerpt
+from gnaexp.core.errors import BadInput
 
 MATRIX_NAME = "forum-matrix.yaml"
 # Short names for the parameters that vary most, to keep run (and file) names readable.
@@ -27,7 +28,7 @@ MATRIX_NAME = "forum-matrix.yaml"
 ABBREV = {"scale_factor": "sf", "scale_factors": "sf"}
 
 
-class MatrixError(ValueError):
+class MatrixError(BadInput):
     """The matrix file is wrong; the message names the problem and the fix."""
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from gnaexp.core.errors import BadInput
 from gnaexp.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, UsageError
 
 __all__ = ["main", "build_parser", "UsageError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_UNAVAILABLE"]
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendUnavailable as exc:
         print(f"{name}: backend unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except (ValueError, KeyError) as exc:
+    except BadInput as exc:  # gnaexp's own: what the user gave (a ValueError or KeyError from elsewhere is a defect)
         print(f"{name}: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as exc:

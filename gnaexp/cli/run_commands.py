@@ -17,6 +17,7 @@ from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERI
                                add_porting_option, add_set_option, import_cluster, make_config, stop_on_signals)
 from gnaexp.core.files import dumps
 from gnaexp.core.gna_settings import format_scale_factors
+from gnaexp.core.errors import BadInput
 
 
 # --- devices -------------------------------------------------------------------------------------------
@@ -56,11 +57,11 @@ def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path],
     settings = parse_sets(sets)
     if audio is not None:
         if "audio" in settings:
-            raise ValueError("give the audio once: --audio DIR, or --set audio=DIR")
+            raise BadInput("give the audio once: --audio DIR, or --set audio=DIR")
         settings["audio"] = audio
     unknown = sorted(set(settings) - {"audio", *DEVICE_SETTINGS})
     if unknown or not settings.get("audio"):
-        raise ValueError("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for gna-emu and "
+        raise BadInput("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for gna-emu and "
                          "openvino:GNA scale_factor=N|recommended, state_scale_factor=N, precision=, execution_mode="
                          + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
     options = check_options({k: settings[k] for k in DEVICE_SETTINGS if k in settings})
@@ -102,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gnaexp.vad import run as vad_run
 
     if args.experiment != "silero_vad":
-        raise ValueError(f"evaluate takes silero_vad (a dataset of audio files), got {args.experiment!r}; "
+        raise BadInput(f"evaluate takes silero_vad (a dataset of audio files), got {args.experiment!r}; "
                          f"for one input of another experiment use gnaexp run {args.experiment}")
     wavs, options = _vad_options(args.set, args.audio)
     backends = parse_backend_list(args.backends) if args.backends else list(vad_run.DEFAULT_BACKENDS)

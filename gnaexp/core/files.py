@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 
 def _read_umask() -> int:
@@ -124,7 +125,7 @@ def check_writable_file(path: str | Path, suffixes: tuple[str, ...] = (), what: 
     first existing one above it) a folder. Raises ValueError / OSError naming the path."""
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{what} {path} must end in {' or '.join(suffixes)}")
+        raise BadInput(f"{what} {path} must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     parent = path.parent

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from gnaexp.core.excerpt import excerpt
+from gnaexp.core.errors import BadInput
 
 FORUM_NETS = ("conv", "concat", "concat_conv")
 PRECISIONS = ("i16", "i8")  # GNA_PRECISION I16 / I8 (weights)
@@ -30,20 +31,20 @@ def check_scale_factor(value: Any, name: str = "scale_factor") -> float:
     except (TypeError, ValueError):
         number = math.nan
     if not (math.isfinite(number) and 0 < number <= MAX_SCALE_FACTOR):
-        raise ValueError(f"{name} must be positive and at most {MAX_SCALE_FACTOR:g} (valid: 0 < {name} ≤ "
+        raise BadInput(f"{name} must be positive and at most {MAX_SCALE_FACTOR:g} (valid: 0 < {name} ≤ "
                          f"{MAX_SCALE_FACTOR:g}), got {excerpt(value)}")
     return number
 
 
 def check_precision(value: Any) -> str:
     if not (isinstance(value, str) and value in PRECISIONS):
-        raise ValueError(f"precision must be {' or '.join(PRECISIONS)}, got {excerpt(value)}")
+        raise BadInput(f"precision must be {' or '.join(PRECISIONS)}, got {excerpt(value)}")
     return str(value)
 
 
 def check_layout(value: Any, name: str = "layout") -> str:
     if not (isinstance(value, str) and value in LAYOUTS):
-        raise ValueError(f"{name} must be {' or '.join(LAYOUTS)}, got {excerpt(value)}")
+        raise BadInput(f"{name} must be {' or '.join(LAYOUTS)}, got {excerpt(value)}")
     return str(value)
 
 
@@ -57,14 +58,14 @@ def check_plugin_release(value: Any, name: str = "plugin_release") -> str:
     minor = ".".join(parts[:2])
     if minor in PLUGIN_RELEASES and len(parts) <= 3 and all(p.isdigit() for p in parts[2:]):
         return minor
-    raise ValueError(f"{name} {excerpt(value)} is not a GNA plugin release the emulator follows; use one of "
+    raise BadInput(f"{name} {excerpt(value)} is not a GNA plugin release the emulator follows; use one of "
                      f"{', '.join(PLUGIN_RELEASES)} (default {DEFAULT_PLUGIN_RELEASE}; a patch release such as "
                      "2023.0.2 computes as its minor release)")
 
 
 def check_execution_mode(value: Any) -> str:
     if not isinstance(value, str) or value.upper().removeprefix("GNA_") not in EXECUTION_MODES:
-        raise ValueError(f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got {excerpt(value)}")
+        raise BadInput(f"execution_mode must be one of {', '.join(EXECUTION_MODES)}, got {excerpt(value)}")
     return value
 
 
@@ -83,12 +84,12 @@ def parse_scale_factors(value: Any, name: str = "scale_factor") -> float | dict[
     for key, number in pairs:
         key = str(key).strip()
         if not key or key in out:
-            raise ValueError(f"{name} takes one number, or input=number,... with each input named once; got "
+            raise BadInput(f"{name} takes one number, or input=number,... with each input named once; got "
                              f"{excerpt(value)}")
         out[key] = check_scale_factor(float(number) if isinstance(number, str) and _number(number) else number,
                                       f"{name} of input {key!r}")
     if not out:
-        raise ValueError(f"{name} is empty; give a number or input=number,...")
+        raise BadInput(f"{name} is empty; give a number or input=number,...")
     return out
 
 
@@ -125,7 +126,7 @@ def check_porting(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _BOOLS:
         return _BOOLS[value.strip().lower()]
-    raise ValueError(f"porting must be true or false, got {excerpt(value)}")
+    raise BadInput(f"porting must be true or false, got {excerpt(value)}")
 
 
 _BOOLS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Mapping
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 INPUT_KINDS = ("uniform01", "uniform11", "normal", "sines")
 
@@ -44,7 +45,7 @@ def generate(kind: str, shape: tuple[int, ...], seed: int = 0, amplitude: float 
         x = x / np.abs(x).max()
         x = x.reshape(shape)
     else:
-        raise ValueError(f"unknown input kind {kind!r}; valid: {', '.join(INPUT_KINDS)}")
+        raise BadInput(f"unknown input kind {kind!r}; valid: {', '.join(INPUT_KINDS)}")
     return (x * amplitude).astype(np.float32)
 
 
@@ -60,18 +61,18 @@ def validate(name: str, array: np.ndarray, expected_shape: tuple[int, ...], batc
     """Check one input against the model; return it as float32 or raise ValueError naming the fix."""
     array = np.asarray(array)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"input {name!r} has dtype {array.dtype}; expected a float array (float32)")
+        raise BadInput(f"input {name!r} has dtype {array.dtype}; expected a float array (float32)")
     shape = tuple(array.shape[1:]) if batched else tuple(array.shape)
     if shape != tuple(expected_shape):
         what = "per-sample shape" if batched else "shape"
-        raise ValueError(
+        raise BadInput(
             f"input {name!r} has {what} {shape}; the model expects {tuple(expected_shape)}"
             + (" (a leading batch axis is allowed)" if batched else "")
         )
     bad = ~np.isfinite(array)
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"input {name!r} has {int(bad.sum())} NaN/Inf value(s); first at index {pos}: {array[pos]}")
+        raise BadInput(f"input {name!r} has {int(bad.sum())} NaN/Inf value(s); first at index {pos}: {array[pos]}")
     return array.astype(np.float32, copy=False)
 
 
@@ -87,7 +88,7 @@ def _check_member(fp: BinaryIO, holds: int, label: str) -> None:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(fp)
     except Exception:  # noqa: BLE001 — numpy parses the header as Python literals: tokenizer and syntax errors too
-        raise ValueError("not a NumPy array header") from None
+        raise BadInput("not a NumPy array header") from None
     declared = math.prod(shape) * dtype.itemsize
     if declared > holds - fp.tell():
         raise _Damaged(f"{label}declares a {dtype} array of shape {tuple(shape)} ({_size(declared)}) but holds "
@@ -130,7 +131,7 @@ def read_file(path: str | Path, what: str = "input file",
     if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
     if path.suffix not in (".npy", ".npz"):
-        raise ValueError(f"unsupported {what} {path.name}: use .npy or .npz")
+        raise BadInput(f"unsupported {what} {path.name}: use .npy or .npz")
     kind = "NumPy array file (.npy)" if path.suffix == ".npy" else "NumPy archive (.npz)"
     try:
         _check_declared_sizes(path)
@@ -139,19 +140,19 @@ def read_file(path: str | Path, what: str = "input file",
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files if keep_meta or not k.startswith("__")}
     except _Damaged as exc:
-        raise ValueError(f"{what} {path} is a damaged {kind}: {exc}; copy it again, or save the arrays again "
+        raise BadInput(f"{what} {path} is a damaged {kind}: {exc}; copy it again, or save the arrays again "
                          "with numpy.save or numpy.savez") from None
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         reason = str(exc).strip() or "it ends early"
         if reason != "File is not a zip file":  # that one is the generic case below: text, or cut short
-            raise ValueError(f"{what} {path} is a damaged {kind} ({reason[:80]}): copy it again, or save the "
+            raise BadInput(f"{what} {path} is a damaged {kind} ({reason[:80]}): copy it again, or save the "
                              "arrays again with numpy.savez") from None
     except MemoryError:
-        raise ValueError(f"{what} {path} holds more data than this machine's memory: give a smaller file") from None
+        raise BadInput(f"{what} {path} holds more data than this machine's memory: give a smaller file") from None
     except (ValueError, OSError, struct.error, NotImplementedError, RuntimeError, OverflowError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # permission, a folder, …: the CLI names the path and the fix
-    raise ValueError(f"{what} {path} is not a {kind} gnaexp can read (it holds text, pickled objects or damaged "
+    raise BadInput(f"{what} {path} is not a {kind} gnaexp can read (it holds text, pickled objects or damaged "
                      "data; pickled data is never loaded): save the arrays with numpy.save or numpy.savez")
 
 
@@ -160,7 +161,7 @@ def read_one(path: str | Path, what: str = "array file") -> np.ndarray:
     data = read_file(path, what)
     if isinstance(data, dict):
         if len(data) != 1:
-            raise ValueError(f"{what} {Path(path).name} holds {len(data)} arrays {sorted(data)}; give a file with one")
+            raise BadInput(f"{what} {Path(path).name} holds {len(data)} arrays {sorted(data)}; give a file with one")
         return next(iter(data.values()))
     return data
 
@@ -170,14 +171,14 @@ def read_arrays(path: str | Path, names: list[str], what: str = "input file") ->
     stored = read_file(path, what)
     if not isinstance(stored, dict):
         if len(names) != 1:
-            raise ValueError(f"{Path(path).name} holds one array but the model has inputs {names}; use an .npz "
+            raise BadInput(f"{Path(path).name} holds one array but the model has inputs {names}; use an .npz "
                              "keyed by name")
         return {names[0]: stored}
     if len(stored) == 1 and len(names) == 1:
         return {names[0]: next(iter(stored.values()))}
     missing = [n for n in names if n not in stored]
     if missing:
-        raise ValueError(f"{what} {Path(path).name} lacks input(s) {missing}; it holds {sorted(stored)}")
+        raise BadInput(f"{what} {Path(path).name} lacks input(s) {missing}; it holds {sorted(stored)}")
     return {n: stored[n] for n in names}
 
 

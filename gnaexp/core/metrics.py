@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 # torch.nn.CosineSimilarity's default eps: the norms are clamped to it.
 COSINE_EPS = 1e-8
@@ -22,7 +23,7 @@ COSINE_EPS = 1e-8
 def _pair(ref: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ref, test = np.asarray(ref), np.asarray(test)
     if ref.shape != test.shape:
-        raise ValueError(f"shape mismatch: reference {ref.shape} vs test {test.shape}; compare outputs of the same model")
+        raise BadInput(f"shape mismatch: reference {ref.shape} vs test {test.shape}; compare outputs of the same model")
     return ref, test
 
 
@@ -121,7 +122,7 @@ def relative_l2(ref: np.ndarray, test: np.ndarray) -> float:
 def error_in_lsb(ref: np.ndarray, test: np.ndarray, output_scale: float) -> float:
     """Mean |error| in units of the output's least significant bit (1 / output scale factor)."""
     if not (output_scale > 0 and math.isfinite(output_scale)):
-        raise ValueError(f"output scale factor must be positive and finite, got {output_scale}")
+        raise BadInput(f"output scale factor must be positive and finite, got {output_scale}")
     ref, test = _pair(ref, test)
     return float(np.mean(np.abs(test.astype(np.float64) - ref.astype(np.float64))) * output_scale)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from gnaexp.core.files import atomic_write_bytes, atomic_write_text, check_writable_file
+from gnaexp.core.errors import BadInput
 
 MANIFEST = ".gnaexp-manifest.json"
 LOCK = ".gnaexp.lock"  # holds the pid of the command that has the folder, after a byte that is the lock
@@ -39,7 +40,7 @@ _CONTROL = (MANIFEST, LOCK)
 _PID_OFFSET = 16
 
 
-class FolderInUse(ValueError):
+class FolderInUse(BadInput):
     """Another process writes into the folder (exit 2)."""
 
 
@@ -81,7 +82,7 @@ def _check_dest(dest: Path, what: str) -> Path:
     dest = Path(dest).absolute()
     cwd = Path.cwd().absolute()
     if dest == cwd or dest in cwd.parents:
-        raise ValueError(f"{what} {dest} is the current folder or holds it: give a folder of its own")
+        raise BadInput(f"{what} {dest} is the current folder or holds it: give a folder of its own")
     if dest.exists() and not dest.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(dest))
     check_writable_file(dest / "x", what=what)
@@ -170,7 +171,7 @@ def _held(dest: Path, what: str) -> Iterator[None]:
 def _refuse_foreign(dest: Path, what: str) -> None:
     foreign = foreign_entries(dest)
     if foreign:
-        raise ValueError(f"{what} {dest} holds files gnaexp did not write there ({_names(foreign)}): give an "
+        raise BadInput(f"{what} {dest} holds files gnaexp did not write there ({_names(foreign)}): give an "
                          "empty or new folder, or move them out")
 
 
@@ -232,7 +233,7 @@ def shared_folder(dest: str | Path, names: Iterable[str], what: str = "output fo
         ours = read_manifest(dest)
         clash = sorted(n for n in names if n not in ours and os.path.lexists(dest / n))
         if clash:
-            raise ValueError(f"{what} {dest} holds files gnaexp did not write there under the names this "
+            raise BadInput(f"{what} {dest} holds files gnaexp did not write there under the names this "
                              f"command writes ({_names(clash)}): move them out, or choose another folder")
         if not names <= ours:
             _write_manifest(dest, ours | names)
@@ -246,7 +247,7 @@ def add_file(folder: str | Path, name: str, data: bytes, what: str = "record fol
     with _held(folder, what):
         ours = read_manifest(folder)
         if name not in ours and os.path.lexists(folder / name):
-            raise ValueError(f"{what} {folder} holds a {name} gnaexp did not write: move it out, or choose "
+            raise BadInput(f"{what} {folder} holds a {name} gnaexp did not write: move it out, or choose "
                              "another folder")
         if name not in ours:
             _write_manifest(folder, ours | {name})

@@ -21,6 +21,7 @@ from gnaexp.core.floor_sweep import FloorSweep
 from gnaexp.backends.base import BackendResult
 from gnaexp.core.files import atomic_write_bytes, atomic_write_text, decode_floats, dumps, npz_bytes
 from gnaexp.core.metrics import Comparison
+from gnaexp.core.errors import BadInput
 
 SCHEMA = "gnaexp.record/1"
 VAD_SCHEMA = "gnaexp.vad.stream-record/1"  # a silero_vad run's record (gnaexp.vad.run): tracks.npz and ir/silero_vad.*
@@ -42,22 +43,22 @@ def read_json(folder: str | Path, schemas: tuple[str, ...] = (SCHEMA, VAD_SCHEMA
     folder = Path(folder)
     path = folder / RECORD_FILE
     if not path.is_file():
-        raise ValueError(f"{folder} holds no {RECORD_FILE}: give a folder from gnaexp run --out, or a batch run's "
+        raise BadInput(f"{folder} holds no {RECORD_FILE}: give a folder from gnaexp run --out, or a batch run's "
                          "NAME.record folder")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path} is not JSON ({exc}): the record is damaged; {RERUN}") from None
+        raise BadInput(f"{path} is not JSON ({exc}): the record is damaged; {RERUN}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not a gnaexp record (an object with a "
+        raise BadInput(f"{path} holds a JSON {type(data).__name__}, not a gnaexp record (an object with a "
                          f"\"schema\"): give the record.json gnaexp run --out wrote, or {RERUN}")
     kind = data.get("schema")
     if kind not in schemas:
-        raise ValueError(f"{path} has schema {kind!r}; this gnaexp reads {' and '.join(schemas)}: give the "
+        raise BadInput(f"{path} has schema {kind!r}; this gnaexp reads {' and '.join(schemas)}: give the "
                          f"record.json gnaexp run --out wrote, or {RERUN}")
     for key, kind_of in REQUIRED[kind].items():
         if not isinstance(data.get(key), kind_of):
-            raise ValueError(f"{path}: {key!r} is {'missing' if key not in data else 'not a ' + kind_of.__name__};"
+            raise BadInput(f"{path}: {key!r} is {'missing' if key not in data else 'not a ' + kind_of.__name__};"
                              f" the record is damaged: {RERUN}")
     for key, rel in (data.get("artifacts") or {}).items():
         artifact_path(folder, rel, f"{path}: artifact {key!r}")
@@ -69,7 +70,7 @@ def artifact_path(folder: str | Path, rel: Any, what: str) -> Path:
     ``what``: a record never points outside its own folder, nor at a link that leads out of it."""
     folder = Path(folder)
     if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or Path(rel).drive:
-        raise ValueError(f"{what} is {rel!r}: a record's files are named relative to its folder; {RERUN}")
+        raise BadInput(f"{what} is {rel!r}: a record's files are named relative to its folder; {RERUN}")
     path = folder / rel
     inside_file(path, folder, what)
     return path
@@ -80,14 +81,14 @@ def inside_file(path: Path, root: Path, what: str) -> Path:
     else ValueError naming ``what`` and where it leads."""
     real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
     if real != top and top not in real.parents:
-        raise ValueError(f"{what} ({path.name}) leads outside {root.name or root} (to {real}): only files inside "
+        raise BadInput(f"{what} ({path.name}) leads outside {root.name or root} (to {real}): only files inside "
                          "the run folder are read: put the file itself there (no link or '..' leading out)")
     try:
         mode = os.stat(real).st_mode
     except OSError:
-        raise ValueError(f"{what}: {path.name} does not exist in {root}; {RERUN}") from None
+        raise BadInput(f"{what}: {path.name} does not exist in {root}; {RERUN}") from None
     if not stat.S_ISREG(mode):
-        raise ValueError(f"{what} ({path.name}) is not a regular file: only files are read; {RERUN}")
+        raise BadInput(f"{what} ({path.name}) is not a regular file: only files are read; {RERUN}")
     return real
 
 

@@ -17,6 +17,7 @@ from gnaexp.core import metrics
 from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.diagnose import hypotheses, layer_error as layers, verdicts as diagnosis
 from gnaexp.diagnose.verdicts import FP32_COSINE_MIN
+from gnaexp.core.errors import BadInput
 
 # The second scale factor the layout paths are probed at when the sweep's best is the configured one: the forum's
 # 2048, or the top of the int16 range when 2048 is the configured one
@@ -161,7 +162,7 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     if observed is not None:
         observed, transposed = hypotheses.transposed_back(np.asarray(observed, dtype=np.float32), floor_out)
         if observed.shape != floor_out.shape:  # bad input, not a verdict
-            raise ValueError(diagnosis.shape_mismatch(observed.shape, floor_out.shape))
+            raise BadInput(diagnosis.shape_mismatch(observed.shape, floor_out.shape))
         obs = metrics.compare(ref, observed)
         no_verdict = diagnosis.non_finite_verdict(obs)
         if no_verdict:

@@ -41,6 +41,7 @@ from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 
 ALLOWED_ERROR_PCT = 1.0  # GNAFlags pwlMaxErrorPercent default
 POWER_ERROR_PCT = 0.015
@@ -101,7 +102,7 @@ def _design(op: str, exponent: float, allowed_pct: float, fp_eq: bool) -> tuple[
     allowed = min(allowed_pct, POWER_ERROR_PCT) if op == "Power" else allowed_pct
     segs = _search(op, exponent, lo, hi, allowed, integer_exp, fp_eq)
     if len(segs) <= 2:  # pwl_search returns false: the activation is not turned into a PWL
-        raise ValueError(f"the {op} PWL search gives {len(segs) - 1} segment(s), which the plugin does not use")
+        raise BadInput(f"the {op} PWL search gives {len(segs) - 1} segment(s), which the plugin does not use")
     if op == "Power":
         segs.insert(0, [0.0, segs[0][3], -math.inf if integer_exp else 0.0, 0.0])
         segs[-1][1] = segs[-1][3]
@@ -196,9 +197,9 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     op = "Power" if node.op in ("Power", "Sqrt") else node.op
     e = exponent_of(node, ctx.prog)
     if op == "Power" and e == 1.0:
-        raise ValueError(f"Power {node.name!r} with exponent 1 is an affine layer in the plugin; fold it before export")
+        raise BadInput(f"Power {node.name!r} with exponent 1 is an affine layer in the plugin; fold it before export")
     if op == "Power" and e == 0.0:
-        raise ValueError(f"Power {node.name!r} with exponent 0 is a constant; fold it before export")
+        raise BadInput(f"Power {node.name!r} with exponent 0 is a constant; fold it before export")
     k = ctx.get(node.inputs[0])
     ti = ctx.info[k]
     if ti.bits == 16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
@@ -211,7 +212,7 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     except ValueError as exc:  # the plugin's pwl_search throws the same at load: the network is refused
         what = f"{op} {e:g}" if op == "Power" else op
         via = " (ConvertDivide made the division x·y^-1)" if node.attrs.get("from") == "Divide" else ""
-        raise ValueError(f"{node.name!r}: the GNA plugin's PWL search for {what}{via} fails (\"{exc}\", "
+        raise BadInput(f"{node.name!r}: the GNA plugin's PWL search for {what}{via} fails (\"{exc}\", "
                          "pwl_approximation.cpp), so the plugin refuses the network") from None
     curve = encode(m, b, alpha, in_sf, out_sf, op.lower() if op != "Power" else f"power {e:g}", ctx.release)
     lo, hi = _clipped_domain(op, e, curve)
@@ -243,7 +244,7 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
     if node.op == "PRelu":
         values = np.asarray(ctx.prog.consts.get(node.inputs[1], np.zeros(2)) if len(node.inputs) > 1 else [0, 0])
         if values.size != 1 and not np.all(values == values.reshape(-1)[0]):
-            raise ValueError(f"PRelu {node.name!r}: one slope per channel; the plugin's ReLU layer takes one "
+            raise BadInput(f"PRelu {node.name!r}: one slope per channel; the plugin's ReLU layer takes one "
                              "negative slope (ConvertPReluToReluIE)")
         slope = float(values.reshape(-1)[0])
     out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))

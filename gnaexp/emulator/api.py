@@ -23,6 +23,7 @@ from gnaexp.emulator.ir_reader import Program, read_program, UnsupportedOpError
 from gnaexp.emulator.porting import inner_reduce_means, read_as_converter
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 from gnaexp.emulator.releases import DEFAULT_RELEASE
+from gnaexp.core.errors import BadInput
 
 _MODEL_PROGRAMS: "weakref.WeakKeyDictionary[Any, Program]" = weakref.WeakKeyDictionary()
 
@@ -172,12 +173,12 @@ def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dic
             continue
         if match is None:
             if len(given) != len(prog.params):
-                raise ValueError(f"no input named {names[0]!r}; given {[k for k, _ in given]}. "
+                raise BadInput(f"no input named {names[0]!r}; given {[k for k, _ in given]}. "
                                  f"Name inputs after the IR's input tensors: {[p[1][0] for p in prog.params]}")
             match = given[i]
         raw = np.asarray(match[1])
         if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
-            raise ValueError(f"input {names[0]!r} has dtype {raw.dtype}; expected a float array (float32)")
+            raise BadInput(f"input {names[0]!r} has dtype {raw.dtype}; expected a float array (float32)")
         arr = raw.astype(np.float32, copy=False)  # NaN/Inf are caught where the input is quantized
         rank = len(pshape)
         if arr.ndim == rank + 1:
@@ -190,18 +191,18 @@ def prepare_inputs(prog: Program, inputs: Mapping[str, np.ndarray]) -> tuple[dic
             else:
                 batched, sample = False, arr.shape
         else:
-            raise ValueError(f"input {names[0]!r} has shape {arr.shape}; the model expects rank {rank} "
+            raise BadInput(f"input {names[0]!r} has shape {arr.shape}; the model expects rank {rank} "
                              f"{pshape} (or rank {rank + 1} with a leading batch of samples)")
         for d, (want, got) in enumerate(zip(pshape, sample)):
             if want is not None and want != got:
-                raise ValueError(f"input {names[0]!r}: dimension {d} is {got}, the model expects {want} "
+                raise BadInput(f"input {names[0]!r}: dimension {d} is {got}, the model expects {want} "
                                  f"(model shape {pshape}); reshape the input to match")
         feeds[key] = arr if batched else arr[None]
         shapes[key] = tuple(int(s) for s in sample)
         batched_flags.append(batched)
     ns = {v.shape[0] for v in feeds.values()}
     if len(ns) > 1:
-        raise ValueError(f"inputs have different numbers of samples: {sorted(ns)}")
+        raise BadInput(f"inputs have different numbers of samples: {sorted(ns)}")
     n = next(iter(ns), 1)
     for key, pshape in initial_state:
         start = np.asarray(prog.memory[key].initial, dtype=np.float32)

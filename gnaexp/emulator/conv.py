@@ -16,6 +16,7 @@ import numpy as np
 
 from gnaexp.emulator import native, parallel
 from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 
 INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
 INPUT_DIVISOR = 8  # kNoOfInputsDivisor
@@ -55,17 +56,17 @@ class ConvGeometry:
 def geometry(channels: int, width: int, kernel: int, stride: int, filters: int) -> ConvGeometry:
     """Padded filter length, padded input length and output count, checking the GNA filter limits."""
     if filters < CONV_FILTERS_DIVIDER or filters % CONV_FILTERS_DIVIDER:
-        raise ValueError(
+        raise BadInput(
             f"GNA convolution needs the number of filters to be a multiple of {CONV_FILTERS_DIVIDER} "
             f"(at least {CONV_FILTERS_DIVIDER}); this layer has {filters}"
         )
     if filters > CONV_MAX_FILTERS:
-        raise ValueError(f"GNA 3.x allows at most {CONV_MAX_FILTERS} convolution filters; this layer has {filters}")
+        raise BadInput(f"GNA 3.x allows at most {CONV_MAX_FILTERS} convolution filters; this layer has {filters}")
     if kernel > width:
-        raise ValueError(f"kernel {kernel} is wider than the input ({width})")
+        raise BadInput(f"kernel {kernel} is wider than the input ({width})")
     nfc = align(max(kernel * channels, stride * channels), FILTER_DIVISOR)
     if nfc > CONV_FILTER_MAX_SIZE:
-        raise ValueError(f"GNA convolution filter of {nfc} coefficients exceeds the limit {CONV_FILTER_MAX_SIZE}")
+        raise BadInput(f"GNA convolution filter of {nfc} coefficients exceeds the limit {CONV_FILTER_MAX_SIZE}")
     logical = (width - kernel) // stride + 1
     step = channels * stride
     n_in = align(channels * width, INPUT_DIVISOR)
@@ -102,7 +103,7 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
     """
     bias = np.ascontiguousarray(bias, dtype=np.float64)
     if not native.conv_exact_bound_ok(max_abs_x, blocks, bias):
-        raise ValueError("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
+        raise BadInput("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
                          "takes int16 data")
     if x2.dtype not in (np.float32, np.float64):
         x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
@@ -152,7 +153,7 @@ def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvG
     interleave = x_mem.ndim == 3  # (N, C, W) logical input: written interleaved (w·C + c) on the way in
     x2 = x_mem.reshape(n, -1)
     if not interleave and x2.shape[1] > geo.n_inputs:
-        raise ValueError(f"interleaved input has {x2.shape[1]} elements, more than the layer's {geo.n_inputs}")
+        raise BadInput(f"interleaved input has {x2.shape[1]} elements, more than the layer's {geo.n_inputs}")
     return run_blocks(x2, blocks, bias, geo.positions, max_abs_x,
                       (geo.channels, geo.width, geo.stride) if interleave else None)
 

@@ -28,6 +28,7 @@ from gnaexp.emulator import conv as cv
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import kernel_2d_factor, quantize_weightable
 from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 
 LIMITS = "src/plugins/intel_gna/src/backend/gna_limitations.cpp (Validator_30::ValidateCnn2D) @2023.1.0"
 # Validator_30's int16 table (kKernelLimit.limit_for_int16): input channels up to → largest kernel H×W (and stride)
@@ -113,7 +114,7 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
         try:
             cv.geometry(c, *flat, filters)
         except ValueError as exc:
-            raise ValueError(f"convolution {node.name!r}: {exc}") from None
+            raise BadInput(f"convolution {node.name!r}: {exc}") from None
         target = (f, c)
         label = "swapped H/W, 1-D" if how == "swap" else "mapped 2-D → 1-D (isMappableFrom2DTo1D)"
     else:
@@ -125,7 +126,7 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
         if errors:
             fix = "" if ctx.porting else ("; porting pads input channels and kernels to multiples of 8 with zeros "
                                           "where that is all that fails")
-            raise ValueError(f"convolution {node.name!r}: the GNA 3.0 2-D convolution refuses it (Convolution2D: "
+            raise BadInput(f"convolution {node.name!r}: the GNA 3.0 2-D convolution refuses it (Convolution2D: "
                              + "; ".join(errors) + f") [{LIMITS}]{fix}")
         label = "GNA 3.0 2-D convolution (finalizeConvolution2DPrimitive)"
     wf, cf = max(target[0], f), max(target[1], c)

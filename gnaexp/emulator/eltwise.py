@@ -34,6 +34,7 @@ from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
 from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 
 DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
 
@@ -66,12 +67,12 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     """Plan one eltwise Add/Multiply of two non-constant inputs."""
     prog, info, steps, get, need16, notes = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.need16, ctx.notes
     if any(k in prog.consts for k in node.inputs):
-        raise ValueError(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
+        raise BadInput(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
                          "plugin folds it into the neighbouring affine layer (fuse it into the weights before export)")
     keys = list(node.inputs)
     shapes = [info[get(k)].shape for k in keys]
     if shapes[0] != shapes[1]:
-        raise ValueError(f"{node.op} {node.name!r}: inputs of shapes {shapes[0]} and {shapes[1]}; the GNA eltwise "
+        raise BadInput(f"{node.op} {node.name!r}: inputs of shapes {shapes[0]} and {shapes[1]}; the GNA eltwise "
                          "needs equal shapes (broadcast before export)")
     if node.op == "Multiply":
         a, b = need16(keys[0]), need16(keys[1])
@@ -107,7 +108,7 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         if sub:
             w = -w
         if w == 0:
-            raise ValueError(f"Add {node.name!r}: weights scale {weights_scale:g} rounds to 0, so input "
+            raise BadInput(f"Add {node.name!r}: weights scale {weights_scale:g} rounds to 0, so input "
                              f"{w_key!r} would vanish; the scales of its inputs ({tw.sf:g}, {tb.sf:g}) differ too much")
         if abs(abs(w) - weights_scale) > 1e-6 * max(1.0, weights_scale):
             notes.append(f"Add {node.name!r}: weights scale {weights_scale:g} is not an integer; stored as {w}, so "
@@ -165,7 +166,7 @@ def _lower_bias_input(ctx: BuildContext, node: Node, b_key: str, wanted: float, 
     if lowerable and ctx.overrides.get(layer) != wanted:
         raise Requantize(layer, wanted, f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× "
                                         f"(> 32767): output scale of {layer!r} lowered from {ti.sf:g} to {wanted:g}")
-    raise ValueError(f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767) and the "
+    raise BadInput(f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767) and the "
                      f"layer behind its bias input ({layer or b_key!r}) cannot take a lower scale; the GNA plugin "
                      "warns of saturated weights here")
 
@@ -179,7 +180,7 @@ def add_scaleshift(ctx: BuildContext, node: Node) -> None:
         w = np.broadcast_to(np.asarray(node.attrs["w"], dtype=np.float32), shape).reshape(-1)
         b = np.broadcast_to(np.asarray(node.attrs["b"], dtype=np.float32), shape).reshape(-1)
     except ValueError:
-        raise ValueError(f"{node.attrs.get('from', 'eltwise')} {node.name!r}: its constant of shape "
+        raise BadInput(f"{node.attrs.get('from', 'eltwise')} {node.name!r}: its constant of shape "
                          f"{np.shape(node.attrs['w'])} does not broadcast to the data shape {shape}; GNA's diagonal "
                          "layer scales each value of the data") from None
     wq = quantize_weightable(w[:, None], b if np.any(b) else None, ti.sf, kind="fc", precision="i16",

@@ -31,6 +31,7 @@ from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.registry import HANDLERS
 from gnaexp.emulator.releases import PluginRelease
+from gnaexp.core.errors import BadInput
 
 RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it names the rules a result followed
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
@@ -145,7 +146,7 @@ def build_plan(prog: Program, sample_shapes: Mapping[str, tuple[int, ...]], sett
             plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting, plugin_release)
         except Requantize as rq:
             if (rq.layer, rq.sf) in seen:
-                raise ValueError(f"scale factors do not settle: {rq.note}, again; layers requantized so far: "
+                raise BadInput(f"scale factors do not settle: {rq.note}, again; layers requantized so far: "
                                  f"{', '.join(sorted(overrides))}") from None
             seen.add((rq.layer, rq.sf))
             overrides[rq.layer] = rq.sf
@@ -158,7 +159,7 @@ def build_plan(prog: Program, sample_shapes: Mapping[str, tuple[int, ...]], sett
                 st.info[why[st.name]] = True
         plan.notes[:0] = requantized
         return plan
-    raise ValueError(f"scale factors do not settle after {len(requantized)} requantizations; the last: "
+    raise BadInput(f"scale factors do not settle after {len(requantized)} requantizations; the last: "
                      f"{requantized[-1] if requantized else '-'}")
 
 
@@ -181,7 +182,7 @@ def _memory_write(ctx: BuildContext, key: str, memory, state_sf: float, override
     if ti.act:
         raise Requantize(ti.act, state_sf, f"memory {memory.variable!r}: activation {ti.act!r} requantized from sf "
                                            f"{ti.sf:g} to the state's sf {state_sf:g}")
-    raise ValueError(f"memory {memory.variable!r}: cannot requantize input to its Assign: the layer writing the state "
+    raise BadInput(f"memory {memory.variable!r}: cannot requantize input to its Assign: the layer writing the state "
                      f"has sf {ti.sf:g}, the state {state_sf:g}, and no activation before it to requantize "
                      "(scale_factor_calc.cpp, memory layers)")
 
@@ -192,7 +193,7 @@ def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[
         known = {n for _, names, _ in prog.params for n in names} | set(range(len(prog.params)))
         unknown = [k for k in scale_factors if k not in known]
         if unknown:
-            raise ValueError(f"scale factor given for unknown input(s) {unknown}; the model's inputs are "
+            raise BadInput(f"scale factor given for unknown input(s) {unknown}; the model's inputs are "
                              f"{[names[0] for _, names, _ in prog.params]}")
     for i, (key, names, _) in enumerate(prog.params):
         if isinstance(scale_factors, Mapping):
@@ -201,7 +202,7 @@ def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[
             sf = scale_factors
         sf = float(np.float32(sf))
         if not np.isfinite(sf) or sf <= 0:
-            raise ValueError(f"input scale factor for {names[0]!r} must be positive and finite, got {sf}")
+            raise BadInput(f"input scale factor for {names[0]!r} must be positive and finite, got {sf}")
         out[key] = sf
     return out
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from gnaexp.emulator.moves import apply_move, MOVE_OPS
 from gnaexp.emulator.quantize import snap_fake_quantize, WeightStats
+from gnaexp.core.errors import BadInput
 
 SUPPORTED_OPS = (
     "Parameter", "Result", "Constant", "Convolution (1-D; 2-D as GNA 3.0 takes it)", "MatMul", "Add", "Multiply",
@@ -45,7 +46,7 @@ GRAPH_OPS = ({"Convolution", "MatMul", "Concat", "FakeQuantize", "ScaleShift", "
 DYNAMIC = "give the input shape (an input file or --shape) to reshape the model"
 
 
-class UnsupportedOpError(ValueError):
+class UnsupportedOpError(BadInput):
     """The IR holds an operation the emulator (and, in this form, the GNA plugin path it models) cannot run."""
 
 
@@ -144,7 +145,7 @@ def _fold(op, t: str, vals: list[np.ndarray], attrs: dict[str, Any]) -> np.ndarr
         return np.matmul(a, b).astype(dtype)
     if t == "FakeQuantize":
         return snap_fake_quantize(vals[0], int(attrs["levels"]), *vals[1:5])
-    raise ValueError(t)
+    raise BadInput(t)
 
 
 def _split_nodes(op, t: str, name: str, in_keys: list[str], consts: dict[str, np.ndarray]) -> list[Node]:

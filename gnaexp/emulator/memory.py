@@ -11,6 +11,7 @@ from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.core.errors import BadInput
 
 ALIGN_FILTER_W_SF = 16384.0  # ScaleFactorForQuantization(unit weights, MAX_VAL_2B_WEIGHT) = 16384/1
 
@@ -62,7 +63,7 @@ def add_concat(ctx: BuildContext, node: Node) -> None:
     if len(set(sfs)) > 1:
         inputs = [t for t in tis if t.param is not None]
         if len({t.sf for t in inputs}) > 1:
-            raise ValueError(
+            raise BadInput(
                 f"Two Input layers feeding concat {node.name!r} have different scales in concat "
                 f"({sorted({t.sf for t in inputs})}): give every network input of a concat the same scale factor"
             )
@@ -76,7 +77,7 @@ def add_concat(ctx: BuildContext, node: Node) -> None:
         for t in tis:
             if t.sf != src:
                 if t.act is None:
-                    raise ValueError(f"cannot requantize input to concat {node.name!r}: no activation above it")
+                    raise BadInput(f"cannot requantize input to concat {node.name!r}: no activation above it")
                 raise Requantize(t.act, src, f"concat {node.name!r}: requantized {t.act!r} from sf {t.sf:g} to "
                                              f"{src:g} (one scale factor across a concat's inputs)")
     shape = list(tis[0].shape)

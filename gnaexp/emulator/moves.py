@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 MOVE_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Slice", "Crop", "ZeroPad"}
 
@@ -80,4 +81,4 @@ def apply_move(op: str, attrs: dict[str, Any], x: np.ndarray, args: Sequence[np.
     if op == "ZeroPad":
         widths = [(0, 0)] * lead + list(zip(attrs["pads_begin"], attrs["pads_end"]))
         return np.pad(x, widths)
-    raise ValueError(op)
+    raise BadInput(op)

@@ -18,6 +18,7 @@ import numpy as np
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.core.errors import BadInput
 
 
 def _pool_problem(attrs: dict, rank: int) -> str:
@@ -45,18 +46,18 @@ def add_maxpool(ctx: BuildContext, node: Node) -> None:
     ti = ctx.info[key]
     problem = _pool_problem(node.attrs, len(ti.shape))
     if problem:
-        raise ValueError(f"MaxPool {node.name!r}: {problem}")
+        raise BadInput(f"MaxPool {node.name!r}: {problem}")
     two_d = len(node.attrs["kernel"]) >= 2 and int(node.attrs["kernel"][-2]) > 1
     axes = 2 if two_d else 1
     ks = tuple(int(k) for k in node.attrs["kernel"][-axes:])
     ss = tuple(int(s) for s in node.attrs["strides"][-axes:])
     sizes = ti.shape[-axes:]
     if any(d < k for d, k in zip(sizes, ks)):
-        raise ValueError(f"MaxPool {node.name!r}: window {ks} is larger than its input {sizes}")
+        raise BadInput(f"MaxPool {node.name!r}: window {ks} is larger than its input {sizes}")
     counts = tuple((d - k) // s + 1 for d, k, s in zip(sizes, ks, ss))
     partial = any((d - k) % s for d, k, s in zip(sizes, ks, ss))
     if partial and (two_d or str(node.attrs.get("rounding_type", "floor")).lower() == "ceil"):
-        raise ValueError(f"MaxPool {node.name!r}: the windows do not tile the input (a partial window at the edge"
+        raise BadInput(f"MaxPool {node.name!r}: the windows do not tile the input (a partial window at the edge"
                          + (", which GNA 3.0's 2-D pooling counts with ceil rounding" if two_d else "")
                          + "); export with a window and stride that fit the input exactly")
     spatial = tuple(range(-axes, 0))

@@ -34,6 +34,7 @@ from gnaexp.emulator.ir_reader import ACTIVATION_OPS, DYNAMIC, ELTWISE_OPS, HOST
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.mvn import LAYER_NORM_NOTE
 from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.core.errors import BadInput
 
 HOST_LABEL = "emulated, with host pre/post-processing"
 
@@ -126,19 +127,19 @@ def host_step(ctx: BuildContext, node: Node) -> None:
     ti = info[k]
     where = _host_position(prog, node, ti.bits)
     if not porting:
-        raise ValueError(f"{node.op} {node.name!r}: the GNA plugin has no {node.op} layer and refuses the network; "
+        raise BadInput(f"{node.op} {node.name!r}: the GNA plugin has no {node.op} layer and refuses the network; "
                          + HOST_FIX)
     if where is None:
-        raise ValueError(f"{node.op} {node.name!r} lies inside the network: the GNA plugin has no {node.op} layer, "
+        raise BadInput(f"{node.op} {node.name!r} lies inside the network: the GNA plugin has no {node.op} layer, "
                          "and only ops right after the inputs or right before the outputs can run on the host; "
                          "remove it or move it to the edge of the network"
                          + (LAYER_NORM_NOTE if node.op == "ReduceMean" else ""))
     problem = host_op_problem(node)
     if problem:
-        raise ValueError(f"{node.op} {node.name!r}: {problem}")
+        raise BadInput(f"{node.op} {node.name!r}: {problem}")
     args = [prog.consts.get(i) for i in node.inputs[1:]]
     if any(a is None for a in args):
-        raise ValueError(f"{node.op} {node.name!r}: its parameters must be constant")
+        raise BadInput(f"{node.op} {node.name!r}: its parameters must be constant")
     lead_sf = 1.0 if ti.bits == 0 else ti.sf
 
     if node.op == "Pad":

@@ -14,6 +14,7 @@ from gnaexp.emulator import native, parallel
 from gnaexp.emulator.pwl import PWL, evaluate
 from gnaexp.emulator.quantize import quantize_input
 from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 
 __all__ = ["Affine", "affine", "conv1d_memory", "dequantize", "pwl_from_table", "evaluate", "quantize_input"]
 
@@ -89,5 +90,5 @@ def pwl_from_table(xbase: np.ndarray, ybase: np.ndarray, slope: np.ndarray) -> P
     That is ``evaluate``'s rule: the last segment whose xBase ≤ x."""
     xb = np.asarray(xbase, dtype=np.int64)
     if xb.ndim != 1 or len(xb) == 0 or np.any(np.diff(xb & ~3) < 0):
-        raise ValueError("a PWL table needs one or more segments with non-decreasing xBase values")
+        raise BadInput("a PWL table needs one or more segments with non-decreasing xBase values")
     return PWL(xb, np.asarray(ybase, dtype=np.int64), np.asarray(slope, dtype=np.int64), 1.0, 1.0, "table")

@@ -19,6 +19,7 @@ import numpy as np
 from gnaexp.emulator import native
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 
 IDENTITY_SF = np.float32(2049.0)
 ACTIVATION_SF = np.float32(2048.0)
@@ -199,7 +200,7 @@ def border_values(in_sf: float, out_sf: float, fq_range: tuple[float, float] | N
     """
     xl, xu, yl, yu = _borders(in_sf, out_sf, fq_range, release)
     if xl == xu == yl == yu == 0:
-        raise ValueError(f"Unacceptable scale factors for an identity PWL: in_sf {in_sf:g} → out_sf {out_sf:g} "
+        raise BadInput(f"Unacceptable scale factors for an identity PWL: in_sf {in_sf:g} → out_sf {out_sf:g} "
                          "leaves every border value 0, so every output would be 0; the GNA plugin refuses this "
                          "network (the scale factors differ too much)")
     return xl, xu, yl, yu
@@ -238,11 +239,11 @@ def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | 
     segs = [[_xbase(INT32_MIN, 0), yl, 0], [_xbase(xl, idx), yl, k]]
     y0 = _seg_value(segs[1][0], segs[1][1], segs[1][2], 0)
     if y0 > yu or y0 < yl:
-        raise ValueError(f"identity PWL invalid: F(0)={y0} outside [{yl}, {yu}] (in_sf={in_sf}, out_sf={out_sf})")
+        raise BadInput(f"identity PWL invalid: F(0)={y0} outside [{yl}, {yu}] (in_sf={in_sf}, out_sf={out_sf})")
     if y0 != 0:
         segs.append([_xbase(0, idx), 0, k])
         if k == 0:
-            raise ValueError("identity PWL slope is 0")
+            raise BadInput("identity PWL slope is 0")
         s0x = segs[0][0] & ~3
         s1x = segs[1][0] & ~3
         scale = 1 << (8 * (idx + 1))
@@ -256,7 +257,7 @@ def build_identity(in_sf: float, out_sf: float, fq_range: tuple[float, float] | 
         lx = last[0] & ~3
         scale = 1 << (8 * ((last[0] & 3) + 1))
         if last[2] == 0:
-            raise ValueError("identity PWL slope is 0")
+            raise BadInput("identity PWL slope is 0")
         right = lx + _trunc_div((yu - last[1]) * scale, last[2])
         right = min(right, INT32_MAX)
         right = _trunc_div(right, 4) * 4

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 from numba import njit
+from gnaexp.core.errors import BadInput
 
 OPS = ("Sigmoid", "Tanh", "SoftSign", "Exp", "Log", "Power")
 THRESHOLD = 0.1
@@ -171,10 +172,10 @@ def search(op: str, exponent: float, lower: float, upper: float, negative: bool,
         err, final = pivot_search(code, float(exponent), n, float(lower), float(upper), negative, max_iterations,
                                   fp_eq, out)
         if err:
-            raise ValueError(MESSAGES[err])
+            raise BadInput(MESSAGES[err])
         if not (n < max_segments and allowed_pct < error_pct(code, float(exponent), float(lower), float(upper),
                                                               final)):
             break
     if n >= max_segments:
-        raise ValueError("Failed to converge in pwl_search!")
+        raise BadInput("Failed to converge in pwl_search!")
     return out

@@ -16,6 +16,7 @@ from gnaexp.core.gna_settings import PRECISIONS
 from gnaexp.emulator import native
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT8_MAX, INT8_MIN, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
+from gnaexp.core.errors import BadInput
 F32 = np.float32
 
 MAX_VAL_2B_WEIGHT = 16384  # int16 weight target, not 32767
@@ -63,7 +64,7 @@ def quantize_input(x: np.ndarray, sf: float, name: str = "", bits: int = 16) -> 
     out = np.empty(flat.shape, dtype=F32)
     n, non_finite = native.quantize_input(flat, F32(sf), out, F32(lo), F32(hi))
     if non_finite:
-        raise ValueError(f"input {name + ' ' if name else ''}holds {non_finite} NaN or infinite value(s) (after "
+        raise BadInput(f"input {name + ' ' if name else ''}holds {non_finite} NaN or infinite value(s) (after "
                          f"scaling by sf {sf:g}); replace them before emulating")
     return out.reshape(x.shape), int(n)
 
@@ -150,7 +151,7 @@ def weight_precision_for(kind: str, precision: str, stats: WeightStats | None, t
     the weights become int16 holding the 8-bit grid].
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'i16' or 'i8', got {precision!r}")
+        raise BadInput(f"precision must be 'i16' or 'i8', got {precision!r}")
     want = precision
     if stats is not None:
         want = "i8" if stats.levels <= 255 else "i16"
@@ -284,7 +285,7 @@ def quantize_weightable(
         row_max = np.max(np.abs(scaled.reshape(rows, -1)), axis=1)
         computed = np.floor(row_max / F32(MAX_VAL_1B_WEIGHT) + F32(0.5)).astype(np.float64)
         if np.any(computed > MAX_OUT_MULTIPLIER):
-            raise ValueError(f"int8 row multiplier above {MAX_OUT_MULTIPLIER}: weights cannot be quantized")
+            raise BadInput(f"int8 row multiplier above {MAX_OUT_MULTIPLIER}: weights cannot be quantized")
         multipliers = np.where(computed == 0, 1.0, computed)  # "channel multiplier shouldn't be 0"
         per_row = multipliers.reshape((rows,) + (1,) * (w.ndim - 1)).astype(F32)
         # value · (w_sf / multiplier) ± 0.5, in that order (quantization.cpp QuantizeWeights<int8_t>)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 MEMORY_PREFIX = "memory:"
 SOURCE = "src/plugins/intel_gna/src/frontend/scale_factor_calc.cpp (memory layers) @2023.1.0"
@@ -66,7 +67,7 @@ def explicit(model: Any) -> tuple[Any, dict[str, Memory]]:
                if r.get_friendly_name().startswith(MEMORY_PREFIX)}
     unpaired = {m.variable for m in memory.values()} - written
     if unpaired:
-        raise ValueError(f"memory variable(s) {sorted(unpaired)} are read (ReadValue) but never written (Assign); "
+        raise BadInput(f"memory variable(s) {sorted(unpaired)} are read (ReadValue) but never written (Assign); "
                          "the GNA plugin pairs each ReadValue with the Assign of the same variable")
     return ov.Model(results, params, model.get_friendly_name()), memory
 

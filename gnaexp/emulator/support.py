@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from gnaexp.core.errors import BadInput
 
 STATUS_ORDER = ("native", "decomposed", "rewritten", "movement", "host", "folded", "refused")
 
@@ -24,7 +25,7 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     except ValueError:
         shape = ()
     if not shape or any(d <= 0 for d in shape):
-        raise ValueError(f"--shape {text!r}: give NAME=D1,D2,... with positive integers, e.g. input=1,8,161")
+        raise BadInput(f"--shape {text!r}: give NAME=D1,D2,... with positive integers, e.g. input=1,8,161")
     return name.strip(), shape
 
 
@@ -39,12 +40,12 @@ def reshape_inputs(model: Any, shapes: Mapping[str, Sequence[int]], origin: str)
 
     ports = list(model.inputs)
     if "" in shapes and len(ports) != 1:
-        raise ValueError(f"a shape without an input name, but the model has {len(ports)} inputs: name them "
+        raise BadInput(f"a shape without an input name, but the model has {len(ports)} inputs: name them "
                          f"({', '.join(_input_names(p)[0] for p in ports)})")
     known = {n for p in ports for n in _input_names(p)}
     unknown = [k for k in shapes if k and k not in known]
     if unknown:
-        raise ValueError(f"shape given for unknown input(s) {unknown}; the model's inputs are "
+        raise BadInput(f"shape given for unknown input(s) {unknown}; the model's inputs are "
                          f"{[_input_names(p)[0] for p in ports]}")
     notes, new = [], {}
     for port in ports:
@@ -57,7 +58,7 @@ def reshape_inputs(model: Any, shapes: Mapping[str, Sequence[int]], origin: str)
                              f"planned; give its shape (an input file, or --shape {names[0]}=...)")
             continue
         if not ps.compatible(_partial(given)):
-            raise ValueError(f"input {names[0]!r}: shape {list(given)} ({origin}) does not fit the model's {ps}")
+            raise BadInput(f"input {names[0]!r}: shape {list(given)} ({origin}) does not fit the model's {ps}")
         if ps.is_dynamic:
             new[port] = _partial(given)
             notes.append(f"input {names[0]!r}: dynamic shape {ps} reshaped to {list(given)} ({origin})")
@@ -65,7 +66,7 @@ def reshape_inputs(model: Any, shapes: Mapping[str, Sequence[int]], origin: str)
         try:
             model.reshape(new)
         except Exception as exc:  # noqa: BLE001 - OpenVINO's shape inference raises RuntimeError and its own types
-            raise ValueError(f"OpenVINO cannot reshape the model to {[list(v.to_shape()) for v in new.values()]}: "
+            raise BadInput(f"OpenVINO cannot reshape the model to {[list(v.to_shape()) for v in new.values()]}: "
                              f"{openvino_cause(exc)}") from None
     return notes
 
@@ -132,14 +133,14 @@ def shapes_of_arrays(model: Any, arrays: Mapping[str, Any]) -> dict[str, tuple[i
     for key, arr in arrays.items():
         port = ports.get(key) if key else (next(iter(model.inputs)) if len(model.inputs) == 1 else None)
         if port is None:
-            raise ValueError(f"input file holds {key or 'one array'!r}, the model's inputs are "
+            raise BadInput(f"input file holds {key or 'one array'!r}, the model's inputs are "
                              f"{[_input_names(p)[0] for p in model.inputs]}: name the arrays after them")
         rank = port.get_partial_shape().rank.get_length()
         shape = tuple(int(d) for d in arr.shape)
         if len(shape) == rank + 1:
             shape = shape[1:]
         elif len(shape) != rank:
-            raise ValueError(f"input file array {key or _input_names(port)[0]!r} has shape {list(shape)}; the model "
+            raise BadInput(f"input file array {key or _input_names(port)[0]!r} has shape {list(shape)}; the model "
                              f"expects rank {rank} ({port.get_partial_shape()}), or one more for a batch of samples")
         out[key] = shape
     return out

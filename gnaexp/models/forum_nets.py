@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from gnaexp.core.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -60,5 +61,5 @@ def build_net(name: str, spec: NetSpec, seed: int = 0) -> tuple[nn.Module, tuple
         net = nn.Sequential(SelfConcat(spec.copies), _seeded_conv(c, spec.out_channels, spec.kernel, spec.stride, seed))
         shape = (1, spec.in_channels, spec.length)
     else:
-        raise ValueError(f"unknown net {name!r}; valid: conv, concat, concat_conv")
+        raise BadInput(f"unknown net {name!r}; valid: conv, concat, concat_conv")
     return net.eval(), shape

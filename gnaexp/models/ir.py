@@ -17,6 +17,7 @@ import openvino as ov
 
 from gnaexp.core.files import user_mode
 from gnaexp.models.model_files import read_model
+from gnaexp.core.errors import BadInput
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -32,7 +33,7 @@ def require_torch(what: str) -> None:
     try:
         import torch  # noqa: F401 — imported next by the caller anyway
     except ImportError:
-        raise ValueError(f"{what} needs PyTorch, which is not installed here: {TORCH_INSTALL}; your own model files "
+        raise BadInput(f"{what} needs PyTorch, which is not installed here: {TORCH_INSTALL}; your own model files "
                          "(experiment model, with openvino:CPU as the reference) run without it") from None
 
 
@@ -64,7 +65,7 @@ def convert_file(path: str | Path, arrays: Any = None) -> tuple[ov.Model, bool, 
         dynamic = [p for p in model.inputs if p.get_partial_shape().is_dynamic]
     for port in dynamic:
         name = next(iter(port.get_names()), "?")
-        raise ValueError(
+        raise BadInput(
             f"model input {name!r} has a dynamic shape {port.get_partial_shape()}; GNA needs static shapes: give "
             "inputs whose arrays set it (input_file=FILE, or --input FILE), or reshape the model to a fixed shape"
         )

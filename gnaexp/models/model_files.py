@@ -14,6 +14,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
+from gnaexp.core.errors import BadInput
 
 
 def check_model_file(path: str | Path) -> Path:
@@ -23,7 +24,7 @@ def check_model_file(path: str | Path) -> Path:
         raise FileNotFoundError(f"model file {path} does not exist; give a .onnx or .xml (OpenVINO IR) file, or "
                                 "another format OpenVINO reads (.tflite, .pdmodel, .pb)")
     if path.is_dir() and not (path / "saved_model.pb").exists():
-        raise ValueError(f"model file {path} is a folder; give the model file in it (.xml IR, .onnx, ...)")
+        raise BadInput(f"model file {path} is a folder; give the model file in it (.xml IR, .onnx, ...)")
     suffix = path.suffix.lower()
     if suffix == ".xml":
         if not path.with_suffix(".bin").exists():
@@ -32,9 +33,9 @@ def check_model_file(path: str | Path) -> Path:
         try:
             root = ElementTree.parse(path).getroot()
         except ElementTree.ParseError as exc:
-            raise ValueError(f"{path.name} is not well-formed XML ({exc}); give an OpenVINO IR .xml") from None
+            raise BadInput(f"{path.name} is not well-formed XML ({exc}); give an OpenVINO IR .xml") from None
         if root.tag != "net":
-            raise ValueError(f"{path.name} is XML but not an OpenVINO IR (its root element is <{root.tag}>, an IR's "
+            raise BadInput(f"{path.name} is XML but not an OpenVINO IR (its root element is <{root.tag}>, an IR's "
                              "is <net>); give the .xml that openvino.save_model wrote")
     return path
 
@@ -58,10 +59,10 @@ def read_model(path: str | Path) -> Any:
             model = ov.Core().read_model(str(path))
     except Exception as exc:  # noqa: BLE001 - frontends raise RuntimeError and their own types (e.g. OpConversionFailure)
         cause = openvino_cause(exc).replace(str(path), path.name)  # the user's folders stay out of the message
-        raise ValueError(f"OpenVINO cannot read {path.name}: {cause}; give a model that openvino.save_model or "
+        raise BadInput(f"OpenVINO cannot read {path.name}: {cause}; give a model that openvino.save_model or "
                          "torch.onnx.export wrote") from None
     if not model.inputs or not model.outputs:  # an empty file parses as an empty ONNX graph
-        raise ValueError(f"{path.name} holds no network (no inputs or no outputs); give a model that "
+        raise BadInput(f"{path.name} holds no network (no inputs or no outputs); give a model that "
                          "openvino.save_model or torch.onnx.export wrote")
     return model
 

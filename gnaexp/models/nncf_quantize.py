@@ -52,6 +52,7 @@ import numpy as np
 
 from gnaexp.core import inputs as inputs_mod
 from gnaexp.core.files import portable_path
+from gnaexp.core.errors import BadInput
 
 SUPPORTED_BITS = (8, 16)
 
@@ -72,11 +73,11 @@ class QuantizationSettings:
     def validate(self) -> None:
         for name in ("activation_bits", "weight_bits"):
             if getattr(self, name) not in SUPPORTED_BITS:
-                raise ValueError(f"{name} must be 8 or 16, got {getattr(self, name)}")
+                raise BadInput(f"{name} must be 8 or 16, got {getattr(self, name)}")
         if self.calibration_size < 1:
-            raise ValueError(f"calibration_size must be at least 1, got {self.calibration_size}")
+            raise BadInput(f"calibration_size must be at least 1, got {self.calibration_size}")
         if not self.calibration_file and self.calibration_kind not in inputs_mod.INPUT_KINDS:
-            raise ValueError(f"unknown calibration_kind {self.calibration_kind!r}; valid: "
+            raise BadInput(f"unknown calibration_kind {self.calibration_kind!r}; valid: "
                              f"{', '.join(inputs_mod.INPUT_KINDS)}")
 
     def tag(self) -> str:
@@ -144,11 +145,11 @@ def load_calibration(path: str | Path, input_shapes: Mapping[str, tuple[int, ...
             arr = arr[None]
             arrays[name] = arr
         if arr.shape[0] == 0:
-            raise ValueError(f"calibration file {path.name} is empty for input {name!r}: give at least one sample")
+            raise BadInput(f"calibration file {path.name} is empty for input {name!r}: give at least one sample")
         inputs_mod.validate(f"{name} (calibration)", arr, shape, batched=True)
         counts.add(arr.shape[0])
     if len(counts) > 1:
-        raise ValueError(f"calibration inputs have different sample counts {sorted(counts)}; give the same N for each")
+        raise BadInput(f"calibration inputs have different sample counts {sorted(counts)}; give the same N for each")
     n = counts.pop()
     return [{name: arr[i].astype(np.float32) for name, arr in arrays.items()} for i in range(n)]
 
@@ -219,11 +220,11 @@ def quantize_ir(float_xml: str | Path, out_xml: str | Path, settings: Quantizati
         quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
                                   subset_size=len(samples), advanced_parameters=_nncf_parameters(settings))
     except Exception as exc:  # noqa: BLE001 — NNCF raises many types; the message is what matters
-        raise ValueError(f"NNCF could not quantize {float_xml.name}: {exc}. The float IR is unchanged.") from exc
+        raise BadInput(f"NNCF could not quantize {float_xml.name}: {exc}. The float IR is unchanged.") from exc
     if settings.signed_activations:
         make_activation_ranges_signed(quantized)
     if not describe_fake_quantize(quantized):
-        raise ValueError(f"NNCF inserted no quantizers into {float_xml.name} (nothing to quantize: no convolution "
+        raise BadInput(f"NNCF inserted no quantizers into {float_xml.name} (nothing to quantize: no convolution "
                          "or MatMul on the input path?). The float IR is unchanged.")
     if settings.output_fake_quantize:
         add_output_fake_quantize(quantized, output_ranges(model, samples))

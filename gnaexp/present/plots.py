@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from gnaexp.core.errors import BadInput
 
 DPI = 90  # pixels per inch at which a figure is shown (its CSS size)
 HIDPI = 2  # rendered at HIDPI × DPI, shown at DPI: sharp on high-density screens and when zoomed
@@ -55,7 +56,7 @@ def _channels_first(a: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         return a
     if a.shape[0] != 1:
-        raise ValueError(f"expected batch 1, got shape {a.shape}; pass one sample")
+        raise BadInput(f"expected batch 1, got shape {a.shape}; pass one sample")
     return a.reshape(a.shape[1], -1)
 
 
@@ -65,7 +66,7 @@ def _check(reference: np.ndarray, outputs: Mapping[str, np.ndarray]) -> tuple[np
     for label, arr in outputs.items():
         a = _channels_first(arr)
         if a.shape != ref.shape:
-            raise ValueError(f"{label}: shape {np.shape(arr)} differs from the reference {np.shape(reference)}")
+            raise BadInput(f"{label}: shape {np.shape(arr)} differs from the reference {np.shape(reference)}")
         outs[label] = a
     return ref, outs
 
@@ -125,7 +126,7 @@ def overlay(
     chans = list(channels) if channels is not None else list(range(min(ref.shape[0], max_channels)))
     for c in chans:
         if not 0 <= c < ref.shape[0]:
-            raise ValueError(f"channel {c} out of range: the output has {ref.shape[0]} channels")
+            raise BadInput(f"channel {c} out of range: the output has {ref.shape[0]} channels")
     ncols = 1 if len(chans) == 1 else 2
     nrows = math.ceil(len(chans) / ncols)
     width, height = size or (5.6 * ncols, 2.8 * nrows + 0.9)
@@ -225,12 +226,12 @@ def sweep(
     """
     sfs = np.asarray(scale_factors, dtype=np.float64)
     if sfs.size == 0 or np.any(sfs <= 0):
-        raise ValueError("scale_factors must be a non-empty list of positive numbers")
+        raise BadInput("scale_factors must be a non-empty list of positive numbers")
     fig, ax, place_legend = _single_axes(6.0, 4.4, title or f"{metric} vs scale factor", legend="bottom")
     for k, (label, ys) in enumerate(values.items()):
         y = np.asarray(ys, dtype=np.float64)
         if y.shape != sfs.shape:
-            raise ValueError(f"{label}: {y.size} values for {sfs.size} scale factors")
+            raise BadInput(f"{label}: {y.size} values for {sfs.size} scale factors")
         ax.plot(sfs, np.where(np.isfinite(y), y, np.nan), marker="os^D"[k % 4], ms=4 + k, lw=1.2,
                 ls="-" if k == 0 else LINESTYLES[(k - 1) % len(LINESTYLES)], color=COLORS[k % len(COLORS)],
                 label=label, mfc="none" if k else None)
@@ -280,7 +281,7 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
     """Horizontal bars (first label on top), e.g. hypothesis scores or SQNR per layer; a threshold line."""
     vals = np.asarray(values, dtype=np.float64)
     if len(labels) != vals.size:
-        raise ValueError(f"{len(labels)} labels for {vals.size} values")
+        raise BadInput(f"{len(labels)} labels for {vals.size} values")
     fig = figure(8.0, 1.1 + 0.34 * max(len(labels), 1))
     ax = fig.add_subplot()
     y = np.arange(vals.size)[::-1]

@@ -20,6 +20,7 @@ from gnaexp.backends import BackendResult, BackendUnavailable, make_backend, par
 from gnaexp.core.records import Record
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.present.markup import cell, escape, key_value_rows, table
+from gnaexp.core.errors import BadInput
 
 
 
@@ -54,7 +55,7 @@ def setting_from(namespace: Mapping[str, Any], experiment: str | None = None) ->
     """
     asked = namespace.get("experiment")
     if experiment is not None and asked not in (None, experiment):
-        raise ValueError(f"this notebook runs the {experiment!r} experiment, not {asked!r}: open {asked}.ipynb "
+        raise BadInput(f"this notebook runs the {experiment!r} experiment, not {asked!r}: open {asked}.ipynb "
                          "(or the explorer) instead")
     keys = set(ExperimentConfig.keys())
     values = {k: namespace[k] for k in keys if k in namespace}

@@ -12,6 +12,7 @@ from gnaexp.backends import parse_backend_list
 from gnaexp.present import plots
 from gnaexp.present.markup import cell, escape, table
 from gnaexp.vad import audio as audio_mod, metrics as vad_metrics, run as vad_run, stream as vad
+from gnaexp.core.errors import BadInput
 
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "speech" / "speech_snr10.wav"  # in the source checkout
@@ -28,11 +29,11 @@ def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor
     the record, with the tracks and the audio for the plots."""
     source = Path(audio) if audio else SAMPLE
     if not audio and not source.exists():  # an installed package: the sample lives in the source repository
-        raise ValueError("the kit's speech sample (data/speech/speech_snr10.wav) ships with gnaexp's source "
+        raise BadInput("the kit's speech sample (data/speech/speech_snr10.wav) ships with gnaexp's source "
                          "repository, not with the installed package: set audio to a 16 kHz mono .wav file or a "
                          "folder of them, or run from a checkout of the repository")
     if not source.exists():
-        raise ValueError(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
+        raise BadInput(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
     wavs = vad_run.wav_files(source)
     names = parse_backend_list(backends)
     options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision,

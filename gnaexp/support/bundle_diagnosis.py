@@ -9,6 +9,7 @@ from gnaexp.core.inputs import read_file
 from gnaexp.diagnose.ladder import device_backends, ladder
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.support.bundle import Plan
+from gnaexp.core.errors import BadInput
 
 
 def diagnose(plan: Plan, porting: bool = False) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def diagnose(plan: Plan, porting: bool = False) -> dict[str, Any]:
     if device:  # the device's stored output is the observed one, judged by what ran (the record says)
         stored = read_file(plan.files["outputs.npz"], "stored outputs")
         if not isinstance(stored, dict):
-            raise ValueError(f"{plan.files['outputs.npz']}: one array, not each backend's outputs; rerun the experiment")
+            raise BadInput(f"{plan.files['outputs.npz']}: one array, not each backend's outputs; rerun the experiment")
         measured: dict[str, Any] = next((b for b in plan.record.get("backends", [])
                                          if b.get("kind") in ("measured", "imported")), {})
         label = str(measured.get("backend", device[0])) + (" (imported)" if measured.get("kind") == "imported" else "")
@@ -34,6 +35,6 @@ def diagnose(plan: Plan, porting: bool = False) -> dict[str, Any]:
     try:
         config = ExperimentConfig().with_settings(settings)
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"{plan.folder / 'record.json'}: its config is not one this gnaexp runs "
+        raise BadInput(f"{plan.folder / 'record.json'}: its config is not one this gnaexp runs "
                          f"({exc.args[0] if exc.args else exc}); rerun the experiment, or pass --no-diagnosis") from None
     return ladder(config, observed, measured_as=measured_as)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from gnaexp.core.errors import BadInput
 
 
 TARGET_RATE = 16000
@@ -70,23 +71,23 @@ def _open(path: Path) -> BinaryIO:
     try:
         path.name.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"audio file name {name!r} is not UTF-8 (records and reports store the name): rename the "
+        raise BadInput(f"audio file name {name!r} is not UTF-8 (records and reports store the name): rename the "
                          "file, e.g. to ASCII letters and digits") from None
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ValueError(f"audio file {name} is a symbolic link that loops back on itself: replace it with the "
+            raise BadInput(f"audio file {name} is a symbolic link that loops back on itself: replace it with the "
                              "file or a link to it") from None
         if exc.errno == errno.ENOENT:
             link = f" (a symbolic link to {os.readlink(path)}, which does not exist)" if path.is_symlink() else ""
-            raise ValueError(f"audio file {path} does not exist{link}: check the path") from None
+            raise BadInput(f"audio file {path} does not exist{link}: check the path") from None
         raise  # permissions and the like: the CLI names the path and the fix
     if stat.S_ISDIR(mode):
-        raise ValueError(f"audio file {name} is a folder, not a WAV file: give the .wav files inside it, or move "
+        raise BadInput(f"audio file {name} is a folder, not a WAV file: give the .wav files inside it, or move "
                          f"the folder out of {path.parent.name or '.'}")
     if not stat.S_ISREG(mode):  # a pipe would block the read, a device never end
-        raise ValueError(f"audio file {name} is not a regular file (a pipe or a device): save the audio to a "
+        raise BadInput(f"audio file {name} is not a regular file (a pipe or a device): save the audio to a "
                          ".wav file and give that")
     return open(path, "rb")  # noqa: SIM115 — the caller closes it
 
@@ -96,7 +97,7 @@ def _read_header(f: BinaryIO, name: str) -> _Format:
     size = os.fstat(f.fileno()).st_size
     head = f.read(12)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        raise ValueError(f"{name} is not a WAV file (no RIFF/WAVE header): convert it to 16 kHz mono WAV, e.g. "
+        raise BadInput(f"{name} is not a WAV file (no RIFF/WAVE header): convert it to 16 kHz mono WAV, e.g. "
                          f"ffmpeg -i {name} -ac 1 -ar 16000 out.wav")
     # The RIFF size field is not trusted (writers that stream leave it unset); each chunk is checked instead.
     fmt, data = None, None
@@ -106,48 +107,48 @@ def _read_header(f: BinaryIO, name: str) -> _Format:
         cid, length = struct.unpack("<4sI", f.read(8))
         if cid == b"fmt " and fmt is None:
             if length > MAX_FMT_BYTES or pos + 8 + length > size:
-                raise ValueError(f"{name}: its fmt chunk claims {length} bytes (damaged header): {_convert_hint(name)}")
+                raise BadInput(f"{name}: its fmt chunk claims {length} bytes (damaged header): {_convert_hint(name)}")
             fmt = f.read(length)
         elif cid == b"data" and data is None:
             data = (pos + 8, length)
         pos += 8 + length + (length & 1)
     if fmt is None or data is None:
-        raise ValueError(f"{name}: WAV without a fmt or data chunk (truncated?): {_convert_hint(name)}")
+        raise BadInput(f"{name}: WAV without a fmt or data chunk (truncated?): {_convert_hint(name)}")
     if len(fmt) < 16:
-        raise ValueError(f"{name}: its fmt chunk is {len(fmt)} bytes, a WAV's is at least 16 (damaged header): "
+        raise BadInput(f"{name}: its fmt chunk is {len(fmt)} bytes, a WAV's is at least 16 (damaged header): "
                          f"{_convert_hint(name)}")
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", fmt[:16])
     # _byte_rate is redundant (rate × block_align) and not used: some writers get it wrong, harmlessly.
     if tag == EXTENSIBLE:
         if len(fmt) < 40:
-            raise ValueError(f"{name}: its extensible fmt chunk is {len(fmt)} bytes, 40 expected (damaged header): "
+            raise BadInput(f"{name}: its extensible fmt chunk is {len(fmt)} bytes, 40 expected (damaged header): "
                              f"{_convert_hint(name)}")
         tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID starts with the format tag
     if channels == 0:
-        raise ValueError(f"{name}: its header says 0 channels (damaged header): {_convert_hint(name)}")
+        raise BadInput(f"{name}: its header says 0 channels (damaged header): {_convert_hint(name)}")
     if channels != 1:
-        raise ValueError(f"{name} has {channels} channels; the VAD takes mono audio: mix it down, e.g. "
+        raise BadInput(f"{name} has {channels} channels; the VAD takes mono audio: mix it down, e.g. "
                          f"ffmpeg -i {name} -ac 1 -ar 16000 mono.wav")
     if not ((tag == PCM and bits in (8, 16, 24, 32)) or (tag == FLOAT and bits in (32, 64))):
-        raise ValueError(f"{name}: WAV sample format {tag} with {bits} bits is not supported; use 16-bit PCM, e.g. "
+        raise BadInput(f"{name}: WAV sample format {tag} with {bits} bits is not supported; use 16-bit PCM, e.g. "
                          f"ffmpeg -i {name} -ac 1 -ar 16000 -sample_fmt s16 out.wav")
     if block_align != bits // 8:
-        raise ValueError(f"{name}: its header says {block_align} bytes per frame, but one channel of {bits}-bit "
+        raise BadInput(f"{name}: its header says {block_align} bytes per frame, but one channel of {bits}-bit "
                          f"samples takes {bits // 8} (damaged header): {_convert_hint(name)}")
     if rate == 0 or rate > MAX_RATE:
-        raise ValueError(f"{name}: its header says {rate} Hz; WAV files are sampled at {MIN_RATE}–{MAX_RATE} Hz "
+        raise BadInput(f"{name}: its header says {rate} Hz; WAV files are sampled at {MIN_RATE}–{MAX_RATE} Hz "
                          f"(damaged header): {_convert_hint(name)}")
     if rate < MIN_RATE:
-        raise ValueError(f"{name} is sampled at {rate} Hz, below 8 kHz: too little bandwidth for speech; "
+        raise BadInput(f"{name} is sampled at {rate} Hz, below 8 kHz: too little bandwidth for speech; "
                          "record at 16 kHz")
     offset, length = data
     if offset + length > size:
-        raise ValueError(f"{name}: its data chunk claims {length} bytes but the file holds {max(0, size - offset)} "
+        raise BadInput(f"{name}: its data chunk claims {length} bytes but the file holds {max(0, size - offset)} "
                          f"after the header (a truncated copy, or sizes a streaming writer left unset): copy the "
                          f"file whole, or {_convert_hint(name)}")
     frames = length // block_align
     if frames > MAX_SECONDS * rate:
-        raise ValueError(f"{name} lasts {frames / rate / 3600:.1f} h; gnaexp reads at most {MAX_SECONDS // 60} "
+        raise BadInput(f"{name} lasts {frames / rate / 3600:.1f} h; gnaexp reads at most {MAX_SECONDS // 60} "
                          f"minutes per file (the samples are held in memory): split it, e.g. ffmpeg -i {name} -ac 1 "
                          f"-ar 16000 -f segment -segment_time {MAX_SECONDS} part%03d.wav")
     return _Format(tag, rate, bits, offset, frames)
@@ -171,11 +172,11 @@ def _frames(f: BinaryIO, fmt: _Format, start: int, stop: int, name: str) -> np.n
     f.seek(fmt.data_offset + start * width)
     raw = f.read((stop - start) * width)
     if len(raw) != (stop - start) * width:  # the file shrank while it was read
-        raise ValueError(f"{name} ended early while it was read (changed on disk?): read it again")
+        raise BadInput(f"{name} ended early while it was read (changed on disk?): read it again")
     x = _decode(raw, fmt)
     bad = int(np.count_nonzero(~np.isfinite(x)))
     if bad:
-        raise ValueError(f"{name}: {bad} samples are NaN or Inf (from sample {start + int(np.argmax(~np.isfinite(x)))}"
+        raise BadInput(f"{name}: {bad} samples are NaN or Inf (from sample {start + int(np.argmax(~np.isfinite(x)))}"
                          "); fix the recording")
     return x
 
@@ -236,7 +237,7 @@ def load_wav(path: str | Path) -> Audio:
         fmt = _read_header(f, name)
         up, down = _ratio(fmt.rate)
         if -(-fmt.frames * up // down) < MIN_SAMPLES:
-            raise ValueError(f"{name} has {-(-fmt.frames * up // down)} samples at 16 kHz; at least {MIN_SAMPLES} "
+            raise BadInput(f"{name} has {-(-fmt.frames * up // down)} samples at 16 kHz; at least {MIN_SAMPLES} "
                              "(32 ms) are needed")
         x = _read_samples(f, fmt, name)
     notes = []

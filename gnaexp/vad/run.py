@@ -23,6 +23,7 @@ from gnaexp.core.output_folder import check_folder, publish_folder
 from gnaexp.core.records import VAD_SCHEMA
 from gnaexp.vad import audio as audio_mod, metrics as vad_metrics, stream as vad
 from gnaexp.vad.truth import ground_truth
+from gnaexp.core.errors import BadInput
 
 DEFAULT_BACKENDS = ("torch", "openvino:CPU", "gna-emu")
 SCHEMA = VAD_SCHEMA  # one definition, in records (which reads and checks records of both kinds)
@@ -36,7 +37,7 @@ def wav_files(source: str | Path) -> list[Path]:
     source = Path(source)
     wavs = sorted(source.glob("*.wav")) if source.is_dir() else [source]
     if not wavs:
-        raise ValueError(f"no .wav files in {source}")
+        raise BadInput(f"no .wav files in {source}")
     return wavs
 
 
@@ -44,10 +45,10 @@ def check_backends(backends: Sequence[str]) -> None:
     for spec in backends:
         check_spec(spec)
         if spec.split(":", 1)[0] not in SUPPORTED:
-            raise ValueError(f"backend {spec!r} cannot stream silero_vad; use torch, openvino:DEVICE "
+            raise BadInput(f"backend {spec!r} cannot stream silero_vad; use torch, openvino:DEVICE "
                              "(openvino:GNA where the plugin exists), gna-emu and import:TRACKS.npz")
     if backends and backends[0].startswith("import:"):
-        raise ValueError("the first backend is the reference and must run here (torch or openvino:CPU); put "
+        raise BadInput("the first backend is the reference and must run here (torch or openvino:CPU); put "
                          "import:TRACKS.npz after it")
 
 
@@ -61,18 +62,18 @@ def imported_streams(spec: str, paths: Sequence[Path], lengths: Sequence[int]) -
     path = spec.split(":", 1)[1]
     data = read_file(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: give the tracks.npz of a silero_vad run (one array per FILE_STEM/BACKEND)")
+        raise BadInput(f"{path}: give the tracks.npz of a silero_vad run (one array per FILE_STEM/BACKEND)")
     out = []
     for wav, n in zip(paths, lengths):
         keys = [f"{wav.stem}/probability"] if f"{wav.stem}/probability" in data else [  # an export pack's, or
             k for k in data if k.startswith(f"{wav.stem}/") and k.split("/", 1)[1] not in ("torch", "openvino:CPU")]
         if len(keys) != 1:
-            raise ValueError(f"{path}: expected one track for {wav.name} (key {wav.stem}/BACKEND or "
+            raise BadInput(f"{path}: expected one track for {wav.name} (key {wav.stem}/BACKEND or "
                              f"{wav.stem}/probability), found {keys or 'none'}; run gnaexp run silero_vad on the "
                              "same files on the other machine")
         p = np.asarray(data[keys[0]], dtype=np.float32).reshape(-1)
         if len(p) != n:
-            raise ValueError(f"{path}: track {keys[0]} has {len(p)} chunks, {wav.name} has {n}: not the same audio")
+            raise BadInput(f"{path}: track {keys[0]} has {len(p)} chunks, {wav.name} has {n}: not the same audio")
         states = data.get(f"{wav.stem}/next_state")  # an export pack's stream keeps the state after each chunk
         out.append(vad.Stream(p, np.asarray(states, np.float32).reshape(n, 2, -1) if states is not None and
                               np.size(states) == n * 2 * vad.STATE_SHAPE[-1] else
@@ -109,7 +110,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(DEVICE_SETTINGS))
     if unknown:
-        raise ValueError(f"unknown silero_vad setting(s) {excerpt(unknown)}; valid: {', '.join(DEVICE_SETTINGS)}")
+        raise BadInput(f"unknown silero_vad setting(s) {excerpt(unknown)}; valid: {', '.join(DEVICE_SETTINGS)}")
     for key in ("scale_factor", "state_scale_factor"):
         value = opts.get(key)
         if value is None or (key == "scale_factor" and value == "recommended"):
@@ -118,7 +119,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
             try:
                 value = float(value.strip())
             except ValueError:
-                raise ValueError(f"{key} must be a number{' or recommended' if key == 'scale_factor' else ''}, "
+                raise BadInput(f"{key} must be a number{' or recommended' if key == 'scale_factor' else ''}, "
                                  f"got {excerpt(value)}") from None
         opts[key] = check_scale_factor(value, key)
     if "precision" in opts:

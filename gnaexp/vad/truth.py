@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gnaexp.vad import audio, metrics as vad_metrics, stream as vad
+from gnaexp.core.errors import BadInput
 
 
 def ground_truth(paths: Sequence[Path]) -> list[list[tuple[int, int]] | None]:
@@ -41,35 +42,35 @@ def _segments_file(seg_file: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(seg_file.read_bytes().decode("utf-8"))
     except IsADirectoryError:
-        raise ValueError(f"{seg_file} is a folder; the ground truth is a file: rename or move it") from None
+        raise BadInput(f"{seg_file} is a folder; the ground truth is a file: rename or move it") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{seg_file} is not UTF-8 text: save it as UTF-8 JSON, {_SEGMENTS_FORMAT}") from None
+        raise BadInput(f"{seg_file} is not UTF-8 text: save it as UTF-8 JSON, {_SEGMENTS_FORMAT}") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{seg_file} is not JSON ({exc.msg} at line {exc.lineno}): write {_SEGMENTS_FORMAT}") \
+        raise BadInput(f"{seg_file} is not JSON ({exc.msg} at line {exc.lineno}): write {_SEGMENTS_FORMAT}") \
             from None
     except (ValueError, RecursionError):  # a number of thousands of digits, arrays nested thousands deep
-        raise ValueError(f"{seg_file} is JSON that cannot be ground truth (too deep or too long a number): write "
+        raise BadInput(f"{seg_file} is JSON that cannot be ground truth (too deep or too long a number): write "
                          f"{_SEGMENTS_FORMAT}") from None
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ELOOP):  # a link that leads nowhere
-            raise ValueError(f"{seg_file} is a symbolic link that leads nowhere (a loop or a missing target): "
+            raise BadInput(f"{seg_file} is a symbolic link that leads nowhere (a loop or a missing target): "
                              "replace it with the file, or remove it") from None
         raise
     if not isinstance(data, dict):
-        raise ValueError(f"{seg_file} holds a JSON {_json_type(data)}, not {_SEGMENTS_FORMAT}")
+        raise BadInput(f"{seg_file} holds a JSON {_json_type(data)}, not {_SEGMENTS_FORMAT}")
     return data
 
 
 def _speech(seg_file: Path, name: str, entry: Any) -> list[tuple[int, int]]:
     where = f"{seg_file}: the entry for {name!r}"
     if not isinstance(entry, dict):
-        raise ValueError(f"{where} is a JSON {_json_type(entry)}; write {_SEGMENTS_FORMAT}")
+        raise BadInput(f"{where} is a JSON {_json_type(entry)}; write {_SEGMENTS_FORMAT}")
     if "speech" not in entry:
-        raise ValueError(f"{where} lacks the key 'speech' (a list of [START, END] in seconds): add it, or remove "
+        raise BadInput(f"{where} lacks the key 'speech' (a list of [START, END] in seconds): add it, or remove "
                          "the entry")
     segs = entry["speech"]
     if not isinstance(segs, list):
-        raise ValueError(f"{where} has a JSON {_json_type(segs)} as 'speech', not a list of [START, END] in "
+        raise BadInput(f"{where} has a JSON {_json_type(segs)} as 'speech', not a list of [START, END] in "
                          "seconds")
     for i, seg in enumerate(segs):
         # Compared, never converted: NaN fails every comparison, and a huge JSON integer does not overflow.
@@ -77,7 +78,7 @@ def _speech(seg_file: Path, name: str, entry: Any) -> list[tuple[int, int]]:
                 and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in seg)
                 and 0 <= seg[0] < seg[1] <= audio.MAX_SECONDS):
             shown = json.dumps(seg)
-            raise ValueError(f"{where} has 'speech' item {i} = {shown[:60]}{'…' if len(shown) > 60 else ''}; each "
+            raise BadInput(f"{where} has 'speech' item {i} = {shown[:60]}{'…' if len(shown) > 60 else ''}; each "
                              f"item is [START, END] in seconds with 0 <= START < END <= {audio.MAX_SECONDS}")
     return vad_metrics.seconds_to_chunks(segs, vad.CHUNK / vad.SAMPLE_RATE)
 
