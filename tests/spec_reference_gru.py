@@ -59,8 +59,9 @@ def const_layer(c: np.ndarray) -> tuple[np.ndarray, float]:
         max_val = max(max_val, float(v))
         min_val = min(min_val, float(v))
     abs_val = max(abs(max_val), abs(min_val))
-    sf = F32(F32(32767.0) / F32(abs_val)) if abs_val != 0 else F32(np.inf)
-    if np.isinf(sf) or abs_val == 0:
+    with np.errstate(over="ignore"):  # all zeros: abs_val is FLT_MIN, the quotient ∞
+        sf = F32(F32(32767.0) / F32(abs_val))
+    if np.isinf(sf):
         sf = F32(1.0)
     q = np.zeros(len(c), dtype=np.int64)
     for i, v in enumerate(np.asarray(c, F32)):
@@ -123,6 +124,7 @@ def power_one_minus(q: np.ndarray, in_sf: float, release: str) -> tuple[np.ndarr
     scale, shift = -1.0, 1.0
     w_sf = F32(F32(MAX_VAL_2B_WEIGHT) / F32(abs(scale)))
     dst = F32(w_sf * F32(in_sf))
+    # FloatToInt16/32 of a float (FLOAT_TO_INT16/32 of the same float expression at 2022.3): exact integers here
     weight = rops.narrow(rops.to_int_f32(min(F32(w_sf * F32(scale)), F32(32767.0))), 16)
     offset = rops.narrow(rops.to_int_f32(min(F32(dst * F32(shift)), F32(rops.INT32_MAX))), 32)
     return rops.diagonal(q, weight, offset), float(dst)
@@ -186,10 +188,10 @@ def gru_cell(x, h, w, r, b, sfs: tuple[float, float], clip: float, linear_before
         inner = with_bias(r_hh, r_hh_sf, bh, "r_Hh_Wb")
         weight, scale = rops.sum_weight(r_hh_sf, x_id_sf)
         if weight == 0 or rops.needs_requantize(scale, release):
-            raise Refused("h_sum outside what this reading covers")  # its bias input is a Prod
+            raise Refused("h_sum outside what this reading covers")  # its bias input is an eltwise
         pre, pre_sf = rops.diagonal(xh, weight, inner), r_hh_sf
     else:
-        r_h = rops.diagonal(qh, gates["r"])  # Multiply(r_t, H_t): H the diagonal weights
+        r_h = rops.diagonal(qh, gates["r"])  # Multiply(r_t, H_t): H the diagonal weights (the product commutes)
         steps["r_H"] = r_h_sf = _f32(steps["r"], sf_h)
         rh_id, rh_id_sf = rcell.identity(r_h, r_h_sf, release)
         steps["r_H/identity"] = rh_id_sf
