@@ -16,6 +16,8 @@ GNA has no element-wise unit: the plugin runs an eltwise as a *diagonal* affine 
   weights [S: gna_graph_compiler.cpp ``DiagonalPrimitive``], quantized like any weightable layer
   (``ScaleFactorPerLayerWeightable``: w_sf = 16384 / max|w|, the bias cap), always with int16 weights
   [S: frontend/layer_quantizer.cpp ``GetWeightsPrecision``, isScaleShift]; 32-bit output at w_sf·in_sf.
+  On data of rank < 4 an Add of a per-element constant is instead a Sum with a 16-bit Const input
+  (``const_layer``; [S: convert_mul_or_add_finally.cpp]).
 - **Sub** of two tensors: the Sum above with the subtrahend as the w-input and its integer weight negated.
 Both inputs must be 16-bit for a product, at most one 32-bit for a sum: the plugin inserts identities on the
 others [S: transformations/insert_identity_layer.cpp ``MarkIdentityCandidates``]. [I: when both sum inputs are
