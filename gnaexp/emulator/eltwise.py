@@ -16,6 +16,8 @@ GNA has no element-wise unit: the plugin runs an eltwise as a *diagonal* affine 
   weights [S: gna_graph_compiler.cpp ``DiagonalPrimitive``], quantized like any weightable layer
   (``ScaleFactorPerLayerWeightable``: w_sf = 16384 / max|w|, the bias cap), always with int16 weights
   [S: frontend/layer_quantizer.cpp ``GetWeightsPrecision``, isScaleShift]; 32-bit output at w_sf·in_sf.
+  On data of rank < 4 an Add of a per-element constant is instead a Sum with a 16-bit Const input
+  (``const_layer``; [S: convert_mul_or_add_finally.cpp]).
 - **Sub** of two tensors: the Sum above with the subtrahend as the w-input and its integer weight negated.
 Both inputs must be 16-bit for a product, at most one 32-bit for a sum: the plugin inserts identities on the
 others [S: transformations/insert_identity_layer.cpp ``MarkIdentityCandidates``]. [I: when both sum inputs are
@@ -67,9 +69,11 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     """Plan one eltwise Add/Multiply of two non-constant inputs."""
     prog, info, steps, get, need16, notes = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.need16, ctx.notes
     if any(k in prog.consts for k in node.inputs):
-        raise BadInput(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
-                         "plugin folds it into the neighbouring affine layer (fuse it into the weights before export)")
-    keys = list(node.inputs)
+        if node.op != "Add" or all(k in prog.consts for k in node.inputs):
+            raise BadInput(f"{node.op} {node.name!r} with a constant operand is not supported by the emulator: the "
+                           "plugin folds it into the neighbouring affine layer (fuse it into the weights before "
+                           "export)")
+    keys = [const_layer(ctx, node, k) if k in prog.consts else k for k in node.inputs]
     shapes = [info[get(k)].shape for k in keys]
     if shapes[0] != shapes[1]:
         raise BadInput(f"{node.op} {node.name!r}: inputs of shapes {shapes[0]} and {shapes[1]}; the GNA eltwise "
@@ -126,6 +130,27 @@ def add_step(ctx: BuildContext, node: Node) -> None:
                       {"layer": node.name, "precision": "i16", "out_sf": out_sf, "bits": 32, **detail}))
     info[node.out] = TInfo(out_sf, 32, info[ins[0]].shape, root=node.name)
 
+
+
+def const_layer(ctx: BuildContext, node: Node, key: str) -> str:
+    """The Const input of an eltwise Add (ir_reader: a per-element constant on data of rank < 4): 16-bit data in
+    memory at sf = 32767 / max|c| (1.0 for zeros) [S: frontend/scale_factor_calc.cpp ``ScaleFactorPerLayer``,
+    type "Const", no statistics: levels INT16_MAX], each value SaturationCast<int16>(c·sf), a float product
+    truncated toward 0 [S: frontend/layer_quantizer.cpp ``FP32ToPrecisionBlob``, frontend/quantization.hpp]."""
+    data = ctx.get(next(k for k in node.inputs if k != key))
+    shape = ctx.info[data].shape
+    c = np.broadcast_to(np.asarray(ctx.prog.consts[key], dtype=np.float32), shape)
+    peak = np.float32(np.max(np.abs(c)))
+    sf = np.float32(1.0) if peak == 0 else np.float32(np.float32(INT16_MAX) / peak)
+    if not np.isfinite(sf):
+        sf = np.float32(1.0)
+    q = np.trunc(np.clip(c * sf, -INT16_MAX - 1, INT16_MAX)).astype(np.float64)
+    name = f"{node.name}/const"
+    ctx.steps.append(Step("const", name, [data], key, lambda x, q=q: (np.broadcast_to(q, x.shape[:1] + q.shape), 0),
+                          {"layer": name, "op": "Const (eltwise input)", "precision": "i16", "in_sf": None,
+                           "w_sf": None, "out_sf": float(sf), "bits": 16}))
+    ctx.info[key] = TInfo(float(sf), 16, shape, root=name)
+    return key
 
 
 def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step],

@@ -166,6 +166,17 @@ def _split_nodes(op, t: str, name: str, in_keys: list[str], consts: dict[str, np
                  {"axis": axis, "start": int(starts[i]), "stop": int(starts[i + 1])}) for i in range(len(lengths))]
 
 
+def _const_eltwise(op: Any, t: str, in_keys: list[str], consts: dict[str, np.ndarray]) -> bool:
+    """An Add of data and a constant of more than one value, or data minus one, on data of rank < 4: the plugin's
+    ConvertMulOrAddFinally keeps it an Eltwise with a Const input (``check_constant`` gives SCALE_SHIFT and the
+    output rank is below 4; a scalar is a Power layer, computed as the ScaleShift)."""
+    ci = 0 if in_keys[0] in consts else 1
+    if t == "Subtract" and ci == 0:
+        return False  # c − x: a Power(x, −1) then the sum [I: not read here, left a ScaleShift]
+    shape = op.get_input_partial_shape(1 - ci)
+    return np.asarray(consts[in_keys[ci]]).size > 1 and shape.rank.is_static and shape.rank.get_length() < 4
+
+
 def _scaleshift(t: str, in_keys: list[str], consts: dict[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray]:
     """An eltwise op with one constant operand as data·w + b (the plugin's ScaleShift layer)."""
     ci = 0 if in_keys[0] in consts else 1
@@ -386,6 +397,21 @@ def read_program(model: Any, strict: bool = True) -> Program:
                 del by_out[producer.out]  # the layer now computes the Add's value: it takes its name and tensor
                 producer.name, producer.out = name, out
                 by_out[out] = producer
+                continue
+            if t in ("Add", "Subtract") and _const_eltwise(op, t, in_keys, consts):
+                # ConvertMulOrAddFinally (legacy/src/transformations/convert_opset1_to_legacy/
+                # convert_mul_or_add_finally.cpp @2023.1.0): a per-element constant on data of rank < 4 is no
+                # ScaleShift but an Eltwise with a Const layer; ConvertSubtract (convert_opset1_to_legacy.cpp) first
+                # writes x − c as x + (−c); an Add of zeros is dropped as useless.
+                c = b if t == "Add" else -np.asarray(consts[in_keys[1]], dtype=np.float32)
+                if not np.any(c):
+                    alias[out] = src
+                    continue
+                ckey = f"{name}/const"
+                consts[ckey] = c
+                node = Node(name, "Add", [ckey if k in consts else k for k in in_keys], out, {"from": t})
+                nodes.append(node)
+                by_out[out] = node
                 continue
             node = Node(name, "ScaleShift", [src], out, {"w": w, "b": b, "from": t})
             nodes.append(node)
