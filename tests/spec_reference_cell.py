@@ -40,7 +40,8 @@ DIAGONAL_W_SF = 16384.0  # ScaleFactorForQuantization(unit weights, MAX_VAL_2B_W
 
 
 class Refused(Exception):
-    """Where the emulator refuses on purpose (a sum weight that rounds to 0, a second lowering)."""
+    """Where the emulator refuses on purpose (a second lowering, a weights scale above 32767 behind a
+    layer that is not lowered); a sum weight that rounds to 0 is computed: the bias input alone."""
 
 
 @dataclass
@@ -88,8 +89,6 @@ def lstm_cell(x, h, c, w, r, b, sfs: tuple[float, float, float], clip: float, de
         weight, scale = rops.sum_weight(float(hr_sf), id_sf)
         if rops.needs_requantize(scale, release):
             raise Refused("XHB lowered twice")
-    if weight == 0:
-        raise Refused("XHB weight rounds to 0")
     hr = ref.fc(ref.quantize_input(h, sf_h), ref.quantize_weights(r, r_sf), ref.quantize_bias(b, hr_sf))
     xhb = rops.diagonal(ident, weight, hr)
     xhb_sf = float(hr_sf)
@@ -110,7 +109,7 @@ def lstm_cell(x, h, c, w, r, b, sfs: tuple[float, float, float], clip: float, de
     steps["i_c"] = ic_sf = _f32(steps["i"], steps["c"])
     ident, id_sf = identity(f_c, fc_sf, release)
     weight, scale = rops.sum_weight(ic_sf, id_sf)
-    if weight == 0 or rops.needs_requantize(scale, release):
+    if rops.needs_requantize(scale, release):
         raise Refused("C' sum outside what this reading covers")  # 2048²/2049 never is
     new_c = rops.diagonal(ident, weight, i_c)
     steps.update({"f_C/identity": id_sf, "C": ic_sf})

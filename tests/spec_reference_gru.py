@@ -18,7 +18,9 @@ files under ``src/plugins/intel_gna/src`` @2023.1.0):
   (``scale_factor_calc.cpp`` ``ScaleFactorPerLayer``, type "Const"), SaturationCast<int16>(c·sf), a float product
   truncated (``layer_quantizer.cpp`` ``FP32ToPrecisionBlob``); no identity on the 32-bit input, which is the
   bias (``insert_identity_layer.cpp`` ``MarkIdentityCandidates``: the Const has no 32-bit output). A weights
-  scale above 32767 lowers ``Ht_R`` [I: through the crop] (``requantizeInput``), a Prod behind it is not lowered.
+  scale above 32767 lowers ``Ht_R`` [I: through the crop] (``requantizeInput``), also for ``z_sum``/``r_sum``
+  behind ``Hz + Bz`` (``requantizeInput`` goes through an eltwise sum into its 32-bit input); a Prod behind it
+  is not lowered.
 - ``z = σ(Xz + (Hz + Bz))``, ``r`` likewise: two 32-bit inputs, an identity on ``Xt_W`` (input 0; inserted after
   the FC, before the Split: ``insert_identity_layer_after`` skips precision-agnostic ops), the other the bias.
   clip > 0: a Clamp (PWL, out 2048) and a unit diagonal before the activation, as in the LSTM reading.
@@ -71,21 +73,22 @@ def const_layer(c: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def const_sum(q32: np.ndarray, sf32: float, c: np.ndarray, release: str) -> np.ndarray:
-    """Eltwise Sum of a 32-bit input (the bias) and a Const (the 16-bit weighted input), out sf = sf32."""
+    """Eltwise Sum of a 32-bit input (the bias) and a Const (the 16-bit weighted input), out sf = sf32. A weight
+    of 0 (weights scale below 0.5) leaves the bias input alone, as the plugin computes it."""
     qc, sf_c = const_layer(c)
     weight, scale = rops.sum_weight(sf32, sf_c)
-    if weight == 0 or rops.needs_requantize(scale, release):
-        raise Refused("a bias sum outside what this reading covers")  # 0, or above 32767 behind a Prod
+    if rops.needs_requantize(scale, release):
+        raise Refused("a bias sum outside what this reading covers")  # above 32767 behind a Prod
     return rops.diagonal(qc, weight, q32)
 
 
 def sum32(q0: np.ndarray, sf0: float, q1: np.ndarray, sf1: float, release: str) -> tuple[np.ndarray, float]:
     """Sum of two 32-bit outputs: identity on input 0, input 1 the bias (out sf1); (the sum, the identity's sf).
-    Refused where the emulator refuses: a weight of 0, or a weights scale above 32767 (input 1 is here a Prod,
-    which the emulator does not lower)."""
+    Refused where the emulator refuses: a weights scale above 32767 (input 1 is here a Prod, which the emulator
+    does not lower). A weight of 0 leaves input 1 alone."""
     ident, id_sf = rcell.identity(q0, sf0, release)
     weight, scale = rops.sum_weight(sf1, id_sf)
-    if weight == 0 or rops.needs_requantize(scale, release):
+    if rops.needs_requantize(scale, release):
         raise Refused("a sum outside what this reading covers")
     return rops.diagonal(ident, weight, q1), id_sf
 
@@ -96,20 +99,19 @@ def lowered_fc_sf(in_sf: float, wanted: float) -> tuple[F32, F32]:
     return w_sf, F32(w_sf * F32(in_sf))
 
 
-def _ht_r_scale(r, sf_h: float, visits: list[tuple[float, bool]], release: str) -> tuple[F32, F32, bool]:
-    """``Ht_R``'s (w_sf, out sf), lowered while a sum whose bias is one of its crops has a weights scale above
-    32767. ``visits``: the sums at Ht_R's scale in the order the scale factor pass visits them, as (the scale of
-    the weighted input, whether the bias input is a crop of Ht_R, else a sum: refused); each lowering restarts
-    the pass."""
+def _ht_r_scale(r, sf_h: float, visits: list[float], release: str) -> tuple[F32, F32, bool]:
+    """``Ht_R``'s (w_sf, out sf), lowered while a sum at its scale has a weights scale above 32767. ``visits``:
+    the scales of the weighted inputs of the sums at Ht_R's scale, in the order the scale factor pass visits
+    them; each lowering restarts the pass. The bias input of such a sum is a crop of Ht_R or a sum whose bias
+    is one (``Hz + Bz``): ``requantizeInput`` goes through an eltwise sum into its 32-bit input, the wanted
+    scale times that input's scale over the sum's (equal here), and on through the crop to the FC."""
     r_sf, hr_sf = ref.weight_scales(r, None, sf_h, conv_in_channels=None)
     lowered_to = None
     while True:
-        for sf_c, lowerable in visits:
+        for sf_c in visits:
             _, scale = rops.sum_weight(float(hr_sf), sf_c)
-            if rops.needs_requantize(scale, release) and not lowerable:
-                raise Refused("a gate sum's bias input is a sum")
             if rops.needs_requantize(scale, release):
-                wanted = F32(F32(sf_c) * F32(32767.0))
+                wanted = F32(F32(sf_c) * F32(32767.0))  # (× Hz_B's bias scale over its own: 1)
                 if wanted == lowered_to:
                     raise Refused("Ht_R lowered twice to the same scale")
                 lowered_to = wanted
@@ -152,13 +154,13 @@ def gru_cell(x, h, w, r, b, sfs: tuple[float, float], clip: float, linear_before
     w_sf, xw_sf = ref.weight_scales(w, None, sf_x, conv_in_channels=None)
     xw = ref.fc(ref.quantize_input(x, sf_x), ref.quantize_weights(w, w_sf), np.zeros(w.shape[0], np.int64))
     x_id, x_id_sf = rcell.identity(xw, float(xw_sf), release)
-    # the sums that read a crop of Ht_R as their bias: Hz + Bz (or, Bz all 0 and that Add dropped by
-    # ConvertMulOrAddFinally, z_sum itself), Hr + Br likewise, Hh + Rbh
+    # the sums at Ht_R's scale: Hz + Bz then z_sum (or, Bz all 0 and that Add dropped by ConvertMulOrAddFinally,
+    # z_sum alone), Hr + Br and r_sum likewise, Hh + Rbh
     visits = []
     for c in (bz, br):
-        visits += [(const_layer(c)[1], True), (x_id_sf, False)] if np.any(c) else [(x_id_sf, True)]
+        visits += [const_layer(c)[1], x_id_sf] if np.any(c) else [x_id_sf]
     if linear_before_reset and np.any(b[3 * n:]):
-        visits.append((const_layer(b[3 * n:])[1], True))
+        visits.append(const_layer(b[3 * n:])[1])
     r_sf, hr_sf, lowered = _ht_r_scale(r, sf_h, visits, release)
     hr = ref.fc(qh, ref.quantize_weights(r, r_sf), np.zeros(r.shape[0], np.int64))
     steps.update({"Xt_W": float(xw_sf), "Ht_R": float(hr_sf), "Xt_W/identity": x_id_sf})
@@ -173,8 +175,8 @@ def gru_cell(x, h, w, r, b, sfs: tuple[float, float], clip: float, linear_before
     for k, (g, c) in enumerate((("z", bz), ("r", br))):
         hb = with_bias(hr[k * n:(k + 1) * n], float(hr_sf), c, f"H{g}_B")
         weight, scale = rops.sum_weight(float(hr_sf), x_id_sf)
-        if weight == 0 or rops.needs_requantize(scale, release):  # (a crop of Ht_R was lowered above)
-            raise Refused(f"{g}_sum outside what this reading covers")  # its bias input is an eltwise
+        if rops.needs_requantize(scale, release):  # Ht_R was lowered above: only the loop is left
+            raise Refused(f"{g}_sum outside what this reading covers")
         q = rops.diagonal(x_id[k * n:(k + 1) * n], weight, hb)
         steps[f"{g}_sum"] = float(hr_sf)
         gates[g] = _gate(q, float(hr_sf), "Sigmoid", clip, g, steps, designs, release)
@@ -187,7 +189,7 @@ def gru_cell(x, h, w, r, b, sfs: tuple[float, float], clip: float, linear_before
         steps["r_Hh"] = r_hh_sf = _f32(steps["r"], hh_id_sf)
         inner = with_bias(r_hh, r_hh_sf, bh, "r_Hh_Wb")
         weight, scale = rops.sum_weight(r_hh_sf, x_id_sf)
-        if weight == 0 or rops.needs_requantize(scale, release):
+        if rops.needs_requantize(scale, release):
             raise Refused("h_sum outside what this reading covers")  # its bias input is an eltwise
         pre, pre_sf = rops.diagonal(xh, weight, inner), r_hh_sf
     else:
@@ -204,8 +206,6 @@ def gru_cell(x, h, w, r, b, sfs: tuple[float, float], clip: float, linear_before
             if rops.needs_requantize(scale, release):
                 raise Refused("rH_Rh lowered twice")
             lowered = True
-        if weight == 0:
-            raise Refused("h_sum weight rounds to 0")
         mul_h = ref.fc(rh_id, ref.quantize_weights(rh, rh_w_sf), ref.quantize_bias(bh, rh_sf))
         steps["rH_Rh"] = pre_sf = float(rh_sf)
         pre = rops.diagonal(xh, weight, mul_h)

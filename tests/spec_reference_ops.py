@@ -315,7 +315,9 @@ def int8_fc(x: np.ndarray, q: np.ndarray, mult: np.ndarray, bias: np.ndarray) ->
 
 def sum_weight(sf_bias: float, sf_input: float) -> tuple[int, float]:
     """(integer weight, weights scale) of a Sum: scale = float(sf_bias/sf_input); weight =
-    FloatToInt16(min(scale, 32767.f)) (float in every release: ``FLOAT_TO_INT16`` of a float in 2022.3)."""
+    FloatToInt16(min(scale, 32767.f)) (float in every release: ``FLOAT_TO_INT16`` of a float in 2022.3). Below
+    0.5 the weight is 0 and the plugin computes the sum without that input: ``ScaleFactorPerLayerEltwise``
+    requantizes only above 32767."""
     scale = F32(F32(sf_bias) / F32(sf_input))
     return narrow(to_int_f32(min(scale, F32(32767.0))), 16), float(scale)
 

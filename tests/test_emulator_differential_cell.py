@@ -66,7 +66,7 @@ def test_lstm_cell_is_bit_exact(hidden, n_in, signal, sf_x, sf_h, sf_c, w_scale,
         want = rcell.lstm_cell(x[0], h[0], c[0], w, r, b, (sf_x, sf_h, sf_c), clip, designs, release)
     except rcell.Refused as why:
         event(f"refused: {why}")
-        with pytest.raises(ValueError, match="rounds to 0|cannot take a lower scale"):
+        with pytest.raises(ValueError, match="cannot take a lower scale"):
             run()
         return
     em = run()

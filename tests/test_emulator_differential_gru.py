@@ -67,7 +67,7 @@ def test_gru_cell_is_bit_exact(hidden, n_in, signal, sf_x, sf_h, w_scale, b_scal
         want = rgru.gru_cell(x[0], h[0], w, r, b, (sf_x, sf_h), clip, lbr, designs, release)
     except Refused as why:
         event(f"refused: {why}")
-        with pytest.raises(ValueError, match="rounds to 0|cannot take a lower scale"):
+        with pytest.raises(ValueError, match="cannot take a lower scale"):
             run()
         return
     em = run()

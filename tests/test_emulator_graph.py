@@ -389,3 +389,15 @@ def test_concat_align_filter_runs_where_the_plugin_inserts_one():
     p = ops.parameter([1, 2, 31], np.float32, name="input")  # network inputs are copied by the host: none
     em = emulate(ov.Model([ops.concat([p, p], 1)], [p]), {"input": np.zeros((1, 2, 31), np.float32)}, 2048.0)
     assert not [n for n in em.notes if "ConcatAlignFilter" in n or "ValidateConvConcatAxis" in n]
+
+
+def test_a_sum_weight_that_rounds_to_0_computes_without_that_input():
+    """x0 + x1 at sf 1 and 65536: the unit diagonal makes x0 the bias at 16384, so x1's weights scale is
+    16384/65536 = 0.25, which FloatToInt16 stores as 0; the plugin neither requantizes (only above 32767) nor
+    refuses (scale_factor_calc.cpp ScaleFactorPerLayerEltwise): the sum is x0 alone, rounded at sf 1."""
+    p0, p1 = ops.parameter([1, 3], np.float32, name="x0"), ops.parameter([1, 3], np.float32, name="x1")
+    feed = {"x0": np.array([[1.2, 2.0, -3.4]], np.float32), "x1": np.array([[0.5, -0.25, 0.125]], np.float32)}
+    em = emulate(ov.Model([ops.add(p0, p1)], [p0, p1]), feed, {"x0": 1.0, "x1": 65536.0})
+    assert next(iter(em.outputs.values())).tolist() == [[1.0, 2.0, -3.0]]
+    assert any(n.startswith("Add '") and n.endswith(": weights scale 0.25 rounds to 0: input 'x1' contributes "
+                                                     "nothing (the plugin computes without it)") for n in em.notes)

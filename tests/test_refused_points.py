@@ -17,13 +17,13 @@ SFS = [0.01, 1.0, 2048.0, 16384.0, 1e6]
 
 @pytest.fixture(scope="module")
 def residual(tmp_path_factory):
-    """x + (x·W + b) with a large bias: the bias caps the FC's scale at 2^30/max|b|, so at a high input scale
-    factor the Add's weight for x (the FC's scale over x's) rounds to 0 and that scale factor is refused."""
+    """x + x·x: the product is the sum's 32-bit bias input at sf², so the sum's weights scale is the input's scale
+    factor; above 32767 the layer behind the bias input (an eltwise product) cannot take a lower scale and that
+    scale factor is refused. (A weight that rounds to 0 is not refused: the plugin computes without that input.)"""
     d = tmp_path_factory.mktemp("residual")
     x = ops.parameter([1, 16], np.float32, name="x")
-    w = (np.random.default_rng(1).standard_normal((16, 16)) * 0.1).astype(np.float32)
-    fc = ops.add(ops.matmul(x, ops.constant(w), False, False), ops.constant(np.full((1, 16), 1e6, np.float32)))
-    ov.save_model(ov.Model([ops.add(x, fc)], [x], "residual"), str(d / "m.xml"), compress_to_fp16=False)
+    ov.save_model(ov.Model([ops.add(x, ops.multiply(x, x))], [x], "residual"), str(d / "m.xml"),
+                  compress_to_fp16=False)
     feed = {"x": (np.random.default_rng(0).random((1, 16)) - 0.5).astype(np.float32)}
     np.save(d / "x.npy", feed["x"])
     ref = ov.Core().compile_model(str(d / "m.xml"), "CPU")(feed)

@@ -6,7 +6,8 @@ GNA has no element-wise unit: the plugin runs an eltwise as a *diagonal* affine 
   (the 32-bit one when there is one) and w = FloatToInt16(min(weights scale, 32767)) is one integer repeated on
   the diagonal. Scale factors [S: frontend/scale_factor_calc.cpp, ``ScaleFactorPerLayer<EltwiseLayer*>``]: the
   output takes the bias input's scale sf_b, the weights scale is sf_b / sf_w. A weights scale that is not an
-  integer is rounded: the w-input is then scaled by a slightly wrong factor (the plugin warns of accuracy loss).
+  integer is rounded: the w-input is then scaled by a slightly wrong factor (the plugin warns of accuracy loss);
+  below 0.5 it rounds to 0 and the w-input contributes nothing (the plugin does not refuse; the plan notes it).
   Above 32767 the plugin raises the activation feeding the w-input instead (not modelled: refused with the
   reason).
 - **Prod**: out = in_a · in_b with the second operand stored as the diagonal weights and zero bias; output
@@ -112,9 +113,13 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         if sub:
             w = -w
         if w == 0:
-            raise BadInput(f"Add {node.name!r}: weights scale {weights_scale:g} rounds to 0, so input "
-                             f"{w_key!r} would vanish; the scales of its inputs ({tw.sf:g}, {tb.sf:g}) differ too much")
-        if abs(abs(w) - weights_scale) > 1e-6 * max(1.0, weights_scale):
+            # Below 0.5 the plugin neither requantizes (only above 32767) nor warns: FloatToInt16 stores 0 and the
+            # sum is the bias input alone [S: frontend/scale_factor_calc.cpp ScaleFactorPerLayerEltwise, sum case;
+            # gna_graph_compiler.cpp EltwisePrimitive].
+            source = next((st.name for st in reversed(steps) if st.out == w_key), w_key)  # the layer, not the key
+            notes.append(f"{node.op} {node.name!r}: weights scale {weights_scale:g} rounds to 0: input {source!r} "
+                         "contributes nothing (the plugin computes without it)")
+        elif abs(abs(w) - weights_scale) > 1e-6 * max(1.0, weights_scale):
             notes.append(f"Add {node.name!r}: weights scale {weights_scale:g} is not an integer; stored as {w}, so "
                          f"one input is scaled by {abs(w) / weights_scale:.4f} (the plugin warns of this accuracy "
                          "loss)")
@@ -181,11 +186,19 @@ def _lower_bias_input(ctx: BuildContext, node: Node, b_key: str, wanted: float, 
     """The weights scale of a sum is above 32767: the plugin lowers the output scale of the layer behind the
     bias input to sf_w·32767 and starts over [S: frontend/scale_factor_calc.cpp ``ScaleFactorPerLayerEltwise``,
     ``requantizeInput``]: a weightable layer takes a lower weights scale, an activation a lower output scale
-    [I: a ScaleShift is requantized as a weightable layer]. Anything else stops with the layers named."""
+    [I: a ScaleShift is requantized as a weightable layer]. Behind an eltwise Sum the plugin goes on into that
+    sum's bias (32-bit) input, the wanted scale times that input's scale over the sum's (``requantizeInput``,
+    isEltwiseSum; 1 here, a sum's output takes its bias input's scale). Anything else stops with the layers
+    named."""
     ti = ctx.info[b_key]
     layer = ti.root or ti.act
     kinds = {st.name: st for st in ctx.steps}
     step = kinds.get(layer) if layer else None
+    while step is not None and step.kind == "eltwise" and step.info.get("op") == "Eltwise Sum (diagonal affine)":
+        below = ctx.info[step.inputs[1]]
+        wanted = float(np.float32(np.float32(wanted) * np.float32(np.float32(below.sf) / np.float32(ti.sf))))
+        ti, layer = below, below.root or below.act
+        step = kinds.get(layer) if layer else None
     lowerable = step is not None and (step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
                                       or str(step.info.get("op", "")).startswith("ScaleShift"))
     if lowerable and ctx.overrides.get(layer) != wanted:
