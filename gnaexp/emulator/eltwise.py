@@ -32,6 +32,7 @@ from typing import Mapping
 
 import numpy as np
 
+from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_types import Step, TInfo
@@ -50,13 +51,6 @@ def _float_to_int16(v: float) -> int:
 def sum_weight(sf_w: float, sf_b: float) -> int:
     """The diagonal's integer weight for the w-input of a sum: FloatToInt16(min(sf_b/sf_w, 32767))."""
     return _float_to_int16(min(np.float32(sf_b) / np.float32(sf_w), np.float32(INT16_MAX)))
-
-
-def _fp_eq(a: float, b: float, accuracy: float) -> bool:
-    """``fp32eq`` (2022.3, accuracy 1e-5) / ``AreFpEq<float>`` (2023.0+, float epsilon), in float32
-    (``numerical_utils.hpp``), as ``ScaleFactorPerLayerEltwise`` compares the weights scale with 32767."""
-    a32, b32 = np.float32(a), np.float32(b)
-    return bool(abs(a32 - b32) <= np.float32(accuracy) * min(abs(a32), abs(b32)))
 
 
 def _sat32(acc: np.ndarray) -> tuple[np.ndarray, int]:
@@ -107,7 +101,8 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         b_key = get(b_key)
         tw, tb = info[w_key], info[b_key]
         weights_scale = float(np.float32(tb.sf) / np.float32(tw.sf))
-        if weights_scale > INT16_MAX and not _fp_eq(weights_scale, INT16_MAX, ctx.release.sf_equal_accuracy):
+        # the release's float equality (fp32eq / AreFpEq), as ScaleFactorPerLayerEltwise compares with 32767
+        if weights_scale > INT16_MAX and not pw.fp32_equal(weights_scale, INT16_MAX, ctx.release.sf_equal_accuracy):
             _lower_bias_input(ctx, node, b_key, float(np.float32(tw.sf) * np.float32(INT16_MAX)), weights_scale)
         w = sum_weight(tw.sf, tb.sf)
         if sub:

@@ -78,7 +78,8 @@ def relu_out_scale(in_sf: float) -> float:
     return float(result)
 
 
-def _fp32eq(a: np.ndarray, b: float, acc: float) -> np.ndarray:
+def fp32_equal(a: np.ndarray | float, b: float, acc: float) -> np.ndarray:
+    """``fp32eq`` / ``AreFpEq<float>`` (``numerical_utils.hpp``): |a − b| ≤ acc·min(|a|, |b|), in float32."""
     a = np.asarray(a, dtype=np.float32)
     b32 = np.float32(b)
     return np.abs(a - b32) <= np.float32(acc) * np.minimum(np.abs(a), np.abs(b32))
@@ -120,14 +121,14 @@ def adjust_scale_factor(sf: float, in_sf: float, release: PluginRelease = DEFAUL
     # then int16 wrap-around, as the C++ cast does
     slope = ((rounded.astype(np.int64) + 32768) % 65536 - 32768).astype(np.float64)
     test = slope / scale * float(in_sf) / g
-    exact = _fp32eq(test.astype(np.float32), 1.0, 1e-6)
+    exact = fp32_equal(test.astype(np.float32), 1.0, 1e-6)
     if np.any(exact):
         found = grid[int(np.argmax(exact))]
     else:
         err = np.sqrt(((test - 1.0) ** 2).astype(np.float32))
         found = grid[int(np.argmin(err))]
     acc = release.sf_equal_accuracy
-    if (_fp32eq(np.float32(sf), float(found), acc) or _fp32eq(found, 0.0, acc) or not np.isfinite(found)):
+    if (fp32_equal(np.float32(sf), float(found), acc) or fp32_equal(found, 0.0, acc) or not np.isfinite(found)):
         return float(np.float32(sf))
     return float(found)
 
