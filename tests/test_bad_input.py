@@ -297,7 +297,7 @@ def test_non_finite_observed_outputs_get_no_verdict(files, tmp_path, capsys):
     write_outputs(tmp_path / "dev.npz", {"output": out}, {"device": "GNA"})
     record = experiment.run(experiment.ExperimentConfig(experiment="conv", length=33,
                                                         backends=["torch", f"import:{tmp_path / 'dev.npz'}"]))
-    verdict = record.diagnosis["verdicts"]["import:dev.npz (imported)"]
+    verdict = record.diagnosis.verdicts["import:dev.npz (imported)"]
     assert verdict.startswith("no verdict: the test output holds 2 NaN/Inf value(s)")
 
 

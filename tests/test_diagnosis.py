@@ -8,10 +8,11 @@ import pytest
 from gnaexp import experiment
 from gnaexp.diagnose import ladder, verdicts as diagnosis
 from gnaexp.emulator import emulate
+from gnaexp.present.index_entry import IndexEntry
 
 
 def _steps(result):
-    return {s["step"]: s for s in result["steps"]}
+    return {s["step"]: s for s in result.to_json()["steps"]}
 
 
 def test_concat_conv_ladder_names_the_layout_defect():
@@ -61,12 +62,12 @@ def test_observed_output_is_matched_to_its_hypothesis():
 def test_emulated_verdict_names_saturation_instead_of_calling_it_the_floor():
     config = experiment.ExperimentConfig(experiment="conv", backends=["torch", "gna-emu"], amplitude=2.0,
                                          scale_factor=40000)  # 2·40000 does not fit int16
-    verdict = experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]
+    verdict = experiment.run(config).diagnosis.verdicts["gna-emu (emulated)"]
     assert "saturation in input (" in verdict and "lower the input scale factor" in verdict
     assert "quantization floor" not in verdict
     config.scale_factor = 2048
     assert "the emulated int16 quantization floor for sf 2048" in \
-        experiment.run(config).diagnosis["verdicts"]["gna-emu (emulated)"]
+        experiment.run(config).diagnosis.verdicts["gna-emu (emulated)"]
 
 
 @pytest.mark.parametrize("scale_factor", [1, 2048])
@@ -79,7 +80,6 @@ def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor
 
     from gnaexp import cli
     from gnaexp.core.records import Record
-    from gnaexp.present import pages
 
     params = {"scale_factor": scale_factor, "length": 33, "seed": 3, "backends": "torch,openvino:CPU,gna-emu"}
     run_dir = tmp_path / "run"
@@ -97,18 +97,18 @@ def test_run_notebook_batch_record_and_index_say_the_same(tmp_path, scale_factor
     by_batch = Record.load(out / "one.record")
 
     assert by_batch.input_fingerprint == by_run.input_fingerprint  # the same run, not a look-alike
-    assert by_batch.diagnosis["verdicts"] == by_run.diagnosis["verdicts"]
+    assert by_batch.diagnosis.verdicts == by_run.diagnosis.verdicts
     lines = diagnosis.verdict_lines(by_run)
     cause = diagnosis.scale_factor_cause(by_run.sweep)  # sf 1 is the cause here, sf 2048 is not
     assert (cause is not None) == (scale_factor == 1)
     assert len(lines) == 2 + (cause is not None)  # the finding, then openvino:CPU and gna-emu against torch
     if cause:
         assert lines[0] == f"**finding**: {cause}."
-    summary = json.loads((out / "one.record" / pages.INDEX_ENTRY_FILE).read_text())
-    assert summary["verdict"] == lines
+    summary = IndexEntry.load(out / "one.record")
+    assert summary is not None and summary.verdict == lines
     cells = json.loads((out / "one.ipynb").read_text())["cells"]
     notebook_text = json.dumps([o.get("data", {}) for c in cells for o in c.get("outputs", [])], ensure_ascii=False)
     index = (out / "index.html").read_text()
-    for label, text in by_run.diagnosis["verdicts"].items():
+    for label, text in by_run.diagnosis.verdicts.items():
         assert json.dumps(text, ensure_ascii=False)[1:-1] in notebook_text  # the notebook's verdict cell shows it
         assert html.escape(text) in index

@@ -229,11 +229,11 @@ def test_the_per_layer_table_reaches_inside_an_unrolled_lstm(tmp_path):
         if op.get_type_name() == "LSTMSequence":
             op.set_friendly_name("LSTMSequence_7")  # as a frontend names an unnamed node
     ov.save_model(model, str(tmp_path / "lstm.xml"))
-    rows = {r["layer"]: r for r in per_layer(tmp_path / "lstm.xml", _inputs(model, n=8), GnaSettings(1024.0))}
+    rows = {r.layer: r for r in per_layer(tmp_path / "lstm.xml", _inputs(model, n=8), GnaSettings(1024.0))}
     cell = [r for name, r in rows.items() if name.startswith("LSTMSequence[0]/t1/")]
-    computed = [r for r in cell if "identity" not in r["layer"]]  # an identity holds its input's FP32 value
-    assert len(computed) == 12 and all(np.isfinite(r["accumulated_sqnr_db"]) for r in computed)
-    assert rows["LSTMSequence[0]/t0/Xt_W"]["accumulated_sqnr_db"] > 60  # the X·Wᵀ product, not the gate sum
+    computed = [r for r in cell if "identity" not in r.layer]  # an identity holds its input's FP32 value
+    assert len(computed) == 12 and all(np.isfinite(r.accumulated_sqnr_db) for r in computed)
+    assert rows["LSTMSequence[0]/t0/Xt_W"].accumulated_sqnr_db > 60  # the X·Wᵀ product, not the gate sum
 
 
 def test_clamp_hand_worked_integers():

@@ -26,7 +26,7 @@ def _case(name, seed, kind, sf=2048.0, **extra):
 
 
 def _observed_step(config, observed):
-    steps = {s["step"]: s for s in ladder.ladder(config, observed)["steps"]}
+    steps = {s["step"]: s for s in ladder.ladder(config, observed).to_json()["steps"]}
     return steps["observed"], steps
 
 

@@ -84,7 +84,7 @@ def test_a_bf16_cpu_file_is_neither_fp32_nor_gna():
     result = BackendResult("import", "imported", {"output": np.zeros(3, np.float32)},
                            info={"source_meta": {"device": "CPU", "precision": "<Type: 'bf16'>", "openvino": "2023.0.2"}})
     ran = measurement.what_ran(result)
-    assert ran["class"] == "reduced-float" and ran["precision"] == "bf16"
+    assert ran.klass == "reduced-float" and ran.precision == "bf16"
     from gnaexp.core import metrics
     from gnaexp.diagnose import verdicts as diagnosis
 

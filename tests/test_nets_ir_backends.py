@@ -111,8 +111,8 @@ def test_forum_figure_beside_imports_from_gna_only(tmp_path):
         cfg = experiment.ExperimentConfig(experiment="concat_conv", backends=["torch", f"import:{path}"])
         rec = experiment.run(cfg, out_dir=tmp_path / path.stem)
         for record in (rec, records.Record.load(tmp_path / path.stem)):  # also after the JSON round trip
-            row = next(r for r in summary.rows(record) if r["kind"] == "imported")
-            assert (row["forum_cosine"] is not None) is expect_forum
+            row = next(r for r in summary.rows(record) if r.kind == "imported")
+            assert (row.forum_cosine is not None) is expect_forum
 
 
 def test_two_device_files_in_one_run_stay_two_results(tmp_path, monkeypatch, capsys):

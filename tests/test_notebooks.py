@@ -10,7 +10,7 @@ import yaml
 
 from gnaexp.batch import runner as batch
 from gnaexp.batch.matrix import load_matrix, notebook_parameters
-from gnaexp.present import pages
+from gnaexp.present.index_entry import IndexEntry
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = {"length": 31, "seed": 3}
@@ -58,7 +58,7 @@ def test_report_is_offline_readable_and_shareable(executed, name):
     for secret in (str(root), str(Path.home()), os.environ.get("USER") or "\0", "/tmp/"):
         assert secret not in text, secret
     # code is hidden by default
-    assert "setting_from" not in text and "explorer.show" not in text and "highlight hl-ipython3" not in text
+    assert "report.run(" not in text and "explorer.show" not in text and "highlight hl-ipython3" not in text
     # environment block and relative artifact paths
     assert "Environment" in text and "openvino_devices" in text
     assert f"{name}.record/ir/model.xml" in text and f"{name}.record/outputs.npz" in text
@@ -79,8 +79,8 @@ def test_record_saved_next_to_report(executed):
     assert record["config"]["length"] == 31 and record["config"]["scale_factor"] == 1
     assert (out / "conv-small.record" / record["artifacts"]["ir"]).exists()
     assert record["environment"]["gnaexp"]  # the kernel ran this environment's gnaexp
-    summary = json.loads((out / "conv-small.record" / pages.INDEX_ENTRY_FILE).read_text())
-    assert summary["verdict"] and summary["rows"]
+    summary = IndexEntry.load(out / "conv-small.record")
+    assert summary is not None and summary.verdict and summary.rows
 
 
 def test_absent_gna_is_reduced_with_a_visible_note(executed):
@@ -155,7 +155,7 @@ def test_index_and_show_code(executed, tmp_path):
     assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?:", index)
     with_code = tmp_path / "code.html"
     batch.export_html(out / "conv-small.ipynb", with_code, show_code=True)
-    assert "setting_from" in with_code.read_text(encoding="utf-8")  # highlighted, so split into spans
+    assert "globals" in with_code.read_text(encoding="utf-8")  # highlighted, so split into spans
 
 
 def test_experiment_notebook_refuses_another_experiment(tmp_path):

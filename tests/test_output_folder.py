@@ -225,12 +225,12 @@ def test_a_killed_publisher_leaves_nothing_a_later_run_takes_for_the_users(tmp_p
 def test_a_notebook_rerun_into_its_record_folder_keeps_working(tmp_path):
     """A notebook publishes its record, then adds its index entry beside it: the next run owns both."""
     from gnaexp.core.records import INDEX_ENTRY_FILE
-    from gnaexp.present import pages
+    from gnaexp.present.index_entry import IndexEntry
 
     rec = tmp_path / "conv.record"
     for attempt in range(2):
         assert main(COMMANDS["run conv"](rec, tmp_path)) == 0
-        pages.write_index_entry(rec, "conv", [f"attempt {attempt}"], [])
+        IndexEntry("conv", [f"attempt {attempt}"]).save(rec)
     assert INDEX_ENTRY_FILE in output_folder.read_manifest(rec)
     assert json.loads((rec / INDEX_ENTRY_FILE).read_text())["verdict"] == ["attempt 1"]
     with pytest.raises(ValueError, match="holds a notes.json gnaexp did not write"):

@@ -1,6 +1,5 @@
 """The POT side-by-side: library rows, and the notebook under papermill exported to offline HTML."""
 
-import json
 import os
 import re
 from pathlib import Path
@@ -8,21 +7,22 @@ from pathlib import Path
 import papermill
 
 from gnaexp.batch.runner import export_html
-from gnaexp.present import pages, pot_view as pot
+from gnaexp.present import pot_view as pot
+from gnaexp.present.index_entry import IndexEntry
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "pot.ipynb"
 
 
 def test_study_rows_show_the_fq_override(tmp_path):
-    study = pot.run_study({"experiments": "conv", "scale_factors": "1,2048", "layouts": "correct",
+    study = pot.run({"experiments": "conv", "scale_factors": "1,2048", "layouts": "correct",
                            "calibration_size": 4, "weight_bits": 8, "record_dir": str(tmp_path / "rec")})
     emu = {(r["ir"], r["scale_factor"]): r for r in study.rows if r["kind"] == "emulated"}
     assert emu[("nncf", 1.0)]["cosine"] == emu[("nncf", 2048.0)]["cosine"]
     assert emu[("nncf", 1.0)]["sf_overridden"] and not emu[("default", 1.0)]["sf_overridden"]
     assert emu[("nncf", 1.0)]["l1"] < 0.1 * emu[("default", 1.0)]["l1"]
     assert emu[("nncf", 2048.0)]["forum_cosine"] == 0.9999
-    summary = json.loads((tmp_path / "rec" / pages.INDEX_ENTRY_FILE).read_text())
-    assert summary["verdict"] and all("(emulated)" in r["backend"] for r in summary["rows"])
+    summary = IndexEntry.load(tmp_path / "rec")
+    assert summary is not None and summary.verdict and all("(emulated)" in r.backend for r in summary.rows)
     assert (tmp_path / "rec" / "conv-nncf-sf1-correct" / "ir" / "model.xml").exists()
 
 

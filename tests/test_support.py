@@ -192,7 +192,7 @@ def test_the_per_layer_table_of_silero_as_shipped_finds_its_biases(corpus):
     rows = per_layer(corpus["silero_vad"], feed, GnaSettings({"input": 16384.0, "state": 2048.0}, porting=True))
 
     def local(suffix: str) -> list[float]:
-        return [r["local_sqnr_db"] for r in rows if r["layer"].endswith(suffix)]
+        return [r.local_sqnr_db for r in rows if r.layer.endswith(suffix)]
 
     relus = local("activation/Relu")
     assert len(relus) == 4 and min(relus) > 40

@@ -50,11 +50,11 @@ def test_input_range_cause():
 
 def test_diagnose_at_sf_1_leads_with_the_scale_factor(capsys):
     result = ladder(ExperimentConfig().with_settings({"experiment": "conv", "scale_factor": 1.0}))
-    assert result["headline"].startswith("the scale factor is the cause: at sf 1 ")
-    assert "set scale_factor=16384" in result["headline"]
-    assert format_ladder(result).splitlines()[1] == f"→ {result['headline']}"
+    assert result.headline.startswith("the scale factor is the cause: at sf 1 ")
+    assert "set scale_factor=16384" in result.headline
+    assert format_ladder(result).splitlines()[1] == f"→ {result.headline}"
     good = ladder(ExperimentConfig().with_settings({"experiment": "conv", "scale_factor": 2048.0}))
-    assert good["headline"] is None
+    assert good.headline is None
     assert main(["run", "conv", "--backends", "torch,gna-emu"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("→ the scale factor is the cause: at sf 1 ")

@@ -18,6 +18,7 @@ from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERI
 from gnaexp.core.files import dumps
 from gnaexp.core.gna_settings import format_scale_factors
 from gnaexp.core.errors import BadInput
+from gnaexp.diagnose.results import WhatRan
 
 
 # --- devices -------------------------------------------------------------------------------------------
@@ -239,7 +240,7 @@ def _diagnose_target(args: argparse.Namespace) -> tuple[Any, str | None]:
     return make_config("model", sets + list(args.set), porting=args.porting), observed
 
 
-def observed_metadata(path: str) -> dict[str, Any] | None:
+def observed_metadata(path: str) -> WhatRan | None:
     """What ran to produce an observed .npz (its measure_on_device.py metadata), or None for a bare array."""
     from gnaexp.backends.imported import read_outputs
     from gnaexp.diagnose.measurement import describe
@@ -261,7 +262,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         measured_on = (Path(observed_file).name, fingerprint)
         measured_as = observed_metadata(observed_file)
     result = ladder(config, observed, measured_on=measured_on, measured_as=measured_as)
-    print(dumps(result) if args.json else format_ladder(result))
+    print(dumps(result.to_json()) if args.json else format_ladder(result))
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from gnaexp.core.floor_sweep import FloorSweep
 from gnaexp.backends.base import BackendResult
+from gnaexp.diagnose.results import RecordVerdicts
 from gnaexp.core.files import atomic_write_bytes, atomic_write_text, decode_floats, dumps, npz_bytes
 from gnaexp.core.metrics import Comparison
 from gnaexp.core.errors import BadInput
@@ -106,7 +107,7 @@ class Record:
     model_fingerprint: str
     environment: dict[str, Any]
     artifacts: dict[str, str] = field(default_factory=dict)  # relative to the record folder
-    diagnosis: dict[str, Any] = field(default_factory=dict)
+    diagnosis: RecordVerdicts = field(default_factory=RecordVerdicts)
     sweep: FloorSweep | None = None  # emulated floor sweep (emulator.sweep.floor_sweep); None where none was made
     sweep_error: str = ""  # why the emulator made no floor for this model
     model_info: dict[str, Any] = field(default_factory=dict)
@@ -133,7 +134,7 @@ class Record:
             "backends": [r.to_json() for r in self.results],
             "metrics": {b: {o: c.to_json() for o, c in per.items()} for b, per in self.metrics.items()},
             "sweep": self.sweep.to_json() if self.sweep else ({"error": self.sweep_error} if self.sweep_error else {}),
-            "diagnosis": self.diagnosis,
+            "diagnosis": self.diagnosis.to_json(),
             "artifacts": self.artifacts,
             "duration_s": self.duration_s,
             "environment": self.environment,
@@ -172,7 +173,7 @@ class Record:
             experiment=data["experiment"], config=data["config"], reference=data["reference"], results=results,
             metrics=metrics, inputs=inputs, input_fingerprint=data["input_fingerprint"],
             model_fingerprint=data["model_fingerprint"], environment=data["environment"],
-            artifacts=data["artifacts"], diagnosis=data.get("diagnosis", {}),
+            artifacts=data["artifacts"], diagnosis=RecordVerdicts.from_json(decode_floats(data.get("diagnosis") or {})),
             sweep=FloorSweep.from_json(sweep) if "floor_sqnr_db" in sweep else None,
             sweep_error=str(sweep.get("error", "")), model_info=data.get("model", {}),
             duration_s=data.get("duration_s", 0.0), created=data.get("created", ""),

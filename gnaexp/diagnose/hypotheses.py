@@ -2,7 +2,7 @@
 
 Each hypothesis is a concrete output: what the device would return if that mistake happened, computed from the
 correct-layout emulation (what the device should return) or by re-running the emulator with the mistake applied.
-The observed output is compared with every one; ``diagnosis.hypothesis_verdict`` words the result.
+The observed output is compared with every one; ``ladder_verdicts.hypothesis_verdict`` words the result.
 
 The family:
 - as configured (no defect);
@@ -28,6 +28,7 @@ import numpy as np
 
 from gnaexp.core import metrics
 from gnaexp.core.gna_settings import GnaSettings
+from gnaexp.diagnose.results import HypothesisScore
 
 MAX_SHIFT = 3  # frames of time shift tried each way
 SQNR_CAP_DB = 200.0  # identical arrays score this instead of +inf, so ranks and margins stay finite
@@ -199,7 +200,10 @@ def graph_mistakes(plan: Any) -> list[tuple[str, str, str, Callable[[Any], Any]]
     out: list[tuple[str, str, str, Callable[[Any], Any]]] = []
 
     def add(name: str, family: str, words: str, step: str, wrap: Callable[[Any], Any]) -> None:
-        out.append((f"{name}:{step}", family, words, lambda p, s=step, w=wrap: edited(p, s, w)))
+        def edit(p: Any, s: str = step, w: Callable[[Any], Any] = wrap) -> Any:
+            return edited(p, s, w)
+
+        out.append((f"{name}:{step}", family, words, edit))
 
     for st in plan.steps:
         if st.kind == "conv":
@@ -270,9 +274,9 @@ def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[Scored]:
     return rows
 
 
-def public(rows: Sequence[Scored]) -> list[dict[str, Any]]:
-    """Scored rows without their arrays (JSON-ready)."""
-    return [r.to_json() for r in rows]
+def public(rows: Sequence[Scored]) -> list[HypothesisScore]:
+    """Scored rows without their arrays (what a diagnosis keeps)."""
+    return [HypothesisScore(**r.to_json()) for r in rows]
 
 
 LAYOUT_MECHANISMS = {

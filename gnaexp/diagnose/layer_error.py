@@ -19,6 +19,7 @@ import numpy as np
 
 from gnaexp.core import metrics
 from gnaexp.core.gna_settings import GnaSettings
+from gnaexp.diagnose.results import LayerRow
 from gnaexp.diagnose.verdicts import USABLE_FLOOR_DB
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -85,7 +86,7 @@ def _constant(output: Any) -> bool:
 
 
 def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSettings,
-              edit: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
+              edit: Callable[[Any], Any] | None = None) -> list[LayerRow]:
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
 
     edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
@@ -114,13 +115,12 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
         bits[st.out] = int(st.info.get("bits") or 16)
         out_sf = float(st.info["out_sf"])
         target = ref.get(base(st.out))
-        row = {"layer": st.name, "op": st.info.get("op"), "out_sf": out_sf, "saturations": int(sats.get(st.name, 0)),
-               "accumulated_sqnr_db": math.nan, "local_sqnr_db": math.nan}
+        row = LayerRow(st.name, st.info.get("op"), out_sf, int(sats.get(st.name, 0)), math.nan, math.nan)
         if target is not None and st.name in ints and target.size == ints[st.name].size:  # not host steps
-            row["accumulated_sqnr_db"] = metrics.sqnr_db(target, dequantize(ints[st.name], out_sf).reshape(target.shape))
+            row.accumulated_sqnr_db = metrics.sqnr_db(target, dequantize(ints[st.name], out_sf).reshape(target.shape))
             local = _local(st, ref, bits, base, target)
             if local is not None:
-                row["local_sqnr_db"] = local
+                row.local_sqnr_db = local
         rows.append(row)
     return rows
 
@@ -145,15 +145,15 @@ def _local(st: Any, ref: Mapping[str, np.ndarray], bits: Mapping[str, int], base
     return metrics.sqnr_db(target, dequantize(val, st.info["out_sf"]).reshape(target.shape))
 
 
-def first_bad_layer(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def first_bad_layer(rows: list[LayerRow]) -> LayerRow | None:
     """The first layer whose accumulated SQNR is below USABLE_FLOOR_DB: where the error appears."""
-    return next((r for r in rows if math.isfinite(r["accumulated_sqnr_db"]) and
-                 r["accumulated_sqnr_db"] < USABLE_FLOOR_DB), None)
+    return next((r for r in rows if math.isfinite(r.accumulated_sqnr_db) and
+                 r.accumulated_sqnr_db < USABLE_FLOOR_DB), None)
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[LayerRow]) -> str:
     lines = [f"{'layer':<44} {'op':<26} {'acc SQNR':>9} {'local':>9} {'sat':>6}"]
     for r in rows:
-        lines.append(f"{r['layer'][:44]:<44} {str(r['op'])[:26]:<26} {r['accumulated_sqnr_db']:>9.1f} "
-                     f"{r['local_sqnr_db']:>9.1f} {r['saturations']:>6d}")
+        lines.append(f"{r.layer[:44]:<44} {str(r.op)[:26]:<26} {r.accumulated_sqnr_db:>9.1f} "
+                     f"{r.local_sqnr_db:>9.1f} {r.saturations:>6d}")
     return "\n".join(lines)

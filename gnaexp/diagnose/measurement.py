@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gnaexp.core.gna_settings import check_plugin_release, DEFAULT_PLUGIN_RELEASE, GnaSettings
+from gnaexp.diagnose.results import WhatRan
 
 FP32, REDUCED, GNA_INT, UNKNOWN = "fp32", "reduced-float", "gna-integer", "unknown"
 
@@ -27,13 +28,13 @@ def _meta(result: Any) -> dict[str, Any]:
             "precision": result.info.get("effective_precision")}
 
 
-def what_ran(result: Any) -> dict[str, Any]:
+def what_ran(result: Any) -> WhatRan:
     """Device, class (fp32 | reduced-float | gna-integer | unknown), mode, precision and release of a measured or
     imported result, from its metadata (``describe``)."""
     return describe(_meta(result))
 
 
-def describe(meta: Mapping[str, Any]) -> dict[str, Any]:
+def describe(meta: Mapping[str, Any]) -> WhatRan:
     """What ran, from a measurement's metadata (a ``measure_on_device.py`` file's, or a backend's info)."""
     config = meta.get("plugin_config") or {}
     device = str(meta.get("device") or str(meta.get("backend", "")).partition(":")[2]).upper().split(".")[0]
@@ -46,8 +47,9 @@ def describe(meta: Mapping[str, Any]) -> dict[str, Any]:
         klass = FP32 if (precision or "f32") == "f32" else REDUCED
     else:
         klass = UNKNOWN
-    return {"device": device or None, "class": klass, "mode": mode, "precision": precision,
-            "openvino": meta.get("openvino")}
+    openvino = meta.get("openvino")
+    return WhatRan(device or None, klass, None if mode is None else str(mode), precision,
+                   None if openvino is None else str(openvino))
 
 
 def _precision_name(value: Any) -> str | None:
@@ -79,11 +81,11 @@ def against_emulation(result: Any, model_xml: Any, feed: Mapping[str, np.ndarray
 
     ran = what_ran(result)
     config = _meta(result).get("plugin_config") or {}
-    if ran["class"] != GNA_INT or not config:
+    if ran.klass != GNA_INT or not config:
         return None
     prog = load_program(model_xml, feed, porting)
     sfs, precision = gna_settings(config, [names[0] for _, names, _ in prog.params])
-    release = plugin_release_of(ran.get("openvino"))
+    release = plugin_release_of(ran.openvino)
     try:
         em = emulate(model_xml, feed, settings=GnaSettings(sfs, precision, "correct", porting, release or ""))
     except ValueError as exc:  # the emulator refuses these settings: the comparison says so
@@ -96,14 +98,20 @@ def against_emulation(result: Any, model_xml: Any, feed: Mapping[str, np.ndarray
             per[name] = {"identical": same, "sqnr_db": float(metrics.sqnr_db(em.outputs[name], measured))}
     return {"identical": bool(per) and all(p["identical"] for p in per.values()), "outputs": per,
             "scale_factors": sfs, "precision": precision, "plugin_release": em.plugin_release,
-            **({} if release else {"release_note": f"the measurement's OpenVINO {ran.get('openvino') or '(unknown)'} "
+            **({} if release else {"release_note": f"the measurement's OpenVINO {ran.openvino or '(unknown)'} "
                                    "is not a release the emulator follows: compared with the default release"})}
+
+
+def openvino_release(openvino_version: Any) -> str:
+    """The release an OpenVINO version string names, without its build ("2023.3.0-13775-ceeafaf64f3-releases/2023/3"
+    → "2023.3.0"); "" for none. The one reading of such a string: labels and the plugin release come from it."""
+    return str(openvino_version or "").strip().split("-")[0]
 
 
 def plugin_release_of(openvino_version: Any) -> str | None:
     """The GNA plugin release an OpenVINO version string names ("2023.0.2", "2023.3.0-13775-…"), or None when
     it names none the emulator follows (then the default release is compared)."""
-    text = str(openvino_version or "").strip().split("-")[0]
+    text = openvino_release(openvino_version)
     try:
         return check_plugin_release(text) if text else None
     except ValueError:
@@ -117,7 +125,7 @@ def annotate(results: list[Any], model_xml: Any, feed: Mapping[str, np.ndarray],
     for r in results:
         if r.kind not in ("measured", "imported") or r.info.get("quantized_ir"):
             continue  # a quantized IR on CPU is the POT study's own row, judged there
-        r.info["what_ran"] = what_ran(r)
+        r.info["what_ran"] = what_ran(r).to_json()
         if model_xml is not None and not r.info.get("streamed"):
             versus = against_emulation(r, model_xml, feed, porting)
             if versus is not None:

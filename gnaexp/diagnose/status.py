@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
+from gnaexp.diagnose.results import Diagnosis
+
 MATCHES, LIMITED, DEFECT, REFUSED, FAILED = "matches", "quantization-limited", "defect", "refused", "failed to run"
 SEVERITY = (FAILED, DEFECT, REFUSED, LIMITED, MATCHES)  # worst first
 COLOURS = {MATCHES: "#c8f0c8", LIMITED: "#ffe1a8", DEFECT: "#f6b8b8", REFUSED: "#ddd0f0", FAILED: "#d9d9d9"}
@@ -71,12 +73,12 @@ def record_finding(record: Any) -> Finding:
     ordered = sorted(record.results, key=lambda r: r.kind == "reference")
     statuses = {r.label: diagnosis.result_status(record, r) for r in ordered}
     status = worst(statuses.values())
-    verdicts = record.diagnosis.get("verdicts") or diagnosis.diagnose_record(record)["verdicts"]
+    verdicts = record.diagnosis.verdicts or diagnosis.diagnose_record(record).verdicts
     label = next((b for b, s in statuses.items() if s == status and b in verdicts), None)
     cause = diagnosis.record_finding(record) if status == LIMITED else None
     sentence = cause or (f"{label}: {verdicts[label]}" if label else "every backend matches the reference")
     if status == LIMITED:
-        setting = _setting(cause or verdicts.get(label, ""))
+        setting = _setting(cause or verdicts.get(label or "", ""))
         step = (f"set {setting} and run again" if setting else
                 "int16 cannot do better at any scale factor here: find the layer that limits it with gnaexp diagnose "
                 "(per-layer table)")
@@ -91,32 +93,34 @@ def record_finding(record: Any) -> Finding:
     return Finding(status, sentence, step)
 
 
-def ladder_finding(result: Mapping[str, Any]) -> Finding:
+def ladder_finding(result: Diagnosis) -> Finding:
     """The finding of a diagnosis ladder: a named mechanism is a defect, a scale factor to change is quantization."""
-    steps = {s["step"]: s for s in result["steps"]}
-    observed, floor = steps.get("observed"), steps.get("floor", {})
-    headline = result.get("headline")
-    if observed and observed.get("measured_status"):  # an FP32 or reduced-float measurement, judged as such
-        return Finding(observed["measured_status"], observed["verdict"],
-                       "nothing to change" if observed["measured_status"] == MATCHES else
+    from gnaexp.diagnose.verdicts import USABLE_FLOOR_DB
+
+    observed, floor = result.observed, result.floor
+    headline = result.headline
+    if observed and observed.measured_status:  # an FP32 or reduced-float measurement, judged as such
+        return Finding(observed.measured_status, observed.verdict,
+                       "nothing to change" if observed.measured_status == MATCHES else
                        "measure on the GNA, or again in f32, with the pack's measure_on_device.py")
-    if observed and observed.get("explained_by") not in (None, "as-configured"):
-        name = observed["explained_by"]
-        how = next((h.get("mechanism") for h in observed.get("hypotheses", []) if h.get("hypothesis") == name), "")
-        return Finding(DEFECT, observed["verdict"], f"the mechanism is '{name}'" + (f" ({how})" if how else "")
+    if observed and observed.explained_by not in (None, "as-configured"):
+        name = observed.explained_by
+        how = next((h.mechanism for h in observed.hypotheses if h.hypothesis == name), "")
+        return Finding(DEFECT, observed.verdict, f"the mechanism is '{name}'" + (f" ({how})" if how else "")
                        + ": change what produces it (the export, the plugin version or its settings), then measure "
                          "again on the same inputs")
     if headline:
         setting = _setting(headline)
         return Finding(LIMITED, headline, f"set {setting} and measure again" if setting else
                        "see the per-layer step for the layer that limits it")
-    if observed and observed.get("sqnr_db") is not None and observed.get("explained_by") is None:
-        return Finding(DEFECT, observed["verdict"], "no mistake of the family reproduces it: send the bundle "
+    if observed and observed.sqnr_db is not None and observed.explained_by is None:
+        return Finding(DEFECT, observed.verdict, "no mistake of the family reproduces it: send the bundle "
                        "(gnaexp bundle) with the device's output to support")
-    sqnr = floor.get("sqnr_db", math.nan)
-    if math.isfinite(sqnr) and sqnr < 30:
-        return Finding(LIMITED, floor.get("verdict", ""), "int16 cannot do better here: see the per-layer step")
-    return Finding(MATCHES, (observed or floor).get("verdict", ""), "nothing to change")
+    sqnr = floor.sqnr_db if floor else math.nan
+    if math.isfinite(sqnr) and sqnr < USABLE_FLOOR_DB and floor:
+        return Finding(LIMITED, floor.verdict, "int16 cannot do better here: see the per-layer step")
+    last = observed or floor
+    return Finding(MATCHES, last.verdict if last is not None else "", "nothing to change")
 
 
 def vad_finding(record: Mapping[str, Any], cause: str | None, agreement_ok: float) -> Finding:

@@ -1,6 +1,7 @@
 """From a record to a verdict: is the error quantization (at the floor), or something structural?
 
-The one place verdicts are worded. Pure functions over a Record and its floor sweep (``Record.sweep``, made by
+The one place a record's verdicts are worded, and the thresholds every verdict shares (the ladder's steps are
+worded in ``ladder_verdicts``). Pure functions over a Record and its floor sweep (``Record.sweep``, made by
 ``emulator.sweep.floor_sweep``), reading structured fields only: the record ``gnaexp run`` writes, the notebooks,
 the batch index and the CLI all show these words. The ladder that runs experiments to answer the question
 lives in ``ladder.py``.
@@ -22,6 +23,7 @@ from typing import Any, Mapping
 
 from gnaexp.core import metrics
 from gnaexp.core.floor_sweep import FloorSweep
+from gnaexp.diagnose.results import RecordVerdicts, WhatRan
 
 # FP32 paths agree with torch to float32 rounding; anything worse means the model itself differs.
 FP32_COSINE_MIN = 0.99999
@@ -45,7 +47,7 @@ def worst(per_output: Mapping[str, metrics.Comparison]) -> metrics.Comparison:
     return min(per_output.values(), key=lambda c: -math.inf if math.isnan(c.sqnr_db) else c.sqnr_db)
 
 
-def _non_finite_note(c: metrics.Comparison) -> str | None:
+def non_finite_note(c: metrics.Comparison) -> str | None:
     return next((n for n in c.notes if "NaN/Inf" in n), None)
 
 
@@ -125,38 +127,6 @@ def scale_factor_cause(sweep: FloorSweep | None) -> str | None:
             f"{best:.1f} dB — set scale_factor={setting}{rest}")
 
 
-def sensitivity_verdict(spread_db: float, fakequantize_sets_scale: bool) -> str:
-    """The ladder's sensitivity step: quantization error must react to the scale factor, structural error need not."""
-    if spread_db > SENSITIVE_SPREAD_DB:
-        return (f"the emulated floor moves by {spread_db:.1f} dB across scale factors: the quantization error reacts "
-                "to the scale factor as it should")
-    return (f"the emulated floor moves by only {spread_db:.1f} dB across scale factors"
-            + (" (FakeQuantize ranges fix the scale)" if fakequantize_sets_scale else ""))
-
-
-def layout_verdict(rows: list[dict[str, Any]]) -> str:
-    """The ladder's layout step: what each plugin layout path other than the correct one would give (``rows[1:]``),
-    and where its error has a layout defect's signature (far above the floor, unmoved by the scale factor)."""
-    parts = []
-    for r in rows[1:]:
-        if r["same_as_correct"]:
-            parts.append(f"'{r['layout']}' computes the same as the correct layout for this net")
-            continue
-        text = (f"'{r['layout']}' would give cosine {r['cosine']:.3f} (Pearson {r['pearson']:.3f}, SQNR "
-                f"{r['sqnr_db']:.1f} dB) at this sf and cosine {r['cosine_at_other_sf']:.3f} at sf {r['other_sf']:g}")
-        if abs(r["sqnr_at_other_sf"] - r["sqnr_db"]) < STEADY_DB and r["sqnr_db"] < LAYOUT_DEFECT_SQNR_DB:
-            text += (" — an error far above the floor that does not move with the scale factor: the signature of a "
-                     "layout defect, not of quantization")
-        parts.append(text)
-    return "; ".join(parts) or "no alternative layout applies"
-
-
-def refused_scale_factor(sf: float, reason: str, used_sf: float) -> str:
-    """The first line of a study whose configured scale factor the emulator refuses (as the plugin would)."""
-    return (f"the scale factor is the cause: the GNA plugin would refuse sf {sf:g} ({reason}) — the steps below use "
-            f"sf {used_sf:g}, the best it accepts; set scale_factor={used_sf:g}")
-
-
 def _best_within_headroom(sweep: FloorSweep) -> tuple[float, float]:
     """(sf, SQNR) to advise: the best of the sweep among the scale factors that keep the recommended headroom for
     inputs larger than these (the best overall where none does)."""
@@ -186,7 +156,7 @@ def result_status(record: Any, result: Any) -> str | None:
     if not per:
         return None
     c = worst(per)
-    if _non_finite_note(c):
+    if non_finite_note(c):
         return "defect"
     if result.kind == "reference":
         return "matches" if c.cosine >= FP32_COSINE_MIN else "defect"
@@ -215,23 +185,28 @@ def _spread(values: list[float]) -> float:
     return max(finite) - min(finite) if finite else 0.0
 
 
-def measured_verdict(ran: Mapping[str, Any] | None, c: metrics.Comparison,
+def measured_where(ran: WhatRan, with_precision: bool = False) -> str:
+    """What ran, as a verdict opens: "a GNA measurement (GNA_SW_EXACT[, i16]) on OpenVINO 2023.0.2"."""
+    mode = (f" ({ran.mode}" + (f", {ran.precision}" if with_precision else "") + ")") if ran.mode else ""
+    return f"a {ran.device} measurement{mode}" + (f" on OpenVINO {ran.openvino}" if ran.openvino else "")
+
+
+def measured_verdict(ran: WhatRan | None, c: metrics.Comparison,
                      versus: Mapping[str, Any] | None = None) -> tuple[str, str] | None:
     """(verdict, status) of a measurement judged by what ran (``measurement.what_ran``): FP32 held to FP32, reduced
     float said to be neither, a GNA integer result identical to the emulation at its settings (``versus``:
     ``measurement.against_emulation``); None where the general verdict applies."""
-    if not ran or ran["class"] == "unknown":
+    if not ran or ran.klass == "unknown":
         return None
-    where = (f"a {ran['device']} measurement" + (f" ({ran['mode']})" if ran.get("mode") else "")
-             + (f" on OpenVINO {ran['openvino']}" if ran.get("openvino") else ""))
-    if ran["class"] == "fp32":
+    where = measured_where(ran)
+    if ran.klass == "fp32":
         if c.cosine >= FP32_COSINE_MIN:
             return (f"{where} in FP32: matches the FP32 reference (cosine {c.cosine:.6f}) — held to FP32, not to a "
                     "GNA floor", "matches")
         return (f"{where} in FP32 that differs from the FP32 reference (cosine {c.cosine:.6f}, SQNR {c.sqnr_db:.1f} "
                 "dB): the IR or that runtime differs — settle that before any GNA question", "defect")
-    if ran["class"] == "reduced-float":
-        return (f"{where} in {ran['precision']}, neither FP32 nor GNA: SQNR {c.sqnr_db:.1f} dB is {ran['precision']} "
+    if ran.klass == "reduced-float":
+        return (f"{where} in {ran.precision}, neither FP32 nor GNA: SQNR {c.sqnr_db:.1f} dB is {ran.precision} "
                 "rounding, not a GNA figure — measure again in f32 (measure_on_device.py forces it off GNA) or on "
                 "the GNA", "quantization-limited")
     versus = versus or {}
@@ -247,7 +222,8 @@ def _measured(result: Any, c: metrics.Comparison) -> tuple[str, str] | None:
     """``measured_verdict`` of a backend result, from what its info says ran."""
     if result.kind not in ("measured", "imported"):
         return None
-    return measured_verdict(result.info.get("what_ran"), c, result.info.get("against_emulation"))
+    ran = result.info.get("what_ran")
+    return measured_verdict(WhatRan.from_json(ran) if ran else None, c, result.info.get("against_emulation"))
 
 
 def _emulation_gap(result: Any) -> str:
@@ -268,7 +244,7 @@ def result_verdict(record: Any, result: Any) -> str | None:
     if not per:
         return None
     c = worst(per)
-    bad = _non_finite_note(c)
+    bad = non_finite_note(c)
     if bad:
         return f"no verdict: the {bad}"
     if result.kind == "reference":
@@ -316,20 +292,20 @@ def _general_verdict(record: Any, result: Any, c: metrics.Comparison) -> str:
     return text + " → the error reacts to the scale factor: try the sf the sweep marks best"
 
 
-def diagnose_record(record: Any) -> dict[str, Any]:
-    """Verdict per backend label, plus the floor it was judged against. JSON-ready; stored in the record."""
+def diagnose_record(record: Any) -> RecordVerdicts:
+    """Verdict per backend label, plus the floor it was judged against; stored in the record."""
     verdicts = {}
     for r in record.results:
         v = result_verdict(record, r)
         if v is not None:
             verdicts[r.label] = v
     floor = record.sweep.floor_sqnr_db if record.sweep else None
-    return {"floor_sqnr_db": floor, "verdicts": verdicts}
+    return RecordVerdicts(verdicts, floor)
 
 
 def verdict_lines(record: Any) -> list[str]:
     """The record's verdicts as Markdown lines ("**label**: text."), the form notebooks and the index show."""
-    verdicts = record.diagnosis.get("verdicts") or diagnose_record(record)["verdicts"]
+    verdicts = record.diagnosis.verdicts or diagnose_record(record).verdicts
     lines = [f"**{label}**: {text}." for label, text in verdicts.items()]
     cause = record_finding(record)
     return ([f"**finding**: {cause}."] if cause else []) + lines
@@ -338,122 +314,6 @@ def verdict_lines(record: Any) -> list[str]:
 def record_finding(record: Any) -> str | None:
     """The finding that leads a record's verdicts: the scale factor as the cause, where a GNA-like result ran."""
     return scale_factor_cause(record.sweep) if any(r.kind != "reference" for r in record.results) else None
-
-
-# --- hypotheses against an observed output (``hypotheses.score`` ranks them; the ladder runs them) -----------
-
-# A device that follows the rules differs from the emulation by rounding noise at most, i.e. no more than the
-# quantization error itself: a hypothesis reproduces an observed output when the observed output sits within
-# FLOOR_MARGIN_DB of the floor against it (or above EXPLAIN_MIN_DB when the floor is higher), and it is *the*
-# explanation when it also beats every other distinct hypothesis by EXPLAIN_MARGIN_DB (error amplitude halved).
-# Measured on the planted tests (tests/test_hypotheses.py): a planted mistake scores ≥ 60 dB against its own
-# hypothesis and ≤ 35 dB against the next one on the forum nets, so both thresholds sit well inside the gap.
-EXPLAIN_MIN_DB = 40.0
-EXPLAIN_MARGIN_DB = 6.0
-
-
-def explains(rows: list[Any], floor_sqnr_db: float, observed_sqnr_db: float | None = None) -> tuple[Any | None, str]:
-    """(the explaining row or None, why). rows: ``hypotheses.score`` output, best first.
-
-    observed_sqnr_db: the observed output against FP32. At or above the floor there is no defect to explain,
-    whichever hypothesis happens to score best (an FP32 output matches the highest-sf emulation best).
-    """
-    if not rows:
-        return None, "no hypothesis has the observed output's shape"
-    floor = floor_sqnr_db if math.isfinite(floor_sqnr_db) else EXPLAIN_MIN_DB
-    configured = next((r for r in rows if r.hypothesis == "as-configured"), None)
-    if observed_sqnr_db is not None and configured is not None and observed_sqnr_db >= floor - FLOOR_MARGIN_DB:
-        return configured, "the observed output is at or above the quantization floor"
-    need = min(floor - FLOOR_MARGIN_DB, EXPLAIN_MIN_DB)
-    best = rows[0]
-    if not best.sqnr_db >= need:
-        return None, f"the best hypothesis reaches {best.sqnr_db:.1f} dB, below the {need:.1f} dB needed"
-    if configured is not None and configured is not best and configured.sqnr_db >= need and \
-            best.sqnr_db - configured.sqnr_db < EXPLAIN_MARGIN_DB:
-        return configured, "the configured computation reproduces the output as well as any mistake"
-    runner = rows[1] if len(rows) > 1 else None
-    if runner is not None and best.sqnr_db - runner.sqnr_db < EXPLAIN_MARGIN_DB:
-        return None, (f"'{best.hypothesis}' ({best.sqnr_db:.1f} dB) and '{runner.hypothesis}' "
-                      f"({runner.sqnr_db:.1f} dB) reproduce it about equally")
-    return best, "reproduces the output and beats every other hypothesis by at least " \
-                 f"{EXPLAIN_MARGIN_DB:g} dB"
-
-
-def hypothesis_verdict(rows: list[Any], explained: tuple[Any | None, str],
-                       floor_sqnr_db: float, scale_factor: float, saturation: str | None = None,
-                       observed_sqnr_db: float | None = None) -> str:
-    """One sentence naming the mechanism behind an observed output.
-
-    rows: ``hypotheses.score``, best first; explained: what ``explains`` made of them; saturation: the plan's
-    saturation fact at the configured sf (``saturation_fact``), if any; observed_sqnr_db: against FP32.
-    """
-    row, why = explained
-    if row is None:
-        tried = len(rows) + sum(len(r.aliases) for r in rows)
-        best = rows[0] if rows else None
-        return ("none of these: no hypothesis reproduces the observed output "
-                + (f"(best '{best.hypothesis}' at {best.sqnr_db:.1f} dB; floor {floor_sqnr_db:.1f} dB; "
-                   f"{tried} tried) — {why}. The defect is outside the tested family (output/input layout, "
-                   "channel order, time shift, plugin layout path, scale factor)" if best else f"— {why}"))
-    also = f" (same output as {', '.join(row.aliases)})" if row.aliases else ""
-    if row.hypothesis == "as-configured":
-        if observed_sqnr_db is not None and observed_sqnr_db > floor_sqnr_db + FLOOR_MARGIN_DB:
-            text = (f"no defect: the observed output is closer to FP32 (SQNR {observed_sqnr_db:.1f} dB) than the "
-                    f"emulated int16 floor at sf {scale_factor:g} ({floor_sqnr_db:.1f} dB) — an FP32 path, or a "
-                    "device that did not use the configured scale factor"
-                    + (f" (it matches '{rows[0].hypothesis}' best)" if rows[0].hypothesis != "as-configured"
-                       else ""))
-        else:
-            text = (f"no defect: the observed output matches the emulated GNA computation at sf {scale_factor:g} "
-                    f"(SQNR {row.sqnr_db:.1f} dB against it, {observed_sqnr_db if observed_sqnr_db is not None else math.nan:.1f} dB "
-                    f"against FP32; quantization floor {floor_sqnr_db:.1f} dB)")
-        return text + (f"; but {saturation}" if saturation else "")
-    return f"{row.mechanism}{also} — SQNR {row.sqnr_db:.1f} dB against this hypothesis, {why}"
-
-
-def non_finite_verdict(c: metrics.Comparison) -> str | None:
-    """"no verdict: …" when an output holds NaN/Inf (no hypothesis can be scored then), else None."""
-    bad = _non_finite_note(c)
-    return f"no verdict: the {bad}" if bad else None
-
-
-def shape_mismatch(observed: tuple[int, ...], expected: tuple[int, ...]) -> str:
-    return (f"the observed output has shape {observed}, the model's output {expected} (not a transpose of it): "
-            "pass the device output for the same inputs and model")
-
-
-def per_layer_verdict(rows: list[dict[str, Any]], bad: dict[str, Any] | None, layout: str, observed: bool) -> str:
-    """Where the error appears, from the emulated per-layer table (``layers.per_layer``)."""
-    head = (f"emulated per layer, layout {layout}" + ("; a device returns only the network output, so this is "
-                                                     "the emulation's account, not a measurement per layer"
-                                                     if observed else ""))
-    if bad is None:
-        worst_row = min(rows, key=lambda r: r["accumulated_sqnr_db"] if math.isfinite(r["accumulated_sqnr_db"])
-                        else math.inf, default=None)
-        return (f"{head}: every layer stays above {USABLE_FLOOR_DB:g} dB SQNR against FP32"
-                + (f" (lowest {worst_row['accumulated_sqnr_db']:.1f} dB at {worst_row['layer']})" if worst_row else ""))
-    local = bad["local_sqnr_db"]
-    alone = (f"; fed exact inputs it still gives {local:.1f} dB, so this layer itself produces the error"
-             if math.isfinite(local) and local < USABLE_FLOOR_DB else
-             f"; fed exact inputs it gives {local:.1f} dB, so the error comes from above it"
-             if math.isfinite(local) else "")
-    return (f"{head}: the error appears at {bad['layer']} ({bad['op']}), SQNR {bad['accumulated_sqnr_db']:.1f} dB "
-            f"against FP32{alone}")
-
-
-def saturation_fact(plan: list[dict[str, Any]], scale_factor: float, safe_sf: float | None) -> str | None:
-    """The plan's significant saturation at the configured sf, in words with the fix; None when there is none."""
-    for row in plan:
-        n, total = row.get("saturations") or 0, row.get("values") or 0
-        if not n or n <= SATURATION_SHARE * total:
-            continue
-        share = f"{100 * n / total:.1f} % of values clipped" if total else f"{n} values clipped"
-        if row.get("op") == "Parameter":
-            fix = f"; use sf ≤ {safe_sf:g}" if safe_sf else ""
-            return f"input {row['layer']!r} saturates int16 at sf {scale_factor:g}: {share}{fix}"
-        return (f"{row['layer']} saturates its {'int32 accumulator' if row.get('bits') == 32 else 'int16 output'} "
-                f"at sf {scale_factor:g}: {share}; lower the scale factor")
-    return None
 
 
 # --- the POT study (default vs NNCF-quantized IR) ------------------------------------------------------------

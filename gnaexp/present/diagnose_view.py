@@ -15,6 +15,8 @@ import numpy as np
 
 from gnaexp import experiment as experiment_mod, parameters
 from gnaexp.diagnose import status
+from gnaexp.diagnose.results import Diagnosis, HypothesisScore
+from gnaexp.present.index_entry import IndexEntry, MetricRow
 from gnaexp.present.markup import cell, escape, table
 from gnaexp.present.report import HTML, image
 
@@ -22,27 +24,26 @@ TOP_HYPOTHESES = 10
 
 
 @dataclass
-class Diagnosis:
+class DiagnosisRun:
+    """The diagnose notebook's result: the ladder's diagnosis of one experiment and what it observed."""
+
     config: experiment_mod.ExperimentConfig
     observed_label: str
-    result: dict[str, Any]
+    result: Diagnosis
     record_dir: Path
     arrays: dict[str, np.ndarray]  # what the observed step compared (ladder's ``arrays``)
 
-    def step(self, name: str) -> dict[str, Any]:
-        return next((s for s in self.result["steps"] if s["step"] == name), {})
 
-
-def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
-    """The notebook's parameters → the ladder with an observed output; saves diagnosis.json and the index entry."""
+def run(params: Mapping[str, Any]) -> DiagnosisRun:
+    """The notebook's parameters → the ladder with an observed output. Writes into ``record_dir``: diagnosis.json
+    and the index entry."""
     from gnaexp.backends.imported import read_observed
     from gnaexp.core.files import dumps
     from gnaexp.core.output_folder import add_file
     from gnaexp.diagnose.ladder import ladder
     from gnaexp.emulator import emulate
-    from gnaexp.present.pages import write_index_entry
 
-    config, observed_file, layout = parameters.diagnose(namespace)
+    config, observed_file, layout = parameters.diagnose(params)
     model, feed, _, _ = experiment_mod.reference_run(config)  # cached: ladder() asks for the same
     measured_on = None
     if observed_file:
@@ -54,59 +55,61 @@ def run_diagnosis(namespace: Mapping[str, Any]) -> Diagnosis:
         label = f"emulated device (layout {layout})"
     arrays: dict[str, np.ndarray] = {}
     result = ladder(config, observed, arrays, measured_on)
-    record_dir = Path(namespace.get("record_dir") or "diagnose.record")
-    add_file(record_dir, "diagnosis.json", dumps(result).encode("utf-8"))
-    d = Diagnosis(config, label, result, record_dir, arrays)
-    obs = d.step("observed")
-    row = {"backend": label, "cosine": obs.get("cosine"), "sqnr_db": obs.get("sqnr_db"), "l1": None}
-    headline = [f"**finding**: {result['headline']}."] if result.get("headline") else []
-    write_index_entry(record_dir, config.experiment, headline + [f"**{label}**: {obs.get('verdict', '')}.",
-                                                                 f"**per layer**: {d.step('per-layer').get('verdict', '')}."],
-                      [row], [], status.ladder_finding(result))
-    return d
+    record_dir = Path(params.get("record_dir") or "diagnose.record")
+    add_file(record_dir, "diagnosis.json", dumps(result.to_json()).encode("utf-8"))
+    obs, per_layer = result.observed, result.per_layer
+    row = MetricRow(label, cosine=obs.cosine if obs else None, sqnr_db=obs.sqnr_db if obs else None)
+    headline = [f"**finding**: {result.headline}."] if result.headline else []
+    IndexEntry(config.experiment, headline + [f"**{label}**: {obs.verdict if obs else ''}.",
+                                              f"**per layer**: {per_layer.verdict if per_layer else ''}."],
+               [row], [], status.ladder_finding(result)).save(record_dir)
+    return DiagnosisRun(config, label, result, record_dir, arrays)
 
 
-def verdict(d: Diagnosis) -> HTML:
+def verdict(d: DiagnosisRun) -> HTML:
     """Status, the verdict in one sentence and the next step, then one line per step of the ladder."""
-    lines = ([f"**finding**: {d.result['headline']}"] if d.result.get("headline") else [])
-    lines += [f"**{s['step']}**: {s['verdict']}" for s in d.result["steps"]]
+    lines = ([f"**finding**: {d.result.headline}"] if d.result.headline else [])
+    lines += [f"**{s.NAME}**: {s.verdict}" for s in d.result.steps]
     about = (f"Diagnosis of {d.config.experiment} at sf {d.config.scale_factor:g}; observed: {d.observed_label}; "
              f"GNA figures are emulated (as GNA plugin {d.config.plugin_release}) unless the observed output came "
              "from a device file.")
     return HTML(status.finding_html(status.ladder_finding(d.result), [about], lines) + status.your_model_html())
 
 
-def hypotheses_table(d: Diagnosis) -> HTML:
-    obs = d.step("observed")
-    rows = [(escape(h["hypothesis"]), escape(h["family"]), cell(h["sqnr_db"], ".1f"), escape(h["mechanism"]),
-             escape(", ".join(h["aliases"])))
-            for h in obs.get("hypotheses", [])[:TOP_HYPOTHESES]]
-    t = obs.get("thresholds", {})
+def _hypotheses(d: DiagnosisRun) -> list[HypothesisScore]:
+    return d.result.observed.hypotheses[:TOP_HYPOTHESES] if d.result.observed else []
+
+
+def hypotheses_table(d: DiagnosisRun) -> HTML:
+    rows = [(escape(h.hypothesis), escape(h.family), cell(h.sqnr_db, ".1f"), escape(h.mechanism),
+             escape(", ".join(h.aliases))) for h in _hypotheses(d)]
+    t = d.result.observed.thresholds if d.result.observed else None
     caption = (f"observed output scored against each hypothesis (SQNR, best first; top {TOP_HYPOTHESES}). Explains "
-               f"when within {t.get('floor_margin_db', '?')} dB of the floor (or above {t.get('explain_min_db', '?')} "
-               f"dB) and {t.get('margin_over_next_db', '?')} dB better than the next")
+               f"when within {t.floor_margin_db if t else '?'} dB of the floor (or above "
+               f"{t.explain_min_db if t else '?'} dB) and {t.margin_over_next_db if t else '?'} dB better than the "
+               "next")
     return HTML(table(("hypothesis", "family", "SQNR dB", "mechanism", "same output as"), rows, "gnaexp-metrics",
                       caption))
 
 
-def hypotheses_figure(d: Diagnosis) -> Any:
+def hypotheses_figure(d: DiagnosisRun) -> Any:
     from gnaexp.present import plots
 
-    hyps = d.step("observed").get("hypotheses", [])[:TOP_HYPOTHESES]
-    explained = d.step("observed").get("explained_by")
-    best = next((i for i, h in enumerate(hyps) if h["hypothesis"] == explained), None)
-    floor = d.step("floor").get("sqnr_db")
-    return image(plots.bars([h["hypothesis"] for h in hyps], [h["sqnr_db"] for h in hyps],
+    hyps = _hypotheses(d)
+    explained = d.result.observed.explained_by if d.result.observed else None
+    best = next((i for i, h in enumerate(hyps) if h.hypothesis == explained), None)
+    floor = d.result.floor.sqnr_db if d.result.floor else None
+    return image(plots.bars([h.hypothesis for h in hyps], [h.sqnr_db for h in hyps],
                             "SQNR of the observed output against the hypothesis (dB)", "hypothesis scores",
                             threshold=floor, threshold_label="quantization floor", highlight=best))
 
 
-def overlay_figure(d: Diagnosis) -> Any:
+def overlay_figure(d: DiagnosisRun) -> Any:
     """The observed output and the hypothesis that explains it (or the correct emulation) against the FP32
     reference, channel by channel: where they agree, their dashes lie on each other."""
     from gnaexp.present import plots
 
-    name = d.step("observed").get("explained_by") or "as-configured"
+    name = (d.result.observed.explained_by if d.result.observed else None) or "as-configured"
     reference = d.arrays.get("reference", d.arrays["expected"])
     return image(plots.overlay(reference, {d.observed_label: d.arrays["observed"], f"hypothesis: {name}":
                                            d.arrays["explained"]},
@@ -114,7 +117,7 @@ def overlay_figure(d: Diagnosis) -> Any:
                                title="observed output and the hypothesis that explains it, against FP32"))
 
 
-def environment(d: Diagnosis) -> HTML:
+def environment(d: DiagnosisRun) -> HTML:
     """What support asks for first: OS, CPU, versions and devices of the machine that ran the diagnosis."""
     from gnaexp.core import environment as env
     from gnaexp.present.markup import key_value_rows
@@ -122,23 +125,23 @@ def environment(d: Diagnosis) -> HTML:
     return HTML(f"<table class='gnaexp-env'>{key_value_rows(env.capture().items())}</table>")
 
 
-def per_layer_table(d: Diagnosis) -> HTML:
-    step = d.step("per-layer")
-    rows = [(escape(r["layer"]), escape(r["op"]), cell(r["accumulated_sqnr_db"], ".1f"), cell(r["local_sqnr_db"], ".1f"),
-             cell(r["saturations"])) for r in step.get("rows", [])]
+def per_layer_table(d: DiagnosisRun) -> HTML:
+    step = d.result.per_layer
+    rows = [(escape(r.layer), escape(r.op), cell(r.accumulated_sqnr_db, ".1f"), cell(r.local_sqnr_db, ".1f"),
+             cell(r.saturations)) for r in (step.rows if step else [])]
     return HTML(table(("layer", "op", "accumulated SQNR dB", "local SQNR dB", "saturated"), rows, "gnaexp-metrics",
-                      f"emulated per layer (layout {escape(step.get('layout'))}) against OpenVINO CPU FP32 tensors; "
-                      "local = the layer fed exact inputs"))
+                      f"emulated per layer (layout {escape(step.layout if step else None)}) against OpenVINO CPU FP32 "
+                      "tensors; local = the layer fed exact inputs"))
 
 
-def per_layer_figure(d: Diagnosis) -> Any:
+def per_layer_figure(d: DiagnosisRun) -> Any:
     from gnaexp.diagnose.verdicts import USABLE_FLOOR_DB
     from gnaexp.present import plots
 
-    step = d.step("per-layer")
-    rows = step.get("rows", [])
-    bad = next((i for i, r in enumerate(rows) if r["layer"] == step.get("first_bad_layer")), None)
-    return image(plots.bars([r["layer"].split("/")[-1] or r["layer"] for r in rows],
-                            [r["accumulated_sqnr_db"] for r in rows], "SQNR against FP32 (dB)",
-                            f"per-layer SQNR (emulated, layout {step.get('layout')})", threshold=USABLE_FLOOR_DB,
+    step = d.result.per_layer
+    rows = step.rows if step else []
+    bad = next((i for i, r in enumerate(rows) if step and r.layer == step.first_bad_layer), None)
+    return image(plots.bars([r.layer.split("/")[-1] or r.layer for r in rows],
+                            [r.accumulated_sqnr_db for r in rows], "SQNR against FP32 (dB)",
+                            f"per-layer SQNR (emulated, layout {step.layout if step else '?'})", threshold=USABLE_FLOOR_DB,
                             threshold_label=f"{USABLE_FLOOR_DB:g} dB", highlight=bad))

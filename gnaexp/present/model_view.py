@@ -6,8 +6,9 @@ sweep and the per-layer table. A model the emulator refuses shows its support ta
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,7 +16,9 @@ from gnaexp import experiment, parameters
 from gnaexp.cache import cache_dir
 from gnaexp.core.files import atomic_write_bytes
 from gnaexp.models import catalog as model_catalog
+from gnaexp.core.records import Record
 from gnaexp.present import report
+from gnaexp.present.index_entry import IndexEntry, MetricRow
 from gnaexp.present.markup import cell, escape, table
 
 
@@ -47,7 +50,7 @@ def _config(namespace: Mapping[str, Any]) -> experiment.ExperimentConfig:
     return config
 
 
-def _verdict(found: Any, lines: list[str], notes: list[str] = ()) -> report.HTML:
+def _verdict(found: Any, lines: list[str], notes: Sequence[str] = ()) -> report.HTML:
     from gnaexp.diagnose import status
 
     notes_html = "".join(f"<p class='gnaexp-note'><b>Note:</b> {escape(n)}</p>" for n in notes)
@@ -66,9 +69,9 @@ def _support(support: Any) -> report.HTML:
                                                      "gnaexp-support", caption) + notes)
 
 
-def _metrics(rows: list[dict[str, Any]], reference: str) -> report.HTML:
-    body = [(escape(r["backend"]), escape(r["output"]), escape(r["kind"]), cell(r["cosine"], ".6f"),
-             cell(r["sqnr_db"], ".1f"), cell(r["l1"], ".3e"), cell(r["max_abs_error"], ".3e")) for r in rows]
+def _metrics(rows: list[MetricRow], reference: str) -> report.HTML:
+    body = [(escape(r.backend), escape(r.output), escape(r.kind), cell(r.cosine, ".6f"),
+             cell(r.sqnr_db, ".1f"), cell(r.l1, ".3e"), cell(r.max_abs_error, ".3e")) for r in rows]
     caption = f"reference: {escape(reference)} · emulated = GNA integer emulator, not a device"
     return report.HTML("<h3>Metrics per output</h3>" + table(
         ("backend", "output", "kind", "cosine", "SQNR dB", "L1", "max |err|"), body, "gnaexp-metrics", caption))
@@ -80,23 +83,35 @@ def _layers(config: experiment.ExperimentConfig) -> report.HTML:
     model = experiment.build_model(config)
     rows = layers.per_layer(model.ir_xml, experiment.make_inputs(config, model), experiment.gna_settings(config))
     first = layers.first_bad_layer(rows)
-    body = [(escape(r["layer"]), escape(r["op"]), cell(r["out_sf"], ".6g"), cell(r["accumulated_sqnr_db"], ".1f"),
-             cell(r["local_sqnr_db"], ".1f"), cell(r["saturations"], "d")) for r in rows]
+    body = [(escape(r.layer), escape(r.op), cell(r.out_sf, ".6g"), cell(r.accumulated_sqnr_db, ".1f"),
+             cell(r.local_sqnr_db, ".1f"), cell(r.saturations, "d")) for r in rows]
     caption = ("emulated GNA integer pipeline against OpenVINO CPU FP32, per layer · first layer below the usable "
-               f"floor: {escape(first['layer']) if first else 'none'}")
+               f"floor: {escape(first.layer) if first else 'none'}")
     return report.HTML("<h3>Per layer (emulated)</h3>" + table(
         ("layer", "op", "out sf", "accumulated SQNR dB", "local SQNR dB", "saturations"), body, "gnaexp-layers",
         caption))
 
 
-def show(namespace: Mapping[str, Any]) -> list[Any]:
-    """Everything the models notebook displays, in order (pass ``globals()``); the index entry is written too."""
+@dataclass
+class ModelRun:
+    """The models notebook's result: the support table of the user's model and, where the emulator runs it, its
+    record; ``entry``: what the index shows (the finding and the verdict lines)."""
+
+    config: experiment.ExperimentConfig
+    record_dir: Path
+    support: Any  # emulator.support.SupportReport
+    entry: IndexEntry
+    record: Record | None = None  # None where the emulator refused the model (``entry`` says why)
+
+
+def run(params: Mapping[str, Any]) -> ModelRun:
+    """The notebook's parameters (``globals()``) → the support table and the run. Writes into ``record_dir``: the
+    record (IR, inputs, outputs) and the index entry."""
     from gnaexp.diagnose import status, verdicts as diagnosis
     from gnaexp.present import summary
-    from gnaexp.present.pages import write_index_entry
 
-    config = _config(namespace)
-    record_dir = Path(str(namespace.get("record_dir") or "models.record"))
+    config = _config(params)
+    record_dir = Path(str(params.get("record_dir") or "models.record"))
     arrays = dict(np.load(config.input_file)) if config.input_file else None
     support = _support_report(config, arrays)
     try:
@@ -108,17 +123,27 @@ def show(namespace: Mapping[str, Any]) -> list[Any]:
         found = status.Finding(status.REFUSED if support.refused() else status.FAILED, f"{support.verdict()}",
                                "see the support table: each refused op says why and what a porting team does "
                                "(--porting runs the exact rewrites)" if support.refused() else str(exc))
-        write_index_entry(record_dir, "model", lines, [], [], found)
-        return [_verdict(found, lines), _support(support)]
-    run_ = report.NotebookRun(report.Setting(config, str(record_dir)), record, record_dir)
+        entry = IndexEntry("model", lines, [], [], found)
+        entry.save(record_dir)
+        return ModelRun(config, record_dir, support, entry)
     lines = diagnosis.verdict_lines(record) + [f"**support**: {support.verdict()}"]
-    rows = summary.rows(record)
-    found = status.record_finding(record)
-    write_index_entry(record_dir, "model", lines, rows, record.model_info.get("notes", []), found)
-    parts = [_verdict(found, lines, record.model_info.get("notes", [])), _support(support),
-             _metrics(rows, record.reference), report.sweep_plot(run_)]
+    entry = IndexEntry("model", lines, summary.rows(record), list(record.model_info.get("notes", [])),
+                       status.record_finding(record))
+    entry.save(record_dir)
+    return ModelRun(config, record_dir, support, entry, record)
+
+
+def show(m: ModelRun) -> list[Any]:
+    """Everything the models notebook displays, in order: the finding, the support table and, where the model
+    ran, its metrics, the scale-factor sweep and the per-layer table."""
+    found = m.entry.finding
+    if m.record is None:
+        return [_verdict(found, m.entry.verdict), _support(m.support)]
+    run_ = report.NotebookRun(report.Setting(m.config, str(m.record_dir)), m.record, m.record_dir)
+    parts = [_verdict(found, m.entry.verdict, m.entry.notes), _support(m.support),
+             _metrics(m.entry.rows, m.record.reference), report.sweep_plot(run_)]
     try:
-        parts.append(_layers(config))
+        parts.append(_layers(m.config))
     except ValueError as exc:
         parts.append(report.Markdown(f"*No per-layer table: {exc}*"))
     return parts

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from gnaexp.core.files import atomic_write_bytes, atomic_write_text, dumps
-from gnaexp.core.output_folder import add_file
-from gnaexp.core.records import INDEX_ENTRY_FILE
+from gnaexp.core.files import atomic_write_bytes, atomic_write_text
+from gnaexp.present.index_entry import IndexEntry
 from gnaexp.present.markup import bold, cell, escape
 
 _EXPORTER: Any = None
@@ -84,23 +83,11 @@ _CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:
         "td.num{text-align:right;white-space:nowrap}details summary{cursor:pointer;color:#555}")
 
 
-def write_index_entry(record_dir: Path, experiment: str, verdict: list[str], rows: list[dict[str, Any]],
-                      notes: list[str] | None = None, finding: Any = None) -> Path:
-    """The one writer of index entries (every notebook's, whatever it shows); ``finding``: the run's
-    ``status.Finding`` (status, one sentence, next step)."""
-    data = {"experiment": experiment, "notes": notes or [], "verdict": verdict, "rows": rows,
-            **({"finding": finding.to_json()} if finding is not None else {})}
-    return add_file(record_dir, INDEX_ENTRY_FILE, dumps(data).encode("utf-8"))
+def _entry(out: Path, name: str) -> IndexEntry | None:
+    return IndexEntry.load(out / f"{name}.record")
 
 
-def _entry(out: Path, name: str) -> dict[str, Any]:
-    try:
-        return json.loads((out / f"{name}.record" / INDEX_ENTRY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _run_status(batch_status: str, entry: dict[str, Any]) -> str:
+def _run_status(batch_status: str, entry: IndexEntry | None) -> str:
     """The status shown for a run: the verdict engine's (``status``), or the batch's when the run did not finish."""
     from gnaexp.diagnose import status
 
@@ -108,37 +95,39 @@ def _run_status(batch_status: str, entry: dict[str, Any]) -> str:
         return status.FAILED
     if batch_status != "ok":
         return "pending"
-    return (entry.get("finding") or {}).get("status") or "ran"
+    return entry.finding.status if entry is not None and entry.finding is not None else "ran"
 
 
-def _metrics_cells(entry: dict[str, Any]) -> tuple[str, str, str]:
+def _metrics_cells(entry: IndexEntry | None) -> tuple[str, str, str]:
     """(our key metrics, the forum team's measured figure, the verdict) from a run's index entry."""
+    if entry is None:
+        return "", "–", ""
     ours, forum = [], []
-    for row in entry.get("rows", []):  # summaries come from several notebooks: every key is optional
-        label = escape(str(row.get("backend", "?")))
-        ours.append(f"{label}: cos {cell(row.get('cosine'), '.4f')}, SQNR {cell(row.get('sqnr_db'), '.1f')} dB")
-        if row.get("forum_cosine") is not None:
+    for row in entry.rows:
+        label = escape(row.backend)
+        ours.append(f"{label}: cos {cell(row.cosine, '.4f')}, SQNR {cell(row.sqnr_db, '.1f')} dB")
+        if row.forum_cosine is not None:
             # the forum's figure is the forum team's own GNA measurement: never labelled with our (emulated) backend
             where = label.replace(" (emulated)", "") if "IR sf" in label else "GNA"
-            forum.append(f"{where}: cos {escape(str(row['forum_cosine']))}, L1 {escape(str(row.get('forum_l1', '-')))}")
-    found = entry.get("finding") or {}
+            forum.append(f"{where}: cos {escape(str(row.forum_cosine))}, L1 "
+                         f"{escape(str(row.forum_l1 if row.forum_l1 is not None else '-'))}")
+    found = entry.finding
     verdict = ""
     if found:
-        verdict = (f"{escape(found.get('verdict', ''))}<div class='small'><b>Next:</b> "
-                   f"{escape(found.get('next_step', ''))}</div>")
-    lines = "<br>".join(bold(v) for v in entry.get("verdict", []))
+        verdict = f"{escape(found.verdict)}<div class='small'><b>Next:</b> {escape(found.next_step)}</div>"
+    lines = "<br>".join(bold(v) for v in entry.verdict)
     if lines:
         verdict += f"<details><summary>every verdict</summary>{lines}</details>" if found else lines
     return "<br>".join(ours), "<br>".join(dict.fromkeys(forum)) or "–", verdict
 
 
-def _forum_grid(entries: list[tuple[Any, dict[str, Any], str]]) -> str:
+def _forum_grid(entries: list[tuple[Any, IndexEntry | None, str]]) -> str:
     """The forum's table re-drawn: experiment × scale factor × layout, each cell the run's status."""
     from gnaexp.core import forum
     from gnaexp.core.gna_settings import FORUM_NETS
     from gnaexp.diagnose import status
 
-    cells: dict[tuple[str, float, str], tuple[str, Any, dict]] = {}
+    cells: dict[tuple[str, float, str], tuple[str, Any, IndexEntry | None]] = {}
     for run, entry, st in entries:
         net, params = run.notebook.stem, run.shown_parameters
         if net in FORUM_NETS and "scale_factor" in params:
@@ -166,7 +155,7 @@ def _forum_grid(entries: list[tuple[Any, dict[str, Any], str]]) -> str:
                                if lay != "correct" and net != "concat_conv" else "<td>–</td>")
                     continue
                 st, run, entry = got
-                cos = next((r.get("cosine") for r in entry.get("rows", []) if r.get("kind") == "emulated"), None)
+                cos = next((r.cosine for r in (entry.rows if entry else []) if r.kind == "emulated"), None)
                 row.append(f"<td>{status.badge(st)} <a href='{escape(run.name)}.html'>report</a>"
                            f"<div class='small'>emulated cos {cell(cos, '.4f')}</div></td>")
         for sf in sfs:
@@ -185,7 +174,7 @@ def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Pat
     shown = []
     for run, st in entries:
         batch_status = st.get("status", "pending") if st.get("key") in (run.key, None) or not run.key else "pending"
-        entry = _entry(out, run.name) if batch_status == "ok" else {}
+        entry = _entry(out, run.name) if batch_status == "ok" else None
         shown.append((run, entry, _run_status(batch_status, entry), st))
     rows = []
     for run, entry, run_status, st in shown:

@@ -16,7 +16,9 @@ from typing import Any, Mapping
 from gnaexp import parameters
 from gnaexp.core import forum
 from gnaexp.core.records import Record
-from gnaexp.experiment import ExperimentConfig, IR_FLOAT, IR_NNCF, run
+from gnaexp import experiment
+from gnaexp.experiment import ExperimentConfig, IR_FLOAT, IR_NNCF
+from gnaexp.present.index_entry import IndexEntry, MetricRow
 from gnaexp.present.markup import cell, escape, table as markup_table
 
 
@@ -31,8 +33,9 @@ class Study:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_study(params: Mapping[str, Any]) -> Study:
-    """Run every (experiment, IR, sf, layout) of the notebook parameters; save each record under record_dir."""
+def run(params: Mapping[str, Any]) -> Study:
+    """Run every (experiment, IR, sf, layout) of the notebook parameters. Writes into ``record_dir``: each run's
+    record folder and the index entry."""
     checked = parameters.pot(params)
     study = Study(checked.base, checked.experiments, checked.scale_factors, checked.layouts,
                   Path(str(params.get("record_dir") or "pot.record")))
@@ -46,13 +49,11 @@ def run_study(params: Mapping[str, Any]) -> Study:
                                                  layout=layout, backends=backends)
                     config.validate()
                     # The torch reference (and float IR) come from the cache after the first run of this net.
-                    record = run(config, study.record_dir / f"{name}-{ir}-sf{sf:g}-{layout}", use_cache=True)
+                    record = experiment.run(config, study.record_dir / f"{name}-{ir}-sf{sf:g}-{layout}", use_cache=True)
                     study.records.append(record)
                     study.rows.extend(_rows(record, name, ir, sf, layout))
-    from gnaexp.present.pages import write_index_entry
-
-    write_index_entry(study.record_dir, "pot", verdict_lines(study),
-                      [_index_row(r) for r in study.rows if r["kind"] == "emulated"], [], study_finding(study))
+    IndexEntry("pot", verdict_lines(study), [_index_row(r) for r in study.rows if r["kind"] == "emulated"], [],
+               study_finding(study)).save(study.record_dir)
     return study
 
 
@@ -95,10 +96,10 @@ def _rows(record: Record, name: str, ir: str, sf: float, layout: str) -> list[di
     return out
 
 
-def _index_row(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {"backend": f"{r['experiment']} {r['ir']} IR sf {r['scale_factor']:g} {r['layout']} (emulated)",
-            "cosine": r["cosine"], "sqnr_db": r["sqnr_db"], "l1": r["l1"], "forum_cosine": r["forum_cosine"],
-            "forum_l1": r["forum_l1"]}
+def _index_row(r: Mapping[str, Any]) -> MetricRow:
+    return MetricRow(f"{r['experiment']} {r['ir']} IR sf {r['scale_factor']:g} {r['layout']} (emulated)",
+                     cosine=r["cosine"], sqnr_db=r["sqnr_db"], l1=r["l1"], kind="emulated",
+                     forum_cosine=r["forum_cosine"], forum_l1=r["forum_l1"])
 
 
 def verdict_lines(study: Study) -> list[str]:

@@ -19,6 +19,7 @@ from gnaexp import experiment as experiment_mod
 from gnaexp.backends import BackendResult, BackendUnavailable, make_backend, parse_backend_list
 from gnaexp.core.records import Record
 from gnaexp.experiment import ExperimentConfig
+from gnaexp.present.index_entry import IndexEntry
 from gnaexp.present.markup import cell, escape, key_value_rows, table
 from gnaexp.core.errors import BadInput
 
@@ -117,6 +118,23 @@ def run_setting(setting: Setting, use_cache: bool = True) -> NotebookRun:
     return NotebookRun(setting, record, out_dir)
 
 
+def run(params: Mapping[str, Any], experiment: str | None = None) -> NotebookRun:
+    """A net's notebook: its parameters (``globals()``) → the run. Writes into ``record_dir``: the record (IR,
+    inputs, outputs) and the index entry."""
+    run_ = run_setting(setting_from(params, experiment))
+    index_entry(run_).save(run_.record_dir)
+    return run_
+
+
+def index_entry(run_: NotebookRun) -> IndexEntry:
+    """Key metrics, verdict lines and the finding of a run, for the batch index page."""
+    from gnaexp.diagnose import status, verdicts as diagnosis
+    from gnaexp.present import summary
+
+    return IndexEntry(run_.record.experiment, diagnosis.verdict_lines(run_.record), summary.rows(run_.record),
+                      run_.setting.notes, status.record_finding(run_.record))
+
+
 # --- what the notebook displays ----------------------------------------------------------------------------------
 
 class _Display:
@@ -146,10 +164,10 @@ def metrics_table(run_: NotebookRun) -> HTML:
     head = ("backend", "kind", "L1", "cosine", "Pearson", "SQNR dB", "max |err|", "forum L1", "forum cosine")
     rows = []
     for r in summary.rows(run_.record):
-        kind = r["kind"] + (" ⚠" if r["kind"] == "emulated" else "")
-        rows.append((escape(r["backend"]), escape(kind), cell(r["l1"], ".3e"), cell(r["cosine"], ".6f"),
-                     cell(r["pearson"], ".6f"), cell(r["sqnr_db"], ".1f"), cell(r["max_abs_error"], ".3e"),
-                     cell(r["forum_l1"]), cell(r["forum_cosine"], ".4g")))
+        kind = r.kind + (" ⚠" if r.kind == "emulated" else "")
+        rows.append((escape(r.backend), escape(kind), cell(r.l1, ".3e"), cell(r.cosine, ".6f"),
+                     cell(r.pearson, ".6f"), cell(r.sqnr_db, ".1f"), cell(r.max_abs_error, ".3e"),
+                     cell(r.forum_l1), cell(r.forum_cosine, ".4g")))
     caption = (f"reference: {escape(run_.record.reference)} · forum figures are the forum team's GNA "
                "measurements (about), shown beside GNA-like rows · ⚠ emulated = GNA integer emulator, not a device")
     return HTML(table(head, rows, "gnaexp-metrics", caption))
@@ -223,12 +241,11 @@ def sweep_plot(run_: NotebookRun) -> Any:
 
 def finding(run_: NotebookRun) -> HTML:
     """The report's first screen: status, the verdict in one sentence and the next step (``status``), then every
-    backend's verdict (``diagnosis``) and where the forum's own figure differs, why; saved for the index too."""
+    backend's verdict (``diagnosis``) and where the forum's own figure differs, why."""
     from gnaexp.diagnose import status, verdicts as diagnosis
 
     found = status.record_finding(run_.record)
     lines = diagnosis.verdict_lines(run_.record)
-    save_index_entry(run_, lines, found)
     return HTML(status.finding_html(found, _forum_notes(run_.record), lines) + status.your_model_html())
 
 
@@ -238,28 +255,19 @@ def _forum_notes(record: Record) -> list[str]:
 
     notes = []
     for row in summary.rows(record):
-        if row.get("forum_cosine") is None or row["kind"] != "emulated" or not np.isfinite(row["cosine"]):
+        if row.forum_cosine is None or row.kind != "emulated" or row.cosine is None or not np.isfinite(row.cosine):
             continue
-        gap = abs(row["cosine"] - row["forum_cosine"])
+        gap = abs(row.cosine - row.forum_cosine)
         if gap > 0.05:
             layout = record.config.get("layout", "correct")
-            notes.append(f"The forum team measured cosine {row['forum_cosine']} on their GNA here; this run "
-                         f"({row['backend']}, layout {layout}) computes {row['cosine']:.4f}. A gap that large is not "
+            notes.append(f"The forum team measured cosine {row.forum_cosine} on their GNA here; this run "
+                         f"({row.backend}, layout {layout}) computes {row.cosine:.4f}. A gap that large is not "
                          "quantization: " + ("the legacy-concat layout (layout=legacy-concat) reproduces the forum's "
                                              "figure — open that row, or the diagnose notebook, for the mechanism"
                                              if layout == "correct" else
                                              "compare the layout paths in the diagnose notebook"))
             break
     return notes
-
-
-def save_index_entry(run_: NotebookRun, lines: list[str], found: Any = None) -> Path:
-    """Key metrics, verdict and status beside the record, for the batch index page."""
-    from gnaexp.present import summary
-    from gnaexp.present.pages import write_index_entry
-
-    return write_index_entry(run_.record_dir, run_.record.experiment, lines, summary.rows(run_.record),
-                             run_.setting.notes, found)
 
 
 def _relative(path: Path | str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from gnaexp.core import forum
 from gnaexp.core.gna_settings import format_scale_factors
 from gnaexp.core.records import Record
+from gnaexp.present.index_entry import MetricRow
 from gnaexp.present.markup import number
 
 
@@ -17,7 +18,7 @@ def _imported_device(result: Any) -> str:
     return device.upper().split(".")[0]
 
 
-def rows(record: Record) -> list[dict[str, Any]]:
+def rows(record: Record) -> list[MetricRow]:
     """One row per (backend, output) compared with the reference, plus the forum's figure where one exists."""
     cfg = record.config
     sf = cfg.get("scale_factor", 1.0)  # the forum's nets have one input: a per-input set has no figure
@@ -31,21 +32,18 @@ def rows(record: Record) -> list[dict[str, Any]]:
     out = []
     for label, per in record.metrics.items():
         for name, c in per.items():
-            out.append({
-                "backend": label, "kind": kinds.get(label, "?"), "output": name,
-                "l1": c.l1, "cosine": c.cosine, "pearson": c.pearson, "sqnr_db": c.sqnr_db,
-                "max_abs_error": c.max_abs_error,
-                "verdict": record.diagnosis.get("verdicts", {}).get(label, ""),
-                "forum_l1": fig.l1 if fig and label in gna_like else None,
-                "forum_cosine": fig.cosine if fig and label in gna_like else None,
-            })
+            out.append(MetricRow(
+                backend=label, kind=kinds.get(label, "?"), output=name, l1=c.l1, cosine=c.cosine, pearson=c.pearson,
+                sqnr_db=c.sqnr_db, max_abs_error=c.max_abs_error, verdict=record.diagnosis.verdicts.get(label, ""),
+                forum_l1=fig.l1 if fig and label in gna_like else None,
+                forum_cosine=fig.cosine if fig and label in gna_like else None))
     return out
 
 
 def table(record: Record) -> str:
     """Fixed-width metrics table against the reference; with more than one output, a column names each row's."""
     table_rows = rows(record)
-    outputs = list(dict.fromkeys(r["output"] for r in table_rows))
+    outputs = list(dict.fromkeys(r.output for r in table_rows))
     width = max([len("output")] + [len(str(o)) for o in outputs]) if len(outputs) > 1 else 0
     which = (lambda name: f"{str(name):<{width}} ") if width else (lambda name: "")  # noqa: E731
     head = (f"{'backend':<26} {which('output')}{'kind':<9} {'L1':>10} {'cosine':>10} {'pearson':>10} {'SQNR dB':>8} "
@@ -60,12 +58,12 @@ def table(record: Record) -> str:
         f"precision={record.config.get('precision')}, layout={record.config.get('layout')})", head, "-" * len(head)]
     for r in table_rows:
         lines.append(
-            f"{r['backend']:<26} {which(r['output'])}{r['kind']:<9} {number(r['l1'], '10.3e', '-')} {number(r['cosine'], '10.6f', '-')} "
-            f"{number(r['pearson'], '10.6f', '-')} {number(r['sqnr_db'], '8.1f', '-')} {number(r['max_abs_error'], '10.3e', '-')} "
-            f"{r['forum_l1'] or '-':>9} {number(r['forum_cosine'], '9.4f', '-'):>9}"
+            f"{r.backend:<26} {which(r.output)}{r.kind:<9} {number(r.l1, '10.3e', '-')} {number(r.cosine, '10.6f', '-')} "
+            f"{number(r.pearson, '10.6f', '-')} {number(r.sqnr_db, '8.1f', '-')} {number(r.max_abs_error, '10.3e', '-')} "
+            f"{r.forum_l1 or '-':>9} {number(r.forum_cosine, '9.4f', '-'):>9}"
         )
     lines.extend(f"note: {n}" for n in record.model_info.get("notes", []))
-    verdicts = record.diagnosis.get("verdicts", {})
+    verdicts = record.diagnosis.verdicts
     if verdicts:
         lines.append("")
         lines.extend(f"  {label}: {v}" for label, v in verdicts.items())

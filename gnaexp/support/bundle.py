@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp.core import records
+from gnaexp.diagnose.results import Diagnosis
 from gnaexp.core.files import atomic_write_bytes, dumps
 from gnaexp.support.reproduce import REPRODUCE, REPRODUCE_VAD, VAD_IR
 
@@ -87,13 +88,13 @@ def _as_release(record: dict[str, Any]) -> str:
     return f" (as GNA plugin {release})" if release else ""
 
 
-def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: Diagnosis | None = None) -> dict[str, Any]:
     """Write the zip (atomically); returns what went in. folder: a run folder, or its checked ``plan``."""
     checked = folder if isinstance(folder, Plan) else plan(folder)
     record = checked.record
     members = {name: path.read_bytes() for name, path in checked.files.items()}
     if diagnosis is not None:
-        members["diagnosis.json"] = dumps(diagnosis).encode()
+        members["diagnosis.json"] = dumps(diagnosis.to_json()).encode()
     members["reproduce.py"] = (REPRODUCE_VAD if checked.vad else REPRODUCE).encode()
     if checked.vad:
         what = ("tracks.npz: every backend's speech probability per chunk (keys 'FILE/backend'); ir/: the streaming\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gnaexp.diagnose.results import Diagnosis, WhatRan
+
 from gnaexp.core.inputs import read_file
 from gnaexp.diagnose.ladder import device_backends, ladder
 from gnaexp.experiment import ExperimentConfig
@@ -12,7 +14,7 @@ from gnaexp.support.bundle import Plan
 from gnaexp.core.errors import BadInput
 
 
-def diagnose(plan: Plan, porting: bool = False) -> dict[str, Any]:
+def diagnose(plan: Plan, porting: bool = False) -> Diagnosis:
     """The ladder on the record's experiment (a user's model: the folder's own IR and inputs), its stored device
     output observed. ValueError naming the record when its config is not one this gnaexp runs."""
     settings = dict(plan.record["config"])
@@ -22,7 +24,7 @@ def diagnose(plan: Plan, porting: bool = False) -> dict[str, Any]:
         settings["porting"] = True
     device = device_backends(settings.get("backends", []))
     settings["backends"] = [b for b in settings.get("backends", []) if b not in device]
-    observed, measured_as = None, None
+    observed, measured_as = None, None  # type: Any, WhatRan | None
     if device:  # the device's stored output is the observed one, judged by what ran (the record says)
         stored = read_file(plan.files["outputs.npz"], "stored outputs")
         if not isinstance(stored, dict):
@@ -31,7 +33,8 @@ def diagnose(plan: Plan, porting: bool = False) -> dict[str, Any]:
                                          if b.get("kind") in ("measured", "imported")), {})
         label = str(measured.get("backend", device[0])) + (" (imported)" if measured.get("kind") == "imported" else "")
         observed = next((v for k, v in stored.items() if k.startswith(label + "/") or k.startswith(device[0])), None)
-        measured_as = measured.get("info", {}).get("what_ran")
+        ran = measured.get("info", {}).get("what_ran")
+        measured_as = WhatRan.from_json(ran) if ran else None
     try:
         config = ExperimentConfig().with_settings(settings)
     except (KeyError, ValueError) as exc:

@@ -85,7 +85,7 @@ def import_label(spec: str) -> str:
     """An imported track's label: what ran where its file says (an export pack's measure_on_device.py), e.g.
     "import:pack/outputs.npz (CPU f32, OpenVINO 2023.0.2, imported)"."""
     from gnaexp.backends.imported import read_outputs
-    from gnaexp.diagnose.measurement import describe
+    from gnaexp.diagnose.measurement import describe, openvino_release
 
     try:
         _, meta = read_outputs(spec.split(":", 1)[1], "imported tracks")
@@ -94,8 +94,8 @@ def import_label(spec: str) -> str:
     if not meta:
         return f"{spec} (imported)"
     ran = describe(meta)
-    what = " ".join(str(v) for v in (ran["device"], ran["mode"], ran["precision"]) if v)
-    release = str(ran.get("openvino") or "").split("-")[0]
+    what = " ".join(str(v) for v in (ran.device, ran.mode, ran.precision) if v)
+    release = openvino_release(ran.openvino)
     return f"{spec} ({what}{', OpenVINO ' + release if release else ''}, imported)"
 
 
