@@ -11,8 +11,9 @@ its README lists.
 
 Each file in ``scripts/`` has a header — its docstring, its imports, and (in a shared module) whatever it needs to be
 read alone — then the line ``# ---- shipped from here ----`` and its code. The shipped file is the script's
-docstring, the imports of all the files it draws on (each name once, the script's own first; imports from a sibling
-file dropped), then the shared code (each file once, after the files it imports from) and the script's own code.
+docstring, the imports of all the files it draws on (each name once, the standard library's then NumPy; imports from
+a sibling file dropped), then the shared code (each file once, after the files it imports from) and the script's own
+code. Only the shipped file is meant to run: read alone, a shared module names itself in its messages.
 
 The scripts run where gnaexp may not be installed (NumPy and OpenVINO are enough) and on the older Pythons the GNA
 releases of OpenVINO (2022.3–2023.3) support, so they use no syntax newer than Python 3.7. A bad option or a
@@ -25,7 +26,10 @@ from __future__ import annotations
 import ast
 import sys
 from importlib import resources
-from importlib.abc import Traversable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 MARKER = "# ---- shipped from here ----"
 
@@ -35,14 +39,9 @@ def folder() -> Traversable:
     return resources.files("gnaexp.support") / "scripts"
 
 
-def source(name: str) -> str:
-    """The text of one file in ``scripts/`` (e.g. ``device_common.py``)."""
-    return (folder() / name).read_text(encoding="utf-8")
-
-
 def _split(name: str) -> tuple[ast.Module, str, str]:
     """A file's header (parsed), its docstring as written ('' without one), and its code below the marker."""
-    head, marker, code = source(name).partition("\n" + MARKER + "\n")
+    head, marker, code = (folder() / name).read_text(encoding="utf-8").partition("\n" + MARKER + "\n")
     if not marker:
         raise RuntimeError(f"gnaexp/support/scripts/{name} has no line {MARKER!r}")  # our own file: a bug
     tree = ast.parse(head)
