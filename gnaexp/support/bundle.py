@@ -18,7 +18,9 @@ from typing import Any
 from gnaexp.core import records
 from gnaexp.diagnose.results import Diagnosis
 from gnaexp.core.files import atomic_write_bytes, dumps
-from gnaexp.support.reproduce import REPRODUCE, REPRODUCE_VAD, VAD_IR
+from gnaexp.support.device_scripts import shipped
+
+VAD_IR = "silero_vad"  # a silero_vad record folder's IR: ir/silero_vad.xml and .bin, which its reproduce.py reruns
 
 
 @dataclass
@@ -95,7 +97,7 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: Diagnosis
     members = {name: path.read_bytes() for name, path in checked.files.items()}
     if diagnosis is not None:
         members["diagnosis.json"] = dumps(diagnosis.to_json()).encode()
-    members["reproduce.py"] = (REPRODUCE_VAD if checked.vad else REPRODUCE).encode()
+    members["reproduce.py"] = shipped("reproduce_vad.py" if checked.vad else "reproduce_record.py").encode()
     if checked.vad:
         what = ("tracks.npz: every backend's speech probability per chunk (keys 'FILE/backend'); ir/: the streaming\n"
                 "step of Silero VAD. The audio is not in the bundle (only its file names are, in record.json).\n"

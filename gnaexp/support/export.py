@@ -14,7 +14,7 @@ from gnaexp.backends import make_backend, streaming
 from gnaexp.core import inputs as inputs_mod
 from gnaexp.core.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
 from gnaexp.core.output_folder import check_folder, publish_folder
-from gnaexp.support.device_scripts import MEASURE_SCRIPT
+from gnaexp.support.device_scripts import shipped
 
 
 # The newest operation set each GNA release's IR reader knows (OpenVINO release notes: opset11 came with 2023.0,
@@ -91,7 +91,7 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
         if stream:
             cfg["stream"] = {"state": stream[0], "sequences": [""]}
         atomic_write_text(stage / "config.json", dumps(cfg))
-        atomic_write_text(stage / "measure_on_device.py", MEASURE_SCRIPT)
+        atomic_write_text(stage / "measure_on_device.py", shipped("measure_on_device.py"))
     return folder
 
 
@@ -124,5 +124,5 @@ def export_vad(audio_files: list[Path], options: dict, folder: Path) -> Path:
                "unreadable_ops_by_release": unreadable_ops(stage / "model.xml"),
                "stream": {"state": {"state": "next_state"}, "sequences": [p.stem for p, _ in loaded]}}
         atomic_write_text(stage / "config.json", dumps(cfg))
-        atomic_write_text(stage / "measure_on_device.py", MEASURE_SCRIPT)
+        atomic_write_text(stage / "measure_on_device.py", shipped("measure_on_device.py"))
     return folder
