@@ -208,159 +208,108 @@ def read_program(model: Any, strict: bool = True) -> Program:
     model, memory = state_layers.explicit(model)  # ReadValue/Assign: a state input and the tensor written
     model, mvn_rewrites = mvn.transform(model)  # first in the plugin's pipeline
     model, rewrites = recurrent.transform(model)
-    rewrites = mvn_rewrites + rewrites
-    refused: dict[str, str] = {}
-    dynamic: set[str] = set()  # outputs computed from a dynamic shape
-    data: set[str] = set()  # outputs computed from the network inputs' values (not only from their shapes)
-    not_rewritten = {rw.name: rw.problem for rw in rewrites if rw.problem}
-    params: list[tuple[str, list[str], list]] = []
-    nodes: list[Node] = []
-    consts: dict[str, np.ndarray] = {}
-    stats: dict[str, WeightStats] = {}
-    qtags: dict[str, tuple] = {}  # decompression tracking: key -> (kind, qmin, qmax, zero point)
-    results: list[tuple[str, str]] = []
-    memory_writes: dict[str, str] = {}  # memory:VAR → tensor key
-    result_order = {r.get_name(): i for i, r in enumerate(model.get_results())}  # outputs in the model's order
-    result_index: dict[str, int] = {}
-    alias: dict[str, str] = {}
-    by_out: dict[str, Node] = {}
-    has_fq = False
-    folded: dict[str, int] = {}
+    reader = _Reader(model, strict, mvn_rewrites + rewrites)
+    for op in model.get_ordered_ops():
+        reader.read(op)
+    return reader.program(source, memory)
 
-    def refuse(op, t, name, in_keys, out, attrs, why: str = "") -> None:
-        if strict:
+
+class _Reader:
+    """The graph as ``read_program`` reads it, op by op in topological order: constants folded (with the weight
+    statistics they carry), biases fused, eltwise ops with a constant as ScaleShift layers, the rest as nodes."""
+
+    def __init__(self, model: Any, strict: bool, rewrites: list) -> None:
+        self.model, self.strict, self.rewrites = model, strict, rewrites
+        self.refused: dict[str, str] = {}
+        self.dynamic: set[str] = set()  # outputs computed from a dynamic shape
+        self.data: set[str] = set()  # outputs computed from the network inputs' values (not only their shapes)
+        self.not_rewritten = {rw.name: rw.problem for rw in rewrites if rw.problem}
+        self.params: list[tuple[str, list[str], list]] = []
+        self.nodes: list[Node] = []
+        self.consts: dict[str, np.ndarray] = {}
+        self.stats: dict[str, WeightStats] = {}
+        self.qtags: dict[str, tuple] = {}  # decompression tracking: key -> (kind, qmin, qmax, zero point)
+        self.results: list[tuple[str, str]] = []
+        self.memory_writes: dict[str, str] = {}  # memory:VAR → tensor key
+        self.result_order = {r.get_name(): i for i, r in enumerate(model.get_results())}  # the model's order
+        self.result_index: dict[str, int] = {}
+        self.alias: dict[str, str] = {}
+        self.by_out: dict[str, Node] = {}
+        self.has_fq = False
+        self.folded: dict[str, int] = {}
+
+    def add(self, node: Node) -> None:
+        self.nodes.append(node)
+        self.by_out[node.out] = node
+
+    def refuse(self, op: Any, t: str, name: str, in_keys: list[str], out: str, attrs: Any, why: str = "") -> None:
+        if self.strict:
             raise unsupported(t, name, why)
-        refused[name] = why
+        self.refused[name] = why
         if DYNAMIC in why:
-            dynamic.update(_key(op, i) for i in range(op.get_output_size()))
+            self.dynamic.update(_key(op, i) for i in range(op.get_output_size()))
         node = Node(name, t, in_keys, out, dict(attrs))
-        nodes.append(node)
+        self.nodes.append(node)
         for i in range(op.get_output_size()):
-            by_out[_key(op, i)] = node
+            self.by_out[_key(op, i)] = node
 
-    def k_in(op, i: int) -> str:
+    def k_in(self, op: Any, i: int) -> str:
         v = op.input_value(i)
         k = _key(v.get_node(), v.get_index())
-        return alias.get(k, k)
+        return self.alias.get(k, k)
 
-    for op in model.get_ordered_ops():
+    def read(self, op: Any) -> None:
+        """One op, in the order the model lists them."""
+        from gnaexp.emulator import state_layers
+
         t = op.get_type_name()
         name = op.get_friendly_name()
         out = _key(op, 0)
         n_in = op.get_input_size()
-        in_keys = [k_in(op, i) for i in range(n_in)]
+        in_keys = [self.k_in(op, i) for i in range(n_in)]
         attrs = op.get_attributes()
+        consts = self.consts
         if t == "Constant":
             arr = np.array(op.get_data(), copy=True)
             consts[out] = arr
             if arr.dtype in (np.int8, np.uint8):
                 info = np.iinfo(arr.dtype)
-                qtags[out] = ("q", info.min, info.max, None, arr.dtype)
-            continue
+                self.qtags[out] = ("q", info.min, info.max, None, arr.dtype)
+            return
         if t == "Parameter":
-            data.add(out)
+            self.data.add(out)
             shape = [d.get_length() if d.is_static else None for d in op.get_output_partial_shape(0)]
-            params.append((out, sorted(op.output(0).get_names()) + [name], shape))
-            continue
+            self.params.append((out, sorted(op.output(0).get_names()) + [name], shape))
+            return
         if t == "Result" and name.startswith(state_layers.MEMORY_PREFIX):
-            memory_writes[name] = in_keys[0]  # what the Assign writes: not a network output
-            continue
+            self.memory_writes[name] = in_keys[0]  # what the Assign writes: not a network output
+            return
         if t == "Result":
-            v = op.input_value(0)
-            names = sorted(v.get_names()) or sorted(op.output(0).get_names()) or [name]
-            index = result_order.get(op.get_name(), len(result_order))
-            if index < len(model.outputs) and model.outputs[index].get_names():
-                names = [model.outputs[index].get_any_name()]  # the name OpenVINO's runtime gives this output
-            results.append((names[0], in_keys[0]))
-            result_index[names[0]] = index
-            continue
+            self.result(op, name, in_keys)
+            return
         if t == "FakeQuantize":
-            has_fq = True
-        if t != "ShapeOf" and any(k in data for k in in_keys):
-            data.update(_key(op, i) for i in range(op.get_output_size()))
+            self.has_fq = True
+        if t != "ShapeOf" and any(k in self.data for k in in_keys):
+            self.data.update(_key(op, i) for i in range(op.get_output_size()))
         if n_in and all(k in consts for k in in_keys) and t in FOLD_OPS:
-            folded[t] = folded.get(t, 0) + 1
-            vals = [consts[k] for k in in_keys]
-            consts[out] = _fold(op, t, vals, attrs)
-            tag = qtags.get(in_keys[0])
-            if t == "Convert" and tag is not None:
-                qtags[out] = tag
-            elif t == "Subtract" and tag is not None and tag[0] == "q":
-                qtags[out] = ("qz", tag[1], tag[2], consts[in_keys[1]], tag[4])
-            elif t == "Multiply":
-                tag_a, tag_b = qtags.get(in_keys[0]), qtags.get(in_keys[1])
-                tag, scale = (tag_a, vals[1]) if tag_a else (tag_b, vals[0])
-                if tag is not None:
-                    _, qmin, qmax, zp, dt = tag
-                    if dt == np.int8 and zp is None:
-                        qmin, levels = -127, 255
-                    else:
-                        levels = 256
-                    z = 0 if zp is None else np.asarray(zp, dtype=np.float32)
-                    s = np.asarray(scale, dtype=np.float32)
-                    shape = consts[out].shape
-                    lo = np.broadcast_to((np.float32(qmin) - z) * s, shape)
-                    hi = np.broadcast_to((np.float32(qmax) - z) * s, shape)
-                    stats[out] = WeightStats(levels, np.minimum(lo, hi), np.maximum(lo, hi), "decompression")
-            elif t == "FakeQuantize":
-                shape = consts[out].shape
-                ol, oh = (np.broadcast_to(consts[k].astype(np.float32), shape) for k in in_keys[3:5])
-                stats[out] = WeightStats(int(attrs["levels"]), np.minimum(ol, oh), np.maximum(ol, oh), "fake-quantize",
-                                         np.broadcast_to(np.asarray(vals[0], dtype=np.float32), shape))
-            elif t in MOVE_OPS or t == "Convert":
-                src = stats.get(in_keys[0])
-                if src is not None:
-                    stats[out] = WeightStats(
-                        src.levels,
-                        apply_move(t, attrs, np.ascontiguousarray(src.out_low), vals[1:], False) if t != "Convert" else src.out_low,
-                        apply_move(t, attrs, np.ascontiguousarray(src.out_high), vals[1:], False) if t != "Convert" else src.out_high,
-                        src.source,
-                        None if src.raw is None else
-                        apply_move(t, attrs, np.ascontiguousarray(src.raw), vals[1:], False) if t != "Convert" else src.raw,
-                    )
-            continue
+            self.fold(op, t, out, in_keys, attrs)
+            return
         if t == "ShapeOf" and op.get_input_partial_shape(0).is_static:  # static shapes: a constant
-            folded[t] = folded.get(t, 0) + 1
+            self.folded[t] = self.folded.get(t, 0) + 1
             consts[out] = np.array(list(op.get_input_shape(0)), dtype=op.get_output_element_type(0).to_dtype())
-            continue
-        if t == "Add" and n_in == 2:
-            ci = [i for i, k in enumerate(in_keys) if k in consts]
-            di = [i for i, k in enumerate(in_keys) if k not in consts]
-            if len(ci) == 1:
-                producer = by_out.get(in_keys[di[0]])
-                if producer is not None and producer.op in ("Convolution", "MatMul") and producer.bias is None:
-                    if _data_consumers(op.input_value(di[0])) == 1:
-                        producer.bias = np.asarray(consts[in_keys[ci[0]]], dtype=np.float32)
-                        alias[out] = producer.out
-                        continue
+            return
+        if t == "Add" and n_in == 2 and self.bias_fused(op, out, in_keys):
+            return
         if t == "Convert" and op.get_output_element_type(0) == op.get_input_element_type(0):
-            alias[out] = in_keys[0]
-            continue
+            self.alias[out] = in_keys[0]
+            return
         if t in ("Split", "VariadicSplit"):
-            if any(k not in consts for k in in_keys[1:]):
-                refuse(op, t, name, in_keys, out, attrs, "axis and lengths must be constant")
-                continue
-            nodes_split = _split_nodes(op, t, name, in_keys, consts)
-            if in_keys[0] in consts:  # a split constant (GRU weights): one folded constant per output
-                folded[t] = folded.get(t, 0) + 1
-                for n in nodes_split:
-                    consts[n.out] = apply_move("Crop", n.attrs, consts[in_keys[0]], [], batched=False)
-                continue
-            nodes.extend(nodes_split)
-            by_out.update({n.out: n for n in nodes_split})
-            continue
-        problem = None
-        if t == "ShapeOf":
-            problem = "the shape is dynamic: " + DYNAMIC
-        elif any(k in dynamic for k in in_keys) and not any(k in data for k in in_keys):
-            problem = "computed from a dynamic shape: " + DYNAMIC
-        elif t in ("Gather", "Slice") and any(k not in consts for k in in_keys[1:]):
-            problem = "indices must be constant"
-        elif t == "Gather" and int(attrs.get("batch_dims", 0)) != 0:
-            problem = "batch_dims must be 0"
+            self.split(op, t, name, in_keys, out, attrs)
+            return
+        problem = self.problem(t, in_keys, attrs)
         if problem is not None:
-            refuse(op, t, name, in_keys, out, attrs, problem)
-            continue
+            self.refuse(op, t, name, in_keys, out, attrs, problem)
+            return
         if t == "Pad" and str(attrs.get("pad_mode", "constant")) == "constant" and len(in_keys) > 1 and \
                 all(k in consts for k in in_keys[1:]) and \
                 (len(in_keys) < 4 or not np.any(consts[in_keys[3]])):
@@ -368,74 +317,166 @@ def read_program(model: Any, strict: bool = True) -> Program:
                                    "pads_end": [int(v) for v in consts[in_keys[2]]]}
             in_keys = in_keys[:1]
         if t == "Power" and (n_in < 2 or in_keys[1] not in consts or np.asarray(consts[in_keys[1]]).size != 1):
-            refuse(op, t, name, in_keys, out, attrs, "the exponent must be one constant")
-            continue
+            self.refuse(op, t, name, in_keys, out, attrs, "the exponent must be one constant")
+            return
         if t == "Divide" and n_in == 2 and in_keys[1] not in consts:
-            # ConvertDivide (CommonOptimizations): x / y = x · Power(y, −1) for a divisor that is data
-            inv_key, minus_one = f"{name}/inverse:0", f"{name}/minus_one"
-            consts[minus_one] = np.array(-1.0, dtype=np.float32)
-            inverse = Node(f"{name}/inverse", "Power", [in_keys[1], minus_one], inv_key, {"from": "Divide"})
-            nodes.append(inverse)
-            by_out[inv_key] = inverse
-            data.add(inv_key)
-            if in_keys[0] in consts:  # c / y: a ScaleShift of y^−1
-                c = np.asarray(consts[in_keys[0]], dtype=np.float32)
-                node = Node(name, "ScaleShift", [inv_key], out, {"w": c, "b": np.zeros_like(c), "from": "Divide"})
-            else:
-                node = Node(name, "Multiply", [in_keys[0], inv_key], out, {"from": "Divide"})
-            nodes.append(node)
-            by_out[out] = node
-            continue
+            self.divide_by_data(name, in_keys, out)
+            return
         if t in SCALESHIFT_OPS and n_in == 2 and sum(k in consts for k in in_keys) == 1:
-            src, w, b = _scaleshift(t, in_keys, consts)
-            producer = by_out.get(src)
-            if t in ("Add", "Subtract") and producer is not None and producer.op == "ScaleShift" and \
-                    not np.any(producer.attrs["b"]) and _data_consumers(op.input_value(in_keys.index(src))) == 1:
-                # Multiply then Add of constants: one ScaleShift (ConvertMulAddToScaleShiftOrPower)
-                producer.attrs["b"] = producer.attrs["b"] + b * np.ones_like(producer.attrs["w"])
-                producer.attrs["w"] = producer.attrs["w"] * w
-                del by_out[producer.out]  # the layer now computes the Add's value: it takes its name and tensor
-                producer.name, producer.out = name, out
-                by_out[out] = producer
-                continue
-            if t in ("Add", "Subtract") and _const_eltwise(op, t, in_keys, consts):
-                # ConvertMulOrAddFinally (legacy/src/transformations/convert_opset1_to_legacy/
-                # convert_mul_or_add_finally.cpp @2023.1.0): a per-element constant on data of rank < 4 is no
-                # ScaleShift but an Eltwise with a Const layer; ConvertSubtract (convert_opset1_to_legacy.cpp) first
-                # writes x − c as x + (−c); an Add of zeros is dropped as useless.
-                c = b if t == "Add" else -np.asarray(consts[in_keys[1]], dtype=np.float32)
-                if not np.any(c):
-                    alias[out] = src
-                    continue
-                ckey = f"{name}/const"
-                consts[ckey] = c
-                node = Node(name, "Add", [ckey if k in consts else k for k in in_keys], out, {"from": t})
-                nodes.append(node)
-                by_out[out] = node
-                continue
-            node = Node(name, "ScaleShift", [src], out, {"w": w, "b": b, "from": t})
-            nodes.append(node)
-            by_out[out] = node
-            continue
+            self.scaleshift(op, t, name, in_keys, out)
+            return
         if t not in GRAPH_OPS:
-            refuse(op, t, name, in_keys, out, attrs, not_rewritten.get(name, ""))
-            continue
+            self.refuse(op, t, name, in_keys, out, attrs, self.not_rewritten.get(name, ""))
+            return
         node = Node(name, t, in_keys, out, dict(attrs))
         if t == "Convolution":  # the support report tells a 2-D convolution from a 1-D one by it
             node.attrs["input_shape"] = [d.get_length() if d.is_static else None
                                          for d in op.get_input_partial_shape(0)]
-        nodes.append(node)
-        by_out[out] = node
+        self.add(node)
 
-    results.sort(key=lambda r: result_index[r[0]])
-    consumers: dict[str, list[Node]] = {}
-    for n in nodes:
-        for k in n.inputs:
-            consumers.setdefault(k, []).append(n)
-    res_nodes = {k for _, k in results} | set(memory_writes.values())
-    for k in res_nodes:
-        consumers.setdefault(k, []).append(Node("Result", "Result", [k], ""))
-    by_name = {names[0]: key for key, names, _ in params}
-    return Program(params, nodes, consts, stats, results, consumers, has_fq, source, folded, refused, rewrites,
-                   memory={by_name[n]: m for n, m in memory.items()},
-                   memory_writes={by_name[n]: memory_writes[n] for n in memory})
+    def result(self, op: Any, name: str, in_keys: list[str]) -> None:
+        """A network output, under the name OpenVINO's runtime gives it, in the model's order."""
+        v = op.input_value(0)
+        names = sorted(v.get_names()) or sorted(op.output(0).get_names()) or [name]
+        index = self.result_order.get(op.get_name(), len(self.result_order))
+        if index < len(self.model.outputs) and self.model.outputs[index].get_names():
+            names = [self.model.outputs[index].get_any_name()]
+        self.results.append((names[0], in_keys[0]))
+        self.result_index[names[0]] = index
+
+    def fold(self, op: Any, t: str, out: str, in_keys: list[str], attrs: Any) -> None:
+        """An op on constants only, computed here, and the weight statistics its value carries along."""
+        consts, qtags, stats = self.consts, self.qtags, self.stats
+        self.folded[t] = self.folded.get(t, 0) + 1
+        vals = [consts[k] for k in in_keys]
+        consts[out] = _fold(op, t, vals, attrs)
+        tag = qtags.get(in_keys[0])
+        if t == "Convert" and tag is not None:
+            qtags[out] = tag
+        elif t == "Subtract" and tag is not None and tag[0] == "q":
+            qtags[out] = ("qz", tag[1], tag[2], consts[in_keys[1]], tag[4])
+        elif t == "Multiply":
+            tag_a, tag_b = qtags.get(in_keys[0]), qtags.get(in_keys[1])
+            tag, scale = (tag_a, vals[1]) if tag_a else (tag_b, vals[0])
+            if tag is not None:
+                _, qmin, qmax, zp, dt = tag
+                if dt == np.int8 and zp is None:
+                    qmin, levels = -127, 255
+                else:
+                    levels = 256
+                z = 0 if zp is None else np.asarray(zp, dtype=np.float32)
+                s = np.asarray(scale, dtype=np.float32)
+                shape = consts[out].shape
+                lo = np.broadcast_to((np.float32(qmin) - z) * s, shape)
+                hi = np.broadcast_to((np.float32(qmax) - z) * s, shape)
+                stats[out] = WeightStats(levels, np.minimum(lo, hi), np.maximum(lo, hi), "decompression")
+        elif t == "FakeQuantize":
+            shape = consts[out].shape
+            ol, oh = (np.broadcast_to(consts[k].astype(np.float32), shape) for k in in_keys[3:5])
+            stats[out] = WeightStats(int(attrs["levels"]), np.minimum(ol, oh), np.maximum(ol, oh), "fake-quantize",
+                                     np.broadcast_to(np.asarray(vals[0], dtype=np.float32), shape))
+        elif t in MOVE_OPS or t == "Convert":
+            src = stats.get(in_keys[0])
+            if src is not None:
+                def moved(a: np.ndarray) -> np.ndarray:
+                    return a if t == "Convert" else apply_move(t, attrs, np.ascontiguousarray(a), vals[1:], False)
+
+                stats[out] = WeightStats(src.levels, moved(src.out_low), moved(src.out_high), src.source,
+                                         None if src.raw is None else moved(src.raw))
+
+    def bias_fused(self, op: Any, out: str, in_keys: list[str]) -> bool:
+        """An Add of a constant to a Convolution/MatMul that has no bias yet and feeds nothing else: its bias."""
+        ci = [i for i, k in enumerate(in_keys) if k in self.consts]
+        di = [i for i, k in enumerate(in_keys) if k not in self.consts]
+        if len(ci) != 1:
+            return False
+        producer = self.by_out.get(in_keys[di[0]])
+        if producer is None or producer.op not in ("Convolution", "MatMul") or producer.bias is not None or \
+                _data_consumers(op.input_value(di[0])) != 1:
+            return False
+        producer.bias = np.asarray(self.consts[in_keys[ci[0]]], dtype=np.float32)
+        self.alias[out] = producer.out
+        return True
+
+    def split(self, op: Any, t: str, name: str, in_keys: list[str], out: str, attrs: Any) -> None:
+        if any(k not in self.consts for k in in_keys[1:]):
+            self.refuse(op, t, name, in_keys, out, attrs, "axis and lengths must be constant")
+            return
+        nodes_split = _split_nodes(op, t, name, in_keys, self.consts)
+        if in_keys[0] in self.consts:  # a split constant (GRU weights): one folded constant per output
+            self.folded[t] = self.folded.get(t, 0) + 1
+            for n in nodes_split:
+                self.consts[n.out] = apply_move("Crop", n.attrs, self.consts[in_keys[0]], [], batched=False)
+            return
+        for n in nodes_split:
+            self.add(n)
+
+    def problem(self, t: str, in_keys: list[str], attrs: Any) -> str | None:
+        """Why the emulator cannot take this op as given (a shape or index that is not constant), or None."""
+        if t == "ShapeOf":
+            return "the shape is dynamic: " + DYNAMIC
+        if any(k in self.dynamic for k in in_keys) and not any(k in self.data for k in in_keys):
+            return "computed from a dynamic shape: " + DYNAMIC
+        if t in ("Gather", "Slice") and any(k not in self.consts for k in in_keys[1:]):
+            return "indices must be constant"
+        if t == "Gather" and int(attrs.get("batch_dims", 0)) != 0:
+            return "batch_dims must be 0"
+        return None
+
+    def divide_by_data(self, name: str, in_keys: list[str], out: str) -> None:
+        """ConvertDivide (CommonOptimizations): x / y = x · Power(y, −1) for a divisor that is data."""
+        inv_key, minus_one = f"{name}/inverse:0", f"{name}/minus_one"
+        self.consts[minus_one] = np.array(-1.0, dtype=np.float32)
+        self.add(Node(f"{name}/inverse", "Power", [in_keys[1], minus_one], inv_key, {"from": "Divide"}))
+        self.data.add(inv_key)
+        if in_keys[0] in self.consts:  # c / y: a ScaleShift of y^−1
+            c = np.asarray(self.consts[in_keys[0]], dtype=np.float32)
+            self.add(Node(name, "ScaleShift", [inv_key], out, {"w": c, "b": np.zeros_like(c), "from": "Divide"}))
+        else:
+            self.add(Node(name, "Multiply", [in_keys[0], inv_key], out, {"from": "Divide"}))
+
+    def scaleshift(self, op: Any, t: str, name: str, in_keys: list[str], out: str) -> None:
+        """An eltwise op with one constant operand: merged into the ScaleShift before it, an Eltwise with a Const
+        layer, or a ScaleShift layer of its own."""
+        consts = self.consts
+        src, w, b = _scaleshift(t, in_keys, consts)
+        producer = self.by_out.get(src)
+        if t in ("Add", "Subtract") and producer is not None and producer.op == "ScaleShift" and \
+                not np.any(producer.attrs["b"]) and _data_consumers(op.input_value(in_keys.index(src))) == 1:
+            # Multiply then Add of constants: one ScaleShift (ConvertMulAddToScaleShiftOrPower)
+            producer.attrs["b"] = producer.attrs["b"] + b * np.ones_like(producer.attrs["w"])
+            producer.attrs["w"] = producer.attrs["w"] * w
+            del self.by_out[producer.out]  # the layer now computes the Add's value: it takes its name and tensor
+            producer.name, producer.out = name, out
+            self.by_out[out] = producer
+            return
+        if t in ("Add", "Subtract") and _const_eltwise(op, t, in_keys, consts):
+            # ConvertMulOrAddFinally (legacy/src/transformations/convert_opset1_to_legacy/
+            # convert_mul_or_add_finally.cpp @2023.1.0): a per-element constant on data of rank < 4 is no
+            # ScaleShift but an Eltwise with a Const layer; ConvertSubtract (convert_opset1_to_legacy.cpp) first
+            # writes x − c as x + (−c); an Add of zeros is dropped as useless.
+            c = b if t == "Add" else -np.asarray(consts[in_keys[1]], dtype=np.float32)
+            if not np.any(c):
+                self.alias[out] = src
+                return
+            ckey = f"{name}/const"
+            consts[ckey] = c
+            self.add(Node(name, "Add", [ckey if k in consts else k for k in in_keys], out, {"from": t}))
+            return
+        self.add(Node(name, "ScaleShift", [src], out, {"w": w, "b": b, "from": t}))
+
+    def program(self, source: str, memory: dict[str, Any]) -> Program:
+        """The read graph, its outputs in the model's order and every tensor's consumers."""
+        results = sorted(self.results, key=lambda r: self.result_index[r[0]])
+        consumers: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for k in n.inputs:
+                consumers.setdefault(k, []).append(n)
+        res_nodes = {k for _, k in results} | set(self.memory_writes.values())
+        for k in res_nodes:
+            consumers.setdefault(k, []).append(Node("Result", "Result", [k], ""))
+        by_name = {names[0]: key for key, names, _ in self.params}
+        return Program(self.params, self.nodes, self.consts, self.stats, results, consumers, self.has_fq, source,
+                       self.folded, self.refused, self.rewrites,
+                       memory={by_name[n]: m for n, m in memory.items()},
+                       memory_writes={by_name[n]: self.memory_writes[n] for n in memory})
