@@ -16,6 +16,7 @@ from gnaexp.core.excerpt import excerpt
 from gnaexp.core.gna_settings import check_layout, check_scale_factor, FORUM_NETS
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.vad import run as vad_run
+from gnaexp.vad.options import DEVICE_SETTINGS, VadOptions
 from gnaexp.core.errors import BadInput
 
 DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting", "plugin_release")
@@ -95,7 +96,7 @@ def vad(params: Mapping[str, Any]) -> None:
     if not backends:
         raise BadInput("parameter backends is empty; give at least one, e.g. torch,gna-emu")
     vad_run.check_backends(backends)
-    vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
+    VadOptions.from_json({k: params[k] for k in DEVICE_SETTINGS if k in params})
 
 
 MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed", "state", "plugin_release")

@@ -18,6 +18,7 @@ from typing import Any
 from gnaexp.core import records
 from gnaexp.core.files import atomic_write_bytes, dumps
 from gnaexp.support.reproduce import REPRODUCE, REPRODUCE_VAD, VAD_IR
+from gnaexp.vad.record import VadRecord
 
 
 @dataclass
@@ -25,12 +26,13 @@ class Plan:
     """What a bundle of one run folder holds, every file checked before any work: name in the zip → file."""
 
     folder: Path
-    record: dict[str, Any]
+    record: dict[str, Any]  # record.json as read (either kind)
     files: dict[str, Path] = field(default_factory=dict)
+    vad_record: VadRecord | None = None  # a silero_vad run's record, read
 
     @property
     def vad(self) -> bool:
-        return self.record["schema"] == records.VAD_SCHEMA
+        return self.vad_record is not None
 
 
 def _member(folder: Path, rel: str, what: str, rerun: str) -> Path:
@@ -59,7 +61,9 @@ def plan(folder: str | Path) -> Plan:
     each a regular file inside the folder. Raises ValueError / FileNotFoundError naming the problem and the fix."""
     folder = Path(folder)
     record = records.read_json(folder)
-    out = Plan(folder, record, {"record.json": folder / records.RECORD_FILE})
+    out = Plan(folder, record, {"record.json": folder / records.RECORD_FILE},
+               VadRecord.from_json(record, str(folder / records.RECORD_FILE))
+               if record["schema"] == records.VAD_SCHEMA else None)
     if out.vad:
         rerun = "rerun it with gnaexp run silero_vad --out"
         out.files["tracks.npz"] = _member(folder, "tracks.npz", "the tracks", rerun)
@@ -79,11 +83,10 @@ def plan(folder: str | Path) -> Plan:
     return out
 
 
-def _as_release(record: dict[str, Any]) -> str:
+def _as_release(checked: Plan) -> str:
     """" (as GNA plugin 2023.3)": the plugin release the emulator computed as, from the record."""
-    release = (record.get("config") or {}).get("plugin_release") or next(
-        (s.get("plugin_release") for s in (record.get("device_settings") or {}).values()
-         if isinstance(s, dict) and s.get("plugin_release")), None)
+    release = (checked.vad_record.plugin_release() if checked.vad_record is not None
+               else (checked.record.get("config") or {}).get("plugin_release"))
     return f" (as GNA plugin {release})" if release else ""
 
 
@@ -107,7 +110,7 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: dict[str,
     members["README.txt"] = (
         f"gnaexp support bundle: {record.get('experiment')} (reference {record.get('reference')}).\n"
         "report.html: the report; record.json: config, environment, plugin settings, metrics and verdicts;\n"
-        + what + f"Figures of 'gna-emu' are emulated{_as_release(record)}, not measured.\n").encode()
+        + what + f"Figures of 'gna-emu' are emulated{_as_release(checked)}, not measured.\n").encode()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
