@@ -245,6 +245,11 @@ class BackendAggregate:
             **_segment_scores(data)))
 
 
+def _pooled(scores: Sequence[TrackScores], key: str) -> SegmentScore | None:
+    parts = [p for s in scores if (p := getattr(s, key)) is not None]
+    return SegmentScore.pooled(parts) if parts else None
+
+
 def aggregate(backends: Sequence[str], labels: Mapping[str, str],
               files: Sequence[FileResult]) -> dict[str, BackendAggregate]:
     """Per backend over all files (``BackendAggregate``): sums and extremes of the files' rows."""
@@ -261,15 +266,18 @@ def aggregate(backends: Sequence[str], labels: Mapping[str, str],
         chunks = sum(r.chunks for r, _ in scored)
         flips = sum(s.flips for _, s in scored)
         drifts = [r.state_drift for r, _ in scored if r.state_drift is not None]
-        pooled = {key: SegmentScore.pooled(parts) if (parts := [getattr(s, key) for _, s in scored
-                                                                 if getattr(s, key)]) else None
-                  for key in SEGMENT_KEYS}
+        scores = [s for _, s in scored]
         out[b] = BackendAggregate(labels[b], scored[0][0].kind, len(scored), chunks, not_scored, AggregateScores(
-            1.0 - flips / chunks if chunks else 1.0, flips, sum(s.flips_near_boundary for _, s in scored),
-            sum(s.hysteresis_flips for _, s in scored), max(s.max_abs_dp for _, s in scored),
-            sum(s.mean_abs_dp * r.chunks for r, s in scored) / chunks if chunks else 0.0,
-            float(np.mean([s.cosine for _, s in scored])), float(np.min([s.sqnr_db for _, s in scored])),
-            min(d.lowest for d in drifts) if drifts else None, **pooled))
+            agreement=1.0 - flips / chunks if chunks else 1.0, flips=flips,
+            flips_near_boundary=sum(s.flips_near_boundary for s in scores),
+            hysteresis_flips=sum(s.hysteresis_flips for s in scores), max_abs_dp=max(s.max_abs_dp for s in scores),
+            mean_abs_dp=sum(s.mean_abs_dp * r.chunks for r, s in scored) / chunks if chunks else 0.0,
+            mean_cosine=float(np.mean([s.cosine for s in scores])),
+            lowest_sqnr_db=float(np.min([s.sqnr_db for s in scores])),
+            lowest_state_sqnr_db=min(d.lowest for d in drifts) if drifts else None,
+            segments_vs_reference=_pooled(scores, "segments_vs_reference"),
+            segments_vs_truth=_pooled(scores, "segments_vs_truth"),
+            segments_vs_truth_loose=_pooled(scores, "segments_vs_truth_loose")))
     return out
 
 
