@@ -1,6 +1,6 @@
 """The parameters of the kit's notebooks, read and checked in one place: by the batch matrix when it is read (a
-bad value is a usage error before any run starts) and by the notebooks' own entry points (``pot.run_study``,
-``diagnosis_report.run_diagnosis``; the VAD notebook's run checks its options in ``vad_run``).
+bad value is a usage error before any run starts) and by the notebooks' own entry points, the ``run(params)`` of
+each view in ``gnaexp.present``.
 
 A notebook whose name has no entry here takes experiment settings (``ExperimentConfig``), as conv, concat and
 concat_conv do. Every value is checked with the validators every experiment uses (``gna_settings``).
@@ -16,6 +16,7 @@ from gnaexp.core.excerpt import excerpt
 from gnaexp.core.gna_settings import check_layout, check_scale_factor, FORUM_NETS
 from gnaexp.experiment import ExperimentConfig
 from gnaexp.vad import run as vad_run
+from gnaexp.vad.options import DEVICE_SETTINGS, VadOptions
 from gnaexp.core.errors import BadInput
 
 DIAGNOSE_SETTINGS = ("experiment", "scale_factor", "seed", "input_kind", "precision", "porting", "plugin_release")
@@ -95,7 +96,7 @@ def vad(params: Mapping[str, Any]) -> None:
     if not backends:
         raise BadInput("parameter backends is empty; give at least one, e.g. torch,gna-emu")
     vad_run.check_backends(backends)
-    vad_run.check_options({k: params[k] for k in vad_run.DEVICE_SETTINGS if k in params})
+    VadOptions.from_json({k: params[k] for k in DEVICE_SETTINGS if k in params})
 
 
 MODELS_SETTINGS = ("scale_factor", "porting", "precision", "seed", "state", "plugin_release")

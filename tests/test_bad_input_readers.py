@@ -16,6 +16,7 @@ import pytest
 from gnaexp.backends.imported import write_outputs
 from gnaexp.cli import main
 from gnaexp.vad import audio, metrics as vad_metrics, run as vad_run
+from gnaexp.vad.record import FileResult, TrackRow, VadRecord, aggregate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,7 +187,7 @@ def test_a_non_finite_track_is_named_and_never_scored(tmp_path, capsys):
     row = record["files"][0]["backends"]["openvino:CPU"]
     assert "max_abs_dp" not in row and row["verdict"].startswith("no verdict, not scored: the torch track")
     assert record["aggregate"]["openvino:CPU"]["non_finite"].startswith("loud.wav: the torch track holds 32")
-    assert vad_run.aggregate_table(record).count("no verdict, not scored") == 2
+    assert vad_run.aggregate_table(VadRecord.from_json(record)).count("no verdict, not scored") == 2
 
 
 def test_files_with_finite_tracks_are_still_scored_beside_one_without():
@@ -194,10 +195,10 @@ def test_files_with_finite_tracks_are_still_scored_beside_one_without():
     rows = [vad_metrics.compare_tracks(ok, ok), vad_metrics.compare_tracks(ok, bad, names=("ref", "the emu track"))]
     assert rows[1] == {"chunks": 40,
                        "non_finite": "the emu track holds 40 NaN/Inf value(s) of 40, the first at chunk 0"}
-    record = {"backends": ["emu"], "labels": {"emu": "emu"},
-              "files": [{"file": f, "backends": {"emu": dict(r, kind="emulated")}} for f, r in zip("ab", rows)]}
-    agg = vad_run.aggregate(record)["emu"]
-    assert agg["files"] == 1 and agg["flips"] == 0 and agg["not_scored"] == ["b"]
+    files = [FileResult(f, 1.0, 16000, None, {"emu": TrackRow.from_json(dict(r, kind="emulated"))})
+             for f, r in zip("ab", rows)]
+    agg = aggregate(["emu"], {"emu": "emu"}, files)["emu"]
+    assert agg.files == 1 and agg.scores is not None and agg.scores.flips == 0 and agg.not_scored == ["b"]
     assert vad_run.aggregate_verdict(agg).endswith("; not scored (NaN/Inf tracks): b")
 
 

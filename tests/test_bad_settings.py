@@ -64,7 +64,7 @@ def test_the_library_checks_silero_vad_settings_before_reading_audio(tmp_path):
         vad_run.run([tmp_path / "absent.wav"], ["torch"], None, {"execution_mode": "bogus"})
     with pytest.raises(ValueError, match="unknown silero_vad setting"):
         vad_run.run([tmp_path / "absent.wav"], ["torch"], None, {"layout": "correct"})
-    assert vad_run.check_options({"scale_factor": "2048", "state_scale_factor": 512}) == {
+    assert vad_run.check_options({"scale_factor": "2048", "state_scale_factor": 512}).to_json() == {
         "scale_factor": 2048.0, "state_scale_factor": 512.0}
 
 

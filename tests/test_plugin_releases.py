@@ -19,6 +19,7 @@ from gnaexp import cli, experiment
 from gnaexp.diagnose import measurement
 from gnaexp.emulator import emulate, releases
 from gnaexp.vad import run as vad_run
+from gnaexp.vad.record import EmulatorReport, VadRecord
 
 
 def _fc_with_a_dead_row() -> tuple[ov.Model, np.ndarray]:
@@ -80,12 +81,13 @@ def test_inputs_past_a_pwls_design_domain_count_as_saturated(exponent, beyond):
 
 
 def test_the_vad_report_names_each_saturated_layer_and_why():
-    record = {"labels": {"gna-emu": "gna-emu (emulated)"}, "emulator": {"gna-emu": {"plan": [
-        {"layer": "sqrt", "op": "Sqrt (PWL, 43 segments)", "out_sf": 8191.75, "saturations": 223,
-         "domain": [0.0, 16.0]},
-        {"layer": "c/identity", "op": "Identity (inserted)", "out_sf": 2049.0, "saturations": 5},
-        {"layer": "relu", "op": "Relu", "out_sf": 2048.0, "saturations": 4},
-        {"layer": "conv", "op": "Convolution", "out_sf": 3.0, "saturations": 0}]}}}
+    plan = [{"layer": "sqrt", "op": "Sqrt (PWL, 43 segments)", "out_sf": 8191.75, "saturations": 223,
+             "domain": [0.0, 16.0]},
+            {"layer": "c/identity", "op": "Identity (inserted)", "out_sf": 2049.0, "saturations": 5},
+            {"layer": "relu", "op": "Relu", "out_sf": 2048.0, "saturations": 4},
+            {"layer": "conv", "op": "Convolution", "out_sf": 3.0, "saturations": 0}]
+    record = VadRecord(["gna-emu"], "gna-emu", {"gna-emu": "gna-emu (emulated)"}, {}, [], [], {}, {}, {},
+                       {"gna-emu": EmulatorReport([], plan, [], {})})
     lines = vad_run.saturation_lines(record)
     assert len(lines) == 3
     assert "layer 'sqrt'" in lines[0] and "223 inputs outside [0, 16]" in lines[0]

@@ -182,10 +182,10 @@ def test_torch_tracks_are_cached_and_a_cached_run_needs_no_torch(tmp_path):
 
     shutil.rmtree(cache.cache_dir() / "vad-reference" / key, ignore_errors=True)  # another test may have run it
     first = vad_run.run([wav], ["torch", "openvino:CPU"], tmp_path / "a", {"scale_factor": 1.0})
-    assert cache.load_vad_streams(key) is not None and "tracks" not in first["device_settings"]["torch"]
+    assert cache.load_vad_streams(key) is not None and "tracks" not in first.device_settings["torch"]
     script = ("import json, sys; from gnaexp.vad import run as vad_run; "
               f"r = vad_run.run([{str(wav)!r}], ['torch', 'openvino:CPU'], {str(tmp_path / 'b')!r}, "
-              "{'scale_factor': 1.0}); print(json.dumps(['torch' in sys.modules, r['device_settings']['torch']]))")
+              "{'scale_factor': 1.0}); print(json.dumps(['torch' in sys.modules, r.device_settings['torch']]))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     imported, settings = json.loads(done.stdout.strip().splitlines()[-1])
     assert imported is False and settings["tracks"] == "cached"
@@ -193,4 +193,4 @@ def test_torch_tracks_are_cached_and_a_cached_run_needs_no_torch(tmp_path):
     assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
     second = json.loads((tmp_path / "b" / "record.json").read_text())
     assert [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in second["files"]] == \
-        [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in first["files"]]
+        [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in first.to_json()["files"]]

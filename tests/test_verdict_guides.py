@@ -63,7 +63,7 @@ def test_diagnose_at_sf_1_leads_with_the_scale_factor(capsys):
 def test_a_vad_run_at_sf_1_says_the_scale_factor_is_the_cause(tmp_path):
     wav = SPEECH / "speech_snr20.wav"
     low = vad_run.run([wav], ["torch", "gna-emu"], tmp_path / "low", {"scale_factor": 1.0})
-    assert low["aggregate"]["gna-emu"]["agreement"] < vad_run.AGREEMENT_OK
+    assert low.aggregate["gna-emu"].agreement < vad_run.AGREEMENT_OK
     assert vad_run.finding(low).startswith("the scale factor is the cause: at sf 1 the audio uses ")
     assert vad_run.table(low).splitlines()[0] == f"→ {vad_run.finding(low)}"
     good = vad_run.run([wav], ["torch", "gna-emu"], tmp_path / "good", {"scale_factor": "recommended"})

@@ -38,7 +38,7 @@ import uuid
 from contextlib import contextmanager, suppress
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
 
@@ -49,6 +49,8 @@ from gnaexp.core.environment import local_capacity
 from gnaexp.core.excerpt import excerpt
 from gnaexp.core.output_folder import check_folder
 from gnaexp.vad import run as vad_run
+from gnaexp.vad.options import StreamSettings, VadOptions
+from gnaexp.vad.record import VadRecord
 from gnaexp.core.errors import BadInput
 
 CONNECT_TIMEOUT_S = 10
@@ -375,7 +377,7 @@ def _execute(client: Any, runs: list[Run], todo: list[Run], outcomes: dict[str, 
 
 # --- evaluate ---------------------------------------------------------------------------------------------------
 
-def _stream_share(audios: list[Any], backends: list[str], opts: dict[str, Any]) -> dict[str, Any]:
+def _stream_share(audios: list[Any], backends: list[str], opts: StreamSettings) -> vad_run.StreamedPart:
     return vad_run.stream_files(audios, backends, opts, _scratch() / "gnaexp-vad-ir")
 
 
@@ -391,8 +393,8 @@ def shares(lengths: Sequence[int], n: int) -> list[list[int]]:
 
 
 def evaluate_on_cluster(audio_files: Sequence[str | Path], backends: Sequence[str], out_dir: Path | None, spec: str,
-                        options: dict[str, Any] | None = None,
-                        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                        options: Mapping[str, Any] | VadOptions | None = None,
+                        progress: Callable[[int], None] | None = None) -> VadRecord:
     """``vad_run.run`` with the files split across the cluster's workers (one task per share of the files); the
     record's per-file rows and aggregate are those of a run here. ``progress(n)``: n more files are done."""
     parse(spec)
@@ -407,8 +409,8 @@ def evaluate_on_cluster(audio_files: Sequence[str | Path], backends: Sequence[st
         return vad_run.assemble(loaded, backends, parts, imported, stage if out_dir is not None else None)
 
 
-def _stream_shares(client: Any, loaded: Sequence[tuple[Path, Any]], backends: Sequence[str], opts: dict[str, Any],
-                   progress: Callable[[int], None] | None) -> list[tuple[list[int], dict[str, Any]]]:
+def _stream_shares(client: Any, loaded: vad_run.Loaded, backends: Sequence[str], opts: StreamSettings,
+                   progress: Callable[[int], None] | None) -> list[tuple[list[int], vad_run.StreamedPart]]:
     """Stream the files in shares on the cluster's workers: (indices of the share's files, streamed part)."""
     groups = shares([len(sound.samples) for _, sound in loaded], sum(client.nthreads().values()))
     token = uuid.uuid4().hex[:8]

@@ -8,7 +8,7 @@ import math
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from gnaexp.core.gna_settings import format_scale_factors
 from gnaexp.core.errors import BadInput
 from gnaexp.diagnose.results import WhatRan
 
+if TYPE_CHECKING:
+    from gnaexp.vad.options import VadOptions
+    from gnaexp.vad.record import VadRecord
 
 # --- devices -------------------------------------------------------------------------------------------
 
@@ -50,10 +53,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 # --- run -----------------------------------------------------------------------------------------------
 
-def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path], dict[str, Any]]:
+def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path], VadOptions]:
     """The WAV files and device options of a silero_vad command (``--set`` words, or ``--audio``)."""
     from gnaexp.experiment import parse_sets
-    from gnaexp.vad.run import check_options, DEVICE_SETTINGS, wav_files
+    from gnaexp.vad.options import DEVICE_SETTINGS, VadOptions
+    from gnaexp.vad.run import wav_files
 
     settings = parse_sets(sets)
     if audio is not None:
@@ -65,7 +69,7 @@ def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path],
         raise BadInput("silero_vad takes --set audio=FILE.wav (or a folder of .wav files), and for gna-emu and "
                          "openvino:GNA scale_factor=N|recommended, state_scale_factor=N, precision=, execution_mode="
                          + (f"; unknown setting(s): {', '.join(unknown)}" if unknown else ""))
-    options = check_options({k: settings[k] for k in DEVICE_SETTINGS if k in settings})
+    options = VadOptions.from_json({k: settings[k] for k in DEVICE_SETTINGS if k in settings})
     return wav_files(settings["audio"]), options
 
 
@@ -77,7 +81,7 @@ def _run_vad(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "silero_vad"
     record = vad_run.run(wavs, backends, out, options=options, progress=None if args.json else
                          lambda s: print(f"streaming {s} ...", file=sys.stderr))
-    print(dumps(record) if args.json else vad_run.table(record) + f"\n\nrecord: {out / 'record.json'}")
+    print(dumps(record.to_json()) if args.json else vad_run.table(record) + f"\n\nrecord: {out / 'record.json'}")
     return EXIT_OK
 
 
@@ -116,13 +120,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return EXIT_FAILED
     else:
         record = _evaluate_here(args, wavs, backends, options, out)
-    print(dumps(record) if args.json else vad_run.table(record) + "\n\n" + vad_run.aggregate_table(record)
+    print(dumps(record.to_json()) if args.json else vad_run.table(record) + "\n\n" + vad_run.aggregate_table(record)
           + f"\n\nrecord: {out / 'record.json'}")
     return EXIT_OK
 
 
-def _evaluate_here(args: argparse.Namespace, wavs: list[Path], backends: list[str], options: dict[str, Any],
-                   out: Path) -> dict[str, Any]:
+def _evaluate_here(args: argparse.Namespace, wavs: list[Path], backends: list[str], options: VadOptions,
+                   out: Path) -> VadRecord:
     from tqdm import tqdm
 
     from gnaexp.vad import run as vad_run
@@ -135,8 +139,8 @@ def _evaluate_here(args: argparse.Namespace, wavs: list[Path], backends: list[st
         return vad_run.run(wavs, backends, out, options=options, progress=progress)
 
 
-def _evaluate_on_cluster(args: argparse.Namespace, wavs: list[Path], backends: list[str], options: dict[str, Any],
-                         out: Path) -> dict[str, Any] | None:
+def _evaluate_on_cluster(args: argparse.Namespace, wavs: list[Path], backends: list[str], options: VadOptions,
+                         out: Path) -> VadRecord | None:
     """The files split across a dask cluster's workers; None when workers died on them (the message said so)."""
     from tqdm import tqdm
 

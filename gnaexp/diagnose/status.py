@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from gnaexp.vad.record import VadRecord
 
 from gnaexp.diagnose.results import Diagnosis
 
@@ -123,12 +126,11 @@ def ladder_finding(result: Diagnosis) -> Finding:
     return Finding(MATCHES, last.verdict if last is not None else "", "nothing to change")
 
 
-def vad_finding(record: Mapping[str, Any], cause: str | None, agreement_ok: float) -> Finding:
+def vad_finding(record: VadRecord, cause: str | None, agreement_ok: float) -> Finding:
     """The finding of a VAD run: the input scale factor as the cause, else whether the decisions hold."""
     if cause:
         return Finding(LIMITED, cause, f"set {_setting(cause) or 'scale_factor=recommended'} and run again")
-    held = [(agg["label"], agg.get("agreement", 1.0)) for b, agg in record["aggregate"].items()
-            if b != record["reference"]]
+    held = [(agg.label, agg.agreement) for b, agg in record.aggregate.items() if b != record.reference]
     bad = [(label, a) for label, a in held if a < agreement_ok]
     if bad:
         label, a = bad[0]

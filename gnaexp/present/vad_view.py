@@ -3,15 +3,21 @@ decision strips, state drift, metrics, the emulator's support report and plan, a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from gnaexp import parameters
 from gnaexp.backends import parse_backend_list
+from gnaexp.present.index_entry import IndexEntry, MetricRow
+from gnaexp.present.report import HTML
 from gnaexp.present import plots
 from gnaexp.present.markup import cell, escape, table
 from gnaexp.vad import audio as audio_mod, metrics as vad_metrics, run as vad_run, stream as vad
+from gnaexp.vad.options import DEVICE_SETTINGS, VadOptions
+from gnaexp.vad.record import VadRecord
 from gnaexp.core.errors import BadInput
 
 
@@ -23,10 +29,22 @@ def _color(i: int, backend: str) -> str:
     return plots.REFERENCE_COLOR if i == 0 else plots.color_of(backend)
 
 
-def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor: float, precision: str,
-        record_dir: str, plugin_release: str = "") -> dict[str, Any]:
-    """Stream the audio (a .wav file or a folder of them; "" for the kit's speech sample) through the backends;
-    the record, with the tracks and the audio for the plots."""
+@dataclass
+class Shown:
+    """A run as the notebook shows it: the record, and the tracks and audio its figures plot."""
+
+    record: VadRecord
+    tracks: dict[str, np.ndarray]  # FILE_STEM/BACKEND → probability per chunk (tracks.npz)
+    audio: dict[str, np.ndarray]  # file name → samples at 16 kHz
+
+
+def run(params: Mapping[str, Any]) -> Shown:
+    """The notebook's parameters (``globals()``) → the audio (a .wav file or a folder of them; "" for the kit's
+    speech sample) streamed through the backends: the record, with the tracks and the audio for the plots. Writes
+    into ``record_dir``: record.json, tracks.npz, the IR and the index entry."""
+    parameters.vad(params)
+    audio = str(params.get("audio") or "")
+    record_dir = str(params.get("record_dir") or "vad.record")
     source = Path(audio) if audio else SAMPLE
     if not audio and not source.exists():  # an installed package: the sample lives in the source repository
         raise BadInput("the kit's speech sample (data/speech/speech_snr10.wav) ships with gnaexp's source "
@@ -35,37 +53,37 @@ def run(audio: str, backends: str, scale_factor: float | str, state_scale_factor
     if not source.exists():
         raise BadInput(f"audio {audio!r} does not exist; give a 16 kHz mono .wav file or a folder of them")
     wavs = vad_run.wav_files(source)
-    names = parse_backend_list(backends)
-    options = {"scale_factor": scale_factor, "state_scale_factor": state_scale_factor, "precision": precision,
-               "plugin_release": plugin_release or None}
+    names = parse_backend_list(str(params.get("backends") or ",".join(vad_run.DEFAULT_BACKENDS)))
+    options = VadOptions.from_json({k: params[k] for k in DEVICE_SETTINGS if k in params and params[k] != ""})
     record = vad_run.run(wavs, names, Path(record_dir), options=options)
-    tracks = np.load(Path(record_dir) / "tracks.npz")
-    record["_tracks"] = {k: tracks[k] for k in tracks.files}
-    record["_audio"] = {p.name: audio_mod.load_wav(p).samples for p in wavs}
-    return record
+    index_entry(record).save(record_dir)
+    with np.load(Path(record_dir) / "tracks.npz") as tracks:
+        return Shown(record, {k: tracks[k] for k in tracks.files},
+                     {p.name: audio_mod.load_wav(p).samples for p in wavs})
 
 
 def _time(n: int) -> np.ndarray:
     return np.arange(n) * vad.CHUNK / vad.SAMPLE_RATE
 
 
-def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
+def figure(shown: Shown, file: str | None = None) -> Any:
     """Waveform with the true speech segments, every backend's probability, and one decision strip each."""
-    f = next(x for x in record["files"] if file in (None, x["file"]))
-    stem = Path(f["file"]).stem
-    labels = record["labels"]
+    record = shown.record
+    f = record.file(file)
+    stem = Path(f.file).stem
+    labels = record.labels
     fig = plots.figure(9.5, 6.2)
     ax_wave, ax_p, ax_d = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 2, 1]})
-    samples = record["_audio"][f["file"]]
+    samples = shown.audio[f.file]
     ax_wave.plot(np.arange(len(samples)) / vad.SAMPLE_RATE, samples, color="0.35", lw=0.4)
-    for start, end in f["truth"] or []:
+    for start, end in f.truth or []:
         for ax in (ax_wave, ax_p):
             ax.axvspan(start * vad.CHUNK / vad.SAMPLE_RATE, end * vad.CHUNK / vad.SAMPLE_RATE, color="tab:green",
                        alpha=0.12, lw=0)
     ax_wave.set_ylabel("audio")
-    ax_wave.set_title(f"{f['file']}: speech (green: synthesis ground truth)", loc="left", fontsize=plots.LABEL_PT)
-    for i, b in enumerate(record["backends"]):
-        p = record["_tracks"][f"{stem}/{b}"]
+    ax_wave.set_title(f"{f.file}: speech (green: synthesis ground truth)", loc="left", fontsize=plots.LABEL_PT)
+    for i, b in enumerate(record.backends):
+        p = shown.tracks[f"{stem}/{b}"]
         ax_p.plot(_time(len(p)), p, lw=1.6 if i == 0 else 1.2, color=_color(i, b), label=labels[b],
                   ls="-" if i == 0 else plots.LINESTYLES[(i - 1) % len(plots.LINESTYLES)])
         decided = vad_metrics.decisions(p)
@@ -74,8 +92,8 @@ def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
     ax_p.set_ylabel("speech probability")
     ax_p.set_ylim(-0.02, 1.02)
     ax_p.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=plots.LEGEND_PT, frameon=False)
-    ax_d.set_yticks([i + 0.5 for i in range(len(record["backends"]))], record["backends"], fontsize=plots.TICK_PT)
-    ax_d.set_ylim(0, len(record["backends"]))
+    ax_d.set_yticks([i + 0.5 for i in range(len(record.backends))], record.backends, fontsize=plots.TICK_PT)
+    ax_d.set_ylim(0, len(record.backends))
     ax_d.set_xlabel("time (s)")
     ax_d.set_title("decisions at 0.5", loc="left", fontsize=plots.LABEL_PT)
     for ax in (ax_wave, ax_p, ax_d):
@@ -83,16 +101,18 @@ def figure(record: Mapping[str, Any], file: str | None = None) -> Any:
     return fig
 
 
-def drift_figure(record: Mapping[str, Any], file: str | None = None) -> Any:
+def drift_figure(record: VadRecord, file: str | None = None) -> Any:
     """SQNR of the LSTM state (h and c) per step against the reference: does the error accumulate?"""
-    f = next(x for x in record["files"] if file in (None, x["file"]))
+    f = record.file(file)
     fig = plots.figure(9.5, 2.8)
     ax = fig.subplots()
-    for i, b in enumerate(record["backends"][1:], start=1):
-        drift = f["backends"][b]["state_drift"]
-        for part, style in (("h", "-"), ("c", ":")):
-            ax.plot(_time(len(drift[part])), np.minimum(drift[part], 150), style, color=_color(i, b),
-                    label=f"{record['labels'][b]} {part}", lw=1)
+    for i, b in enumerate(record.backends[1:], start=1):
+        drift = f.backends[b].state_drift
+        if drift is None:  # an imported track without state, or a track that was not scored
+            continue
+        for part, values, style in (("h", drift.h, "-"), ("c", drift.c, ":")):
+            ax.plot(_time(len(values)), np.minimum(values, 150), style, color=_color(i, b),
+                    label=f"{record.labels[b]} {part}", lw=1)
     ax.set_ylabel("state SQNR (dB)")
     ax.set_xlabel("time (s)")
     ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=plots.LABEL_PT)
@@ -101,80 +121,80 @@ def drift_figure(record: Mapping[str, Any], file: str | None = None) -> Any:
     return fig
 
 
-def metrics_table(record: Mapping[str, Any]) -> str:
+def metrics_table(record: VadRecord) -> HTML:
     """One row per file and backend: probability errors, flips, segments, speed."""
     head = ["file", "backend", "max |Δp|", "mean |Δp|", "cosine", "SQNR dB", "agreement", "flips (hyst.)",
             "segments vs ref P/R", "vs truth P/R (±8)", "ms/chunk"]
     rows = []
-    for f in record["files"]:
-        for b, r in f["backends"].items():
-            if "non_finite" in r:  # not scored: the verdict lines name the NaN/Inf track
-                rows.append([cell(f["file"]), cell(r["label"])] + [cell(None)] * (len(head) - 2))
+    for f in record.files:
+        for r in f.backends.values():
+            s = r.scores
+            if s is None:  # not scored: the verdict lines name the NaN/Inf track
+                rows.append([cell(f.file), cell(r.label)] + [cell(None)] * (len(head) - 2))
                 continue
-            ref, truth = r["segments_vs_reference"], r.get("segments_vs_truth_loose")
-            rows.append([cell(f["file"]), cell(r["label"]), cell(r["max_abs_dp"], ".2e"), cell(r["mean_abs_dp"], ".2e"),
-                         cell(r["cosine"], ".6f"), cell(r["sqnr_db"], ".1f"), cell(100 * r["agreement"], ".1f"),
-                         escape(f"{r['flips']} ({r['hysteresis_flips']})"),
-                         escape(f"{ref['precision']:.2f}/{ref['recall']:.2f}"),
-                         escape(f"{truth['precision']:.2f}/{truth['recall']:.2f}") if truth else cell(None),
-                         cell(r["ms_per_chunk"], ".2f")])
-    return table(head, rows)
+            ref, truth = s.segments_vs_reference, s.segments_vs_truth_loose
+            rows.append([cell(f.file), cell(r.label), cell(s.max_abs_dp, ".2e"), cell(s.mean_abs_dp, ".2e"),
+                         cell(s.cosine, ".6f"), cell(s.sqnr_db, ".1f"), cell(100 * s.agreement, ".1f"),
+                         escape(f"{s.flips} ({s.hysteresis_flips})"),
+                         escape(f"{ref.precision:.2f}/{ref.recall:.2f}"),
+                         escape(f"{truth.precision:.2f}/{truth.recall:.2f}") if truth else cell(None),
+                         cell(r.ms_per_chunk, ".2f")])
+    return HTML(table(head, rows))
 
 
-def support_table(record: Mapping[str, Any]) -> str:
+def support_table(record: VadRecord) -> HTML:
     """The emulator's answer per op: native, decomposed, rewritten, host, movement, folded."""
     from collections import Counter
 
-    rows, counts = [], Counter()
-    for b, em in (record.get("emulator") or {}).items():
-        for r in em["support"]:
+    rows, counts = [], Counter[str]()
+    for em in record.emulator.values():
+        for r in em.support:
             rows.append([escape(r["status"]), escape(r["op"]), escape(r["name"]), escape(r["how"])])
             counts[r["status"]] += 1
     summary = "summary: " + ", ".join(f"{n} {s}" for s, n in counts.most_common())
-    return table(["status", "op", "layer", "what the GNA plugin does"], rows, caption=escape(summary))
+    return HTML(table(["status", "op", "layer", "what the GNA plugin does"], rows, caption=escape(summary)))
 
 
-def plan_table(record: Mapping[str, Any]) -> str:
+def plan_table(record: VadRecord) -> HTML:
     """The emulator's plan: precision, scales and saturations per layer over the whole stream."""
     rows = []
-    for b, em in (record.get("emulator") or {}).items():
-        for r in em["plan"]:
+    for em in record.emulator.values():
+        for r in em.plan:
             rows.append([escape(r["layer"]), escape(r["op"]), cell(r.get("in_sf"), ".6g"), cell(r.get("w_sf"), ".6g"),
                          cell(r.get("out_sf"), ".6g"), cell(r["saturations"])])
-    return table(["layer", "op", "in sf", "w sf", "out sf", "saturated values"], rows)
+    return HTML(table(["layer", "op", "in sf", "w sf", "out sf", "saturated values"], rows))
 
 
-def verdict_lines(record: Mapping[str, Any]) -> list[str]:
+def verdict_lines(record: VadRecord) -> list[str]:
     """Per backend other than the reference, in words, over all files (the record's aggregate); first the finding
     when the configured scale factor is the cause."""
     cause = vad_run.finding(record)
     return ([f"finding: {cause}"] if cause else []) + [
-        f"{agg['label']}: {vad_run.aggregate_verdict(agg)}"
-        for b, agg in record["aggregate"].items() if b != record["reference"]] + [
+        f"{agg.label}: {vad_run.aggregate_verdict(agg)}"
+        for b, agg in record.aggregate.items() if b != record.reference] + [
         f"saturation: {line}" for line in vad_run.saturation_lines(record)]
 
 
-def verdict(record: Mapping[str, Any]) -> str:
+def verdict(record: VadRecord) -> str:
     """The verdict lines as Markdown bullets."""
     return "\n".join(f"- {line}." for line in verdict_lines(record))
 
 
-def run_finding(record: Mapping[str, Any]) -> Any:
+def run_finding(record: VadRecord) -> Any:
     """The run's ``status.Finding``: the audio scale factor as the cause, else whether the decisions hold."""
     from gnaexp.diagnose import status
 
     return status.vad_finding(record, vad_run.finding(record), vad_run.AGREEMENT_OK)
 
 
-def save_index_entry(record: Mapping[str, Any], record_dir: str) -> Path:
+def index_entry(record: VadRecord) -> IndexEntry:
     """Key figures per backend (over all files), the verdict and the status, for the batch index page."""
-    from gnaexp.present.pages import write_index_entry
-
-    rows = [{"backend": agg["label"], "kind": agg["kind"], "output": "probability",
-             "cosine": agg["mean_cosine"], "sqnr_db": agg["lowest_sqnr_db"], "l1": agg["mean_abs_dp"]}
-            for b, agg in record["aggregate"].items() if b != record["reference"]]
-    return write_index_entry(Path(record_dir), "silero_vad", verdict_lines(record), rows, list(record["notes"]),
-                             run_finding(record))
+    rows = [MetricRow(agg.label, kind=agg.kind, output="probability",
+                      cosine=agg.scores.mean_cosine if agg.scores else None,
+                      sqnr_db=agg.scores.lowest_sqnr_db if agg.scores else None,
+                      l1=agg.scores.mean_abs_dp if agg.scores else None)
+            for b, agg in record.aggregate.items() if b != record.reference]
+    return IndexEntry("silero_vad", verdict_lines(record), rows, list(record.notes), run_finding(record))
 
 
 READING = ("How to read the figures: agreement is the share of chunks whose speech decision (p ≥ 0.5) is the "
@@ -188,30 +208,28 @@ YOUR_DEVICE = ("Your device: stream the same audio on the GNA machine (openvino:
                "imported.")
 
 
-def finding(record: Mapping[str, Any], record_dir: str) -> str:
-    """The report's first screen: status, verdict and next step, the run's parameters, every backend's verdict;
-    the index entry is saved too."""
+def finding(record: VadRecord) -> HTML:
+    """The report's first screen: status, verdict and next step, the run's parameters, every backend's verdict."""
     from gnaexp.diagnose import status
     from gnaexp.present.markup import key_value_rows
 
-    save_index_entry(record, record_dir)
-    emu = next((s for s in record["device_settings"].values() if s.get("scale_factors")), {})
-    params = {"audio": ", ".join(f["file"] for f in record["files"]), "backends": ", ".join(record["backends"]),
-              "reference": record["reference"],
+    emu = record.emulated_settings()
+    params = {"audio": ", ".join(f.file for f in record.files), "backends": ", ".join(record.backends),
+              "reference": record.reference,
               "scale factors (GNA)":
                   ", ".join(f"{k} {v:g}" for k, v in (emu.get("scale_factors") or {}).items()) or "–",
               "precision": emu.get("precision", "–"),
               "GNA plugin release (emulated)": emu.get("plugin_release", "–"),
-              "recommended audio scale factor": f"{record.get('recommended_scale_factor') or 0:.6g}"}
-    return (status.finding_html(run_finding(record), (), verdict_lines(record))
-            + f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"
-            f"<p class='gnaexp-note'>{escape(READING)}</p><p class='gnaexp-note'>{escape(YOUR_DEVICE)}</p>")
+              "recommended audio scale factor": f"{record.recommended_scale_factor or 0:.6g}"}
+    return HTML(status.finding_html(run_finding(record), (), verdict_lines(record))
+                + f"<table class='gnaexp-setting'>{key_value_rows(params.items())}</table>"
+                f"<p class='gnaexp-note'>{escape(READING)}</p><p class='gnaexp-note'>{escape(YOUR_DEVICE)}</p>")
 
 
-def environment_table(record: Mapping[str, Any]) -> str:
+def environment_table(record: VadRecord) -> HTML:
     from gnaexp.present.markup import key_value_rows
 
-    env = record.get("environment", {})
+    env = record.environment
     items = [(k, v) for k, v in env.items() if not isinstance(v, (dict, list))]
-    items += [("device settings", record.get("device_settings")), ("files", [f["file"] for f in record["files"]])]
-    return f"<table>{key_value_rows(items)}</table>"
+    items += [("device settings", record.device_settings), ("files", [f.file for f in record.files])]
+    return HTML(f"<table>{key_value_rows(items)}</table>")

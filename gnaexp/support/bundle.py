@@ -19,6 +19,7 @@ from gnaexp.core import records
 from gnaexp.diagnose.results import Diagnosis
 from gnaexp.core.files import atomic_write_bytes, dumps
 from gnaexp.support.device_scripts import shipped
+from gnaexp.vad.record import VadRecord
 
 VAD_IR = "silero_vad"  # a silero_vad record folder's IR: ir/silero_vad.xml and .bin, which its reproduce.py reruns
 
@@ -28,12 +29,13 @@ class Plan:
     """What a bundle of one run folder holds, every file checked before any work: name in the zip → file."""
 
     folder: Path
-    record: dict[str, Any]
+    record: dict[str, Any]  # record.json as read (either kind)
     files: dict[str, Path] = field(default_factory=dict)
+    vad_record: VadRecord | None = None  # a silero_vad run's record, read
 
     @property
     def vad(self) -> bool:
-        return self.record["schema"] == records.VAD_SCHEMA
+        return self.vad_record is not None
 
 
 def _member(folder: Path, rel: str, what: str, rerun: str) -> Path:
@@ -62,7 +64,9 @@ def plan(folder: str | Path) -> Plan:
     each a regular file inside the folder. Raises ValueError / FileNotFoundError naming the problem and the fix."""
     folder = Path(folder)
     record = records.read_json(folder)
-    out = Plan(folder, record, {"record.json": folder / records.RECORD_FILE})
+    out = Plan(folder, record, {"record.json": folder / records.RECORD_FILE},
+               VadRecord.from_json(record, str(folder / records.RECORD_FILE))
+               if record["schema"] == records.VAD_SCHEMA else None)
     if out.vad:
         rerun = "rerun it with gnaexp run silero_vad --out"
         out.files["tracks.npz"] = _member(folder, "tracks.npz", "the tracks", rerun)
@@ -82,11 +86,10 @@ def plan(folder: str | Path) -> Plan:
     return out
 
 
-def _as_release(record: dict[str, Any]) -> str:
+def _as_release(checked: Plan) -> str:
     """" (as GNA plugin 2023.3)": the plugin release the emulator computed as, from the record."""
-    release = (record.get("config") or {}).get("plugin_release") or next(
-        (s.get("plugin_release") for s in (record.get("device_settings") or {}).values()
-         if isinstance(s, dict) and s.get("plugin_release")), None)
+    release = (checked.vad_record.plugin_release() if checked.vad_record is not None
+               else (checked.record.get("config") or {}).get("plugin_release"))
     return f" (as GNA plugin {release})" if release else ""
 
 
@@ -110,7 +113,7 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: Diagnosis
     members["README.txt"] = (
         f"gnaexp support bundle: {record.get('experiment')} (reference {record.get('reference')}).\n"
         "report.html: the report; record.json: config, environment, plugin settings, metrics and verdicts;\n"
-        + what + f"Figures of 'gna-emu' are emulated{_as_release(record)}, not measured.\n").encode()
+        + what + f"Figures of 'gna-emu' are emulated{_as_release(checked)}, not measured.\n").encode()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():

@@ -8,6 +8,7 @@ writes ``outputs.npz`` in the format the ``import:`` backend reads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from gnaexp import experiment
 from gnaexp.backends import make_backend, streaming
@@ -15,6 +16,9 @@ from gnaexp.core import inputs as inputs_mod
 from gnaexp.core.files import atomic_write_bytes, atomic_write_text, dumps, npy_bytes, npz_bytes
 from gnaexp.core.output_folder import check_folder, publish_folder
 from gnaexp.support.device_scripts import shipped
+
+if TYPE_CHECKING:
+    from gnaexp.vad.options import VadOptions
 
 
 # The newest operation set each GNA release's IR reader knows (OpenVINO release notes: opset11 came with 2023.0,
@@ -95,7 +99,7 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
     return folder
 
 
-def export_vad(audio_files: list[Path], options: dict, folder: Path) -> Path:
+def export_vad(audio_files: list[Path], options: Mapping[str, Any] | VadOptions | None, folder: Path) -> Path:
     """A Silero VAD pack: the step IR, every file's chunks (``STEM/chunk``: steps × 1 × 576) and initial state
     (``STEM/state``), and the device settings; its measure_on_device.py streams each file chunk by chunk, carrying
     the state, and writes ``STEM/probability`` and ``STEM/next_state`` per chunk — the tracks ``gnaexp run
@@ -118,8 +122,8 @@ def export_vad(audio_files: list[Path], options: dict, folder: Path) -> Path:
         for suffix in (".xml", ".bin"):
             (stage / ("silero_vad" + suffix)).unlink()
         atomic_write_bytes(stage / "inputs.npz", npz_bytes(feed))
-        cfg = {"experiment": "silero_vad", "audio": [p.name for p, _ in loaded], "scale_factor": opts["scale_factor"],
-               "precision": opts.get("precision", "i16"), "execution_mode": opts.get("execution_mode", "SW_EXACT"),
+        cfg = {"experiment": "silero_vad", "audio": [p.name for p, _ in loaded], "scale_factor": opts.gna.per_input,
+               "precision": opts.gna.precision, "execution_mode": opts.execution_mode or "SW_EXACT",
                "input_fingerprint": inputs_mod.fingerprint(feed),
                "unreadable_ops_by_release": unreadable_ops(stage / "model.xml"),
                "stream": {"state": {"state": "next_state"}, "sequences": [p.stem for p, _ in loaded]}}

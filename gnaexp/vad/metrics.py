@@ -97,7 +97,7 @@ def state_drift(reference: np.ndarray, other: np.ndarray) -> dict[str, list[floa
 
 def non_finite(tracks: Sequence[tuple[str, np.ndarray]]) -> str | None:
     """What holds NaN/Inf among named tracks, in words (None when every value is finite)."""
-    parts = []
+    parts: list[tuple[str, str]] = []
     for name, p in tracks:
         bad = ~np.isfinite(np.asarray(p, dtype=np.float64))
         if bad.any() and name not in (n for n, _ in parts):
@@ -143,9 +143,17 @@ def verdict(row: dict[str, Any]) -> str:
     """One sentence on decisions, e.g. "decisions identical on 99.7 % of chunks; 2 flips, both within one chunk
     of a segment boundary"."""
     if "non_finite" in row:
-        return f"no verdict, not scored: {row['non_finite']}"
-    n, f, near = row["chunks"], row["flips"], row["flips_near_boundary"]
-    text = f"decisions identical on {100 * row['agreement']:.1f} % of chunks"
+        return not_scored_verdict(row["non_finite"])
+    return decisions_verdict(row["chunks"], row["flips"], row["flips_near_boundary"], row["agreement"])
+
+
+def not_scored_verdict(non_finite: str | None) -> str:
+    return f"no verdict, not scored: {non_finite}"
+
+
+def decisions_verdict(n: int, f: int, near: int, agreement: float) -> str:
+    """``verdict`` of n chunks with f flips, ``near`` of them within one chunk of a segment boundary."""
+    text = f"decisions identical on {100 * agreement:.1f} % of chunks"
     if f == 0:
         return text + "; no flips"
     head = f"{text}; {f} flip{'s' if f != 1 else ''} at 0.5 over {n} chunks"
