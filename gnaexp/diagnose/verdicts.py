@@ -17,11 +17,13 @@ How a verdict is reached, in the order a careful engineer checks it:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
-
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from gnaexp.core import metrics
 from gnaexp.core.floor_sweep import FloorSweep
+
+if TYPE_CHECKING:  # the emulator package is imported only where a plan is read (it is slow to import)
+    from gnaexp.emulator.plan_row import PlanRow
 
 # FP32 paths agree with torch to float32 rounding; anything worse means the model itself differs.
 FP32_COSINE_MIN = 0.99999
@@ -53,18 +55,22 @@ def _bits(record: Any) -> str:
     """The weight width the emulated plan used (int8 only where a layer really took 8-bit weights)."""
     for r in record.results:
         if r.kind == "emulated":
-            weightable = [p for p in r.info.get("plan") or [] if p.get("bits") == 32]
-            return "int8-weight" if any(p.get("precision") == "i8" for p in weightable) else "int16"
+            from gnaexp.emulator.plan_row import Lane, rows_from_json
+
+            weightable = [p for p in rows_from_json(r.info.get("plan")) if p.lane is Lane.INT32]
+            return "int8-weight" if any(p.precision == "i8" for p in weightable) else "int16"
     return "int8-weight" if record.config.get("precision") == "i8" else "int16"
 
 
 def _saturated_layers(result: Any, significant: bool) -> list[str]:
     """Layers with clipped values (those past SATURATION_SHARE if ``significant``, the others otherwise)."""
+    from gnaexp.emulator.plan_row import rows_from_json
+
     out = []
-    for row in result.info.get("plan") or []:
-        n, total = row.get("saturations") or 0, row.get("values") or 0
+    for row in rows_from_json(result.info.get("plan")):
+        n, total = row.saturations, row.values
         if n and (n > SATURATION_SHARE * total) == significant:
-            out.append(f"{row['layer']} ({n} of {total} values)" if total else f"{row['layer']} ({n} values)")
+            out.append(f"{row.layer} ({n} of {total} values)" if total else f"{row.layer} ({n} values)")
     return out
 
 
@@ -441,17 +447,19 @@ def per_layer_verdict(rows: list[dict[str, Any]], bad: dict[str, Any] | None, la
             f"against FP32{alone}")
 
 
-def saturation_fact(plan: list[dict[str, Any]], scale_factor: float, safe_sf: float | None) -> str | None:
+def saturation_fact(plan: Sequence[PlanRow], scale_factor: float, safe_sf: float | None) -> str | None:
     """The plan's significant saturation at the configured sf, in words with the fix; None when there is none."""
+    from gnaexp.emulator.plan_row import Lane
+
     for row in plan:
-        n, total = row.get("saturations") or 0, row.get("values") or 0
+        n, total = row.saturations, row.values
         if not n or n <= SATURATION_SHARE * total:
             continue
         share = f"{100 * n / total:.1f} % of values clipped" if total else f"{n} values clipped"
-        if row.get("op") == "Parameter":
+        if row.op == "Parameter":
             fix = f"; use sf ≤ {safe_sf:g}" if safe_sf else ""
-            return f"input {row['layer']!r} saturates int16 at sf {scale_factor:g}: {share}{fix}"
-        return (f"{row['layer']} saturates its {'int32 accumulator' if row.get('bits') == 32 else 'int16 output'} "
+            return f"input {row.layer!r} saturates int16 at sf {scale_factor:g}: {share}{fix}"
+        return (f"{row.layer} saturates its {'int32 accumulator' if row.lane is Lane.INT32 else 'int16 output'} "
                 f"at sf {scale_factor:g}: {share}; lower the scale factor")
     return None
 

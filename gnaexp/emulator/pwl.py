@@ -12,11 +12,11 @@ round them in double.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from gnaexp.emulator import native
+from gnaexp.emulator.plan_row import PwlJson
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
@@ -161,7 +161,7 @@ class PWL:
     def shifts(self) -> np.ndarray:
         return 8 * ((self.xbase & 3) + 1)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> PwlJson:
         return {
             "kind": self.kind,
             "in_sf": self.in_sf,

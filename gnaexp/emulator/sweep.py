@@ -18,6 +18,7 @@ from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
 from gnaexp.emulator.int_ranges import INT16_MAX
+from gnaexp.emulator.plan_row import Lane
 from gnaexp.core.errors import BadInput
 
 DEFAULT_HEADROOM = 0.5  # fraction of int16 full scale reserved: max|x|·sf ≤ (1 − headroom)·32767
@@ -137,8 +138,8 @@ def sweep(
         except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
             return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0, ""
         sqnr, cos, l1, output = worst(em)
-        return (cos, l1, sqnr, sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"),
-                sum(r["saturations"] for r in em.plan if r.get("bits") == 32), "",
+        return (cos, l1, sqnr, sum(r.saturations for r in em.plan if r.op == "Parameter"),
+                sum(r.saturations for r in em.plan if r.lane is Lane.INT32), "",
                 sum(np.size(em.outputs[n]) for n in names), output)
 
     # One scale factor per task, on the cores (parallel.run_all: no BLAS thread pool involved).
