@@ -107,7 +107,7 @@ def _design(op: str, exponent: float, allowed_pct: float, fp_eq: bool) -> tuple[
     if op == "Power":
         segs.insert(0, [0.0, segs[0][3], -math.inf if integer_exp else 0.0, 0.0])
         segs[-1][1] = segs[-1][3]
-    else:
+    elif rng is not None:  # every other function is clipped to its range
         lo_v, hi_v = rng
         if segs[0][3] < lo_v:
             segs[0][2] += (lo_v - segs[0][3]) / segs[0][0]

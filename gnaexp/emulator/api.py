@@ -81,9 +81,10 @@ def load_program(model: Any, inputs: Mapping[str, Any] | None = None, porting: b
     except UnsupportedOpError:
         if not inputs:
             raise
-        prog = _load_reshaped(model, inputs)
-        if prog is None:
+        reshaped = _load_reshaped(model, inputs)
+        if reshaped is None:
             raise
+        prog = reshaped
     if porting and inner_reduce_means(prog):
         prog = _load_converted(model, prog)
     return prog

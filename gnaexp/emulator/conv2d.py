@@ -110,7 +110,7 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
         filters = f
         if ctx.porting and (f < cv.CONV_FILTERS_DIVIDER or f % cv.CONV_FILTERS_DIVIDER):
             filters = max(cv.CONV_FILTERS_DIVIDER, -(-f // cv.CONV_FILTERS_DIVIDER) * cv.CONV_FILTERS_DIVIDER)
-        flat = (h, kh, sh) if how == "swap" else \
+        flat: tuple[int, int, int] = (h, kh, sh) if how == "swap" else \
             (h * width, kh * kw, sw * (sh * kh if (h == kh and c == 1 and sh == 1) else sh * kw))
         try:
             cv.geometry(c, *flat, filters)

@@ -28,7 +28,7 @@ identity like any affine output.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -44,7 +44,7 @@ from gnaexp.core.errors import BadInput
 DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
 
 
-def _float_to_int16(v: float) -> int:
+def _float_to_int16(v: float | np.floating) -> int:
     f = np.float32(v)
     return int(np.float32(f + np.float32(0.5)) if f >= 0 else np.float32(f - np.float32(0.5)))
 
@@ -79,8 +79,10 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         ta, tb = info[a], info[b]
         out_sf = float(np.float32(ta.sf) * np.float32(tb.sf))
 
-        def run(x, y):
+        def product(x, y):
             return _sat32(np.asarray(x, dtype=np.float64) * np.asarray(y, dtype=np.float64))
+
+        run: Callable[..., tuple[np.ndarray, int]] = product
 
         row = PlanRow(node.name, "Eltwise Prod (diagonal affine)", "i16", Lane.INT32, [ta.sf, tb.sf], tb.sf, out_sf)
         ins = [a, b]
@@ -121,8 +123,10 @@ def add_step(ctx: BuildContext, node: Node) -> None:
                          "loss)")
         out_sf = tb.sf
 
-        def run(x, y, w=w):
+        def weighted_sum(x, y, w=w):
             return _sat32(np.asarray(x, dtype=np.float64) * w + np.asarray(y, dtype=np.float64))
+
+        run = weighted_sum
 
         row = PlanRow(node.name, "Eltwise " + ("Sub" if sub else "Sum") + " (diagonal affine)", "i16", Lane.INT32,
                       [tw.sf, tb.sf], weights_scale, out_sf, Extras(weight_int=w))
@@ -192,9 +196,10 @@ def _lower_bias_input(ctx: BuildContext, node: Node, b_key: str, wanted: float, 
         wanted = float(np.float32(np.float32(wanted) * np.float32(np.float32(below.sf) / np.float32(ti.sf))))
         ti, layer = below, below.root or below.act
         step = kinds.get(layer) if layer else None
-    lowerable = step is not None and (step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
-                                      or bool(step.row and step.row.op.startswith("ScaleShift")))
-    if lowerable and ctx.overrides.get(layer) != wanted:
+    lowerable = step is not None and layer is not None and (
+        step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
+        or bool(step.row and step.row.op.startswith("ScaleShift")))
+    if lowerable and layer is not None and ctx.overrides.get(layer) != wanted:
         raise Requantize(layer, wanted, f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× "
                                         f"(> 32767): output scale of {layer!r} lowered from {ti.sf:g} to {wanted:g}")
     raise BadInput(f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767) and the "

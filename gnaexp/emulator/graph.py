@@ -16,9 +16,10 @@ Inferred behaviour [I], implemented as described and not confirmed on a device:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class Plan:
                 for k, v in part[1].items():
                     sats[k] = sats.get(k, 0) + v
 
-        parallel.run_all([lambda s=s: chunk(s) for s in range(0, n, CHUNK)])
+        parallel.run_all([functools.partial(chunk, s) for s in range(0, n, CHUNK)])
         return outs, sats, ints
 
 
@@ -189,7 +190,8 @@ def _memory_write(ctx: BuildContext, key: str, memory, state_sf: float, override
                      "(scale_factor_calc.cpp, memory layers)")
 
 
-def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:
+def _user_sf(prog: Program, scale_factors: float | Mapping[Any, float]) -> dict[str, float]:
+    """Each input's scale factor, from one value for all or a mapping by input name or position."""
     out: dict[str, float] = {}
     if isinstance(scale_factors, Mapping):
         known = {n for _, names, _ in prog.params for n in names} | set(range(len(prog.params)))

@@ -25,7 +25,7 @@ Four kinds of fix, each exact up to float32 rounding and each named in the plan'
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -148,20 +148,24 @@ def host_step(ctx: BuildContext, node: Node) -> None:
         mode = str(node.attrs.get("pad_mode", "constant"))
         value = float(np.asarray(args[2]).reshape(-1)[0]) if len(args) > 2 else 0.0
 
-        def run(x, begin=begin, end=end, mode=mode, value=value, sf=lead_sf):
+        def pad(x, begin=begin, end=end, mode=mode, value=value, sf=lead_sf):
             x = np.asarray(x, dtype=np.float32) / np.float32(sf)
             widths = [(0, 0)] + [(int(b), int(e)) for b, e in zip(begin, end)]
             kw = {"constant_values": value} if mode == "constant" else {}
             return np.pad(x, widths, mode=mode, **kw).astype(np.float32), 0
+
+        run: Callable[..., tuple[np.ndarray, int]] = pad
 
         shape = tuple(d + int(b) + int(e) for d, b, e in zip(ti.shape, begin, end))
     else:  # ReduceMean
         axes = tuple(int(a) % len(ti.shape) for a in np.asarray(args[0]).reshape(-1))
         keep = bool(node.attrs.get("keep_dims", False))
 
-        def run(x, axes=axes, keep=keep, sf=lead_sf):
+        def mean(x, axes=axes, keep=keep, sf=lead_sf):
             x = np.asarray(x, dtype=np.float32) / np.float32(sf)
             return np.mean(x, axis=tuple(a + 1 for a in axes), keepdims=keep, dtype=np.float32), 0
+
+        run = mean
 
         shape = tuple(1 if i in axes else d for i, d in enumerate(ti.shape) if keep or i not in axes)
     steps.append(Step("host", node.name, [k], node.out, run,

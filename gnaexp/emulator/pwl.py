@@ -78,7 +78,7 @@ def relu_out_scale(in_sf: float) -> float:
     return float(result)
 
 
-def fp32_equal(a: np.ndarray | float, b: float, acc: float) -> np.ndarray:
+def fp32_equal(a: np.ndarray | np.floating | float, b: float, acc: float) -> np.ndarray:
     """``fp32eq`` / ``AreFpEq<float>`` (``numerical_utils.hpp``): |a − b| ≤ acc·min(|a|, |b|), in float32."""
     a = np.asarray(a, dtype=np.float32)
     b32 = np.float32(b)
@@ -112,8 +112,9 @@ def adjust_scale_factor(sf: float, in_sf: float, release: PluginRelease = DEFAUL
         fits = (s * cand <= INT16_MAX) & (s * cand >= INT16_MIN)
         better = fits & (scale < cand)
         scale = np.where(better, cand, scale)
+    raw: np.ndarray
     if "best_output_sf" in release.float32_sites:
-        raw = np.float32(s * scale)
+        raw = (s * scale).astype(np.float32)
         rounded = np.trunc(raw + np.where(raw < 0, np.float32(-0.5), np.float32(0.5)))
     else:
         raw = s * scale

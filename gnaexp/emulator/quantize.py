@@ -73,10 +73,10 @@ def quantize_input(x: np.ndarray, sf: float, name: str = "", bits: int = 16) -> 
 def fq_scale(levels: int, lo: float, hi: float) -> float:
     """Scale factor from FakeQuantize statistics: (L−1)/(max−min), L capped at 65536; 1 if the range is empty."""
     lv = min(int(levels), 65536)
-    lo, hi = F32(lo), F32(hi)
-    if hi == lo:
+    lo32, hi32 = F32(lo), F32(hi)
+    if hi32 == lo32:
         return 1.0
-    return float(F32(F32(lv - 1) / F32(hi - lo)))
+    return float(F32(F32(lv - 1) / F32(hi32 - lo32)))
 
 
 def conv_reducer(c_in: int, weight_range: int, k2d: float = 1.0) -> float:

@@ -6,6 +6,7 @@ cheap, so a 64-sf × 256-input sweep of the forum conv runs in well under a seco
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -143,7 +144,7 @@ def sweep(
                 sum(np.size(em.outputs[n]) for n in names), output)
 
     # One scale factor per task, on the cores (parallel.run_all: no BLAS thread pool involved).
-    rows = parallel.run_all([lambda sf=sf: one(sf) for sf in sfs])
+    rows = parallel.run_all([functools.partial(one, sf) for sf in sfs])
     out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat", "refused", "size", "worst"),
                    (list(col) for col in zip(*rows))))
     if any(size not in (0, ref_size) for size in out["size"]):
@@ -169,7 +170,7 @@ def sweep(
 def _swept_inputs(inputs: Mapping[str, np.ndarray], per_input: Mapping[str, float] | None) -> Mapping[str, np.ndarray]:
     """The inputs whose range sets the recommended sf: the swept one of a per-input set (where the inputs name it)."""
     main = next(iter(per_input)) if per_input else None
-    return {main: inputs[main]} if main in inputs else inputs
+    return {main: inputs[main]} if main is not None and main in inputs else inputs
 
 
 # Scale factors a run's floor sweep probes: powers of two up to the int16 range (plus the configured one).
