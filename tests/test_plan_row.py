@@ -66,5 +66,6 @@ def test_a_record_written_before_the_lane_had_a_name_still_reads(plan):
                                            ({"layer": None}, "'layer'"), ({"saturations": 1.5}, "'saturations'")])
 def test_a_damaged_row_is_named_not_a_crash(plan, change, named):
     row = dict(json.loads(dumps(plan[1].to_json())), **change)
-    with pytest.raises(BadInput, match=f"row 0: {named}.*damaged"):
-        rows_from_json([row])
+    result = BackendResult("gna-emu", "emulated", {}, info={"plan": [row]})
+    with pytest.raises(BadInput, match=rf"the plan of gna-emu \(emulated\), row 0: {named}.*damaged"):
+        result.plan_rows()

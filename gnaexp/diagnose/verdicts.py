@@ -55,19 +55,17 @@ def _bits(record: Any) -> str:
     """The weight width the emulated plan used (int8 only where a layer really took 8-bit weights)."""
     for r in record.results:
         if r.kind == "emulated":
-            from gnaexp.emulator.plan_row import Lane, rows_from_json
+            from gnaexp.emulator.plan_row import Lane
 
-            weightable = [p for p in rows_from_json(r.info.get("plan")) if p.lane is Lane.INT32]
+            weightable = [p for p in r.plan_rows() if p.lane is Lane.INT32]
             return "int8-weight" if any(p.precision == "i8" for p in weightable) else "int16"
     return "int8-weight" if record.config.get("precision") == "i8" else "int16"
 
 
 def _saturated_layers(result: Any, significant: bool) -> list[str]:
     """Layers with clipped values (those past SATURATION_SHARE if ``significant``, the others otherwise)."""
-    from gnaexp.emulator.plan_row import rows_from_json
-
     out = []
-    for row in rows_from_json(result.info.get("plan")):
+    for row in result.plan_rows():
         n, total = row.saturations, row.values
         if n and (n > SATURATION_SHARE * total) == significant:
             out.append(f"{row.layer} ({n} of {total} values)" if total else f"{row.layer} ({n} values)")

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from gnaexp import parameters
 from gnaexp.core import forum
 from gnaexp.core.records import Record
-from gnaexp.emulator.plan_row import Lane, rows_from_json
+from gnaexp.emulator.plan_row import Lane
 from gnaexp.experiment import ExperimentConfig, IR_FLOAT, IR_NNCF, run
 from gnaexp.present.markup import cell, escape, table as markup_table
 
@@ -80,7 +80,7 @@ def _rows(record: Record, name: str, ir: str, sf: float, layout: str) -> list[di
         comp = next(iter(per.values()))
         used = result.info.get("input_scale_factors_used") or {}
         emulated = result.kind == "emulated"
-        plan = rows_from_json(result.info.get("plan"))
+        plan = result.plan_rows()
         accumulators = [p for p in plan if p.lane is Lane.INT32]
         out.append({
             "experiment": name, "ir": ir, "scale_factor": sf, "backend": result.label, "kind": result.kind,
@@ -159,7 +159,7 @@ def plan_table(study: Study) -> "Any":
         emu = next((r for r in record.results if r.kind == "emulated"), None)
         plan = [tuple(cell(v, ".6g" if isinstance(v, float) else "")
                       for v in (p.layer, p.op, p.precision, p.in_sf, p.w_sf, p.out_sf, p.saturations))
-                for p in (rows_from_json(emu.info.get("plan")) if emu else [])]
+                for p in (emu.plan_rows() if emu else [])]
         notes = "".join(f"<li>{escape(n)}</li>" for n in q.get("notes", []))
         name = escape(record.experiment)
         parts.append(f"<h4>{name}: NNCF quantizers</h4>"
