@@ -47,10 +47,10 @@ def test_the_2d_primitive_by_hand_with_the_k2d_reducer():
     w_int = int(np.round(np.float32(0.5) * w_sf))
     model = _net((1, 16, 16, 16), (3, 3), weights=np.full((8, 16, 3, 3), 0.5, np.float32), relu=False)
     em = emulate(model, {"x": np.ones((1, 16, 16, 16), np.float32)}, 1.0, keep_ints=True)
-    (row,) = [r for r in em.plan if r["op"] == "Convolution"]
-    assert row["w_sf"] == pytest.approx(float(w_sf)) and row["geometry"]["k2d"] == 1.3
-    assert row["geometry"]["way"].startswith("GNA 3.0 2-D convolution")
-    acc = em.ints[row["layer"]]
+    (row,) = [r for r in em.plan if r.op == "Convolution"]
+    assert row.w_sf == pytest.approx(float(w_sf)) and row.extras.geometry["k2d"] == 1.3
+    assert row.extras.geometry["way"].startswith("GNA 3.0 2-D convolution")
+    acc = em.ints[row.layer]
     assert acc.shape == (1, 8, 14, 14) and np.all(acc == 9 * 16 * w_int)  # 144 products of 1·w_int, exact
     np.testing.assert_allclose(em.outputs["y"], 9 * 16 * w_int / w_sf, rtol=0)
 
@@ -89,8 +89,8 @@ def test_width_one_and_mappable_convolutions_run_as_the_plugin_maps_them(shape, 
     model = _net(shape, kernel)
     x = _x(shape)
     em = emulate(model, {"x": x}, 2048.0)
-    (row,) = [r for r in em.plan if r["op"] == "Convolution"]
-    assert row["geometry"]["way"].startswith(way) and row["geometry"]["k2d"] == 1.0  # mappable: no 2-D reducer
+    (row,) = [r for r in em.plan if r.op == "Convolution"]
+    assert row.extras.geometry["way"].startswith(way) and row.extras.geometry["k2d"] == 1.0  # mappable: no 2-D reducer
     assert metrics.sqnr_db(_cpu(model, x), em.outputs["y"]) > 50
     (support,) = [r for r in model_support(model).rows if r["op"] == "Convolution"]
     assert support["status"] == "rewritten" and ("swapped" in support["how"] or "isMappable" in support["how"])
@@ -125,8 +125,8 @@ def test_2d_max_pooling_after_a_2d_convolution_is_exact_and_gna_3_0s_window_rule
     assert em.outputs["y"].shape == (4, 1, 8, 7, 7)
     assert metrics.sqnr_db(_cpu(model, x), em.outputs["y"]) > 40
     # the pooled integers are the maxima of the activation's integers over each 2×2 window
-    act = next(r["layer"] for r in em.plan if r["op"] not in ("Parameter", "Convolution") and "MaxPool" not in r["op"])
-    pool = next(r["layer"] for r in em.plan if r["op"].startswith("MaxPool (window 2x2"))
+    act = next(r.layer for r in em.plan if r.op not in ("Parameter", "Convolution") and "MaxPool" not in r.op)
+    pool = next(r.layer for r in em.plan if r.op.startswith("MaxPool (window 2x2"))
     a = em.ints[act][..., :14, :14].reshape(4, 1, 8, 7, 2, 7, 2)
     np.testing.assert_array_equal(em.ints[pool], a.max(axis=(4, 6)))
     wide = ops.max_pool(conv, strides=[1, 1], dilations=[1, 1], pads_begin=[0, 0], pads_end=[0, 0],

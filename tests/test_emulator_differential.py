@@ -63,7 +63,7 @@ def _emulated(model, feed, sf, layout="correct", scales=(), release=None):
     """The emulated output; ``scales`` [(w_sf, out_sf)] of the reference must be the plan's, layer by layer
     (the scales are compared exactly: a one-ulp difference flips weights only now and then)."""
     em = emulate(model, feed, sf, layout=layout, plugin_release=release)
-    planned = [(r["w_sf"], r["out_sf"]) for r in em.plan if r["op"] in ("Convolution", "FullyConnected")]
+    planned = [(r.w_sf, r.out_sf) for r in em.plan if r.op in ("Convolution", "FullyConnected")]
     assert planned == [(float(w), float(o)) for w, o in scales]
     return next(iter(em.outputs.values()))
 

@@ -39,7 +39,7 @@ scale_factors = st.one_of(st.sampled_from([256.0, 1024.0, 2048.0, 8192.0]),
 
 
 def _step(plan_rows, name):
-    return next(r["out_sf"] for r in plan_rows if r["layer"].endswith("/" + name))
+    return next(r.out_sf for r in plan_rows if r.layer.endswith("/" + name))
 
 
 def _same_as_reference(run, reference, skip=()):
@@ -54,7 +54,7 @@ def _same_as_reference(run, reference, skip=()):
         return
     em = run()
     event("lowered" if want.lowered else "computed")
-    rows = [row for row in em.plan if row["op"] != "Parameter"]
+    rows = [row for row in em.plan if row.op != "Parameter"]
     for name, sf in want.sfs.items():
         if not name.endswith(tuple(skip)):
             assert _step(rows, name) == sf, name

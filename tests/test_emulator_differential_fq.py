@@ -81,7 +81,7 @@ def test_fq_input_weights_and_output_fully_connected_is_bit_exact(n_in, n_out, s
     acc = ref.fc(ref.quantize_input(x[0], in_sf), wq, bq)
     act_sf = rfq.activation_out_sf(float(fc_sf), -out_range, out_range, release)
     out = rops.pwl_eval(rfq.fq_segments(float(fc_sf), act_sf, -out_range, out_range, release), acc)
-    fc_row = next(r for r in em.plan if r["op"] == "FullyConnected")
-    assert (fc_row["in_sf"], fc_row["w_sf"], fc_row["out_sf"]) == (in_sf, float(w_sf), float(fc_sf))
-    assert [r["out_sf"] for r in em.plan if r["op"].startswith("FakeQuantize")] == [act_sf]
+    fc_row = next(r for r in em.plan if r.op == "FullyConnected")
+    assert (fc_row.in_sf, fc_row.w_sf, fc_row.out_sf) == (in_sf, float(w_sf), float(fc_sf))
+    assert [r.out_sf for r in em.plan if r.op.startswith("FakeQuantize")] == [act_sf]
     np.testing.assert_array_equal(next(iter(em.outputs.values())), ref.dequantize(out, act_sf)[None])

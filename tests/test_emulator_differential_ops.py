@@ -55,7 +55,7 @@ def _fc_net(n_in, n_out, signal, bias_scale, name="x"):
 
 def _run(model, feed, sf, release, precision="i16"):
     em = emulate(model, feed, sf, precision=precision, plugin_release=release)
-    return next(iter(em.outputs.values())), [r["out_sf"] for r in em.plan if r["op"] != "Parameter"]
+    return next(iter(em.outputs.values())), [r.out_sf for r in em.plan if r.op != "Parameter"]
 
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))

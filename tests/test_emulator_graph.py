@@ -38,10 +38,10 @@ def test_forum_conv_sf2048_cosine(forum):
     assert em.outputs["output"].shape == ref.shape
     assert _cos(em.outputs["output"], ref) > 0.9999
     assert em.to_json()["emulated"] is True and em.rules_version.startswith("gna-plugin-rules") and em.plugin_release == "2023.3"
-    conv_row = next(r for r in em.plan if r["op"] == "Convolution")
-    assert conv_row["in_sf"] == 2048.0 and conv_row["out_sf"] == pytest.approx(conv_row["w_sf"] * 2048.0, rel=1e-7)
-    assert not conv_row["reducer_applied"]
-    assert not any("identity" in r["layer"] for r in em.plan)  # conv → Result: raw int32 output
+    conv_row = next(r for r in em.plan if r.op == "Convolution")
+    assert conv_row.in_sf == 2048.0 and conv_row.out_sf == pytest.approx(conv_row.w_sf * 2048.0, rel=1e-7)
+    assert not conv_row.extras.weights.reducer_applied
+    assert not any("identity" in r.layer for r in em.plan)  # conv → Result: raw int32 output
 
 
 def test_error_falls_then_rises_with_scale_factor(forum):
@@ -104,9 +104,9 @@ def test_batched_equals_single_and_deterministic(forum):
     one = emulate(model, {"input": x[3]}, 2048.0, keep_ints=True)
     assert np.array_equal(em.outputs["output"][3], one.outputs["output"])
     assert np.array_equal(em.outputs["output"], emulate(model, {"input": x}, 2048.0).outputs["output"])
-    conv_name = next(r["layer"] for r in em.plan if r["op"] == "Convolution")
+    conv_name = next(r.layer for r in em.plan if r.op == "Convolution")
     assert em.ints[conv_name].dtype == np.int32 and em.ints[conv_name].shape[0] == N
-    assert np.allclose(em.ints[conv_name] / np.float32(em.plan[-1]["out_sf"]), em.outputs["output"], atol=1e-6)
+    assert np.allclose(em.ints[conv_name] / np.float32(em.plan[-1].out_sf), em.outputs["output"], atol=1e-6)
     js = json.loads(json.dumps(em.to_json()))
     assert js["emulated"] is True and js["plugin_release"] == "2023.3" and js["plan"][-1]["op"] == "Convolution"
 
@@ -138,10 +138,10 @@ def test_conv_then_conv_inserts_identity():
     m = torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3), torch.nn.Conv1d(4, 4, 3))
     x = np.random.default_rng(0).random((4, 1, 4, 40), dtype=np.float32)
     em = emulate(_torch_ir(m, (1, 4, 40)), {"input": x}, 2048.0)
-    ops_ = [r["op"] for r in em.plan]
+    ops_ = [r.op for r in em.plan]
     assert ops_ == ["Parameter", "Convolution", "Identity (inserted)", "Convolution"]
     ident = em.plan[2]
-    assert ident["out_sf"] in (2049.0, 1024.5) and ident["in_sf"] == em.plan[1]["out_sf"]
+    assert ident.out_sf in (2049.0, 1024.5) and ident.in_sf == em.plan[1].out_sf
     with torch.no_grad():
         ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
     assert _cos(em.outputs["output"], ref) > 0.999
@@ -155,8 +155,8 @@ def test_relu_and_fc():
         ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
     for prec in ("i16", "i8"):
         em = emulate(_torch_ir(m, (1, 16)), {"input": x}, 2048.0, precision=prec)
-        assert [r["op"] for r in em.plan] == ["Parameter", "FullyConnected", "Relu", "FullyConnected"]
-        assert em.plan[1]["weight_precision"] == prec
+        assert [r.op for r in em.plan] == ["Parameter", "FullyConnected", "Relu", "FullyConnected"]
+        assert em.plan[1].extras.weights.precision == prec
         assert _cos(em.outputs["output"], ref) > (0.9999 if prec == "i16" else 0.99)
 
 
@@ -222,14 +222,14 @@ def test_concat_of_two_conv_branches_requantizes_one_identity():
     m = _TwoBranches().eval()
     x = np.random.default_rng(3).random((6, 1, 4, 64), dtype=np.float32)
     em = emulate(_torch_ir(m, (1, 4, 64)), {"input": x}, 2048.0)
-    by_name = {r["layer"]: r for r in em.plan}
-    ident_a = next(r for n, r in by_name.items() if n.startswith("__module.a") and r["op"] == "Identity (inserted)")
-    ident_b = next(r for n, r in by_name.items() if n.startswith("__module.b") and r["op"] == "Identity (inserted)")
-    concat = next(r for r in em.plan if r["op"] == "Concat")
+    by_name = {r.layer: r for r in em.plan}
+    ident_a = next(r for n, r in by_name.items() if n.startswith("__module.a") and r.op == "Identity (inserted)")
+    ident_b = next(r for n, r in by_name.items() if n.startswith("__module.b") and r.op == "Identity (inserted)")
+    concat = next(r for r in em.plan if r.op == "Concat")
     # a keeps its own choice (the concat's source), b is overwritten to it; the concat passes one sf on.
-    assert ident_a["out_sf"] == 1024.5 and not ident_a.get("requantized_for_concat")
-    assert ident_b["out_sf"] == 1024.5 and ident_b["requantized_for_concat"]
-    assert concat["in_sf"] == concat["out_sf"] == 1024.5
+    assert ident_a.out_sf == 1024.5 and ident_a.requantized_for is None
+    assert ident_b.out_sf == 1024.5 and ident_b.requantized_for == "concat"
+    assert concat.in_sf == concat.out_sf == 1024.5
     assert any("requantized '__module.b" in n and "from sf 2049 to 1024.5" in n for n in em.notes)
     with torch.no_grad():
         ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
@@ -254,9 +254,9 @@ def test_fake_quantize_overrides_input_sf_and_sets_weight_sf():
     em = emulate(model, {"input": x}, 2048.0)
     assert em.input_scale_factors["input"] == pytest.approx(8191.875)
     assert any("overridden" in n and "2048" in n for n in em.notes)
-    conv = next(r for r in em.plan if r["op"] == "Convolution")
-    assert conv["w_sf"] == pytest.approx(88559.46, abs=0.01) and not conv["reducer_applied"]
-    assert conv["in_sf"] == pytest.approx(8191.875)
+    conv = next(r for r in em.plan if r.op == "Convolution")
+    assert conv.w_sf == pytest.approx(88559.46, abs=0.01) and not conv.extras.weights.reducer_applied
+    assert conv.in_sf == pytest.approx(8191.875)
     cpu = ov.Core().compile_model(model, "CPU")
     ref = np.stack([cpu(s)[0] for s in x])
     assert _cos(em.outputs[model.outputs[0].any_name], ref) > 0.99999
@@ -269,7 +269,7 @@ def test_fq_weights_255_levels_give_int8_fc():
     y = ops.matmul(p, _fq(ops.constant(w), 255, -0.37, 0.37), False, True)
     em = emulate(ov.Model([y], [p]), {"input": np.ones((1, 16), np.float32)}, 1024.0)
     fc = em.plan[1]
-    assert fc["weight_precision"] == "i8" and fc["w_sf"] == pytest.approx(78945.95, abs=0.01)
+    assert fc.extras.weights.precision == "i8" and fc.w_sf == pytest.approx(78945.95, abs=0.01)
 
 
 def test_nncf_style_decompression_weights():
@@ -282,8 +282,8 @@ def test_nncf_style_decompression_weights():
     x = rng.uniform(-1, 1, (5, 1, 16)).astype(np.float32)
     em = emulate(model, {"input": x}, 2048.0)
     fc = em.plan[1]
-    assert fc["weight_precision"] == "i8"
-    assert fc["w_sf"] == pytest.approx(float(np.float32(1 / scale.max()) * np.float32(230)), rel=1e-6)
+    assert fc.extras.weights.precision == "i8"
+    assert fc.w_sf == pytest.approx(float(np.float32(1 / scale.max()) * np.float32(230)), rel=1e-6)
     ref = x @ (qw.astype(np.float32) * scale).T
     assert _cos(em.outputs[model.outputs[0].any_name], ref) > 0.9999
 
@@ -291,8 +291,8 @@ def test_nncf_style_decompression_weights():
 def test_int8_request_on_a_convolution_is_noted(forum):
     model, x, _, _ = forum["conv"]
     em = emulate(model, {"input": x}, 2048.0, precision="i8")
-    conv = next(r for r in em.plan if r["op"] == "Convolution")
-    assert conv["weight_precision"] == "i16"
+    conv = next(r for r in em.plan if r.op == "Convolution")
+    assert conv.extras.weights.precision == "i16"
     assert any("int8 asked, int16 used" in n and "GNA 3.0" in n for n in em.notes)
     assert not any("int8 asked" in n for n in emulate(model, {"input": x}, 2048.0).notes)
 
@@ -307,8 +307,8 @@ def test_2d_convolution_with_height_1_runs_as_1d():
     m = torch.nn.Conv2d(4, 8, (1, 3), stride=(1, 2))
     x = np.random.default_rng(2).uniform(-1, 1, (5, 1, 4, 1, 40)).astype(np.float32)
     em = emulate(_torch_ir(m, (1, 4, 1, 40)), {"input": x}, 4096.0)
-    conv = next(r for r in em.plan if r["op"] == "Convolution")
-    assert conv["geometry"]["nfc"] == 16  # ALIGN8(max(K·C, S·C)) = ALIGN8(12)
+    conv = next(r for r in em.plan if r.op == "Convolution")
+    assert conv.extras.geometry["nfc"] == 16  # ALIGN8(max(K·C, S·C)) = ALIGN8(12)
     with torch.no_grad():
         ref = np.stack([m(torch.from_numpy(s)).numpy() for s in x])
     assert em.outputs["output"].shape == ref.shape == (5, 1, 8, 1, 19)
@@ -335,7 +335,7 @@ def test_data_movement_ops_between_layers():
     model = ov.Model([out], [p])
     x = rng.uniform(-1, 1, (4, 1, 160)).astype(np.float32)
     em = emulate(model, {"input": x}, 8192.0)
-    assert [r["op"] for r in em.plan] == ["Parameter", "Convolution", "Identity (inserted)", "FullyConnected"]
+    assert [r.op for r in em.plan] == ["Parameter", "Convolution", "Identity (inserted)", "FullyConnected"]
     assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999
 
 
@@ -347,10 +347,10 @@ def test_activation_fake_quantize_runs_as_a_pwl():
     model = ov.Model([y], [p])
     x = rng.uniform(-1, 1, (3, 1, 6, 64)).astype(np.float32)
     em = emulate(model, {"input": x}, 2048.0)
-    fq = next(r for r in em.plan if r["op"] == "FakeQuantize (as PWL)")
+    fq = next(r for r in em.plan if r.op == "FakeQuantize (as PWL)")
     # out sf = (65535 − 1)/range = 65534/6 ≈ 10922.3, capped at the activation limit (4096), then moved to
     # a value the PWL's slope encodes well (within 10 %)
-    assert 0.9 * 4096 <= fq["out_sf"] <= 4096 and fq["pwl"]
+    assert 0.9 * 4096 <= fq.out_sf <= 4096 and fq.extras.pwl
     assert _cos(em.outputs[model.outputs[0].any_name], _cpu(model, x)) > 0.9999
 
 
@@ -377,8 +377,8 @@ def test_concat_align_filter_runs_where_the_plugin_inserts_one():
     m = _TwoBranches().eval()  # two conv outputs of 4 × 62 int16 = 496 bytes each: unaligned
     x = np.random.default_rng(4).random((3, 1, 4, 64), dtype=np.float32)
     em = emulate(_torch_ir(m, (1, 4, 64)), {"input": x}, 2048.0)
-    filters = [r for r in em.plan if r["op"] == "ConcatAlignFilter (inserted)"]
-    assert len(filters) == 2 and all(f["w_sf"] == 16384.0 and f["in_sf"] == f["out_sf"] for f in filters)
+    filters = [r for r in em.plan if r.op == "ConcatAlignFilter (inserted)"]
+    assert len(filters) == 2 and all(f.w_sf == 16384.0 and f.in_sf == f.out_sf for f in filters)
     notes = [n for n in em.notes if "ConcatAlignFilter" in n]
     assert "input 0 sits at byte 0 with 496 bytes" in notes[0] and "input 1 sits at byte 496" in notes[1]
     with torch.no_grad():

@@ -43,11 +43,11 @@ def test_a_relu_writer_is_requantized_to_the_state_and_the_integers_follow_by_ha
     assert re.fullmatch(r"memory 'h': activation 'Relu_\d+' requantized from sf 1024 to the state's sf 2048", em.notes[1])
     assert em.input_scale_factors["memory:h"] == 2048.0 and em.input_sf_source["memory:h"] == "memory"
     assert int(em.ints["x"].reshape(-1)[0]) == 1024  # 0.25 · 4096
-    fc = next(r for r in em.plan if r["op"] == "FullyConnected" and r["in_sf"] == 4096.0)
-    assert fc["w_sf"] == 16384.0 and int(em.ints[fc["layer"]].reshape(-1)[0]) == 1024 * 16384  # I·16384
-    relu = next(r for r in em.plan if r["op"] == "Relu")
-    assert relu["out_sf"] == 2048.0
-    state_int = em.ints[relu["layer"]]
+    fc = next(r for r in em.plan if r.op == "FullyConnected" and r.in_sf == 4096.0)
+    assert fc.w_sf == 16384.0 and int(em.ints[fc.layer].reshape(-1)[0]) == 1024 * 16384  # I·16384
+    relu = next(r for r in em.plan if r.op == "Relu")
+    assert relu.out_sf == 2048.0
+    state_int = em.ints[relu.layer]
     np.testing.assert_array_equal(em.state["h"], state_int / np.float32(2048.0))  # what the Assign stores
 
 
@@ -64,8 +64,8 @@ def test_the_state_carried_by_the_stepper_is_bit_identical_to_feeding_it_back(tm
         by_hand.append(em.outputs["y"])
         state = em.state["h"]
     np.testing.assert_array_equal(np.stack(streamed), np.stack(by_hand))
-    tanh = next(r for r in em.plan if r["op"].startswith("Tanh"))
-    assert em.input_scale_factors["memory:h"] == tanh["out_sf"]  # a Tanh's output scale does not follow the state
+    tanh = next(r for r in em.plan if r.op.startswith("Tanh"))
+    assert em.input_scale_factors["memory:h"] == tanh.out_sf  # a Tanh's output scale does not follow the state
 
 
 def test_run_streams_a_memory_model_on_cpu_and_the_emulator_and_the_bundle_reproduces(tmp_path, capsys):

@@ -73,14 +73,14 @@ def test_the_mean_is_taken_in_integers_as_the_plan_says():
     model = _net(shape=(1, 1, 4), normalize=False, front=False)
     x = np.array([[[1.0, 2.0, 3.0, 6.0]]], dtype=np.float32)
     em = emulate(model, {"x": x}, 4.0, keep_ints=True)
-    rows = {r["layer"]: r for r in em.plan}
-    w1 = round(-0.25 * rows["norm_Avg1"]["w_sf"])
+    rows = {r.layer: r for r in em.plan}
+    w1 = round(-0.25 * rows["norm_Avg1"].w_sf)
     np.testing.assert_array_equal(em.ints["norm_Avg1"].reshape(-1), np.full(8, w1 * 48))
     avg1_16 = em.ints["norm_Avg1/identity"].reshape(-1)
     assert np.all(avg1_16 == avg1_16[0])  # the identity PWL brings every copy to the same 16-bit value
-    w2 = round(rows["norm_Avg2"]["w_sf"])  # the broadcast weight 1
+    w2 = round(rows["norm_Avg2"].w_sf)  # the broadcast weight 1
     np.testing.assert_array_equal(em.ints["norm_Avg2"].reshape(-1), np.full(4, w2 * int(avg1_16[0])))
-    mean = em.ints["norm_Avg2"].reshape(-1)[0] / rows["norm_Avg2"]["out_sf"]
+    mean = em.ints["norm_Avg2"].reshape(-1)[0] / rows["norm_Avg2"].out_sf
     assert mean == pytest.approx(-3.0, abs=0.01)
     np.testing.assert_allclose(em.outputs["y"].reshape(-1), [-2.0, -1.0, 0.0, 3.0], atol=0.01)
 
@@ -90,10 +90,10 @@ def test_the_variance_path_in_integers_on_a_hand_worked_example():
     # 1/√3.5 = 0.5345, but the Log PWL (12 segments on [0.001, 2981]) gives about 1.14 there
     model = _net(shape=(1, 1, 4), front=False)
     em = emulate(model, {"x": np.array([[[1.0, 2.0, 3.0, 6.0]]], np.float32)}, 4.0, keep_ints=True)
-    rows = {r["layer"]: r for r in em.plan}
+    rows = {r.layer: r for r in em.plan}
 
     def value(layer):
-        return em.ints[layer].reshape(-1)[:4] / rows[layer]["out_sf"]
+        return em.ints[layer].reshape(-1)[:4] / rows[layer].out_sf
 
     # x (16-bit) + (−mean) (the 32-bit _Avg2): _Avg2's int32 is the bias as it is and x takes the integer weight
     # (no identity, no diagonal: MarkIdentityCandidates, InsertDiagonalLayerPass); _Avg2's sf / 4 passes 32767,

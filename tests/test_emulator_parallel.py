@@ -73,7 +73,7 @@ def test_batch_split_across_threads_is_bit_exact(conv_ir, monkeypatch, sf):
     monkeypatch.setattr(parallel, "available_cores", lambda: 1)
     serial = emulate(str(path), {"input": x}, sf, keep_ints=True)
     assert np.array_equal(threaded.outputs["output"], serial.outputs["output"])
-    assert [r["saturations"] for r in threaded.plan] == [r["saturations"] for r in serial.plan]
+    assert [r.saturations for r in threaded.plan] == [r.saturations for r in serial.plan]
     for layer, ints in threaded.ints.items():  # every layer's integers, not only the output
         assert np.array_equal(ints, serial.ints[layer]), layer
 

@@ -48,8 +48,8 @@ def test_an_emulated_activation_tracks_the_function_inside_its_domain(op, lo, hi
     ref = {"SoftSign": lambda v: v / (1 + np.abs(v)), "Exp": np.exp, "Log": np.log}[op](feed.astype(np.float64))
     out = next(iter(em.outputs.values()))
     assert metrics.sqnr_db(ref, out) > floor_db
-    row = next(r for r in em.plan if r["op"].startswith(op))
-    assert row["out_sf"] == 2048.0 and row["op"].endswith("segments)")
+    row = next(r for r in em.plan if r.op.startswith(op))
+    assert row.out_sf == 2048.0 and row.op.endswith("segments)")
 
 
 def test_prelu_with_one_slope_is_a_leaky_relu_hand_worked():
@@ -62,9 +62,9 @@ def test_prelu_with_one_slope_is_a_leaky_relu_hand_worked():
     y.set_friendly_name("leaky")
     em = emulate(ov.Model([ops.result(y)], [x]), {"x": np.array([[-2.0, -0.5, 0.5, 3.0]], np.float32)}, 8.0,
                  keep_ints=True)
-    row = next(r for r in em.plan if r["layer"] == "leaky")
-    assert row["op"] == "PRelu (leaky, 0.25)" and row["out_sf"] == 2048.0
-    segments = row["pwl"]["segments"]
+    row = next(r for r in em.plan if r.layer == "leaky")
+    assert row.op == "PRelu (leaky, 0.25)" and row.out_sf == 2048.0
+    segments = row.extras.pwl["segments"]
     assert [(s["x_base"], s["y_base"]) for s in segments] == [(-2097152, -8192), (0, 0)]
     assert em.ints["leaky"].tolist() == [[-1024, -256, 1024, 6144]]
 
@@ -111,8 +111,8 @@ def test_max_pooling_after_a_convolution_takes_the_maxima_of_the_activation_inte
     relu_q = em.ints["relu"].astype(np.int64)  # (3, 1, 4, 1, 18)
     want = np.stack([relu_q[..., j:j + 3].max(axis=-1) for j in range(0, 16, 2)], axis=-1)
     assert em.ints["pool"].tolist() == want.tolist() and want.shape[-1] == 8
-    row = next(r for r in em.plan if r["layer"] == "pool")
-    assert row["out_sf"] == next(r for r in em.plan if r["layer"] == "relu")["out_sf"]
+    row = next(r for r in em.plan if r.layer == "pool")
+    assert row.out_sf == next(r for r in em.plan if r.layer == "relu").out_sf
     padded = ops.max_pool(relu, [1, 2], [1, 1], [0, 1], [0, 1], [1, 3])
     with pytest.raises(ValueError, match="padded pooling: the GNA pooling has no padding"):
         emulate(ov.Model([ops.result(padded.output(0))], [x]), feed, 2048.0)

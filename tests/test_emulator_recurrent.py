@@ -141,14 +141,14 @@ def test_emulated_recurrent_nets_track_cpu_fp32(name, floor_db):
 def test_an_lstm_step_is_planned_as_lstm_cell_decomposition_writes_it():
     model = _lstm(steps=1, hidden=4)
     em = emulate(model, _inputs(model, n=2), 256.0)
-    steps = {r["layer"].split("/t0/")[1]: r for r in em.plan if "/t0/" in r["layer"]}
+    steps = {r.layer.split("/t0/")[1]: r for r in em.plan if "/t0/" in r.layer}
     # X·Wᵀ, H·Rᵀ (+B fused), the identity that makes the first sum input 16-bit, XHB, four gate PWLs, f·C, i·c,
     # C' (an identity on f·C), tanh(C'), H', and the identity that brings the 32-bit C' out as an output.
     assert sorted(steps) == sorted(["Xt_W", "Ht_R", "Xt_W/identity", "XHB", "f", "i", "c", "o", "f_C", "i_c",
                                     "f_C/identity", "C", "h_C", "H", "C/identity_output"])
-    assert steps["XHB"]["in_sf"] == [steps["Xt_W/identity"]["out_sf"], steps["Ht_R"]["out_sf"]]
-    assert [steps[g]["op"].split(" ")[0] for g in "fico"] == ["Sigmoid", "Sigmoid", "Tanh", "Sigmoid"]
-    assert steps["f_C"]["in_sf"] == [2048.0, 256.0] and steps["H"]["in_sf"] == [2048.0, 2048.0]
+    assert steps["XHB"].in_sf == [steps["Xt_W/identity"].out_sf, steps["Ht_R"].out_sf]
+    assert [steps[g].op.split(" ")[0] for g in "fico"] == ["Sigmoid", "Sigmoid", "Tanh", "Sigmoid"]
+    assert steps["f_C"].in_sf == [2048.0, 256.0] and steps["H"].in_sf == [2048.0, 2048.0]
 
 
 def test_scaleshift_hand_worked_integers():
@@ -158,12 +158,12 @@ def test_scaleshift_hand_worked_integers():
     y.set_friendly_name("ss")
     em = emulate(ov.Model(_named([y.output(0)], ["y"]), [x]), {"x": np.array([[0.5, -0.25]], np.float32)}, 2048.0,
                  keep_ints=True)
-    (row,) = [r for r in em.plan if r["layer"].startswith("Multiply") or "ScaleShift" in r["op"]]
+    (row,) = [r for r in em.plan if r.layer.startswith("Multiply") or "ScaleShift" in r.op]
     # One layer for ×w then +b. in_sf 2048; w_sf = 16384 / max|w| = 8192 (the bias cap 2^30/0.2 does not bite);
     # weights round(w·8192) = [16384, −8192]; out_sf 8192·2048 = 16777216; bias round(b·out_sf) in float32 =
     # [1677722, 3355443]; x → [1024, −512]: acc = [1024·16384 + 1677722, −512·−8192 + 3355443].
-    assert row["w_sf"] == 8192.0 and row["out_sf"] == 16777216.0
-    assert em.ints[row["layer"]].tolist() == [[18454938, 7549747]]
+    assert row.w_sf == 8192.0 and row.out_sf == 16777216.0
+    assert em.ints[row.layer].tolist() == [[18454938, 7549747]]
     np.testing.assert_allclose(em.outputs["y"], [[18454938 / 16777216, 7549747 / 16777216]])
 
 
@@ -175,8 +175,8 @@ def test_subtract_hand_worked_integers():
     em = emulate(ov.Model(_named([d.output(0)], ["d"]), [a, b]), feeds, 1024.0, keep_ints=True)
     # a, b at sf 1024 → [512, −256, 1024, 0] and [256, 512, −1024, 1]. a becomes the 32-bit bias input through a
     # unit diagonal (×16384, sf 1024·16384); b is the w-input with weight 16384·(−1): out = (a_q − b_q)·16384.
-    row = next(r for r in em.plan if r["layer"] == "diff")
-    assert row["op"] == "Eltwise Sub (diagonal affine)" and row["weight_int"] == -16384
+    row = next(r for r in em.plan if r.layer == "diff")
+    assert row.op == "Eltwise Sub (diagonal affine)" and row.extras.weight_int == -16384
     assert em.ints["diff"].tolist() == [[4194304, -12582912, 33554432, -16384]]
     np.testing.assert_allclose(em.outputs["d"], [[0.25, -0.75, 2.0, -1 / 1024]])
 
@@ -209,11 +209,11 @@ def test_a_sum_whose_scales_differ_by_more_than_32767_lowers_the_bias_layer_as_t
     model = ov.Model(_named([total.output(0)], ["y"]), [x])
     feeds = {"x": rng.uniform(-1, 1, (64, 1, 8)).astype(np.float32)}
     em = emulate(model, feeds, 8192.0)
-    rows = {r["layer"]: r for r in em.plan}
-    w_sf = rows["small/identity"]["out_sf"]  # the 16-bit w-input: an identity on the first 32-bit input
+    rows = {r.layer: r for r in em.plan}
+    w_sf = rows["small/identity"].out_sf  # the 16-bit w-input: an identity on the first 32-bit input
     # Unlowered, "large" would sit at 16384/max|W| · 8192 ≈ 1.3e8, > 32767 · w_sf: it is set to w_sf · 32767.
-    assert rows["large"]["out_sf"] == float(np.float32(np.float32(w_sf) * np.float32(32767)))
-    assert rows["large"]["requantized_for_eltwise"] and rows["sum"]["weight_int"] == 32767
+    assert rows["large"].out_sf == float(np.float32(np.float32(w_sf) * np.float32(32767)))
+    assert rows["large"].requantized_for == "eltwise" and rows["sum"].extras.weight_int == 32767
     assert any("output scale of 'large' lowered" in n for n in em.notes)
     ref = _cpu(model, feeds)["y"]
     assert metrics.sqnr_db(ref, em.outputs["y"]) > 40
@@ -247,10 +247,10 @@ def test_clamp_hand_worked_integers():
     y.set_friendly_name("clip")
     em = emulate(ov.Model(_named([y.output(0)], ["y"]), [x]), {"x": np.array([[-1.0, -0.25, 0.5, 2.0]], np.float32)},
                  1024.0, keep_ints=True)
-    rows = {r["layer"]: r for r in em.plan}
-    in_sf = rows["fc"]["out_sf"]
-    assert in_sf == 16384.0 * 1024.0 and rows["clip"]["out_sf"] == 2048.0
-    segments = rows["clip"]["pwl"]["segments"]
+    rows = {r.layer: r for r in em.plan}
+    in_sf = rows["fc"].out_sf
+    assert in_sf == 16384.0 * 1024.0 and rows["clip"].out_sf == 2048.0
+    segments = rows["clip"].extras.pwl["segments"]
     assert [s["y_base"] for s in segments] == [-1024, -1024, 1536]
     assert [s["x_base"] for s in segments][1:] == [round(-0.5 * in_sf) & ~3, round(0.75 * in_sf) & ~3]
     # x = [−1024, −256, 512, 2048]·16384 at in_sf: −1 and 2 clamp to the bounds, −0.25 and 0.5 pass (·2048).
@@ -288,29 +288,29 @@ def test_an_lstm_step_hand_worked_in_integers():
     feed = {"x": np.array([[[0.5, -0.25]]], np.float32), "h0": np.array([[[0.25, 0.5]]], np.float32),
             "c0": np.array([[[0.5, -1.0]]], np.float32)}
     em = emulate(model, feed, 1024.0, keep_ints=True)
-    plan = {r_["layer"].split("/t0/")[-1]: r_ for r_ in em.plan}
+    plan = {r_.layer.split("/t0/")[-1]: r_ for r_ in em.plan}
     ints = {k.split("/t0/")[-1]: v.reshape(-1).astype(np.int64) for k, v in em.ints.items()}
     x_q, h_q, c_q = np.array([512, -256]), np.array([256, 512]), np.array([512, -1024])
 
     xw = (w * 16384).astype(np.int64) @ x_q
-    assert plan["Xt_W"]["w_sf"] == 16384.0 and ints["Xt_W"].tolist() == xw.tolist()
+    assert plan["Xt_W"].w_sf == 16384.0 and ints["Xt_W"].tolist() == xw.tolist()
     hr = (r * 16384).astype(np.int64) @ h_q + (b.astype(np.float64) * 2**24).astype(np.int64)
     assert ints["Ht_R"].tolist() == hr.tolist()
-    ident = _pwl_by_hand(plan["Xt_W/identity"]["pwl"]["segments"], xw)
-    assert ints["Xt_W/identity"].tolist() == ident.tolist() and plan["XHB"]["weight_int"] == 8188
+    ident = _pwl_by_hand(plan["Xt_W/identity"].extras.pwl["segments"], xw)
+    assert ints["Xt_W/identity"].tolist() == ident.tolist() and plan["XHB"].extras.weight_int == 8188
     xhb = ident * 8188 + hr
     assert ints["XHB"].tolist() == xhb.tolist()
-    gates = {g: _pwl_by_hand(plan[g]["pwl"]["segments"], xhb[k * 2:k * 2 + 2]) for k, g in enumerate("fico")}
+    gates = {g: _pwl_by_hand(plan[g].extras.pwl["segments"], xhb[k * 2:k * 2 + 2]) for k, g in enumerate("fico")}
     for g, v in gates.items():
         assert ints[g].tolist() == v.tolist(), g
     assert ints["f_C"].tolist() == (gates["f"] * c_q).tolist()
     assert ints["i_c"].tolist() == (gates["i"] * gates["c"]).tolist()
-    f_c_id = _pwl_by_hand(plan["f_C/identity"]["pwl"]["segments"], gates["f"] * c_q)
-    cw = plan["C"]["weight_int"]
-    assert cw == round(2048 * 2048 / plan["f_C/identity"]["out_sf"])
+    f_c_id = _pwl_by_hand(plan["f_C/identity"].extras.pwl["segments"], gates["f"] * c_q)
+    cw = plan["C"].extras.weight_int
+    assert cw == round(2048 * 2048 / plan["f_C/identity"].out_sf)
     new_c = f_c_id * cw + gates["i"] * gates["c"]
     assert ints["C"].tolist() == new_c.tolist()
-    tanh_c = _pwl_by_hand(plan["h_C"]["pwl"]["segments"], new_c)
+    tanh_c = _pwl_by_hand(plan["h_C"].extras.pwl["segments"], new_c)
     assert ints["H"].tolist() == (gates["o"] * tanh_c).tolist()
 
 
@@ -324,8 +324,8 @@ def test_a_sum_of_two_inputs_at_scales_far_apart_lowers_the_unit_diagonal_hand_w
     feeds = {"a": np.array([[0.5, -1.0, 2.0]], np.float32), "b": np.array([[1.0, 0.25, -3.0]], np.float32)}
     em = emulate(ov.Model(_named([total.output(0)], ["y"]), [a, b]), feeds, {"a": 4096.0, "b": 1024.0},
                  keep_ints=True)
-    rows = {r["layer"]: r for r in em.plan}
-    assert rows["sum/SyntheticScaleShift"]["w_sf"] == 8191.0 and rows["sum"]["weight_int"] == 32764
+    rows = {r.layer: r for r in em.plan}
+    assert rows["sum/SyntheticScaleShift"].w_sf == 8191.0 and rows["sum"].extras.weight_int == 32764
     a_q, b_q = np.array([2048, -4096, 8192]), np.array([1024, 256, -3072])
     assert em.ints["sum"].tolist() == [(a_q * 8191 + b_q * 32764).tolist()]
     np.testing.assert_allclose(em.outputs["y"], feeds["a"] + feeds["b"], rtol=1e-3)

@@ -233,7 +233,7 @@ def test_output_statistics_weight_reducer_worked_numbers():
     w = np.array([[[0.5, -0.25, 0.125]]], dtype=np.float32).repeat(4, axis=0)
     wq = q.quantize_weightable(w, None, 32768.0, kind="conv", c_in=1, dst_stats=(65536, -8.0, 8.0))
     assert wq.w_sf == 8192.0 and wq.out_sf == 2.0**28
-    assert wq.summary()["dst_reducer"] == pytest.approx(2**33 / (2**31 - 1))
+    assert wq.facts().dst_reducer == pytest.approx(2**33 / (2**31 - 1))
     no_stats = q.quantize_weightable(w, None, 32768.0, kind="conv", c_in=1)
     assert no_stats.w_sf == 32768.0 and no_stats.out_sf == 2.0**30
     # Statistics that already fit leave the scales alone: ±1 → maxInt 2^30 < INT32_MAX → reducer 1.

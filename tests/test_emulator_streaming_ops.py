@@ -63,14 +63,14 @@ def test_eltwise_sum_and_product_compute_the_diagonal_affine_integers():
     qa, qb = (np.round(x[k].astype(np.float64) * 1024) for k in ("a", "b"))
     added = emulate(_two_inputs(ops.add), x, 1024.0)
     # 16 + 16: a unit diagonal (×16384) makes input a the 32-bit bias; b enters with the weight 16384
-    assert [r["op"] for r in added.plan] == ["Parameter", "Parameter", "Diagonal (inserted, weight 1.0)",
+    assert [r.op for r in added.plan] == ["Parameter", "Parameter", "Diagonal (inserted, weight 1.0)",
                                              "Eltwise Sum (diagonal affine)"]
-    assert added.plan[-1]["weight_int"] == 16384 and added.plan[-1]["out_sf"] == 1024.0 * 16384
+    assert added.plan[-1].extras.weight_int == 16384 and added.plan[-1].out_sf == 1024.0 * 16384
     np.testing.assert_array_equal(added.outputs[next(iter(added.outputs))],
                                   ((qa * 16384 + qb * 16384) / (1024.0 * 16384)).astype(np.float32))
     mult = emulate(_two_inputs(ops.multiply), x, {"a": 1024.0, "b": 512.0})
     qb = np.round(x["b"].astype(np.float64) * 512)
-    assert mult.plan[-1]["out_sf"] == 1024.0 * 512
+    assert mult.plan[-1].out_sf == 1024.0 * 512
     np.testing.assert_array_equal(mult.outputs[next(iter(mult.outputs))],
                                   (qa * qb / (1024.0 * 512)).astype(np.float32))
 
@@ -91,7 +91,7 @@ def test_reflect_pad_runs_on_the_host_only_with_porting():
     plain = ov.Model([ops.convolution(q, ops.constant(w), [4], [0], [0], [1])], [q])
     direct = emulate(plain, {"x": np.pad(x, ((0, 0), (0, 0), (0, 8)), mode="reflect")}, 4096.0)
     np.testing.assert_array_equal(next(iter(ported.outputs.values())), next(iter(direct.outputs.values())))
-    assert ported.plan[0]["op"].startswith("Pad (host") and ported.plan[1]["op"] == "Parameter (after host pre-processing)"
+    assert ported.plan[0].op.startswith("Pad (host") and ported.plan[1].op == "Parameter (after host pre-processing)"
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +102,13 @@ def vad_bundle(tmp_path_factory):
 def test_silero_vad_plan_follows_the_lstm_decomposition(vad_bundle):
     emu = make_backend("gna-emu", {"scale_factor": {"chunk": 2048.0, "state": 1024.0}, "porting": True})
     emu.stepper(vad_bundle)
-    rows = {r["layer"]: r for r in emu.plan.summary()}
+    rows = {r.layer: r for r in emu.plan.summary()}
     c_sum = next(r for name, r in rows.items() if name.endswith("aten::add_/Add_1"))
     # f·C (32-bit, sf 2048·1024) gets an identity (sf 2049), i·c stays the bias at 2048·2048 = 2^22:
     # weights scale 2^22/2049 = 2047.0 → stored 2047
-    assert c_sum["in_sf"] == [2049.0, 2.0 ** 22] and c_sum["weight_int"] == 2047
-    gates = [r for r in rows.values() if r["op"].startswith(("Sigmoid", "Tanh"))]
-    assert len(gates) == 6 and all(r["out_sf"] == 2048.0 for r in gates)
+    assert c_sum.in_sf == [2049.0, 2.0 ** 22] and c_sum.extras.weight_int == 2047
+    gates = [r for r in rows.values() if r.op.startswith(("Sigmoid", "Tanh"))]
+    assert len(gates) == 6 and all(r.out_sf == 2048.0 for r in gates)
     statuses = {r["status"] for r in support_report(load_program(str(vad_bundle.ir_xml)))}
     assert statuses == {"native", "decomposed", "rewritten", "host", "movement", "folded"}
     refused = {r["op"] for r in support_report(load_program(str(vad_bundle.ir_xml)), porting=False)

@@ -39,7 +39,7 @@ def test_an_int8_row_with_a_zero_multiplier_saturates_in_2022_3_only():
     assert y["2023.0"].tolist() == y["2023.3"].tolist()
     assert y["2022.3"][2] != y["2023.3"][2] and np.abs(y["2022.3"][2]) > 10 * np.abs(y["2023.3"][2])
     assert np.array_equal(np.delete(y["2022.3"], 2), np.delete(y["2023.3"], 2))  # the other rows agree
-    assert any("computed multiplier of 0" in n for r in out["2022.3"].plan for n in r.get("notes") or [])
+    assert any("computed multiplier of 0" in n for r in out["2022.3"].plan for n in r.notes)
     assert out["2022.3"].plugin_release == "2022.3" and out["2022.3"].to_json()["plugin_release"] == "2022.3"
 
 
@@ -74,8 +74,8 @@ def test_inputs_past_a_pwls_design_domain_count_as_saturated(exponent, beyond):
     output is held at the end value, and the layer says how many inputs went there."""
     x = np.array([[0.5, 3.0, 15.0, 17.0, 40.0, -20.0 if exponent == 2.0 else 0.25, 1.0, 2.0]], np.float32)
     em = emulate(_power(exponent), {"x": x}, 1024.0)
-    row = next(r for r in em.plan if "PWL" in r["op"])
-    assert row["saturations"] == beyond and row["domain"] == ([-16.0, 16.0] if exponent == 2.0 else [0.0, 16.0])
+    row = next(r for r in em.plan if "PWL" in r.op)
+    assert row.saturations == beyond and row.extras.domain == ((-16.0, 16.0) if exponent == 2.0 else (0.0, 16.0))
     y = em.outputs[next(iter(em.outputs))].reshape(-1)
     assert abs(y[4] - y[3]) < 0.01 * abs(y[3])  # 40 reads as 17 does: both at the domain's end
 

@@ -122,6 +122,7 @@ def test_output_fake_quantize_as_pot_wrote_it_and_what_it_changes_on_gna(tmp_pat
     import openvino as ov
 
     from gnaexp.emulator import emulate
+    from gnaexp.emulator.plan_row import Lane
 
     float_xml = _float_ir("conv")
     with_fq = quantization.quantize_ir(float_xml, tmp_path / "a" / "q.xml", QuantizationSettings(calibration_size=8))
@@ -145,7 +146,7 @@ def test_output_fake_quantize_as_pot_wrote_it_and_what_it_changes_on_gna(tmp_pat
         for sf in (1.0, 2048.0):
             em = emulate(res.quantized_xml, feed, sf)
             c = metrics.compare(ref.outputs["output"], em.outputs["output"])
-            acc = sum(r["saturations"] for r in em.plan if r.get("bits") == 32)
+            acc = sum(r.saturations for r in em.plan if r.lane is Lane.INT32)
             results[name, sf] = (c.cosine, c.l1, acc)
     assert results["with", 1.0] == results["with", 2048.0]  # the FakeQuantize sets the input scale
     cosine, l1, acc = results["with", 1.0]

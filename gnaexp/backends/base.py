@@ -11,10 +11,13 @@ import abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 from gnaexp.core.errors import BadInput
+
+if TYPE_CHECKING:  # the emulator is imported only where a plan is read (it is slow to import)
+    from gnaexp.emulator.plan_row import PlanRow
 
 # What kind of number a backend produced. Reports print this next to every figure so that an
 # emulated value is never read as a GNA measurement.
@@ -60,6 +63,12 @@ class BackendResult:
         """Name for tables and plots; emulations and imports say so in the name itself."""
         suffix = {"emulated": " (emulated)", "imported": " (imported)"}.get(self.kind, "")
         return self.backend + suffix
+
+    def plan_rows(self) -> list[PlanRow]:
+        """The emulator's plan this result followed (none for other kinds), read back from ``info``."""
+        from gnaexp.emulator.plan_row import rows_from_json
+
+        return rows_from_json(self.info.get("plan"), f"the plan of {self.label}")
 
     def to_json(self) -> dict[str, Any]:
         """Metadata only; arrays are stored separately (see ``gnaexp.core.records``)."""

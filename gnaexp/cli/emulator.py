@@ -54,9 +54,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             stage(plan, dumps(em.to_json()).encode("utf-8"))
         if ints:
             stage(ints, npz_bytes({k.replace("/", "|"): v for k, v in em.ints.items()}))
+    from gnaexp.emulator.plan_row import Lane
     from gnaexp.emulator.porting import emulated_label
 
-    host = any(r.get("bits") == 0 for r in em.plan)  # host steps compute in float, outside the GNA part
+    host = any(r.lane is Lane.HOST for r in em.plan)  # host steps compute in float, outside the GNA part
     print(f"{emulated_label(host)} ({em.rules_version}, as GNA plugin {em.plugin_release}, layout {args.layout}); "
           "input sf used: "
           f"{em.input_scale_factors}")

@@ -178,7 +178,7 @@ def _concat_as(order: Sequence[int], axis: int | None) -> Callable[[Any], Callab
     """Wrap a concat so that it joins its inputs in ``order`` along sample axis ``axis`` (None: its own), the
     result landing in the same buffer the next layer reads with the original shape."""
     def wrap(st: Any) -> Callable[..., Any]:
-        own = int(st.info["axis"])
+        own = int(st.row.extras.axis)
 
         def run(*xs: np.ndarray) -> tuple[np.ndarray, int]:
             shape = list(xs[0].shape)
@@ -214,12 +214,12 @@ def graph_mistakes(plan: Any) -> list[tuple[str, str, str, Callable[[Any], Any]]
                 "buffer as channel-major (NCW): a transpose too many in front of that layer", st.name,
                 _reads(_nwc_as_ncw))
         elif st.kind == "concat":
-            k, own = len(st.inputs), int(st.info["axis"])
+            k, own = len(st.inputs), int(st.row.extras.axis)
             add("concat-output-ncw-as-nwc", "concat", f"the output of concat {st.name!r} is written channel-major "
                 "(NCW) and read interleaved (NWC) by the next layer", st.name, _writes(_ncw_as_nwc))
             add("concat-output-nwc-as-ncw", "concat", f"the output of concat {st.name!r} is written interleaved "
                 "(NWC) and read channel-major (NCW) by the next layer", st.name, _writes(_nwc_as_ncw))
-            rank = int(st.info["rank"])
+            rank = int(st.row.extras.rank)
             other = rank - 1 if own != rank - 1 else 1  # channels ↔ time (sample axes; 0 is the batch of 1)
             add(f"concat-axis-{other}", "concat", f"concat {st.name!r} joins its inputs on the "
                 f"{_axis_word(other, rank)} axis instead of the {_axis_word(own, rank)} axis; the next layer reads "

@@ -7,13 +7,16 @@ are worded there.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from gnaexp.core import metrics
 from gnaexp.core.floor_sweep import FloorSweep
 from gnaexp.diagnose.results import LayerRow, LayoutRow
 from gnaexp.diagnose.verdicts import (FLOOR_MARGIN_DB, LAYOUT_DEFECT_SQNR_DB, SATURATION_SHARE, SENSITIVE_SPREAD_DB,
                                       STEADY_DB, USABLE_FLOOR_DB, non_finite_note)
+
+if TYPE_CHECKING:  # the emulator package is imported only where a plan is read (it is slow to import)
+    from gnaexp.emulator.plan_row import PlanRow
 
 
 def sensitivity_verdict(spread_db: float, fakequantize_sets_scale: bool) -> str:
@@ -172,16 +175,18 @@ def per_layer_verdict(rows: list[LayerRow], bad: LayerRow | None, layout: str, o
             f"against FP32{alone}")
 
 
-def saturation_fact(plan: list[dict[str, Any]], scale_factor: float, safe_sf: float | None) -> str | None:
+def saturation_fact(plan: Sequence[PlanRow], scale_factor: float, safe_sf: float | None) -> str | None:
     """The plan's significant saturation at the configured sf, in words with the fix; None when there is none."""
+    from gnaexp.emulator.plan_row import Lane
+
     for row in plan:
-        n, total = row.get("saturations") or 0, row.get("values") or 0
+        n, total = row.saturations, row.values
         if not n or n <= SATURATION_SHARE * total:
             continue
         share = f"{100 * n / total:.1f} % of values clipped" if total else f"{n} values clipped"
-        if row.get("op") == "Parameter":
+        if row.op == "Parameter":
             fix = f"; use sf ≤ {safe_sf:g}" if safe_sf else ""
-            return f"input {row['layer']!r} saturates int16 at sf {scale_factor:g}: {share}{fix}"
-        return (f"{row['layer']} saturates its {'int32 accumulator' if row.get('bits') == 32 else 'int16 output'} "
+            return f"input {row.layer!r} saturates int16 at sf {scale_factor:g}: {share}{fix}"
+        return (f"{row.layer} saturates its {'int32 accumulator' if row.lane is Lane.INT32 else 'int16 output'} "
                 f"at sf {scale_factor:g}: {share}; lower the scale factor")
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -21,6 +21,10 @@ from gnaexp.core import metrics
 from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.diagnose.results import LayerRow
 from gnaexp.diagnose.verdicts import USABLE_FLOOR_DB
+
+if TYPE_CHECKING:  # the emulator is imported where it runs (it is slow to import)
+    from gnaexp.emulator.plan_row import Lane
+    from gnaexp.emulator.plan_types import Step
 
 INT32 = (-(2**31), 2**31 - 1)
 
@@ -93,6 +97,7 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
     where that mistake puts the error."""
     from gnaexp.emulator.api import load_program, prepare_inputs
     from gnaexp.emulator.graph import build_plan
+    from gnaexp.emulator.plan_row import Lane
     from gnaexp.emulator.primitives import dequantize
 
     prog = load_program(Path(model_xml), feed, settings.porting)
@@ -106,43 +111,45 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
     friendly = {n.out: n.name for n in prog.nodes if n.out in keys}
     ref = _reference_tensors(Path(model_xml), friendly, {names[0]: feeds[k] for k, names, _ in prog.params})
     ref.update(feeds)
-    bits: dict[str, int] = {}  # width of every tensor the plan holds, for feeding one layer on its own
+    lanes: dict[str, Lane] = {}  # where every tensor the plan holds lives, for feeding one layer on its own
     rows = []
     for st in plan.steps:
-        if st.kind == "move":
-            bits[st.out] = bits.get(st.inputs[0], 16)
+        if st.row is None:  # a data movement: its values stay where its input's were
+            lanes[st.out] = lanes.get(st.inputs[0], Lane.INT16)
             continue
-        bits[st.out] = int(st.info.get("bits") or 16)
-        out_sf = float(st.info["out_sf"])
+        lanes[st.out] = st.row.lane
+        out_sf = float(st.row.out_sf)
         target = ref.get(base(st.out))
-        row = LayerRow(st.name, st.info.get("op"), out_sf, int(sats.get(st.name, 0)), math.nan, math.nan)
+        row = LayerRow(st.name, st.row.op, out_sf, int(sats.get(st.name, 0)), math.nan, math.nan)
         if target is not None and st.name in ints and target.size == ints[st.name].size:  # not host steps
             row.accumulated_sqnr_db = metrics.sqnr_db(target, dequantize(ints[st.name], out_sf).reshape(target.shape))
-            local = _local(st, ref, bits, base, target)
+            local = _local(st, ref, lanes, base, target)
             if local is not None:
                 row.local_sqnr_db = local
         rows.append(row)
     return rows
 
 
-def _local(st: Any, ref: Mapping[str, np.ndarray], bits: Mapping[str, int], base: Any,
+def _local(st: Step, ref: Mapping[str, np.ndarray], lanes: Mapping[str, Lane], base: Callable[[str], str],
            target: np.ndarray) -> float | None:
     """SQNR of one layer fed with its FP32 input quantized at the layer's input sf (None where undefined)."""
+    from gnaexp.emulator.plan_row import Lane
     from gnaexp.emulator.primitives import dequantize, quantize_input
 
-    if st.kind == "input":
+    if st.kind == "input" or st.row is None:
         return None
-    if len(st.inputs) != 1 or st.info.get("in_sf") is None:
+    in_sf = st.row.in_sf
+    if len(st.inputs) != 1 or in_sf is None or isinstance(in_sf, list):
         return None
     src = ref.get(base(st.inputs[0]))
     if src is None or "#" in st.inputs[0] and st.inputs[0].rsplit("/", 1)[-1] == "pad":
         return None  # no FP32 tensor holds a porting rewrite's zero-padded input
-    if bits.get(st.inputs[0], 16) == 32:  # an ideal int32 accumulator value (no host rounding rule applies)
-        q = np.clip(np.round(src.astype(np.float64) * float(st.info["in_sf"])), *INT32)
+    if lanes.get(st.inputs[0]) is Lane.INT32:  # an ideal int32 accumulator value (no host rounding rule applies)
+        q = np.clip(np.round(src.astype(np.float64) * float(in_sf)), *INT32)
     else:  # int16 data, quantized as the host quantizes network inputs
-        q, _ = quantize_input(src, float(st.info["in_sf"]))
+        q, _ = quantize_input(src, float(in_sf))
     val, _ = st.run(q)
-    return metrics.sqnr_db(target, dequantize(val, st.info["out_sf"]).reshape(target.shape))
+    return metrics.sqnr_db(target, dequantize(val, st.row.out_sf).reshape(target.shape))
 
 
 def first_bad_layer(rows: list[LayerRow]) -> LayerRow | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-
 from gnaexp.core import metrics
 from gnaexp.core.floor_sweep import FloorSweep
 from gnaexp.diagnose.results import RecordVerdicts, WhatRan
@@ -55,18 +54,20 @@ def _bits(record: Any) -> str:
     """The weight width the emulated plan used (int8 only where a layer really took 8-bit weights)."""
     for r in record.results:
         if r.kind == "emulated":
-            weightable = [p for p in r.info.get("plan") or [] if p.get("bits") == 32]
-            return "int8-weight" if any(p.get("precision") == "i8" for p in weightable) else "int16"
+            from gnaexp.emulator.plan_row import Lane
+
+            weightable = [p for p in r.plan_rows() if p.lane is Lane.INT32]
+            return "int8-weight" if any(p.precision == "i8" for p in weightable) else "int16"
     return "int8-weight" if record.config.get("precision") == "i8" else "int16"
 
 
 def _saturated_layers(result: Any, significant: bool) -> list[str]:
     """Layers with clipped values (those past SATURATION_SHARE if ``significant``, the others otherwise)."""
     out = []
-    for row in result.info.get("plan") or []:
-        n, total = row.get("saturations") or 0, row.get("values") or 0
+    for row in result.plan_rows():
+        n, total = row.saturations, row.values
         if n and (n > SATURATION_SHARE * total) == significant:
-            out.append(f"{row['layer']} ({n} of {total} values)" if total else f"{row['layer']} ({n} values)")
+            out.append(f"{row.layer} ({n} of {total} values)" if total else f"{row.layer} ({n} values)")
     return out
 
 

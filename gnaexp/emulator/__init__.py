@@ -10,7 +10,8 @@ Modules, one job each:
   (the plugin's PWL design search, in its own float order), ``activations`` (designed PWLs and their encoding);
 - the plan: ``graph`` (quantization plan and execution) built by the op handlers of ``registry`` on one
   ``context``: ``weightable``, ``conv2d``, ``eltwise``, ``activations``, ``memory``, ``state_layers``, ``moves``,
-  ``pooling``, ``porting``; ``plan_types`` (steps and tensor facts);
+  ``pooling``, ``porting``; ``plan_types`` (steps and tensor facts), ``plan_row`` (what the plan reports of each
+  step, typed, with its JSON form);
 - arithmetic: ``conv`` (the 1-D convolution primitive on interleaved memory), ``native`` (compiled loops),
   ``parallel`` (batches across the cores), ``primitives`` (the integer operations as public functions);
 - entry points: ``api`` (``emulate``), ``sweep`` (scale-factor sweeps), ``support`` (the per-op support report,

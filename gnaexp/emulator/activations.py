@@ -37,6 +37,7 @@ from gnaexp.emulator import eltwise, pwl_search
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program
+from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
@@ -106,7 +107,7 @@ def _design(op: str, exponent: float, allowed_pct: float, fp_eq: bool) -> tuple[
     if op == "Power":
         segs.insert(0, [0.0, segs[0][3], -math.inf if integer_exp else 0.0, 0.0])
         segs[-1][1] = segs[-1][3]
-    else:
+    elif rng is not None:  # every other function is clipped to its range
         lo_v, hi_v = rng
         if segs[0][3] < lo_v:
             segs[0][2] += (lo_v - segs[0][3]) / segs[0][0]
@@ -202,7 +203,7 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         raise BadInput(f"Power {node.name!r} with exponent 0 is a constant; fold it before export")
     k = ctx.get(node.inputs[0])
     ti = ctx.info[k]
-    if ti.bits == 16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
+    if ti.lane is Lane.INT16:  # InsertDiagonalLayerPass: a unit diagonal makes the 32-bit input a PWL needs
         k = eltwise.unit_diagonal(node.name, k, ctx.info, ctx.steps, ctx.overrides)
         ti = ctx.info[k]
     in_sf = ti.sf
@@ -229,10 +230,10 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         return y, n
 
     ctx.steps.append(Step("pwl", node.name, [k], node.out, run,
-                          {"layer": node.name, "op": f"{node.op} (PWL, {len(m)} segments)", "precision": "i16",
-                           "in_sf": in_sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json(),
-                           "domain": [d_lo, d_hi] if (lo, hi) != (None, None) else None}))
-    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+                          PlanRow(node.name, f"{node.op} (PWL, {len(m)} segments)", "i16", Lane.INT16, in_sf, None,
+                                  out_sf, Extras(pwl=curve.to_json(),
+                                                 domain=(d_lo, d_hi) if (lo, hi) != (None, None) else None))))
+    ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
 
 
 def add_relu(ctx: BuildContext, node: Node) -> None:
@@ -250,10 +251,9 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
     out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
     curve = pw.build_relu(ti.sf, out_sf, slope, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                          {"layer": node.name, "op": "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})",
-                           "precision": "i16", "in_sf": ti.sf, "w_sf": None,
-                           "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+                          PlanRow(node.name, "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})", "i16",
+                                  Lane.INT16, ti.sf, None, out_sf, Extras(pwl=curve.to_json()))))
+    ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
 
 
 def add_clamp(ctx: BuildContext, node: Node) -> None:
@@ -267,9 +267,9 @@ def add_clamp(ctx: BuildContext, node: Node) -> None:
     out_sf = ctx.overrides.get(node.name, float(pw.ACTIVATION_SF))
     curve = pw.build_clamp(ti.sf, out_sf, low, high, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                          {"layer": node.name, "op": f"Clamp [{low:g}, {high:g}] (PWL)", "precision": "i16",
-                           "in_sf": ti.sf, "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+                          PlanRow(node.name, f"Clamp [{low:g}, {high:g}] (PWL)", "i16", Lane.INT16, ti.sf, None,
+                                  out_sf, Extras(pwl=curve.to_json()))))
+    ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
 
 
 def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
@@ -298,6 +298,6 @@ def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
         out_sf = pw.adjust_scale_factor(out_sf, ti.sf, ctx.release)
     curve = pw.build_fake_quantize(ti.sf, out_sf, il, ih, release=ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
-                          {"layer": node.name, "op": "FakeQuantize (as PWL)", "precision": "i16", "in_sf": ti.sf,
-                           "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-    ctx.info[node.out] = TInfo(out_sf, 16, ti.shape, act=node.name)
+                          PlanRow(node.name, "FakeQuantize (as PWL)", "i16", Lane.INT16, ti.sf, None, out_sf,
+                                  Extras(pwl=curve.to_json()))))
+    ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)

@@ -8,6 +8,7 @@ layer in exact integer arithmetic. Its numbers are an emulation, never a device 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import weakref
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from gnaexp.core.files import json_safe
 from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator.graph import build_plan, RULES_VERSION
 from gnaexp.emulator.ir_reader import Program, read_program, UnsupportedOpError
+from gnaexp.emulator.plan_row import PlanRow
 from gnaexp.emulator.porting import inner_reduce_means, read_as_converter
 from gnaexp.emulator.quantize import DEFAULT_COMPILE_TARGET, INT8_NOT_APPLIED
 from gnaexp.emulator.releases import DEFAULT_RELEASE
@@ -33,7 +35,7 @@ class Emulation:
     """Outputs and the quantization story of one emulator run."""
 
     outputs: dict[str, np.ndarray]
-    plan: list[dict[str, Any]]
+    plan: list[PlanRow]
     input_scale_factors: dict[str, float]
     notes: list[str] = field(default_factory=list)
     ints: dict[str, np.ndarray] = field(default_factory=dict)
@@ -56,7 +58,7 @@ class Emulation:
             "input_scale_factors": dict(self.input_scale_factors),
             "input_sf_source": dict(self.input_sf_source),
             "notes": list(self.notes),
-            "plan": json_safe(self.plan),
+            "plan": json_safe([row.to_json() for row in self.plan]),
         }
 
 
@@ -79,9 +81,10 @@ def load_program(model: Any, inputs: Mapping[str, Any] | None = None, porting: b
     except UnsupportedOpError:
         if not inputs:
             raise
-        prog = _load_reshaped(model, inputs)
-        if prog is None:
+        reshaped = _load_reshaped(model, inputs)
+        if reshaped is None:
             raise
+        prog = reshaped
     if porting and inner_reduce_means(prog):
         prog = _load_converted(model, prog)
     return prog
@@ -246,20 +249,17 @@ def emulate(
         outs = {k: v[0] for k, v in outs.items()}
         ints = {k: v[0] for k, v in ints.items()}
     state = {prog.memory[key].variable: outs.pop(names[0]) for key, names, _ in prog.params if key in prog.memory}
-    summary = []
-    for row in plan.summary():
-        row = dict(row)
-        row["saturations"] = int(sats.get(row["layer"], 0))
-        row["values"] = n_samples * plan.values_per_sample.get(row["layer"], 0)
-        summary.append(row)
+    summary = [dataclasses.replace(row, saturations=int(sats.get(row.layer, 0)),
+                                   values=n_samples * plan.values_per_sample.get(row.layer, 0))
+               for row in plan.summary()]
     notes = list(prog.notes) + list(plan.notes)
     if layout == "legacy-concat":
         notes.append("layout legacy-concat: documented behaviour of 2022.3/2023.0 plugins when a Concat lies "
                      "between the input and a convolution (docs/gna-rules.md §4.3, inference), "
                      "not a fact of every version")
     for row in summary:
-        notes.extend(f"{row['layer']}: {n}" for n in row.get("notes") or [] if n.startswith(INT8_NOT_APPLIED))
-        if row["saturations"]:
-            notes.append(f"{row['layer']}: {row['saturations']} values saturated")
+        notes.extend(f"{row.layer}: {n}" for n in row.notes if n.startswith(INT8_NOT_APPLIED))
+        if row.saturations:
+            notes.append(f"{row.layer}: {row.saturations} values saturated")
     return Emulation(outs, summary, dict(plan.input_sf), notes, ints, RULES_VERSION, layout, precision,
                      dict(plan.input_sf_source), state, plan.release.name)

@@ -13,6 +13,7 @@ from typing import Mapping
 
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import Program
+from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_input
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
@@ -51,9 +52,8 @@ class BuildContext:
             return quantize_input(x, sf, name)
 
         self.steps.append(Step("input", names[0], [src], key + "#q", q_run,
-                               {"layer": names[0],
-                                "op": "Parameter" + (" (after host pre-processing)" if after_host else ""),
-                                "precision": "i16", "in_sf": None, "w_sf": None, "out_sf": sf, "bits": 16}))
+                               PlanRow(names[0], "Parameter" + (" (after host pre-processing)" if after_host else ""),
+                                       "i16", Lane.INT16, None, None, sf)))
         return key + "#q"
 
     def need16(self, key: str, for_result: bool = False) -> str:
@@ -61,13 +61,13 @@ class BuildContext:
         input quantization of host float data entering the GNA part."""
         k = self.get(key)
         ti = self.info[k]
-        if ti.bits == 16:
+        if ti.lane is Lane.INT16:
             return k
-        if ti.bits == 0:  # host float data entering the GNA part: the input quantization happens here
+        if ti.lane is Lane.HOST:  # host float data entering the GNA part: the input quantization happens here
             if k not in self._quantized:
                 names = next(n for p, n, _ in self.prog.params if p == ti.param)
                 q = self.quantize_step(k, k, names, ti.sf, True)
-                self.info[q] = TInfo(ti.sf, 16, ti.shape, from_input=True, param=ti.param)
+                self.info[q] = TInfo(ti.sf, Lane.INT16, ti.shape, from_input=True, param=ti.param)
                 self._quantized[k] = q
             return self._quantized[k]
         name = f"{ti.root}/identity" + ("_output" if for_result else "")
@@ -77,8 +77,8 @@ class BuildContext:
         curve = pw.build_identity(ti.sf, out_sf, release=self.release)
         new = f"{k}#{name}"
         self.steps.append(Step("pwl", name, [k], new, lambda x, c=curve: pw.evaluate(c, x),
-                               {"layer": name, "op": "Identity (inserted)", "precision": "i16", "in_sf": ti.sf,
-                                "w_sf": None, "out_sf": out_sf, "bits": 16, "pwl": curve.to_json()}))
-        self.info[new] = TInfo(out_sf, 16, ti.shape, act=name)
+                               PlanRow(name, "Identity (inserted)", "i16", Lane.INT16, ti.sf, None, out_sf,
+                                       Extras(pwl=curve.to_json()))))
+        self.info[new] = TInfo(out_sf, Lane.INT16, ti.shape, act=name)
         self._identities[(k, name)] = new
         return new

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from gnaexp.emulator import conv as cv
+from gnaexp.emulator.plan_row import Extras, Lane
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import kernel_2d_factor, quantize_weightable
 from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
@@ -109,7 +110,7 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
         filters = f
         if ctx.porting and (f < cv.CONV_FILTERS_DIVIDER or f % cv.CONV_FILTERS_DIVIDER):
             filters = max(cv.CONV_FILTERS_DIVIDER, -(-f // cv.CONV_FILTERS_DIVIDER) * cv.CONV_FILTERS_DIVIDER)
-        flat = (h, kh, sh) if how == "swap" else \
+        flat: tuple[int, int, int] = (h, kh, sh) if how == "swap" else \
             (h * width, kh * kw, sw * (sh * kh if (h == kh and c == 1 and sh == 1) else sh * kw))
         try:
             cv.geometry(c, *flat, filters)
@@ -161,7 +162,6 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
         o, sat = correlate(x4, wint, bias, sh, sw)
         return o[:, :f].reshape((n,) + out_shape), sat
 
-    summary = {"layer": node.name, "op": "Convolution", "precision": wq.weight_precision, "bits": 32,
-               **wq.summary(), "geometry": {"way": label, "k2d": factor}, "notes": wq.notes}
-    ctx.steps.append(Step("conv", node.name, [key], node.out, run, summary))
-    ctx.info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
+    row = wq.row(node.name, "Convolution", extras=Extras(geometry={"way": label, "k2d": factor}))
+    ctx.steps.append(Step("conv", node.name, [key], node.out, run, row))
+    ctx.info[node.out] = TInfo(wq.out_sf, Lane.INT32, out_shape, root=node.name)

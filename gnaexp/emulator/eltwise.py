@@ -28,13 +28,14 @@ identity like any affine output.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node
+from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
 from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX, INT32_MIN
@@ -43,7 +44,7 @@ from gnaexp.core.errors import BadInput
 DIAGONAL_W_SF = 16384.0  # a weight 1.0 quantized at 16384/max|w|
 
 
-def _float_to_int16(v: float) -> int:
+def _float_to_int16(v: float | np.floating) -> int:
     f = np.float32(v)
     return int(np.float32(f + np.float32(0.5)) if f >= 0 else np.float32(f - np.float32(0.5)))
 
@@ -78,13 +79,15 @@ def add_step(ctx: BuildContext, node: Node) -> None:
         ta, tb = info[a], info[b]
         out_sf = float(np.float32(ta.sf) * np.float32(tb.sf))
 
-        def run(x, y):
+        def product(x, y):
             return _sat32(np.asarray(x, dtype=np.float64) * np.asarray(y, dtype=np.float64))
 
-        detail = {"op": "Eltwise Prod (diagonal affine)", "in_sf": [ta.sf, tb.sf], "w_sf": tb.sf}
+        run: Callable[..., tuple[np.ndarray, int]] = product
+
+        row = PlanRow(node.name, "Eltwise Prod (diagonal affine)", "i16", Lane.INT32, [ta.sf, tb.sf], tb.sf, out_sf)
         ins = [a, b]
     else:
-        wide = [info[get(k)].bits == 32 for k in keys]
+        wide = [info[get(k)].lane is Lane.INT32 for k in keys]
         sub = node.op == "Subtract"
         if sub:  # a − b: b is the w-input (weight negated), a the bias input [I: a 32-bit b gets an identity]
             w_key = need16(keys[1])
@@ -120,15 +123,16 @@ def add_step(ctx: BuildContext, node: Node) -> None:
                          "loss)")
         out_sf = tb.sf
 
-        def run(x, y, w=w):
+        def weighted_sum(x, y, w=w):
             return _sat32(np.asarray(x, dtype=np.float64) * w + np.asarray(y, dtype=np.float64))
 
-        detail = {"op": "Eltwise " + ("Sub" if sub else "Sum") + " (diagonal affine)", "in_sf": [tw.sf, tb.sf],
-                  "w_sf": weights_scale, "weight_int": w}
+        run = weighted_sum
+
+        row = PlanRow(node.name, "Eltwise " + ("Sub" if sub else "Sum") + " (diagonal affine)", "i16", Lane.INT32,
+                      [tw.sf, tb.sf], weights_scale, out_sf, Extras(weight_int=w))
         ins = [w_key, b_key]
-    steps.append(Step("eltwise", node.name, ins, node.out, run,
-                      {"layer": node.name, "precision": "i16", "out_sf": out_sf, "bits": 32, **detail}))
-    info[node.out] = TInfo(out_sf, 32, info[ins[0]].shape, root=node.name)
+    steps.append(Step("eltwise", node.name, ins, node.out, run, row))
+    info[node.out] = TInfo(out_sf, Lane.INT32, info[ins[0]].shape, root=node.name)
 
 
 
@@ -147,9 +151,8 @@ def const_layer(ctx: BuildContext, node: Node, key: str) -> str:
     q = np.trunc(np.clip(c * sf, -INT16_MAX - 1, INT16_MAX)).astype(np.float64)
     name = f"{node.name}/const"
     ctx.steps.append(Step("const", name, [data], key, lambda x, q=q: (np.broadcast_to(q, x.shape[:1] + q.shape), 0),
-                          {"layer": name, "op": "Const (eltwise input)", "precision": "i16", "in_sf": None,
-                           "w_sf": None, "out_sf": float(sf), "bits": 16}))
-    ctx.info[key] = TInfo(float(sf), 16, shape, root=name)
+                          PlanRow(name, "Const (eltwise input)", "i16", Lane.INT16, None, None, float(sf))))
+    ctx.info[key] = TInfo(float(sf), Lane.INT16, shape, root=name)
     return key
 
 
@@ -169,11 +172,10 @@ def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step
         w = int(max(np.float32(1.0), np.float32(np.float32(DIAGONAL_W_SF) / reducer)))
     out_sf = float(np.float32(np.float32(w) * np.float32(ti.sf)))  # _dst_quant = w_sf · src, a float product
     steps.append(Step("eltwise", name, [key], new, lambda x, w=w: (np.asarray(x, dtype=np.float64) * w, 0),
-                      {"layer": name, "op": f"Diagonal (inserted, weight {w / DIAGONAL_W_SF:.6g}"
-                                          + (".0)" if w == DIAGONAL_W_SF else ")"), "precision": "i16",
-                       "in_sf": ti.sf, "w_sf": DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), "out_sf": out_sf,
-                       "bits": 32}))
-    info[new] = TInfo(out_sf, 32, ti.shape, root=name)
+                      PlanRow(name, f"Diagonal (inserted, weight {w / DIAGONAL_W_SF:.6g}"
+                                    + (".0)" if w == DIAGONAL_W_SF else ")"), "i16", Lane.INT32, ti.sf,
+                              DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), out_sf)))
+    info[new] = TInfo(out_sf, Lane.INT32, ti.shape, root=name)
     return new
 
 
@@ -189,14 +191,15 @@ def _lower_bias_input(ctx: BuildContext, node: Node, b_key: str, wanted: float, 
     layer = ti.root or ti.act
     kinds = {st.name: st for st in ctx.steps}
     step = kinds.get(layer) if layer else None
-    while step is not None and step.kind == "eltwise" and step.info.get("op") == "Eltwise Sum (diagonal affine)":
+    while step is not None and step.kind == "eltwise" and step.row and step.row.op == "Eltwise Sum (diagonal affine)":
         below = ctx.info[step.inputs[1]]
         wanted = float(np.float32(np.float32(wanted) * np.float32(np.float32(below.sf) / np.float32(ti.sf))))
         ti, layer = below, below.root or below.act
         step = kinds.get(layer) if layer else None
-    lowerable = step is not None and (step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
-                                      or str(step.info.get("op", "")).startswith("ScaleShift"))
-    if lowerable and ctx.overrides.get(layer) != wanted:
+    lowerable = step is not None and layer is not None and (
+        step.kind in ("fc", "conv", "pwl") or layer.endswith("/SyntheticScaleShift")
+        or bool(step.row and step.row.op.startswith("ScaleShift")))
+    if lowerable and layer is not None and ctx.overrides.get(layer) != wanted:
         raise Requantize(layer, wanted, f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× "
                                         f"(> 32767): output scale of {layer!r} lowered from {ti.sf:g} to {wanted:g}")
     raise BadInput(f"{node.op} {node.name!r}: the input scales differ by {weights_scale:.0f}× (> 32767) and the "
@@ -227,8 +230,6 @@ def add_scaleshift(ctx: BuildContext, node: Node) -> None:
         acc, sat = _sat32(acc)
         return acc.reshape(x.shape), sat
 
-    ctx.steps.append(Step("eltwise", node.name, [k], node.out, run,
-                          {"layer": node.name, "op": f"ScaleShift ({node.attrs.get('from', 'eltwise')} with a "
-                                                     "constant, diagonal affine)", "precision": "i16", "bits": 32,
-                           **wq.summary(), "notes": wq.notes}))
-    ctx.info[node.out] = TInfo(wq.out_sf, 32, shape, root=node.name)
+    op = f"ScaleShift ({node.attrs.get('from', 'eltwise')} with a constant, diagonal affine)"
+    ctx.steps.append(Step("eltwise", node.name, [k], node.out, run, wq.row(node.name, op, precision="i16")))
+    ctx.info[node.out] = TInfo(wq.out_sf, Lane.INT32, shape, root=node.name)

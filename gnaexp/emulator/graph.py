@@ -16,6 +16,7 @@ Inferred behaviour [I], implemented as described and not confirmed on a device:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -27,6 +28,7 @@ from gnaexp.emulator import parallel, porting as porting_rules, primitives, rele
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import downstream, Program, root_key, unsupported
 from gnaexp.emulator.moves import MOVE_OPS
+from gnaexp.emulator.plan_row import Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
 from gnaexp.emulator.registry import HANDLERS
@@ -49,8 +51,9 @@ class Plan:
     values_per_sample: dict[str, int] = field(default_factory=dict)  # layer → output values per sample
     release: PluginRelease = releases.DEFAULT
 
-    def summary(self) -> list[dict[str, Any]]:
-        return [dict(s.info) for s in self.steps if s.kind != "move"]
+    def summary(self) -> list[PlanRow]:
+        """The rows of the steps that compute (not the data movements), saturations not yet counted."""
+        return [s.row for s in self.steps if s.row is not None]
 
     def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool) -> tuple[dict, dict, dict]:
         env: dict[str, np.ndarray] = dict(feeds)
@@ -59,10 +62,10 @@ class Plan:
         for st in self.steps:
             val, n_sat = st.run(*[env[k] for k in st.inputs])
             env[st.out] = val
-            if st.kind != "move":
+            if st.row is not None:
                 sats[st.name] = sats.get(st.name, 0) + n_sat
-                if keep_ints and st.info.get("bits"):
-                    ints[st.name] = val.astype(np.int32 if st.info.get("bits") == 32 else np.int16)
+                if keep_ints and st.row.lane is not Lane.HOST:
+                    ints[st.name] = val.astype(np.int32 if st.row.lane is Lane.INT32 else np.int16)
         outs = {}
         for name, key, sf in self.outputs:
             outs[name] = primitives.dequantize(env[key], sf)
@@ -93,7 +96,7 @@ class Plan:
                 for k, v in part[1].items():
                     sats[k] = sats.get(k, 0) + v
 
-        parallel.run_all([lambda s=s: chunk(s) for s in range(0, n, CHUNK)])
+        parallel.run_all([functools.partial(chunk, s) for s in range(0, n, CHUNK)])
         return outs, sats, ints
 
 
@@ -150,13 +153,13 @@ def build_plan(prog: Program, sample_shapes: Mapping[str, tuple[int, ...]], sett
                                  f"{', '.join(sorted(overrides))}") from None
             seen.add((rq.layer, rq.sf))
             overrides[rq.layer] = rq.sf
-            why[rq.layer] = ("requantized_for_concat" if rq.note.startswith("concat") else
-                             "requantized_for_memory" if rq.note.startswith("memory") else "requantized_for_eltwise")
+            why[rq.layer] = ("concat" if rq.note.startswith("concat") else
+                             "memory" if rq.note.startswith("memory") else "eltwise")
             requantized.append(rq.note)
             continue
         for st in plan.steps:
-            if st.name in overrides:
-                st.info[why[st.name]] = True
+            if st.name in overrides and st.row is not None:
+                st.row = dataclasses.replace(st.row, requantized_for=why[st.name])
         plan.notes[:0] = requantized
         return plan
     raise BadInput(f"scale factors do not settle after {len(requantized)} requantizations; the last: "
@@ -170,7 +173,7 @@ def _memory_write(ctx: BuildContext, key: str, memory, state_sf: float, override
     """The 16-bit tensor an Assign writes, at the state's scale factor, or a restart that makes it so (the
     plugin's memory rule, state_layers.py)."""
     k = ctx.get(ctx.prog.memory_writes[key])
-    if ctx.info[k].bits == 32:
+    if ctx.info[k].lane is Lane.INT32:
         k = ctx.need16(ctx.prog.memory_writes[key], for_result=True)
     ti = ctx.info[k]
     if np.float32(ti.sf) == np.float32(state_sf):
@@ -187,7 +190,8 @@ def _memory_write(ctx: BuildContext, key: str, memory, state_sf: float, override
                      "(scale_factor_calc.cpp, memory layers)")
 
 
-def _user_sf(prog: Program, scale_factors: float | Mapping[str, float]) -> dict[str, float]:
+def _user_sf(prog: Program, scale_factors: float | Mapping[Any, float]) -> dict[str, float]:
+    """Each input's scale factor, from one value for all or a mapping by input name or position."""
     out: dict[str, float] = {}
     if isinstance(scale_factors, Mapping):
         known = {n for _, names, _ in prog.params for n in names} | set(range(len(prog.params)))
@@ -242,9 +246,9 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
         sf = sf_in[key]
         shape = tuple(sample_shapes[key])
         if key in host_fed:  # quantized where the GNA part starts reading it, after the host ops
-            info[key] = TInfo(sf, 0, shape, from_input=True, param=key)
+            info[key] = TInfo(sf, Lane.HOST, shape, from_input=True, param=key)
             continue
-        info[key + "#q"] = TInfo(sf, 16, shape, from_input=True, param=key)
+        info[key + "#q"] = TInfo(sf, Lane.INT16, shape, from_input=True, param=key)
         ctx.alias[key] = ctx.quantize_step(key, key, names, sf, False)
 
     for node in prog.nodes:
@@ -258,12 +262,12 @@ def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, por
     for name, key in prog.results:
         k = get(key)
         ti = info[k]
-        if ti.bits == 32 and any(c.op not in ("Result",) for c in downstream(prog, root_key(prog, key))):
+        if ti.lane is Lane.INT32 and any(c.op not in ("Result",) for c in downstream(prog, root_key(prog, key))):
             k = need16(key, for_result=True)
             ti = info[k]
         outputs.append((name, k, ti.sf))
     for key, memory in prog.memory.items():
         outputs.append((pname[key], _memory_write(ctx, key, memory, sf_in[key], overrides), sf_in[key]))
-    sizes = {st.name: int(np.prod(info[st.out].shape)) for st in steps if st.kind != "move" and st.out in info}
+    sizes = {st.name: int(np.prod(info[st.out].shape)) for st in steps if st.row is not None and st.out in info}
     return Plan(steps, outputs, {pname[k]: v for k, v in sf_in.items()}, notes, layout, precision,
                 {pname[k]: v for k, v in sf_source.items()}, sizes, release)

@@ -10,6 +10,7 @@ from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.core.errors import BadInput
 
@@ -23,7 +24,7 @@ def add_move(ctx: BuildContext, node: Node) -> None:
     shape = move_shape(node.op, node.attrs, src.shape, args)
     ctx.steps.append(Step("move", node.name, [ctx.get(node.inputs[0])], node.out,
                           lambda x, n=node, a=args: (apply_move(n.op, n.attrs, x, a, True), 0)))
-    ctx.info[node.out] = TInfo(src.sf, src.bits, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
+    ctx.info[node.out] = TInfo(src.sf, src.lane, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
 
 
 def _producer_op(prog: Program, key: str) -> str | None:
@@ -43,9 +44,9 @@ def _align_filter(ctx: BuildContext, node: Node, i: int, key: str, offset: int, 
     name = f"{node.name}/ConcatAlignFilter_{i}"
     new = f"{key}#{name}"
     ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=curve, m=w_sf: pw.evaluate(c, x * m),
-                          {"layer": name, "op": "ConcatAlignFilter (inserted)", "precision": "i16", "in_sf": ti.sf,
-                           "w_sf": w_sf, "out_sf": ti.sf, "bits": 16, "pwl": curve.to_json()}))
-    ctx.info[new] = TInfo(ti.sf, 16, ti.shape, act=ti.act)
+                          PlanRow(name, "ConcatAlignFilter (inserted)", "i16", Lane.INT16, ti.sf, w_sf, ti.sf,
+                                  Extras(pwl=curve.to_json()))))
+    ctx.info[new] = TInfo(ti.sf, Lane.INT16, ti.shape, act=ti.act)
     ctx.notes.append(f"concat {node.name!r}: input {i} sits at byte {offset} with {size} bytes, so the GNA plugin "
                      f"inserts a ConcatAlignFilter (unit-weight affine layer, w_sf {w_sf:g}, then an identity back "
                      f"to sf {ti.sf:g}); emulated")
@@ -84,9 +85,9 @@ def add_concat(ctx: BuildContext, node: Node) -> None:
     shape[axis] = sum(t.shape[axis] for t in tis)
     ctx.steps.append(Step("concat", node.name, keys, node.out,
                           lambda *xs, a=axis: (np.concatenate(xs, axis=a + 1), 0),
-                          {"layer": node.name, "op": "Concat", "precision": "i16", "in_sf": sfs[0], "w_sf": None,
-                           "out_sf": sfs[0], "bits": 16, "axis": axis, "rank": len(shape)}))
-    info[node.out] = TInfo(sfs[0], 16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
+                          PlanRow(node.name, "Concat", "i16", Lane.INT16, sfs[0], None, sfs[0],
+                                  Extras(axis=axis, rank=len(shape)))))
+    info[node.out] = TInfo(sfs[0], Lane.INT16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
     ctx.notes.extend(plugin_checks.concat_axis_warning(node, [info[ctx.get(k)] for k in node.inputs]))
     ctx.notes.extend(plugin_checks.conv_concat_axis_warning(
         node, info[ctx.get(node.inputs[0])].shape, [_producer_op(prog, k) == "Convolution" for k in node.inputs]))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from gnaexp.emulator.plan_row import Lane, PlanRow
 
 
 @dataclass
@@ -13,10 +15,10 @@ class TInfo:
     """What the plan knows about one tensor: scale, width, sample shape and where it comes from."""
 
     sf: float
-    bits: int
+    lane: Lane
     shape: tuple[int, ...]
-    root: str | None = None  # weightable layer behind a 32-bit tensor
-    act: str | None = None  # activation behind a 16-bit tensor
+    root: str | None = None  # weightable layer behind an INT32 tensor
+    act: str | None = None  # activation behind an INT16 tensor
     from_input: bool = False  # only network-input data (moved/concatenated)
     via_concat: bool = False
     param: str | None = None  # the network input, if this is one (moved)
@@ -24,9 +26,11 @@ class TInfo:
 
 @dataclass
 class Step:
+    """One integer (or host) computation of the plan: ``run`` maps its inputs to (output, values saturated)."""
+
     kind: str
     name: str
     inputs: list[str]
     out: str
     run: Callable[..., tuple[np.ndarray, int]]
-    info: dict[str, Any] = field(default_factory=dict)
+    row: PlanRow | None = None  # what the plan reports of it; None for a data movement

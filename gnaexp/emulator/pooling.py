@@ -17,6 +17,7 @@ import numpy as np
 
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node
+from gnaexp.emulator.plan_row import Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.core.errors import BadInput
 
@@ -72,7 +73,7 @@ def add_maxpool(ctx: BuildContext, node: Node) -> None:
 
     label = "x".join(map(str, ks))
     ctx.steps.append(Step("pool", node.name, [key], node.out, run,  # exact: the maxima keep their scale factor
-                          {"layer": node.name, "op": f"MaxPool (window {label}, stride {'x'.join(map(str, ss))})",
-                           "precision": "i16", "in_sf": ti.sf, "w_sf": None, "out_sf": ti.sf, "bits": 16}))
-    ctx.info[node.out] = TInfo(ti.sf, 16, ti.shape[:-axes] + counts, act=ti.act, from_input=ti.from_input,
+                          PlanRow(node.name, f"MaxPool (window {label}, stride {'x'.join(map(str, ss))})", "i16",
+                                  Lane.INT16, ti.sf, None, ti.sf)))
+    ctx.info[node.out] = TInfo(ti.sf, Lane.INT16, ti.shape[:-axes] + counts, act=ti.act, from_input=ti.from_input,
                                param=ti.param)

@@ -25,7 +25,7 @@ Four kinds of fix, each exact up to float32 rounding and each named in the plan'
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import ACTIVATION_OPS, DYNAMIC, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
 from gnaexp.emulator.mvn import LAYER_NORM_NOTE
+from gnaexp.emulator.plan_row import Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.core.errors import BadInput
 
@@ -104,8 +105,8 @@ def _feeds_only_results(prog: Program, key: str) -> bool:
     return True
 
 
-def _host_position(prog: Program, node: Node, input_bits: int) -> str | None:
-    if input_bits == 0:
+def _host_position(prog: Program, node: Node, input_lane: Lane) -> str | None:
+    if input_lane is Lane.HOST:
         return "pre"
     if _feeds_only_results(prog, node.out):
         return "post"
@@ -125,7 +126,7 @@ def host_step(ctx: BuildContext, node: Node) -> None:
     prog, info, steps, get, porting = ctx.prog, ctx.info, ctx.steps, ctx.get, ctx.porting
     k = get(node.inputs[0])
     ti = info[k]
-    where = _host_position(prog, node, ti.bits)
+    where = _host_position(prog, node, ti.lane)
     if not porting:
         raise BadInput(f"{node.op} {node.name!r}: the GNA plugin has no {node.op} layer and refuses the network; "
                          + HOST_FIX)
@@ -140,34 +141,38 @@ def host_step(ctx: BuildContext, node: Node) -> None:
     args = [prog.consts.get(i) for i in node.inputs[1:]]
     if any(a is None for a in args):
         raise BadInput(f"{node.op} {node.name!r}: its parameters must be constant")
-    lead_sf = 1.0 if ti.bits == 0 else ti.sf
+    lead_sf = 1.0 if ti.lane is Lane.HOST else ti.sf
 
     if node.op == "Pad":
         begin, end = (np.asarray(a, dtype=np.int64).reshape(-1) for a in args[:2])
         mode = str(node.attrs.get("pad_mode", "constant"))
         value = float(np.asarray(args[2]).reshape(-1)[0]) if len(args) > 2 else 0.0
 
-        def run(x, begin=begin, end=end, mode=mode, value=value, sf=lead_sf):
+        def pad(x, begin=begin, end=end, mode=mode, value=value, sf=lead_sf):
             x = np.asarray(x, dtype=np.float32) / np.float32(sf)
             widths = [(0, 0)] + [(int(b), int(e)) for b, e in zip(begin, end)]
             kw = {"constant_values": value} if mode == "constant" else {}
             return np.pad(x, widths, mode=mode, **kw).astype(np.float32), 0
+
+        run: Callable[..., tuple[np.ndarray, int]] = pad
 
         shape = tuple(d + int(b) + int(e) for d, b, e in zip(ti.shape, begin, end))
     else:  # ReduceMean
         axes = tuple(int(a) % len(ti.shape) for a in np.asarray(args[0]).reshape(-1))
         keep = bool(node.attrs.get("keep_dims", False))
 
-        def run(x, axes=axes, keep=keep, sf=lead_sf):
+        def mean(x, axes=axes, keep=keep, sf=lead_sf):
             x = np.asarray(x, dtype=np.float32) / np.float32(sf)
             return np.mean(x, axis=tuple(a + 1 for a in axes), keepdims=keep, dtype=np.float32), 0
 
+        run = mean
+
         shape = tuple(1 if i in axes else d for i, d in enumerate(ti.shape) if keep or i not in axes)
     steps.append(Step("host", node.name, [k], node.out, run,
-                      {"layer": node.name, "op": f"{node.op} (host, float32, {where}-processing)",
-                       "precision": "f32 (host)", "in_sf": None if ti.bits == 0 else ti.sf, "w_sf": None,
-                       "out_sf": 1.0, "bits": 0}))
-    info[node.out] = TInfo(1.0 if ti.bits else ti.sf, 0, shape, from_input=ti.from_input, param=ti.param)
+                      PlanRow(node.name, f"{node.op} (host, float32, {where}-processing)", "f32 (host)", Lane.HOST,
+                              None if ti.lane is Lane.HOST else ti.sf, None, 1.0)))
+    info[node.out] = TInfo(ti.sf if ti.lane is Lane.HOST else 1.0, Lane.HOST, shape, from_input=ti.from_input,
+                           param=ti.param)
 
 
 def conv_pads(node: Node) -> list[tuple[int, int]]:
@@ -186,8 +191,8 @@ def zero_pad_step(node: Node, key: str, pads: list[tuple[int, int]], info: dict[
     new = f"{key}#{node.name}/pad"
     steps.append(Step("move", f"{node.name}/zero-pad", [key], new,
                       lambda x, a=attrs: (apply_move("ZeroPad", a, x, [], True), 0)))
-    info[new] = TInfo(ti.sf, 16, move_shape("ZeroPad", attrs, ti.shape, []), act=ti.act, from_input=ti.from_input,
-                      via_concat=ti.via_concat, param=ti.param)
+    info[new] = TInfo(ti.sf, Lane.INT16, move_shape("ZeroPad", attrs, ti.shape, []), act=ti.act,
+                      from_input=ti.from_input, via_concat=ti.via_concat, param=ti.param)
     return new
 
 

@@ -12,11 +12,11 @@ round them in double.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from gnaexp.emulator import native
+from gnaexp.emulator.plan_row import PwlJson
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
@@ -78,7 +78,7 @@ def relu_out_scale(in_sf: float) -> float:
     return float(result)
 
 
-def fp32_equal(a: np.ndarray | float, b: float, acc: float) -> np.ndarray:
+def fp32_equal(a: np.ndarray | np.floating | float, b: float, acc: float) -> np.ndarray:
     """``fp32eq`` / ``AreFpEq<float>`` (``numerical_utils.hpp``): |a − b| ≤ acc·min(|a|, |b|), in float32."""
     a = np.asarray(a, dtype=np.float32)
     b32 = np.float32(b)
@@ -112,8 +112,9 @@ def adjust_scale_factor(sf: float, in_sf: float, release: PluginRelease = DEFAUL
         fits = (s * cand <= INT16_MAX) & (s * cand >= INT16_MIN)
         better = fits & (scale < cand)
         scale = np.where(better, cand, scale)
+    raw: np.ndarray
     if "best_output_sf" in release.float32_sites:
-        raw = np.float32(s * scale)
+        raw = (s * scale).astype(np.float32)
         rounded = np.trunc(raw + np.where(raw < 0, np.float32(-0.5), np.float32(0.5)))
     else:
         raw = s * scale
@@ -161,7 +162,7 @@ class PWL:
     def shifts(self) -> np.ndarray:
         return 8 * ((self.xbase & 3) + 1)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> PwlJson:
         return {
             "kind": self.kind,
             "in_sf": self.in_sf,

@@ -7,13 +7,14 @@ that ties and large int32 biases come out as the plugin writes them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from gnaexp.core.gna_settings import PRECISIONS
 from gnaexp.emulator import native
+from gnaexp.emulator.plan_row import Extras, Lane, PlanRow, WeightFacts
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT8_MAX, INT8_MIN, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
@@ -72,10 +73,10 @@ def quantize_input(x: np.ndarray, sf: float, name: str = "", bits: int = 16) -> 
 def fq_scale(levels: int, lo: float, hi: float) -> float:
     """Scale factor from FakeQuantize statistics: (L−1)/(max−min), L capped at 65536; 1 if the range is empty."""
     lv = min(int(levels), 65536)
-    lo, hi = F32(lo), F32(hi)
-    if hi == lo:
+    lo32, hi32 = F32(lo), F32(hi)
+    if hi32 == lo32:
         return 1.0
-    return float(F32(F32(lv - 1) / F32(hi - lo)))
+    return float(F32(F32(lv - 1) / F32(hi32 - lo32)))
 
 
 def conv_reducer(c_in: int, weight_range: int, k2d: float = 1.0) -> float:
@@ -128,19 +129,14 @@ class WeightQuant:
     bias_saturations: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "weight_precision": self.weight_precision,
-            "in_sf": self.in_sf,
-            "w_sf": self.w_sf,
-            "out_sf": self.out_sf,
-            "bias_cap_hit": self.bias_cap_hit,
-            "reducer_applied": self.reducer > 1.0,
-            "reducer": self.reducer,
-            "dst_reducer": self.dst_reducer,
-            "weight_saturations": self.weight_saturations,
-            "bias_saturations": self.bias_saturations,
-        }
+    def facts(self) -> WeightFacts:
+        return WeightFacts(self.weight_precision, self.bias_cap_hit, self.reducer, self.dst_reducer,
+                           self.weight_saturations, self.bias_saturations)
+
+    def row(self, layer: str, op: str, precision: str | None = None, extras: Extras | None = None) -> PlanRow:
+        """The plan row of the layer these weights belong to: its 32-bit output at ``out_sf``."""
+        return PlanRow(layer, op, precision or self.weight_precision, Lane.INT32, self.in_sf, self.w_sf,
+                       self.out_sf, dataclasses.replace(extras or Extras(), weights=self.facts()), list(self.notes))
 
 
 def weight_precision_for(kind: str, precision: str, stats: WeightStats | None, target: str = DEFAULT_COMPILE_TARGET) -> str:

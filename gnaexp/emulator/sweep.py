@@ -6,6 +6,7 @@ cheap, so a 64-sf × 256-input sweep of the forum conv runs in well under a seco
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -18,6 +19,7 @@ from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import parallel, releases
 from gnaexp.emulator.api import emulate, load_program
 from gnaexp.emulator.int_ranges import INT16_MAX
+from gnaexp.emulator.plan_row import Lane
 from gnaexp.core.errors import BadInput
 
 DEFAULT_HEADROOM = 0.5  # fraction of int16 full scale reserved: max|x|·sf ≤ (1 − headroom)·32767
@@ -137,12 +139,12 @@ def sweep(
         except ValueError as exc:  # refused at this sf, as the plugin would: a row that says why; the rest goes on
             return math.nan, math.nan, math.nan, 0, 0, str(exc).splitlines()[0] if str(exc) else repr(exc), 0, ""
         sqnr, cos, l1, output = worst(em)
-        return (cos, l1, sqnr, sum(r["saturations"] for r in em.plan if r["op"] == "Parameter"),
-                sum(r["saturations"] for r in em.plan if r.get("bits") == 32), "",
+        return (cos, l1, sqnr, sum(r.saturations for r in em.plan if r.op == "Parameter"),
+                sum(r.saturations for r in em.plan if r.lane is Lane.INT32), "",
                 sum(np.size(em.outputs[n]) for n in names), output)
 
     # One scale factor per task, on the cores (parallel.run_all: no BLAS thread pool involved).
-    rows = parallel.run_all([lambda sf=sf: one(sf) for sf in sfs])
+    rows = parallel.run_all([functools.partial(one, sf) for sf in sfs])
     out = dict(zip(("cos", "l1", "sqnr", "insat", "accsat", "refused", "size", "worst"),
                    (list(col) for col in zip(*rows))))
     if any(size not in (0, ref_size) for size in out["size"]):
@@ -168,7 +170,7 @@ def sweep(
 def _swept_inputs(inputs: Mapping[str, np.ndarray], per_input: Mapping[str, float] | None) -> Mapping[str, np.ndarray]:
     """The inputs whose range sets the recommended sf: the swept one of a per-input set (where the inputs name it)."""
     main = next(iter(per_input)) if per_input else None
-    return {main: inputs[main]} if main in inputs else inputs
+    return {main: inputs[main]} if main is not None and main in inputs else inputs
 
 
 # Scale factors a run's floor sweep probes: powers of two up to the int16 range (plus the configured one).

@@ -10,6 +10,7 @@ from gnaexp.emulator import porting as porting_rules
 from gnaexp.emulator import primitives
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program, downstream
+from gnaexp.emulator.plan_row import Extras, Lane
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
 from gnaexp.core.errors import BadInput
@@ -100,12 +101,11 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
             o = o.reshape(n, geo.filters, -1)[:, :out_shape[1]]
         return o.reshape((n,) + out_shape), sat
 
-    summary = {"layer": node.name, "op": "Convolution", "precision": wq.weight_precision, "bits": 32,
-               **wq.summary(), "geometry": {"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
-               "input_layout": "NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)",
-               "notes": wq.notes}
-    steps.append(Step("conv", node.name, [k], node.out, run, summary))
-    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
+    row = wq.row(node.name, "Convolution", extras=Extras(
+        geometry={"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
+        input_layout="NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)"))
+    steps.append(Step("conv", node.name, [k], node.out, run, row))
+    info[node.out] = TInfo(wq.out_sf, Lane.INT32, out_shape, root=node.name)
 
 
 def add_fc(ctx: BuildContext, node: Node) -> None:
@@ -135,7 +135,5 @@ def add_fc(ctx: BuildContext, node: Node) -> None:
         acc, sat = layer(x.reshape(-1, x.shape[-1]))
         return acc.reshape(x.shape[:-1] + (acc.shape[-1],)), sat
 
-    steps.append(Step("fc", node.name, [k], node.out, run,
-                      {"layer": node.name, "op": "FullyConnected", "precision": wq.weight_precision, "bits": 32,
-                       **wq.summary(), "notes": wq.notes}))
-    info[node.out] = TInfo(wq.out_sf, 32, out_shape, root=node.name)
+    steps.append(Step("fc", node.name, [k], node.out, run, wq.row(node.name, "FullyConnected")))
+    info[node.out] = TInfo(wq.out_sf, Lane.INT32, out_shape, root=node.name)

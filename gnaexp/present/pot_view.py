@@ -17,6 +17,7 @@ from gnaexp import parameters
 from gnaexp.core import forum
 from gnaexp.core.records import Record
 from gnaexp import experiment
+from gnaexp.emulator.plan_row import Lane
 from gnaexp.experiment import ExperimentConfig, IR_FLOAT, IR_NNCF
 from gnaexp.present.index_entry import IndexEntry, MetricRow
 from gnaexp.present.markup import cell, escape, table as markup_table
@@ -80,16 +81,16 @@ def _rows(record: Record, name: str, ir: str, sf: float, layout: str) -> list[di
         comp = next(iter(per.values()))
         used = result.info.get("input_scale_factors_used") or {}
         emulated = result.kind == "emulated"
+        plan = result.plan_rows()
+        accumulators = [p for p in plan if p.lane is Lane.INT32]
         out.append({
             "experiment": name, "ir": ir, "scale_factor": sf, "backend": result.label, "kind": result.kind,
             "layout": layout if emulated else "-", "l1": comp.l1, "cosine": comp.cosine, "pearson": comp.pearson,
             "sqnr_db": comp.sqnr_db, "input_sf_used": next(iter(used.values())) if used else None,
             "sf_overridden": "fakequantize" in (result.info.get("input_sf_source") or {}).values(),
-            "saturations": sum(int(p.get("saturations", 0)) for p in result.info.get("plan", [])),
-            "accumulator_saturations": sum(int(p.get("saturations", 0)) for p in result.info.get("plan", [])
-                                           if p.get("bits") == 32),
-            "accumulator_values": sum(int(p.get("values", 0)) for p in result.info.get("plan", [])
-                                      if p.get("bits") == 32),
+            "saturations": sum(p.saturations for p in plan),
+            "accumulator_saturations": sum(p.saturations for p in accumulators),
+            "accumulator_values": sum(p.values for p in accumulators),
             "forum_l1": fig.l1 if fig and emulated else None,
             "forum_cosine": fig.cosine if fig and emulated else None,
         })
@@ -157,9 +158,9 @@ def plan_table(study: Study) -> "Any":
                f"{cell(r['output_range'][0], '.5g')} … {cell(r['output_range'][1], '.5g')}",
                cell(r["derived_scale_factor"], ".6g")) for r in q.get("fake_quantize", [])]
         emu = next((r for r in record.results if r.kind == "emulated"), None)
-        columns = ("layer", "op", "precision", "in_sf", "w_sf", "out_sf", "saturations")
-        plan = [tuple(cell(p.get(k), ".6g" if isinstance(p.get(k), float) else "") for k in columns)
-                for p in (emu.info.get("plan", []) if emu else [])]
+        plan = [tuple(cell(v, ".6g" if isinstance(v, float) else "")
+                      for v in (p.layer, p.op, p.precision, p.in_sf, p.w_sf, p.out_sf, p.saturations))
+                for p in (emu.plan_rows() if emu else [])]
         notes = "".join(f"<li>{escape(n)}</li>" for n in q.get("notes", []))
         name = escape(record.experiment)
         parts.append(f"<h4>{name}: NNCF quantizers</h4>"

@@ -21,6 +21,7 @@ from gnaexp.backends.base import Backend
 from gnaexp.core import environment, files
 from gnaexp.core.output_folder import check_folder, publish_folder
 from gnaexp.core.records import VAD_SCHEMA
+from gnaexp.emulator.plan_row import PlanRow
 from gnaexp.vad import audio as audio_mod, metrics as vad_metrics, stream as vad
 from gnaexp.vad.options import StreamSettings, VadOptions, audio_scale_factor
 from gnaexp.vad.record import (BackendAggregate, EmulatorReport, FileResult, StateDrift, TrackRow, TrackScores,
@@ -303,11 +304,13 @@ def assemble(loaded: Loaded, backends: Sequence[str], parts: Sequence[tuple[list
     return record
 
 
-def _plan_row(row: dict[str, Any], saturations: dict[str, int]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k != "pwl"}
-    if "pwl" in row:
-        out["pwl_segments"] = len(row["pwl"]["segments"])
-    out["saturations"] = int(saturations.get(row["layer"], 0))
+def _plan_row(row: PlanRow, saturations: dict[str, int]) -> dict[str, Any]:
+    """A plan row as the stream record keeps it: the PWL's segment count instead of its table, the saturations of
+    the whole stream (summed by ``run`` over the files) and no per-run value count."""
+    out = {k: v for k, v in row.to_json().items() if k not in ("pwl", "values")}
+    if row.extras.pwl is not None:
+        out["pwl_segments"] = len(row.extras.pwl["segments"])
+    out["saturations"] = int(saturations.get(row.layer, 0))
     return out
 
 
