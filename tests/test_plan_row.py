@@ -10,7 +10,7 @@ import pytest
 from gnaexp.backends.base import BackendResult
 from gnaexp.core.errors import BadInput
 from gnaexp.core.files import dumps
-from gnaexp.diagnose import verdicts
+from gnaexp.diagnose import ladder_verdicts, verdicts
 from gnaexp.emulator import emulate
 from gnaexp.emulator.plan_row import Lane, PlanRow, rows_from_json
 
@@ -59,7 +59,7 @@ def test_a_record_written_before_the_lane_had_a_name_still_reads(plan):
     result = BackendResult("gna-emu", "emulated", {}, info={"plan": old})
     conv = old[1]["layer"]
     assert verdicts._saturated_layers(result, True) == [f"{conv} (50 of 100 values)"]
-    assert "int32 accumulator" in verdicts.saturation_fact(rows_from_json(old), 1024.0, None)
+    assert "int32 accumulator" in ladder_verdicts.saturation_fact(rows_from_json(old), 1024.0, None)
 
 
 @pytest.mark.parametrize("change, named", [({"lane": "int8"}, "'lane' is 'int8'"), ({"out_sf": "big"}, "'out_sf'"),
