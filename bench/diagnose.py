@@ -55,7 +55,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 result = ladder.ladder(config, obs)
                 times.append(time.perf_counter() - t0)
-            got = next(s for s in result["steps"] if s["step"] == "observed")["explained_by"]
+            got = result.observed.explained_by if result.observed else None
             total += 1
             hits += got == expected
             print(f"{name:<12} seed {seed} {kind:<9} {plant:<18} → {got or 'none'}"
