@@ -56,4 +56,4 @@ def test_an_installed_package_without_the_speech_sample_names_where_it_is(tmp_pa
 
     monkeypatch.setattr(vad_report, "SAMPLE", tmp_path / "absent.wav")
     with pytest.raises(ValueError, match="ships with gnaexp's source repository, not with the installed package"):
-        vad_report.run("", "torch,gna-emu", 2048.0, 1024.0, "i16", str(tmp_path / "rec"))
+        vad_report.run({"audio": "", "backends": "torch,gna-emu", "record_dir": str(tmp_path / "rec")})
