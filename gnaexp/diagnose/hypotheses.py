@@ -235,22 +235,17 @@ def graph_mistakes(plan: Any) -> list[tuple[str, str, str, Callable[[Any], Any]]
 
 
 @dataclass
-class Scored:
-    """One hypothesis scored against the observed output; ``aliases``: the others with the very same output."""
+class Scored(HypothesisScore):
+    """One hypothesis scored against the observed output, with the output it predicts and the edit that makes it
+    (``aliases``: the others with the very same output)."""
 
-    hypothesis: str
-    family: str
-    mechanism: str
-    sqnr_db: float
-    cosine: float
-    aliases: list[str]
-    output: np.ndarray = field(repr=False)
-    edit: Callable[[Any], Any] | None = field(default=None, repr=False)
+    output: np.ndarray = field(repr=False, kw_only=True)
+    edit: Callable[[Any], Any] | None = field(default=None, repr=False, kw_only=True)
 
-    def to_json(self) -> dict[str, Any]:
-        """Without the output array and the edit (what a diagnosis.json keeps)."""
-        return {"hypothesis": self.hypothesis, "family": self.family, "mechanism": self.mechanism,
-                "sqnr_db": self.sqnr_db, "cosine": self.cosine, "aliases": list(self.aliases)}
+    def score(self) -> HypothesisScore:
+        """Without the output array and the edit (what a diagnosis keeps)."""
+        return HypothesisScore(self.hypothesis, self.family, self.mechanism, self.sqnr_db, self.cosine,
+                               list(self.aliases))
 
 
 def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[Scored]:
@@ -269,14 +264,14 @@ def score(observed: np.ndarray, hyps: Sequence[Hypothesis]) -> list[Scored]:
             continue
         s = metrics.sqnr_db(h.output, observed)
         s = SQNR_CAP_DB if (math.isinf(s) and s > 0) or s > SQNR_CAP_DB else s
-        rows.append(Scored(h.name, h.family, h.mechanism, s, metrics.cosine(h.output, observed), [], h.output, h.edit))
+        rows.append(Scored(h.name, h.family, h.mechanism, s, metrics.cosine(h.output, observed), [], output=h.output, edit=h.edit))
     rows.sort(key=lambda r: -r.sqnr_db if not math.isnan(r.sqnr_db) else math.inf)
     return rows
 
 
 def public(rows: Sequence[Scored]) -> list[HypothesisScore]:
     """Scored rows without their arrays (what a diagnosis keeps)."""
-    return [HypothesisScore(**r.to_json()) for r in rows]
+    return [r.score() for r in rows]
 
 
 LAYOUT_MECHANISMS = {

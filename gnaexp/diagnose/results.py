@@ -116,7 +116,7 @@ class Thresholds:
 
 @dataclass
 class HypothesisScore:
-    """One hypothesis scored against the observed output (``hypotheses.Scored`` without its arrays)."""
+    """One hypothesis scored against the observed output: what a diagnosis keeps of ``hypotheses.Scored``."""
 
     hypothesis: str
     family: str
@@ -124,6 +124,10 @@ class HypothesisScore:
     sqnr_db: float
     cosine: float
     aliases: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hypothesis": self.hypothesis, "family": self.family, "mechanism": self.mechanism,
+                "sqnr_db": self.sqnr_db, "cosine": self.cosine, "aliases": list(self.aliases)}
 
 
 @dataclass
