@@ -240,12 +240,13 @@ def discard_reference(key: str, problem: str) -> None:
 
 def store_reference(key: str, model: ModelBundle, ref: BackendResult, input_fingerprint: str) -> None:
     """Keep a torch result and its IR, replacing an entry that was damaged or wrong (best effort)."""
-    from gnaexp.core.files import dumps
+    from gnaexp.core.files import dumps, npz_bytes
 
     def build(tmp: Path) -> None:
-        shutil.copyfile(model.ir_xml, tmp / "model.xml")
-        shutil.copyfile(Path(model.ir_xml).with_suffix(".bin"), tmp / "model.bin")
-        np.savez(tmp / "reference.npz", **ref.outputs)
+        xml = model.require_ir()
+        shutil.copyfile(xml, tmp / "model.xml")
+        shutil.copyfile(xml.with_suffix(".bin"), tmp / "model.bin")
+        (tmp / "reference.npz").write_bytes(npz_bytes(ref.outputs))
         meta = {"name": model.name, "input_names": model.input_names, "output_names": model.output_names,
                 "input_shapes": {k: list(v) for k, v in model.input_shapes.items()}, "info": ref.info,
                 "input_fingerprint": input_fingerprint}
@@ -290,11 +291,13 @@ def load_vad_streams(key: str) -> tuple[list[Any], float] | None:
 
 def store_vad_streams(key: str, streams: Sequence[Any], seconds: float) -> None:
     """Keep torch's tracks (best effort)."""
+    from gnaexp.core.files import npz_bytes
+
     arrays: dict[str, np.ndarray] = {"count": np.asarray(len(streams)), "seconds": np.asarray(seconds)}
     for i, stream in enumerate(streams):
         arrays[f"probability{i}"], arrays[f"state{i}"] = stream.probability, stream.state
-    _best_effort(cache_dir() / "vad-reference" / key, lambda tmp: np.savez(tmp / "tracks.npz", **arrays),
-                 ("tracks.npz",))
+    _best_effort(cache_dir() / "vad-reference" / key,
+                 lambda tmp: (tmp / "tracks.npz").write_bytes(npz_bytes(arrays)), ("tracks.npz",))
 
 
 # --- IRs: converted nets, copies of user models, NNCF-quantized IRs ----------------------------------------------

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class ExperimentConfig:
     # device settings
     # GNA input scale factor; 1.0 is the plugin's default. One per input as a mapping (``chunk=2048,state=1024``):
     # inputs left out keep 1.0, and sweeps vary the first one named (gna_settings.main_scale_factor).
-    scale_factor: float | dict[str, float] = 1.0
+    scale_factor: float | Mapping[str, float] = 1.0
     porting: bool = False  # emulator: host pre/post-processing and exact rewrites, as a porting team would
     precision: str = "i16"
     layout: str = "correct"  # emulator: correct | legacy-concat
@@ -252,7 +252,7 @@ def _with_config_ir(bundle: ModelBundle, config: ExperimentConfig) -> ModelBundl
     settings = quantization.QuantizationSettings(
         config.activation_bits, config.weight_bits, config.calibration_size, config.calibration_seed,
         config.input_kind, config.amplitude, config.calibration_file)
-    result = cache.quantized_ir(bundle.ir_xml, settings)
+    result = cache.quantized_ir(bundle.require_ir(), settings)
     return dataclasses.replace(bundle, ir_xml=result.quantized_xml, info={
         **bundle.info, "quantization": result.to_json(relative_to=result.quantized_xml.parent)})
 
@@ -398,10 +398,10 @@ def run(
         model, torch_result, feed = cached
     name = config.experiment if model is None else model.name
     float_model, stream = None, None
+    if model is None:
+        float_model = _build_float_model(config)
+        model = _with_config_ir(float_model, config)
     if cached is None:  # a cached reference is a forum net's: never a stream
-        if model is None:
-            float_model = _build_float_model(config)
-            model = _with_config_ir(float_model, config)
         stream = stream_inputs(config, model) if streaming.streamed(config.state, model, config.input_file) else None
         feed = {} if stream else make_inputs(config, model)
     results = []

@@ -24,8 +24,8 @@ def _parent(module: str) -> str:
 
 
 def test_types_check():
-    """mypy over the package, as pyproject.toml configures it (modules still untyped at their boundaries are
-    listed there; the newest typed values strictly)."""
+    """mypy over the whole package, as pyproject.toml configures it (only the standalone device scripts are left
+    out; the newest typed values strictly)."""
     mypy = Path(sys.executable).with_name("mypy")
     proc = subprocess.run([str(mypy), "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
                            str(ROOT / ".mypy_cache")], capture_output=True, text=True, cwd=str(ROOT))

@@ -40,6 +40,13 @@ class ModelBundle:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # how the IR was made (e.g. quantization settings)
 
+    def require_ir(self) -> Path:
+        """The IR file, for work that reads one; a bundle holding only a torch module is refused, naming it."""
+        if self.ir_xml is None:
+            raise BadInput(f"model {self.name!r} has no OpenVINO IR; convert it first (gnaexp.models.ir.convert_torch "
+                           "+ gnaexp.models.ir.save)")
+        return self.ir_xml
+
 
 @dataclass
 class BackendResult:

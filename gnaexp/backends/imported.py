@@ -23,13 +23,10 @@ META_KEY = "__meta__"
 
 def write_outputs(path: str | Path, outputs: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write outputs + metadata in the import format (atomically)."""
-    from gnaexp.core.files import atomic_write_bytes
-    import io
+    from gnaexp.core.files import atomic_write_bytes, npz_bytes
 
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()},
-             **{META_KEY: np.array(json.dumps(meta))})
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()}
+    return atomic_write_bytes(Path(path), npz_bytes({**arrays, META_KEY: np.array(json.dumps(meta))}))
 
 
 def read_outputs(path: str | Path, what: str = "imported outputs") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -41,6 +38,8 @@ def read_outputs(path: str | Path, what: str = "imported outputs") -> tuple[dict
     from gnaexp.core.inputs import read_file
 
     data = read_file(path, what, keep_meta=True)
+    if not isinstance(data, dict):  # an .npz always reads as arrays by name
+        raise RuntimeError(f"{path.name}: an .npz read as a single array")
     try:
         meta = json.loads(str(data.pop(META_KEY))) if META_KEY in data else {}
     except ValueError as exc:

@@ -175,8 +175,10 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         pid = await loop.run_in_executor(None, _ZYGOTE.fork, cmd[3:], cwd, env)
         if pid is None:
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = _ForkedKernel(pid)
-        self.pid = self.pgid = self.process.pid  # the kernel leads its own session
+        kernel = _ForkedKernel(pid)
+        # LocalProvisioner types ``process`` as a Popen but uses only the subset _ForkedKernel has
+        self.process = kernel  # type: ignore[assignment]
+        self.pid = self.pgid = kernel.pid  # the kernel leads its own session
         self.cwd = cwd
         return self.connection_info
 
@@ -274,8 +276,9 @@ def _serve(path: str) -> None:
               file=sys.stderr, flush=True)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped automatically
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watched: list[socket.socket | int] = [server, 0]  # the socket, and stdin: its end means the caller is gone
     while True:
-        readable, _, _ = select.select([server, 0], [], [])
+        readable, _, _ = select.select(watched, [], [])
         if 0 in readable and not os.read(0, 1):  # the process that started this zygote is gone
             break
         if server not in readable:

@@ -419,7 +419,7 @@ def _spread_notebooks(runs: list[Run]) -> list[Run]:
     groups: dict[Path, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.notebook, []).append(r)
-    order = []
+    order: list[Run] = []
     for batch in itertools.zip_longest(*groups.values()):
         order.extend(r for r in batch if r is not None)
     return order

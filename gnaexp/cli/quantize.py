@@ -45,7 +45,7 @@ def cmd_quantize(args: Any) -> int:
     else:
         from gnaexp.experiment import build_model
 
-        float_src = build_model(make_config(args.model, args.set, "torch")).ir_xml
+        float_src = build_model(make_config(args.model, args.set, "torch")).require_ir()
     # Staged inside --out and put in place whole, only once everything succeeded.
     with publish_folder(out, "quantize output folder") as stage:
         result = quantize_ir(float_src, stage / "quantized.xml", settings)

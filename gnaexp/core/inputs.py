@@ -12,7 +12,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import IO, Mapping
 
 import numpy as np
 from gnaexp.core.errors import BadInput
@@ -80,7 +80,7 @@ class _Damaged(Exception):
     """A file that declares more than it holds (its text is the reason)."""
 
 
-def _check_member(fp: BinaryIO, holds: int, label: str) -> None:
+def _check_member(fp: IO[bytes], holds: int, label: str) -> None:
     """Refuse an array whose header declares more bytes than the file (or archive member) holds, before numpy
     allocates them: a damaged header can claim hundreds of GiB."""
     try:

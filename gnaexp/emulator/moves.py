@@ -15,7 +15,10 @@ from gnaexp.core.errors import BadInput
 MOVE_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Slice", "Crop", "ZeroPad"}
 
 
-def _reshape_target(in_shape: tuple[int, ...], target: np.ndarray, special_zero: bool) -> tuple[int, ...]:
+def _reshape_target(in_shape: tuple[int, ...], target: np.ndarray | None, special_zero: bool) -> tuple[int, ...]:
+    if target is None:
+        raise BadInput("Reshape: its target shape must be a constant (the emulator does not compute shapes); "
+                       "export the model with static shapes")
     out = [int(v) for v in np.asarray(target).reshape(-1)]
     if special_zero:
         out = [in_shape[i] if v == 0 else v for i, v in enumerate(out)]
@@ -64,8 +67,8 @@ def apply_move(op: str, attrs: dict[str, Any], x: np.ndarray, args: Sequence[np.
         arg = _arg(args, 0)
         if arg is None:
             return x.reshape(x.shape[:lead] + tuple(d for d in shape if d != 1))
-        axes = {int(a) % len(shape) for a in np.asarray(arg).reshape(-1)}
-        return x.reshape(x.shape[:lead] + tuple(d for i, d in enumerate(shape) if i not in axes or d != 1))
+        squeezed = {int(a) % len(shape) for a in np.asarray(arg).reshape(-1)}
+        return x.reshape(x.shape[:lead] + tuple(d for i, d in enumerate(shape) if i not in squeezed or d != 1))
     if op == "Unsqueeze":
         axes = np.asarray(args[0]).reshape(-1)
         rank = len(shape) + len(axes)

@@ -57,7 +57,7 @@ class Rewrite:
     nodes: frozenset[str] = frozenset()  # friendly names of the ops that replaced it
 
 
-def _ops():
+def _ops() -> Any:
     import openvino.opset13 as ops
 
     return ops
@@ -77,7 +77,8 @@ def _named(node: Any, name: str) -> Any:
     return node
 
 
-def lstm_cell(x, h, c, w, r, b, acts: list[str], clip: float, name: str) -> tuple[Any, Any]:
+def lstm_cell(x: Any, h: Any, c: Any, w: Any, r: Any, b: Any, acts: list[str], clip: float,
+              name: str) -> tuple[Any, Any]:
     """LSTMCellDecomposition: (H', C') of one step; x [B, I], h/c [B, H], w [4H, I], r [4H, H], b [4H]."""
     ops = _ops()
     xt_w = _named(ops.matmul(x, w, False, True), f"{name}/Xt_W")
@@ -99,7 +100,8 @@ def lstm_cell(x, h, c, w, r, b, acts: list[str], clip: float, name: str) -> tupl
     return out_h.output(0), out_c.output(0)
 
 
-def gru_cell(x, h, w, r, b, acts: list[str], clip: float, linear_before_reset: bool, name: str) -> Any:
+def gru_cell(x: Any, h: Any, w: Any, r: Any, b: Any, acts: list[str], clip: float, linear_before_reset: bool,
+             name: str) -> Any:
     """GRUCellDecomposition: H' of one step; x [B, I], h [B, H], w [3H, I], r [3H, H], b [3H] (or [4H])."""
     ops = _ops()
     xt_w = _named(ops.matmul(x, w, False, True), f"{name}/Xt_W")
@@ -371,10 +373,14 @@ def transform(model: Any) -> tuple[Any, list[Rewrite]]:
                 continue
             acts = [str(v).lower() for v in a.get("activations", ["sigmoid", "tanh", "tanh"])]
             ins = [op.input_value(i) for i in range(op.get_input_size())]
+            new: tuple[Any, ...]  # the cell's outputs in order: (H', C') of an LSTM, (H',) of a GRU
             if kind == "LSTM":
-                new = lstm_cell(*ins[:6], acts, float(a.get("clip", 0.0)), name)
+                x, h, c, w, r, b = ins[:6]
+                new = lstm_cell(x, h, c, w, r, b, acts, float(a.get("clip", 0.0)), name)
             else:
-                new = (gru_cell(*ins[:5], acts, float(a.get("clip", 0.0)), bool(a.get("linear_before_reset")), name),)
+                x, h, w, r, b = ins[:5]
+                new = (gru_cell(x, h, w, r, b, acts, float(a.get("clip", 0.0)), bool(a.get("linear_before_reset")),
+                                name),)
             for i, out in enumerate(new):
                 replace_output(op.output(i), out)
             rewrites.append(Rewrite(t, name, f"decomposed into MatMul/Add/Split/Sigmoid/Tanh/Multiply "

@@ -49,8 +49,8 @@ def explicit(model: Any) -> tuple[Any, dict[str, Memory]]:
             var = op.get_variable_id()
             shape = op.get_output_partial_shape(0)
             init = op.input_value(0).get_node() if op.get_input_size() else None
-            constant = init is not None and init.get_type_name() == "Constant"
-            initial = np.array(init.get_data(), dtype=np.float32) if constant else \
+            constant = init if init is not None and init.get_type_name() == "Constant" else None
+            initial = np.array(constant.get_data(), dtype=np.float32) if constant is not None else \
                 np.zeros(shape.to_shape() if shape.is_static else (), np.float32)
             param = ops.parameter(shape, op.get_output_element_type(0), name=MEMORY_PREFIX + var)
             param.output(0).get_tensor().set_names({MEMORY_PREFIX + var})

@@ -43,8 +43,8 @@ def _seeded_conv(c_in: int, c_out: int, kernel: int, stride: int, seed: int) -> 
     conv = nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, padding=0, bias=True)
     bound = 1.0 / (c_in * kernel) ** 0.5
     with torch.no_grad():
-        conv.weight.uniform_(-bound, bound, generator=gen)
-        conv.bias.uniform_(-bound, bound, generator=gen)
+        for p in conv.parameters():  # the weight, then the bias: the order of the draws
+            p.uniform_(-bound, bound, generator=gen)
     return conv
 
 

@@ -123,7 +123,7 @@ def calibration_set(settings: QuantizationSettings, input_shapes: Mapping[str, t
     """Calibration samples, one dict per sample. Generated from a seed, or loaded from the user's file."""
     if settings.calibration_file:
         return load_calibration(settings.calibration_file, input_shapes)
-    samples = []
+    samples: list[dict[str, np.ndarray]] = []
     for name, shape in input_shapes.items():
         batch = inputs_mod.generate_batch(settings.calibration_kind, shape, settings.calibration_size,
                                           seed=settings.calibration_seed, amplitude=settings.calibration_amplitude)

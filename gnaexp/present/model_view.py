@@ -5,7 +5,6 @@ sweep and the per-layer table. A model the emulator refuses shows its support ta
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -14,7 +13,7 @@ import numpy as np
 
 from gnaexp import experiment, parameters
 from gnaexp.cache import cache_dir
-from gnaexp.core.files import atomic_write_bytes
+from gnaexp.core.files import atomic_write_bytes, npz_bytes
 from gnaexp.models import catalog as model_catalog
 from gnaexp.core.records import Record
 from gnaexp.present import report
@@ -32,9 +31,7 @@ def _corpus_inputs(key: str, seed: int, stream: bool) -> Path:
     if not path.exists():
         arrays = model_catalog.example_frames(key, STREAM_STEPS, seed) if stream else \
             {k: v[0] for k, v in model_catalog.example_inputs(key, 1, seed).items()}
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, npz_bytes(arrays))
     return path
 
 
@@ -81,7 +78,7 @@ def _layers(config: experiment.ExperimentConfig) -> report.HTML:
     from gnaexp.diagnose import layer_error as layers
 
     model = experiment.build_model(config)
-    rows = layers.per_layer(model.ir_xml, experiment.make_inputs(config, model), experiment.gna_settings(config))
+    rows = layers.per_layer(model.require_ir(), experiment.make_inputs(config, model), experiment.gna_settings(config))
     first = layers.first_bad_layer(rows)
     body = [(escape(r.layer), escape(r.op), cell(r.out_sf, ".6g"), cell(r.accumulated_sqnr_db, ".1f"),
              cell(r.local_sqnr_db, ".1f"), cell(r.saturations, "d")) for r in rows]

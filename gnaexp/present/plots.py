@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -71,7 +71,8 @@ def _check(reference: np.ndarray, outputs: Mapping[str, np.ndarray]) -> tuple[np
     return ref, outs
 
 
-def figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+def figure(width: float, height: float,
+           layout: Literal["constrained", "compressed", "tight"] | None = "constrained") -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)  # attach the Agg canvas so savefig works without pyplot
     return fig
@@ -92,14 +93,14 @@ def _single_axes(width: float, height: float, title: str, legend: str = "top") -
     ax.tick_params(labelsize=TICK_PT)
     ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
 
-    def place_legend(**style: object) -> None:
+    def place_legend(**style: Any) -> None:
         _, labels = ax.get_legend_handles_labels()
         rows = math.ceil(len(labels) / 2)
         legend_h = 0.1 + 0.2 * rows if rows else 0.0
         top, bottom = 0.36 + (legend_h if legend == "top" else 0.05), 0.6 + (legend_h if legend == "bottom" else 0.0)
         fig.subplots_adjust(left=0.95 / width, right=1 - 0.2 / width, top=1 - top / height, bottom=bottom / height)
         if rows:
-            fig.legend(loc=f"{'upper' if legend == 'top' else 'lower'} center", ncol=2, frameon=False,
+            fig.legend(loc="upper center" if legend == "top" else "lower center", ncol=2, frameon=False,
                        bbox_to_anchor=(0.5, 1.0 if legend == "top" else 0.0), fontsize=LEGEND_PT, **style)
 
     return fig, ax, place_legend

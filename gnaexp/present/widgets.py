@@ -129,13 +129,14 @@ class Explorer:
     def _changed(self, change: dict[str, Any]) -> None:
         if self._quiet:
             return
-        if change.get("owner") is self.scale_factor and float(change["new"]) != self._snapped_sf():
+        owner: Any = change.get("owner")  # the widget that changed
+        if owner is self.scale_factor and float(change["new"]) != self._snapped_sf():
             self._quiet = True  # put the snapped value back on the slider, then run once
             try:
                 self.scale_factor.value = self._snapped_sf()
             finally:
                 self._quiet = False
-        if change.get("owner") is self.channel:  # only the plot depends on the channel
+        if owner is self.channel:  # only the plot depends on the channel
             self.image.value = self._png()
             self._schedule_followers()
             return

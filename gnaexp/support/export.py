@@ -81,7 +81,7 @@ def export(config: experiment.ExperimentConfig, folder: Path) -> Path:
     # a stream's pack holds the frames (steps, *shape) and the initial states: the script carries the state
     feed = {**stream[1], **stream[2]} if stream else experiment.make_inputs(config, model)
     with publish_folder(folder, "export folder") as stage:
-        write_portable_ir(model.ir_xml, stage / "model.xml")
+        write_portable_ir(model.require_ir(), stage / "model.xml")
         atomic_write_bytes(stage / "inputs.npz", npz_bytes(feed))
         for name, arr in feed.items():
             atomic_write_bytes(stage / f"{name}.npy", npy_bytes(arr))
