@@ -61,7 +61,9 @@ def affine(x: np.ndarray, weights: np.ndarray, bias: np.ndarray,
 
 def dequantize(values: np.ndarray, scale_factor: float) -> np.ndarray:
     """Integer outputs (int32 or int16) to float32 as the plugin exports scores: float32 division by the sf."""
-    return (np.asarray(values).astype(np.float32) / np.float32(scale_factor)).astype(np.float32)
+    out = np.asarray(values).astype(np.float32)  # a new array: divided in place, one pass instead of three
+    out /= np.float32(scale_factor)
+    return out
 
 
 def conv1d_memory(memory: np.ndarray, filters: np.ndarray, bias: np.ndarray, stride: int,
