@@ -125,3 +125,23 @@ def test_a_process_without_the_compiled_loops_emulates_the_same_bits(tmp_path):
         em = emulate(model.ir_xml, feed, 300.0, keep_ints=True)
         for k, v in {**em.outputs, **em.ints}.items():
             assert got[f"{name}|{k}"].tobytes() == v.tobytes(), (name, k)
+
+
+def test_a_batch_that_loads_the_compiled_loops_part_way_across_threads_emulates_the_same_bits(tmp_path):
+    """A fresh process's batch of chunks on several threads: the early chunks run the NumPy equivalents, one
+    thread loads the compiled loops while the others go on, the later chunks run compiled; every value as here."""
+    config = experiment.ExperimentConfig(experiment="conv", seed=2)
+    model, feed, _, _ = experiment.reference_run(config)
+    batch = {k: np.random.default_rng(4).normal(0, 1, (3000,) + v.shape).astype(np.float32) for k, v in feed.items()}
+    np.savez(tmp_path / "batch.npz", **batch)
+    script = ("import sys, numpy as np\nfrom gnaexp.emulator import emulate\n"
+              "with np.load(sys.argv[2]) as z:\n    feed = {k: z[k] for k in z.files}\n"
+              "em = emulate(sys.argv[1], feed, 2048.0)\nassert 'numba' in sys.modules\n"
+              "np.savez(sys.argv[3], **em.outputs)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(model.ir_xml), str(tmp_path / "batch.npz"),
+                           str(tmp_path / "out.npz")], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    want = emulate(model.ir_xml, batch, 2048.0).outputs
+    with np.load(tmp_path / "out.npz") as got:
+        assert sorted(got.files) == sorted(want) and all(got[k].tobytes() == want[k].tobytes() for k in want)

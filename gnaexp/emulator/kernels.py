@@ -20,18 +20,18 @@ COMPILED_AFTER = 5_000_000
 _NATIVE = "gnaexp.emulator.native"
 _lock = threading.Lock()
 _done = 0
+_native: ModuleType | None = None
 
 
 def compiled(work: int) -> ModuleType | None:
     """The compiled loops (``native``) for a call of ``work`` values, or None: run the NumPy equivalent."""
-    global _done
-    module = sys.modules.get(_NATIVE)
-    if module is not None:  # loaded already (by larger work, a warm-up, or an import): no reason left to avoid it
-        return module
-    with _lock:
-        _done += int(work)
-        if _done < COMPILED_AFTER:
-            return None
-    from gnaexp.emulator import native
+    global _done, _native
+    if _native is None:
+        with _lock:  # held through the import: a thread that comes meanwhile waits for the whole module
+            _done += int(work)
+            if _done < COMPILED_AFTER and _NATIVE not in sys.modules:  # not loaded yet by a warm-up or an import
+                return None
+            from gnaexp.emulator import native
 
-    return native
+            _native = native
+    return _native
