@@ -28,3 +28,16 @@ def test_diagnose_bench_runs_and_names_every_plant():
                           capture_output=True, text=True, timeout=600, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MISSED" not in proc.stdout and "hit rate: 23/23" in proc.stdout
+
+
+def test_startup_bench_runs_and_prints_every_command_against_its_target(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--repeat", "1", "--importtime", "3"],
+                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for label in ("python -c pass (the floor)", "gnaexp --help", "gnaexp devices",
+                  "gnaexp diagnose conv --observed FILE"):
+        assert any(line.startswith(label) and " median " in line and " best " in line for line in lines), label
+    assert sum("target ≤" in line for line in lines) == 2
+    assert "all imports" in proc.stdout
+    assert not any(tmp_path.iterdir())  # its files stay in its own temporary folder

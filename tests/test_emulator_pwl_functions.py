@@ -79,9 +79,10 @@ def test_prelu_with_a_slope_per_channel_is_refused_with_the_reason():
 def test_the_compiled_pwl_gives_the_numpy_reference_bits():
     """pwl.evaluate runs the compiled loop (native.pwl_rows); evaluate_numpy is the arithmetic it must repeat
     exactly, over every kind of curve and inputs from far below the first segment to int32's ends."""
-    from gnaexp.emulator import pwl as pw
+    from gnaexp.emulator import native, pwl as pw  # native imported: evaluate runs the compiled loop
     from gnaexp.emulator.activations import encode
 
+    assert native.pwl_rows is not None
     rng = np.random.default_rng(7)
     curves = [pw.build_identity(2.0**20, 2049.0), pw.build_relu(2.0**18, 2048.0), pw.build_relu(131072.0, 2048.0, 0.25),
               pw.build_clamp(2.0**24, 1024.0, -0.5, 0.75)]

@@ -16,7 +16,6 @@ import numpy as np
 from gnaexp.backends.base import Backend, BackendUnavailable, ModelBundle
 from gnaexp.core.environment import device_name
 from gnaexp.core.gna_settings import EXECUTION_MODES, PRECISIONS
-from gnaexp.emulator.state_layers import MEMORY_PREFIX
 from gnaexp.core.errors import BadInput
 
 
@@ -130,6 +129,8 @@ class OpenVINOBackend(Backend):
         compiled = core.compile_model(ov_model, self.device, self.config(names))
         request = compiled.create_infer_request()
         outs = [(m.any_name, p) for m, p in zip(ov_model.outputs, compiled.outputs)]  # see _run
+
+        from gnaexp.emulator.state_layers import MEMORY_PREFIX  # here: importing it loads the whole emulator
 
         self.states_fed: dict[str, list[np.ndarray]] = {}  # memory layers: the state each step read
 

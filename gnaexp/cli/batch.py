@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp.batch.matrix import default_matrix, load_matrix, MATRIX_NAME, MatrixError
-from gnaexp.batch.runner import run_batch
 from gnaexp.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, import_cluster, stop_on_signals, UsageError
 
 
@@ -30,6 +29,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from gnaexp.batch.runner import run_batch  # the notebook machinery: loaded by this command only
+
     matrix = Path(args.matrix) if args.matrix else default_matrix()
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")

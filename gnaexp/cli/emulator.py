@@ -8,7 +8,6 @@ from typing import Any
 
 from gnaexp.cli.common import add_porting_option, add_set_option, EXIT_OK, LAYOUT_HELP, make_config, UsageError
 from gnaexp.core import gna_settings
-from gnaexp.core.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
 from gnaexp.core.gna_settings import DEFAULT_PLUGIN_RELEASE, GnaSettings, LAYOUTS, PLUGIN_RELEASES, PRECISIONS
 
 
@@ -21,6 +20,7 @@ def parse_scale_factors(text: str) -> float | dict[str, float]:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
+    from gnaexp.core.files import check_writable_file, dumps, npy_bytes, npz_bytes, staged_files
     from gnaexp.core.inputs import read_file
     from gnaexp.emulator import emulate, load_program
     from gnaexp.emulator.api import prepare_inputs
@@ -69,6 +69,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from gnaexp import experiment
+    from gnaexp.core.files import dumps
 
     try:
         sfs = [float(s) for s in args.scale_factors.split(",") if s.strip()]

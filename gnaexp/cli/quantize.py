@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gnaexp.cli.common import add_set_option, make_config, UsageError
-from gnaexp.core import inputs as inputs_mod
-from gnaexp.models.nncf_quantize import SUPPORTED_BITS
+from gnaexp.core.gna_settings import INPUT_KINDS, QUANTIZE_BITS
 
 
 def add_parsers(sub: Any) -> None:
@@ -17,9 +16,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--calibration", help="your calibration samples: .npy/.npz shaped [N, *input shape]")
     p.add_argument("--calibration-size", type=int, default=32, help="generated samples (default 32)")
     p.add_argument("--calibration-seed", type=int, default=0)
-    p.add_argument("--calibration-kind", default="uniform01", help=", ".join(inputs_mod.INPUT_KINDS))
-    p.add_argument("--activation-bits", type=int, choices=SUPPORTED_BITS, default=16)
-    p.add_argument("--weight-bits", type=int, choices=SUPPORTED_BITS, default=16)
+    p.add_argument("--calibration-kind", default="uniform01", help=", ".join(INPUT_KINDS))
+    p.add_argument("--activation-bits", type=int, choices=QUANTIZE_BITS, default=16)
+    p.add_argument("--weight-bits", type=int, choices=QUANTIZE_BITS, default=16)
     p.add_argument("--no-output-fq", action="store_true",
                    help="leave the network output unquantized (POT's GNA config quantized it: 16-bit, calibrated)")
     add_set_option(p)

@@ -10,17 +10,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gnaexp.backends import parse_backend_list
 from gnaexp.cli.common import (EXIT_FAILED, EXIT_OK, EXPERIMENT_HELP, RUN_EXPERIMENT_HELP, UsageError,
                                add_porting_option, add_set_option, import_cluster, make_config, stop_on_signals)
-from gnaexp.core.files import dumps
-from gnaexp.core.gna_settings import format_scale_factors
 from gnaexp.core.errors import BadInput
-from gnaexp.diagnose.results import WhatRan
+from gnaexp.core.gna_settings import format_scale_factors
 
+# Every command imports what it needs when it runs: building the parser (and ``gnaexp --help``) loads no NumPy.
 if TYPE_CHECKING:
+    from gnaexp.diagnose.results import WhatRan
     from gnaexp.vad.options import VadOptions
     from gnaexp.vad.record import VadRecord
 
@@ -74,6 +71,8 @@ def _vad_options(sets: list[str], audio: str | None = None) -> tuple[list[Path],
 
 
 def _run_vad(args: argparse.Namespace) -> int:
+    from gnaexp.backends import parse_backend_list
+    from gnaexp.core.files import dumps
     from gnaexp.vad import run as vad_run
 
     wavs, options = _vad_options(args.set)
@@ -87,6 +86,7 @@ def _run_vad(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gnaexp import experiment
+    from gnaexp.core.files import dumps
     from gnaexp.present import summary
 
     if args.experiment == "silero_vad":
@@ -105,6 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """A dataset: every WAV of a folder through the backends, per-file and aggregate metrics in one record."""
+    from gnaexp.backends import parse_backend_list
+    from gnaexp.core.files import dumps
     from gnaexp.vad import run as vad_run
 
     if args.experiment != "silero_vad":
@@ -160,7 +162,10 @@ def _evaluate_on_cluster(args: argparse.Namespace, wavs: list[Path], backends: l
 # --- compare -------------------------------------------------------------------------------------------
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from gnaexp.core import metrics
+    from gnaexp.core.files import dumps
     from gnaexp.core.inputs import read_one
 
     ref, other = read_one(args.ref), read_one(args.other)
@@ -257,6 +262,7 @@ def observed_metadata(path: str) -> WhatRan | None:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from gnaexp.backends.imported import read_observed
+    from gnaexp.core.files import dumps
     from gnaexp.diagnose.ladder import format_ladder, ladder
 
     config, observed_file = _diagnose_target(args)

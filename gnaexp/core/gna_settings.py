@@ -1,6 +1,7 @@
-"""The GNA settings every part of gnaexp speaks of, defined once: the forum nets, weight precisions, the emulator's
-layout paths and the plugin's execution modes, and the one check of each device setting every experiment, the
-command line and the batch matrix use."""
+"""The GNA settings every part of gnaexp speaks of, defined once: the forum nets, their generated input kinds,
+weight precisions, the quantizer's bit widths, the emulator's layout paths and the plugin's execution modes, and
+the one check of each device setting every experiment, the command line and the batch matrix use. Plain Python
+only: the command line builds its help from these names without loading NumPy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from gnaexp.core.excerpt import excerpt
 from gnaexp.core.errors import BadInput
 
 FORUM_NETS = ("conv", "concat", "concat_conv")
+INPUT_KINDS = ("uniform01", "uniform11", "normal", "sines")  # generated inputs (core.inputs.generate)
+QUANTIZE_BITS = (8, 16)  # activation and weight bits of an NNCF quantization: the GNA's int8 and int16
 PRECISIONS = ("i16", "i8")  # GNA_PRECISION I16 / I8 (weights)
 LAYOUTS = ("correct", "legacy-concat")  # emulator layout paths (docs/gna-rules.md §4.3)
 EXECUTION_MODES = ("AUTO", "HW", "HW_WITH_SW_FBACK", "SW_EXACT", "SW_FP32")  # GNA_DEVICE_MODE without "GNA_"

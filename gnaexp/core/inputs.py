@@ -16,8 +16,7 @@ from typing import IO, Mapping
 
 import numpy as np
 from gnaexp.core.errors import BadInput
-
-INPUT_KINDS = ("uniform01", "uniform11", "normal", "sines")
+from gnaexp.core.gna_settings import INPUT_KINDS as INPUT_KINDS  # named here too, where inputs are made
 
 
 def generate(kind: str, shape: tuple[int, ...], seed: int = 0, amplitude: float = 1.0) -> np.ndarray:

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from gnaexp.emulator import eltwise, pwl_search
+from gnaexp.emulator import eltwise
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program
@@ -86,6 +86,8 @@ def _search(op: str, e: float, lo: float, hi: float, allowed: float, integer_exp
     # is_negative: design −f where f is convex
     negative = integer_exp if op == "Power" else (op == "Exp" or (op != "Log" and hi == 0.0))
     iterations = LOG_MAX_ITERATIONS if op == "Log" else MAX_ITERATIONS
+    from gnaexp.emulator import pwl_search  # compiled (numba): loaded only by a net that needs a search
+
     rows = pwl_search.search(op, e, lo, hi, negative, allowed, iterations, MAX_SEGMENTS, fp_eq)
     return [[float(v) for v in row] for row in rows]
 

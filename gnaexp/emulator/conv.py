@@ -5,7 +5,8 @@ vector of nfc = ALIGN8(max(K·C, S·C)) coefficients (k-major, c-minor, zero-pad
 C·S elements, and output position j of filter f is O[j·F + f] = sat32(bias[f] + Σ_t X[j·C·S + t]·Flt[f][t]).
 
 The sums run in the compiled loop ``native.conv1d_rows``, exact for int16 operands (see native.py), in the
-calling thread: no BLAS and no library thread pool is involved.
+calling thread: no BLAS and no library thread pool is involved. Long filters, and a process's first small work
+(before ``kernels.compiled`` loads the loops), run as one float64 matrix product with the same results.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnaexp.emulator import native, parallel
-from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
+from gnaexp.emulator import kernels, parallel
+from gnaexp.emulator.int_ranges import EXACT_F64, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
 
 INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
@@ -94,6 +95,12 @@ def filter_blocks(flt: np.ndarray, step: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(f_count, n_blocks, step).transpose(1, 0, 2))
 
 
+def exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) -> bool:
+    """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
+    per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
+    return float(np.max(max_abs_x * per_filter + np.abs(bias))) < EXACT_F64
+
+
 def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: int, max_abs_x: float = INT16_BOUND,
                interleave: tuple[int, int, int] | None = None) -> tuple[np.ndarray, int]:
     """The compiled primitive on (N, L) data: (N, F, positions) float64 int32-saturated sums, and the count.
@@ -102,7 +109,7 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
     x2 is the flat memory itself. Operands beyond int16/int32 are refused (the float64 sums would not be exact).
     """
     bias = np.ascontiguousarray(bias, dtype=np.float64)
-    if not native.conv_exact_bound_ok(max_abs_x, blocks, bias):
+    if not exact_bound_ok(max_abs_x, blocks, bias):
         raise BadInput("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
                          "takes int16 data")
     if x2.dtype not in (np.float32, np.float64):
@@ -110,6 +117,9 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
     x2 = np.ascontiguousarray(x2)
     channels, width, stride = interleave or (1, x2.shape[1], 1)
     if blocks.shape[0] * blocks.shape[2] >= BLAS_MIN_FILTER:
+        return _run_blas(x2, blocks, bias, positions, interleave)
+    native = kernels.compiled(x2.shape[0] * blocks.size * positions)
+    if native is None:
         return _run_blas(x2, blocks, bias, positions, interleave)
     out = np.empty((x2.shape[0], blocks.shape[1], positions), dtype=np.float64)
     sat = native.conv1d_rows(x2, channels, width, interleave is not None, blocks, bias, stride, out)

@@ -7,3 +7,4 @@ import numpy as np
 INT8_MIN, INT8_MAX = int(np.iinfo(np.int8).min), int(np.iinfo(np.int8).max)
 INT16_MIN, INT16_MAX = int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max)
 INT32_MIN, INT32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
+EXACT_F64 = 2.0**53  # every integer below it in magnitude is a float64: sums of int16 products stay exact there

@@ -7,7 +7,10 @@ batch over the cores without any library thread pool. Compiled once per argument
 Exactness: the convolution multiplies and adds in float64. Its operands are int16 values (inputs, weights) and
 an int32 bias, so every partial sum is an integer below 2^15·2^15·768 + 2^31 < 2^41 in magnitude, which
 float64 represents exactly whatever the order of the additions; the result is then saturated to int32 as the
-hardware does (docs/gna-rules.md §4.1). ``conv_exact_bound_ok`` checks the bound for other operands.
+hardware does (docs/gna-rules.md §4.1). ``conv.exact_bound_ok`` checks the bound for other operands.
+
+Loading numba costs a process most of a second, so nothing imports this module up front: ``kernels.compiled``
+hands it out once a process has enough work for it, and NumPy equivalents run before.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from numba import njit
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 
 INT32_MIN_FLOAT, INT32_MAX_FLOAT = float(INT32_MIN), float(INT32_MAX)  # for the compiled loops
-
-EXACT_F64 = 2.0**53
 
 
 @njit(nogil=True, cache=True)
@@ -137,12 +138,6 @@ def pwl_rows(x, xv, ybase, slope, inv_scale, out):  # pragma: no cover - compile
             saturated += 1
         out[i] = y
     return saturated
-
-
-def conv_exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) -> bool:
-    """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
-    per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
-    return float(np.max(max_abs_x * per_filter + np.abs(bias))) < EXACT_F64
 
 
 def warm_up() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from gnaexp.emulator import conv as cv
-from gnaexp.emulator import native, parallel
+from gnaexp.emulator import parallel
 from gnaexp.emulator.pwl import PWL, evaluate
 from gnaexp.emulator.quantize import quantize_input
-from gnaexp.emulator.int_ranges import INT32_MAX, INT32_MIN
+from gnaexp.emulator.int_ranges import EXACT_F64, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
 
 __all__ = ["Affine", "affine", "conv1d_memory", "dequantize", "pwl_from_table", "evaluate", "quantize_input"]
@@ -34,7 +34,7 @@ class Affine:
         self.bias = np.asarray(bias, dtype=np.float64)
         row_sums = np.sum(np.abs(w), axis=1) * (1 if self.mult is None else self.mult)
         bound = cv.INT16_BOUND * float(np.max(row_sums, initial=0)) + float(np.max(np.abs(self.bias), initial=0))
-        self.exact_in_float64 = bound < native.EXACT_F64
+        self.exact_in_float64 = bound < EXACT_F64
         self.wt = np.ascontiguousarray(w.T if self.exact_in_float64 else w.T.astype(np.int64))
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnaexp.emulator import native
+from gnaexp.emulator import kernels
 from gnaexp.emulator.plan_row import PwlJson
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
@@ -352,8 +352,12 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     segment's line is not extended leftwards). Otherwise the last segment with xBase ≤ x,
     y = ((x − xBase)·slope) >> shift (floor), + yBase, saturate to int16. Returns (float64 array of int16
     values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact. The
-    loop runs compiled (``native.pwl_rows``, the same arithmetic); ``evaluate_numpy`` is its reference.
+    loop runs compiled (``native.pwl_rows``, the same arithmetic); ``evaluate_numpy`` is its reference and runs
+    instead before a process has loaded the compiled loops (``kernels.compiled``).
     """
+    native = kernels.compiled(np.size(x))
+    if native is None:
+        return evaluate_numpy(pwl, x)
     flat = np.ascontiguousarray(np.asarray(x, dtype=np.float64)).reshape(-1)
     xv, yb, k, inv = pwl.tables()
     out = np.empty_like(flat)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gnaexp.core.gna_settings import PRECISIONS
-from gnaexp.emulator import native
+from gnaexp.emulator import kernels
 from gnaexp.emulator.plan_row import Extras, Lane, PlanRow, WeightFacts
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT8_MAX, INT8_MIN, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
@@ -55,19 +55,30 @@ def quantize_input(x: np.ndarray, sf: float, name: str = "", bits: int = 16) -> 
     The plugin's ConvertFloatToInt16 / ConvertFloatToInt8 (``pre_post_processing/preprocessing.cpp``): add ±0.5f
     (−0.5f for values ≤ 0), clamp to the type's range, truncate. Values are float32 holding exact integers.
     sign(v)·floor(|v| + 0.5f) equals trunc(v ± 0.5f) exactly (float32 rounding is symmetric in sign); one
-    compiled pass (native.quantize_input).
+    compiled pass (native.quantize_input), or ``quantize_numpy`` before a process has loaded the compiled loops.
     """
     lo, hi = {16: (INT16_MIN, INT16_MAX), 8: (INT8_MIN, INT8_MAX)}[bits]
     x = np.asarray(x, dtype=F32)
     if x.size == 0:
         return x.copy(), 0
     flat = np.ascontiguousarray(x).reshape(1, -1)
-    out = np.empty(flat.shape, dtype=F32)
-    n, non_finite = native.quantize_input(flat, F32(sf), out, F32(lo), F32(hi))
+    native = kernels.compiled(flat.size)
+    if native is None:
+        out, n, non_finite = quantize_numpy(flat, sf, lo, hi)
+    else:
+        out = np.empty(flat.shape, dtype=F32)
+        n, non_finite = native.quantize_input(flat, F32(sf), out, F32(lo), F32(hi))
     if non_finite:
         raise BadInput(f"input {name + ' ' if name else ''}holds {non_finite} NaN or infinite value(s) (after "
                          f"scaling by sf {sf:g}); replace them before emulating")
     return out.reshape(x.shape), int(n)
+
+
+def quantize_numpy(x: np.ndarray, sf: float, lo: int, hi: int) -> tuple[np.ndarray, int, int]:
+    """``native.quantize_input`` in NumPy, the same bits: (float32 values, saturated count, non-finite count)."""
+    v = x * F32(sf)  # float32 product
+    q, saturated = saturate(round_f32(v), lo, hi)
+    return q.astype(F32), saturated, int(np.count_nonzero(~np.isfinite(v)))
 
 
 def fq_scale(levels: int, lo: float, hi: float) -> float:

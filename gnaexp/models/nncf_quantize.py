@@ -53,8 +53,9 @@ import numpy as np
 from gnaexp.core import inputs as inputs_mod
 from gnaexp.core.files import portable_path
 from gnaexp.core.errors import BadInput
+from gnaexp.core.gna_settings import QUANTIZE_BITS
 
-SUPPORTED_BITS = (8, 16)
+SUPPORTED_BITS = QUANTIZE_BITS
 
 
 @dataclass(frozen=True)
