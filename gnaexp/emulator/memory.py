@@ -43,7 +43,7 @@ def _align_filter(ctx: BuildContext, node: Node, i: int, key: str, offset: int, 
     curve = pw.build_identity(ti.sf * w_sf, ti.sf, release=ctx.release)
     name = f"{node.name}/ConcatAlignFilter_{i}"
     new = f"{key}#{name}"
-    ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=curve, m=w_sf: pw.evaluate(c, x * m),
+    ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=pw.evaluator(curve), m=w_sf: c(x * m),
                           PlanRow(name, "ConcatAlignFilter (inserted)", "i16", Lane.INT16, ti.sf, w_sf, ti.sf,
                                   Extras(pwl=curve.to_json()))))
     ctx.info[new] = TInfo(ti.sf, Lane.INT16, ti.shape, act=ti.act)

@@ -45,10 +45,11 @@ class Affine:
             else:
                 acc = (np.asarray(x).astype(np.int64) @ self.wt).astype(np.float64)
         if self.mult is not None:
-            acc = acc * self.mult
-        acc = acc + self.bias
-        saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-        if saturated:
+            acc *= self.mult
+        acc += self.bias
+        saturated = 0
+        if acc.min(initial=0.0) < INT32_MIN or acc.max(initial=0.0) > INT32_MAX:  # counted only when some did
+            saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
             np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
         return acc, saturated
 

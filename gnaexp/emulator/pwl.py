@@ -12,6 +12,7 @@ round them in double.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -354,10 +355,19 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     values, number of saturated outputs). All intermediate values stay below 2^53, so float64 is exact. The
     loop runs compiled (``native.pwl_rows``, the same arithmetic); ``evaluate_numpy`` is its reference.
     """
-    flat = np.ascontiguousarray(np.asarray(x, dtype=np.float64)).reshape(-1)
-    xv, yb, k, inv = pwl.tables()
+    return _run_tables(pwl.tables(), x)
+
+
+def evaluator(pwl: PWL) -> Callable[[np.ndarray], tuple[np.ndarray, int]]:
+    """``evaluate(pwl, ·)`` with the segment tables made once: what a plan step calls on every run."""
+    tables = pwl.tables()
+    return lambda x: _run_tables(tables, x)
+
+
+def _run_tables(tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, int]:
+    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.empty_like(flat)
-    n = native.pwl_rows(flat, xv, yb, k, inv, out)
+    n = native.pwl_rows(flat, *tables, out)
     return out.reshape(np.shape(x)), int(n)
 
 
