@@ -152,9 +152,23 @@ def host_step(ctx: BuildContext, node: Node) -> None:
         widths = [(0, 0)] + [(int(b), int(e)) for b, e in zip(begin, end)]
         inside = (slice(None),) + tuple(slice(int(b), int(b) + d) for b, d in zip(begin, ti.shape))
 
-        def pad(x, widths=widths, inside=inside, shape=shape, mode=mode, value=value, sf=lead_sf):
+        # np.pad's values without its per-call set-up: a filled array, or for the modes that copy values (reflect,
+        # symmetric, edge, wrap) the source index of every output position along each padded axis, made once
+        reads = None
+        if mode in ("reflect", "symmetric", "edge", "wrap") and min(min(w) for w in widths) >= 0:
+            try:
+                reads = [(axis, np.pad(np.arange(shape[axis - 1] - sum(w)), w, mode=mode))
+                         for axis, w in enumerate(widths) if any(w)]
+            except ValueError:  # e.g. an empty axis: np.pad itself says so when the step runs
+                reads = None
+
+        def pad(x, widths=widths, inside=inside, shape=shape, mode=mode, value=value, sf=lead_sf, reads=reads):
             x = np.asarray(x, dtype=np.float32) / np.float32(sf)
-            if mode == "constant" and min(min(w) for w in widths) >= 0:  # np.pad's values, without its set-up
+            if reads is not None:
+                for axis, index in reads:
+                    x = np.take(x, index, axis=axis)
+                return x, 0
+            if mode == "constant" and min(min(w) for w in widths) >= 0:
                 out = np.full((len(x),) + shape, np.float32(value), dtype=np.float32)
                 out[inside] = x
                 return out, 0
