@@ -128,6 +128,27 @@ def test_streams_batched_are_bit_identical_to_each_alone(vad_bundle):
         np.testing.assert_array_equal(alone.state, mine.state)
 
 
+def test_streaming_holds_the_tracks_not_every_step(vad_bundle):
+    """Memory grows with the signal only by its tracks (probability and state per step): no chunk array made up
+    front, no list of every step's inputs and outputs (those held several copies of the signal)."""
+    import tracemalloc
+
+    step = make_backend("gna-emu", {"scale_factor": {"chunk": 4096.0, "state": 1024.0}, "porting": True}
+                        ).stepper(vad_bundle)
+    for n in (1, 2):
+        sounds = [np.random.default_rng(i).normal(0, 0.1, 600 * vad.CHUNK).astype(np.float32) for i in range(n)]
+        vad.stream_batch(step, [s[:4 * vad.CHUNK] for s in sounds])  # warm: the plan's one-off caches
+        tracemalloc.start()
+        try:
+            streams = vad.stream_batch(step, sounds)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        tracks = sum(s.probability.nbytes + s.state.nbytes for s in streams)
+        assert [len(s.probability) for s in streams] == [600] * n
+        assert peak < 2 * tracks + 1_000_000, (n, peak, tracks)  # the signal is 1.2 MB a stream, its chunks more
+
+
 def test_a_host_op_inside_the_network_is_refused():
     p = ops.parameter([1, 8], np.float32, name="x")
     w = ops.constant(np.eye(8, dtype=np.float32))
