@@ -158,14 +158,16 @@ def test_a_host_op_inside_the_network_is_refused():
         emulate(ov.Model([out], [p]), {"x": np.ones((1, 8), np.float32)}, 1024.0, porting=True)
 
 
+@pytest.mark.parametrize("n", [5, 1])  # 1: a stream's frame, the compiled window pass (up to SMALL_ROWS windows)
 @pytest.mark.parametrize("c,w,k,s,f", [(1, 640, 256, 128, 260), (129, 6, 3, 1, 128), (128, 6, 3, 2, 64),
                                        (16, 40, 5, 1, 8)])
-def test_long_filters_as_one_matrix_product_give_the_loops_integers(c, w, k, s, f):
+def test_long_filters_as_one_matrix_product_give_the_loops_integers(c, w, k, s, f, n):
     from gnaexp.emulator import conv as cv, native
 
     rng = np.random.default_rng(c + w)
     geo = cv.geometry(c, w, k, s, f)
-    x = rng.integers(-32768, 32768, (5, c * w)).astype(np.float64)
+    x = rng.integers(-32768, 32768, (n, c * w)).astype(np.float64)
+    x[:, ::3] = 0  # zeros are skipped by the window pass
     blocks = cv.filter_blocks(rng.integers(-32768, 32768, (f, geo.nfc)), geo.step)
     bias = rng.integers(-2 ** 31, 2 ** 31 - 1, f).astype(np.float64)
     assert blocks.shape[0] * blocks.shape[2] >= cv.BLAS_MIN_FILTER  # the matrix-product path is the one taken

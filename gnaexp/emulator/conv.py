@@ -106,6 +106,7 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
 
 
 BLAS_MIN_FILTER = 64  # long filters (few positions, many taps) run as one matrix product instead of the loop
+SMALL_ROWS = 8  # up to this many windows (samples × positions), long filters run compiled instead (faster there)
 
 
 class ConvKernel:
@@ -159,6 +160,11 @@ class ConvKernel:
                                      out)
             return out, int(sat)
         n, length = x2.shape
+        if n * self.positions <= SMALL_ROWS:  # a frame or two of a stream: one compiled pass, no BLAS set-up
+            x2 = np.ascontiguousarray(x2)
+            out = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
+            sat = native.conv1d_windows(x2, self._window_index(length), self.weights, self.bias, out)
+            return out, int(sat)
         padded = np.zeros((n, length + 1), dtype=np.float64)  # the last column is the zero padding's
         padded[:, :length] = x2
         windows = padded[:, self._window_index(length)]  # (N, positions, taps)
