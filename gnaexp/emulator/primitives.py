@@ -36,9 +36,18 @@ class Affine:
         bound = cv.INT16_BOUND * float(np.max(row_sums, initial=0)) + float(np.max(np.abs(self.bias), initial=0))
         self.exact_in_float64 = bound < native.EXACT_F64
         self.wt = np.ascontiguousarray(w.T if self.exact_in_float64 else w.T.astype(np.int64))
+        self._all: np.ndarray | None = None  # the window index of every input, made on the first small call
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """x: (N, K) int16 values → ((N, M) int32 values as float64, saturated count)."""
+        if self.exact_in_float64 and self.mult is None and len(x) <= cv.SMALL_ROWS:
+            # a stream's frame: the compiled pass a convolution window takes (one window of all K inputs)
+            if self._all is None:
+                self._all = np.arange(self.wt.shape[0])[None, :]
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            out = np.empty((len(x), self.wt.shape[1], 1), dtype=np.float64)
+            saturated = native.conv1d_windows(x, self._all, self.wt, self.bias, out)
+            return out.reshape(len(x), -1), int(saturated)
         with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
             if self.exact_in_float64:
                 acc = np.asarray(x, dtype=np.float64) @ self.wt
