@@ -28,3 +28,16 @@ def test_diagnose_bench_runs_and_names_every_plant():
                           capture_output=True, text=True, timeout=600, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MISSED" not in proc.stdout and "hit rate: 23/23" in proc.stdout
+
+
+def test_vad_stream_bench_compares_the_same_work_first():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "vad_stream.py"), "--minutes", "0.2", "--streams", "3",
+                           "--check", "1"], capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    # one stream on both sides, then N streams batched on both sides, then the former figure, labelled
+    assert (out.index("emulator / OpenVINO, one stream") < out.index("emulator / OpenVINO, 3 streams")
+            < out.index("extra, not the same work"))
+    assert "against the faster OpenVINO: (" in out
+    assert "one stream : peak" in out and "3 streams: peak" in out
+    assert "batched bit-identical to one stream alone: True (1 stream(s) checked)" in out
