@@ -155,9 +155,10 @@ def host_step(ctx: BuildContext, node: Node) -> None:
         # np.pad's values without its per-call set-up: a filled array, or for the modes that copy values (reflect,
         # symmetric, edge, wrap) the source index of every output position along each padded axis, made once
         reads = None
+        copying: dict[str, Any] = {"mode": mode}  # np.pad's mode names are literals to the type checker
         if mode in ("reflect", "symmetric", "edge", "wrap") and min(min(w) for w in widths) >= 0:
             try:
-                reads = [(axis, np.pad(np.arange(shape[axis - 1] - sum(w)), w, mode=mode))
+                reads = [(axis, np.pad(np.arange(shape[axis - 1] - sum(w)), w, **copying))
                          for axis, w in enumerate(widths) if any(w)]
             except ValueError:  # e.g. an empty axis: np.pad itself says so when the step runs
                 reads = None
