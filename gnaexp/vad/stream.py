@@ -100,9 +100,8 @@ def stream_batch(step, audios: list[np.ndarray]) -> list[Stream]:
     steps = len(frames)
     probs = outs.pop("probability").reshape(steps, n)
     states = outs.pop("next_state").reshape(steps, n, 2, STATE_SHAPE[-1])
-    # one stream: its tracks are these arrays (no copy); several: each stream's own contiguous copy
-    return [Stream(np.ascontiguousarray(probs[:m, i]), np.ascontiguousarray(states[:m, i]))
-            for i, m in enumerate(lengths)]
+    # each stream's tracks are views of these arrays: no second copy of every track at the end
+    return [Stream(probs[:m, i], states[:m, i]) for i, m in enumerate(lengths)]
 
 
 class StepChunks:
