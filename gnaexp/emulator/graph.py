@@ -37,6 +37,7 @@ from gnaexp.core.errors import BadInput
 
 RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it names the rules a result followed
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
+SPLIT_MIN = 64  # samples a task needs before a batch below 2·CHUNK (one step of N streams) is shared by the cores
 
 
 @dataclass
@@ -100,7 +101,8 @@ class Plan:
         involved, see parallel.py); each writes straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
-        if n < 2 * CHUNK:  # one chunk: no threads (its BLAS calls limit themselves, see primitives.Affine)
+        size = _task_size(n)
+        if size >= n:  # one task: no threads
             with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
                 return self._run_chunk(dict(feeds), keep_ints)
         outs: dict[str, np.ndarray] = {}
@@ -109,7 +111,7 @@ class Plan:
         merge = threading.Lock()
 
         def chunk(s: int) -> None:
-            part = self._run_chunk({k: v[s:s + CHUNK] for k, v in feeds.items()}, keep_ints)
+            part = self._run_chunk({k: v[s:s + size] for k, v in feeds.items()}, keep_ints)
             with merge:
                 for whole, got in ((outs, part[0]), (ints, part[2])):
                     for k, v in got.items():
@@ -119,8 +121,17 @@ class Plan:
                 for k, v in part[1].items():
                     sats[k] = sats.get(k, 0) + v
 
-        parallel.run_all([functools.partial(chunk, s) for s in range(0, n, CHUNK)])
+        parallel.run_all([functools.partial(chunk, s) for s in range(0, n, size)])
         return outs, sats, ints
+
+
+def _task_size(n: int) -> int:
+    """Samples per task: CHUNK for a large batch; a smaller one (a step of N streams) shared evenly by the cores
+    when each gets SPLIT_MIN samples, else one task. Samples are independent: any split gives the same numbers."""
+    if n >= 2 * CHUNK:
+        return CHUNK
+    tasks = min(parallel.available_cores(), parallel.MAX_THREADS, n // SPLIT_MIN)
+    return -(-n // tasks) if tasks > 1 else n
 
 
 def edited(plan: Plan, step: str, wrap: Callable[[Step], Callable[..., tuple[np.ndarray, int]]]) -> Plan:
