@@ -4,7 +4,8 @@ An hour of 16 kHz audio (112,500 chunks by default) is made from the speech samp
 stream starting at another offset) and cut into ``--streams`` streams of equal length. Printed, the figures that
 compare the same work first:
 1. one stream, one chunk at a time: the whole audio as one stream on each side (one inference per chunk, the
-   state carried), ms per chunk and the ratio (target ≤ 2×);
+   state carried), ms per chunk and the ratio (target ≤ 2×). Both sides run through the package's streaming
+   engine (``stream_steps`` with each backend's stepper); OpenVINO's own infer loop without it is printed too;
 2. N streams together: the emulator's step over all N streams against OpenVINO batched the same way. OpenVINO
    runs both ways it can: (a) the IR reshaped to batch N, one inference per time step, and (b) N infer requests
    in flight per time step (AsyncInferQueue, throughput hint). The ratio is taken against the faster of the two,
@@ -93,6 +94,23 @@ def _openvino_requests(xml: Path, n: int) -> Callable[[dict[str, np.ndarray]], d
     return step
 
 
+def _openvino_bare(xml: Path, audio_: np.ndarray) -> float:
+    """Seconds of OpenVINO's own infer loop over the signal's chunks, state carried, without the streaming engine
+    both sides run through (the floor of OpenVINO per chunk)."""
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU", CPU_CONFIG)
+    request, next_state = compiled.create_infer_request(), compiled.output("next_state")
+    frames = vad.StepChunks([audio_])
+    state = np.zeros(vad.STATE_SHAPE, dtype=np.float32)
+    request.infer({"chunk": frames[0], "state": state})  # warm
+    start = time.perf_counter()
+    for t in range(len(frames)):
+        state = request.infer({"chunk": frames[t], "state": state})[next_state]
+    return time.perf_counter() - start
+
+
 def _rss_mb(field: str) -> float | None:
     try:
         found = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
@@ -153,6 +171,7 @@ def main() -> None:
         t = time.perf_counter()
         vad.stream(cpu, whole)
         cpu1_s = time.perf_counter() - t
+        bare_s = _openvino_bare(bundle.ir_xml, whole)
         one, emu1_s, one_before, one_peak, how = _peak_memory(lambda: [vad.stream(emu, whole)])
         t = time.perf_counter()
         ov_streams = vad.stream_batch(ov_batched, streams)
@@ -180,6 +199,9 @@ def main() -> None:
     line("OpenVINO CPU FP32", cpu1_s)
     line("emulator", emu1_s)
     print(f"  {'emulator / OpenVINO, one stream':<42}: {emu1_s / cpu1_s:.2f}×  (target ≤ 2×)")
+    line("OpenVINO's bare infer loop (no engine)", bare_s)
+    print(f"  {'emulator / that bare loop':<42}: {emu1_s / bare_s:.2f}×  (both sides above stream through "
+          "backends.base.stream_steps)")
     print(f"{n} streams together, one time step for all of them:")
     line(f"OpenVINO (a) the IR reshaped to batch {n}", ov_batched_s)
     line(f"OpenVINO (b) {n} infer requests a step", ov_requests_s)
