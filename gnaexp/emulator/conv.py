@@ -128,6 +128,7 @@ class ConvKernel:
         self.blas = n_blocks * step >= BLAS_MIN_FILTER
         if self.blas:  # (b, u) rows, as the windows run
             self.weights = np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(n_blocks * step, n_filters))
+            self.small_weights = native.compact(self.weights)
         self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
 
     def _window_index(self, length: int) -> np.ndarray:
@@ -163,7 +164,7 @@ class ConvKernel:
         if n * self.positions <= SMALL_ROWS:  # a frame or two of a stream: one compiled pass, no BLAS set-up
             x2 = np.ascontiguousarray(x2)
             out = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
-            sat = native.conv1d_windows(x2, self._window_index(length), self.weights, self.bias, out)
+            sat = native.conv1d_windows(x2, self._window_index(length), self.small_weights, self.bias, out)
             return out, int(sat)
         padded = np.zeros((n, length + 1), dtype=np.float64)  # the last column is the zero padding's
         padded[:, :length] = x2

@@ -110,7 +110,8 @@ def conv1d_windows(x, index, weights, bias, out):  # pragma: no cover - compiled
     returns how many sums saturated int32.
 
     x: (N, L) int16 values; index: (P, T) the input element tap t of position j reads (L: the zero padding);
-    weights: (T, F) the filters' taps; bias: (F,); out: (N, F, P) float64, int32-saturated. The inner loop runs
+    weights: (T, F) the filters' taps (float64, or int16 from ``compact``); bias: (F,); out: (N, F, P) float64,
+    int32-saturated. The inner loop runs
     over the filters (contiguous, vectorized), and a zero input adds nothing, so it is skipped (ReLU outputs are
     mostly zeros). Exact in any order of the additions (see above).
     """
@@ -172,6 +173,13 @@ def pwl_rows(x, xv, ybase, slope, inv_scale, out):  # pragma: no cover - compile
     return saturated
 
 
+def compact(weights: np.ndarray) -> np.ndarray:
+    """Integer weights as int16 when every value fits (the same values in a quarter of the bytes: a layer's
+    weights then stay in the core's cache between a stream's frames), else unchanged."""
+    small = weights.astype(np.int16)
+    return small if np.array_equal(small, weights) else weights
+
+
 def conv_exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) -> bool:
     """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
     per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
@@ -190,5 +198,5 @@ def warm_up() -> None:
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
-        conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), np.zeros((4, 4)), bias,
-                       np.empty((1, 4, 2)))
+        for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
+            conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))

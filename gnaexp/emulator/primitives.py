@@ -37,6 +37,7 @@ class Affine:
         self.exact_in_float64 = bound < native.EXACT_F64
         self.wt = np.ascontiguousarray(w.T if self.exact_in_float64 else w.T.astype(np.int64))
         self._all: np.ndarray | None = None  # the window index of every input, made on the first small call
+        self._small: np.ndarray | None = None  # the weights as the compiled pass reads them (native.compact)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """x: (N, K) int16 values → ((N, M) int32 values as float64, saturated count)."""
@@ -46,7 +47,9 @@ class Affine:
                 self._all = np.arange(self.wt.shape[0])[None, :]
             x = np.ascontiguousarray(x, dtype=np.float64)
             out = np.empty((len(x), self.wt.shape[1], 1), dtype=np.float64)
-            saturated = native.conv1d_windows(x, self._all, self.wt, self.bias, out)
+            if self._small is None:
+                self._small = native.compact(self.wt)
+            saturated = native.conv1d_windows(x, self._all, self._small, self.bias, out)
             return out.reshape(len(x), -1), int(saturated)
         with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
             if self.exact_in_float64:
