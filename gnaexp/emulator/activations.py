@@ -222,11 +222,12 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     def run(x, c=pw.evaluator(curve), lo=lo, hi=hi):
         y, n = c(x)
         # Past its design domain the PWL is flat while f goes on (x² beyond ±16, eˣ beyond 4.5): the output is
-        # held at the domain's end, a saturation the layer's count includes
-        if lo is not None:
-            n += int(np.count_nonzero(np.asarray(x) < lo))
-        if hi is not None:
-            n += int(np.count_nonzero(np.asarray(x) > hi))
+        # held at the domain's end, a saturation the layer's count includes (counted when the extremes pass it)
+        x = np.asarray(x)
+        if lo is not None and x.size and x.min() < lo:
+            n += int(np.count_nonzero(x < lo))
+        if hi is not None and x.size and x.max() > hi:
+            n += int(np.count_nonzero(x > hi))
         return y, n
 
     ctx.steps.append(Step("pwl", node.name, [k], node.out, run,
