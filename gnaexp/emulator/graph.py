@@ -81,7 +81,7 @@ class Plan:
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
         for run, inputs, out, name, dtype, dead in self._schedule:
-            val, n_sat = run(*[env[k] for k in inputs])
+            val, n_sat = run(env[inputs[0]]) if len(inputs) == 1 else run(*[env[k] for k in inputs])
             for k in dead:
                 del env[k]
             env[out] = val
