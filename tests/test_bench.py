@@ -41,3 +41,16 @@ def test_startup_bench_runs_and_prints_every_command_against_its_target(tmp_path
     assert sum("target ≤" in line for line in lines) == 2
     assert "all imports" in proc.stdout
     assert not any(tmp_path.iterdir())  # its files stay in its own temporary folder
+
+
+def test_vad_stream_bench_compares_the_same_work_first():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "vad_stream.py"), "--minutes", "0.2", "--streams", "3",
+                           "--check", "1"], capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    # one stream on both sides, then N streams batched on both sides, then the former figure, labelled
+    assert (out.index("emulator / OpenVINO, one stream") < out.index("emulator / OpenVINO, 3 streams")
+            < out.index("extra, not the same work"))
+    assert "against the faster OpenVINO: (" in out
+    assert "one stream : peak" in out and "3 streams: peak" in out
+    assert "batched bit-identical to one stream alone: True (1 stream(s) checked)" in out

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_info
 from gnaexp.models import forum_nets as nets, ir
 import conv_reference as conv_ref
 from gnaexp.emulator import conv as cv, emulate, parallel
-from gnaexp.emulator.graph import CHUNK
+from gnaexp.emulator.graph import CHUNK, SPLIT_MIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,11 +63,11 @@ def conv_ir(tmp_path_factory):
     return ir.save(ir.convert_torch(module, shape), tmp_path_factory.mktemp("ir") / "conv.xml"), shape
 
 
+@pytest.mark.parametrize("n", [2 * CHUNK + 37, 3 * SPLIT_MIN + 1])  # chunks, the last one short; a step of N streams
 @pytest.mark.parametrize("sf", [1.0, 2048.0])
-def test_batch_split_across_threads_is_bit_exact(conv_ir, monkeypatch, sf):
+def test_batch_split_across_threads_is_bit_exact(conv_ir, monkeypatch, sf, n):
     """Chunks on several threads give the same bits as one chunk at a time, and as the int64 reference."""
     path, shape = conv_ir
-    n = 2 * CHUNK + 37  # several chunks, the last one short
     x = np.random.default_rng(5).random((n,) + shape, dtype=np.float32) * 4 - 2
     threaded = emulate(str(path), {"input": x}, sf, keep_ints=True)
     monkeypatch.setattr(parallel, "available_cores", lambda: 1)

@@ -16,6 +16,20 @@ def test_affine_int16_and_int8_with_row_multipliers():
     assert y.tolist() == [[(100 * 127 + 50 * 128) * 3 + 7]] and sat == 0
 
 
+def test_affine_on_a_frame_or_two_gives_the_batch_integers():
+    """A stream's frame takes the compiled pass, a batch the matrix product: the same integers and counts."""
+    from gnaexp.emulator.conv import SMALL_ROWS
+
+    rng = np.random.default_rng(3)
+    layer = p.Affine(rng.integers(-32768, 32768, (96, 130)), rng.integers(-2**31, 2**31 - 1, 96))
+    x = rng.integers(-32768, 32768, (SMALL_ROWS + 1, 130)).astype(np.float64)
+    x[:, ::4] = 0
+    batch, batch_sat = layer(x)
+    alone = [layer(x[i:i + 1]) for i in range(len(x))]
+    np.testing.assert_array_equal(np.concatenate([y for y, _ in alone]), batch)
+    assert sum(s for _, s in alone) == batch_sat > 0
+
+
 def test_dequantize_is_a_float32_division():
     out = p.dequantize(np.array([2049, -1, 2**31 - 1], dtype=np.int64), 2049.0)
     assert out.dtype == np.float32

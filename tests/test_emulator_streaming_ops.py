@@ -128,6 +128,27 @@ def test_streams_batched_are_bit_identical_to_each_alone(vad_bundle):
         np.testing.assert_array_equal(alone.state, mine.state)
 
 
+def test_streaming_holds_the_tracks_not_every_step(vad_bundle):
+    """Memory grows with the signal only by its tracks (probability and state per step): no chunk array made up
+    front, no list of every step's inputs and outputs (those held several copies of the signal)."""
+    import tracemalloc
+
+    step = make_backend("gna-emu", {"scale_factor": {"chunk": 4096.0, "state": 1024.0}, "porting": True}
+                        ).stepper(vad_bundle)
+    for n in (1, 2):
+        sounds = [np.random.default_rng(i).normal(0, 0.1, 600 * vad.CHUNK).astype(np.float32) for i in range(n)]
+        vad.stream_batch(step, [s[:4 * vad.CHUNK] for s in sounds])  # warm: the plan's one-off caches
+        tracemalloc.start()
+        try:
+            streams = vad.stream_batch(step, sounds)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        tracks = sum(s.probability.nbytes + s.state.nbytes for s in streams)
+        assert [len(s.probability) for s in streams] == [600] * n
+        assert peak < tracks + 1_000_000, (n, peak, tracks)  # the signal is 1.2 MB a stream, its chunks more
+
+
 def test_a_host_op_inside_the_network_is_refused():
     p = ops.parameter([1, 8], np.float32, name="x")
     w = ops.constant(np.eye(8, dtype=np.float32))
@@ -137,14 +158,16 @@ def test_a_host_op_inside_the_network_is_refused():
         emulate(ov.Model([out], [p]), {"x": np.ones((1, 8), np.float32)}, 1024.0, porting=True)
 
 
+@pytest.mark.parametrize("n", [5, 1])  # 1: a stream's frame, the compiled window pass (up to SMALL_ROWS windows)
 @pytest.mark.parametrize("c,w,k,s,f", [(1, 640, 256, 128, 260), (129, 6, 3, 1, 128), (128, 6, 3, 2, 64),
                                        (16, 40, 5, 1, 8)])
-def test_long_filters_as_one_matrix_product_give_the_loops_integers(c, w, k, s, f):
+def test_long_filters_as_one_matrix_product_give_the_loops_integers(c, w, k, s, f, n):
     from gnaexp.emulator import conv as cv, native
 
     rng = np.random.default_rng(c + w)
     geo = cv.geometry(c, w, k, s, f)
-    x = rng.integers(-32768, 32768, (5, c * w)).astype(np.float64)
+    x = rng.integers(-32768, 32768, (n, c * w)).astype(np.float64)
+    x[:, ::3] = 0  # zeros are skipped by the window pass
     blocks = cv.filter_blocks(rng.integers(-32768, 32768, (f, geo.nfc)), geo.step)
     bias = rng.integers(-2 ** 31, 2 ** 31 - 1, f).astype(np.float64)
     assert blocks.shape[0] * blocks.shape[2] >= cv.BLAS_MIN_FILTER  # the matrix-product path is the one taken

@@ -98,8 +98,8 @@ def test_the_convolution_as_a_matrix_product_gives_the_compiled_loops_bits(inter
     positions = (width - 4 * stride) // stride + 1
     loop = np.empty((3, n_filters, positions))
     sat = native.conv1d_rows(x, channels, width, interleave, blocks, bias, stride, loop)
-    product, product_sat = cv._run_blas(x.astype(np.float64), blocks, bias, positions,
-                                        (channels, width, stride) if interleave else None)
+    kernel = cv.ConvKernel(blocks, bias, positions, interleave=(channels, width, stride) if interleave else None)
+    product, product_sat = kernel.product(x.astype(np.float64))
     assert sat > 0 and product_sat == sat
     assert product.tobytes() == loop.tobytes()
 

@@ -160,25 +160,39 @@ class Backend(abc.ABC):
         """Return (outputs by name, info)."""
 
 
-def stream_steps(step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], frames: Mapping[str, np.ndarray],
-                 pairs: Mapping[str, str],
-           initial: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def stream_steps(step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], frames: Mapping[str, Any],
+                 pairs: Mapping[str, str], initial: Mapping[str, np.ndarray],
+                 keep_fed: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run ``step`` over the frames, carrying each state output to its input (the streaming engine: every
     stateful model streams through it, ``gnaexp.backends.streaming``).
 
     Frames may carry a second axis of independent streams after the step axis, ``(T, N, *shape)``, for a step that
-    takes many streams at once (the emulator's); ``initial`` then has the same stream axis.
-    Returns (outputs per step ``(T, ...)``, the inputs each step received ``(T, ...)``, states included)."""
+    takes many streams at once (the emulator's); ``initial`` then has the same stream axis. A frame source may
+    also be any sequence that makes step t's frame when asked (``len`` and ``[t]``), so that a long signal is
+    not cut into frames up front.
+    Returns (outputs per step ``(T, ...)``, the inputs each step received ``(T, ...)``, states included; {} with
+    ``keep_fed`` False). Each is filled in place as the steps run: memory holds the tracks, not a list of steps."""
     steps = len(next(iter(frames.values())))
     state = {k: np.asarray(v, dtype=np.float32) for k, v in initial.items()}
-    outs: dict[str, list[np.ndarray]] = {}
-    fed: dict[str, list[np.ndarray]] = {k: [] for k in list(frames) + list(state)}
+    outs: dict[str, np.ndarray] = {}
+    fed: dict[str, np.ndarray] = {}
     for t in range(steps):
         feed = {k: v[t] for k, v in frames.items()} | state
-        for k, v in feed.items():
-            fed[k].append(v)
+        if keep_fed:
+            _put(fed, feed, t, steps)
         result = step(feed)
-        for k, v in result.items():
-            outs.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
+        _put(outs, result, t, steps)
         state = {k: np.asarray(result[out], dtype=np.float32).reshape(state[k].shape) for k, out in pairs.items()}
-    return {k: np.stack(v) for k, v in outs.items()}, {k: np.stack(v) for k, v in fed.items()}
+    return outs, fed
+
+
+def _put(tracks: dict[str, np.ndarray], values: Mapping[str, Any], t: int, steps: int) -> None:
+    """Step t's values into their float32 tracks ``(steps, *shape)``, made at the first step."""
+    for k, v in values.items():
+        v = np.asarray(v, dtype=np.float32)
+        if k not in tracks:
+            tracks[k] = np.empty((steps,) + v.shape, dtype=np.float32)
+        elif tracks[k].shape[1:] != v.shape:
+            raise BadInput(f"the step's {k!r} has shape {list(v.shape)} at step {t}, {list(tracks[k].shape[1:])} "
+                           "before; streaming needs the same shape at every step (export the model with static shapes)")
+        tracks[k][t] = v

@@ -133,9 +133,10 @@ class OpenVINOBackend(Backend):
         from gnaexp.emulator.state_layers import MEMORY_PREFIX  # here: importing it loads the whole emulator
 
         self.states_fed: dict[str, list[np.ndarray]] = {}  # memory layers: the state each step read
+        stateful = bool(request.query_state())  # asked once: a model without memory layers has none to record
 
         def step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            for state in request.query_state():  # ReadValue/Assign: OpenVINO keeps the state in the request
+            for state in request.query_state() if stateful else ():  # ReadValue/Assign: kept in the request
                 self.states_fed.setdefault(MEMORY_PREFIX + state.name, []).append(np.array(state.state.data))
             result = request.infer({n: inputs[n] for n in names})
             return {name: np.array(result[port], dtype=np.float32) for name, port in outs}

@@ -221,14 +221,15 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     lo, hi = _clipped_domain(op, e, curve)
     (d_lo, d_hi), _ = _domain(op, e)
 
-    def run(x, c=curve, lo=lo, hi=hi):
-        y, n = pw.evaluate(c, x)
+    def run(x, c=pw.evaluator(curve), lo=lo, hi=hi):
+        y, n = c(x)
         # Past its design domain the PWL is flat while f goes on (x² beyond ±16, eˣ beyond 4.5): the output is
-        # held at the domain's end, a saturation the layer's count includes
-        if lo is not None:
-            n += int(np.count_nonzero(np.asarray(x) < lo))
-        if hi is not None:
-            n += int(np.count_nonzero(np.asarray(x) > hi))
+        # held at the domain's end, a saturation the layer's count includes (counted when the extremes pass it)
+        x = np.asarray(x)
+        if lo is not None and x.size and x.min() < lo:
+            n += int(np.count_nonzero(x < lo))
+        if hi is not None and x.size and x.max() > hi:
+            n += int(np.count_nonzero(x > hi))
         return y, n
 
     ctx.steps.append(Step("pwl", node.name, [k], node.out, run,
@@ -252,7 +253,7 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
         slope = float(values.reshape(-1)[0])
     out_sf = ctx.overrides.get(node.name, pw.relu_out_scale(ti.sf))
     curve = pw.build_relu(ti.sf, out_sf, slope, ctx.release)
-    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, pw.evaluator(curve),
                           PlanRow(node.name, "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})", "i16",
                                   Lane.INT16, ti.sf, None, out_sf, Extras(pwl=curve.to_json()))))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
@@ -268,7 +269,7 @@ def add_clamp(ctx: BuildContext, node: Node) -> None:
     low, high = float(node.attrs["min"]), float(node.attrs["max"])
     out_sf = ctx.overrides.get(node.name, float(pw.ACTIVATION_SF))
     curve = pw.build_clamp(ti.sf, out_sf, low, high, ctx.release)
-    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, pw.evaluator(curve),
                           PlanRow(node.name, f"Clamp [{low:g}, {high:g}] (PWL)", "i16", Lane.INT16, ti.sf, None,
                                   out_sf, Extras(pwl=curve.to_json()))))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
@@ -299,7 +300,7 @@ def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
         out_sf = min(out_sf, float(pw.MAX_ACTIVATION_SF))
         out_sf = pw.adjust_scale_factor(out_sf, ti.sf, ctx.release)
     curve = pw.build_fake_quantize(ti.sf, out_sf, il, ih, release=ctx.release)
-    ctx.steps.append(Step("pwl", node.name, [k], node.out, lambda x, c=curve: pw.evaluate(c, x),
+    ctx.steps.append(Step("pwl", node.name, [k], node.out, pw.evaluator(curve),
                           PlanRow(node.name, "FakeQuantize (as PWL)", "i16", Lane.INT16, ti.sf, None, out_sf,
                                   Extras(pwl=curve.to_json()))))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)

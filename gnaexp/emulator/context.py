@@ -76,7 +76,7 @@ class BuildContext:
         out_sf = self.overrides.get(name, pw.identity_out_scale(ti.sf))
         curve = pw.build_identity(ti.sf, out_sf, release=self.release)
         new = f"{k}#{name}"
-        self.steps.append(Step("pwl", name, [k], new, lambda x, c=curve: pw.evaluate(c, x),
+        self.steps.append(Step("pwl", name, [k], new, pw.evaluator(curve),
                                PlanRow(name, "Identity (inserted)", "i16", Lane.INT16, ti.sf, None, out_sf,
                                        Extras(pwl=curve.to_json()))))
         self.info[new] = TInfo(out_sf, Lane.INT16, ti.shape, act=name)

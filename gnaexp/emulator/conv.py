@@ -95,6 +95,13 @@ def filter_blocks(flt: np.ndarray, step: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(f_count, n_blocks, step).transpose(1, 0, 2))
 
 
+def compact(weights: np.ndarray) -> np.ndarray:
+    """Integer weights as int16 when every value fits (the same values in a quarter of the bytes: a layer's
+    weights then stay in the core's cache between a stream's frames), else unchanged."""
+    small = weights.astype(np.int16)
+    return small if np.array_equal(small, weights) else weights
+
+
 def exact_bound_ok(max_abs_x: float, blocks: np.ndarray, bias: np.ndarray) -> bool:
     """Whether every partial sum stays below 2^53 (float64 exact) for inputs up to max_abs_x."""
     per_filter = np.abs(blocks).sum(axis=(0, 2)) if blocks.size else np.zeros(1)
@@ -107,50 +114,91 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
 
     ``interleave`` = (channels, width, stride) when x2 is NCW data written interleaved on the way in; otherwise
     x2 is the flat memory itself. Operands beyond int16/int32 are refused (the float64 sums would not be exact).
+    A layer that runs many times prepares its ``ConvKernel`` once instead.
     """
-    bias = np.ascontiguousarray(bias, dtype=np.float64)
-    if not exact_bound_ok(max_abs_x, blocks, bias):
-        raise BadInput("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
-                         "takes int16 data")
-    if x2.dtype not in (np.float32, np.float64):
-        x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
-    x2 = np.ascontiguousarray(x2)
-    channels, width, stride = interleave or (1, x2.shape[1], 1)
-    if blocks.shape[0] * blocks.shape[2] >= BLAS_MIN_FILTER:
-        return _run_blas(x2, blocks, bias, positions, interleave)
-    native = kernels.compiled(x2.shape[0] * blocks.size * positions)
-    if native is None:
-        return _run_blas(x2, blocks, bias, positions, interleave)
-    out = np.empty((x2.shape[0], blocks.shape[1], positions), dtype=np.float64)
-    sat = native.conv1d_rows(x2, channels, width, interleave is not None, blocks, bias, stride, out)
-    return out, int(sat)
+    return ConvKernel(blocks, bias, positions, max_abs_x, interleave)(x2)
 
 
 BLAS_MIN_FILTER = 64  # long filters (few positions, many taps) run as one matrix product instead of the loop
+SMALL_ROWS = 8  # up to this many windows (samples × positions), long filters run compiled instead (faster there)
 
 
-def _run_blas(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: int,
-              interleave: tuple[int, int, int] | None) -> tuple[np.ndarray, int]:
-    """The same sums as ``native.conv1d_rows`` as one float64 matrix product over all windows: every operand is
-    an integer and every partial sum stays below 2^53 (checked by the caller), so the order of the additions
-    does not matter and the results are identical."""
-    n_blocks, n_filters, step = blocks.shape
-    n = x2.shape[0]
-    if interleave is not None:  # NCW → the interleaved memory w·C + c
-        channels, width, _ = interleave
-        x2 = x2.reshape(n, channels, width).transpose(0, 2, 1).reshape(n, channels * width)
-    span = (positions + n_blocks - 1) * step
-    mem = np.zeros((n, max(span, x2.shape[1])), dtype=np.float64)
-    mem[:, :x2.shape[1]] = x2
-    windows = np.lib.stride_tricks.sliding_window_view(mem[:, :span], n_blocks * step, axis=1)[:, ::step][:, :positions]
-    weights = blocks.transpose(0, 2, 1).reshape(n_blocks * step, n_filters)  # (b, u) rows, as the windows run
-    with parallel.single_threaded_blas():
-        acc = windows.reshape(n * positions, -1) @ weights
-    acc = acc.reshape(n, positions, n_filters).transpose(0, 2, 1) + bias[None, :, None]
-    saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-    if saturated:
-        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
-    return np.ascontiguousarray(acc), saturated
+class ConvKernel:
+    """``run_blocks`` with everything that depends only on the filters done once: the exactness check, and for
+    long filters the weight matrix and the map from (position, tap) to the input value it reads.
+
+    Long filters run as one float64 matrix product over all windows, the same sums as ``native.conv1d_rows``:
+    every operand is an integer and every partial sum stays below 2^53 (checked here), so the order of the
+    additions does not matter and the results are identical. Holds no per-call buffer: threads share it."""
+
+    def __init__(self, blocks: np.ndarray, bias: np.ndarray, positions: int, max_abs_x: float = INT16_BOUND,
+                 interleave: tuple[int, int, int] | None = None) -> None:
+        self.bias = np.ascontiguousarray(bias, dtype=np.float64)
+        if not exact_bound_ok(max_abs_x, blocks, self.bias):
+            raise BadInput("convolution operands exceed int16 (inputs, weights) / int32 (bias): the GNA primitive "
+                           "takes int16 data")
+        self.blocks, self.positions, self.interleave = blocks, positions, interleave
+        n_blocks, n_filters, step = blocks.shape
+        self.blas = n_blocks * step >= BLAS_MIN_FILTER
+        # (b, u) rows, as the windows run: every kernel has them, for the matrix product that also runs before a
+        # process loads the compiled loops
+        self.weights = np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(n_blocks * step, n_filters))
+        self.small_weights = compact(self.weights)
+        self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
+
+    def _window_index(self, length: int) -> np.ndarray:
+        """(positions, taps) index of the input value each tap of each window reads; ``length`` (one past the
+        input) where the memory is zero padding. Interleaved data: memory element w·C + c is x[c·W + w]."""
+        if self._reads is not None and self._reads[0] == length:
+            return self._reads[1]
+        n_blocks, _, step = self.blocks.shape
+        if self.interleave is not None:
+            channels, width, _ = self.interleave
+            memory = np.arange(channels * width).reshape(channels, width).T.reshape(-1)  # memory → x index
+        else:
+            memory = np.arange(length)
+        taps = np.arange(self.positions)[:, None] * step + np.arange(n_blocks * step)[None, :]
+        index = np.full(taps.shape, length, dtype=np.intp)
+        inside = taps < len(memory)
+        index[inside] = memory[taps[inside]]
+        self._reads = (length, index)
+        return index
+
+    def __call__(self, x2: np.ndarray) -> tuple[np.ndarray, int]:
+        """(N, L) int16 values → ((N, F, positions) float64 int32-saturated sums, saturated count)."""
+        if x2.dtype not in (np.float32, np.float64):
+            x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
+        native = kernels.compiled(x2.shape[0] * self.blocks.size * self.positions)  # None: the matrix product
+        if not self.blas and native is not None:
+            x2 = np.ascontiguousarray(x2)
+            channels, width, stride = self.interleave or (1, x2.shape[1], 1)
+            out = np.empty((x2.shape[0], self.blocks.shape[1], self.positions), dtype=np.float64)
+            sat = native.conv1d_rows(x2, channels, width, self.interleave is not None, self.blocks, self.bias, stride,
+                                     out)
+            return out, int(sat)
+        n, length = x2.shape
+        if native is not None and n * self.positions <= SMALL_ROWS:  # a frame or two: one compiled pass, no BLAS
+            x2 = np.ascontiguousarray(x2)
+            out = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
+            sat = native.conv1d_windows(x2, self._window_index(length), self.small_weights, self.bias, out)
+            return out, int(sat)
+        return self.product(x2)
+
+    def product(self, x2: np.ndarray) -> tuple[np.ndarray, int]:
+        """The same sums as one float64 matrix product over all windows (long filters, large batches, and a
+        process that has not loaded the compiled loops)."""
+        n, length = x2.shape
+        padded = np.zeros((n, length + 1), dtype=np.float64)  # the last column is the zero padding's
+        padded[:, :length] = x2
+        windows = padded[:, self._window_index(length)]  # (N, positions, taps)
+        with parallel.single_threaded_blas():
+            acc = windows.reshape(n * self.positions, -1) @ self.weights
+        acc += self.bias
+        saturated = 0
+        if acc.min(initial=0.0) < INT32_MIN or acc.max(initial=0.0) > INT32_MAX:
+            saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+            np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+        return np.ascontiguousarray(acc.reshape(n, self.positions, -1).transpose(0, 2, 1)), saturated
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,

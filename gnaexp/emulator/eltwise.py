@@ -55,9 +55,10 @@ def sum_weight(sf_w: float, sf_b: float) -> int:
 
 
 def _sat32(acc: np.ndarray) -> tuple[np.ndarray, int]:
+    if acc.size == 0 or (acc.min() >= INT32_MIN and acc.max() <= INT32_MAX):  # counted only when some did
+        return acc, 0
     n = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-    if n:
-        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+    np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
     return acc, n
 
 

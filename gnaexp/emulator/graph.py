@@ -37,6 +37,7 @@ from gnaexp.core.errors import BadInput
 
 RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it names the rules a result followed
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
+SPLIT_MIN = 64  # samples a task needs before a batch below 2·CHUNK (one step of N streams) is shared by the cores
 
 
 @dataclass
@@ -55,17 +56,39 @@ class Plan:
         """The rows of the steps that compute (not the data movements), saturations not yet counted."""
         return [s.row for s in self.steps if s.row is not None]
 
+    @functools.cached_property
+    def _schedule(self) -> list[tuple[Callable[..., tuple[np.ndarray, int]], tuple[str, ...], str, str | None,
+                                      Any, tuple[str, ...]]]:
+        """Per step, resolved once per plan (its steps are not changed once built; ``edited`` makes a new plan):
+        (run, input keys, output key, layer counted or None, integer dtype kept or None, keys read for the last
+        time, dropped after it so that a large batch does not hold every intermediate at once)."""
+        last: dict[str, int] = {}
+        for i, st in enumerate(self.steps):
+            for k in st.inputs:
+                last[k] = i
+        for _, key, _ in self.outputs:
+            last[key] = len(self.steps)
+        out = []
+        for i, st in enumerate(self.steps):
+            lane = st.row.lane if st.row is not None else None
+            dtype = None if lane in (None, Lane.HOST) else np.int32 if lane is Lane.INT32 else np.int16
+            dead = tuple(k for k in dict.fromkeys(st.inputs) if last[k] == i)
+            out.append((st.run, tuple(st.inputs), st.out, st.name if st.row is not None else None, dtype, dead))
+        return out
+
     def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool) -> tuple[dict, dict, dict]:
         env: dict[str, np.ndarray] = dict(feeds)
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
-        for st in self.steps:
-            val, n_sat = st.run(*[env[k] for k in st.inputs])
-            env[st.out] = val
-            if st.row is not None:
-                sats[st.name] = sats.get(st.name, 0) + n_sat
-                if keep_ints and st.row.lane is not Lane.HOST:
-                    ints[st.name] = val.astype(np.int32 if st.row.lane is Lane.INT32 else np.int16)
+        for run, inputs, out, name, dtype, dead in self._schedule:
+            val, n_sat = run(env[inputs[0]]) if len(inputs) == 1 else run(*[env[k] for k in inputs])
+            for k in dead:
+                del env[k]
+            env[out] = val
+            if name is not None:
+                sats[name] = sats.get(name, 0) + n_sat
+                if keep_ints and dtype is not None:
+                    ints[name] = val.astype(dtype)
         outs = {}
         for name, key, sf in self.outputs:
             outs[name] = primitives.dequantize(env[key], sf)
@@ -78,15 +101,17 @@ class Plan:
         involved, see parallel.py); each writes straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
-        if n < 2 * CHUNK:  # one chunk: no threads (its BLAS calls limit themselves, see primitives.Affine)
-            return self._run_chunk(dict(feeds), keep_ints)
+        size = _task_size(n)
+        if size >= n:  # one task: no threads
+            with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
+                return self._run_chunk(dict(feeds), keep_ints)
         outs: dict[str, np.ndarray] = {}
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
         merge = threading.Lock()
 
         def chunk(s: int) -> None:
-            part = self._run_chunk({k: v[s:s + CHUNK] for k, v in feeds.items()}, keep_ints)
+            part = self._run_chunk({k: v[s:s + size] for k, v in feeds.items()}, keep_ints)
             with merge:
                 for whole, got in ((outs, part[0]), (ints, part[2])):
                     for k, v in got.items():
@@ -96,8 +121,17 @@ class Plan:
                 for k, v in part[1].items():
                     sats[k] = sats.get(k, 0) + v
 
-        parallel.run_all([functools.partial(chunk, s) for s in range(0, n, CHUNK)])
+        parallel.run_all([functools.partial(chunk, s) for s in range(0, n, size)])
         return outs, sats, ints
+
+
+def _task_size(n: int) -> int:
+    """Samples per task: CHUNK for a large batch; a smaller one (a step of N streams) shared evenly by the cores
+    when each gets SPLIT_MIN samples, else one task. Samples are independent: any split gives the same numbers."""
+    if n >= 2 * CHUNK:
+        return CHUNK
+    tasks = min(parallel.available_cores(), parallel.MAX_THREADS, n // SPLIT_MIN)
+    return -(-n // tasks) if tasks > 1 else n
 
 
 def edited(plan: Plan, step: str, wrap: Callable[[Step], Callable[..., tuple[np.ndarray, int]]]) -> Plan:

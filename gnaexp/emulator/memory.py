@@ -9,7 +9,7 @@ from gnaexp.emulator import plugin_checks
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node, Program, root_key
-from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.moves import MOVE_OPS, move_function, move_shape
 from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.core.errors import BadInput
@@ -22,8 +22,8 @@ def add_move(ctx: BuildContext, node: Node) -> None:
     src = ctx.info[ctx.get(node.inputs[0])]
     args = [ctx.prog.consts.get(k) for k in node.inputs[1:]]
     shape = move_shape(node.op, node.attrs, src.shape, args)
-    ctx.steps.append(Step("move", node.name, [ctx.get(node.inputs[0])], node.out,
-                          lambda x, n=node, a=args: (apply_move(n.op, n.attrs, x, a, True), 0)))
+    move = move_function(node.op, node.attrs, src.shape, args)
+    ctx.steps.append(Step("move", node.name, [ctx.get(node.inputs[0])], node.out, lambda x, m=move: (m(x), 0)))
     ctx.info[node.out] = TInfo(src.sf, src.lane, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
 
 
@@ -43,7 +43,7 @@ def _align_filter(ctx: BuildContext, node: Node, i: int, key: str, offset: int, 
     curve = pw.build_identity(ti.sf * w_sf, ti.sf, release=ctx.release)
     name = f"{node.name}/ConcatAlignFilter_{i}"
     new = f"{key}#{name}"
-    ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=curve, m=w_sf: pw.evaluate(c, x * m),
+    ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=pw.evaluator(curve), m=w_sf: c(x * m),
                           PlanRow(name, "ConcatAlignFilter (inserted)", "i16", Lane.INT16, ti.sf, w_sf, ti.sf,
                                   Extras(pwl=curve.to_json()))))
     ctx.info[new] = TInfo(ti.sf, Lane.INT16, ti.shape, act=ti.act)

@@ -7,7 +7,7 @@ Every function takes the constant inputs of the op as ``args`` (IR input order a
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from gnaexp.core.errors import BadInput
@@ -85,3 +85,31 @@ def apply_move(op: str, attrs: dict[str, Any], x: np.ndarray, args: Sequence[np.
         widths = [(0, 0)] * lead + list(zip(attrs["pads_begin"], attrs["pads_end"]))
         return np.pad(x, widths)
     raise BadInput(op)
+
+
+def move_function(op: str, attrs: dict[str, Any], shape: tuple[int, ...],
+                  args: Sequence[np.ndarray | None]) -> Callable[[np.ndarray], np.ndarray]:
+    """``apply_move`` on batched data of sample shape ``shape``, with its constants read once: the function a
+    plan step calls on every run (a stream runs each step once per frame). The same values as ``apply_move``."""
+    out_shape = move_shape(op, attrs, shape, args)
+    if op in ("Reshape", "Squeeze", "Unsqueeze"):
+        return lambda x: x.reshape((x.shape[0],) + out_shape)
+    if op == "Transpose":
+        perm = (0,) + tuple(int(p) + 1 for p in np.asarray(args[0]).reshape(-1))
+        return lambda x: x.transpose(perm)
+    if op == "Gather":
+        index = np.asarray(args[0]).astype(np.int64)
+        axis = int(np.asarray(args[1]).reshape(-1)[0]) % len(shape) + 1
+        return lambda x: np.take(x, index, axis=axis)
+    if op in ("Slice", "Crop"):
+        window = (slice(None),) + tuple(_slices(op, attrs, shape, args))
+        return lambda x: x[window]
+    if op == "ZeroPad" and min(list(attrs["pads_begin"]) + list(attrs["pads_end"])) >= 0:
+        inside = (slice(None),) + tuple(slice(int(b), int(b) + d) for b, d in zip(attrs["pads_begin"], shape))
+
+        def pad(x: np.ndarray) -> np.ndarray:
+            out = np.zeros((x.shape[0],) + out_shape, dtype=x.dtype)
+            out[inside] = x
+            return out
+        return pad
+    return lambda x: apply_move(op, attrs, x, args, True)

@@ -106,6 +106,40 @@ def conv1d_rows(x, channels, width, interleave, blocks, bias, stride, out):  # p
 
 
 @njit(nogil=True, cache=True)
+def conv1d_windows(x, index, weights, bias, out):  # pragma: no cover - compiled
+    """The same sums as ``conv1d_rows`` for a few samples with long filters, read through a window index;
+    returns how many sums saturated int32.
+
+    x: (N, L) int16 values; index: (P, T) the input element tap t of position j reads (L: the zero padding);
+    weights: (T, F) the filters' taps (float64, or int16 from ``compact``); bias: (F,); out: (N, F, P) float64,
+    int32-saturated. The inner loop runs
+    over the filters (contiguous, vectorized), and a zero input adds nothing, so it is skipped (ReLU outputs are
+    mostly zeros). Exact in any order of the additions (see above).
+    """
+    n, length = x.shape
+    positions, taps = index.shape
+    filters = weights.shape[1]
+    acc = np.empty(filters, dtype=np.float64)
+    saturated = 0
+    for i in range(n):
+        for j in range(positions):
+            for f in range(filters):
+                acc[f] = 0.0
+            for t in range(taps):
+                k = index[j, t]
+                if k < length:
+                    v = np.float64(x[i, k])
+                    if v != 0.0:
+                        for f in range(filters):
+                            acc[f] += v * weights[t, f]
+            for f in range(filters):
+                a = acc[f] + bias[f]
+                saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
+                out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
+    return saturated
+
+
+@njit(nogil=True, cache=True)
 def pwl_rows(x, xv, ybase, slope, inv_scale, out):  # pragma: no cover - compiled
     """out = the GNA PWL of every value of x (flat float64 integers); returns how many outputs saturated int16.
 
@@ -152,3 +186,5 @@ def warm_up() -> None:
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
+        for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
+            conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 _LOCK = threading.Lock()
 _DEPTH = 0
-_LIMITER: Any = None
+_RESTORE: list[tuple[Any, int]] = []  # (BLAS library, its thread count) to set back on the way out
 _CONTROLLER: tuple[int, Any] | None = None  # (pid, threadpoolctl controller of the BLAS libraries)
 _INSIDE = threading.local()  # set in worker threads: nested parallel calls run inline
 MAX_THREADS = 8
@@ -45,11 +45,17 @@ def single_threaded_blas() -> Iterator[None]:
     """Limit BLAS to one thread while inside (re-entrant, shared by threads; restored on the way out).
 
     Covers every BLAS loaded when the process first got here, NumPy's among them (the one the emulator calls).
+    Each library's count is read and set directly (``threadpoolctl``'s ``limit`` asks every library for its full
+    description first, which costs more than a small product: the emulator enters here once per layer).
     """
-    global _DEPTH, _LIMITER
+    global _DEPTH
     with _LOCK:
         if _DEPTH == 0:
-            _LIMITER = _blas_controller().limit(limits=1)
+            for lib in _blas_controller().lib_controllers:
+                threads = lib.get_num_threads()
+                if threads != 1:
+                    lib.set_num_threads(1)
+                    _RESTORE.append((lib, threads))
         _DEPTH += 1
     try:
         yield
@@ -57,8 +63,9 @@ def single_threaded_blas() -> Iterator[None]:
         with _LOCK:
             _DEPTH -= 1
             if _DEPTH == 0:
-                _LIMITER.restore_original_limits()
-                _LIMITER = None
+                while _RESTORE:
+                    lib, threads = _RESTORE.pop()
+                    lib.set_num_threads(threads)
 
 
 def run_all(tasks: Sequence[Callable[[], Any]], threads: int | None = None) -> list[Any]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import ACTIVATION_OPS, DYNAMIC, ELTWISE_OPS, HOST_OPS, Node, Program, root_key
-from gnaexp.emulator.moves import MOVE_OPS, apply_move, move_shape
+from gnaexp.emulator.moves import MOVE_OPS, move_function, move_shape
 from gnaexp.emulator.mvn import LAYER_NORM_NOTE
 from gnaexp.emulator.plan_row import Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
@@ -148,15 +148,36 @@ def host_step(ctx: BuildContext, node: Node) -> None:
         mode = str(node.attrs.get("pad_mode", "constant"))
         value = float(np.asarray(args[2]).reshape(-1)[0]) if len(args) > 2 else 0.0
 
-        def pad(x, begin=begin, end=end, mode=mode, value=value, sf=lead_sf):
+        shape = tuple(d + int(b) + int(e) for d, b, e in zip(ti.shape, begin, end))
+        widths = [(0, 0)] + [(int(b), int(e)) for b, e in zip(begin, end)]
+        inside = (slice(None),) + tuple(slice(int(b), int(b) + d) for b, d in zip(begin, ti.shape))
+
+        # np.pad's values without its per-call set-up: a filled array, or for the modes that copy values (reflect,
+        # symmetric, edge, wrap) the source index of every output position along each padded axis, made once
+        reads = None
+        copying: dict[str, Any] = {"mode": mode}  # np.pad's mode names are literals to the type checker
+        if mode in ("reflect", "symmetric", "edge", "wrap") and min(min(w) for w in widths) >= 0:
+            try:
+                reads = [(axis, np.pad(np.arange(shape[axis - 1] - sum(w)), w, **copying))
+                         for axis, w in enumerate(widths) if any(w)]
+            except ValueError:  # e.g. an empty axis: np.pad itself says so when the step runs
+                reads = None
+
+        def pad(x, widths=widths, inside=inside, shape=shape, mode=mode, value=value, sf=lead_sf, reads=reads):
             x = np.asarray(x, dtype=np.float32) / np.float32(sf)
-            widths = [(0, 0)] + [(int(b), int(e)) for b, e in zip(begin, end)]
+            if reads is not None:
+                for axis, index in reads:
+                    x = np.take(x, index, axis=axis)
+                return x, 0
+            if mode == "constant" and min(min(w) for w in widths) >= 0:
+                out = np.full((len(x),) + shape, np.float32(value), dtype=np.float32)
+                out[inside] = x
+                return out, 0
             kw = {"constant_values": value} if mode == "constant" else {}
             return np.pad(x, widths, mode=mode, **kw).astype(np.float32), 0
 
         run: Callable[..., tuple[np.ndarray, int]] = pad
 
-        shape = tuple(d + int(b) + int(e) for d, b, e in zip(ti.shape, begin, end))
     else:  # ReduceMean
         axes = tuple(int(a) % len(ti.shape) for a in np.asarray(args[0]).reshape(-1))
         keep = bool(node.attrs.get("keep_dims", False))
@@ -190,7 +211,7 @@ def zero_pad_step(node: Node, key: str, pads: list[tuple[int, int]], info: dict[
     attrs = {"pads_begin": [0] * lead + [b for b, _ in pads], "pads_end": [0] * lead + [e for _, e in pads]}
     new = f"{key}#{node.name}/pad"
     steps.append(Step("move", f"{node.name}/zero-pad", [key], new,
-                      lambda x, a=attrs: (apply_move("ZeroPad", a, x, [], True), 0)))
+                      lambda x, m=move_function("ZeroPad", attrs, ti.shape, []): (m(x), 0)))
     info[new] = TInfo(ti.sf, Lane.INT16, move_shape("ZeroPad", attrs, ti.shape, []), act=ti.act,
                       from_input=ti.from_input, via_concat=ti.via_concat, param=ti.param)
     return new

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gnaexp.emulator import conv as cv
-from gnaexp.emulator import parallel
+from gnaexp.emulator import kernels, parallel
 from gnaexp.emulator.pwl import PWL, evaluate
 from gnaexp.emulator.quantize import quantize_input
 from gnaexp.emulator.int_ranges import EXACT_F64, INT32_MAX, INT32_MIN
@@ -36,19 +36,33 @@ class Affine:
         bound = cv.INT16_BOUND * float(np.max(row_sums, initial=0)) + float(np.max(np.abs(self.bias), initial=0))
         self.exact_in_float64 = bound < EXACT_F64
         self.wt = np.ascontiguousarray(w.T if self.exact_in_float64 else w.T.astype(np.int64))
+        self._all: np.ndarray | None = None  # the window index of every input, made on the first small call
+        self._small: np.ndarray | None = None  # the weights as the compiled pass reads them (conv.compact)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """x: (N, K) int16 values → ((N, M) int32 values as float64, saturated count)."""
+        native = kernels.compiled(np.size(x) * self.wt.shape[1]) if len(x) <= cv.SMALL_ROWS else None
+        if self.exact_in_float64 and self.mult is None and native is not None:
+            # a stream's frame: the compiled pass a convolution window takes (one window of all K inputs)
+            if self._all is None:
+                self._all = np.arange(self.wt.shape[0])[None, :]
+            x = np.ascontiguousarray(x, dtype=np.float64)
+            out = np.empty((len(x), self.wt.shape[1], 1), dtype=np.float64)
+            if self._small is None:
+                self._small = cv.compact(self.wt)
+            saturated = native.conv1d_windows(x, self._all, self._small, self.bias, out)
+            return out.reshape(len(x), -1), int(saturated)
         with parallel.single_threaded_blas():  # never inside a BLAS thread pool (see parallel.py)
             if self.exact_in_float64:
                 acc = np.asarray(x, dtype=np.float64) @ self.wt
             else:
                 acc = (np.asarray(x).astype(np.int64) @ self.wt).astype(np.float64)
         if self.mult is not None:
-            acc = acc * self.mult
-        acc = acc + self.bias
-        saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
-        if saturated:
+            acc *= self.mult
+        acc += self.bias
+        saturated = 0
+        if acc.min(initial=0.0) < INT32_MIN or acc.max(initial=0.0) > INT32_MAX:  # counted only when some did
+            saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
             np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
         return acc, saturated
 

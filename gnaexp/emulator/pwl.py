@@ -12,6 +12,7 @@ round them in double.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -355,13 +356,23 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     loop runs compiled (``native.pwl_rows``, the same arithmetic); ``evaluate_numpy`` is its reference and runs
     instead before a process has loaded the compiled loops (``kernels.compiled``).
     """
+    return _run_tables(pwl, pwl.tables(), x)
+
+
+def evaluator(pwl: PWL) -> Callable[[np.ndarray], tuple[np.ndarray, int]]:
+    """``evaluate(pwl, ·)`` with the segment tables made once: what a plan step calls on every run."""
+    tables = pwl.tables()
+    return lambda x: _run_tables(pwl, tables, x)
+
+
+def _run_tables(pwl: PWL, tables: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                x: np.ndarray) -> tuple[np.ndarray, int]:
     native = kernels.compiled(np.size(x))
-    if native is None:
+    if native is None:  # before the process loads the compiled loops: the same values in NumPy
         return evaluate_numpy(pwl, x)
-    flat = np.ascontiguousarray(np.asarray(x, dtype=np.float64)).reshape(-1)
-    xv, yb, k, inv = pwl.tables()
+    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.empty_like(flat)
-    n = native.pwl_rows(flat, xv, yb, k, inv, out)
+    n = native.pwl_rows(flat, *tables, out)
     return out.reshape(np.shape(x)), int(n)
 
 

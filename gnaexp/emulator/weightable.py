@@ -92,11 +92,14 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     legacy = layout == "legacy-concat" and ti.from_input and ti.via_concat
     out_shape = (1, f, 1, geo.logical_positions) if len(shape) == 4 else (1, f, geo.logical_positions)
 
-    def run(x, wq=wq, flt=flt, geo=geo, legacy=legacy, out_shape=out_shape):
+    # NCW data is interleaved inside the primitive; the legacy layout reads the NCW buffer as the memory itself
+    kernel = cv.ConvKernel(flt, wq.bias, geo.positions, interleave=None if legacy else (geo.channels, geo.width,
+                                                                                          geo.stride))
+
+    def run(x, kernel=kernel, geo=geo, out_shape=out_shape):
         n = x.shape[0]
-        x3 = x.reshape(n, geo.channels, geo.width)
-        mem = x3.reshape(n, -1) if legacy else x3  # (N, C, W) is interleaved inside the primitive
-        o, sat = cv.conv1d(mem, flt, wq.bias, geo)
+        acc, sat = kernel(x.reshape(n, geo.channels * geo.width))
+        o = acc[:, :, :geo.logical_positions]  # the host's transposition drops the positions past the data
         if geo.filters != out_shape[1]:  # zero filters added by porting: their outputs are dropped
             o = o.reshape(n, geo.filters, -1)[:, :out_shape[1]]
         return o.reshape((n,) + out_shape), sat

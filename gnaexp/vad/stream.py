@@ -86,21 +86,43 @@ def stream(step, audio: np.ndarray) -> Stream:
 def stream_batch(step, audios: list[np.ndarray]) -> list[Stream]:
     """Several signals streamed together: each step runs one chunk of every stream (a leading axis of
     streams, for a backend whose step takes one; the emulator's does; one signal runs without it). Shorter streams
-    run on zeros after their end, and that part is cut off. Each stream's numbers are those of streaming it alone."""
+    run on zeros after their end, and that part is cut off. Each stream's numbers are those of streaming it alone.
+    Each step's chunks are cut when it runs (``StepChunks``): memory holds the signals and the tracks, whatever
+    their length."""
     from gnaexp.backends.base import stream_steps
 
-    parts = [chunks(a) for a in audios]
-    steps, n = max(len(p) for p in parts), len(parts)
-    batch = np.zeros((steps, n, 1, STEP_INPUT), dtype=np.float32)
-    for i, p in enumerate(parts):
-        batch[:len(p), i, 0] = p
+    frames = StepChunks(audios)
+    n, lengths = len(frames.audios), frames.lengths
     state = np.zeros((n,) + STATE_SHAPE, dtype=np.float32)
     if n == 1:  # a step that takes one stream at a time (torch, OpenVINO)
-        batch, state = batch[:, 0], state[0]
-    outs, _ = stream_steps(step, {"chunk": batch}, {"state": "next_state"}, {"state": state})
-    probs = outs["probability"].reshape(steps, n)
-    states = outs["next_state"].reshape(steps, n, 2, STATE_SHAPE[-1])
-    return [Stream(probs[:len(p), i].copy(), states[:len(p), i].copy()) for i, p in enumerate(parts)]
+        state = state[0]
+    outs, _ = stream_steps(step, {"chunk": frames}, {"state": "next_state"}, {"state": state}, keep_fed=False)
+    steps = len(frames)
+    probs = outs.pop("probability").reshape(steps, n)
+    states = outs.pop("next_state").reshape(steps, n, 2, STATE_SHAPE[-1])
+    # each stream's tracks are views of these arrays: no second copy of every track at the end
+    return [Stream(probs[:m, i], states[:m, i]) for i, m in enumerate(lengths)]
+
+
+class StepChunks:
+    """The step inputs of one or more signals, cut when a step asks for them: ``[t]`` is step t's (N, 1, 576)
+    chunks, or (1, 576) for one signal; the same values as ``chunks`` (after a signal's end, zeros)."""
+
+    def __init__(self, audios: list[np.ndarray]) -> None:
+        self.audios = [np.asarray(a, dtype=np.float32).reshape(-1) for a in audios]
+        self.lengths = [-(-len(a) // CHUNK) for a in self.audios]  # steps per signal
+
+    def __len__(self) -> int:
+        return max(self.lengths)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        out = np.zeros((len(self.audios), 1, STEP_INPUT), dtype=np.float32)
+        start = t * CHUNK - CONTEXT  # the context: the previous chunk's last samples (zeros before the signal)
+        skip = max(0, -start)
+        for i, a in enumerate(self.audios):
+            part = a[start + skip:t * CHUNK + CHUNK]
+            out[i, 0, skip:skip + len(part)] = part
+        return out if len(self.audios) > 1 else out[0]
 
 
 def jit_probabilities(audio: np.ndarray) -> np.ndarray:
