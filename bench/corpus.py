@@ -105,8 +105,8 @@ def main() -> None:
         sf, best = max(ok, key=lambda r: min(s for s, _ in r[1].values()))
         print(f"   best sf {sf:g}: " + "  ".join(f"{k} {s:.1f} dB cos {c:.5f}" for k, (s, c) in best.items()))
         bad = first_bad_layer(per_layer(path, inputs, GnaSettings(sf, porting=True)))
-        print("   first diverging layer: " + (f"{bad['layer']} ({bad['op']}, {bad['accumulated_sqnr_db']:.1f} dB "
-                                                f"accumulated, {bad['local_sqnr_db']:.1f} dB local)" if bad else "none"))
+        print("   first diverging layer: " + (f"{bad.layer} ({bad.op}, {bad.accumulated_sqnr_db:.1f} dB "
+                                                f"accumulated, {bad.local_sqnr_db:.1f} dB local)" if bad else "none"))
         feeds, shapes, _ = prepare_inputs(prog, inputs)
         t = time.perf_counter()
         plan = build_plan(prog, shapes, GnaSettings(sf, porting=True))  # once per configuration, as OpenVINO's compile
