@@ -54,6 +54,7 @@ class _Study:
     floor_out: np.ndarray
     floor: metrics.Comparison
     plan: Any
+    fq_override: bool  # the IR's FakeQuantize ranges set the input scale factor: sf has no effect
 
 
 def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = None,
@@ -121,14 +122,14 @@ def ladder(config: experiment.ExperimentConfig, observed: np.ndarray | None = No
     else:
         output_name = first if observed is not None else min(per_output, key=lambda n: per_output[n].sqnr_db)
     study = _Study(model.ir_xml, feed, gna, sf, sweep, output_name, ref_outputs[output_name],
-                   em.outputs[output_name], per_output[output_name], em.plan)
+                   em.outputs[output_name], per_output[output_name], em.plan,
+                   "fakequantize" in em.input_sf_source.values())
     steps.append(_floor_step(study, em, per_output if len(ref_outputs) > 1 else None))
-    fq_override = "fakequantize" in em.input_sf_source.values()
 
     # 3. Does the error react to the scale factor? Quantization error must; structural error does not.
     trace = sweep.floor_trace.sqnr_db
     spread = max(trace) - min(trace)
-    steps.append(SensitivityStep(steps_worded.sensitivity_verdict(spread, fq_override), sqnr_spread_db=spread))
+    steps.append(SensitivityStep(steps_worded.sensitivity_verdict(spread, study.fq_override), sqnr_spread_db=spread))
 
     # 4. Layout paths: what each plugin layout path would output.
     layouts, layout_outputs = _layouts_step(study, LAYOUTS)
@@ -163,9 +164,8 @@ def _floor_step(study: _Study, em: Any, per_output: Mapping[str, metrics.Compari
     from gnaexp.emulator.sweep import DEFAULT_HEADROOM
 
     sweep, floor = study.sweep, study.floor
-    fq_override = "fakequantize" in em.input_sf_source.values()
     return FloorStep(
-        steps_worded.floor_verdict(sweep, study.sf, floor, fq_override, DEFAULT_HEADROOM, per_output),
+        steps_worded.floor_verdict(sweep, study.sf, floor, study.fq_override, DEFAULT_HEADROOM, per_output),
         scale_factor=study.sf, input_scale_factors_used=dict(em.input_scale_factors),
         input_sf_source=dict(em.input_sf_source), sqnr_db=floor.sqnr_db, cosine=floor.cosine, l1=floor.l1,
         notes=list(em.notes), best_scale_factor=sweep.best_scale_factor, best_sqnr_db=sweep.best_sqnr_db,
