@@ -77,6 +77,7 @@ class Plan:
         return out
 
     def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool) -> tuple[dict, dict, dict]:
+        """Every step on one chunk: (integer outputs {name: values}, saturations, kept integers)."""
         env: dict[str, np.ndarray] = dict(feeds)
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
@@ -89,37 +90,41 @@ class Plan:
                 sats[name] = sats.get(name, 0) + n_sat
                 if keep_ints and dtype is not None:
                     ints[name] = val.astype(dtype)
-        outs = {}
-        for name, key, sf in self.outputs:
-            outs[name] = primitives.dequantize(env[key], sf)
-        return outs, sats, ints
+        return {name: env[key] for name, key, _ in self.outputs}, sats, ints
 
     def run(self, feeds: Mapping[str, np.ndarray], keep_ints: bool = False) -> tuple[dict, dict, dict]:
         """Run on batched float32 inputs {param key: (N, *shape)}; returns (outputs, saturations, ints).
 
         Chunks of CHUNK samples run on the cores through ``parallel.run_all`` (no library thread pool is
-        involved, see parallel.py); each writes straight into arrays for the whole batch.
+        involved, see parallel.py); each dequantizes its outputs straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
         size = _task_size(n)
+        scale = {name: sf for name, _, sf in self.outputs}
         if size >= n:  # one task: no threads
             with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
-                return self._run_chunk(dict(feeds), keep_ints)
+                values, sats, ints = self._run_chunk(dict(feeds), keep_ints)
+            return {k: primitives.dequantize(v, scale[k]) for k, v in values.items()}, sats, ints
         outs: dict[str, np.ndarray] = {}
-        sats: dict[str, int] = {}
-        ints: dict[str, np.ndarray] = {}
+        sats = {}
+        ints = {}
         merge = threading.Lock()
 
+        def whole(into: dict[str, np.ndarray], k: str, v: np.ndarray, dtype: Any) -> np.ndarray:
+            with merge:  # the first chunk to finish allocates the batch's array
+                if k not in into:
+                    into[k] = np.empty((n,) + v.shape[1:], dtype=dtype)
+                return into[k]
+
         def chunk(s: int) -> None:
-            part = self._run_chunk({k: v[s:s + size] for k, v in feeds.items()}, keep_ints)
+            values, part_sats, part_ints = self._run_chunk({k: v[s:s + size] for k, v in feeds.items()}, keep_ints)
+            for k, v in values.items():
+                primitives.dequantize(v, scale[k], out=whole(outs, k, v, np.float32)[s:s + len(v)])
+            for k, v in part_ints.items():
+                whole(ints, k, v, v.dtype)[s:s + len(v)] = v
             with merge:
-                for whole, got in ((outs, part[0]), (ints, part[2])):
-                    for k, v in got.items():
-                        if k not in whole:
-                            whole[k] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
-                        whole[k][s:s + len(v)] = v
-                for k, v in part[1].items():
-                    sats[k] = sats.get(k, 0) + v
+                for k, c in part_sats.items():
+                    sats[k] = sats.get(k, 0) + c
 
         parallel.run_all([functools.partial(chunk, s) for s in range(0, n, size)])
         return outs, sats, ints

@@ -73,10 +73,14 @@ def affine(x: np.ndarray, weights: np.ndarray, bias: np.ndarray,
     return Affine(weights, bias, multipliers)(x)
 
 
-def dequantize(values: np.ndarray, scale_factor: float) -> np.ndarray:
-    """Integer outputs (int32 or int16) to float32 as the plugin exports scores: float32 division by the sf."""
-    out = np.asarray(values).astype(np.float32)  # a new array: divided in place, one pass instead of three
-    out /= np.float32(scale_factor)
+def dequantize(values: np.ndarray, scale_factor: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Integer outputs (int32 or int16) to float32 as the plugin exports scores: float32 division by the sf.
+
+    ``out``: a float32 array of the values' shape to write into (a batch's slice); one pass either way: the
+    values are cast to float32 first and divided in float32, the plugin's order."""
+    if out is None:
+        out = np.empty(np.shape(values), dtype=np.float32)
+    np.divide(values, np.float32(scale_factor), out=out, dtype=np.float32, casting="unsafe")
     return out
 
 
