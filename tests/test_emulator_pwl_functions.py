@@ -96,6 +96,33 @@ def test_the_compiled_pwl_gives_the_numpy_reference_bits():
         np.testing.assert_array_equal(got, want, err_msg=curve.kind)
 
 
+def test_the_compiled_pwl_gives_the_numpy_reference_bits_on_raw_tables():
+    """Random raw segment tables (1 to 128 segments, shared xBases, the first xBase shared too) on inputs at every
+    xBase, one below it and anywhere in int32: the compiled passes pick the same segment as the reference's search
+    (the last with xBase ≤ x; at or below the first xBase, its yBase)."""
+    from gnaexp.emulator import native, pwl as pw
+    from gnaexp.emulator.primitives import pwl_from_table
+
+    assert native.pwl_rows is not None
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        k = int(rng.integers(1, 129))
+        xbase = np.sort(rng.integers(-2**31, 2**31 - 1, k)) & ~3
+        if k > 1 and trial % 2:
+            xbase[1] = xbase[0]  # the first xBase shared
+        if k > 3:
+            xbase[int(rng.integers(2, k))] = xbase[int(rng.integers(1, k - 1))]
+            xbase.sort()
+        xbase |= rng.integers(0, 3, k)  # the shift index in the two low bits
+        curve = pwl_from_table(xbase, rng.integers(-2**15, 2**15, k), rng.integers(-2**15, 2**15, k))
+        edges = (xbase & ~3).astype(np.float64)
+        x = np.concatenate([edges, edges - 1, edges + 1, rng.integers(-2**31, 2**31 - 1, 3000)]).astype(np.float64)
+        got, n_got = pw.evaluate(curve, x)
+        want, n_want = pw.evaluate_numpy(curve, x)
+        assert n_got == n_want
+        np.testing.assert_array_equal(got, want, err_msg=f"table {trial} ({k} segments)")
+
+
 def test_max_pooling_after_a_convolution_takes_the_maxima_of_the_activation_integers():
     """conv → ReLU → MaxPool(window 3, stride 2): the pooled integers are the maxima of the ReLU's integers over
     each window (exact), at the ReLU's scale factor; a padded or average pooling is refused with the reason."""
