@@ -37,6 +37,9 @@ def _config(args: argparse.Namespace) -> Any:
         raise UsageError(f"layers takes a net ({', '.join(FORUM_NETS)}) or --model FILE, not "
                          + ("both" if args.net else "neither"))
     if args.model:
+        from gnaexp.models.model_files import check_model_file
+
+        check_model_file(args.model)  # the model named before its inputs
         if not args.input:
             raise UsageError("--model needs --input INPUTS (.npy for one input, .npz keyed by input name)")
         return make_config("model", [f"model={args.model}", f"input_file={args.input}", *args.set])
@@ -61,6 +64,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
         raise UsageError("--out and --dump name the same folder: give each its own")
     for folder, what in folders:
         check_folder(folder, what)
+    if args.load:
+        dump.read_manifest(Path(args.load))  # a bad dump stops the command before any work
     config = _config(args)
     model = experiment.build_model(config)
     feed = experiment.make_inputs(config, model)

@@ -33,4 +33,7 @@ def run(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSettings, 
     notes = [f"emulated (GNA integer pipeline at scale factor {settings.scale_factors}, {settings.precision}); "
              "compared with OpenVINO CPU FP32; local: the layer fed the FP32 input quantized at its input scale "
              "factor"]
-    return Measured(label, "gna-emu", values, local, fused, [], notes, {"device": "gna-emu"})
+    from gnaexp.core.environment import package_version
+
+    return Measured(label, "gna-emu", values, local, fused, [], notes,
+                    {"device": "gna-emu", "openvino": package_version("openvino")})
