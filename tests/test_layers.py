@@ -153,3 +153,10 @@ def test_a_dump_of_another_model_or_without_manifest_is_refused(run, tmp_path, c
 def test_an_absent_device_is_unavailable_exit_3(capsys):
     assert main(["layers", "conv", "--backends", "openvino:CPU,openvino:NOSUCHDEVICE"]) == 3
     assert "device NOSUCHDEVICE is not available" in capsys.readouterr().err
+
+
+def test_json_stdout_holds_only_json_while_nncf_quantizes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GNAEXP_CACHE", str(tmp_path / "cache"))  # quantized now, with NNCF's progress bar
+    assert main(["layers", "conv", "--backends", "openvino:CPU,nncf:int8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["backends"] == ["nncf:int8"] and any(r["status"] == "inserted" for r in data["rows"])

@@ -4,11 +4,12 @@ emulator (``gnaexp.layers``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
-from gnaexp.cli.common import EXIT_OK, UsageError, add_set_option, make_config
+from gnaexp.cli.common import EXIT_OK, UsageError, add_porting_option, add_set_option, make_config
 from gnaexp.core.gna_settings import FORUM_NETS
 
 BACKENDS_HELP = ("REF,TEST[,TEST…]: the reference first, e.g. openvino:CPU,openvino:CPU:bf16,nncf:int8,gna-emu; "
@@ -29,6 +30,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--dump", metavar="DIR", help="folder for every compared tensor per backend (npz + manifest.json)")
     p.add_argument("--load", metavar="DIR", help="a --dump folder made elsewhere: its backends are compared here")
     add_set_option(p)
+    add_porting_option(p)
     p.set_defaults(func=cmd_layers)
 
 
@@ -42,8 +44,16 @@ def _config(args: argparse.Namespace) -> Any:
         check_model_file(args.model)  # the model named before its inputs
         if not args.input:
             raise UsageError("--model needs --input INPUTS (.npy for one input, .npz keyed by input name)")
-        return make_config("model", [f"model={args.model}", f"input_file={args.input}", *args.set])
-    return make_config(args.net, ([f"input_file={args.input}"] if args.input else []) + list(args.set))
+        return make_config("model", [f"model={args.model}", f"input_file={args.input}", *args.set], porting=args.porting)
+    return make_config(args.net, ([f"input_file={args.input}"] if args.input else []) + list(args.set),
+                       porting=args.porting)
+
+
+def calibration(config: Any) -> dict[str, Any]:
+    """nncf:int8's calibration, as ``gnaexp quantize`` and ``--set ir=nncf`` take it from the settings."""
+    return {"calibration_kind": config.input_kind, "calibration_amplitude": config.amplitude,
+            "calibration_size": config.calibration_size, "calibration_seed": config.calibration_seed,
+            "calibration_file": config.calibration_file}
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -74,8 +84,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     loaded = dump.load(args.load, sha, fingerprint(feed), backends[0].spec) if args.load else []
     if not args.json:
         print(f"comparing {model.name} layer by layer: {', '.join(b.spec for b in backends)} ...", file=sys.stderr)
-    result, reference, measured = compare.compare(xml, feed, backends, args.threshold, experiment.gna_settings(config),
-                                                  model.name, loaded, config.input_kind, config.amplitude)
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout holds the table or the JSON only
+        result, reference, measured = compare.compare(xml, feed, backends, args.threshold,
+                                                      experiment.gna_settings(config), model.name, loaded,
+                                                      calibration(config))
     if args.dump:
         with publish_folder(args.dump, "--dump folder") as stage:
             dump.write(stage, model.name, sha, result.input_fingerprint, [reference, *measured])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -24,15 +24,24 @@ from gnaexp.layers.measured import Measured
 from gnaexp.layers.results import LayerComparison, LayerDiff
 
 
-def model_for(backend: LayerBackend, float_xml: Path, input_kind: str, amplitude: float) -> Path:
-    return runners.nncf_int8_ir(float_xml, input_kind, amplitude) if backend.kind == "nncf" else float_xml
+def model_for(backend: LayerBackend, float_xml: Path, calibration: Mapping[str, Any]) -> Path:
+    return runners.nncf_int8_ir(float_xml, calibration) if backend.kind == "nncf" else float_xml
+
+
+def calibration_note(calibration: Mapping[str, Any]) -> str:
+    if calibration.get("calibration_file"):
+        return f"calibrated on {Path(calibration['calibration_file']).name}"
+    return (f"calibrated on {calibration.get('calibration_size', 32)} generated "
+            f"{calibration.get('calibration_kind', 'uniform01')} samples (seed {calibration.get('calibration_seed', 0)}); "
+            "--set calibration_file=FILE calibrates on yours")
 
 
 def measure(float_xml: Path, feed: Mapping[str, np.ndarray], backends: Sequence[LayerBackend],
-            settings: GnaSettings | None = None, input_kind: str = "uniform01", amplitude: float = 1.0,
+            settings: GnaSettings | None = None, calibration: Mapping[str, Any] | None = None,
             ) -> tuple[Measured, list[tuple[str, str]], set[str], list[Measured]]:
     """(reference, its layers (key, op) in topological order, its output layers, each backend under test)."""
     ref_backend, tests = backends[0], list(backends[1:])
+    calibration = dict(calibration or {})
     if any(b.kind == "gna-emu" for b in tests) and (ref_backend.kind, ref_backend.device,
                                                     ref_backend.precision) != ("openvino", "CPU", "f32"):
         raise BadInput(f"gna-emu's per-layer values are compared against openvino:CPU (FP32), not "
@@ -40,7 +49,7 @@ def measure(float_xml: Path, feed: Mapping[str, np.ndarray], backends: Sequence[
     for b in backends:  # an absent device stops the run before anything is computed
         if b.kind != "gna-emu":
             runners.check_device(b)
-    ref_xml = model_for(ref_backend, float_xml, input_kind, amplitude)
+    ref_xml = model_for(ref_backend, float_xml, calibration)
     reference = runners.run_openvino(ref_backend, ref_xml, feed, {}, [], with_local=False)
     ref_model = runners.read(ref_xml)
     order = [(t.key, t.op) for t in taps.taps(ref_model)]
@@ -50,8 +59,10 @@ def measure(float_xml: Path, feed: Mapping[str, np.ndarray], backends: Sequence[
         if b.kind == "gna-emu":
             measured.append(emulated.run(float_xml, feed, settings or GnaSettings(), b.spec, keys))
             continue
-        xml = model_for(b, float_xml, input_kind, amplitude)
+        xml = model_for(b, float_xml, calibration)
         m = runners.run_openvino(b, xml, feed, reference.values, keys)
+        if b.kind == "nncf":
+            m.notes.append(calibration_note(calibration))
         untapped = runners.untapped_outputs(b, xml, feed)
         for key, value in untapped.items():
             if key in reference.values and reference.values[key].shape == value.shape:
@@ -94,14 +105,14 @@ def first_diverging(rows: list[LayerDiff], threshold: float, by_local: bool) -> 
 
 def compare(float_xml: Path, feed: Mapping[str, np.ndarray], backends: Sequence[LayerBackend],
             threshold: float | None = None, settings: GnaSettings | None = None, model_name: str = "",
-            loaded: Sequence[tuple[Measured, LayerBackend]] = (), input_kind: str = "uniform01",
-            amplitude: float = 1.0) -> tuple[LayerComparison, Measured, list[Measured]]:
+            loaded: Sequence[tuple[Measured, LayerBackend]] = (), calibration: Mapping[str, Any] | None = None,
+            ) -> tuple[LayerComparison, Measured, list[Measured]]:
     """The comparison, the reference's tensors and every tested backend's (for ``--dump``).
 
     ``loaded``: tensors from a dump (``dump.load``), each with the backend it was made with (for its threshold)."""
     from gnaexp.core.inputs import fingerprint
 
-    reference, order, outputs, measured = measure(float_xml, feed, backends, settings, input_kind, amplitude)
+    reference, order, outputs, measured = measure(float_xml, feed, backends, settings, calibration)
     tests: list[tuple[Measured, LayerBackend]] = list(zip(measured, backends[1:])) + list(loaded)
     rows: list[LayerDiff] = []
     first: dict[str, str | None] = {}

@@ -43,6 +43,7 @@ def cut(model: Any, name: str, reference: Mapping[str, np.ndarray],
             src = source.get_node()
             key = taps.key_of(source)
             if taps.constant_valued(source):
+                _freeze_shapes(source, set())  # a static shape read off the data becomes a constant
                 continue
             if src.get_type_name() == "Parameter":
                 param_name = source.get_any_name()
@@ -68,7 +69,29 @@ def cut(model: Any, name: str, reference: Mapping[str, np.ndarray],
     if not free(op):
         return None
     outputs = [o for o in op.outputs() if o.get_element_type().is_real()]
-    return ov.Model(outputs, params, f"local:{name}"), feed
+    try:
+        return ov.Model(outputs, params, f"local:{name}"), feed
+    except RuntimeError:  # a value the cut could not give (e.g. a dynamic shape): no local error for this layer
+        return None
+
+
+def _freeze_shapes(output: Any, seen: set[str]) -> None:
+    """Replace every ShapeOf above ``output`` (a constant-valued value) with a Constant of its input's static shape,
+    so that the cut does not reach back into the network for it."""
+    import openvino as ov
+
+    node = output.get_node()
+    if node.get_name() in seen or node.get_type_name() == "Constant":
+        return
+    seen.add(node.get_name())
+    if node.get_type_name() in ("ShapeOf",) and node.get_input_partial_shape(0).is_static:
+        dtype = np.int32 if node.get_output_element_type(0).get_type_name() == "i32" else np.int64
+        shape = ov.op.Constant(np.array(list(node.get_input_shape(0)), dtype=dtype))
+        for target in list(output.get_target_inputs()):
+            target.replace_source_output(shape.output(0))
+        return
+    for port in node.inputs():
+        _freeze_shapes(port.get_source_output(), seen)
 
 
 def local_errors(model: Any, names: list[str], reference: Mapping[str, np.ndarray],

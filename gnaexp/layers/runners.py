@@ -26,18 +26,18 @@ def check_device(backend: LayerBackend) -> None:
     OpenVINOBackend(device=backend.device).check_available()
 
 
-def nncf_int8_ir(float_xml: Path, input_kind: str, amplitude: float) -> Path:
+def nncf_int8_ir(float_xml: Path, calibration: Mapping[str, Any]) -> Path:
     """The model quantized by NNCF to int8 (8-bit activations and weights, NNCF's own ranges, no output quantizer:
-    as a CPU user quantizes), calibrated as ``gnaexp quantize`` calibrates (32 samples, seed 0). Quantized once
-    and kept in gnaexp's cache, never beside the user's file."""
+    as a CPU user quantizes), calibrated as ``gnaexp quantize`` calibrates: ``calibration`` holds its settings
+    (``calibration_kind``, ``calibration_size``, ``calibration_seed``, ``calibration_amplitude``,
+    ``calibration_file``). Quantized once and kept in gnaexp's cache, never beside the user's file."""
     from gnaexp import cache
     from gnaexp.models.nncf_quantize import QuantizationSettings
 
     if not _in_cache(float_xml):  # quantized_ir keeps its IR beside the float one: take a copy in the cache
         float_xml = cache.user_model_ir(float_xml, read(float_xml), renamed=True)
-    settings = QuantizationSettings(activation_bits=8, weight_bits=8, calibration_kind=input_kind,
-                                    calibration_amplitude=amplitude, signed_activations=False,
-                                    output_fake_quantize=False)
+    settings = QuantizationSettings(activation_bits=8, weight_bits=8, signed_activations=False,
+                                    output_fake_quantize=False, **calibration)
     return Path(cache.quantized_ir(float_xml, settings).quantized_xml)
 
 
