@@ -20,13 +20,13 @@ __all__ = ["main", "build_parser", "UsageError", "EXIT_OK", "EXIT_FAILED", "EXIT
 
 def build_parser() -> argparse.ArgumentParser:
     from gnaexp import __version__
-    from gnaexp.cli import batch, emulator, quantize, run_commands, support
+    from gnaexp.cli import batch, emulator, layers, quantize, run_commands, support
 
     parser = argparse.ArgumentParser(
         prog="gnaexp", description="Is the GNA output right, and if not, is it quantization or a defect?")
     parser.add_argument("--version", action="version", version=f"gnaexp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_commands, emulator, quantize, batch, support):
+    for module in (run_commands, emulator, quantize, layers, batch, support):
         module.add_parsers(sub)
     return parser
 

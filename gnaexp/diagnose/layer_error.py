@@ -29,12 +29,13 @@ if TYPE_CHECKING:  # the emulator is imported where it runs (it is slow to impor
 INT32 = (-(2**31), 2**31 - 1)
 
 
-def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
-                       feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _reference_tensors(model_xml: Path, friendly: Mapping[str, str], feed: Mapping[str, np.ndarray],
+                       sources: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """FP32 values of op outputs from OpenVINO CPU, batched: {emulator key: array}.
 
     friendly: emulator key → the op's friendly name (unique names change each time a model is read, friendly
-    names do not).
+    names do not). sources, when given, is filled with emulator key → the friendly name of the op whose output
+    was read (a bias Add for a convolution that carries its bias).
     """
     import openvino as ov
 
@@ -60,6 +61,8 @@ def _reference_tensors(model_xml: Path, friendly: Mapping[str, str],
         op = bias_add.get(name, ops.get(name))
         if op is not None and op.get_type_name() not in ("Parameter", "Result", "Constant"):
             wanted[key] = op.output(0)
+            if sources is not None:
+                sources[key] = op.get_friendly_name()
     if wanted:
         model.add_outputs(list(wanted.values()))  # an output that already is one is not added twice
     where = {}
@@ -90,11 +93,14 @@ def _constant(output: Any) -> bool:
 
 
 def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSettings,
-              edit: Callable[[Any], Any] | None = None) -> list[LayerRow]:
+              edit: Callable[[Any], Any] | None = None,
+              tensors: dict[str, tuple[str, np.ndarray]] | None = None) -> list[LayerRow]:
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
 
     edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
-    where that mistake puts the error."""
+    where that mistake puts the error. tensors, when given, is filled with the emulated values of the compared
+    rows, dequantized: the friendly name of the OpenVINO op whose FP32 tensor a row was compared with → (row
+    layer, values shaped as that tensor, batched) — for a per-layer comparison with other backends."""
     from gnaexp.emulator.api import load_program, prepare_inputs
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.plan_row import Lane
@@ -109,7 +115,8 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
     base = lambda key: key.split("#", 1)[0]  # noqa: E731 - "conv:0#conv/identity" carries conv:0's value
     keys = {base(st.out) for st in plan.steps} | {base(k) for st in plan.steps for k in st.inputs}
     friendly = {n.out: n.name for n in prog.nodes if n.out in keys}
-    ref = _reference_tensors(Path(model_xml), friendly, {names[0]: feeds[k] for k, names, _ in prog.params})
+    sources: dict[str, str] = {}
+    ref = _reference_tensors(Path(model_xml), friendly, {names[0]: feeds[k] for k, names, _ in prog.params}, sources)
     ref.update(feeds)
     lanes: dict[str, Lane] = {}  # where every tensor the plan holds lives, for feeding one layer on its own
     rows = []
@@ -122,7 +129,10 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
         target = ref.get(base(st.out))
         row = LayerRow(st.name, st.row.op, out_sf, int(sats.get(st.name, 0)), math.nan, math.nan)
         if target is not None and st.name in ints and target.size == ints[st.name].size:  # not host steps
-            row.accumulated_sqnr_db = metrics.sqnr_db(target, dequantize(ints[st.name], out_sf).reshape(target.shape))
+            emulated = dequantize(ints[st.name], out_sf).reshape(target.shape)
+            row.accumulated_sqnr_db = metrics.sqnr_db(target, emulated)
+            if tensors is not None and base(st.out) in sources:
+                tensors[sources[base(st.out)]] = (st.name, emulated)
             local = _local(st, ref, lanes, base, target)
             if local is not None:
                 row.local_sqnr_db = local

@@ -1,0 +1,102 @@
+"""``gnaexp layers``: per-layer comparison of a model across OpenVINO devices and precisions, NNCF int8 and the GNA
+emulator (``gnaexp.layers``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from gnaexp.cli.common import EXIT_OK, UsageError, add_porting_option, add_set_option, make_config
+from gnaexp.core.gna_settings import FORUM_NETS
+
+BACKENDS_HELP = ("REF,TEST[,TEST…]: the reference first, e.g. openvino:CPU,openvino:CPU:bf16,nncf:int8,gna-emu; "
+                 "openvino:DEVICE[:f32|bf16|f16], nncf:int8, gna-emu")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("layers", help="per-layer comparison across devices and precisions: accumulated and local "
+                                      "SQNR per layer, the first diverging layer")
+    p.add_argument("net", nargs="?", help=" | ".join(FORUM_NETS) + " (or use --model FILE)")
+    p.add_argument("--model", help="your model file (.xml IR, .onnx, or another format OpenVINO reads)")
+    p.add_argument("--input", help="inputs: .npy for one input, .npz keyed by input name (needed with --model)")
+    p.add_argument("--backends", required=True, help=BACKENDS_HELP)
+    p.add_argument("--threshold", type=float, metavar="DB",
+                   help="local SQNR below which a layer diverges (default: from each backend's precision)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON (schema in gnaexp.layers.results)")
+    p.add_argument("--out", help="folder for layers.json")
+    p.add_argument("--dump", metavar="DIR", help="folder for every compared tensor per backend (npz + manifest.json)")
+    p.add_argument("--load", metavar="DIR", help="a --dump folder made elsewhere: its backends are compared here")
+    add_set_option(p)
+    add_porting_option(p)
+    p.set_defaults(func=cmd_layers)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    if bool(args.net) == bool(args.model):
+        raise UsageError(f"layers takes a net ({', '.join(FORUM_NETS)}) or --model FILE, not "
+                         + ("both" if args.net else "neither"))
+    if args.model:
+        from gnaexp.models.model_files import check_model_file
+
+        check_model_file(args.model)  # the model named before its inputs
+        if not args.input:
+            raise UsageError("--model needs --input INPUTS (.npy for one input, .npz keyed by input name)")
+        return make_config("model", [f"model={args.model}", f"input_file={args.input}", *args.set], porting=args.porting)
+    return make_config(args.net, ([f"input_file={args.input}"] if args.input else []) + list(args.set),
+                       porting=args.porting)
+
+
+def calibration(config: Any) -> dict[str, Any]:
+    """nncf:int8's calibration, as ``gnaexp quantize`` and ``--set ir=nncf`` take it from the settings."""
+    return {"calibration_kind": config.input_kind, "calibration_amplitude": config.amplitude,
+            "calibration_size": config.calibration_size, "calibration_seed": config.calibration_seed,
+            "calibration_file": config.calibration_file}
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from gnaexp import experiment
+    from gnaexp.core.files import atomic_write_text
+    from gnaexp.core.inputs import fingerprint
+    from gnaexp.core.output_folder import check_folder, publish_folder
+    from gnaexp.layers import compare, dump, table
+    from gnaexp.layers.backends import parse_layer_backends
+    from gnaexp.models.ir import fingerprint_ir
+
+    backends = parse_layer_backends(args.backends)
+    if len(backends) < 2 and not args.load:
+        raise UsageError(f"--backends names only the reference {backends[0].spec}: add a backend to compare, e.g. "
+                         f"{backends[0].spec},openvino:CPU:bf16 (or --load a dump)")
+    folders = [(f, w) for f, w in ((args.out, "--out folder"), (args.dump, "--dump folder")) if f]
+    if args.out and args.dump and Path(args.out).resolve() == Path(args.dump).resolve():
+        raise UsageError("--out and --dump name the same folder: give each its own")
+    for folder, what in folders:
+        check_folder(folder, what)
+    if args.load:
+        dump.read_manifest(Path(args.load))  # a bad dump stops the command before any work
+    config = _config(args)
+    model = experiment.build_model(config)
+    feed = experiment.make_inputs(config, model)
+    xml = model.require_ir()
+    sha = fingerprint_ir(xml)
+    loaded = dump.load(args.load, sha, fingerprint(feed), backends[0].spec) if args.load else []
+    if not args.json:
+        print(f"comparing {model.name} layer by layer: {', '.join(b.spec for b in backends)} ...", file=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout holds the table or the JSON only
+        result, reference, measured = compare.compare(xml, feed, backends, args.threshold,
+                                                      experiment.gna_settings(config), model.name, loaded,
+                                                      calibration(config))
+    if args.dump:
+        with publish_folder(args.dump, "--dump folder") as stage:
+            dump.write(stage, model.name, sha, result.input_fingerprint, [reference, *measured])
+    if args.out:
+        with publish_folder(args.out, "--out folder") as stage:
+            atomic_write_text(stage / "layers.json", result.dumps())
+    print(result.dumps() if args.json else table.table(result))
+    if not args.json:
+        for folder, what in ((args.out, "layers.json"), (args.dump, "dump")):
+            if folder:
+                print(f"{what}: {Path(folder) / ('layers.json' if what == 'layers.json' else '')}".rstrip("/"))
+    return EXIT_OK
