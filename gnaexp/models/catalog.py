@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gnaexp.cache import cache_dir
-from gnaexp.core.files import atomic_write_bytes
+from gnaexp.core.files import atomic_write_bytes, npz_bytes
 from gnaexp.core.errors import BadInput, UnknownName
 
 RATE = 16000
@@ -182,3 +182,17 @@ def example_frames(key: str, steps: int, seed: int = 0) -> dict[str, np.ndarray]
 
     states = parse_state_pairs(_entry(key).state)
     return {k: v for k, v in example_inputs(key, steps, seed).items() if k not in states}
+
+
+STREAM_STEPS = 48  # frames a corpus model streams for (state set): about 0.5–1.7 s of its audio
+
+
+def example_input_file(key: str, seed: int = 0, stream: bool = False) -> Path:
+    """The recipe's inputs of corpus model ``key`` as an .npz in the cache, written once: one step each, or the
+    frames of a stream (what the models notebook and ``gnaexp layers KEY`` feed)."""
+    path = cache_dir() / "models" / "inputs" / f"{key}-seed{seed}{f'-stream{STREAM_STEPS}' if stream else ''}.npz"
+    if not path.exists():
+        arrays = example_frames(key, STREAM_STEPS, seed) if stream else \
+            {k: v[0] for k, v in example_inputs(key, 1, seed).items()}
+        atomic_write_bytes(path, npz_bytes(arrays))
+    return path

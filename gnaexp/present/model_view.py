@@ -12,27 +12,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gnaexp import experiment, parameters
-from gnaexp.cache import cache_dir
-from gnaexp.core.files import atomic_write_bytes, npz_bytes
 from gnaexp.models import catalog as model_catalog
 from gnaexp.core.records import Record
 from gnaexp.present import report
 from gnaexp.present.index_entry import IndexEntry, MetricRow
 from gnaexp.present.markup import cell, escape, table
-
-
-STREAM_STEPS = 48  # frames a corpus model streams for (state set): about 0.5–1.7 s of its audio
-
-
-def _corpus_inputs(key: str, seed: int, stream: bool) -> Path:
-    """The recipe's inputs of corpus model ``key`` as an .npz in the cache, written once: one step each, or the
-    frames of a stream."""
-    path = cache_dir() / "models" / "inputs" / f"{key}-seed{seed}{f'-stream{STREAM_STEPS}' if stream else ''}.npz"
-    if not path.exists():
-        arrays = model_catalog.example_frames(key, STREAM_STEPS, seed) if stream else \
-            {k: v[0] for k, v in model_catalog.example_inputs(key, 1, seed).items()}
-        atomic_write_bytes(path, npz_bytes(arrays))
-    return path
 
 
 def _config(namespace: Mapping[str, Any]) -> experiment.ExperimentConfig:
@@ -42,7 +26,7 @@ def _config(namespace: Mapping[str, Any]) -> experiment.ExperimentConfig:
     if model in model_catalog.CORPUS:
         settings: dict[str, Any] = {"model": str(model_catalog.fetch(model))}
         if not config.input_file:
-            settings["input_file"] = str(_corpus_inputs(model, config.seed, bool(config.state)))
+            settings["input_file"] = str(model_catalog.example_input_file(model, config.seed, bool(config.state)))
         config = config.with_settings(settings)
     return config
 
