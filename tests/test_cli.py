@@ -41,6 +41,9 @@ def test_run_prints_table(tmp_path, capsys):
     (["run", "conv", "--set", "layout=weird"], "layout must be correct or legacy-concat"),
     (["run", "conv", "--set", "noequals"], "--set takes key=value"),
     (["run", "model"], "experiment 'model' needs model=PATH"),
+    (["run", "conv", "--backends", "openvino:CPU:f64"], "unknown precision 'f64' in 'openvino:CPU:f64'; valid: f32, "
+                                                       "bf16, f16 (e.g. openvino:CPU:bf16)"),
+    (["run", "conv", "--backends", "openvino:GNA:bf16"], "GNA takes no inference precision; its weights' precision"),
 ])
 def test_bad_usage_exit_2_with_message(argv, message, capsys):
     assert main(argv) == 2
@@ -247,3 +250,21 @@ def test_sweep_command(capsys):
     assert res["input_saturation_starts"] == 65536.0
     assert main(["sweep", "conv", "--scale-factors", "1,x"]) == 2
     assert "--scale-factors takes comma-separated numbers" in capsys.readouterr().err
+
+
+def test_an_inference_precision_is_a_backend_of_its_own(tmp_path, capsys):
+    """openvino:CPU:bf16 in the one backend syntax: CPU run in bf16, labelled so and measured (not the reference);
+    openvino:CPU:f32 is openvino:CPU itself."""
+    import json
+
+    assert main(["run", "conv", "--backends", "openvino:CPU,openvino:CPU:bf16", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "record.json").read_text(encoding="utf-8"))
+    results = {r["backend"]: r for r in record["backends"]}
+    assert results["openvino:CPU"]["kind"] == "reference"
+    assert results["openvino:CPU:bf16"]["kind"] == "measured"
+    assert results["openvino:CPU:bf16"]["settings"]["inference_precision"] == "bf16"
+    sqnr = record["metrics"]["openvino:CPU:bf16"]["output"]["sqnr_db"]
+    assert 20 < sqnr < 100  # bf16 rounding, not FP32's exactness
+    from gnaexp.backends import make_backend
+
+    assert make_backend("openvino:CPU:f32").name == "openvino:CPU" and make_backend("openvino:CPU:f32").kind == "reference"

@@ -3,6 +3,8 @@
 Spec strings, as the CLI and notebooks take them:
     torch                 PyTorch FP32 reference
     openvino:DEVICE       OpenVINO on DEVICE (CPU is the FP32 reference; GNA where the plugin exists)
+    openvino:DEVICE:P     the same with inference precision P (f32, bf16, f16: INFERENCE_PRECISION_HINT), e.g.
+                          openvino:CPU:bf16 — what this CPU runs when asked for nothing
     gna-emu               the GNA integer emulator (results are labelled *emulated*)
     import:PATH.npz       outputs written on another machine (see ``gnaexp.backends.imported``)
 """
@@ -18,7 +20,8 @@ from gnaexp.core.errors import BadInput
 __all__ = ["Backend", "BackendResult", "BackendUnavailable", "ModelBundle", "check_spec", "check_specs",
            "make_backend", "parse_backend_list"]
 
-VALID_SPECS = "torch, openvino:DEVICE (e.g. openvino:CPU), gna-emu, import:PATH.npz"
+VALID_SPECS = "torch, openvino:DEVICE[:PRECISION] (e.g. openvino:CPU, openvino:CPU:bf16), gna-emu, import:PATH.npz"
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")  # openvino:DEVICE:PRECISION → INFERENCE_PRECISION_HINT
 
 
 def check_spec(spec: str) -> str:
@@ -26,6 +29,15 @@ def check_spec(spec: str) -> str:
     import re
 
     name, sep, arg = spec.partition(":")
+    if name == "openvino" and arg.count(":") == 1:  # openvino:DEVICE:PRECISION
+        device, _, precision = arg.partition(":")
+        if precision.lower() not in INFERENCE_PRECISIONS:
+            raise BadInput(f"unknown precision {precision!r} in {spec!r}; valid: {', '.join(INFERENCE_PRECISIONS)} "
+                           f"(e.g. openvino:{device or 'CPU'}:bf16)")
+        if device.upper() == "GNA":
+            raise BadInput(f"{spec!r}: GNA takes no inference precision; its weights' precision is a setting "
+                           "(--set precision=i16 or i8), its execution mode --set execution_mode=…")
+        arg = device
     ok = (spec in ("torch", "gna-emu") or (name == "openvino" and re.fullmatch(r"[A-Za-z][A-Za-z0-9_.]*", arg))
           or (name == "import" and arg.strip()))
     if not ok:
@@ -83,8 +95,10 @@ def make_backend(spec: str, options: Mapping[str, Any] | None = None) -> Backend
     if name == "openvino":
         from gnaexp.backends.openvino_runner import OpenVINOBackend
 
+        device, _, inference = arg.partition(":")
         return OpenVINOBackend(
-            device=arg,
+            device=device,
+            inference_precision=inference.lower() or None,
             scale_factor=gna.scale_factors,
             precision=gna.precision,
             execution_mode=opts.get("execution_mode", "SW_EXACT"),

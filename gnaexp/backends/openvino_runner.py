@@ -1,7 +1,7 @@
 """OpenVINO on a named device.
 
 CPU is run with ``inference_precision=f32`` so that it never silently uses bf16/f16 and can serve as the
-FP32 reference. GNA gets its execution mode, per-input scale factors and weight precision mapped onto the
+FP32 reference; ``openvino:CPU:bf16`` (or f16, on any device) asks for another precision, a measurement of it. GNA gets its execution mode, per-input scale factors and weight precision mapped onto the
 properties of the installed OpenVINO (2.0 API names; the plugin exists only in archive installs up to
 2023.3). A device that is not available fails at once with the reason — never a silent fallback.
 """
@@ -81,21 +81,28 @@ class OpenVINOBackend(Backend):
         scale_factor: float | Mapping[str, float] = 1.0,
         precision: str = "i16",
         execution_mode: str = "SW_EXACT",
+        inference_precision: str | None = None,
     ) -> None:
         self.device = device.upper()
-        self.name = f"openvino:{self.device}"
+        # CPU without a precision is f32 (never the CPU's own bf16 default); openvino:CPU:f32 is the same backend
+        self.inference_precision = inference_precision or ("f32" if self.device == "CPU" else None)
+        shown = "" if self.inference_precision in (None, "f32") and self.device == "CPU" or not inference_precision \
+            else f":{self.inference_precision}"
+        self.name = f"openvino:{self.device}{shown}"
         self.scale_factor = scale_factor
         self.precision = precision
         self.execution_mode = execution_mode
-        # CPU is the FP32 reference; so is GNA's SW_FP32 mode (no quantization at all).
-        if self.device == "CPU" or (self.device == "GNA" and execution_mode.upper() == "SW_FP32"):
+        # CPU in f32 is the FP32 reference; so is GNA's SW_FP32 mode (no quantization at all).
+        if (self.device == "CPU" and self.inference_precision == "f32") or (
+                self.device == "GNA" and execution_mode.upper() == "SW_FP32"):
             self.kind = "reference"
 
     def settings(self) -> dict[str, Any]:
         if self.device == "GNA":
             return {"device": "GNA", "scale_factor": self.scale_factor, "precision": self.precision,
                     "execution_mode": self.execution_mode}
-        return {"device": self.device}
+        return {"device": self.device, **({"inference_precision": self.inference_precision}
+                                          if self.inference_precision else {})}
 
     def check_available(self) -> None:
         import openvino as ov
@@ -110,10 +117,10 @@ class OpenVINOBackend(Backend):
             )
 
     def config(self, input_names: list[str]) -> dict[str, Any]:
-        if self.device == "CPU":
-            return {"INFERENCE_PRECISION_HINT": "f32"}
         if self.device == "GNA":
             return gna_config(input_names, self.scale_factor, self.precision, self.execution_mode)
+        if self.inference_precision:
+            return {"INFERENCE_PRECISION_HINT": self.inference_precision}
         return {}  # other devices run with their defaults
 
     def stepper(self, model: ModelBundle) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
