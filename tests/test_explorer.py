@@ -173,9 +173,15 @@ def test_a_folder_of_the_users_or_a_busy_port_is_refused_before_anything_starts(
 
     model = _relus(tmp_path)
     out = tmp_path / "out"
-    (out / "explorer").mkdir(parents=True)
-    (out / "explorer" / "notes.txt").write_text("mine", encoding="utf-8")
+    out.mkdir()
+    (out / "layers.json").write_text(json.dumps(_table([_row("conv"), _row("relu")])), encoding="utf-8")
+    with pytest.raises(BadInput, match="none of the 2 layers of the table is an op of relus.xml "
+                                       r"\(e.g. 'conv'\): give the model the table was made from"):
+        start(out / "layers.json", model)
+    assert not (out / "explorer").exists() and not (out / ".gnaexp-manifest.json").exists()
     (out / "layers.json").write_text(json.dumps(_table([_row("a")])), encoding="utf-8")
+    (out / "explorer").mkdir()
+    (out / "explorer" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(BadInput, match="holds files gnaexp did not write there under the names this command "
                                        r"writes \(explorer\)"):
         start(out / "layers.json", model)

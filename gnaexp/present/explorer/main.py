@@ -15,7 +15,7 @@ from gnaexp.present.explorer.graph import build_graph
 ADAPTER_ID = "gnaexp_openvino_ir"
 
 
-class OpenVinoIrAdapter(Adapter):  # type: ignore[misc]  # Model Explorer ships no type information
+class OpenVinoIrAdapter(Adapter):
     """OpenVINO IR → one Model Explorer graph (see ``gnaexp.present.explorer.graph``)."""
 
     metadata = AdapterMetadata(

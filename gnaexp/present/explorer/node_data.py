@@ -74,13 +74,18 @@ def _results(rows: list[Mapping[str, Any]], key: str, threshold: float, nd: Any)
     return results
 
 
+def unmatched_layers(layers: Mapping[str, Any], nodes: set[str]) -> list[str]:
+    """The layers of the table that are not among ``nodes`` (node ids), sorted."""
+    return sorted({row["layer"] for row in layers["rows"]} - nodes)
+
+
 def build_node_data(layers: Mapping[str, Any], nodes: set[str]) -> tuple[dict[str, Any], list[str]]:
     """(file name → ``GraphNodeData``, layers not in ``nodes``) for a checked table (``layers_file``)."""
     require()
     from model_explorer import node_data_builder as nd
 
     files: dict[str, Any] = {}
-    unmatched = sorted({row["layer"] for row in layers["rows"]} - nodes)
+    unmatched = unmatched_layers(layers, nodes)
     for backend in layers["backends"]:
         threshold = float(layers["threshold_db"][backend])
         # thresholds colour values at or below each bound: red up to just under the threshold, green above

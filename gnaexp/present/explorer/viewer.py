@@ -34,7 +34,8 @@ from gnaexp.core.errors import BadInput
 from gnaexp.core.output_folder import publish_folder, shared_folder
 from gnaexp.present.explorer import require
 from gnaexp.present.explorer.layers_file import read_layers
-from gnaexp.present.explorer.node_data import NodeDataFiles, write_node_data
+from gnaexp.present.explorer.graph import node_ids
+from gnaexp.present.explorer.node_data import NodeDataFiles, unmatched_layers, write_node_data
 
 HOST = "127.0.0.1"
 FOLDER = "explorer"
@@ -113,6 +114,11 @@ def _prepare(layers: dict[str, Any], model_path: Path, folder: Path) -> tuple[Pa
     from gnaexp.models.model_files import read_model
 
     model = read_model(model_path)
+    names = {row["layer"] for row in layers["rows"]}
+    missing = unmatched_layers(layers, set(node_ids(model).values()))
+    if names and len(missing) == len(names):  # the wrong model: a graph without one number on it
+        raise BadInput(f"none of the {len(names)} layers of the table is an op of {model_path.name} (e.g. "
+                       f"{missing[0]!r}): give the model the table was made from")
     with shared_folder(folder.parent, [folder.name], "layers folder"), \
             publish_folder(folder, "Model Explorer folder") as stage:
         xml = model_path if model_path.suffix.lower() == ".xml" else folder / "model.xml"
