@@ -6,11 +6,12 @@
 - ``layers_file``: the checked reader of a per-layer table (``layers.json``).
 - ``node_data``: the table as Model Explorer node data, per backend: accumulated and local SQNR per node,
   red below the backend's threshold and green above it.
-- ``viewer``: Model Explorer served from the installed package on 127.0.0.1 (nothing fetched from the network),
-  showing a model with the node data of its table: ``view(layers_json, model) -> url``.
+- ``viewer``: Model Explorer served from the installed package on 127.0.0.1 (nothing fetched from the network;
+  ``serve`` is the server's process), showing a model with the node data of its table:
+  ``view(layers_json, model) -> url``, or ``start(...)`` for a command that serves until Ctrl+C.
 
-Only ``main``, ``graph``, ``node_data`` and ``viewer`` import Model Explorer; ``require()`` names the package to
-install where it is missing.
+Model Explorer is imported only when a graph, node data or the server is made; ``require()`` names the package
+to install where it is missing (a BadInput, exit 2).
 """
 
 from __future__ import annotations
