@@ -232,3 +232,39 @@ def test_the_package_metadata_names_the_explorer_extra():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(d.startswith(("ai-edge-model-explorer", "model-explorer-onnx")) for d in meta["dependencies"])
     assert any(d.startswith("ai-edge-model-explorer") for d in meta["optional-dependencies"]["explorer"])
+
+
+def test_gnaexp_layers_view_serves_the_table_until_ctrl_c(tmp_path):
+    """``gnaexp layers … --out DIR --view``: the table is written, the viewer's URL printed and served on
+    127.0.0.1 with the node data beside layers.json, and Ctrl+C ends the command cleanly; --view without --out is
+    refused before any work."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from gnaexp.cli import main
+
+    assert main(["layers", "conv", "--backends", "openvino:CPU,openvino:CPU:bf16", "--view"]) == 2
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "gnaexp", "layers", "conv", "--backends",
+                             "openvino:CPU,openvino:CPU:bf16", "--out", str(out), "--view"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        url = ""
+        for line in proc.stdout:
+            if line.startswith("Model Explorer: "):
+                url = line.split()[2]
+                break
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200
+        assert (out / "layers.json").is_file()
+        assert sorted(p.name for p in (out / "explorer").glob("*.json"))  # the node data beside the table
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

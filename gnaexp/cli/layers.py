@@ -30,6 +30,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", help="folder for layers.json")
     p.add_argument("--dump", metavar="DIR", help="folder for every compared tensor per backend (npz + manifest.json)")
     p.add_argument("--load", metavar="DIR", help="a --dump folder made elsewhere: its backends are compared here")
+    p.add_argument("--view", action="store_true",
+                   help="open the table on the model's graph in Model Explorer, served offline on 127.0.0.1 until "
+                        "Ctrl+C (needs --out DIR: the node data are written there)")
     add_set_option(p)
     add_porting_option(p)
     p.set_defaults(func=cmd_layers)
@@ -79,6 +82,12 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if len(backends) < 2 and not args.load:
         raise UsageError(f"--backends names only the reference {backends[0].spec}: add a backend to compare, e.g. "
                          f"{backends[0].spec},openvino:CPU:bf16 (or --load a dump)")
+    if args.view and not args.out:
+        raise UsageError("--view needs --out DIR: the table and the viewer's node data are written there")
+    if args.view:
+        from gnaexp.present.explorer import require
+
+        require()  # a missing package is named before any work
     folders = [(f, w) for f, w in ((args.out, "--out folder"), (args.dump, "--dump folder")) if f]
     if args.out and args.dump and Path(args.out).resolve() == Path(args.dump).resolve():
         raise UsageError("--out and --dump name the same folder: give each its own")
@@ -109,4 +118,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
         for folder, what in ((args.out, "layers.json"), (args.dump, "dump")):
             if folder:
                 print(f"{what}: {Path(folder) / ('layers.json' if what == 'layers.json' else '')}".rstrip("/"))
+    if args.view:
+        from gnaexp.present.explorer import viewer
+
+        shown = viewer.start(Path(args.out) / "layers.json", xml)
+        print(f"Model Explorer: {shown.url} (Ctrl+C stops it)", file=sys.stderr if args.json else sys.stdout,
+              flush=True)
+        try:
+            shown.wait()
+        except KeyboardInterrupt:
+            shown.stop()
     return EXIT_OK
