@@ -173,3 +173,23 @@ def test_a_corpus_model_is_compared_by_its_key_with_its_recipe_inputs(corpus, ca
     assert compared and all(r["sqnr_db"] is not None for r in compared)
     assert main(["layers", "dtln_9", "--backends", "openvino:CPU,openvino:CPU:bf16"]) == 2
     assert "unknown net 'dtln_9'" in capsys.readouterr().err
+
+
+def test_a_layer_reading_one_tensor_on_two_ports_is_fed_it_on_both(tmp_path, capsys):
+    """x·x (a layer norm's Square): the local model gets one Parameter for the tensor both ports read, so its
+    local error is the layer's own (a second, unfed Parameter gave values of 1e36 and a local SQNR of -78 dB)."""
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 64], np.float32, name="x")
+    shifted = ops.add(x, ops.constant(np.float32(0.5)))
+    shifted.set_friendly_name("shifted")
+    square = ops.multiply(shifted, shifted)
+    square.set_friendly_name("square")
+    xml = tmp_path / "square.xml"
+    ov.save_model(ov.Model([ops.result(square)], [x]), str(xml))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(1, 64)).astype(np.float32))
+    assert main(["layers", "--model", str(xml), "--input", str(tmp_path / "x.npy"),
+                 "--backends", "openvino:CPU,openvino:CPU:bf16", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out)["rows"] if r["layer"] == "square")
+    local = row["local_sqnr_db"]
+    assert local is not None and (local == "inf" or float(local) > 30)

