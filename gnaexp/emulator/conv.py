@@ -141,8 +141,11 @@ class ConvKernel:
         n_blocks, n_filters, step = blocks.shape
         self.blas = n_blocks * step >= BLAS_MIN_FILTER
         # (b, u) rows, as the windows run: every kernel has them, for the matrix product that also runs before a
-        # process loads the compiled loops
-        self.weights = np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(n_blocks * step, n_filters))
+        # process loads the compiled loops. Taps whose coefficients are zero in every filter (the blocks' padding:
+        # a third of some filters) are left out: they add exact zeros to every sum.
+        weights = blocks.transpose(0, 2, 1).reshape(n_blocks * step, n_filters)
+        self.taps_used = np.flatnonzero(np.any(weights != 0, axis=1))
+        self.weights = np.ascontiguousarray(weights[self.taps_used])
         self.small_weights = compact(self.weights)
         self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
 
@@ -161,6 +164,7 @@ class ConvKernel:
         index = np.full(taps.shape, length, dtype=np.intp)
         inside = taps < len(memory)
         index[inside] = memory[taps[inside]]
+        index = np.ascontiguousarray(index[:, self.taps_used])
         self._reads = (length, index)
         return index
 
