@@ -84,7 +84,7 @@ def sqnr_along_graph(result: LayerComparison, backends: Sequence[str] | None = N
         if math.isfinite(threshold):
             ax.axhline(threshold, color="0.3", ls=":", lw=1.1, label="threshold (first diverging below it)")
         gone = [i for i, r in enumerate(rows) if r.status in ("fused", "missing")]
-        bottom = min([v for v in np.concatenate([acc, local]) if math.isfinite(v)] + [threshold, 0.0]) - 5.0
+        bottom = min([v for v in [*acc, *local, threshold] if math.isfinite(v)] + [0.0]) - 5.0
         if gone:
             ax.plot(gone, [bottom + 2.0] * len(gone), ls="none", marker="x", ms=6, color=FUSED_COLOR,
                     label="fused or missing on this backend")

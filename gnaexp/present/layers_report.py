@@ -26,13 +26,15 @@ from gnaexp.present.markup import bold, cell, escape, key_value_rows, number, pl
 Outputs = Mapping[str, tuple[np.ndarray, Mapping[str, np.ndarray]]]
 FEW_VALUES = 8  # an output this small is shown as its values, not drawn
 
+# Rows the table marks: also written beside the table in a notebook, whose page has no CSS of ours.
+ROW_CSS = ("tr.gnaexp-gone td{color:#777;font-style:italic}tr.gnaexp-diverging td{background:#fde0cc!important}"
+           "tr.gnaexp-below td{background:#fff3e0!important}")
 CSS = ("body{font:14px system-ui,sans-serif;margin:1.5em;max-width:1250px;color:#222}"
        "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:3px 7px;"
        "vertical-align:top;text-align:left}caption{font-size:12px;color:#555;padding-top:4px}"
        ".small,.gnaexp-note{font-size:12px;color:#555}.gnaexp-finding{border-left:4px solid #888;"
        "padding:2px 12px;margin-bottom:8px;background:#fafafa}.gnaexp-details li{margin:3px 0}"
-       "tr.gnaexp-gone td{color:#777;font-style:italic}tr.gnaexp-diverging td{background:#fde0cc}"
-       "tr.gnaexp-below td{background:#fff3e0}h2{margin-top:1.4em;border-bottom:1px solid #ddd}"
+       "h2{margin-top:1.4em;border-bottom:1px solid #ddd}" + ROW_CSS +
        "figure{margin:0 0 1em 0}figcaption{font-size:12px;color:#555;max-width:1000px}")
 
 
@@ -57,6 +59,9 @@ def first_sentence(result: LayerComparison, backend: str) -> str:
     row = next((r for r in result.rows_of(backend) if r.layer == name), None)
     if row is None:
         compared = [r for r in result.rows_of(backend) if r.status == "compared"]
+        if not compared:
+            return (f"**{label(backend)}**: no layer could be compared: every one of its "
+                    f"{len(result.rows_of(backend))} layers is fused or missing.")
         return (f"**{label(backend)}**: no layer diverges: every one of its {len(compared)} compared layers stays at or "
                 f"above the {number(threshold, 'g')} dB threshold.")
     which, value = _judged_on(row)
@@ -69,7 +74,7 @@ def worst_sentence(result: LayerComparison, backend: str) -> str:
     """The worst layer of one backend, in one sentence."""
     worst = result.worst(backend)
     if worst is None:
-        return f"**{label(backend)}**: no layer could be compared (every one is fused or missing)."
+        return f"**{label(backend)}**: no worst layer, as none was compared."
     local = (f"local SQNR {_db(worst.local_sqnr_db)}, accumulated {_db(worst.sqnr_db)}"
              if worst.local_sqnr_db is not None else f"accumulated SQNR {_db(worst.sqnr_db)} (no local error measured)")
     return f"**{label(backend)}**: worst layer {worst.layer} ({worst.op}): {local}."
@@ -97,7 +102,8 @@ def finding(result: LayerComparison) -> Finding:
                        "not finite (NaN or Inf)", "find the first layer whose values are not finite in the table "
                        "and check the device's precision for it")
     if not diverging:
-        worst = ", ".join(f"{label(b)} (worst layer {_db(_judged_on(w)[1]) if (w := result.worst(b)) else '–'})"
+        worst = ", ".join(f"{label(b)} (" + (f"worst layer {_db(_judged_on(w)[1])}" if (w := result.worst(b))
+                                             else "nothing compared: every layer fused or missing") + ")"
                           for b in result.backends)
         return Finding(status.MATCHES, f"every backend stays above its threshold at every layer: {worst}",
                        "nothing to change: each layer's error is within its precision's floor")
@@ -117,7 +123,7 @@ def finding(result: LayerComparison) -> Finding:
 
 def _next_step(result: LayerComparison, backend: str) -> str:
     layer = result.first_diverging[backend]
-    if "bisection" in result.to_json():
+    if result.to_json().get("bisection"):
         return f"keep the layers the precision bisection below lists at {result.reference}'s precision, starting with {layer}"
     if backend.startswith("gna-emu"):
         return (f"its local error at {layer} is the GNA's own: find the scale factor (or layout) that lifts it with "

@@ -109,7 +109,7 @@ def show(r: LayersRun) -> list[HTML]:
              HTML("<h2>Network outputs</h2>" + layers_report.overlay_html(res, r.outputs))]
     if layers_report.bisection_html(res):
         parts.append(HTML(layers_report.bisection_html(res)))
-    parts += [HTML("<h2>Per layer</h2>" + layers_report.table_html(res)),
+    parts += [HTML(f"<h2>Per layer</h2><style>{layers_report.ROW_CSS}</style>" + layers_report.table_html(res)),
               HTML("<h2>Environment</h2>" + layers_report.environment_html(res)
                    + f"<p class='small'>Files (relative to this report): <code>{escape(r.record_dir.name)}/"
                      f"{LAYERS_FILE}</code>, <code>{escape(r.record_dir.name)}/{REPORT_FILE}</code></p>")]
