@@ -115,8 +115,54 @@ def models(params: Mapping[str, Any]) -> tuple[str, ExperimentConfig]:
     return model, config
 
 
+LAYERS_SETTINGS = ("length", "seed", "input_kind", "amplitude", "scale_factor", "precision", "porting", "layout",
+                   "plugin_release", "calibration_size", "calibration_seed", "calibration_file")
+
+
+@dataclass
+class LayersParameters:
+    config: ExperimentConfig
+    backends: list[Any]  # gnaexp.layers.backends.LayerBackend, the reference first
+    threshold: float | None  # None: each backend's precision floor
+
+
+def layers(params: Mapping[str, Any]) -> LayersParameters:
+    """The layers notebook's: a forum net (``experiment``) or a model file with its inputs, the backends (the
+    reference first, as ``gnaexp layers --backends``) and the threshold."""
+    from gnaexp.layers.backends import parse_layer_backends, threshold_for
+
+    model = _text(params, "model").strip()
+    settings = {k: params[k] for k in LAYERS_SETTINGS if k in params and params[k] != ""}
+    if model:
+        config = experiment_config(settings, LAYERS_SETTINGS, experiment="model", model=model,
+                                   input_file=_text(params, "input_file"))
+    else:
+        net = params.get("experiment", "concat_conv")
+        if net not in FORUM_NETS:
+            raise BadInput(f"parameter experiment={excerpt(net)}: the layers notebook takes a forum net "
+                           f"({', '.join(FORUM_NETS)}), or your model file as model=FILE with input_file=INPUTS")
+        config = experiment_config(settings, LAYERS_SETTINGS, experiment=net, input_file=_text(params, "input_file"))
+    backends = parse_layer_backends(", ".join(words("backends", params.get("backends", "openvino:CPU,openvino:CPU:bf16"))))
+    if len(backends) < 2:
+        raise BadInput(f"parameter backends names only the reference {backends[0].spec}: add a backend to compare, "
+                       f"e.g. {backends[0].spec},openvino:CPU:bf16")
+    raw = params.get("threshold")
+    if raw in (None, ""):
+        return LayersParameters(config, backends, None)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise BadInput(f"parameter threshold={excerpt(raw)}: expected a number of dB (or None: each precision's floor)")
+    return LayersParameters(config, backends, threshold_for(backends[0], float(raw)))
+
+
+def layer_calibration(config: ExperimentConfig) -> dict[str, Any]:
+    """nncf:int8's calibration, as ``gnaexp quantize`` and ``--set ir=nncf`` take it from the settings."""
+    return {"calibration_kind": config.input_kind, "calibration_amplitude": config.amplitude,
+            "calibration_size": config.calibration_size, "calibration_seed": config.calibration_seed,
+            "calibration_file": config.calibration_file}
+
+
 _CHECKS: dict[str, Callable[[Mapping[str, Any]], Any]] = {"pot": pot, "diagnose": diagnose, "vad": vad,
-                                                            "models": models}
+                                                            "models": models, "layers": layers}
 
 
 def check(notebook: str, params: Mapping[str, Any]) -> None:

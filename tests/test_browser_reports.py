@@ -164,3 +164,25 @@ def test_cli_route_reads_offline(cli_route):
         conv = _read_offline(chromium, cli_route["conv"], "reports-5-conv-nbconvert")
         assert len(conv["images"]) >= 4 and all(w > 0 for w, _, _ in conv["images"])
         assert conv["page"].locator(".gnaexp-metrics").first.is_visible()
+
+
+def test_the_per_layer_report_reads_offline(tmp_path):
+    """gnaexp layers --out: report.html opened from disk with the network blocked — the finding first, the plots
+    sharp, the table's rows there."""
+    from gnaexp import cli
+
+    out = tmp_path / "layers"
+    assert cli.main(["layers", "concat_conv", "--backends", "openvino:CPU,openvino:CPU:bf16,gna-emu", "--set",
+                     "scale_factor=1", "--set", "length=63", "--out", str(out)]) == 0
+    with browser() as chromium:
+        report = _read_offline(chromium, out / "report.html", "layers-1-report")
+        assert not report["blocked"] and not report["failed"] and not report["errors"]
+        assert len(report["images"]) == 2 and all(w >= 1.9 * shown > 0 for w, _, shown in report["images"])
+        page = report["page"]
+        finding = page.locator(".gnaexp-finding").first
+        assert finding.is_visible() and "gna-emu (emulated) diverges first at" in finding.inner_text()
+        first_image_y = page.evaluate(
+            "() => Math.min(...[...document.images].map(i => i.getBoundingClientRect().top + window.scrollY))")
+        assert finding.bounding_box()["y"] < first_image_y, "the finding comes before the first figure"
+        assert page.locator("table.gnaexp-layers tr.gnaexp-diverging").count() == 1
+        assert page.locator("table.gnaexp-layers tr.gnaexp-gone").first.inner_text().strip().endswith("fused")

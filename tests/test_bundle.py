@@ -103,3 +103,27 @@ def test_a_bundle_diagnoses_the_imported_device_output(tmp_path, monkeypatch, ca
         diagnosis = json.loads(z.read("diagnosis.json"))
     observed = next(s for s in diagnosis["steps"] if s["step"] == "observed")
     assert observed["source"] == "given" and observed["hypotheses"][0]["hypothesis"] == "legacy-concat"
+
+
+def test_a_run_folder_with_a_per_layer_table_bundles_it_and_a_damaged_one_is_named(run_dir, tmp_path, capsys):
+    import shutil
+
+    from gnaexp.layers.results import LayerComparison, LayerDiff
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    table = LayerComparison("openvino:CPU", ["openvino:CPU:bf16"], {"openvino:CPU:bf16": None},
+                            {"openvino:CPU:bf16": 30.0}, {}, [LayerDiff("conv", "Convolution", "openvino:CPU:bf16",
+                                                                        50.0, 50.0, 0.99999, 0.002)], "concat_conv")
+    (folder / "layers.json").write_text(table.dumps(), encoding="utf-8")
+    assert main(["bundle", str(folder), "--out", str(tmp_path / "a.zip"), "--no-diagnosis"]) == 0
+    with zipfile.ZipFile(tmp_path / "a.zip") as z:
+        assert {"layers.json", "record.json", "reproduce.py"} <= set(z.namelist())
+        assert LayerComparison.from_json(json.loads(z.read("layers.json"))).rows == table.rows
+        assert "layers.json: the per-layer comparison of concat_conv" in z.read("README.txt").decode()
+    (folder / "layers.json").write_text('{"schema": "gnaexp.layers/1", "rows": []}', encoding="utf-8")
+    capsys.readouterr()
+    assert main(["bundle", str(folder), "--out", str(tmp_path / "b.zip"), "--no-diagnosis"]) == 2
+    err = capsys.readouterr().err
+    assert "layers.json is not a per-layer comparison" in err and "rerun gnaexp layers --out" in err
+    assert "Traceback" not in err and not (tmp_path / "b.zip").exists()

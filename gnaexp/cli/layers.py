@@ -27,7 +27,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--threshold", type=float, metavar="DB",
                    help="local SQNR below which a layer diverges (default: from each backend's precision)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON (schema in gnaexp.layers.results)")
-    p.add_argument("--out", help="folder for layers.json")
+    p.add_argument("--out", help="folder for layers.json and report.html (the table, its plots and the finding)")
     p.add_argument("--dump", metavar="DIR", help="folder for every compared tensor per backend (npz + manifest.json)")
     p.add_argument("--load", metavar="DIR", help="a --dump folder made elsewhere: its backends are compared here")
     p.add_argument("--view", action="store_true",
@@ -65,9 +65,9 @@ def _config(args: argparse.Namespace) -> Any:
 
 def calibration(config: Any) -> dict[str, Any]:
     """nncf:int8's calibration, as ``gnaexp quantize`` and ``--set ir=nncf`` take it from the settings."""
-    return {"calibration_kind": config.input_kind, "calibration_amplitude": config.amplitude,
-            "calibration_size": config.calibration_size, "calibration_seed": config.calibration_seed,
-            "calibration_file": config.calibration_file}
+    from gnaexp.parameters import layer_calibration
+
+    return layer_calibration(config)
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
@@ -78,6 +78,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from gnaexp.layers import compare, dump, table
     from gnaexp.layers.backends import parse_layer_backends
     from gnaexp.models.ir import fingerprint_ir
+    from gnaexp.present import layers_report
 
     backends = parse_layer_backends(args.backends)
     if len(backends) < 2 and not args.load:
@@ -114,11 +115,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if args.out:
         with publish_folder(args.out, "--out folder") as stage:
             atomic_write_text(stage / "layers.json", result.dumps())
+            layers_report.write(stage / "report.html", result, layers_report.outputs_of(result, reference, measured))
     print(result.dumps() if args.json else table.table(result))
     if not args.json:
         for folder, what in ((args.out, "layers.json"), (args.dump, "dump")):
             if folder:
                 print(f"{what}: {Path(folder) / ('layers.json' if what == 'layers.json' else '')}".rstrip("/"))
+        if args.out:
+            print(f"report: {Path(args.out) / 'report.html'}")
     if args.view:
         from gnaexp.present.explorer import viewer
 

@@ -285,6 +285,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     diagnosis = None
     if plan.vad:
         print("no diagnosis ladder for silero_vad: its record holds the per-file verdicts", file=sys.stderr)
+    elif plan.layers_only:
+        print("no diagnosis ladder for a per-layer comparison alone: its table is the account", file=sys.stderr)
     elif not args.no_diagnosis:
         print("diagnosing ...", file=sys.stderr)
         diagnosis = bundle_diagnosis.diagnose(plan, args.porting)

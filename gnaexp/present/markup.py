@@ -48,10 +48,14 @@ def _td(content: str) -> str:
     return f"<td style='text-align:{align}'>{content}</td>"
 
 
-def table(head: Iterable[str], rows: Iterable[Iterable[str]], css_class: str = "", caption: str = "") -> str:
-    """An HTML table; ``rows`` hold cells that are already HTML (built with ``cell``/``escape``)."""
+def table(head: Iterable[str], rows: Iterable[Iterable[str]], css_class: str = "", caption: str = "",
+          row_classes: Iterable[str] = ()) -> str:
+    """An HTML table; ``rows`` hold cells that are already HTML (built with ``cell``/``escape``); ``row_classes``:
+    a CSS class per row ("" for none), for rows a page styles apart."""
     cap = f"<caption style='caption-side:bottom;text-align:left'>{caption}</caption>" if caption else ""
-    body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
+    classes = list(row_classes)
+    body = "".join((f"<tr class='{escape(classes[i])}'>" if i < len(classes) and classes[i] else "<tr>")
+                   + "".join(_td(c) for c in row) + "</tr>" for i, row in enumerate(rows))
     return (f"<table class='{escape(css_class)}'>{cap}<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head)
             + f"</tr></thead><tbody>{body}</tbody></table>")
 

@@ -181,7 +181,8 @@ def write_index(entries: Iterable[tuple[Any, dict[str, Any]]], out: Path) -> Pat
         batch_status = "failed" if run_status == status.FAILED else "pending" if run_status == "pending" else "ok"
         links = []
         for suffix, text in ((".html", "report"), (".ipynb", "notebook"), (".record/record.json", "record"),
-                             (".record/diagnosis.json", "diagnosis"), (".failed.html", "failed attempt")):
+                             (".record/diagnosis.json", "diagnosis"), (".record/layers.json", "per-layer table"),
+                             (".failed.html", "failed attempt")):
             if (out / f"{run.name}{suffix}").exists():
                 links.append(f"<a href='{escape(run.name + suffix)}'>{text}</a>")
         if not (out / f"{run.name}.record" / "record.json").exists() and (out / f"{run.name}.record").is_dir():

@@ -3,7 +3,9 @@
 From a run folder (``gnaexp run --out``) or a batch run's ``NAME.record`` folder: the HTML report (``NAME.html``
 beside a batch record, or any ``.html`` inside the folder), the IR, the inputs, every backend's outputs, the
 JSON record (config, environment, plugin settings, metrics, verdicts), the ladder's diagnosis and
-``reproduce.py``. Paths inside are relative; nothing absolute is written.
+``reproduce.py``; and the per-layer table (``layers.json``) where the folder holds one. A folder of a per-layer
+comparison alone (``gnaexp layers --out``, the layers notebook's record) bundles its table and report. Paths
+inside are relative; nothing absolute is written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from gnaexp.core import records
 from gnaexp.diagnose.results import Diagnosis
 from gnaexp.core.files import atomic_write_bytes, dumps
+from gnaexp.layers.results import LayerComparison
+from gnaexp.support import bundle_layers
 from gnaexp.support.device_scripts import shipped
 from gnaexp.vad.record import VadRecord
 
@@ -32,10 +36,16 @@ class Plan:
     record: dict[str, Any]  # record.json as read (either kind)
     files: dict[str, Path] = field(default_factory=dict)
     vad_record: VadRecord | None = None  # a silero_vad run's record, read
+    layers: LayerComparison | None = None  # the folder's per-layer table, read
 
     @property
     def vad(self) -> bool:
         return self.vad_record is not None
+
+    @property
+    def layers_only(self) -> bool:
+        """A per-layer comparison's folder: no record, so no IR, outputs, diagnosis or reproduce.py."""
+        return not self.record
 
 
 def _member(folder: Path, rel: str, what: str, rerun: str) -> Path:
@@ -63,6 +73,8 @@ def plan(folder: str | Path) -> Plan:
     """Check a run folder for bundling: its record (one reader, records.read_json) and every file that goes in,
     each a regular file inside the folder. Raises ValueError / FileNotFoundError naming the problem and the fix."""
     folder = Path(folder)
+    if not (folder / records.RECORD_FILE).exists() and folder.is_dir() and bundle_layers.has_table(folder):
+        return _layers_plan(folder)
     record = records.read_json(folder)
     out = Plan(folder, record, {"record.json": folder / records.RECORD_FILE},
                VadRecord.from_json(record, str(folder / records.RECORD_FILE))
@@ -83,6 +95,18 @@ def plan(folder: str | Path) -> Plan:
     report = _find_report(folder)
     if report is not None:
         out.files["report.html"] = report
+    if bundle_layers.has_table(folder):
+        out.layers = bundle_layers.read(folder)
+        out.files[bundle_layers.LAYERS_FILE] = folder / bundle_layers.LAYERS_FILE
+    return out
+
+
+def _layers_plan(folder: Path) -> Plan:
+    out = Plan(folder, {}, {bundle_layers.LAYERS_FILE: folder / bundle_layers.LAYERS_FILE},
+               layers=bundle_layers.read(folder))
+    report = _find_report(folder)
+    if report is not None:
+        out.files["report.html"] = report
     return out
 
 
@@ -100,6 +124,11 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: Diagnosis
     members = {name: path.read_bytes() for name, path in checked.files.items()}
     if diagnosis is not None:
         members["diagnosis.json"] = dumps(diagnosis.to_json()).encode()
+    layers = bundle_layers.readme(checked.layers, "report.html" in members) if checked.layers else ""
+    if checked.layers_only and checked.layers is not None:
+        members["README.txt"] = (f"gnaexp support bundle: the per-layer comparison of {checked.layers.model or 'a model'}."
+                                 f"\n{layers}Figures of 'gna-emu' are emulated, not measured.\n").encode()
+        return _write_zip(members, Path(out))
     members["reproduce.py"] = shipped("reproduce_vad.py" if checked.vad else "reproduce_record.py").encode()
     if checked.vad:
         what = ("tracks.npz: every backend's speech probability per chunk (keys 'FILE/backend'); ir/: the streaming\n"
@@ -113,12 +142,16 @@ def make_bundle(folder: str | Path | Plan, out: str | Path, diagnosis: Diagnosis
     members["README.txt"] = (
         f"gnaexp support bundle: {record.get('experiment')} (reference {record.get('reference')}).\n"
         "report.html: the report; record.json: config, environment, plugin settings, metrics and verdicts;\n"
-        + what + f"Figures of 'gna-emu' are emulated{_as_release(checked)}, not measured.\n").encode()
+        + what + layers + f"Figures of 'gna-emu' are emulated{_as_release(checked)}, not measured.\n").encode()
+    return _write_zip(members, Path(out))
+
+
+def _write_zip(members: dict[str, bytes], out: Path) -> dict[str, Any]:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
             info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # fixed stamp: same run → same zip
             info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
             z.writestr(info, data)
-    atomic_write_bytes(Path(out), buf.getvalue())
+    atomic_write_bytes(out, buf.getvalue())
     return {"bundle": str(out), "files": sorted(members), "report": "report.html" in members}
