@@ -268,3 +268,25 @@ def test_gnaexp_layers_view_serves_the_table_until_ctrl_c(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_the_layers_notebook_shows_the_table_in_model_explorer(tmp_path, monkeypatch):
+    """The layers notebook with view=True: its comparison served on 127.0.0.1 (the page answers), the node data in
+    record_dir beside layers.json, shown inline with its link."""
+    import re
+    import urllib.request
+
+    from gnaexp.present import layers_view
+    from gnaexp.present.explorer import viewer
+
+    monkeypatch.chdir(tmp_path)
+    r = layers_view.run({"experiment": "conv", "backends": "openvino:CPU,openvino:CPU:bf16", "record_dir": "rec"})
+    html = str(layers_view.explorer(r))
+    url = re.search(r"href='([^']+)'", html).group(1).replace("&amp;", "&")
+    try:
+        assert url.startswith("http://127.0.0.1:") and "<iframe" in html
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert page.status == 200
+        assert list((tmp_path / "rec" / "explorer").glob("*.json"))
+    finally:
+        viewer.stop(url)

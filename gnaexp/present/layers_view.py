@@ -33,6 +33,7 @@ class LayersRun:
     result: LayerComparison | None = None
     outputs: layers_report.Outputs = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    model_xml: Path | None = None  # the IR the table is of (Model Explorer draws it)
 
 
 def available(backends: Sequence[Any]) -> tuple[list[Any], list[str]]:
@@ -84,7 +85,27 @@ def run(params: Mapping[str, Any]) -> LayersRun:
     entry = layers_report.index_entry(result)
     entry.notes[:0] = notes
     entry.save(record_dir)
-    return LayersRun(name, record_dir, entry, result, outputs, notes)
+    return LayersRun(name, record_dir, entry, result, outputs, notes, model.require_ir())
+
+
+def explorer(r: LayersRun, height: int = 640) -> HTML:
+    """The table on the model's graph in Model Explorer, served on 127.0.0.1 while this kernel runs: the page inline
+    and its link. Without the package (or a table), a note that says what to do."""
+    from gnaexp.core.errors import BadInput
+
+    if r.result is None or r.model_xml is None:
+        return HTML(_notes_html(["nothing compared, so nothing to show on the graph."]))
+    try:
+        from gnaexp.present.explorer import require, viewer
+
+        require()
+        url = viewer.view(r.record_dir / LAYERS_FILE, r.model_xml)
+    except (BadInput, OSError) as exc:
+        return HTML(_notes_html([f"Model Explorer is not shown: {exc}"]))
+    return HTML(f"<p><a href='{escape(url)}' target='_blank'>Open in Model Explorer</a> (served on 127.0.0.1 while "
+                f"this kernel runs; each backend's accumulated and local SQNR per node, red below its threshold)</p>"
+                f"<iframe src='{escape(url)}' style='width:100%;height:{int(height)}px;border:1px solid #ccc'>"
+                "</iframe>")
 
 
 def _notes_html(notes: Sequence[str]) -> str:
