@@ -30,6 +30,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--out", help="folder for layers.json")
     p.add_argument("--dump", metavar="DIR", help="folder for every compared tensor per backend (npz + manifest.json)")
     p.add_argument("--load", metavar="DIR", help="a --dump folder made elsewhere: its backends are compared here")
+    p.add_argument("--bisect", action="store_true",
+                   help="find the fewest layers that, kept at the reference precision, bring the outputs above "
+                        "--target-sqnr (NNCF ignored scope, OpenVINO precision marks, gna-emu int16 weights)")
+    p.add_argument("--target-sqnr", type=float, metavar="DB",
+                   help="the output SQNR the bisection reaches (default: each backend's floor + 10 dB: bf16 40, "
+                        "f16 60, int8 30, gna-emu 40)")
     add_set_option(p)
     add_porting_option(p)
     p.set_defaults(func=cmd_layers)
@@ -73,12 +79,16 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from gnaexp.core.output_folder import check_folder, publish_folder
     from gnaexp.layers import compare, dump, table
     from gnaexp.layers.backends import parse_layer_backends
+    from gnaexp.layers.bisect import bisect_all, check_target
     from gnaexp.models.ir import fingerprint_ir
 
     backends = parse_layer_backends(args.backends)
     if len(backends) < 2 and not args.load:
         raise UsageError(f"--backends names only the reference {backends[0].spec}: add a backend to compare, e.g. "
                          f"{backends[0].spec},openvino:CPU:bf16 (or --load a dump)")
+    if args.target_sqnr is not None and not args.bisect:
+        raise UsageError("--target-sqnr is the bisection's target: add --bisect")
+    check_target(args.target_sqnr)
     folders = [(f, w) for f, w in ((args.out, "--out folder"), (args.dump, "--dump folder")) if f]
     if args.out and args.dump and Path(args.out).resolve() == Path(args.dump).resolve():
         raise UsageError("--out and --dump name the same folder: give each its own")
@@ -98,6 +108,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
         result, reference, measured = compare.compare(xml, feed, backends, args.threshold,
                                                       experiment.gna_settings(config), model.name, loaded,
                                                       calibration(config))
+        if args.bisect:
+            result.bisection = bisect_all(result, reference, xml, feed, backends, args.target_sqnr,
+                                          experiment.gna_settings(config), calibration(config))
     if args.dump:
         with publish_folder(args.dump, "--dump folder") as stage:
             dump.write(stage, model.name, sha, result.input_fingerprint, [reference, *measured])
