@@ -41,10 +41,12 @@ def check_target(value: float | None) -> float | None:
 
 
 def ranked(rows: Sequence[LayerDiff], allowed: Callable[[LayerDiff], bool]) -> list[str]:
-    """The layers worth keeping, worst local SQNR first (topological order among equals). A layer fused into the
-    next compared one takes that one's error (a convolution's bias Add carries its value); an exact layer (inf)
-    or one without a local error is left out: keeping it cannot help."""
+    """The layers worth keeping: worst local SQNR first (topological order among equals), then the allowed layers
+    with no finite local error in topological order (an exact layer alone may still feed a quantizer the backend
+    put before its consumer). A layer fused into the next compared one takes that one's error (a convolution's
+    bias Add carries its value)."""
     scored: list[tuple[float, int, str]] = []
+    rest: list[str] = []
     for i, r in enumerate(rows):
         if not allowed(r) or r.status not in ("compared", "fused"):
             continue
@@ -52,7 +54,9 @@ def ranked(rows: Sequence[LayerDiff], allowed: Callable[[LayerDiff], bool]) -> l
         value = None if carrier is None else carrier.local_sqnr_db
         if value is not None and math.isfinite(value):
             scored.append((value, i, r.layer))
-    return [name for _, _, name in sorted(scored)]
+        else:
+            rest.append(r.layer)
+    return [name for _, _, name in sorted(scored)] + rest
 
 
 def output_sqnr(reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> float:
@@ -68,26 +72,27 @@ def output_sqnr(reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.nd
 
 def search(candidates: Sequence[str], evaluate: Callable[[tuple[str, ...]], float], target: float,
            limit: int = MAX_STEPS) -> tuple[list[BisectStep], list[str], bool]:
-    """(every step, the layers kept, whether the target was reached): greedy over ``candidates`` in order, then
-    pruned. ``evaluate(kept)``: the lowest output SQNR with those layers kept."""
+    """(every step, the layers kept, whether the target was reached). Nothing kept first, then every candidate
+    (the target out of reach if even that stays below it), then greedy over ``candidates`` in order, then pruned.
+    ``evaluate(kept)``: the lowest output SQNR with those layers kept."""
     steps: list[BisectStep] = []
 
-    def run(kept: list[str], phase: str) -> bool:
+    def run(kept: Sequence[str], phase: str) -> bool:
         value = evaluate(tuple(kept))
         steps.append(BisectStep(list(kept), value, phase))
         return value >= target  # NaN never reaches it
 
     if run([], "start"):
         return steps, [], True
+    if not candidates or not run(candidates, "all"):
+        return steps, list(candidates), False
     kept: list[str] = []
     for name in candidates:
-        if len(steps) >= limit:
-            return steps, kept, False
+        if len(steps) >= limit:  # the last step that reached the target: every candidate kept
+            return steps, list(candidates), True
         kept.append(name)
         if run(kept, "add"):
             break
-    else:
-        return steps, kept, False
     for name in kept[:-1]:  # the last one added is needed: the step before it was below the target
         if len(steps) >= limit:
             break
@@ -107,27 +112,32 @@ def bisect_backend(backend: LayerBackend, rows: Sequence[LayerDiff], reference: 
     if keeper.run is None:
         return result
     run = keeper.run
-    candidates = ranked(rows, lambda r: keeper.allowed(r.op))
-    if keeper.check_honoured:
-        plain, everything = run(()), run(tuple(candidates))
-        result.honoured = any(not np.array_equal(plain[k], everything.get(k)) for k in plain)
+    candidates = ranked(rows, keeper.allowed)
+    seen: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+
+    def outputs(kept: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if kept not in seen:
+            seen[kept] = run(kept)
+        return seen[kept]
+    result.steps, result.kept, result.reached = search(candidates, lambda kept: output_sqnr(reference, outputs(kept)),
+                                                       target)
+    everything = seen.get(tuple(candidates))
+    if keeper.check_honoured and everything is not None:
+        plain = seen[()]
+        result.honoured = any(k not in everything or not np.array_equal(plain[k], everything[k]) for k in plain)
         if not result.honoured:
             who = ("this OpenVINO does not read the precision mark" if keeper.refused
                    else f"{backend.device} does not honour OpenVINO's precision marks")
             result.notes.append(f"{who}: with every one of the {len(candidates)} candidate layers marked f32 the "
                                 f"outputs are bit for bit the same as unmarked; nothing can be kept at f32 this way")
-            result.steps = [BisectStep([], output_sqnr(reference, plain), "start")]
-            result.reached = result.steps[0].output_sqnr_db >= target
             return result
-    result.steps, result.kept, result.reached = search(candidates, lambda kept: output_sqnr(reference, run(kept)),
-                                                       target)
     if keeper.refused:
         result.notes.append(f"OpenVINO did not take the mark on {len(keeper.refused)} layer(s) "
                             f"({', '.join(sorted(keeper.refused)[:3])}): they ran at {backend.precision} in every step")
     if not result.reached:
-        tried = "every candidate layer" if len(result.kept) == len(candidates) else f"{MAX_STEPS} configurations"
-        result.notes.append(f"the target {target:g} dB is not reached with {tried} kept "
-                            f"({len(result.kept)} of {len(candidates)} layers)")
+        result.notes.append(f"the target {target:g} dB is out of reach: even with every one of the "
+                            f"{len(candidates)} candidate layers kept the lowest output is at "
+                            f"{result.steps[-1].output_sqnr_db:.1f} dB")
     return result
 
 

@@ -11,26 +11,30 @@ outputs with those layers kept, by layer key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.layers import runners, taps
 from gnaexp.layers.backends import LayerBackend
+from gnaexp.layers.results import LayerDiff
 
 Outputs = dict[str, np.ndarray]
-WEIGHTED_OPS = ("MatMul", "Convolution", "GroupConvolution")
 
 
 @dataclass
 class Keeper:
     how: str  # ignored_scope | precision marks | int16 weights | none
     run: Callable[[tuple[str, ...]], Outputs] | None  # None: nothing can be kept on this backend
-    allowed: Callable[[str], bool] = lambda op: True  # by op type: which layers are worth keeping
+    allowed: Callable[[LayerDiff], bool] = lambda row: True  # which layers are worth keeping
     check_honoured: bool = False  # whether the device may ignore the way of keeping (precision marks)
     notes: list[str] = field(default_factory=list)
     refused: set[str] = field(default_factory=set)  # layers the way of keeping did not take (e.g. a mark not read)
@@ -51,12 +55,68 @@ def keeper_for(backend: LayerBackend, float_xml: Path, feed: Mapping[str, np.nda
 def _nncf(backend: LayerBackend, float_xml: Path, feed: Mapping[str, np.ndarray],
           calibration: Mapping[str, Any]) -> Keeper:
     names = {op.get_friendly_name() for op in runners.read(float_xml).get_ordered_ops()}
+    readers = quantizer_readers(runners.read(runners.nncf_int8_ir(float_xml, calibration)))
 
     def run(kept: tuple[str, ...]) -> Outputs:
         ignored = tuple(sorted({taps.op_name(k, names) for k in kept}))
-        return runners.outputs_of(runners.read(runners.nncf_int8_ir(float_xml, calibration, ignored)), backend, feed)
-    return Keeper("ignored_scope", run, notes=["kept in float by NNCF's ignored scope (re-quantized, same "
+        with _quiet("nncf"):  # NNCF lists every ignored node and each input quantizer it left out, per step
+            xml = runners.nncf_int8_ir(float_xml, calibration, ignored)
+        return runners.outputs_of(runners.read(xml), backend, feed)
+    def allowed(row: LayerDiff) -> bool:
+        return taps.op_name(row.layer, names) in readers or (row.local_sqnr_db or math.inf) < math.inf
+    return Keeper("ignored_scope", run, allowed, notes=["kept in float by NNCF's ignored scope (re-quantized, same "
                                                "calibration)"])
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    importlib.import_module(logger)  # importing NNCF sets its logger's level: first, so that it stays set here
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+# Ops a quantizer NNCF placed on an activation passes through on its way to the layer it quantizes for (NNCF moves
+# a layer's input quantizer up through them): keeping that layer needs the whole way in the ignored scope.
+MOVES = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Slice", "StridedSlice", "Pad", "Concat", "Split",
+         "VariadicSplit", "Convert")
+
+
+def quantizer_readers(model: Any) -> set[str]:
+    """Names of the int8 model's ops that read a quantized activation (directly, or through data movements) or
+    int8 weights: the layers whose ignoring removes a quantizer."""
+    found: set[str] = set()
+    todo = []
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind == "FakeQuantize" and not taps.constant_valued(op.input_value(0)):
+            todo += [t.get_node() for t in op.output(0).get_target_inputs()]
+        elif kind == "Constant" and op.get_element_type().get_type_name() in ("i8", "u8", "i4", "u4"):
+            todo += [_weight_reader(op)]
+    while todo:
+        op = todo.pop()
+        if op is None or op.get_friendly_name() in found or op.get_type_name() in ("Result", "FakeQuantize"):
+            continue
+        found.add(op.get_friendly_name())
+        if op.get_type_name() in MOVES:
+            todo += [t.get_node() for out in op.outputs() for t in out.get_target_inputs()]
+    return found
+
+
+def _weight_reader(constant: Any) -> Any:
+    """The layer that reads int8 weights through their decompression (Convert, Subtract, Multiply, Reshape)."""
+    op = constant
+    while True:
+        targets = [t.get_node() for t in op.output(0).get_target_inputs()]
+        if not targets:
+            return None
+        op = targets[0]
+        if not taps.constant_valued(op.output(0)):
+            return op
 
 
 def _marks(backend: LayerBackend, float_xml: Path, feed: Mapping[str, np.ndarray]) -> Keeper:
@@ -89,6 +149,7 @@ def _emulated(float_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
         emulation = emulate(float_xml, feed, settings=dataclasses.replace(settings, int16_layers=kept))
         return {keys[name]: np.asarray(value, dtype=np.float32) for name, value in emulation.outputs.items()
                 if name in keys}
-    return Keeper("int16 weights", run, allowed=lambda op: op in WEIGHTED_OPS,
+    return Keeper("int16 weights", run, allowed=lambda row: row.op == "MatMul",
                   notes=["kept at int16 weights under precision i8 (the plugin's per-layer choice from a weight "
-                         "FakeQuantize's levels); convolutions are int16 on GNA below 3.5 whatever is asked"])
+                         "FakeQuantize's levels); only fully connected layers are candidates: convolutions stay "
+                         "int16 on the GNA 3.0 target whatever is asked (emulator/quantize.py weight_precision_for)"])

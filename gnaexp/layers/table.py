@@ -62,13 +62,16 @@ def _names(names: list[str]) -> str:
 
 
 def _bisection(b: Bisection) -> list[str]:
+    if b.how == "none":
+        return [f"  bisection: nothing to keep ({note})" for note in b.notes]
     lines = [f"  bisection ({b.how}; target {b.target_sqnr_db:g} dB on the lowest output):"]
     for s in b.steps:
         lines.append(f"    {s.phase:<6} {_db(s.output_sqnr_db):>7} dB  kept {len(s.kept)}"
                      + (f": {_names(s.kept)}" if s.kept else ""))
     if b.steps and b.reached:
         lines.append(f"  keep {len(b.kept)} layer(s) at the reference precision"
-                     + (f": {_names(b.kept)}" if b.kept else " (the outputs reach the target as they are)"))
+                     + (f" ({b.how}):" if b.kept else " (the outputs reach the target as they are)"))
+        lines += [f"    {name}" for name in b.kept]
     elif b.steps:
         lines.append(f"  target not reached; the last step kept {len(b.kept)} layer(s)")
     for note in b.notes:
