@@ -13,7 +13,7 @@ from gnaexp.cli.common import EXIT_OK, UsageError, add_porting_option, add_set_o
 from gnaexp.core.gna_settings import FORUM_NETS
 
 BACKENDS_HELP = ("REF,TEST[,TEST…]: the reference first, e.g. openvino:CPU,openvino:CPU:bf16,nncf:int8,gna-emu; "
-                 "openvino:DEVICE[:f32|bf16|f16], nncf:int8, gna-emu")
+                 "openvino:DEVICE[:f32|bf16|f16], nncf:int8, gna-emu, torch (a net with a torch module)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -72,13 +72,20 @@ def calibration(config: Any) -> dict[str, Any]:
             "calibration_file": config.calibration_file}
 
 
+def _torch(model: Any) -> tuple[Any, list[str]] | None:
+    """The net's torch module and its input names, for the torch backend (None: a model file has none)."""
+    from gnaexp.models.ir import INPUT_NAME
+
+    return None if model.torch_module is None else (model.torch_module, list(model.input_names or [INPUT_NAME]))
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
     from gnaexp import experiment
     from gnaexp.core.files import atomic_write_text
     from gnaexp.core.inputs import fingerprint
     from gnaexp.core.output_folder import check_folder, publish_folder
     from gnaexp.layers import compare, dump, table
-    from gnaexp.layers.backends import parse_layer_backends
+    from gnaexp.layers.backends import check_torch, parse_layer_backends
     from gnaexp.layers.bisect import bisect_all, check_target
     from gnaexp.models.ir import fingerprint_ir
 
@@ -102,12 +109,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
     xml = model.require_ir()
     sha = fingerprint_ir(xml)
     loaded = dump.load(args.load, sha, fingerprint(feed), backends[0].spec) if args.load else []
+    check_torch(backends, model.torch_module is not None)
     if not args.json:
         print(f"comparing {model.name} layer by layer: {', '.join(b.spec for b in backends)} ...", file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout holds the table or the JSON only
         result, reference, measured = compare.compare(xml, feed, backends, args.threshold,
                                                       experiment.gna_settings(config), model.name, loaded,
-                                                      calibration(config))
+                                                      calibration(config), _torch(model))
         if args.bisect:
             result.bisection = bisect_all(result, reference, xml, feed, backends, args.target_sqnr,
                                           experiment.gna_settings(config), calibration(config))

@@ -37,7 +37,8 @@ Schema (``gnaexp.layers/1``)::
     }
 
 Status: ``fused`` — the backend merged the layer into another one (its runtime model lists it among that node's
-original layers; for gna-emu, the emulator's plan folds it into a neighbour), so it has no tensor of its own;
+original layers; for gna-emu, the emulator's plan folds it into a neighbour; for torch, as reference or under
+test, the layer is one of a module's ops and the module's output is its last op's), so it has no tensor of its own;
 ``missing`` — the backend has no tensor of that name and does not say it fused it; ``inserted`` — the backend's
 model has a layer the reference has not (e.g. NNCF's FakeQuantize), folded into its consumer's local error.
 Non-finite numbers are written as the strings "inf", "-inf", "nan" (JSON has none) and read back as floats;
