@@ -134,7 +134,10 @@ def bisect_backend(backend: LayerBackend, rows: Sequence[LayerDiff], reference: 
     if keeper.refused:
         result.notes.append(f"OpenVINO did not take the mark on {len(keeper.refused)} layer(s) "
                             f"({', '.join(sorted(keeper.refused)[:3])}): they ran at {backend.precision} in every step")
-    if not result.reached:
+    if not result.reached and not candidates:
+        result.notes.append(f"the target {target:g} dB is out of reach: no layer of this model can be kept this way; "
+                            f"the lowest output stays at {result.steps[-1].output_sqnr_db:.1f} dB")
+    elif not result.reached:
         result.notes.append(f"the target {target:g} dB is out of reach: even with every one of the "
                             f"{len(candidates)} candidate layers kept the lowest output is at "
                             f"{result.steps[-1].output_sqnr_db:.1f} dB")
