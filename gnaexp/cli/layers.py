@@ -13,7 +13,7 @@ from gnaexp.cli.common import EXIT_OK, UsageError, add_porting_option, add_set_o
 from gnaexp.core.gna_settings import FORUM_NETS
 
 BACKENDS_HELP = ("REF,TEST[,TEST…]: the reference first, e.g. openvino:CPU,openvino:CPU:bf16,nncf:int8,gna-emu; "
-                 "openvino:DEVICE[:f32|bf16|f16], nncf:int8, gna-emu")
+                 "openvino:DEVICE[:f32|bf16|f16], nncf:int8, gna-emu, torch (a net with a torch module)")
 
 
 def add_parsers(sub: Any) -> None:
@@ -33,6 +33,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--view", action="store_true",
                    help="open the table on the model's graph in Model Explorer, served offline on 127.0.0.1 until "
                         "Ctrl+C (needs --out DIR: the node data are written there)")
+    p.add_argument("--bisect", action="store_true",
+                   help="find the fewest layers that, kept at the reference precision, bring the outputs above "
+                        "--target-sqnr (NNCF ignored scope, OpenVINO precision marks, gna-emu int16 weights)")
+    p.add_argument("--target-sqnr", type=float, metavar="DB",
+                   help="the output SQNR the bisection reaches (default: each backend's floor + 10 dB: bf16 40, "
+                        "f16 60, int8 30, gna-emu 40)")
     add_set_option(p)
     add_porting_option(p)
     p.set_defaults(func=cmd_layers)
@@ -70,13 +76,21 @@ def calibration(config: Any) -> dict[str, Any]:
     return layer_calibration(config)
 
 
+def _torch(model: Any) -> tuple[Any, list[str]] | None:
+    """The net's torch module and its input names, for the torch backend (None: a model file has none)."""
+    from gnaexp.models.ir import INPUT_NAME
+
+    return None if model.torch_module is None else (model.torch_module, list(model.input_names or [INPUT_NAME]))
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
     from gnaexp import experiment
     from gnaexp.core.files import atomic_write_text
     from gnaexp.core.inputs import fingerprint
     from gnaexp.core.output_folder import check_folder, publish_folder
     from gnaexp.layers import compare, dump, table
-    from gnaexp.layers.backends import parse_layer_backends
+    from gnaexp.layers.backends import check_torch, parse_layer_backends
+    from gnaexp.layers.bisect import bisect_all, check_target
     from gnaexp.models.ir import fingerprint_ir
     from gnaexp.present import layers_report
 
@@ -90,6 +104,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
         from gnaexp.present.explorer import require
 
         require()  # a missing package is named before any work
+    if args.target_sqnr is not None and not args.bisect:
+        raise UsageError("--target-sqnr is the bisection's target: add --bisect")
+    check_target(args.target_sqnr)
     folders = [(f, w) for f, w in ((args.out, "--out folder"), (args.dump, "--dump folder")) if f]
     if args.out and args.dump and Path(args.out).resolve() == Path(args.dump).resolve():
         raise UsageError("--out and --dump name the same folder: give each its own")
@@ -103,12 +120,16 @@ def cmd_layers(args: argparse.Namespace) -> int:
     xml = model.require_ir()
     sha = fingerprint_ir(xml)
     loaded = dump.load(args.load, sha, fingerprint(feed), backends[0].spec) if args.load else []
+    check_torch(backends, model.torch_module is not None)
     if not args.json:
         print(f"comparing {model.name} layer by layer: {', '.join(b.spec for b in backends)} ...", file=sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout holds the table or the JSON only
         result, reference, measured = compare.compare(xml, feed, backends, args.threshold,
                                                       experiment.gna_settings(config), model.name, loaded,
-                                                      calibration(config))
+                                                      calibration(config), _torch(model))
+        if args.bisect:
+            result.bisection = bisect_all(result, reference, xml, feed, backends, args.target_sqnr,
+                                          experiment.gna_settings(config), calibration(config))
     if args.dump:
         with publish_folder(args.dump, "--dump folder") as stage:
             dump.write(stage, model.name, sha, result.input_fingerprint, [reference, *measured])

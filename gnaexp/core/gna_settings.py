@@ -146,6 +146,9 @@ class GnaSettings:
     layout: str = "correct"
     porting: bool = False
     plugin_release: str = DEFAULT_PLUGIN_RELEASE
+    # Layers whose weights stay int16 under precision i8: the per-layer choice the plugin makes from a weight
+    # FakeQuantize's levels (> 255 → int16; emulator/quantize.py weight_precision_for), here by name.
+    int16_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         sfs = self.scale_factors
@@ -158,6 +161,7 @@ class GnaSettings:
         check_layout(self.layout)
         object.__setattr__(self, "porting", check_porting(self.porting))
         object.__setattr__(self, "plugin_release", check_plugin_release(self.plugin_release or ""))
+        object.__setattr__(self, "int16_layers", tuple(str(n) for n in self.int16_layers))
 
     @property
     def main_scale_factor(self) -> float:
@@ -176,10 +180,12 @@ class GnaSettings:
         return replace(self, layout=layout)
 
     def to_json(self) -> dict[str, Any]:
-        return {"scale_factors": self.per_input or self.main_scale_factor, "precision": self.precision,
+        data = {"scale_factors": self.per_input or self.main_scale_factor, "precision": self.precision,
                 "layout": self.layout, "porting": self.porting, "plugin_release": self.plugin_release}
+        return {**data, "int16_layers": list(self.int16_layers)} if self.int16_layers else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "GnaSettings":
         return cls(data.get("scale_factors", 1.0), data.get("precision", "i16"), data.get("layout", "correct"),
-                   bool(data.get("porting", False)), data.get("plugin_release") or DEFAULT_PLUGIN_RELEASE)
+                   bool(data.get("porting", False)), data.get("plugin_release") or DEFAULT_PLUGIN_RELEASE,
+                   tuple(data.get("int16_layers") or ()))

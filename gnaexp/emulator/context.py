@@ -35,6 +35,7 @@ class BuildContext:
     porting: bool
     overrides: Mapping[str, float]  # activation name → output scale factor forced by a concat
     release: PluginRelease = DEFAULT  # the plugin release whose rounding the tables follow
+    int16_layers: frozenset[str] = frozenset()  # weights kept int16 under precision i8 (GnaSettings.int16_layers)
     steps: list[Step] = field(default_factory=list)
     info: dict[str, TInfo] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -42,6 +43,10 @@ class BuildContext:
     input_fq: set[str] = field(default_factory=set)  # FakeQuantize nodes that only set an input's scale factor
     _quantized: dict[str, str] = field(default_factory=dict)
     _identities: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def weight_precision(self, layer: str) -> str:
+        """The weight precision hint of one layer: the configured one, or int16 for a layer kept at int16."""
+        return "i16" if layer in self.int16_layers else self.precision
 
     def get(self, key: str) -> str:
         return self.alias.get(key, key)

@@ -147,7 +147,7 @@ def add_conv2d(ctx, node, key: str, w: np.ndarray, stats, bias, dst_stats) -> No
         stats = WeightStats(stats.levels, np.concatenate([lo, np.repeat(lo[:1], wf - f, 0)])[:, :, None],
                             np.concatenate([hi, np.repeat(hi[:1], wf - f, 0)])[:, :, None], stats.source)
     factor = k2d(h, width, c, kh, kw, sh, sw)
-    wq = quantize_weightable(wp.reshape(wf, cf, kh * kw), b, ti.sf, kind="conv", precision=ctx.precision,
+    wq = quantize_weightable(wp.reshape(wf, cf, kh * kw), b, ti.sf, kind="conv", precision=ctx.weight_precision(node.name),
                              stats=stats, c_in=c, k2d=factor, dst_stats=dst_stats,
                              forced_out_sf=ctx.overrides.get(node.name), release=ctx.release)
     wint = np.asarray(wq.weights).reshape(wf, cf, kh, kw)

@@ -185,7 +185,8 @@ def build_plan(prog: Program, sample_shapes: Mapping[str, tuple[int, ...]], sett
     # value (a loop), and so does the emulator, naming the layers instead of running on.
     for _ in range(len(prog.nodes) * 4 + 16):
         try:
-            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting, plugin_release)
+            plan = _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting, plugin_release,
+                          frozenset(settings.int16_layers))
         except Requantize as rq:
             if (rq.layer, rq.sf) in seen:
                 raise BadInput(f"scale factors do not settle: {rq.note}, again; layers requantized so far: "
@@ -251,8 +252,8 @@ def _user_sf(prog: Program, scale_factors: float | Mapping[Any, float]) -> dict[
 
 
 def _build(prog, sample_shapes, scale_factors, precision, layout, overrides, porting=False,
-           release: PluginRelease = releases.DEFAULT) -> Plan:
-    ctx = BuildContext(prog, precision, layout, porting, overrides, release)
+           release: PluginRelease = releases.DEFAULT, int16_layers: frozenset[str] = frozenset()) -> Plan:
+    ctx = BuildContext(prog, precision, layout, porting, overrides, release, int16_layers=int16_layers)
     info, notes = ctx.info, ctx.notes
     sf_in = _user_sf(prog, scale_factors)
     pname = {k: names[0] for k, names, _ in prog.params}

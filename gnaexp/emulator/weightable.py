@@ -29,7 +29,7 @@ def _dst_stats(prog: Program, node: Node) -> tuple[int, float, float] | None:
 
 def add_conv(ctx: BuildContext, node: Node) -> None:
     prog, info, steps, need16, notes = ctx.prog, ctx.info, ctx.steps, ctx.need16, ctx.notes
-    layout, precision, porting = ctx.layout, ctx.precision, ctx.porting
+    layout, precision, porting = ctx.layout, ctx.weight_precision(node.name), ctx.porting
     a = node.attrs
     if str(a.get("auto_pad", "explicit")).lower() in ("same_upper", "same_lower"):
         raise BadInput(f"convolution {node.name!r}: auto_pad {a['auto_pad']} is not supported by GNA; export "
@@ -112,7 +112,7 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
 
 
 def add_fc(ctx: BuildContext, node: Node) -> None:
-    prog, info, steps, need16, precision = ctx.prog, ctx.info, ctx.steps, ctx.need16, ctx.precision
+    prog, info, steps, need16, precision = ctx.prog, ctx.info, ctx.steps, ctx.need16, ctx.weight_precision(node.name)
     a = node.attrs
     if node.inputs[1] not in prog.consts or node.inputs[0] in prog.consts:
         raise BadInput(f"MatMul {node.name!r}: only data × constant weights (fully connected) is supported")

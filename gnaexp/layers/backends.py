@@ -6,17 +6,20 @@
     nncf:int8                     the model quantized by NNCF (8-bit activations and weights, NNCF's own ranges,
                                   calibrated as ``gnaexp quantize`` calibrates), on CPU f32
     gna-emu                       the GNA integer emulator (``gnaexp.diagnose.layer_error``), against CPU f32
+    torch                         the net's PyTorch module in FP32, each module's output matched to its OpenVINO
+                                  layers (``gnaexp.layers.torch_taps``); for nets with a torch module
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from gnaexp.backends import check_spec
 from gnaexp.core.errors import BadInput
 
-VALID = "openvino:DEVICE[:PRECISION] (e.g. openvino:CPU, openvino:CPU:bf16), nncf:int8, gna-emu"
+VALID = "openvino:DEVICE[:PRECISION] (e.g. openvino:CPU, openvino:CPU:bf16), nncf:int8, gna-emu, torch"
 
 # [I] Default thresholds of the first diverging layer: a layer whose local SQNR is below its precision's floor
 # adds more error than that precision's rounding alone would. f16 keeps 11 significant bits (~66 dB for one
@@ -31,7 +34,7 @@ class LayerBackend:
     """One backend of a per-layer run: what runs the model and how."""
 
     spec: str  # as the user wrote it (the label in tables and JSON)
-    kind: str  # openvino | nncf | gna-emu
+    kind: str  # openvino | nncf | gna-emu | torch
     device: str = "CPU"
     precision: str | None = None  # INFERENCE_PRECISION_HINT; None: the device's default
 
@@ -51,8 +54,8 @@ class LayerBackend:
 def parse_layer_backend(spec: str) -> LayerBackend:
     """A backend spec of ``gnaexp layers``, checked (nothing is started); BadInput naming it and the choices."""
     name, _, rest = spec.partition(":")
-    if spec == "gna-emu":
-        return LayerBackend(spec, "gna-emu")
+    if spec in ("gna-emu", "torch"):
+        return LayerBackend(spec, spec, "CPU", "f32" if spec == "torch" else None)
     if name == "nncf":
         if rest != "int8":
             raise BadInput(f"unknown NNCF precision in {spec!r}; valid: nncf:int8")
@@ -85,6 +88,12 @@ def parse_layer_backends(value: str) -> list[LayerBackend]:
         raise BadInput("gna-emu cannot be the reference: its per-layer values are compared against openvino:CPU "
                        "(FP32); give openvino:CPU first")
     return backends
+
+
+def check_torch(backends: Sequence[LayerBackend], has_module: bool) -> None:
+    if not has_module and any(b.kind == "torch" for b in backends):
+        raise BadInput("the torch backend needs a net with a torch module (conv, concat, concat_conv); a model "
+                       "file has none: use openvino:CPU as the reference")
 
 
 def threshold_for(backend: LayerBackend, override: float | None) -> float:

@@ -105,8 +105,7 @@ def local_errors(model: Any, names: list[str], reference: Mapping[str, np.ndarra
     ops = {o.get_friendly_name(): o for o in model.get_ordered_ops()}
     result: dict[str, float | None] = {}
     for key in names:
-        op_name = key.rsplit(":", 1)[0] if key not in ops and ":" in key else key
-        piece = cut(model, op_name, reference, inputs)
+        piece = cut(model, taps.op_name(key, set(ops)), reference, inputs)
         if piece is None:
             result[key] = None
             continue

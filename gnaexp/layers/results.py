@@ -12,6 +12,17 @@ Schema (``gnaexp.layers/1``)::
       "environment": {...},                              # gnaexp.core.environment.capture()
       "model": "conv", "input_fingerprint": "…",        # what ran
       "notes": {"openvino:CPU:f16": ["…"]},              # per backend: what the numbers need said with them
+      "bisection": {                                     # only with --bisect: per backend under test
+        "nncf:int8": {
+          "target_sqnr_db": 30.0,                        # the network outputs' SQNR to reach (the lowest output)
+          "how": "ignored_scope",                        # ignored_scope (NNCF) | precision marks (OpenVINO)
+                                                         #   | int16 weights (gna-emu) | none (nothing to keep)
+          "steps": [{"kept": [], "output_sqnr_db": 24.1, "phase": "start"},   # start | add | prune
+                    {"kept": ["conv1"], "output_sqnr_db": 33.0, "phase": "add"}],
+          "kept": ["conv1"],                             # the smallest set found, kept at the reference's precision
+          "reached": true,                               # the target was reached with "kept"
+          "honoured": null,                              # precision marks: whether the device changed its numbers
+          "notes": ["…"]}},
       "rows": [                                          # per backend, one row per reference layer, in the
         {"layer": "conv1",                               #   reference model's topological order
          "op": "Convolution",
@@ -26,7 +37,8 @@ Schema (``gnaexp.layers/1``)::
     }
 
 Status: ``fused`` — the backend merged the layer into another one (its runtime model lists it among that node's
-original layers; for gna-emu, the emulator's plan folds it into a neighbour), so it has no tensor of its own;
+original layers; for gna-emu, the emulator's plan folds it into a neighbour; for torch, as reference or under
+test, the layer is one of a module's ops and the module's output is its last op's), so it has no tensor of its own;
 ``missing`` — the backend has no tensor of that name and does not say it fused it; ``inserted`` — the backend's
 model has a layer the reference has not (e.g. NNCF's FakeQuantize), folded into its consumer's local error.
 Non-finite numbers are written as the strings "inf", "-inf", "nan" (JSON has none) and read back as floats;
@@ -80,6 +92,47 @@ class LayerDiff:
 
 
 @dataclass
+class BisectStep:
+    """One configuration the bisection ran: these layers kept at the reference precision, the output SQNR."""
+
+    kept: list[str]
+    output_sqnr_db: float
+    phase: str = "add"  # start (nothing kept) | add | prune
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kept": list(self.kept), "output_sqnr_db": _encode(self.output_sqnr_db), "phase": self.phase}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "BisectStep":
+        return cls([str(k) for k in data["kept"]], float(data["output_sqnr_db"]), str(data.get("phase", "add")))
+
+
+@dataclass
+class Bisection:
+    """The smallest set of layers that, kept at the reference precision, brings the outputs above a target."""
+
+    target_sqnr_db: float
+    how: str
+    steps: list[BisectStep] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    reached: bool = False
+    honoured: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target_sqnr_db": _encode(self.target_sqnr_db), "how": self.how,
+                "steps": [s.to_json() for s in self.steps], "kept": list(self.kept), "reached": self.reached,
+                "honoured": self.honoured, "notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Bisection":
+        honoured = data.get("honoured")
+        return cls(float(data["target_sqnr_db"]), str(data["how"]), [BisectStep.from_json(s) for s in data["steps"]],
+                   [str(k) for k in data["kept"]], bool(data["reached"]), None if honoured is None else bool(honoured),
+                   [str(n) for n in data.get("notes") or []])
+
+
+@dataclass
 class LayerComparison:
     """Every backend under test against the reference, layer by layer."""
 
@@ -92,6 +145,7 @@ class LayerComparison:
     model: str = ""
     input_fingerprint: str = ""
     notes: dict[str, list[str]] = field(default_factory=dict)
+    bisection: dict[str, Bisection] = field(default_factory=dict)  # per backend, with --bisect
 
     def rows_of(self, backend: str) -> list[LayerDiff]:
         return [r for r in self.rows if r.backend == backend]
@@ -109,7 +163,8 @@ class LayerComparison:
                 "first_diverging": dict(self.first_diverging),
                 "threshold_db": {k: _encode(v) for k, v in self.threshold_db.items()},
                 "environment": self.environment, "model": self.model, "input_fingerprint": self.input_fingerprint,
-                "notes": {k: list(v) for k, v in self.notes.items()}, "rows": [r.to_json() for r in self.rows]}
+                "notes": {k: list(v) for k, v in self.notes.items()}, "rows": [r.to_json() for r in self.rows],
+                **({"bisection": {k: b.to_json() for k, b in self.bisection.items()}} if self.bisection else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "LayerComparison":
@@ -120,7 +175,8 @@ class LayerComparison:
                    {str(k): float(v) for k, v in data["threshold_db"].items()}, dict(data.get("environment") or {}),
                    [LayerDiff.from_json(r) for r in data["rows"]], str(data.get("model", "")),
                    str(data.get("input_fingerprint", "")),
-                   {str(k): [str(n) for n in v] for k, v in (data.get("notes") or {}).items()})
+                   {str(k): [str(n) for n in v] for k, v in (data.get("notes") or {}).items()},
+                   {str(k): Bisection.from_json(v) for k, v in (data.get("bisection") or {}).items()})
 
     def dumps(self) -> str:
         from gnaexp.core.files import dumps

@@ -26,18 +26,19 @@ def check_device(backend: LayerBackend) -> None:
     OpenVINOBackend(device=backend.device).check_available()
 
 
-def nncf_int8_ir(float_xml: Path, calibration: Mapping[str, Any]) -> Path:
+def nncf_int8_ir(float_xml: Path, calibration: Mapping[str, Any], ignored: tuple[str, ...] = ()) -> Path:
     """The model quantized by NNCF to int8 (8-bit activations and weights, NNCF's own ranges, no output quantizer:
     as a CPU user quantizes), calibrated as ``gnaexp quantize`` calibrates: ``calibration`` holds its settings
     (``calibration_kind``, ``calibration_size``, ``calibration_seed``, ``calibration_amplitude``,
-    ``calibration_file``). Quantized once and kept in gnaexp's cache, never beside the user's file."""
+    ``calibration_file``); ``ignored``: layers kept in float (NNCF's ignored scope). Quantized once and kept in
+    gnaexp's cache, never beside the user's file."""
     from gnaexp import cache
     from gnaexp.models.nncf_quantize import QuantizationSettings
 
     if not _in_cache(float_xml):  # quantized_ir keeps its IR beside the float one: take a copy in the cache
         float_xml = cache.user_model_ir(float_xml, read(float_xml), renamed=True)
     settings = QuantizationSettings(activation_bits=8, weight_bits=8, signed_activations=False,
-                                    output_fake_quantize=False, **calibration)
+                                    output_fake_quantize=False, ignored_names=tuple(ignored), **calibration)
     return Path(cache.quantized_ir(float_xml, settings).quantized_xml)
 
 
@@ -80,9 +81,13 @@ def run_openvino(backend: LayerBackend, xml: Path, feed: Mapping[str, np.ndarray
 
 def untapped_outputs(backend: LayerBackend, xml: Path, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The network outputs as the device computes them with no layer tapped (free to fuse), by layer key."""
+    return outputs_of(read(xml), backend, feed)
+
+
+def outputs_of(model: Any, backend: LayerBackend, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``model``'s outputs on the backend's device and precision, by layer key."""
     import openvino as ov
 
-    model = read(xml)
     compiled = ov.Core().compile_model(model, backend.device, backend.config())
     result = compiled.infer_new_request({p.any_name: np.ascontiguousarray(feed[p.any_name]) for p in model.inputs})
     return {taps.key_of(m.get_node().input_value(0)): np.array(result[c], dtype=np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from gnaexp.layers.results import LayerComparison, LayerDiff
+from gnaexp.layers.results import Bisection, LayerComparison, LayerDiff
 
 MARK = "<< first diverging"
 
@@ -51,4 +51,29 @@ def table(result: LayerComparison) -> str:
                                                        if r.status == "compared" else r.status))
         for note in result.notes.get(backend, []):
             lines.append(f"  note: {note}")
+        if backend in result.bisection:
+            lines += _bisection(result.bisection[backend])
     return "\n".join(lines)
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(n if len(n) <= 46 else "…" + n[-45:] for n in names[:4])
+    return shown + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+def _bisection(b: Bisection) -> list[str]:
+    if b.how == "none":
+        return [f"  bisection: nothing to keep ({note})" for note in b.notes]
+    lines = [f"  bisection ({b.how}; target {b.target_sqnr_db:g} dB on the lowest output):"]
+    for s in b.steps:
+        lines.append(f"    {s.phase:<6} {_db(s.output_sqnr_db):>7} dB  kept {len(s.kept)}"
+                     + (f": {_names(s.kept)}" if s.kept else ""))
+    if b.steps and b.reached:
+        lines.append(f"  keep {len(b.kept)} layer(s) at the reference precision"
+                     + (f" ({b.how}):" if b.kept else " (the outputs reach the target as they are)"))
+        lines += [f"    {name}" for name in b.kept]
+    elif b.steps:
+        lines.append(f"  target not reached; the last step kept {len(b.kept)} layer(s)")
+    for note in b.notes:
+        lines.append(f"  bisection note: {note}")
+    return lines

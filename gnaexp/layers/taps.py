@@ -38,6 +38,11 @@ def key_of(output: Any) -> str:
     return f"{name}:{output.get_index()}" if node.get_output_size() > 1 else name
 
 
+def op_name(key: str, names: set[str]) -> str:
+    """The op a layer key names, given the model's op names (``name:PORT`` keys an op with several outputs)."""
+    return key.rsplit(":", 1)[0] if key not in names and ":" in key else key
+
+
 def constant_valued(output: Any) -> bool:
     """Whether a value is computed from constants only (a weight, its quantizer or decompression, a static shape)."""
     from gnaexp.diagnose.layer_error import _constant

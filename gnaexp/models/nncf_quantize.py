@@ -70,6 +70,7 @@ class QuantizationSettings:
     signed_activations: bool = True  # rewrite NNCF's unsigned activation ranges into POT's signed form
     bias_correction: bool = False  # NNCF's fast bias correction (POT's default was on; see module notes)
     output_fake_quantize: bool = True  # POT's GNA config quantized the Result (q16_a); NNCF does not
+    ignored_names: tuple[str, ...] = ()  # layers kept in float (NNCF's IgnoredScope names: friendly names)
 
     def validate(self) -> None:
         for name in ("activation_bits", "weight_bits"):
@@ -217,14 +218,15 @@ def quantize_ir(float_xml: str | Path, out_xml: str | Path, settings: Quantizati
     samples = calibration_set(settings, ir.input_shapes(model))
     names = [p.any_name for p in model.inputs]
     dataset = nncf.Dataset(samples, lambda s: {n: s[n] for n in names})
+    ignored = {"ignored_scope": nncf.IgnoredScope(names=list(settings.ignored_names))} if settings.ignored_names else {}
     try:
         quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
-                                  subset_size=len(samples), advanced_parameters=_nncf_parameters(settings))
+                                  subset_size=len(samples), advanced_parameters=_nncf_parameters(settings), **ignored)
     except Exception as exc:  # noqa: BLE001 — NNCF raises many types; the message is what matters
         raise BadInput(f"NNCF could not quantize {float_xml.name}: {exc}. The float IR is unchanged.") from exc
     if settings.signed_activations:
         make_activation_ranges_signed(quantized)
-    if not describe_fake_quantize(quantized):
+    if not describe_fake_quantize(quantized) and not settings.ignored_names:  # every layer kept in float: asked for
         raise BadInput(f"NNCF inserted no quantizers into {float_xml.name} (nothing to quantize: no convolution "
                          "or MatMul on the input path?). The float IR is unchanged.")
     if settings.output_fake_quantize:
