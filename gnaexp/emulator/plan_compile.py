@@ -104,6 +104,13 @@ class CompiledPlan:
         self.floats = np.concatenate(pools.floats).astype(np.float64)
         self.weights16 = np.concatenate(pools.weights16).astype(np.int16)
         self.useful = len(rows) > 0
+        # what a run needs, resolved once: the op rows of each segment, the named steps the counts go to
+        self.views = {k: (c, c + sizes[k], tuple(self.shapes[k])) for k, c in self.columns.items()}
+        self.op_rows = {first: self.ops[first:stop] for lowered, first, stop in self.segments if lowered}
+        self.op_index = np.array(self.op_step, dtype=np.int64)
+        self.named = np.array([i for i, st in enumerate(steps) if st.row is not None], dtype=np.int64)
+        self.names = [steps[i].name for i in self.named]
+        self.unique_names = len(set(self.names)) == len(self.names)
 
     @staticmethod
     def _lowerable(st: Step, sizes: Mapping[str, int]) -> bool:
@@ -243,25 +250,22 @@ class CompiledPlan:
         arena = np.empty((n, self.width), dtype=np.float64)
         env: dict[str, Any] = dict(feeds)
         counts = np.zeros(len(self.op_step), dtype=np.int64)
-        py_sats: dict[int, int] = {}
-
-        def put(key: str, value: np.ndarray) -> None:
-            if key in self.imports:
-                c = self.columns[key]
-                arena[:, c:c + value[0].size] = np.reshape(value, (n, -1))
+        per_step = np.zeros(len(self.steps), dtype=np.int64)
+        imports, views = self.imports, self.views
 
         def get(key: str) -> Any:
             if key in env:
                 return env[key]
-            c = self.columns[key]
-            shape = self.shapes[key]
-            return arena[:, c:c + int(np.prod(shape))].reshape((n,) + tuple(shape))
+            a, b, shape = views[key]
+            return arena[:, a:b].reshape((n,) + shape)
 
         for k, v in feeds.items():
-            put(k, v)
+            if k in imports:
+                a, b, _ = views[k]
+                arena[:, a:b] = v.reshape(n, -1)
         for lowered, first, stop in self.segments:
             if lowered:
-                native_plan.run_ops(arena, self.ops[first:stop], self.index, self.floats, self.weights16,
+                native_plan.run_ops(arena, self.op_rows[first], self.index, self.floats, self.weights16,
                                     counts[first:stop])
                 continue
             run, inputs, out, _, _, dead = self.schedule[first]
@@ -269,14 +273,17 @@ class CompiledPlan:
             for k in dead:
                 env.pop(k, None)
             env[out] = val
-            py_sats[first] = n_sat
-            put(out, val)
-        per_step = dict(py_sats)
-        for o, i in enumerate(self.op_step):
-            per_step[i] = per_step.get(i, 0) + int(counts[o])
-        sats: dict[str, int] = {}
-        for i, st in enumerate(self.steps):
-            if st.row is not None:
-                sats[st.name] = sats.get(st.name, 0) + per_step.get(i, 0)
+            per_step[first] = n_sat
+            if out in imports:
+                a, b, _ = views[out]
+                arena[:, a:b] = np.reshape(val, (n, -1))
+        per_step[self.op_index] += counts
+        values = per_step[self.named].tolist()
+        if self.unique_names:
+            sats = dict(zip(self.names, values))
+        else:
+            sats = {}
+            for name, v in zip(self.names, values):
+                sats[name] = sats.get(name, 0) + v
         outs = {name: dequantize(get(key), sf) for name, key, sf in self.outputs}
         return outs, sats, {}
