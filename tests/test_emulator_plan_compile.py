@@ -13,7 +13,7 @@ from gnaexp.core.gna_settings import GnaSettings
 from gnaexp.emulator import load_program
 from gnaexp.emulator import native  # noqa: F401 — loaded: plans run compiled from their second run
 from gnaexp.emulator.api import prepare_inputs
-from gnaexp.emulator.graph import build_plan, edited
+from gnaexp.emulator.graph import SPLIT_MIN, build_plan, edited
 from gnaexp.emulator.plan_compile import CompiledPlan
 
 
@@ -92,9 +92,9 @@ def test_the_compiled_run_gives_the_interpreted_numbers_and_counts(name, sf, amp
 
 
 def test_a_batch_shared_by_the_cores_and_a_kept_integer_run_match_the_interpreted_one():
-    plan, feeds = _plan(_gru(True), 19, 2048.0)
+    plan, feeds = _plan(_gru(True), 2 * SPLIT_MIN + 3, 2048.0)
     interpreted = plan.run(feeds)
-    _same(interpreted, plan.run(feeds))  # 19 samples: tasks on the cores, each compiled
+    _same(interpreted, plan.run(feeds))  # tasks on the cores, each compiled
     kept = plan.run(feeds, keep_ints=True)  # the integers of every layer: interpreted
     _same(interpreted, kept)
     assert kept[2]

@@ -40,7 +40,7 @@ RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
 _COMPILING = threading.Lock()
 SPLIT_MIN = 64  # samples a task needs before a batch below 2·CHUNK (one step of N streams) is shared by the cores
-SPLIT_MIN_COMPILED = 8  # the same for a compiled plan: a task costs it no Python per step, so fewer samples pay
+TASK_WORK = 20_000_000  # multiply-adds that let a compiled plan share fewer samples (a few ms: well above a start)
 
 
 @dataclass
@@ -129,8 +129,8 @@ class Plan:
         involved, see parallel.py); each writes straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
-        self._compiled_plan()  # once, before the tasks
-        size = _task_size(n, SPLIT_MIN_COMPILED if self._compiled else SPLIT_MIN)
+        compiled = self._compiled_plan()  # once, before the tasks
+        size = _task_size(n, min(SPLIT_MIN, -(-TASK_WORK // max(1, compiled.work))) if compiled else SPLIT_MIN)
         if size >= n:  # one task: no threads
             with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
                 return self._run_chunk(dict(feeds), keep_ints)

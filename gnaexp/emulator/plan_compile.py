@@ -104,6 +104,7 @@ class CompiledPlan:
         self.floats = np.concatenate(pools.floats).astype(np.float64)
         self.weights16 = np.concatenate(pools.weights16).astype(np.int16)
         self.useful = len(rows) > 0
+        self.work = int(sum(r[5] * r[6] * r[7] for r in rows if r[0] == CODES["fc"]))  # multiply-adds per sample
         # what a run needs, resolved once: the op rows of each segment, the named steps the counts go to
         self.views = {k: (c, c + sizes[k], tuple(self.shapes[k])) for k, c in self.columns.items()}
         self.op_rows = {first: self.ops[first:stop] for lowered, first, stop in self.segments if lowered}
