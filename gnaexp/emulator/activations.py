@@ -235,7 +235,8 @@ def add_step(ctx: BuildContext, node: Node) -> None:
     ctx.steps.append(Step("pwl", node.name, [k], node.out, run,
                           PlanRow(node.name, f"{node.op} (PWL, {len(m)} segments)", "i16", Lane.INT16, in_sf, None,
                                   out_sf, Extras(pwl=curve.to_json(),
-                                                 domain=(d_lo, d_hi) if (lo, hi) != (None, None) else None))))
+                                                 domain=(d_lo, d_hi) if (lo, hi) != (None, None) else None)),
+                          pw.lowered(curve, lo, hi)))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
 
 
@@ -255,7 +256,7 @@ def add_relu(ctx: BuildContext, node: Node) -> None:
     curve = pw.build_relu(ti.sf, out_sf, slope, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, pw.evaluator(curve),
                           PlanRow(node.name, "Relu" if node.op == "Relu" else f"PRelu (leaky, {slope:g})", "i16",
-                                  Lane.INT16, ti.sf, None, out_sf, Extras(pwl=curve.to_json()))))
+                                  Lane.INT16, ti.sf, None, out_sf, Extras(pwl=curve.to_json())), pw.lowered(curve)))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
 
 
@@ -271,7 +272,7 @@ def add_clamp(ctx: BuildContext, node: Node) -> None:
     curve = pw.build_clamp(ti.sf, out_sf, low, high, ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, pw.evaluator(curve),
                           PlanRow(node.name, f"Clamp [{low:g}, {high:g}] (PWL)", "i16", Lane.INT16, ti.sf, None,
-                                  out_sf, Extras(pwl=curve.to_json()))))
+                                  out_sf, Extras(pwl=curve.to_json())), pw.lowered(curve)))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)
 
 
@@ -302,5 +303,5 @@ def add_fake_quantize(ctx: BuildContext, node: Node) -> None:
     curve = pw.build_fake_quantize(ti.sf, out_sf, il, ih, release=ctx.release)
     ctx.steps.append(Step("pwl", node.name, [k], node.out, pw.evaluator(curve),
                           PlanRow(node.name, "FakeQuantize (as PWL)", "i16", Lane.INT16, ti.sf, None, out_sf,
-                                  Extras(pwl=curve.to_json()))))
+                                  Extras(pwl=curve.to_json())), pw.lowered(curve)))
     ctx.info[node.out] = TInfo(out_sf, Lane.INT16, ti.shape, act=node.name)

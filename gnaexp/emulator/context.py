@@ -83,7 +83,7 @@ class BuildContext:
         new = f"{k}#{name}"
         self.steps.append(Step("pwl", name, [k], new, pw.evaluator(curve),
                                PlanRow(name, "Identity (inserted)", "i16", Lane.INT16, ti.sf, None, out_sf,
-                                       Extras(pwl=curve.to_json()))))
+                                       Extras(pwl=curve.to_json())), pw.lowered(curve)))
         self.info[new] = TInfo(out_sf, Lane.INT16, ti.shape, act=name)
         self._identities[(k, name)] = new
         return new

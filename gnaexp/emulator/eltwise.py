@@ -36,7 +36,7 @@ from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node
 from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
-from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.plan_types import Lowered, Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
 from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
@@ -84,6 +84,7 @@ def add_step(ctx: BuildContext, node: Node) -> None:
             return _sat32(np.asarray(x, dtype=np.float64) * np.asarray(y, dtype=np.float64))
 
         run: Callable[..., tuple[np.ndarray, int]] = product
+        lowered = Lowered("prod")
 
         row = PlanRow(node.name, "Eltwise Prod (diagonal affine)", "i16", Lane.INT32, [ta.sf, tb.sf], tb.sf, out_sf)
         ins = [a, b]
@@ -128,11 +129,12 @@ def add_step(ctx: BuildContext, node: Node) -> None:
             return _sat32(np.asarray(x, dtype=np.float64) * w + np.asarray(y, dtype=np.float64))
 
         run = weighted_sum
+        lowered = Lowered("sum", scalars=(float(w),))
 
         row = PlanRow(node.name, "Eltwise " + ("Sub" if sub else "Sum") + " (diagonal affine)", "i16", Lane.INT32,
                       [tw.sf, tb.sf], weights_scale, out_sf, Extras(weight_int=w))
         ins = [w_key, b_key]
-    steps.append(Step("eltwise", node.name, ins, node.out, run, row))
+    steps.append(Step("eltwise", node.name, ins, node.out, run, row, lowered))
     info[node.out] = TInfo(out_sf, Lane.INT32, info[ins[0]].shape, root=node.name)
 
 
@@ -152,7 +154,8 @@ def const_layer(ctx: BuildContext, node: Node, key: str) -> str:
     q = np.trunc(np.clip(c * sf, -INT16_MAX - 1, INT16_MAX)).astype(np.float64)
     name = f"{node.name}/const"
     ctx.steps.append(Step("const", name, [data], key, lambda x, q=q: (np.broadcast_to(q, x.shape[:1] + q.shape), 0),
-                          PlanRow(name, "Const (eltwise input)", "i16", Lane.INT16, None, None, float(sf))))
+                          PlanRow(name, "Const (eltwise input)", "i16", Lane.INT16, None, None, float(sf)),
+                          Lowered("const", (np.ascontiguousarray(q).reshape(-1),))))
     ctx.info[key] = TInfo(float(sf), Lane.INT16, shape, root=name)
     return key
 
@@ -175,7 +178,8 @@ def unit_diagonal(layer: str, key: str, info: dict[str, TInfo], steps: list[Step
     steps.append(Step("eltwise", name, [key], new, lambda x, w=w: (np.asarray(x, dtype=np.float64) * w, 0),
                       PlanRow(name, f"Diagonal (inserted, weight {w / DIAGONAL_W_SF:.6g}"
                                     + (".0)" if w == DIAGONAL_W_SF else ")"), "i16", Lane.INT32, ti.sf,
-                              DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), out_sf)))
+                              DIAGONAL_W_SF if w == DIAGONAL_W_SF else float(w), out_sf),
+                      Lowered("scale", scalars=(float(w),))))
     info[new] = TInfo(out_sf, Lane.INT32, ti.shape, root=name)
     return new
 
@@ -232,5 +236,6 @@ def add_scaleshift(ctx: BuildContext, node: Node) -> None:
         return acc.reshape(x.shape), sat
 
     op = f"ScaleShift ({node.attrs.get('from', 'eltwise')} with a constant, diagonal affine)"
-    ctx.steps.append(Step("eltwise", node.name, [k], node.out, run, wq.row(node.name, op, precision="i16")))
+    ctx.steps.append(Step("eltwise", node.name, [k], node.out, run, wq.row(node.name, op, precision="i16"),
+                          Lowered("scaleshift", (wi, bi))))
     ctx.info[node.out] = TInfo(wq.out_sf, Lane.INT32, shape, root=node.name)

@@ -19,15 +19,16 @@ import dataclasses
 import functools
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
 from gnaexp.core.gna_settings import LAYOUTS, GnaSettings  # noqa: F401 — LAYOUTS re-exported
-from gnaexp.emulator import parallel, porting as porting_rules, primitives, releases
+from gnaexp.emulator import kernels, parallel, porting as porting_rules, primitives, releases
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import downstream, Program, root_key, unsupported
 from gnaexp.emulator.moves import MOVE_OPS
+from gnaexp.emulator.plan_compile import CompiledPlan
 from gnaexp.emulator.plan_row import Lane, PlanRow
 from gnaexp.emulator.plan_types import Step, TInfo
 from gnaexp.emulator.quantize import fq_scale
@@ -37,7 +38,9 @@ from gnaexp.core.errors import BadInput
 
 RULES_VERSION = "gna-plugin-rules/2"  # with the plugin release (releases.py) it names the rules a result followed
 CHUNK = 256  # samples per task: work arrays stay in cache, and a batch splits into enough tasks for the cores
+_COMPILING = threading.Lock()
 SPLIT_MIN = 64  # samples a task needs before a batch below 2·CHUNK (one step of N streams) is shared by the cores
+TASK_WORK = 20_000_000  # multiply-adds that let a compiled plan share fewer samples (a few ms: well above a start)
 
 
 @dataclass
@@ -51,6 +54,11 @@ class Plan:
     input_sf_source: dict[str, str] = field(default_factory=dict)  # input → "configured" | "fakequantize"
     values_per_sample: dict[str, int] = field(default_factory=dict)  # layer → output values per sample
     release: PluginRelease = releases.DEFAULT
+    # the sample shape and dtype of every tensor, from the first run; then the plan compiled (False: nothing to
+    # compile)
+    _shapes: dict[str, tuple[tuple[int, ...], np.dtype]] | None = field(default=None, init=False, repr=False,
+                                                                        compare=False)
+    _compiled: CompiledPlan | Literal[False] | None = field(default=None, init=False, repr=False, compare=False)
 
     def summary(self) -> list[PlanRow]:
         """The rows of the steps that compute (not the data movements), saturations not yet counted."""
@@ -76,20 +84,40 @@ class Plan:
             out.append((st.run, tuple(st.inputs), st.out, st.name if st.row is not None else None, dtype, dead))
         return out
 
+    def _compiled_plan(self) -> CompiledPlan | None:
+        """The plan compiled (plan_compile.py) from its second run on, once the process runs compiled loops
+        (``kernels.compiled``); None: interpret it (its first run reads the tensors' shapes)."""
+        if self._compiled is None and self._shapes is not None and kernels.compiled(0) is not None:
+            with _COMPILING:
+                if self._compiled is None:
+                    made = CompiledPlan(self.steps, self._schedule, self.outputs, self._shapes)
+                    self._compiled = made if made.useful else False
+        return self._compiled or None
+
     def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool) -> tuple[dict, dict, dict]:
         """Every step on one chunk: (integer outputs {name: values}, saturations, kept integers)."""
+        compiled = None if keep_ints else self._compiled_plan()
+        if compiled is not None:
+            from gnaexp.emulator import native_plan
+
+            return compiled.run(feeds, native_plan)
         env: dict[str, np.ndarray] = dict(feeds)
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}
+        shapes = None if self._shapes is not None else {k: (v.shape[1:], v.dtype) for k, v in feeds.items()}
         for run, inputs, out, name, dtype, dead in self._schedule:
             val, n_sat = run(env[inputs[0]]) if len(inputs) == 1 else run(*[env[k] for k in inputs])
             for k in dead:
                 del env[k]
             env[out] = val
+            if shapes is not None:
+                shapes[out] = (np.shape(val)[1:], np.asarray(val).dtype)
             if name is not None:
                 sats[name] = sats.get(name, 0) + n_sat
                 if keep_ints and dtype is not None:
                     ints[name] = val.astype(dtype)
+        if shapes is not None:
+            self._shapes = shapes
         return {name: env[key] for name, key, _ in self.outputs}, sats, ints
 
     def run(self, feeds: Mapping[str, np.ndarray], keep_ints: bool = False) -> tuple[dict, dict, dict]:
@@ -99,7 +127,8 @@ class Plan:
         involved, see parallel.py); each dequantizes its outputs straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
-        size = _task_size(n)
+        compiled = self._compiled_plan()  # once, before the tasks
+        size = _task_size(n, min(SPLIT_MIN, -(-TASK_WORK // max(1, compiled.work))) if compiled else SPLIT_MIN)
         scale = {name: sf for name, _, sf in self.outputs}
         if size >= n:  # one task: no threads
             with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
@@ -130,12 +159,13 @@ class Plan:
         return outs, sats, ints
 
 
-def _task_size(n: int) -> int:
+def _task_size(n: int, split_min: int = SPLIT_MIN) -> int:
     """Samples per task: CHUNK for a large batch; a smaller one (a step of N streams) shared evenly by the cores
-    when each gets SPLIT_MIN samples, else one task. Samples are independent: any split gives the same numbers."""
+    when each gets ``split_min`` samples, else one task. Samples are independent: any split gives the same
+    numbers."""
     if n >= 2 * CHUNK:
         return CHUNK
-    tasks = min(parallel.available_cores(), parallel.MAX_THREADS, n // SPLIT_MIN)
+    tasks = min(parallel.available_cores(), parallel.MAX_THREADS, n // split_min)
     return -(-n // tasks) if tasks > 1 else n
 
 
@@ -144,7 +174,7 @@ def edited(plan: Plan, step: str, wrap: Callable[[Step], Callable[..., tuple[np.
     net (e.g. a layer reading its input in the wrong layout), for hypotheses and the per-layer table."""
     if not any(s.name == step for s in plan.steps):
         raise KeyError(f"no step {step!r} in the plan")
-    return dataclasses.replace(plan, steps=[dataclasses.replace(s, run=wrap(s)) if s.name == step else s
+    return dataclasses.replace(plan, steps=[dataclasses.replace(s, run=wrap(s), lowered=None) if s.name == step else s
                                             for s in plan.steps])
 
 

@@ -11,7 +11,7 @@ from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import Node, Program, root_key
 from gnaexp.emulator.moves import MOVE_OPS, move_function, move_shape
 from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
-from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.plan_types import MOVE, Step, TInfo
 from gnaexp.core.errors import BadInput
 
 ALIGN_FILTER_W_SF = 16384.0  # ScaleFactorForQuantization(unit weights, MAX_VAL_2B_WEIGHT) = 16384/1
@@ -23,7 +23,8 @@ def add_move(ctx: BuildContext, node: Node) -> None:
     args = [ctx.prog.consts.get(k) for k in node.inputs[1:]]
     shape = move_shape(node.op, node.attrs, src.shape, args)
     move = move_function(node.op, node.attrs, src.shape, args)
-    ctx.steps.append(Step("move", node.name, [ctx.get(node.inputs[0])], node.out, lambda x, m=move: (m(x), 0)))
+    ctx.steps.append(Step("move", node.name, [ctx.get(node.inputs[0])], node.out, lambda x, m=move: (m(x), 0),
+                          lowered=MOVE))
     ctx.info[node.out] = TInfo(src.sf, src.lane, shape, src.root, src.act, src.from_input, src.via_concat, src.param)
 
 
@@ -45,7 +46,7 @@ def _align_filter(ctx: BuildContext, node: Node, i: int, key: str, offset: int, 
     new = f"{key}#{name}"
     ctx.steps.append(Step("pwl", name, [key], new, lambda x, c=pw.evaluator(curve), m=w_sf: c(x * m),
                           PlanRow(name, "ConcatAlignFilter (inserted)", "i16", Lane.INT16, ti.sf, w_sf, ti.sf,
-                                  Extras(pwl=curve.to_json()))))
+                                  Extras(pwl=curve.to_json())), pw.lowered(curve, scale=w_sf)))
     ctx.info[new] = TInfo(ti.sf, Lane.INT16, ti.shape, act=ti.act)
     ctx.notes.append(f"concat {node.name!r}: input {i} sits at byte {offset} with {size} bytes, so the GNA plugin "
                      f"inserts a ConcatAlignFilter (unit-weight affine layer, w_sf {w_sf:g}, then an identity back "
@@ -86,7 +87,7 @@ def add_concat(ctx: BuildContext, node: Node) -> None:
     ctx.steps.append(Step("concat", node.name, keys, node.out,
                           lambda *xs, a=axis: (np.concatenate(xs, axis=a + 1), 0),
                           PlanRow(node.name, "Concat", "i16", Lane.INT16, sfs[0], None, sfs[0],
-                                  Extras(axis=axis, rank=len(shape)))))
+                                  Extras(axis=axis, rank=len(shape))), MOVE))
     info[node.out] = TInfo(sfs[0], Lane.INT16, tuple(shape), from_input=all(t.from_input for t in tis), via_concat=True)
     ctx.notes.extend(plugin_checks.concat_axis_warning(node, [info[ctx.get(k)] for k in node.inputs]))
     ctx.notes.extend(plugin_checks.conv_concat_axis_warning(

@@ -24,6 +24,22 @@ class TInfo:
     param: str | None = None  # the network input, if this is one (moved)
 
 
+@dataclass(frozen=True)
+class Lowered:
+    """What a step computes in the terms of the compiled plan (plan_compile.py), for a step whose run is one of
+    these exact forms: ``pwl`` (arrays: the PWL's tables; scalars: its design domain, NaN where open), ``sum``
+    sat32(x·w + y), ``prod`` sat32(x·y), ``scale`` x·w, ``scaleshift`` sat32(x·w[j] + b[j]) (arrays: w, b),
+    ``fc`` (arrays: the weights (M, K), the bias (M,)), ``const`` (arrays: the values of one sample),
+    ``move``: a data movement (a move or a concat), whose value map is read by running it on value indices."""
+
+    op: str
+    arrays: tuple[np.ndarray, ...] = ()
+    scalars: tuple[float, ...] = ()
+
+
+MOVE = Lowered("move")
+
+
 @dataclass
 class Step:
     """One integer (or host) computation of the plan: ``run`` maps its inputs to (output, values saturated)."""
@@ -34,3 +50,4 @@ class Step:
     out: str
     run: Callable[..., tuple[np.ndarray, int]]
     row: PlanRow | None = None  # what the plan reports of it; None for a data movement
+    lowered: Lowered | None = None  # its compiled form; None: it runs as Python (``run``)

@@ -34,7 +34,7 @@ from gnaexp.emulator.ir_reader import ACTIVATION_OPS, DYNAMIC, ELTWISE_OPS, HOST
 from gnaexp.emulator.moves import MOVE_OPS, move_function, move_shape
 from gnaexp.emulator.mvn import LAYER_NORM_NOTE
 from gnaexp.emulator.plan_row import Lane, PlanRow
-from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.plan_types import MOVE, Step, TInfo
 from gnaexp.core.errors import BadInput
 
 HOST_LABEL = "emulated, with host pre/post-processing"
@@ -211,7 +211,7 @@ def zero_pad_step(node: Node, key: str, pads: list[tuple[int, int]], info: dict[
     attrs = {"pads_begin": [0] * lead + [b for b, _ in pads], "pads_end": [0] * lead + [e for _, e in pads]}
     new = f"{key}#{node.name}/pad"
     steps.append(Step("move", f"{node.name}/zero-pad", [key], new,
-                      lambda x, m=move_function("ZeroPad", attrs, ti.shape, []): (m(x), 0)))
+                      lambda x, m=move_function("ZeroPad", attrs, ti.shape, []): (m(x), 0), lowered=MOVE))
     info[new] = TInfo(ti.sf, Lane.INT16, move_shape("ZeroPad", attrs, ti.shape, []), act=ti.act,
                       from_input=ti.from_input, via_concat=ti.via_concat, param=ti.param)
     return new

@@ -18,6 +18,7 @@ import numpy as np
 
 from gnaexp.emulator import kernels
 from gnaexp.emulator.plan_row import PwlJson
+from gnaexp.emulator.plan_types import Lowered
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
@@ -357,6 +358,13 @@ def evaluate(pwl: PWL, x: np.ndarray) -> tuple[np.ndarray, int]:
     instead before a process has loaded the compiled loops (``kernels.compiled``).
     """
     return _run_tables(pwl, pwl.tables(), x)
+
+
+def lowered(pwl: PWL, lo: float | None = None, hi: float | None = None, scale: float = 1.0) -> Lowered:
+    """The compiled plan's form of ``evaluator(pwl)`` on the inputs times ``scale`` (values past a design domain
+    [lo, hi] counted too)."""
+    return Lowered("pwl", pwl.tables(), (np.nan if lo is None else float(lo), np.nan if hi is None else float(hi),
+                                         float(scale)))
 
 
 def evaluator(pwl: PWL) -> Callable[[np.ndarray], tuple[np.ndarray, int]]:

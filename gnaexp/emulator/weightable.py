@@ -11,7 +11,7 @@ from gnaexp.emulator import primitives
 from gnaexp.emulator.context import BuildContext
 from gnaexp.emulator.ir_reader import Node, Program, downstream
 from gnaexp.emulator.plan_row import Extras, Lane
-from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.plan_types import Lowered, Step, TInfo
 from gnaexp.emulator.quantize import quantize_weightable
 from gnaexp.core.errors import BadInput
 
@@ -138,5 +138,8 @@ def add_fc(ctx: BuildContext, node: Node) -> None:
         acc, sat = layer(x.reshape(-1, x.shape[-1]))
         return acc.reshape(x.shape[:-1] + (acc.shape[-1],)), sat
 
-    steps.append(Step("fc", node.name, [k], node.out, run, wq.row(node.name, "FullyConnected")))
+    lowered = None
+    if layer.exact_in_float64 and layer.mult is None:  # the float64 sums are exact in any order
+        lowered = Lowered("fc", (cv.compact(np.ascontiguousarray(layer.wt.T)), layer.bias))
+    steps.append(Step("fc", node.name, [k], node.out, run, wq.row(node.name, "FullyConnected"), lowered))
     info[node.out] = TInfo(wq.out_sf, Lane.INT32, out_shape, root=node.name)

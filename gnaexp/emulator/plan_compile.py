@@ -1,0 +1,288 @@
+"""A plan compiled: its lowered steps run as rows of one compiled loop (native_plan.py) on one work array.
+
+Why: interpreting a plan costs every step a Python call, temporaries and a dictionary round trip; an unrolled
+recurrent net has hundreds of small steps per inference (NSNet2: 615) and a stream runs its steps once per
+frame, so that overhead, not the arithmetic, set their speed. Here each tensor gets columns of one work array
+(N samples × columns), reused once the tensor is dead; consecutive lowered steps (``Step.lowered``: PWLs,
+eltwise, fully connected, constants and data movements) run as one call of ``native_plan.run_ops``, and only
+the others (convolutions, host steps, input quantization, …) run as Python between such calls, reading and
+writing the work array. A data movement becomes a gather (its value map read once by running it on value
+indices), or nothing when it keeps a contiguous run of its input's values (a reshape, a split): the output
+then names the same columns.
+
+The numbers are those of the interpreted plan, bit for bit: every lowered form does the same float64
+arithmetic on the same integers (native_plan.py), and the saturation counts are the steps' own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from gnaexp.emulator.plan_types import Step
+
+CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7}
+WIDTH = 11  # native_plan.WIDTH
+
+
+@dataclass
+class _Pools:
+    index: list[np.ndarray]
+    floats: list[np.ndarray]
+    weights16: list[np.ndarray]
+    sizes: list[int]
+    seen: dict[tuple[int, bytes], int] = field(default_factory=dict)
+
+    def add(self, which: int, values: np.ndarray) -> int:
+        """Append values to pool ``which`` (0 index, 1 floats, 2 int16 weights); their offset. Values already
+        there are kept once: an unrolled recurrent layer's steps share their weights, which then stay in
+        the cache from one step to the next."""
+        flat = np.ascontiguousarray(values, dtype=(np.int64, np.float64, np.int16)[which]).reshape(-1)
+        key = (which, flat.tobytes())
+        if key not in self.seen:
+            (self.index, self.floats, self.weights16)[which].append(flat)
+            self.seen[key] = self.sizes[which]
+            self.sizes[which] += flat.size
+        return self.seen[key]
+
+
+class CompiledPlan:
+    """The plan's steps as segments: (True, first op row, end) runs rows, (False, step index) one Python step."""
+
+    def __init__(self, steps: Sequence[Step], schedule: Sequence[tuple], outputs: Sequence[tuple[str, str, float]],
+                 shapes: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+        self.steps, self.schedule, self.outputs = steps, schedule, outputs
+        sizes = {k: int(np.prod(s)) for k, (s, _) in shapes.items()}
+        self.shapes = {k: s for k, (s, _) in shapes.items()}
+        lowered = [self._lowerable(st, sizes) for st in steps]
+        for i, st in enumerate(steps):  # a movement of other than float64 data stays Python: its dtype stays
+            low = st.lowered
+            if lowered[i] and low is not None and low.op == "move":
+                lowered[i] = all(shapes[k][1] == np.float64 for k in st.inputs)
+        maps: dict[int, np.ndarray] = {}
+        for i, st in enumerate(steps):
+            low = st.lowered
+            if lowered[i] and low is not None and low.op == "move":
+                m = self._value_map(st, sizes)
+                if m is None:  # not a pure movement after all: Python
+                    lowered[i] = False
+                else:
+                    maps[i] = m
+        # where each tensor lives: (root tensor, offset in it); a contiguous movement aliases its input
+        place: dict[str, tuple[str, int]] = {}
+        for i, m in maps.items():
+            st = steps[i]
+            if len(st.inputs) == 1 and m.size and m[0] >= 1 and np.array_equal(m, m[0] + np.arange(m.size)):
+                root, off = place.get(st.inputs[0], (st.inputs[0], 0))
+                place[st.out] = (root, off + int(m[0]) - 1)
+        produced = {st.out for st, ok in zip(steps, lowered) if ok}
+        in_arena = produced | {k for st, ok in zip(steps, lowered) if ok for k in st.inputs}
+        pinned = {k for st, ok in zip(steps, lowered) if not ok for k in st.inputs if k in in_arena}
+        pinned |= {key for _, key, _ in outputs if key in in_arena}
+        self.columns = self._allocate(steps, in_arena, pinned, place, sizes)
+        self.imports = in_arena - produced
+        pools = _Pools([np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1, np.int16)], [1, 1, 1])
+        rows: list[list[int]] = []
+        self.op_step: list[int] = []
+        self.segments: list[tuple[bool, int, int]] = []
+        for i, st in enumerate(steps):
+            if not lowered[i]:
+                self.segments.append((False, i, i + 1))
+                continue
+            row = self._row(st, maps.get(i), sizes, pools)
+            if row is None:  # an alias: nothing to run
+                continue
+            if not self.segments or not self.segments[-1][0]:
+                self.segments.append((True, len(rows), len(rows)))
+            rows.append(row)
+            self.op_step.append(i)
+            self.segments[-1] = (True, self.segments[-1][1], len(rows))
+        self.ops = np.array(rows, dtype=np.int64).reshape(-1, WIDTH)
+        self.index = np.concatenate(pools.index).astype(np.int64)
+        self.floats = np.concatenate(pools.floats).astype(np.float64)
+        self.weights16 = np.concatenate(pools.weights16).astype(np.int16)
+        self.useful = len(rows) > 0
+        self.work = int(sum(r[5] * r[6] * r[7] for r in rows if r[0] == CODES["fc"]))  # multiply-adds per sample
+        # what a run needs, resolved once: the op rows of each segment, the named steps the counts go to
+        self.views = {k: (c, c + sizes[k], tuple(self.shapes[k])) for k, c in self.columns.items()}
+        self.op_rows = {first: self.ops[first:stop] for lowered, first, stop in self.segments if lowered}
+        self.op_index = np.array(self.op_step, dtype=np.int64)
+        self.named = np.array([i for i, st in enumerate(steps) if st.row is not None], dtype=np.int64)
+        self.names = [steps[i].name for i in self.named]
+        self.unique_names = len(set(self.names)) == len(self.names)
+
+    @staticmethod
+    def _lowerable(st: Step, sizes: Mapping[str, int]) -> bool:
+        """Whether the step has a lowered form that fits the sizes its first run gave."""
+        low = st.lowered
+        if low is None or st.out not in sizes or not all(k in sizes for k in st.inputs):
+            return False
+        size = sizes[st.out]
+        if low.op == "fc":
+            m, k = low.arrays[0].shape
+            return len(st.inputs) == 1 and sizes[st.inputs[0]] % k == 0 and size == sizes[st.inputs[0]] // k * m
+        if low.op == "const":
+            return low.arrays[0].size == size
+        if low.op == "move":
+            return True
+        wanted = {"pwl": 1, "scale": 1, "scaleshift": 1, "sum": 2, "prod": 2}[low.op]
+        return (len(st.inputs) == wanted and all(sizes[k] == size for k in st.inputs)
+                and all(a.size == size for a in low.arrays if low.op == "scaleshift"))
+
+    def _value_map(self, st: Step, sizes: Mapping[str, int]) -> np.ndarray | None:
+        """1 + the position (inputs laid end to end) each output value comes from, 0 for a zero; None when the
+        step does not only move values."""
+        base, args = 0, []
+        for k in st.inputs:
+            args.append((base + 1 + np.arange(sizes[k], dtype=np.float64)).reshape((1,) + tuple(self.shapes[k])))
+            base += sizes[k]
+        try:
+            out, _ = st.run(*args)
+        except Exception:  # noqa: BLE001 — not a movement it can take on these values: run it as Python
+            return None
+        m = np.asarray(out, dtype=np.float64).reshape(-1)
+        if m.size != sizes[st.out] or not np.all((m == np.floor(m)) & (m >= 0) & (m <= base)):
+            return None
+        return m.astype(np.int64)
+
+    def _allocate(self, steps: Sequence[Step], keys: set[str], pinned: set[str],
+                  place: dict[str, tuple[str, int]], sizes: Mapping[str, int]) -> dict[str, int]:
+        """The first column of every tensor in the work array: first fit, a root's columns free after the last
+        step that reads it or any alias of it (never for tensors read by Python or by the outputs)."""
+        never = len(steps) + 1
+        last: dict[str, int] = {}
+        for i, st in enumerate(steps):
+            for k in st.inputs:
+                if k in keys:
+                    root = place.get(k, (k, 0))[0]
+                    last[root] = max(last.get(root, -1), i)
+        for k in pinned:
+            last[place.get(k, (k, 0))[0]] = never
+        free: list[tuple[int, int]] = []  # (start, end) gaps, sorted
+        end = 0
+        start_of: dict[str, int] = {}
+        release: dict[int, list[str]] = {}
+
+        def take(size: int) -> int:
+            nonlocal end
+            for j, (a, b) in enumerate(free):
+                if b - a >= size:
+                    free[j] = (a + size, b)
+                    return a
+            end += size
+            return end - size
+
+        def give(a: int, b: int) -> None:
+            free.append((a, b))
+            free.sort()
+            merged: list[tuple[int, int]] = []
+            for x, y in free:
+                if merged and merged[-1][1] == x:
+                    merged[-1] = (merged[-1][0], y)
+                elif y > x:
+                    merged.append((x, y))
+            free[:] = merged
+
+        def born(k: str, at: int) -> None:
+            if k in place or k in start_of or k not in keys:
+                return
+            start_of[k] = take(sizes[k])
+            release.setdefault(last.get(k, at), []).append(k)
+
+        outs = {st.out for st in steps}
+        for k in sorted(keys - outs):  # the plan's inputs
+            born(k, -1)
+        for i, st in enumerate(steps):
+            born(st.out, i)
+            for k in release.pop(i, []):
+                give(start_of[k], start_of[k] + sizes[k])
+        self.width = end
+        columns = dict(start_of)
+        for k, (root, off) in place.items():
+            if root in start_of:
+                columns[k] = start_of[root] + off
+        return columns
+
+    def _row(self, st: Step, value_map: np.ndarray | None, sizes: Mapping[str, int],
+             pools: _Pools) -> list[int] | None:
+        low = st.lowered
+        assert low is not None
+        col = self.columns
+        out, size = col[st.out], sizes[st.out]
+        a = col[st.inputs[0]] if st.inputs else 0
+        b = col[st.inputs[1]] if len(st.inputs) > 1 else 0
+        p = [0] * 6
+        if low.op == "move":
+            assert value_map is not None
+            if len(st.inputs) == 1 and col[st.out] == col[st.inputs[0]] + (int(value_map[0]) - 1 if size else 0) \
+                    and np.array_equal(value_map, value_map[0] + np.arange(size)):
+                return None
+            starts = np.cumsum([0] + [sizes[k] for k in st.inputs])
+            which = np.clip(np.searchsorted(starts, value_map - 1, side="right") - 1, 0, len(st.inputs) - 1)
+            cols = np.array([col[k] for k in st.inputs], dtype=np.int64)
+            gather = np.where(value_map > 0, cols[which] + (value_map - 1 - starts[which]) + 1, 0)
+            p[0] = pools.add(0, gather.astype(np.int64))
+            return [CODES["gather"], a, b, out, size] + p
+        if low.op == "pwl":
+            tables = np.concatenate(low.arrays)
+            p[0], p[1] = pools.add(1, tables), len(low.arrays[0])
+            p[2], p[3], p[4] = (pools.add(1, np.array(low.scalars[j:j + 1], dtype=np.float64)) for j in range(3))
+        elif low.op in ("sum", "scale"):
+            p[0] = pools.add(1, np.array(low.scalars[:1], dtype=np.float64))
+        elif low.op == "scaleshift":
+            p[0], p[1] = pools.add(1, low.arrays[0]), pools.add(1, low.arrays[1])
+        elif low.op == "const":
+            p[0] = pools.add(1, low.arrays[0].astype(np.float64))
+        elif low.op == "fc":
+            wt, bias = low.arrays
+            m, k = wt.shape
+            p[0], p[1], p[2] = sizes[st.inputs[0]] // k, k, m
+            p[5] = int(wt.dtype == np.int16)
+            p[3] = pools.add(2, wt) if p[5] else pools.add(1, wt.astype(np.float64))
+            p[4] = pools.add(1, bias.astype(np.float64))
+        return [CODES[low.op], a, b, out, size] + p
+
+    def run(self, feeds: Mapping[str, np.ndarray], native_plan: Any) -> tuple[dict, dict, dict]:
+        """What ``Plan._run_chunk`` returns (integer outputs, saturations by layer, no ints), computed compiled."""
+        n = next(iter(feeds.values())).shape[0]
+        arena = np.empty((n, self.width), dtype=np.float64)
+        env: dict[str, Any] = dict(feeds)
+        counts = np.zeros(len(self.op_step), dtype=np.int64)
+        per_step = np.zeros(len(self.steps), dtype=np.int64)
+        imports, views = self.imports, self.views
+
+        def get(key: str) -> Any:
+            if key in env:
+                return env[key]
+            a, b, shape = views[key]
+            return arena[:, a:b].reshape((n,) + shape)
+
+        for k, v in feeds.items():
+            if k in imports:
+                a, b, _ = views[k]
+                arena[:, a:b] = v.reshape(n, -1)
+        for lowered, first, stop in self.segments:
+            if lowered:
+                native_plan.run_ops(arena, self.op_rows[first], self.index, self.floats, self.weights16,
+                                    counts[first:stop])
+                continue
+            run, inputs, out, _, _, dead = self.schedule[first]
+            val, n_sat = run(get(inputs[0])) if len(inputs) == 1 else run(*[get(k) for k in inputs])
+            for k in dead:
+                env.pop(k, None)
+            env[out] = val
+            per_step[first] = n_sat
+            if out in imports:
+                a, b, _ = views[out]
+                arena[:, a:b] = np.reshape(val, (n, -1))
+        per_step[self.op_index] += counts
+        values = per_step[self.named].tolist()
+        if self.unique_names:
+            sats = dict(zip(self.names, values))
+        else:
+            sats = {}
+            for name, v in zip(self.names, values):
+                sats[name] = sats.get(name, 0) + v
+        return {name: get(key) for name, key, _ in self.outputs}, sats, {}

@@ -1,0 +1,121 @@
+"""The compiled plan (emulator/plan_compile.py, native_plan.py): from its second run a plan's lowered steps run in
+one compiled loop, unrolled recurrent time steps included, with the interpreted run's numbers and saturation
+counts bit for bit."""
+
+import dataclasses
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from gnaexp.core.gna_settings import GnaSettings
+from gnaexp.emulator import load_program
+from gnaexp.emulator import native  # noqa: F401 — loaded: plans run compiled from their second run
+from gnaexp.emulator.api import prepare_inputs
+from gnaexp.emulator.graph import SPLIT_MIN, build_plan, edited
+from gnaexp.emulator.plan_compile import CompiledPlan
+
+
+def _named(outputs, names):
+    for o, n in zip(outputs, names):
+        o.get_tensor().set_names({n})
+    return [ops.result(o) for o in outputs]
+
+
+def _gru(linear_before_reset: bool) -> ov.Model:
+    """A GRU (hidden 20: its per-step outputs need ConcatAlignFilters) between two FCs, a constant added."""
+    rng = np.random.default_rng(3)
+    steps, n_in, hidden = 5, 12, 20
+    x = ops.parameter([1, steps, n_in], np.float32, name="x")
+    h0 = ops.parameter([1, 1, hidden], np.float32, name="h0")
+    fc = ops.relu(ops.matmul(x, ops.constant((rng.normal(size=(n_in, n_in)) * 0.5).astype(np.float32)), False,
+                             False))
+    w = ops.constant((rng.normal(size=(1, 3 * hidden, n_in)) * 0.4).astype(np.float32))
+    r = ops.constant((rng.normal(size=(1, 3 * hidden, hidden)) * 0.3).astype(np.float32))
+    b = ops.constant((rng.normal(size=(1, (4 if linear_before_reset else 3) * hidden)) * 0.2).astype(np.float32))
+    seq = ops.gru_sequence(fc, h0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, "forward",
+                           linear_before_reset=linear_before_reset)
+    y = ops.sigmoid(ops.matmul(ops.reshape(seq.output(0), ops.constant(np.array([1, steps, hidden])), False),
+                               ops.constant((rng.normal(size=(hidden, 7)) * 0.5).astype(np.float32)), False, False))
+    return ov.Model(_named([y.output(0), seq.output(1)], ("y", "ho")), [x, h0])
+
+
+def _lstm() -> ov.Model:
+    """A bidirectional LSTM with clipping (Clamp PWLs, a concat of the directions)."""
+    rng = np.random.default_rng(4)
+    steps, n_in, hidden = 4, 8, 16
+    x = ops.parameter([1, steps, n_in], np.float32, name="x")
+    h0, c0 = (ops.parameter([1, 2, hidden], np.float32, name=n) for n in ("h0", "c0"))
+    w = ops.constant((rng.normal(size=(2, 4 * hidden, n_in)) * 0.4).astype(np.float32))
+    r = ops.constant((rng.normal(size=(2, 4 * hidden, hidden)) * 0.3).astype(np.float32))
+    b = ops.constant((rng.normal(size=(2, 4 * hidden)) * 0.2).astype(np.float32))
+    seq = ops.lstm_sequence(x, h0, c0, ops.constant(np.array([steps], np.int32)), w, r, b, hidden, "bidirectional",
+                            clip=0.5)
+    return ov.Model(_named(seq.outputs(), ("y", "ho", "co")), [x, h0, c0])
+
+
+MODELS = {"gru": lambda: _gru(True), "gru_reset_first": lambda: _gru(False), "lstm_bidirectional": _lstm}
+
+
+def _plan(model: ov.Model, n: int, sf: float, amplitude: float = 1.0):
+    rng = np.random.default_rng(5)
+    inputs = {p.get_any_name(): rng.uniform(-amplitude, amplitude, size=[n, *p.get_shape()]).astype(np.float32)
+              for p in model.inputs}
+    prog = load_program(model)
+    feeds, shapes, _ = prepare_inputs(prog, inputs)
+    return build_plan(prog, shapes, GnaSettings(sf)), feeds
+
+
+def _same(a, b) -> None:
+    assert list(a[0]) == list(b[0])
+    for k in a[0]:
+        assert a[0][k].dtype == b[0][k].dtype and np.array_equal(a[0][k], b[0][k]), k
+    assert a[1] == b[1]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("sf, amplitude", [(256.0, 1.0), (2048.0, 15.0)])  # the second saturates the GRUs' ReLU
+def test_the_compiled_run_gives_the_interpreted_numbers_and_counts(name, sf, amplitude):
+    plan, feeds = _plan(MODELS[name](), 3, sf, amplitude)
+    interpreted = plan.run(feeds)  # the first run is interpreted (and reads the tensors' shapes)
+    compiled = plan.run(feeds)
+    assert isinstance(plan._compiled, CompiledPlan)
+    _same(interpreted, compiled)
+    if amplitude > 1 and name.startswith("gru"):  # counted in the compiled loop as the interpreted run counts
+        assert sum(n for k, n in compiled[1].items() if k.startswith("Relu")) > 0
+    # every time step runs in the compiled loop: Python runs only the input quantization (and moves of the
+    # quantized input, float32 values kept as they are)
+    python = [plan.steps[first] for lowered, first, _ in plan._compiled.segments if not lowered]
+    assert {s.kind for s in python} <= {"input", "move"}
+    assert not any("/t" in s.name for s in python) and len(plan._compiled.ops) > 40
+
+
+def test_a_batch_shared_by_the_cores_and_a_kept_integer_run_match_the_interpreted_one():
+    plan, feeds = _plan(_gru(True), 2 * SPLIT_MIN + 3, 2048.0)
+    interpreted = plan.run(feeds)
+    _same(interpreted, plan.run(feeds))  # tasks on the cores, each compiled
+    kept = plan.run(feeds, keep_ints=True)  # the integers of every layer: interpreted
+    _same(interpreted, kept)
+    assert kept[2]
+
+
+def test_an_edited_step_runs_as_edited():
+    plan, feeds = _plan(_gru(True), 3, 2048.0)
+    fc = next(s for s in plan.steps if s.kind == "fc" and "/t1/" in s.name)
+    wrong = edited(plan, fc.name, lambda st: (lambda x, run=st.run: run(-x)))
+    first = wrong.run(feeds)
+    assert not any(np.array_equal(first[0][k], plan.run(feeds)[0][k]) for k in ("ho",))
+    _same(first, wrong.run(feeds))
+    assert wrong._compiled and any(not lowered and wrong.steps[i].name == fc.name
+                                   for lowered, i, _ in wrong._compiled.segments)
+
+
+def test_a_data_movement_is_read_by_running_it():
+    plan, feeds = _plan(_lstm(), 2, 2048.0)
+    plan.run(feeds)
+    plan.run(feeds)
+    compiled = plan._compiled
+    moved = [s for s in plan.steps if s.kind in ("move", "concat")]
+    assert moved and all(dataclasses.asdict(s.lowered)["op"] == "move" for s in moved)
+    assert (compiled.ops[:, 0] == 0).any()  # the directions' concat gathers
