@@ -258,9 +258,9 @@ def _serve(path: str) -> None:
         except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
             pass
     try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
-        from gnaexp.emulator import activations, native
+        from gnaexp.emulator import activations, native_plan
 
-        native.warm_up()
+        native_plan.warm_up()  # and the loops it calls (native.warm_up)
         activations.warm_up()
     except Exception:  # noqa: BLE001 — a kernel then compiles on first use
         pass

@@ -196,6 +196,3 @@ def warm_up() -> None:
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
         for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
             conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))
-    from gnaexp.emulator import native_plan
-
-    native_plan.warm_up()

@@ -177,6 +177,9 @@ def run_ops(arena, ops, index, floats, weights16, counts):  # pragma: no cover -
 
 
 def warm_up() -> None:
-    """Compile (or load from the disk cache) the loop, on a tiny program of every op."""
+    """Compile (or load from the disk cache) the loop, on a tiny program of every op, and native's loops."""
+    from gnaexp.emulator import native
+
+    native.warm_up()
     ops = np.zeros((0, WIDTH), dtype=np.int64)
     run_ops(np.zeros((1, 4)), ops, np.zeros(1, np.int64), np.zeros(4), np.zeros(4, np.int16), np.zeros(0, np.int64))
