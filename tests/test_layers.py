@@ -193,3 +193,22 @@ def test_a_layer_reading_one_tensor_on_two_ports_is_fed_it_on_both(tmp_path, cap
     row = next(r for r in json.loads(capsys.readouterr().out)["rows"] if r["layer"] == "square")
     local = row["local_sqnr_db"]
     assert local is not None and (local == "inf" or float(local) > 30)
+
+
+def test_an_emulated_output_after_a_data_movement_is_compared_not_fused(tmp_path, capsys):
+    """A network output the emulator's plan ends in a data movement (Silero's final Unsqueeze): the gna-emu row of
+    the op feeding the Result carries the emulated output's numbers, not "fused"."""
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 16], np.float32, name="x")
+    fc = ops.matmul(x, ops.constant(np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)), False, False)
+    out = ops.unsqueeze(fc, ops.constant(np.array([0], np.int64)))
+    out.set_friendly_name("moved")
+    xml = tmp_path / "moved.xml"
+    ov.save_model(ov.Model([ops.result(out)], [x]), str(xml))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(-1, 1, size=(1, 16)).astype(np.float32))
+    assert main(["layers", "--model", str(xml), "--input", str(tmp_path / "x.npy"), "--backends",
+                 "openvino:CPU,gna-emu", "--set", "scale_factor=8192", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out)["rows"] if r["layer"] == "moved")
+    assert row["is_output"] and row["status"] == "compared"
+    assert row["sqnr_db"] is not None and float(row["sqnr_db"]) > 30

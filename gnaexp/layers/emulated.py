@@ -27,7 +27,7 @@ def run(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSettings, 
     values = {name: value[0] if value.shape[0] == 1 else value for name, (_, value) in tensors.items()}
     local: dict[str, float | None] = {}
     for name, (step, _) in tensors.items():
-        value = rows[step].local_sqnr_db
+        value = rows[step].local_sqnr_db if step in rows else None  # a network output after a data movement
         local[name] = None if value is None or math.isnan(value) else float(value)
     fused = {k: "the emulator's plan" for k in reference_keys if k not in values}
     notes = [f"emulated (GNA integer pipeline at scale factor {settings.scale_factors}, {settings.precision}); "
