@@ -94,13 +94,15 @@ def _constant(output: Any) -> bool:
 
 def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSettings,
               edit: Callable[[Any], Any] | None = None,
-              tensors: dict[str, tuple[str, np.ndarray]] | None = None) -> list[LayerRow]:
+              tensors: dict[str, tuple[str, np.ndarray]] | None = None,
+              network_outputs: dict[str, np.ndarray] | None = None) -> list[LayerRow]:
     """One row per emulated layer, in plan order: accumulated and local SQNR against FP32, saturations.
 
     edit: Plan → Plan, a mistake applied inside the net (``hypotheses.Hypothesis.edit``), so the table shows
     where that mistake puts the error. tensors, when given, is filled with the emulated values of the compared
     rows, dequantized: the friendly name of the OpenVINO op whose FP32 tensor a row was compared with → (row
-    layer, values shaped as that tensor, batched) — for a per-layer comparison with other backends."""
+    layer, values shaped as that tensor, batched) — for a per-layer comparison with other backends; network_outputs, when given, with
+    the emulated network outputs by output name (dequantized, batched)."""
     from gnaexp.emulator.api import load_program, prepare_inputs
     from gnaexp.emulator.graph import build_plan
     from gnaexp.emulator.plan_row import Lane
@@ -137,12 +139,8 @@ def per_layer(model_xml: Path, feed: Mapping[str, np.ndarray], settings: GnaSett
             if local is not None:
                 row.local_sqnr_db = local
         rows.append(row)
-    if tensors is not None:  # a network output the plan ends in a data movement: its emulated values all the same
-        producer = {n.out: n.name for n in prog.nodes}
-        for out_name, key in prog.results:
-            op = producer.get(key)
-            if op is not None and op not in tensors and out_name in outputs:
-                tensors[op] = (f"output {out_name}", outputs[out_name])
+    if network_outputs is not None:
+        network_outputs.update(outputs)
     return rows
 
 
