@@ -4,8 +4,8 @@ Every batch run gets its own kernel process, as papermill's default does, but st
 importing IPython, numpy, matplotlib and gnaexp costs about 1.5 s of CPU per run, which on a 2-core machine is
 half of a run. A *zygote* process imports all of that once (and compiles the emulator's loops); each kernel is a
 ``fork()`` of it that has run nothing yet, so it starts with clean state and the imports already done. OpenVINO
-itself is not imported there: importing it starts threads, which a fork would not carry, so each kernel imports
-it when it first runs a model (``gnaexp.backends.openvino_runner`` imports it only inside its functions).
+is imported there too, without the usage event its model converter sends from a thread at import (see
+``_import_openvino``): a fork carries no thread, so nothing imported before one may have started any.
 
 ``ForkKernelManager`` is a jupyter_client kernel manager whose provisioner asks the zygote for the kernel
 process. Where ``fork`` does not exist, or the zygote cannot start, kernels start the ordinary way.
@@ -14,6 +14,7 @@ process. Where ``fork`` does not exist, or the zygote cannot start, kernels star
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -30,13 +31,18 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
-# Imported by the zygote before any fork: what every gnaexp notebook needs, and torch with the forum nets (1.1 s
-# of import, which every kernel that builds a torch reference or streams Silero VAD would otherwise pay; it starts
-# no thread). Nothing here may start a Python thread (importing openvino does, so each kernel still imports it).
-PRELOAD = ("ipykernel.kernelapp", "IPython.display", "numpy", "matplotlib.figure", "matplotlib.backends.backend_agg",
-           "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots", "gnaexp.present.summary", "gnaexp.diagnose.verdicts",
-           "gnaexp.emulator", "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "torch", "gnaexp.models.forum_nets",
-           "gnaexp.models.silero")
+# Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support among
+# it), what every gnaexp notebook needs, the notebooks' views, and torch with the forum nets (1.1 s of import,
+# which every kernel that builds a torch reference or streams Silero VAD would otherwise pay; it starts no
+# thread). Nothing here may start a Python thread (openvino is imported apart: ``_import_openvino``).
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "numpy", "matplotlib.figure",
+           "matplotlib.backends.backend_agg", "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots",
+           "gnaexp.present.summary", "gnaexp.present.pot_view", "gnaexp.present.diagnose_view",
+           "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder",
+           "gnaexp.parameters", "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support",
+           "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "gnaexp.backends.torch_runner",
+           "gnaexp.backends.imported", "gnaexp.models.nncf_quantize", "gnaexp.vad.run", "torch",
+           "gnaexp.models.forum_nets", "gnaexp.models.silero")
 
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
@@ -239,15 +245,10 @@ class ForkKernelManager(AsyncKernelManager):  # type: ignore[misc]
 
 # --- the zygote's side ------------------------------------------------------------------------------------------
 
-def _serve(path: str) -> None:
+def preload() -> None:
+    """What every kernel would otherwise do for itself, done once in the zygote before any fork."""
     import importlib
-    import select
-    import socket
 
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(128)
-    print("listening", flush=True)
     # What a kernel started by jupyter_client would see before matplotlib is imported.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     if sys.path and sys.path[0] in ("", os.getcwd()):
@@ -257,6 +258,7 @@ def _serve(path: str) -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
             pass
+    _import_openvino()
     try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
         from gnaexp.emulator import activations, native
 
@@ -270,6 +272,29 @@ def _serve(path: str) -> None:
         plots.warm_up()
     except Exception:  # noqa: BLE001
         pass
+    try:  # what a record says of this machine (package metadata, OpenVINO's devices: each process asks once)
+        from gnaexp.backends import openvino_runner
+        from gnaexp.core import environment
+
+        environment.capture()
+        openvino_runner.available_devices()
+    except Exception:  # noqa: BLE001 — a kernel then asks itself
+        pass
+    # Everything made so far is shared by every kernel: moved out of the collector's reach, a kernel's
+    # collections neither walk it (a full collection would visit every object the imports made) nor write to
+    # its pages (which would copy them, page by page, out of the shared memory). About 0.3 s a kernel.
+    gc.freeze()
+
+
+def _serve(path: str) -> None:
+    import select
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(128)
+    print("listening", flush=True)
+    preload()
     safe = threading.active_count() == 1
     if not safe:
         print("threads started during preload; forking would be unsafe: kernels start the ordinary way",
@@ -299,6 +324,26 @@ def _serve(path: str) -> None:
                 _become_kernel(request)
             conn.sendall(f"{pid}\n".encode())
     server.close()
+
+
+def _import_openvino() -> None:
+    """Import openvino (0.1–0.3 s a kernel otherwise) without starting a thread.
+
+    Its model converter (``openvino.tools.ovc``, imported with ``openvino``) sends a usage event at import
+    through ``openvino_telemetry``, from a thread pool that would make forking unsafe. With that package
+    unimportable while openvino loads, the converter takes OpenVINO's own stand-in, as where it is not
+    installed: kernels of a batch send no such event. openvino itself starts no thread at import.
+    """
+    blocked = "openvino_telemetry" not in sys.modules
+    if blocked:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import then raises ImportError
+    try:
+        import openvino  # noqa: F401
+    except Exception:  # noqa: BLE001 — a kernel then imports it itself, and says what is wrong
+        pass
+    finally:
+        if blocked and sys.modules.get("openvino_telemetry", 0) is None:
+            del sys.modules["openvino_telemetry"]
 
 
 def _become_kernel(request: dict[str, Any]) -> None:

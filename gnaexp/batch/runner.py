@@ -123,7 +123,7 @@ def prepare_kernels(log: str | None = None, zygote: str | None = None) -> None:
             forkserver.start_zygote(log)
         importlib.import_module("papermill")  # once per worker, not once per run
 
-        pages._exporter(False)  # template loaded once per worker
+        pages.warm_up()  # templates loaded and compiled once per worker, while the zygote imports
         _prepared = True
 
 
