@@ -5,7 +5,8 @@ importing IPython, numpy, matplotlib and gnaexp costs about 1.5 s of CPU per run
 half of a run. A *zygote* process imports all of that once (and compiles the emulator's loops); each kernel is a
 ``fork()`` of it that has run nothing yet, so it starts with clean state and the imports already done. OpenVINO
 is imported there too, without the usage event its model converter sends from a thread at import (see
-``_import_openvino``): a fork carries no thread, so nothing imported before one may have started any.
+``_import_openvino``): a fork carries no thread, so nothing imported before one may have started any. torch,
+which only a run that builds a torch reference needs, is imported there once a kernel has imported it.
 
 ``ForkKernelManager`` is a jupyter_client kernel manager whose provisioner asks the zygote for the kernel
 process. Where ``fork`` does not exist, or the zygote cannot start, kernels start the ordinary way.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.abc
 import json
 import os
 import shutil
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from queue import Empty
 from typing import Any
 
@@ -32,17 +35,19 @@ from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
 # Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support among
-# it), what every gnaexp notebook needs, the notebooks' views, and torch with the forum nets (1.1 s of import,
-# which every kernel that builds a torch reference or streams Silero VAD would otherwise pay; it starts no
-# thread). Nothing here may start a Python thread (openvino is imported apart: ``_import_openvino``).
+# it), what every gnaexp notebook needs and the notebooks' views. Nothing here may start a Python thread
+# (openvino is imported apart: ``_import_openvino``).
 PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "numpy", "matplotlib.figure",
            "matplotlib.backends.backend_agg", "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots",
            "gnaexp.present.summary", "gnaexp.present.pot_view", "gnaexp.present.diagnose_view",
            "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder",
            "gnaexp.parameters", "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support",
            "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "gnaexp.backends.torch_runner",
-           "gnaexp.backends.imported", "gnaexp.models.nncf_quantize", "gnaexp.vad.run", "torch",
-           "gnaexp.models.forum_nets", "gnaexp.models.silero")
+           "gnaexp.backends.imported", "gnaexp.models.nncf_quantize", "gnaexp.vad.run")
+# torch and the nets built with it (1.2 s of import; no thread), imported by the zygote once a kernel imports
+# torch: a run that builds a torch reference or streams Silero VAD through torch. The kernels after it find
+# them imported; a batch whose torch references are all cached never pays for them.
+ON_DEMAND = ("torch", "gnaexp.models.forum_nets", "gnaexp.models.silero")
 
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
@@ -245,19 +250,28 @@ class ForkKernelManager(AsyncKernelManager):  # type: ignore[misc]
 
 # --- the zygote's side ------------------------------------------------------------------------------------------
 
-def preload() -> None:
-    """What every kernel would otherwise do for itself, done once in the zygote before any fork."""
+def _import_all(names: tuple[str, ...]) -> bool:
+    """Import ``names`` (a missing optional one only costs its import later) and keep what they made out of the
+    collector's reach (``gc.freeze``); whether forking is still safe (no thread started)."""
     import importlib
 
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001
+            pass
+    gc.freeze()
+    return threading.active_count() == 1
+
+
+def preload() -> bool:
+    """What every kernel would otherwise do for itself, done once in the zygote before any fork; whether forking
+    is safe after it (no thread started)."""
     # What a kernel started by jupyter_client would see before matplotlib is imported.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
-            pass
+    _import_all(PRELOAD)
     _import_openvino()
     try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
         from gnaexp.emulator import activations, native
@@ -283,7 +297,7 @@ def preload() -> None:
     # Everything made so far is shared by every kernel: moved out of the collector's reach, a kernel's
     # collections neither walk it (a full collection would visit every object the imports made) nor write to
     # its pages (which would copy them, page by page, out of the shared memory). About 0.3 s a kernel.
-    gc.freeze()
+    return _import_all(())
 
 
 def _serve(path: str) -> None:
@@ -294,8 +308,7 @@ def _serve(path: str) -> None:
     server.bind(path)
     server.listen(128)
     print("listening", flush=True)
-    preload()
-    safe = threading.active_count() == 1
+    safe = preload()
     if not safe:
         print("threads started during preload; forking would be unsafe: kernels start the ordinary way",
               file=sys.stderr, flush=True)
@@ -314,6 +327,9 @@ def _serve(path: str) -> None:
                 request = json.loads(conn.makefile("rb").readline())
             except ValueError:
                 continue
+            if request.get("preload"):  # a kernel imported torch: the kernels to come will have it
+                safe = _import_all(ON_DEMAND) and safe
+                continue
             if not safe:
                 conn.sendall(b"unsafe\n")
                 continue
@@ -321,7 +337,7 @@ def _serve(path: str) -> None:
             if pid == 0:
                 server.close()
                 conn.close()
-                _become_kernel(request)
+                _become_kernel(request, path)
             conn.sendall(f"{pid}\n".encode())
     server.close()
 
@@ -346,9 +362,29 @@ def _import_openvino() -> None:
             del sys.modules["openvino_telemetry"]
 
 
-def _become_kernel(request: dict[str, Any]) -> None:
+class _AskForTorch(importlib.abc.MetaPathFinder):
+    """In a kernel, on its first import of torch: asks the zygote at ``path`` to import ``ON_DEMAND`` for the
+    kernels to come (without waiting for it), then steps aside."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == ON_DEMAND[0]:
+            import socket
+
+            sys.meta_path.remove(self)
+            with suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(self.path)
+                conn.sendall(b'{"preload": true}\n')
+        return None  # the import goes on as usual
+
+
+def _become_kernel(request: dict[str, Any], path: str) -> None:
     code = 0
     try:
+        if ON_DEMAND[0] not in sys.modules:
+            sys.meta_path.insert(0, _AskForTorch(path))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the kernel's own subprocesses must be waitable
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # interruptible whatever its worker blocks

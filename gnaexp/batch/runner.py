@@ -346,8 +346,6 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
 
 def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_code: bool, timeout: float | None,
                echo: Any) -> list[Outcome]:
-    import multiprocessing as mp
-
     todo, outcomes = plan_runs(runs, out, force, show_code, echo)
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
@@ -359,8 +357,7 @@ def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_c
         # One zygote for every worker, started first: its imports overlap the workers' start.
         use_environment_kernelspec()  # the zygote's kernels read it too
         zygote = forkserver.new_zygote(log)  # the workers', not this process's: it runs no kernel
-        # spawn: the same on Linux and Windows, and no inherited locks or threads in the workers
-        pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
+        pool = _context().Pool(jobs, initializer=_worker_init,
                                             initargs=(log, zygote.path if zygote else None))
         bar = progress_bar(len(todo))
         index = IndexWriter(runs, out)
@@ -388,6 +385,19 @@ def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_c
                     zygote.close()
     write_index(runs, out)
     return [outcomes[r.name] for r in runs if r.name in outcomes]
+
+
+def _context() -> Any:
+    """Where workers come from: fresh processes (no inherited locks or threads), each forked from one process
+    that imported papermill and nbconvert (multiprocessing's forkserver: their imports done once, not once per
+    worker); spawned from scratch where there is no fork."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["gnaexp.batch.runner", "papermill"])  # only when it starts (once a process)
+    return context
 
 
 def write_index(runs: list[Run], out: Path) -> Path:
