@@ -49,6 +49,7 @@ PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "nump
 # them imported; a batch whose torch references are all cached never pays for them.
 ON_DEMAND = ("torch", "gnaexp.models.forum_nets", "gnaexp.models.silero")
 
+RECONNECT_MS = 5  # how soon a client's socket retries a kernel that is not listening yet (ReadyClient)
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
 _ZYGOTE: "Zygote | None" = None
@@ -209,7 +210,16 @@ class ReadyClient(AsyncKernelClient):  # type: ignore[misc]
     jupyter_client's client then drains IOPub until it has been silent for 0.2 s, a fixed wait on every kernel
     start. Whatever a drain would discard is a status message of the kernel_info request; nbclient handles only
     IOPub messages whose parent is its own request, so they need no waiting for.
+
+    Its sockets retry a refused connection after RECONNECT_MS rather than ZMQ's default 100 ms: they connect
+    as soon as the kernel is forked, which binds its ports some 50 ms later.
     """
+
+    def start_channels(self, *args: Any, **kwargs: Any) -> None:
+        import zmq
+
+        self.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)  # this client's own context: its sockets only
+        super().start_channels(*args, **kwargs)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
