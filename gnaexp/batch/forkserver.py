@@ -48,6 +48,9 @@ PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "nump
 # torch: a run that builds a torch reference or streams Silero VAD through torch. The kernels after it find
 # them imported; a batch whose torch references are all cached never pays for them.
 ON_DEMAND = ("torch", "gnaexp.models.forum_nets", "gnaexp.models.silero")
+# What tells that a kernel imports torch: its compiled core, which torch's own import loads and a mere look for
+# torch (the torch backend's check) does not.
+TORCH_IMPORTED = "torch._C"
 
 RECONNECT_MS = 5  # how soon a client's socket retries a kernel that is not listening yet (ReadyClient)
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
@@ -373,14 +376,14 @@ def _import_openvino() -> None:
 
 
 class _AskForTorch(importlib.abc.MetaPathFinder):
-    """In a kernel, on its first import of torch: asks the zygote at ``path`` to import ``ON_DEMAND`` for the
-    kernels to come (without waiting for it), then steps aside."""
+    """In a kernel, once it imports torch: asks the zygote at ``path`` to import ``ON_DEMAND`` for the kernels to
+    come (without waiting for it), then steps aside."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == ON_DEMAND[0]:
+        if name == TORCH_IMPORTED:
             import socket
 
             sys.meta_path.remove(self)
