@@ -109,7 +109,7 @@ _prepared = False
 def prepare_kernels(log: str | None = None, zygote: str | None = None) -> None:
     """What every process that executes runs needs, done once per process (a pool worker, a cluster worker):
     this environment's kernelspec, a kernel zygote (``zygote``: the socket of one the batch already started; else
-    one of this process's own), papermill and nbconvert's exporter imported."""
+    one of this process's own), papermill imported and nbconvert's exporter with its templates compiled."""
     global _prepared
     with _PREPARED:
         if _prepared:
