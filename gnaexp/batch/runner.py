@@ -357,8 +357,7 @@ def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_c
         # One zygote for every worker, started first: its imports overlap the workers' start.
         use_environment_kernelspec()  # the zygote's kernels read it too
         zygote = forkserver.new_zygote(log)  # the workers', not this process's: it runs no kernel
-        pool = _context().Pool(jobs, initializer=_worker_init,
-                                            initargs=(log, zygote.path if zygote else None))
+        pool = _context().Pool(jobs, initializer=_worker_init, initargs=(log, zygote.path if zygote else None))
         bar = progress_bar(len(todo))
         index = IndexWriter(runs, out)
         try:
