@@ -139,6 +139,48 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
         forkserver._ZYGOTE.close()
 
 
+def test_forked_kernels_have_openvino_and_torch_once_a_kernel_imported_it(tmp_path, monkeypatch):
+    """The zygote imports OpenVINO before it forks (a kernel runs a model with it), but not torch, which only a
+    run that builds a torch reference needs: once a kernel imports torch (a mere look for it does not count), the
+    kernels after it find torch imported. What they share stays out of the collector's reach."""
+    import os
+
+    import nbformat
+    import papermill
+
+    from gnaexp.batch import forkserver
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: kernels start the ordinary way")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("step = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import gc, importlib.util, sys\n"
+            "print('openvino' in sys.modules, 'torch' in sys.modules, gc.get_freeze_count() > 0)\n"
+            "importlib.util.find_spec('torch')\n"
+            "if step == 1:\n    import torch\n"
+            "import numpy as np, openvino as ov\nfrom openvino import opset13 as ops\n"
+            "x = ops.parameter([1, 4], ov.Type.f32)\n"
+            "run = ov.Core().compile_model(ov.Model([ops.relu(x)], [x]), 'CPU')\n"
+            "print(run(np.array([[-1, 2, -3, 4]], np.float32))[0].tolist())")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "probe.ipynb"))
+    monkeypatch.setattr(forkserver, "_ZYGOTE", None)
+    forkserver.start_zygote()
+    seen = []
+    try:
+        for step in (0, 1, 2):
+            out = tmp_path / f"out{step}.ipynb"
+            papermill.execute_notebook(str(tmp_path / "probe.ipynb"), str(out), parameters={"step": step},
+                                       kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+                                       kernel_manager_class=forkserver.manager_class(), shutdown_kernel="immediate")
+            seen.append("".join(o.get("text", "") for o in nbformat.read(str(out), 4).cells[-1].outputs).split("\n"))
+    finally:
+        forkserver._ZYGOTE.close()
+    assert [lines[0] for lines in seen] == ["True False True", "True False True", "True True True"]
+    assert all(lines[1] == "[[0.0, 2.0, 0.0, 4.0]]" for lines in seen)
+
+
 def test_the_pool_workers_share_one_zygote_that_ends_with_the_batch(tmp_path):
     """Every run's kernel is forked by the one zygote the batch started (its imports are done once, not once per
     worker), and that zygote and its socket are gone when the batch returns."""

@@ -27,6 +27,23 @@ def test_reference_is_reused_and_a_corrupt_entry_is_rebuilt():
     assert not list(folder.parent.glob(".damaged-*")) and not list(folder.parent.glob(".tmp-*"))
 
 
+def test_a_run_whose_reference_is_cached_does_not_import_torch():
+    """The torch backend is checked without importing torch (a second of CPU in every batch kernel): with the
+    net's reference cached, a run never imports it (a subprocess: this one has torch loaded already)."""
+    import json
+    import subprocess
+    import sys
+
+    config = experiment.ExperimentConfig(experiment="conv", length=21, seed=12, backends=["torch", "gna-emu"])
+    experiment.run(config, use_cache=True)  # fills the cache
+    script = ("import json, sys; from gnaexp import experiment; "
+              "config = experiment.ExperimentConfig(experiment='conv', length=21, seed=12, "
+              "backends=['torch', 'gna-emu']); r = experiment.run(config, use_cache=True); "
+              "print(json.dumps(['torch' in sys.modules, r.result('torch').info.get('cached')]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, True]
+
+
 def test_no_cache_for_inputs_from_a_file_or_without_torch(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 6, 33), np.float32))
     assert experiment.reference_cache_key(experiment.ExperimentConfig(input_file=str(tmp_path / "x.npy"))) is None

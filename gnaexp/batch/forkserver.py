@@ -4,8 +4,9 @@ Every batch run gets its own kernel process, as papermill's default does, but st
 importing IPython, numpy, matplotlib and gnaexp costs about 1.5 s of CPU per run, which on a 2-core machine is
 half of a run. A *zygote* process imports all of that once (and compiles the emulator's loops); each kernel is a
 ``fork()`` of it that has run nothing yet, so it starts with clean state and the imports already done. OpenVINO
-itself is not imported there: importing it starts threads, which a fork would not carry, so each kernel imports
-it when it first runs a model (``gnaexp.backends.openvino_runner`` imports it only inside its functions).
+is imported there too, without the usage event its model converter sends from a thread at import (see
+``_import_openvino``): a fork carries no thread, so nothing imported before one may have started any. torch,
+which only a run that builds a torch reference needs, is imported there once a kernel has imported it.
 
 ``ForkKernelManager`` is a jupyter_client kernel manager whose provisioner asks the zygote for the kernel
 process. Where ``fork`` does not exist, or the zygote cannot start, kernels start the ordinary way.
@@ -14,6 +15,8 @@ process. Where ``fork`` does not exist, or the zygote cannot start, kernels star
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib.abc
 import json
 import os
 import shutil
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from queue import Empty
 from typing import Any
 
@@ -30,14 +34,25 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
-# Imported by the zygote before any fork: what every gnaexp notebook needs, and torch with the forum nets (1.1 s
-# of import, which every kernel that builds a torch reference or streams Silero VAD would otherwise pay; it starts
-# no thread). Nothing here may start a Python thread (importing openvino does, so each kernel still imports it).
-PRELOAD = ("ipykernel.kernelapp", "IPython.display", "numpy", "matplotlib.figure", "matplotlib.backends.backend_agg",
-           "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots", "gnaexp.present.summary", "gnaexp.diagnose.verdicts",
-           "gnaexp.emulator", "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "torch", "gnaexp.models.forum_nets",
-           "gnaexp.models.silero")
+# Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support among
+# it), what every gnaexp notebook needs and the notebooks' views. Nothing here may start a Python thread
+# (openvino is imported apart: ``_import_openvino``).
+PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "numpy", "matplotlib.figure",
+           "matplotlib.backends.backend_agg", "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots",
+           "gnaexp.present.summary", "gnaexp.present.pot_view", "gnaexp.present.diagnose_view",
+           "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder",
+           "gnaexp.parameters", "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support",
+           "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "gnaexp.backends.torch_runner",
+           "gnaexp.backends.imported", "gnaexp.models.nncf_quantize", "gnaexp.vad.run")
+# torch and the nets built with it (1.2 s of import; no thread), imported by the zygote once a kernel imports
+# torch: a run that builds a torch reference or streams Silero VAD through torch. The kernels after it find
+# them imported; a batch whose torch references are all cached never pays for them.
+ON_DEMAND = ("torch", "gnaexp.models.forum_nets", "gnaexp.models.silero")
+# What tells that a kernel imports torch: its compiled core, which torch's own import loads and a mere look for
+# torch (the torch backend's check) does not.
+TORCH_IMPORTED = "torch._C"
 
+RECONNECT_MS = 5  # how soon a client's socket retries a kernel that is not listening yet (ReadyClient)
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
 _ZYGOTE: "Zygote | None" = None
@@ -198,7 +213,16 @@ class ReadyClient(AsyncKernelClient):  # type: ignore[misc]
     jupyter_client's client then drains IOPub until it has been silent for 0.2 s, a fixed wait on every kernel
     start. Whatever a drain would discard is a status message of the kernel_info request; nbclient handles only
     IOPub messages whose parent is its own request, so they need no waiting for.
+
+    Its sockets retry a refused connection after RECONNECT_MS rather than ZMQ's default 100 ms: they connect
+    as soon as the kernel is forked, which binds its ports some 50 ms later.
     """
+
+    def start_channels(self, *args: Any, **kwargs: Any) -> None:
+        import zmq
+
+        self.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)  # this client's own context: its sockets only
+        super().start_channels(*args, **kwargs)
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
@@ -239,24 +263,29 @@ class ForkKernelManager(AsyncKernelManager):  # type: ignore[misc]
 
 # --- the zygote's side ------------------------------------------------------------------------------------------
 
-def _serve(path: str) -> None:
+def _import_all(names: tuple[str, ...]) -> bool:
+    """Import ``names`` (a missing optional one only costs its import later) and keep what they made out of the
+    collector's reach (``gc.freeze``); whether forking is still safe (no thread started)."""
     import importlib
-    import select
-    import socket
 
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(128)
-    print("listening", flush=True)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001
+            pass
+    gc.freeze()
+    return threading.active_count() == 1
+
+
+def preload() -> bool:
+    """What every kernel would otherwise do for itself, done once in the zygote before any fork; whether forking
+    is safe after it (no thread started)."""
     # What a kernel started by jupyter_client would see before matplotlib is imported.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     if sys.path and sys.path[0] in ("", os.getcwd()):
         sys.path.pop(0)
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 — a missing optional module only costs its import later
-            pass
+    _import_all(PRELOAD)
+    _import_openvino()
     try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
         from gnaexp.emulator import activations, native_plan
 
@@ -270,7 +299,29 @@ def _serve(path: str) -> None:
         plots.warm_up()
     except Exception:  # noqa: BLE001
         pass
-    safe = threading.active_count() == 1
+    try:  # what a record says of this machine (package metadata, OpenVINO's devices: each process asks once)
+        from gnaexp.backends import openvino_runner
+        from gnaexp.core import environment
+
+        environment.capture()
+        openvino_runner.available_devices()
+    except Exception:  # noqa: BLE001 — a kernel then asks itself
+        pass
+    # Everything made so far is shared by every kernel: moved out of the collector's reach, a kernel's
+    # collections neither walk it (a full collection would visit every object the imports made) nor write to
+    # its pages (which would copy them, page by page, out of the shared memory). About 0.3 s a kernel.
+    return _import_all(())
+
+
+def _serve(path: str) -> None:
+    import select
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(128)
+    print("listening", flush=True)
+    safe = preload()
     if not safe:
         print("threads started during preload; forking would be unsafe: kernels start the ordinary way",
               file=sys.stderr, flush=True)
@@ -289,6 +340,9 @@ def _serve(path: str) -> None:
                 request = json.loads(conn.makefile("rb").readline())
             except ValueError:
                 continue
+            if request.get("preload"):  # a kernel imported torch: the kernels to come will have it
+                safe = _import_all(ON_DEMAND) and safe
+                continue
             if not safe:
                 conn.sendall(b"unsafe\n")
                 continue
@@ -296,14 +350,54 @@ def _serve(path: str) -> None:
             if pid == 0:
                 server.close()
                 conn.close()
-                _become_kernel(request)
+                _become_kernel(request, path)
             conn.sendall(f"{pid}\n".encode())
     server.close()
 
 
-def _become_kernel(request: dict[str, Any]) -> None:
+def _import_openvino() -> None:
+    """Import openvino (0.1–0.3 s a kernel otherwise) without starting a thread.
+
+    Its model converter (``openvino.tools.ovc``, imported with ``openvino``) sends a usage event at import
+    through ``openvino_telemetry``, from a thread pool that would make forking unsafe. With that package
+    unimportable while openvino loads, the converter takes OpenVINO's own stand-in, as where it is not
+    installed: kernels of a batch send no such event. openvino itself starts no thread at import.
+    """
+    blocked = "openvino_telemetry" not in sys.modules
+    if blocked:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import then raises ImportError
+    try:
+        import openvino  # noqa: F401
+    except Exception:  # noqa: BLE001 — a kernel then imports it itself, and says what is wrong
+        pass
+    finally:
+        if blocked and sys.modules.get("openvino_telemetry", 0) is None:
+            del sys.modules["openvino_telemetry"]
+
+
+class _AskForTorch(importlib.abc.MetaPathFinder):
+    """In a kernel, once it imports torch: asks the zygote at ``path`` to import ``ON_DEMAND`` for the kernels to
+    come (without waiting for it), then steps aside."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == TORCH_IMPORTED:
+            import socket
+
+            sys.meta_path.remove(self)
+            with suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(self.path)
+                conn.sendall(b'{"preload": true}\n')
+        return None  # the import goes on as usual
+
+
+def _become_kernel(request: dict[str, Any], path: str) -> None:
     code = 0
     try:
+        if ON_DEMAND[0] not in sys.modules:
+            sys.meta_path.insert(0, _AskForTorch(path))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the kernel's own subprocesses must be waitable
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # interruptible whatever its worker blocks

@@ -109,7 +109,7 @@ _prepared = False
 def prepare_kernels(log: str | None = None, zygote: str | None = None) -> None:
     """What every process that executes runs needs, done once per process (a pool worker, a cluster worker):
     this environment's kernelspec, a kernel zygote (``zygote``: the socket of one the batch already started; else
-    one of this process's own), papermill and nbconvert's exporter imported."""
+    one of this process's own), papermill imported and nbconvert's exporter with its templates compiled."""
     global _prepared
     with _PREPARED:
         if _prepared:
@@ -123,7 +123,7 @@ def prepare_kernels(log: str | None = None, zygote: str | None = None) -> None:
             forkserver.start_zygote(log)
         importlib.import_module("papermill")  # once per worker, not once per run
 
-        pages._exporter(False)  # template loaded once per worker
+        pages.warm_up()  # templates loaded and compiled once per worker, while the zygote imports
         _prepared = True
 
 
@@ -346,8 +346,6 @@ def run_batch(runs: list[Run], out: Path, jobs: int | None = None, force: bool =
 
 def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_code: bool, timeout: float | None,
                echo: Any) -> list[Outcome]:
-    import multiprocessing as mp
-
     todo, outcomes = plan_runs(runs, out, force, show_code, echo)
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
@@ -359,9 +357,7 @@ def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_c
         # One zygote for every worker, started first: its imports overlap the workers' start.
         use_environment_kernelspec()  # the zygote's kernels read it too
         zygote = forkserver.new_zygote(log)  # the workers', not this process's: it runs no kernel
-        # spawn: the same on Linux and Windows, and no inherited locks or threads in the workers
-        pool = mp.get_context("spawn").Pool(jobs, initializer=_worker_init,
-                                            initargs=(log, zygote.path if zygote else None))
+        pool = _context().Pool(jobs, initializer=_worker_init, initargs=(log, zygote.path if zygote else None))
         bar = progress_bar(len(todo))
         index = IndexWriter(runs, out)
         try:
@@ -388,6 +384,19 @@ def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_c
                     zygote.close()
     write_index(runs, out)
     return [outcomes[r.name] for r in runs if r.name in outcomes]
+
+
+def _context() -> Any:
+    """Where workers come from: fresh processes (no inherited locks or threads), each forked from one process
+    that imported papermill and nbconvert (multiprocessing's forkserver: their imports done once, not once per
+    worker); spawned from scratch where there is no fork."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["gnaexp.batch.runner", "papermill"])  # only when it starts (once a process)
+    return context
 
 
 def write_index(runs: list[Run], out: Path) -> Path:

@@ -34,6 +34,18 @@ def _exporter(show_code: bool) -> Any:
     return _EXPORTER
 
 
+def warm_up() -> None:
+    """Export a small notebook once, so that the exporter's templates and filters are compiled before the first
+    report (about 0.3 s of CPU), in a process that exports many."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# warm-up"),
+        nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(
+            "execute_result", {"text/plain": "1", "text/html": "<b>1</b>"}, execution_count=1)])])
+    _exporter(False).from_notebook_node(nb, resources={"metadata": {"name": "warm-up"}})
+
+
 _NETWORK_TAGS = (re.compile(r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I),
                  re.compile(r"<link\b[^>]*\bhref=[\"']https?://[^>]*>", re.I))
 
