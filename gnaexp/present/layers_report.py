@@ -254,15 +254,23 @@ def environment_html(result: LayerComparison) -> str:
             f"{key_value_rows(result.environment.items())}</table>")
 
 
-def page(result: LayerComparison, outputs: Outputs | None = None) -> str:
-    """The whole report: one self-contained HTML page."""
+def sections(result: LayerComparison, outputs: Outputs | None = None) -> dict[str, str]:
+    """The report's parts after the finding, each drawn once (its figures are most of a report's time): the page
+    and the notebook show the same ones."""
+    return {"plot": "<h2>SQNR along the graph</h2>" + plot_html(result),
+            "overlay": "<h2>Network outputs</h2>" + overlay_html(result, outputs),
+            "bisection": bisection_html(result),
+            "table": "<h2>Per layer</h2>" + table_html(result),
+            "environment": "<h2>Environment</h2>" + environment_html(result)}
+
+
+def page(result: LayerComparison, outputs: Outputs | None = None, parts: dict[str, str] | None = None) -> str:
+    """The whole report: one self-contained HTML page (``parts``: its ``sections``, when already drawn)."""
     title = f"gnaexp layers: {result.model or 'model'} against {result.reference}"
+    parts = parts if parts is not None else sections(result, outputs)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>" + finding_html(result)
-            + "<h2>SQNR along the graph</h2>" + plot_html(result)
-            + "<h2>Network outputs</h2>" + overlay_html(result, outputs) + bisection_html(result)
-            + "<h2>Per layer</h2>" + table_html(result) + "<h2>Environment</h2>" + environment_html(result)
-            + "</body></html>")
+            + "".join(parts.values()) + "</body></html>")
 
 
 def outputs_of(result: LayerComparison, reference: Measured, measured: Sequence[Measured]) -> dict[

@@ -34,6 +34,7 @@ class LayersRun:
     outputs: layers_report.Outputs = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     model_xml: Path | None = None  # the IR the table is of (Model Explorer draws it)
+    sections: dict[str, str] = field(default_factory=dict)  # the report's parts, drawn once for page and notebook
 
 
 def available(backends: Sequence[Any]) -> tuple[list[Any], list[str]]:
@@ -80,12 +81,13 @@ def run(params: Mapping[str, Any]) -> LayersRun:
                                                    experiment.gna_settings(config), model.name, (),
                                                    parameters.layer_calibration(config))
     outputs = layers_report.outputs_of(result, ref_values, measured)
+    sections = layers_report.sections(result, outputs)
     add_file(record_dir, LAYERS_FILE, result.dumps().encode("utf-8"))
-    add_file(record_dir, REPORT_FILE, layers_report.page(result, outputs).encode("utf-8"))
+    add_file(record_dir, REPORT_FILE, layers_report.page(result, outputs, sections).encode("utf-8"))
     entry = layers_report.index_entry(result)
     entry.notes[:0] = notes
     entry.save(record_dir)
-    return LayersRun(name, record_dir, entry, result, outputs, notes, model.require_ir())
+    return LayersRun(name, record_dir, entry, result, outputs, notes, model.require_ir(), sections)
 
 
 def explorer(r: LayersRun, height: int = 640) -> HTML:
@@ -125,13 +127,12 @@ def show(r: LayersRun) -> list[HTML]:
     one ran, the table, the environment."""
     if r.result is None:
         return []
-    res = r.result
-    parts = [HTML("<h2>SQNR along the graph</h2>" + layers_report.plot_html(res)),
-             HTML("<h2>Network outputs</h2>" + layers_report.overlay_html(res, r.outputs))]
-    if layers_report.bisection_html(res):
-        parts.append(HTML(layers_report.bisection_html(res)))
-    parts += [HTML(f"<h2>Per layer</h2><style>{layers_report.ROW_CSS}</style>" + layers_report.table_html(res)),
-              HTML("<h2>Environment</h2>" + layers_report.environment_html(res)
+    drawn = r.sections or layers_report.sections(r.result, r.outputs)
+    parts = [HTML(drawn["plot"]), HTML(drawn["overlay"])]
+    if drawn["bisection"]:
+        parts.append(HTML(drawn["bisection"]))
+    parts += [HTML(f"<style>{layers_report.ROW_CSS}</style>" + drawn["table"]),
+              HTML(drawn["environment"]
                    + f"<p class='small'>Files (relative to this report): <code>{escape(r.record_dir.name)}/"
                      f"{LAYERS_FILE}</code>, <code>{escape(r.record_dir.name)}/{REPORT_FILE}</code></p>")]
     return parts
