@@ -66,14 +66,14 @@ class ConsoleLog:
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
 
 
-def offline_page(context: Any) -> tuple[Any, list[str], list[str]]:
-    """A page on which every request that is not for a local file is blocked; returns it with the lists of
-    blocked and failed requests."""
+def offline_page(context: Any, origin: str = "file:") -> tuple[Any, list[str], list[str]]:
+    """A page on which every request that is not for ``origin`` (by default a local file; a local server's
+    ``http://127.0.0.1:PORT/``) is blocked; returns it with the lists of blocked and failed requests."""
     blocked: list[str] = []
     failed: list[str] = []
 
     def route(r: Any) -> None:
-        if r.request.url.startswith(("file:", "data:", "blob:")):
+        if r.request.url.startswith((origin, "data:", "blob:")):
             r.continue_()
         else:
             blocked.append(r.request.url)

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from browser import ConsoleLog, browser, require_browser, screenshot
+from browser import ConsoleLog, browser, offline_page, require_browser, screenshot
 
 pytest.importorskip("model_explorer", reason="the Model Explorer view needs ai-edge-model-explorer "
                                              "(pip install 'gnaexp[explorer]')")
@@ -121,17 +121,7 @@ def test_the_per_layer_table_on_the_graph_offline(tmp_path):
         assert viewer.url.startswith("http://127.0.0.1:") and not viewer.node_data.unmatched
         origin = viewer.url.split("/?")[0]
         context = chromium.new_context(viewport={"width": 1400, "height": 900})
-        blocked = []
-
-        def route(r):
-            if r.request.url.startswith((origin + "/", "data:", "blob:")):
-                r.continue_()
-            else:
-                blocked.append(r.request.url)
-                r.abort()
-
-        context.route("**/*", route)
-        page = context.new_page()
+        page, blocked, _ = offline_page(context, origin + "/")
         console = ConsoleLog(page)
         page.goto(viewer.url)
         page.wait_for_function("(n) => document.querySelectorAll('td.node-label').length === n", arg=len(ops),
