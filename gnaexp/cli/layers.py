@@ -147,11 +147,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
     if args.view:
         from gnaexp.present.explorer import viewer
 
-        shown = viewer.start(Path(args.out) / "layers.json", xml)
-        print(f"Model Explorer: {shown.url} (Ctrl+C stops it)", file=sys.stderr if args.json else sys.stdout,
-              flush=True)
-        try:
+        shown = None
+        try:  # Ctrl+C at any point from here ends the view, not the command: the table is written already
+            shown = viewer.start(Path(args.out) / "layers.json", xml)
+            print(f"Model Explorer: {shown.url} (Ctrl+C stops it)", file=sys.stderr if args.json else sys.stdout,
+                  flush=True)
             shown.wait()
         except KeyboardInterrupt:
-            shown.stop()
+            if shown is not None:
+                shown.stop()
     return EXIT_OK
