@@ -69,13 +69,6 @@ def _config(args: argparse.Namespace) -> Any:
                        porting=args.porting)
 
 
-def calibration(config: Any) -> dict[str, Any]:
-    """nncf:int8's calibration, as ``gnaexp quantize`` and ``--set ir=nncf`` take it from the settings."""
-    from gnaexp.parameters import layer_calibration
-
-    return layer_calibration(config)
-
-
 def _torch(model: Any) -> tuple[Any, list[str]] | None:
     """The net's torch module and its input names, for the torch backend (None: a model file has none)."""
     from gnaexp.models.ir import INPUT_NAME
@@ -92,6 +85,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from gnaexp.layers.backends import check_torch, parse_layer_backends
     from gnaexp.layers.bisect import bisect_all, check_target
     from gnaexp.models.ir import fingerprint_ir
+    from gnaexp.parameters import layer_calibration
     from gnaexp.present import layers_report
 
     backends = parse_layer_backends(args.backends)
@@ -126,10 +120,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout holds the table or the JSON only
         result, reference, measured = compare.compare(xml, feed, backends, args.threshold,
                                                       experiment.gna_settings(config), model.name, loaded,
-                                                      calibration(config), _torch(model))
+                                                      layer_calibration(config), _torch(model))
         if args.bisect:
             result.bisection = bisect_all(result, reference, xml, feed, backends, args.target_sqnr,
-                                          experiment.gna_settings(config), calibration(config))
+                                          experiment.gna_settings(config), layer_calibration(config))
     if args.dump:
         with publish_folder(args.dump, "--dump folder") as stage:
             dump.write(stage, model.name, sha, result.input_fingerprint, [reference, *measured])
