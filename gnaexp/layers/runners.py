@@ -59,16 +59,17 @@ def run_openvino(backend: LayerBackend, xml: Path, feed: Mapping[str, np.ndarray
     import openvino as ov
 
     check_device(backend)
-    run = taps.run(read(xml), backend.device, backend.config(), feed)
+    model = read(xml)  # read once: tapped as a copy, listed and cut as read
+    run = taps.run(model.clone(), backend.device, backend.config(), feed)
     notes = []
     if backend.precision and run.effective_precision and run.effective_precision != backend.precision:
         notes.append(f"asked for {backend.precision}, {backend.device} ran {run.effective_precision} (the device "
                      f"has no {backend.precision} arithmetic): these are {run.effective_precision} numbers")
     known = set(reference_keys)
-    inserted = [(t.key, t.op) for t in taps.taps(read(xml)) if t.key not in known]
+    inserted = [(t.key, t.op) for t in taps.taps(model) if t.key not in known]
     loc = None
     if with_local:
-        loc = local.local_errors(read(xml), [k for k in run.values if k in known], reference, feed,
+        loc = local.local_errors(model, [k for k in run.values if k in known], reference, feed,
                                  local.openvino_runner(backend.device, backend.config()))
         refused = sorted(k for k, v in loc.items() if v is None)
         if refused:
