@@ -24,7 +24,7 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 
 from gnaexp.core.gna_settings import LAYOUTS, GnaSettings  # noqa: F401 — LAYOUTS re-exported
-from gnaexp.emulator import kernels, parallel, porting as porting_rules, primitives, releases
+from gnaexp.emulator import heap, kernels, parallel, porting as porting_rules, primitives, releases
 from gnaexp.emulator.context import BuildContext, Requantize
 from gnaexp.emulator.ir_reader import downstream, Program, root_key, unsupported
 from gnaexp.emulator.moves import MOVE_OPS
@@ -127,6 +127,7 @@ class Plan:
         involved, see parallel.py); each dequantizes its outputs straight into arrays for the whole batch.
         """
         n = next(iter(feeds.values())).shape[0]
+        heap.keep_freed_memory()  # each step's work arrays reuse the last step's memory (heap.py)
         compiled = self._compiled_plan()  # once, before the tasks
         size = _task_size(n, min(SPLIT_MIN, -(-TASK_WORK // max(1, compiled.work))) if compiled else SPLIT_MIN)
         scale = {name: sf for name, _, sf in self.outputs}
