@@ -98,15 +98,17 @@ def test_the_compiled_pwl_gives_the_numpy_reference_bits():
 
 def test_the_compiled_pwl_gives_the_numpy_reference_bits_on_raw_tables():
     """Random raw segment tables (1 to 128 segments, shared xBases, the first xBase shared too) on inputs at every
-    xBase, one below it and anywhere in int32: the compiled passes pick the same segment as the reference's search
-    (the last with xBase ≤ x; at or below the first xBase, its yBase)."""
+    xBase, one below it and anywhere in int32: the compiled passes (few segments) and the compiled search (from
+    native.SEARCH_MIN_SEGMENTS on) pick the same segment as the reference's search (the last with xBase ≤ x; at or
+    below the first xBase, its yBase)."""
     from gnaexp.emulator import native, pwl as pw
     from gnaexp.emulator.primitives import pwl_from_table
 
     assert native.pwl_rows is not None
     rng = np.random.default_rng(11)
+    edge = native.SEARCH_MIN_SEGMENTS
     for trial in range(200):
-        k = int(rng.integers(1, 129))
+        k = [edge - 1, edge, edge + 1, 128][trial] if trial < 4 else int(rng.integers(1, 129))
         xbase = np.sort(rng.integers(-2**31, 2**31 - 1, k)) & ~3
         if k > 1 and trial % 2:
             xbase[1] = xbase[0]  # the first xBase shared
