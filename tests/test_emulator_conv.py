@@ -98,3 +98,29 @@ def test_host_order_conv_is_exact(x_max, w_max, dtype):
     got, sat = cv.conv1d(x, flt, b, g)
     ref, ref_sat = conv_ref.conv1d_ncw_reference(x.astype(np.int64), wt, b, 2)
     assert got.shape == (5, 4, 127) and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("keep", [None, 5])
+def test_the_compiled_windows_and_finish_give_the_numpy_product_bits(keep):
+    """Long filters on a batch run as one matrix product; with the compiled loops its windows are gathered from
+    the input itself and its sums finished (bias, int32 saturation, transposition, the positions kept) in one
+    pass: the same integers and saturation counts as the NumPy product, padding past the data included."""
+    from gnaexp.emulator import native
+
+    rng = np.random.default_rng(5)
+    g = cv.geometry(16, 9, 4, 1, 24)  # 16 channels × kernel 4: 64 taps, the matrix product's kind of filter
+    wt = rng.integers(-16384, 16385, (24, 16, 4))
+    bias = rng.integers(-2**31, 2**31, 24)
+    bias[:3] = [2**31 - 1, -(2**31), 2**31 - 2]  # sums past int32 both ways
+    kernel = cv.ConvKernel(cv.filter_blocks(cv.interleave_filters(wt, g.nfc), g.step), bias, g.positions,
+                           interleave=(g.channels, g.width, g.stride))
+    assert kernel.blas and g.positions > 5
+    for dtype in (np.float32, np.float64):
+        x = rng.integers(-32768, 32768, (40, 16 * 9)).astype(dtype)
+        fused, fused_sat = kernel.product(x, keep, native)
+        plain, plain_sat = kernel.product(x, keep)
+        assert fused.shape == plain.shape == (40, 24, g.positions if keep is None else keep)
+        np.testing.assert_array_equal(fused, plain)
+        assert fused_sat == plain_sat > 0
+        ref, _ = conv_ref.conv1d_ncw_reference(x.reshape(40, 16, 9).astype(np.int64), wt, bias, 1)
+        np.testing.assert_array_equal(fused[:, :, :ref.shape[2]], ref[:, :, :fused.shape[2]])

@@ -12,6 +12,7 @@ calling thread: no BLAS and no library thread pool is involved. Long filters, an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -168,8 +169,10 @@ class ConvKernel:
         self._reads = (length, index)
         return index
 
-    def __call__(self, x2: np.ndarray) -> tuple[np.ndarray, int]:
-        """(N, L) int16 values → ((N, F, positions) float64 int32-saturated sums, saturated count)."""
+    def __call__(self, x2: np.ndarray, keep: int | None = None) -> tuple[np.ndarray, int]:
+        """(N, L) int16 values → ((N, F, positions) float64 int32-saturated sums, saturated count). ``keep``: only
+        the first ``keep`` positions are returned (the sums past the data, which the host's transposition drops);
+        the count still covers every position the primitive computes."""
         if x2.dtype not in (np.float32, np.float64):
             x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
         native = kernels.compiled(x2.shape[0] * self.blocks.size * self.positions)  # None: the matrix product
@@ -179,22 +182,32 @@ class ConvKernel:
             out = np.empty((x2.shape[0], self.blocks.shape[1], self.positions), dtype=np.float64)
             sat = native.conv1d_rows(x2, channels, width, self.interleave is not None, self.blocks, self.bias, stride,
                                      out)
-            return out, int(sat)
+            return out[:, :, :keep], int(sat)
         n, length = x2.shape
         if native is not None and n * self.positions <= SMALL_ROWS:  # a frame or two: one compiled pass, no BLAS
             x2 = np.ascontiguousarray(x2)
             out = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
             sat = native.conv1d_windows(x2, self._window_index(length), self.small_weights, self.bias, out)
-            return out, int(sat)
-        return self.product(x2)
+            return out[:, :, :keep], int(sat)
+        return self.product(x2, keep, native)
 
-    def product(self, x2: np.ndarray) -> tuple[np.ndarray, int]:
+    def product(self, x2: np.ndarray, keep: int | None = None, native: Any = None) -> tuple[np.ndarray, int]:
         """The same sums as one float64 matrix product over all windows (long filters, large batches, and a
-        process that has not loaded the compiled loops)."""
+        process that has not loaded the compiled loops). With the compiled loops (``native``) the windows are
+        gathered from x2 itself and the sums finished (bias, saturation, the transposition to (N, F, positions))
+        in one pass each; without, the same values in NumPy."""
         n, length = x2.shape
+        index = self._window_index(length)
+        if native is not None:
+            windows = np.empty((n * self.positions, index.shape[1]), dtype=np.float64)
+            native.conv_windows(np.ascontiguousarray(x2), index, windows)
+            with parallel.single_threaded_blas():
+                acc = windows @ self.weights
+            out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
+            return out, int(native.conv_finish(acc, self.bias, out))
         padded = np.zeros((n, length + 1), dtype=np.float64)  # the last column is the zero padding's
         padded[:, :length] = x2
-        windows = padded[:, self._window_index(length)]  # (N, positions, taps)
+        windows = padded[:, index]  # (N, positions, taps)
         with parallel.single_threaded_blas():
             acc = windows.reshape(n * self.positions, -1) @ self.weights
         acc += self.bias
@@ -202,7 +215,7 @@ class ConvKernel:
         if acc.min(initial=0.0) < INT32_MIN or acc.max(initial=0.0) > INT32_MAX:
             saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
             np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
-        return np.ascontiguousarray(acc.reshape(n, self.positions, -1).transpose(0, 2, 1)), saturated
+        return np.ascontiguousarray(acc.reshape(n, self.positions, -1).transpose(0, 2, 1)[:, :, :keep]), saturated
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,

@@ -139,6 +139,39 @@ def conv1d_windows(x, index, weights, bias, out):  # pragma: no cover - compiled
     return saturated
 
 
+@njit(nogil=True, cache=True)
+def conv_windows(x, index, windows):  # pragma: no cover - compiled
+    """The matrix product's left operand: windows[i·P + j, t] = x[i, index[j, t]], 0 where the index is L (the
+    zero padding past the data); x: (N, L), index: (P, T), windows: (N·P, T). Reads x itself, no padded copy."""
+    n, length = x.shape
+    positions, taps = index.shape
+    for i in range(n):
+        for j in range(positions):
+            row = windows[i * positions + j]
+            for t in range(taps):
+                k = index[j, t]
+                row[t] = x[i, k] if k < length else 0.0
+
+
+@njit(nogil=True, cache=True)
+def conv_finish(acc, bias, out):  # pragma: no cover - compiled
+    """The matrix product's sums to the primitive's output in one pass: out[i, f, j] = sat32(acc[i·P + j, f] +
+    bias[f]) for the first Q positions out holds (out: (N, F, Q), acc: (N·P, F), Q ≤ P); returns how many of all P
+    positions' sums saturated int32 (the positions past Q count too, as the primitive computes them)."""
+    n, n_filters, kept = out.shape
+    positions = acc.shape[0] // n
+    saturated = 0
+    for i in range(n):
+        for j in range(positions):
+            row = acc[i * positions + j]
+            for f in range(n_filters):
+                a = row[f] + bias[f]
+                saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
+                if j < kept:
+                    out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
+    return saturated
+
+
 PWL_BLOCK = 1024  # values per pass over the segments: the block stays in the L1 cache through every pass
 SEARCH_MIN_SEGMENTS = 40  # from here a search per block beats a pass per segment (61 segments: 5.7 vs 8.3 ns a value)
 
@@ -237,8 +270,10 @@ def warm_up() -> None:
         xv = np.arange(segments, dtype=np.float64)
         pwl_rows(np.zeros(4), xv, np.zeros(segments), np.zeros(segments), np.ones(segments), np.empty(4))
     blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
+    conv_finish(np.zeros((2, 4)), bias, np.empty((1, 4, 1)))
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
+        conv_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), np.empty((2, 4)))
         for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
             conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))

@@ -98,8 +98,8 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
 
     def run(x, kernel=kernel, geo=geo, out_shape=out_shape):
         n = x.shape[0]
-        acc, sat = kernel(x.reshape(n, geo.channels * geo.width))
-        o = acc[:, :, :geo.logical_positions]  # the host's transposition drops the positions past the data
+        # the host's transposition drops the positions past the data
+        o, sat = kernel(x.reshape(n, geo.channels * geo.width), keep=geo.logical_positions)
         if geo.filters != out_shape[1]:  # zero filters added by porting: their outputs are dropped
             o = o.reshape(n, geo.filters, -1)[:, :out_shape[1]]
         return o.reshape((n,) + out_shape), sat
