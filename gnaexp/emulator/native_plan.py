@@ -118,12 +118,65 @@ def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale
     scaled = np.empty(size, dtype=np.float64)
     saturated = 0
     for i in range(arena.shape[0]):
-        for j in range(size):
-            v = arena[i, x_off + j] * scale
-            scaled[j] = v
-            saturated += (1 if v < lo else 0) + (1 if v > hi else 0)  # NaN bounds compare false
+        saturated += _scale_count_row(arena[i, x_off:x_off + size], scale, lo, hi, scaled)
         saturated += pwl_rows(scaled, xv, ybase, slope, inv_scale, arena[i, out_off:out_off + size])
     return saturated
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _scale_count_row(x, scale, lo, hi, out):  # pragma: no cover - compiled
+    saturated = 0
+    for j in range(x.shape[0]):
+        v = x[j] * scale
+        out[j] = v
+        saturated += (1 if v < lo else 0) + (1 if v > hi else 0)  # NaN bounds compare false
+    return saturated
+
+
+# One sample's row at a time, on 1-D slices: the compiler vectorizes these loops (the same loops indexing the 2-D
+# work array ran about six times slower).
+
+@njit(nogil=True, cache=True, inline="always")
+def _sum_row(x, y, w, out):  # pragma: no cover - compiled
+    saturated = 0
+    for j in range(x.shape[0]):
+        v = x[j] * w + y[j]
+        saturated += (1 if v > HI32 else 0) + (1 if v < LO32 else 0)
+        out[j] = min(max(v, LO32), HI32)
+    return saturated
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _prod_row(x, y, out):  # pragma: no cover - compiled
+    saturated = 0
+    for j in range(x.shape[0]):
+        v = x[j] * y[j]
+        saturated += (1 if v > HI32 else 0) + (1 if v < LO32 else 0)
+        out[j] = min(max(v, LO32), HI32)
+    return saturated
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _scaleshift_row(x, w, b, out):  # pragma: no cover - compiled
+    saturated = 0
+    for j in range(x.shape[0]):
+        v = x[j] * w[j] + b[j]
+        saturated += (1 if v > HI32 else 0) + (1 if v < LO32 else 0)
+        out[j] = min(max(v, LO32), HI32)
+    return saturated
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _scale_row(x, w, out):  # pragma: no cover - compiled
+    for j in range(x.shape[0]):
+        out[j] = x[j] * w
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gather_row(row, index, out):  # pragma: no cover - compiled
+    for j in range(index.shape[0]):
+        c = index[j]
+        out[j] = row[c - 1] if c > 0 else 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -136,22 +189,17 @@ def run_ops(arena, ops, index, floats, weights16, counts):  # pragma: no cover -
         saturated = 0
         if code == GATHER:  # index p0…: 1 + the column each value comes from, 0 for a zero
             for i in range(n):
-                for j in range(size):
-                    c = index[p0 + j]
-                    arena[i, out + j] = arena[i, c - 1] if c > 0 else 0.0
+                _gather_row(arena[i], index[p0:p0 + size], arena[i, out:out + size])
         elif code == CONST:
             for i in range(n):
-                for j in range(size):
-                    arena[i, out + j] = floats[p0 + j]
+                arena[i, out:out + size] = floats[p0:p0 + size]
         elif code == PWL:  # p1 segments; p2/p3: the domain bounds in floats (NaN: none), p4: the input's scale
             saturated = _pwl(arena, a, out, size, floats[p0:p0 + p1], floats[p0 + p1:p0 + 2 * p1],
                              floats[p0 + 2 * p1:p0 + 3 * p1], floats[p0 + 3 * p1:p0 + 4 * p1], floats[p2], floats[p3],
                              floats[p4])
         elif code == SCALE:  # a unit diagonal: no saturation possible
-            w = floats[p0]
             for i in range(n):
-                for j in range(size):
-                    arena[i, out + j] = arena[i, a + j] * w
+                _scale_row(arena[i, a:a + size], floats[p0], arena[i, out:out + size])
         elif code == FC:  # p0 rows per sample, p1 inputs, p2 outputs per row, weights at p3 (int16 if p5), bias p4
             if p5:
                 wt = weights16[p3:p3 + p2 * p1].reshape((p2, p1))
@@ -159,20 +207,16 @@ def run_ops(arena, ops, index, floats, weights16, counts):  # pragma: no cover -
             else:
                 wt64 = floats[p3:p3 + p2 * p1].reshape((p2, p1))
                 saturated = _fc(arena, a, out, p0, p1, p2, wt64, floats[p4:p4 + p2])
-        else:  # SUM x·w + y, PROD x·y, SCALESHIFT x·w[j] + b[j]; int32-saturated
-            w = floats[p0]
+        elif code == SUM:  # x·w + y, int32-saturated
             for i in range(n):
-                for j in range(size):
-                    x = arena[i, a + j]
-                    if code == SUM:
-                        v = x * w + arena[i, b + j]
-                    elif code == PROD:
-                        v = x * arena[i, b + j]
-                    else:
-                        v = x * floats[p0 + j] + floats[p1 + j]
-                    r, s = _sat32(v)
-                    arena[i, out + j] = r
-                    saturated += s
+                saturated += _sum_row(arena[i, a:a + size], arena[i, b:b + size], floats[p0], arena[i, out:out + size])
+        elif code == PROD:  # x·y
+            for i in range(n):
+                saturated += _prod_row(arena[i, a:a + size], arena[i, b:b + size], arena[i, out:out + size])
+        else:  # SCALESHIFT x·w[j] + b[j]
+            for i in range(n):
+                saturated += _scaleshift_row(arena[i, a:a + size], floats[p0:p0 + size], floats[p1:p1 + size],
+                                             arena[i, out:out + size])
         counts[o] += saturated
 
 
