@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.emulator import kernels, parallel
+from gnaexp.emulator import conv_fold, kernels, parallel
 from gnaexp.emulator.int_ranges import EXACT_F64, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
 
@@ -148,13 +148,26 @@ class ConvKernel:
         self.taps_used = np.flatnonzero(np.any(weights != 0, axis=1))
         self.weights = np.ascontiguousarray(weights[self.taps_used])
         self.small_weights = compact(self.weights)
+        self.fold = conv_fold.find_fold(weights) if self.blas else None  # mirrored filters: half the work
         self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
+        self._pairs: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # the same for a folded kernel
 
     def _window_index(self, length: int) -> np.ndarray:
         """(positions, taps) index of the input value each tap of each window reads; ``length`` (one past the
         input) where the memory is zero padding. Interleaved data: memory element w·C + c is x[c·W + w]."""
         if self._reads is not None and self._reads[0] == length:
             return self._reads[1]
+        index = np.ascontiguousarray(self._full_index(length)[:, self.taps_used])
+        self._reads = (length, index)
+        return index
+
+    def _pair_index(self, fold: conv_fold.Fold, length: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._pairs is None or self._pairs[0] != length:
+            self._pairs = (length, conv_fold.pair_index(fold, self._full_index(length), length))
+        return self._pairs[1]
+
+    def _full_index(self, length: int) -> np.ndarray:
+        """``_window_index`` over every window offset, the taps no filter uses included."""
         n_blocks, _, step = self.blocks.shape
         if self.interleave is not None:
             channels, width, _ = self.interleave
@@ -165,8 +178,6 @@ class ConvKernel:
         index = np.full(taps.shape, length, dtype=np.intp)
         inside = taps < len(memory)
         index[inside] = memory[taps[inside]]
-        index = np.ascontiguousarray(index[:, self.taps_used])
-        self._reads = (length, index)
         return index
 
     def __call__(self, x2: np.ndarray, keep: int | None = None) -> tuple[np.ndarray, int]:
@@ -197,6 +208,8 @@ class ConvKernel:
         gathered from x2 itself and the sums finished (bias, saturation, the transposition to (N, F, positions))
         in one pass each; without, the same values in NumPy."""
         n, length = x2.shape
+        if native is not None and self.fold is not None:
+            return self._folded(np.ascontiguousarray(x2), keep, native, self.fold)
         index = self._window_index(length)
         if native is not None:
             windows = np.empty((n * self.positions, index.shape[1]), dtype=np.float64)
@@ -216,6 +229,21 @@ class ConvKernel:
             saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
             np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
         return np.ascontiguousarray(acc.reshape(n, self.positions, -1).transpose(0, 2, 1)[:, :, :keep]), saturated
+
+
+    def _folded(self, x2: np.ndarray, keep: int | None, native: Any, fold: conv_fold.Fold) -> tuple[np.ndarray, int]:
+        """``product`` of a kernel whose filters mirror (conv_fold.py): the windows folded into the sums and the
+        differences of mirrored taps, one product per filter group; the same integers and count."""
+        n, length = x2.shape
+        first, second = self._pair_index(fold, length)
+        plus = np.empty((n * self.positions, first.shape[1]), dtype=np.float64)
+        minus = np.empty_like(plus)
+        native.conv_windows_pair(x2, first, second, plus, minus)
+        with parallel.single_threaded_blas():
+            acc_plus, acc_minus = plus @ fold.w_plus, minus @ fold.w_minus
+        out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
+        saturated = native.conv_finish_pair(acc_plus, acc_minus, fold.symmetric, fold.antisymmetric, self.bias, out)
+        return out, int(saturated)
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,

@@ -172,6 +172,46 @@ def conv_finish(acc, bias, out):  # pragma: no cover - compiled
     return saturated
 
 
+@njit(nogil=True, cache=True)
+def conv_windows_pair(x, first, second, plus, minus):  # pragma: no cover - compiled
+    """A folded kernel's windows (conv_fold.py): plus/minus[i·P + j, k] = x[i, first[j, k]] ± x[i, second[j, k]],
+    an index of L reading 0 (the zero padding, and the centre's missing second tap)."""
+    n, length = x.shape
+    positions, pairs = first.shape
+    for i in range(n):
+        for j in range(positions):
+            p_row, m_row = plus[i * positions + j], minus[i * positions + j]
+            for k in range(pairs):
+                a, b = first[j, k], second[j, k]
+                u = np.float64(x[i, a]) if a < length else 0.0
+                v = np.float64(x[i, b]) if b < length else 0.0
+                p_row[k] = u + v
+                m_row[k] = u - v
+
+
+@njit(nogil=True, cache=True)
+def conv_finish_pair(acc_plus, acc_minus, cols_plus, cols_minus, bias, out):  # pragma: no cover - compiled
+    """``conv_finish`` for a folded kernel: the two groups' sums go to their filters' columns of out."""
+    return _finish_columns(acc_plus, cols_plus, bias, out) + _finish_columns(acc_minus, cols_minus, bias, out)
+
+
+@njit(nogil=True, cache=True)
+def _finish_columns(acc, cols, bias, out):  # pragma: no cover - compiled
+    n, _, kept = out.shape
+    positions = acc.shape[0] // n
+    saturated = 0
+    for i in range(n):
+        for j in range(positions):
+            row = acc[i * positions + j]
+            for q in range(cols.shape[0]):
+                f = cols[q]
+                a = row[q] + bias[f]
+                saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
+                if j < kept:
+                    out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
+    return saturated
+
+
 PWL_BLOCK = 1024  # values per pass over the segments: the block stays in the L1 cache through every pass
 SEARCH_MIN_SEGMENTS = 40  # from here a search per block beats a pass per segment (61 segments: 5.7 vs 8.3 ns a value)
 
@@ -271,9 +311,13 @@ def warm_up() -> None:
         pwl_rows(np.zeros(4), xv, np.zeros(segments), np.zeros(segments), np.ones(segments), np.empty(4))
     blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
     conv_finish(np.zeros((2, 4)), bias, np.empty((1, 4, 1)))
+    cols = np.arange(2, dtype=np.intp)
+    conv_finish_pair(np.zeros((2, 2)), np.zeros((2, 2)), cols, cols + 2, bias, np.empty((1, 4, 1)))
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
         conv_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), np.empty((2, 4)))
+        pair = np.zeros((2, 4), np.intp)
+        conv_windows_pair(np.zeros((1, 8), dtype), pair, pair, np.empty((2, 4)), np.empty((2, 4)))
         for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
             conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))
