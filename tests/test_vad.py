@@ -194,3 +194,28 @@ def test_torch_tracks_are_cached_and_a_cached_run_needs_no_torch(tmp_path):
     second = json.loads((tmp_path / "b" / "record.json").read_text())
     assert [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in second["files"]] == \
         [f["backends"]["openvino:CPU"]["max_abs_dp"] for f in first.to_json()["files"]]
+
+
+def test_the_steps_of_many_streams_of_unequal_length_are_each_streams_chunks():
+    """StepChunks cuts many signals a block of steps at a time: every step of every signal is that signal's own
+    chunk (its context included, across block edges), asked in any order; past a signal's end, its last context
+    and then zeros."""
+    rng = np.random.default_rng(0)
+    audios = [rng.uniform(-1, 1, int(n)).astype(np.float32) for n in rng.integers(100, 40 * vad.CHUNK, 7)]
+    frames = vad.StepChunks(audios)
+    assert len(frames) == max(len(vad.chunks(a)) for a in audios) > vad.StepChunks.BLOCK_STEPS * 2
+    order = list(range(len(frames)))
+    rng.shuffle(order)
+    for t in order:
+        step = frames[t]
+        assert step.shape == (len(audios), 1, vad.STEP_INPUT)
+        for i, a in enumerate(audios):
+            own = vad.chunks(a)
+            if t < len(own):
+                np.testing.assert_array_equal(step[i, 0], own[t])
+            else:
+                tail = a[t * vad.CHUNK - vad.CONTEXT:]
+                np.testing.assert_array_equal(step[i, 0, :len(tail)], tail)
+                assert not step[i, 0, len(tail):].any()
+    one = vad.StepChunks(audios[:1])
+    np.testing.assert_array_equal(np.stack([one[t] for t in range(len(one))])[:, 0], vad.chunks(audios[0]))

@@ -106,23 +106,41 @@ def stream_batch(step, audios: list[np.ndarray]) -> list[Stream]:
 
 class StepChunks:
     """The step inputs of one or more signals, cut when a step asks for them: ``[t]`` is step t's (N, 1, 576)
-    chunks, or (1, 576) for one signal; the same values as ``chunks`` (after a signal's end, zeros)."""
+    chunks, or (1, 576) for one signal; the same values as ``chunks`` (after a signal's end, zeros).
+
+    Many signals are cut BLOCK_STEPS steps at a time into one (N, samples) block, so that a step's chunks are one
+    slice of it rather than one Python copy per signal (0.35 ms a step for 250 streams, a twentieth of the
+    emulator's step); the block is a bounded buffer, not a copy of the audio."""
+
+    BLOCK_STEPS = 16
 
     def __init__(self, audios: list[np.ndarray]) -> None:
         self.audios = [np.asarray(a, dtype=np.float32).reshape(-1) for a in audios]
         self.lengths = [-(-len(a) // CHUNK) for a in self.audios]  # steps per signal
+        self._block: tuple[int, np.ndarray] | None = None  # (first step, the block's samples (N, CONTEXT + …))
 
     def __len__(self) -> int:
         return max(self.lengths)
 
     def __getitem__(self, t: int) -> np.ndarray:
-        out = np.zeros((len(self.audios), 1, STEP_INPUT), dtype=np.float32)
-        start = t * CHUNK - CONTEXT  # the context: the previous chunk's last samples (zeros before the signal)
+        if len(self.audios) == 1:
+            return self._cut(t, 1)[0]
+        first = t - t % self.BLOCK_STEPS
+        if self._block is None or self._block[0] != first:
+            self._block = (first, self._cut(first, self.BLOCK_STEPS).reshape(len(self.audios), -1))
+        at = (t - first) * CHUNK
+        return self._block[1][:, None, at:at + STEP_INPUT].copy()
+
+    def _cut(self, t: int, steps: int) -> np.ndarray:
+        """Steps t … t + steps − 1 of every signal as (N, 1, CONTEXT + steps·CHUNK) samples: the context before
+        step t (zeros before the signal), then the steps' own samples (zeros past the signal's end)."""
+        out = np.zeros((len(self.audios), 1, CONTEXT + steps * CHUNK), dtype=np.float32)
+        start = t * CHUNK - CONTEXT
         skip = max(0, -start)
         for i, a in enumerate(self.audios):
-            part = a[start + skip:t * CHUNK + CHUNK]
+            part = a[start + skip:(t + steps) * CHUNK]
             out[i, 0, skip:skip + len(part)] = part
-        return out if len(self.audios) > 1 else out[0]
+        return out
 
 
 def jit_probabilities(audio: np.ndarray) -> np.ndarray:
