@@ -181,6 +181,46 @@ def test_forked_kernels_have_openvino_and_torch_once_a_kernel_imported_it(tmp_pa
     assert all(lines[1] == "[[0.0, 2.0, 0.0, 4.0]]" for lines in seen)
 
 
+def test_a_forked_kernels_blas_threads_sleep_after_work_and_a_users_setting_is_kept(tmp_path, monkeypatch):
+    """OpenBLAS's threads, started anew in each kernel, would busy-wait about 0.1 s of CPU after every threaded
+    product, taken from the kernel beside it: the zygote has them sleep at once, unless the user set it."""
+    import os
+
+    import nbformat
+    import papermill
+
+    from gnaexp.batch import forkserver
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: kernels start the ordinary way")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import time, numpy as np\na = np.ones((500, 500))\nb = a @ a\n"
+        "start = time.process_time()\ntime.sleep(0.4)\nprint(time.process_time() - start)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "probe.ipynb"))
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    monkeypatch.setattr(forkserver, "_ZYGOTE", None)
+    zygote = forkserver.start_zygote()
+    try:
+        papermill.execute_notebook(str(tmp_path / "probe.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   cwd=str(tmp_path), progress_bar=False, shutdown_kernel="immediate",
+                                   kernel_manager_class=forkserver.manager_class())
+        outputs = nbformat.read(str(tmp_path / "out.ipynb"), 4).cells[0].outputs
+        idle_cpu = float("".join(o.get("text", "") for o in outputs))
+        assert idle_cpu < 0.04  # CPU spent while the kernel slept after the product: no thread spinning
+    finally:
+        zygote.close()
+    if not os.path.isdir("/proc"):
+        return
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "9")
+    zygote = forkserver.new_zygote()
+    try:
+        environ = open(f"/proc/{zygote.proc.pid}/environ", "rb").read().split(b"\0")
+        assert b"OPENBLAS_THREAD_TIMEOUT=9" in environ
+    finally:
+        zygote.close()
+
+
 def test_the_pool_workers_share_one_zygote_that_ends_with_the_batch(tmp_path):
     """Every run's kernel is forked by the one zygote the batch started (its imports are done once, not once per
     worker), and that zygote and its socket are gone when the batch returns."""

@@ -52,6 +52,12 @@ ON_DEMAND = ("torch", "gnaexp.models.forum_nets", "gnaexp.models.silero")
 # torch (the torch backend's check) does not.
 TORCH_IMPORTED = "torch._C"
 
+# OpenBLAS's worker threads (NumPy's and SciPy's) busy-wait 2**28 cycles, about 0.1 s of a core, after each
+# threaded call and after they start (a kernel starts them anew: a fork carries no thread) before they sleep:
+# CPU taken from the kernel beside it, a tenth of a run's. 4 (2**4 cycles, OpenBLAS's least) has them sleep at
+# once. Read when OpenBLAS loads, so it is given to the zygote at its start; the thread count, and so every
+# result, stays as it was. A value the user set is kept.
+OPENBLAS_THREAD_TIMEOUT = "4"
 RECONNECT_MS = 5  # how soon a client's socket retries a kernel that is not listening yet (ReadyClient)
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
@@ -74,8 +80,9 @@ class Zygote:
         path = os.path.join(tempfile.mkdtemp(prefix="gnaexp-zygote-"), "socket")
         err = open(log, "ab") if log else None  # noqa: SIM115 — the zygote gets its own copy; ours closes below
         try:
+            env = {"OPENBLAS_THREAD_TIMEOUT": OPENBLAS_THREAD_TIMEOUT, **os.environ}
             proc = subprocess.Popen([sys.executable, "-m", "gnaexp.batch.forkserver", path], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
+                                    stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd(), env=env)
         finally:
             if err:
                 err.close()
