@@ -21,6 +21,9 @@ HIDPI = 2  # rendered at HIDPI × DPI, shown at DPI: sharp on high-density scree
 REFERENCE_COLOR = "black"
 # Text sizes in points at the display size (DPI): ticks and legends at 9 pt or more stay readable in a report.
 TICK_PT, LABEL_PT, LEGEND_PT, TITLE_PT = 9, 10, 9, 11
+# Axes titles at a fixed height (``set_title(y=TITLE_Y)``): left to place itself, a title makes matplotlib measure
+# every y tick label of its axes at each draw, to lift it above tick labels on top, which these axes never have.
+TITLE_Y = 1.0
 # Backends that agree draw on top of each other: each keeps its own dash pattern, so that agreement reads as
 # dashes over the reference's solid line, not as one line of an unknown colour.
 LINESTYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
@@ -89,7 +92,7 @@ def _single_axes(width: float, height: float, title: str, legend: str = "top") -
 
     fig = figure(width, height, layout=None)
     ax = fig.add_subplot()
-    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_title(title, fontsize=TITLE_PT, y=TITLE_Y)
     ax.tick_params(labelsize=TICK_PT)
     ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
 
@@ -149,7 +152,7 @@ def overlay(
             ax.plot(t, a[c], color=color, lw=1.3, ls=style, label=label)
             err_ax.plot(t, a[c] - ref[c], color=color, lw=0.9, ls=style)
         err_ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_title(f"channel {c}", fontsize=LABEL_PT, pad=3)
+        ax.set_title(f"channel {c}", fontsize=LABEL_PT, pad=3, y=TITLE_Y)
         ax.xaxis.set_major_locator(NullLocator())  # the error axes below carry the time ticks (fewer to draw)
         ax.tick_params(labelsize=TICK_PT)
         ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
@@ -294,7 +297,7 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
         fig.legend(fontsize=LEGEND_PT, loc="outside lower center", frameon=False)
     ax.set_xlabel(xlabel, fontsize=LABEL_PT)
     ax.tick_params(axis="x", labelsize=TICK_PT)
-    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_title(title, fontsize=TITLE_PT, y=TITLE_Y)
     return fig
 
 
