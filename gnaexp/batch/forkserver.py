@@ -34,16 +34,23 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
-# Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support among
-# it), what every gnaexp notebook needs and the notebooks' views. Nothing here may start a Python thread
+# Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support, the
+# shell's inspector, completer and magics among it), what every gnaexp notebook needs and the notebooks' views
+# (with what their first run imports: the IR reader, threadpoolctl). Nothing here may start a Python thread
 # (openvino is imported apart: ``_import_openvino``).
-PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "numpy", "matplotlib.figure",
-           "matplotlib.backends.backend_agg", "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots",
+PRELOAD = ("faulthandler", "ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "IPython.core.oinspect",
+           "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.logger", "IPython.utils.wildcard",
+           "IPython.extensions.storemagic", "tornado.platform.asyncio", "jupyter_client.localinterfaces", "numpy",
+           "matplotlib.figure", "matplotlib.backends.backend_agg", "PIL.Image", "encodings.cp437",
+           "xml.etree.ElementTree", "threadpoolctl", "gnaexp.present.report", "gnaexp.present.plots",
            "gnaexp.present.summary", "gnaexp.present.pot_view", "gnaexp.present.diagnose_view",
-           "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder",
-           "gnaexp.parameters", "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support",
+           "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.present.layers_view",
+           "gnaexp.layers.compare", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder", "gnaexp.parameters",
+           "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support", "gnaexp.emulator.state_layers",
            "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "gnaexp.backends.torch_runner",
            "gnaexp.backends.imported", "gnaexp.models.nncf_quantize", "gnaexp.vad.run")
+# Imported once openvino is (``_import_openvino``): they import it themselves.
+WITH_OPENVINO = ("gnaexp.models.ir", "gnaexp.models.model_files")
 # torch and the nets built with it (1.2 s of import; no thread), imported by the zygote once a kernel imports
 # torch: a run that builds a torch reference or streams Silero VAD through torch. The kernels after it find
 # them imported; a batch whose torch references are all cached never pays for them.
@@ -293,6 +300,7 @@ def preload() -> bool:
         sys.path.pop(0)
     _import_all(PRELOAD)
     _import_openvino()
+    _import_all(WITH_OPENVINO)
     try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
         from gnaexp.emulator import activations, native_plan
 
@@ -313,6 +321,12 @@ def preload() -> bool:
         environment.capture()
         openvino_runner.available_devices()
     except Exception:  # noqa: BLE001 — a kernel then asks itself
+        pass
+    try:  # the addresses a kernel lists for its connection file (psutil's walk over the interfaces)
+        from jupyter_client import localinterfaces
+
+        localinterfaces.localhost()
+    except Exception:  # noqa: BLE001
         pass
     # Everything made so far is shared by every kernel: moved out of the collector's reach, a kernel's
     # collections neither walk it (a full collection would visit every object the imports made) nor write to
