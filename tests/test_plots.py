@@ -142,3 +142,16 @@ def test_titles_stay_put_so_a_draw_measures_no_tick_label_for_them(monkeypatch):
         titled = [ax for ax in fig.get_axes() if ax.get_title()]
         assert titled and all(ax.title.get_position()[1] == plots.TITLE_Y for ax in titled)
     assert measured == []
+
+
+def test_log_axis_labels_are_parsed_once_for_every_figure():
+    """The sweep's log-axis tick labels ($2^{10}$) are mathtext: parsed once, then every later figure (each with
+    its own renderer) and every kernel forked after ``warm_up`` takes them from the shared parser."""
+    from matplotlib.mathtext import MathTextParser
+
+    sfs = [2.0 ** k for k in range(16)]
+    plots.warm_up(sfs)
+    before = MathTextParser._parse_cached.cache_info()
+    png = plots.to_png(plots.sweep(sfs, {"s": list(range(16))}, saturation_sf=3e4, current_sf=2048.0))
+    after = MathTextParser._parse_cached.cache_info()
+    assert png.startswith(b"\x89PNG") and after.misses == before.misses and after.hits > before.hits

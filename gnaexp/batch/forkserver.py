@@ -308,10 +308,11 @@ def preload() -> bool:
         activations.warm_up()
     except Exception:  # noqa: BLE001 — a kernel then compiles on first use
         pass
-    try:  # what matplotlib loads on first use: fonts, the mathtext parser, tick machinery
+    try:  # what matplotlib loads on first use (fonts, the mathtext parser, tick machinery); the floor sweep's ticks
+        from gnaexp.emulator.sweep import FLOOR_SCALE_FACTORS
         from gnaexp.present import plots
 
-        plots.warm_up()
+        plots.warm_up(FLOOR_SCALE_FACTORS)
     except Exception:  # noqa: BLE001
         pass
     try:  # what a record says of this machine (package metadata, OpenVINO's devices: each process asks once)
