@@ -234,13 +234,14 @@ def _merge_pairs(earlier: str, later: str) -> str:
     return ",".join(f"{k}={v}" for k, v in (dict(first) | dict(second)).items())
 
 
-def build_model(config: ExperimentConfig) -> ModelBundle:
-    """The config's net as a ModelBundle with its IR (converted once, then taken from the cache).
-
-    With ``ir="nncf"`` the IR is the NNCF-quantized one (FakeQuantize hints), quantized once per settings and
-    calibration set and kept next to the float IR.
-    """
-    return _with_config_ir(_build_float_model(config), config)
+def build_model(config: ExperimentConfig, torch_module: bool = True) -> ModelBundle:
+    """The config's net as a ModelBundle with its IR (converted once, then taken from the cache). With ``ir="nncf"``
+    the IR is the NNCF-quantized one (FakeQuantize hints), quantized once per settings and calibration set and kept
+    next to the float IR. ``torch_module=False``, for a caller that needs only the IR: the bundle from the reference
+    cache where this net and input ran before (torch then is not even imported)."""
+    key = None if torch_module else reference_cache_key(config)
+    cached = _cached_reference(config, key) if key else None
+    return cached[0] if cached else _with_config_ir(_build_float_model(config), config)
 
 
 def _with_config_ir(bundle: ModelBundle, config: ExperimentConfig) -> ModelBundle:
@@ -496,8 +497,7 @@ def reference_run(config: ExperimentConfig) -> tuple[ModelBundle, dict[str, np.n
     key = reference_cache_key(config)
     cached = _cached_reference(config, key) if key else None
     if cached is not None:
-        model, ref, feed = cached
-        return model, feed, ref.backend, ref.outputs
+        return cached[0], cached[2], cached[1].backend, cached[1].outputs
     float_model = _build_float_model(config)
     model = _with_config_ir(float_model, config)
     if streaming.streamed(config.state, model, config.input_file):

@@ -99,7 +99,9 @@ def test_offline_html_strips_network_tags():
 
 def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
     """Each run's kernel is this environment's python, starts from clean state, sees its cwd and env, and can
-    wait for its own subprocesses."""
+    wait for its own subprocesses. It imports nothing to start: every module it has came from the zygote (moved
+    out of the collector's reach there, so not among the objects the kernel's collector tracks), but for the
+    namespace the shell makes for the notebook."""
     import nbformat
     import papermill
 
@@ -115,7 +117,10 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
             "leftover = 1\n"
             "print(sys.executable, os.getcwd(), os.environ.get('GNAEXP_PROBE'))\n"
             "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
-            "print('gnaexp.present.report' in sys.modules)")])
+            "print('gnaexp.present.report' in sys.modules)\n"
+            "import gc\nlive = {id(o) for o in gc.get_objects()}\n"
+            "print(','.join(sorted(n for n, m in list(sys.modules.items()) if isinstance(m, type(sys))\n"
+            "                      and id(m.__dict__) in live)))")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src = tmp_path / "probe.ipynb"
     nbformat.write(nb, str(src))
@@ -135,6 +140,7 @@ def test_forked_kernels_are_fresh_and_complete(tmp_path, monkeypatch):
 
             assert text.split()[:3] == [sys.executable, str(tmp_path), "seen"]
             assert text.split()[3] == "True"  # gnaexp came pre-imported
+            assert text.split()[4] == "__main__"  # the only module the kernel made itself
     finally:
         forkserver._ZYGOTE.close()
 
@@ -179,6 +185,64 @@ def test_forked_kernels_have_openvino_and_torch_once_a_kernel_imported_it(tmp_pa
         forkserver._ZYGOTE.close()
     assert [lines[0] for lines in seen] == ["True False True", "True False True", "True True True"]
     assert all(lines[1] == "[[0.0, 2.0, 0.0, 4.0]]" for lines in seen)
+
+
+def test_a_forked_kernels_blas_threads_sleep_after_work_and_a_users_setting_is_kept(tmp_path, monkeypatch):
+    """OpenBLAS's threads, started anew in each kernel, would busy-wait about 0.1 s of CPU after every threaded
+    product, taken from the kernel beside it: the zygote has them sleep at once, unless the user set it."""
+    import os
+
+    import nbformat
+    import papermill
+
+    from gnaexp.batch import forkserver
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: kernels start the ordinary way")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import time, numpy as np\na = np.ones((500, 500))\nb = a @ a\n"
+        "start = time.process_time()\ntime.sleep(0.4)\nprint(time.process_time() - start)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "probe.ipynb"))
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    monkeypatch.setattr(forkserver, "_ZYGOTE", None)
+    zygote = forkserver.start_zygote()
+    try:
+        papermill.execute_notebook(str(tmp_path / "probe.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                                   cwd=str(tmp_path), progress_bar=False, shutdown_kernel="immediate",
+                                   kernel_manager_class=forkserver.manager_class())
+        outputs = nbformat.read(str(tmp_path / "out.ipynb"), 4).cells[0].outputs
+        idle_cpu = float("".join(o.get("text", "") for o in outputs))
+        assert idle_cpu < 0.04  # CPU spent while the kernel slept after the product: no thread spinning
+    finally:
+        zygote.close()
+    if not os.path.isdir("/proc"):
+        return
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "9")
+    zygote = forkserver.new_zygote()
+    try:
+        environ = open(f"/proc/{zygote.proc.pid}/environ", "rb").read().split(b"\0")
+        assert b"OPENBLAS_THREAD_TIMEOUT=9" in environ
+    finally:
+        zygote.close()
+
+
+def _exporter_state(_: int) -> tuple[bool, bool]:
+    import sys
+
+    from gnaexp.present import pages
+
+    return pages._WARM, "papermill" in sys.modules
+
+
+def test_pool_workers_start_with_papermill_and_the_html_exporter_ready():
+    """The workers are forked from one process that imported papermill and compiled the exporter's templates: none
+    of them does it again (about 0.4 s of CPU each at the batch's start)."""
+    context = batch._context()
+    if context.get_start_method() != "forkserver":
+        pytest.skip("no fork on this platform: each worker prepares itself")
+    with context.Pool(2) as pool:
+        assert pool.map(_exporter_state, range(4)) == [(True, True)] * 4
 
 
 def test_the_pool_workers_share_one_zygote_that_ends_with_the_batch(tmp_path):

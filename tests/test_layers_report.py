@@ -134,6 +134,31 @@ def test_the_layers_notebook_says_when_nothing_can_be_compared(tmp_path, monkeyp
     assert "openvino:NPU is not available here and was left out" in html and layers_view.show(run) == []
 
 
+def test_the_layers_notebook_of_a_forum_net_whose_reference_is_cached_imports_no_torch(tmp_path):
+    """It runs no torch backend: once a run of the same net and input cached the reference, a fresh process (a batch
+    kernel) takes the net's IR from there, the very IR torch converts, without importing torch (a second of CPU)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from gnaexp import experiment
+
+    config = experiment.ExperimentConfig(experiment="concat_conv", length=47, seed=6)
+    experiment.reference_run(config)  # what an earlier run of the batch left in the cache (torch runs here)
+    script = ("import hashlib, sys\nfrom gnaexp.present import layers_view\n"
+              "r = layers_view.run({'experiment': 'concat_conv', 'length': 47, 'seed': 6, 'record_dir': 'r', "
+              "'backends': 'openvino:CPU,gna-emu'})\n"
+              "print('torch' in sys.modules, r.result.rows[-1].status, hashlib.sha256(r.model_xml.read_bytes())"
+              ".hexdigest())")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(NOTEBOOKS.parent)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    torch_loaded, status, digest = proc.stdout.split()
+    converted = experiment.build_model(config).require_ir()  # the IR torch converts (cached too)
+    assert torch_loaded == "False" and status == "compared"
+    assert digest == hashlib.sha256(converted.read_bytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """The layers notebook in one real batch (papermill, nbconvert): an absent device among its backends."""

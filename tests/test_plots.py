@@ -124,3 +124,34 @@ def test_png_is_small_and_valid():
     plots.error_histogram(ref, {"a": emu}).savefig(buf, format="svg")
     svg = buf.getvalue()
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+
+
+def test_titles_stay_put_so_a_draw_measures_no_tick_label_for_them(monkeypatch):
+    """A title left to place itself has matplotlib measure every y tick label of its axes at each draw (to lift it
+    above tick labels on top, which these axes never have): titles are placed at TITLE_Y, where it would leave
+    them, and a draw of a figure without a layout engine measures no tick label box at all."""
+    from matplotlib.axis import YAxis
+
+    ref, emu = _signals()
+    measured = []
+    original = YAxis.get_tightbbox
+    monkeypatch.setattr(YAxis, "get_tightbbox", lambda self, *a, **k: measured.append(self) or original(self, *a, **k))
+    for fig in (plots.overlay(ref, {"gna-emu (emulated)": emu}, title="t"), plots.scatter(ref, {"x": emu}),
+                plots.error_histogram(ref, {"x": emu}), plots.sweep([1.0, 2.0], {"s": [1.0, 2.0]})):
+        fig.canvas.draw()
+        titled = [ax for ax in fig.get_axes() if ax.get_title()]
+        assert titled and all(ax.title.get_position()[1] == plots.TITLE_Y for ax in titled)
+    assert measured == []
+
+
+def test_log_axis_labels_are_parsed_once_for_every_figure():
+    """The sweep's log-axis tick labels ($2^{10}$) are mathtext: parsed once, then every later figure (each with
+    its own renderer) and every kernel forked after ``warm_up`` takes them from the shared parser."""
+    from matplotlib.mathtext import MathTextParser
+
+    sfs = [2.0 ** k for k in range(16)]
+    plots.warm_up(sfs)
+    before = MathTextParser._parse_cached.cache_info()
+    png = plots.to_png(plots.sweep(sfs, {"s": list(range(16))}, saturation_sf=3e4, current_sf=2048.0))
+    after = MathTextParser._parse_cached.cache_info()
+    assert png.startswith(b"\x89PNG") and after.misses == before.misses and after.hits > before.hits

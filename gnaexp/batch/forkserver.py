@@ -34,16 +34,23 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
-# Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support among
-# it), what every gnaexp notebook needs and the notebooks' views. Nothing here may start a Python thread
+# Imported by the zygote before any fork: what a kernel imports to start (ipykernel's debugger support, the
+# shell's inspector, completer and magics among it), what every gnaexp notebook needs and the notebooks' views
+# (with what their first run imports: the IR reader, threadpoolctl). Nothing here may start a Python thread
 # (openvino is imported apart: ``_import_openvino``).
-PRELOAD = ("ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "numpy", "matplotlib.figure",
-           "matplotlib.backends.backend_agg", "PIL.Image", "gnaexp.present.report", "gnaexp.present.plots",
+PRELOAD = ("faulthandler", "ipykernel.kernelapp", "ipykernel.debugger", "IPython.display", "IPython.core.oinspect",
+           "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.logger", "IPython.utils.wildcard",
+           "IPython.extensions.storemagic", "tornado.platform.asyncio", "jupyter_client.localinterfaces", "numpy",
+           "matplotlib.figure", "matplotlib.backends.backend_agg", "PIL.Image", "encodings.cp437",
+           "xml.etree.ElementTree", "threadpoolctl", "gnaexp.present.report", "gnaexp.present.plots",
            "gnaexp.present.summary", "gnaexp.present.pot_view", "gnaexp.present.diagnose_view",
-           "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder",
-           "gnaexp.parameters", "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support",
+           "gnaexp.present.vad_view", "gnaexp.present.model_view", "gnaexp.present.layers_view",
+           "gnaexp.layers.compare", "gnaexp.diagnose.verdicts", "gnaexp.diagnose.ladder", "gnaexp.parameters",
+           "gnaexp.emulator", "gnaexp.emulator.sweep", "gnaexp.emulator.support", "gnaexp.emulator.state_layers",
            "gnaexp.backends.gna_emu", "gnaexp.backends.openvino_runner", "gnaexp.backends.torch_runner",
            "gnaexp.backends.imported", "gnaexp.models.nncf_quantize", "gnaexp.vad.run")
+# Imported once openvino is (``_import_openvino``): they import it themselves.
+WITH_OPENVINO = ("gnaexp.models.ir", "gnaexp.models.model_files")
 # torch and the nets built with it (1.2 s of import; no thread), imported by the zygote once a kernel imports
 # torch: a run that builds a torch reference or streams Silero VAD through torch. The kernels after it find
 # them imported; a batch whose torch references are all cached never pays for them.
@@ -52,6 +59,12 @@ ON_DEMAND = ("torch", "gnaexp.models.forum_nets", "gnaexp.models.silero")
 # torch (the torch backend's check) does not.
 TORCH_IMPORTED = "torch._C"
 
+# OpenBLAS's worker threads (NumPy's and SciPy's) busy-wait 2**28 cycles, about 0.1 s of a core, after each
+# threaded call and after they start (a kernel starts them anew: a fork carries no thread) before they sleep:
+# CPU taken from the kernel beside it, a tenth of a run's. 4 (2**4 cycles, OpenBLAS's least) has them sleep at
+# once. Read when OpenBLAS loads, so it is given to the zygote at its start; the thread count, and so every
+# result, stays as it was. A value the user set is kept.
+OPENBLAS_THREAD_TIMEOUT = "4"
 RECONNECT_MS = 5  # how soon a client's socket retries a kernel that is not listening yet (ReadyClient)
 FORK_TIMEOUT_S = 300.0  # a fork request waits this long at most (the zygote may still be importing)
 
@@ -74,8 +87,9 @@ class Zygote:
         path = os.path.join(tempfile.mkdtemp(prefix="gnaexp-zygote-"), "socket")
         err = open(log, "ab") if log else None  # noqa: SIM115 — the zygote gets its own copy; ours closes below
         try:
+            env = {"OPENBLAS_THREAD_TIMEOUT": OPENBLAS_THREAD_TIMEOUT, **os.environ}
             proc = subprocess.Popen([sys.executable, "-m", "gnaexp.batch.forkserver", path], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd())
+                                    stdout=subprocess.PIPE, stderr=err, cwd=os.getcwd(), env=env)
         finally:
             if err:
                 err.close()
@@ -286,6 +300,7 @@ def preload() -> bool:
         sys.path.pop(0)
     _import_all(PRELOAD)
     _import_openvino()
+    _import_all(WITH_OPENVINO)
     try:  # the emulator's compiled loops and common PWL designs, once here rather than once per kernel
         from gnaexp.emulator import activations, native_plan
 
@@ -293,10 +308,11 @@ def preload() -> bool:
         activations.warm_up()
     except Exception:  # noqa: BLE001 — a kernel then compiles on first use
         pass
-    try:  # what matplotlib loads on first use: fonts, the mathtext parser, tick machinery
+    try:  # what matplotlib loads on first use (fonts, the mathtext parser, tick machinery); the floor sweep's ticks
+        from gnaexp.emulator.sweep import FLOOR_SCALE_FACTORS
         from gnaexp.present import plots
 
-        plots.warm_up()
+        plots.warm_up(FLOOR_SCALE_FACTORS)
     except Exception:  # noqa: BLE001
         pass
     try:  # what a record says of this machine (package metadata, OpenVINO's devices: each process asks once)
@@ -306,6 +322,12 @@ def preload() -> bool:
         environment.capture()
         openvino_runner.available_devices()
     except Exception:  # noqa: BLE001 — a kernel then asks itself
+        pass
+    try:  # the addresses a kernel lists for its connection file (psutil's walk over the interfaces)
+        from jupyter_client import localinterfaces
+
+        localinterfaces.localhost()
+    except Exception:  # noqa: BLE001
         pass
     # Everything made so far is shared by every kernel: moved out of the collector's reach, a kernel's
     # collections neither walk it (a full collection would visit every object the imports made) nor write to

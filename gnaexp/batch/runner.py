@@ -123,7 +123,7 @@ def prepare_kernels(log: str | None = None, zygote: str | None = None) -> None:
             forkserver.start_zygote(log)
         importlib.import_module("papermill")  # once per worker, not once per run
 
-        pages.warm_up()  # templates loaded and compiled once per worker, while the zygote imports
+        pages.warm_up()  # templates compiled, once per worker where the pool's forkserver did not (pool_preload)
         _prepared = True
 
 
@@ -388,14 +388,14 @@ def _run_batch(runs: list[Run], out: Path, jobs: int | None, force: bool, show_c
 
 def _context() -> Any:
     """Where workers come from: fresh processes (no inherited locks or threads), each forked from one process
-    that imported papermill and nbconvert (multiprocessing's forkserver: their imports done once, not once per
-    worker); spawned from scratch where there is no fork."""
+    that imported papermill and nbconvert and compiled the exporter's templates (multiprocessing's forkserver,
+    preloading ``pool_preload``: done once, not once per worker); spawned from scratch where there is no fork."""
     import multiprocessing as mp
 
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["gnaexp.batch.runner", "papermill"])  # only when it starts (once a process)
+    context.set_forkserver_preload(["gnaexp.batch.pool_preload"])  # only when it starts (once a process)
     return context
 
 

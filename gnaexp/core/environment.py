@@ -23,8 +23,10 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=None)
 def package_version(package: str) -> str | None:
-    """The installed version of a distribution, None when it is not installed."""
+    """The installed version of a distribution, None when it is not installed (read once per process: cache keys
+    ask for it on every run, and reading a package's metadata costs milliseconds)."""
     try:
         from importlib.metadata import version
 

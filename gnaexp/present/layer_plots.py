@@ -97,7 +97,7 @@ def sqnr_along_graph(result: LayerComparison, backends: Sequence[str] | None = N
                         fontsize=plots.LEGEND_PT, color=DIVERGING_COLOR)
         ax.set_ylim(bottom, top + 4.0)
         ax.set_title(labels.get(backend, backend) + f" against {result.reference}", fontsize=plots.LABEL_PT,
-                     loc="left", pad=3)
+                     loc="left", pad=3, y=plots.TITLE_Y)
         ax.set_ylabel("SQNR (dB)", fontsize=plots.LABEL_PT)
         ax.tick_params(labelsize=plots.TICK_PT)
         ax.grid(axis="y", color="0.9", lw=0.6)

@@ -75,7 +75,7 @@ def run(params: Mapping[str, Any]) -> LayersRun:
         entry = IndexEntry(name, [f"**not run**: {why}."], [], notes, found)
         entry.save(record_dir)
         return LayersRun(name, record_dir, entry, notes=notes)
-    model = experiment.build_model(config)
+    model = experiment.build_model(config, torch_module=False)  # it runs no torch backend: the IR is enough
     feed = experiment.make_inputs(config, model)
     result, ref_values, measured = compare.compare(model.require_ir(), feed, kept, checked.threshold,
                                                    experiment.gna_settings(config), model.name, (),

@@ -20,6 +20,7 @@ from gnaexp.present.index_entry import IndexEntry
 from gnaexp.present.markup import bold, cell, escape
 
 _EXPORTER: Any = None
+_WARM = False
 
 
 def _exporter(show_code: bool) -> Any:
@@ -36,7 +37,10 @@ def _exporter(show_code: bool) -> Any:
 
 def warm_up() -> None:
     """Export a small notebook once, so that the exporter's templates and filters are compiled before the first
-    report (about 0.3 s of CPU), in a process that exports many."""
+    report (about 0.3 s of CPU), in a process that exports many (or forks processes that do): once a process."""
+    global _WARM
+    if _WARM:
+        return
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[
@@ -44,6 +48,7 @@ def warm_up() -> None:
         nbformat.v4.new_code_cell("1", outputs=[nbformat.v4.new_output(
             "execute_result", {"text/plain": "1", "text/html": "<b>1</b>"}, execution_count=1)])])
     _exporter(False).from_notebook_node(nb, resources={"metadata": {"name": "warm-up"}})
+    _WARM = True
 
 
 _NETWORK_TAGS = (re.compile(r"<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I),

@@ -21,6 +21,9 @@ HIDPI = 2  # rendered at HIDPI × DPI, shown at DPI: sharp on high-density scree
 REFERENCE_COLOR = "black"
 # Text sizes in points at the display size (DPI): ticks and legends at 9 pt or more stay readable in a report.
 TICK_PT, LABEL_PT, LEGEND_PT, TITLE_PT = 9, 10, 9, 11
+# Axes titles at a fixed height (``set_title(y=TITLE_Y)``): left to place itself, a title makes matplotlib measure
+# every y tick label of its axes at each draw, to lift it above tick labels on top, which these axes never have.
+TITLE_Y = 1.0
 # Backends that agree draw on top of each other: each keeps its own dash pattern, so that agreement reads as
 # dashes over the reference's solid line, not as one line of an unknown colour.
 LINESTYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
@@ -89,7 +92,7 @@ def _single_axes(width: float, height: float, title: str, legend: str = "top") -
 
     fig = figure(width, height, layout=None)
     ax = fig.add_subplot()
-    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_title(title, fontsize=TITLE_PT, y=TITLE_Y)
     ax.tick_params(labelsize=TICK_PT)
     ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
 
@@ -149,7 +152,7 @@ def overlay(
             ax.plot(t, a[c], color=color, lw=1.3, ls=style, label=label)
             err_ax.plot(t, a[c] - ref[c], color=color, lw=0.9, ls=style)
         err_ax.axhline(0.0, color="0.6", lw=0.6)
-        ax.set_title(f"channel {c}", fontsize=LABEL_PT, pad=3)
+        ax.set_title(f"channel {c}", fontsize=LABEL_PT, pad=3, y=TITLE_Y)
         ax.xaxis.set_major_locator(NullLocator())  # the error axes below carry the time ticks (fewer to draw)
         ax.tick_params(labelsize=TICK_PT)
         ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
@@ -249,6 +252,22 @@ def sweep(
     return fig
 
 
+_MATHTEXT: Any = None  # the mathtext parser of every figure to_png renders (``_shared_mathtext``)
+
+
+def _shared_mathtext() -> Any:
+    """One mathtext parser for every figure rendered here. Each Agg renderer makes its own, and a parser keeps
+    what it parsed for itself only: the log axes' tick labels ($2^{10}$) were parsed anew for every figure (about
+    5 ms a label), though they are the same from figure to figure, and parsed once in a process that forks
+    kernels (``warm_up``)."""
+    global _MATHTEXT
+    if _MATHTEXT is None:
+        from matplotlib.mathtext import MathTextParser
+
+        _MATHTEXT = MathTextParser("path")  # what RendererAgg uses
+    return _MATHTEXT
+
+
 def to_png(fig: Figure, dpi: int = DPI * HIDPI, colors: int = 128) -> bytes:
     """PNG bytes of a figure (Agg) at ``dpi`` (by default HIDPI × the display DPI: show it at
     ``display_size``), small enough to embed in a report.
@@ -260,6 +279,7 @@ def to_png(fig: Figure, dpi: int = DPI * HIDPI, colors: int = 128) -> bytes:
 
     fig.set_dpi(dpi)
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.get_renderer().mathtext_parser = _shared_mathtext()  # the renderer draw() then uses (same size, dpi)
     canvas.draw()
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     image = image.convert("RGB")
@@ -294,17 +314,21 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
         fig.legend(fontsize=LEGEND_PT, loc="outside lower center", frameon=False)
     ax.set_xlabel(xlabel, fontsize=LABEL_PT)
     ax.tick_params(axis="x", labelsize=TICK_PT)
-    ax.set_title(title, fontsize=TITLE_PT)
+    ax.set_title(title, fontsize=TITLE_PT, y=TITLE_Y)
     return fig
 
 
-def warm_up() -> None:
+def warm_up(sweep_scale_factors: Sequence[float] = (1.0, 2.0, 4.0)) -> None:
     """Draw one small figure of each kind, so that what matplotlib loads on first use (fonts at each size, the
-    mathtext parser behind log-axis tick labels, tick machinery) is loaded in a process that forks kernels."""
+    mathtext parser behind log-axis tick labels, tick machinery) is loaded in a process that forks kernels.
+
+    The sweep spans ``sweep_scale_factors``: given the scale factors of the sweeps to come, their tick labels are
+    parsed here, once (``_shared_mathtext``)."""
     t = np.linspace(0.0, 1.0, 16)
     ref, out = t, {"gna-emu (emulated)": t * 0.9}
+    sfs = [float(s) for s in sweep_scale_factors]
     for fig in (overlay(ref, out, title="warm-up"), scatter(ref, out), error_histogram(ref, out),
-                sweep([1.0, 2.0, 4.0], {"sqnr": [1.0, 2.0, 3.0]}, saturation_sf=2.0, current_sf=1.0),
+                sweep(sfs, {"sqnr": [1.0] * len(sfs)}, saturation_sf=sfs[-1], current_sf=sfs[0]),
                 bars(["warm-up"], [1.0], "x", title="warm-up", threshold=0.5)):
         to_png(fig)
 

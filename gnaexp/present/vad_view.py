@@ -81,7 +81,8 @@ def figure(shown: Shown, file: str | None = None) -> Any:
             ax.axvspan(start * vad.CHUNK / vad.SAMPLE_RATE, end * vad.CHUNK / vad.SAMPLE_RATE, color="tab:green",
                        alpha=0.12, lw=0)
     ax_wave.set_ylabel("audio")
-    ax_wave.set_title(f"{f.file}: speech (green: synthesis ground truth)", loc="left", fontsize=plots.LABEL_PT)
+    ax_wave.set_title(f"{f.file}: speech (green: synthesis ground truth)", loc="left", fontsize=plots.LABEL_PT,
+                      y=plots.TITLE_Y)
     for i, b in enumerate(record.backends):
         p = shown.tracks[f"{stem}/{b}"]
         ax_p.plot(_time(len(p)), p, lw=1.6 if i == 0 else 1.2, color=_color(i, b), label=labels[b],
@@ -95,7 +96,7 @@ def figure(shown: Shown, file: str | None = None) -> Any:
     ax_d.set_yticks([i + 0.5 for i in range(len(record.backends))], record.backends, fontsize=plots.TICK_PT)
     ax_d.set_ylim(0, len(record.backends))
     ax_d.set_xlabel("time (s)")
-    ax_d.set_title("decisions at 0.5", loc="left", fontsize=plots.LABEL_PT)
+    ax_d.set_title("decisions at 0.5", loc="left", fontsize=plots.LABEL_PT, y=plots.TITLE_Y)
     for ax in (ax_wave, ax_p, ax_d):
         ax.tick_params(labelsize=plots.TICK_PT)
     return fig
@@ -115,7 +116,8 @@ def drift_figure(record: VadRecord, file: str | None = None) -> Any:
                     label=f"{record.labels[b]} {part}", lw=1)
     ax.set_ylabel("state SQNR (dB)")
     ax.set_xlabel("time (s)")
-    ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=plots.LABEL_PT)
+    ax.set_title("recurrent state against the reference (capped at 150 dB)", loc="left", fontsize=plots.LABEL_PT,
+                 y=plots.TITLE_Y)
     ax.tick_params(labelsize=plots.TICK_PT)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=plots.LEGEND_PT, frameon=False)
     return fig
