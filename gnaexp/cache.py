@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import zipfile
@@ -36,6 +37,7 @@ from gnaexp.core.errors import BadInput
 # The sources that build nets, inputs and IRs: a change in any of them may change a cached reference.
 _REFERENCE_SOURCES = ("models/forum_nets.py", "core/inputs.py", "models/ir.py", "experiment.py")
 SEAL = "seal.json"
+_TMP, _ASIDE = ".tmp-", ".damaged-"  # an entry being built; one set aside to be removed
 SEAL_SCHEMA = "gnaexp.cache-seal/1"
 IR_FILES = ("model.xml", "model.bin")
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error)
@@ -162,7 +164,8 @@ def _publish(folder: Path, build: Callable[[Path], Any], names: Sequence[str]) -
     and rename it into place; an entry already there (damaged, or unsealed) is set aside and removed first. An
     intact entry another process put in place meanwhile stays."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    _clear_abandoned(folder.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP}{_owner()}-", dir=folder.parent))
     try:
         build(tmp)
         _seal(tmp, names)
@@ -179,9 +182,38 @@ def _publish(folder: Path, build: Callable[[Path], Any], names: Sequence[str]) -
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _owner() -> str:
+    """This process as the temporary names it makes say it: host and process id (a cache folder may be shared by
+    several machines, whose process ids mean nothing here)."""
+    host = "".join(c if c.isalnum() or c == "." else "_" for c in socket.gethostname()[:40]) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _clear_abandoned(parent: Path) -> None:
+    """Remove the temporary and set-aside folders of this host's processes that no longer exist: a process killed
+    while it built or removed an entry (a batch interrupted with its kernels) ran no clean-up of its own."""
+    host = _owner().rsplit("-", 1)[0]
+    for prefix in (_TMP, _ASIDE):
+        mine = f"{prefix}{host}-"
+        for p in parent.glob(f"{mine}*"):
+            pid = p.name[len(mine):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or a platform that cannot tell: leave it
+        return True
+    return True
+
+
 def _remove(folder: Path) -> None:
     """Set an entry aside (one rename: no reader sees half of it), then delete it."""
-    aside = folder.with_name(f".damaged-{folder.name}-{os.getpid()}-{os.urandom(4).hex()}")
+    aside = folder.with_name(f"{_ASIDE}{_owner()}-{os.urandom(4).hex()}-{folder.name}")
     try:
         folder.rename(aside)
     except FileNotFoundError:

@@ -97,3 +97,43 @@ def json_loads(path):
     import json
 
     return json.loads(path.read_text())
+
+
+def test_what_a_killed_build_left_is_cleared_by_the_next_build_and_a_live_ones_is_kept(tmp_path):
+    """A batch interrupted with its kernels killed one while it built an IR: its temporary folder stayed in the
+    cache for good (no clean-up runs in a killed process). The next build clears it; a build still running in
+    another process keeps its folder."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent("""
+        import sys, time
+        from pathlib import Path
+        from gnaexp import cache
+        def build(tmp):
+            (tmp / "model.xml").write_text("half")
+            print("building", flush=True)
+            time.sleep(120)
+        cache._publish(Path(sys.argv[1]), build, ["model.xml"])
+    """)
+    entry = tmp_path / "ir" / "entry"
+    builders = [subprocess.Popen([sys.executable, "-c", child, str(entry)], stdout=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    try:
+        for b in builders:
+            assert b.stdout.readline().strip() == "building"
+        temporaries = sorted(p.name for p in entry.parent.glob(".tmp-*"))
+        assert len(temporaries) == 2 and all(f"-{b.pid}-" in " ".join(temporaries) for b in builders)
+        builders[0].send_signal(signal.SIGKILL)
+        builders[0].wait(timeout=30)
+
+        cache._publish(entry, lambda tmp: (tmp / "model.xml").write_text("whole"), ["model.xml"])
+        assert (entry / "model.xml").read_text() == "whole"
+        left = [p.name for p in entry.parent.glob(".tmp-*")]
+        assert len(left) == 1 and f"-{builders[1].pid}-" in left[0]  # the live build's, not the killed one's
+    finally:
+        for b in builders:
+            b.kill()
+            b.wait(timeout=30)
