@@ -158,18 +158,7 @@ def conv_finish(acc, bias, out):  # pragma: no cover - compiled
     """The matrix product's sums to the primitive's output in one pass: out[i, f, j] = sat32(acc[i·P + j, f] +
     bias[f]) for the first Q positions out holds (out: (N, F, Q), acc: (N·P, F), Q ≤ P); returns how many of all P
     positions' sums saturated int32 (the positions past Q count too, as the primitive computes them)."""
-    n, n_filters, kept = out.shape
-    positions = acc.shape[0] // n
-    saturated = 0
-    for i in range(n):
-        for j in range(positions):
-            row = acc[i * positions + j]
-            for f in range(n_filters):
-                a = row[f] + bias[f]
-                saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
-                if j < kept:
-                    out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
-    return saturated
+    return _finish_columns(acc, None, bias, out)
 
 
 @njit(nogil=True, cache=True)
@@ -197,14 +186,18 @@ def conv_finish_pair(acc_plus, acc_minus, cols_plus, cols_minus, bias, out):  # 
 
 @njit(nogil=True, cache=True)
 def _finish_columns(acc, cols, bias, out):  # pragma: no cover - compiled
+    """Column q of acc is filter cols[q] (None: filter q): out[i, cols[q], j] = sat32(acc[i·P + j, q] +
+    bias[cols[q]]) for the positions out keeps; returns the saturated count over all P positions. None compiles
+    its own loop, without the indirection (it vectorizes)."""
     n, _, kept = out.shape
     positions = acc.shape[0] // n
+    columns = acc.shape[1]
     saturated = 0
     for i in range(n):
         for j in range(positions):
             row = acc[i * positions + j]
-            for q in range(cols.shape[0]):
-                f = cols[q]
+            for q in range(columns):
+                f = q if cols is None else cols[q]
                 a = row[q] + bias[f]
                 saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
                 if j < kept:
