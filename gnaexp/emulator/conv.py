@@ -6,7 +6,8 @@ C·S elements, and output position j of filter f is O[j·F + f] = sat32(bias[f] 
 
 The sums run in the compiled loop ``native.conv1d_rows``, exact for int16 operands (see native.py), in the
 calling thread: no BLAS and no library thread pool is involved. Long filters, and a process's first small work
-(before ``kernels.compiled`` loads the loops), run as one float64 matrix product with the same results.
+(before ``kernels.compiled`` loads the loops), run as one matrix product with the same results: in int16
+multiply-adds with int32 sums for the samples whose sums that holds exactly (int_product.py), else in float64.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gnaexp.emulator import conv_fold, kernels, parallel
+from gnaexp.emulator import conv_fold, int_product, kernels, parallel
 from gnaexp.emulator.int_ranges import EXACT_F64, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
 
@@ -149,6 +150,12 @@ class ConvKernel:
         self.weights = np.ascontiguousarray(weights[self.taps_used])
         self.small_weights = compact(self.weights)
         self.fold = conv_fold.find_fold(weights) if self.blas else None  # mirrored filters: half the work
+        # The int16 product's weights (int_product.py): the plain matrix, or a fold's two groups
+        self.int_weights: tuple[int_product.IntWeights | None, ...] = (None,)
+        if self.blas:
+            self.int_weights = ((int_product.int_weights(self.weights),) if self.fold is None else
+                                (int_product.int_weights(self.fold.w_plus, 2),
+                                 int_product.int_weights(self.fold.w_minus, 2)))
         self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
         self._pairs: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # the same for a folded kernel
 
@@ -203,10 +210,64 @@ class ConvKernel:
         return self.product(x2, keep, native)
 
     def product(self, x2: np.ndarray, keep: int | None = None, native: Any = None) -> tuple[np.ndarray, int]:
-        """The same sums as one float64 matrix product over all windows (long filters, large batches, and a
-        process that has not loaded the compiled loops). With the compiled loops (``native``) the windows are
-        gathered from x2 itself and the sums finished (bias, saturation, the transposition to (N, F, positions))
-        in one pass each; without, the same values in NumPy."""
+        """The same sums as one matrix product over all windows (long filters, large batches, and a process that
+        has not loaded the compiled loops). With the compiled loops (``native``) the windows are gathered from x2
+        itself and the sums finished (bias, saturation, the transposition to (N, F, positions)) in one pass each,
+        and the samples whose sums int32 lanes hold exactly (int_product.py) take the int16 product; without,
+        the same values in NumPy."""
+        limit = self._int_limit(native)
+        if limit is None:
+            return self._float_product(x2, keep, native)
+        x2 = np.ascontiguousarray(x2)
+        peaks = np.empty(x2.shape[0])
+        native.gemm.row_peaks(x2, peaks)
+        exact = peaks <= limit
+        if exact.all():
+            return self._int_product(x2, keep, native)
+        if not exact.any():
+            return self._float_product(x2, keep, native)
+        # a few loud samples beyond the limit: those alone take the float64 product
+        first, rest = np.flatnonzero(exact), np.flatnonzero(~exact)
+        out_int, sat_int = self._int_product(x2[first], keep, native)
+        out_float, sat_float = self._float_product(x2[rest], keep, native)
+        out = np.empty((x2.shape[0],) + out_int.shape[1:], dtype=np.float64)
+        out[first], out[rest] = out_int, out_float
+        return out, sat_int + sat_float
+
+    def _int_limit(self, native: Any) -> float | None:
+        """The largest sample peak the int16 product holds exactly here, or None where it does not run."""
+        if native is None or native.gemm.LANES is None or any(w is None for w in self.int_weights):
+            return None
+        return min(w.peak_limit for w in self.int_weights)
+
+    def _int_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:
+        """``product`` in the int16 product: the same sums for samples within the limit (int_product.py)."""
+        n, length = x2.shape
+        rows = n * self.positions
+        padded = int_product.aligned(rows, int_product.ROW_ALIGN)
+        out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
+        if self.fold is None:
+            (weights,) = self.int_weights
+            windows = np.empty((padded, weights.taps), dtype=np.int16)
+            native.gemm.windows(x2, self._window_index(length), windows)
+            acc = np.empty((padded, weights.wt.shape[0]), dtype=np.int32)
+            native.gemm.product(windows, weights.wt, acc)
+            return out, int(native.conv_finish(acc[:rows], self.bias, out))
+        first, second = self._pair_index(self.fold, length)
+        plus_w, minus_w = self.int_weights
+        plus = np.empty((padded, plus_w.taps), dtype=np.int16)
+        minus = np.empty_like(plus)
+        native.gemm.windows_pair(x2, first, second, plus, minus)
+        acc_plus = np.empty((padded, plus_w.wt.shape[0]), dtype=np.int32)
+        acc_minus = np.empty((padded, minus_w.wt.shape[0]), dtype=np.int32)
+        native.gemm.product(plus, plus_w.wt, acc_plus)
+        native.gemm.product(minus, minus_w.wt, acc_minus)
+        saturated = native.conv_finish_pair(acc_plus[:rows], acc_minus[:rows], self.fold.symmetric,
+                                            self.fold.antisymmetric, self.bias, out)
+        return out, int(saturated)
+
+    def _float_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:
+        """``product`` as one float64 matrix product (exact: see the class)."""
         n, length = x2.shape
         if native is not None and self.fold is not None:
             return self._folded(np.ascontiguousarray(x2), keep, native, self.fold)
@@ -229,7 +290,6 @@ class ConvKernel:
             saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
             np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
         return np.ascontiguousarray(acc.reshape(n, self.positions, -1).transpose(0, 2, 1)[:, :, :keep]), saturated
-
 
     def _folded(self, x2: np.ndarray, keep: int | None, native: Any, fold: conv_fold.Fold) -> tuple[np.ndarray, int]:
         """``product`` of a kernel whose filters mirror (conv_fold.py): the windows folded into the sums and the

@@ -7,7 +7,8 @@ batch over the cores without any library thread pool. Compiled once per argument
 Exactness: the convolution multiplies and adds in float64. Its operands are int16 values (inputs, weights) and
 an int32 bias, so every partial sum is an integer below 2^15·2^15·768 + 2^31 < 2^41 in magnitude, which
 float64 represents exactly whatever the order of the additions; the result is then saturated to int32 as the
-hardware does (docs/gna-rules.md §4.1). ``conv.exact_bound_ok`` checks the bound for other operands.
+hardware does (docs/gna-rules.md §4.1). ``conv.exact_bound_ok`` checks the bound for other operands. Long
+filters' products run in int16 multiply-adds (native_gemm.py) where their int32 sums are exact.
 
 Loading numba costs a process most of a second, so nothing imports this module up front: ``kernels.compiled``
 hands it out once a process has enough work for it, and NumPy equivalents run before.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from gnaexp.emulator import native_gemm as gemm  # the int16 product (where the processor has it)
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 
 INT32_MIN_FLOAT, INT32_MAX_FLOAT = float(INT32_MIN), float(INT32_MAX)  # for the compiled loops
@@ -189,9 +191,9 @@ def _finish_columns(acc, cols, bias, out):  # pragma: no cover - compiled
     """Column q of acc is filter cols[q] (None: filter q): out[i, cols[q], j] = sat32(acc[i·P + j, q] +
     bias[cols[q]]) for the positions out keeps; returns the saturated count over all P positions. None compiles
     its own loop, without the indirection (it vectorizes)."""
-    n, _, kept = out.shape
+    n, filters, kept = out.shape
     positions = acc.shape[0] // n
-    columns = acc.shape[1]
+    columns = filters if cols is None else len(cols)  # acc may have more: the int16 product's padding
     saturated = 0
     for i in range(n):
         for j in range(positions):
@@ -311,9 +313,12 @@ def warm_up() -> None:
         xv = np.arange(segments, dtype=np.float64)
         pwl_rows(np.zeros(4), xv, np.zeros(segments), np.zeros(segments), np.ones(segments), np.empty(4))
     blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
-    conv_finish(np.zeros((2, 4)), bias, np.empty((1, 4, 1)))
     cols = np.arange(2, dtype=np.intp)
-    conv_finish_pair(np.zeros((2, 2)), np.zeros((2, 2)), cols, cols + 2, bias, np.empty((1, 4, 1)))
+    for acc_type in (np.float64, np.int32):  # the float64 product's sums, the int16 product's
+        conv_finish(np.zeros((2, 4), acc_type), bias, np.empty((1, 4, 1)))
+        pair = np.zeros((2, 2), acc_type)
+        conv_finish_pair(pair, pair, cols, cols + 2, bias, np.empty((1, 4, 1)))
+    gemm.warm_up()
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))

@@ -1,0 +1,59 @@
+"""When a product of int16 values summed in wrapping int32 lanes gives the exact sums, and the operands' layout
+for it (native_gemm.py computes it). Imports no numba: a kernel prepares this before the compiled loops load.
+
+A sum Σ_k w_k·x_k modulo 2^32 is the sum itself when |Σ_k w_k·x_k| < 2^31, and |Σ_k w_k·x_k| ≤ Σ_k |w_k| ·
+max_k |x_k|. So with W = the largest Σ|w| over the filters, every sum of a sample whose values stay within
+``IntWeights.peak_limit`` (≤ (2^31 − 1) / W, and within int16) is exact: the primitive's sum, which the caller
+then adds to the bias and saturates to int32 in float64 as before. Samples beyond it run the float64 product.
+Most layers a GNA port produces have W·32768 < 2^31 (the plugin's weight scale keeps Σ|w| small: in Silero
+VAD every convolution but the STFT), so every sample qualifies; an STFT on audio at scale factor 2048 qualifies
+for all but about one sample in a thousand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX
+
+K_ALIGN = 32  # taps padded with zeros to a multiple of this: one step of the widest pmaddwd (32 int16 pairs)
+ROW_ALIGN = 4  # windows padded to a multiple of the tile's rows
+FILTER_ALIGN = 4  # filters padded to a multiple of the tile's columns
+
+
+def aligned(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+@dataclass(frozen=True)
+class IntWeights:
+    """A (taps, filters) integer weight matrix as the int16 product takes it, with its exactness limit.
+
+    wt: (filters padded to FILTER_ALIGN, taps padded to K_ALIGN) int16, zeros in the padding; filters: how many
+    are real; peak_limit: the largest max |x| of a sample whose sums are all exact (0: none is)."""
+
+    wt: np.ndarray
+    filters: int
+    peak_limit: float
+
+    @property
+    def taps(self) -> int:
+        return self.wt.shape[1]
+
+
+def int_weights(weights: np.ndarray, gain: int = 1) -> IntWeights | None:
+    """``IntWeights`` of a (taps, filters) matrix, or None when a weight is not an int16 integer.
+
+    gain: how many times a sample's peak one int16 operand can reach (a folded kernel's operands are sums and
+    differences of two inputs: 2, so its samples stay within 16383)."""
+    taps, filters = weights.shape
+    small = weights.astype(np.int16)
+    if not np.array_equal(small, weights):
+        return None
+    wt = np.zeros((aligned(filters, FILTER_ALIGN), aligned(max(taps, 1), K_ALIGN)), dtype=np.int16)
+    wt[:filters, :taps] = small.T
+    spread = int(np.abs(small.astype(np.int64)).sum(axis=0).max(initial=0)) * gain
+    limit = INT16_MAX // gain if spread == 0 else min(INT16_MAX // gain, INT32_MAX // spread)
+    return IntWeights(wt, filters, float(limit))

@@ -1,0 +1,107 @@
+"""The int16 product (native_gemm.py, int_product.py): wrapping int32 sums, used only where they are exact, give
+the float64 product's integers and saturation counts bit for bit."""
+
+import numpy as np
+import pytest
+
+import conv_reference as conv_ref
+from gnaexp.emulator import conv as cv
+from gnaexp.emulator import int_product
+from gnaexp.emulator.int_ranges import INT32_MAX
+
+native = pytest.importorskip("gnaexp.emulator.native")
+needs_lanes = pytest.mark.skipif(native.gemm.LANES is None, reason="this processor has no int16 multiply-add")
+
+
+@needs_lanes
+def test_the_product_gives_every_sum_modulo_2_to_the_32():
+    """Full-range operands, -32768 pairs included (the one product pair whose sum, 2^31, wraps in a lane): every
+    sum equals the int64 sum modulo 2^32, for sizes that fill the tiles and the lane steps exactly."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-32768, 32768, (int_product.ROW_ALIGN * 7, int_product.K_ALIGN * 3)).astype(np.int16)
+    wt = rng.integers(-32768, 32768, (int_product.FILTER_ALIGN * 5, x.shape[1])).astype(np.int16)
+    x[0], wt[0] = -32768, -32768
+    out = np.empty((x.shape[0], wt.shape[0]), np.int32)
+    native.gemm.product(x, wt, out)
+    wide = x.astype(np.int64) @ wt.T.astype(np.int64)
+    assert wide[0, 0] == x.shape[1] * 2**30  # far past int32: wrapped
+    np.testing.assert_array_equal(out, wide.astype(np.int32))  # astype keeps the low 32 bits
+
+
+def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
+    weights = np.zeros((40, 3))
+    weights[:, 0], weights[:20, 1], weights[0, 2] = 1000, -30000, 7  # Σ|w|: 40,000, 600,000, 7
+    exact = int_product.int_weights(weights)
+    assert exact.peak_limit == INT32_MAX // 600_000 and exact.filters == 3
+    assert exact.wt.shape == (4, 64) and np.array_equal(exact.wt[:3, :40], weights.T)
+    assert not exact.wt[3:].any() and not exact.wt[:, 40:].any()
+    assert int_product.int_weights(weights, gain=2).peak_limit == INT32_MAX // 1_200_000
+    assert int_product.int_weights(np.ones((3, 4))).peak_limit == 32767  # small weights: every int16 sample
+    assert int_product.int_weights(np.ones((3, 4)), gain=2).peak_limit == 16383  # x_a + x_b must fit int16
+    assert int_product.int_weights(np.full((3, 4), 0.5)) is None  # not integers
+    assert int_product.int_weights(np.full((3, 4), 40000.0)) is None  # not int16
+
+
+def _kernel(rng, taps_c=16, kernel=4, filters=24, bias_edges=True):
+    g = cv.geometry(taps_c, 9, kernel, 1, filters)
+    wt = rng.integers(-16384, 16385, (filters, taps_c, kernel))
+    bias = rng.integers(-2**31, 2**31, filters)
+    if bias_edges:
+        bias[:3] = [2**31 - 1, -(2**31), 2**31 - 2]  # sums past int32 both ways
+    kernel_ = cv.ConvKernel(cv.filter_blocks(cv.interleave_filters(wt, g.nfc), g.step), bias, g.positions,
+                            interleave=(g.channels, g.width, g.stride))
+    return kernel_, wt, bias, g
+
+
+@needs_lanes
+@pytest.mark.parametrize("keep", [None, 5])
+def test_samples_within_the_limit_take_the_int_product_and_loud_ones_the_float_product(keep, monkeypatch):
+    """A batch of quiet samples and a few loud ones (beyond the limit: their int32 sums could wrap): every value
+    and the saturation count equal the NumPy float64 product's and the int64 reference, and only the quiet
+    samples went through the int16 product."""
+    rng = np.random.default_rng(7)
+    kernel, wt, bias, g = _kernel(rng)
+    limit = kernel._int_limit(native)
+    assert 1000 < limit < 32767
+    x = rng.integers(-int(limit), int(limit) + 1, (40, 16 * 9)).astype(np.float32)
+    loud = [3, 17, 18]
+    x[loud] = rng.integers(-32768, 32768, (3, 16 * 9))
+    x[3, 0] = 32767
+    rows_seen = []
+    product = native.gemm.product
+    monkeypatch.setattr(native.gemm, "product", lambda a, b, c: (rows_seen.append(a.shape[0]), product(a, b, c)))
+    mixed, mixed_sat = kernel.product(x, keep, native)
+    assert rows_seen == [int_product.aligned(37 * g.positions, int_product.ROW_ALIGN)]
+    plain, plain_sat = kernel.product(x, keep)  # NumPy, every sample
+    np.testing.assert_array_equal(mixed, plain)
+    assert mixed_sat == plain_sat > 0
+    ref, _ = conv_ref.conv1d_ncw_reference(x.reshape(40, 16, 9).astype(np.int64), wt, bias, 1)
+    np.testing.assert_array_equal(mixed[:, :, :ref.shape[2]], ref[:, :, :mixed.shape[2]])
+    quiet = np.delete(x, loud, axis=0)
+    alone, alone_sat = kernel._int_product(quiet, keep, native)
+    np.testing.assert_array_equal(alone, np.delete(plain, loud, axis=0))
+
+
+@needs_lanes
+def test_a_folded_kernel_takes_the_int_product_with_the_same_bits():
+    """An STFT-like folded kernel on audio-like samples (within ±16383 and the limit): sums and differences of
+    mirrored inputs in int16, the same integers and count as the NumPy product over every tap."""
+    from test_emulator_conv_fold import _stft_kernel
+
+    rng = np.random.default_rng(3)
+    taps = 64
+    bias = rng.integers(-2**20, 2**20, 2 * 17 + 2)
+    bias[:2] = [2**31 - 1, -(2**31)]
+    kernel, g = _stft_kernel(taps, 17, taps // 2, bias=bias)
+    assert kernel.fold is not None
+    limit = kernel._int_limit(native)
+    assert 100 < limit <= 16383
+    x = rng.integers(-int(limit), int(limit) + 1, (23, 4 * taps)).astype(np.float32)
+    x[5] = rng.integers(-32768, 32768, 4 * taps)  # one loud sample: the float64 fold
+    folded, folded_sat = kernel.product(x, 3, native)
+    plain, plain_sat = kernel.product(x, 3)
+    np.testing.assert_array_equal(folded, plain)
+    assert folded_sat == plain_sat > 0
+    quiet = np.delete(x, 5, axis=0)
+    alone, _ = kernel._int_product(quiet, 3, native)
+    np.testing.assert_array_equal(alone, np.delete(plain, 5, axis=0))
