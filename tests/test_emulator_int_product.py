@@ -36,7 +36,8 @@ def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
     assert exact.wt.shape == (4, 64) and np.array_equal(exact.wt[:3, :40], weights.T)
     assert not exact.wt[3:].any() and not exact.wt[:, 40:].any()
     assert int_product.int_weights(weights, gain=2).peak_limit == INT32_MAX // 1_200_000
-    assert int_product.int_weights(np.ones((3, 4))).peak_limit == 32767  # small weights: every int16 sample
+    assert int_product.int_weights(np.ones((3, 4))).peak_limit == 32768  # small weights: every int16 sample
+    assert int_product.int_weights(np.ones((3, 4))).any_int16 and not exact.any_int16
     assert int_product.int_weights(np.ones((3, 4)), gain=2).peak_limit == 16383  # x_a + x_b must fit int16
     assert int_product.int_weights(np.full((3, 4), 0.5)) is None  # not integers
     assert int_product.int_weights(np.full((3, 4), 40000.0)) is None  # not int16
@@ -62,7 +63,7 @@ def test_samples_within_the_limit_take_the_int_product_and_loud_ones_the_float_p
     rng = np.random.default_rng(7)
     kernel, wt, bias, g = _kernel(rng)
     limit = kernel._int_limit(native)
-    assert 1000 < limit < 32767
+    assert 1000 < limit < 32768
     x = rng.integers(-int(limit), int(limit) + 1, (40, 16 * 9)).astype(np.float32)
     loud = [3, 17, 18]
     x[loud] = rng.integers(-32768, 32768, (3, 16 * 9))

@@ -119,3 +119,33 @@ def test_a_data_movement_is_read_by_running_it():
     moved = [s for s in plan.steps if s.kind in ("move", "concat")]
     assert moved and all(dataclasses.asdict(s.lowered)["op"] == "move" for s in moved)
     assert (compiled.ops[:, 0] == 0).any()  # the directions' concat gathers
+
+
+def test_a_fully_connected_layer_on_loud_inputs_splits_them_for_the_int16_product():
+    """Large weights (Σ|w| far past 2^31 / 32768) on quiet and loud rows: the compiled loop takes the int16
+    product (where the processor has it), a loud row split into its high and low bytes, and gives the interpreted
+    run's numbers and counts bit for bit, sums near 2^31 included."""
+    from gnaexp.emulator import native_gemm
+
+    rng = np.random.default_rng(9)
+    x = ops.parameter([1, 6, 64], np.float32, name="x")
+    w = ops.constant(rng.normal(size=(64, 40)).astype(np.float32))
+    model = ov.Model(_named([ops.matmul(x, w, False, False).output(0)], ("y",)), [x])
+    prog = load_program(model)
+    data = rng.uniform(-1, 1, size=(5, 1, 6, 64)).astype(np.float32)
+    data[1] *= 15.9  # loud samples: sums past int32 too
+    data[3, :, 2] *= 15.9  # one loud row in a quiet sample
+    feeds, shapes, _ = prepare_inputs(prog, {"x": data})
+    plan = build_plan(prog, shapes, GnaSettings(2048.0))
+    interpreted = plan.run(feeds, keep_ints=True)
+    compiled = plan.run(feeds)
+    _same(interpreted, compiled)
+    sums = next(v for k, v in interpreted[2].items() if k.startswith("MatMul"))
+    assert np.abs(sums).max() > 2**30
+    fc_rows = [r for r in plan._compiled.ops if r[0] == 7]
+    assert len(fc_rows) == 1 and fc_rows[0][5] == 6  # six rows a sample
+    if native_gemm.LANES is not None:
+        assert fc_rows[0][10] == 2  # the int16 product
+        limit = plan._compiled.floats[fc_rows[0][9] + 40]
+        peaks = np.abs(interpreted[2]["x"].reshape(5 * 6, 64)).max(axis=1)
+        assert 1000 < limit < 32768 and 0 < np.sum(peaks > limit) < 30  # quiet rows one product, loud rows split

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from gnaexp.emulator import conv_fold, int_product, kernels, parallel
-from gnaexp.emulator.int_ranges import EXACT_F64, INT32_MAX, INT32_MIN
+from gnaexp.emulator.int_ranges import EXACT_F64, INT16_BOUND, INT32_MAX, INT32_MIN
 from gnaexp.core.errors import BadInput
 
-INT16_BOUND = 32768.0  # largest |value| an int16 operand can have
 INPUT_DIVISOR = 8  # kNoOfInputsDivisor
 FILTER_DIVISOR = 8
 CONV_FILTER_MAX_SIZE = 768
@@ -152,7 +151,7 @@ class ConvKernel:
         self.fold = conv_fold.find_fold(weights) if self.blas else None  # mirrored filters: half the work
         # The int16 product's weights (int_product.py): the plain matrix, or a fold's two groups
         self.int_weights: tuple[int_product.IntWeights | None, ...] = (None,)
-        if self.blas:
+        if self.blas and max_abs_x <= INT16_BOUND:  # int16 samples
             self.int_weights = ((int_product.int_weights(self.weights),) if self.fold is None else
                                 (int_product.int_weights(self.fold.w_plus, 2),
                                  int_product.int_weights(self.fold.w_minus, 2)))
@@ -219,6 +218,8 @@ class ConvKernel:
         if limit is None:
             return self._float_product(x2, keep, native)
         x2 = np.ascontiguousarray(x2)
+        if limit >= INT16_BOUND:  # any int16 sample (a primitive's input): nothing to check
+            return self._int_product(x2, keep, native)
         peaks = np.empty(x2.shape[0])
         native.gemm.row_peaks(x2, peaks)
         exact = peaks <= limit

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnaexp.emulator.int_ranges import INT16_MAX, INT32_MAX
+from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT32_MAX
 
 K_ALIGN = 32  # taps padded with zeros to a multiple of this: one step of the widest pmaddwd (32 int16 pairs)
 ROW_ALIGN = 4  # windows padded to a multiple of the tile's rows
@@ -42,6 +42,11 @@ class IntWeights:
     def taps(self) -> int:
         return self.wt.shape[1]
 
+    @property
+    def any_int16(self) -> bool:
+        """Whether every int16 sample qualifies: no sample needs checking."""
+        return self.peak_limit >= INT16_BOUND
+
 
 def int_weights(weights: np.ndarray, gain: int = 1) -> IntWeights | None:
     """``IntWeights`` of a (taps, filters) matrix, or None when a weight is not an int16 integer.
@@ -55,5 +60,5 @@ def int_weights(weights: np.ndarray, gain: int = 1) -> IntWeights | None:
     wt = np.zeros((aligned(filters, FILTER_ALIGN), aligned(max(taps, 1), K_ALIGN)), dtype=np.int16)
     wt[:filters, :taps] = small.T
     spread = int(np.abs(small.astype(np.int64)).sum(axis=0).max(initial=0)) * gain
-    limit = INT16_MAX // gain if spread == 0 else min(INT16_MAX // gain, INT32_MAX // spread)
-    return IntWeights(wt, filters, float(limit))
+    operand = INT16_BOUND if gain == 1 else float(INT16_MAX // gain)
+    return IntWeights(wt, filters, operand if spread == 0 else min(operand, float(INT32_MAX // spread)))

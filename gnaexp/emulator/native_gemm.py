@@ -124,6 +124,16 @@ if LANES is not None:
         for r in range(0, x.shape[0], ROWS):
             for f in range(0, wt.shape[0], COLS):
                 _tile(x, wt, out, r, f)
+else:
+    @njit(nogil=True, cache=True)
+    def product(x, wt, out):  # pragma: no cover - compiled
+        """The same sums without the instruction (callers do not choose it there; loops that name it compile)."""
+        for r in range(x.shape[0]):
+            for f in range(wt.shape[0]):
+                total = 0
+                for k in range(x.shape[1]):
+                    total += np.int64(x[r, k]) * np.int64(wt[f, k])
+                out[r, f] = ((total + 2**31) & 0xFFFFFFFF) - 2**31  # modulo 2^32, as the lanes wrap
 
 
 @njit(nogil=True, cache=True)
@@ -184,6 +194,5 @@ def warm_up() -> None:
         out = np.empty((aligned(2, ROW_ALIGN), K_ALIGN), np.int16)
         windows(x, index, out)
         windows_pair(x, index, index, out, np.empty_like(out))
-    if LANES is not None:
-        product(np.zeros((ROW_ALIGN, K_ALIGN), np.int16), np.zeros((FILTER_ALIGN, K_ALIGN), np.int16),
-                np.empty((ROW_ALIGN, FILTER_ALIGN), np.int32))
+    product(np.zeros((ROW_ALIGN, K_ALIGN), np.int16), np.zeros((FILTER_ALIGN, K_ALIGN), np.int16),
+            np.empty((ROW_ALIGN, FILTER_ALIGN), np.int32))

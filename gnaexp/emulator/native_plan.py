@@ -17,11 +17,14 @@ import numpy as np
 from numba import njit
 
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
+from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 from gnaexp.emulator.native import pwl_rows
+from gnaexp.emulator.native_gemm import product as int16_product
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
 WIDTH = 11  # columns of an op row
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
+INT16_BOUND = 32768.0  # int_ranges.INT16_BOUND
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -31,6 +34,66 @@ def _sat32(a):  # pragma: no cover - compiled
     if a < LO32:
         return LO32, 1
     return a, 0
+
+
+@njit(nogil=True, cache=True)
+def _fc_int(arena, x_off, out_off, rows, k, m, wt, bias, limit):  # pragma: no cover - compiled
+    """``_fc`` in the int16 product (native_gemm.py): wt (m, k) padded to (FILTER_ALIGN, K_ALIGN) multiples with
+    zeros. A row whose peak |x| is within ``limit`` (int_product.py) takes one product; a louder one is split
+    x = 256·(x >> 8) + (x & 255) into two rows whose sums int32 holds for any int16 x (plan_compile checked
+    Σ|w|·255 < 2^31), recombined in int64: every sum exact."""
+    n = arena.shape[0]
+    total = n * rows
+    filters, taps = wt.shape
+    slot = np.empty(total, dtype=np.int64)  # ≥ 0: the row's product row; < 0: −1 − its high part's row
+    quiet = 0
+    for g in range(total):
+        src = arena[g // rows, x_off + (g % rows) * k: x_off + (g % rows) * k + k]
+        peak = 0.0
+        if limit < INT16_BOUND:
+            for j in range(k):
+                peak = max(peak, abs(src[j]))
+        if peak <= limit:
+            slot[g] = quiet
+            quiet += 1
+        else:
+            slot[g] = -1
+    loud = total - quiet
+    xs = np.zeros(((quiet + 2 * loud + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN, taps), dtype=np.int16)
+    next_loud = quiet
+    for g in range(total):
+        src = arena[g // rows, x_off + (g % rows) * k: x_off + (g % rows) * k + k]
+        if slot[g] >= 0:
+            row = xs[slot[g]]
+            for j in range(k):
+                row[j] = np.int16(src[j])
+        else:
+            slot[g] = -1 - next_loud
+            high, low = xs[next_loud], xs[next_loud + loud]
+            for j in range(k):
+                v = np.int64(src[j])
+                high[j] = v >> 8
+                low[j] = v & 255
+            next_loud += 1
+    acc = np.empty((xs.shape[0], filters), dtype=np.int32)
+    int16_product(xs, wt, acc)
+    saturated = 0
+    for g in range(total):
+        dst = arena[g // rows, out_off + (g % rows) * m: out_off + (g % rows) * m + m]
+        s = slot[g]
+        if s >= 0:
+            sums = acc[s]
+            for f in range(m):
+                v = np.float64(sums[f]) + bias[f]
+                saturated += (1 if v > HI32 else 0) + (1 if v < LO32 else 0)
+                dst[f] = min(max(v, LO32), HI32)
+        else:
+            high, low = acc[-1 - s], acc[-1 - s + loud]
+            for f in range(m):
+                v = np.float64(256 * np.int64(high[f]) + np.int64(low[f])) + bias[f]
+                saturated += (1 if v > HI32 else 0) + (1 if v < LO32 else 0)
+                dst[f] = min(max(v, LO32), HI32)
+    return saturated
 
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
@@ -200,8 +263,14 @@ def run_ops(arena, ops, index, floats, weights16, counts):  # pragma: no cover -
         elif code == SCALE:  # a unit diagonal: no saturation possible
             for i in range(n):
                 _scale_row(arena[i, a:a + size], floats[p0], arena[i, out:out + size])
-        elif code == FC:  # p0 rows per sample, p1 inputs, p2 outputs per row, weights at p3 (int16 if p5), bias p4
-            if p5:
+        elif code == FC:  # p0 rows per sample, p1 inputs, p2 outputs per row, weights at p3, bias p4; p5: 0
+            # float64 weights, 1 int16 weights, 2 int16 weights padded for the int16 product (the peak limit
+            # after the bias)
+            if p5 == 2:
+                filters, taps = -(-p2 // FILTER_ALIGN) * FILTER_ALIGN, -(-p1 // K_ALIGN) * K_ALIGN
+                padded = weights16[p3:p3 + filters * taps].reshape((filters, taps))
+                saturated = _fc_int(arena, a, out, p0, p1, p2, padded, floats[p4:p4 + p2], floats[p4 + p2])
+            elif p5:
                 wt = weights16[p3:p3 + p2 * p1].reshape((p2, p1))
                 saturated = _fc(arena, a, out, p0, p1, p2, wt, floats[p4:p4 + p2])
             else:

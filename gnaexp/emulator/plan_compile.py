@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gnaexp.emulator.int_ranges import INT32_MAX
 from gnaexp.emulator.plan_types import Step
 
 CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7}
@@ -240,8 +241,13 @@ class CompiledPlan:
             m, k = wt.shape
             p[0], p[1], p[2] = sizes[st.inputs[0]] // k, k, m
             p[5] = int(wt.dtype == np.int16)
-            p[3] = pools.add(2, wt) if p[5] else pools.add(1, wt.astype(np.float64))
-            p[4] = pools.add(1, bias.astype(np.float64))
+            exact = _int16_product(wt) if p[5] else None
+            if exact is not None:  # the int16 product, whose sums are exact (native_plan._fc_int)
+                p[5], p[3] = 2, pools.add(2, exact.wt)
+                p[4] = pools.add(1, np.append(bias.astype(np.float64), exact.peak_limit))
+            else:
+                p[3] = pools.add(2, wt) if p[5] else pools.add(1, wt.astype(np.float64))
+                p[4] = pools.add(1, bias.astype(np.float64))
         return [CODES[low.op], a, b, out, size] + p
 
     def run(self, feeds: Mapping[str, np.ndarray], native_plan: Any) -> tuple[dict, dict, dict]:
@@ -286,3 +292,16 @@ class CompiledPlan:
             for name, v in zip(self.names, values):
                 sats[name] = sats.get(name, 0) + v
         return {name: get(key) for name, key, _ in self.outputs}, sats, {}
+
+
+def _int16_product(wt: np.ndarray) -> Any:
+    """A fully connected layer's (outputs, inputs) int16 weights laid out for the int16 product
+    (``int_product.IntWeights``) when this processor has it and a loud input split in two bytes has exact sums
+    (Σ|w|·255 < 2^31: 256·Σ w·(x >> 8) + Σ w·(x & 255), native_plan._fc_int); else None."""
+    from gnaexp.emulator import int_product, native_gemm
+
+    if native_gemm.LANES is None:
+        return None
+    exact = int_product.int_weights(wt.T)
+    spread = int(np.abs(wt.astype(np.int64)).sum(axis=1).max(initial=0))
+    return exact if exact is not None and spread * 255 <= INT32_MAX else None
