@@ -28,6 +28,26 @@ def test_the_product_gives_every_sum_modulo_2_to_the_32():
     np.testing.assert_array_equal(out, wide.astype(np.int32))  # astype keeps the low 32 bits
 
 
+@pytest.mark.parametrize("width", ["avx2", "portable"])
+def test_the_other_widths_give_the_same_sums(width):
+    """The AVX2 tiles (2 × 4 at 8 lanes, what a processor without AVX-512 runs) and the portable loops (none)."""
+    from gnaexp.emulator import native_gemm
+
+    if width == "avx2":
+        if native_gemm.LANES is None:
+            pytest.skip("this processor has no int16 multiply-add")
+        product = native_gemm.make_product(2, 4, 8, cache=False)
+    else:
+        product = native_gemm.portable_product
+    rng = np.random.default_rng(1)
+    x = rng.integers(-32768, 32768, (int_product.ROW_ALIGN * 3, int_product.K_ALIGN * 2)).astype(np.int16)
+    wt = rng.integers(-32768, 32768, (int_product.FILTER_ALIGN * 3, x.shape[1])).astype(np.int16)
+    x[1], wt[2] = -32768, -32768
+    out = np.empty((x.shape[0], wt.shape[0]), np.int32)
+    product(x, wt, out)
+    np.testing.assert_array_equal(out, (x.astype(np.int64) @ wt.T.astype(np.int64)).astype(np.int32))
+
+
 def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
     weights = np.zeros((40, 3))
     weights[:, 0], weights[:20, 1], weights[0, 2] = 1000, -30000, 7  # Σ|w|: 40,000, 600,000, 7

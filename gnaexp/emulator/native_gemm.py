@@ -114,26 +114,32 @@ def _tile_intrinsic(rows: int, cols: int, lanes: int):  # pragma: no cover - run
     return tile
 
 
-if LANES is not None:
-    _tile = _tile_intrinsic(ROWS, COLS, LANES)
+def make_product(rows: int, cols: int, lanes: int, cache: bool = True):
+    """The product over tiles of rows × cols at ``lanes`` int32 lanes: out = x · wtᵀ modulo 2^32 for x (R, K)
+    int16, wt (F, K) int16, out (R, F) int32, R a multiple of rows, F of cols, K of 2·lanes, C-contiguous."""
+    tile = _tile_intrinsic(rows, cols, lanes)
 
-    @njit(nogil=True, cache=True)
-    def product(x, wt, out):  # pragma: no cover - compiled
-        """out = x · wtᵀ modulo 2^32: x (R, K) int16, wt (F, K) int16, out (R, F) int32; R a multiple of ROWS,
-        F of COLS, K of 2·LANES (``int_product``'s alignments), every array C-contiguous."""
-        for r in range(0, x.shape[0], ROWS):
-            for f in range(0, wt.shape[0], COLS):
-                _tile(x, wt, out, r, f)
-else:
-    @njit(nogil=True, cache=True)
-    def product(x, wt, out):  # pragma: no cover - compiled
-        """The same sums without the instruction (callers do not choose it there; loops that name it compile)."""
-        for r in range(x.shape[0]):
-            for f in range(wt.shape[0]):
-                total = 0
-                for k in range(x.shape[1]):
-                    total += np.int64(x[r, k]) * np.int64(wt[f, k])
-                out[r, f] = ((total + 2**31) & 0xFFFFFFFF) - 2**31  # modulo 2^32, as the lanes wrap
+    def tiles(x, wt, out):  # pragma: no cover - compiled
+        for r in range(0, x.shape[0], rows):
+            for f in range(0, wt.shape[0], cols):
+                tile(x, wt, out, r, f)
+
+    return njit(nogil=True, cache=cache)(tiles)
+
+
+@njit(nogil=True, cache=True)
+def portable_product(x, wt, out):  # pragma: no cover - compiled
+    """The same sums in plain loops: where the processor has no int16 multiply-add (callers do not choose the
+    int16 product there, but loops that name it must compile)."""
+    for r in range(x.shape[0]):
+        for f in range(wt.shape[0]):
+            total = 0
+            for k in range(x.shape[1]):
+                total += np.int64(x[r, k]) * np.int64(wt[f, k])
+            out[r, f] = ((total + 2**31) & 0xFFFFFFFF) - 2**31  # modulo 2^32, as the lanes wrap
+
+
+product = portable_product if LANES is None else make_product(ROWS, COLS, LANES)
 
 
 @njit(nogil=True, cache=True)
