@@ -63,12 +63,13 @@ def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
     assert int_product.int_weights(np.full((3, 4), 40000.0)) is None  # not int16
 
 
-def _kernel(rng, taps_c=16, kernel=4, filters=24, bias_edges=True):
-    g = cv.geometry(taps_c, 9, kernel, 1, filters)
-    wt = rng.integers(-16384, 16385, (filters, taps_c, kernel))
-    bias = rng.integers(-2**31, 2**31, filters)
-    if bias_edges:
-        bias[:3] = [2**31 - 1, -(2**31), 2**31 - 2]  # sums past int32 both ways
+def _kernel(rng, kernel=4, width=9, full_scale=False):
+    g = cv.geometry(16, width, kernel, 1, 24)
+    wt = rng.integers(-16384, 16385, (24, 16, kernel))
+    if full_scale:  # every weight ±32767: Σ|w|·255 past 2^31
+        wt = np.where(wt < 0, -32767, 32767)
+    bias = rng.integers(-2**31, 2**31, 24)
+    bias[:3] = [2**31 - 1, -(2**31), 2**31 - 2]  # sums past int32 both ways
     kernel_ = cv.ConvKernel(cv.filter_blocks(cv.interleave_filters(wt, g.nfc), g.step), bias, g.positions,
                             interleave=(g.channels, g.width, g.stride))
     return kernel_, wt, bias, g
@@ -76,31 +77,34 @@ def _kernel(rng, taps_c=16, kernel=4, filters=24, bias_edges=True):
 
 @needs_lanes
 @pytest.mark.parametrize("keep", [None, 5])
-def test_samples_within_the_limit_take_the_int_product_and_loud_ones_the_float_product(keep, monkeypatch):
-    """A batch of quiet samples and a few loud ones (beyond the limit: their int32 sums could wrap): every value
-    and the saturation count equal the NumPy float64 product's and the int64 reference, and only the quiet
-    samples went through the int16 product."""
+@pytest.mark.parametrize("loud_way", ["split", "float64"])
+def test_samples_within_the_limit_take_the_int_product_and_loud_ones_their_bytes_or_float64(keep, loud_way,
+                                                                                             monkeypatch):
+    """A batch of quiet samples and a few loud ones (beyond the limit: their int32 sums could wrap). The loud
+    ones are split into bytes (two more int16 products) where the limit holds a byte (≥ 255), else take the
+    float64 product (weights so large that Σ|w|·255 ≥ 2^31). Every value and the saturation count equal the NumPy
+    float64 product's and the int64 reference."""
     rng = np.random.default_rng(7)
-    kernel, wt, bias, g = _kernel(rng)
+    kernel, wt, bias, g = _kernel(rng) if loud_way == "split" else _kernel(rng, 20, 24, full_scale=True)
     limit = kernel._int_limit(native)
-    assert 1000 < limit < 32768
-    x = rng.integers(-int(limit), int(limit) + 1, (40, 16 * 9)).astype(np.float32)
+    assert (1000 < limit < 32768) if loud_way == "split" else (0 < limit < cv.SPLIT_PEAK)
+    x = rng.integers(-int(limit), int(limit) + 1, (40, 16 * g.width)).astype(np.float32)
     loud = [3, 17, 18]
-    x[loud] = rng.integers(-32768, 32768, (3, 16 * 9))
-    x[3, 0] = 32767
+    x[loud] = rng.integers(-32768, 32768, (3, 16 * g.width))
+    x[3, 0], x[17, 1] = 32767, -32768
     rows_seen = []
     product = native.gemm.product
     monkeypatch.setattr(native.gemm, "product", lambda a, b, c: (rows_seen.append(a.shape[0]), product(a, b, c)))
     mixed, mixed_sat = kernel.product(x, keep, native)
-    assert rows_seen == [int_product.aligned(37 * g.positions, int_product.ROW_ALIGN)]
+    quiet_rows, loud_rows = (int_product.aligned(k * g.positions, int_product.ROW_ALIGN) for k in (37, 3))
+    assert rows_seen == ([quiet_rows, loud_rows, loud_rows] if loud_way == "split" else [quiet_rows])
     plain, plain_sat = kernel.product(x, keep)  # NumPy, every sample
     np.testing.assert_array_equal(mixed, plain)
     assert mixed_sat == plain_sat > 0
-    ref, _ = conv_ref.conv1d_ncw_reference(x.reshape(40, 16, 9).astype(np.int64), wt, bias, 1)
+    ref, _ = conv_ref.conv1d_ncw_reference(x.reshape(40, 16, g.width).astype(np.int64), wt, bias, 1)
     np.testing.assert_array_equal(mixed[:, :, :ref.shape[2]], ref[:, :, :mixed.shape[2]])
-    quiet = np.delete(x, loud, axis=0)
-    alone, alone_sat = kernel._int_product(quiet, keep, native)
-    np.testing.assert_array_equal(alone, np.delete(plain, loud, axis=0))
+    alone, alone_sat = kernel.product(x[loud], keep, native)  # loud samples only
+    np.testing.assert_array_equal(alone, plain[loud])
 
 
 @needs_lanes
@@ -118,7 +122,7 @@ def test_a_folded_kernel_takes_the_int_product_with_the_same_bits():
     limit = kernel._int_limit(native)
     assert 100 < limit <= 16383
     x = rng.integers(-int(limit), int(limit) + 1, (23, 4 * taps)).astype(np.float32)
-    x[5] = rng.integers(-32768, 32768, 4 * taps)  # one loud sample: the float64 fold
+    x[5] = rng.integers(-32768, 32768, 4 * taps)  # one loud sample: split into bytes
     folded, folded_sat = kernel.product(x, 3, native)
     plain, plain_sat = kernel.product(x, 3)
     np.testing.assert_array_equal(folded, plain)

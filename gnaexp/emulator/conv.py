@@ -121,6 +121,7 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
 
 
 BLAS_MIN_FILTER = 64  # long filters (few positions, many taps) run as one matrix product instead of the loop
+SPLIT_PEAK = 255.0  # a split sample's larger byte: loud samples split where the int16 product holds this peak
 SMALL_ROWS = 8  # up to this many windows (samples × positions), long filters run compiled instead (faster there)
 
 
@@ -149,12 +150,13 @@ class ConvKernel:
         self.weights = np.ascontiguousarray(weights[self.taps_used])
         self.small_weights = compact(self.weights)
         self.fold = conv_fold.find_fold(weights) if self.blas else None  # mirrored filters: half the work
-        # The int16 product's weights (int_product.py): the plain matrix, or a fold's two groups
-        self.int_weights: tuple[int_product.IntWeights | None, ...] = (None,)
+        # The int16 product's weights (int_product.py): the plain matrix, or a fold's two groups; None: it does
+        # not run (short filters, inputs beyond int16, weights that are not int16)
+        self.int_weights: tuple[int_product.IntWeights, ...] | None = None
         if self.blas and max_abs_x <= INT16_BOUND:  # int16 samples
-            self.int_weights = ((int_product.int_weights(self.weights),) if self.fold is None else
-                                (int_product.int_weights(self.fold.w_plus, 2),
-                                 int_product.int_weights(self.fold.w_minus, 2)))
+            made = ((int_product.int_weights(self.weights),) if self.fold is None else
+                    (int_product.int_weights(self.fold.w_plus, 2), int_product.int_weights(self.fold.w_minus, 2)))
+            self.int_weights = tuple(w for w in made if w is not None) if all(w is not None for w in made) else None
         self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
         self._pairs: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # the same for a folded kernel
 
@@ -225,35 +227,55 @@ class ConvKernel:
         exact = peaks <= limit
         if exact.all():
             return self._int_product(x2, keep, native)
+        # samples beyond the limit: split into bytes where those are within it, else the float64 product
+        loud = self._split_product if limit >= SPLIT_PEAK else self._float_product
         if not exact.any():
-            return self._float_product(x2, keep, native)
-        # a few loud samples beyond the limit: those alone take the float64 product
+            return loud(x2, keep, native)
         first, rest = np.flatnonzero(exact), np.flatnonzero(~exact)
         out_int, sat_int = self._int_product(x2[first], keep, native)
-        out_float, sat_float = self._float_product(x2[rest], keep, native)
+        out_loud, sat_loud = loud(x2[rest], keep, native)
         out = np.empty((x2.shape[0],) + out_int.shape[1:], dtype=np.float64)
-        out[first], out[rest] = out_int, out_float
-        return out, sat_int + sat_float
+        out[first], out[rest] = out_int, out_loud
+        return out, sat_int + sat_loud
+
+    def _split_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:
+        """Loud samples as two quiet ones: x = 256·⌊x/256⌋ + (x mod 256), bytes of peak 128 and 255 whose sums the
+        int16 product holds exactly (the kernel's limit is at least SPLIT_PEAK), recombined in float64 (below
+        2^40: exact) before the bias and the int32 saturation, counted over every position as the primitive."""
+        high = np.floor(x2 / 256.0)  # exact: int16 values, a power-of-two division
+        low = x2 - 256.0 * high
+        zero = np.zeros_like(self.bias)
+        acc, _ = self._int_product(high, None, native, zero)  # no byte's sum reaches int32: nothing saturates
+        acc *= 256.0
+        acc += self._int_product(low, None, native, zero)[0]
+        acc += self.bias[:, None]
+        saturated = int(np.count_nonzero((acc < INT32_MIN) | (acc > INT32_MAX)))
+        np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
+        return np.ascontiguousarray(acc[:, :, :keep]), saturated
 
     def _int_limit(self, native: Any) -> float | None:
         """The largest sample peak the int16 product holds exactly here, or None where it does not run."""
-        if native is None or native.gemm.LANES is None or any(w is None for w in self.int_weights):
+        if native is None or native.gemm.LANES is None or self.int_weights is None:
             return None
         return min(w.peak_limit for w in self.int_weights)
 
-    def _int_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:
-        """``product`` in the int16 product: the same sums for samples within the limit (int_product.py)."""
+    def _int_product(self, x2: np.ndarray, keep: int | None, native: Any,
+                     bias: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """``product`` in the int16 product: the same sums for samples within the limit (int_product.py), plus
+        ``bias`` (default the kernel's)."""
+        bias = self.bias if bias is None else bias
         n, length = x2.shape
         rows = n * self.positions
         padded = int_product.aligned(rows, int_product.ROW_ALIGN)
         out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
+        assert self.int_weights is not None  # _int_limit said so
         if self.fold is None:
             (weights,) = self.int_weights
             windows = np.empty((padded, weights.taps), dtype=np.int16)
             native.gemm.windows(x2, self._window_index(length), windows)
             acc = np.empty((padded, weights.wt.shape[0]), dtype=np.int32)
             native.gemm.product(windows, weights.wt, acc)
-            return out, int(native.conv_finish(acc[:rows], self.bias, out))
+            return out, int(native.conv_finish(acc[:rows], bias, out))
         first, second = self._pair_index(self.fold, length)
         plus_w, minus_w = self.int_weights
         plus = np.empty((padded, plus_w.taps), dtype=np.int16)
@@ -264,7 +286,7 @@ class ConvKernel:
         native.gemm.product(plus, plus_w.wt, acc_plus)
         native.gemm.product(minus, minus_w.wt, acc_minus)
         saturated = native.conv_finish_pair(acc_plus[:rows], acc_minus[:rows], self.fold.symmetric,
-                                            self.fold.antisymmetric, self.bias, out)
+                                            self.fold.antisymmetric, bias, out)
         return out, int(saturated)
 
     def _float_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:

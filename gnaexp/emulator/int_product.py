@@ -4,8 +4,9 @@ for it (native_gemm.py computes it). Imports no numba: a kernel prepares this be
 A sum Σ_k w_k·x_k modulo 2^32 is the sum itself when |Σ_k w_k·x_k| < 2^31, and |Σ_k w_k·x_k| ≤ Σ_k |w_k| ·
 max_k |x_k|. So with W = the largest Σ|w| over the filters, every sum of a sample whose values stay within
 ``IntWeights.peak_limit`` (≤ (2^31 − 1) / W, and within int16) is exact: the primitive's sum, which the caller
-then adds to the bias and saturates to int32 in float64 as before. Samples beyond it run the float64 product.
-Most layers a GNA port produces have W·32768 < 2^31 (the plugin's weight scale keeps Σ|w| small: in Silero
+then adds to the bias and saturates to int32 in float64 as before. A sample beyond it is split into its bytes,
+x = 256·⌊x/256⌋ + (x mod 256), two quiet samples (peaks 128 and 255) whose sums recombine exactly, where the
+limit holds 255 (Σ|w|·255 < 2^31); the float64 product takes it otherwise. Most layers a GNA port produces have W·32768 < 2^31 (the plugin's weight scale keeps Σ|w| small: in Silero
 VAD every convolution but the STFT), so every sample qualifies; an STFT on audio at scale factor 2048 qualifies
 for all but about one sample in a thousand.
 """

@@ -29,10 +29,11 @@ from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 
 def _host_lanes() -> int | None:
     """int32 lanes of the pmaddwd numba compiles for: 16 (AVX-512BW), 8 (AVX2) or None (no such instruction)."""
-    if config.CPU_NAME not in (None, "host"):  # compiling for another processor: only what it is told it has
-        features = config.CPU_FEATURES or ""
+    cpu_name, cpu_features = getattr(config, "CPU_NAME", None), getattr(config, "CPU_FEATURES", None)
+    if cpu_name not in (None, "host"):  # compiling for another processor: only what it is told it has
+        features = cpu_features or ""
     else:
-        features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+        features = cpu_features or llvm.get_host_cpu_features().flatten()
     flags = set(features.split(","))
     if "+avx512bw" in flags:
         return 16
