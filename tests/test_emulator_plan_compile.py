@@ -149,3 +149,27 @@ def test_a_fully_connected_layer_on_loud_inputs_splits_them_for_the_int16_produc
         limit = plan._compiled.floats[fc_rows[0][9] + 40]
         peaks = np.abs(interpreted[2]["x"].reshape(5 * 6, 64)).max(axis=1)
         assert 1000 < limit < 32768 and 0 < np.sum(peaks > limit) < 30  # quiet rows one product, loud rows split
+
+
+def test_designed_power_and_square_root_pwls_are_found_through_their_index():
+    """The plugin's Power (61 segments) and Sqrt (43) designs run through their segment index in the compiled loop
+    (where it runs: an x86 processor with AVX2 or AVX-512), the 13-segment Exp by passes; the same numbers and
+    saturation counts (Exp saturates) as the interpreted run."""
+    from gnaexp.emulator import native_gemm
+
+    rng = np.random.default_rng(2)
+    x = ops.parameter([1, 300], np.float32, name="x")
+    square = ops.power(x, ops.constant(np.array([2.0], np.float32)))
+    root = ops.sqrt(ops.add(square, ops.constant(np.array([1.0], np.float32))))
+    model = ov.Model(_named([square.output(0), ops.exp(x).output(0), root.output(0)], ("sq", "ex", "rt")), [x])
+    prog = load_program(model)
+    feeds, shapes, _ = prepare_inputs(prog, {"x": rng.uniform(-3, 3, size=(37, 1, 300)).astype(np.float32)})
+    plan = build_plan(prog, shapes, GnaSettings(1024.0))
+    interpreted = plan.run(feeds)
+    compiled = plan.run(feeds)
+    _same(interpreted, compiled)
+    assert sum(compiled[1].values()) > 0
+    pwl_rows = {int(r[6]): int(r[10]) for r in plan._compiled.ops if r[0] == 2}  # segments: index offset
+    assert set(pwl_rows) == {61, 43, 13}
+    assert pwl_rows[13] == 0
+    assert (pwl_rows[61] > 0 and pwl_rows[43] > 0) == (native_gemm.LANES is not None)

@@ -151,3 +151,48 @@ def test_max_pooling_after_a_convolution_takes_the_maxima_of_the_activation_inte
     avg = ops.avg_pool(relu, [1, 2], [0, 0], [0, 0], [1, 3], True)
     rows = {r["op"]: r for r in model_support(ov.Model([ops.result(avg)], [x])).rows}
     assert rows["AvgPool"]["status"] == "refused" and rows["AvgPool"]["by"] == "plugin"
+
+
+def test_the_indexed_pwl_gives_the_searchs_bits_on_raw_tables():
+    """Segment indexes (pwl_index.py) of random raw tables of 22 to 128 segments, spaced uniformly, geometrically
+    and symmetrically (as designed PWLs are), with shared xBases and a shared first one: the indexed loop
+    (native_pwl.py, eight values a step, every length's remainder) gives pwl_rows's values and saturated counts
+    bit for bit on inputs at every xBase, around it, anywhere in int32, at ±0 and far outside."""
+    from gnaexp.emulator import native, pwl_index
+    from gnaexp.emulator.native_pwl import pwl_indexed
+
+    rng = np.random.default_rng(12)
+    built = 0
+    for trial in range(150):
+        k = int(rng.integers(pwl_index.MIN_SEGMENTS, 129))
+        if trial % 3 == 0:
+            xbase = np.sort(rng.integers(-2**31, 2**31 - 1, k)).astype(np.float64)
+        elif trial % 3 == 1:
+            xbase = np.sort(np.concatenate([[-float(rng.integers(0, 2**31))],
+                                            np.round(np.geomspace(1, 2.0**int(rng.integers(10, 31)), k - 1))]))
+        else:
+            half = np.round(np.geomspace(16, 2.0**int(rng.integers(10, 31)), k // 2))
+            xbase = np.sort(np.concatenate([[-2.0**31], -half, half]))
+        if trial % 5 == 0:
+            xbase[1] = xbase[0]  # the first xBase shared
+        if trial % 7 == 0:
+            j = int(rng.integers(2, len(xbase) - 1))
+            xbase[j] = xbase[j - 1]
+        k = len(xbase)
+        ybase, slope = (rng.integers(-2**15, 2**15, k).astype(np.float64) for _ in range(2))
+        inv_scale = 2.0 ** -rng.integers(0, 20, k).astype(np.float64)
+        index = pwl_index.build(xbase)
+        if index is None:
+            continue
+        built += 1
+        x = np.concatenate([xbase, xbase - 1, xbase + 1, xbase - 0.5, [-0.0, 0.0, 1e12, -1e12],
+                            rng.integers(-2**31, 2**31 - 1, 3000 + trial % 8).astype(np.float64)])
+        want, got = np.empty_like(x), np.empty_like(x)
+        n_want = native.pwl_rows(x, xbase, ybase, slope, inv_scale, want)
+        n_got = pwl_indexed(x, xbase, ybase, slope, inv_scale, index.bound, index.below, index.above, index.bits,
+                            index.low_key, got)
+        assert n_got == n_want
+        np.testing.assert_array_equal(got, want, err_msg=f"table {trial} ({k} segments)")
+    assert built > 100  # most tables are indexed (uniform ones with two xBases a few apart are not)
+    assert pwl_index.build(np.arange(pwl_index.MIN_SEGMENTS - 1, dtype=np.float64)) is None  # few: passes
+    assert pwl_index.build(np.arange(40, dtype=np.float64)[::-1]) is None  # out of order

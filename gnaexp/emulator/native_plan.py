@@ -20,6 +20,7 @@ from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MI
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 from gnaexp.emulator.native import pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
+from gnaexp.emulator.native_pwl import pwl_indexed
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
 WIDTH = 11  # columns of an op row
@@ -175,14 +176,23 @@ def _fc(arena, x_off, out_off, rows, k, m, wt, bias):  # pragma: no cover - comp
 
 
 @njit(nogil=True, cache=True)
-def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale):  # pragma: no cover - compiled
+def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale, index,
+         bound):  # pragma: no cover - compiled
     """``native.pwl_rows`` (the one PWL loop) on one tensor times ``scale``, plus the values past a design domain
-    [lo, hi] (NaN: none) counted."""
+    [lo, hi] (NaN: none) counted. ``index``: the segment index (pwl_index.py) as plan_compile stores it (bits,
+    first key, buckets, then the buckets' segments below and above their bound) with its bounds, or empty: the
+    passes or search of pwl_rows."""
     scaled = np.empty(size, dtype=np.float64)
     saturated = 0
     for i in range(arena.shape[0]):
         saturated += _scale_count_row(arena[i, x_off:x_off + size], scale, lo, hi, scaled)
-        saturated += pwl_rows(scaled, xv, ybase, slope, inv_scale, arena[i, out_off:out_off + size])
+        if index.shape[0]:
+            buckets = index[2]
+            saturated += pwl_indexed(scaled, xv, ybase, slope, inv_scale, bound, index[3:3 + buckets],
+                                     index[3 + buckets:3 + 2 * buckets], index[0], index[1],
+                                     arena[i, out_off:out_off + size])
+        else:
+            saturated += pwl_rows(scaled, xv, ybase, slope, inv_scale, arena[i, out_off:out_off + size])
     return saturated
 
 
@@ -256,10 +266,13 @@ def run_ops(arena, ops, index, floats, weights16, counts):  # pragma: no cover -
         elif code == CONST:
             for i in range(n):
                 arena[i, out:out + size] = floats[p0:p0 + size]
-        elif code == PWL:  # p1 segments; p2/p3: the domain bounds in floats (NaN: none), p4: the input's scale
+        elif code == PWL:  # p1 segments; p2/p3: the domain bounds in floats (NaN: none), p4: the input's scale;
+            # p5: the segment index in index (0: none), its bounds in floats after the tables
+            buckets = index[p5 + 2] if p5 else 0
             saturated = _pwl(arena, a, out, size, floats[p0:p0 + p1], floats[p0 + p1:p0 + 2 * p1],
                              floats[p0 + 2 * p1:p0 + 3 * p1], floats[p0 + 3 * p1:p0 + 4 * p1], floats[p2], floats[p3],
-                             floats[p4])
+                             floats[p4], index[p5:p5 + (3 + 2 * buckets if p5 else 0)],
+                             floats[p0 + 4 * p1:p0 + 4 * p1 + buckets])
         elif code == SCALE:  # a unit diagonal: no saturation possible
             for i in range(n):
                 _scale_row(arena[i, a:a + size], floats[p0], arena[i, out:out + size])

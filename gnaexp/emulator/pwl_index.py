@@ -1,0 +1,68 @@
+"""A PWL's segments indexed by the magnitude of the input: each value finds its segment with one lookup and one
+comparison instead of a search (native_pwl.py evaluates with it). Imports no numba.
+
+The key of a value v is its sign and the leading bits of |v| + 1 as a float64 (the exponent and ``bits`` bits of
+mantissa), an integer that never decreases as v grows. ``bits`` is the fewest (up to MAX_BITS) that give every
+xBase its own key, so a key's bucket holds at most one xBase: a value's segment is then the bucket's segment
+below that xBase, or the one from it on when v reaches it. The plugin's designed PWLs place their xBases about
+geometrically (dense near zero, where the curves bend), which a key of few bits separates: Silero VAD's 61- and
+43-segment Power PWLs take 2 and 1 bits (245 and 123 buckets). The segment found is the one ``pwl.evaluate``
+takes, the last with xBase ≤ v (shared xBases: the last of them); values at or below the first xBase keep its
+yBase as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_BITS = 6  # mantissa bits a key may take (at most 2·34·64 buckets)
+MIN_SEGMENTS = 22  # from here the index beats a pass per segment (measured: 2.0 ns a value against 0.09 ns a segment)
+
+
+@dataclass(frozen=True)
+class PwlIndex:
+    """bound[b]: the xBase inside bucket b (+inf: none); below[b] / above[b]: the segment of a value of the
+    bucket under / at or over it; bits and low_key: the key's mantissa bits and the first bucket's key."""
+
+    bound: np.ndarray
+    below: np.ndarray
+    above: np.ndarray
+    bits: int
+    low_key: int
+
+
+def keys(v: np.ndarray, bits: int) -> np.ndarray:
+    """The key of each value (native_pwl computes the same in its loop)."""
+    v = np.asarray(v, dtype=np.float64)
+    magnitude = ((np.abs(v) + 1.0).view(np.int64) >> (52 - bits)) - (1023 << bits)
+    return np.where(v < 0, -magnitude, magnitude)
+
+
+def build(xv: np.ndarray) -> PwlIndex | None:
+    """The index of a PWL's xBases (float64, in order), or None: too few segments to gain, xBases out of order, or
+    two of them closer than a key of MAX_BITS bits tells apart."""
+    xv = np.asarray(xv, dtype=np.float64)
+    if len(xv) < MIN_SEGMENTS or np.any(np.diff(xv) < 0) or not np.all(np.isfinite(xv)):
+        return None
+    x0 = xv[0]
+    starts = np.unique(xv[xv > x0])  # where a new segment begins for values above the first xBase
+    if len(starts) == 0:
+        return None
+    segment = np.searchsorted(xv, np.concatenate([[x0], starts]), side="right") - 1  # the last one starting there
+    for bits in range(MAX_BITS + 1):
+        start_keys = keys(starts, bits)
+        if np.all(np.diff(start_keys) > 0):
+            break
+    else:
+        return None
+    low = int(keys(np.array([x0]), bits)[0])
+    bucket_keys = np.arange(low, int(start_keys[-1]) + 1)
+    before = np.searchsorted(start_keys, bucket_keys, side="left")  # xBases in the buckets before
+    at = np.minimum(before, len(starts) - 1)
+    inside = (before < len(starts)) & (start_keys[at] == bucket_keys)
+    bound = np.where(inside, starts[at], np.inf)
+    above = np.where(inside, segment[np.minimum(before + 1, len(segment) - 1)], segment[before])
+    return PwlIndex(np.ascontiguousarray(bound, dtype=np.float64), segment[before].astype(np.int64),
+                    above.astype(np.int64), bits, low)
