@@ -173,3 +173,31 @@ def test_designed_power_and_square_root_pwls_are_found_through_their_index():
     assert set(pwl_rows) == {61, 43, 13}
     assert pwl_rows[13] == 0
     assert (pwl_rows[61] > 0 and pwl_rows[43] > 0) == (native_gemm.LANES is not None)
+
+
+def test_convolutions_write_into_the_work_array_with_the_interpreted_bits():
+    """A compiled plan's convolutions (long filters: the int16 product) write their sums straight into the work
+    array's columns, quiet and loud samples alike: the interpreted run's numbers and counts. An edited
+    convolution runs as edited (its own run, not the direct write)."""
+    rng = np.random.default_rng(8)
+    x = ops.parameter([1, 8, 64], np.float32, name="x")
+    w1 = ops.constant((rng.normal(size=(16, 8, 8)) * 0.3).astype(np.float32))
+    w2 = ops.constant((rng.normal(size=(8, 16, 4)) * 0.3).astype(np.float32))
+    hidden = ops.relu(ops.convolution(x, w1, [2], [0], [0], [1]))
+    y = ops.convolution(hidden, w2, [1], [0], [0], [1])
+    model = ov.Model(_named([y.output(0)], ("y",)), [x])
+    prog = load_program(model)
+    data = rng.uniform(-1, 1, size=(9, 1, 8, 64)).astype(np.float32)
+    data[4] *= 30  # loud samples (saturating the input quantization too)
+    feeds, shapes, _ = prepare_inputs(prog, {"x": data})
+    plan = build_plan(prog, shapes, GnaSettings(1024.0))
+    interpreted = plan.run(feeds)
+    compiled = plan.run(feeds)
+    _same(interpreted, compiled)
+    convs = [s for s in plan.steps if s.kind == "conv"]
+    assert len(convs) == 2 and all(s.run_into is not None for s in convs)
+    assert all(s.out in plan._compiled.imports for s in convs[:1])  # the first's sums go to the work array
+    wrong = edited(plan, convs[0].name, lambda st: (lambda v, run=st.run: run(-v)))
+    first = wrong.run(feeds)
+    _same(first, wrong.run(feeds))
+    assert not np.array_equal(first[0]["y"], compiled[0]["y"])

@@ -188,29 +188,32 @@ class ConvKernel:
         index[inside] = memory[taps[inside]]
         return index
 
-    def __call__(self, x2: np.ndarray, keep: int | None = None) -> tuple[np.ndarray, int]:
+    def __call__(self, x2: np.ndarray, keep: int | None = None,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """(N, L) int16 values → ((N, F, positions) float64 int32-saturated sums, saturated count). ``keep``: only
         the first ``keep`` positions are returned (the sums past the data, which the host's transposition drops);
-        the count still covers every position the primitive computes."""
+        the count still covers every position the primitive computes. ``out``: an (N, F, kept positions) array
+        to write the sums into (a compiled plan's work array), returned."""
         if x2.dtype not in (np.float32, np.float64):
             x2 = x2.astype(np.float64)  # exact for int16 values; one compiled variant per float type
         native = kernels.compiled(x2.shape[0] * self.blocks.size * self.positions)  # None: the matrix product
         if not self.blas and native is not None:
             x2 = np.ascontiguousarray(x2)
             channels, width, stride = self.interleave or (1, x2.shape[1], 1)
-            out = np.empty((x2.shape[0], self.blocks.shape[1], self.positions), dtype=np.float64)
+            sums = np.empty((x2.shape[0], self.blocks.shape[1], self.positions), dtype=np.float64)
             sat = native.conv1d_rows(x2, channels, width, self.interleave is not None, self.blocks, self.bias, stride,
-                                     out)
-            return out[:, :, :keep], int(sat)
+                                     sums)
+            return _written(sums[:, :, :keep], out), int(sat)
         n, length = x2.shape
         if native is not None and n * self.positions <= SMALL_ROWS:  # a frame or two: one compiled pass, no BLAS
             x2 = np.ascontiguousarray(x2)
-            out = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
-            sat = native.conv1d_windows(x2, self._window_index(length), self.small_weights, self.bias, out)
-            return out[:, :, :keep], int(sat)
-        return self.product(x2, keep, native)
+            sums = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
+            sat = native.conv1d_windows(x2, self._window_index(length), self.small_weights, self.bias, sums)
+            return _written(sums[:, :, :keep], out), int(sat)
+        return self.product(x2, keep, native, out)
 
-    def product(self, x2: np.ndarray, keep: int | None = None, native: Any = None) -> tuple[np.ndarray, int]:
+    def product(self, x2: np.ndarray, keep: int | None = None, native: Any = None,
+                out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """The same sums as one matrix product over all windows (long filters, large batches, and a process that
         has not loaded the compiled loops). With the compiled loops (``native``) the windows are gathered from x2
         itself and the sums finished (bias, saturation, the transposition to (N, F, positions)) in one pass each,
@@ -218,23 +221,27 @@ class ConvKernel:
         the same values in NumPy."""
         limit = self._int_limit(native)
         if limit is None:
-            return self._float_product(x2, keep, native)
-        x2 = np.ascontiguousarray(x2)
+            sums, saturated = self._float_product(x2, keep, native)
+            return _written(sums, out), saturated
+        if x2.strides[1] != x2.itemsize:  # rows may lie apart (a view of a plan's work array), values not
+            x2 = np.ascontiguousarray(x2)
         if limit >= INT16_BOUND:  # any int16 sample (a primitive's input): nothing to check
-            return self._int_product(x2, keep, native)
+            return self._int_product(x2, keep, native, out=out)
         peaks = np.empty(x2.shape[0])
         native.gemm.row_peaks(x2, peaks)
         exact = peaks <= limit
         if exact.all():
-            return self._int_product(x2, keep, native)
+            return self._int_product(x2, keep, native, out=out)
         # samples beyond the limit: split into bytes where those are within it, else the float64 product
         loud = self._split_product if limit >= SPLIT_PEAK else self._float_product
         if not exact.any():
-            return loud(x2, keep, native)
+            sums, saturated = loud(x2, keep, native)
+            return _written(sums, out), saturated
         first, rest = np.flatnonzero(exact), np.flatnonzero(~exact)
         out_int, sat_int = self._int_product(x2[first], keep, native)
         out_loud, sat_loud = loud(x2[rest], keep, native)
-        out = np.empty((x2.shape[0],) + out_int.shape[1:], dtype=np.float64)
+        if out is None:
+            out = np.empty((x2.shape[0],) + out_int.shape[1:], dtype=np.float64)
         out[first], out[rest] = out_int, out_loud
         return out, sat_int + sat_loud
 
@@ -259,15 +266,16 @@ class ConvKernel:
             return None
         return min(w.peak_limit for w in self.int_weights)
 
-    def _int_product(self, x2: np.ndarray, keep: int | None, native: Any,
-                     bias: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    def _int_product(self, x2: np.ndarray, keep: int | None, native: Any, bias: np.ndarray | None = None,
+                     out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """``product`` in the int16 product: the same sums for samples within the limit (int_product.py), plus
-        ``bias`` (default the kernel's)."""
+        ``bias`` (default the kernel's), written into ``out`` when given."""
         bias = self.bias if bias is None else bias
         n, length = x2.shape
         rows = n * self.positions
         padded = int_product.aligned(rows, int_product.ROW_ALIGN)
-        out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
+        if out is None:
+            out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
         assert self.int_weights is not None  # _int_limit said so
         if self.fold is None:
             (weights,) = self.int_weights
@@ -327,6 +335,14 @@ class ConvKernel:
         out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
         saturated = native.conv_finish_pair(acc_plus, acc_minus, fold.symmetric, fold.antisymmetric, self.bias, out)
         return out, int(saturated)
+
+
+def _written(sums: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """The sums, copied into ``out`` when the caller gave one."""
+    if out is None:
+        return sums
+    out[...] = sums
+    return out
 
 
 def _accumulate(x_mem: np.ndarray, flt: np.ndarray, bias: np.ndarray, geo: ConvGeometry,

@@ -175,7 +175,7 @@ def edited(plan: Plan, step: str, wrap: Callable[[Step], Callable[..., tuple[np.
     net (e.g. a layer reading its input in the wrong layout), for hypotheses and the per-layer table."""
     if not any(s.name == step for s in plan.steps):
         raise KeyError(f"no step {step!r} in the plan")
-    return dataclasses.replace(plan, steps=[dataclasses.replace(s, run=wrap(s), lowered=None) if s.name == step else s
+    return dataclasses.replace(plan, steps=[dataclasses.replace(s, run=wrap(s), lowered=None, run_into=None) if s.name == step else s
                                             for s in plan.steps])
 
 

@@ -315,9 +315,10 @@ def warm_up() -> None:
     blocks, bias = np.zeros((2, 4, 4)), np.zeros(4)
     cols = np.arange(2, dtype=np.intp)
     for acc_type in (np.float64, np.int32):  # the float64 product's sums, the int16 product's
-        conv_finish(np.zeros((2, 4), acc_type), bias, np.empty((1, 4, 1)))
-        pair = np.zeros((2, 2), acc_type)
-        conv_finish_pair(pair, pair, cols, cols + 2, bias, np.empty((1, 4, 1)))
+        for out in (np.empty((1, 4, 1)), np.empty((1, 4, 2))[:, :, :1]):  # an array, a plan's work array columns
+            conv_finish(np.zeros((2, 4), acc_type), bias, out)
+            pair = np.zeros((2, 2), acc_type)
+            conv_finish_pair(pair, pair, cols, cols + 2, bias, out)
     gemm.warm_up()
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):

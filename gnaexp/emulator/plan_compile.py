@@ -279,6 +279,13 @@ class CompiledPlan:
                                     counts[first:stop])
                 continue
             run, inputs, out, _, _, dead = self.schedule[first]
+            into = self.steps[first].run_into
+            if into is not None and out in imports:  # written straight into its columns
+                a, b, _ = views[out]
+                per_step[first] = into(*[get(k) for k in inputs], arena[:, a:b])
+                for k in dead:
+                    env.pop(k, None)
+                continue
             val, n_sat = run(get(inputs[0])) if len(inputs) == 1 else run(*[get(k) for k in inputs])
             for k in dead:
                 env.pop(k, None)

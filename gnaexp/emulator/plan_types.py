@@ -51,3 +51,6 @@ class Step:
     run: Callable[..., tuple[np.ndarray, int]]
     row: PlanRow | None = None  # what the plan reports of it; None for a data movement
     lowered: Lowered | None = None  # its compiled form; None: it runs as Python (``run``)
+    # ``run`` writing its output into a given (N, values) array instead, returning the count: a compiled plan
+    # hands it the output's columns of its work array (no copy); None: the plan copies ``run``'s output
+    run_into: Callable[..., int] | None = None

@@ -104,10 +104,17 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
             o = o.reshape(n, geo.filters, -1)[:, :out_shape[1]]
         return o.reshape((n,) + out_shape), sat
 
+    def run_into(x, dest, kernel=kernel, geo=geo):
+        n = x.shape[0]
+        sums = dest.view()
+        sums.shape = (n, geo.filters, geo.logical_positions)  # raises rather than write into a copy
+        return kernel(x.reshape(n, geo.channels * geo.width), keep=geo.logical_positions, out=sums)[1]
+
     row = wq.row(node.name, "Convolution", extras=Extras(
         geometry={"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
         input_layout="NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)"))
-    steps.append(Step("conv", node.name, [k], node.out, run, row))
+    steps.append(Step("conv", node.name, [k], node.out, run, row,
+                      run_into=run_into if geo.filters == out_shape[1] else None))
     info[node.out] = TInfo(wq.out_sf, Lane.INT32, out_shape, root=node.name)
 
 
