@@ -63,12 +63,12 @@ def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
     assert int_product.int_weights(np.full((3, 4), 40000.0)) is None  # not int16
 
 
-def _kernel(rng, kernel=4, width=9, full_scale=False):
-    g = cv.geometry(16, width, kernel, 1, 24)
-    wt = rng.integers(-16384, 16385, (24, 16, kernel))
+def _kernel(rng, kernel=4, width=9, full_scale=False, filters=24):
+    g = cv.geometry(16, width, kernel, 1, filters)
+    wt = rng.integers(-16384, 16385, (filters, 16, kernel))
     if full_scale:  # every weight ±32767: Σ|w|·255 past 2^31
         wt = np.where(wt < 0, -32767, 32767)
-    bias = rng.integers(-2**31, 2**31, 24)
+    bias = rng.integers(-2**31, 2**31, filters)
     bias[:3] = [2**31 - 1, -(2**31), 2**31 - 2]  # sums past int32 both ways
     kernel_ = cv.ConvKernel(cv.filter_blocks(cv.interleave_filters(wt, g.nfc), g.step), bias, g.positions,
                             interleave=(g.channels, g.width, g.stride))
@@ -130,3 +130,22 @@ def test_a_folded_kernel_takes_the_int_product_with_the_same_bits():
     quiet = np.delete(x, 5, axis=0)
     alone, _ = kernel._int_product(quiet, 3, native)
     np.testing.assert_array_equal(alone, np.delete(plain, 5, axis=0))
+
+
+@needs_lanes
+def test_a_streams_frame_of_a_large_kernel_takes_the_int_product(monkeypatch):
+    """One sample (a stream's frame) of a kernel with enough multiply-adds goes through the int16 product rather
+    than the frame loop (faster there), with the same integers and count as the NumPy product."""
+    rng = np.random.default_rng(4)
+    kernel, wt, bias, g = _kernel(rng, 20, 24, filters=64)  # 320 taps × 64 filters × 5 positions
+    assert g.positions * kernel.weights.size >= cv.INT_MIN_WORK and g.positions <= cv.SMALL_ROWS
+    limit = kernel._int_limit(native)
+    x = rng.integers(-int(limit), int(limit) + 1, (1, 16 * g.width)).astype(np.float32)
+    rows_seen = []
+    product = native.gemm.product
+    monkeypatch.setattr(native.gemm, "product", lambda a, b, c: (rows_seen.append(a.shape[0]), product(a, b, c)))
+    frame, frame_sat = kernel(x, 4)
+    assert rows_seen == [int_product.aligned(g.positions, int_product.ROW_ALIGN)]
+    plain, plain_sat = kernel.product(x, 4)
+    np.testing.assert_array_equal(frame, plain)
+    assert frame_sat == plain_sat

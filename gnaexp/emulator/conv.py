@@ -122,6 +122,7 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
 
 BLAS_MIN_FILTER = 64  # long filters (few positions, many taps) run as one matrix product instead of the loop
 SPLIT_PEAK = 255.0  # a split sample's larger byte: loud samples split where the int16 product holds this peak
+INT_MIN_WORK = 60_000  # multiply-adds from which the int16 product beats the compiled pass on a frame or two
 SMALL_ROWS = 8  # up to this many windows (samples × positions), long filters run compiled instead (faster there)
 
 
@@ -205,7 +206,10 @@ class ConvKernel:
                                      sums)
             return _written(sums[:, :, :keep], out), int(sat)
         n, length = x2.shape
-        if native is not None and n * self.positions <= SMALL_ROWS:  # a frame or two: one compiled pass, no BLAS
+        small = n * self.positions <= SMALL_ROWS  # a frame or two: one compiled pass, no BLAS ...
+        if small and self._int_limit(native) is not None and n * self.positions * self.weights.size >= INT_MIN_WORK:
+            small = False  # ... unless the int16 product does it faster (a stream's STFT: 8 against 20 µs)
+        if native is not None and small:
             x2 = np.ascontiguousarray(x2)
             sums = np.empty((n, self.weights.shape[1], self.positions), dtype=np.float64)
             sat = native.conv1d_windows(x2, self._window_index(length), self.small_weights, self.bias, sums)
