@@ -18,7 +18,7 @@ from numba import njit
 
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
-from gnaexp.emulator.native import pwl_rows
+from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
 from gnaexp.emulator.native_pwl import pwl_indexed
 
@@ -182,17 +182,29 @@ def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale
     [lo, hi] (NaN: none) counted. ``index``: the segment index (pwl_index.py) as plan_compile stores it (bits,
     first key, buckets, then the buckets' segments below and above their bound) with its bounds, or empty: the
     passes or search of pwl_rows."""
-    scaled = np.empty(size, dtype=np.float64)
+    # short rows (a recurrent cell's gates) go several to a block: each pass over the segments then runs long
+    per_block = max(1, PWL_BLOCK // size)
+    scaled = np.empty(per_block * size, dtype=np.float64)
+    result = np.empty(per_block * size, dtype=np.float64)
     saturated = 0
-    for i in range(arena.shape[0]):
-        saturated += _scale_count_row(arena[i, x_off:x_off + size], scale, lo, hi, scaled)
+    n = arena.shape[0]
+    for first in range(0, n, per_block):
+        rows = min(per_block, n - first)
+        for r in range(rows):
+            saturated += _scale_count_row(arena[first + r, x_off:x_off + size], scale, lo, hi,
+                                          scaled[r * size:(r + 1) * size])
+        values = rows * size
+        direct = rows == 1  # one row: straight into the work array
+        dest = arena[first, out_off:out_off + size] if direct else result[:values]
         if index.shape[0]:
             buckets = index[2]
-            saturated += pwl_indexed(scaled, xv, ybase, slope, inv_scale, bound, index[3:3 + buckets],
-                                     index[3 + buckets:3 + 2 * buckets], index[0], index[1],
-                                     arena[i, out_off:out_off + size])
+            saturated += pwl_indexed(scaled[:values], xv, ybase, slope, inv_scale, bound, index[3:3 + buckets],
+                                     index[3 + buckets:3 + 2 * buckets], index[0], index[1], dest)
         else:
-            saturated += pwl_rows(scaled, xv, ybase, slope, inv_scale, arena[i, out_off:out_off + size])
+            saturated += pwl_rows(scaled[:values], xv, ybase, slope, inv_scale, dest)
+        if not direct:
+            for r in range(rows):
+                arena[first + r, out_off:out_off + size] = result[r * size:(r + 1) * size]
     return saturated
 
 
