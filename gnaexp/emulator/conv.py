@@ -284,7 +284,7 @@ class ConvKernel:
         if self.fold is None:
             (weights,) = self.int_weights
             windows = np.empty((padded, weights.taps), dtype=np.int16)
-            native.gemm.windows(x2, self._window_index(length), windows)
+            native.conv_windows(x2, self._window_index(length), windows)
             acc = np.empty((padded, weights.wt.shape[0]), dtype=np.int32)
             native.gemm.product(windows, weights.wt, acc)
             return out, int(native.conv_finish(acc[:rows], bias, out))
@@ -292,7 +292,7 @@ class ConvKernel:
         plus_w, minus_w = self.int_weights
         plus = np.empty((padded, plus_w.taps), dtype=np.int16)
         minus = np.empty_like(plus)
-        native.gemm.windows_pair(x2, first, second, plus, minus)
+        native.conv_windows_pair(x2, first, second, plus, minus)
         acc_plus = np.empty((padded, plus_w.wt.shape[0]), dtype=np.int32)
         acc_minus = np.empty((padded, minus_w.wt.shape[0]), dtype=np.int32)
         native.gemm.product(plus, plus_w.wt, acc_plus)

@@ -144,7 +144,9 @@ def conv1d_windows(x, index, weights, bias, out):  # pragma: no cover - compiled
 @njit(nogil=True, cache=True)
 def conv_windows(x, index, windows):  # pragma: no cover - compiled
     """The matrix product's left operand: windows[i·P + j, t] = x[i, index[j, t]], 0 where the index is L (the
-    zero padding past the data); x: (N, L), index: (P, T), windows: (N·P, T). Reads x itself, no padded copy."""
+    zero padding past the data); x: (N, L), index: (P, T), windows: (≥ N·P, ≥ T) float64, or int16 for the int16
+    product (x's values then fit int16: callers check), zeros past N·P rows and T columns (its padding). Reads x
+    itself, no padded copy."""
     n, length = x.shape
     positions, taps = index.shape
     for i in range(n):
@@ -153,6 +155,8 @@ def conv_windows(x, index, windows):  # pragma: no cover - compiled
             for t in range(taps):
                 k = index[j, t]
                 row[t] = x[i, k] if k < length else 0.0
+            row[taps:] = 0
+    windows[n * positions:] = 0
 
 
 @njit(nogil=True, cache=True)
@@ -166,7 +170,8 @@ def conv_finish(acc, bias, out):  # pragma: no cover - compiled
 @njit(nogil=True, cache=True)
 def conv_windows_pair(x, first, second, plus, minus):  # pragma: no cover - compiled
     """A folded kernel's windows (conv_fold.py): plus/minus[i·P + j, k] = x[i, first[j, k]] ± x[i, second[j, k]],
-    an index of L reading 0 (the zero padding, and the centre's missing second tap)."""
+    an index of L reading 0 (the zero padding, and the centre's missing second tap); int16 windows (x within
+    ±16383: callers check) padded with zeros as ``conv_windows``'s."""
     n, length = x.shape
     positions, pairs = first.shape
     for i in range(n):
@@ -178,6 +183,10 @@ def conv_windows_pair(x, first, second, plus, minus):  # pragma: no cover - comp
                 v = np.float64(x[i, b]) if b < length else 0.0
                 p_row[k] = u + v
                 m_row[k] = u - v
+            p_row[pairs:] = 0
+            m_row[pairs:] = 0
+    plus[n * positions:] = 0
+    minus[n * positions:] = 0
 
 
 @njit(nogil=True, cache=True)
@@ -323,8 +332,10 @@ def warm_up() -> None:
     for dtype in (np.float32, np.float64):  # quantized inputs are float32, PWL outputs float64
         for interleave in (True, False):
             conv1d_rows(np.zeros((1, 8), dtype), 2, 4, interleave, blocks, bias, 2, np.empty((1, 4, 2)))
-        conv_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), np.empty((2, 4)))
-        pair = np.zeros((2, 4), np.intp)
-        conv_windows_pair(np.zeros((1, 8), dtype), pair, pair, np.empty((2, 4)), np.empty((2, 4)))
+        for x in (np.zeros((1, 8), dtype), np.zeros((1, 9), dtype)[:, :8]):  # rows together, rows apart
+            pair = np.zeros((2, 4), np.intp)
+            for windows in (np.empty((2, 4)), np.empty((4, 32), np.int16)):  # float64 product's, int16 product's
+                conv_windows(x, pair, windows)
+                conv_windows_pair(x, pair, pair, windows, np.empty_like(windows))
         for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
             conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))

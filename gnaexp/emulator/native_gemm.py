@@ -1,5 +1,5 @@
 """A compiled int16 matrix product in the processor's int16 multiply-add instruction (x86 pmaddwd), for the
-convolutions' sums; and the window gathers that feed it.
+convolutions' and fully connected layers' sums.
 
 Why: the float64 product does at most 8 multiply-adds a cycle on a core; pmaddwd multiplies 32 int16 pairs and
 adds them pairwise into 16 int32 lanes in one instruction (AVX-512BW; 16 pairs with AVX2), and where the
@@ -24,7 +24,7 @@ from numba import njit, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
+from gnaexp.emulator.int_product import FILTER_ALIGN, K_ALIGN, ROW_ALIGN
 
 
 def _host_lanes() -> int | None:
@@ -153,53 +153,10 @@ def row_peaks(x, out):  # pragma: no cover - compiled
         out[i] = peak
 
 
-@njit(nogil=True, cache=True)
-def windows(x, index, out):  # pragma: no cover - compiled
-    """``native.conv_windows`` into int16 rows padded with zeros: out[i·P + j, t] = x[i, index[j, t]] (0 where the
-    index is L, and in the padding columns t ≥ T and rows past N·P); x's values fit int16 (checked by callers)."""
-    n, length = x.shape
-    positions, taps = index.shape
-    for i in range(n):
-        for j in range(positions):
-            row = out[i * positions + j]
-            for t in range(taps):
-                k = index[j, t]
-                row[t] = np.int16(x[i, k]) if k < length else 0
-            row[taps:] = 0
-    out[n * positions:] = 0
-
-
-@njit(nogil=True, cache=True)
-def windows_pair(x, first, second, plus, minus):  # pragma: no cover - compiled
-    """``native.conv_windows_pair`` into zero-padded int16 rows; x's values are within ±16383, so sums and
-    differences fit int16 (checked by callers)."""
-    n, length = x.shape
-    positions, pairs = first.shape
-    for i in range(n):
-        for j in range(positions):
-            p_row, m_row = plus[i * positions + j], minus[i * positions + j]
-            for k in range(pairs):
-                a, b = first[j, k], second[j, k]
-                u = np.int16(x[i, a]) if a < length else np.int16(0)
-                v = np.int16(x[i, b]) if b < length else np.int16(0)
-                p_row[k] = u + v
-                m_row[k] = u - v
-            p_row[pairs:] = 0
-            m_row[pairs:] = 0
-    plus[n * positions:] = 0
-    minus[n * positions:] = 0
-
-
 def warm_up() -> None:
     """Compile (or load from the disk cache) what the emulator calls."""
-    from gnaexp.emulator.int_product import aligned
-
     for dtype in (np.float32, np.float64):
         for x in (np.zeros((1, 8), dtype), np.zeros((1, 9), dtype)[:, :8]):  # rows together, rows apart
             row_peaks(x, np.empty(1))
-            index = np.zeros((2, 4), np.intp)
-            out = np.empty((aligned(2, ROW_ALIGN), K_ALIGN), np.int16)
-            windows(x, index, out)
-            windows_pair(x, index, index, out, np.empty_like(out))
     product(np.zeros((ROW_ALIGN, K_ALIGN), np.int16), np.zeros((FILTER_ALIGN, K_ALIGN), np.int16),
             np.empty((ROW_ALIGN, FILTER_ALIGN), np.int32))
