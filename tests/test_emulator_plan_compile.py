@@ -201,3 +201,20 @@ def test_convolutions_write_into_the_work_array_with_the_interpreted_bits():
     first = wrong.run(feeds)
     _same(first, wrong.run(feeds))
     assert not np.array_equal(first[0]["y"], compiled[0]["y"])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_segments_run_block_by_block_with_the_same_numbers(name, monkeypatch):
+    """A segment runs every op on a block of samples before the next block (its columns stay in cache): blocks
+    of one and of two samples give the interpreted run's numbers and counts."""
+    from gnaexp.emulator import native_plan
+
+    plan, feeds = _plan(MODELS[name](), 5, 2048.0, 15.0)
+    interpreted = plan.run(feeds)
+    _same(interpreted, plan.run(feeds))  # compiled: one block
+    width = plan._compiled.width
+    assert native_plan.block_rows(width) >= 5
+    for block in (1, 2):
+        monkeypatch.setattr(native_plan, "BLOCK_BYTES", 8 * width * block)
+        assert native_plan.block_rows(width) == block
+        _same(interpreted, plan.run(feeds))

@@ -24,6 +24,7 @@ from gnaexp.emulator.native_pwl import pwl_indexed
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
 WIDTH = 11  # columns of an op row
+BLOCK_BYTES = 1 << 19  # the work array a block of samples runs through a segment with (half a core's L2)
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
 INT16_BOUND = 32768.0  # int_ranges.INT16_BOUND
 
@@ -264,9 +265,23 @@ def _gather_row(row, index, out):  # pragma: no cover - compiled
         out[j] = row[c - 1] if c > 0 else 0.0
 
 
+def block_rows(width: int) -> int:
+    """Samples a block of ``run_ops`` takes for a work array of ``width`` columns (BLOCK_BYTES of it)."""
+    return max(1, BLOCK_BYTES // (8 * max(width, 1)))
+
+
 @njit(nogil=True, cache=True)
-def run_ops(arena, ops, index, floats, weights16, counts):  # pragma: no cover - compiled
-    """Run the op rows on ``arena`` (N, columns), adding each row's saturated count to ``counts``."""
+def run_ops(arena, ops, index, floats, weights16, counts, block):  # pragma: no cover - compiled
+    """Run the op rows on ``arena`` (N, columns), adding each row's saturated count to ``counts``: every op on
+    ``block`` samples, then the next block, so that a segment's intermediate columns stay in the core's cache
+    (``block_rows``) instead of streaming every sample's through memory once per op."""
+    n = arena.shape[0]
+    for first in range(0, n, block):
+        _run_block(arena[first:min(n, first + block)], ops, index, floats, weights16, counts)
+
+
+@njit(nogil=True, cache=True)
+def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cover - compiled
     n = arena.shape[0]
     for o in range(ops.shape[0]):
         code, a, b, out, size = ops[o, 0], ops[o, 1], ops[o, 2], ops[o, 3], ops[o, 4]
@@ -320,4 +335,5 @@ def warm_up() -> None:
 
     native.warm_up()
     ops = np.zeros((0, WIDTH), dtype=np.int64)
-    run_ops(np.zeros((1, 4)), ops, np.zeros(1, np.int64), np.zeros(4), np.zeros(4, np.int16), np.zeros(0, np.int64))
+    run_ops(np.zeros((1, 4)), ops, np.zeros(1, np.int64), np.zeros(4), np.zeros(4, np.int16), np.zeros(0, np.int64),
+            1)

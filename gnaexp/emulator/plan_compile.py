@@ -260,6 +260,7 @@ class CompiledPlan:
         arena = np.empty((n, self.width), dtype=np.float64)
         env: dict[str, Any] = dict(feeds)
         counts = np.zeros(len(self.op_step), dtype=np.int64)
+        block = native_plan.block_rows(self.width)
         per_step = np.zeros(len(self.steps), dtype=np.int64)
         imports, views = self.imports, self.views
 
@@ -276,7 +277,7 @@ class CompiledPlan:
         for lowered, first, stop in self.segments:
             if lowered:
                 native_plan.run_ops(arena, self.op_rows[first], self.index, self.floats, self.weights16,
-                                    counts[first:stop])
+                                    counts[first:stop], block)
                 continue
             run, inputs, out, _, _, dead = self.schedule[first]
             into = self.steps[first].run_into
