@@ -183,12 +183,19 @@ def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale
     [lo, hi] (NaN: none) counted. ``index``: the segment index (pwl_index.py) as plan_compile stores it (bits,
     first key, buckets, then the buckets' segments below and above their bound) with its bounds, or empty: the
     passes or search of pwl_rows."""
+    saturated = 0
+    n = arena.shape[0]
+    if index.shape[0]:  # scaled, counted and indexed in one pass, row by row
+        buckets = index[2]
+        below, above = index[3:3 + buckets], index[3 + buckets:3 + 2 * buckets]
+        for i in range(n):
+            saturated += pwl_indexed(arena[i, x_off:x_off + size], scale, lo, hi, xv, ybase, slope, inv_scale,
+                                     bound, below, above, index[0], index[1], arena[i, out_off:out_off + size])
+        return saturated
     # short rows (a recurrent cell's gates) go several to a block: each pass over the segments then runs long
     per_block = max(1, PWL_BLOCK // size)
     scaled = np.empty(per_block * size, dtype=np.float64)
     result = np.empty(per_block * size, dtype=np.float64)
-    saturated = 0
-    n = arena.shape[0]
     for first in range(0, n, per_block):
         rows = min(per_block, n - first)
         for r in range(rows):
@@ -197,12 +204,7 @@ def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale
         values = rows * size
         direct = rows == 1  # one row: straight into the work array
         dest = arena[first, out_off:out_off + size] if direct else result[:values]
-        if index.shape[0]:
-            buckets = index[2]
-            saturated += pwl_indexed(scaled[:values], xv, ybase, slope, inv_scale, bound, index[3:3 + buckets],
-                                     index[3 + buckets:3 + 2 * buckets], index[0], index[1], dest)
-        else:
-            saturated += pwl_rows(scaled[:values], xv, ybase, slope, inv_scale, dest)
+        saturated += pwl_rows(scaled[:values], xv, ybase, slope, inv_scale, dest)
         if not direct:
             for r in range(rows):
                 arena[first + r, out_off:out_off + size] = result[r * size:(r + 1) * size]

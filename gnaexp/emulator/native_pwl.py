@@ -23,21 +23,24 @@ LANES = 8  # values a step (float64 lanes of one AVX-512 register, two of AVX2)
 
 
 @intrinsic
-def _indexed_lines(typingctx, x, xv, ybase, slope, inv_scale, bound, below, above, bits, low_key, out, valid, n):
-    """PWL of x[:n] into out[:n] through the index (n a multiple of LANES); returns how many of the first
-    ``valid`` outputs saturated (the rest pad a last step)."""
-    sig = types.int64(x, xv, ybase, slope, inv_scale, bound, below, above, types.int64, types.int64, out,
-                      types.int64, types.int64)
+def _indexed_lines(typingctx, x, scale, lo, hi, xv, ybase, slope, inv_scale, bound, below, above, bits, low_key, out,
+                   valid, n):
+    """PWL of x[:n]·scale into out[:n] through the index (n a multiple of LANES); returns how many of the first
+    ``valid`` outputs saturated plus how many of their inputs lay past the design domain [lo, hi] (NaN: open)
+    (the rest pad a last step)."""
+    sig = types.int64(x, types.float64, types.float64, types.float64, xv, ybase, slope, inv_scale, bound, below,
+                      above, types.int64, types.int64, out, types.int64, types.int64)
 
     def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
         f64, i64, i32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
         vd, vi = ir.VectorType(f64, LANES), ir.VectorType(i64, LANES)
-        arrays = [context.make_array(t)(context, builder, v) for t, v in zip(signature.args[:8], args[:8])]
-        out_array = context.make_array(signature.args[10])(context, builder, args[10])
+        typed = [signature.args[0]] + list(signature.args[4:11])
+        arrays = [context.make_array(t)(context, builder, v) for t, v in zip(typed, [args[0]] + list(args[4:11]))]
+        out_array = context.make_array(signature.args[13])(context, builder, args[13])
         xp, xvp, ybp, slp, csp, bdp = (builder.bitcast(a.data, f64.as_pointer()) for a in arrays[:6])
         blp, abp = (builder.bitcast(a.data, i64.as_pointer()) for a in arrays[6:8])
         outp = builder.bitcast(out_array.data, f64.as_pointer())
-        bits, low_key, valid, n = args[8], args[9], args[11], args[12]
+        bits, low_key, valid, n = args[11], args[12], args[14], args[15]
         buckets = builder.extract_value(arrays[5].shape, 0)
 
         def function(name, ret, params):
@@ -68,14 +71,19 @@ def _indexed_lines(typingctx, x, xv, ybase, slope, inv_scale, bound, below, abov
         x0, y0 = splat(builder.load(xvp), vd), splat(builder.load(ybp), vd)
         hi16, lo16 = const(float(INT16_MAX), vd), const(float(INT16_MIN), vd)
         limit = splat(valid, vi)
+        scale, lo, hi = (splat(a, vd) for a in args[1:4])
         entry = builder.block
         loop, done = builder.append_basic_block("pwl.loop"), builder.append_basic_block("pwl.done")
         builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
         builder.position_at_end(loop)
         i = builder.phi(i64)
         count = builder.phi(vi)
-        v = builder.load(builder.bitcast(builder.gep(xp, [i]), vd.as_pointer()))
-        v.align = 8
+        raw = builder.load(builder.bitcast(builder.gep(xp, [i]), vd.as_pointer()))
+        raw.align = 8
+        v = builder.fmul(raw, scale)  # the input's scale, as _scale_count_row
+        real = builder.icmp_signed("<", builder.add(splat(i, vi), ir.Constant(vi, list(range(LANES)))), limit)
+        below_domain = builder.and_(builder.fcmp_ordered("<", v, lo), real)  # NaN bounds compare false
+        above_domain = builder.and_(builder.fcmp_ordered(">", v, hi), real)
         # the key: sign and leading bits of |v| + 1 (pwl_index.keys), clamped to the buckets
         magnitude = builder.sub(builder.lshr(builder.bitcast(builder.fadd(builder.call(fabs, [v]), const(1.0, vd)),
                                                             vi), shift), bias)
@@ -90,9 +98,9 @@ def _indexed_lines(typingctx, x, xv, ybase, slope, inv_scale, bound, below, abov
         y = builder.fadd(builder.call(floor, [builder.fmul(builder.fmul(builder.fsub(v, xs), sl), cs)]), yb)
         y = builder.select(builder.fcmp_ordered("<=", v, x0), y0, y)  # at or below the first xBase
         over, under = builder.fcmp_ordered(">", y, hi16), builder.fcmp_ordered("<", y, lo16)
-        real = builder.icmp_signed("<", builder.add(splat(i, vi), ir.Constant(vi, list(range(LANES)))), limit)
-        counted = builder.add(builder.add(count, builder.zext(builder.and_(over, real), vi)),
-                              builder.zext(builder.and_(under, real), vi))
+        counted = count
+        for flag in (builder.and_(over, real), builder.and_(under, real), below_domain, above_domain):
+            counted = builder.add(counted, builder.zext(flag, vi))
         y = builder.select(over, hi16, builder.select(under, lo16, y))
         store = builder.store(y, builder.bitcast(builder.gep(outp, [i]), vd.as_pointer()))
         store.align = 8
@@ -112,17 +120,20 @@ def _indexed_lines(typingctx, x, xv, ybase, slope, inv_scale, bound, below, abov
 
 
 @njit(nogil=True, cache=True)
-def pwl_indexed(x, xv, ybase, slope, inv_scale, bound, below, above, bits, low_key, out):  # pragma: no cover
-    """``native.pwl_rows`` through the index ``pwl_index.build(xv)`` gave (bound, below, above, bits, low_key):
-    out = the PWL of x (contiguous float64), returns how many outputs saturated int16."""
+def pwl_indexed(x, scale, lo, hi, xv, ybase, slope, inv_scale, bound, below, above, bits, low_key,
+                out):  # pragma: no cover - compiled
+    """``native.pwl_rows`` of x·scale through the index ``pwl_index.build(xv)`` gave (bound, below, above, bits,
+    low_key), out = the PWL (x, out: contiguous float64, may be the same); returns how many outputs saturated
+    int16 plus how many scaled inputs lay past the design domain [lo, hi] (NaN: open), as native_plan counts."""
     n = x.shape[0]
     main = n - n % LANES
-    saturated = _indexed_lines(x, xv, ybase, slope, inv_scale, bound, below, above, bits, low_key, out, main, main)
+    saturated = _indexed_lines(x, scale, lo, hi, xv, ybase, slope, inv_scale, bound, below, above, bits, low_key,
+                               out, main, main)
     if main < n:  # the last values, padded to a step with a copy of one of them (not counted)
         tail = np.empty(2 * LANES)
         for j in range(LANES):
             tail[j] = x[min(main + j, n - 1)]
-        saturated += _indexed_lines(tail[:LANES], xv, ybase, slope, inv_scale, bound, below, above, bits, low_key,
-                                    tail[LANES:], n - main, LANES)
+        saturated += _indexed_lines(tail[:LANES], scale, lo, hi, xv, ybase, slope, inv_scale, bound, below, above,
+                                    bits, low_key, tail[LANES:], n - main, LANES)
         out[main:] = tail[LANES:LANES + n - main]
     return saturated
