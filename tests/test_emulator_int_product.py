@@ -56,6 +56,8 @@ def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
     assert exact.wt.shape == (4, 64) and np.array_equal(exact.wt[:3, :40], weights.T)
     assert not exact.wt[3:].any() and not exact.wt[:, 40:].any()
     assert int_product.int_weights(weights, gain=2).peak_limit == INT32_MAX // 1_200_000
+    assert exact.splits  # 600,000·255 < 2^31: a loud sample's bytes qualify
+    assert not int_product.int_weights(np.full((300, 2), 32767.0)).splits  # 300·32767·255 ≥ 2^31
     assert int_product.int_weights(np.ones((3, 4))).peak_limit == 32768  # small weights: every int16 sample
     assert int_product.int_weights(np.ones((3, 4))).any_int16 and not exact.any_int16
     assert int_product.int_weights(np.ones((3, 4)), gain=2).peak_limit == 16383  # x_a + x_b must fit int16
@@ -87,7 +89,7 @@ def test_samples_within_the_limit_take_the_int_product_and_loud_ones_their_bytes
     rng = np.random.default_rng(7)
     kernel, wt, bias, g = _kernel(rng) if loud_way == "split" else _kernel(rng, 20, 24, full_scale=True)
     limit = kernel._int_limit(native)
-    assert (1000 < limit < 32768) if loud_way == "split" else (0 < limit < cv.SPLIT_PEAK)
+    assert (1000 < limit < 32768) if loud_way == "split" else (0 < limit < int_product.SPLIT_PEAK)
     x = rng.integers(-int(limit), int(limit) + 1, (40, 16 * g.width)).astype(np.float32)
     loud = [3, 17, 18]
     x[loud] = rng.integers(-32768, 32768, (3, 16 * g.width))

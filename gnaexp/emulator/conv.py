@@ -121,7 +121,6 @@ def run_blocks(x2: np.ndarray, blocks: np.ndarray, bias: np.ndarray, positions: 
 
 
 BLAS_MIN_FILTER = 64  # long filters (few positions, many taps) run as one matrix product instead of the loop
-SPLIT_PEAK = 255.0  # a split sample's larger byte: loud samples split where the int16 product holds this peak
 INT_MIN_WORK = 60_000  # multiply-adds from which the int16 product beats the compiled pass on a frame or two
 SMALL_ROWS = 8  # up to this many windows (samples × positions), long filters run compiled instead (faster there)
 
@@ -237,7 +236,7 @@ class ConvKernel:
         if exact.all():
             return self._int_product(x2, keep, native, out=out)
         # samples beyond the limit: split into bytes where those are within it, else the float64 product
-        loud = self._split_product if limit >= SPLIT_PEAK else self._float_product
+        loud = self._split_product if limit >= int_product.SPLIT_PEAK else self._float_product
         if not exact.any():
             sums, saturated = loud(x2, keep, native)
             return _written(sums, out), saturated
@@ -251,7 +250,7 @@ class ConvKernel:
 
     def _split_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:
         """Loud samples as two quiet ones: x = 256·⌊x/256⌋ + (x mod 256), bytes of peak 128 and 255 whose sums the
-        int16 product holds exactly (the kernel's limit is at least SPLIT_PEAK), recombined in float64 (below
+        int16 product holds exactly (the kernel's limit is at least int_product.SPLIT_PEAK), recombined in float64 (below
         2^40: exact) before the bias and the int32 saturation, counted over every position as the primitive."""
         high = np.floor(x2 / 256.0)  # exact: int16 values, a power-of-two division
         low = x2 - 256.0 * high

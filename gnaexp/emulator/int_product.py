@@ -19,6 +19,7 @@ import numpy as np
 
 from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT32_MAX
 
+SPLIT_PEAK = 255.0  # a sample split into bytes (x = 256·⌊x/256⌋ + x mod 256) has this larger peak
 K_ALIGN = 32  # taps padded with zeros to a multiple of this: one step of the widest pmaddwd (32 int16 pairs)
 ROW_ALIGN = 4  # windows padded to a multiple of the tile's rows
 FILTER_ALIGN = 4  # filters padded to a multiple of the tile's columns
@@ -47,6 +48,11 @@ class IntWeights:
     def any_int16(self) -> bool:
         """Whether every int16 sample qualifies: no sample needs checking."""
         return self.peak_limit >= INT16_BOUND
+
+    @property
+    def splits(self) -> bool:
+        """Whether a louder sample's bytes qualify (Σ|w|·255 < 2^31): split, its sums recombine exactly."""
+        return self.peak_limit >= SPLIT_PEAK
 
 
 def int_weights(weights: np.ndarray, gain: int = 1) -> IntWeights | None:

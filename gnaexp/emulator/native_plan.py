@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
+from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
@@ -26,7 +26,6 @@ GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
 WIDTH = 11  # columns of an op row
 BLOCK_BYTES = 1 << 19  # the work array a block of samples runs through a segment with (half a core's L2)
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
-INT16_BOUND = 32768.0  # int_ranges.INT16_BOUND
 
 
 @njit(nogil=True, cache=True, inline="always")

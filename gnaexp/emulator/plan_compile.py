@@ -21,7 +21,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gnaexp.emulator.int_ranges import INT32_MAX
 from gnaexp.emulator.plan_types import Step
 
 CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7}
@@ -315,8 +314,7 @@ def _int16_product(wt: np.ndarray) -> Any:
     if native_gemm.LANES is None:
         return None
     exact = int_product.int_weights(wt.T)
-    spread = int(np.abs(wt.astype(np.int64)).sum(axis=1).max(initial=0))
-    return exact if exact is not None and spread * 255 <= INT32_MAX else None
+    return exact if exact is not None and exact.splits else None
 
 
 def _pwl_index(xv: np.ndarray) -> Any:
