@@ -8,7 +8,8 @@ against 28.5 billion multiply-adds a second for a (2000 × 128) · (128 × 256) 
 
 Exactness: the int32 lanes wrap, so the product gives each sum modulo 2^32, which is the sum itself whenever its
 magnitude is below 2^31 (any order of the additions, intermediate wraps included). ``int_product.IntWeights``
-states for which inputs that holds (Σ|w|·max|x| < 2^31); callers run the float64 product otherwise.
+states for which inputs that holds (Σ|w|·max|x| < 2^31); callers split a louder sample into its bytes, or run the
+float64 product where even those do not qualify.
 
 The instruction is reached through an LLVM intrinsic of the host's instruction set, so ``LANES`` is None on a
 processor without it (or when numba is told to compile for a generic processor) and callers keep the float64
