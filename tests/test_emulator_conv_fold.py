@@ -48,6 +48,9 @@ def test_an_stft_convolution_folds_and_gives_the_unfolded_products_bits(taps, ke
     assert folded.shape == plain.shape
     np.testing.assert_array_equal(folded, plain)
     assert folded_sat == plain_sat > 0
+    in_float64, float_sat = kernel._float_product(x, keep, native)  # the fold in the float64 product too
+    np.testing.assert_array_equal(in_float64, plain)
+    assert float_sat == plain_sat
 
 
 def test_a_kernel_with_one_filter_that_does_not_mirror_is_not_folded():

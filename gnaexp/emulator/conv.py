@@ -273,46 +273,14 @@ class ConvKernel:
                      out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """``product`` in the int16 product: the same sums for samples within the limit (int_product.py), plus
         ``bias`` (default the kernel's), written into ``out`` when given."""
-        bias = self.bias if bias is None else bias
-        n, length = x2.shape
-        rows = n * self.positions
-        padded = int_product.aligned(rows, int_product.ROW_ALIGN)
-        if out is None:
-            out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
-        assert self.int_weights is not None  # _int_limit said so
-        if self.fold is None:
-            (weights,) = self.int_weights
-            windows = np.empty((padded, weights.taps), dtype=np.int16)
-            native.conv_windows(x2, self._window_index(length), windows)
-            acc = np.empty((padded, weights.wt.shape[0]), dtype=np.int32)
-            native.gemm.product(windows, weights.wt, acc)
-            return out, int(native.conv_finish(acc[:rows], bias, out))
-        first, second = self._pair_index(self.fold, length)
-        plus_w, minus_w = self.int_weights
-        plus = np.empty((padded, plus_w.taps), dtype=np.int16)
-        minus = np.empty_like(plus)
-        native.conv_windows_pair(x2, first, second, plus, minus)
-        acc_plus = np.empty((padded, plus_w.wt.shape[0]), dtype=np.int32)
-        acc_minus = np.empty((padded, minus_w.wt.shape[0]), dtype=np.int32)
-        native.gemm.product(plus, plus_w.wt, acc_plus)
-        native.gemm.product(minus, minus_w.wt, acc_minus)
-        saturated = native.conv_finish_pair(acc_plus[:rows], acc_minus[:rows], self.fold.symmetric,
-                                            self.fold.antisymmetric, bias, out)
-        return out, int(saturated)
+        return self._compiled_sums(x2, keep, native, True, self.bias if bias is None else bias, out)
 
     def _float_product(self, x2: np.ndarray, keep: int | None, native: Any) -> tuple[np.ndarray, int]:
         """``product`` as one float64 matrix product (exact: see the class)."""
-        n, length = x2.shape
-        if native is not None and self.fold is not None:
-            return self._folded(np.ascontiguousarray(x2), keep, native, self.fold)
-        index = self._window_index(length)
         if native is not None:
-            windows = np.empty((n * self.positions, index.shape[1]), dtype=np.float64)
-            native.conv_windows(np.ascontiguousarray(x2), index, windows)
-            with parallel.single_threaded_blas():
-                acc = windows @ self.weights
-            out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
-            return out, int(native.conv_finish(acc, self.bias, out))
+            return self._compiled_sums(np.ascontiguousarray(x2), keep, native, False, self.bias, None)
+        n, length = x2.shape
+        index = self._window_index(length)
         padded = np.zeros((n, length + 1), dtype=np.float64)  # the last column is the zero padding's
         padded[:, :length] = x2
         windows = padded[:, index]  # (N, positions, taps)
@@ -325,19 +293,40 @@ class ConvKernel:
             np.clip(acc, INT32_MIN, INT32_MAX, out=acc)
         return np.ascontiguousarray(acc.reshape(n, self.positions, -1).transpose(0, 2, 1)[:, :, :keep]), saturated
 
-    def _folded(self, x2: np.ndarray, keep: int | None, native: Any, fold: conv_fold.Fold) -> tuple[np.ndarray, int]:
-        """``product`` of a kernel whose filters mirror (conv_fold.py): the windows folded into the sums and the
-        differences of mirrored taps, one product per filter group; the same integers and count."""
+    def _compiled_sums(self, x2: np.ndarray, keep: int | None, native: Any, int16: bool, bias: np.ndarray,
+                       out: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """The compiled loops' product: the windows gathered from x2 (a folded kernel's as sums and differences
+        of mirrored taps, conv_fold.py), one product per filter group, in int16 (int_product.py) or in float64,
+        and the sums finished (bias, int32 saturation, transposition, the positions kept) into ``out``."""
         n, length = x2.shape
-        first, second = self._pair_index(fold, length)
-        plus = np.empty((n * self.positions, first.shape[1]), dtype=np.float64)
-        minus = np.empty_like(plus)
-        native.conv_windows_pair(x2, first, second, plus, minus)
-        with parallel.single_threaded_blas():
-            acc_plus, acc_minus = plus @ fold.w_plus, minus @ fold.w_minus
-        out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
-        saturated = native.conv_finish_pair(acc_plus, acc_minus, fold.symmetric, fold.antisymmetric, self.bias, out)
-        return out, int(saturated)
+        rows = n * self.positions
+        if out is None:
+            out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
+        if int16:
+            assert self.int_weights is not None  # _int_limit said so
+            groups: tuple[Any, ...] = self.int_weights
+            padded, taps = int_product.aligned(rows, int_product.ROW_ALIGN), self.int_weights[0].taps
+        else:
+            groups = (self.weights,) if self.fold is None else (self.fold.w_plus, self.fold.w_minus)
+            padded, taps = rows, groups[0].shape[0]
+        windows = [np.empty((padded, taps), dtype=np.int16 if int16 else np.float64) for _ in groups]
+        if self.fold is None:
+            native.conv_windows(x2, self._window_index(length), windows[0])
+        else:
+            native.conv_windows_pair(x2, *self._pair_index(self.fold, length), *windows)
+        sums = []
+        for group, operand in zip(groups, windows):
+            if int16:
+                acc = np.empty((padded, group.wt.shape[0]), dtype=np.int32)
+                native.gemm.product(operand, group.wt, acc)
+            else:
+                with parallel.single_threaded_blas():
+                    acc = operand @ group
+            sums.append(acc[:rows])
+        if self.fold is None:
+            return out, int(native.conv_finish(sums[0], bias, out))
+        return out, int(native.conv_finish_pair(sums[0], sums[1], self.fold.symmetric, self.fold.antisymmetric,
+                                                bias, out))
 
 
 def _written(sums: np.ndarray, out: np.ndarray | None) -> np.ndarray:

@@ -170,8 +170,8 @@ def conv_finish(acc, bias, out):  # pragma: no cover - compiled
 @njit(nogil=True, cache=True)
 def conv_windows_pair(x, first, second, plus, minus):  # pragma: no cover - compiled
     """A folded kernel's windows (conv_fold.py): plus/minus[i·P + j, k] = x[i, first[j, k]] ± x[i, second[j, k]],
-    an index of L reading 0 (the zero padding, and the centre's missing second tap); int16 windows (x within
-    ±16383: callers check) padded with zeros as ``conv_windows``'s."""
+    an index of L reading 0 (the zero padding, and the centre's missing second tap); float64 windows, or int16
+    ones (x then within ±16383: callers check), padded with zeros as ``conv_windows``'s."""
     n, length = x.shape
     positions, pairs = first.shape
     for i in range(n):
