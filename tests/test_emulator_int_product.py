@@ -18,33 +18,38 @@ def test_the_product_gives_every_sum_modulo_2_to_the_32():
     """Full-range operands, -32768 pairs included (the one product pair whose sum, 2^31, wraps in a lane): every
     sum equals the int64 sum modulo 2^32, for sizes that fill the tiles and the lane steps exactly."""
     rng = np.random.default_rng(0)
-    x = rng.integers(-32768, 32768, (int_product.ROW_ALIGN * 7, int_product.K_ALIGN * 3)).astype(np.int16)
+    x = rng.integers(-32768, 32768, (int_product.ROW_ALIGN * 7, int_product.K_ALIGN * 65)).astype(np.int16)
     wt = rng.integers(-32768, 32768, (int_product.FILTER_ALIGN * 5, x.shape[1])).astype(np.int16)
     x[0], wt[0] = -32768, -32768
     out = np.empty((x.shape[0], wt.shape[0]), np.int32)
-    native.gemm.product(x, wt, out)
+    native.gemm.product(x, int_product.pack(wt), out)
     wide = x.astype(np.int64) @ wt.T.astype(np.int64)
     assert wide[0, 0] == x.shape[1] * 2**30  # far past int32: wrapped
     np.testing.assert_array_equal(out, wide.astype(np.int32))  # astype keeps the low 32 bits
 
 
-@pytest.mark.parametrize("width", ["avx2", "portable"])
+@pytest.mark.parametrize("width", ["avx2", "avx512-3x3", "portable"])
 def test_the_other_widths_give_the_same_sums(width):
-    """The AVX2 tiles (2 × 4 at 8 lanes, what a processor without AVX-512 runs) and the portable loops (none)."""
+    """The AVX2 tiles (2 × 4 at 8 lanes, what a processor without AVX-512 runs), a narrower AVX-512 tile (its
+    filters past the whole tiles take each narrower one) and the portable loops (none)."""
     from gnaexp.emulator import native_gemm
 
     if width == "avx2":
         if native_gemm.LANES is None:
             pytest.skip("this processor has no int16 multiply-add")
         product = native_gemm.make_product(2, 4, 8, cache=False)
+    elif width == "avx512-3x3":
+        if native_gemm.LANES != 16:
+            pytest.skip("this processor has no AVX-512 int16 multiply-add")
+        product = native_gemm.make_product(3, 3, 16, cache=False)
     else:
         product = native_gemm.portable_product
     rng = np.random.default_rng(1)
-    x = rng.integers(-32768, 32768, (int_product.ROW_ALIGN * 3, int_product.K_ALIGN * 2)).astype(np.int16)
-    wt = rng.integers(-32768, 32768, (int_product.FILTER_ALIGN * 3, x.shape[1])).astype(np.int16)
+    x = rng.integers(-32768, 32768, (int_product.ROW_ALIGN * 3, int_product.K_ALIGN * 33)).astype(np.int16)
+    wt = rng.integers(-32768, 32768, (int_product.FILTER_ALIGN * 5, x.shape[1])).astype(np.int16)
     x[1], wt[2] = -32768, -32768
     out = np.empty((x.shape[0], wt.shape[0]), np.int32)
-    product(x, wt, out)
+    product(x, int_product.pack(wt), out)
     np.testing.assert_array_equal(out, (x.astype(np.int64) @ wt.T.astype(np.int64)).astype(np.int32))
 
 
@@ -53,8 +58,11 @@ def test_the_limit_is_the_largest_peak_whose_sums_stay_below_2_to_the_31():
     weights[:, 0], weights[:20, 1], weights[0, 2] = 1000, -30000, 7  # Σ|w|: 40,000, 600,000, 7
     exact = int_product.int_weights(weights)
     assert exact.peak_limit == INT32_MAX // 600_000 and exact.filters == 3
-    assert exact.wt.shape == (4, 64) and np.array_equal(exact.wt[:3, :40], weights.T)
-    assert not exact.wt[3:].any() and not exact.wt[:, 40:].any()
+    assert exact.wt.shape == (20, 32) and exact.taps == 40 and exact.width == 16
+    unpacked = exact.wt.reshape(20, 16, 2).transpose(1, 0, 2).reshape(16, 40)  # pack's inverse
+    assert np.array_equal(unpacked[:3], weights.T) and not unpacked[3:].any()
+    odd = int_product.int_weights(np.ones((41, 17)))  # an odd tap count and a second register of filters
+    assert (odd.taps, odd.width) == (42, 32) and odd.wt[20, 1::2].sum() == 0 and odd.wt[20, 0:34:2].sum() == 17
     assert int_product.int_weights(weights, gain=2).peak_limit == INT32_MAX // 1_200_000
     assert exact.splits  # 600,000·255 < 2^31: a loud sample's bytes qualify
     assert not int_product.int_weights(np.full((300, 2), 32767.0)).splits  # 300·32767·255 ≥ 2^31

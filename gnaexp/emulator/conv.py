@@ -317,7 +317,7 @@ class ConvKernel:
         sums = []
         for group, operand in zip(groups, windows):
             if int16:
-                acc = np.empty((padded, group.wt.shape[0]), dtype=np.int32)
+                acc = np.empty((padded, group.width), dtype=np.int32)
                 native.gemm.product(operand, group.wt, acc)
             else:
                 with parallel.single_threaded_blas():

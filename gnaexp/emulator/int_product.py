@@ -20,21 +20,30 @@ import numpy as np
 from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT32_MAX
 
 SPLIT_PEAK = 255.0  # a sample split into bytes (x = 256·⌊x/256⌋ + x mod 256) has this larger peak
-K_ALIGN = 32  # taps padded with zeros to a multiple of this: one step of the widest pmaddwd (32 int16 pairs)
-ROW_ALIGN = 4  # windows padded to a multiple of the tile's rows
-FILTER_ALIGN = 4  # filters padded to a multiple of the tile's columns
+K_ALIGN = 2  # taps padded with a zero to pairs: pmaddwd multiplies int16 pairs
+ROW_ALIGN = 6  # windows padded to a multiple of the tile's rows (6 at AVX-512, 2 at AVX2)
+FILTER_ALIGN = 16  # filters padded to whole registers of int32 sums (one at AVX-512, two at AVX2)
 
 
 def aligned(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
+def pack(wt: np.ndarray) -> np.ndarray:
+    """(filters, taps) int16 weights (padded to FILTER_ALIGN, K_ALIGN) in the product's layout: row p holds tap
+    pair (2p, 2p + 1) of every filter in turn, packed[p, 2f + e] = wt[f, 2p + e], so one register load gives a
+    tap pair of consecutive filters (native_gemm.py)."""
+    filters, taps = wt.shape
+    return np.ascontiguousarray(wt.reshape(filters, taps // 2, 2).transpose(1, 0, 2).reshape(taps // 2, 2 * filters))
+
+
 @dataclass(frozen=True)
 class IntWeights:
     """A (taps, filters) integer weight matrix as the int16 product takes it, with its exactness limit.
 
-    wt: (filters padded to FILTER_ALIGN, taps padded to K_ALIGN) int16, zeros in the padding; filters: how many
-    are real; peak_limit: the largest max |x| of a sample whose sums are all exact (0: none is)."""
+    wt: the weights ``pack``ed, from (filters padded to FILTER_ALIGN, taps padded to K_ALIGN) with zeros in the
+    padding; filters: how many are real; peak_limit: the largest max |x| of a sample whose sums are all exact
+    (0: none is)."""
 
     wt: np.ndarray
     filters: int
@@ -42,7 +51,13 @@ class IntWeights:
 
     @property
     def taps(self) -> int:
-        return self.wt.shape[1]
+        """Taps with their padding: the columns of the windows the product takes."""
+        return 2 * self.wt.shape[0]
+
+    @property
+    def width(self) -> int:
+        """Filters with their padding: the columns of the sums the product gives."""
+        return self.wt.shape[1] // 2
 
     @property
     def any_int16(self) -> bool:
@@ -68,4 +83,4 @@ def int_weights(weights: np.ndarray, gain: int = 1) -> IntWeights | None:
     wt[:filters, :taps] = small.T
     spread = int(np.abs(small.astype(np.int64)).sum(axis=0).max(initial=0)) * gain
     operand = INT16_BOUND if gain == 1 else float(INT16_MAX // gain)
-    return IntWeights(wt, filters, operand if spread == 0 else min(operand, float(INT32_MAX // spread)))
+    return IntWeights(pack(wt), filters, operand if spread == 0 else min(operand, float(INT32_MAX // spread)))

@@ -39,13 +39,13 @@ def _sat32(a):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def _fc_int(arena, x_off, out_off, rows, k, m, wt, bias, limit):  # pragma: no cover - compiled
-    """``_fc`` in the int16 product (native_gemm.py): wt (m, k) padded to (FILTER_ALIGN, K_ALIGN) multiples with
-    zeros. A row whose peak |x| is within ``limit`` (int_product.py) takes one product; a louder one is split
+    """``_fc`` in the int16 product (native_gemm.py): wt the (m, k) weights padded to (FILTER_ALIGN, K_ALIGN)
+    multiples with zeros, ``int_product.pack``ed. A row whose peak |x| is within ``limit`` (int_product.py) takes one product; a louder one is split
     x = 256·(x >> 8) + (x & 255) into two rows whose sums int32 holds for any int16 x (plan_compile checked
     Σ|w|·255 < 2^31), recombined in int64: every sum exact."""
     n = arena.shape[0]
     total = n * rows
-    filters, taps = wt.shape
+    filters, taps = wt.shape[1] // 2, 2 * wt.shape[0]
     slot = np.empty(total, dtype=np.int64)  # ≥ 0: the row's product row; < 0: −1 − its high part's row
     quiet = 0
     for g in range(total):
@@ -309,7 +309,7 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
             # after the bias)
             if p5 == 2:
                 filters, taps = -(-p2 // FILTER_ALIGN) * FILTER_ALIGN, -(-p1 // K_ALIGN) * K_ALIGN
-                padded = weights16[p3:p3 + filters * taps].reshape((filters, taps))
+                padded = weights16[p3:p3 + filters * taps].reshape((taps // 2, 2 * filters))
                 saturated = _fc_int(arena, a, out, p0, p1, p2, padded, floats[p4:p4 + p2], floats[p4 + p2])
             elif p5:
                 wt = weights16[p3:p3 + p2 * p1].reshape((p2, p1))
