@@ -181,7 +181,7 @@ def test_the_indexed_pwl_gives_the_searchs_bits_on_raw_tables():
         k = len(xbase)
         ybase, slope = (rng.integers(-2**15, 2**15, k).astype(np.float64) for _ in range(2))
         inv_scale = 2.0 ** -rng.integers(0, 20, k).astype(np.float64)
-        index = pwl_index.build(xbase)
+        index = pwl_index.build(xbase, ybase, slope, inv_scale)
         if index is None:
             continue
         built += 1
@@ -189,23 +189,30 @@ def test_the_indexed_pwl_gives_the_searchs_bits_on_raw_tables():
                             rng.integers(-2**31, 2**31 - 1, 3000 + trial % 8).astype(np.float64)])
         want, got = np.empty_like(x), np.empty_like(x)
         n_want = native.pwl_rows(x, xbase, ybase, slope, inv_scale, want)
-        n_got = pwl_indexed(x, 1.0, np.nan, np.nan, xbase, ybase, slope, inv_scale, index.bound, index.below,
-                            index.above, index.bits, index.low_key, got)
+        first, tail = (xbase[0], ybase[0]), np.empty(16)
+        n_got = pwl_indexed(x, 1.0, np.nan, np.nan, *first, index.table, index.bits, index.low_key, got,
+                            tail)
         assert n_got == n_want
         np.testing.assert_array_equal(got, want, err_msg=f"table {trial} ({k} segments)")
         # scaled inputs with a design domain: the scaled values' PWL, plus the values past the domain counted
         lo, hi = np.quantile(xbase, [0.25, 0.75])
         scaled = x * 0.5
         native.pwl_rows(scaled, xbase, ybase, slope, inv_scale, want)
-        n_scaled = pwl_indexed(x, 0.5, lo, hi, xbase, ybase, slope, inv_scale, index.bound, index.below,
-                               index.above, index.bits, index.low_key, got)
+        n_scaled = pwl_indexed(x, 0.5, lo, hi, *first, index.table, index.bits, index.low_key, got,
+                               tail)
         np.testing.assert_array_equal(got, want)
         in_place = x.copy()  # the input's columns reused for the output
-        pwl_indexed(in_place, 0.5, lo, hi, xbase, ybase, slope, inv_scale, index.bound, index.below, index.above,
-                    index.bits, index.low_key, in_place)
+        pwl_indexed(in_place, 0.5, lo, hi, *first, index.table, index.bits, index.low_key, in_place,
+                    tail)
         np.testing.assert_array_equal(in_place, want)
         outside = int(np.count_nonzero(scaled < lo) + np.count_nonzero(scaled > hi))
         assert n_scaled == native.pwl_rows(scaled, xbase, ybase, slope, inv_scale, want) + outside
     assert built > 100  # most tables are indexed (uniform ones with two xBases a few apart are not)
-    assert pwl_index.build(np.arange(pwl_index.MIN_SEGMENTS - 1, dtype=np.float64)) is None  # few: passes
-    assert pwl_index.build(np.arange(40, dtype=np.float64)[::-1]) is None  # out of order
+    def tables(xv):
+        return xv, np.zeros_like(xv), np.ones_like(xv), np.full_like(xv, 0.25)
+
+    assert pwl_index.build(*tables(np.arange(pwl_index.MIN_SEGMENTS - 1, dtype=np.float64))) is None  # few: passes
+    assert pwl_index.build(*tables(np.arange(40, dtype=np.float64)[::-1])) is None  # out of order
+    assert pwl_index.build(*tables(np.arange(40, dtype=np.float64))) is not None
+    xv, ybase, slope, _ = tables(np.arange(40, dtype=np.float64))
+    assert pwl_index.build(xv, ybase, slope, np.full(40, 0.3)) is None  # a scale that is not a power of two

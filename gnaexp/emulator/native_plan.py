@@ -20,7 +20,7 @@ from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
-from gnaexp.emulator.native_pwl import pwl_indexed
+from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
 WIDTH = 11  # columns of an op row
@@ -177,19 +177,18 @@ def _fc(arena, x_off, out_off, rows, k, m, wt, bias):  # pragma: no cover - comp
 
 @njit(nogil=True, cache=True)
 def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale, index,
-         bound):  # pragma: no cover - compiled
+         indexed):  # pragma: no cover - compiled
     """``native.pwl_rows`` (the one PWL loop) on one tensor times ``scale``, plus the values past a design domain
-    [lo, hi] (NaN: none) counted. ``index``: the segment index (pwl_index.py) as plan_compile stores it (bits,
-    first key, buckets, then the buckets' segments below and above their bound) with its bounds, or empty: the
-    passes or search of pwl_rows."""
+    [lo, hi] (NaN: none) counted. ``index``: the segment index's (pwl_index.py) bits, first key and buckets as
+    plan_compile stores them, with its table (``indexed``), or empty: the passes or search of pwl_rows."""
     saturated = 0
     n = arena.shape[0]
     if index.shape[0]:  # scaled, counted and indexed in one pass, row by row
-        buckets = index[2]
-        below, above = index[3:3 + buckets], index[3 + buckets:3 + 2 * buckets]
+        table = indexed.reshape((index[2], 8))
+        tail = np.empty(2 * PWL_LANES)
         for i in range(n):
-            saturated += pwl_indexed(arena[i, x_off:x_off + size], scale, lo, hi, xv, ybase, slope, inv_scale,
-                                     bound, below, above, index[0], index[1], arena[i, out_off:out_off + size])
+            saturated += pwl_indexed(arena[i, x_off:x_off + size], scale, lo, hi, xv[0], ybase[0], table, index[0],
+                                     index[1], arena[i, out_off:out_off + size], tail)
         return saturated
     # short rows (a recurrent cell's gates) go several to a block: each pass over the segments then runs long
     per_block = max(1, PWL_BLOCK // size)
@@ -299,8 +298,8 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
             buckets = index[p5 + 2] if p5 else 0
             saturated = _pwl(arena, a, out, size, floats[p0:p0 + p1], floats[p0 + p1:p0 + 2 * p1],
                              floats[p0 + 2 * p1:p0 + 3 * p1], floats[p0 + 3 * p1:p0 + 4 * p1], floats[p2], floats[p3],
-                             floats[p4], index[p5:p5 + (3 + 2 * buckets if p5 else 0)],
-                             floats[p0 + 4 * p1:p0 + 4 * p1 + buckets])
+                             floats[p4], index[p5:p5 + (3 if p5 else 0)],
+                             floats[p0 + 4 * p1:p0 + 4 * p1 + 8 * buckets])
         elif code == SCALE:  # a unit diagonal: no saturation possible
             for i in range(n):
                 _scale_row(arena[i, a:a + size], floats[p0], arena[i, out:out + size])

@@ -226,13 +226,12 @@ class CompiledPlan:
             p[0] = pools.add(0, gather.astype(np.int64))
             return [CODES["gather"], a, b, out, size] + p
         if low.op == "pwl":
-            index = _pwl_index(low.arrays[0])
-            tables = np.concatenate(list(low.arrays) + ([] if index is None else [index.bound]))
+            index = _pwl_index(low.arrays)
+            tables = np.concatenate(list(low.arrays) + ([] if index is None else [index.table.ravel()]))
             p[0], p[1] = pools.add(1, tables), len(low.arrays[0])
             p[2], p[3], p[4] = (pools.add(1, np.array(low.scalars[j:j + 1], dtype=np.float64)) for j in range(3))
             if index is not None:  # many segments: found through the index (native_pwl.py)
-                p[5] = pools.add(0, np.concatenate([[index.bits, index.low_key, len(index.bound)], index.below,
-                                                    index.above]))
+                p[5] = pools.add(0, np.array([index.bits, index.low_key, len(index.table)]))
         elif low.op in ("sum", "scale"):
             p[0] = pools.add(1, np.array(low.scalars[:1], dtype=np.float64))
         elif low.op == "scaleshift":
@@ -317,9 +316,11 @@ def _int16_product(wt: np.ndarray) -> Any:
     return exact if exact is not None and exact.splits else None
 
 
-def _pwl_index(xv: np.ndarray) -> Any:
-    """The segment index of a PWL's xBases (``pwl_index.PwlIndex``) where its compiled loop runs here (an x86
-    processor with AVX2 or AVX-512, as the int16 product) and the PWL has segments enough to gain; else None."""
+def _pwl_index(tables: Sequence[np.ndarray]) -> Any:
+    """The segment index of a PWL's tables (xBase, yBase, slope, scale: ``pwl_index.PwlIndex``) where its compiled
+    loop runs here (an x86 processor with AVX2 or AVX-512, as the int16 product) and the PWL has segments enough
+    to gain; else None."""
     from gnaexp.emulator import native_gemm, pwl_index
 
-    return None if native_gemm.LANES is None else pwl_index.build(xv)
+    xv, ybase, slope, inv_scale = tables
+    return None if native_gemm.LANES is None else pwl_index.build(xv, ybase, slope, inv_scale)

@@ -23,14 +23,17 @@ MIN_SEGMENTS = 22  # from here the index beats a pass per segment (measured: 2.0
 
 @dataclass(frozen=True)
 class PwlIndex:
-    """bound[b]: the xBase inside bucket b (+inf: none); below[b] / above[b]: the segment of a value of the
-    bucket under / at or over it; bits and low_key: the key's mantissa bits and the first bucket's key."""
+    """table: a row of 8 per bucket b: (its xBase, +inf: none; then the xBase, slope·2^−shift and yBase of the
+    segment of a value under it; then those of a value at or over it; 0); bits and low_key: the key's mantissa
+    bits and the first bucket's key."""
 
-    bound: np.ndarray
-    below: np.ndarray
-    above: np.ndarray
+    table: np.ndarray
     bits: int
     low_key: int
+
+    @property
+    def bound(self) -> np.ndarray:
+        return self.table[:, 0]
 
 
 def keys(v: np.ndarray, bits: int) -> np.ndarray:
@@ -40,11 +43,20 @@ def keys(v: np.ndarray, bits: int) -> np.ndarray:
     return np.where(v < 0, -magnitude, magnitude)
 
 
-def build(xv: np.ndarray) -> PwlIndex | None:
-    """The index of a PWL's xBases (float64, in order), or None: too few segments to gain, xBases out of order, or
-    two of them closer than a key of MAX_BITS bits tells apart."""
-    xv = np.asarray(xv, dtype=np.float64)
+def build(xv: np.ndarray, ybase: np.ndarray, slope: np.ndarray, inv_scale: np.ndarray) -> PwlIndex | None:
+    """The index of a PWL's segments (float64 tables as ``pwl.evaluate`` takes them, xBases in order), or None:
+    too few segments to gain, xBases out of order, two of them closer than a key of MAX_BITS bits tells apart, or a
+    scale that is not a power of two.
+
+    A line's slope and scale are one factor: ((v − x)·slope)·2^−s = (v − x)·(slope·2^−s) to the bit, as scaling
+    by a power of two is exact and commutes with rounding (the plugin's scales are all 2^−shift, pwl.py)."""
+    xv, ybase, slope, inv_scale = (np.asarray(a, dtype=np.float64) for a in (xv, ybase, slope, inv_scale))
     if len(xv) < MIN_SEGMENTS or np.any(np.diff(xv) < 0) or not np.all(np.isfinite(xv)):
+        return None
+    gain = slope * inv_scale
+    mantissa, _ = np.frexp(inv_scale)
+    if not (np.all(mantissa == 0.5) and np.all(inv_scale >= 2.0**-1000) and np.all(inv_scale <= 2.0**1000)
+            and np.array_equal(gain / inv_scale, slope)):
         return None
     x0 = xv[0]
     starts = np.unique(xv[xv > x0])  # where a new segment begins for values above the first xBase
@@ -64,5 +76,7 @@ def build(xv: np.ndarray) -> PwlIndex | None:
     inside = (before < len(starts)) & (start_keys[at] == bucket_keys)
     bound = np.where(inside, starts[at], np.inf)
     above = np.where(inside, segment[np.minimum(before + 1, len(segment) - 1)], segment[before])
-    return PwlIndex(np.ascontiguousarray(bound, dtype=np.float64), segment[before].astype(np.int64),
-                    above.astype(np.int64), bits, low)
+    under = segment[before]
+    table = np.stack([bound, xv[under], gain[under], ybase[under], xv[above], gain[above], ybase[above],
+                      np.zeros(len(bound))], axis=1)
+    return PwlIndex(np.ascontiguousarray(table, dtype=np.float64), bits, low)
