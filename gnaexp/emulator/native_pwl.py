@@ -5,13 +5,19 @@ Why: ``native.pwl_rows`` finds a value's segment by a pass per segment (few segm
 rounds (61 segments: 3.2 ns a value); the index needs one key, one table row and one comparison. The loop is
 LLVM IR written here, so that the eight values' keys, comparisons, lines, floors and saturations run as vector
 instructions. Each value's row (its bucket's bound and the lines under and over it: 64 bytes) is one register
-load, and eight rows transposed by shuffles give each field for the eight values: measured here, 1.2 ns a value
-against 1.9 for a load and an insert per field and value, and 2.0 for the gather instruction. The arithmetic is ``pwl_rows``'s, (x − xBase)·slope
-scaled by a power of two, floored, plus yBase, without fused multiply-adds, so the results are the same bits
-(pwl_index.py says why the slope and its scale may be one factor; tested against pwl_rows on raw tables).
+load, and eight rows transposed by shuffles give each field for the eight values: measured here, 1.15 ns a
+value against 1.9 for a load and an insert per field and value, and 2.0 for the gather instruction. Each
+choice of counting (the padded last step's values, the design domain) compiles its own loop, so the common one
+tests neither.
+
+The arithmetic is ``pwl_rows``'s, (x − xBase)·slope scaled by a power of two, floored, plus yBase, without fused
+multiply-adds, so the results are the same bits (pwl_index.py says why the slope and its scale may be one factor;
+tested against pwl_rows on raw tables).
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import numpy as np
 from llvmlite import ir
@@ -22,114 +28,149 @@ from numba.extending import intrinsic
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN
 
 LANES = 8  # values a step (float64 lanes of one AVX-512 register, two of AVX2)
+F64, I64, I32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
+VD, VI = ir.VectorType(F64, LANES), ir.VectorType(I64, LANES)
 
 
-@intrinsic
-def _indexed_lines(typingctx, x, scale, lo, hi, x0, y0, table, bits, low_key, out, valid, n):
-    """PWL of x[:n]·scale into out[:n] through the index (n a multiple of LANES); returns how many of the first
-    ``valid`` outputs saturated plus how many of their inputs lay past the design domain [lo, hi] (NaN: open)
-    (the rest pad a last step)."""
-    sig = types.int64(x, types.float64, types.float64, types.float64, types.float64, types.float64, table,
-                      types.int64, types.int64, out, types.int64, types.int64)
+class _Emitter:
+    """IR helpers on one builder."""
 
-    def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
-        f64, i64, i32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
-        vd, vi = ir.VectorType(f64, LANES), ir.VectorType(i64, LANES)
-        arrays = [context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 6, 9)]
-        xp, tbp, outp = (builder.bitcast(a.data, f64.as_pointer()) for a in arrays)
-        buckets = builder.extract_value(arrays[1].shape, 0)
-        bits, low_key, valid, n = args[7], args[8], args[10], args[11]
+    def __init__(self, builder: ir.IRBuilder) -> None:
+        self.b = builder
 
-        def function(name, ret, params):
-            return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, params), name)
+    def function(self, name: str, ret: ir.Type, params: list) -> Any:
+        return cgutils.get_or_insert_function(self.b.module, ir.FunctionType(ret, params), name)
 
-        fabs, floor = (function(f"llvm.{op}.v{LANES}f64", vd, [vd]) for op in ("fabs", "floor"))
-        reduce = function(f"llvm.vector.reduce.add.v{LANES}i64", i64, [vi])
+    def splat(self, value: Any, vector_type: ir.VectorType) -> Any:
+        one = self.b.insert_element(ir.Constant(vector_type, None), value, ir.Constant(I32, 0))
+        return self.shuffle(one, ir.Constant(vector_type, None), [0] * LANES)
 
-        def splat(value, vector_type):
-            one = builder.insert_element(ir.Constant(vector_type, None), value, ir.Constant(i32, 0))
-            return builder.shuffle_vector(one, ir.Constant(vector_type, None),
-                                          ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
+    @staticmethod
+    def const(value: Any, vector_type: ir.VectorType) -> Any:
+        return ir.Constant(vector_type, [value] * LANES)
 
-        def const(value, vector_type):
-            return ir.Constant(vector_type, [value] * LANES)
+    def shuffle(self, a: Any, b: Any, lanes: list[int]) -> Any:
+        return self.b.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, LANES), lanes))
 
-        def shuffle(a, b, lanes):
-            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, LANES), lanes))
+    def line(self, v: Any, xs: Any, gain: Any, ybase: Any) -> Any:
+        """floor((v − xs)·gain) + ybase."""
+        b = self.b
+        floor = self.function(f"llvm.floor.v{LANES}f64", VD, [VD])
+        return b.fadd(b.call(floor, [b.fmul(b.fsub(v, xs), gain)]), ybase)
 
-        def entries(bucket):  # the eight lanes' table rows, one load each, transposed: field f of every lane
-            rows = []
-            for lane in range(LANES):
-                at = builder.mul(builder.extract_element(bucket, ir.Constant(i32, lane)), ir.Constant(i64, LANES))
-                row = builder.load(builder.bitcast(builder.gep(tbp, [at]), vd.as_pointer()))
-                row.align = 8
-                rows.append(row)
-            # three rounds of two-register shuffles: pairs of lanes, then fours, then all eight
-            even, odd = [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]
-            t = [shuffle(rows[2 * a], rows[2 * a + 1], parity) for a in range(4) for parity in (even, odd)]
-            low_pairs, high_pairs = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-            u = {(b, p, q): shuffle(t[2 * b + p], t[2 * b + 2 + p], (low_pairs, high_pairs)[q])
-                 for b in (0, 2) for p in (0, 1) for q in (0, 1)}
-            fields = [None] * LANES
-            for p in (0, 1):
-                for q in (0, 1):
-                    fields[p + 2 * q] = shuffle(u[(0, p, q)], u[(2, p, q)], [0, 1, 2, 3, 8, 9, 10, 11])
-                    fields[p + 2 * q + 4] = shuffle(u[(0, p, q)], u[(2, p, q)], [4, 5, 6, 7, 12, 13, 14, 15])
-            return fields
 
-        shift = splat(builder.sub(ir.Constant(i64, 52), bits), vi)
-        bias = splat(builder.shl(ir.Constant(i64, 1023), bits), vi)
-        low = splat(low_key, vi)
-        top = splat(builder.sub(builder.add(low_key, buckets), ir.Constant(i64, 1)), vi)
-        x0, y0 = splat(args[4], vd), splat(args[5], vd)
-        hi16, lo16 = const(float(INT16_MAX), vd), const(float(INT16_MIN), vd)
-        limit = splat(valid, vi)
-        scale, lo, hi = (splat(a, vd) for a in args[1:4])
-        entry = builder.block
-        loop, done = builder.append_basic_block("pwl.loop"), builder.append_basic_block("pwl.done")
-        builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        count = builder.phi(vi)
-        raw = builder.load(builder.bitcast(builder.gep(xp, [i]), vd.as_pointer()))
-        raw.align = 8
-        v = builder.fmul(raw, scale)  # the input's scale, as _scale_count_row
-        real = builder.icmp_signed("<", builder.add(splat(i, vi), ir.Constant(vi, list(range(LANES)))), limit)
-        below_domain = builder.and_(builder.fcmp_ordered("<", v, lo), real)  # NaN bounds compare false
-        above_domain = builder.and_(builder.fcmp_ordered(">", v, hi), real)
-        # the key: sign and leading bits of |v| + 1 (pwl_index.keys), clamped to the buckets
-        magnitude = builder.sub(builder.lshr(builder.bitcast(builder.fadd(builder.call(fabs, [v]), const(1.0, vd)),
-                                                            vi), shift), bias)
-        key = builder.select(builder.fcmp_ordered("<", v, const(0.0, vd)), builder.sub(const(0, vi), magnitude),
-                             magnitude)
-        key = builder.select(builder.icmp_signed("<", key, low), low, key)
-        key = builder.select(builder.icmp_signed(">", key, top), top, key)
-        bound, x_under, gain_under, y_under, x_over, gain_over, y_over, _ = entries(builder.sub(key, low))
-        reached = builder.fcmp_ordered(">=", v, bound)
-        xs, gain, yb = (builder.select(reached, over, under) for over, under in
-                        ((x_over, x_under), (gain_over, gain_under), (y_over, y_under)))
-        y = builder.fadd(builder.call(floor, [builder.fmul(builder.fsub(v, xs), gain)]), yb)
-        y = builder.select(builder.fcmp_ordered("<=", v, x0), y0, y)  # at or below the first xBase
-        over, under = builder.fcmp_ordered(">", y, hi16), builder.fcmp_ordered("<", y, lo16)
-        counted = count
-        for flag in (builder.and_(over, real), builder.and_(under, real), below_domain, above_domain):
-            counted = builder.add(counted, builder.zext(flag, vi))
-        y = builder.select(over, hi16, builder.select(under, lo16, y))
-        store = builder.store(y, builder.bitcast(builder.gep(outp, [i]), vd.as_pointer()))
-        store.align = 8
-        following = builder.add(i, ir.Constant(i64, LANES))
-        i.add_incoming(ir.Constant(i64, 0), entry)
-        i.add_incoming(following, loop)
-        count.add_incoming(const(0, vi), entry)
-        count.add_incoming(counted, loop)
-        builder.cbranch(builder.icmp_signed("<", following, n), loop, done)
-        builder.position_at_end(done)
-        total = builder.phi(vi)
-        total.add_incoming(const(0, vi), entry)
-        total.add_incoming(counted, loop)
-        return builder.call(reduce, [total])
+def _emit_rows(e: _Emitter, xp: Any, outp: Any, scale: Any, lo: Any, hi: Any, x0: Any, y0: Any, valid: Any, n: Any,
+               line_of: Callable[[Any], Any], masked: bool, domain: bool) -> Any:
+    """The loop: x[:n]·scale → out[:n] eight values a step (n a multiple of LANES), each
+    value's line from ``line_of(v)``, then the first xBase's yBase at or below it and int16 saturation; returns
+    how many values saturated plus, with ``domain``, how many lay past the design domain [lo, hi]. ``masked``:
+    only the first ``valid`` values count (the rest pad a last step); each choice compiles its own loop, so the
+    common one (every value counts, no domain) carries neither test."""
+    b = e.b
+    hi16, lo16 = e.const(float(INT16_MAX), VD), e.const(float(INT16_MIN), VD)
+    limit = e.splat(valid, VI)
+    scale, lo, hi, x0, y0 = (e.splat(a, VD) for a in (scale, lo, hi, x0, y0))
+    entry = b.block
+    loop, done = b.append_basic_block("pwl.loop"), b.append_basic_block("pwl.done")
+    b.cbranch(b.icmp_signed(">", n, ir.Constant(I64, 0)), loop, done)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    count = b.phi(VI)
+    raw = b.load(b.bitcast(b.gep(xp, [i]), VD.as_pointer()))
+    raw.align = 8
+    v = b.fmul(raw, scale)  # the input's scale, as _scale_count_row
+    flags = []
+    if domain:  # a NaN bound compares false
+        flags.append(b.or_(b.fcmp_ordered("<", v, lo), b.fcmp_ordered(">", v, hi)))
+    y = line_of(v)
+    body_end = b.block
+    y = b.select(b.fcmp_ordered("<=", v, x0), y0, y)  # at or below the first xBase
+    over, under = b.fcmp_ordered(">", y, hi16), b.fcmp_ordered("<", y, lo16)
+    flags.append(b.or_(over, under))
+    real = b.icmp_signed("<", b.add(e.splat(i, VI), ir.Constant(VI, list(range(LANES)))), limit) if masked else None
+    counted = count
+    for flag in flags:
+        counted = b.add(counted, b.zext(flag if real is None else b.and_(flag, real), VI))
+    y = b.select(over, hi16, b.select(under, lo16, y))
+    store = b.store(y, b.bitcast(b.gep(outp, [i]), VD.as_pointer()))
+    store.align = 8
+    following = b.add(i, ir.Constant(I64, LANES))
+    i.add_incoming(ir.Constant(I64, 0), entry)
+    i.add_incoming(following, body_end)
+    count.add_incoming(e.const(0, VI), entry)
+    count.add_incoming(counted, body_end)
+    b.cbranch(b.icmp_signed("<", following, n), loop, done)
+    b.position_at_end(done)
+    total = b.phi(VI)
+    total.add_incoming(e.const(0, VI), entry)
+    total.add_incoming(counted, body_end)
+    return b.call(e.function(f"llvm.vector.reduce.add.v{LANES}i64", I64, [VI]), [total])
 
-    return sig, codegen
+
+def _indexed_intrinsic(masked: bool, domain: bool):  # pragma: no cover - runs inside numba's compiler
+    """The indexed loop (``_emit_rows``: masked, domain) as an intrinsic."""
+
+    @intrinsic
+    def _indexed_lines(typingctx, x, scale, lo, hi, x0, y0, table, bits, low_key, out, valid, n):
+        """The PWL of x[:n]·scale into out[:n] through the index (``_emit_rows``)."""
+        sig = types.int64(x, types.float64, types.float64, types.float64, types.float64, types.float64, table,
+                          types.int64, types.int64, out, types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
+            e = _Emitter(builder)
+            arrays = [context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 6, 9)]
+            xp, tbp, outp = (builder.bitcast(a.data, F64.as_pointer()) for a in arrays)
+            buckets = builder.extract_value(arrays[1].shape, 0)
+            bits, low_key = args[7], args[8]
+            fabs = e.function(f"llvm.fabs.v{LANES}f64", VD, [VD])
+            shift = e.splat(builder.sub(ir.Constant(I64, 52), bits), VI)
+            bias = e.splat(builder.shl(ir.Constant(I64, 1023), bits), VI)
+            low = e.splat(low_key, VI)
+            top = e.splat(builder.sub(builder.add(low_key, buckets), ir.Constant(I64, 1)), VI)
+
+            def entries(bucket):  # the eight lanes' table rows, one load each, transposed: field f of every lane
+                rows = []
+                for lane in range(LANES):
+                    at = builder.mul(builder.extract_element(bucket, ir.Constant(I32, lane)), ir.Constant(I64, LANES))
+                    row = builder.load(builder.bitcast(builder.gep(tbp, [at]), VD.as_pointer()))
+                    row.align = 8
+                    rows.append(row)
+                # three rounds of two-register shuffles: pairs of lanes, then fours, then all eight
+                even, odd = [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]
+                t = [e.shuffle(rows[2 * a], rows[2 * a + 1], parity) for a in range(4) for parity in (even, odd)]
+                low_pairs, high_pairs = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+                u = {(q, p, h): e.shuffle(t[2 * q + p], t[2 * q + 2 + p], (low_pairs, high_pairs)[h])
+                     for q in (0, 2) for p in (0, 1) for h in (0, 1)}
+                fields: list[Any] = [None] * LANES
+                for p in (0, 1):
+                    for h in (0, 1):
+                        fields[p + 2 * h] = e.shuffle(u[(0, p, h)], u[(2, p, h)], [0, 1, 2, 3, 8, 9, 10, 11])
+                        fields[p + 2 * h + 4] = e.shuffle(u[(0, p, h)], u[(2, p, h)], [4, 5, 6, 7, 12, 13, 14, 15])
+                return fields
+
+            def line_of(v):
+                # the key: sign and leading bits of |v| + 1 (pwl_index.keys), clamped to the buckets
+                magnitude = builder.sub(builder.lshr(builder.bitcast(builder.fadd(builder.call(fabs, [v]),
+                                                                                  e.const(1.0, VD)), VI), shift), bias)
+                key = builder.select(builder.fcmp_ordered("<", v, e.const(0.0, VD)),
+                                     builder.sub(e.const(0, VI), magnitude), magnitude)
+                key = builder.select(builder.icmp_signed("<", key, low), low, key)
+                key = builder.select(builder.icmp_signed(">", key, top), top, key)
+                bound, x_under, gain_under, y_under, x_over, gain_over, y_over, _ = entries(builder.sub(key, low))
+                reached = builder.fcmp_ordered(">=", v, bound)
+                xs, gain, yb = (builder.select(reached, over, under) for over, under in
+                                ((x_over, x_under), (gain_over, gain_under), (y_over, y_under)))
+                return e.line(v, xs, gain, yb)
+
+            return _emit_rows(e, xp, outp, *args[1:6], args[10], args[11], line_of, masked, domain)
+
+        return sig, codegen
+
+    return _indexed_lines
+
+
+_INDEXED = {(m, d): _indexed_intrinsic(m, d) for m in (False, True) for d in (False, True)}
+indexed_rows, indexed_rows_domain, indexed_tail, indexed_tail_domain = (_INDEXED[k] for k in sorted(_INDEXED))
 
 
 @njit(nogil=True, cache=True)
@@ -140,11 +181,18 @@ def pwl_indexed(x, scale, lo, hi, x0, y0, table, bits, low_key, out, tail):  # p
     native_plan counts. tail: 2·LANES float64 of scratch (the caller's, reused row after row)."""
     n = x.shape[0]
     main = n - n % LANES
-    saturated = _indexed_lines(x, scale, lo, hi, x0, y0, table, bits, low_key, out, main, main)
+    domain = lo == lo or hi == hi  # a bound that is not NaN
+    if domain:
+        saturated = indexed_rows_domain(x, scale, lo, hi, x0, y0, table, bits, low_key, out, main, main)
+    else:
+        saturated = indexed_rows(x, scale, lo, hi, x0, y0, table, bits, low_key, out, main, main)
     if main < n:  # the last values, padded to a step with a copy of one of them (not counted)
         for j in range(LANES):
             tail[j] = x[min(main + j, n - 1)]
-        saturated += _indexed_lines(tail[:LANES], scale, lo, hi, x0, y0, table, bits, low_key, tail[LANES:],
-                                    n - main, LANES)
+        pad, into = tail[:LANES], tail[LANES:]
+        if domain:
+            saturated += indexed_tail_domain(pad, scale, lo, hi, x0, y0, table, bits, low_key, into, n - main, LANES)
+        else:
+            saturated += indexed_tail(pad, scale, lo, hi, x0, y0, table, bits, low_key, into, n - main, LANES)
         out[main:] = tail[LANES:LANES + n - main]
     return saturated
