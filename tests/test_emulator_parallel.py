@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +47,55 @@ def test_run_all_keeps_order_uses_threads_and_raises_the_first_error():
     results = parallel.run_all([lambda i=i: task(i) for i in range(40)], threads=2)
     assert [r[0] for r in results] == [i * i for i in range(40)]
     assert all(set(r[1]) == {1} for r in results)  # BLAS stays at one thread inside every task
-    assert len(seen) == 2  # the caller and one started thread
-    assert not any(t.name.startswith("gnaexp-emulator") for t in threading.enumerate())  # all joined
+    assert len(seen) == 2  # the caller and one helper thread
 
     def boom():
         raise ValueError("task failed")
 
     with pytest.raises(ValueError, match="task failed"):
         parallel.run_all([lambda: 1, boom, lambda: 2], threads=2)
-    assert not any(t.name.startswith("gnaexp-emulator") for t in threading.enumerate())
+    nested = parallel.run_all([lambda: parallel.run_all([lambda: 1, lambda: 2], threads=2)] * 3, threads=2)
+    assert nested == [[1, 2]] * 3  # a task's own run_all runs inline
+
+
+def _helpers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("gnaexp-emulator")]
+
+
+def test_helper_threads_serve_the_next_call_and_end_when_idle(monkeypatch):
+    """Consecutive calls (a stream's steps) share one helper; it ends IDLE_SECONDS after the last call, and a
+    call after that starts another."""
+    monkeypatch.setattr(parallel, "IDLE_SECONDS", 0.3)
+    time.sleep(parallel.IDLE_SECONDS + 1.5)  # helpers of earlier calls (at the old idle time) have ended
+
+    def name():
+        time.sleep(0.01)  # long enough for the helper to take a task
+        return threading.current_thread().name
+
+    names = set()
+    for _ in range(20):
+        names |= set(parallel.run_all([name] * 4, threads=2))
+    helpers = _helpers()
+    assert len(helpers) == 1 and names == {"MainThread", helpers[0].name}  # the same helper every call
+    helpers[0].join(timeout=5)
+    assert not helpers[0].is_alive() and not _helpers()
+    assert len(set(parallel.run_all([name] * 4, threads=2))) == 2
+
+
+def test_a_forked_child_starts_without_the_parents_helpers():
+    """After fork() the child has no helper thread but the module's state said so: it starts its own."""
+    import os
+
+    parallel.run_all([lambda: 1] * 2, threads=2)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's helper does not exist here
+        ok = parallel.run_all([lambda: (time.sleep(0.01), threading.current_thread().name)[1]] * 8, threads=2)
+        os.write(write, b"ok" if len(set(ok)) == 2 else b"no")
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok" and status == 0
 
 
 @pytest.fixture(scope="module")
