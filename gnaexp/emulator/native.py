@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from gnaexp.emulator import native_gemm as gemm  # the int16 product (where the processor has it)
+from gnaexp.emulator.native_finish import POSITIONS as FOUR, finish_four
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 
 INT32_MIN_FLOAT, INT32_MAX_FLOAT = float(INT32_MIN), float(INT32_MAX)  # for the compiled loops
@@ -203,6 +204,10 @@ def _finish_columns(acc, cols, bias, out):  # pragma: no cover - compiled
     n, filters, kept = out.shape
     positions = acc.shape[0] // n
     columns = filters if cols is None else len(cols)  # acc may have more: the int16 product's padding
+    if positions == kept == FOUR and out.strides[2] == 8 and out.strides[1] == 8 * FOUR:  # through registers
+        if cols is None:
+            return finish_four(acc, np.arange(columns), bias, out)
+        return finish_four(acc, cols, bias, out)
     saturated = 0
     for i in range(n):
         for j in range(positions):
