@@ -170,6 +170,7 @@ def run_all(tasks: Sequence[Callable[[], Any]], threads: int | None = None) -> l
         finally:
             _INSIDE.active = False
         call.finished.wait()
+        call.tasks = ()  # a copy of the call a helper has not taken yet keeps nothing of them
         if call.errors:
             raise call.errors[0]
     return call.results
