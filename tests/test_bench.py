@@ -52,6 +52,6 @@ def test_vad_stream_bench_compares_the_same_work_first():
     assert (out.index("emulator / OpenVINO, one stream") < out.index("emulator / OpenVINO, 3 streams")
             < out.index("extra, not the same work"))
     assert "against the faster OpenVINO: (" in out
-    assert out.count("median of 3 runs: ") == 2  # the emulator and OpenVINO (a), each in its own loop of runs
+    assert out.count("best of 3 runs: ") == 2  # the emulator and OpenVINO (a), each in its own loop of runs
     assert "one stream : peak" in out and "3 streams: peak" in out
     assert "batched bit-identical to one stream alone: True (1 stream(s) checked)" in out
