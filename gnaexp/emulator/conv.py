@@ -325,8 +325,8 @@ class ConvKernel:
             groups = (self.weights,) if self.fold is None else (self.fold.w_plus, self.fold.w_minus)
             padded, taps = rows, groups[0].shape[0]
         windows = [np.empty((padded, taps), dtype=np.int16 if int16 else np.float64) for _ in groups]
-        runs = self._window_runs(length)
-        if self.fold is None and runs is not None:
+        runs = self._window_runs(length) if self.fold is None else None
+        if runs is not None:
             native.conv_windows_runs(x2, runs[0], self.blocks.shape[2], runs[1], self.positions, len(self.taps_used),
                                      windows[0])
         elif self.fold is None:

@@ -77,7 +77,8 @@ def _tile_intrinsic(rows: int, cols: int, lanes: int):  # pragma: no cover - run
                 return builder.gep(builder.bitcast(array.data, i8.as_pointer()), [byte])
 
             def row(array, first, offset):  # byte offset of row first + offset
-                return builder.mul(builder.add(first, ir.Constant(i64, offset)), builder.extract_value(array.strides, 0))
+                stride = builder.extract_value(array.strides, 0)
+                return builder.mul(builder.add(first, ir.Constant(i64, offset)), stride)
 
             def column(j):  # byte offset of filter register j within a row of wp (two int16 a filter) or out
                 return builder.mul(builder.add(f0, ir.Constant(i64, j * lanes)), ir.Constant(i64, 4))
@@ -163,7 +164,8 @@ def portable_product(x, wp, out):  # pragma: no cover - compiled
         for f in range(wp.shape[1] // 2):
             total = 0
             for p in range(wp.shape[0]):
-                total += np.int64(x[r, 2 * p]) * np.int64(wp[p, 2 * f]) + np.int64(x[r, 2 * p + 1]) * np.int64(wp[p, 2 * f + 1])
+                total += np.int64(x[r, 2 * p]) * np.int64(wp[p, 2 * f])
+                total += np.int64(x[r, 2 * p + 1]) * np.int64(wp[p, 2 * f + 1])
             out[r, f] = ((total + 2**31) & 0xFFFFFFFF) - 2**31  # modulo 2^32, as the lanes wrap
 
 

@@ -40,9 +40,9 @@ def _sat32(a):  # pragma: no cover - compiled
 @njit(nogil=True, cache=True)
 def _fc_int(arena, x_off, out_off, rows, k, m, wt, bias, limit):  # pragma: no cover - compiled
     """``_fc`` in the int16 product (native_gemm.py): wt the (m, k) weights padded to (FILTER_ALIGN, K_ALIGN)
-    multiples with zeros, ``int_product.pack``ed. A row whose peak |x| is within ``limit`` (int_product.py) takes one product; a louder one is split
-    x = 256·(x >> 8) + (x & 255) into two rows whose sums int32 holds for any int16 x (plan_compile checked
-    Σ|w|·255 < 2^31), recombined in int64: every sum exact."""
+    multiples with zeros, ``int_product.pack``ed. A row whose peak |x| is within ``limit`` (int_product.py) takes
+    one product; a louder one is split x = 256·(x >> 8) + (x & 255) into two rows whose sums int32 holds for any
+    int16 x (plan_compile checked Σ|w|·255 < 2^31), recombined in int64: every sum exact."""
     n = arena.shape[0]
     total = n * rows
     filters, taps = wt.shape[1] // 2, 2 * wt.shape[0]
