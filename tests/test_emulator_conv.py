@@ -124,29 +124,3 @@ def test_the_compiled_windows_and_finish_give_the_numpy_product_bits(keep):
         assert fused_sat == plain_sat > 0
         ref, _ = conv_ref.conv1d_ncw_reference(x.reshape(40, 16, 9).astype(np.int64), wt, bias, 1)
         np.testing.assert_array_equal(fused[:, :, :ref.shape[2]], ref[:, :, :fused.shape[2]])
-
-
-@pytest.mark.parametrize("dtype", [np.int16, np.float64])
-def test_windows_as_runs_of_the_memory_equal_the_gathered_windows(dtype):
-    """``conv_windows_runs`` (consecutive taps: each window a run of the memory) gives ``conv_windows``'s
-    windows for interleaved and plain inputs, taps that start past the first, and windows that reach past the
-    memory (its zero padding), with the windows' padding rows and columns zero."""
-    from gnaexp.emulator import native
-
-    rng = np.random.default_rng(11)
-    past = []
-    for channels, width, step, first, taps, positions in ((5, 7, 5, 0, 15, 3), (1, 40, 4, 2, 9, 10),
-                                                        (3, 6, 3, 1, 8, 3), (4, 5, 4, 0, 12, 4)):
-        n, length = 9, channels * width
-        x = rng.integers(-30000, 30000, (n, length)).astype(np.float64)
-        order = np.arange(length).reshape(channels, width).T.reshape(-1) if channels > 1 else np.arange(length)
-        offsets = np.arange(positions)[:, None] * step + first + np.arange(taps)[None, :]
-        index = np.where(offsets < length, order[np.minimum(offsets, length - 1)], length)
-        want = np.full((n * positions + 3, taps + 1), 7, dtype=dtype)
-        got = np.full_like(want, 5)
-        native.conv_windows(x, np.ascontiguousarray(index), want)
-        native.conv_windows_runs(x, order, step, first, positions, taps, got)
-        np.testing.assert_array_equal(got, want)
-        assert not got[n * positions:].any() and not got[:, taps:].any()
-        past.append(bool((offsets >= length).any()))
-    assert any(past) and not all(past)  # some windows reach past the memory, some do not

@@ -159,7 +159,6 @@ class ConvKernel:
             self.int_weights = tuple(w for w in made if w is not None) if all(w is not None for w in made) else None
         self._reads: tuple[int, np.ndarray] | None = None  # (input length, window index), made on the first call
         self._pairs: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # the same for a folded kernel
-        self._runs: tuple[int, np.ndarray] | None = None  # (input length, memory order) for consecutive taps
 
     def _window_index(self, length: int) -> np.ndarray:
         """(positions, taps) index of the input value each tap of each window reads; ``length`` (one past the
@@ -170,24 +169,6 @@ class ConvKernel:
         self._reads = (length, index)
         return index
 
-    def _window_runs(self, length: int) -> tuple[np.ndarray, int] | None:
-        """(the memory's element → input index, the first tap used) where the taps used are consecutive, so that
-        each window is a run of the memory (``native.conv_windows_runs``); None otherwise."""
-        used = self.taps_used
-        if len(used) == 0 or used[-1] - used[0] != len(used) - 1:
-            return None
-        if self._runs is None or self._runs[0] != length:
-            self._runs = (length, self._memory_order(length))
-        return self._runs[1], int(used[0])
-
-    def _memory_order(self, length: int) -> np.ndarray:
-        """The input index of each element of the primitive's memory (interleaved data: element w·C + c is
-        x[c·W + w])."""
-        if self.interleave is not None:
-            channels, width, _ = self.interleave
-            return np.arange(channels * width).reshape(channels, width).T.reshape(-1)
-        return np.arange(length)
-
     def _pair_index(self, fold: conv_fold.Fold, length: int) -> tuple[np.ndarray, np.ndarray]:
         if self._pairs is None or self._pairs[0] != length:
             self._pairs = (length, conv_fold.pair_index(fold, self._full_index(length), length))
@@ -196,7 +177,11 @@ class ConvKernel:
     def _full_index(self, length: int) -> np.ndarray:
         """``_window_index`` over every window offset, the taps no filter uses included."""
         n_blocks, _, step = self.blocks.shape
-        memory = self._memory_order(length)
+        if self.interleave is not None:
+            channels, width, _ = self.interleave
+            memory = np.arange(channels * width).reshape(channels, width).T.reshape(-1)  # memory → x index
+        else:
+            memory = np.arange(length)
         taps = np.arange(self.positions)[:, None] * step + np.arange(n_blocks * step)[None, :]
         index = np.full(taps.shape, length, dtype=np.intp)
         inside = taps < len(memory)
@@ -325,11 +310,7 @@ class ConvKernel:
             groups = (self.weights,) if self.fold is None else (self.fold.w_plus, self.fold.w_minus)
             padded, taps = rows, groups[0].shape[0]
         windows = [np.empty((padded, taps), dtype=np.int16 if int16 else np.float64) for _ in groups]
-        runs = self._window_runs(length) if self.fold is None else None
-        if runs is not None:
-            native.conv_windows_runs(x2, runs[0], self.blocks.shape[2], runs[1], self.positions, len(self.taps_used),
-                                     windows[0])
-        elif self.fold is None:
+        if self.fold is None:
             native.conv_windows(x2, self._window_index(length), windows[0])
         else:
             native.conv_windows_pair(x2, *self._pair_index(self.fold, length), *windows)

@@ -161,27 +161,6 @@ def conv_windows(x, index, windows):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def conv_windows_runs(x, order, step, first, positions, taps, windows):  # pragma: no cover - compiled
-    """``conv_windows`` where each window is a run of the input in memory order: windows[i·P + j, t] =
-    x[i, order[j·step + first + t]] for j < positions, t < taps (0 past the memory; order: the memory's element →
-    x index), zeros in the padding as ``conv_windows``'s. Each sample's memory is gathered once, then its windows
-    copied as runs: about twice as fast as a gather per tap where windows overlap."""
-    n = x.shape[0]
-    memory = order.shape[0]
-    staged = np.zeros(max(memory, (positions - 1) * step + first + taps))  # zeros past the memory
-    for i in range(n):
-        for m in range(memory):
-            staged[m] = x[i, order[m]]
-        for j in range(positions):
-            row = windows[i * positions + j]
-            start = j * step + first
-            for t in range(taps):
-                row[t] = staged[start + t]
-            row[taps:] = 0
-    windows[n * positions:] = 0
-
-
-@njit(nogil=True, cache=True)
 def conv_finish(acc, bias, out):  # pragma: no cover - compiled
     """The matrix product's sums to the primitive's output in one pass: out[i, f, j] = sat32(acc[i·P + j, f] +
     bias[f]) for the first Q positions out holds (out: (N, F, Q), acc: (N·P, F), Q ≤ P); returns how many of all P
