@@ -82,9 +82,7 @@ def _emit_rows(e: _Emitter, xp: Any, outp: Any, scale: Any, lo: Any, hi: Any, x0
     flags = []
     if domain:  # a NaN bound compares false
         flags.append(b.or_(b.fcmp_ordered("<", v, lo), b.fcmp_ordered(">", v, hi)))
-    y = line_of(v)
-    body_end = b.block
-    y = b.select(b.fcmp_ordered("<=", v, x0), y0, y)  # at or below the first xBase
+    y = b.select(b.fcmp_ordered("<=", v, x0), y0, line_of(v))  # at or below the first xBase
     over, under = b.fcmp_ordered(">", y, hi16), b.fcmp_ordered("<", y, lo16)
     flags.append(b.or_(over, under))
     real = b.icmp_signed("<", b.add(e.splat(i, VI), ir.Constant(VI, list(range(LANES)))), limit) if masked else None
@@ -96,14 +94,14 @@ def _emit_rows(e: _Emitter, xp: Any, outp: Any, scale: Any, lo: Any, hi: Any, x0
     store.align = 8
     following = b.add(i, ir.Constant(I64, LANES))
     i.add_incoming(ir.Constant(I64, 0), entry)
-    i.add_incoming(following, body_end)
+    i.add_incoming(following, loop)
     count.add_incoming(e.const(0, VI), entry)
-    count.add_incoming(counted, body_end)
+    count.add_incoming(counted, loop)
     b.cbranch(b.icmp_signed("<", following, n), loop, done)
     b.position_at_end(done)
     total = b.phi(VI)
     total.add_incoming(e.const(0, VI), entry)
-    total.add_incoming(counted, body_end)
+    total.add_incoming(counted, loop)
     return b.call(e.function(f"llvm.vector.reduce.add.v{LANES}i64", I64, [VI]), [total])
 
 
@@ -169,8 +167,8 @@ def _indexed_intrinsic(masked: bool, domain: bool):  # pragma: no cover - runs i
     return _indexed_lines
 
 
-_INDEXED = {(m, d): _indexed_intrinsic(m, d) for m in (False, True) for d in (False, True)}
-indexed_rows, indexed_rows_domain, indexed_tail, indexed_tail_domain = (_INDEXED[k] for k in sorted(_INDEXED))
+indexed_rows, indexed_rows_domain = _indexed_intrinsic(False, False), _indexed_intrinsic(False, True)
+indexed_tail, indexed_tail_domain = _indexed_intrinsic(True, False), _indexed_intrinsic(True, True)
 
 
 @njit(nogil=True, cache=True)
