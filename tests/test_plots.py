@@ -145,8 +145,8 @@ def test_titles_stay_put_so_a_draw_measures_no_tick_label_for_them(monkeypatch):
 
 
 def test_log_axis_labels_are_parsed_once_for_every_figure():
-    """The sweep's log-axis tick labels ($2^{10}$) are mathtext: parsed once, then every later figure (each with
-    its own renderer) and every kernel forked after ``warm_up`` takes them from the shared parser."""
+    """The sweep's log-axis tick labels ($2^{10}$) are mathtext: parsed once, then every later figure of the
+    process (each with its own renderer) takes them from the shared parser."""
     from matplotlib.mathtext import MathTextParser
 
     sfs = [2.0 ** k for k in range(16)]
@@ -155,3 +155,39 @@ def test_log_axis_labels_are_parsed_once_for_every_figure():
     png = plots.to_png(plots.sweep(sfs, {"s": list(range(16))}, saturation_sf=3e4, current_sf=2048.0))
     after = MathTextParser._parse_cached.cache_info()
     assert png.startswith(b"\x89PNG") and after.misses == before.misses and after.hits > before.hits
+
+
+def test_kernels_forked_from_a_warm_process_draw_at_once_without_sharing_its_fonts():
+    """Two children forked after ``warm_up`` render the log-axis sweep at the same time, 60 times each: every
+    image is the parent's, none fails. Sharing the parent's parsed labels, they shared its fonts' file offset and
+    read each other's glyph bytes (FreeType's "too many hints", or a wrong glyph, a few times in such a run)."""
+    import hashlib
+    import os
+
+    sfs = [2.0 ** k for k in range(16)]
+    plots.warm_up(sfs)
+
+    def digest():
+        fig = plots.sweep(sfs, {"s": [float(k) for k in range(16)]}, saturation_sf=sfs[-1], current_sf=sfs[0])
+        return hashlib.sha256(plots.to_png(fig)).hexdigest()
+
+    want = digest()
+    children = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its images' digests, or the error
+            os.close(read)
+            try:
+                report = ",".join(sorted({digest() for _ in range(60)}))
+            except Exception as exc:  # noqa: BLE001 — reported to the parent
+                report = f"error: {exc}"
+            os.write(write, report.encode())
+            os._exit(0)
+        os.close(write)
+        children.append((pid, read))
+    for pid, read in children:
+        with os.fdopen(read, "rb") as f:
+            report = f.read().decode()
+        os.waitpid(pid, 0)
+        assert report == want

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
@@ -255,11 +256,24 @@ def sweep(
 _MATHTEXT: Any = None  # the mathtext parser of every figure to_png renders (``_shared_mathtext``)
 
 
+def _forget_mathtext() -> None:
+    global _MATHTEXT
+    _MATHTEXT = None
+
+
+# A forked child parses its own labels: what a parser keeps holds the fonts it read, and a font read in the
+# parent reads its file through the parent's file offset, which every forked child shares. Two kernels forked from
+# one warm process (a batch's zygote) drawing at once then read each other's glyph bytes: FreeType failed
+# ("too many hints") or drew a wrong glyph in about 1 of 40 figures. The grammar itself (the costly part) is the
+# parser class's and stays.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_mathtext)
+
+
 def _shared_mathtext() -> Any:
     """One mathtext parser for every figure rendered here. Each Agg renderer makes its own, and a parser keeps
     what it parsed for itself only: the log axes' tick labels ($2^{10}$) were parsed anew for every figure (about
-    5 ms a label), though they are the same from figure to figure, and parsed once in a process that forks
-    kernels (``warm_up``)."""
+    5 ms a label), though they are the same from figure to figure. Per process: see ``_forget_mathtext``."""
     global _MATHTEXT
     if _MATHTEXT is None:
         from matplotlib.mathtext import MathTextParser
@@ -320,10 +334,10 @@ def bars(labels: Sequence[str], values: Sequence[float], xlabel: str, title: str
 
 def warm_up(sweep_scale_factors: Sequence[float] = (1.0, 2.0, 4.0)) -> None:
     """Draw one small figure of each kind, so that what matplotlib loads on first use (fonts at each size, the
-    mathtext parser behind log-axis tick labels, tick machinery) is loaded in a process that forks kernels.
+    mathtext grammar behind log-axis tick labels, tick machinery) is loaded in a process that forks kernels.
 
     The sweep spans ``sweep_scale_factors``: given the scale factors of the sweeps to come, their tick labels are
-    parsed here, once (``_shared_mathtext``)."""
+    parsed here, once for this process (``_shared_mathtext``; a forked child parses its own)."""
     t = np.linspace(0.0, 1.0, 16)
     ref, out = t, {"gna-emu (emulated)": t * 0.9}
     sfs = [float(s) for s in sweep_scale_factors]
