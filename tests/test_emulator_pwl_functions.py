@@ -216,3 +216,45 @@ def test_the_indexed_pwl_gives_the_searchs_bits_on_raw_tables():
     assert pwl_index.build(*tables(np.arange(40, dtype=np.float64))) is not None
     xv, ybase, slope, _ = tables(np.arange(40, dtype=np.float64))
     assert pwl_index.build(xv, ybase, slope, np.full(40, 0.3)) is None  # a scale that is not a power of two
+
+
+def test_the_small_table_pwl_gives_the_passes_bits_on_raw_tables():
+    """Small tables (pwl_index.small: 1 to 16 segments, spaced uniformly or geometrically, with a shared first
+    xBase) through the register loop (native_pwl.pwl_small_rows, every halving count, on columns of a work array,
+    in place or into other columns, with and without a design domain) give pwl_rows's values and counts bit for
+    bit on inputs at every xBase, around it, anywhere in int32, at ±0 and far outside."""
+    from gnaexp.emulator import native, native_gemm, pwl_index
+    from gnaexp.emulator.native_pwl import pwl_small_rows
+
+    if native_gemm.LANES != 16:
+        pytest.skip("the small-table loop is AVX-512 only; plan_compile keeps the passes elsewhere")
+    rng = np.random.default_rng(13)
+    for trial in range(120):
+        k = 1 + trial % 16
+        if trial % 2:
+            xbase = np.sort(rng.integers(-2**31, 2**31 - 1, k)).astype(np.float64)
+        else:
+            xbase = np.sort(np.round(np.geomspace(1, 2.0**int(rng.integers(5, 31)), k)) * rng.choice([-1, 1]))
+        if trial % 5 == 0 and k > 1:
+            xbase[1] = xbase[0]
+        ybase, slope = (rng.integers(-2**15, 2**15, k).astype(np.float64) for _ in range(2))
+        inv_scale = 2.0 ** -rng.integers(0, 20, k).astype(np.float64)
+        table = pwl_index.small(xbase, ybase, slope, inv_scale)
+        assert table is not None
+        x = np.concatenate([xbase, xbase - 1, xbase + 1, xbase - 0.5, [-0.0, 0.0, 1e12, -1e12],
+                            rng.integers(-2**31, 2**31 - 1, 1000).astype(np.float64)])
+        x = np.resize(x, -(-len(x) // 64) * 64).reshape(-1, 64)
+        lo, hi = np.quantile(xbase, [0.25, 0.75]) if trial % 3 else (np.nan, np.nan)
+        want = np.empty(x.size)
+        n_want = native.pwl_rows(x.ravel() * 0.5, xbase, ybase, slope, inv_scale, want)
+        n_want += int(np.count_nonzero(x * 0.5 < lo) + np.count_nonzero(x * 0.5 > hi))
+        arena = np.zeros((len(x), 200))
+        arena[:, 10:74] = x
+        out = 100 if trial % 2 else 10  # into other columns, or in place
+        n_got = pwl_small_rows(arena, 10, out, 64, 0.5, lo, hi, xbase[0], ybase[0], table,
+                               pwl_index.small_halvings(k))
+        assert n_got == n_want
+        np.testing.assert_array_equal(arena[:, out:out + 64], want.reshape(-1, 64), err_msg=f"table {trial}")
+    assert pwl_index.small(np.arange(17.0), np.zeros(17), np.ones(17), np.full(17, 0.25)) is None  # too many
+    assert pwl_index.small(np.arange(4.0)[::-1], np.zeros(4), np.ones(4), np.full(4, 0.25)) is None  # out of order
+    assert pwl_index.small(np.arange(4.0), np.zeros(4), np.ones(4), np.full(4, 0.3)) is None  # not a power of two

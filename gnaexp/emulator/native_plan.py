@@ -20,7 +20,7 @@ from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
-from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed
+from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_small_rows
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
 WIDTH = 11  # columns of an op row
@@ -180,9 +180,12 @@ def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale
          indexed):  # pragma: no cover - compiled
     """``native.pwl_rows`` (the one PWL loop) on one tensor times ``scale``, plus the values past a design domain
     [lo, hi] (NaN: none) counted. ``index``: the segment index's (pwl_index.py) bits, first key and buckets as
-    plan_compile stores them, with its table (``indexed``), or empty: the passes or search of pwl_rows."""
+    plan_compile stores them, with its table (``indexed``); or minus the halvings of a small table (then
+    ``indexed``); or empty: the passes or search of pwl_rows."""
     saturated = 0
     n = arena.shape[0]
+    if index.shape[0] and index[0] < 0:  # a small table: scaled, counted and looked up in one pass of all rows
+        return pwl_small_rows(arena, x_off, out_off, size, scale, lo, hi, xv[0], ybase[0], indexed, -index[0])
     if index.shape[0]:  # scaled, counted and indexed in one pass, row by row
         table = indexed.reshape((index[2], 8))
         tail = np.empty(2 * PWL_LANES)
@@ -294,7 +297,7 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
             for i in range(n):
                 arena[i, out:out + size] = floats[p0:p0 + size]
         elif code == PWL:  # p1 segments; p2/p3: the domain bounds in floats (NaN: none), p4: the input's scale;
-            # p5: the segment index in index (0: none), its bounds in floats after the tables
+            # p5: the segment index or small table in index (0: none), its rows of 8 in floats after the tables
             buckets = index[p5 + 2] if p5 else 0
             saturated = _pwl(arena, a, out, size, floats[p0:p0 + p1], floats[p0 + p1:p0 + 2 * p1],
                              floats[p0 + 2 * p1:p0 + 3 * p1], floats[p0 + 3 * p1:p0 + 4 * p1], floats[p2], floats[p3],

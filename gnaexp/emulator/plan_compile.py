@@ -227,11 +227,17 @@ class CompiledPlan:
             return [CODES["gather"], a, b, out, size] + p
         if low.op == "pwl":
             index = _pwl_index(low.arrays)
-            tables = np.concatenate(list(low.arrays) + ([] if index is None else [index.table.ravel()]))
+            small = _pwl_small(low.arrays, size) if index is None else None
+            extra = [index.table.ravel()] if index is not None else [small.ravel()] if small is not None else []
+            tables = np.concatenate(list(low.arrays) + extra)
             p[0], p[1] = pools.add(1, tables), len(low.arrays[0])
             p[2], p[3], p[4] = (pools.add(1, np.array(low.scalars[j:j + 1], dtype=np.float64)) for j in range(3))
             if index is not None:  # many segments: found through the index (native_pwl.py)
                 p[5] = pools.add(0, np.array([index.bits, index.low_key, len(index.table)]))
+            elif small is not None:  # few: a table in registers (native_pwl.pwl_small_rows), marked by −halvings
+                from gnaexp.emulator import pwl_index
+
+                p[5] = pools.add(0, np.array([-pwl_index.small_halvings(p[1]), 0, small.size // 8]))
         elif low.op in ("sum", "scale"):
             p[0] = pools.add(1, np.array(low.scalars[:1], dtype=np.float64))
         elif low.op == "scaleshift":
@@ -314,6 +320,17 @@ def _int16_product(wt: np.ndarray) -> Any:
         return None
     exact = int_product.int_weights(wt.T)
     return exact if exact is not None and exact.splits else None
+
+
+def _pwl_small(tables: Sequence[np.ndarray], size: int) -> np.ndarray | None:
+    """The small table of a PWL of few segments (``pwl_index.small``) where its loop runs here (an AVX-512
+    processor; ``size``, the values a sample, whole steps of the loop); else None: the passes of
+    ``native.pwl_rows``."""
+    from gnaexp.emulator import native_gemm, native_pwl, pwl_index
+
+    if native_gemm.LANES != 16 or size % native_pwl.LANES:
+        return None
+    return pwl_index.small(*tables)
 
 
 def _pwl_index(tables: Sequence[np.ndarray]) -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 
 MAX_BITS = 6  # mantissa bits a key may take (at most 2·34·64 buckets)
 MIN_SEGMENTS = 22  # from here the index clearly beats a pass per segment (1.1 ns a value against 0.09 ns a segment)
+SMALL = 16  # segments a small table holds (two AVX-512 registers a field: native_pwl.pwl_small_rows)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,8 @@ def build(xv: np.ndarray, ybase: np.ndarray, slope: np.ndarray, inv_scale: np.nd
     xv, ybase, slope, inv_scale = (np.asarray(a, dtype=np.float64) for a in (xv, ybase, slope, inv_scale))
     if len(xv) < MIN_SEGMENTS or np.any(np.diff(xv) < 0) or not np.all(np.isfinite(xv)):
         return None
-    gain = slope * inv_scale
-    mantissa, _ = np.frexp(inv_scale)
-    if not (np.all(mantissa == 0.5) and np.all(inv_scale >= 2.0**-1000) and np.all(inv_scale <= 2.0**1000)
-            and np.array_equal(gain / inv_scale, slope)):
+    gain = _gains(slope, inv_scale)
+    if gain is None:
         return None
     x0 = xv[0]
     starts = np.unique(xv[xv > x0])  # where a new segment begins for values above the first xBase
@@ -77,3 +76,34 @@ def build(xv: np.ndarray, ybase: np.ndarray, slope: np.ndarray, inv_scale: np.nd
     table = np.stack([bound, xv[under], gain[under], ybase[under], xv[above], gain[above], ybase[above],
                       np.zeros(len(bound))], axis=1)
     return PwlIndex(np.ascontiguousarray(table, dtype=np.float64), bits, low)
+
+
+
+def small(xv: np.ndarray, ybase: np.ndarray, slope: np.ndarray, inv_scale: np.ndarray) -> np.ndarray | None:
+    """A PWL of at most SMALL segments as one (3, SMALL) table that registers hold (native_pwl.pwl_small_rows):
+    its xBases padded with +inf (never reached), its gains slope·2^−shift and its yBases (both padded with the
+    last); None when there are more segments, the xBases are out of order or a scale is not a power of two."""
+    xv, ybase, slope, inv_scale = (np.asarray(a, dtype=np.float64) for a in (xv, ybase, slope, inv_scale))
+    k = len(xv)
+    gain = _gains(slope, inv_scale)
+    if not 1 <= k <= SMALL or np.any(np.diff(xv) < 0) or not np.all(np.isfinite(xv)) or gain is None:
+        return None
+    table = np.empty((3, SMALL))
+    table[0], table[1], table[2] = np.inf, gain[-1], ybase[-1]
+    table[0, :k], table[1, :k], table[2, :k] = xv, gain, ybase
+    return table
+
+
+def small_halvings(segments: int) -> int:
+    """Halvings of the search through a small table of ``segments`` (native_pwl compiles loops of 1, 2 and 4)."""
+    return 1 if segments <= 2 else 2 if segments <= 4 else 4
+
+
+def _gains(slope: np.ndarray, inv_scale: np.ndarray) -> np.ndarray | None:
+    """slope·inv_scale when every scale is a power of two (then one factor to the bit, see ``build``), else None."""
+    gain = slope * inv_scale
+    mantissa, _ = np.frexp(inv_scale)
+    if not (np.all(mantissa == 0.5) and np.all(inv_scale >= 2.0**-1000) and np.all(inv_scale <= 2.0**1000)
+            and np.array_equal(gain / inv_scale, slope)):
+        return None
+    return gain
