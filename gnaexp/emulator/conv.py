@@ -230,11 +230,12 @@ class ConvKernel:
             x2 = np.ascontiguousarray(x2)
         if limit >= INT16_BOUND:  # any int16 sample (a primitive's input): nothing to check
             return self._int_product(x2, keep, native, out=out)
-        peaks = np.empty(x2.shape[0])
-        native.gemm.row_peaks(x2, peaks)
+        # the windows first, each sample's peak found while gathering them: the usual case (every sample within the
+        # limit) then reads x2 once
+        windows, peaks = self._windows(x2, native, True, check=True)
         exact = peaks <= limit
         if exact.all():
-            return self._int_product(x2, keep, native, out=out)
+            return self._sums(windows, x2.shape[0], keep, native, True, self.bias, out)
         # samples beyond the limit: split into bytes where those are within it, else the float64 product
         loud = self._split_product if limit >= int_product.SPLIT_PEAK else self._float_product
         if not exact.any():
@@ -295,29 +296,46 @@ class ConvKernel:
 
     def _compiled_sums(self, x2: np.ndarray, keep: int | None, native: Any, int16: bool, bias: np.ndarray,
                        out: np.ndarray | None) -> tuple[np.ndarray, int]:
-        """The compiled loops' product: the windows gathered from x2 (a folded kernel's as sums and differences
-        of mirrored taps, conv_fold.py), one product per filter group, in int16 (int_product.py) or in float64,
-        and the sums finished (bias, int32 saturation, transposition, the positions kept) into ``out``."""
+        """The compiled loops' product: the windows gathered from x2 (``_windows``), then ``_sums``."""
+        return self._sums(self._windows(x2, native, int16)[0], x2.shape[0], keep, native, int16, bias, out)
+
+    def _windows(self, x2: np.ndarray, native: Any, int16: bool,
+                 check: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+        """(The windows of each filter group, gathered from x2: a folded kernel's as sums and differences of
+        mirrored taps, conv_fold.py; int16 for the int16 product, else float64, padded as it takes them; with
+        ``check`` (int16 only), each sample's peak |x| over the values they read, else an empty array)."""
         n, length = x2.shape
+        rows = n * self.positions
+        if int16:
+            assert self.int_weights is not None  # _int_limit said so
+            padded, taps = int_product.aligned(rows, int_product.ROW_ALIGN), self.int_weights[0].taps
+        else:
+            padded, taps = rows, (self.weights if self.fold is None else self.fold.w_plus).shape[0]
+        windows = [np.empty((padded, taps), dtype=np.int16 if int16 else np.float64)
+                   for _ in range(1 if self.fold is None else 2)]
+        peaks = np.empty(n if check else 0)
+        if self.fold is None:
+            native.conv_windows(x2, self._window_index(length), windows[0], peaks)
+        else:
+            native.conv_windows_pair(x2, *self._pair_index(self.fold, length), *windows, peaks)
+        return windows, peaks
+
+    def _sums(self, windows: list[np.ndarray], n: int, keep: int | None, native: Any, int16: bool,
+              bias: np.ndarray, out: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """The windows' product, one per filter group, in int16 (int_product.py) or in float64, and the sums
+        finished (bias, int32 saturation, transposition, the positions kept) into ``out``."""
         rows = n * self.positions
         if out is None:
             out = np.empty((n, self.weights.shape[1], self.positions if keep is None else keep), dtype=np.float64)
         if int16:
-            assert self.int_weights is not None  # _int_limit said so
+            assert self.int_weights is not None
             groups: tuple[Any, ...] = self.int_weights
-            padded, taps = int_product.aligned(rows, int_product.ROW_ALIGN), self.int_weights[0].taps
         else:
             groups = (self.weights,) if self.fold is None else (self.fold.w_plus, self.fold.w_minus)
-            padded, taps = rows, groups[0].shape[0]
-        windows = [np.empty((padded, taps), dtype=np.int16 if int16 else np.float64) for _ in groups]
-        if self.fold is None:
-            native.conv_windows(x2, self._window_index(length), windows[0])
-        else:
-            native.conv_windows_pair(x2, *self._pair_index(self.fold, length), *windows)
         sums = []
         for group, operand in zip(groups, windows):
             if int16:
-                acc = np.empty((padded, group.width), dtype=np.int32)
+                acc = np.empty((operand.shape[0], group.width), dtype=np.int32)
                 native.gemm.product(operand, group.wt, acc)
             else:
                 with parallel.single_threaded_blas():

@@ -143,20 +143,30 @@ def conv1d_windows(x, index, weights, bias, out):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def conv_windows(x, index, windows):  # pragma: no cover - compiled
+def conv_windows(x, index, windows, peaks):  # pragma: no cover - compiled
     """The matrix product's left operand: windows[i·P + j, t] = x[i, index[j, t]], 0 where the index is L (the
     zero padding past the data); x: (N, L), index: (P, T), windows: (≥ N·P, ≥ T) float64, or int16 for the int16
-    product (x's values then fit int16: callers check), zeros past N·P rows and T columns (its padding). Reads x
-    itself, no padded copy."""
+    product (x's values then fit int16), zeros past N·P rows and T columns (its padding). Reads x itself, no
+    padded copy. Unless ``peaks`` is empty (it must be for float64 windows), peaks[i] = max |x[i, k]| over the
+    values the windows read (which of the samples the int16 product holds exactly, int_product.py), taken from
+    each int16 window while it is in cache (an integer maximum: it vectorizes, a float one does not)."""
     n, length = x.shape
     positions, taps = index.shape
+    track = peaks.shape[0] > 0
     for i in range(n):
+        peak = np.int32(0)
         for j in range(positions):
             row = windows[i * positions + j]
             for t in range(taps):
                 k = index[j, t]
                 row[t] = x[i, k] if k < length else 0.0
             row[taps:] = 0
+            if track:
+                for t in range(taps):
+                    a = abs(np.int32(row[t]))
+                    peak = a if a > peak else peak
+        if track:
+            peaks[i] = peak
     windows[n * positions:] = 0
 
 
@@ -169,13 +179,16 @@ def conv_finish(acc, bias, out):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def conv_windows_pair(x, first, second, plus, minus):  # pragma: no cover - compiled
+def conv_windows_pair(x, first, second, plus, minus, peaks):  # pragma: no cover - compiled
     """A folded kernel's windows (conv_fold.py): plus/minus[i·P + j, k] = x[i, first[j, k]] ± x[i, second[j, k]],
     an index of L reading 0 (the zero padding, and the centre's missing second tap); float64 windows, or int16
-    ones (x then within ±16383: callers check), padded with zeros as ``conv_windows``'s."""
+    ones (x then within ±16383), padded with zeros as ``conv_windows``'s; peaks, unless empty, as
+    ``conv_windows``'s, of x's values (not of their sums, which int16 may not hold)."""
     n, length = x.shape
     positions, pairs = first.shape
+    track = peaks.shape[0] > 0
     for i in range(n):
+        p0 = p1 = 0.0  # two running maxima, each waiting on the other's value before it
         for j in range(positions):
             p_row, m_row = plus[i * positions + j], minus[i * positions + j]
             for k in range(pairs):
@@ -184,8 +197,12 @@ def conv_windows_pair(x, first, second, plus, minus):  # pragma: no cover - comp
                 v = np.float64(x[i, b]) if b < length else 0.0
                 p_row[k] = u + v
                 m_row[k] = u - v
+                if track:
+                    p0, p1 = max(p0, abs(u)), max(p1, abs(v))
             p_row[pairs:] = 0
             m_row[pairs:] = 0
+        if track:
+            peaks[i] = max(p0, p1)
     plus[n * positions:] = 0
     minus[n * positions:] = 0
 
@@ -340,7 +357,8 @@ def warm_up() -> None:
         for x in (np.zeros((1, 8), dtype), np.zeros((1, 9), dtype)[:, :8]):  # rows together, rows apart
             pair = np.zeros((2, 4), np.intp)
             for windows in (np.empty((2, 4)), np.empty((4, 32), np.int16)):  # float64 product's, int16 product's
-                conv_windows(x, pair, windows)
-                conv_windows_pair(x, pair, pair, windows, np.empty_like(windows))
+                for peaks in (np.empty(0), np.empty(1)):  # unchecked, checked
+                    conv_windows(x, pair, windows, peaks)
+                    conv_windows_pair(x, pair, pair, windows, np.empty_like(windows), peaks)
         for weights in (np.zeros((4, 4)), np.zeros((4, 4), np.int16)):  # compact() gives either
             conv1d_windows(np.zeros((1, 8), dtype), np.zeros((2, 4), np.intp), weights, bias, np.empty((1, 4, 2)))

@@ -172,20 +172,7 @@ def portable_product(x, wp, out):  # pragma: no cover - compiled
 product = portable_product if LANES is None else make_product(ROWS, COLS, LANES)
 
 
-@njit(nogil=True, cache=True)
-def row_peaks(x, out):  # pragma: no cover - compiled
-    """out[i] = max |x[i, :]|: which samples the int32 sums hold exactly."""
-    for i in range(x.shape[0]):
-        peak = 0.0
-        for v in x[i]:
-            peak = max(peak, abs(np.float64(v)))
-        out[i] = peak
-
-
 def warm_up() -> None:
     """Compile (or load from the disk cache) what the emulator calls."""
-    for dtype in (np.float32, np.float64):
-        for x in (np.zeros((1, 8), dtype), np.zeros((1, 9), dtype)[:, :8]):  # rows together, rows apart
-            row_peaks(x, np.empty(1))
     product(np.zeros((ROW_ALIGN, K_ALIGN), np.int16), np.zeros((K_ALIGN // 2, 2 * FILTER_ALIGN), np.int16),
             np.empty((ROW_ALIGN, FILTER_ALIGN), np.int32))
