@@ -94,6 +94,23 @@ def test_reflect_pad_runs_on_the_host_only_with_porting():
     assert ported.plan[0].op.startswith("Pad (host") and ported.plan[1].op == "Parameter (after host pre-processing)"
 
 
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "edge"])
+def test_a_host_pad_of_two_axes_gives_numpys_values_in_every_copying_mode(mode):
+    """Margins on both sides of two axes (the second axis's margins copied over the first's): the host pad, run
+    ported, then the GNA part == the GNA part fed with np.pad's array."""
+    p = ops.parameter([1, 3, 16], np.float32, name="x")
+    padded = ops.pad(p, ops.constant(np.array([0, 1, 2], np.int64)), ops.constant(np.array([0, 2, 3], np.int64)),
+                     mode)
+    w = np.random.default_rng(3).uniform(-1, 1, (4, 6, 5)).astype(np.float32)
+    model = ov.Model([ops.convolution(padded, ops.constant(w), [1], [0], [0], [1])], [p])
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 16)).astype(np.float32)
+    ported = emulate(model, {"x": x}, 4096.0, porting=True)
+    q = ops.parameter([1, 6, 21], np.float32, name="x")
+    plain = ov.Model([ops.convolution(q, ops.constant(w), [1], [0], [0], [1])], [q])
+    direct = emulate(plain, {"x": np.pad(x, ((0, 0), (1, 2), (2, 3)), mode=mode)}, 4096.0)
+    np.testing.assert_array_equal(next(iter(ported.outputs.values())), next(iter(direct.outputs.values())))
+
+
 @pytest.fixture(scope="module")
 def vad_bundle(tmp_path_factory):
     return vad.model_bundle(tmp_path_factory.mktemp("vad"))

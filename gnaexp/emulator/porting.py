@@ -153,22 +153,37 @@ def host_step(ctx: BuildContext, node: Node) -> None:
         inside = (slice(None),) + tuple(slice(int(b), int(b) + d) for b, d in zip(begin, ti.shape))
 
         # np.pad's values without its per-call set-up: a filled array, or for the modes that copy values (reflect,
-        # symmetric, edge, wrap) the source index of every output position along each padded axis, made once
+        # symmetric, edge, wrap) the values scaled into the inside of the output and each padded axis's margins
+        # then copied from it, through the source index of each margin position along the axis, made once
         reads = None
         copying: dict[str, Any] = {"mode": mode}  # np.pad's mode names are literals to the type checker
         if mode in ("reflect", "symmetric", "edge", "wrap") and min(min(w) for w in widths) >= 0:
             try:
-                reads = [(axis, np.pad(np.arange(shape[axis - 1] - sum(w)), w, **copying))
-                         for axis, w in enumerate(widths) if any(w)]
+                reads = []
+                for axis, (b, e) in enumerate(widths):
+                    if b or e:
+                        index = np.pad(np.arange(shape[axis - 1] - b - e), (b, e), **copying) + b  # in the output
+                        # the margins are read over the axes padded before this one whole, the others' insides
+                        region = tuple(slice(None) if a <= axis else inside[a] for a in range(len(widths)))
+                        reads.append((axis, region, index[:b], index[len(index) - e:], b, e))
             except ValueError:  # e.g. an empty axis: np.pad itself says so when the step runs
                 reads = None
 
         def pad(x, widths=widths, inside=inside, shape=shape, mode=mode, value=value, sf=lead_sf, reads=reads):
-            x = np.asarray(x, dtype=np.float32) / np.float32(sf)
             if reads is not None:
-                for axis, index in reads:
-                    x = np.take(x, index, axis=axis)
-                return x, 0
+                out = np.empty((len(x),) + shape, dtype=np.float32)
+                np.divide(np.asarray(x, dtype=np.float32), np.float32(sf), out=out[inside])
+                for axis, region, left, right, b, e in reads:
+                    part = out[region]
+                    margin = [slice(None)] * part.ndim
+                    if b:
+                        margin[axis] = slice(0, b)
+                        part[tuple(margin)] = np.take(part, left, axis=axis)
+                    if e:
+                        margin[axis] = slice(part.shape[axis] - e, None)
+                        part[tuple(margin)] = np.take(part, right, axis=axis)
+                return out, 0
+            x = np.asarray(x, dtype=np.float32) / np.float32(sf)
             if mode == "constant" and min(min(w) for w in widths) >= 0:
                 out = np.full((len(x),) + shape, np.float32(value), dtype=np.float32)
                 out[inside] = x
