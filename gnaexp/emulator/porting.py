@@ -155,7 +155,7 @@ def host_step(ctx: BuildContext, node: Node) -> None:
         # np.pad's values without its per-call set-up: a filled array, or for the modes that copy values (reflect,
         # symmetric, edge, wrap) the values scaled into the inside of the output and each padded axis's margins
         # then copied from it, through the source index of each margin position along the axis, made once
-        reads = None
+        reads: list[tuple[int, tuple, np.ndarray, np.ndarray, int, int]] | None = None
         copying: dict[str, Any] = {"mode": mode}  # np.pad's mode names are literals to the type checker
         if mode in ("reflect", "symmetric", "edge", "wrap") and min(min(w) for w in widths) >= 0:
             try:
