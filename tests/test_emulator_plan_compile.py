@@ -175,10 +175,10 @@ def test_designed_power_and_square_root_pwls_are_found_through_their_index():
     assert (pwl_rows[61] > 0 and pwl_rows[43] > 0) == (native_gemm.LANES is not None)
 
 
-def test_convolutions_write_into_the_work_array_with_the_interpreted_bits():
-    """A compiled plan's convolutions (long filters: the int16 product) write their sums straight into the work
-    array's columns, quiet and loud samples alike: the interpreted run's numbers and counts. An edited
-    convolution runs as edited (its own run, not the direct write)."""
+def test_convolutions_run_in_the_compiled_loop_with_the_interpreted_bits():
+    """A compiled plan's convolutions (long filters: the int16 product) run as rows of its compiled loop, their
+    sums written straight into the work array's columns, quiet and loud samples alike: the interpreted run's
+    numbers and counts. An edited convolution runs as edited (its own run, in Python)."""
     rng = np.random.default_rng(8)
     x = ops.parameter([1, 8, 64], np.float32, name="x")
     w1 = ops.constant((rng.normal(size=(16, 8, 8)) * 0.3).astype(np.float32))
@@ -195,12 +195,56 @@ def test_convolutions_write_into_the_work_array_with_the_interpreted_bits():
     compiled = plan.run(feeds)
     _same(interpreted, compiled)
     convs = [s for s in plan.steps if s.kind == "conv"]
-    assert len(convs) == 2 and all(s.run_into is not None for s in convs)
-    assert all(s.out in plan._compiled.imports for s in convs[:1])  # the first's sums go to the work array
+    assert len(convs) == 2 and all(s.lowered is not None and s.lowered.op == "conv" for s in convs)
+    assert _conv_rows(plan._compiled) == 2
     wrong = edited(plan, convs[0].name, lambda st: (lambda v, run=st.run: run(-v)))
     first = wrong.run(feeds)
     _same(first, wrong.run(feeds))
     assert not np.array_equal(first[0]["y"], compiled[0]["y"])
+
+
+def _conv_rows(compiled: CompiledPlan) -> int:
+    from gnaexp.emulator.plan_compile import CODES
+
+    return int(np.count_nonzero(compiled.ops[:, 0] == CODES["conv"]))
+
+
+@pytest.mark.parametrize("block", [1, 3, None])
+def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_samples_split(block, monkeypatch):
+    """An STFT-like convolution (mirrored filters: folded, conv_fold.py; ten filters, which porting pads to twelve
+    and drops again) then a plain one, in the compiled loop: samples beyond the int16 product's limit (their
+    block split into bytes) and within it, in blocks of one, three and all samples, give the interpreted run's
+    numbers and saturation counts."""
+    from gnaexp.emulator import native_plan
+
+    rng = np.random.default_rng(9)
+    taps = 64
+    half = rng.normal(size=(10, taps // 2))
+    mirrored = np.concatenate([half, half[:, ::-1]], axis=1)  # symmetric
+    mirrored[5:, taps // 2:] *= -1  # and antisymmetric
+    x = ops.parameter([1, 1, 160], np.float32, name="x")
+    first = ops.convolution(x, ops.constant(mirrored[:, None, :].astype(np.float32)), [16], [0], [0], [1])
+    w2 = ops.constant((rng.normal(size=(8, 10, 7)) * 0.3).astype(np.float32))  # 70 taps: long too
+    y = ops.convolution(ops.relu(first), w2, [1], [0], [0], [1])
+    model = ov.Model(_named([y.output(0)], ("y",)), [x])
+    prog = load_program(model)
+    data = rng.uniform(-0.05, 0.05, size=(11, 1, 1, 160)).astype(np.float32)
+    data[[2, 7]] *= 200  # loud: beyond the folded product's limit
+    feeds, shapes, _ = prepare_inputs(prog, {"x": data})
+    plan = build_plan(prog, shapes, GnaSettings(2048.0, porting=True))
+    interpreted = plan.run(feeds)
+    compiled = plan.run(feeds)
+    assert _conv_rows(plan._compiled) == 2
+    kernel = next(s for s in plan.steps if s.kind == "conv").lowered.kernel
+    assert kernel.fold is not None and kernel.weights.shape[1] == 12  # folded, porting's two zero filters
+    limit = min(w.peak_limit for w in kernel.int_weights)
+    peaks = np.abs(feeds[next(iter(feeds))].reshape(11, -1)).max(axis=1) * 2048
+    assert np.sum(peaks > limit) == 2 and np.sum(peaks <= limit) == 9  # both kinds of sample
+    if block is not None:
+        monkeypatch.setattr(native_plan, "BLOCK_BYTES", 8 * plan._compiled.width * block)
+        compiled = plan.run(feeds)
+    _same(interpreted, compiled)
+    assert sum(interpreted[1].values()) > 0  # something saturated: the counts are compared too
 
 
 @pytest.mark.parametrize("name", list(MODELS))

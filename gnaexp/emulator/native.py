@@ -216,11 +216,12 @@ def conv_finish_pair(acc_plus, acc_minus, cols_plus, cols_minus, bias, out):  # 
 @njit(nogil=True, cache=True)
 def _finish_columns(acc, cols, bias, out):  # pragma: no cover - compiled
     """Column q of acc is filter cols[q] (None: filter q): out[i, cols[q], j] = sat32(acc[i·P + j, q] +
-    bias[cols[q]]) for the positions out keeps; returns the saturated count over all P positions. None compiles
-    its own loop, without the indirection (it vectorizes)."""
-    n, filters, kept = out.shape
+    bias[cols[q]]) for the positions and filters out keeps (the filters past its second axis, porting's zero
+    filters, are counted, not written); returns the saturated count over all P positions. None compiles its own
+    loop, without the indirection (it vectorizes)."""
+    n, kept_filters, kept = out.shape
     positions = acc.shape[0] // n
-    columns = filters if cols is None else len(cols)  # acc may have more: the int16 product's padding
+    columns = bias.shape[0] if cols is None else len(cols)  # acc may have more: the int16 product's padding
     if positions == kept == FOUR and out.strides[2] == 8 and out.strides[1] == 8 * FOUR:  # through registers
         if cols is None:
             return finish_four(acc, np.arange(columns), bias, out)
@@ -233,7 +234,7 @@ def _finish_columns(acc, cols, bias, out):  # pragma: no cover - compiled
                 f = q if cols is None else cols[q]
                 a = row[q] + bias[f]
                 saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
-                if j < kept:
+                if j < kept and f < kept_filters:
                     out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
     return saturated
 

@@ -83,15 +83,16 @@ def _finish_block(typingctx, acc, row, column, bias, filt, out, sample):
 @njit(nogil=True, cache=True)
 def finish_four(acc, cols, bias, out):  # pragma: no cover - compiled
     """``native._finish_columns`` for four positions a sample, all kept (out: (N, F, 4), its last two axes
-    contiguous): column q of acc is filter cols[q]; runs of eight consecutive filters go through registers, the
-    rest value by value. Returns the saturated count."""
-    n = out.shape[0]
+    contiguous; filters past F counted, not written): column q of acc is filter cols[q]; runs of eight
+    consecutive kept filters go through registers, the rest value by value. Returns the saturated count."""
+    n, kept_filters = out.shape[0], out.shape[1]
     columns = cols.shape[0]
     saturated = 0
     for i in range(n):
         q = 0
         while q < columns:
-            if q + LANES <= columns and cols[q + LANES - 1] - cols[q] == LANES - 1:
+            if q + LANES <= columns and cols[q + LANES - 1] - cols[q] == LANES - 1 and \
+                    cols[q + LANES - 1] < kept_filters:
                 saturated += _finish_block(acc, i * POSITIONS, q, bias, cols[q], out, i)
                 q += LANES
                 continue
@@ -99,7 +100,8 @@ def finish_four(acc, cols, bias, out):  # pragma: no cover - compiled
             for j in range(POSITIONS):
                 a = np.float64(acc[i * POSITIONS + j, q]) + bias[f]
                 saturated += (1 if a > INT32_MAX_FLOAT else 0) + (1 if a < INT32_MIN_FLOAT else 0)
-                out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
+                if f < kept_filters:
+                    out[i, f, j] = min(max(a, INT32_MIN_FLOAT), INT32_MAX_FLOAT)
             q += 1
     return saturated
 

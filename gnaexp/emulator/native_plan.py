@@ -15,14 +15,24 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.lib.stride_tricks import as_strided
 
 from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
-from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
+from gnaexp.emulator.native import PWL_BLOCK, conv_finish, conv_finish_pair, conv_windows, conv_windows_pair, \
+    pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
 from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_small_rows
 
-GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC = range(8)
+GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV = range(9)
+# a convolution's description (plan_compile._conv_row), fields of ints in the index pool: positions computed and
+# kept, input values and filters a sample (and the filters kept: porting's zero filters dropped), whether folded; its window index (a fold's first and second taps, its
+# filters' columns, symmetric then antisymmetric, and how many of each), taps (pairs) a window; each filter
+# group's packed int16 weights (offset, rows, columns: two groups of three); its bias in the floats pool, the
+# product's peak limit after it
+(CONV_POSITIONS, CONV_KEEP, CONV_LENGTH, CONV_FILTERS, CONV_FOLD, CONV_FIRST, CONV_SECOND, CONV_COLUMNS,
+ CONV_SYMMETRIC, CONV_ANTISYMMETRIC, CONV_TAPS, CONV_WEIGHTS, CONV_BIAS, CONV_KEPT_FILTERS, CONV_FIELDS) = (
+    *range(12), 18, 19, 20)
 WIDTH = 11  # columns of an op row
 BLOCK_BYTES = 1 << 19  # the work array a block of samples runs through a segment with (half a core's L2)
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
@@ -95,6 +105,101 @@ def _fc_int(arena, x_off, out_off, rows, k, m, wt, bias, limit):  # pragma: no c
                 saturated += (1 if v > HI32 else 0) + (1 if v < LO32 else 0)
                 dst[f] = min(max(v, LO32), HI32)
     return saturated
+
+
+@njit(nogil=True, cache=True)
+def _conv(arena, x_off, out_off, desc, index, floats, weights16):  # pragma: no cover - compiled
+    """``conv.ConvKernel.product`` on the samples of ``arena`` (its int16 product, the loops it calls) into the
+    columns from out_off, (filters × kept positions) a sample; returns the saturated count. A block with a sample
+    beyond the product's peak limit runs split into bytes, every sample of it (exact for all: the same sums)."""
+    n = arena.shape[0]
+    keep, length = desc[CONV_KEEP], desc[CONV_LENGTH]
+    x = arena[:, x_off:x_off + length]
+    kept = desc[CONV_KEPT_FILTERS]  # the sums finished straight into the work array, porting's filters dropped
+    out = as_strided(arena[:, out_off:out_off + kept * keep], shape=(n, kept, keep),
+                     strides=(arena.strides[0], keep * 8, 8))
+    return _conv_sums(x, out, desc, index, floats, weights16)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - compiled
+    """``_conv``'s sums into ``out`` (samples, filters kept, positions kept); the saturated count."""
+    n = x.shape[0]
+    positions, keep, length = desc[CONV_POSITIONS], desc[CONV_KEEP], desc[CONV_LENGTH]
+    filters, fold, taps = desc[CONV_FILTERS], desc[CONV_FOLD], desc[CONV_TAPS]
+    bias = floats[desc[CONV_BIAS]:desc[CONV_BIAS] + filters]
+    limit = floats[desc[CONV_BIAS] + filters]
+    first = index[desc[CONV_FIRST]:desc[CONV_FIRST] + positions * taps].reshape((positions, taps))
+    second = index[desc[CONV_SECOND]:desc[CONV_SECOND] + positions * taps].reshape((positions, taps))
+    columns = index[desc[CONV_COLUMNS]:desc[CONV_COLUMNS] + desc[CONV_SYMMETRIC] + desc[CONV_ANTISYMMETRIC]]
+    symmetric, antisymmetric = columns[:desc[CONV_SYMMETRIC]], columns[desc[CONV_SYMMETRIC]:]
+    rows = n * positions
+    padded = (rows + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN
+    wt0 = _packed(weights16, desc, 0)
+    wt1 = _packed(weights16, desc, 1) if fold else wt0
+    win0 = np.empty((padded, 2 * wt0.shape[0]), dtype=np.int16)
+    win1 = np.empty((padded if fold else 0, 2 * wt1.shape[0]), dtype=np.int16)
+    peaks = np.empty(n if limit < INT16_BOUND else 0)
+    if fold:
+        conv_windows_pair(x, first, second, win0, win1, peaks)
+    else:
+        conv_windows(x, first, win0, peaks)
+    quiet = True
+    for i in range(peaks.shape[0]):
+        quiet = quiet and peaks[i] <= limit
+    if quiet:
+        acc0 = np.empty((padded, wt0.shape[1] // 2), dtype=np.int32)
+        int16_product(win0, wt0, acc0)
+        if not fold:
+            return conv_finish(acc0[:rows], bias, out)
+        acc1 = np.empty((padded, wt1.shape[1] // 2), dtype=np.int32)
+        int16_product(win1, wt1, acc1)
+        return conv_finish_pair(acc0[:rows], acc1[:rows], symmetric, antisymmetric, bias, out)
+    # x = 256·⌊x/256⌋ + x mod 256: bytes whose sums the product holds (the kernel's limit is at least 255)
+    high = np.empty((n, length))
+    low = np.empty((n, length))
+    for i in range(n):
+        _bytes(x[i], high[i], low[i])
+    sums = []
+    for part in (high, low):
+        if fold:
+            conv_windows_pair(part, first, second, win0, win1, peaks[:0])
+        else:
+            conv_windows(part, first, win0, peaks[:0])
+        acc0 = np.empty((padded, wt0.shape[1] // 2), dtype=np.int32)
+        int16_product(win0, wt0, acc0)
+        acc1 = np.empty((padded, wt1.shape[1] // 2), dtype=np.int32)
+        if fold:
+            int16_product(win1, wt1, acc1)
+        sums.append((acc0, acc1))
+    whole0 = np.empty((rows, sums[0][0].shape[1]))
+    whole1 = np.empty((rows, sums[0][1].shape[1]))
+    for r in range(rows):
+        for f in range(whole0.shape[1]):
+            whole0[r, f] = 256.0 * np.float64(sums[0][0][r, f]) + np.float64(sums[1][0][r, f])
+        if fold:
+            for f in range(whole1.shape[1]):
+                whole1[r, f] = 256.0 * np.float64(sums[0][1][r, f]) + np.float64(sums[1][1][r, f])
+    if not fold:
+        return conv_finish(whole0, bias, out)
+    return conv_finish_pair(whole0, whole1, symmetric, antisymmetric, bias, out)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _bytes(x, high, low):  # pragma: no cover - compiled
+    """high = ⌊x/256⌋, low = x − 256·high (exact: integers, a power-of-two scale), as conv._split_product."""
+    for k in range(x.shape[0]):
+        h = np.floor(x[k] * (1.0 / 256.0))
+        high[k] = h
+        low[k] = x[k] - 256.0 * h
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _packed(weights16, desc, group):  # pragma: no cover - compiled
+    """A convolution's filter group's int16 weights as int_product.pack laid them out."""
+    offset, rows, columns = desc[CONV_WEIGHTS + 3 * group], desc[CONV_WEIGHTS + 3 * group + 1], \
+        desc[CONV_WEIGHTS + 3 * group + 2]
+    return weights16[offset:offset + rows * columns].reshape((rows, columns))
 
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
@@ -319,6 +424,8 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
             else:
                 wt64 = floats[p3:p3 + p2 * p1].reshape((p2, p1))
                 saturated = _fc(arena, a, out, p0, p1, p2, wt64, floats[p4:p4 + p2])
+        elif code == CONV:  # p0: its description in index (CONV_*)
+            saturated = _conv(arena, a, out, index[p0:p0 + CONV_FIELDS], index, floats, weights16)
         elif code == SUM:  # x·w + y, int32-saturated
             for i in range(n):
                 saturated += _sum_row(arena[i, a:a + size], arena[i, b:b + size], floats[p0], arena[i, out:out + size])

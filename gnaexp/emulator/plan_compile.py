@@ -23,7 +23,7 @@ import numpy as np
 
 from gnaexp.emulator.plan_types import Step
 
-CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7}
+CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7, "conv": 8}
 WIDTH = 11  # native_plan.WIDTH
 
 
@@ -104,7 +104,10 @@ class CompiledPlan:
         self.floats = np.concatenate(pools.floats).astype(np.float64)
         self.weights16 = np.concatenate(pools.weights16).astype(np.int16)
         self.useful = len(rows) > 0
-        self.work = int(sum(r[5] * r[6] * r[7] for r in rows if r[0] == CODES["fc"]))  # multiply-adds per sample
+        # multiply-adds per sample
+        self.work = int(sum(r[5] * r[6] * r[7] for r in rows if r[0] == CODES["fc"])) + sum(
+            st.lowered.kernel.positions * st.lowered.kernel.weights.size for i, st in enumerate(steps)
+            if lowered[i] and st.lowered is not None and st.lowered.op == "conv")
         # what a run needs, resolved once: the op rows of each segment, the named steps the counts go to
         self.views = {k: (c, c + sizes[k], tuple(self.shapes[k])) for k, c in self.columns.items()}
         self.op_rows = {first: self.ops[first:stop] for lowered, first, stop in self.segments if lowered}
@@ -125,6 +128,10 @@ class CompiledPlan:
             return len(st.inputs) == 1 and sizes[st.inputs[0]] % k == 0 and size == sizes[st.inputs[0]] // k * m
         if low.op == "const":
             return low.arrays[0].size == size
+        if low.op == "conv":
+            length, keep, filters = (int(v) for v in low.scalars)
+            return (len(st.inputs) == 1 and sizes[st.inputs[0]] == length and size == filters * keep
+                    and _conv_lowerable(low))
         if low.op == "move":
             return True
         wanted = {"pwl": 1, "scale": 1, "scaleshift": 1, "sum": 2, "prod": 2}[low.op]
@@ -244,6 +251,8 @@ class CompiledPlan:
             p[0], p[1] = pools.add(1, low.arrays[0]), pools.add(1, low.arrays[1])
         elif low.op == "const":
             p[0] = pools.add(1, low.arrays[0].astype(np.float64))
+        elif low.op == "conv":
+            p[0] = _conv_row(low, pools)
         elif low.op == "fc":
             wt, bias = low.arrays
             m, k = wt.shape
@@ -308,6 +317,48 @@ class CompiledPlan:
             for name, v in zip(self.names, values):
                 sats[name] = sats.get(name, 0) + v
         return {name: get(key) for name, key, _ in self.outputs}, sats, {}
+
+
+def _conv_lowerable(low: Any) -> bool:
+    """Whether a convolution runs as a row of the compiled loop: where its sums run as the int16 product (long
+    filters, int16 weights, an x86 processor with the instruction) and a sample beyond the product's limit can
+    be split into bytes (``conv.ConvKernel.product``); else it stays a Python step."""
+    from gnaexp.emulator import native_gemm
+
+    kernel = low.kernel
+    return (native_gemm.LANES is not None and kernel.blas and kernel.int_weights is not None
+            and all(w.splits for w in kernel.int_weights))
+
+
+def _conv_row(low: Any, pools: _Pools) -> int:
+    """A convolution's parameters in the pools; the offset of its description in the index pool (native_plan.CONV_*
+    name the fields)."""
+    from gnaexp.emulator import native_plan
+
+    kernel, (length, keep, kept_filters) = low.kernel, (int(v) for v in low.scalars)
+    groups = kernel.int_weights
+    desc = [0] * native_plan.CONV_FIELDS
+    desc[native_plan.CONV_POSITIONS], desc[native_plan.CONV_KEEP] = kernel.positions, keep
+    desc[native_plan.CONV_LENGTH], desc[native_plan.CONV_FILTERS] = length, kernel.weights.shape[1]
+    desc[native_plan.CONV_KEPT_FILTERS] = kept_filters
+    desc[native_plan.CONV_FOLD] = int(kernel.fold is not None)
+    if kernel.fold is None:
+        index = kernel._window_index(length)
+        desc[native_plan.CONV_FIRST] = pools.add(0, index)
+    else:
+        first, second = kernel._pair_index(kernel.fold, length)
+        index = first
+        desc[native_plan.CONV_FIRST], desc[native_plan.CONV_SECOND] = pools.add(0, first), pools.add(0, second)
+        desc[native_plan.CONV_COLUMNS] = pools.add(0, np.concatenate([kernel.fold.symmetric,
+                                                                     kernel.fold.antisymmetric]))
+        desc[native_plan.CONV_SYMMETRIC] = len(kernel.fold.symmetric)
+        desc[native_plan.CONV_ANTISYMMETRIC] = len(kernel.fold.antisymmetric)
+    desc[native_plan.CONV_TAPS] = index.shape[1]
+    for g, group in enumerate(groups):
+        at = native_plan.CONV_WEIGHTS + 3 * g
+        desc[at], (desc[at + 1], desc[at + 2]) = pools.add(2, group.wt), group.wt.shape
+    desc[native_plan.CONV_BIAS] = pools.add(1, np.append(kernel.bias, min(w.peak_limit for w in groups)))
+    return pools.add(0, np.array(desc, dtype=np.int64))
 
 
 def _int16_product(wt: np.ndarray) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,11 +30,14 @@ class Lowered:
     these exact forms: ``pwl`` (arrays: the PWL's tables; scalars: its design domain, NaN where open), ``sum``
     sat32(x·w + y), ``prod`` sat32(x·y), ``scale`` x·w, ``scaleshift`` sat32(x·w[j] + b[j]) (arrays: w, b),
     ``fc`` (arrays: the weights (M, K), the bias (M,)), ``const`` (arrays: the values of one sample),
-    ``move``: a data movement (a move or a concat), whose value map is read by running it on value indices."""
+    ``move``: a data movement (a move or a concat), whose value map is read by running it on value indices,
+    ``conv``: a convolution's sums (``kernel``: its ``conv.ConvKernel``; scalars: the input's values a sample, the
+    positions and the filters kept: porting's zero filters are dropped)."""
 
     op: str
     arrays: tuple[np.ndarray, ...] = ()
     scalars: tuple[float, ...] = ()
+    kernel: Any = None
 
 
 MOVE = Lowered("move")

@@ -113,8 +113,9 @@ def add_conv(ctx: BuildContext, node: Node) -> None:
     row = wq.row(node.name, "Convolution", extras=Extras(
         geometry={"nfc": geo.nfc, "n_inputs": geo.n_inputs, "n_outputs": geo.n_outputs},
         input_layout="NCW buffer read as NWC (legacy, no host transpose)" if legacy else "NWC (interleaved)"))
-    steps.append(Step("conv", node.name, [k], node.out, run, row,
-                      run_into=run_into if geo.filters == out_shape[1] else None))
+    whole = geo.filters == out_shape[1]  # no porting filters to drop: the sums are the output as they are
+    lowered = Lowered("conv", scalars=(geo.channels * geo.width, geo.logical_positions, out_shape[1]), kernel=kernel)
+    steps.append(Step("conv", node.name, [k], node.out, run, row, lowered, run_into=run_into if whole else None))
     info[node.out] = TInfo(wq.out_sf, Lane.INT32, out_shape, root=node.name)
 
 
