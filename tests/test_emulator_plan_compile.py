@@ -212,7 +212,7 @@ def _conv_rows(compiled: CompiledPlan) -> int:
 @pytest.mark.parametrize("block", [1, 3, None])
 def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_samples_split(block, monkeypatch):
     """An STFT-like convolution (mirrored filters: folded, conv_fold.py; ten filters, which porting pads to twelve
-    and drops again) then a plain one, in the compiled loop: samples beyond the int16 product's limit (their
+    and drops again) then a plain one reading its padded input through the padding's gather, in the compiled loop: samples beyond the int16 product's limit (their
     block split into bytes) and within it, in blocks of one, three and all samples, give the interpreted run's
     numbers and saturation counts."""
     from gnaexp.emulator import native_plan
@@ -225,7 +225,7 @@ def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_sampl
     x = ops.parameter([1, 1, 160], np.float32, name="x")
     first = ops.convolution(x, ops.constant(mirrored[:, None, :].astype(np.float32)), [16], [0], [0], [1])
     w2 = ops.constant((rng.normal(size=(8, 10, 7)) * 0.3).astype(np.float32))  # 70 taps: long too
-    y = ops.convolution(ops.relu(first), w2, [1], [0], [0], [1])
+    y = ops.convolution(ops.relu(first), w2, [1], [2], [1], [1])  # its padding: a gather it runs itself
     model = ov.Model(_named([y.output(0)], ("y",)), [x])
     prog = load_program(model)
     data = rng.uniform(-0.05, 0.05, size=(11, 1, 1, 160)).astype(np.float32)
@@ -235,6 +235,8 @@ def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_sampl
     interpreted = plan.run(feeds)
     compiled = plan.run(feeds)
     assert _conv_rows(plan._compiled) == 2
+    (conv, gather), = plan._compiled.into_conv.items()
+    assert plan.steps[conv].kind == "conv" and plan.steps[gather].out not in plan._compiled.columns
     kernel = next(s for s in plan.steps if s.kind == "conv").lowered.kernel
     assert kernel.fold is not None and kernel.weights.shape[1] == 12  # folded, porting's two zero filters
     limit = min(w.peak_limit for w in kernel.int_weights)

@@ -77,11 +77,17 @@ class CompiledPlan:
             if len(st.inputs) == 1 and m.size and m[0] >= 1 and np.array_equal(m, m[0] + np.arange(m.size)):
                 root, off = place.get(st.inputs[0], (st.inputs[0], 0))
                 place[st.out] = (root, off + int(m[0]) - 1)
-        produced = {st.out for st, ok in zip(steps, lowered) if ok}
-        in_arena = produced | {k for st, ok in zip(steps, lowered) if ok for k in st.inputs}
+        # a gather whose one reader is a convolution runs inside it: the convolution's windows read the gather's
+        # sources through the composed index (a padding's zeros included), and the gather's output never exists
+        reads = [list(st.inputs) for st in steps]
+        self.into_conv = self._gathers_into_convs(steps, lowered, maps, place, outputs)
+        for c, g in self.into_conv.items():
+            reads[c], reads[g] = list(steps[g].inputs), []
+        produced = {st.out for i, (st, ok) in enumerate(zip(steps, lowered)) if ok and i not in self.into_conv.values()}
+        in_arena = produced | {k for r, ok in zip(reads, lowered) if ok for k in r}
         pinned = {k for st, ok in zip(steps, lowered) if not ok for k in st.inputs if k in in_arena}
         pinned |= {key for _, key, _ in outputs if key in in_arena}
-        self.columns = self._allocate(steps, in_arena, pinned, place, sizes)
+        self.columns = self._allocate(steps, reads, in_arena, pinned, place, sizes)
         self.imports = in_arena - produced
         pools = _Pools([np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1, np.int16)], [1, 1, 1])
         rows: list[list[int]] = []
@@ -91,7 +97,10 @@ class CompiledPlan:
             if not lowered[i]:
                 self.segments.append((False, i, i + 1))
                 continue
-            row = self._row(st, maps.get(i), sizes, pools)
+            if i in self.into_conv.values():  # run by its convolution
+                continue
+            into = self.into_conv.get(i)
+            row = self._row(st, maps.get(i), sizes, pools, None if into is None else (steps[into], maps[into]))
             if row is None:  # an alias: nothing to run
                 continue
             if not self.segments or not self.segments[-1][0]:
@@ -154,14 +163,38 @@ class CompiledPlan:
             return None
         return m.astype(np.int64)
 
-    def _allocate(self, steps: Sequence[Step], keys: set[str], pinned: set[str],
+    @staticmethod
+    def _gathers_into_convs(steps: Sequence[Step], lowered: Sequence[bool], maps: Mapping[int, np.ndarray],
+                            place: Mapping[str, tuple[str, int]], outputs: Sequence[tuple[str, str, float]]
+                            ) -> dict[int, int]:
+        """{convolution step: the gather step it runs}: a lowered gather (not an alias) whose output only that
+        lowered convolution reads (no other step, no output)."""
+        readers: dict[str, list[int]] = {}
+        for i, st in enumerate(steps):
+            for k in st.inputs:
+                readers.setdefault(k, []).append(i)
+        kept = {key for _, key, _ in outputs}
+        fused: dict[int, int] = {}
+        for g, m in maps.items():
+            out = steps[g].out
+            users = readers.get(out, [])
+            if out in place or out in kept or len(users) != 1:
+                continue
+            c = users[0]
+            low = steps[c].lowered
+            if lowered[c] and low is not None and low.op == "conv" and c > g:
+                fused[c] = g
+        return fused
+
+    def _allocate(self, steps: Sequence[Step], reads: Sequence[list[str]], keys: set[str], pinned: set[str],
                   place: dict[str, tuple[str, int]], sizes: Mapping[str, int]) -> dict[str, int]:
         """The first column of every tensor in the work array: first fit, a root's columns free after the last
-        step that reads it or any alias of it (never for tensors read by Python or by the outputs)."""
+        step that reads it (``reads``: each step's inputs) or any alias of it (never for tensors read by Python or
+        by the outputs)."""
         never = len(steps) + 1
         last: dict[str, int] = {}
         for i, st in enumerate(steps):
-            for k in st.inputs:
+            for k in reads[i]:
                 if k in keys:
                     root = place.get(k, (k, 0))[0]
                     last[root] = max(last.get(root, -1), i)
@@ -202,7 +235,8 @@ class CompiledPlan:
         for k in sorted(keys - outs):  # the plan's inputs
             born(k, -1)
         for i, st in enumerate(steps):
-            born(st.out, i)
+            if reads[i] or not st.inputs:  # not a gather run by its convolution: its output exists
+                born(st.out, i)
             for k in release.pop(i, []):
                 give(start_of[k], start_of[k] + sizes[k])
         self.width = end
@@ -212,13 +246,21 @@ class CompiledPlan:
                 columns[k] = start_of[root] + off
         return columns
 
-    def _row(self, st: Step, value_map: np.ndarray | None, sizes: Mapping[str, int],
-             pools: _Pools) -> list[int] | None:
+    def _absolute(self, inputs: Sequence[str], value_map: np.ndarray, sizes: Mapping[str, int]) -> np.ndarray:
+        """1 + the work array column each value of a movement comes from (inputs laid end to end), 0 for a zero."""
+        starts = np.cumsum([0] + [sizes[k] for k in inputs])
+        which = np.clip(np.searchsorted(starts, value_map - 1, side="right") - 1, 0, len(inputs) - 1)
+        cols = np.array([self.columns[k] for k in inputs], dtype=np.int64)
+        return np.where(value_map > 0, cols[which] + (value_map - 1 - starts[which]) + 1, 0).astype(np.int64)
+
+    def _row(self, st: Step, value_map: np.ndarray | None, sizes: Mapping[str, int], pools: _Pools,
+             gather: tuple[Step, np.ndarray] | None = None) -> list[int] | None:
+        """The op row of a lowered step; ``gather``: the gather step a convolution runs (and its value map)."""
         low = st.lowered
         assert low is not None
         col = self.columns
         out, size = col[st.out], sizes[st.out]
-        a = col[st.inputs[0]] if st.inputs else 0
+        a = col[st.inputs[0]] if st.inputs and gather is None else 0  # a gather's output has no columns
         b = col[st.inputs[1]] if len(st.inputs) > 1 else 0
         p = [0] * 6
         if low.op == "move":
@@ -226,11 +268,7 @@ class CompiledPlan:
             if len(st.inputs) == 1 and col[st.out] == col[st.inputs[0]] + (int(value_map[0]) - 1 if size else 0) \
                     and np.array_equal(value_map, value_map[0] + np.arange(size)):
                 return None
-            starts = np.cumsum([0] + [sizes[k] for k in st.inputs])
-            which = np.clip(np.searchsorted(starts, value_map - 1, side="right") - 1, 0, len(st.inputs) - 1)
-            cols = np.array([col[k] for k in st.inputs], dtype=np.int64)
-            gather = np.where(value_map > 0, cols[which] + (value_map - 1 - starts[which]) + 1, 0)
-            p[0] = pools.add(0, gather.astype(np.int64))
+            p[0] = pools.add(0, self._absolute(st.inputs, value_map, sizes))
             return [CODES["gather"], a, b, out, size] + p
         if low.op == "pwl":
             index = _pwl_index(low.arrays)
@@ -252,7 +290,12 @@ class CompiledPlan:
         elif low.op == "const":
             p[0] = pools.add(1, low.arrays[0].astype(np.float64))
         elif low.op == "conv":
-            p[0] = _conv_row(low, pools)
+            if gather is None:
+                p[0] = _conv_row(low, pools)
+            else:  # its windows read the whole row: the index composed with the gather's, a zero past the row
+                source = self._absolute(gather[0].inputs, gather[1], sizes) - 1
+                source = np.append(np.where(source < 0, self.width, source), self.width)
+                p[0] = _conv_row(low, pools, source, self.width)
         elif low.op == "fc":
             wt, bias = low.arrays
             m, k = wt.shape
@@ -330,23 +373,29 @@ def _conv_lowerable(low: Any) -> bool:
             and all(w.splits for w in kernel.int_weights))
 
 
-def _conv_row(low: Any, pools: _Pools) -> int:
+def _conv_row(low: Any, pools: _Pools, source: np.ndarray | None = None, width: int = 0) -> int:
     """A convolution's parameters in the pools; the offset of its description in the index pool (native_plan.CONV_*
-    name the fields)."""
+    name the fields). ``source``: where its windows read each input value (and, last, its padding's zero) in a
+    row of ``width`` values (a gather it runs), else its input itself."""
     from gnaexp.emulator import native_plan
 
     kernel, (length, keep, kept_filters) = low.kernel, (int(v) for v in low.scalars)
     groups = kernel.int_weights
     desc = [0] * native_plan.CONV_FIELDS
     desc[native_plan.CONV_POSITIONS], desc[native_plan.CONV_KEEP] = kernel.positions, keep
-    desc[native_plan.CONV_LENGTH], desc[native_plan.CONV_FILTERS] = length, kernel.weights.shape[1]
+    desc[native_plan.CONV_LENGTH], desc[native_plan.CONV_FILTERS] = length if source is None else width, \
+        kernel.weights.shape[1]
     desc[native_plan.CONV_KEPT_FILTERS] = kept_filters
     desc[native_plan.CONV_FOLD] = int(kernel.fold is not None)
+
+    def reading(index: np.ndarray) -> np.ndarray:
+        return index if source is None else np.ascontiguousarray(source[index])
+
     if kernel.fold is None:
-        index = kernel._window_index(length)
+        index = reading(kernel._window_index(length))
         desc[native_plan.CONV_FIRST] = pools.add(0, index)
     else:
-        first, second = kernel._pair_index(kernel.fold, length)
+        first, second = (reading(i) for i in kernel._pair_index(kernel.fold, length))
         index = first
         desc[native_plan.CONV_FIRST], desc[native_plan.CONV_SECOND] = pools.add(0, first), pools.add(0, second)
         desc[native_plan.CONV_COLUMNS] = pools.add(0, np.concatenate([kernel.fold.symmetric,
