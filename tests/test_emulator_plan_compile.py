@@ -86,8 +86,10 @@ def test_the_compiled_run_gives_the_interpreted_numbers_and_counts(name, sf, amp
         assert sum(n for k, n in compiled[1].items() if k.startswith("Relu")) > 0
     # every time step runs in the compiled loop: Python runs only the input quantization (and moves of the
     # quantized input, float32 values kept as they are)
-    python = [plan.steps[first] for lowered, first, _ in plan._compiled.segments if not lowered]
+    python = [plan._compiled.steps[first] for lowered, first, _ in plan._compiled.segments if not lowered]
     assert {s.kind for s in python} <= {"input", "move"}
+    # which run first, wherever the plan scheduled them: the lowered steps are one segment, not cut by them
+    assert [lowered for lowered, _, _ in plan._compiled.segments] == [False] * len(python) + [True]
     assert not any("/t" in s.name for s in python) and len(plan._compiled.ops) > 40
 
 
@@ -107,7 +109,7 @@ def test_an_edited_step_runs_as_edited():
     first = wrong.run(feeds)
     assert not any(np.array_equal(first[0][k], plan.run(feeds)[0][k]) for k in ("ho",))
     _same(first, wrong.run(feeds))
-    assert wrong._compiled and any(not lowered and wrong.steps[i].name == fc.name
+    assert wrong._compiled and any(not lowered and wrong._compiled.steps[i].name == fc.name
                                    for lowered, i, _ in wrong._compiled.segments)
 
 

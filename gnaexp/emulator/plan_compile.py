@@ -53,7 +53,6 @@ class CompiledPlan:
 
     def __init__(self, steps: Sequence[Step], schedule: Sequence[tuple], outputs: Sequence[tuple[str, str, float]],
                  shapes: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-        self.steps, self.schedule, self.outputs = steps, schedule, outputs
         sizes = {k: int(np.prod(s)) for k, (s, _) in shapes.items()}
         self.shapes = {k: s for k, (s, _) in shapes.items()}
         lowered = [self._lowerable(st, sizes) for st in steps]
@@ -70,6 +69,12 @@ class CompiledPlan:
                     lowered[i] = False
                 else:
                     maps[i] = m
+        # Python steps that need only the inputs (and each other) run first, so that a Python step of the inputs
+        # scheduled between lowered ones (e.g. a recurrent state's slice) does not cut them into two segments
+        order = _inputs_first(steps, lowered)
+        steps, schedule, lowered = [steps[i] for i in order], [schedule[i] for i in order], [lowered[i] for i in order]
+        maps = {new: maps[old] for new, old in enumerate(order) if old in maps}
+        self.steps, self.schedule, self.outputs = steps, schedule, outputs
         # where each tensor lives: (root tensor, offset in it); a contiguous movement aliases its input
         place: dict[str, tuple[str, int]] = {}
         for i, m in maps.items():
@@ -360,6 +365,20 @@ class CompiledPlan:
             for name, v in zip(self.names, values):
                 sats[name] = sats.get(name, 0) + v
         return {name: get(key) for name, key, _ in self.outputs}, sats, {}
+
+
+def _inputs_first(steps: Sequence[Step], lowered: Sequence[bool]) -> list[int]:
+    """The steps' order with the Python steps that read only the plan's inputs or such steps' outputs first (each
+    group in its own order: every step still follows what it reads)."""
+    made = {st.out for st in steps}
+    early: list[int] = []
+    ready: set[str] = set()
+    for i, st in enumerate(steps):
+        if not lowered[i] and all(k not in made or k in ready for k in st.inputs):
+            early.append(i)
+            ready.add(st.out)
+    chosen = set(early)
+    return early + [i for i in range(len(steps)) if i not in chosen]
 
 
 def _conv_lowerable(low: Any) -> bool:
