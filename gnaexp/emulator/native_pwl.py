@@ -60,6 +60,15 @@ class _Emitter:
     def shuffle(self, a: Any, b: Any, lanes: list[int]) -> Any:
         return self.b.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, LANES), lanes))
 
+    def open_loop(self, name: str, count: Any) -> tuple[Any, Any, Any]:
+        """A counted loop's blocks (entry, body, done), skipping the body when count ≤ 0; the builder in the body."""
+        b = self.b
+        entry = b.block
+        body, done = b.append_basic_block(f"{name}.loop"), b.append_basic_block(f"{name}.done")
+        b.cbranch(b.icmp_signed(">", count, ir.Constant(I64, 0)), body, done)
+        b.position_at_end(body)
+        return entry, body, done
+
     def line(self, v: Any, xs: Any, gain: Any, ybase: Any) -> Any:
         """floor((v − xs)·gain) + ybase."""
         b = self.b
@@ -78,10 +87,7 @@ def _emit_rows(e: _Emitter, xp: Any, outp: Any, scale: Any, lo: Any, hi: Any, x0
     hi16, lo16 = e.const(float(INT16_MAX), VD), e.const(float(INT16_MIN), VD)
     limit = e.splat(valid, VI)
     scale, lo, hi, x0, y0 = (e.splat(a, VD) for a in (scale, lo, hi, x0, y0))
-    entry = b.block
-    loop, done = b.append_basic_block("pwl.loop"), b.append_basic_block("pwl.done")
-    b.cbranch(b.icmp_signed(">", n, ir.Constant(I64, 0)), loop, done)
-    b.position_at_end(loop)
+    entry, loop, done = e.open_loop("pwl", n)
     i = b.phi(I64)
     count = b.phi(VI)
     raw = b.load(b.bitcast(b.gep(xp, [i]), VD.as_pointer()))
@@ -223,10 +229,7 @@ def _small_block_intrinsic(halvings: int, domain: bool):  # pragma: no cover - r
             width = builder.sdiv(builder.extract_value(work.strides, 0), ir.Constant(I64, 8))  # values a row
             x_off, out_off, size = args[1], args[2], args[3]
             line_of = _small_lines_of(e, tp, halvings)
-            entry = builder.block
-            head, done = builder.append_basic_block("rows.loop"), builder.append_basic_block("rows.done")
-            builder.cbranch(builder.icmp_signed(">", rows, ir.Constant(I64, 0)), head, done)
-            builder.position_at_end(head)
+            entry, head, done = e.open_loop("rows", rows)
             r = builder.phi(I64)
             total = builder.phi(I64)
             start = builder.mul(r, width)
