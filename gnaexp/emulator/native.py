@@ -188,7 +188,7 @@ def conv_windows_pair(x, first, second, plus, minus, peaks):  # pragma: no cover
     positions, pairs = first.shape
     track = peaks.shape[0] > 0
     for i in range(n):
-        p0 = p1 = 0.0  # two running maxima, each waiting on the other's value before it
+        p0 = p1 = 0.0  # running maxima of the first and of the second taps' values
         for j in range(positions):
             p_row, m_row = plus[i * positions + j], minus[i * positions + j]
             for k in range(pairs):

@@ -26,13 +26,13 @@ from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_smal
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV = range(9)
 # a convolution's description (plan_compile._conv_row), fields of ints in the index pool: positions computed and
-# kept, input values and filters a sample (and the filters kept: porting's zero filters dropped), whether folded; its window index (a fold's first and second taps, its
+# kept, input values and filters a sample, whether folded; its window index (a fold's first and second taps, its
 # filters' columns, symmetric then antisymmetric, and how many of each), taps (pairs) a window; each filter
 # group's packed int16 weights (offset, rows, columns: two groups of three); its bias in the floats pool, the
-# product's peak limit after it
+# product's peak limit after it; the filters kept (porting's zero filters dropped)
 (CONV_POSITIONS, CONV_KEEP, CONV_LENGTH, CONV_FILTERS, CONV_FOLD, CONV_FIRST, CONV_SECOND, CONV_COLUMNS,
  CONV_SYMMETRIC, CONV_ANTISYMMETRIC, CONV_TAPS, CONV_WEIGHTS, CONV_BIAS, CONV_KEPT_FILTERS, CONV_FIELDS) = (
-    *range(12), 18, 19, 20)
+    *range(12), 17, 18, 19)
 WIDTH = 11  # columns of an op row
 BLOCK_BYTES = 1 << 19  # the work array a block of samples runs through a segment with (half a core's L2)
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
@@ -148,12 +148,9 @@ def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - co
     for i in range(peaks.shape[0]):
         quiet = quiet and peaks[i] <= limit
     if quiet:
-        acc0 = np.empty((padded, wt0.shape[1] // 2), dtype=np.int32)
-        int16_product(win0, wt0, acc0)
+        acc0, acc1 = _group_sums(win0, win1, wt0, wt1, fold)
         if not fold:
             return conv_finish(acc0[:rows], bias, out)
-        acc1 = np.empty((padded, wt1.shape[1] // 2), dtype=np.int32)
-        int16_product(win1, wt1, acc1)
         return conv_finish_pair(acc0[:rows], acc1[:rows], symmetric, antisymmetric, bias, out)
     # x = 256·⌊x/256⌋ + x mod 256: bytes whose sums the product holds (the kernel's limit is at least 255)
     high = np.empty((n, length))
@@ -166,12 +163,7 @@ def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - co
             conv_windows_pair(part, first, second, win0, win1, peaks[:0])
         else:
             conv_windows(part, first, win0, peaks[:0])
-        acc0 = np.empty((padded, wt0.shape[1] // 2), dtype=np.int32)
-        int16_product(win0, wt0, acc0)
-        acc1 = np.empty((padded, wt1.shape[1] // 2), dtype=np.int32)
-        if fold:
-            int16_product(win1, wt1, acc1)
-        sums.append((acc0, acc1))
+        sums.append(_group_sums(win0, win1, wt0, wt1, fold))
     whole0 = np.empty((rows, sums[0][0].shape[1]))
     whole1 = np.empty((rows, sums[0][1].shape[1]))
     for r in range(rows):
@@ -183,6 +175,17 @@ def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - co
     if not fold:
         return conv_finish(whole0, bias, out)
     return conv_finish_pair(whole0, whole1, symmetric, antisymmetric, bias, out)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _group_sums(win0, win1, wt0, wt1, fold):  # pragma: no cover - compiled
+    """The int16 product of each filter group's windows (the second only for a folded kernel; else empty)."""
+    acc0 = np.empty((win0.shape[0], wt0.shape[1] // 2), dtype=np.int32)
+    int16_product(win0, wt0, acc0)
+    acc1 = np.empty((win1.shape[0], wt1.shape[1] // 2), dtype=np.int32)
+    if fold:
+        int16_product(win1, wt1, acc1)
+    return acc0, acc1
 
 
 @njit(nogil=True, cache=True, inline="always")

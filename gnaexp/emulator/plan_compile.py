@@ -410,9 +410,9 @@ def _conv_row(low: Any, pools: _Pools, source: np.ndarray | None = None, width: 
     def reading(index: np.ndarray) -> np.ndarray:
         return index if source is None else np.ascontiguousarray(source[index])
 
-    if kernel.fold is None:
+    if kernel.fold is None:  # one index: its "second taps" name the same
         index = reading(kernel._window_index(length))
-        desc[native_plan.CONV_FIRST] = pools.add(0, index)
+        desc[native_plan.CONV_FIRST] = desc[native_plan.CONV_SECOND] = pools.add(0, index)
     else:
         first, second = (reading(i) for i in kernel._pair_index(kernel.fold, length))
         index = first
