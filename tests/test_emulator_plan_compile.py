@@ -266,3 +266,42 @@ def test_segments_run_block_by_block_with_the_same_numbers(name, monkeypatch):
         monkeypatch.setattr(native_plan, "BLOCK_BYTES", 8 * width * block)
         assert native_plan.block_rows(width) == block
         _same(interpreted, plan.run(feeds))
+
+
+def test_a_host_pad_and_the_input_quantization_run_in_the_compiled_loop():
+    """A reflect pad on the input (host pre-processing, porting) and the input's quantization are rows of the
+    compiled loop: no Python step runs, and the numbers and counts (saturating samples included) are the
+    interpreted run's."""
+    rng = np.random.default_rng(10)
+    x = ops.parameter([1, 1, 96], np.float32, name="x")
+    padded = ops.pad(x, ops.constant(np.array([0, 0, 4], np.int64)), ops.constant(np.array([0, 0, 12], np.int64)),
+                     "reflect")
+    w = ops.constant((rng.normal(size=(8, 1, 64)) * 0.3).astype(np.float32))
+    y = ops.convolution(padded, w, [16], [0], [0], [1])
+    model = ov.Model(_named([y.output(0)], ("y",)), [x])
+    prog = load_program(model)
+    data = rng.uniform(-1, 1, size=(7, 1, 1, 96)).astype(np.float32)
+    data[3] *= 40  # beyond int16 once scaled: the quantization saturates
+    feeds, shapes, _ = prepare_inputs(prog, {"x": data})
+    plan = build_plan(prog, shapes, GnaSettings(2048.0, porting=True))
+    interpreted = plan.run(feeds)
+    compiled = plan.run(feeds)
+    _same(interpreted, compiled)
+    assert [lowered for lowered, _, _ in plan._compiled.segments] == [True]
+    assert interpreted[1][next(s.name for s in plan.steps if s.kind == "input")] > 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 3e38])  # the last is finite, infinite once scaled
+def test_a_non_finite_input_in_a_compiled_run_is_named_as_in_the_interpreted_one(bad):
+    from gnaexp.core.errors import BadInput
+
+    plan, feeds = _plan(_gru(True), 3, 2048.0)
+    plan.run(feeds)
+    plan.run(feeds)
+    assert plan._compiled
+    key = next(iter(feeds))
+    wrong = {k: v.copy() for k, v in feeds.items()}
+    wrong[key].reshape(-1)[5] = bad
+    with pytest.raises(BadInput, match="holds 1 NaN or infinite value"):
+        plan.run(wrong)
+    _same(plan.run(feeds), plan.run(feeds))  # and the plan runs on

@@ -14,7 +14,7 @@ from typing import Mapping
 from gnaexp.emulator import pwl as pw
 from gnaexp.emulator.ir_reader import Program
 from gnaexp.emulator.plan_row import Extras, Lane, PlanRow
-from gnaexp.emulator.plan_types import Step, TInfo
+from gnaexp.emulator.plan_types import Lowered, Step, TInfo
 from gnaexp.emulator.quantize import quantize_input
 from gnaexp.emulator.releases import DEFAULT, PluginRelease
 
@@ -58,7 +58,7 @@ class BuildContext:
 
         self.steps.append(Step("input", names[0], [src], key + "#q", q_run,
                                PlanRow(names[0], "Parameter" + (" (after host pre-processing)" if after_host else ""),
-                                       "i16", Lane.INT16, None, None, sf)))
+                                       "i16", Lane.INT16, None, None, sf), Lowered("quant", scalars=(sf,))))
         return key + "#q"
 
     def need16(self, key: str, for_result: bool = False) -> str:

@@ -99,8 +99,12 @@ class Plan:
         compiled = None if keep_ints else self._compiled_plan()
         if compiled is not None:
             from gnaexp.emulator import native_plan
+            from gnaexp.emulator.plan_compile import NonFiniteInput
 
-            return compiled.run(feeds, native_plan)
+            try:
+                return compiled.run(feeds, native_plan)
+            except NonFiniteInput:
+                pass  # interpreted below, whose input quantization says what is wrong
         env: dict[str, np.ndarray] = dict(feeds)
         sats: dict[str, int] = {}
         ints: dict[str, np.ndarray] = {}

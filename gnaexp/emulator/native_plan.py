@@ -20,11 +20,12 @@ from numpy.lib.stride_tricks import as_strided
 from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
 from gnaexp.emulator.native import PWL_BLOCK, conv_finish, conv_finish_pair, conv_windows, conv_windows_pair, \
-    pwl_rows
+    pwl_rows, quantize_input
 from gnaexp.emulator.native_gemm import product as int16_product
 from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_small_rows
 
-GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV = range(9)
+GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV, QUANT = range(10)
+NON_FINITE = -(1 << 40)  # a quantization's count when its input held NaN or infinity (any sum of counts stays < 0)
 # a convolution's description (plan_compile._conv_row), fields of ints in the index pool: positions computed and
 # kept, input values and filters a sample, whether folded; its window index (a fold's first and second taps, its
 # filters' columns, symmetric then antisymmetric, and how many of each), taps (pairs) a window; each filter
@@ -175,6 +176,24 @@ def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - co
     if not fold:
         return conv_finish(whole0, bias, out)
     return conv_finish_pair(whole0, whole1, symmetric, antisymmetric, bias, out)
+
+
+@njit(nogil=True, cache=True)
+def _quant(arena, x_off, out_off, size, sf):  # pragma: no cover - compiled
+    """``quantize.quantize_input`` (its compiled loop, float32 arithmetic) of the columns from x_off, which hold
+    float32 values, into those from out_off: the saturated count, or NON_FINITE where a value was NaN or
+    infinite after scaling."""
+    n = arena.shape[0]
+    x = np.empty((n, size), dtype=np.float32)
+    q = np.empty((n, size), dtype=np.float32)
+    for i in range(n):
+        for j in range(size):
+            x[i, j] = np.float32(arena[i, x_off + j])
+    saturated, bad = quantize_input(x, np.float32(sf), q, np.float32(INT16_MIN), np.float32(INT16_MAX))
+    for i in range(n):
+        for j in range(size):
+            arena[i, out_off + j] = q[i, j]
+    return NON_FINITE if bad else saturated
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -429,6 +448,8 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
                 saturated = _fc(arena, a, out, p0, p1, p2, wt64, floats[p4:p4 + p2])
         elif code == CONV:  # p0: its description in index (CONV_*)
             saturated = _conv(arena, a, out, index[p0:p0 + CONV_FIELDS], index, floats, weights16)
+        elif code == QUANT:  # an input's quantization (scale at p0)
+            saturated = _quant(arena, a, out, size, floats[p0])
         elif code == SUM:  # x·w + y, int32-saturated
             for i in range(n):
                 saturated += _sum_row(arena[i, a:a + size], arena[i, b:b + size], floats[p0], arena[i, out:out + size])

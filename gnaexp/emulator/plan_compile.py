@@ -23,7 +23,9 @@ import numpy as np
 
 from gnaexp.emulator.plan_types import Step
 
-CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7, "conv": 8}
+CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7, "conv": 8,
+         "quant": 9}
+FLOAT32_INDEX = 1 << 24  # values a movement of float32 data may have to read its value map (exact indices)
 WIDTH = 11  # native_plan.WIDTH
 
 
@@ -48,6 +50,11 @@ class _Pools:
         return self.seen[key]
 
 
+class NonFiniteInput(Exception):
+    """A compiled run's input quantization met NaN or infinity (native_plan.NON_FINITE): the caller runs the plan
+    interpreted, whose quantization names the input and the count (a bad-input error)."""
+
+
 class CompiledPlan:
     """The plan's steps as segments: (True, first op row, end) runs rows, (False, step index) one Python step."""
 
@@ -56,10 +63,7 @@ class CompiledPlan:
         sizes = {k: int(np.prod(s)) for k, (s, _) in shapes.items()}
         self.shapes = {k: s for k, (s, _) in shapes.items()}
         lowered = [self._lowerable(st, sizes) for st in steps]
-        for i, st in enumerate(steps):  # a movement of other than float64 data stays Python: its dtype stays
-            low = st.lowered
-            if lowered[i] and low is not None and low.op == "move":
-                lowered[i] = all(shapes[k][1] == np.float64 for k in st.inputs)
+        float32_moves = self._float32_moves(steps, lowered, shapes, sizes, outputs)
         maps: dict[int, np.ndarray] = {}
         for i, st in enumerate(steps):
             low = st.lowered
@@ -69,6 +73,8 @@ class CompiledPlan:
                     lowered[i] = False
                 else:
                     maps[i] = m
+        _python_readers_keep_python(steps, lowered, float32_moves)
+        maps = {i: m for i, m in maps.items() if lowered[i]}
         # Python steps that need only the inputs (and each other) run first, so that a Python step of the inputs
         # scheduled between lowered ones (e.g. a recurrent state's slice) does not cut them into two segments
         order = _inputs_first(steps, lowered)
@@ -142,6 +148,8 @@ class CompiledPlan:
             return len(st.inputs) == 1 and sizes[st.inputs[0]] % k == 0 and size == sizes[st.inputs[0]] // k * m
         if low.op == "const":
             return low.arrays[0].size == size
+        if low.op == "quant":
+            return len(st.inputs) == 1 and sizes[st.inputs[0]] == size
         if low.op == "conv":
             length, keep, filters = (int(v) for v in low.scalars)
             return (len(st.inputs) == 1 and sizes[st.inputs[0]] == length and size == filters * keep
@@ -167,6 +175,22 @@ class CompiledPlan:
         if m.size != sizes[st.out] or not np.all((m == np.floor(m)) & (m >= 0) & (m <= base)):
             return None
         return m.astype(np.int64)
+
+    @staticmethod
+    def _float32_moves(steps: Sequence[Step], lowered: list[bool], shapes: Mapping[str, tuple[Any, np.dtype]],
+                       sizes: Mapping[str, int], outputs: Sequence[tuple[str, str, float]]) -> list[int]:
+        """A movement of other than float64 data stays Python (its dtype stays), unless only lowered steps read
+        it (the work array holds its values exactly: float32 and int16 ones) and it is not an output; its value
+        map is read in float32 then, so its inputs must be small enough for exact indices."""
+        kept = {key for _, key, _ in outputs}
+        candidates = [i for i, st in enumerate(steps) if lowered[i] and st.lowered is not None
+                      and st.lowered.op == "move" and not all(shapes[k][1] == np.float64 for k in st.inputs)]
+        for i in candidates:
+            st = steps[i]
+            lowered[i] = (st.out not in kept and sum(sizes[k] for k in st.inputs) < FLOAT32_INDEX
+                          and all(np.dtype(shapes[k][1]) in (np.float32, np.float64) for k in st.inputs))
+        _python_readers_keep_python(steps, lowered, candidates)
+        return candidates
 
     @staticmethod
     def _gathers_into_convs(steps: Sequence[Step], lowered: Sequence[bool], maps: Mapping[int, np.ndarray],
@@ -288,7 +312,7 @@ class CompiledPlan:
                 from gnaexp.emulator import pwl_index
 
                 p[5] = pools.add(0, np.array([-pwl_index.small_halvings(p[1]), 0, small.size // 8]))
-        elif low.op in ("sum", "scale"):
+        elif low.op in ("sum", "scale", "quant"):
             p[0] = pools.add(1, np.array(low.scalars[:1], dtype=np.float64))
         elif low.op == "scaleshift":
             p[0], p[1] = pools.add(1, low.arrays[0]), pools.add(1, low.arrays[1])
@@ -356,6 +380,8 @@ class CompiledPlan:
             if out in imports:
                 a, b, _ = views[out]
                 arena[:, a:b] = np.reshape(val, (n, -1))
+        if counts.min(initial=0) < 0:  # a quantized input held NaN or infinity: the interpreted run says which
+            raise NonFiniteInput()
         per_step[self.op_index] += counts
         values = per_step[self.named].tolist()
         if self.unique_names:
@@ -365,6 +391,20 @@ class CompiledPlan:
             for name, v in zip(self.names, values):
                 sats[name] = sats.get(name, 0) + v
         return {name: get(key) for name, key, _ in self.outputs}, sats, {}
+
+
+def _python_readers_keep_python(steps: Sequence[Step], lowered: list[bool], moves: Sequence[int]) -> None:
+    """Of the given movements (of float32 data), those that a Python step reads stay Python, to a fixed point."""
+    readers: dict[str, list[int]] = {}
+    for i, st in enumerate(steps):
+        for k in st.inputs:
+            readers.setdefault(k, []).append(i)
+    changed = True
+    while changed:
+        changed = False
+        for i in moves:
+            if lowered[i] and not all(lowered[r] for r in readers.get(steps[i].out, [])):
+                lowered[i], changed = False, True
 
 
 def _inputs_first(steps: Sequence[Step], lowered: Sequence[bool]) -> list[int]:

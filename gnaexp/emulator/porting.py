@@ -192,6 +192,9 @@ def host_step(ctx: BuildContext, node: Node) -> None:
             return np.pad(x, widths, mode=mode, **kw).astype(np.float32), 0
 
         run: Callable[..., tuple[np.ndarray, int]] = pad
+        # a pad of the input's own values (pre-processing: no scale) only moves them: a compiled plan runs it as
+        # a data movement
+        moves = reads is not None and lead_sf == 1.0
 
     else:  # ReduceMean
         axes = tuple(int(a) % len(ti.shape) for a in np.asarray(args[0]).reshape(-1))
@@ -202,11 +205,12 @@ def host_step(ctx: BuildContext, node: Node) -> None:
             return np.mean(x, axis=tuple(a + 1 for a in axes), keepdims=keep, dtype=np.float32), 0
 
         run = mean
+        moves = False
 
         shape = tuple(1 if i in axes else d for i, d in enumerate(ti.shape) if keep or i not in axes)
     steps.append(Step("host", node.name, [k], node.out, run,
                       PlanRow(node.name, f"{node.op} (host, float32, {where}-processing)", "f32 (host)", Lane.HOST,
-                              None if ti.lane is Lane.HOST else ti.sf, None, 1.0)))
+                              None if ti.lane is Lane.HOST else ti.sf, None, 1.0), MOVE if moves else None))
     info[node.out] = TInfo(ti.sf if ti.lane is Lane.HOST else 1.0, Lane.HOST, shape, from_input=ti.from_input,
                            param=ti.param)
 
