@@ -198,10 +198,7 @@ class CompiledPlan:
                             ) -> dict[int, int]:
         """{convolution step: the gather step it runs}: a lowered gather (not an alias) whose output only that
         lowered convolution reads (no other step, no output)."""
-        readers: dict[str, list[int]] = {}
-        for i, st in enumerate(steps):
-            for k in st.inputs:
-                readers.setdefault(k, []).append(i)
+        readers = _readers(steps)
         kept = {key for _, key, _ in outputs}
         fused: dict[int, int] = {}
         for g, m in maps.items():
@@ -393,12 +390,18 @@ class CompiledPlan:
         return {name: get(key) for name, key, _ in self.outputs}, sats, {}
 
 
-def _python_readers_keep_python(steps: Sequence[Step], lowered: list[bool], moves: Sequence[int]) -> None:
-    """Of the given movements (of float32 data), those that a Python step reads stay Python, to a fixed point."""
+def _readers(steps: Sequence[Step]) -> dict[str, list[int]]:
+    """{tensor: the steps that read it}."""
     readers: dict[str, list[int]] = {}
     for i, st in enumerate(steps):
         for k in st.inputs:
             readers.setdefault(k, []).append(i)
+    return readers
+
+
+def _python_readers_keep_python(steps: Sequence[Step], lowered: list[bool], moves: Sequence[int]) -> None:
+    """Of the given movements (of float32 data), those that a Python step reads stay Python, to a fixed point."""
+    readers = _readers(steps)
     changed = True
     while changed:
         changed = False
