@@ -214,9 +214,9 @@ def _conv_rows(compiled: CompiledPlan) -> int:
 @pytest.mark.parametrize("block", [1, 3, None])
 def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_samples_split(block, monkeypatch):
     """An STFT-like convolution (mirrored filters: folded, conv_fold.py; ten filters, which porting pads to twelve
-    and drops again) then a plain one reading its padded input through the padding's gather, in the compiled loop: samples beyond the int16 product's limit (their
-    block split into bytes) and within it, in blocks of one, three and all samples, give the interpreted run's
-    numbers and saturation counts."""
+    and drops again) then a plain one reading its padded input through the padding's gather, in the compiled
+    loop: samples beyond the int16 product's limit (their block split into bytes) and within it, in blocks of
+    one, three and all samples, give the interpreted run's numbers and saturation counts."""
     from gnaexp.emulator import native_plan
 
     rng = np.random.default_rng(9)

@@ -1,6 +1,6 @@
 """A PWL evaluated eight values at a time, its segment found through an index (pwl_index.py; many segments: a
-designed power, square root or log) or in a small table held in registers (up to SMALL segments: ReLU, the
-recurrent cells' sigmoid and tanh).
+designed power, square root or log) or in a small table held in registers (up to pwl_index.SMALL segments:
+ReLU, the recurrent cells' sigmoid and tanh).
 
 Why: ``native.pwl_rows`` finds a value's segment by a pass per segment (few segments) or a search of six
 rounds (61 segments: 3.2 ns a value); the index needs one key, one table row and one comparison. The loop is
@@ -32,7 +32,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN
-from gnaexp.emulator.pwl_index import SMALL
 
 LANES = 8  # values a step (float64 lanes of one AVX-512 register, two of AVX2)
 PERMUTE = "llvm.x86.avx512.vpermi2var.pd.512"  # lane i of (a, b) at index[i] mod 16: a two-register lookup
@@ -283,7 +282,6 @@ def pwl_indexed(x, scale, lo, hi, x0, y0, table, bits, low_key, out, tail):  # p
     return saturated
 
 
-
 small_block_1, small_block_1_domain, small_block_2, small_block_2_domain, small_block_4, small_block_4_domain = (
     _small_block_intrinsic(h, d) for h in (1, 2, 4) for d in (False, True))
 
@@ -292,9 +290,10 @@ small_block_1, small_block_1_domain, small_block_2, small_block_2_domain, small_
 def pwl_small_rows(arena, x_off, out_off, size, scale, lo, hi, x0, y0, table, halvings):  # pragma: no cover
     """``native.pwl_rows`` of x·scale for x the columns x_off … x_off + size of every row of ``arena`` (rows
     contiguous, size a multiple of LANES), into the columns from out_off (may be the same), through a small table
-    (``pwl_index.small``: up to 2^halvings ≤ SMALL segments, held in registers) and the first xBase and yBase (x0,
-    y0); returns how many outputs saturated int16 plus how many scaled inputs lay past the design domain [lo, hi]
-    (NaN: open), as native_plan counts. AVX-512 only: plan_compile builds small tables only there."""
+    (``pwl_index.small``: up to 2^halvings ≤ pwl_index.SMALL segments, held in registers) and the first xBase
+    and yBase (x0, y0); returns how many outputs saturated int16 plus how many scaled inputs lay past the design
+    domain [lo, hi] (NaN: open), as native_plan counts. AVX-512 only: plan_compile builds small tables only
+    there."""
     domain = lo == lo or hi == hi
     if halvings == 1:
         if domain:
