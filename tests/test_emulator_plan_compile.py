@@ -305,3 +305,20 @@ def test_a_non_finite_input_in_a_compiled_run_is_named_as_in_the_interpreted_one
     with pytest.raises(BadInput, match="holds 1 NaN or infinite value"):
         plan.run(wrong)
     _same(plan.run(feeds), plan.run(feeds))  # and the plan runs on
+
+
+@pytest.mark.parametrize("x_off, out_off", [(0, 40), (0, 0), (0, 7), (7, 0)])  # apart, the same, overlapping
+def test_the_loop_quantization_gives_the_host_rounding_whatever_its_columns(x_off, out_off):
+    """The compiled loop's input quantization (native_plan._quant) against the host's (native.quantize_input):
+    the same values and saturated count, into columns apart from, the same as or overlapping its input's."""
+    from gnaexp.emulator import native_plan
+
+    rng = np.random.default_rng(11)
+    x = (rng.uniform(-20, 20, size=(6, 33)) * rng.uniform(0, 1, size=(6, 1))).astype(np.float32)
+    x[2, 4], x[4, 9] = 16.0, -16.0  # ±32768 once scaled: the negative one fits, the positive saturates
+    arena = np.zeros((6, 80))
+    arena[:, x_off:x_off + 33] = x
+    expected = np.empty_like(x)
+    want = native.quantize_input(x, np.float32(2048.0), expected, np.float32(-32768), np.float32(32767))[0]
+    assert native_plan._quant(arena, x_off, out_off, 33, 2048.0) == want > 0
+    assert np.array_equal(arena[:, out_off:out_off + 33], expected)
