@@ -211,6 +211,15 @@ def _conv_rows(compiled: CompiledPlan) -> int:
     return int(np.count_nonzero(compiled.ops[:, 0] == CODES["conv"]))
 
 
+def _conv_desc(compiled: CompiledPlan) -> np.ndarray:
+    """The compiled convolutions' descriptions (native_plan.CONV_*), summed field by field."""
+    from gnaexp.emulator import native_plan
+    from gnaexp.emulator.plan_compile import CODES
+
+    rows = compiled.ops[compiled.ops[:, 0] == CODES["conv"]]
+    return sum(compiled.index[r[5]:r[5] + native_plan.CONV_FIELDS] for r in rows)
+
+
 @pytest.mark.parametrize("block", [1, 3, None])
 def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_samples_split(block, monkeypatch):
     """An STFT-like convolution (mirrored filters: folded, conv_fold.py; ten filters, which porting pads to twelve
@@ -241,6 +250,9 @@ def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_sampl
     assert plan.steps[conv].kind == "conv" and plan.steps[gather].out not in plan._compiled.columns
     kernel = next(s for s in plan.steps if s.kind == "conv").lowered.kernel
     assert kernel.fold is not None and kernel.weights.shape[1] == 12  # folded, porting's two zero filters
+    # the folded windows run through their runs, the plain one's as slices of staged rows (native_windows.py)
+    assert [_conv_desc(plan._compiled)[k] > 0 for k in (native_plan.CONV_RUN_COUNT, native_plan.CONV_STAGED)] == \
+        [True, True]
     limit = min(w.peak_limit for w in kernel.int_weights)
     peaks = np.abs(feeds[next(iter(feeds))].reshape(11, -1)).max(axis=1) * 2048
     assert np.sum(peaks > limit) == 2 and np.sum(peaks <= limit) == 9  # both kinds of sample
@@ -322,3 +334,29 @@ def test_the_loop_quantization_gives_the_host_rounding_whatever_its_columns(x_of
     want = native.quantize_input(x, np.float32(2048.0), expected, np.float32(-32768), np.float32(32767))[0]
     assert native_plan._quant(arena, x_off, out_off, 33, 2048.0) == want > 0
     assert np.array_equal(arena[:, out_off:out_off + 33], expected)
+
+
+@pytest.mark.parametrize("stride, kernel, pads", [(1, 3, (1, 1)), (2, 3, (1, 0)), (1, 5, (0, 3)), (2, 5, (2, 2))])
+def test_convolutions_whose_windows_share_values_read_them_from_staged_rows(stride, kernel, pads):
+    """A convolution over several channels whose windows overlap (Silero VAD's encoder: kernel 3 over frames)
+    stages each sample's values once and takes every window as a slice of that row (native_windows.py): strides,
+    kernels and paddings, loud samples (split into bytes) among quiet ones, give the interpreted run's
+    numbers and counts."""
+    from gnaexp.emulator import native_plan
+
+    rng = np.random.default_rng(12)
+    x = ops.parameter([1, 24, 9], np.float32, name="x")
+    w = ops.constant((rng.normal(size=(5, 24, kernel)) * 0.2).astype(np.float32))  # ≥ 72 taps: the int16 product's
+    y = ops.convolution(ops.relu(x), w, [stride], [pads[0]], [pads[1]], [1])
+    model = ov.Model(_named([y.output(0)], ("y",)), [x])
+    data = rng.uniform(-1, 1, size=(13, 1, 24, 9)).astype(np.float32)
+    data[[3, 8]] *= 12  # loud
+    prog = load_program(model)
+    feeds, shapes, _ = prepare_inputs(prog, {"x": data})
+    plan = build_plan(prog, shapes, GnaSettings(2048.0, porting=True))  # the padding: porting's
+    interpreted = plan.run(feeds)
+    compiled = plan.run(feeds)
+    desc = _conv_desc(plan._compiled)
+    assert desc[native_plan.CONV_STAGED] > 0 and desc[native_plan.CONV_POSITIONS] > 1
+    _same(interpreted, compiled)
+    assert not np.array_equal(interpreted[0]["y"][3], interpreted[0]["y"][0])

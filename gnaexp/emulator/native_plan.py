@@ -23,6 +23,7 @@ from gnaexp.emulator.native import PWL_BLOCK, conv_finish, conv_finish_pair, con
     pwl_rows
 from gnaexp.emulator.native_gemm import product as int16_product
 from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_small_rows
+from gnaexp.emulator.native_windows import RUN_FIELDS, SINGLE_FIELDS, pair_windows, sliding_sums, stage_rows
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV, QUANT = range(10)
 NON_FINITE = -(1 << 40)  # a quantization's count when its input held NaN or infinity (any sum of counts stays < 0)
@@ -30,10 +31,12 @@ NON_FINITE = -(1 << 40)  # a quantization's count when its input held NaN or inf
 # kept, input values and filters a sample, whether folded; its window index (a fold's first and second taps, its
 # filters' columns, symmetric then antisymmetric, and how many of each), taps (pairs) a window; each filter
 # group's packed int16 weights (offset, rows, columns: two groups of three); its bias in the floats pool, the
-# product's peak limit after it; the filters kept (porting's zero filters dropped)
+# product's peak limit after it; the filters kept (porting's zero filters dropped); its staged row's index and
+# size (0: none) and the step between its windows in it, or its pair runs, how many (0: none) and how many pairs
+# left after them (native_windows.py)
 (CONV_POSITIONS, CONV_KEEP, CONV_LENGTH, CONV_FILTERS, CONV_FOLD, CONV_FIRST, CONV_SECOND, CONV_COLUMNS,
- CONV_SYMMETRIC, CONV_ANTISYMMETRIC, CONV_TAPS, CONV_WEIGHTS, CONV_BIAS, CONV_KEPT_FILTERS, CONV_FIELDS) = (
-    *range(12), 17, 18, 19)
+ CONV_SYMMETRIC, CONV_ANTISYMMETRIC, CONV_TAPS, CONV_WEIGHTS, CONV_BIAS, CONV_KEPT_FILTERS, CONV_STAGE, CONV_STAGED,
+ CONV_STEP, CONV_RUNS, CONV_RUN_COUNT, CONV_SINGLE_COUNT, CONV_FIELDS) = (*range(12), *range(17, 26))
 WIDTH = 11  # columns of an op row
 BLOCK_BYTES = 1 << 19  # the work array a block of samples runs through a segment with (half a core's L2)
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
@@ -115,41 +118,38 @@ def _conv(arena, x_off, out_off, desc, index, floats, weights16):  # pragma: no 
     beyond the product's peak limit runs split into bytes, every sample of it (exact for all: the same sums)."""
     n = arena.shape[0]
     keep, length = desc[CONV_KEEP], desc[CONV_LENGTH]
-    x = arena[:, x_off:x_off + length]
     kept = desc[CONV_KEPT_FILTERS]  # the sums finished straight into the work array, porting's filters dropped
     out = as_strided(arena[:, out_off:out_off + kept * keep], shape=(n, kept, keep),
                      strides=(arena.strides[0], keep * 8, 8))
-    return _conv_sums(x, out, desc, index, floats, weights16)
+    return _conv_sums(arena, x_off, out, desc, index, floats, weights16)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - compiled
-    """``_conv``'s sums into ``out`` (samples, filters kept, positions kept); the saturated count."""
+def _conv_sums(x, x_off, out, desc, index, floats, weights16):  # pragma: no cover - compiled
+    """``_conv``'s sums of the values from column x_off of x into ``out`` (samples, filters kept, positions kept);
+    the saturated count. (x whole and an offset, not a slice of its columns: rows of x then are contiguous, which
+    lets the window loops vectorize.)"""
     n = x.shape[0]
-    positions, keep, length = desc[CONV_POSITIONS], desc[CONV_KEEP], desc[CONV_LENGTH]
-    filters, fold, taps = desc[CONV_FILTERS], desc[CONV_FOLD], desc[CONV_TAPS]
+    positions, length, filters, fold = desc[CONV_POSITIONS], desc[CONV_LENGTH], desc[CONV_FILTERS], desc[CONV_FOLD]
     bias = floats[desc[CONV_BIAS]:desc[CONV_BIAS] + filters]
     limit = floats[desc[CONV_BIAS] + filters]
-    first = index[desc[CONV_FIRST]:desc[CONV_FIRST] + positions * taps].reshape((positions, taps))
-    second = index[desc[CONV_SECOND]:desc[CONV_SECOND] + positions * taps].reshape((positions, taps))
     columns = index[desc[CONV_COLUMNS]:desc[CONV_COLUMNS] + desc[CONV_SYMMETRIC] + desc[CONV_ANTISYMMETRIC]]
     symmetric, antisymmetric = columns[:desc[CONV_SYMMETRIC]], columns[desc[CONV_SYMMETRIC]:]
     rows = n * positions
-    padded = (rows + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN
     wt0 = _packed(weights16, desc, 0)
     wt1 = _packed(weights16, desc, 1) if fold else wt0
-    win0 = np.empty((padded, 2 * wt0.shape[0]), dtype=np.int16)
-    win1 = np.empty((padded if fold else 0, 2 * wt1.shape[0]), dtype=np.int16)
-    peaks = np.empty(n if limit < INT16_BOUND else 0)
-    if fold:
-        conv_windows_pair(x, first, second, win0, win1, peaks)
+    if desc[CONV_STAGED]:  # windows as slices of one staged row a sample (native_windows.sliding_layout)
+        win0 = np.empty(((n + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN, desc[CONV_STAGED]), dtype=np.int16)
     else:
-        conv_windows(x, first, win0, peaks)
+        win0 = np.empty(((rows + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN, 2 * wt0.shape[0]), dtype=np.int16)
+    win1 = np.empty((win0.shape[0] if fold else 0, 2 * wt1.shape[0]), dtype=np.int16)
+    peaks = np.empty(n if limit < INT16_BOUND else 0)
+    _windows(x, x_off, desc, index, win0, win1, peaks)
     quiet = True
     for i in range(peaks.shape[0]):
         quiet = quiet and peaks[i] <= limit
     if quiet:
-        acc0, acc1 = _group_sums(win0, win1, wt0, wt1, fold)
+        acc0, acc1 = _window_sums(win0, win1, wt0, wt1, desc)
         if not fold:
             return conv_finish(acc0[:rows], bias, out)
         return conv_finish_pair(acc0[:rows], acc1[:rows], symmetric, antisymmetric, bias, out)
@@ -157,14 +157,11 @@ def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - co
     high = np.empty((n, length))
     low = np.empty((n, length))
     for i in range(n):
-        _bytes(x[i], high[i], low[i])
+        _bytes(x[i, x_off:x_off + length], high[i], low[i])
     sums = []
     for part in (high, low):
-        if fold:
-            conv_windows_pair(part, first, second, win0, win1, peaks[:0])
-        else:
-            conv_windows(part, first, win0, peaks[:0])
-        sums.append(_group_sums(win0, win1, wt0, wt1, fold))
+        _windows(part, 0, desc, index, win0, win1, peaks[:0])
+        sums.append(_window_sums(win0, win1, wt0, wt1, desc))
     whole0 = np.empty((rows, sums[0][0].shape[1]))
     whole1 = np.empty((rows, sums[0][1].shape[1]))
     for r in range(rows):
@@ -176,6 +173,37 @@ def _conv_sums(x, out, desc, index, floats, weights16):  # pragma: no cover - co
     if not fold:
         return conv_finish(whole0, bias, out)
     return conv_finish_pair(whole0, whole1, symmetric, antisymmetric, bias, out)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _windows(x, x_off, desc, index, win0, win1, peaks):  # pragma: no cover - compiled
+    """A convolution's windows of the values from column x_off of x into win0 (a fold's plus windows; staged rows)
+    and win1 (a fold's minus windows), the samples' peaks unless empty: staged, through runs, or through the
+    window index."""
+    positions, taps, length = desc[CONV_POSITIONS], desc[CONV_TAPS], desc[CONV_LENGTH]
+    if desc[CONV_STAGED]:
+        stage_rows(x, x_off, length, index[desc[CONV_STAGE]:desc[CONV_STAGE] + desc[CONV_STAGED]], win0, peaks)
+    elif desc[CONV_RUN_COUNT]:
+        at, count, left = desc[CONV_RUNS], desc[CONV_RUN_COUNT], desc[CONV_SINGLE_COUNT]
+        runs = index[at:at + RUN_FIELDS * count].reshape((count, RUN_FIELDS))
+        at += RUN_FIELDS * count
+        singles = index[at:at + SINGLE_FIELDS * left].reshape((left, SINGLE_FIELDS))
+        pair_windows(x, x_off, runs, singles, positions, taps, win0, win1, peaks)
+    else:
+        first = index[desc[CONV_FIRST]:desc[CONV_FIRST] + positions * taps].reshape((positions, taps))
+        if desc[CONV_FOLD]:
+            second = index[desc[CONV_SECOND]:desc[CONV_SECOND] + positions * taps].reshape((positions, taps))
+            conv_windows_pair(x[:, x_off:x_off + length], first, second, win0, win1, peaks)
+        else:
+            conv_windows(x[:, x_off:x_off + length], first, win0, peaks)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _window_sums(win0, win1, wt0, wt1, desc):  # pragma: no cover - compiled
+    """The int16 product of ``_windows``' windows: (the first group's sums, the second's: a fold's, else empty)."""
+    if desc[CONV_STAGED]:
+        return sliding_sums(win0, wt0, desc[CONV_POSITIONS], desc[CONV_STEP]), np.empty((0, 0), dtype=np.int32)
+    return _group_sums(win0, win1, wt0, wt1, desc[CONV_FOLD])
 
 
 @njit(nogil=True, cache=True)
@@ -419,8 +447,11 @@ def _gather_row(row, index, out):  # pragma: no cover - compiled
 
 
 def block_rows(width: int) -> int:
-    """Samples a block of ``run_ops`` takes for a work array of ``width`` columns (BLOCK_BYTES of it)."""
-    return max(1, BLOCK_BYTES // (8 * max(width, 1)))
+    """Samples a block of ``run_ops`` takes for a work array of ``width`` columns (BLOCK_BYTES of it), whole tiles
+    of the int16 product where that many fit: a convolution whose windows are slices of staged rows runs one
+    product a position over the block's samples (native_windows.sliding_sums), padded to whole tiles."""
+    rows = max(1, BLOCK_BYTES // (8 * max(width, 1)))
+    return rows - rows % ROW_ALIGN if rows > ROW_ALIGN else rows
 
 
 @njit(nogil=True, cache=True)

@@ -455,6 +455,7 @@ def _conv_row(low: Any, pools: _Pools, source: np.ndarray | None = None, width: 
 
     if kernel.fold is None:  # one index: its "second taps" name the same
         index = reading(kernel._window_index(length))
+        first, second = index, None
         desc[native_plan.CONV_FIRST] = desc[native_plan.CONV_SECOND] = pools.add(0, index)
     else:
         first, second = (reading(i) for i in kernel._pair_index(kernel.fold, length))
@@ -465,11 +466,30 @@ def _conv_row(low: Any, pools: _Pools, source: np.ndarray | None = None, width: 
         desc[native_plan.CONV_SYMMETRIC] = len(kernel.fold.symmetric)
         desc[native_plan.CONV_ANTISYMMETRIC] = len(kernel.fold.antisymmetric)
     desc[native_plan.CONV_TAPS] = index.shape[1]
+    _window_layout(desc, pools, first, second, desc[native_plan.CONV_LENGTH], groups[0].taps)
     for g, group in enumerate(groups):
         at = native_plan.CONV_WEIGHTS + 3 * g
         desc[at], (desc[at + 1], desc[at + 2]) = pools.add(2, group.wt), group.wt.shape
     desc[native_plan.CONV_BIAS] = pools.add(1, np.append(kernel.bias, min(w.peak_limit for w in groups)))
     return pools.add(0, np.array(desc, dtype=np.int64))
+
+
+def _window_layout(desc: list, pools: _Pools, first: np.ndarray, second: np.ndarray | None, length: int,
+                   taps: int) -> None:
+    """A convolution's windows laid out without a gather a value where they can be (native_windows.py): slices of
+    a staged row, or a fold's runs."""
+    from gnaexp.emulator import native_plan, native_windows
+
+    if second is None:
+        layout = native_windows.sliding_layout(first, length, taps)
+        if layout is not None:
+            stage, desc[native_plan.CONV_STEP] = layout
+            desc[native_plan.CONV_STAGE], desc[native_plan.CONV_STAGED] = pools.add(0, stage), len(stage)
+        return
+    runs = native_windows.pair_runs(first, second, length)
+    if runs is not None:
+        desc[native_plan.CONV_RUNS] = pools.add(0, np.concatenate([runs[0].ravel(), runs[1].ravel()]))
+        desc[native_plan.CONV_RUN_COUNT], desc[native_plan.CONV_SINGLE_COUNT] = len(runs[0]), len(runs[1])
 
 
 def _int16_product(wt: np.ndarray) -> Any:
