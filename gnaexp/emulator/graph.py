@@ -94,15 +94,16 @@ class Plan:
                     self._compiled = made if made.useful else False
         return self._compiled or None
 
-    def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool) -> tuple[dict, dict, dict]:
-        """Every step on one chunk: (integer outputs {name: values}, saturations, kept integers)."""
+    def _run_chunk(self, feeds: dict[str, np.ndarray], keep_ints: bool, pool: Any = None) -> tuple[dict, dict, dict]:
+        """Every step on one chunk: (integer outputs {name: values}, saturations, kept integers); ``pool``: the
+        cores' ``native_pool.Pool``, which shares a compiled plan's samples."""
         compiled = None if keep_ints else self._compiled_plan()
         if compiled is not None:
             from gnaexp.emulator import native_plan
             from gnaexp.emulator.plan_compile import NonFiniteInput
 
             try:
-                return compiled.run(feeds, native_plan)
+                return compiled.run(feeds, native_plan, pool)
             except NonFiniteInput:
                 pass  # interpreted below, whose input quantization says what is wrong
         env: dict[str, np.ndarray] = dict(feeds)
@@ -135,9 +136,14 @@ class Plan:
         compiled = self._compiled_plan()  # once, before the tasks
         size = _task_size(n, min(SPLIT_MIN, -(-TASK_WORK // max(1, compiled.work))) if compiled else SPLIT_MIN)
         scale = {name: sf for name, _, sf in self.outputs}
-        if size >= n:  # one task: no threads
+        pool = None
+        if size < n < 2 * CHUNK and compiled and compiled.shares_rows and not keep_ints:
+            from gnaexp.emulator import native_pool  # one task whose samples the cores share in compiled code
+
+            pool = native_pool.pool()
+        if size >= n or pool is not None:  # one task
             with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
-                values, sats, ints = self._run_chunk(dict(feeds), keep_ints)
+                values, sats, ints = self._run_chunk(dict(feeds), keep_ints, pool)
             return {k: primitives.dequantize(v, scale[k]) for k, v in values.items()}, sats, ints
         outs: dict[str, np.ndarray] = {}
         sats = {}

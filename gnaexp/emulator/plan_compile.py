@@ -25,6 +25,7 @@ from gnaexp.emulator.plan_types import Step
 
 CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7, "conv": 8,
          "quant": 9}
+HEAVY_KINDS = ("fc", "conv", "pool", "eltwise", "pwl")  # steps whose Python, left uncompiled, is a layer's arithmetic
 FLOAT32_INDEX = 1 << 24  # values a movement of float32 data may have to read its value map (exact indices)
 WIDTH = 11  # native_plan.WIDTH
 
@@ -124,6 +125,10 @@ class CompiledPlan:
         self.floats = np.concatenate(pools.floats).astype(np.float64)
         self.weights16 = np.concatenate(pools.weights16).astype(np.int16)
         self.useful = len(rows) > 0
+        # no layer's arithmetic is left to Python: a batch's samples may be shared with the cores inside the
+        # compiled loop (native_pool.py) rather than as tasks, each with its own Python
+        self.shares_rows = self.useful and not any(
+            st.kind in HEAVY_KINDS for i, st in enumerate(steps) if not lowered[i])
         # multiply-adds per sample
         self.work = int(sum(r[5] * r[6] * r[7] for r in rows if r[0] == CODES["fc"])) + sum(
             st.lowered.kernel.positions * st.lowered.kernel.weights.size for i, st in enumerate(steps)
@@ -336,8 +341,9 @@ class CompiledPlan:
                 p[4] = pools.add(1, bias.astype(np.float64))
         return [CODES[low.op], a, b, out, size] + p
 
-    def run(self, feeds: Mapping[str, np.ndarray], native_plan: Any) -> tuple[dict, dict, dict]:
-        """What ``Plan._run_chunk`` returns (integer outputs, saturations by layer, no ints), computed compiled."""
+    def run(self, feeds: Mapping[str, np.ndarray], native_plan: Any, pool: Any = None) -> tuple[dict, dict, dict]:
+        """What ``Plan._run_chunk`` returns (integer outputs, saturations by layer, no ints), computed compiled;
+        ``pool``: a ``native_pool.Pool`` that shares the compiled segments' blocks of samples with the cores."""
         n = next(iter(feeds.values())).shape[0]
         arena = np.empty((n, self.width), dtype=np.float64)
         env: dict[str, Any] = dict(feeds)
@@ -356,10 +362,10 @@ class CompiledPlan:
             if k in imports:
                 a, b, _ = views[k]
                 arena[:, a:b] = v.reshape(n, -1)
+        run_ops = pool.run_ops if pool is not None and n > block else native_plan.run_ops
         for lowered, first, stop in self.segments:
             if lowered:
-                native_plan.run_ops(arena, self.op_rows[first], self.index, self.floats, self.weights16,
-                                    counts[first:stop], block)
+                run_ops(arena, self.op_rows[first], self.index, self.floats, self.weights16, counts[first:stop], block)
                 continue
             run, inputs, out, _, _, dead = self.schedule[first]
             into = self.steps[first].run_into
