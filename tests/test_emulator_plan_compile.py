@@ -212,12 +212,12 @@ def _conv_rows(compiled: CompiledPlan) -> int:
 
 
 def _conv_desc(compiled: CompiledPlan) -> np.ndarray:
-    """The compiled convolutions' descriptions (native_plan.CONV_*), summed field by field."""
-    from gnaexp.emulator import native_plan
+    """The compiled convolutions' descriptions (native_conv.CONV_*), summed field by field."""
+    from gnaexp.emulator import native_conv
     from gnaexp.emulator.plan_compile import CODES
 
     rows = compiled.ops[compiled.ops[:, 0] == CODES["conv"]]
-    return sum(compiled.index[r[5]:r[5] + native_plan.CONV_FIELDS] for r in rows)
+    return sum(compiled.index[r[5]:r[5] + native_conv.CONV_FIELDS] for r in rows)
 
 
 @pytest.mark.parametrize("block", [1, 3, None])
@@ -226,7 +226,7 @@ def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_sampl
     and drops again) then a plain one reading its padded input through the padding's gather, in the compiled
     loop: samples beyond the int16 product's limit (their block split into bytes) and within it, in blocks of
     one, three and all samples, give the interpreted run's numbers and saturation counts."""
-    from gnaexp.emulator import native_plan
+    from gnaexp.emulator import native_conv, native_plan
 
     rng = np.random.default_rng(9)
     taps = 64
@@ -251,7 +251,7 @@ def test_a_folded_convolution_with_porting_filters_runs_compiled_with_loud_sampl
     kernel = next(s for s in plan.steps if s.kind == "conv").lowered.kernel
     assert kernel.fold is not None and kernel.weights.shape[1] == 12  # folded, porting's two zero filters
     # the folded windows run through their runs, the plain one's as slices of staged rows (native_windows.py)
-    assert [_conv_desc(plan._compiled)[k] > 0 for k in (native_plan.CONV_RUN_COUNT, native_plan.CONV_STAGED)] == \
+    assert [_conv_desc(plan._compiled)[k] > 0 for k in (native_conv.CONV_RUN_COUNT, native_conv.CONV_STAGED)] == \
         [True, True]
     limit = min(w.peak_limit for w in kernel.int_weights)
     peaks = np.abs(feeds[next(iter(feeds))].reshape(11, -1)).max(axis=1) * 2048
@@ -342,7 +342,7 @@ def test_convolutions_whose_windows_share_values_read_them_from_staged_rows(stri
     stages each sample's values once and takes every window as a slice of that row (native_windows.py): strides,
     kernels and paddings, loud samples (split into bytes) among quiet ones, give the interpreted run's
     numbers and counts."""
-    from gnaexp.emulator import native_plan
+    from gnaexp.emulator import native_conv
 
     rng = np.random.default_rng(12)
     x = ops.parameter([1, 24, 9], np.float32, name="x")
@@ -357,6 +357,27 @@ def test_convolutions_whose_windows_share_values_read_them_from_staged_rows(stri
     interpreted = plan.run(feeds)
     compiled = plan.run(feeds)
     desc = _conv_desc(plan._compiled)
-    assert desc[native_plan.CONV_STAGED] > 0 and desc[native_plan.CONV_POSITIONS] > 1
+    assert desc[native_conv.CONV_STAGED] > 0 and desc[native_conv.CONV_POSITIONS] > 1
     _same(interpreted, compiled)
     assert not np.array_equal(interpreted[0]["y"][3], interpreted[0]["y"][0])
+
+
+def test_a_gather_of_runs_copies_them_as_its_index_says():
+    """A movement's gather whose index holds runs (a reflect pad: the values, then some of them backwards; zeros)
+    runs them as loops: the same values as through its index, and an index of scattered columns keeps it."""
+    from gnaexp.emulator import native_plan
+    from gnaexp.emulator.plan_compile import CODES
+
+    index = np.concatenate([np.arange(5, 45), np.arange(44, 30, -1), np.zeros(9, np.int64), np.arange(1, 12)])
+    runs = native_plan.gather_runs(index)
+    assert runs.tolist() == [[0, 4, 40, 1], [40, 43, 14, -1], [54, -1, 9, 1], [63, 0, 11, 1]]
+    assert native_plan.gather_runs(np.array([3, 9, 1, 7, 2, 8, 4, 6])) is None
+    arena = np.random.default_rng(13).normal(size=(5, 200))
+    expected = arena.copy()
+    expected[:, 100:100 + len(index)] = np.where(index > 0, arena[:, index - 1], 0.0)
+    row = np.zeros((1, native_plan.WIDTH), dtype=np.int64)
+    row[0, :5] = CODES["gather"], 0, 0, 100, len(index)
+    row[0, 5], row[0, 6], row[0, 7] = 0, len(runs), len(index)  # the index at 0, its runs after it
+    pool = np.concatenate([index, runs.ravel()])
+    native_plan.run_ops(arena, row, pool, np.zeros(1), np.zeros(1, np.int16), np.zeros(1, np.int64), 2)
+    assert np.array_equal(arena, expected)

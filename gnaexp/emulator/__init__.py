@@ -14,6 +14,10 @@ Modules, one job each:
   step, typed, with its JSON form);
 - arithmetic: ``conv`` (the 1-D convolution primitive on interleaved memory), ``native`` (compiled loops),
   ``parallel`` (batches across the cores), ``primitives`` (the integer operations as public functions);
+- the compiled plan: ``plan_compile`` (steps lowered to rows of one loop; ``plan_conv``: a convolution's row),
+  ``native_plan`` (the loop), ``native_conv`` and ``native_windows`` (its convolutions and their windows),
+  ``native_pwl`` (its PWLs), ``native_gemm`` (the int16 product), ``native_pool`` (a batch's blocks shared by
+  the cores inside the loop);
 - entry points: ``api`` (``emulate``), ``sweep`` (scale-factor sweeps), ``support`` (the per-op support report,
   with ``plugin_ops``: what the plugin does with ops the emulator does not run).
 """

@@ -15,29 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-from numpy.lib.stride_tricks import as_strided
 
 from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
-from gnaexp.emulator.native import PWL_BLOCK, conv_finish, conv_finish_pair, conv_windows, conv_windows_pair, \
-    pwl_rows
+from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
+from gnaexp.emulator.native_conv import CONV_FIELDS, conv_row
 from gnaexp.emulator.native_gemm import product as int16_product
 from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_small_rows
-from gnaexp.emulator.native_windows import RUN_FIELDS, SINGLE_FIELDS, pair_windows, sliding_sums, stage_rows
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV, QUANT = range(10)
 NON_FINITE = -(1 << 40)  # a quantization's count when its input held NaN or infinity (any sum of counts stays < 0)
-# a convolution's description (plan_compile._conv_row), fields of ints in the index pool: positions computed and
-# kept, input values and filters a sample, whether folded; its window index (a fold's first and second taps, its
-# filters' columns, symmetric then antisymmetric, and how many of each), taps (pairs) a window; each filter
-# group's packed int16 weights (offset, rows, columns: two groups of three); its bias in the floats pool, the
-# product's peak limit after it; the filters kept (porting's zero filters dropped); its staged row's index and
-# size (0: none) and the step between its windows in it, or its pair runs, how many (0: none) and how many pairs
-# left after them (native_windows.py)
-(CONV_POSITIONS, CONV_KEEP, CONV_LENGTH, CONV_FILTERS, CONV_FOLD, CONV_FIRST, CONV_SECOND, CONV_COLUMNS,
- CONV_SYMMETRIC, CONV_ANTISYMMETRIC, CONV_TAPS, CONV_WEIGHTS, CONV_BIAS, CONV_KEPT_FILTERS, CONV_STAGE, CONV_STAGED,
- CONV_STEP, CONV_RUNS, CONV_RUN_COUNT, CONV_SINGLE_COUNT, CONV_FIELDS) = (*range(12), *range(17, 26))
 WIDTH = 11  # columns of an op row
+GATHER_RUN_FIELDS = 4  # a gather's run (gather_runs)
 BLOCK_BYTES = 1 << 19  # the work array a block of samples runs through a segment with (half a core's L2)
 LO32, HI32, LO16, HI16 = float(INT32_MIN), float(INT32_MAX), float(INT16_MIN), float(INT16_MAX)
 
@@ -64,10 +53,11 @@ def _fc_int(arena, x_off, out_off, rows, k, m, wt, bias, limit):  # pragma: no c
     quiet = 0
     for g in range(total):
         src = arena[g // rows, x_off + (g % rows) * k: x_off + (g % rows) * k + k]
-        peak = 0.0
-        if limit < INT16_BOUND:
+        peak = np.int32(0)
+        if limit < INT16_BOUND:  # an integer maximum (x is int16): it vectorizes, a float one does not
             for j in range(k):
-                peak = max(peak, abs(src[j]))
+                a = abs(np.int32(src[j]))
+                peak = a if a > peak else peak
         if peak <= limit:
             slot[g] = quiet
             quiet += 1
@@ -112,101 +102,6 @@ def _fc_int(arena, x_off, out_off, rows, k, m, wt, bias, limit):  # pragma: no c
 
 
 @njit(nogil=True, cache=True)
-def _conv(arena, x_off, out_off, desc, index, floats, weights16):  # pragma: no cover - compiled
-    """``conv.ConvKernel.product`` on the samples of ``arena`` (its int16 product, the loops it calls) into the
-    columns from out_off, (filters × kept positions) a sample; returns the saturated count. A block with a sample
-    beyond the product's peak limit runs split into bytes, every sample of it (exact for all: the same sums)."""
-    n = arena.shape[0]
-    keep, length = desc[CONV_KEEP], desc[CONV_LENGTH]
-    kept = desc[CONV_KEPT_FILTERS]  # the sums finished straight into the work array, porting's filters dropped
-    out = as_strided(arena[:, out_off:out_off + kept * keep], shape=(n, kept, keep),
-                     strides=(arena.strides[0], keep * 8, 8))
-    return _conv_sums(arena, x_off, out, desc, index, floats, weights16)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _conv_sums(x, x_off, out, desc, index, floats, weights16):  # pragma: no cover - compiled
-    """``_conv``'s sums of the values from column x_off of x into ``out`` (samples, filters kept, positions kept);
-    the saturated count. (x whole and an offset, not a slice of its columns: rows of x then are contiguous, which
-    lets the window loops vectorize.)"""
-    n = x.shape[0]
-    positions, length, filters, fold = desc[CONV_POSITIONS], desc[CONV_LENGTH], desc[CONV_FILTERS], desc[CONV_FOLD]
-    bias = floats[desc[CONV_BIAS]:desc[CONV_BIAS] + filters]
-    limit = floats[desc[CONV_BIAS] + filters]
-    columns = index[desc[CONV_COLUMNS]:desc[CONV_COLUMNS] + desc[CONV_SYMMETRIC] + desc[CONV_ANTISYMMETRIC]]
-    symmetric, antisymmetric = columns[:desc[CONV_SYMMETRIC]], columns[desc[CONV_SYMMETRIC]:]
-    rows = n * positions
-    wt0 = _packed(weights16, desc, 0)
-    wt1 = _packed(weights16, desc, 1) if fold else wt0
-    if desc[CONV_STAGED]:  # windows as slices of one staged row a sample (native_windows.sliding_layout)
-        win0 = np.empty(((n + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN, desc[CONV_STAGED]), dtype=np.int16)
-    else:
-        win0 = np.empty(((rows + ROW_ALIGN - 1) // ROW_ALIGN * ROW_ALIGN, 2 * wt0.shape[0]), dtype=np.int16)
-    win1 = np.empty((win0.shape[0] if fold else 0, 2 * wt1.shape[0]), dtype=np.int16)
-    peaks = np.empty(n if limit < INT16_BOUND else 0)
-    _windows(x, x_off, desc, index, win0, win1, peaks)
-    quiet = True
-    for i in range(peaks.shape[0]):
-        quiet = quiet and peaks[i] <= limit
-    if quiet:
-        acc0, acc1 = _window_sums(win0, win1, wt0, wt1, desc)
-        if not fold:
-            return conv_finish(acc0[:rows], bias, out)
-        return conv_finish_pair(acc0[:rows], acc1[:rows], symmetric, antisymmetric, bias, out)
-    # x = 256·⌊x/256⌋ + x mod 256: bytes whose sums the product holds (the kernel's limit is at least 255)
-    high = np.empty((n, length))
-    low = np.empty((n, length))
-    for i in range(n):
-        _bytes(x[i, x_off:x_off + length], high[i], low[i])
-    sums = []
-    for part in (high, low):
-        _windows(part, 0, desc, index, win0, win1, peaks[:0])
-        sums.append(_window_sums(win0, win1, wt0, wt1, desc))
-    whole0 = np.empty((rows, sums[0][0].shape[1]))
-    whole1 = np.empty((rows, sums[0][1].shape[1]))
-    for r in range(rows):
-        for f in range(whole0.shape[1]):
-            whole0[r, f] = 256.0 * np.float64(sums[0][0][r, f]) + np.float64(sums[1][0][r, f])
-        if fold:
-            for f in range(whole1.shape[1]):
-                whole1[r, f] = 256.0 * np.float64(sums[0][1][r, f]) + np.float64(sums[1][1][r, f])
-    if not fold:
-        return conv_finish(whole0, bias, out)
-    return conv_finish_pair(whole0, whole1, symmetric, antisymmetric, bias, out)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _windows(x, x_off, desc, index, win0, win1, peaks):  # pragma: no cover - compiled
-    """A convolution's windows of the values from column x_off of x into win0 (a fold's plus windows; staged rows)
-    and win1 (a fold's minus windows), the samples' peaks unless empty: staged, through runs, or through the
-    window index."""
-    positions, taps, length = desc[CONV_POSITIONS], desc[CONV_TAPS], desc[CONV_LENGTH]
-    if desc[CONV_STAGED]:
-        stage_rows(x, x_off, length, index[desc[CONV_STAGE]:desc[CONV_STAGE] + desc[CONV_STAGED]], win0, peaks)
-    elif desc[CONV_RUN_COUNT]:
-        at, count, left = desc[CONV_RUNS], desc[CONV_RUN_COUNT], desc[CONV_SINGLE_COUNT]
-        runs = index[at:at + RUN_FIELDS * count].reshape((count, RUN_FIELDS))
-        at += RUN_FIELDS * count
-        singles = index[at:at + SINGLE_FIELDS * left].reshape((left, SINGLE_FIELDS))
-        pair_windows(x, x_off, runs, singles, positions, taps, win0, win1, peaks)
-    else:
-        first = index[desc[CONV_FIRST]:desc[CONV_FIRST] + positions * taps].reshape((positions, taps))
-        if desc[CONV_FOLD]:
-            second = index[desc[CONV_SECOND]:desc[CONV_SECOND] + positions * taps].reshape((positions, taps))
-            conv_windows_pair(x[:, x_off:x_off + length], first, second, win0, win1, peaks)
-        else:
-            conv_windows(x[:, x_off:x_off + length], first, win0, peaks)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _window_sums(win0, win1, wt0, wt1, desc):  # pragma: no cover - compiled
-    """The int16 product of ``_windows``' windows: (the first group's sums, the second's: a fold's, else empty)."""
-    if desc[CONV_STAGED]:
-        return sliding_sums(win0, wt0, desc[CONV_POSITIONS], desc[CONV_STEP]), np.empty((0, 0), dtype=np.int32)
-    return _group_sums(win0, win1, wt0, wt1, desc[CONV_FOLD])
-
-
-@njit(nogil=True, cache=True)
 def _quant(arena, x_off, out_off, size, sf):  # pragma: no cover - compiled
     """``quantize.quantize_input`` (the same float32 arithmetic) of the columns from x_off, which hold float32
     values, into those from out_off: the saturated count, or NON_FINITE where a value was NaN or infinite after
@@ -245,34 +140,6 @@ def _quant(arena, x_off, out_off, size, sf):  # pragma: no cover - compiled
                     out[j] = LO16
                     saturated += 1
     return saturated
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _group_sums(win0, win1, wt0, wt1, fold):  # pragma: no cover - compiled
-    """The int16 product of each filter group's windows (the second only for a folded kernel; else empty)."""
-    acc0 = np.empty((win0.shape[0], wt0.shape[1] // 2), dtype=np.int32)
-    int16_product(win0, wt0, acc0)
-    acc1 = np.empty((win1.shape[0], wt1.shape[1] // 2), dtype=np.int32)
-    if fold:
-        int16_product(win1, wt1, acc1)
-    return acc0, acc1
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _bytes(x, high, low):  # pragma: no cover - compiled
-    """high = ⌊x/256⌋, low = x − 256·high (exact: integers, a power-of-two scale), as conv._split_product."""
-    for k in range(x.shape[0]):
-        h = np.floor(x[k] * (1.0 / 256.0))
-        high[k] = h
-        low[k] = x[k] - 256.0 * h
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _packed(weights16, desc, group):  # pragma: no cover - compiled
-    """A convolution's filter group's int16 weights as int_product.pack laid them out."""
-    offset, rows, columns = desc[CONV_WEIGHTS + 3 * group], desc[CONV_WEIGHTS + 3 * group + 1], \
-        desc[CONV_WEIGHTS + 3 * group + 2]
-    return weights16[offset:offset + rows * columns].reshape((rows, columns))
 
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
@@ -446,6 +313,45 @@ def _gather_row(row, index, out):  # pragma: no cover - compiled
         out[j] = row[c - 1] if c > 0 else 0.0
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _gather_runs(row, runs, out):  # pragma: no cover - compiled
+    """``_gather_row`` through runs (``gather_runs``): each a loop that vectorizes (0.5 ns a value through the
+    index), a backward one through an unsigned index (a signed one is checked for wrapping around)."""
+    for r in range(runs.shape[0]):
+        at, source, count, step = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+        part = out[at:at + count]
+        if source < 0:
+            part[:] = 0.0
+        elif step > 0:
+            values = row[source:source + count]
+            for t in range(count):
+                part[t] = values[t]
+        else:
+            values = row[source - count + 1:source + 1]
+            last = np.uint64(count - 1)
+            for t in range(count):
+                part[t] = values[last - np.uint64(t)]
+
+
+def gather_runs(index: np.ndarray, shortest: int = 8) -> np.ndarray | None:
+    """A gather's index (1 + the column each value comes from, 0 for a zero) as runs (GATHER_RUN_FIELDS a row:
+    where they go, their first column (−1: zeros), how many, ±1: columns counting up or down); None when the runs
+    average fewer than ``shortest`` values."""
+    runs = []
+    j = 0
+    while j < len(index):
+        c = int(index[j])
+        end = j + 1
+        step = -1 if end < len(index) and c > 0 and index[end] == c - 1 else 1
+        while end < len(index) and (index[end] == 0 if c == 0 else index[end] == c + step * (end - j)):
+            end += 1
+        runs.append((j, c - 1, end - j, step))
+        j = end
+    if len(index) < shortest * len(runs):
+        return None
+    return np.array(runs, dtype=np.int64)
+
+
 def block_rows(width: int) -> int:
     """Samples a block of ``run_ops`` takes for a work array of ``width`` columns (BLOCK_BYTES of it), whole tiles
     of the int16 product where that many fit: a convolution whose windows are slices of staged rows runs one
@@ -471,9 +377,14 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
         code, a, b, out, size = ops[o, 0], ops[o, 1], ops[o, 2], ops[o, 3], ops[o, 4]
         p0, p1, p2, p3, p4, p5 = ops[o, 5], ops[o, 6], ops[o, 7], ops[o, 8], ops[o, 9], ops[o, 10]
         saturated = 0
-        if code == GATHER:  # index p0…: 1 + the column each value comes from, 0 for a zero
-            for i in range(n):
-                _gather_row(arena[i], index[p0:p0 + size], arena[i, out:out + size])
+        if code == GATHER:  # index p0…: 1 + the column each value comes from, 0 for a zero; or p1 runs at p2
+            if p1:
+                runs = index[p2:p2 + GATHER_RUN_FIELDS * p1].reshape((p1, GATHER_RUN_FIELDS))
+                for i in range(n):
+                    _gather_runs(arena[i], runs, arena[i, out:out + size])
+            else:
+                for i in range(n):
+                    _gather_row(arena[i], index[p0:p0 + size], arena[i, out:out + size])
         elif code == CONST:
             for i in range(n):
                 arena[i, out:out + size] = floats[p0:p0 + size]
@@ -501,7 +412,7 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
                 wt64 = floats[p3:p3 + p2 * p1].reshape((p2, p1))
                 saturated = _fc(arena, a, out, p0, p1, p2, wt64, floats[p4:p4 + p2])
         elif code == CONV:  # p0: its description in index (CONV_*)
-            saturated = _conv(arena, a, out, index[p0:p0 + CONV_FIELDS], index, floats, weights16)
+            saturated = conv_row(arena, a, out, index[p0:p0 + CONV_FIELDS], index, floats, weights16)
         elif code == QUANT:  # an input's quantization (scale at p0)
             saturated = _quant(arena, a, out, size, floats[p0])
         elif code == SUM:  # x·w + y, int32-saturated

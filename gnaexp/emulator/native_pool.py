@@ -36,7 +36,8 @@ from gnaexp.emulator.native_plan import WIDTH, _run_block
 LINE = 8  # int64 words a cache line: each hot word on its own line (no false sharing between the spinning threads)
 SEQ, WORD, FINISHED, ERROR = 0, LINE, 2 * LINE, 3 * LINE  # the job's number; its claims; blocks done; a failure
 ASLEEP = 4 * LINE  # helper h's flag at ASLEEP + LINE·h: it left the spin, the caller must wake it
-JOB = ASLEEP + LINE * parallel.MAX_THREADS  # the job's fields, written before its number
+RAN = ASLEEP + LINE * parallel.MAX_THREADS  # the blocks of the job run by row r (the caller 0, helper h h + 1)
+JOB = RAN + LINE * parallel.MAX_THREADS  # the job's fields, written before its number
 (ARENA, ROWS, COLUMNS, OPS, OP_ROWS, INDEX, INDEX_SIZE, FLOATS, FLOATS_SIZE, WEIGHTS, WEIGHTS_SIZE, COUNTS,
  COUNTS_SIZE, BLOCK, BLOCKS) = range(JOB, JOB + 15)
 FIELDS = JOB + 15
@@ -131,6 +132,7 @@ def _claim_and_run(control, row, seq):  # pragma: no cover - compiled
         counts = carray(_i64_at(control[COUNTS] + 8 * size * row), size)
         start = first * block
         _run_block(arena[start:min(n, start + block)], ops, index, floats, weights16, counts)
+        control[RAN + LINE * row] += 1  # this thread's own word
         _add(control, FINISHED, 1)
 
 
@@ -167,6 +169,8 @@ def _post(control, arena, ops, index, floats, weights16, counts, block, seq, hel
     control[WEIGHTS], control[WEIGHTS_SIZE] = weights16.ctypes.data, weights16.shape[0]
     control[COUNTS], control[COUNTS_SIZE] = counts.ctypes.data, counts.shape[1]
     control[BLOCK], control[BLOCKS] = block, (n + block - 1) // block
+    for r in range(helpers + 1):
+        control[RAN + LINE * r] = 0
     _store(control, FINISHED, 0)
     _store(control, WORD, seq << 32)
     _store(control, SEQ, seq)
@@ -202,6 +206,8 @@ class Pool:
         self.wake = [threading.Event() for _ in range(helpers)]
         self.seq = 0
         self.error: BaseException | None = None
+        self.blocks_run: list[int] = []  # the last job's blocks run by the caller, then by each helper
+        self.serve = _serve  # a helper's compiled wait (its own attribute: a test makes one pool's fail)
 
     def run_ops(self, arena: np.ndarray, ops: np.ndarray, index: np.ndarray, floats: np.ndarray,
                 weights16: np.ndarray, counts: np.ndarray, block: int) -> None:
@@ -211,6 +217,7 @@ class Pool:
             native_plan.run_ops(arena, ops, index, floats, weights16, counts, block)
             return
         try:
+            self._raise_failure()
             self._start_helpers()
             rows = np.zeros((self.helpers + 1, len(counts)), dtype=np.int64)  # the caller's, then each helper's
             self.seq = self.seq % 0x7FFFFFFF + 1
@@ -219,25 +226,31 @@ class Pool:
                 if asleep >> h & 1:
                     self.wake[h].set()
             if not _run_and_wait(self.control, self.seq):
-                _forget(self)
-                raise self.error or RuntimeError("an emulator helper thread failed")
+                self._raise_failure()
             counts += rows.sum(axis=0)
+            self.blocks_run = [int(self.control[RAN + LINE * r]) for r in range(self.helpers + 1)]
         finally:
             self.busy.release()
+
+    def _raise_failure(self) -> None:
+        """A helper failed: this pool is not used again (its other helpers sleep and end); its error is raised."""
+        if self.error is not None:
+            _forget(self)
+            raise self.error
 
     def _start_helpers(self) -> None:
         with self.lock:
             for h in range(self.helpers):
                 if not self.alive[h]:
                     self.alive[h] = True
-                    threading.Thread(target=self._helper, args=(h,), name=f"gnaexp-emulator-pool-{h}",
+                    threading.Thread(target=self._helper, args=(h,), name=f"gnaexp-pool-{h}",
                                      daemon=True).start()
 
     def _helper(self, h: int) -> None:
         seen = int(self.control[SEQ])
         try:
             while True:
-                seen = _serve(self.control, h, seen, PATIENCE_SPINS)
+                seen = self.serve(self.control, h, seen, PATIENCE_SPINS)
                 woke = self.wake[h].wait(IDLE_SECONDS)
                 self.wake[h].clear()
                 if not woke:

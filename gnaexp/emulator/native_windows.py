@@ -36,6 +36,8 @@ def sliding_layout(index: np.ndarray, length: int, taps: int) -> tuple[np.ndarra
     values (the product's padding: zeros); None when no step shorter than a window shares values, one window
     among them (the windows then are the product's rows as they are)."""
     positions, width = index.shape
+    if positions == 1:
+        return None
     for step in range(1, width):
         staged = np.full((positions - 1) * step + taps, -1, dtype=np.int64)
         for j in range(positions):

@@ -16,39 +16,18 @@ arithmetic on the same integers (native_plan.py), and the saturation counts are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gnaexp.emulator.plan_types import Step
+from gnaexp.emulator.plan_conv import conv_description, conv_lowerable
+from gnaexp.emulator.plan_types import Pools, Step
 
 CODES = {"gather": 0, "const": 1, "pwl": 2, "sum": 3, "prod": 4, "scale": 5, "scaleshift": 6, "fc": 7, "conv": 8,
          "quant": 9}
 HEAVY_KINDS = ("fc", "conv", "pool", "eltwise", "pwl")  # steps whose Python, left uncompiled, is a layer's arithmetic
 FLOAT32_INDEX = 1 << 24  # values a movement of float32 data may have to read its value map (exact indices)
 WIDTH = 11  # native_plan.WIDTH
-
-
-@dataclass
-class _Pools:
-    index: list[np.ndarray]
-    floats: list[np.ndarray]
-    weights16: list[np.ndarray]
-    sizes: list[int]
-    seen: dict[tuple[int, bytes], int] = field(default_factory=dict)
-
-    def add(self, which: int, values: np.ndarray) -> int:
-        """Append values to pool ``which`` (0 index, 1 floats, 2 int16 weights); their offset. Values already
-        there are kept once: an unrolled recurrent layer's steps share their weights, which then stay in
-        the cache from one step to the next."""
-        flat = np.ascontiguousarray(values, dtype=(np.int64, np.float64, np.int16)[which]).reshape(-1)
-        key = (which, flat.tobytes())
-        if key not in self.seen:
-            (self.index, self.floats, self.weights16)[which].append(flat)
-            self.seen[key] = self.sizes[which]
-            self.sizes[which] += flat.size
-        return self.seen[key]
 
 
 class NonFiniteInput(Exception):
@@ -101,7 +80,7 @@ class CompiledPlan:
         pinned |= {key for _, key, _ in outputs if key in in_arena}
         self.columns = self._allocate(steps, reads, in_arena, pinned, place, sizes)
         self.imports = in_arena - produced
-        pools = _Pools([np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1, np.int16)], [1, 1, 1])
+        pools = Pools([np.zeros(1, np.int64)], [np.zeros(1)], [np.zeros(1, np.int16)], [1, 1, 1])
         rows: list[list[int]] = []
         self.op_step: list[int] = []
         self.segments: list[tuple[bool, int, int]] = []
@@ -158,7 +137,7 @@ class CompiledPlan:
         if low.op == "conv":
             length, keep, filters = (int(v) for v in low.scalars)
             return (len(st.inputs) == 1 and sizes[st.inputs[0]] == length and size == filters * keep
-                    and _conv_lowerable(low))
+                    and conv_lowerable(low))
         if low.op == "move":
             return True
         wanted = {"pwl": 1, "scale": 1, "scaleshift": 1, "sum": 2, "prod": 2}[low.op]
@@ -284,7 +263,7 @@ class CompiledPlan:
         cols = np.array([self.columns[k] for k in inputs], dtype=np.int64)
         return np.where(value_map > 0, cols[which] + (value_map - 1 - starts[which]) + 1, 0).astype(np.int64)
 
-    def _row(self, st: Step, value_map: np.ndarray | None, sizes: Mapping[str, int], pools: _Pools,
+    def _row(self, st: Step, value_map: np.ndarray | None, sizes: Mapping[str, int], pools: Pools,
              gather: tuple[Step, np.ndarray] | None = None) -> list[int] | None:
         """The op row of a lowered step; ``gather``: the gather step a convolution runs (and its value map)."""
         low = st.lowered
@@ -299,7 +278,13 @@ class CompiledPlan:
             if len(st.inputs) == 1 and col[st.out] == col[st.inputs[0]] + (int(value_map[0]) - 1 if size else 0) \
                     and np.array_equal(value_map, value_map[0] + np.arange(size)):
                 return None
-            p[0] = pools.add(0, self._absolute(st.inputs, value_map, sizes))
+            from gnaexp.emulator import native_plan
+
+            absolute = self._absolute(st.inputs, value_map, sizes)
+            p[0] = pools.add(0, absolute)
+            runs = native_plan.gather_runs(absolute)
+            if runs is not None:  # runs of consecutive columns: copied by loops that vectorize
+                p[1], p[2] = len(runs), pools.add(0, runs.ravel())
             return [CODES["gather"], a, b, out, size] + p
         if low.op == "pwl":
             index = _pwl_index(low.arrays)
@@ -322,11 +307,11 @@ class CompiledPlan:
             p[0] = pools.add(1, low.arrays[0].astype(np.float64))
         elif low.op == "conv":
             if gather is None:
-                p[0] = _conv_row(low, pools)
+                p[0] = conv_description(low, pools)
             else:  # its windows read the whole row: the index composed with the gather's, a zero past the row
                 source = self._absolute(gather[0].inputs, gather[1], sizes) - 1
                 source = np.append(np.where(source < 0, self.width, source), self.width)
-                p[0] = _conv_row(low, pools, source, self.width)
+                p[0] = conv_description(low, pools, source, self.width)
         elif low.op == "fc":
             wt, bias = low.arrays
             m, k = wt.shape
@@ -428,74 +413,6 @@ def _inputs_first(steps: Sequence[Step], lowered: Sequence[bool]) -> list[int]:
             ready.add(st.out)
     chosen = set(early)
     return early + [i for i in range(len(steps)) if i not in chosen]
-
-
-def _conv_lowerable(low: Any) -> bool:
-    """Whether a convolution runs as a row of the compiled loop: where its sums run as the int16 product (long
-    filters, int16 weights, an x86 processor with the instruction) and a sample beyond the product's limit can
-    be split into bytes (``conv.ConvKernel.product``); else it stays a Python step."""
-    from gnaexp.emulator import native_gemm
-
-    kernel = low.kernel
-    return (native_gemm.LANES is not None and kernel.blas and kernel.int_weights is not None
-            and all(w.splits for w in kernel.int_weights))
-
-
-def _conv_row(low: Any, pools: _Pools, source: np.ndarray | None = None, width: int = 0) -> int:
-    """A convolution's parameters in the pools; the offset of its description in the index pool (native_plan.CONV_*
-    name the fields). ``source``: where its windows read each input value (and, last, its padding's zero) in a
-    row of ``width`` values (a gather it runs), else its input itself."""
-    from gnaexp.emulator import native_plan
-
-    kernel, (length, keep, kept_filters) = low.kernel, (int(v) for v in low.scalars)
-    groups = kernel.int_weights
-    desc = [0] * native_plan.CONV_FIELDS
-    desc[native_plan.CONV_POSITIONS], desc[native_plan.CONV_KEEP] = kernel.positions, keep
-    desc[native_plan.CONV_LENGTH], desc[native_plan.CONV_FILTERS] = length if source is None else width, \
-        kernel.weights.shape[1]
-    desc[native_plan.CONV_KEPT_FILTERS] = kept_filters
-    desc[native_plan.CONV_FOLD] = int(kernel.fold is not None)
-
-    def reading(index: np.ndarray) -> np.ndarray:
-        return index if source is None else np.ascontiguousarray(source[index])
-
-    if kernel.fold is None:  # one index: its "second taps" name the same
-        index = reading(kernel._window_index(length))
-        first, second = index, None
-        desc[native_plan.CONV_FIRST] = desc[native_plan.CONV_SECOND] = pools.add(0, index)
-    else:
-        first, second = (reading(i) for i in kernel._pair_index(kernel.fold, length))
-        index = first
-        desc[native_plan.CONV_FIRST], desc[native_plan.CONV_SECOND] = pools.add(0, first), pools.add(0, second)
-        desc[native_plan.CONV_COLUMNS] = pools.add(0, np.concatenate([kernel.fold.symmetric,
-                                                                     kernel.fold.antisymmetric]))
-        desc[native_plan.CONV_SYMMETRIC] = len(kernel.fold.symmetric)
-        desc[native_plan.CONV_ANTISYMMETRIC] = len(kernel.fold.antisymmetric)
-    desc[native_plan.CONV_TAPS] = index.shape[1]
-    _window_layout(desc, pools, first, second, desc[native_plan.CONV_LENGTH], groups[0].taps)
-    for g, group in enumerate(groups):
-        at = native_plan.CONV_WEIGHTS + 3 * g
-        desc[at], (desc[at + 1], desc[at + 2]) = pools.add(2, group.wt), group.wt.shape
-    desc[native_plan.CONV_BIAS] = pools.add(1, np.append(kernel.bias, min(w.peak_limit for w in groups)))
-    return pools.add(0, np.array(desc, dtype=np.int64))
-
-
-def _window_layout(desc: list, pools: _Pools, first: np.ndarray, second: np.ndarray | None, length: int,
-                   taps: int) -> None:
-    """A convolution's windows laid out without a gather a value where they can be (native_windows.py): slices of
-    a staged row, or a fold's runs."""
-    from gnaexp.emulator import native_plan, native_windows
-
-    if second is None:
-        layout = native_windows.sliding_layout(first, length, taps)
-        if layout is not None:
-            stage, desc[native_plan.CONV_STEP] = layout
-            desc[native_plan.CONV_STAGE], desc[native_plan.CONV_STAGED] = pools.add(0, stage), len(stage)
-        return
-    runs = native_windows.pair_runs(first, second, length)
-    if runs is not None:
-        desc[native_plan.CONV_RUNS] = pools.add(0, np.concatenate([runs[0].ravel(), runs[1].ravel()]))
-        desc[native_plan.CONV_RUN_COUNT], desc[native_plan.CONV_SINGLE_COUNT] = len(runs[0]), len(runs[1])
 
 
 def _int16_product(wt: np.ndarray) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -57,3 +57,27 @@ class Step:
     # ``run`` writing its output into a given (N, values) array instead, returning the count: a compiled plan
     # hands it the output's columns of its work array (no copy); None: the plan copies ``run``'s output
     run_into: Callable[..., int] | None = None
+
+
+@dataclass
+class Pools:
+    """A compiled plan's parameter pools (plan_compile.py): index (int64), floats (float64) and int16 weights,
+    each a list of arrays concatenated at the end, and their sizes so far."""
+
+    index: list[np.ndarray]
+    floats: list[np.ndarray]
+    weights16: list[np.ndarray]
+    sizes: list[int]
+    seen: dict[tuple[int, bytes], int] = field(default_factory=dict)
+
+    def add(self, which: int, values: np.ndarray) -> int:
+        """Append values to pool ``which`` (0 index, 1 floats, 2 int16 weights); their offset. Values already
+        there are kept once: an unrolled recurrent layer's steps share their weights, which then stay in
+        the cache from one step to the next."""
+        flat = np.ascontiguousarray(values, dtype=(np.int64, np.float64, np.int16)[which]).reshape(-1)
+        key = (which, flat.tobytes())
+        if key not in self.seen:
+            (self.index, self.floats, self.weights16)[which].append(flat)
+            self.seen[key] = self.sizes[which]
+            self.sizes[which] += flat.size
+        return self.seen[key]
