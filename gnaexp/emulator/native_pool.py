@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import platform
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from llvmlite import ir
@@ -39,8 +39,9 @@ ASLEEP = 4 * LINE  # helper h's flag at ASLEEP + LINE·h: it left the spin, the 
 RAN = ASLEEP + LINE * parallel.MAX_THREADS  # the blocks of the job run by row r (the caller 0, helper h h + 1)
 JOB = RAN + LINE * parallel.MAX_THREADS  # the job's fields, written before its number
 (ARENA, ROWS, COLUMNS, OPS, OP_ROWS, INDEX, INDEX_SIZE, FLOATS, FLOATS_SIZE, WEIGHTS, WEIGHTS_SIZE, COUNTS,
- COUNTS_SIZE, BLOCK, BLOCKS) = range(JOB, JOB + 15)
-FIELDS = JOB + 15
+ COUNTS_SIZE, BLOCK, BLOCKS, COPIES, COPY_COUNT) = range(JOB, JOB + 17)
+FIELDS = JOB + 17
+COPY_FIELDS = 3  # a copy into the work array before a block runs: its float32 (N, size) source's address, column, size
 PATIENCE_SPINS = 1 << 16  # a helper's spin after its last job, in pause instructions (1–3 ms on x86)
 IDLE_SECONDS = parallel.IDLE_SECONDS  # then it sleeps this long before it ends
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -108,7 +109,8 @@ def _pointer_intrinsic(dtype: Any):
     return at
 
 
-_f64_at, _i64_at, _i16_at = (_pointer_intrinsic(t) for t in (types.float64, types.int64, types.int16))
+_f64_at, _f32_at, _i64_at, _i16_at = (_pointer_intrinsic(t) for t in (types.float64, types.float32, types.int64,
+                                                                       types.int16))
 
 
 @njit(nogil=True, cache=True)
@@ -131,7 +133,16 @@ def _claim_and_run(control, row, seq):  # pragma: no cover - compiled
         weights16 = carray(_i16_at(control[WEIGHTS]), control[WEIGHTS_SIZE])
         counts = carray(_i64_at(control[COUNTS] + 8 * size * row), size)
         start = first * block
-        _run_block(arena[start:min(n, start + block)], ops, index, floats, weights16, counts)
+        stop = min(n, start + block)
+        copies = carray(_i64_at(control[COPIES]), (control[COPY_COUNT], COPY_FIELDS))
+        for c in range(copies.shape[0]):
+            column, values = copies[c, 1], copies[c, 2]
+            source = carray(_f32_at(copies[c, 0]), (n, values))
+            for i in range(start, stop):
+                into, value = arena[i, column:column + values], source[i]
+                for j in range(values):
+                    into[j] = value[j]
+        _run_block(arena[start:stop], ops, index, floats, weights16, counts)
         control[RAN + LINE * row] += 1  # this thread's own word
         _add(control, FINISHED, 1)
 
@@ -159,7 +170,7 @@ def _serve(control, helper, seen, patience):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def _post(control, arena, ops, index, floats, weights16, counts, block, seq, helpers):  # pragma: no cover
+def _post(control, arena, ops, index, floats, weights16, counts, copies, block, seq, helpers):  # pragma: no cover
     """Write job ``seq``'s fields, then its number; returns a bit mask of the helpers flagged asleep."""
     n = arena.shape[0]
     control[ARENA], control[ROWS], control[COLUMNS] = arena.ctypes.data, n, arena.shape[1]
@@ -169,6 +180,7 @@ def _post(control, arena, ops, index, floats, weights16, counts, block, seq, hel
     control[WEIGHTS], control[WEIGHTS_SIZE] = weights16.ctypes.data, weights16.shape[0]
     control[COUNTS], control[COUNTS_SIZE] = counts.ctypes.data, counts.shape[1]
     control[BLOCK], control[BLOCKS] = block, (n + block - 1) // block
+    control[COPIES], control[COPY_COUNT] = copies.ctypes.data, copies.shape[0]
     for r in range(helpers + 1):
         control[RAN + LINE * r] = 0
     _store(control, FINISHED, 0)
@@ -210,10 +222,15 @@ class Pool:
         self.serve = _serve  # a helper's compiled wait (its own attribute: a test makes one pool's fail)
 
     def run_ops(self, arena: np.ndarray, ops: np.ndarray, index: np.ndarray, floats: np.ndarray,
-                weights16: np.ndarray, counts: np.ndarray, block: int) -> None:
+                weights16: np.ndarray, counts: np.ndarray, block: int,
+                copies: Sequence[tuple[np.ndarray, int]] = ()) -> None:
         """``native_plan.run_ops``, its blocks shared by the caller and the helpers: the same numbers and counts.
-        A call while another thread's runs (its job holds the control block) runs in the caller alone."""
+        ``copies``: (float32 (N, size) values, the column they go to) copied into each block's rows of the work
+        array before it runs (a batch's inputs: copied by every core, into the block while it is in cache). A
+        call while another thread's runs (its job holds the control block) runs in the caller alone."""
         if not self.busy.acquire(blocking=False):
+            for values, column in copies:
+                arena[:, column:column + values.shape[1]] = values
             native_plan.run_ops(arena, ops, index, floats, weights16, counts, block)
             return
         try:
@@ -221,7 +238,10 @@ class Pool:
             self._start_helpers()
             rows = np.zeros((self.helpers + 1, len(counts)), dtype=np.int64)  # the caller's, then each helper's
             self.seq = self.seq % 0x7FFFFFFF + 1
-            asleep = _post(self.control, arena, ops, index, floats, weights16, rows, block, self.seq, self.helpers)
+            into = np.array([(values.ctypes.data, column, values.shape[1]) for values, column in copies],
+                            dtype=np.int64).reshape(-1, COPY_FIELDS)
+            asleep = _post(self.control, arena, ops, index, floats, weights16, rows, into, block, self.seq,
+                           self.helpers)
             for h in range(self.helpers):
                 if asleep >> h & 1:
                     self.wake[h].set()

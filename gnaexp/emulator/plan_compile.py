@@ -343,14 +343,25 @@ class CompiledPlan:
             a, b, shape = views[key]
             return arena[:, a:b].reshape((n,) + shape)
 
+        shared = pool is not None and n > block
+        copies = []  # float32 inputs the pool's first job copies in, block by block, on every core
         for k, v in feeds.items():
             if k in imports:
                 a, b, _ = views[k]
-                arena[:, a:b] = v.reshape(n, -1)
-        run_ops = pool.run_ops if pool is not None and n > block else native_plan.run_ops
+                if shared and v.dtype == np.float32:
+                    copies.append((np.ascontiguousarray(v.reshape(n, -1)), a))
+                else:
+                    arena[:, a:b] = v.reshape(n, -1)
         for lowered, first, stop in self.segments:
             if lowered:
-                run_ops(arena, self.op_rows[first], self.index, self.floats, self.weights16, counts[first:stop], block)
+                ops = self.op_rows[first]
+                if shared:
+                    pool.run_ops(arena, ops, self.index, self.floats, self.weights16, counts[first:stop], block,
+                                 copies)
+                    copies = []
+                else:
+                    native_plan.run_ops(arena, ops, self.index, self.floats, self.weights16, counts[first:stop],
+                                        block)
                 continue
             run, inputs, out, _, _, dead = self.schedule[first]
             into = self.steps[first].run_into
