@@ -185,13 +185,19 @@ def test_the_indexed_pwl_gives_the_searchs_bits_on_raw_tables():
         if index is None:
             continue
         built += 1
-        x = np.concatenate([xbase, xbase - 1, xbase + 1, xbase - 0.5, [-0.0, 0.0, 1e12, -1e12],
+        # values around zero in runs of eight: the window's segments (pwl_index.window), its bounds and xBases
+        low, high = index.window[0], min(index.window[1], index.window[0] + 2.0**32)
+        edges = np.unique(np.concatenate([index.window[2:2 + pwl_index.WINDOW], [low, high]]))
+        edges = edges[np.isfinite(edges)]
+        near = np.concatenate([rng.uniform(low, high, 512), np.repeat(np.concatenate([edges, edges - 1, edges - 0.5,
+                                                                                      edges + 0.5]), 8)])
+        x = np.concatenate([xbase, xbase - 1, xbase + 1, xbase - 0.5, [-0.0, 0.0, 1e12, -1e12], near,
                             rng.integers(-2**31, 2**31 - 1, 3000 + trial % 8).astype(np.float64)])
         want, got = np.empty_like(x), np.empty_like(x)
         n_want = native.pwl_rows(x, xbase, ybase, slope, inv_scale, want)
         first, tail = (xbase[0], ybase[0]), np.empty(16)
         n_got = pwl_indexed(x, 1.0, np.nan, np.nan, *first, index.table, index.bits, index.low_key, got,
-                            tail)
+                            tail, index.window)
         assert n_got == n_want
         np.testing.assert_array_equal(got, want, err_msg=f"table {trial} ({k} segments)")
         # scaled inputs with a design domain: the scaled values' PWL, plus the values past the domain counted
@@ -199,11 +205,11 @@ def test_the_indexed_pwl_gives_the_searchs_bits_on_raw_tables():
         scaled = x * 0.5
         native.pwl_rows(scaled, xbase, ybase, slope, inv_scale, want)
         n_scaled = pwl_indexed(x, 0.5, lo, hi, *first, index.table, index.bits, index.low_key, got,
-                               tail)
+                               tail, index.window)
         np.testing.assert_array_equal(got, want)
         in_place = x.copy()  # the input's columns reused for the output
         pwl_indexed(in_place, 0.5, lo, hi, *first, index.table, index.bits, index.low_key, in_place,
-                    tail)
+                    tail, index.window)
         np.testing.assert_array_equal(in_place, want)
         outside = int(np.count_nonzero(scaled < lo) + np.count_nonzero(scaled > hi))
         assert n_scaled == native.pwl_rows(scaled, xbase, ybase, slope, inv_scale, want) + outside

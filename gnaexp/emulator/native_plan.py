@@ -22,6 +22,7 @@ from gnaexp.emulator.native import PWL_BLOCK, pwl_rows
 from gnaexp.emulator.native_conv import CONV_FIELDS, conv_row
 from gnaexp.emulator.native_gemm import product as int16_product
 from gnaexp.emulator.native_pwl import LANES as PWL_LANES, pwl_indexed, pwl_small_rows
+from gnaexp.emulator.pwl_index import WINDOW_SIZE as PWL_WINDOW_SIZE
 
 GATHER, CONST, PWL, SUM, PROD, SCALE, SCALESHIFT, FC, CONV, QUANT = range(10)
 NON_FINITE = -(1 << 40)  # a quantization's count when its input held NaN or infinity (any sum of counts stays < 0)
@@ -232,11 +233,12 @@ def _pwl(arena, x_off, out_off, size, xv, ybase, slope, inv_scale, lo, hi, scale
     if index.shape[0] and index[0] < 0:  # a small table: scaled, counted and looked up in one pass of all rows
         return pwl_small_rows(arena, x_off, out_off, size, scale, lo, hi, xv[0], ybase[0], indexed, -index[0])
     if index.shape[0]:  # scaled, counted and indexed in one pass, row by row
-        table = indexed.reshape((index[2], 8))
+        table = indexed[:8 * index[2]].reshape((index[2], 8))
+        window = indexed[8 * index[2]:]
         tail = np.empty(2 * PWL_LANES)
         for i in range(n):
             saturated += pwl_indexed(arena[i, x_off:x_off + size], scale, lo, hi, xv[0], ybase[0], table, index[0],
-                                     index[1], arena[i, out_off:out_off + size], tail)
+                                     index[1], arena[i, out_off:out_off + size], tail, window)
         return saturated
     # short rows (a recurrent cell's gates) go several to a block: each pass over the segments then runs long
     per_block = max(1, PWL_BLOCK // size)
@@ -390,11 +392,11 @@ def _run_block(arena, ops, index, floats, weights16, counts):  # pragma: no cove
                 arena[i, out:out + size] = floats[p0:p0 + size]
         elif code == PWL:  # p1 segments; p2/p3: the domain bounds in floats (NaN: none), p4: the input's scale;
             # p5: the segment index or small table in index (0: none), its rows of 8 in floats after the tables
-            buckets = index[p5 + 2] if p5 else 0
+            # (an index's window after its rows)
+            extra = 8 * index[p5 + 2] + (PWL_WINDOW_SIZE if index[p5] >= 0 else 0) if p5 else 0
             saturated = _pwl(arena, a, out, size, floats[p0:p0 + p1], floats[p0 + p1:p0 + 2 * p1],
                              floats[p0 + 2 * p1:p0 + 3 * p1], floats[p0 + 3 * p1:p0 + 4 * p1], floats[p2], floats[p3],
-                             floats[p4], index[p5:p5 + (3 if p5 else 0)],
-                             floats[p0 + 4 * p1:p0 + 4 * p1 + 8 * buckets])
+                             floats[p4], index[p5:p5 + (3 if p5 else 0)], floats[p0 + 4 * p1:p0 + 4 * p1 + extra])
         elif code == SCALE:  # a unit diagonal: no saturation possible
             for i in range(n):
                 _scale_row(arena[i, a:a + size], floats[p0], arena[i, out:out + size])

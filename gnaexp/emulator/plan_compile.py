@@ -289,7 +289,8 @@ class CompiledPlan:
         if low.op == "pwl":
             index = _pwl_index(low.arrays)
             small = _pwl_small(low.arrays, size) if index is None else None
-            extra = [index.table.ravel()] if index is not None else [small.ravel()] if small is not None else []
+            extra = [index.table.ravel(), index.window] if index is not None else \
+                [small.ravel()] if small is not None else []
             tables = np.concatenate(list(low.arrays) + extra)
             p[0], p[1] = pools.add(1, tables), len(low.arrays[0])
             p[2], p[3], p[4] = (pools.add(1, np.array(low.scalars[j:j + 1], dtype=np.float64)) for j in range(3))
