@@ -336,12 +336,14 @@ def test_the_loop_quantization_gives_the_host_rounding_whatever_its_columns(x_of
     assert np.array_equal(arena[:, out_off:out_off + 33], expected)
 
 
-@pytest.mark.parametrize("stride, kernel, pads", [(1, 3, (1, 1)), (2, 3, (1, 0)), (1, 5, (0, 3)), (2, 5, (2, 2))])
-def test_convolutions_whose_windows_share_values_read_them_from_staged_rows(stride, kernel, pads):
+@pytest.mark.parametrize("stride, kernel, pads, transposed", [(1, 3, (1, 1), True), (2, 3, (1, 0), False),
+                                                               (1, 5, (0, 3), True), (2, 5, (2, 2), True)])
+def test_convolutions_whose_windows_share_values_read_them_from_staged_rows(stride, kernel, pads, transposed):
     """A convolution over several channels whose windows overlap (Silero VAD's encoder: kernel 3 over frames)
     stages each sample's values once and takes every window as a slice of that row (native_windows.py): strides,
     kernels and paddings, loud samples (split into bytes) among quiet ones, give the interpreted run's
-    numbers and counts."""
+    numbers and counts; the staged row built by a loop a frame where it is the input transposed (the last frame
+    unread: through its index)."""
     from gnaexp.emulator import native_conv
 
     rng = np.random.default_rng(12)
@@ -358,6 +360,7 @@ def test_convolutions_whose_windows_share_values_read_them_from_staged_rows(stri
     compiled = plan.run(feeds)
     desc = _conv_desc(plan._compiled)
     assert desc[native_conv.CONV_STAGED] > 0 and desc[native_conv.CONV_POSITIONS] > 1
+    assert (desc[native_conv.CONV_T_CHANNELS] > 0) == transposed
     _same(interpreted, compiled)
     assert not np.array_equal(interpreted[0]["y"][3], interpreted[0]["y"][0])
 

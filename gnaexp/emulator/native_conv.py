@@ -17,7 +17,8 @@ from gnaexp.emulator.int_product import ROW_ALIGN
 from gnaexp.emulator.int_ranges import INT16_BOUND
 from gnaexp.emulator.native import conv_finish, conv_finish_pair, conv_windows, conv_windows_pair
 from gnaexp.emulator.native_gemm import product as int16_product
-from gnaexp.emulator.native_windows import RUN_FIELDS, SINGLE_FIELDS, pair_windows, sliding_sums, stage_rows
+from gnaexp.emulator.native_windows import RUN_FIELDS, SINGLE_FIELDS, pair_windows, sliding_sums, stage_rows, \
+    stage_transposed
 
 # a convolution's description (plan_conv.conv_row), fields of ints in the index pool: positions computed and
 # kept, input values and filters a sample, whether folded; its window index (a fold's first and second taps, its
@@ -25,10 +26,12 @@ from gnaexp.emulator.native_windows import RUN_FIELDS, SINGLE_FIELDS, pair_windo
 # group's packed int16 weights (offset, rows, columns: two groups of three); its bias in the floats pool, the
 # product's peak limit after it; the filters kept (porting's zero filters dropped); its staged row's index and
 # size (0: none) and the step between its windows in it, or its pair runs, how many (0: none) and how many pairs
-# left after them (native_windows.py)
+# left after them; a staged row that is a transposition: its base, channels (0: none), frames and leading zeros
+# (native_windows.py)
 (CONV_POSITIONS, CONV_KEEP, CONV_LENGTH, CONV_FILTERS, CONV_FOLD, CONV_FIRST, CONV_SECOND, CONV_COLUMNS,
  CONV_SYMMETRIC, CONV_ANTISYMMETRIC, CONV_TAPS, CONV_WEIGHTS, CONV_BIAS, CONV_KEPT_FILTERS, CONV_STAGE, CONV_STAGED,
- CONV_STEP, CONV_RUNS, CONV_RUN_COUNT, CONV_SINGLE_COUNT, CONV_FIELDS) = (*range(12), *range(17, 26))
+ CONV_STEP, CONV_RUNS, CONV_RUN_COUNT, CONV_SINGLE_COUNT, CONV_T_BASE, CONV_T_CHANNELS, CONV_T_FRAMES, CONV_T_LEAD,
+ CONV_FIELDS) = (*range(12), *range(17, 30))
 
 
 @njit(nogil=True, cache=True)
@@ -100,7 +103,10 @@ def _windows(x, x_off, desc, index, win0, win1, peaks):  # pragma: no cover - co
     and win1 (a fold's minus windows), the samples' peaks unless empty: staged, through runs, or through the
     window index."""
     positions, taps, length = desc[CONV_POSITIONS], desc[CONV_TAPS], desc[CONV_LENGTH]
-    if desc[CONV_STAGED]:
+    if desc[CONV_T_CHANNELS]:
+        stage_transposed(x, x_off, desc[CONV_T_BASE], desc[CONV_T_CHANNELS], desc[CONV_T_FRAMES], desc[CONV_T_LEAD],
+                         win0, peaks)
+    elif desc[CONV_STAGED]:
         stage_rows(x, x_off, length, index[desc[CONV_STAGE]:desc[CONV_STAGE] + desc[CONV_STAGED]], win0, peaks)
     elif desc[CONV_RUN_COUNT]:
         at, count, left = desc[CONV_RUNS], desc[CONV_RUN_COUNT], desc[CONV_SINGLE_COUNT]

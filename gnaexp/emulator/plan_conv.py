@@ -72,6 +72,10 @@ def _window_layout(desc: list, pools: Pools, first: np.ndarray, second: np.ndarr
         if layout is not None:
             stage, desc[native_conv.CONV_STEP] = layout
             desc[native_conv.CONV_STAGE], desc[native_conv.CONV_STAGED] = pools.add(0, stage), len(stage)
+            transposed = native_windows.transposition(stage, length)
+            if transposed is not None:  # staged by a loop a frame (native_windows.stage_transposed)
+                (desc[native_conv.CONV_T_BASE], desc[native_conv.CONV_T_CHANNELS], desc[native_conv.CONV_T_FRAMES],
+                 desc[native_conv.CONV_T_LEAD]) = transposed
         return
     runs = native_windows.pair_runs(first, second, length)
     if runs is not None:
