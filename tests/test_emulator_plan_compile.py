@@ -384,3 +384,22 @@ def test_a_gather_of_runs_copies_them_as_its_index_says():
     pool = np.concatenate([index, runs.ravel()])
     native_plan.run_ops(arena, row, pool, np.zeros(1), np.zeros(1, np.int16), np.zeros(1, np.int64), 2)
     assert np.array_equal(arena, expected)
+
+
+def test_a_compiled_plans_outputs_are_dequantized_as_the_plugin_exports_them():
+    """Outputs read from the work array's columns (contiguous rows, strided samples) are dequantized by the
+    compiled loop with primitives.dequantize's bits: float32 cast, then float32 division (odd scales, int32
+    extremes, NaN); other arrays take NumPy's."""
+    from gnaexp.emulator import primitives
+    from gnaexp.emulator.graph import _dequantize
+
+    rng = np.random.default_rng(14)
+    arena = rng.integers(-2**31, 2**31, size=(9, 300)).astype(np.float64)
+    arena[3, 40] = np.nan
+    arena[4, 41:43] = 2.0**31 - 1, -2.0**31
+    for sf in (2048.0, 3.3, 1e-3):
+        for view in (arena[:, 40:296].reshape(9, 2, 1, 128), arena[:, 7:8], arena[::2, 40:100]):
+            got, want = _dequantize(view, sf, True), primitives.dequantize(view, sf)
+            assert got.dtype == np.float32 and np.array_equal(got, want, equal_nan=True)
+    strided = arena[:, 40:100:2]  # samples' values not contiguous: NumPy's
+    assert np.array_equal(_dequantize(strided, 3.3, True), primitives.dequantize(strided, 3.3), equal_nan=True)

@@ -144,7 +144,7 @@ class Plan:
         if size >= n or pool is not None:  # one task
             with parallel.single_threaded_blas():  # entered once here, not once per layer (a stream's steps)
                 values, sats, ints = self._run_chunk(dict(feeds), keep_ints, pool)
-            return {k: primitives.dequantize(v, scale[k]) for k, v in values.items()}, sats, ints
+            return {k: _dequantize(v, scale[k], compiled) for k, v in values.items()}, sats, ints
         outs: dict[str, np.ndarray] = {}
         sats = {}
         ints = {}
@@ -168,6 +168,20 @@ class Plan:
 
         parallel.run_all([functools.partial(chunk, s) for s in range(0, n, size)])
         return outs, sats, ints
+
+
+def _dequantize(values: np.ndarray, scale: float, compiled: Any) -> np.ndarray:
+    """``primitives.dequantize``; a compiled plan's output (columns of its work array, contiguous rows) through the
+    compiled loop, which reads the rows as contiguous (0.4 ns a value through NumPy's strided cast)."""
+    if compiled and values.dtype == np.float64 and values.ndim >= 2 and len(values):
+        rows = values.reshape(len(values), -1)
+        if rows.base is not None and rows.strides[1] == 8:  # a view (no copy) with contiguous rows
+            from gnaexp.emulator import native_plan
+
+            out = np.empty(values.shape, dtype=np.float32)
+            native_plan.dequantize_rows(rows, scale, out.reshape(len(values), -1))
+            return out
+    return primitives.dequantize(values, scale)
 
 
 def _task_size(n: int, split_min: int = SPLIT_MIN) -> int:

@@ -13,8 +13,11 @@ additions (the matrix products use fused multiply-adds and reordered sums) gives
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.extending import intrinsic
 
 from gnaexp.emulator.int_ranges import INT16_BOUND, INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from gnaexp.emulator.int_product import K_ALIGN, ROW_ALIGN, FILTER_ALIGN
@@ -352,6 +355,34 @@ def gather_runs(index: np.ndarray, shortest: int = 8) -> np.ndarray | None:
     if len(index) < shortest * len(runs):
         return None
     return np.array(runs, dtype=np.int64)
+
+
+def _pointer_intrinsic(dtype: Any):  # pragma: no cover - runs inside numba's compiler
+    @intrinsic
+    def at(typingctx, address):
+        """The address as a pointer to ``dtype`` (an array from its address: a row known contiguous, or a
+        ``native_pool`` job's array)."""
+        def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+        return types.CPointer(dtype)(types.int64), codegen
+    return at
+
+
+f64_at, f32_at, i64_at, i16_at = (_pointer_intrinsic(t) for t in (types.float64, types.float32, types.int64,
+                                                                   types.int16))
+
+
+@njit(nogil=True, cache=True)
+def dequantize_rows(values, scale, out):  # pragma: no cover - compiled
+    """``primitives.dequantize`` of (N, M) float64 values whose rows are contiguous (any distance apart: columns of
+    the work array) into ``out`` (N, M) float32: the same float32 cast and division. Each row is read through its
+    address, which tells the compiler it is contiguous, so the loop vectorizes (a strided view's does not)."""
+    n, m = values.shape
+    divisor = np.float32(scale)
+    for i in range(n):
+        row, into = carray(f64_at(values[i].ctypes.data), m), out[i]
+        for j in range(m):
+            into[j] = np.float32(row[j]) / divisor
 
 
 def block_rows(width: int) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import platform
 import threading
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from llvmlite import ir
@@ -31,7 +31,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from gnaexp.emulator import native_plan, parallel
-from gnaexp.emulator.native_plan import WIDTH, _run_block
+from gnaexp.emulator.native_plan import WIDTH, _run_block, f32_at as _f32_at, f64_at as _f64_at, i16_at as _i16_at, \
+    i64_at as _i64_at
 
 LINE = 8  # int64 words a cache line: each hot word on its own line (no false sharing between the spinning threads)
 SEQ, WORD, FINISHED, ERROR = 0, LINE, 2 * LINE, 3 * LINE  # the job's number; its claims; blocks done; a failure
@@ -97,20 +98,6 @@ def _pause(typingctx):
                                                         "llvm.x86.sse2.pause"), [])
         return context.get_dummy_value()
     return types.void(), codegen
-
-
-def _pointer_intrinsic(dtype: Any):
-    @intrinsic
-    def at(typingctx, address):
-        """The address as a pointer to ``dtype`` (a job's array, from its field)."""
-        def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
-            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-        return types.CPointer(dtype)(types.int64), codegen
-    return at
-
-
-_f64_at, _f32_at, _i64_at, _i16_at = (_pointer_intrinsic(t) for t in (types.float64, types.float32, types.int64,
-                                                                       types.int16))
 
 
 @njit(nogil=True, cache=True)
