@@ -3,6 +3,11 @@ one compiled loop, unrolled recurrent time steps included, with the interpreted 
 counts bit for bit."""
 
 import dataclasses
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -403,3 +408,21 @@ def test_a_compiled_plans_outputs_are_dequantized_as_the_plugin_exports_them():
             assert got.dtype == np.float32 and np.array_equal(got, want, equal_nan=True)
     strided = arena[:, 40:100:2]  # samples' values not contiguous: NumPy's
     assert np.array_equal(_dequantize(strided, 3.3, True), primitives.dequantize(strided, 3.3), equal_nan=True)
+
+
+AVX2 = "+avx,+avx2,+fma,+bmi,+bmi2,+f16c,+popcnt,+sse4.2,+sse4.1,+ssse3,+sse3,+sse2,+sse,+lzcnt,+movbe,+cx16,+xsave"
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="an x86 instruction set")
+def test_the_compiled_loop_builds_and_runs_on_a_processor_without_avx512(tmp_path):
+    """Compiled for an AVX2 processor (most Intel laptops, where GNA is: no AVX-512), the loop builds (its
+    AVX-512-only parts lower to portable code: LLVM aborted the process on them) and gives the interpreted run's
+    numbers: this file's recurrent, convolution and pool tests in a process compiled so (its own cache)."""
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=AVX2, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    tests = Path(__file__).parent
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-o", "timeout=600",
+                           str(tests / "test_emulator_plan_compile.py"), str(tests / "test_emulator_native_pool.py"),
+                           "-k", "interpreted_numbers or folded_convolution or staged_rows or many_streams"],
+                          capture_output=True, text=True, timeout=900, env=env, cwd=str(tests.parent))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout

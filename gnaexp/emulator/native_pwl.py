@@ -31,6 +31,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from gnaexp.emulator import native_gemm  # which instruction set numba compiles for
 from gnaexp.emulator.int_ranges import INT16_MAX, INT16_MIN
 from gnaexp.emulator.pwl_index import WINDOW
 
@@ -237,17 +238,31 @@ def _small_lines_of(e: _Emitter, tp: Any, halvings: int) -> Callable[[Any], Any]
         reg.align = 8
         registers.append(reg)
     xs_lo, xs_hi, gain_lo, gain_hi, y_lo, y_hi = registers
-    permute = e.function(PERMUTE, VD, [VD, VI, VD])
+    if native_gemm.LANES == 16:  # AVX-512: one two-register permute a lookup
+        permute = e.function(PERMUTE, VD, [VD, VI, VD])
+
+        def lookup(low: Any, index: Any, high: Any) -> Any:
+            return builder.call(permute, [low, index, high])
+    else:  # elsewhere the loop is never run (plan_compile builds no small table), but it compiles, so it must
+        # lower here: a load a lane from the field's 16 entries in memory (LLVM aborts on the AVX-512 intrinsic)
+        fields = {id(xs_lo): 0, id(gain_lo): 1, id(y_lo): 2}
+
+        def lookup(low: Any, index: Any, high: Any) -> Any:
+            values = ir.Constant(VD, None)
+            for lane in range(LANES):
+                at = builder.add(builder.extract_element(index, ir.Constant(I32, lane)),
+                                 ir.Constant(I64, 2 * LANES * fields[id(low)]))
+                values = builder.insert_element(values, builder.load(builder.gep(tp, [at])), ir.Constant(I32, lane))
+            return values
 
     def line_of(v):
         # the last segment whose xBase ≤ v, by halvings of the table: each one lookup and one comparison
         found = e.const(0, VI)
         for step in range(halvings - 1, -1, -1):
             probe = builder.add(found, e.const(1 << step, VI))
-            reached = builder.fcmp_ordered("<=", builder.call(permute, [xs_lo, probe, xs_hi]), v)
+            reached = builder.fcmp_ordered("<=", lookup(xs_lo, probe, xs_hi), v)
             found = builder.select(reached, probe, found)
-        xs, gain, yb = (builder.call(permute, [low, found, high])
-                        for low, high in ((xs_lo, xs_hi), (gain_lo, gain_hi), (y_lo, y_hi)))
+        xs, gain, yb = (lookup(low, found, high) for low, high in ((xs_lo, xs_hi), (gain_lo, gain_hi), (y_lo, y_hi)))
         return e.line(v, xs, gain, yb)
 
     return line_of
