@@ -61,22 +61,22 @@ def _load(typingctx, words, i):
     return types.int64(words, types.intp), codegen
 
 
-@intrinsic
-def _store(typingctx, words, i, value):
-    """words[i] = value, a sequentially consistent atomic exchange (a store no later load passes)."""
-    def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
-        builder.atomic_rmw("xchg", _word_pointer(context, builder, signature, args), args[2], "seq_cst")
-        return context.get_dummy_value()
-    return types.void(words, types.intp, types.int64), codegen
+def _rmw_intrinsic(operation: str, doc: str):  # pragma: no cover - runs inside numba's compiler
+    """An atomic read-modify-write of words[i] with a value (sequentially consistent)."""
+
+    @intrinsic
+    def rmw(typingctx, words, i, value):
+        def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
+            builder.atomic_rmw(operation, _word_pointer(context, builder, signature, args), args[2], "seq_cst")
+            return context.get_dummy_value()
+        return types.void(words, types.intp, types.int64), codegen
+
+    rmw.__doc__ = doc
+    return rmw
 
 
-@intrinsic
-def _add(typingctx, words, i, value):
-    """words[i] += value atomically."""
-    def codegen(context, builder, signature, args):  # pragma: no cover - runs inside numba's compiler
-        builder.atomic_rmw("add", _word_pointer(context, builder, signature, args), args[2], "seq_cst")
-        return context.get_dummy_value()
-    return types.void(words, types.intp, types.int64), codegen
+_store = _rmw_intrinsic("xchg", "words[i] = value, an atomic exchange (a store no later load passes)")
+_add = _rmw_intrinsic("add", "words[i] += value atomically")
 
 
 @intrinsic

@@ -81,7 +81,7 @@ def pair_runs(first: np.ndarray, second: np.ndarray, length: int,
 def stage_rows(x, x_off, length, stage, staged, peaks):  # pragma: no cover - compiled
     """staged[i, s] = x[i, x_off + stage[s]] as int16 (0 where stage[s] is ``length``) for x's N samples; staged
     may have more rows (the product's padding, left as they are). Unless ``peaks`` is empty, peaks[i] = max
-    |x[i, x_off + k]| over the values staged (an integer maximum: it vectorizes)."""
+    |x[i, x_off + k]| over the values staged."""
     n = x.shape[0]
     track = peaks.shape[0] > 0
     for i in range(n):
@@ -90,11 +90,17 @@ def stage_rows(x, x_off, length, stage, staged, peaks):  # pragma: no cover - co
             k = stage[s]
             row[s] = np.int16(values[min(k, length - 1)]) if k < length else 0
         if track:
-            peak = np.int32(0)
-            for s in range(stage.shape[0]):
-                a = abs(np.int32(row[s]))
-                peak = a if a > peak else peak
-            peaks[i] = peak
+            peaks[i] = _peak(row[:stage.shape[0]])
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _peak(row):  # pragma: no cover - compiled
+    """max |row| of int16 values (an integer maximum: it vectorizes)."""
+    peak = np.int32(0)
+    for s in range(row.shape[0]):
+        a = abs(np.int32(row[s]))
+        peak = a if a > peak else peak
+    return peak
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -168,11 +174,7 @@ def stage_transposed(x, x_off, base, channels, frames, lead, staged, peaks):  # 
             for c in range(channels):
                 out[c] = np.int16(source[c * frames])
         if track:
-            peak = np.int32(0)
-            for s in range(row.shape[0]):
-                a = abs(np.int32(row[s]))
-                peak = a if a > peak else peak
-            peaks[i] = peak
+            peaks[i] = _peak(row)
 
 
 def transposition(stage: np.ndarray, length: int) -> tuple[int, int, int, int] | None:
