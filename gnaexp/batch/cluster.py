@@ -308,6 +308,25 @@ def _collect(future: Any, run: Run, out: Path) -> Outcome:
         return Outcome(run.name, "failed", staged.duration_s, f"publishing failed: {batch._error_of(exc)}", run.key)
 
 
+@contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect at its end (in the main thread; elsewhere signals never arrive): the
+    report "N run(s) done" then counts a run whose files were published as it came in."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[Any, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(*caught[0])  # the handler it replaced: KeyboardInterrupt, as Ctrl-C raises everywhere else
+    elif caught and previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
+
+
 def _stop(client: Any, futures: Sequence[Any], batch_id: str) -> None:
     with suppress(Exception):  # best effort: the cluster may be going away already
         client.cancel(list(futures))
@@ -361,10 +380,11 @@ def _execute(client: Any, runs: list[Run], todo: list[Run], outcomes: dict[str, 
     index = batch.IndexWriter(runs, out)
     try:
         for future in as_completed(futures):
-            outcome = _collect(future, futures[future], out)
-            future.release()  # its files are in place: the worker may forget them
-            outcomes[outcome.name] = outcome
-            batch.note_outcome(bar, outcome)
+            with _ctrl_c_after():  # a run published here is counted too when Ctrl-C comes in meanwhile
+                outcome = _collect(future, futures[future], out)
+                future.release()  # its files are in place: the worker may forget them
+                outcomes[outcome.name] = outcome
+                batch.note_outcome(bar, outcome)
             index.update()
     except KeyboardInterrupt:
         _stop(client, list(futures), batch_id)
