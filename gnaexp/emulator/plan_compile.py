@@ -281,9 +281,10 @@ class CompiledPlan:
             from gnaexp.emulator import native_plan
 
             absolute = self._absolute(st.inputs, value_map, sizes)
-            p[0] = pools.add(0, absolute)
             runs = native_plan.gather_runs(absolute)
-            if runs is not None:  # runs of consecutive columns: copied by loops that vectorize
+            if runs is None:
+                p[0] = pools.add(0, absolute)
+            else:  # runs of consecutive columns: copied by loops that vectorize
                 p[1], p[2] = len(runs), pools.add(0, runs.ravel())
             return [CODES["gather"], a, b, out, size] + p
         if low.op == "pwl":

@@ -33,7 +33,7 @@ class PwlIndex:
     table: np.ndarray
     bits: int
     low_key: int
-    window: np.ndarray  # its segments around zero (``window``)
+    window: np.ndarray
 
 
 def keys(v: np.ndarray, bits: int) -> np.ndarray:
@@ -78,20 +78,17 @@ def build(xv: np.ndarray, ybase: np.ndarray, slope: np.ndarray, inv_scale: np.nd
     under = segment[before]
     table = np.stack([bound, xv[under], gain[under], ybase[under], xv[above], gain[above], ybase[above],
                       np.zeros(len(bound))], axis=1)
-    return PwlIndex(np.ascontiguousarray(table, dtype=np.float64), bits, low, window(xv, ybase, slope, inv_scale))
+    return PwlIndex(np.ascontiguousarray(table, dtype=np.float64), bits, low, window(xv, ybase, gain))
 
 
-
-def window(xv: np.ndarray, ybase: np.ndarray, slope: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
+def window(xv: np.ndarray, ybase: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """An indexed PWL's WINDOW segments around zero (from two before the last whose xBase ≤ 0), as native_pwl
     takes them: their bounds [low, high) (high: the next xBase, +inf past the last), then their xBases (+inf past
     the last segment: never reached), gains and yBases. Eight values all inside take their line among these few
     segments, by comparisons, instead of the index (Silero VAD's Power PWL of its STFT: 98% of the values in the
-    four segments around zero). Exact: a value in [low, high) lies in one of them, the last whose xBase ≤ it."""
-    xv, ybase, slope, inv_scale = (np.asarray(a, dtype=np.float64) for a in (xv, ybase, slope, inv_scale))
+    four segments around zero). Exact: a value in [low, high) lies in one of them, the last whose xBase ≤ it.
+    xv, ybase, gain: an indexed PWL's (``build``: in order, gains slope·2^−shift)."""
     k = len(xv)
-    gain = _gains(slope, inv_scale)
-    assert gain is not None and k >= 1  # an indexed PWL (``build``)
     zero = int(np.searchsorted(xv, 0.0, side="right")) - 1
     first = max(0, min(zero - WINDOW // 2, k - WINDOW))
     last = min(first + WINDOW, k)
